@@ -1,0 +1,60 @@
+"""Typed errors. Every error a user can cause carries a message that names the problem and the fix.
+
+The CLI and web layers turn these into one-line messages or HTTP codes; nothing below them prints.
+"""
+
+from __future__ import annotations
+
+
+class InspectloopError(Exception):
+    """Base class: a problem the user can fix. ``hint`` says how."""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class WorkspaceError(InspectloopError):
+    """The workspace is missing, malformed or of an unknown schema version."""
+
+
+class ImageError(InspectloopError):
+    """An image cannot be decoded or has a mode/bit depth we cannot use."""
+
+
+class IngestError(InspectloopError):
+    """A source folder or manifest cannot be ingested."""
+
+
+class LabelError(InspectloopError):
+    """Unknown class, bad class definition, bad annotation."""
+
+
+class DatasetError(InspectloopError):
+    """A dataset version or split cannot be made as asked."""
+
+
+class TrainingError(InspectloopError):
+    """Training cannot start or continue."""
+
+
+class ExportError(InspectloopError):
+    """Export failed, including an ONNX-vs-PyTorch parity mismatch."""
+
+
+class ModelFileError(InspectloopError):
+    """A model file is missing, not an inspectloop model, or corrupt."""
+
+
+class MissingExtraError(InspectloopError):
+    """An optional dependency group is not installed."""
+
+    def __init__(self, module: str, extra: str) -> None:
+        super().__init__(
+            f"this needs the '{module}' package, which is not installed",
+            hint=f"pip install 'inspectloop[{extra}]'",
+        )

@@ -1,0 +1,230 @@
+"""Ingest camera images: from a folder-per-class tree or a CSV manifest with capture metadata.
+
+Each image is decoded (so corrupt files are caught here, not during training), measured, stored once
+under its SHA-256 and recorded with its metadata and label. Bad files are reported with their path
+and skipped; they never abort the batch. Blobs are written atomically before the rows that name them,
+and rows commit in small transactions, so a crash leaves no half-written image or row.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+import fnmatch
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from inspectloop.domain import (
+    METADATA_FIELDS, Annotation, CaptureMeta, ClassDefinition, ImageRecord, ImageSource, Severity, looks_good,
+)
+from inspectloop.errors import ImageError, IngestError
+from inspectloop.quality import quality_stats
+from inspectloop.runtime.images import decode_image
+from inspectloop.store import sha256_bytes
+from inspectloop.workspace import Workspace
+
+CHUNK = 64
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    """One file to ingest, with what the source says about it."""
+
+    path: Path
+    label: str | None
+    meta: CaptureMeta
+
+
+@dataclass
+class IngestReport:
+    source: str
+    added: int = 0
+    duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, sha256 already stored)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    annotations_added: int = 0
+    classes_created: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def seen(self) -> int:
+        return self.added + len(self.duplicates) + len(self.skipped)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "added": self.added, "duplicates": len(self.duplicates),
+                "skipped": len(self.skipped), "annotations_added": self.annotations_added,
+                "classes_created": self.classes_created, "seconds": round(self.seconds, 3),
+                "skipped_files": [{"path": p, "reason": r} for p, r in self.skipped],
+                "duplicate_files": [{"path": p, "sha256": d} for p, d in self.duplicates]}
+
+
+def scan_folder(root: Path, *, exclude: Iterable[str] = ()) -> list[SourceItem]:
+    """A folder-per-class tree: ``root/<class>/...``; files directly in ``root`` are unlabelled.
+
+    ``exclude`` holds glob patterns on the path relative to ``root`` (e.g. ``*/masks/*``).
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise IngestError(f"{root} is not a folder", "point ingest at the folder that holds one sub-folder per class")
+    patterns = list(exclude)
+    items = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and not _hidden(p, root)):
+        relative = path.relative_to(root).as_posix()
+        if any(fnmatch.fnmatch(relative, pattern) for pattern in patterns):
+            continue
+        label = path.relative_to(root).parts[0] if len(path.relative_to(root).parts) > 1 else None
+        items.append(SourceItem(path=path, label=label, meta=CaptureMeta()))
+    return items
+
+
+def scan_manifest(manifest: Path) -> tuple[list[SourceItem], list[tuple[str, str]]]:
+    """A CSV with a ``path`` column (relative to the CSV's folder), optional ``label`` and metadata columns.
+
+    Known columns: camera, line, shift, lighting, part_id, session, captured_at (ISO 8601); any other
+    column is kept as free-form metadata. Returns the items and the rows refused, with reasons.
+    """
+    try:
+        with open(manifest, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            columns = [c.strip() for c in (reader.fieldnames or [])]
+            rows = list(reader)
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise IngestError(f"cannot read manifest {manifest}: {exc}", "give a UTF-8 CSV file with a header row") from exc
+    if "path" not in columns:
+        raise IngestError(f"manifest {manifest} has no 'path' column (columns: {', '.join(columns) or 'none'})",
+                          "add a header row with at least 'path' (and usually 'label')")
+    items, refused = [], []
+    for number, row in enumerate(rows, start=2):
+        try:
+            items.append(_manifest_item(manifest.parent, row))
+        except (ValueError, ValidationError) as exc:
+            refused.append((f"{manifest}:{number}", f"bad row: {_first_error(exc)}"))
+    return items, refused
+
+
+def _manifest_item(base: Path, row: dict[str, str | None]) -> SourceItem:
+    clean = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
+    if not clean.get("path"):
+        raise ValueError("empty 'path'")
+    known = {name: clean.get(name) or None for name in METADATA_FIELDS}
+    if known["captured_at"]:
+        known["captured_at"] = datetime.fromisoformat(known["captured_at"])  # type: ignore[assignment]
+    extra = {k: v for k, v in clean.items() if k not in {*METADATA_FIELDS, "path", "label"} and v}
+    path = Path(clean["path"])
+    return SourceItem(path=path if path.is_absolute() else base / path, label=clean.get("label") or None,
+                      meta=CaptureMeta(**known, extra=extra))
+
+
+def ingest(workspace: Workspace, items: list[SourceItem], *, source: str, kind: str = "folder",
+           annotator: str = "import", create_classes: bool = True, refused: Iterable[tuple[str, str]] = (),
+           progress: Progress | None = None) -> IngestReport:
+    """Store ``items`` in the workspace and return what happened to each file."""
+    started = time.perf_counter()
+    report = IngestReport(source=source, skipped=list(refused))
+    known_classes = set(workspace.db.classes())
+    ingest_id = workspace.db.begin_ingest(source, kind)
+    seen: dict[str, str] = {}  # digest -> first path, within this batch and from the store
+    for done, chunk in _chunks(items):
+        _ingest_chunk(workspace, chunk, ingest_id, report, seen, known_classes,
+                      annotator=annotator, create_classes=create_classes)
+        if progress:
+            progress(done, len(items))
+    report.seconds = time.perf_counter() - started
+    workspace.db.finish_ingest(ingest_id, report.to_dict())
+    return report
+
+
+def _chunks(items: list[SourceItem]) -> Iterator[tuple[int, list[SourceItem]]]:
+    for start in range(0, len(items), CHUNK):
+        chunk = items[start:start + CHUNK]
+        yield start + len(chunk), chunk
+
+
+@dataclass
+class _Prepared:
+    item: SourceItem
+    digest: str
+    record: ImageRecord | None  # None when the bytes are already stored
+
+
+def _ingest_chunk(workspace: Workspace, chunk: list[SourceItem], ingest_id: int, report: IngestReport,
+                  seen: dict[str, str], known_classes: set[str], *, annotator: str, create_classes: bool) -> None:
+    prepared = _prepare(workspace, chunk, report, seen, known_classes, create_classes)
+    with workspace.db.transaction() as conn:
+        for entry in prepared:
+            label = entry.item.label
+            if label and label not in known_classes:
+                workspace.db.upsert_class(_default_class(label), conn)
+                known_classes.add(label)
+                report.classes_created.append(label)
+            if entry.record is not None:
+                workspace.db.add_image(conn, entry.record, ingest_id)
+                report.added += 1
+            workspace.db.add_image_source(conn, entry.digest, str(entry.item.path), ingest_id)
+            if label and not workspace.db.has_annotation(conn, entry.digest, label, annotator):
+                workspace.db.add_annotation(conn, Annotation(sha256=entry.digest, class_name=label,
+                                                             annotator=annotator, source="import"))
+                report.annotations_added += 1
+
+
+def _prepare(workspace: Workspace, chunk: list[SourceItem], report: IngestReport, seen: dict[str, str],
+             known_classes: set[str], create_classes: bool) -> list[_Prepared]:
+    """Read, hash, decode, measure and store the blobs of a chunk (no database writes yet)."""
+    loaded: list[tuple[SourceItem, bytes]] = []
+    for item in chunk:
+        if item.label and item.label not in known_classes and not create_classes:
+            report.skipped.append((str(item.path), f"unknown class {item.label!r}; define it first with "
+                                                   f"'inspectloop classes add {item.label}'"))
+            continue
+        try:
+            loaded.append((item, item.path.read_bytes()))
+        except OSError as exc:
+            report.skipped.append((str(item.path), f"cannot read file: {exc.strerror or exc}"))
+    digests = [sha256_bytes(data) for _, data in loaded]
+    stored = workspace.db.existing_images(d for d in digests if d not in seen)
+    prepared = []
+    for (item, data), digest in zip(loaded, digests, strict=True):
+        if digest in seen or digest in stored:
+            report.duplicates.append((str(item.path), seen.get(digest, digest)))
+            prepared.append(_Prepared(item, digest, None))
+            continue
+        try:
+            record = _record(item, data, digest)
+        except ImageError as exc:
+            report.skipped.append((str(item.path), exc.message.split(": ", 1)[-1] + f" ({exc.hint})"))
+            continue
+        workspace.blobs.put(data)
+        seen[digest] = str(item.path)
+        prepared.append(_Prepared(item, digest, record))
+    return prepared
+
+
+def _record(item: SourceItem, data: bytes, digest: str) -> ImageRecord:
+    decoded = decode_image(data, name=str(item.path))
+    image = decoded.image
+    return ImageRecord(sha256=digest, format=decoded.format, original_mode=decoded.original_mode,
+                       working_mode=image.mode, width=image.width, height=image.height, size_bytes=len(data),
+                       meta=item.meta, quality=quality_stats(image), source=ImageSource.collection)
+
+
+def _default_class(name: str) -> ClassDefinition:
+    good = looks_good(name)
+    criterion = "defect-free part" if good else ""
+    return ClassDefinition(name=name, criterion=criterion, severity=Severity.none if good else Severity.major,
+                           is_good=good)
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    return any(part.startswith(".") for part in path.relative_to(root).parts)
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        err = exc.errors()[0]
+        return f"{'.'.join(str(x) for x in err['loc'])}: {err['msg']}"
+    return str(exc)

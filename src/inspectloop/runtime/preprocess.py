@@ -1,0 +1,43 @@
+"""The one preprocessing path shared by training, export parity checks and the edge runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Resize to a square ``input_size``, scale to [0, 1], normalise per channel, lay out as NCHW.
+
+    Greyscale images are repeated over three channels so ImageNet backbones apply unchanged.
+    """
+
+    input_size: int = 224
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+    def resize(self, image: Image.Image) -> Image.Image:
+        size = (self.input_size, self.input_size)
+        if image.size == size:
+            return image
+        return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
+
+    def to_array(self, image: Image.Image) -> np.ndarray:
+        """A resized PIL image to a normalised float32 array of shape (3, H, W)."""
+        pixels = np.asarray(image, dtype=np.float32)
+        if pixels.ndim == 2:
+            pixels = pixels[:, :, None]
+        scale = np.asarray(self.std, dtype=np.float32) * 255.0
+        offset = np.asarray(self.mean, dtype=np.float32) * 255.0
+        normalised = (pixels - offset) / scale  # broadcasts a grey channel over RGB
+        return np.ascontiguousarray(normalised.transpose(2, 0, 1))
+
+    def __call__(self, image: Image.Image) -> np.ndarray:
+        """One decoded image to a (1, 3, H, W) float32 batch."""
+        return self.to_array(self.resize(image))[None]

@@ -1,0 +1,60 @@
+"""Content-addressed blob store: every image is kept once, under the SHA-256 of its bytes.
+
+Writes go to a temporary file in the same filesystem, are flushed to disk, then renamed into place,
+so a crash never leaves a half-written blob under a real name. Blobs are never overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so readers see either nothing or the whole file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class BlobStore:
+    """Blobs under ``root/ab/cd/<sha256>`` (two fan-out levels keep folders small)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def path_for(self, digest: str) -> Path:
+        return self.root / digest[:2] / digest[2:4] / digest
+
+    def put(self, data: bytes) -> tuple[str, bool]:
+        """Store ``data``; return its digest and whether it was new."""
+        digest = sha256_bytes(data)
+        target = self.path_for(digest)
+        if target.exists():
+            return digest, False
+        atomic_write_bytes(target, data)
+        return digest, True
+
+    def get(self, digest: str) -> bytes:
+        return self.path_for(digest).read_bytes()
+
+    def exists(self, digest: str) -> bool:
+        return self.path_for(digest).exists()

@@ -1,0 +1,247 @@
+"""The only code that talks to the database. Services call these methods; they never see SQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, event, func, insert, select, update
+from sqlalchemy.engine import Engine
+
+from inspectloop.domain import Annotation, CaptureMeta, ClassDefinition, ImageRecord, QualityStats
+from inspectloop.store import schema as s
+from inspectloop.store.migrations import migrate
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cursor = dbapi_conn.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers never block the writer (service + CLI at once)
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints, safe against corruption in WAL
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    engine = create_engine(url, future=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+class Database:
+    """Typed access to the workspace database."""
+
+    def __init__(self, url: str) -> None:
+        self.engine = make_engine(url)
+
+    def migrate(self) -> list[int]:
+        with self.engine.begin() as conn:
+            return migrate(conn)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """All writes inside commit together or not at all."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- ingests -------------------------------------------------------------------------------
+    def begin_ingest(self, source: str, kind: str) -> int:
+        with self.transaction() as conn:
+            result = conn.execute(insert(s.ingests).values(source=source, kind=kind, started_at=now_iso()))
+            return int(result.inserted_primary_key[0])
+
+    def finish_ingest(self, ingest_id: int, summary: dict[str, Any]) -> None:
+        with self.transaction() as conn:
+            conn.execute(update(s.ingests).where(s.ingests.c.id == ingest_id)
+                         .values(finished_at=now_iso(), summary=summary))
+
+    # -- images --------------------------------------------------------------------------------
+    def existing_images(self, digests: Iterable[str]) -> set[str]:
+        wanted = list(set(digests))
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(wanted), 500):
+                chunk = wanted[start:start + 500]
+                found.update(conn.execute(select(s.images.c.sha256).where(s.images.c.sha256.in_(chunk))).scalars())
+        return found
+
+    @staticmethod
+    def add_image(conn: Connection, record: ImageRecord, ingest_id: int) -> None:
+        meta = record.meta
+        conn.execute(insert(s.images).values(
+            sha256=record.sha256, format=record.format, original_mode=record.original_mode,
+            working_mode=record.working_mode, width=record.width, height=record.height,
+            size_bytes=record.size_bytes, camera=meta.camera, line=meta.line, shift=meta.shift,
+            lighting=meta.lighting, part_id=meta.part_id, session=meta.session,
+            captured_at=meta.captured_at.isoformat() if meta.captured_at else None,
+            source=record.source.value, extra=meta.extra, ingest_id=ingest_id, ingested_at=now_iso(),
+            **record.quality.model_dump(),
+        ))
+
+    @staticmethod
+    def add_image_source(conn: Connection, digest: str, original_path: str, ingest_id: int) -> None:
+        conn.execute(insert(s.image_sources).values(sha256=digest, original_path=original_path, ingest_id=ingest_id))
+
+    def images(self, digests: Sequence[str] | None = None) -> dict[str, ImageRecord]:
+        query = select(s.images)
+        rows: list[Any] = []
+        with self.engine.connect() as conn:
+            if digests is None:
+                rows = list(conn.execute(query))
+            else:
+                wanted = list(digests)
+                for start in range(0, len(wanted), 500):
+                    rows += conn.execute(query.where(s.images.c.sha256.in_(wanted[start:start + 500]))).all()
+        return {row.sha256: _image_record(row) for row in rows}
+
+    def image_sources(self, digest: str) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(s.image_sources.c.original_path)
+                                     .where(s.image_sources.c.sha256 == digest)).scalars())
+
+    def count_images(self) -> int:
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(s.images)).scalar_one())
+
+    # -- classes -------------------------------------------------------------------------------
+    def upsert_class(self, definition: ClassDefinition, conn: Connection | None = None) -> None:
+        values = dict(task=definition.task.value, criterion=definition.criterion,
+                      severity=definition.severity.value, is_good=int(definition.is_good), updated_at=now_iso())
+        with self._maybe(conn) as c:
+            exists = c.execute(select(s.classes.c.name).where(s.classes.c.name == definition.name)).first()
+            if exists:
+                c.execute(update(s.classes).where(s.classes.c.name == definition.name).values(**values))
+            else:
+                c.execute(insert(s.classes).values(name=definition.name, created_at=now_iso(), **values))
+
+    def classes(self) -> dict[str, ClassDefinition]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.classes).order_by(s.classes.c.name)).all()
+        return {row.name: ClassDefinition(name=row.name, criterion=row.criterion, severity=row.severity,
+                                          task=row.task, is_good=bool(row.is_good)) for row in rows}
+
+    def add_reference(self, class_name: str, digest: str, note: str | None = None) -> None:
+        with self.transaction() as conn:
+            conn.execute(s.class_references.insert().prefix_with("OR IGNORE")
+                         .values(class_name=class_name, sha256=digest, note=note))
+
+    def references(self, class_name: str) -> list[str]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(select(s.class_references.c.sha256)
+                                     .where(s.class_references.c.class_name == class_name)).scalars())
+
+    # -- annotations ---------------------------------------------------------------------------
+    @staticmethod
+    def add_annotation(conn: Connection, annotation: Annotation) -> None:
+        created = annotation.created_at.isoformat() if annotation.created_at else now_iso()
+        conn.execute(insert(s.annotations).values(
+            sha256=annotation.sha256, class_name=annotation.class_name, annotator=annotation.annotator,
+            source=annotation.source, created_at=created, note=annotation.note))
+
+    def has_annotation(self, conn: Connection, digest: str, class_name: str, annotator: str) -> bool:
+        query = select(s.annotations.c.id).where(
+            s.annotations.c.sha256 == digest, s.annotations.c.class_name == class_name,
+            s.annotations.c.annotator == annotator)
+        return conn.execute(query).first() is not None
+
+    def annotations(self) -> list[Annotation]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.annotations).order_by(s.annotations.c.id)).all()
+        return [Annotation(sha256=r.sha256, class_name=r.class_name, annotator=r.annotator, source=r.source,
+                           created_at=datetime.fromisoformat(r.created_at), note=r.note) for r in rows]
+
+    # -- dataset versions ----------------------------------------------------------------------
+    def add_dataset_version(self, name: str, parent: str | None, params: dict[str, Any],
+                            summary: dict[str, Any], items: Sequence[dict[str, str]]) -> None:
+        with self.transaction() as conn:
+            conn.execute(insert(s.dataset_versions).values(
+                name=name, parent=parent, created_at=now_iso(), params=params, summary=summary))
+            rows = [{"version": name, **item} for item in items]
+            for start in range(0, len(rows), 1000):
+                conn.execute(insert(s.dataset_items), rows[start:start + 1000])
+
+    def dataset_version(self, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s.dataset_versions).where(s.dataset_versions.c.name == name)).first()
+        return dict(row._mapping) if row else None
+
+    def dataset_versions(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.dataset_versions).order_by(s.dataset_versions.c.created_at)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def dataset_items(self, name: str) -> list[dict[str, str]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.dataset_items.c.sha256, s.dataset_items.c.label, s.dataset_items.c.split,
+                                       s.dataset_items.c.group_key)
+                                .where(s.dataset_items.c.version == name)
+                                .order_by(s.dataset_items.c.sha256)).all()
+        return [dict(r._mapping) for r in rows]
+
+    # -- runs and models -----------------------------------------------------------------------
+    def add_run(self, run_id: str, dataset_version: str, config: dict[str, Any], code_version: str,
+                artifacts: str, kind: str = "train") -> None:
+        with self.transaction() as conn:
+            conn.execute(insert(s.runs).values(
+                id=run_id, kind=kind, status="running", dataset_version=dataset_version, config=config,
+                code_version=code_version, artifacts=artifacts, started_at=now_iso()))
+
+    def finish_run(self, run_id: str, status: str, metrics: dict[str, Any] | None = None,
+                   error: str | None = None) -> None:
+        with self.transaction() as conn:
+            conn.execute(update(s.runs).where(s.runs.c.id == run_id)
+                         .values(status=status, metrics=metrics, error=error, finished_at=now_iso()))
+
+    def run(self, run_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(s.runs).where(s.runs.c.id == run_id)).first()
+        return dict(row._mapping) if row else None
+
+    def runs(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.runs).order_by(s.runs.c.started_at)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def add_model(self, run_id: str, variant: str, path: str, file_sha256: str, weights_sha256: str,
+                  metadata: dict[str, Any]) -> int:
+        with self.transaction() as conn:
+            result = conn.execute(insert(s.models).values(
+                run_id=run_id, variant=variant, path=path, file_sha256=file_sha256,
+                weights_sha256=weights_sha256, created_at=now_iso(), metadata=metadata))
+            return int(result.inserted_primary_key[0])
+
+    def models(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        query = select(s.models).order_by(s.models.c.id)
+        if run_id is not None:
+            query = query.where(s.models.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    @contextmanager
+    def _maybe(self, conn: Connection | None) -> Iterator[Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.transaction() as new:
+                yield new
+
+
+def _image_record(row: Any) -> ImageRecord:
+    captured = datetime.fromisoformat(row.captured_at) if row.captured_at else None
+    meta = CaptureMeta(camera=row.camera, line=row.line, shift=row.shift, lighting=row.lighting,
+                       part_id=row.part_id, session=row.session, captured_at=captured, extra=row.extra or {})
+    quality = QualityStats(brightness=row.brightness, contrast=row.contrast, sharpness=row.sharpness,
+                           noise=row.noise, clipped_fraction=row.clipped_fraction)
+    return ImageRecord(sha256=row.sha256, format=row.format, original_mode=row.original_mode,
+                       working_mode=row.working_mode, width=row.width, height=row.height,
+                       size_bytes=row.size_bytes, meta=meta, quality=quality, source=row.source)

@@ -1,0 +1,86 @@
+"""Shared fixtures: small synthetic images in every mode a camera might write, and broken files."""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+def surface(seed: int, size: int = 64, defect: bool = False) -> np.ndarray:
+    """A noisy grey surface; a defect is a dark bar across it."""
+    rng = np.random.default_rng(seed)
+    pixels = rng.normal(128, 12, (size, size))
+    if defect:
+        row = rng.integers(8, size - 8)
+        pixels[row:row + 3, 4:-4] -= 70
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def save(image: Image.Image, path: Path, **kwargs: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **kwargs)
+    return path
+
+
+@pytest.fixture
+def class_tree(tmp_path: Path) -> Path:
+    """good/ and scratch/ folders, 6 images each, in several formats and modes."""
+    root = tmp_path / "tree"
+    for label, defect in (("good", False), ("scratch", True)):
+        for i in range(6):
+            pixels = surface(i + (100 if defect else 0), defect=defect)
+            if i % 3 == 0:
+                save(Image.fromarray(pixels, "L"), root / label / f"{label}_{i}.png")
+            elif i % 3 == 1:
+                save(Image.fromarray(np.stack([pixels] * 3, -1), "RGB"), root / label / f"{label}_{i}.jpg", quality=95)
+            else:
+                save(Image.fromarray(pixels.astype(np.uint16) * 257), root / label / f"{label}_{i}.tif")
+    return root
+
+
+def jpeg_bytes(seed: int = 0) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(surface(seed), "L").save(buffer, format="JPEG", quality=90)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def broken_files(tmp_path: Path) -> dict[str, Path]:
+    """One file per kind of bad input ingest must report and skip."""
+    root = tmp_path / "broken" / "good"
+    root.mkdir(parents=True)
+    data = jpeg_bytes(7)
+    files = {
+        "truncated": root / "truncated.jpg",
+        "corrupt": root / "corrupt.png",
+        "not_image": root / "notes.txt",
+        "empty": root / "empty.png",
+        "tiny": root / "tiny.png",
+        "float": root / "float.tif",
+    }
+    files["truncated"].write_bytes(data[: len(data) // 2])
+    files["corrupt"].write_bytes(_garbled_png())
+    files["not_image"].write_text("operator notes, not an image")
+    files["empty"].write_bytes(b"")
+    save(Image.fromarray(surface(1, size=8), "L"), files["tiny"])
+    save(Image.fromarray(np.random.default_rng(0).random((32, 32)).astype(np.float32), "F"), files["float"])
+    return files
+
+
+def _garbled_png() -> bytes:
+    """A PNG whose compressed pixel data is overwritten: header fine, zlib stream broken."""
+    buffer = io.BytesIO()
+    Image.fromarray(surface(5), "L").save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    start = data.index(b"IDAT") + 8
+    data[start:start + 200] = bytes((i * 37) % 256 for i in range(200))
+    return bytes(data)

@@ -1,0 +1,173 @@
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+from sqlalchemy import text
+
+from inspectloop.domain import QualityStats
+from inspectloop.errors import IngestError
+from inspectloop.ingest import ingest, scan_folder, scan_manifest
+from inspectloop.quality import quality_stats
+from inspectloop.workspace import Workspace, init_workspace
+from tests.conftest import save, surface
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    workspace = init_workspace(tmp_path / "ws")
+    yield workspace
+    workspace.close()
+
+
+def test_folder_tree_ingests_every_mode_with_labels(ws: Workspace, class_tree: Path) -> None:
+    report = ingest(ws, scan_folder(class_tree), source=str(class_tree))
+    assert (report.added, report.skipped, report.duplicates) == (12, [], [])
+    assert set(ws.db.classes()) == {"good", "scratch"}
+    assert ws.db.classes()["good"].is_good and not ws.db.classes()["scratch"].is_good
+    records = ws.db.images()
+    assert {r.original_mode for r in records.values()} == {"L", "RGB", "I;16"}
+    assert {r.working_mode for r in records.values()} <= {"L", "RGB"}
+    assert report.annotations_added == 12
+
+
+def test_sixteen_bit_maps_by_full_range(tmp_path: Path) -> None:
+    from inspectloop.runtime.images import load_image
+
+    values = np.array([[0, 257 * 100, 65535]] * 16 + [[0, 0, 0]] * 0, dtype=np.uint16).repeat(6, axis=1)
+    path = save(Image.fromarray(values), tmp_path / "deep.png")
+    pixels = np.asarray(load_image(path))
+    assert pixels.dtype == np.uint8 and pixels[0, 0] == 0 and pixels[0, 6] == 100 and pixels[0, -1] == 255
+
+
+def test_palette_and_alpha_become_rgb(tmp_path: Path) -> None:
+    from inspectloop.runtime.images import load_image
+
+    palette = Image.fromarray(surface(3), "L").convert("P")
+    rgba = Image.fromarray(np.stack([surface(4)] * 4, -1), "RGBA")
+    assert load_image(save(palette, tmp_path / "p.png")).mode == "RGB"
+    assert load_image(save(rgba, tmp_path / "a.png")).mode == "RGB"
+
+
+@pytest.mark.parametrize("kind, reason", [
+    ("truncated", "truncated"), ("corrupt", "corrupt"), ("not_image", "not an image"),
+    ("empty", "not an image"), ("tiny", "smaller than 16 px"), ("float", "floating-point"),
+])
+def test_bad_files_are_reported_with_path_and_skipped(ws: Workspace, class_tree: Path, broken_files: dict[str, Path],
+                                                      kind: str, reason: str) -> None:
+    items = scan_folder(class_tree) + scan_folder(broken_files[kind].parent.parent)
+    report = ingest(ws, items, source="mixed")
+    skipped = dict(report.skipped)
+    assert str(broken_files[kind]) in skipped
+    assert reason in skipped[str(broken_files[kind])]
+    assert report.added == 12  # the good files of the batch still went in
+
+
+def test_duplicates_are_stored_once_and_reported_with_paths(ws: Workspace, class_tree: Path) -> None:
+    copy = class_tree / "good" / "copy_of_0.png"
+    copy.write_bytes((class_tree / "good" / "good_0.png").read_bytes())
+    report = ingest(ws, scan_folder(class_tree), source="tree")
+    assert report.added == 12
+    assert [Path(p).name for p, _ in report.duplicates] == ["good_0.png"] or \
+        [Path(p).name for p, _ in report.duplicates] == ["copy_of_0.png"]
+    digest = next(d for d, r in ws.db.images().items() if len(ws.db.image_sources(d)) == 2)
+    assert {Path(p).name for p in ws.db.image_sources(digest)} == {"good_0.png", "copy_of_0.png"}
+
+
+def test_reingest_adds_nothing_and_never_replaces_data(ws: Workspace, class_tree: Path) -> None:
+    ingest(ws, scan_folder(class_tree), source="tree")
+    before = {d: ws.blobs.get(d) for d in ws.db.images()}
+    again = ingest(ws, scan_folder(class_tree), source="tree")
+    assert again.added == 0 and len(again.duplicates) == 12 and again.annotations_added == 0
+    assert {d: ws.blobs.get(d) for d in ws.db.images()} == before
+
+
+def write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def test_manifest_carries_metadata_and_extra_columns(ws: Workspace, class_tree: Path) -> None:
+    rows = [{"path": "good/good_0.png", "label": "good", "camera": "cam-1", "line": "L2", "shift": "night",
+             "lighting": "dome", "part_id": "P-1", "session": "s1", "captured_at": "2026-03-01T22:15:00",
+             "operator": "ana"}]
+    items, refused = scan_manifest(write_manifest(class_tree / "m.csv", rows))
+    report = ingest(ws, items, source="m.csv", kind="manifest", refused=refused)
+    assert report.added == 1
+    record = next(iter(ws.db.images().values()))
+    assert (record.meta.camera, record.meta.shift, record.meta.part_id) == ("cam-1", "night", "P-1")
+    assert record.meta.captured_at.year == 2026 and record.meta.extra == {"operator": "ana"}
+
+
+def test_manifest_rows_with_bad_dates_or_missing_files_are_reported(ws: Workspace, class_tree: Path) -> None:
+    rows = [{"path": "good/good_0.png", "label": "good", "captured_at": "yesterday"},
+            {"path": "good/missing.png", "label": "good", "captured_at": ""},
+            {"path": "good/good_3.png", "label": "good", "captured_at": "2026-01-01"}]
+    items, refused = scan_manifest(write_manifest(class_tree / "m.csv", rows))
+    report = ingest(ws, items, source="m.csv", refused=refused)
+    reasons = dict(report.skipped)
+    assert any("m.csv:2" in path and "captured_at" in reason or "isoformat" in reason for path, reason in reasons.items())
+    assert any(path.endswith("missing.png") and "cannot read" in reason for path, reason in reasons.items())
+    assert report.added == 1
+
+
+def test_manifest_without_path_column_is_refused(class_tree: Path) -> None:
+    manifest = write_manifest(class_tree / "m.csv", [{"file": "a.png", "label": "good"}])
+    with pytest.raises(IngestError, match="no 'path' column"):
+        scan_manifest(manifest)
+
+
+def test_unknown_class_is_refused_in_strict_mode(ws: Workspace, class_tree: Path) -> None:
+    report = ingest(ws, scan_folder(class_tree), source="tree", create_classes=False)
+    assert report.added == 0 and len(report.skipped) == 12
+    assert "unknown class 'good'" in report.skipped[0][1] and "classes add" in report.skipped[0][1]
+
+
+def test_missing_source_folder_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(IngestError, match="is not a folder"):
+        scan_folder(tmp_path / "nope")
+
+
+def test_exclude_skips_mask_folders(class_tree: Path) -> None:
+    save(Image.fromarray(surface(9), "L"), class_tree / "scratch" / "masks" / "m.png")
+    assert not any("masks" in str(i.path) for i in scan_folder(class_tree, exclude=["*/masks/*"]))
+
+
+def test_crash_mid_chunk_leaves_no_rows_and_no_partial_files(ws: Workspace, class_tree: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = {"n": 0}
+    original = ws.db.add_image
+
+    def flaky(conn, record, ingest_id):  # noqa: ANN001, ANN202
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise RuntimeError("power cut")
+        return original(conn, record, ingest_id)
+
+    monkeypatch.setattr(ws.db, "add_image", flaky)
+    with pytest.raises(RuntimeError):
+        ingest(ws, scan_folder(class_tree), source="tree")
+    with ws.db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM images")).scalar() == 0
+        assert conn.execute(text("SELECT count(*) FROM annotations")).scalar() == 0
+    assert not list(ws.blobs.root.rglob(".tmp-*"))
+    monkeypatch.undo()
+    assert ingest(ws, scan_folder(class_tree), source="tree").added == 12  # a re-run completes the job
+
+
+def test_quality_stats_track_blur_noise_and_clipping() -> None:
+    rng = np.random.default_rng(0)
+    flat = np.full((128, 128), 120.0)
+    noisy = Image.fromarray(np.clip(flat + rng.normal(0, 5, flat.shape), 0, 255).astype(np.uint8), "L")
+    stats = quality_stats(noisy)
+    assert isinstance(stats, QualityStats)
+    assert 110 < stats.brightness < 130 and 4.0 < stats.noise < 6.0 and stats.clipped_fraction == 0
+    sharp = Image.fromarray(surface(0, size=128), "L")
+    blurred = sharp.filter(ImageFilter.GaussianBlur(2))
+    assert quality_stats(blurred).sharpness < quality_stats(sharp).sharpness / 4
+    clipped = Image.fromarray(np.where(np.arange(128 * 128).reshape(128, 128) % 4 == 0, 255, 100).astype(np.uint8))
+    assert abs(quality_stats(clipped).clipped_fraction - 0.25) < 1e-6

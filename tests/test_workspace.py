@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from inspectloop.errors import WorkspaceError
+from inspectloop.store.migrations import LATEST
+from inspectloop.workspace import CONFIG_NAME, init_workspace, open_workspace
+
+
+def test_init_creates_config_database_and_blob_store(tmp_path: Path) -> None:
+    ws = init_workspace(tmp_path / "site")
+    assert (tmp_path / "site" / CONFIG_NAME).exists()
+    assert (tmp_path / "site" / "blobs").is_dir()
+    with ws.db.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("SELECT max(version) FROM schema_migrations")).scalar() == LATEST
+    ws.close()
+
+
+def test_open_round_trips(tmp_path: Path) -> None:
+    init_workspace(tmp_path / "site", name="line-7").close()
+    with open_workspace(tmp_path / "site") as ws:
+        assert ws.config.name == "line-7"
+
+
+def test_init_refuses_non_empty_folder(tmp_path: Path) -> None:
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "keep.txt").write_text("operator data")
+    with pytest.raises(WorkspaceError, match="not empty"):
+        init_workspace(tmp_path / "site")
+    assert (tmp_path / "site" / "keep.txt").read_text() == "operator data"
+
+
+def test_init_refuses_existing_workspace(tmp_path: Path) -> None:
+    init_workspace(tmp_path / "site").close()
+    with pytest.raises(WorkspaceError, match="already an inspectloop workspace"):
+        init_workspace(tmp_path / "site")
+
+
+def test_open_refuses_plain_folder_with_a_fix(tmp_path: Path) -> None:
+    with pytest.raises(WorkspaceError) as info:
+        open_workspace(tmp_path)
+    assert "inspectloop init" in (info.value.hint or "")
+
+
+def test_open_refuses_malformed_config(tmp_path: Path) -> None:
+    init_workspace(tmp_path / "site").close()
+    (tmp_path / "site" / CONFIG_NAME).write_text("name: [unclosed")
+    with pytest.raises(WorkspaceError, match="malformed"):
+        open_workspace(tmp_path / "site")
+
+
+def test_open_refuses_newer_schema(tmp_path: Path) -> None:
+    ws = init_workspace(tmp_path / "site")
+    with ws.db.transaction() as conn:
+        conn.execute(text("INSERT INTO schema_migrations VALUES (999, 'future', '2030-01-01')"))
+    ws.close()
+    with pytest.raises(WorkspaceError, match="newer than this inspectloop"):
+        open_workspace(tmp_path / "site")
