@@ -1,0 +1,220 @@
+"""Dataset versions: immutable snapshots of (image, label, split).
+
+Splits are stratified by class and grouped by a key (part id or capture session), so near-duplicate
+views of one part never straddle train and test. A new version keeps every row of its parent, with
+its split; new images are added around them, and the frozen test set carries over unless asked.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from inspectloop.domain import ImageRecord, Split
+from inspectloop.errors import DatasetError
+from inspectloop.labels import resolve_labels
+from inspectloop.workspace import Workspace
+
+GROUP_KEYS = ("part_id", "session", "camera", "line", "none")
+
+
+@dataclass(frozen=True)
+class SplitPlan:
+    """How to split: fractions of groups per class, the grouping key, and an optional fixed test set."""
+
+    val_fraction: float = 0.15
+    test_fraction: float = 0.15
+    group_by: str = "part_id"
+    test_groups: tuple[str, ...] = ()  # group keys that form the test set (then test_fraction is unused)
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.group_by not in GROUP_KEYS:
+            raise DatasetError(f"cannot group by {self.group_by!r}", f"use one of: {', '.join(GROUP_KEYS)}")
+        if not (0 < self.val_fraction < 1 and 0 <= self.test_fraction < 1 and
+                self.val_fraction + self.test_fraction < 1):
+            raise DatasetError(f"split fractions val={self.val_fraction}, test={self.test_fraction} are impossible",
+                               "use fractions in (0, 1) that leave room for training data")
+
+
+@dataclass(frozen=True)
+class DatasetItem:
+    sha256: str
+    label: str
+    split: str
+    group_key: str
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    name: str
+    parent: str | None
+    params: dict[str, Any]
+    summary: dict[str, Any]
+    items: tuple[DatasetItem, ...]
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return tuple(self.summary["classes"])
+
+    def split(self, split: Split | str) -> list[DatasetItem]:
+        return [item for item in self.items if item.split == str(split)]
+
+
+def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name: str | None = None,
+                   parent: str | None = "latest", new_test: bool = False, min_per_split: int = 1) -> DatasetVersion:
+    """Snapshot the workspace's labelled images into a new, immutable dataset version."""
+    plan = plan or SplitPlan()
+    plan.validate()
+    parent_version = _parent(workspace, parent)
+    resolution = resolve_labels(workspace.db.annotations())
+    records = workspace.db.images(list(resolution.labels))
+    labels = {d: label for d, label in resolution.labels.items() if d in records}
+    if not labels:
+        raise DatasetError("no labelled images in the workspace", "ingest a folder-per-class tree or label images first")
+    kept = {} if parent_version is None or new_test else {i.sha256: i for i in parent_version.items}
+    groups = {d: _group_key(records[d], plan.group_by) for d in labels}
+    items = _assign(labels, groups, kept, plan, frozen_test=parent_version is not None and not new_test)
+    _check_feasible(items, min_per_split)
+    version_name = name or _next_name(workspace)
+    if workspace.db.dataset_version(version_name):
+        raise DatasetError(f"dataset version {version_name!r} already exists", "versions are immutable; pick a new name")
+    summary = _summary(items, resolution, parent_version, labels)
+    params = {"val_fraction": plan.val_fraction, "test_fraction": plan.test_fraction, "group_by": plan.group_by,
+              "test_groups": list(plan.test_groups), "seed": plan.seed, "new_test": new_test}
+    rows = [{"sha256": i.sha256, "label": i.label, "split": i.split, "group_key": i.group_key} for i in items]
+    workspace.db.add_dataset_version(version_name, parent_version.name if parent_version else None, params, summary, rows)
+    return load_version(workspace, version_name)
+
+
+def load_version(workspace: Workspace, name: str = "latest") -> DatasetVersion:
+    """A stored dataset version by name (``latest`` for the newest)."""
+    if name == "latest":
+        versions = workspace.db.dataset_versions()
+        if not versions:
+            raise DatasetError("the workspace has no dataset version yet", "make one with: inspectloop dataset create")
+        name = versions[-1]["name"]
+    row = workspace.db.dataset_version(name)
+    if row is None:
+        known = ", ".join(v["name"] for v in workspace.db.dataset_versions()) or "none"
+        raise DatasetError(f"no dataset version {name!r} (known: {known})", "list them with: inspectloop dataset list")
+    items = tuple(DatasetItem(**item) for item in workspace.db.dataset_items(name))
+    return DatasetVersion(name=name, parent=row["parent"], params=row["params"], summary=row["summary"], items=items)
+
+
+def _parent(workspace: Workspace, parent: str | None) -> DatasetVersion | None:
+    if parent is None:
+        return None
+    if parent == "latest" and not workspace.db.dataset_versions():
+        return None
+    return load_version(workspace, parent)
+
+
+def _group_key(record: ImageRecord, group_by: str) -> str:
+    value = None if group_by == "none" else getattr(record.meta, group_by)
+    return f"{group_by}:{value}" if value else f"image:{record.sha256}"
+
+
+def _assign(labels: dict[str, str], groups: dict[str, str], kept: dict[str, DatasetItem], plan: SplitPlan,
+            *, frozen_test: bool) -> list[DatasetItem]:
+    """Keep the parent's rows; give new images their group's existing split, else split new groups."""
+    group_split = {item.group_key: item.split for item in kept.values()}
+    items = [DatasetItem(d, labels.get(d, item.label), item.split, item.group_key) for d, item in kept.items()]
+    new = [d for d in labels if d not in kept]
+    pending: dict[str, list[str]] = defaultdict(list)
+    for digest in new:
+        key = groups[digest]
+        if key in group_split:
+            items.append(DatasetItem(digest, labels[digest], group_split[key], key))
+        else:
+            pending[key].append(digest)
+    splits = _split_groups(pending, labels, plan, allow_test=not frozen_test)
+    for key, members in pending.items():
+        items += [DatasetItem(d, labels[d], splits[key], key) for d in members]
+    return sorted(items, key=lambda i: i.sha256)
+
+
+def _split_groups(pending: dict[str, list[str]], labels: dict[str, str], plan: SplitPlan,
+                  *, allow_test: bool) -> dict[str, str]:
+    """Stratified, grouped assignment: per class (of a group's majority label), fill each split's quota."""
+    rng = random.Random(plan.seed)
+    by_class: dict[str, list[str]] = defaultdict(list)
+    for key in sorted(pending):
+        majority = Counter(labels[d] for d in pending[key]).most_common(1)[0][0]
+        by_class[majority].append(key)
+    fixed_test = {f"{plan.group_by}:{g}" for g in plan.test_groups}
+    fractions = {"val": plan.val_fraction, "test": plan.test_fraction if allow_test and not fixed_test else 0.0}
+    fractions["train"] = 1.0 - fractions["val"] - fractions["test"]
+    result: dict[str, str] = {}
+    for _cls, keys in sorted(by_class.items()):
+        rng.shuffle(keys)
+        free = []
+        for key in keys:
+            if key in fixed_test and allow_test:
+                result[key] = "test"
+            else:
+                free.append(key)
+        _fill_quotas(free, pending, fractions, result)
+    return result
+
+
+def _fill_quotas(keys: list[str], pending: dict[str, list[str]], fractions: dict[str, float],
+                 result: dict[str, str]) -> None:
+    """Largest groups first, each to the split furthest below its share (small splits get >= 1 group)."""
+    total = sum(len(pending[k]) for k in keys)
+    filled = {split: 0 for split in fractions}
+    order = ["test", "val", "train"]
+    for index, key in enumerate(sorted(keys, key=lambda k: -len(pending[k]))):
+        remaining = len(keys) - index
+        empty = [s for s in order if fractions[s] > 0 and filled[s] == 0 and s != "train"]
+        if empty and remaining <= len(empty) + (1 if filled["train"] == 0 else 0):
+            target = empty[0] if filled["train"] > 0 else "train"
+        else:
+            target = max(order, key=lambda s: fractions[s] * total - filled[s] if fractions[s] > 0 else -1e9)
+        result[key] = target
+        filled[target] += len(pending[key])
+
+
+def _check_feasible(items: Sequence[DatasetItem], min_per_split: int) -> None:
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    for item in items:
+        counts[item.label][item.split] += 1
+    for label, per_split in sorted(counts.items()):
+        total = sum(per_split.values())
+        short = [s for s in ("train", "val", "test") if per_split[s] < min_per_split]
+        if short:
+            raise DatasetError(
+                f"class {label!r} has {total} image(s) ({dict(per_split)}), too few to give "
+                f"{', '.join(short)} at least {min_per_split}",
+                f"add more {label!r} images (from separate parts/sessions), or merge or drop the class")
+
+
+def _summary(items: Sequence[DatasetItem], resolution: Any, parent: DatasetVersion | None,
+             labels: dict[str, str]) -> dict[str, Any]:
+    per_split: dict[str, Counter[str]] = defaultdict(Counter)
+    for item in items:
+        per_split[item.split][item.label] += 1
+    relabelled = 0
+    if parent is not None:
+        relabelled = sum(1 for i in parent.items if labels.get(i.sha256, i.label) != i.label)
+    return {
+        "classes": sorted({item.label for item in items}),
+        "count": len(items),
+        "splits": {s: dict(sorted(per_split[s].items())) for s in ("train", "val", "test")},
+        "groups": len({item.group_key for item in items}),
+        "added": len(items) - (len(parent.items) if parent else 0),
+        "relabelled_since_parent": relabelled,
+        "disagreements": len(resolution.disagreements),
+        "ties_excluded": len(resolution.ties),
+    }
+
+
+def _next_name(workspace: Workspace) -> str:
+    taken = {v["name"] for v in workspace.db.dataset_versions()}
+    number = len(taken) + 1
+    while f"v{number}" in taken:
+        number += 1
+    return f"v{number}"

@@ -1,0 +1,115 @@
+"""Class definitions and annotations; resolving several annotators' votes into one label.
+
+Disagreement is data: every annotation is kept, and images whose annotators disagree are listed
+so a quality engineer can settle them (or the class definition can be sharpened).
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from inspectloop.domain import Annotation, ClassDefinition
+from inspectloop.errors import LabelError
+from inspectloop.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    sha256: str
+    votes: dict[str, int]  # class -> annotators who chose it
+    resolved: str | None  # majority label, None on a tie
+
+    def to_dict(self) -> dict[str, object]:
+        return {"sha256": self.sha256, "votes": self.votes, "resolved": self.resolved}
+
+
+@dataclass
+class LabelResolution:
+    labels: dict[str, str] = field(default_factory=dict)  # sha256 -> label
+    disagreements: list[Disagreement] = field(default_factory=list)
+
+    @property
+    def ties(self) -> list[Disagreement]:
+        return [d for d in self.disagreements if d.resolved is None]
+
+
+def define_class(workspace: Workspace, definition: ClassDefinition) -> None:
+    """Add a class or update its criterion and severity (names are stable identifiers)."""
+    if definition.is_good and any(c.is_good and c.name != definition.name for c in workspace.db.classes().values()):
+        good = next(c.name for c in workspace.db.classes().values() if c.is_good)
+        raise LabelError(f"class {good!r} is already the good (pass) class",
+                         f"unmark it first: inspectloop classes add {good} --no-good")
+    workspace.db.upsert_class(definition)
+
+
+def add_reference_image(workspace: Workspace, class_name: str, sha256: str, note: str | None = None) -> None:
+    _require_class(workspace, class_name)
+    _require_image(workspace, sha256)
+    workspace.db.add_reference(class_name, sha256, note)
+
+
+def annotate(workspace: Workspace, sha256: str, class_name: str, *, annotator: str, source: str = "reviewer",
+             note: str | None = None) -> None:
+    """Record that ``annotator`` says image ``sha256`` shows ``class_name``."""
+    _require_class(workspace, class_name)
+    _require_image(workspace, sha256)
+    if not annotator.strip():
+        raise LabelError("annotator is empty", "name the person (or tool) making the annotation")
+    with workspace.db.transaction() as conn:
+        workspace.db.add_annotation(conn, Annotation(sha256=sha256, class_name=class_name, annotator=annotator,
+                                                     source=source, note=note))
+
+
+def resolve_labels(annotations: Iterable[Annotation]) -> LabelResolution:
+    """One label per image by majority of annotators; an annotator's latest word counts once.
+
+    Images whose annotators disagree are listed; a tie leaves the image unlabelled.
+    """
+    latest: dict[tuple[str, str], str] = {}
+    for annotation in annotations:  # in creation order, so later annotations overwrite earlier ones
+        latest[(annotation.sha256, annotation.annotator)] = annotation.class_name
+    votes: dict[str, Counter[str]] = defaultdict(Counter)
+    for (digest, _annotator), label in latest.items():
+        votes[digest][label] += 1
+    resolution = LabelResolution()
+    for digest, counter in sorted(votes.items()):
+        ranked = counter.most_common()
+        tie = len(ranked) > 1 and ranked[0][1] == ranked[1][1]
+        winner = None if tie else ranked[0][0]
+        if winner is not None:
+            resolution.labels[digest] = winner
+        if len(ranked) > 1:
+            resolution.disagreements.append(Disagreement(digest, dict(counter), winner))
+    return resolution
+
+
+def label_summary(workspace: Workspace) -> dict[str, object]:
+    """Counts per class, annotators, and the disagreements to settle."""
+    annotations = workspace.db.annotations()
+    resolution = resolve_labels(annotations)
+    per_class = Counter(resolution.labels.values())
+    annotated = {a.sha256 for a in annotations}
+    return {
+        "images": workspace.db.count_images(),
+        "labelled": len(resolution.labels),
+        "unlabelled": workspace.db.count_images() - len(annotated),
+        "per_class": dict(sorted(per_class.items())),
+        "annotators": sorted({a.annotator for a in annotations}),
+        "disagreements": [d.to_dict() for d in resolution.disagreements],
+        "ties": len(resolution.ties),
+    }
+
+
+def _require_class(workspace: Workspace, class_name: str) -> None:
+    classes = workspace.db.classes()
+    if class_name not in classes:
+        known = ", ".join(classes) or "none yet"
+        raise LabelError(f"unknown class {class_name!r} (known: {known})",
+                         f"define it first: inspectloop classes add {class_name!r} --criterion '...'")
+
+
+def _require_image(workspace: Workspace, sha256: str) -> None:
+    if not workspace.db.images([sha256]):
+        raise LabelError(f"no image with sha256 {sha256[:12]}... in this workspace", "ingest the image first")

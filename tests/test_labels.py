@@ -1,0 +1,62 @@
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from inspectloop.domain import Annotation, ClassDefinition, Severity
+from inspectloop.errors import LabelError
+from inspectloop.ingest import ingest, scan_folder
+from inspectloop.labels import annotate, define_class, label_summary, resolve_labels
+from inspectloop.workspace import init_workspace
+
+
+def votes(*triples: tuple[str, str, str]) -> list[Annotation]:
+    start = datetime(2026, 1, 1)
+    return [Annotation(sha256=s, class_name=c, annotator=a, created_at=start + timedelta(minutes=i))
+            for i, (s, c, a) in enumerate(triples)]
+
+
+def test_majority_wins_and_disagreement_is_kept() -> None:
+    result = resolve_labels(votes(("x", "scratch", "ana"), ("x", "scratch", "bo"), ("x", "pit", "cy")))
+    assert result.labels == {"x": "scratch"}
+    assert result.disagreements[0].votes == {"scratch": 2, "pit": 1}
+
+
+def test_tie_leaves_image_unlabelled() -> None:
+    result = resolve_labels(votes(("x", "scratch", "ana"), ("x", "pit", "bo")))
+    assert result.labels == {} and len(result.ties) == 1
+
+
+def test_an_annotators_latest_word_counts_once() -> None:
+    result = resolve_labels(votes(("x", "pit", "ana"), ("x", "pit", "ana"), ("x", "scratch", "ana"), ("x", "scratch", "bo")))
+    assert result.labels == {"x": "scratch"} and result.disagreements == []
+
+
+def test_unknown_class_and_image_are_refused_with_a_fix(tmp_path: Path, class_tree: Path) -> None:
+    ws = init_workspace(tmp_path / "ws")
+    ingest(ws, scan_folder(class_tree), source="tree")
+    digest = next(iter(ws.db.images()))
+    with pytest.raises(LabelError, match="unknown class 'dent'") as info:
+        annotate(ws, digest, "dent", annotator="ana")
+    assert "classes add" in info.value.hint
+    with pytest.raises(LabelError, match="no image"):
+        annotate(ws, "0" * 64, "good", annotator="ana")
+    annotate(ws, digest, "scratch", annotator="ana")
+    annotate(ws, digest, "scratch", annotator="bo")
+    summary = label_summary(ws)
+    assert summary["annotators"] == ["ana", "bo", "import"]
+    assert len(summary["disagreements"]) == 1 and summary["disagreements"][0]["votes"]["scratch"] == 2
+    ws.close()
+
+
+def test_only_one_good_class(tmp_path: Path) -> None:
+    ws = init_workspace(tmp_path / "ws")
+    define_class(ws, ClassDefinition(name="ok", is_good=True, severity=Severity.none))
+    with pytest.raises(LabelError, match="already the good"):
+        define_class(ws, ClassDefinition(name="pass", is_good=True, severity=Severity.none))
+    ws.close()
+
+
+def test_class_names_are_validated() -> None:
+    with pytest.raises(ValueError):
+        ClassDefinition(name="../etc")
