@@ -58,9 +58,12 @@ def test_split_is_deterministic_for_a_seed(ws: Workspace) -> None:
     assert [(i.sha256, i.split) for i in a.items] == [(i.sha256, i.split) for i in b.items]
 
 
-def test_fixed_test_groups(ws: Workspace) -> None:
-    version = create_version(ws, SplitPlan(group_by="session", test_groups=("s0",)))
-    assert {i.group_key for i in version.split("test")} == {"session:s0"}
+def test_held_out_sessions_form_the_test_set(ws: Workspace) -> None:
+    version = create_version(ws, SplitPlan(group_by="part_id", test_field="session", test_values=("s0",)))
+    records = ws.db.images()
+    assert {records[i.sha256].meta.session for i in version.split("test")} == {"s0"}
+    assert "s0" not in {records[i.sha256].meta.session for i in version.split("train") + version.split("val")}
+    assert {i.label for i in version.split("val")} == {"good", "scratch", "pit"}
 
 
 def test_too_few_images_names_the_class_and_count(tmp_path: Path) -> None:

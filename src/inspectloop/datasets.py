@@ -28,12 +28,15 @@ class SplitPlan:
     val_fraction: float = 0.15
     test_fraction: float = 0.15
     group_by: str = "part_id"
-    test_groups: tuple[str, ...] = ()  # group keys that form the test set (then test_fraction is unused)
+    test_field: str = "session"  # with test_values: images whose field matches form the test set
+    test_values: tuple[str, ...] = ()  # e.g. held-out capture sessions (then test_fraction is unused)
     seed: int = 0
 
     def validate(self) -> None:
         if self.group_by not in GROUP_KEYS:
             raise DatasetError(f"cannot group by {self.group_by!r}", f"use one of: {', '.join(GROUP_KEYS)}")
+        if self.test_field not in GROUP_KEYS[:-1]:
+            raise DatasetError(f"cannot hold out by {self.test_field!r}", f"use one of: {', '.join(GROUP_KEYS[:-1])}")
         if not (0 < self.val_fraction < 1 and 0 <= self.test_fraction < 1 and
                 self.val_fraction + self.test_fraction < 1):
             raise DatasetError(f"split fractions val={self.val_fraction}, test={self.test_fraction} are impossible",
@@ -77,14 +80,16 @@ def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name:
         raise DatasetError("no labelled images in the workspace", "ingest a folder-per-class tree or label images first")
     kept = {} if parent_version is None or new_test else {i.sha256: i for i in parent_version.items}
     groups = {d: _group_key(records[d], plan.group_by) for d in labels}
-    items = _assign(labels, groups, kept, plan, frozen_test=parent_version is not None and not new_test)
+    held_out = {d for d in labels if plan.test_values and getattr(records[d].meta, plan.test_field) in plan.test_values}
+    items = _assign(labels, groups, held_out, kept, plan, frozen_test=parent_version is not None and not new_test)
     _check_feasible(items, min_per_split)
     version_name = name or _next_name(workspace)
     if workspace.db.dataset_version(version_name):
         raise DatasetError(f"dataset version {version_name!r} already exists", "versions are immutable; pick a new name")
     summary = _summary(items, resolution, parent_version, labels)
     params = {"val_fraction": plan.val_fraction, "test_fraction": plan.test_fraction, "group_by": plan.group_by,
-              "test_groups": list(plan.test_groups), "seed": plan.seed, "new_test": new_test}
+              "test_field": plan.test_field,
+              "test_values": list(plan.test_values), "seed": plan.seed, "new_test": new_test}
     rows = [{"sha256": i.sha256, "label": i.label, "split": i.split, "group_key": i.group_key} for i in items]
     workspace.db.add_dataset_version(version_name, parent_version.name if parent_version else None, params, summary, rows)
     return load_version(workspace, version_name)
@@ -118,8 +123,8 @@ def _group_key(record: ImageRecord, group_by: str) -> str:
     return f"{group_by}:{value}" if value else f"image:{record.sha256}"
 
 
-def _assign(labels: dict[str, str], groups: dict[str, str], kept: dict[str, DatasetItem], plan: SplitPlan,
-            *, frozen_test: bool) -> list[DatasetItem]:
+def _assign(labels: dict[str, str], groups: dict[str, str], held_out: set[str], kept: dict[str, DatasetItem],
+            plan: SplitPlan, *, frozen_test: bool) -> list[DatasetItem]:
     """Keep the parent's rows; give new images their group's existing split, else split new groups."""
     group_split = {item.group_key: item.split for item in kept.values()}
     items = [DatasetItem(d, labels.get(d, item.label), item.split, item.group_key) for d, item in kept.items()]
@@ -131,7 +136,10 @@ def _assign(labels: dict[str, str], groups: dict[str, str], kept: dict[str, Data
             items.append(DatasetItem(digest, labels[digest], group_split[key], key))
         else:
             pending[key].append(digest)
-    splits = _split_groups(pending, labels, plan, allow_test=not frozen_test)
+    held_groups = {groups[d] for d in held_out} if not frozen_test else set()
+    splits = {key: "test" for key in pending if key in held_groups}  # a held-out image takes its whole group
+    rest = {key: members for key, members in pending.items() if key not in held_groups}
+    splits |= _split_groups(rest, labels, plan, allow_test=not frozen_test and not plan.test_values)
     for key, members in pending.items():
         items += [DatasetItem(d, labels[d], splits[key], key) for d in members]
     return sorted(items, key=lambda i: i.sha256)
@@ -145,19 +153,12 @@ def _split_groups(pending: dict[str, list[str]], labels: dict[str, str], plan: S
     for key in sorted(pending):
         majority = Counter(labels[d] for d in pending[key]).most_common(1)[0][0]
         by_class[majority].append(key)
-    fixed_test = {f"{plan.group_by}:{g}" for g in plan.test_groups}
-    fractions = {"val": plan.val_fraction, "test": plan.test_fraction if allow_test and not fixed_test else 0.0}
+    fractions = {"val": plan.val_fraction, "test": plan.test_fraction if allow_test else 0.0}
     fractions["train"] = 1.0 - fractions["val"] - fractions["test"]
     result: dict[str, str] = {}
     for _cls, keys in sorted(by_class.items()):
         rng.shuffle(keys)
-        free = []
-        for key in keys:
-            if key in fixed_test and allow_test:
-                result[key] = "test"
-            else:
-                free.append(key)
-        _fill_quotas(free, pending, fractions, result)
+        _fill_quotas(keys, pending, fractions, result)
     return result
 
 
