@@ -140,15 +140,15 @@ def test_exclude_skips_mask_folders(class_tree: Path) -> None:
 def test_crash_mid_chunk_leaves_no_rows_and_no_partial_files(ws: Workspace, class_tree: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
-    original = ws.db.add_image
+    original = ws.db.add_image_sources
 
-    def flaky(conn, record, ingest_id):  # noqa: ANN001, ANN202
+    def flaky(conn, sources, ingest_id):  # noqa: ANN001, ANN202
         calls["n"] += 1
-        if calls["n"] == 5:
-            raise RuntimeError("power cut")
-        return original(conn, record, ingest_id)
+        if calls["n"] == 1:
+            raise RuntimeError("power cut")  # after the image rows of the chunk, before its commit
+        return original(conn, sources, ingest_id)
 
-    monkeypatch.setattr(ws.db, "add_image", flaky)
+    monkeypatch.setattr(ws.db, "add_image_sources", flaky)
     with pytest.raises(RuntimeError):
         ingest(ws, scan_folder(class_tree), source="tree")
     with ws.db.engine.connect() as conn:

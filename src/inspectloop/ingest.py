@@ -156,38 +156,39 @@ def _ingest_chunk(workspace: Workspace, chunk: list[SourceItem], ingest_id: int,
                   seen: dict[str, str], known_classes: set[str], *, annotator: str, create_classes: bool) -> None:
     prepared = _prepare(workspace, chunk, report, seen, known_classes, create_classes)
     with workspace.db.transaction() as conn:
-        for entry in prepared:
-            label = entry.item.label
-            if label and label not in known_classes:
-                workspace.db.upsert_class(_default_class(label), conn)
-                known_classes.add(label)
-                report.classes_created.append(label)
-            if entry.record is not None:
-                workspace.db.add_image(conn, entry.record, ingest_id)
-                report.added += 1
-            workspace.db.add_image_source(conn, entry.digest, str(entry.item.path), ingest_id)
-            if label and not workspace.db.has_annotation(conn, entry.digest, label, annotator):
-                workspace.db.add_annotation(conn, Annotation(sha256=entry.digest, class_name=label,
-                                                             annotator=annotator, source="import"))
-                report.annotations_added += 1
+        for label in sorted({e.item.label for e in prepared if e.item.label} - known_classes):
+            workspace.db.upsert_class(_default_class(label), conn)
+            known_classes.add(label)
+            report.classes_created.append(label)
+        new_records = [e.record for e in prepared if e.record is not None]
+        workspace.db.add_images(conn, new_records, ingest_id)
+        workspace.db.add_image_sources(conn, [(e.digest, str(e.item.path)) for e in prepared], ingest_id)
+        annotations = _new_annotations(workspace, conn, prepared, annotator)
+        workspace.db.add_annotations(conn, annotations)
+    report.added += len(new_records)
+    report.annotations_added += len(annotations)
+
+
+def _new_annotations(workspace: Workspace, conn: object, prepared: list[_Prepared], annotator: str) -> list[Annotation]:
+    """One import annotation per (image, label), skipping those an earlier ingest already recorded."""
+    existing = workspace.db.existing_annotations(conn, [e.digest for e in prepared])  # type: ignore[arg-type]
+    annotations = []
+    for entry in prepared:
+        key = (entry.digest, entry.item.label, annotator)
+        if entry.item.label and key not in existing:
+            existing.add(key)  # type: ignore[arg-type]
+            annotations.append(Annotation(sha256=entry.digest, class_name=entry.item.label, annotator=annotator,
+                                          source="import"))
+    return annotations
 
 
 def _prepare(workspace: Workspace, chunk: list[SourceItem], report: IngestReport, seen: dict[str, str],
              known_classes: set[str], create_classes: bool) -> list[_Prepared]:
     """Read, hash, decode, measure and store the blobs of a chunk (no database writes yet)."""
-    loaded: list[tuple[SourceItem, bytes]] = []
-    for item in chunk:
-        if item.label and item.label not in known_classes and not create_classes:
-            report.skipped.append((str(item.path), f"unknown class {item.label!r}; define it first with "
-                                                   f"'inspectloop classes add {item.label}'"))
-            continue
-        try:
-            loaded.append((item, item.path.read_bytes()))
-        except OSError as exc:
-            report.skipped.append((str(item.path), f"cannot read file: {exc.strerror or exc}"))
+    loaded = _read_files(chunk, report, known_classes, create_classes)
     digests = [sha256_bytes(data) for _, data in loaded]
     stored = workspace.db.existing_images(d for d in digests if d not in seen)
-    prepared = []
+    prepared, new_blobs = [], []
     for (item, data), digest in zip(loaded, digests, strict=True):
         if digest in seen or digest in stored:
             report.duplicates.append((str(item.path), seen.get(digest, digest)))
@@ -198,10 +199,26 @@ def _prepare(workspace: Workspace, chunk: list[SourceItem], report: IngestReport
         except ImageError as exc:
             report.skipped.append((str(item.path), exc.message.split(": ", 1)[-1] + f" ({exc.hint})"))
             continue
-        workspace.blobs.put(data)
+        new_blobs.append(data)
         seen[digest] = str(item.path)
         prepared.append(_Prepared(item, digest, record))
+    workspace.blobs.put_many(new_blobs)  # blobs are durable before any row names them
     return prepared
+
+
+def _read_files(chunk: list[SourceItem], report: IngestReport, known_classes: set[str],
+                create_classes: bool) -> list[tuple[SourceItem, bytes]]:
+    loaded = []
+    for item in chunk:
+        if item.label and item.label not in known_classes and not create_classes:
+            report.skipped.append((str(item.path), f"unknown class {item.label!r}; define it first with "
+                                                   f"'inspectloop classes add {item.label}'"))
+            continue
+        try:
+            loaded.append((item, item.path.read_bytes()))
+        except OSError as exc:
+            report.skipped.append((str(item.path), f"cannot read file: {exc.strerror or exc}"))
+    return loaded
 
 
 def _record(item: SourceItem, data: bytes, digest: str) -> ImageRecord:

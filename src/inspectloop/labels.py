@@ -58,8 +58,8 @@ def annotate(workspace: Workspace, sha256: str, class_name: str, *, annotator: s
     if not annotator.strip():
         raise LabelError("annotator is empty", "name the person (or tool) making the annotation")
     with workspace.db.transaction() as conn:
-        workspace.db.add_annotation(conn, Annotation(sha256=sha256, class_name=class_name, annotator=annotator,
-                                                     source=source, note=note))
+        workspace.db.add_annotations(conn, [Annotation(sha256=sha256, class_name=class_name, annotator=annotator,
+                                                     source=source, note=note)])
 
 
 def resolve_labels(annotations: Iterable[Annotation]) -> LabelResolution:

@@ -76,21 +76,17 @@ class Database:
         return found
 
     @staticmethod
-    def add_image(conn: Connection, record: ImageRecord, ingest_id: int) -> None:
-        meta = record.meta
-        conn.execute(insert(s.images).values(
-            sha256=record.sha256, format=record.format, original_mode=record.original_mode,
-            working_mode=record.working_mode, width=record.width, height=record.height,
-            size_bytes=record.size_bytes, camera=meta.camera, line=meta.line, shift=meta.shift,
-            lighting=meta.lighting, part_id=meta.part_id, session=meta.session,
-            captured_at=meta.captured_at.isoformat() if meta.captured_at else None,
-            source=record.source.value, extra=meta.extra, ingest_id=ingest_id, ingested_at=now_iso(),
-            **record.quality.model_dump(),
-        ))
+    def add_images(conn: Connection, records: Sequence[ImageRecord], ingest_id: int) -> None:
+        if records:
+            stamp = now_iso()
+            conn.execute(insert(s.images), [_image_row(r, ingest_id, stamp) for r in records])
 
     @staticmethod
-    def add_image_source(conn: Connection, digest: str, original_path: str, ingest_id: int) -> None:
-        conn.execute(insert(s.image_sources).values(sha256=digest, original_path=original_path, ingest_id=ingest_id))
+    def add_image_sources(conn: Connection, sources: Sequence[tuple[str, str]], ingest_id: int) -> None:
+        """Record ``(sha256, original_path)`` pairs: every path an image arrived from."""
+        if sources:
+            conn.execute(insert(s.image_sources),
+                         [{"sha256": d, "original_path": p, "ingest_id": ingest_id} for d, p in sources])
 
     def images(self, digests: Sequence[str] | None = None) -> dict[str, ImageRecord]:
         query = select(s.images)
@@ -142,17 +138,18 @@ class Database:
 
     # -- annotations ---------------------------------------------------------------------------
     @staticmethod
-    def add_annotation(conn: Connection, annotation: Annotation) -> None:
-        created = annotation.created_at.isoformat() if annotation.created_at else now_iso()
-        conn.execute(insert(s.annotations).values(
-            sha256=annotation.sha256, class_name=annotation.class_name, annotator=annotation.annotator,
-            source=annotation.source, created_at=created, note=annotation.note))
+    def add_annotations(conn: Connection, annotations: Sequence[Annotation]) -> None:
+        if annotations:
+            conn.execute(insert(s.annotations), [{
+                "sha256": a.sha256, "class_name": a.class_name, "annotator": a.annotator, "source": a.source,
+                "created_at": a.created_at.isoformat() if a.created_at else now_iso(), "note": a.note,
+            } for a in annotations])
 
-    def has_annotation(self, conn: Connection, digest: str, class_name: str, annotator: str) -> bool:
-        query = select(s.annotations.c.id).where(
-            s.annotations.c.sha256 == digest, s.annotations.c.class_name == class_name,
-            s.annotations.c.annotator == annotator)
-        return conn.execute(query).first() is not None
+    @staticmethod
+    def existing_annotations(conn: Connection, digests: Sequence[str]) -> set[tuple[str, str, str]]:
+        """``(sha256, class, annotator)`` triples already recorded for these images."""
+        query = select(s.annotations.c.sha256, s.annotations.c.class_name, s.annotations.c.annotator)
+        return {tuple(row) for row in conn.execute(query.where(s.annotations.c.sha256.in_(list(set(digests)))))}
 
     def annotations(self) -> list[Annotation]:
         with self.engine.connect() as conn:
@@ -234,6 +231,17 @@ class Database:
         else:
             with self.transaction() as new:
                 yield new
+
+
+def _image_row(record: ImageRecord, ingest_id: int, stamp: str) -> dict[str, Any]:
+    meta = record.meta
+    return dict(
+        sha256=record.sha256, format=record.format, original_mode=record.original_mode,
+        working_mode=record.working_mode, width=record.width, height=record.height, size_bytes=record.size_bytes,
+        camera=meta.camera, line=meta.line, shift=meta.shift, lighting=meta.lighting, part_id=meta.part_id,
+        session=meta.session, captured_at=meta.captured_at.isoformat() if meta.captured_at else None,
+        source=record.source.value, extra=meta.extra, ingest_id=ingest_id, ingested_at=stamp,
+        **record.quality.model_dump())
 
 
 def _image_record(row: Any) -> ImageRecord:
