@@ -1,0 +1,286 @@
+"""The model package's metadata and integrity hash, read straight from the ONNX file's bytes.
+
+An inspectloop model is one ONNX file. Its ``metadata_props`` hold one entry, key ``inspectloop``,
+whose value is :meth:`ModelMetadata.to_json`. ``weights_sha256`` is the SHA-256 of the serialized
+``ModelProto`` with ``metadata_props`` cleared, so the file can carry its own hash: the runtime
+recomputes it and refuses a file whose graph or weights changed after export.
+
+Everything here is stdlib: the edge reads and checks a package without the ``onnx`` package, by
+walking the top level of the protobuf wire format (the metadata is field 14 of ``ModelProto``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from inspectloop.errors import ModelFileError
+from inspectloop.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
+
+FORMAT_VERSION = 1
+METADATA_KEY = "inspectloop"
+TASKS = ("classification",)
+
+_METADATA_PROPS_FIELD = 14  # ModelProto.metadata_props
+_ENTRY_KEY_FIELD, _ENTRY_VALUE_FIELD = 1, 2  # StringStringEntryProto.key / .value
+_OPTIONAL_FIELDS = {"task", "temperature", "thresholds", "jpeg_draft", "dataset_version", "run_id",
+                    "code_version", "created_at"}
+_REEXPORT = "re-export the model with this version of inspectloop"
+
+
+def utc_timestamp() -> str:
+    """Now, in UTC, as an ISO 8601 string to the second (the format of ``created_at``)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelMetadata:
+    """What the edge needs to run a model file: classes, preprocessing, decision settings, lineage.
+
+    ``good_class`` is the class that means "pass"; ``None`` when the dataset has no good class (then
+    every prediction is a reject as its class). ``temperature`` divides the logits before softmax
+    (calibration). ``thresholds`` are per-class reject thresholds, carried for the decision rules
+    that use them. ``jpeg_draft`` decodes JPEGs at a reduced DCT scale and must match the decode
+    used in training. ``weights_sha256`` is filled in by export.
+    """
+
+    format_version: int = FORMAT_VERSION
+    task: str = "classification"
+    model_name: str
+    model_version: str
+    class_names: tuple[str, ...]
+    good_class: str | None
+    input_size: int
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    temperature: float = 1.0
+    thresholds: dict[str, float] = field(default_factory=dict)
+    jpeg_draft: bool = False
+    dataset_version: str | None = None
+    run_id: str | None = None
+    code_version: str | None = None
+    created_at: str = field(default_factory=utc_timestamp)
+    weights_sha256: str = ""
+
+    def __post_init__(self) -> None:
+        _check_format(self.format_version)
+        if not isinstance(self.class_names, (tuple, list)):
+            raise _bad(f"class_names must be a list of strings, got {self.class_names!r}")
+        if not isinstance(self.thresholds, dict):
+            raise _bad(f"thresholds must map class names to probabilities, got {self.thresholds!r}")
+        object.__setattr__(self, "class_names", tuple(self.class_names))
+        object.__setattr__(self, "mean", _triple("mean", self.mean))
+        object.__setattr__(self, "std", _triple("std", self.std))
+        object.__setattr__(self, "thresholds", dict(self.thresholds))
+        _check_identity(self)
+        _check_classes(self.class_names, self.good_class)
+        _check_preprocessing(self)
+        _check_decision(self)
+
+    def to_json(self) -> str:
+        """The metadata as one compact JSON object with sorted keys."""
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ModelMetadata:
+        """Parse and validate :meth:`to_json` output; raise ModelFileError naming what is wrong."""
+        try:
+            raw = json.loads(text)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ModelFileError(f"model metadata is not valid JSON ({exc})", _REEXPORT) from exc
+        if not isinstance(raw, dict):
+            raise ModelFileError("model metadata is not a JSON object", _REEXPORT)
+        if "format_version" not in raw:
+            raise ModelFileError("model metadata has no format_version", _REEXPORT)
+        _check_format(raw["format_version"])
+        _check_keys(raw)
+        for name in ("class_names", "mean", "std"):
+            if isinstance(raw[name], list):
+                raw[name] = tuple(raw[name])
+        return cls(**raw)
+
+
+def _check_format(version: Any) -> None:
+    if type(version) is not int or version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"model format version {version!r} is not supported (this inspectloop reads version {FORMAT_VERSION})",
+            "install the inspectloop version that exported the model on this device, or " + _REEXPORT)
+
+
+def _check_keys(raw: dict[str, Any]) -> None:
+    known = {f.name for f in fields(ModelMetadata)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ModelFileError(f"model metadata has unknown fields: {', '.join(unknown)}",
+                             "the file was written by a newer inspectloop; upgrade inspectloop on this device")
+    missing = sorted(known - _OPTIONAL_FIELDS - set(raw))
+    if missing:
+        raise ModelFileError(f"model metadata is missing fields: {', '.join(missing)}", _REEXPORT)
+
+
+def _bad(message: str) -> ModelFileError:
+    return ModelFileError(f"model metadata: {message}", "fix the value passed to ModelMetadata, or " + _REEXPORT)
+
+
+def _triple(name: str, values: Any) -> tuple[float, float, float]:
+    if not isinstance(values, (tuple, list)) or len(values) != 3 or not all(_is_number(v) for v in values):
+        raise _bad(f"{name} must be three numbers (one per RGB channel), got {values!r}")
+    return (float(values[0]), float(values[1]), float(values[2]))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and value.strip() != ""
+
+
+def _check_identity(meta: ModelMetadata) -> None:
+    if meta.task not in TASKS:
+        raise _bad(f"task {meta.task!r} is not supported (supported: {', '.join(TASKS)})")
+    for name in ("model_name", "model_version", "created_at"):
+        if not _is_text(getattr(meta, name)):
+            raise _bad(f"{name} must be a non-empty string, got {getattr(meta, name)!r}")
+    for name in ("dataset_version", "run_id", "code_version"):
+        value = getattr(meta, name)
+        if value is not None and not isinstance(value, str):
+            raise _bad(f"{name} must be a string or null, got {value!r}")
+    digest = meta.weights_sha256
+    if not isinstance(digest, str) or (digest and (len(digest) != 64 or not _is_hex(digest))):
+        raise _bad(f"weights_sha256 must be 64 hex digits (or empty before export), got {digest!r}")
+
+
+def _is_hex(text: str) -> bool:
+    return all(c in "0123456789abcdef" for c in text)
+
+
+def _check_classes(class_names: tuple[Any, ...], good_class: Any) -> None:
+    if len(class_names) < 2 or not all(_is_text(name) for name in class_names):
+        raise _bad(f"class_names must be at least two non-empty strings, got {list(class_names)!r}")
+    if len(set(class_names)) != len(class_names):
+        raise _bad(f"class_names has duplicates: {list(class_names)!r}")
+    if good_class is not None and good_class not in class_names:
+        raise _bad(f"good_class {good_class!r} is not one of the class names ({', '.join(class_names)})")
+
+
+def _check_preprocessing(meta: ModelMetadata) -> None:
+    size = meta.input_size
+    if type(size) is not int or not 16 <= size <= 4096:
+        raise _bad(f"input_size must be an integer from 16 to 4096 pixels, got {size!r}")
+    if min(meta.std) <= 0:
+        raise _bad(f"std values must be positive, got {meta.std!r}")
+    if not isinstance(meta.jpeg_draft, bool):
+        raise _bad(f"jpeg_draft must be true or false, got {meta.jpeg_draft!r}")
+
+
+def _check_decision(meta: ModelMetadata) -> None:
+    if not _is_number(meta.temperature) or meta.temperature <= 0:
+        raise _bad(f"temperature must be a positive number, got {meta.temperature!r}")
+    for name, value in meta.thresholds.items():
+        if name not in meta.class_names:
+            raise _bad(f"threshold for unknown class {name!r} (classes: {', '.join(meta.class_names)})")
+        if not _is_number(value) or not 0.0 <= value <= 1.0:
+            raise _bad(f"threshold for {name!r} must be a probability from 0 to 1, got {value!r}")
+
+
+# --- reading the ONNX file without the onnx package -------------------------------------------------
+
+def model_hash(model_bytes: bytes) -> str:
+    """SHA-256 (hex) of a serialized ModelProto with its ``metadata_props`` left out."""
+    digest = hashlib.sha256()
+    view = memoryview(model_bytes)
+    for number, start, end, _ in _top_level_fields(view, 0, len(view)):
+        if number != _METADATA_PROPS_FIELD:
+            digest.update(view[start:end])
+    return digest.hexdigest()
+
+
+def read_metadata_props(model_bytes: bytes) -> list[tuple[str, str]]:
+    """All ``metadata_props`` entries of a serialized ModelProto, as (key, value) pairs in file order."""
+    view = memoryview(model_bytes)
+    entries = []
+    for number, _, end, payload_start in _top_level_fields(view, 0, len(view)):
+        if number == _METADATA_PROPS_FIELD:
+            entries.append(_read_entry(view, payload_start, end))
+    return entries
+
+
+def read_model_metadata(model_bytes: bytes, label: str) -> ModelMetadata:
+    """The inspectloop metadata of a model file's bytes; ModelFileError if it has none or it is bad."""
+    try:
+        values = [value for key, value in read_metadata_props(model_bytes) if key == METADATA_KEY]
+    except ModelFileError as exc:
+        raise ModelFileError(f"{label}: {exc.message}", exc.hint) from exc
+    if not values:
+        raise ModelFileError(
+            f"{label}: not an inspectloop model (no '{METADATA_KEY}' metadata in the ONNX file)",
+            "export the model with inspectloop; plain ONNX files carry no class names or preprocessing")
+    if len(values) > 1:
+        raise ModelFileError(f"{label}: the ONNX file carries two '{METADATA_KEY}' metadata entries", _REEXPORT)
+    try:
+        return ModelMetadata.from_json(values[0])
+    except ModelFileError as exc:
+        raise ModelFileError(f"{label}: {exc.message}", exc.hint) from exc
+
+
+def verify_model_hash(model_bytes: bytes, metadata: ModelMetadata, label: str) -> None:
+    """Raise ModelFileError unless the file's graph and weights hash to ``metadata.weights_sha256``."""
+    if model_hash(model_bytes) != metadata.weights_sha256:
+        raise ModelFileError(f"{label}: model file was modified after export (weights hash does not match)",
+                             "copy the model file again from the registry; do not edit exported models")
+
+
+def _not_onnx(reason: str) -> ModelFileError:
+    return ModelFileError(f"not an ONNX model file ({reason})", "check that the path points at an exported .onnx file")
+
+
+def _read_varint(view: memoryview, pos: int, end: int) -> tuple[int, int]:
+    result = shift = 0
+    while pos < end and shift < 64:
+        byte = view[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+    raise _not_onnx("truncated or malformed varint")
+
+
+def _top_level_fields(view: memoryview, pos: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+    """Yield (field number, record start, record end, payload start) for each field in ``view[pos:end]``."""
+    while pos < end:
+        start = pos
+        tag, pos = _read_varint(view, pos, end)
+        number, wire_type = tag >> 3, tag & 7
+        if wire_type == 0:
+            _, pos = _read_varint(view, pos, end)
+            payload = pos
+        elif wire_type == 2:
+            length, payload = _read_varint(view, pos, end)
+            pos = payload + length
+        elif wire_type in (1, 5):
+            payload = pos
+            pos += 8 if wire_type == 1 else 4
+        else:
+            raise _not_onnx(f"unsupported protobuf wire type {wire_type}")
+        if number == 0 or pos > end:
+            raise _not_onnx("truncated or malformed protobuf")
+        yield number, start, pos, payload
+
+
+def _read_entry(view: memoryview, pos: int, end: int) -> tuple[str, str]:
+    key = value = ""
+    for number, _, stop, payload in _top_level_fields(view, pos, end):
+        if number in (_ENTRY_KEY_FIELD, _ENTRY_VALUE_FIELD):
+            try:
+                text = bytes(view[payload:stop]).decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise _not_onnx("metadata entry is not UTF-8 text") from exc
+            key, value = (text, value) if number == _ENTRY_KEY_FIELD else (key, text)
+    return key, value

@@ -1,0 +1,242 @@
+"""The edge runtime: load one inspectloop ONNX file, classify images, decide pass or reject.
+
+Depends on numpy, Pillow and onnxruntime only. The per-image path is tuned for a small CPU:
+one decode (``load_image``), one resize (``Preprocess.resize``), a lookup-table normalisation into
+reused buffers (bit-identical to ``Preprocess.to_array``, about 5x faster), one ``session.run``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from inspectloop.errors import ImageError, ModelFileError
+from inspectloop.runtime.images import _to_working_mode, load_image
+from inspectloop.runtime.metadata import ModelMetadata, read_model_metadata, verify_model_hash
+from inspectloop.runtime.preprocess import Preprocess
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+PASS, REJECT = "pass", "reject"
+
+ImageSource = str | Path | bytes | Image.Image
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result: the top class, its probability, all class probabilities and the decision.
+
+    ``decision`` is ``"pass"`` when ``label`` is the model's good class, else ``"reject"`` (a reject as
+    ``label``). ``latency_ms`` has the phases ``decode``, ``preprocess``, ``infer`` and ``total``.
+    """
+
+    label: str
+    confidence: float
+    scores: dict[str, float]
+    decision: str
+    latency_ms: dict[str, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return {"label": self.label, "confidence": self.confidence, "scores": dict(self.scores),
+                "decision": self.decision, "latency_ms": dict(self.latency_ms)}
+
+
+class EdgeModel:
+    """An exported inspectloop classifier, ready to predict.
+
+    The file's metadata is validated and, with ``verify_hash``, its graph and weights are checked
+    against the hash recorded at export (ModelFileError if either fails). ``threads`` is the number
+    of CPU threads one inference may use. ``predict`` may be called from several threads at once.
+
+    The decision is "pass" when the top class is the metadata's ``good_class``, else "reject" as
+    that class; a model without a good class rejects every image. The metadata's ``thresholds``
+    are carried but not yet applied. ``session`` is the onnxruntime session (raw ``logits``).
+    """
+
+    def __init__(self, path: str | Path, *, threads: int = 1, verify_hash: bool = True) -> None:
+        if type(threads) is not int or threads < 1:
+            raise ValueError(f"threads must be a positive integer, got {threads!r}")
+        self.path = Path(path)
+        data = _read_model_file(self.path)
+        self.metadata: ModelMetadata = read_model_metadata(data, str(self.path))
+        if verify_hash:
+            verify_model_hash(data, self.metadata, str(self.path))
+        self.session: ort.InferenceSession = _open_session(data, threads, str(self.path))
+        _check_signature(self.session, self.metadata, str(self.path))
+        self.preprocess = Preprocess(self.metadata.input_size, self.metadata.mean, self.metadata.std)
+        self._lut = _normalisation_table(self.preprocess)
+        self._draft = self.metadata.input_size if self.metadata.jpeg_draft else None
+        self._class_names = self.metadata.class_names
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        meta = self.metadata
+        return (f"EdgeModel({str(self.path)!r}, model={meta.model_name} {meta.model_version}, "
+                f"classes={len(meta.class_names)})")
+
+    def predict(self, source: ImageSource, *, name: str | None = None) -> Prediction:
+        """Classify one image (a path, the file's bytes, or a PIL image); ImageError if it cannot be used.
+
+        A PIL image is taken as already decoded (``jpeg_draft`` applies to paths and bytes only).
+        """
+        start = time.perf_counter()
+        image = self._decode(source, name)
+        decoded = time.perf_counter()
+        batch = self._prepare(image)
+        prepared = time.perf_counter()
+        probabilities = self._probabilities(batch)[0]
+        inferred = time.perf_counter()
+        index = int(probabilities.argmax())
+        label = self._class_names[index]
+        scores = dict(zip(self._class_names, probabilities.tolist()))
+        decision = PASS if label == self.metadata.good_class else REJECT
+        end = time.perf_counter()
+        latency = {"decode": _ms(decoded - start), "preprocess": _ms(prepared - decoded),
+                   "infer": _ms(inferred - prepared), "total": _ms(end - start)}
+        return Prediction(label, scores[label], scores, decision, latency)
+
+    def predict_array(self, batch: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, C), softmax(logits / temperature), for a preprocessed (N, 3, H, W) batch."""
+        size = self.metadata.input_size
+        if batch.ndim != 4 or batch.shape[1:] != (3, size, size) or batch.shape[0] < 1:
+            raise ValueError(f"expected a preprocessed batch of shape (N, 3, {size}, {size}), got {batch.shape}")
+        return self._probabilities(np.ascontiguousarray(batch, dtype=np.float32))
+
+    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
+        logits = self.session.run((OUTPUT_NAME,), {INPUT_NAME: batch})[0]
+        return _softmax(logits, self.metadata.temperature)
+
+    def _decode(self, source: ImageSource, name: str | None) -> Image.Image:
+        if isinstance(source, Image.Image):
+            return _working_image(source, name or "<image>")
+        return load_image(source, name=name, draft=self._draft)
+
+    def _prepare(self, image: Image.Image) -> np.ndarray:
+        """Same numbers as ``self.preprocess(image)``, written into this thread's reused buffers.
+
+        Each 8-bit plane is widened into a reused index array once, then every channel is one
+        table lookup (``np.take`` with native indices and no bounds branch is the fast path).
+        """
+        pixels = np.asarray(self.preprocess.resize(image))
+        batch, index = self._buffers()
+        if pixels.ndim == 2:
+            np.copyto(index[0], pixels, casting="unsafe")
+            planes = (index[0], index[0], index[0])
+        else:
+            np.copyto(index, pixels.transpose(2, 0, 1), casting="unsafe")
+            planes = (index[0], index[1], index[2])
+        for channel, plane in enumerate(planes):
+            np.take(self._lut[channel], plane, out=batch[0, channel], mode="clip")
+        return batch
+
+    def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        buffers = getattr(self._local, "buffers", None)
+        if buffers is None:
+            size = self.metadata.input_size
+            buffers = (np.empty((1, 3, size, size), dtype=np.float32), np.empty((3, size, size), dtype=np.intp))
+            self._local.buffers = buffers
+        return buffers
+
+
+def iter_predictions(model_path: str | Path, images: Iterable[str | Path],
+                     threads: int = 1) -> Iterator[dict[str, Any]]:
+    """Load the model now (ModelFileError at once if it is bad), then yield one record per image.
+
+    A record is ``{"image": path, **prediction.to_dict()}``, or ``{"image": path, "error": message}``
+    for an image that cannot be used; the iteration goes on after a bad image.
+    """
+    model = EdgeModel(model_path, threads=threads)
+    return _records(model, images)
+
+
+def _records(model: EdgeModel, images: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
+    for image in images:
+        try:
+            yield {"image": str(image), **model.predict(image).to_dict()}
+        except ImageError as exc:
+            yield {"image": str(image), "error": str(exc)}
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000.0, 4)
+
+
+def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    scaled = logits.astype(np.float64) / temperature
+    scaled -= scaled.max(axis=1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=1, keepdims=True)
+
+
+def _working_image(image: Image.Image, label: str) -> Image.Image:
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{label}: image data cannot be read ({exc})", "re-copy the file from the camera") from exc
+    return _to_working_mode(image, label)
+
+
+def _normalisation_table(preprocess: Preprocess) -> np.ndarray:
+    """(3, 256) float32: every 8-bit value normalised per channel exactly as ``Preprocess.to_array`` does."""
+    values = np.arange(256, dtype=np.float32)[:, None]
+    scale = np.asarray(preprocess.std, dtype=np.float32) * 255.0
+    offset = np.asarray(preprocess.mean, dtype=np.float32) * 255.0
+    return np.ascontiguousarray(((values - offset) / scale).T)
+
+
+def _read_model_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise ModelFileError(f"{path}: model file not found", "check the path to the exported .onnx file") from exc
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read model file ({exc.strerror})",
+                             "check the path and permissions") from exc
+
+
+def _open_session(data: bytes, threads: int, label: str) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # errors only: the edge log is for our records, not ORT's notices
+    try:
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
+        raise ModelFileError(
+            f"{label}: onnxruntime cannot load the model ({exc})",
+            "re-export the model; the file may be damaged or use operators this onnxruntime lacks") from exc
+
+
+def _check_signature(session: ort.InferenceSession, meta: ModelMetadata, label: str) -> None:
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    size, classes = meta.input_size, len(meta.class_names)
+    if [i.name for i in inputs] != [INPUT_NAME] or OUTPUT_NAME not in [o.name for o in outputs]:
+        raise ModelFileError(f"{label}: the graph must take one input '{INPUT_NAME}' and give '{OUTPUT_NAME}', "
+                             f"got inputs {[i.name for i in inputs]} and outputs {[o.name for o in outputs]}",
+                             "export the model with inspectloop.export")
+    if not _shape_fits(inputs[0].shape, (None, 3, size, size)):
+        raise ModelFileError(f"{label}: the graph input has shape {inputs[0].shape}, expected (N, 3, {size}, {size})",
+                             "the metadata's input_size does not match the network; re-export the model")
+    logits = next(o for o in outputs if o.name == OUTPUT_NAME)
+    if not _shape_fits(logits.shape, (None, classes)):
+        raise ModelFileError(
+            f"{label}: the graph gives {logits.shape} scores, but the metadata names {classes} classes",
+            "the class list does not match the network; re-export the model")
+
+
+def _shape_fits(shape: list[Any], expected: tuple[int | None, ...]) -> bool:
+    """True when every static dimension matches (symbolic dimensions match anything)."""
+    if len(shape) != len(expected):
+        return False
+    return all(want is None or not isinstance(got, int) or got == want for got, want in zip(shape, expected))
