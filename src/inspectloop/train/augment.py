@@ -1,0 +1,75 @@
+"""Augmentations that mimic production variability, not generic photo augmentations.
+
+Lighting and contrast drift (ageing LEDs, night shift), focus drift (blur), sensor noise (gain),
+JPEG compression (camera settings), small part shifts and rotations (fixture play).
+"""
+
+from __future__ import annotations
+
+import io
+import random
+
+import numpy as np
+from PIL import Image, ImageEnhance, ImageFilter
+
+
+class ProductionAugment:
+    """Random production-like perturbations of a PIL image (L or RGB), drawn from ``rng``."""
+
+    def __init__(self, strength: float = 1.0, flips: bool = True) -> None:
+        self.strength = strength
+        self.flips = flips
+
+    def __call__(self, image: Image.Image, rng: random.Random) -> Image.Image:
+        s = self.strength
+        if self.flips:
+            if rng.random() < 0.5:
+                image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+            if rng.random() < 0.5:
+                image = image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
+        image = _geometry(image, rng, s)
+        image = ImageEnhance.Brightness(image).enhance(1 + rng.uniform(-0.3, 0.3) * s)
+        image = ImageEnhance.Contrast(image).enhance(1 + rng.uniform(-0.3, 0.3) * s)
+        if rng.random() < 0.3 * s:
+            image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
+        if rng.random() < 0.3 * s:
+            image = _sensor_noise(image, rng.uniform(2, 8), rng)
+        if rng.random() < 0.3 * s:
+            image = _jpeg(image, rng.randint(40, 90))
+        return image
+
+
+def _geometry(image: Image.Image, rng: random.Random, s: float) -> Image.Image:
+    width, height = image.size
+    angle = rng.uniform(-6, 6) * s
+    dx, dy = (rng.uniform(-0.05, 0.05) * s * width, rng.uniform(-0.05, 0.05) * s * height)
+    scale = 1 + rng.uniform(-0.08, 0.08) * s
+    # Reflect-free affine: fill with the mean grey so borders look like out-of-focus surface, not black.
+    fill = int(np.asarray(image.convert("L")).mean())
+    fill_value: int | tuple[int, ...] = fill if image.mode == "L" else (fill, fill, fill)
+    return image.rotate(angle, resample=Image.Resampling.BILINEAR, translate=(dx, dy), fillcolor=fill_value) \
+        .resize((round(width * scale), round(height * scale)), Image.Resampling.BILINEAR) \
+        .crop(_centre_box(round(width * scale), round(height * scale), width, height))
+
+
+def _centre_box(width: int, height: int, target_w: int, target_h: int) -> tuple[int, int, int, int]:
+    left, top = (width - target_w) // 2, (height - target_h) // 2
+    return left, top, left + target_w, top + target_h
+
+
+def _sensor_noise(image: Image.Image, sigma: float, rng: random.Random) -> Image.Image:
+    pixels = np.asarray(image, dtype=np.float32)
+    noise = np.random.default_rng(rng.randrange(2**32)).normal(0, sigma, pixels.shape)
+    return Image.fromarray(np.clip(pixels + noise, 0, 255).astype(np.uint8), mode=image.mode)
+
+
+def _jpeg(image: Image.Image, quality: int) -> Image.Image:
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert(image.mode)
+
+
+def build_augment(preset: str, flips: bool) -> ProductionAugment | None:
+    if preset == "none":
+        return None
+    return ProductionAugment(strength=1.0 if preset == "production" else 0.5, flips=flips)

@@ -1,0 +1,36 @@
+"""Training configuration: one validated object, surfaced by the CLI, recorded with every run."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class TrainConfig(BaseModel):
+    """How to train a classifier. Defaults suit a few hundred to a few thousand images on a CPU.
+
+    ``mode``: ``finetune`` trains the trunk's later blocks with production augmentations (best accuracy);
+    ``probe`` trains only a linear head on cached frozen-trunk features (seconds; good when classes
+    are visually distinct).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    backbone: Literal["efficientnet-lite0"] = "efficientnet-lite0"
+    input_size: int = Field(224, ge=64, le=512)
+    mode: Literal["finetune", "probe"] = "finetune"
+    epochs: int = Field(15, ge=1, le=500)
+    batch_size: int = Field(32, ge=2, le=512)
+    lr: float = Field(1e-3, gt=0, le=1.0)
+    weight_decay: float = Field(1e-4, ge=0)
+    freeze_blocks: int = Field(2, ge=0, le=16, description="early trunk blocks kept frozen (the stem too when > 0)")
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    balance: Literal["sampler", "none"] = "sampler"
+    augment: Literal["production", "light", "none"] = "production"
+    flips: bool = Field(True, description="flip augmentations; turn off when orientation carries meaning")
+    probe_views: int = Field(1, ge=1, le=16, description="augmented views per image cached in probe mode")
+    patience: int = Field(0, ge=0, description="stop after this many epochs without val improvement (0 = never)")
+    jpeg_draft: bool = False
+    seed: int = 0
+    threads: int = Field(0, ge=0, description="torch threads (0 = all cores)")

@@ -1,0 +1,208 @@
+"""Training loops: fine-tuning with checkpoints and resume, and the fast linear probe.
+
+Pure training glue: models come from ``inspectloop.models``, data from ``inspectloop.train.data``.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from inspectloop.models.classifier import Classifier
+from inspectloop.runtime.preprocess import Preprocess
+from inspectloop.train.augment import build_augment
+from inspectloop.train.config import TrainConfig
+from inspectloop.train.data import ImageSet, augmented_batch, balanced_order, to_batch
+
+EpochCallback = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class TrainResult:
+    model: Classifier
+    best_epoch: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed_from: int | None = None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def predict_logits(model: nn.Module, images: ImageSet, preprocess: Preprocess, batch_size: int = 64) -> np.ndarray:
+    model.eval()
+    outputs = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            outputs.append(model(to_batch(images.images[start:start + batch_size], preprocess)).numpy())
+    return np.concatenate(outputs) if outputs else np.zeros((0, 0), dtype=np.float32)
+
+
+def macro_recall(labels: np.ndarray, predicted: np.ndarray, num_classes: int) -> float:
+    recalls = [float(np.mean(predicted[labels == c] == c)) for c in range(num_classes) if np.any(labels == c)]
+    return float(np.mean(recalls)) if recalls else 0.0
+
+
+def freeze_early_layers(model: Classifier, blocks: int) -> list[nn.Module]:
+    """Freeze the stem and the first ``blocks`` blocks; return the frozen modules (kept in eval mode)."""
+    if blocks == 0:
+        return []
+    trunk = model.trunk
+    frozen: list[nn.Module] = [trunk.net._conv_stem, trunk.net._bn0, *list(trunk.blocks)[:blocks]]
+    for module in frozen:
+        for parameter in module.parameters():
+            parameter.requires_grad = False
+    return frozen
+
+
+def finetune(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Preprocess, config: TrainConfig,
+             checkpoint: Path, on_epoch: EpochCallback | None = None) -> TrainResult:
+    """Fine-tune ``model``; resume from ``checkpoint`` when it exists; keep the best epoch by val macro recall."""
+    started = time.perf_counter()
+    frozen = freeze_early_layers(model, config.freeze_blocks)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = max(1, len(train) // config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch,
+                                                    pct_start=0.15)
+    state = _State(best_state=copy.deepcopy(model.state_dict()))
+    resumed = _resume(checkpoint, model, optimizer, scheduler, state)
+    augment = build_augment(config.augment, config.flips)
+    for epoch in range(state.epoch + 1, config.epochs):
+        loss = _train_epoch(model, frozen, train, preprocess, config, optimizer, scheduler, augment, state, steps_per_epoch)
+        score = macro_recall(val.labels, predict_logits(model, val, preprocess).argmax(1), int(train.labels.max()) + 1)
+        record = {"epoch": epoch, "loss": round(loss, 4), "val_macro_recall": round(score, 4),
+                  "seconds": round(time.perf_counter() - started, 1)}
+        state.history.append(record)
+        if score >= state.best_score:
+            state.best_score, state.best_epoch = score, epoch
+            state.best_state = copy.deepcopy(model.state_dict())
+        state.epoch = epoch
+        _save(checkpoint, model, optimizer, scheduler, state)
+        if on_epoch:
+            on_epoch(record)
+        if config.patience and epoch - state.best_epoch >= config.patience:
+            break
+    model.load_state_dict(state.best_state)
+    return TrainResult(model, state.best_epoch, state.history, time.perf_counter() - started, resumed)
+
+
+@dataclass
+class _State:
+    best_state: dict[str, torch.Tensor]
+    epoch: int = -1
+    best_epoch: int = -1
+    best_score: float = -1.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    py_rng: random.Random = field(default_factory=lambda: random.Random(0))
+    np_rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
+
+
+def _train_epoch(model: Classifier, frozen: Sequence[nn.Module], train: ImageSet, preprocess: Preprocess,
+                 config: TrainConfig, optimizer: torch.optim.Optimizer, scheduler: Any, augment: Any,
+                 state: _State, steps: int) -> float:
+    model.train()
+    for module in frozen:
+        module.eval()  # frozen BatchNorm keeps its ImageNet statistics
+    count = steps * config.batch_size
+    order = (balanced_order(train.labels, count, state.np_rng) if config.balance == "sampler"
+             else state.np_rng.permutation(len(train))[:count])
+    total = 0.0
+    for step in range(steps):
+        index = order[step * config.batch_size:(step + 1) * config.batch_size]
+        x = augmented_batch([train.images[i] for i in index], preprocess, augment, state.py_rng)
+        y = torch.from_numpy(train.labels[index])
+        loss = nn.functional.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        total += float(loss)
+    return total / steps
+
+
+def _save(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, state: _State) -> None:
+    """Write the checkpoint atomically: a crash mid-save leaves the previous one intact."""
+    payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+               "epoch": state.epoch, "best_epoch": state.best_epoch, "best_score": state.best_score,
+               "best_state": state.best_state, "history": state.history, "py_rng": state.py_rng.getstate(),
+               "np_rng": state.np_rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def _resume(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, state: _State) -> int | None:
+    if not path.exists():
+        return None
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    state.epoch, state.best_epoch, state.best_score = payload["epoch"], payload["best_epoch"], payload["best_score"]
+    state.best_state, state.history = payload["best_state"], payload["history"]
+    state.py_rng.setstate(payload["py_rng"])
+    state.np_rng.bit_generator.state = payload["np_rng"]
+    torch.set_rng_state(payload["torch_rng"])
+    return int(payload["epoch"])
+
+
+def probe(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Preprocess, config: TrainConfig,
+          on_epoch: EpochCallback | None = None) -> TrainResult:
+    """Train only the linear head on frozen-trunk features, computed once (several augmented views if asked)."""
+    started = time.perf_counter()
+    augment = build_augment(config.augment, config.flips) if config.probe_views > 1 else None
+    rng = random.Random(config.seed)
+    features, labels = [], []
+    for view in range(config.probe_views):
+        batches = _features(model.trunk, train, preprocess, augment if view > 0 else None, rng)
+        features.append(batches)
+        labels.append(train.labels)
+    x_train = torch.from_numpy(np.concatenate(features))
+    y_train = torch.from_numpy(np.concatenate(labels))
+    x_val = torch.from_numpy(_features(model.trunk, val, preprocess, None, rng))
+    head = model.head[1]
+    counts = torch.bincount(y_train, minlength=head.out_features).clamp(min=1).float()
+    weights = (counts.sum() / counts) / head.out_features
+    optimizer = torch.optim.Adam(head.parameters(), lr=1e-2, weight_decay=config.weight_decay)
+    best = (-1.0, 0, copy.deepcopy(head.state_dict()))
+    history = []
+    for epoch in range(config.epochs):
+        head.train()
+        loss = nn.functional.cross_entropy(head(x_train), y_train, weight=weights, label_smoothing=config.label_smoothing)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        with torch.no_grad():
+            score = macro_recall(val.labels, head(x_val).argmax(1).numpy(), head.out_features)
+        history.append({"epoch": epoch, "loss": round(float(loss), 4), "val_macro_recall": round(score, 4)})
+        if score >= best[0]:
+            best = (score, epoch, copy.deepcopy(head.state_dict()))
+        if on_epoch and (epoch % 25 == 0 or epoch == config.epochs - 1):
+            on_epoch(history[-1])
+    head.load_state_dict(best[2])
+    return TrainResult(model, best[1], history, time.perf_counter() - started)
+
+
+def _features(trunk: nn.Module, images: ImageSet, preprocess: Preprocess, augment: Any,
+              rng: random.Random, batch_size: int = 64) -> np.ndarray:
+    trunk.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            x = augmented_batch(images.images[start:start + batch_size], preprocess, augment, rng)
+            out.append(trunk(x).numpy())
+    return np.concatenate(out)

@@ -1,0 +1,91 @@
+"""Training on a small real subset (NEU steel defects): runs, records, exports, resumes, repeats."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from inspectloop.datasets import SplitPlan, create_version
+from inspectloop.errors import TrainingError
+from inspectloop.ingest import ingest, scan_folder
+from inspectloop.runtime import EdgeModel
+from inspectloop.train.config import TrainConfig
+from inspectloop.training import train
+from inspectloop.workspace import Workspace, init_workspace
+from tests.conftest import SHARED_DATASETS
+
+NEU = SHARED_DATASETS / "neu_det" / "images"
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not NEU.is_dir(), reason=f"real datasets not found at {NEU}")]
+CLASSES = ("crazing", "patches", "scratches")
+SMALL = dict(input_size=96, batch_size=16, seed=0)
+
+
+@pytest.fixture(scope="module")
+def neu_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 images of each of three NEU classes, linked into a folder-per-class tree."""
+    root = tmp_path_factory.mktemp("neu")
+    for name in CLASSES:
+        (root / name).mkdir()
+        for path in sorted((NEU / name).glob("*.jpg"))[:24]:
+            (root / name / path.name).symlink_to(path)
+    return root
+
+
+@pytest.fixture
+def ws(tmp_path: Path, neu_subset: Path) -> Workspace:
+    workspace = init_workspace(tmp_path / "ws")
+    ingest(workspace, scan_folder(neu_subset), source="neu-subset")
+    create_version(workspace, SplitPlan(group_by="none", val_fraction=0.25, test_fraction=0.25))
+    yield workspace
+    workspace.close()
+
+
+def test_probe_run_is_recorded_exported_and_accurate(ws: Workspace) -> None:
+    result = train(ws, TrainConfig(mode="probe", epochs=150, augment="none", **SMALL))
+    run = ws.db.run(result.run_id)
+    assert run["status"] == "finished" and run["dataset_version"] == "v1"
+    assert run["config"]["input_size"] == 96 and run["code_version"].startswith("0.1.0")
+    assert result.metrics["test"]["macro_recall"] >= 0.8  # three very distinct classes, 6 test images each
+    assert set(result.metrics["test"]["per_class"]) == set(CLASSES)
+    assert json.loads((result.run_dir / "report" / "metrics.json").read_text())
+    model = EdgeModel(result.model_path)
+    assert model.metadata.class_names == CLASSES and model.metadata.dataset_version == "v1"
+    assert [m["variant"] for m in ws.db.models(result.run_id)] == ["fp32"]
+
+
+def test_same_seed_gives_the_same_model(ws: Workspace) -> None:
+    config = TrainConfig(mode="probe", epochs=40, augment="none", **SMALL)
+    first, second = train(ws, config), train(ws, config)
+    digest = [EdgeModel(r.model_path).metadata.weights_sha256 for r in (first, second)]
+    assert digest[0] == digest[1]
+
+
+def test_finetune_resumes_after_interruption(ws: Workspace) -> None:
+    config = TrainConfig(mode="finetune", epochs=2, freeze_blocks=12, **SMALL)
+
+    def crash_after_first_epoch(stage: str, info: dict) -> None:
+        if stage == "epoch" and info["epoch"] == 0:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(ws, config, progress=crash_after_first_epoch)
+    failed = ws.db.runs()[-1]
+    assert failed["status"] == "failed" and (Path(failed["artifacts"]) / "checkpoint.pt").exists()
+    result = train(ws, config, resume=failed["id"])
+    assert result.metrics["resumed_from_epoch"] == 0
+    assert [h["epoch"] for h in result.metrics["history"]] == [0, 1]
+    assert ws.db.run(failed["id"])["status"] == "finished"
+
+
+def test_int8_variant_is_exported_and_registered(ws: Workspace) -> None:
+    result = train(ws, TrainConfig(mode="probe", epochs=60, augment="none", **SMALL), export_int8=True)
+    assert sorted(m["variant"] for m in ws.db.models(result.run_id)) == ["fp32", "int8"]
+    assert EdgeModel(result.run_dir / "model-int8.onnx").metadata.class_names == CLASSES
+
+
+def test_refuses_what_cannot_be_trained(ws: Workspace) -> None:
+    with pytest.raises(TrainingError, match="no run 'run-x' to resume"):
+        train(ws, TrainConfig(mode="probe", **SMALL), resume="run-x")
