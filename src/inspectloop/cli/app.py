@@ -1,0 +1,297 @@
+"""Commands. Each one parses its options, calls one library function and presents the result."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from inspectloop.cli.common import (
+    WorkspaceOpt, err, fmt, friendly, out, print_json, progress_bar, table, workspace,
+)
+from inspectloop.cli.training_view import TrainingView
+
+app = typer.Typer(help="Train, ship and keep accurate vision models on your own site's images.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+classes_app = typer.Typer(help="Class definitions: criteria, severity, reference images.", no_args_is_help=True)
+dataset_app = typer.Typer(help="Immutable dataset versions with grouped, stratified splits.", no_args_is_help=True)
+app.add_typer(classes_app, name="classes")
+app.add_typer(dataset_app, name="dataset")
+
+
+@app.command()
+@friendly
+def init(path: Annotated[Path, typer.Argument(help="New or empty folder for the workspace.")],
+         name: Annotated[Optional[str], typer.Option(help="Workspace name (default: the folder name).")] = None) -> None:
+    """Create a workspace: config file, SQLite database and content-addressed image store."""
+    from inspectloop.workspace import init_workspace
+
+    init_workspace(path, name).close()
+    out.print(f"workspace ready at {path}")
+
+
+@app.command()
+@friendly
+def ingest(source: Annotated[Path, typer.Argument(help="Folder with one sub-folder per class, or a CSV manifest.")],
+           ws: WorkspaceOpt,
+           exclude: Annotated[list[str], typer.Option(help="Glob on paths relative to the folder to skip, "
+                                                           "e.g. '*/masks/*'. Repeatable.")] = [],  # noqa: B006
+           annotator: Annotated[str, typer.Option(help="Who the labels come from.")] = "import",
+           strict_classes: Annotated[bool, typer.Option(help="Refuse labels that are not defined classes.")] = False,
+           json_out: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False) -> None:
+    """Ingest images with their labels and metadata; duplicates and bad files are reported, never fatal."""
+    from inspectloop import ingest as ingest_lib
+
+    with workspace(ws) as w:
+        if source.is_file():
+            items, refused = ingest_lib.scan_manifest(source)
+            kind = "manifest"
+        else:
+            items, refused, kind = ingest_lib.scan_folder(source, exclude=exclude), [], "folder"
+        with progress_bar(f"ingest {source.name}") as update:
+            report = ingest_lib.ingest(w, items, source=str(source), kind=kind, annotator=annotator,
+                                       create_classes=not strict_classes, refused=refused, progress=update)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    rate = report.seen / report.seconds if report.seconds else 0.0
+    out.print(f"added {report.added}, duplicates {len(report.duplicates)}, skipped {len(report.skipped)} "
+              f"({rate:.0f} files/s); new classes: {', '.join(report.classes_created) or 'none'}")
+    for path, digest in report.duplicates[:20]:
+        out.print(f"  duplicate: {path} (same bytes as {digest})", highlight=False)
+    for path, reason in report.skipped:
+        out.print(f"  skipped: {path}: {reason}", highlight=False)
+
+
+@classes_app.command("add")
+@friendly
+def classes_add(name: str, ws: WorkspaceOpt,
+                criterion: Annotated[str, typer.Option(help="What a quality engineer checks for.")] = "",
+                severity: Annotated[str, typer.Option(help="critical, major, minor or none (good class).")] = "major",
+                good: Annotated[bool, typer.Option("--good/--no-good", help="This class means a pass.")] = False) -> None:
+    """Define a class or update its criterion and severity."""
+    from pydantic import ValidationError
+
+    from inspectloop.domain import ClassDefinition
+    from inspectloop.errors import LabelError
+    from inspectloop.labels import define_class
+
+    try:
+        definition = ClassDefinition(name=name, criterion=criterion, severity=severity, is_good=good)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise LabelError(f"bad class {first['loc'][0]}: {first['msg']}", "see: inspectloop classes add --help") from None
+    with workspace(ws) as w:
+        define_class(w, definition)
+    out.print(f"class {name!r} saved")
+
+
+@classes_app.command("list")
+@friendly
+def classes_list(ws: WorkspaceOpt) -> None:
+    """List classes with their criterion, severity and reference images."""
+    with workspace(ws) as w:
+        rows = [[c.name, c.severity.value, "yes" if c.is_good else "", c.criterion, len(w.db.references(c.name))]
+                for c in w.db.classes().values()]
+    table("classes", ["name", "severity", "good", "criterion", "references"], rows)
+
+
+@classes_app.command("reference")
+@friendly
+def classes_reference(name: str, sha256: str, ws: WorkspaceOpt,
+                      note: Annotated[Optional[str], typer.Option(help="Why this is a good example.")] = None) -> None:
+    """Attach a stored image as a reference example of a class."""
+    from inspectloop.labels import add_reference_image
+
+    with workspace(ws) as w:
+        add_reference_image(w, name, sha256, note)
+    out.print(f"reference added to {name!r}")
+
+
+@app.command()
+@friendly
+def label(sha256: str, class_name: str, ws: WorkspaceOpt,
+          annotator: Annotated[str, typer.Option(help="Who says so (required).")],
+          note: Annotated[Optional[str], typer.Option()] = None) -> None:
+    """Annotate an image with a class. Earlier annotations by others are kept."""
+    from inspectloop.labels import annotate
+
+    with workspace(ws) as w:
+        annotate(w, sha256, class_name, annotator=annotator, note=note)
+    out.print("annotation saved")
+
+
+@app.command()
+@friendly
+def labels(ws: WorkspaceOpt, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Label counts per class, annotators, and images whose annotators disagree."""
+    from inspectloop.labels import label_summary
+
+    with workspace(ws) as w:
+        summary = label_summary(w)
+    if json_out:
+        print_json(summary)
+        return
+    table("labels", ["class", "images"], [[k, v] for k, v in summary["per_class"].items()])  # type: ignore[union-attr]
+    out.print(f"{summary['labelled']} labelled of {summary['images']} images; annotators: "
+              f"{', '.join(summary['annotators']) or 'none'}; disagreements: {len(summary['disagreements'])} "  # type: ignore[arg-type]
+              f"({summary['ties']} ties left unlabelled)")
+
+
+@dataset_app.command("create")
+@friendly
+def dataset_create(ws: WorkspaceOpt,
+                   group_by: Annotated[str, typer.Option(help="part_id, session, camera, line or none.")] = "part_id",
+                   val: Annotated[float, typer.Option(help="Validation fraction.")] = 0.15,
+                   test: Annotated[float, typer.Option(help="Test fraction (unused with --test-value).")] = 0.15,
+                   test_field: Annotated[str, typer.Option(help="Metadata field for --test-value.")] = "session",
+                   test_value: Annotated[list[str], typer.Option(help="Hold out images whose --test-field has this "
+                                                                      "value as the test set. Repeatable.")] = [],  # noqa: B006
+                   seed: Annotated[int, typer.Option()] = 0,
+                   name: Annotated[Optional[str], typer.Option(help="Version name (default v1, v2, ...).")] = None,
+                   new_test: Annotated[bool, typer.Option(help="Re-split everything, replacing the frozen "
+                                                                "test set of the previous version.")] = False) -> None:
+    """Snapshot the labelled images into a new dataset version (the frozen test set carries over)."""
+    from inspectloop.datasets import SplitPlan, create_version
+
+    plan = SplitPlan(val_fraction=val, test_fraction=test, group_by=group_by, test_field=test_field,
+                     test_values=tuple(test_value), seed=seed)
+    with workspace(ws) as w:
+        version = create_version(w, plan, name=name, new_test=new_test)
+    _show_version(version.name, version.parent, version.summary)
+
+
+@dataset_app.command("list")
+@friendly
+def dataset_list(ws: WorkspaceOpt) -> None:
+    """List dataset versions."""
+    with workspace(ws) as w:
+        rows = [[v["name"], v["parent"], v["created_at"], v["summary"]["count"],
+                 " ".join(f"{k}={sum(c.values())}" for k, c in v["summary"]["splits"].items())]
+                for v in w.db.dataset_versions()]
+    table("dataset versions", ["name", "parent", "created", "images", "splits"], rows)
+
+
+@dataset_app.command("show")
+@friendly
+def dataset_show(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] = "latest") -> None:
+    """Class counts per split of a dataset version."""
+    from inspectloop.datasets import load_version
+
+    with workspace(ws) as w:
+        version = load_version(w, name)
+    _show_version(version.name, version.parent, version.summary)
+
+
+def _show_version(name: str, parent: str | None, summary: dict[str, Any]) -> None:
+    splits = summary["splits"]
+    rows = [[c, *(splits[s].get(c, 0) for s in ("train", "val", "test"))] for c in summary["classes"]]
+    table(f"dataset {name}" + (f" (from {parent})" if parent else ""), ["class", "train", "val", "test"], rows)
+    out.print(f"{summary['count']} images in {summary['groups']} groups; added {summary['added']}; "
+              f"disagreements {summary['disagreements']} ({summary['ties_excluded']} ties excluded)")
+
+
+@app.command()
+@friendly
+def train(ws: WorkspaceOpt,
+          dataset: Annotated[str, typer.Option(help="Dataset version.")] = "latest",
+          mode: Annotated[str, typer.Option(help="finetune (best) or probe (fast, frozen trunk).")] = "finetune",
+          epochs: Annotated[int, typer.Option()] = 15,
+          input_size: Annotated[int, typer.Option(help="Square model input in pixels.")] = 224,
+          batch_size: Annotated[int, typer.Option()] = 32,
+          lr: Annotated[float, typer.Option()] = 1e-3,
+          freeze_blocks: Annotated[int, typer.Option(help="Early trunk blocks kept frozen.")] = 2,
+          flips: Annotated[bool, typer.Option("--flips/--no-flips", help="Flip augmentation.")] = True,
+          seed: Annotated[int, typer.Option()] = 0,
+          int8: Annotated[bool, typer.Option(help="Also export an INT8-quantised model.")] = False,
+          resume: Annotated[Optional[str], typer.Option(help="Resume an interrupted run by id.")] = None) -> None:
+    """Fine-tune a pretrained backbone on CPU, evaluate on the frozen test set, export to ONNX."""
+    from pydantic import ValidationError
+
+    from inspectloop.errors import TrainingError
+    from inspectloop.train.config import TrainConfig
+    from inspectloop.training import train as train_lib
+
+    try:
+        config = TrainConfig(mode=mode, epochs=epochs, input_size=input_size, batch_size=batch_size, lr=lr,
+                             freeze_blocks=freeze_blocks, flips=flips, seed=seed)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise TrainingError(f"bad --{str(first['loc'][0]).replace('_', '-')}: {first['msg']}",
+                            "see: inspectloop train --help") from None
+    with workspace(ws) as w, TrainingView() as view:
+        result = train_lib(w, config, dataset=dataset, resume=resume, export_int8=int8, progress=view.update)
+    _print_run_result(result.run_id, result.metrics["test"], result.model_path)
+
+
+def _print_run_result(run_id: str, test: dict[str, Any], model_path: Path) -> None:
+    rows = [[name, fmt(m["precision"]), fmt(m["recall"]), fmt(m["f1"]), m["support"]]
+            for name, m in test["per_class"].items()]
+    table(f"{run_id}: frozen test set", ["class", "precision", "recall", "F1", "support"], rows)
+    worst = test["worst_slice"]
+    out.print(f"macro recall {fmt(test['macro_recall'])}, macro precision {fmt(test['macro_precision'])}"
+              + (f"; worst slice {worst['field']}={worst['value']} (macro recall {fmt(worst['macro_recall'])})"
+                 if worst else ""))
+    out.print(f"model: {model_path}\nreport: {test['report']}", highlight=False)
+
+
+@app.command()
+@friendly
+def runs(ws: WorkspaceOpt) -> None:
+    """List training runs with their dataset version and test macro recall."""
+    with workspace(ws) as w:
+        rows = [[r["id"], r["status"], r["dataset_version"], r["config"].get("mode"),
+                 fmt(((r["metrics"] or {}).get("test") or {}).get("macro_recall")), r["started_at"]]
+                for r in w.db.runs()]
+    table("runs", ["run", "status", "dataset", "mode", "test macro recall", "started"], rows)
+
+
+@app.command()
+@friendly
+def evaluate(model: Path, ws: WorkspaceOpt,
+             dataset: Annotated[str, typer.Option()] = "latest",
+             split: Annotated[str, typer.Option(help="train, val or test.")] = "test") -> None:
+    """Evaluate an exported model file through the edge runtime on a dataset split."""
+    from inspectloop.evaluation import evaluate_model_file
+
+    with workspace(ws) as w, progress_bar("evaluate") as update:
+        result = evaluate_model_file(w, model, dataset=dataset, split=split, progress=update)
+    _print_run_result(model.stem, result.summary(), model)
+
+
+@app.command()
+@friendly
+def predict(model: Path, images: list[Path],
+            threads: Annotated[int, typer.Option(help="onnxruntime threads.")] = 1) -> None:
+    """Run a model file on images; print one JSON line per image (needs only the edge runtime)."""
+    import json
+    import sys
+
+    from inspectloop.runtime import iter_predictions
+
+    failed = False
+    for line in iter_predictions(model, images, threads=threads):
+        failed |= "error" in line
+        sys.stdout.write(json.dumps(line) + "\n")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def quickstart(path: Annotated[Path, typer.Argument(help="Workspace folder to create.")] = Path("inspectloop-quickstart"),
+               images: Annotated[Optional[Path], typer.Option(help="Your own folder-per-class tree or CSV "
+                                                                    "manifest instead of the synthetic line.")] = None,
+               epochs: Annotated[int, typer.Option()] = 6,
+               input_size: Annotated[int, typer.Option()] = 160,
+               fresh: Annotated[bool, typer.Option(help="Replace an earlier quickstart workspace at PATH.")] = False) -> None:
+    """The whole loop on a synthetic production line (or your images): ingest, train, evaluate, export, predict."""
+    from inspectloop.quickstart import remove_quickstart, run_quickstart
+
+    if fresh:
+        remove_quickstart(path)
+    with TrainingView() as view:
+        summary = run_quickstart(path, images=images, epochs=epochs, input_size=input_size, say=err.print,
+                                 progress=view.update)
+    out.print(summary, highlight=False)

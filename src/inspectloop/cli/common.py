@@ -1,0 +1,91 @@
+"""Shared CLI plumbing: error translation, the workspace option, progress bars and tables."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from inspectloop.errors import InspectloopError
+from inspectloop.workspace import Workspace, open_workspace
+
+F = TypeVar("F", bound=Callable[..., Any])
+err = Console(stderr=True)
+out = Console()
+
+
+def friendly(func: F) -> F:
+    """Turn typed errors into one clear message on stderr and exit code 1; never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except InspectloopError as exc:
+            err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            if exc.hint:
+                err.print(f"  [bold]fix:[/] {exc.hint}", highlight=False)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err.print("interrupted; finished steps are kept, nothing half-written is")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _default_workspace() -> Path:
+    return Path(os.environ.get("INSPECTLOOP_WORKSPACE", "."))
+
+
+WorkspaceOpt = Annotated[Path, typer.Option(
+    "--workspace", "-w", default_factory=_default_workspace, show_default=False,
+    help="Workspace folder (default: $INSPECTLOOP_WORKSPACE or the current folder).")]
+
+
+@contextmanager
+def workspace(path: Path) -> Iterator[Workspace]:
+    ws = open_workspace(path)
+    try:
+        yield ws
+    finally:
+        ws.close()
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    view = Table(title=title, title_justify="left")
+    for column in columns:
+        view.add_column(column)
+    for row in rows:
+        view.add_row(*["" if value is None else str(value) for value in row])
+    out.print(view)
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A Rich progress bar; yields ``update(done, total)``."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=False) as bar:
+        task = bar.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        yield update
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None or value != value else f"{value:.{digits}f}"

@@ -1,0 +1,109 @@
+"""The first thing a new user runs: the whole loop, end to end, on a synthetic line or their own images."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from inspectloop.datasets import SplitPlan, create_version
+from inspectloop.domain import ClassDefinition, Severity
+from inspectloop.errors import WorkspaceError
+from inspectloop.ingest import ingest, scan_folder, scan_manifest
+from inspectloop.labels import define_class
+from inspectloop.runtime import EdgeModel
+from inspectloop.train.config import TrainConfig
+from inspectloop.training import train
+from inspectloop.workspace import init_workspace
+
+Say = Callable[[str], None]
+QUICKSTART_MARKER = ".inspectloop-quickstart"
+
+# What a quality engineer would write for the synthetic line's classes.
+SYNTHETIC_CLASSES = (
+    ClassDefinition(name="good", criterion="Uniform machined surface; texture and light variation only.",
+                    severity=Severity.none, is_good=True),
+    ClassDefinition(name="scratch", criterion="A continuous linear mark, brighter or darker than the surface, "
+                    "longer than about 1/10 of the field of view.", severity=Severity.critical),
+    ClassDefinition(name="pit", criterion="One or more small round cavities: dark centre, often a bright rim.",
+                    severity=Severity.major),
+    ClassDefinition(name="stain", criterion="A soft-edged, low-contrast blotch (residue, coolant, oxidation) "
+                    "with no depth.", severity=Severity.minor),
+)
+
+
+def run_quickstart(path: Path, *, images: Path | None = None, epochs: int = 6, input_size: int = 160,
+                   say: Say = print, progress: Callable[[str, dict[str, Any]], None] | None = None) -> str:
+    """Create a workspace at ``path`` and run ingest, split, train, evaluate, export and predict."""
+    workspace = init_workspace(path)
+    (workspace.root / QUICKSTART_MARKER).write_text("made by inspectloop quickstart\n")
+    try:
+        source = images if images is not None else _synthetic_source(workspace.root, say)
+        say(f"ingesting {source}")
+        items, refused = scan_manifest(source) if source.is_file() else (scan_folder(source), [])
+        report = ingest(workspace, items, source=str(source), kind="manifest" if source.is_file() else "folder",
+                        refused=refused)
+        if images is None:
+            _define_synthetic_classes(workspace)
+        say(f"  added {report.added}, duplicates {len(report.duplicates)}, skipped {len(report.skipped)}")
+        version = create_version(workspace, SplitPlan(group_by="part_id"))
+        say(f"dataset {version.name}: " + ", ".join(f"{k} {sum(v.values())}" for k, v in version.summary["splits"].items()))
+        config = TrainConfig(epochs=epochs, input_size=input_size)
+        say(f"training {config.backbone} at {input_size} px for {epochs} epochs on the CPU")
+        result = train(workspace, config, progress=progress)
+        examples = _predict_examples(workspace, result.model_path, version)
+        return _summary(result, examples)
+    finally:
+        workspace.close()
+
+
+def remove_quickstart(path: Path) -> None:
+    """Delete an earlier quickstart workspace, and nothing else: the folder must carry the marker."""
+    path = Path(path)
+    if not path.exists():
+        return
+    if not (path / QUICKSTART_MARKER).exists():
+        raise WorkspaceError(f"{path} exists and is not a quickstart workspace",
+                             "choose another folder; --fresh only replaces what quickstart made")
+    shutil.rmtree(path)
+
+
+def _synthetic_source(root: Path, say: Say) -> Path:
+    from inspectloop.synthetic import generate_line
+
+    say("generating a synthetic production line (3 cameras, 2 shifts, scratches, pits and stains)")
+    line = generate_line(root / "synthetic-line", per_class=60)
+    return line.manifest
+
+
+def _define_synthetic_classes(workspace: Any) -> None:
+    for definition in SYNTHETIC_CLASSES:
+        define_class(workspace, definition)
+
+
+def _predict_examples(workspace: Any, model_path: Path, version: Any) -> list[str]:
+    model = EdgeModel(model_path)
+    lines = []
+    for item in version.split("test")[:3]:
+        prediction = model.predict(workspace.blobs.get(item.sha256), name=item.sha256[:12])
+        lines.append(json.dumps({"image": item.sha256[:12], "truth": item.label, **prediction.to_dict()}))
+    return lines
+
+
+def _summary(result: Any, examples: list[str]) -> str:
+    test = result.metrics["test"]
+    per_class = "\n".join(f"  {name:<10} precision {m['precision'] or 0:.2f}  recall {m['recall'] or 0:.2f}  "
+                          f"(n={m['support']})" for name, m in test["per_class"].items())
+    worst = test["worst_slice"]
+    worst_text = f"{worst['field']}={worst['value']} (macro recall {worst['macro_recall']:.2f})" if worst else "none"
+    return "\n".join([
+        f"\nrun {result.run_id}: frozen test set, macro recall {test['macro_recall']:.3f}",
+        per_class,
+        f"  worst slice: {worst_text}",
+        f"\nmodel file (runs anywhere with onnxruntime): {result.model_path}",
+        f"report: {result.report}",
+        "\nexample predictions (python -m inspectloop.runtime MODEL IMAGE...):",
+        *(f"  {line}" for line in examples),
+    ])
