@@ -183,6 +183,7 @@ def _torchscript_export(torch: ModuleType, onnx: ModuleType, model: torch.nn.Mod
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # "legacy exporter" notices, not actionable here
+        warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)  # harmless Slice note
         torch.onnx.export(model, (torch.from_numpy(example),), buffer, input_names=[INPUT_NAME],
                           output_names=[OUTPUT_NAME], opset_version=opset, dynamo=False, do_constant_folding=True,
                           dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})

@@ -24,7 +24,7 @@ from inspectloop.domain import (
 )
 from inspectloop.errors import ImageError, IngestError
 from inspectloop.quality import quality_stats
-from inspectloop.runtime.images import decode_image
+from inspectloop.runtime.images import decode_image, is_grey_content
 from inspectloop.store import sha256_bytes
 from inspectloop.workspace import Workspace
 
@@ -224,8 +224,10 @@ def _read_files(chunk: list[SourceItem], report: IngestReport, known_classes: se
 def _record(item: SourceItem, data: bytes, digest: str) -> ImageRecord:
     decoded = decode_image(data, name=str(item.path))
     image = decoded.image
+    # RGB files whose channels are identical (common for greyscale cameras) are worked on as L.
+    working_mode = "L" if is_grey_content(image) else image.mode
     return ImageRecord(sha256=digest, format=decoded.format, original_mode=decoded.original_mode,
-                       working_mode=image.mode, width=image.width, height=image.height, size_bytes=len(data),
+                       working_mode=working_mode, width=image.width, height=image.height, size_bytes=len(data),
                        meta=item.meta, quality=quality_stats(image), source=ImageSource.collection)
 
 

@@ -106,10 +106,12 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     spec = backbone_spec(config.backbone)
     preprocess = Preprocess(config.input_size, spec.mean, spec.std)
     names = list(version.class_names)
+    colour = _colour_mode(workspace, version, config)
 
     def load(split: str):  # noqa: ANN202
         items = version.split(split)
         return items, load_image_set(items, names, workspace.blobs.get, preprocess, draft=config.jpeg_draft,
+                                     mode=colour,
                                      progress=lambda n, total: progress("load", {"split": split, "done": n, "total": total}))
 
     (_, train_set), (_, val_set), (test_items, test_set) = load("train"), load("val"), load("test")
@@ -130,7 +132,7 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     progress("export", {})
     calibration = train_set.images[:: max(1, len(train_set) // 64)] if export_int8 else []
     model_path = _export(workspace, result.model, version, config, run_id, run_dir, test_set.images[:16],
-                         calibration, names)
+                         calibration, names, colour)
     metrics = {"test": evaluation.summary(), "history": result.history, "best_epoch": result.best_epoch,
                "train_seconds": round(result.seconds, 1), "resumed_from_epoch": result.resumed_from}
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
@@ -138,8 +140,16 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     return RunResult(run_id, run_dir, model_path, metrics, evaluation.files.html)
 
 
+def _colour_mode(workspace: Workspace, version: DatasetVersion, config: TrainConfig) -> str:
+    """Greyscale models for greyscale lines: one decode path, and colour JPEGs decode straight to luma."""
+    if config.colour != "auto":
+        return config.colour
+    records = workspace.db.images([item.sha256 for item in version.items])
+    return "L" if all(record.working_mode == "L" for record in records.values()) else "RGB"
+
+
 def _export(workspace: Workspace, model: Any, version: DatasetVersion, config: TrainConfig, run_id: str,
-            run_dir: Path, parity: list[Any], calibration: list[Any], names: list[str]) -> Path:
+            run_dir: Path, parity: list[Any], calibration: list[Any], names: list[str], colour: str) -> Path:
     """Export fp32 (parity-checked on test images) and, given calibration images, an INT8 variant."""
     from inspectloop.export import export_classifier, quantize_int8
     from inspectloop.models.backbones import backbone_spec
@@ -150,7 +160,7 @@ def _export(workspace: Workspace, model: Any, version: DatasetVersion, config: T
     metadata = ModelMetadata(
         model_name=workspace.config.name, model_version=run_id, class_names=tuple(names),
         good_class=good[0] if good else None, input_size=config.input_size, mean=spec.mean, std=spec.std,
-        jpeg_draft=config.jpeg_draft, dataset_version=version.name, run_id=run_id, code_version=code_version(),
+        jpeg_draft=config.jpeg_draft, colour_mode=colour, dataset_version=version.name, run_id=run_id, code_version=code_version(),
         created_at=now_iso(), weights_sha256="")
     model.eval()
     report = export_classifier(model, metadata, run_dir / "model.onnx", parity)

@@ -294,4 +294,4 @@ def quickstart(path: Annotated[Path, typer.Argument(help="Workspace folder to cr
     with TrainingView() as view:
         summary = run_quickstart(path, images=images, epochs=epochs, input_size=input_size, say=err.print,
                                  progress=view.update)
-    out.print(summary, highlight=False)
+    typer.echo(summary)  # plain text: JSON lines must not be wrapped

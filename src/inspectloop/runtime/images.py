@@ -34,25 +34,40 @@ class Decoded:
     format: str
 
 
-def load_image(source: str | Path | bytes, *, name: str | None = None, draft: int | None = None) -> Image.Image:
+def load_image(source: str | Path | bytes, *, name: str | None = None, draft: int | None = None,
+               mode: str | None = None) -> Image.Image:
     """Decode ``source`` (a path or the file's bytes) into a fully loaded ``L`` or ``RGB`` image.
 
     ``draft`` lets the JPEG decoder scale down by 1/2, 1/4 or 1/8 while decoding, never below
     ``draft`` pixels on the short side: several times faster for large frames feeding a small model.
+    ``mode="L"`` forces greyscale; a colour JPEG is then decoded straight to luma (no colour conversion).
     """
-    return decode_image(source, name=name, draft=draft).image
+    return decode_image(source, name=name, draft=draft, mode=mode).image
 
 
-def decode_image(source: str | Path | bytes, *, name: str | None = None, draft: int | None = None) -> Decoded:
+def decode_image(source: str | Path | bytes, *, name: str | None = None, draft: int | None = None,
+                 mode: str | None = None) -> Decoded:
     """Like :func:`load_image`, also reporting the file's format and original pixel mode."""
     label = name or (str(source) if not isinstance(source, bytes) else "<bytes>")
     image = _open(source, label)
     original_mode, file_format = image.mode, image.format or "?"
-    if draft is not None and image.format == "JPEG":
-        image.draft(image.mode, (draft, draft))
+    if image.format == "JPEG" and (draft is not None or (mode == "L" and image.mode != "L")):
+        target = (draft, draft) if draft is not None else image.size
+        image.draft("L" if mode == "L" else image.mode, target)
     _load_fully(image, label)
     _check_size(image, label)
-    return Decoded(_to_working_mode(image, label), original_mode, file_format)
+    working = _to_working_mode(image, label)
+    if mode == "L" and working.mode != "L":
+        working = working.convert("L")
+    return Decoded(working, original_mode, file_format)
+
+
+def is_grey_content(image: Image.Image) -> bool:
+    """Whether an RGB image carries no colour (R = G = B everywhere, as many camera JPEGs do)."""
+    if image.mode == "L":
+        return True
+    pixels = np.asarray(image)
+    return bool(np.array_equal(pixels[..., 0], pixels[..., 1]) and np.array_equal(pixels[..., 0], pixels[..., 2]))
 
 
 def _open(source: str | Path | bytes, label: str) -> Image.Image:

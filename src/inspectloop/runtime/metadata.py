@@ -28,7 +28,7 @@ TASKS = ("classification",)
 
 _METADATA_PROPS_FIELD = 14  # ModelProto.metadata_props
 _ENTRY_KEY_FIELD, _ENTRY_VALUE_FIELD = 1, 2  # StringStringEntryProto.key / .value
-_OPTIONAL_FIELDS = {"task", "temperature", "thresholds", "jpeg_draft", "dataset_version", "run_id",
+_OPTIONAL_FIELDS = {"task", "temperature", "thresholds", "jpeg_draft", "colour_mode", "dataset_version", "run_id",
                     "code_version", "created_at"}
 _REEXPORT = "re-export the model with this version of inspectloop"
 
@@ -46,7 +46,9 @@ class ModelMetadata:
     every prediction is a reject as its class). ``temperature`` divides the logits before softmax
     (calibration). ``thresholds`` are per-class reject thresholds, carried for the decision rules
     that use them. ``jpeg_draft`` decodes JPEGs at a reduced DCT scale and must match the decode
-    used in training. ``weights_sha256`` is filled in by export.
+    used in training. ``colour_mode`` is how images are decoded for this model: ``L`` (greyscale
+    cameras; a colour JPEG is decoded straight to luma, the fast path) or ``RGB``.
+    ``weights_sha256`` is filled in by export.
     """
 
     format_version: int = FORMAT_VERSION
@@ -61,6 +63,7 @@ class ModelMetadata:
     temperature: float = 1.0
     thresholds: dict[str, float] = field(default_factory=dict)
     jpeg_draft: bool = False
+    colour_mode: str = "RGB"
     dataset_version: str | None = None
     run_id: str | None = None
     code_version: str | None = None
@@ -177,6 +180,8 @@ def _check_preprocessing(meta: ModelMetadata) -> None:
         raise _bad(f"std values must be positive, got {meta.std!r}")
     if not isinstance(meta.jpeg_draft, bool):
         raise _bad(f"jpeg_draft must be true or false, got {meta.jpeg_draft!r}")
+    if meta.colour_mode not in ("L", "RGB"):
+        raise _bad(f"colour_mode must be 'L' or 'RGB', got {meta.colour_mode!r}")
 
 
 def _check_decision(meta: ModelMetadata) -> None:

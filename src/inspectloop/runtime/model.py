@@ -75,6 +75,7 @@ class EdgeModel:
         self.preprocess = Preprocess(self.metadata.input_size, self.metadata.mean, self.metadata.std)
         self._lut = _normalisation_table(self.preprocess)
         self._draft = self.metadata.input_size if self.metadata.jpeg_draft else None
+        self._mode = "L" if self.metadata.colour_mode == "L" else None
         self._class_names = self.metadata.class_names
         self._local = threading.local()
 
@@ -117,8 +118,9 @@ class EdgeModel:
 
     def _decode(self, source: ImageSource, name: str | None) -> Image.Image:
         if isinstance(source, Image.Image):
-            return _working_image(source, name or "<image>")
-        return load_image(source, name=name, draft=self._draft)
+            image = _working_image(source, name or "<image>")
+            return image.convert("L") if self._mode == "L" and image.mode != "L" else image
+        return load_image(source, name=name, draft=self._draft, mode=self._mode)
 
     def _prepare(self, image: Image.Image) -> np.ndarray:
         """Same numbers as ``self.preprocess(image)``, written into this thread's reused buffers.

@@ -32,5 +32,7 @@ class TrainConfig(BaseModel):
     probe_views: int = Field(1, ge=1, le=16, description="augmented views per image cached in probe mode")
     patience: int = Field(0, ge=0, description="stop after this many epochs without val improvement (0 = never)")
     jpeg_draft: bool = False
+    colour: Literal["auto", "L", "RGB"] = Field(
+        "auto", description="decode as greyscale (L) or colour; auto picks L when every image is greyscale")
     seed: int = 0
     threads: int = Field(0, ge=0, description="torch threads (0 = all cores)")

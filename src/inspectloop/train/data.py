@@ -31,13 +31,14 @@ class ImageSet:
 
 
 def load_image_set(items: Sequence[DatasetItem], class_names: Sequence[str], read: Loader,
-                   preprocess: Preprocess, *, draft: bool = False,
+                   preprocess: Preprocess, *, draft: bool = False, mode: str | None = None,
                    progress: Callable[[int, int], None] | None = None) -> ImageSet:
     """Decode and resize every item once; augmentation then works on small images (fast on a CPU)."""
     index = {name: i for i, name in enumerate(class_names)}
     images = []
     for n, item in enumerate(items, start=1):
-        image = load_image(read(item.sha256), name=item.sha256[:12], draft=preprocess.input_size if draft else None)
+        image = load_image(read(item.sha256), name=item.sha256[:12], draft=preprocess.input_size if draft else None,
+                           mode=mode)
         images.append(preprocess.resize(image))
         if progress and (n % 50 == 0 or n == len(items)):
             progress(n, len(items))
