@@ -34,13 +34,13 @@ SYNTHETIC_CLASSES = (
 )
 
 
-def run_quickstart(path: Path, *, images: Path | None = None, epochs: int = 6, input_size: int = 160,
-                   say: Say = print, progress: Callable[[str, dict[str, Any]], None] | None = None) -> str:
+def run_quickstart(path: Path, *, images: Path | None = None, epochs: int = 12, input_size: int = 160,
+                   per_class: int = 60, say: Say = print, progress: Callable[[str, dict[str, Any]], None] | None = None) -> str:
     """Create a workspace at ``path`` and run ingest, split, train, evaluate, export and predict."""
     workspace = init_workspace(path)
     (workspace.root / QUICKSTART_MARKER).write_text("made by inspectloop quickstart\n")
     try:
-        source = images if images is not None else _synthetic_source(workspace.root, say)
+        source = images if images is not None else _synthetic_source(workspace.root, per_class, say)
         say(f"ingesting {source}")
         items, refused = scan_manifest(source) if source.is_file() else (scan_folder(source), [])
         report = ingest(workspace, items, source=str(source), kind="manifest" if source.is_file() else "folder",
@@ -50,7 +50,7 @@ def run_quickstart(path: Path, *, images: Path | None = None, epochs: int = 6, i
         say(f"  added {report.added}, duplicates {len(report.duplicates)}, skipped {len(report.skipped)}")
         version = create_version(workspace, SplitPlan(group_by="part_id"))
         say(f"dataset {version.name}: " + ", ".join(f"{k} {sum(v.values())}" for k, v in version.summary["splits"].items()))
-        config = TrainConfig(epochs=epochs, input_size=input_size)
+        config = TrainConfig(epochs=epochs, input_size=input_size, batch_size=16)  # small sample: more, smaller steps
         say(f"training {config.backbone} at {input_size} px for {epochs} epochs on the CPU")
         result = train(workspace, config, progress=progress)
         examples = _predict_examples(workspace, result.model_path, version)
@@ -70,11 +70,11 @@ def remove_quickstart(path: Path) -> None:
     shutil.rmtree(path)
 
 
-def _synthetic_source(root: Path, say: Say) -> Path:
+def _synthetic_source(root: Path, per_class: int, say: Say) -> Path:
     from inspectloop.synthetic import generate_line
 
     say("generating a synthetic production line (3 cameras, 2 shifts, scratches, pits and stains)")
-    line = generate_line(root / "synthetic-line", per_class=60)
+    line = generate_line(root / "synthetic-line", per_class=per_class)
     return line.manifest
 
 

@@ -283,7 +283,7 @@ def predict(model: Path, images: list[Path],
 def quickstart(path: Annotated[Path, typer.Argument(help="Workspace folder to create.")] = Path("inspectloop-quickstart"),
                images: Annotated[Optional[Path], typer.Option(help="Your own folder-per-class tree or CSV "
                                                                     "manifest instead of the synthetic line.")] = None,
-               epochs: Annotated[int, typer.Option()] = 6,
+               epochs: Annotated[int, typer.Option()] = 12,
                input_size: Annotated[int, typer.Option()] = 160,
                fresh: Annotated[bool, typer.Option(help="Replace an earlier quickstart workspace at PATH.")] = False) -> None:
     """The whole loop on a synthetic production line (or your images): ingest, train, evaluate, export, predict."""

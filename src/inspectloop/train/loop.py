@@ -129,7 +129,7 @@ def _train_epoch(model: Classifier, frozen: Sequence[nn.Module], train: ImageSet
         loss.backward()
         optimizer.step()
         scheduler.step()
-        total += float(loss)
+        total += loss.item()
     return total / steps
 
 
@@ -188,7 +188,7 @@ def probe(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Preproc
         optimizer.step()
         with torch.no_grad():
             score = macro_recall(val.labels, head(x_val).argmax(1).numpy(), head.out_features)
-        history.append({"epoch": epoch, "loss": round(float(loss), 4), "val_macro_recall": round(score, 4)})
+        history.append({"epoch": epoch, "loss": round(loss.item(), 4), "val_macro_recall": round(score, 4)})
         if score >= best[0]:
             best = (score, epoch, copy.deepcopy(head.state_dict()))
         if on_epoch and (epoch % 25 == 0 or epoch == config.epochs - 1):

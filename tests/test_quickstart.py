@@ -1,0 +1,34 @@
+"""The README's main command, end to end on a tiny synthetic line (one short epoch)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from inspectloop.errors import WorkspaceError
+from inspectloop.quickstart import remove_quickstart, run_quickstart
+
+
+@pytest.mark.slow
+def test_quickstart_runs_the_whole_loop(tmp_path: Path) -> None:
+    said: list[str] = []
+    summary = run_quickstart(tmp_path / "qs", epochs=1, input_size=64, per_class=12, say=said.append)
+    assert "frozen test set, macro recall" in summary
+    model_line = next(line for line in summary.splitlines() if line.startswith("model file"))
+    assert Path(model_line.split(": ", 1)[1]).exists()
+    predictions = [json.loads(line) for line in summary.splitlines() if line.strip().startswith("{")]
+    assert predictions and all(p["decision"] in ("pass", "reject") for p in predictions)
+    assert any("ingesting" in line for line in said)
+    assert (tmp_path / "qs" / "runs").is_dir()
+    remove_quickstart(tmp_path / "qs")
+    assert not (tmp_path / "qs").exists()
+
+
+def test_fresh_never_deletes_a_folder_quickstart_did_not_make(tmp_path: Path) -> None:
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "data.csv").write_text("precious")
+    with pytest.raises(WorkspaceError, match="not a quickstart workspace"):
+        remove_quickstart(tmp_path / "mine")
+    assert (tmp_path / "mine" / "data.csv").exists()
