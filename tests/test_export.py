@@ -24,7 +24,7 @@ from inspectloop import export as export_module  # noqa: E402
 from inspectloop.errors import ExportError, MissingExtraError  # noqa: E402
 from inspectloop.export import ExportReport, export_classifier, quantize_int8  # noqa: E402
 from inspectloop.runtime import EdgeModel, ModelMetadata  # noqa: E402
-from inspectloop.runtime.metadata import METADATA_KEY, model_hash, read_metadata_props  # noqa: E402
+from inspectloop.runtime.metadata import METADATA_KEY, content_hash, model_hash, read_metadata_props  # noqa: E402
 
 CLASSES = ("good", "scratch", "dark")
 INPUT_SIZE = 64
@@ -145,7 +145,8 @@ def test_export_matches_pytorch_and_reports_it(exported: ExportReport, parity: S
 def test_metadata_round_trips_through_the_file(exported: ExportReport) -> None:
     loaded = EdgeModel(exported.path).metadata
     assert loaded == dataclasses.replace(tiny_metadata(created_at=loaded.created_at),
-                                         weights_sha256=exported.weights_sha256)
+                                         weights_sha256=exported.weights_sha256, sha256=loaded.sha256)
+    assert loaded.sha256 == content_hash(loaded)
 
 
 def test_hash_covers_the_graph_and_weights_not_the_metadata(exported: ExportReport) -> None:

@@ -32,7 +32,7 @@ from PIL import Image
 
 from inspectloop.errors import ExportError, MissingExtraError, ModelFileError
 from inspectloop.runtime.images import _to_working_mode
-from inspectloop.runtime.metadata import METADATA_KEY, ModelMetadata, model_hash, utc_timestamp
+from inspectloop.runtime.metadata import METADATA_KEY, ModelMetadata, content_hash, model_hash, utc_timestamp
 from inspectloop.runtime.model import INPUT_NAME, OUTPUT_NAME, EdgeModel
 from inspectloop.runtime.preprocess import Preprocess
 
@@ -206,7 +206,8 @@ def _stamp(proto: Any, metadata: ModelMetadata) -> tuple[bytes, ModelMetadata]:
     except ValueError as exc:  # protobuf refuses messages over 2 GB
         raise ExportError(f"the model is too large for one ONNX file ({exc})",
                           "use a smaller backbone; inspectloop model files hold their weights inline") from exc
-    stamped = dataclasses.replace(metadata, weights_sha256=model_hash(bare))
+    stamped = dataclasses.replace(metadata, weights_sha256=model_hash(bare), sha256="")
+    stamped = dataclasses.replace(stamped, sha256=content_hash(stamped))
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, stamped.to_json()
     return proto.SerializeToString(), stamped

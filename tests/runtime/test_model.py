@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,7 +16,7 @@ from PIL import Image
 
 from inspectloop.errors import ImageError, ModelFileError
 from inspectloop.runtime import EdgeModel, ModelMetadata, Preprocess, iter_predictions
-from inspectloop.runtime.metadata import METADATA_KEY
+from inspectloop.runtime.metadata import METADATA_KEY, content_hash
 from tests.test_export import CLASSES, INPUT_SIZE, export_tiny, onnx, synthetic_image, tiny_metadata
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -132,10 +133,22 @@ def test_refuses_plain_onnx_without_inspectloop_metadata(model_path: Path, tmp_p
 def test_refuses_metadata_that_does_not_fit_the_graph(model_path: Path, tmp_path: Path) -> None:
     def edit(proto: object) -> None:
         entry = proto.metadata_props[0]  # type: ignore[attr-defined]
-        entry.value = tiny_metadata(input_size=96, weights_sha256=json.loads(entry.value)["weights_sha256"]).to_json()
+        meta = tiny_metadata(input_size=96, weights_sha256=json.loads(entry.value)["weights_sha256"])
+        entry.value = dataclasses.replace(meta, sha256=content_hash(meta)).to_json()
 
     assert METADATA_KEY == "inspectloop"
     with pytest.raises(ModelFileError, match=r"expected \(N, 3, 96, 96\)"):
+        EdgeModel(_rewrite(model_path, tmp_path / "t.onnx", edit))
+
+
+def test_refuses_metadata_edited_after_export(model_path: Path, tmp_path: Path) -> None:
+    def edit(proto: object) -> None:
+        entry = proto.metadata_props[0]  # type: ignore[attr-defined]
+        raw = json.loads(entry.value)
+        raw["class_names"] = list(reversed(raw["class_names"]))  # same graph, silently swapped meaning
+        entry.value = json.dumps(raw)
+
+    with pytest.raises(ModelFileError, match="metadata was modified after export"):
         EdgeModel(_rewrite(model_path, tmp_path / "t.onnx", edit))
 
 

@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,7 +28,7 @@ TASKS = ("classification",)
 
 _METADATA_PROPS_FIELD = 14  # ModelProto.metadata_props
 _ENTRY_KEY_FIELD, _ENTRY_VALUE_FIELD = 1, 2  # StringStringEntryProto.key / .value
-_OPTIONAL_FIELDS = {"task", "temperature", "thresholds", "jpeg_draft", "colour_mode", "dataset_version", "run_id",
+_OPTIONAL_FIELDS = {"sha256", "task", "temperature", "thresholds", "jpeg_draft", "colour_mode", "dataset_version", "run_id",
                     "code_version", "created_at"}
 _REEXPORT = "re-export the model with this version of inspectloop"
 
@@ -48,7 +48,8 @@ class ModelMetadata:
     that use them. ``jpeg_draft`` decodes JPEGs at a reduced DCT scale and must match the decode
     used in training. ``colour_mode`` is how images are decoded for this model: ``L`` (greyscale
     cameras; a colour JPEG is decoded straight to luma, the fast path) or ``RGB``.
-    ``weights_sha256`` is filled in by export.
+    ``weights_sha256`` (graph and weights) and ``sha256`` (graph, weights and every other metadata
+    field) are filled in by export, so editing a threshold or a class name in the file is detected.
     """
 
     format_version: int = FORMAT_VERSION
@@ -69,6 +70,7 @@ class ModelMetadata:
     code_version: str | None = None
     created_at: str = field(default_factory=utc_timestamp)
     weights_sha256: str = ""
+    sha256: str = ""
 
     def __post_init__(self) -> None:
         _check_format(self.format_version)
@@ -154,9 +156,10 @@ def _check_identity(meta: ModelMetadata) -> None:
         value = getattr(meta, name)
         if value is not None and not isinstance(value, str):
             raise _bad(f"{name} must be a string or null, got {value!r}")
-    digest = meta.weights_sha256
-    if not isinstance(digest, str) or (digest and (len(digest) != 64 or not _is_hex(digest))):
-        raise _bad(f"weights_sha256 must be 64 hex digits (or empty before export), got {digest!r}")
+    for name in ("weights_sha256", "sha256"):
+        digest = getattr(meta, name)
+        if not isinstance(digest, str) or (digest and (len(digest) != 64 or not _is_hex(digest))):
+            raise _bad(f"{name} must be 64 hex digits (or empty before export), got {digest!r}")
 
 
 def _is_hex(text: str) -> bool:
@@ -234,11 +237,18 @@ def read_model_metadata(model_bytes: bytes, label: str) -> ModelMetadata:
         raise ModelFileError(f"{label}: {exc.message}", exc.hint) from exc
 
 
+def content_hash(metadata: ModelMetadata) -> str:
+    """SHA-256 over every metadata field but ``sha256`` itself; it includes ``weights_sha256``."""
+    return hashlib.sha256(replace(metadata, sha256="").to_json().encode("utf-8")).hexdigest()
+
+
 def verify_model_hash(model_bytes: bytes, metadata: ModelMetadata, label: str) -> None:
-    """Raise ModelFileError unless the file's graph and weights hash to ``metadata.weights_sha256``."""
+    """Raise ModelFileError unless graph, weights and metadata are exactly as exported."""
+    fix = "copy the model file again from the registry; do not edit exported models"
     if model_hash(model_bytes) != metadata.weights_sha256:
-        raise ModelFileError(f"{label}: model file was modified after export (weights hash does not match)",
-                             "copy the model file again from the registry; do not edit exported models")
+        raise ModelFileError(f"{label}: model file was modified after export (weights hash does not match)", fix)
+    if content_hash(metadata) != metadata.sha256:
+        raise ModelFileError(f"{label}: model metadata was modified after export (metadata hash does not match)", fix)
 
 
 def _not_onnx(reason: str) -> ModelFileError:
