@@ -26,3 +26,10 @@ def test_atomic_write_leaves_old_file_on_failure(tmp_path: Path, monkeypatch: py
         atomic_write_bytes(target, b"new")
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"]  # no temporary file left behind
+
+
+def test_blobs_are_readable_by_others_not_only_the_owner(tmp_path: Path) -> None:
+    store = BlobStore(tmp_path)
+    digest = store.put_many([b"frame-1", b"frame-2", b"frame-1"])[0]
+    assert store.path_for(digest).stat().st_mode & 0o044  # group/other read, unlike mkstemp's 0o600
+    assert not list(tmp_path.rglob(".tmp-*"))

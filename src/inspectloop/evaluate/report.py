@@ -13,8 +13,6 @@ import html
 import io
 import json
 import math
-import os
-import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inspectloop.errors import MissingExtraError
+from inspectloop.fileio import atomic_write_bytes
 from inspectloop.evaluate.metrics import RECALL_CONFIDENCE, ClassificationMetrics
 from inspectloop.evaluate.slices import Slice, SliceReport
 
@@ -89,25 +88,6 @@ def confusion_png_bytes(metrics: ClassificationMetrics, *, normalise: bool = Tru
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=144, bbox_inches="tight", facecolor="white")
     return buffer.getvalue()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never half of one.
-
-    The temporary file is created with the usual permissions (0o666 less the umask), not 0o600.
-    """
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
 
 
 # --- confusion matrix picture -------------------------------------------------------------------

@@ -8,31 +8,15 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
+
+from inspectloop.fileio import atomic_write_bytes, atomic_write_text, temporary_beside
+
+__all__ = ["BlobStore", "atomic_write_bytes", "atomic_write_text", "sha256_bytes"]
 
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see either nothing or the whole file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=path.suffix)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class BlobStore:
@@ -67,11 +51,10 @@ class BlobStore:
             target = self.path_for(digest)
             if target.exists() or any(d == digest for d, _ in staged):
                 continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-")
-            with os.fdopen(fd, "wb") as handle:
+            descriptor, tmp = temporary_beside(target)
+            with os.fdopen(descriptor, "wb") as handle:
                 handle.write(data)
-            staged.append((digest, Path(tmp)))
+            staged.append((digest, tmp))
         if not staged:
             return digests
         try:
