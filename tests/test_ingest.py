@@ -171,3 +171,10 @@ def test_quality_stats_track_blur_noise_and_clipping() -> None:
     assert quality_stats(blurred).sharpness < quality_stats(sharp).sharpness / 4
     clipped = Image.fromarray(np.where(np.arange(128 * 128).reshape(128, 128) % 4 == 0, 255, 100).astype(np.uint8))
     assert abs(quality_stats(clipped).clipped_fraction - 0.25) < 1e-6
+
+
+def test_folder_names_that_are_not_class_names_are_reported(ws: Workspace, class_tree: Path) -> None:
+    save(Image.fromarray(surface(11), "L"), class_tree / "(old) scratch?" / "x.png")
+    report = ingest(ws, scan_folder(class_tree), source="tree")
+    assert report.added == 12
+    assert any("not a valid class name" in reason for _, reason in report.skipped)

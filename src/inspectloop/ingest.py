@@ -20,7 +20,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from inspectloop.domain import (
-    METADATA_FIELDS, Annotation, CaptureMeta, ClassDefinition, ImageRecord, ImageSource, Severity, looks_good,
+    CLASS_NAME, METADATA_FIELDS, Annotation, CaptureMeta, ClassDefinition, ImageRecord, ImageSource, Severity,
+    looks_good,
 )
 from inspectloop.errors import ImageError, IngestError
 from inspectloop.quality import quality_stats
@@ -210,6 +211,10 @@ def _read_files(chunk: list[SourceItem], report: IngestReport, known_classes: se
                 create_classes: bool) -> list[tuple[SourceItem, bytes]]:
     loaded = []
     for item in chunk:
+        if item.label and not CLASS_NAME.match(item.label):
+            report.skipped.append((str(item.path), f"label {item.label!r} is not a valid class name (1-64 letters, "
+                                                   "digits, space, '_', '-' or '.'); rename the folder or label"))
+            continue
         if item.label and item.label not in known_classes and not create_classes:
             report.skipped.append((str(item.path), f"unknown class {item.label!r}; define it first with "
                                                    f"'inspectloop classes add {item.label}'"))
