@@ -178,3 +178,12 @@ def test_folder_names_that_are_not_class_names_are_reported(ws: Workspace, class
     report = ingest(ws, scan_folder(class_tree), source="tree")
     assert report.added == 12
     assert any("not a valid class name" in reason for _, reason in report.skipped)
+
+
+def test_empty_folder_and_empty_manifest_are_clear_errors(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(IngestError, match="no files found"):
+        scan_folder(tmp_path / "empty")
+    (tmp_path / "m.csv").write_text("path,label\n")
+    with pytest.raises(IngestError, match="no rows"):
+        scan_manifest(tmp_path / "m.csv")

@@ -80,6 +80,9 @@ def scan_folder(root: Path, *, exclude: Iterable[str] = ()) -> list[SourceItem]:
             continue
         label = path.relative_to(root).parts[0] if len(path.relative_to(root).parts) > 1 else None
         items.append(SourceItem(path=path, label=label, meta=CaptureMeta()))
+    if not items:
+        raise IngestError(f"no files found in {root}" + (" (after --exclude)" if patterns else ""),
+                          "put images in one sub-folder per class, e.g. good/ and scratch/")
     return items
 
 
@@ -99,6 +102,8 @@ def scan_manifest(manifest: Path) -> tuple[list[SourceItem], list[tuple[str, str
     if "path" not in columns:
         raise IngestError(f"manifest {manifest} has no 'path' column (columns: {', '.join(columns) or 'none'})",
                           "add a header row with at least 'path' (and usually 'label')")
+    if not rows:
+        raise IngestError(f"manifest {manifest} has a header but no rows", "add one row per image")
     items, refused = [], []
     for number, row in enumerate(rows, start=2):
         try:
