@@ -108,3 +108,12 @@ def test_bad_plans_and_names_are_refused(ws: Workspace) -> None:
         create_version(ws, name="base")
     with pytest.raises(DatasetError, match="no dataset version 'nope'"):
         load_version(ws, "nope")
+
+
+def test_calibration_split_is_grouped_stratified_and_optional(ws: Workspace) -> None:
+    plain = create_version(ws, name="plain", parent=None)
+    assert set(plain.summary["splits"]) == {"train", "val", "test"}
+    version = create_version(ws, SplitPlan(calib_fraction=0.2, seed=2), name="with-calib", parent=None)
+    assert {i.label for i in version.split("calib")} == {"good", "scratch", "pit"}
+    assert all(len(splits) == 1 for splits in splits_by_group(version).values())
+    assert set(version.summary["splits"]) == {"train", "val", "calib", "test"}

@@ -19,6 +19,8 @@ from inspectloop.labels import resolve_labels
 from inspectloop.workspace import Workspace
 
 GROUP_KEYS = ("part_id", "session", "camera", "line", "none")
+SPLITS = ("train", "val", "test")
+ALL_SPLITS = ("train", "val", "calib", "test")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class SplitPlan:
 
     val_fraction: float = 0.15
     test_fraction: float = 0.15
+    calib_fraction: float = 0.0  # a calibration split no training step sees (confidence calibration)
     group_by: str = "part_id"
     test_field: str = "session"  # with test_values: images whose field matches form the test set
     test_values: tuple[str, ...] = ()  # e.g. held-out capture sessions (then test_fraction is unused)
@@ -37,10 +40,16 @@ class SplitPlan:
             raise DatasetError(f"cannot group by {self.group_by!r}", f"use one of: {', '.join(GROUP_KEYS)}")
         if self.test_field not in GROUP_KEYS[:-1]:
             raise DatasetError(f"cannot hold out by {self.test_field!r}", f"use one of: {', '.join(GROUP_KEYS[:-1])}")
-        if not (0 < self.val_fraction < 1 and 0 <= self.test_fraction < 1 and
-                self.val_fraction + self.test_fraction < 1):
-            raise DatasetError(f"split fractions val={self.val_fraction}, test={self.test_fraction} are impossible",
-                               "use fractions in (0, 1) that leave room for training data")
+        held = self.val_fraction + self.test_fraction + self.calib_fraction
+        if not (0 < self.val_fraction < 1 and 0 <= self.test_fraction < 1 and 0 <= self.calib_fraction < 1
+                and held < 1):
+            raise DatasetError(f"split fractions val={self.val_fraction}, test={self.test_fraction}, "
+                               f"calib={self.calib_fraction} are impossible",
+                               "use fractions in [0, 1) that together leave room for training data")
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        return ("train", "val", "calib", "test") if self.calib_fraction else SPLITS
 
 
 @dataclass(frozen=True)
@@ -82,12 +91,13 @@ def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name:
     groups = {d: _group_key(records[d], plan.group_by) for d in labels}
     held_out = {d for d in labels if plan.test_values and getattr(records[d].meta, plan.test_field) in plan.test_values}
     items = _assign(labels, groups, held_out, kept, plan, frozen_test=parent_version is not None and not new_test)
-    _check_feasible(items, min_per_split)
+    _check_feasible(items, min_per_split, plan.splits)
     version_name = name or _next_name(workspace)
     if workspace.db.dataset_version(version_name):
         raise DatasetError(f"dataset version {version_name!r} already exists", "versions are immutable; pick a new name")
     summary = _summary(items, resolution, parent_version, labels)
-    params = {"val_fraction": plan.val_fraction, "test_fraction": plan.test_fraction, "group_by": plan.group_by,
+    params = {"val_fraction": plan.val_fraction, "test_fraction": plan.test_fraction,
+              "calib_fraction": plan.calib_fraction, "group_by": plan.group_by,
               "test_field": plan.test_field,
               "test_values": list(plan.test_values), "seed": plan.seed, "new_test": new_test}
     rows = [{"sha256": i.sha256, "label": i.label, "split": i.split, "group_key": i.group_key} for i in items]
@@ -153,8 +163,9 @@ def _split_groups(pending: dict[str, list[str]], labels: dict[str, str], plan: S
     for key in sorted(pending):
         majority = Counter(labels[d] for d in pending[key]).most_common(1)[0][0]
         by_class[majority].append(key)
-    fractions = {"val": plan.val_fraction, "test": plan.test_fraction if allow_test else 0.0}
-    fractions["train"] = 1.0 - fractions["val"] - fractions["test"]
+    fractions = {"val": plan.val_fraction, "calib": plan.calib_fraction,
+                 "test": plan.test_fraction if allow_test else 0.0}
+    fractions["train"] = 1.0 - sum(fractions.values())
     result: dict[str, str] = {}
     for _cls, keys in sorted(by_class.items()):
         rng.shuffle(keys)
@@ -167,7 +178,7 @@ def _fill_quotas(keys: list[str], pending: dict[str, list[str]], fractions: dict
     """Largest groups first, each to the split furthest below its share (small splits get >= 1 group)."""
     total = sum(len(pending[k]) for k in keys)
     filled = {split: 0 for split in fractions}
-    order = ["test", "val", "train"]
+    order = ["test", "calib", "val", "train"]
     for index, key in enumerate(sorted(keys, key=lambda k: -len(pending[k]))):
         remaining = len(keys) - index
         empty = [s for s in order if fractions[s] > 0 and filled[s] == 0 and s != "train"]
@@ -179,13 +190,13 @@ def _fill_quotas(keys: list[str], pending: dict[str, list[str]], fractions: dict
         filled[target] += len(pending[key])
 
 
-def _check_feasible(items: Sequence[DatasetItem], min_per_split: int) -> None:
+def _check_feasible(items: Sequence[DatasetItem], min_per_split: int, splits: Sequence[str]) -> None:
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     for item in items:
         counts[item.label][item.split] += 1
     for label, per_split in sorted(counts.items()):
         total = sum(per_split.values())
-        short = [s for s in ("train", "val", "test") if per_split[s] < min_per_split]
+        short = [s for s in splits if per_split[s] < min_per_split]
         if short:
             raise DatasetError(
                 f"class {label!r} has {total} image(s) ({dict(per_split)}), too few to give "
@@ -204,7 +215,7 @@ def _summary(items: Sequence[DatasetItem], resolution: Any, parent: DatasetVersi
     return {
         "classes": sorted({item.label for item in items}),
         "count": len(items),
-        "splits": {s: dict(sorted(per_split[s].items())) for s in ("train", "val", "test")},
+        "splits": {s: dict(sorted(per_split[s].items())) for s in ALL_SPLITS if s in per_split or s in SPLITS},
         "groups": len({item.group_key for item in items}),
         "added": len(items) - (len(parent.items) if parent else 0),
         "relabelled_since_parent": relabelled,

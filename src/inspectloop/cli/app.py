@@ -145,6 +145,8 @@ def dataset_create(ws: WorkspaceOpt,
                    group_by: Annotated[str, typer.Option(help="part_id, session, camera, line or none.")] = "part_id",
                    val: Annotated[float, typer.Option(help="Validation fraction.")] = 0.15,
                    test: Annotated[float, typer.Option(help="Test fraction (unused with --test-value).")] = 0.15,
+                   calib: Annotated[float, typer.Option(help="Calibration fraction: a split no training "
+                                                                 "step sees, for confidence calibration.")] = 0.0,
                    test_field: Annotated[str, typer.Option(help="Metadata field for --test-value.")] = "session",
                    test_value: Annotated[list[str], typer.Option(help="Hold out images whose --test-field has this "
                                                                       "value as the test set. Repeatable.")] = [],  # noqa: B006
@@ -155,8 +157,8 @@ def dataset_create(ws: WorkspaceOpt,
     """Snapshot the labelled images into a new dataset version (the frozen test set carries over)."""
     from inspectloop.datasets import SplitPlan, create_version
 
-    plan = SplitPlan(val_fraction=val, test_fraction=test, group_by=group_by, test_field=test_field,
-                     test_values=tuple(test_value), seed=seed)
+    plan = SplitPlan(val_fraction=val, test_fraction=test, calib_fraction=calib, group_by=group_by,
+                     test_field=test_field, test_values=tuple(test_value), seed=seed)
     with workspace(ws) as w:
         version = create_version(w, plan, name=name, new_test=new_test)
     _show_version(version.name, version.parent, version.summary)
@@ -186,8 +188,9 @@ def dataset_show(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] = "lat
 
 def _show_version(name: str, parent: str | None, summary: dict[str, Any]) -> None:
     splits = summary["splits"]
-    rows = [[c, *(splits[s].get(c, 0) for s in ("train", "val", "test"))] for c in summary["classes"]]
-    table(f"dataset {name}" + (f" (from {parent})" if parent else ""), ["class", "train", "val", "test"], rows)
+    names = list(splits)
+    rows = [[c, *(splits[s].get(c, 0) for s in names)] for c in summary["classes"]]
+    table(f"dataset {name}" + (f" (from {parent})" if parent else ""), ["class", *names], rows)
     out.print(f"{summary['count']} images in {summary['groups']} groups; added {summary['added']}; "
               f"disagreements {summary['disagreements']} ({summary['ties_excluded']} ties excluded)")
 
