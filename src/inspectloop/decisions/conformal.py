@@ -1,0 +1,481 @@
+"""Three-way decisions (pass, reject as class X, review) with a certified escape rate.
+
+**Escape.** With a good class, an escape is a defective part auto-passed as good, counted per
+defective part. Without one (e.g. NEU, where every image is a defect), an escape is a part
+automatically assigned a wrong class, counted per part (every part is defective there).
+
+**Method: a high-probability (PAC) conformal threshold.** Each calibration part that can escape gets
+an *escape score*: P(good) with a good class; without one, the top-class probability when the top
+class is wrong, and -1 (below any probability) when it is right, since a right answer cannot escape.
+A new part escapes exactly when its escape score is strictly above the threshold ``lambda``, which
+is the (k+1)-th largest of the ``n`` calibration scores, with ``k`` the largest count such that
+``P(Binomial(n, alpha) <= k) <= 1 - confidence``. For any score distribution (ties included), over
+the draw of the calibration split,
+
+    P( escape rate of the fitted band > alpha ) <= P(Binomial(n, alpha) <= k) <= 1 - confidence.
+
+(The escape rate exceeds alpha only if fewer than k+1 calibration scores reach the (1 - alpha)
+quantile; that count is Binomial(n, >= alpha).) This is the order-statistic form of Learn-then-Test
+with a monotone loss, i.e. a training-conditional conformal guarantee. It is chosen over the
+marginal split-conformal guarantee because a plant deploys *one* band: the marginal guarantee only
+bounds the average over calibration draws, and with a few hundred images one band's true escape
+rate scatters widely around alpha. The price is data: even k = 0 needs
+``(1 - alpha)^n <= 1 - confidence`` (see :func:`min_calibration_size`). When the split is smaller,
+nothing is automated on the escape side (``certifiable=False``) and the note says how many
+calibration images would be needed.
+
+Without a good class this is selective classification: the prediction set is {top class} when the
+top-class probability is above ``lambda`` and "review" otherwise. Thresholding the escape event
+itself is tighter than a LAC/APS set, whose miscoverage also counts parts that go to review anyway.
+
+**Reject side (good class only).** A part is rejected as its most likely defect class when P(good)
+is below ``reject_below``, fitted the same way on the *good* calibration parts so that, with the same
+confidence, at most ``false_reject_target`` (default 2 %) of good parts are auto-rejected. If the two
+bands overlap, rejection wins (safety first); both guarantees still hold, each with ``confidence``,
+both together with at least ``2 * confidence - 1``. Everything else goes to review.
+
+**Assumption.** Production parts are exchangeable with the calibration split: same process, cameras,
+lighting and, since the escape rate pools defect classes, the same mix of defect classes. A class
+that is rarer in calibration than on the line weighs less in the guarantee.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from inspectloop.decisions.calibration import _check_labels, _check_probs
+from inspectloop.errors import DatasetError, InspectloopError
+from inspectloop.evaluate.metrics import _json_float
+
+PASS, REJECT, REVIEW = 0, 1, 2
+DECISION_NAMES = ("pass", "reject", "review")
+DEFAULT_CONFIDENCE = 0.9
+DEFAULT_FALSE_REJECT = 0.02
+INTERVAL_CONFIDENCE = 0.95
+_NEVER_ABOVE = 1.0  # no probability is above 1: automate nothing on that side
+_NEVER_BELOW = 0.0  # no probability is below 0: reject nothing
+
+
+@dataclass(frozen=True)
+class ReviewBand:
+    """Where the runtime passes, rejects or asks a human, and what the calibration split certifies.
+
+    With a good class: pass when P(good) > ``auto_above``, reject as the top defect class when
+    P(good) < ``reject_below`` (rejection wins), review otherwise. Without one: decide the top class
+    when its probability is > ``auto_above``, review otherwise. ``auto_above == 1.0`` automates
+    nothing; ``reject_below == 0.0`` rejects nothing.
+    """
+
+    good_index: int | None
+    num_classes: int
+    alpha: float
+    confidence: float
+    auto_above: float
+    reject_below: float | None
+    false_reject_target: float | None
+    calibration_defects: int
+    calibration_good: int
+    allowed_escapes: int | None
+    min_calibration_defects: int
+    certifiable: bool
+    reject_certified: bool | None
+    guarantee: str
+    note: str
+
+    @property
+    def score(self) -> str:
+        """What ``auto_above`` is compared with."""
+        return "P(good)" if self.good_index is not None else "top-class probability"
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-safe form."""
+        return {"score": self.score, **{k: getattr(self, k) for k in self.__dataclass_fields__}}
+
+
+@dataclass(frozen=True, eq=False)
+class Decisions:
+    """One decision per image: ``codes`` (PASS, REJECT or REVIEW) and ``classes`` (-1 for review).
+
+    Without a good class, every automatic decision is REJECT with the class it was assigned.
+    """
+
+    codes: np.ndarray
+    classes: np.ndarray
+
+    def counts(self) -> dict[str, int]:
+        """How many images got each decision."""
+        return {name: int((self.codes == code).sum()) for code, name in enumerate(DECISION_NAMES)}
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-safe form: decision names and classes per image, and the counts."""
+        return {"decisions": [DECISION_NAMES[c] for c in self.codes], "classes": self.classes.tolist(),
+                "counts": self.counts()}
+
+
+@dataclass(frozen=True)
+class DecisionRates:
+    """What a band did on a labelled set (use the frozen test set): escapes, false rejects, reviews.
+
+    ``escape_rate`` is per defective part (every part is defective without a good class);
+    ``false_reject_rate`` is per good part (``nan`` without good parts). Intervals are 95 %
+    Clopper-Pearson. ``wrong_class_rejects`` counts defective parts rejected as another defect class
+    (not an escape with a good class; the escapes themselves without one).
+    """
+
+    alpha: float
+    has_good_class: bool
+    count: int
+    defective: int
+    good: int
+    escapes: int
+    escape_ci: tuple[float, float]
+    false_rejects: int
+    false_reject_ci: tuple[float, float]
+    defective_reviews: int
+    good_reviews: int
+    wrong_class_rejects: int
+    escape_verdict: str
+    note: str
+
+    @property
+    def escape_rate(self) -> float:
+        """Escapes per defective part."""
+        return _ratio(self.escapes, self.defective)
+
+    @property
+    def false_reject_rate(self) -> float:
+        """Good parts auto-rejected per good part (``nan`` without good parts)."""
+        return _ratio(self.false_rejects, self.good)
+
+    @property
+    def reviews(self) -> int:
+        """Parts sent to a human."""
+        return self.defective_reviews + self.good_reviews
+
+    @property
+    def review_rate(self) -> float:
+        """Share of all parts sent to review."""
+        return _ratio(self.reviews, self.count)
+
+    @property
+    def automation_rate(self) -> float:
+        """Share of all parts decided without a human."""
+        return 1.0 - self.review_rate
+
+    @property
+    def defective_review_rate(self) -> float:
+        """Share of defective parts sent to review."""
+        return _ratio(self.defective_reviews, self.defective)
+
+    @property
+    def good_review_rate(self) -> float:
+        """Share of good parts sent to review (``nan`` without good parts)."""
+        return _ratio(self.good_reviews, self.good)
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-safe form with the rates; undefined values become ``None``."""
+        fields = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        for key in ("escape_ci", "false_reject_ci"):
+            fields[key] = [_json_float(v) for v in fields[key]]
+        rates = ("escape_rate", "false_reject_rate", "review_rate", "automation_rate", "defective_review_rate",
+                 "good_review_rate")
+        return {**fields, **{k: _json_float(getattr(self, k)) for k in rates}, "reviews": self.reviews,
+                "interval_confidence": INTERVAL_CONFIDENCE}
+
+
+def fit_review_band(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    *,
+    good_index: int | None,
+    alpha: float,
+    confidence: float = DEFAULT_CONFIDENCE,
+    false_reject_target: float = DEFAULT_FALSE_REJECT,
+) -> ReviewBand:
+    """Fit the pass / reject / review band on the calibration split (see the module docstring).
+
+    ``probs`` are calibrated probabilities of calibration images that training never saw, ``labels``
+    their true classes, ``good_index`` the good class's column (``None`` when there is none).
+    ``false_reject_target`` is used only with a good class.
+    """
+    p = _check_probs(probs)
+    y = _check_labels(labels, p.shape[0], p.shape[1])
+    alpha = _check_share(alpha, "alpha", "the escape rate you accept, e.g. 0.01 for 1 %")
+    confidence = _check_confidence(confidence)
+    if good_index is None:
+        return _fit_without_good(p, y, alpha, confidence)
+    good = _check_good_index(good_index, p.shape[1])
+    beta = _check_share(false_reject_target, "false_reject_target", "e.g. 0.02 for 2 % of good parts")
+    return _fit_with_good(p, y, good, alpha, confidence, beta)
+
+
+def decide(probs: np.ndarray, band: ReviewBand) -> Decisions:
+    """Pass, reject (with its class) or review for each image, as ``band`` says."""
+    return _decide(_check_band_probs(probs, band), band)
+
+
+def _decide(p: np.ndarray, band: ReviewBand) -> Decisions:
+    """:func:`decide` on already checked probabilities."""
+    codes = np.full(p.shape[0], REVIEW, dtype=np.int8)
+    classes = np.full(p.shape[0], -1, dtype=np.int64)
+    if band.good_index is None:
+        auto = p.max(axis=1) > band.auto_above
+        codes[auto], classes[auto] = REJECT, p.argmax(axis=1)[auto]
+        return Decisions(codes, classes)
+    g = band.good_index
+    score = p[:, g]
+    reject = score < (band.reject_below if band.reject_below is not None else _NEVER_BELOW)
+    passed = ~reject & (score > band.auto_above)
+    defects = p.copy()
+    defects[:, g] = -1.0
+    codes[passed], classes[passed] = PASS, g
+    codes[reject], classes[reject] = REJECT, defects.argmax(axis=1)[reject]
+    return Decisions(codes, classes)
+
+
+def decision_rates(probs: np.ndarray, labels: np.ndarray, band: ReviewBand) -> DecisionRates:
+    """Escapes, false rejects, reviews and automation of ``band`` on a labelled set, with intervals."""
+    p = _check_band_probs(probs, band)
+    y = _check_labels(labels, p.shape[0], p.shape[1])
+    d = _decide(p, band)
+    is_good = y == band.good_index if band.good_index is not None else np.zeros(y.shape, dtype=bool)
+    defective = ~is_good
+    wrong_reject = (d.codes == REJECT) & defective & (d.classes != y)
+    escapes = int(((d.codes == PASS) & defective).sum()) if band.good_index is not None else int(wrong_reject.sum())
+    false_rejects = int(((d.codes == REJECT) & is_good).sum())
+    n_defective, n_good = int(defective.sum()), int(is_good.sum())
+    escape_ci = clopper_pearson(escapes, n_defective)
+    verdict, note = _escape_verdict(escapes, n_defective, band.alpha, escape_ci)
+    return DecisionRates(
+        alpha=band.alpha,
+        has_good_class=band.good_index is not None,
+        count=int(y.size),
+        defective=n_defective,
+        good=n_good,
+        escapes=escapes,
+        escape_ci=escape_ci,
+        false_rejects=false_rejects,
+        false_reject_ci=clopper_pearson(false_rejects, n_good),
+        defective_reviews=int(((d.codes == REVIEW) & defective).sum()),
+        good_reviews=int(((d.codes == REVIEW) & is_good).sum()),
+        wrong_class_rejects=int(wrong_reject.sum()),
+        escape_verdict=verdict,
+        note=note,
+    )
+
+
+def min_calibration_size(alpha: float, confidence: float = DEFAULT_CONFIDENCE) -> int:
+    """The fewest calibration parts (defective parts, with a good class) that can certify ``alpha``.
+
+    The smallest ``n`` with ``(1 - alpha)^n <= 1 - confidence``: then the threshold sits at the
+    largest calibration escape score and none of them may escape.
+    """
+    alpha = _check_share(alpha, "alpha", "the escape rate you accept, e.g. 0.01 for 1 %")
+    log_delta, log_keep = math.log1p(-_check_confidence(confidence)), math.log1p(-alpha)
+    n = max(1, math.ceil(log_delta / log_keep))
+    while n > 1 and (n - 1) * log_keep <= log_delta:
+        n -= 1
+    while n * log_keep > log_delta:
+        n += 1
+    return n
+
+
+def clopper_pearson(successes: int, n: int, confidence: float = INTERVAL_CONFIDENCE) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval for a proportion ``successes / n``; ``(nan, nan)`` when ``n`` is 0."""
+    if n < 0 or not 0 <= successes <= n:
+        raise InspectloopError(f"cannot compute an interval for {successes} out of {n}",
+                               hint="successes must be between 0 and n")
+    if n == 0:
+        return (math.nan, math.nan)
+    tail = (1.0 - _check_confidence(confidence)) / 2.0
+    low = 0.0 if successes == 0 else _bisect(lambda q: _binom_cdf(successes - 1, n, q) - (1.0 - tail))
+    high = 1.0 if successes == n else _bisect(lambda q: _binom_cdf(successes, n, q) - tail)
+    return (low, high)
+
+
+# --- fitting ------------------------------------------------------------------------------------
+
+
+def _fit_with_good(p: np.ndarray, y: np.ndarray, g: int, alpha: float, confidence: float, beta: float) -> ReviewBand:
+    score, is_good = p[:, g], y == g
+    n, m = int((~is_good).sum()), int(is_good.sum())
+    k, k_reject = _allowed_escapes(n, alpha, confidence), _allowed_escapes(m, beta, confidence)
+    auto_above = _kth_largest(score[~is_good], k) if k is not None else _NEVER_ABOVE
+    reject_below = -_kth_largest(-score[is_good], k_reject) if k_reject is not None else _NEVER_BELOW
+    needed = min_calibration_size(alpha, confidence)
+    escape = _Escape(n, k, alpha, confidence, needed, "defective calibration images",
+                     "of defective parts are auto-passed as good",
+                     "Nothing is auto-passed: every part that would have passed goes to review.")
+    if k_reject is None:
+        reject = (f"Good parts are never auto-rejected: {m} good calibration images cannot certify a false-reject "
+                  f"rate of {_pct(beta)} at {_pct(confidence)} confidence (at least "
+                  f"{min_calibration_size(beta, confidence)} are needed); parts that look defective go to review.")
+    else:
+        reject = (f"With the same confidence, at most {_pct(beta)} of good parts are auto-rejected ({m} good "
+                  f"calibration images, at most {k_reject} of them below the reject threshold).")
+    return ReviewBand(
+        good_index=g, num_classes=p.shape[1], alpha=alpha, confidence=confidence, auto_above=auto_above,
+        reject_below=reject_below, false_reject_target=beta, calibration_defects=n, calibration_good=m,
+        allowed_escapes=k, min_calibration_defects=needed, certifiable=k is not None,
+        reject_certified=k_reject is not None,
+        guarantee=f"{escape.guarantee()} {reject if k_reject is not None else ''}".strip(),
+        note=" ".join(s for s in (escape.shortfall(), reject if k_reject is None else "",
+                                  _saturation_note(k, auto_above)) if s),
+    )
+
+
+def _fit_without_good(p: np.ndarray, y: np.ndarray, alpha: float, confidence: float) -> ReviewBand:
+    top = p.argmax(axis=1)
+    escape_score = np.where(top != y, p.max(axis=1), -1.0)  # a right answer never escapes
+    n = int(y.size)
+    k = _allowed_escapes(n, alpha, confidence)
+    auto_above = max(0.0, _kth_largest(escape_score, k)) if k is not None else _NEVER_ABOVE
+    needed = min_calibration_size(alpha, confidence)
+    escape = _Escape(n, k, alpha, confidence, needed, "calibration images", "of parts are auto-assigned a wrong class",
+                     "Nothing is decided automatically: every part goes to review.")
+    return ReviewBand(
+        good_index=None, num_classes=p.shape[1], alpha=alpha, confidence=confidence, auto_above=auto_above,
+        reject_below=None, false_reject_target=None, calibration_defects=n, calibration_good=0,
+        allowed_escapes=k, min_calibration_defects=needed, certifiable=k is not None, reject_certified=None,
+        guarantee=escape.guarantee(),
+        note=" ".join(s for s in (escape.shortfall(), _saturation_note(k, auto_above)) if s),
+    )
+
+
+def _allowed_escapes(n: int, alpha: float, confidence: float) -> int | None:
+    """Largest k with P(Binomial(n, alpha) <= k) <= 1 - confidence; ``None`` when even k = 0 fails."""
+    if n == 0:
+        return None
+    i = np.arange(n + 1)
+    log_choose = np.concatenate(([0.0], np.cumsum(np.log(n - i[1:] + 1.0) - np.log(i[1:]))))
+    cdf = np.cumsum(np.exp(log_choose + i * math.log(alpha) + (n - i) * math.log1p(-alpha)))
+    k = int(np.searchsorted(cdf, 1.0 - confidence, side="right")) - 1
+    return k if k >= 0 else None
+
+
+def _kth_largest(values: np.ndarray, k: int) -> float:
+    """The (k+1)-th largest value (k = 0 is the maximum)."""
+    return float(np.partition(values, values.size - 1 - k)[values.size - 1 - k])
+
+
+# --- words --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Escape:
+    """The numbers behind the escape-side sentences."""
+
+    n: int
+    k: int | None
+    alpha: float
+    confidence: float
+    needed: int
+    population: str
+    what: str
+    fallback: str
+
+    def guarantee(self) -> str:
+        if self.k is None:
+            return (f"No escape rate is certified: {self.n} {self.population} cannot certify {_pct(self.alpha)} at "
+                    f"{_pct(self.confidence)} confidence, so nothing is decided automatically on the escape side.")
+        return (f"With {_pct(self.confidence)} confidence over the draw of the {self.n} {self.population}, at most "
+                f"{_pct(self.alpha)} {self.what} (the threshold lets at most {self.k} of the {self.n} through), "
+                f"provided production parts are exchangeable with the calibration split.")
+
+    def shortfall(self) -> str:
+        if self.k is not None:
+            return ""
+        return (f"{self.n} {self.population} cannot certify an escape rate of {_pct(self.alpha)} at "
+                f"{_pct(self.confidence)} confidence: at least {self.needed} are needed. {self.fallback}")
+
+
+def _saturation_note(k: int | None, auto_above: float) -> str:
+    if k is None or auto_above < _NEVER_ABOVE:
+        return ""
+    return ("The threshold sits at a probability of 1.0, so nothing is automated: the scores saturate; "
+            "fit a temperature on the calibration split first.")
+
+
+def _escape_verdict(escapes: int, n: int, alpha: float, ci: tuple[float, float]) -> tuple[str, str]:
+    if n == 0:
+        return "undefined", "no defective parts in this set, so the escape rate is undefined"
+    rate, (low, high) = escapes / n, ci
+    counts = (f"{escapes} escapes among {n} defective parts ({_pct(rate)}); 95% Clopper-Pearson interval "
+              f"{_pct(low)} to {_pct(high)}")
+    if rate <= alpha:
+        return "within alpha", f"{counts}: at or below alpha = {_pct(alpha)}"
+    if low <= alpha:
+        return "within sampling error", f"{counts}: above alpha = {_pct(alpha)} but within sampling error"
+    return "above alpha", f"{counts}: above alpha = {_pct(alpha)} beyond sampling error"
+
+
+def _pct(value: float) -> str:
+    return f"{100.0 * value:.3g}%"
+
+
+# --- numbers and checks -------------------------------------------------------------------------
+
+
+def _binom_cdf(k: int, n: int, q: float) -> float:
+    """P(Binomial(n, q) <= k)."""
+    if k < 0:
+        return 0.0
+    if k >= n or q <= 0.0:
+        return 1.0
+    if q >= 1.0:
+        return 0.0
+    i = np.arange(k + 1)
+    log_choose = np.concatenate(([0.0], np.cumsum(np.log(n - i[1:] + 1.0) - np.log(i[1:]))))
+    log_pmf = log_choose + i * math.log(q) + (n - i) * math.log1p(-q)
+    top = float(log_pmf.max())
+    return min(1.0, math.exp(top) * float(np.exp(log_pmf - top).sum()))
+
+
+def _bisect(decreasing: Callable[[float], float]) -> float:
+    """The root in [0, 1] of a function that decreases from positive to negative."""
+    low, high = 0.0, 1.0
+    for _ in range(48):  # 2^-48: far below any count's resolution
+        mid = (low + high) / 2.0
+        if decreasing(mid) > 0.0:
+            low = mid
+        else:
+            high = mid
+    return (low + high) / 2.0
+
+
+def _ratio(numerator: int, denominator: int) -> float:
+    return numerator / denominator if denominator else math.nan
+
+
+def _check_share(value: float, name: str, hint: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 < value <= 0.5:
+        raise InspectloopError(f"{name} must lie in (0, 0.5], got {value!r}", hint=hint)
+    return float(value)
+
+
+def _check_confidence(confidence: float) -> float:
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float, np.floating)) \
+            or not 0.0 < confidence < 1.0:
+        raise InspectloopError(f"confidence must lie strictly between 0 and 1, got {confidence!r}",
+                               hint="e.g. 0.9 for 90 %")
+    return float(confidence)
+
+
+def _check_band_probs(probs: np.ndarray, band: ReviewBand) -> np.ndarray:
+    p = _check_probs(probs)
+    if p.shape[1] != band.num_classes:
+        raise DatasetError(f"the band was fitted on {band.num_classes} classes but got {p.shape[1]} columns",
+                           hint="use the band fitted for this model")
+    return p
+
+
+def _check_good_index(good_index: int, num_classes: int) -> int:
+    if isinstance(good_index, bool) or not isinstance(good_index, (int, np.integer)) \
+            or not 0 <= good_index < num_classes:
+        raise DatasetError(f"good_index {good_index!r} is outside the {num_classes} classes (0..{num_classes - 1})",
+                           hint="pass the good class's column, or None for a dataset without a good class")
+    return int(good_index)
