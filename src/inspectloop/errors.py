@@ -50,6 +50,14 @@ class ModelFileError(InspectloopError):
     """A model file is missing, not an inspectloop model, or corrupt."""
 
 
+class CriteriaError(InspectloopError):
+    """Acceptance criteria that cannot be read, are malformed, unknown, or locked too late to judge a run."""
+
+
+class RegistryError(InspectloopError):
+    """A model version cannot be registered, promoted or rolled back as asked."""
+
+
 class MissingExtraError(InspectloopError):
     """An optional dependency group is not installed."""
 

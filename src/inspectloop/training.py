@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from inspectloop.criteria import get_criteria
 from inspectloop.datasets import DatasetVersion, load_version
 from inspectloop.errors import InspectloopError, TrainingError
 from inspectloop.provenance import code_version
@@ -37,12 +38,17 @@ class RunResult:
 
 
 def train(workspace: Workspace, config: TrainConfig | None = None, *, dataset: str = "latest",
-          resume: str | None = None, export_int8: bool = False, progress: Progress | None = None) -> RunResult:
-    """Train, evaluate on the frozen test set, export to ONNX with a parity check, and register the model."""
+          resume: str | None = None, export_int8: bool = False, progress: Progress | None = None,
+          criteria: str | None = None) -> RunResult:
+    """Train, evaluate on the frozen test set, export to ONNX with a parity check, and register the model.
+
+    ``criteria`` (id or name of locked acceptance criteria) is recorded as what the run will be judged by.
+    """
     config = config or TrainConfig()
+    criteria_id = None if criteria is None else get_criteria(workspace, criteria).id
     version = load_version(workspace, dataset)
     _check_trainable(version)
-    run_id, config = _start_run(workspace, version, config, resume)
+    run_id, config = _start_run(workspace, version, config, resume, criteria_id)
     run_dir = workspace.runs_dir / run_id
     try:
         result = _execute(workspace, version, config, run_id, run_dir, export_int8, progress or _quiet)
@@ -72,7 +78,7 @@ def _check_trainable(version: DatasetVersion) -> None:
 
 
 def _start_run(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
-               resume: str | None) -> tuple[str, TrainConfig]:
+               resume: str | None, criteria_id: int | None = None) -> tuple[str, TrainConfig]:
     if resume is not None:
         row = workspace.db.run(resume)
         if row is None:
@@ -82,12 +88,16 @@ def _start_run(workspace: Workspace, version: DatasetVersion, config: TrainConfi
         if row["dataset_version"] != version.name:
             raise TrainingError(f"run {resume} trained on {row['dataset_version']}, not {version.name}",
                                 f"resume with --dataset {row['dataset_version']}")
+        if criteria_id is not None and row["criteria_id"] != criteria_id:
+            raise TrainingError(f"run {resume} is judged by criteria #{row['criteria_id']}, not #{criteria_id}",
+                                "resume without --criteria (a run keeps the criteria it started with)")
         return resume, TrainConfig(**row["config"])
     run_id = f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     run_dir = workspace.runs_dir / run_id
     run_dir.mkdir(parents=True)
     atomic_write_text(run_dir / "config.json", json.dumps(config.model_dump(), indent=2))
-    workspace.db.add_run(run_id, version.name, config.model_dump(), code_version(), str(run_dir))
+    workspace.db.add_run(run_id, version.name, config.model_dump(), code_version(), str(run_dir),
+                         criteria_id=criteria_id)
     return run_id, config
 
 

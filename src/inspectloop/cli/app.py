@@ -10,6 +10,7 @@ import typer
 from inspectloop.cli.common import (
     WorkspaceOpt, err, fmt, friendly, out, print_json, progress_bar, table, workspace,
 )
+from inspectloop.cli.registry_commands import criteria_app, models_app
 from inspectloop.cli.training_view import TrainingView
 
 app = typer.Typer(help="Train, ship and keep accurate vision models on your own site's images.",
@@ -18,6 +19,8 @@ classes_app = typer.Typer(help="Class definitions: criteria, severity, reference
 dataset_app = typer.Typer(help="Immutable dataset versions with grouped, stratified splits.", no_args_is_help=True)
 app.add_typer(classes_app, name="classes")
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(criteria_app, name="criteria")
+app.add_typer(models_app, name="models")
 
 
 @app.command()
@@ -208,7 +211,9 @@ def train(ws: WorkspaceOpt,
           flips: Annotated[bool, typer.Option("--flips/--no-flips", help="Flip augmentation.")] = True,
           seed: Annotated[int, typer.Option()] = 0,
           int8: Annotated[bool, typer.Option(help="Also export an INT8-quantised model.")] = False,
-          resume: Annotated[Optional[str], typer.Option(help="Resume an interrupted run by id.")] = None) -> None:
+          resume: Annotated[Optional[str], typer.Option(help="Resume an interrupted run by id.")] = None,
+          criteria: Annotated[Optional[str], typer.Option(help="Locked acceptance criteria (name or id) this run "
+                                                               "will be judged by.")] = None) -> None:
     """Fine-tune a pretrained backbone on CPU, evaluate on the frozen test set, export to ONNX."""
     from pydantic import ValidationError
 
@@ -224,7 +229,8 @@ def train(ws: WorkspaceOpt,
         raise TrainingError(f"bad --{str(first['loc'][0]).replace('_', '-')}: {first['msg']}",
                             "see: inspectloop train --help") from None
     with workspace(ws) as w, TrainingView() as view:
-        result = train_lib(w, config, dataset=dataset, resume=resume, export_int8=int8, progress=view.update)
+        result = train_lib(w, config, dataset=dataset, resume=resume, export_int8=int8, progress=view.update,
+                           criteria=criteria)
     _print_run_result(result.run_id, result.metrics["test"], result.model_path)
 
 
@@ -242,12 +248,13 @@ def _print_run_result(run_id: str, test: dict[str, Any], model_path: Path) -> No
 @app.command()
 @friendly
 def runs(ws: WorkspaceOpt) -> None:
-    """List training runs with their dataset version and test macro recall."""
+    """List training runs with their dataset version, criteria and test macro recall."""
     with workspace(ws) as w:
         rows = [[r["id"], r["status"], r["dataset_version"], r["config"].get("mode"),
+                 "" if r["criteria_id"] is None else f"#{r['criteria_id']}",
                  fmt(((r["metrics"] or {}).get("test") or {}).get("macro_recall")), r["started_at"]]
                 for r in w.db.runs()]
-    table("runs", ["run", "status", "dataset", "mode", "test macro recall", "started"], rows)
+    table("runs", ["run", "status", "dataset", "mode", "criteria", "test macro recall", "started"], rows)
 
 
 @app.command()
@@ -265,20 +272,44 @@ def evaluate(model: Path, ws: WorkspaceOpt,
 
 @app.command()
 @friendly
-def predict(model: Path, images: list[Path],
+def predict(paths: Annotated[list[Path], typer.Argument(metavar="FILES",
+                                                        help="The model file, then images; with --production, "
+                                                             "images only.")],
+            ws: WorkspaceOpt,
+            production: Annotated[bool, typer.Option(help="Use the workspace's production model version "
+                                                          "(its file hash checked against the registry).")] = False,
             threads: Annotated[int, typer.Option(help="onnxruntime threads.")] = 1) -> None:
-    """Run a model file on images; print one JSON line per image (needs only the edge runtime)."""
+    """Run a model file (or the production version) on images; print one JSON line per image."""
     import json
     import sys
 
+    from inspectloop.errors import ImageError
     from inspectloop.runtime import iter_predictions
 
+    model, images = (_production_file(ws), paths) if production else (paths[0], paths[1:])
+    if not images:
+        raise ImageError("no images given", "name them after the model file (or after --production): "
+                                            "inspectloop predict MODEL IMAGE...")
     failed = False
     for line in iter_predictions(model, images, threads=threads):
         failed |= "error" in line
         sys.stdout.write(json.dumps(line) + "\n")
     if failed:
         raise typer.Exit(1)
+
+
+def _production_file(ws: Path) -> Path:
+    """The production version's model file, refused if it no longer matches its registry record."""
+    from inspectloop.errors import RegistryError
+    from inspectloop.registry import production_model, verify_file
+
+    with workspace(ws) as w:
+        version = production_model(w)
+    if version is None:
+        raise RegistryError(f"workspace {ws} has no model version in production",
+                            "promote one: inspectloop models promote VERSION production --actor NAME")
+    verify_file(version)
+    return version.path
 
 
 @app.command()

@@ -4,19 +4,36 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, create_engine, event, func, insert, select, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from inspectloop.domain import Annotation, CaptureMeta, ClassDefinition, ImageRecord, QualityStats
+from inspectloop.errors import RegistryError
 from inspectloop.store import schema as s
 from inspectloop.store.migrations import migrate
 
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class StageChange:
+    """One model version moving from one stage to another, and the stage event that records it."""
+
+    model_version_id: int
+    action: str  # promote | demote | rollback
+    from_stage: str
+    to_stage: str
+    actor: str
+    reason: str | None = None
+    acceptance_report_id: int | None = None
+    override: bool = False
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -187,11 +204,11 @@ class Database:
 
     # -- runs and models -----------------------------------------------------------------------
     def add_run(self, run_id: str, dataset_version: str, config: dict[str, Any], code_version: str,
-                artifacts: str, kind: str = "train") -> None:
+                artifacts: str, kind: str = "train", criteria_id: int | None = None) -> None:
         with self.transaction() as conn:
             conn.execute(insert(s.runs).values(
                 id=run_id, kind=kind, status="running", dataset_version=dataset_version, config=config,
-                code_version=code_version, artifacts=artifacts, started_at=now_iso()))
+                code_version=code_version, artifacts=artifacts, started_at=now_iso(), criteria_id=criteria_id))
 
     def finish_run(self, run_id: str, status: str, metrics: dict[str, Any] | None = None,
                    error: str | None = None) -> None:
@@ -223,6 +240,111 @@ class Database:
             query = query.where(s.models.c.run_id == run_id)
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    # -- acceptance criteria -------------------------------------------------------------------
+    def lock_criteria(self, name: str, sha256: str, yaml_text: str, spec: dict[str, Any],
+                      locked_by: str) -> dict[str, Any]:
+        """Store criteria once: the same ``sha256`` again returns the row already locked."""
+        values = dict(name=name, sha256=sha256, yaml=yaml_text, spec=spec, locked_at=now_iso(), locked_by=locked_by)
+        try:
+            with self.transaction() as conn:
+                if conn.execute(select(s.criteria.c.id).where(s.criteria.c.sha256 == sha256)).first() is None:
+                    conn.execute(insert(s.criteria).values(**values))
+        except IntegrityError:  # locked by another process between our check and insert
+            pass
+        row = self.criteria_row(sha256=sha256)
+        if row is None:  # cannot happen: written just now, by us or by the process we raced
+            raise RuntimeError(f"criteria {sha256} vanished after being locked")
+        return row
+
+    def criteria_row(self, *, criteria_id: int | None = None, name: str | None = None,
+                     sha256: str | None = None) -> dict[str, Any] | None:
+        """One lock by id, by sha256, or the latest lock of a name."""
+        query = select(s.criteria).order_by(s.criteria.c.id.desc())
+        if criteria_id is not None:
+            query = query.where(s.criteria.c.id == criteria_id)
+        if name is not None:
+            query = query.where(s.criteria.c.name == name)
+        if sha256 is not None:
+            query = query.where(s.criteria.c.sha256 == sha256)
+        with self.engine.connect() as conn:
+            row = conn.execute(query.limit(1)).first()
+        return dict(row._mapping) if row else None
+
+    def criteria_rows(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(s.criteria).order_by(s.criteria.c.id))]
+
+    # -- model registry ------------------------------------------------------------------------
+    def add_model_version(self, name: str, run_id: str, model_id: int, variant: str, path: str, file_sha256: str,
+                          stage: str, lineage: dict[str, Any]) -> int:
+        try:
+            with self.transaction() as conn:
+                result = conn.execute(insert(s.model_versions).values(
+                    name=name, run_id=run_id, model_id=model_id, variant=variant, path=path,
+                    file_sha256=file_sha256, stage=stage, created_at=now_iso(), lineage=lineage))
+                return int(result.inserted_primary_key[0])
+        except IntegrityError as exc:  # registered by another process between the checks and now
+            raise RegistryError(f"model version {name!r} or this model file is already registered",
+                                "see: inspectloop models list") from exc
+
+    def model_version_row(self, *, version_id: int | None = None, name: str | None = None,
+                          model_id: int | None = None, stage: str | None = None) -> dict[str, Any] | None:
+        query = select(s.model_versions).order_by(s.model_versions.c.id.desc())
+        for column, value in (("id", version_id), ("name", name), ("model_id", model_id), ("stage", stage)):
+            if value is not None:
+                query = query.where(s.model_versions.c[column] == value)
+        with self.engine.connect() as conn:
+            row = conn.execute(query.limit(1)).first()
+        return dict(row._mapping) if row else None
+
+    def model_version_rows(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.model_versions).order_by(s.model_versions.c.id)).all()
+        return [dict(r._mapping) for r in rows]
+
+    def change_stages(self, changes: Sequence[StageChange]) -> None:
+        """Apply stage changes and log them, all or none. A version no longer in ``from_stage`` is refused."""
+        stamp = now_iso()
+        try:
+            with self.transaction() as conn:
+                for change in changes:
+                    table = s.model_versions
+                    moved = conn.execute(update(table).where(table.c.id == change.model_version_id)
+                                         .where(table.c.stage == change.from_stage).values(stage=change.to_stage))
+                    if moved.rowcount != 1:
+                        raise RegistryError(f"model version {change.model_version_id} is no longer {change.from_stage}",
+                                            "someone changed it meanwhile: check inspectloop models list and retry")
+                    conn.execute(insert(s.stage_events).values(**asdict(change), at=stamp))
+        except IntegrityError as exc:
+            if "stage" not in str(exc.orig):
+                raise
+            # the one-production index: a concurrent promotion won
+            raise RegistryError("another version was put in production at the same time",
+                                "check inspectloop models list and retry") from exc
+
+    def stage_events(self, model_version_id: int | None = None) -> list[dict[str, Any]]:
+        query = select(s.stage_events).order_by(s.stage_events.c.id)
+        if model_version_id is not None:
+            query = query.where(s.stage_events.c.model_version_id == model_version_id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def add_acceptance_report(self, model_version_id: int, criteria_id: int, passed: bool,
+                              report: dict[str, Any]) -> int:
+        with self.transaction() as conn:
+            result = conn.execute(insert(s.acceptance_reports).values(
+                model_version_id=model_version_id, criteria_id=criteria_id, passed=passed, report=report,
+                created_at=now_iso()))
+            return int(result.inserted_primary_key[0])
+
+    def acceptance_reports(self, model_version_id: int) -> list[dict[str, Any]]:
+        """A version's acceptance reports, oldest first."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(s.acceptance_reports)
+                                .where(s.acceptance_reports.c.model_version_id == model_version_id)
+                                .order_by(s.acceptance_reports.c.id)).all()
+        return [dict(r._mapping) for r in rows]
 
     @contextmanager
     def _maybe(self, conn: Connection | None) -> Iterator[Connection]:

@@ -1,6 +1,10 @@
 """Ordered schema migrations. Each step runs once, inside a transaction, and is recorded.
 
 Version 1 creates the foundation tables. Later steps append here (never edit a released one).
+``schema.py`` holds the tables as of the latest version; each step creates the tables and columns
+marked with its version there (``info=since(N)``): new tables whole, new columns on existing tables
+with ``ALTER TABLE ... ADD COLUMN``. So a workspace made by an older inspectloop upgrades in place,
+and a fresh database goes through the same steps.
 """
 
 from __future__ import annotations
@@ -8,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, inspect, select
+from sqlalchemy import Column, Connection, ForeignKey, Index, MetaData, Table, inspect, select, text
+from sqlalchemy.schema import CreateColumn
 
 from inspectloop.errors import WorkspaceError
 from inspectloop.store import schema
@@ -17,12 +22,19 @@ Step = Callable[[Connection], None]
 
 
 def _v1_foundation(conn: Connection) -> None:
-    tables = [t for name, t in schema.metadata.tables.items() if name != "schema_migrations"]
-    schema.metadata.create_all(conn, tables=tables)
+    # Only the version-1 tables and columns: later ones are their own steps' to add.
+    _create_tables_added_in(conn, 1)
+
+
+def _v2_criteria_and_registry(conn: Connection) -> None:
+    _create_tables_added_in(conn, 2)
+    _add_columns_added_in(conn, 2)
 
 
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "foundation: images, classes, annotations, datasets, runs, models", _v1_foundation),
+    (2, "acceptance criteria, model registry (versions, stages, acceptance reports), runs.criteria_id",
+     _v2_criteria_and_registry),
 ]
 LATEST = MIGRATIONS[-1][0]
 
@@ -51,3 +63,47 @@ def migrate(conn: Connection) -> list[int]:
                 version=number, name=name, applied_at=datetime.now(UTC).isoformat()))
             applied.append(number)
     return applied
+
+
+def _create_tables_added_in(conn: Connection, version: int) -> None:
+    """Create the tables that schema ``version`` added, with the columns they had at that version."""
+    frozen = MetaData()  # every table as it was at ``version``, so foreign keys resolve
+    existing = [_table_as_of(table, version, frozen) for name, table in schema.metadata.tables.items()
+                if name != "schema_migrations" and schema.added_in(table) <= version]
+    frozen.create_all(conn, tables=[table for table in existing
+                                    if schema.added_in(schema.metadata.tables[table.name]) == version])
+
+
+def _add_columns_added_in(conn: Connection, version: int) -> None:
+    """``ALTER TABLE ADD COLUMN`` for each column that schema ``version`` added to an older table.
+
+    Such a column must be nullable or have a server default: existing rows get it too.
+    """
+    for table in schema.metadata.tables.values():
+        if schema.added_in(table) >= version:
+            continue
+        for column in table.columns:
+            if schema.added_in(column) == version:
+                spec = CreateColumn(column).compile(dialect=conn.dialect)
+                references = "".join(f" REFERENCES {fk.column.table.name} ({fk.column.name})"
+                                     for fk in column.foreign_keys)
+                conn.execute(text(f"ALTER TABLE {table.name} ADD COLUMN {spec}{references}"))
+
+
+def _table_as_of(table: Table, version: int, metadata: MetaData) -> Table:
+    """A copy of ``table`` holding only the columns (and their indexes) that existed at ``version``.
+
+    It copies what ``schema.py`` uses: types, keys, nullability, uniqueness, indexes (partial ones
+    included), foreign keys, server defaults. ``tests/store/test_migrations.py`` checks that a fresh
+    database, an upgraded one and ``schema.py`` agree, so anything this misses shows up there.
+    """
+    columns = [Column(c.name, c.type, *[ForeignKey(fk.target_fullname) for fk in c.foreign_keys],
+                      primary_key=c.primary_key, nullable=c.nullable, index=c.index, unique=c.unique,
+                      autoincrement=c.autoincrement, server_default=c.server_default)
+               for c in table.columns if schema.added_in(c) <= version]
+    copy = Table(table.name, metadata, *columns)
+    for index in table.indexes:  # table-level indexes; those from Column(index=True) come with the column
+        names = [c.name for c in index.columns]
+        if index.name not in {i.name for i in copy.indexes} and all(n in copy.c for n in names):
+            Index(index.name, *[copy.c[n] for n in names], unique=index.unique, **index.dialect_kwargs)
+    return copy

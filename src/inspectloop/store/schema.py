@@ -1,15 +1,33 @@
 """Database tables (SQLAlchemy Core). Only the store package touches them.
 
-Changing a table means adding a migration in ``migrations.py``; never edit a released step.
+This module is the one definition of every table, as of the latest schema version. A table or
+column added after version 1 says when in its ``info``: ``info=since(2)``. The migration for version
+N creates exactly what ``since(N)`` marks (see ``migrations.py``), so a fresh database and an
+upgraded one end up identical. Changing a table means adding a migration; never edit a released step.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
-    JSON, Column, Float, ForeignKey, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text,
+    JSON, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text,
+    text,
 )
 
 metadata = MetaData()
+SINCE = "since"
+
+
+def since(version: int) -> dict[str, int]:
+    """``info`` for a table or column added in schema ``version`` (everything unmarked is version 1)."""
+    return {SINCE: version}
+
+
+def added_in(item: Any) -> int:
+    """The schema version that added a table or column."""
+    return int(item.info.get(SINCE, 1))
+
 
 schema_migrations = Table(
     "schema_migrations", metadata,
@@ -118,6 +136,8 @@ runs = Table(
     Column("started_at", String, nullable=False),
     Column("finished_at", String),
     Column("error", Text),
+    # The acceptance criteria this run will be judged by (locked before it started).
+    Column("criteria_id", Integer, ForeignKey("criteria.id"), info=since(2)),
 )
 
 models = Table(
@@ -130,4 +150,65 @@ models = Table(
     Column("weights_sha256", String(64), nullable=False),
     Column("created_at", String, nullable=False),
     Column("metadata", JSON, nullable=False),
+)
+
+# -- version 2: acceptance criteria and the model registry ------------------------------------------
+
+# Acceptance criteria, locked (hash + time + who) before the training runs they judge.
+criteria = Table(
+    "criteria", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String, nullable=False, index=True),
+    Column("sha256", String(64), nullable=False, unique=True),  # of the canonical YAML
+    Column("yaml", Text, nullable=False),  # the file as the quality engineer wrote it, comments included
+    Column("spec", JSON, nullable=False),  # the validated criteria
+    Column("locked_at", String, nullable=False),
+    Column("locked_by", String, nullable=False),
+    info=since(2),
+)
+
+model_versions = Table(
+    "model_versions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String, nullable=False, unique=True),
+    Column("run_id", String, ForeignKey("runs.id"), nullable=False),
+    Column("model_id", Integer, ForeignKey("models.id"), nullable=False, unique=True),
+    Column("variant", String, nullable=False),  # fp32 | int8
+    Column("path", Text, nullable=False),
+    Column("file_sha256", String(64), nullable=False),
+    Column("stage", String, nullable=False),  # candidate | shadow | production | retired
+    Column("created_at", String, nullable=False),
+    Column("lineage", JSON, nullable=False),
+    # At most one version is in production, whatever two processes try at once.
+    Index("ux_model_versions_one_production", "stage", unique=True,
+          sqlite_where=text("stage = 'production'"), postgresql_where=text("stage = 'production'")),
+    info=since(2),
+)
+
+# One evaluation of a model version against locked criteria (written by ``accept``).
+acceptance_reports = Table(
+    "acceptance_reports", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_version_id", Integer, ForeignKey("model_versions.id"), nullable=False, index=True),
+    Column("criteria_id", Integer, ForeignKey("criteria.id"), nullable=False),
+    Column("passed", Boolean, nullable=False),
+    Column("report", JSON, nullable=False),
+    Column("created_at", String, nullable=False),
+    info=since(2),
+)
+
+# Every stage change: promotions, demotions, rollbacks, overrides. Append-only.
+stage_events = Table(
+    "stage_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model_version_id", Integer, ForeignKey("model_versions.id"), nullable=False, index=True),
+    Column("action", String, nullable=False),  # promote | demote | rollback
+    Column("from_stage", String, nullable=False),
+    Column("to_stage", String, nullable=False),
+    Column("actor", String, nullable=False),
+    Column("reason", Text),
+    Column("acceptance_report_id", Integer, ForeignKey("acceptance_reports.id")),
+    Column("override", Boolean, nullable=False),
+    Column("at", String, nullable=False),
+    info=since(2),
 )

@@ -1,0 +1,322 @@
+"""The model registry: versions with their lineage, stages, promotion rules and rollback.
+
+A model version is one exported model file of a finished training run, with its lineage (dataset
+version, acceptance criteria, code version, test metrics, thresholds). It moves through the stages
+candidate, shadow, production and retired. Going to production needs a passed acceptance report
+against the criteria its run named, or an explicit override by a named person with a reason. At
+most one version is in production; every stage change is logged with who, why and on what evidence.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from inspectloop.criteria import check_criteria_locked_before, get_criteria
+from inspectloop.errors import ModelFileError, RegistryError
+from inspectloop.store.database import StageChange
+from inspectloop.workspace import Workspace
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+# What to do when a version has no passed acceptance report (the ``accept`` command writes them).
+_OVERRIDE = "or promote anyway with --override --reason TEXT (logged with your name)"
+ACCEPT_HINT = f"judge it against its run's criteria first (a passed acceptance report), {_OVERRIDE}"
+NO_CRITERIA_HINT = (f"lock criteria (inspectloop criteria lock FILE --by NAME), train again with --criteria NAME "
+                    f"and judge the new version, {_OVERRIDE}")
+_LIST_FIX = "list versions with: inspectloop models list"
+
+
+class Stage(StrEnum):
+    candidate = "candidate"
+    shadow = "shadow"
+    production = "production"
+    retired = "retired"
+
+
+_RANK = {Stage.retired: 0, Stage.candidate: 1, Stage.shadow: 2, Stage.production: 3}
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered model file: what it is, where it came from, and where it stands."""
+
+    id: int
+    name: str
+    run_id: str
+    variant: str
+    model_id: int
+    path: Path
+    file_sha256: str
+    stage: Stage
+    created_at: str
+    lineage: Mapping[str, Any]
+
+    @property
+    def criteria_id(self) -> int | None:
+        """The acceptance criteria its run named (None for a run that named none)."""
+        return self.lineage.get("criteria_id")
+
+
+@dataclass(frozen=True)
+class StageEvent:
+    """One logged stage change: ``action`` is promote, demote, replaced (by a new production) or rollback."""
+
+    id: int
+    model_version_id: int
+    action: str
+    from_stage: Stage
+    to_stage: Stage
+    actor: str
+    reason: str | None
+    acceptance_report_id: int | None
+    override: bool
+    at: str
+
+
+def register(workspace: Workspace, run_id: str, *, variant: str = "fp32", name: str | None = None) -> ModelVersion:
+    """Register a finished run's exported model as a candidate version (refused if its file changed).
+
+    ``name`` defaults to ``<workspace>-v<N>``.
+    """
+    run = workspace.db.run(run_id)
+    if run is None:
+        raise RegistryError(f"no run {run_id!r}", "list runs with: inspectloop runs")
+    if run["status"] != "finished":
+        raise RegistryError(f"run {run_id} is {run['status']}, not finished",
+                            "register a finished run; resume an interrupted one with: "
+                            f"inspectloop train --resume {run_id}")
+    models = [m for m in workspace.db.models(run_id) if m["variant"] == variant]
+    if not models:
+        have = sorted({m["variant"] for m in workspace.db.models(run_id)})
+        raise RegistryError(f"run {run_id} has no {variant} model", f"register one of its variants: {', '.join(have)}"
+                            if have else "the run exported no model file; train again")
+    model = models[-1]
+    existing = workspace.db.model_version_row(model_id=model["id"])
+    if existing is not None:
+        raise RegistryError(f"run {run_id} ({variant}) is already registered as {existing['name']}", _LIST_FIX)
+    data = _checked_bytes(Path(model["path"]), model["file_sha256"], f"run {run_id} ({variant})")
+    name = _check_name(workspace, name) if name is not None else _default_name(workspace)
+    version_id = workspace.db.add_model_version(
+        name, run_id, model["id"], variant, model["path"], model["file_sha256"], Stage.candidate.value,
+        _lineage(run, model, data))
+    return get_version(workspace, version_id)
+
+
+def get_version(workspace: Workspace, version: str | int | ModelVersion) -> ModelVersion:
+    """A model version by id (``3``), name, or a (possibly stale) ModelVersion, as it is now."""
+    if isinstance(version, ModelVersion):
+        version = version.id
+    key = str(version).strip().removeprefix("#")
+    row = (workspace.db.model_version_row(version_id=int(key)) if key.isdigit()
+           else workspace.db.model_version_row(name=key))
+    if row is None:
+        raise RegistryError(f"no model version {str(version)!r}",
+                            f"{_LIST_FIX}; register a run with: inspectloop models register RUN")
+    return _version(row)
+
+
+def list_versions(workspace: Workspace) -> list[ModelVersion]:
+    """Every registered version, oldest first."""
+    return [_version(row) for row in workspace.db.model_version_rows()]
+
+
+def production_model(workspace: Workspace) -> ModelVersion | None:
+    """The version in production, if any (what the runtime and service use by default)."""
+    row = workspace.db.model_version_row(stage=Stage.production.value)
+    return _version(row) if row else None
+
+
+def history(workspace: Workspace, version: str | int | ModelVersion | None = None) -> list[StageEvent]:
+    """Logged stage changes, oldest first; of one version when given."""
+    version_id = None if version is None else get_version(workspace, version).id
+    return [_event(row) for row in workspace.db.stage_events(version_id)]
+
+
+def verify_file(version: ModelVersion) -> None:
+    """Refuse (ModelFileError) a version whose model file is missing or no longer matches its record."""
+    _checked_bytes(version.path, version.file_sha256, f"model version {version.name}")
+
+
+def promote(workspace: Workspace, version: str | int | ModelVersion, stage: Stage | str, *, actor: str,
+            reason: str | None = None, override: bool = False) -> ModelVersion:
+    """Move a version to ``stage``, logged with ``actor`` and ``reason``.
+
+    To production it needs a passed acceptance report against its run's criteria, or ``override``
+    with a reason; the version in production until then is retired.
+    """
+    chosen, target = get_version(workspace, version), _stage(stage)
+    actor, reason = _required(actor, "who does this", "--actor NAME"), (reason or "").strip() or None
+    if chosen.stage == target:
+        raise RegistryError(f"{chosen.name} is already {target}", _LIST_FIX)
+    if override and target != Stage.production:
+        raise RegistryError("--override only applies to promotion to production",
+                            f"promote to {target} without --override")
+    if override and reason is None:
+        raise RegistryError("an override needs a reason", "say why with --reason TEXT: it is logged with your name")
+    if target != Stage.production:
+        action = "promote" if _RANK[target] > _RANK[chosen.stage] else "demote"
+        workspace.db.change_stages([StageChange(chosen.id, action, chosen.stage, target, actor, reason)])
+        return get_version(workspace, chosen.id)
+    verify_file(chosen)
+    report_id, missing = _passed_report(workspace, chosen)
+    if report_id is None and not override:
+        raise RegistryError(f"{chosen.name} cannot go to production: {missing}",
+                            NO_CRITERIA_HINT if chosen.criteria_id is None else ACCEPT_HINT)
+    changes = _retire_production(workspace, actor, f"replaced by {chosen.name}", "replaced")
+    changes.append(StageChange(chosen.id, "promote", chosen.stage, Stage.production, actor, reason,
+                               report_id, override))
+    workspace.db.change_stages(changes)
+    return get_version(workspace, chosen.id)
+
+
+def rollback(workspace: Workspace, *, actor: str, reason: str) -> ModelVersion:
+    """Put the previous production version back in production (the current one is retired); return it."""
+    actor = _required(actor, "who rolls back", "--actor NAME")
+    reason = _required(reason, "why roll back", "--reason TEXT")
+    current = production_model(workspace)
+    earlier = [v for v in _production_stack(workspace) if current is None or v != current.id]
+    if not earlier:
+        raise RegistryError("there is no earlier production version to roll back to",
+                            "promote a version instead: inspectloop models promote VERSION production --actor NAME")
+    target = get_version(workspace, earlier[-1])
+    verify_file(target)
+    changes = _retire_production(workspace, actor, reason, "rollback")
+    changes.append(StageChange(target.id, "rollback", target.stage, Stage.production, actor, reason))
+    workspace.db.change_stages(changes)
+    return get_version(workspace, target.id)
+
+
+def record_acceptance(workspace: Workspace, version: str | int | ModelVersion, criteria_id: int,
+                      passed: bool, report: Mapping[str, Any]) -> int:
+    """Store an acceptance report (what ``accept`` computes) for a version; return its id.
+
+    Refused when the criteria were locked after the version's run started.
+    """
+    model_version = get_version(workspace, version)
+    criteria = get_criteria(workspace, criteria_id)
+    run = workspace.db.run(model_version.run_id)
+    if run is None:  # a foreign key makes this impossible; say so plainly if a database was edited by hand
+        raise RegistryError(f"run {model_version.run_id} of {model_version.name} is missing", _LIST_FIX)
+    check_criteria_locked_before(run, criteria)
+    return workspace.db.add_acceptance_report(model_version.id, criteria.id, bool(passed), dict(report))
+
+
+# -- helpers --------------------------------------------------------------------------------------
+
+def _passed_report(workspace: Workspace, version: ModelVersion) -> tuple[int | None, str]:
+    """The latest acceptance report against the run's criteria if it passed; else None and why not."""
+    if version.criteria_id is None:
+        return None, f"its run {version.run_id} named no acceptance criteria"
+    reports = [r for r in workspace.db.acceptance_reports(version.id) if r["criteria_id"] == version.criteria_id]
+    if not reports:
+        return None, f"no acceptance report against its criteria #{version.criteria_id}"
+    latest = reports[-1]
+    if not latest["passed"]:
+        return None, f"its latest acceptance report (#{latest['id']}, criteria #{version.criteria_id}) failed"
+    return int(latest["id"]), ""
+
+
+def _retire_production(workspace: Workspace, actor: str, reason: str, action: str) -> list[StageChange]:
+    current = production_model(workspace)
+    if current is None:
+        return []
+    return [StageChange(current.id, action, Stage.production, Stage.retired, actor, reason)]
+
+
+def _production_stack(workspace: Workspace) -> list[int]:
+    """Versions that held production, in order, replaying the log; a rollback pops the one rolled back.
+
+    A version taken out of production on purpose (rolled back or demoted) is not one to return to;
+    one replaced by a newer production version is.
+    """
+    stack: list[int] = []
+    for event in workspace.db.stage_events():
+        version = event["model_version_id"]
+        if event["to_stage"] == Stage.production:
+            if not stack or stack[-1] != version:
+                stack.append(version)
+        elif event["from_stage"] == Stage.production and event["action"] != "replaced" and version in stack:
+            del stack[len(stack) - 1 - stack[::-1].index(version)]
+    return stack
+
+
+def _checked_bytes(path: Path, expected: str, what: str) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"model file of {what} cannot be read at {path}: {exc.strerror or exc}",
+                             "restore the file from backup, or train and register a new version") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected:
+        raise ModelFileError(
+            f"model file {path} of {what} does not match its record (sha256 {actual[:12]}..., recorded "
+            f"{expected[:12]}...): it was changed or replaced after export",
+            "restore the original file from backup, or train and register a new version; never edit a model file")
+    return data
+
+
+def _lineage(run: Mapping[str, Any], model: Mapping[str, Any], data: bytes) -> dict[str, Any]:
+    from inspectloop.runtime.metadata import read_model_metadata
+
+    metadata = read_model_metadata(data, str(model["path"]))
+    return {
+        "dataset_version": run["dataset_version"],
+        "criteria_id": run.get("criteria_id"),
+        "code_version": run["code_version"],
+        "metrics": (run["metrics"] or {}).get("test"),
+        "thresholds": dict(metadata.thresholds),
+        "temperature": metadata.temperature,
+        "class_names": list(metadata.class_names),
+        "good_class": metadata.good_class,
+        "weights_sha256": model["weights_sha256"],
+        "model_sha256": metadata.sha256,
+    }
+
+
+def _default_name(workspace: Workspace) -> str:
+    base = workspace.config.name if NAME.match(workspace.config.name) else "model"
+    number = len(workspace.db.model_version_rows()) + 1
+    while workspace.db.model_version_row(name=f"{base}-v{number}") is not None:
+        number += 1
+    return f"{base}-v{number}"
+
+
+def _check_name(workspace: Workspace, name: str) -> str:
+    name = name.strip()
+    if not NAME.match(name) or name.isdigit():
+        raise RegistryError(f"bad version name {name!r}",
+                            "use letters, digits, '_', '.' or '-' (not only digits), e.g. line3-v4")
+    if workspace.db.model_version_row(name=name) is not None:
+        raise RegistryError(f"model version name {name!r} is taken", "choose another --name")
+    return name
+
+
+def _stage(stage: Stage | str) -> Stage:
+    try:
+        return Stage(str(stage).strip().lower())
+    except ValueError:
+        raise RegistryError(f"unknown stage {stage!r}", f"use one of: {', '.join(s.value for s in Stage)}") from None
+
+
+def _required(value: str | None, what: str, option: str) -> str:
+    if value is None or not value.strip():
+        raise RegistryError(f"{what} is not given", f"say it with {option}: it is logged")
+    return value.strip()
+
+
+def _version(row: Mapping[str, Any]) -> ModelVersion:
+    return ModelVersion(id=row["id"], name=row["name"], run_id=row["run_id"], variant=row["variant"],
+                        model_id=row["model_id"], path=Path(row["path"]), file_sha256=row["file_sha256"],
+                        stage=Stage(row["stage"]), created_at=row["created_at"], lineage=dict(row["lineage"]))
+
+
+def _event(row: Mapping[str, Any]) -> StageEvent:
+    return StageEvent(id=row["id"], model_version_id=row["model_version_id"], action=row["action"],
+                      from_stage=Stage(row["from_stage"]), to_stage=Stage(row["to_stage"]), actor=row["actor"],
+                      reason=row["reason"], acceptance_report_id=row["acceptance_report_id"],
+                      override=bool(row["override"]), at=row["at"])

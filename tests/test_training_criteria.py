@@ -1,0 +1,54 @@
+"""A training run names the locked criteria it will be judged by (the training loop itself is stubbed)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inspectloop import training
+from inspectloop.criteria import lock_criteria
+from inspectloop.errors import CriteriaError, TrainingError
+from inspectloop.training import RunResult, train
+from inspectloop.workspace import Workspace
+from tests.registry_helpers import seeded_workspace, write_criteria
+
+
+@pytest.fixture
+def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
+    def execute(_ws: Workspace, _version: Any, _config: Any, run_id: str, run_dir: Path, *_: Any) -> RunResult:
+        return RunResult(run_id, run_dir, run_dir / "model.onnx", {}, run_dir / "report.html")
+
+    monkeypatch.setattr(training, "_check_trainable", lambda _version: None)
+    monkeypatch.setattr(training, "_execute", execute)
+    with seeded_workspace(tmp_path / "ws") as workspace:
+        yield workspace
+
+
+def test_a_run_records_the_criteria_it_names(ws: Workspace, tmp_path: Path) -> None:
+    locked = lock_criteria(ws, write_criteria(tmp_path), by="ana")
+    by_name = train(ws, criteria="line3")
+    by_id = train(ws, criteria=str(locked.id))
+    without = train(ws)
+    recorded = [ws.db.run(r.run_id)["criteria_id"] for r in (by_name, by_id, without)]  # type: ignore[index]
+    assert recorded == [locked.id, locked.id, None]
+
+
+def test_unknown_criteria_are_refused_before_the_run_starts(ws: Workspace) -> None:
+    with pytest.raises(CriteriaError, match="no locked criteria 'line3'") as info:
+        train(ws, criteria="line3")
+    assert "inspectloop criteria lock" in (info.value.hint or "")
+    assert ws.db.runs() == []
+
+
+def test_a_resumed_run_keeps_its_criteria(ws: Workspace, tmp_path: Path) -> None:
+    first = lock_criteria(ws, write_criteria(tmp_path), by="ana")
+    other = write_criteria(tmp_path, "name: other\nclasses: {scratch: {min_recall: 0.5}}\n", name="other.yaml")
+    second = lock_criteria(ws, other, by="ana")
+    run = train(ws, criteria=first.name).run_id
+    assert train(ws, resume=run, criteria=first.name).run_id == run
+    assert train(ws, resume=run).run_id == run
+    with pytest.raises(TrainingError, match=f"judged by criteria #{first.id}, not #{second.id}"):
+        train(ws, resume=run, criteria="other")
