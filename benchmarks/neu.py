@@ -4,8 +4,9 @@
 
 Split (fixed, documented): every image is its own group (NEU has no part or session ids); stratified
 70 / 15 / 15 train / val / test per class with seed 0. The main model is a linear probe on cached
-frozen EfficientNet-Lite0 features at 224 px; the fast deployment option is the same at a smaller
-input, exported in float32 and INT8 (calibrated on training images).
+frozen EfficientNet-Lite0 features at 224 px (the 3-minute budget). The fast deployment option is a
+short fine-tune at a smaller input, exported in float32 and INT8 (calibrated on training images): a
+fine-tuned trunk keeps its margins under INT8 rounding, where a probe on frozen features lost 1.5 points.
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--fast-size", type=int, default=160)
     parser.add_argument("--epochs", type=int, default=300, help="full-batch steps of the linear head")
+    parser.add_argument("--fast-epochs", type=int, default=4, help="fine-tuning epochs of the fast option")
     args = parser.parse_args()
     ws = fresh_workspace("neu", neu_items(), PLAN)
     runs = []
-    for label, size in (("main", args.size), ("fast", args.fast_size)):
-        config = TrainConfig(mode="probe", input_size=size, epochs=args.epochs, augment="none", seed=0)
-        runs.append(train_and_score(ws, config, f"neu-{label}-{size}", int8=label == "fast"))
+    main_config = TrainConfig(mode="probe", input_size=args.size, epochs=args.epochs, augment="none", seed=0)
+    fast_config = TrainConfig(mode="finetune", input_size=args.fast_size, epochs=args.fast_epochs, seed=0)
+    runs.append(train_and_score(ws, main_config, f"neu-main-{args.size}", int8=False))
+    runs.append(train_and_score(ws, fast_config, f"neu-fast-{args.fast_size}", int8=True))
     ws.close()
     main_run = runs[0]
     result = {
