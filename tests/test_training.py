@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inspectloop.datasets import SplitPlan, create_version
+from inspectloop.datasets import SplitPlan, create_version, load_version
 from inspectloop.errors import TrainingError
 from inspectloop.ingest import ingest, scan_folder
 from inspectloop.runtime import EdgeModel
@@ -89,3 +89,24 @@ def test_int8_variant_is_exported_and_registered(ws: Workspace) -> None:
 def test_refuses_what_cannot_be_trained(ws: Workspace) -> None:
     with pytest.raises(TrainingError, match="no run 'run-x' to resume"):
         train(ws, TrainConfig(mode="probe", **SMALL), resume="run-x")
+
+
+def test_temperature_is_fitted_on_the_calibration_split_and_travels_in_the_model(tmp_path: Path,
+                                                                                  neu_subset: Path) -> None:
+    ws = init_workspace(tmp_path / "calib-ws")
+    ingest(ws, scan_folder(neu_subset), source="neu-subset")
+    create_version(ws, SplitPlan(group_by="none", val_fraction=0.2, test_fraction=0.2, calib_fraction=0.25))
+    result = train(ws, TrainConfig(mode="probe", epochs=100, augment="none", **SMALL))
+    calibration = result.metrics["calibration"]
+    assert calibration["calibration_images"] == len(load_version(ws).split("calib"))
+    assert calibration["temperature"] != 1.0
+    assert 0 <= calibration["test_ece_after"] <= 1 and 0 <= calibration["test_ece_before"] <= 1
+    assert EdgeModel(result.model_path).metadata.temperature == pytest.approx(calibration["temperature"])
+    assert "Calibration (test set)" in result.report.read_text()
+    ws.close()
+
+
+def test_without_a_calibration_split_confidence_is_left_alone_and_the_report_says_so(ws: Workspace) -> None:
+    result = train(ws, TrainConfig(mode="probe", epochs=20, augment="none", **SMALL))
+    assert result.metrics["calibration"]["temperature"] == 1.0
+    assert "No calibration split" in result.report.read_text()

@@ -16,7 +16,7 @@ import numpy as np
 from inspectloop.datasets import DatasetItem, load_version
 from inspectloop.errors import DatasetError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics
-from inspectloop.evaluate.report import EvaluationReportFiles, write_evaluation_report
+from inspectloop.evaluate.report import EvaluationReportFiles, ReportFigure, write_evaluation_report
 from inspectloop.evaluate.slices import SliceReport, slice_metrics
 from inspectloop.workspace import Workspace
 
@@ -42,8 +42,8 @@ class EvaluationResult:
 
 
 def evaluate_predictions(workspace: Workspace, items: Sequence[DatasetItem], class_names: Sequence[str],
-                         predicted: np.ndarray, out_dir: Path, *, title: str,
-                         context: Mapping[str, object]) -> EvaluationResult:
+                         predicted: np.ndarray, out_dir: Path, *, title: str, context: Mapping[str, object],
+                         figures: Sequence[ReportFigure] = ()) -> EvaluationResult:
     """Score ``predicted`` class indices against the items' labels and write the report to ``out_dir``."""
     index = {name: i for i, name in enumerate(class_names)}
     unknown = sorted({item.label for item in items if item.label not in index})
@@ -55,7 +55,8 @@ def evaluate_predictions(workspace: Workspace, items: Sequence[DatasetItem], cla
     metadata = [records[item.sha256].meta.fields() for item in items]
     metrics = classification_metrics(truth, [int(p) for p in predicted], class_names)
     slices = slice_metrics(truth, [int(p) for p in predicted], class_names, metadata)
-    files = write_evaluation_report(out_dir, title=title, metrics=metrics, slices=slices, context=context)
+    files = write_evaluation_report(out_dir, title=title, metrics=metrics, slices=slices, context=context,
+                                    figures=figures)
     return EvaluationResult(metrics, slices, files)
 
 

@@ -135,22 +135,39 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
         result = finetune(model, train_set, val_set, preprocess, config, run_dir / "checkpoint.pt", on_epoch)
     torch.save(result.model.state_dict(), run_dir / "weights.pt")
     progress("evaluate", {})
-    predicted = predict_logits(result.model, test_set, preprocess).argmax(1)
+    test_logits = predict_logits(result.model, test_set, preprocess)
+    confidence = _calibrate(result.model, version, test_logits, test_set.labels, load, preprocess)
     context = {"run": run_id, "dataset_version": version.name, "split": "test", "backbone": config.backbone,
                "input_size": config.input_size, "mode": config.mode, "best_epoch": result.best_epoch,
-               "train_seconds": round(result.seconds, 1), "code_version": code_version()}
-    evaluation = evaluate_predictions(workspace, test_items, names, predicted, run_dir / "report",
-                                      title=f"{run_id} on {version.name}/test", context=context)
+               "train_seconds": round(result.seconds, 1), "temperature": round(confidence.temperature, 4),
+               "code_version": code_version()}
+    evaluation = evaluate_predictions(workspace, test_items, names, test_logits.argmax(1), run_dir / "report",
+                                      title=f"{run_id} on {version.name}/test", context=context,
+                                      figures=[confidence.figure])
     progress("export", {})
     # Export checks use validation images: the frozen test set only ever scores the finished model.
-    calibration = _spread(train_set.images, INT8_CALIBRATION_IMAGES) if export_int8 else []
+    int8_images = _spread(train_set.images, INT8_CALIBRATION_IMAGES) if export_int8 else []
     model_path = _export(workspace, result.model, version, config, run_id, run_dir,
-                         _spread(val_set.images, INT8_CHECK_IMAGES), calibration, names, colour)
-    metrics = {"test": evaluation.summary(), "history": result.history, "best_epoch": result.best_epoch,
-               "train_seconds": round(result.seconds, 1), "resumed_from_epoch": result.resumed_from}
+                         _spread(val_set.images, INT8_CHECK_IMAGES), int8_images, names, colour,
+                         confidence.temperature)
+    metrics = {"test": evaluation.summary(), "calibration": confidence.to_dict(), "history": result.history,
+               "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 1),
+               "resumed_from_epoch": result.resumed_from}
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     workspace.db.finish_run(run_id, "finished", metrics=metrics)
     return RunResult(run_id, run_dir, model_path, metrics, evaluation.files.html)
+
+
+def _calibrate(model: Any, version: DatasetVersion, test_logits: Any, test_labels: Any, load: Any,
+               preprocess: Any) -> Any:
+    """Temperature scaling on the calibration split, when the dataset version has one."""
+    from inspectloop.train.calibrate import calibrate
+    from inspectloop.train.loop import predict_logits
+
+    if not version.split("calib"):
+        return calibrate(None, None, test_logits, test_labels)
+    _, calib_set = load("calib")
+    return calibrate(predict_logits(model, calib_set, preprocess), calib_set.labels, test_logits, test_labels)
 
 
 def _spread(images: list[Any], count: int) -> list[Any]:
@@ -167,7 +184,8 @@ def _colour_mode(workspace: Workspace, version: DatasetVersion, config: TrainCon
 
 
 def _export(workspace: Workspace, model: Any, version: DatasetVersion, config: TrainConfig, run_id: str,
-            run_dir: Path, checks: list[Any], calibration: list[Any], names: list[str], colour: str) -> Path:
+            run_dir: Path, checks: list[Any], calibration: list[Any], names: list[str], colour: str,
+            temperature: float) -> Path:
     """Export fp32 (parity-checked against PyTorch) and, given calibration images, an INT8 variant.
 
     INT8 must agree with the float model's top-1 on at least 97% of up to 128 validation images:
@@ -182,8 +200,8 @@ def _export(workspace: Workspace, model: Any, version: DatasetVersion, config: T
     metadata = ModelMetadata(
         model_name=workspace.config.name, model_version=run_id, class_names=tuple(names),
         good_class=good[0] if good else None, input_size=config.input_size, mean=spec.mean, std=spec.std,
-        jpeg_draft=config.jpeg_draft, colour_mode=colour, dataset_version=version.name, run_id=run_id, code_version=code_version(),
-        created_at=now_iso(), weights_sha256="")
+        temperature=temperature, jpeg_draft=config.jpeg_draft, colour_mode=colour, dataset_version=version.name,
+        run_id=run_id, code_version=code_version(), created_at=now_iso(), weights_sha256="")
     model.eval()
     report = export_classifier(model, metadata, run_dir / "model.onnx", checks[:16])
     _register(workspace, run_id, "fp32", report.path, report.weights_sha256)

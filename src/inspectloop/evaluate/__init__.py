@@ -11,13 +11,19 @@ from inspectloop.evaluate.metrics import (
     classification_metrics,
     wilson_interval,
 )
-from inspectloop.evaluate.report import EvaluationReportFiles, confusion_matrix_png, write_evaluation_report
+from inspectloop.evaluate.report import (
+    EvaluationReportFiles,
+    ReportFigure,
+    confusion_matrix_png,
+    write_evaluation_report,
+)
 from inspectloop.evaluate.slices import Slice, SliceReport, select_slice_fields, slice_metrics
 
 __all__ = [
     "ClassMetrics",
     "ClassificationMetrics",
     "EvaluationReportFiles",
+    "ReportFigure",
     "Slice",
     "SliceReport",
     "classification_metrics",

@@ -13,7 +13,7 @@ import html
 import io
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,6 +44,16 @@ class EvaluationReportFiles:
     confusion_png: Path
 
 
+@dataclass(frozen=True)
+class ReportFigure:
+    """An extra picture for the report (e.g. a reliability diagram), embedded under its own heading."""
+
+    title: str
+    png: bytes
+    alt: str
+    caption: str = ""
+
+
 def write_evaluation_report(
     out_dir: Path,
     *,
@@ -51,11 +61,13 @@ def write_evaluation_report(
     metrics: ClassificationMetrics,
     slices: SliceReport,
     context: Mapping[str, object],
+    figures: Sequence[ReportFigure] = (),
 ) -> EvaluationReportFiles:
     """Write ``metrics.json``, ``confusion_matrix.png`` and ``report.html`` into ``out_dir``.
 
     ``context`` names what was evaluated (dataset version, run id, model, ...); it heads the page and
-    is stored in the JSON (values that are not JSON types are stored as text).
+    is stored in the JSON (values that are not JSON types are stored as text). ``figures`` follow the
+    confusion matrix in the page.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -67,7 +79,7 @@ def write_evaluation_report(
     )
     atomic_write_bytes(files.confusion_png, png)
     atomic_write_bytes(files.json, _report_json(title, metrics, slices, context).encode("utf-8"))
-    atomic_write_bytes(files.html, render_html(title, metrics, slices, context, png).encode("utf-8"))
+    atomic_write_bytes(files.html, render_html(title, metrics, slices, context, png, figures).encode("utf-8"))
     return files
 
 
@@ -238,6 +250,7 @@ def render_html(
     slices: SliceReport,
     context: Mapping[str, object],
     confusion_png: bytes,
+    figures: Sequence[ReportFigure] = (),
 ) -> str:
     """The self-contained report page (no scripts, no external resources)."""
     body = "\n".join([
@@ -249,6 +262,7 @@ def render_html(
         _per_class_table(metrics),
         "<h2>Confusion matrix</h2>",
         _confusion_image(confusion_png),
+        *(_figure_section(figure) for figure in figures),
         _slice_sections(metrics, slices),
         _notes(metrics, slices),
     ])
@@ -317,6 +331,13 @@ def _confusion_image(png: bytes) -> str:
     data = base64.b64encode(png).decode("ascii")
     return (f'<img class="confusion" src="data:image/png;base64,{data}" '
             'alt="Confusion matrix: rows are true classes, columns predicted classes">')
+
+
+def _figure_section(figure: ReportFigure) -> str:
+    data = base64.b64encode(figure.png).decode("ascii")
+    caption = f"<p>{_e(figure.caption)}</p>" if figure.caption else ""
+    return (f"<h2>{_e(figure.title)}</h2>\n{caption}\n"
+            f'<img class="confusion" src="data:image/png;base64,{data}" alt="{_e(figure.alt)}">')
 
 
 def _slice_sections(metrics: ClassificationMetrics, slices: SliceReport) -> str:
