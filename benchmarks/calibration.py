@@ -1,7 +1,7 @@
 """Calibrated confidence: expected calibration error (ECE) on the frozen test set, before and after
 temperature scaling fitted on a calibration split that no training step sees.
 
-    python -m benchmarks.calibration [--dataset neu|magnetic_tile|both]
+    python -m benchmarks.calibration [--dataset neu_det|magnetic_tile|both]
 
 Splits as in the NEU and magnetic-tile benchmarks, with 20% of the non-test images per class set
 aside as the calibration split (so the training set is smaller than in those benchmarks).
@@ -19,7 +19,7 @@ from inspectloop.train.config import TrainConfig
 from inspectloop.training import train
 
 SETUPS = {
-    "neu": (neu_items, SplitPlan(group_by="none", val_fraction=0.15, test_fraction=0.15, calib_fraction=0.2),
+    "neu_det": (neu_items, SplitPlan(group_by="none", val_fraction=0.15, test_fraction=0.15, calib_fraction=0.2),
             TrainConfig(mode="probe", input_size=224, epochs=300, augment="none")),
     "magnetic_tile": (magnetic_tile_items,
                       SplitPlan(group_by="none", val_fraction=0.15, calib_fraction=0.2, test_field="session",

@@ -6,13 +6,15 @@ expected calibration error (ECE) is then measured on the frozen test set before 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from inspectloop.decisions.calibration import (
-    expected_calibration_error, fit_temperature, reliability, reliability_png, softmax,
+    MAX_TEMPERATURE, MIN_TEMPERATURE, expected_calibration_error, fit_temperature, reliability, reliability_png,
+    softmax,
 )
 from inspectloop.evaluate.report import ReportFigure
 
@@ -25,8 +27,14 @@ class CalibrationResult:
     test_ece_after: float
     figure: ReportFigure
 
+    @property
+    def at_bound(self) -> bool:
+        """The fit hit a bound: typically the calibration images were all separated with margin."""
+        return _at_bound(self.temperature)
+
     def to_dict(self) -> dict[str, Any]:
-        return {"temperature": self.temperature, "calibration_images": self.calibration_images,
+        return {"temperature": self.temperature, "temperature_at_bound": self.at_bound,
+                "calibration_images": self.calibration_images,
                 "test_ece_before": self.test_ece_before, "test_ece_after": self.test_ece_after}
 
 
@@ -39,7 +47,10 @@ def calibrate(calib_logits: np.ndarray | None, calib_labels: np.ndarray | None,
     curve_before, curve_after = reliability(before, test_labels), reliability(after, test_labels)
     caption = (f"Temperature {temperature:.3f}, fitted on {len(calib_labels)} calibration images no training step "
                f"saw. Expected calibration error on the test set: {curve_before.ece:.1%} before, "
-               f"{curve_after.ece:.1%} after." if has_split else
+               f"{curve_after.ece:.1%} after."
+               + (" The temperature sits at its bound: the calibration images were all classified with a wide "
+                  "margin, so the fit cannot tell how much sharper is right." if _at_bound(temperature)
+                  else "") if has_split else
                "No calibration split in this dataset version, so confidences are uncalibrated "
                "(make one with: inspectloop dataset create --calib 0.2).")
     figure = ReportFigure("Calibration (test set)", reliability_png(curve_before, curve_after),
@@ -47,3 +58,7 @@ def calibrate(calib_logits: np.ndarray | None, calib_labels: np.ndarray | None,
     return CalibrationResult(temperature, len(calib_labels) if has_split else 0,  # type: ignore[arg-type]
                              expected_calibration_error(before, test_labels),
                              expected_calibration_error(after, test_labels), figure)
+
+
+def _at_bound(temperature: float) -> bool:
+    return any(math.isclose(temperature, bound, rel_tol=1e-6) for bound in (MIN_TEMPERATURE, MAX_TEMPERATURE))
