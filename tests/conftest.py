@@ -13,6 +13,28 @@ from PIL import Image
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+NEU = SHARED_DATASETS / "neu_det" / "images"
+
+
+def link_neu_subset(root: Path, classes: tuple[str, ...], per_class: int) -> Path:
+    """The first ``per_class`` NEU images of each class, linked into a folder-per-class tree at ``root``."""
+    for name in classes:
+        (root / name).mkdir(parents=True)
+        for path in sorted((NEU / name).glob("*.jpg"))[:per_class]:
+            (root / name / path.name).symlink_to(path)
+    return root
+
+
+@pytest.fixture(scope="session")
+def neu_probe_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 (tests.acceptance_helpers.TrainedNeu)
+    """A workspace of 2 NEU classes x 20 images with criteria locked, then one quick probe run trained (once)."""
+    if not NEU.is_dir():
+        pytest.skip(f"real datasets not found at {NEU}")
+    from tests.acceptance_helpers import train_neu_probe
+
+    trained = train_neu_probe(tmp_path_factory.mktemp("neu-accept"))
+    yield trained
+    trained.workspace.close()
 
 
 def surface(seed: int, size: int = 64, defect: bool = False) -> np.ndarray:

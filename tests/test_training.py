@@ -14,9 +14,8 @@ from inspectloop.runtime import EdgeModel
 from inspectloop.train.config import TrainConfig
 from inspectloop.training import train
 from inspectloop.workspace import Workspace, init_workspace
-from tests.conftest import SHARED_DATASETS
+from tests.conftest import NEU, link_neu_subset
 
-NEU = SHARED_DATASETS / "neu_det" / "images"
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not NEU.is_dir(), reason=f"real datasets not found at {NEU}")]
 CLASSES = ("crazing", "patches", "scratches")
@@ -26,12 +25,7 @@ SMALL = dict(input_size=96, batch_size=16, seed=0)
 @pytest.fixture(scope="module")
 def neu_subset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """24 images of each of three NEU classes, linked into a folder-per-class tree."""
-    root = tmp_path_factory.mktemp("neu")
-    for name in CLASSES:
-        (root / name).mkdir()
-        for path in sorted((NEU / name).glob("*.jpg"))[:24]:
-            (root / name / path.name).symlink_to(path)
-    return root
+    return link_neu_subset(tmp_path_factory.mktemp("neu"), CLASSES, 24)
 
 
 @pytest.fixture

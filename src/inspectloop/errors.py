@@ -58,6 +58,10 @@ class RegistryError(InspectloopError):
     """A model version cannot be registered, promoted or rolled back as asked."""
 
 
+class AcceptanceError(InspectloopError):
+    """A run cannot be judged as asked: unknown or unfinished, no criteria, no such model variant."""
+
+
 class MissingExtraError(InspectloopError):
     """An optional dependency group is not installed."""
 

@@ -23,11 +23,12 @@ from inspectloop.store.database import StageChange
 from inspectloop.workspace import Workspace
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-# What to do when a version has no passed acceptance report (the ``accept`` command writes them).
+# What to do when a version has no passed acceptance report (``inspectloop accept RUN`` writes them).
 _OVERRIDE = "or promote anyway with --override --reason TEXT (logged with your name)"
-ACCEPT_HINT = f"judge it against its run's criteria first (a passed acceptance report), {_OVERRIDE}"
+ACCEPT_HINT = (f"judge its run against its criteria first: inspectloop accept RUN (the run is listed by inspectloop "
+               f"models list); a passed report unlocks production, {_OVERRIDE}")
 NO_CRITERIA_HINT = (f"lock criteria (inspectloop criteria lock FILE --by NAME), train again with --criteria NAME "
-                    f"and judge the new version, {_OVERRIDE}")
+                    f"and judge the new run with inspectloop accept RUN, {_OVERRIDE}")
 _LIST_FIX = "list versions with: inspectloop models list"
 
 

@@ -10,7 +10,7 @@ import typer
 from inspectloop.cli.common import (
     WorkspaceOpt, err, fmt, friendly, out, print_json, progress_bar, table, workspace,
 )
-from inspectloop.cli.registry_commands import criteria_app, models_app
+from inspectloop.cli.registry_commands import accept, criteria_app, models_app
 from inspectloop.cli.training_view import TrainingView
 
 app = typer.Typer(help="Train, ship and keep accurate vision models on your own site's images.",
@@ -21,6 +21,7 @@ app.add_typer(classes_app, name="classes")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(criteria_app, name="criteria")
 app.add_typer(models_app, name="models")
+app.command()(accept)
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""``inspectloop criteria ...`` and ``inspectloop models ...``: acceptance criteria and the model registry."""
+"""``inspectloop criteria ...``, ``inspectloop accept`` and ``inspectloop models ...``: criteria, acceptance, registry."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from inspectloop.cli.common import WorkspaceOpt, err, fmt, friendly, out, table, workspace
+from inspectloop.cli.common import WorkspaceOpt, err, fmt, friendly, out, progress_bar, table, workspace
 
 criteria_app = typer.Typer(help="Acceptance criteria, locked before the training runs they judge.",
                            no_args_is_help=True)
@@ -106,3 +106,43 @@ def models_rollback(ws: WorkspaceOpt,
     with workspace(ws) as w:
         restored = rollback(w, actor=actor, reason=reason)
     out.print(f"{restored.name} is back in production", highlight=False)
+
+
+@friendly
+def accept(run: Annotated[str, typer.Argument(help="A finished training run (see: inspectloop runs).")],
+           ws: WorkspaceOpt,
+           variant: Annotated[str, typer.Option(help="fp32 or int8: the model file to judge.")] = "fp32",
+           criteria: Annotated[Optional[str], typer.Option(
+               help="Locked criteria (name or id); default: the ones the run named. Others do not unlock "
+                    "promotion.")] = None) -> None:
+    """Judge a run's model file on the frozen test set against its locked criteria; exit 1 when it fails."""
+    from inspectloop.acceptance import accept as accept_lib
+
+    with workspace(ws) as w, progress_bar(f"accept {run}") as update:
+        report = accept_lib(w, run, variant=variant, criteria=criteria, progress=update)
+    rows = [[r.name, r.limit_text, r.measured_text, "[green]pass[/]" if r.passed else "[bold red]FAIL[/]"]
+            for r in report.results]
+    table(f"{report.run_id} ({report.variant}) against criteria {report.criteria.label}, "
+          f"{report.measurements.count} frozen test images", ["criterion", "limit", "measured", "result"], rows)
+    for r in report.failed:
+        out.print(f"  {r.name}: {r.detail}", highlight=False)
+    version = report.model_version.name
+    if report.passed:
+        out.print(f"[bold green]PASSED[/]: all {len(report.results)} criteria met", highlight=False)
+    else:
+        out.print(f"[bold red]FAILED[/]: {len(report.failed)} of {len(report.results)} criteria not met "
+                  f"({', '.join(r.name for r in report.failed)})", highlight=False)
+    if report.unlocks_promotion:
+        out.print(f"{version} may go to production: inspectloop models promote {version} production --actor NAME",
+                  highlight=False, soft_wrap=True)
+    elif report.run_criteria_id is None:
+        out.print(f"note: run {report.run_id} named no criteria, so no report unlocks promotion of {version} "
+                  "(only a logged --override does)", highlight=False)
+    elif report.criteria.id != report.run_criteria_id:
+        out.print(f"note: run {report.run_id} is judged by criteria #{report.run_criteria_id}; a report against "
+                  f"{report.criteria.label} does not unlock promotion of {version}", highlight=False)
+    else:
+        out.print(f"{version} stays out of production (or promote with a logged --override)", highlight=False)
+    out.print(f"report: {report.html_path}", highlight=False, soft_wrap=True)  # a path to copy, unbroken
+    if not report.passed:
+        raise typer.Exit(1)

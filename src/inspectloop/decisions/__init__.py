@@ -27,6 +27,7 @@ from inspectloop.decisions.conformal import (
     decision_rates,
     fit_review_band,
     min_calibration_size,
+    rates_of_decisions,
 )
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
 from inspectloop.decisions.operating_points import (
@@ -58,6 +59,7 @@ __all__ = [
     "line_rate_view",
     "min_calibration_size",
     "operating_point",
+    "rates_of_decisions",
     "reliability",
     "reliability_png",
     "softmax",

@@ -123,7 +123,8 @@ class DecisionRates:
     ``escape_rate`` is per defective part (every part is defective without a good class);
     ``false_reject_rate`` is per good part (``nan`` without good parts). Intervals are 95 %
     Clopper-Pearson. ``wrong_class_rejects`` counts defective parts rejected as another defect class
-    (not an escape with a good class; the escapes themselves without one).
+    (not an escape with a good class; the escapes themselves without one). ``alpha`` is ``nan`` when
+    the rates were counted without an escape rate to judge them against.
     """
 
     alpha: float
@@ -179,6 +180,7 @@ class DecisionRates:
     def to_dict(self) -> dict[str, object]:
         """JSON-safe form with the rates; undefined values become ``None``."""
         fields = {k: getattr(self, k) for k in self.__dataclass_fields__}
+        fields["alpha"] = _json_float(self.alpha)
         for key in ("escape_ci", "false_reject_ci"):
             fields[key] = [_json_float(v) for v in fields[key]]
         rates = ("escape_rate", "false_reject_rate", "review_rate", "automation_rate", "defective_review_rate",
@@ -241,18 +243,42 @@ def decision_rates(probs: np.ndarray, labels: np.ndarray, band: ReviewBand) -> D
     """Escapes, false rejects, reviews and automation of ``band`` on a labelled set, with intervals."""
     p = _check_band_probs(probs, band)
     y = _check_labels(labels, p.shape[0], p.shape[1])
-    d = _decide(p, band)
-    is_good = y == band.good_index if band.good_index is not None else np.zeros(y.shape, dtype=bool)
+    return _rates(_decide(p, band), y, band.good_index, band.alpha)
+
+
+def rates_of_decisions(decisions: Decisions, labels: np.ndarray, *, num_classes: int, good_index: int | None,
+                       alpha: float | None = None) -> DecisionRates:
+    """The rates of decisions made elsewhere (e.g. by the edge runtime), counted as :func:`decision_rates` does.
+
+    ``decisions`` holds one decision per labelled image; ``alpha`` (the escape rate to judge against)
+    only words ``escape_verdict`` and may be left out (then ``alpha`` is ``nan`` and nothing is judged).
+    """
+    codes, classes = np.asarray(decisions.codes), np.asarray(decisions.classes)
+    hint = "pass one decision (code and class) per labelled image, in the same order as the labels"
+    if codes.ndim != 1 or codes.shape != classes.shape:
+        raise DatasetError(f"decision codes and classes must be flat and of one length, got shapes {codes.shape} "
+                           f"and {classes.shape}", hint=hint)
+    if not np.isin(codes, (PASS, REJECT, REVIEW)).all():
+        raise DatasetError("decision codes must be PASS, REJECT or REVIEW", hint=hint)
+    y = _check_labels(labels, codes.shape[0], num_classes)
+    good = None if good_index is None else _check_good_index(good_index, num_classes)
+    if alpha is not None:
+        alpha = _check_share(alpha, "alpha", "the escape rate you accept, e.g. 0.01 for 1 %")
+    return _rates(Decisions(codes, classes), y, good, alpha)
+
+
+def _rates(d: Decisions, y: np.ndarray, good_index: int | None, alpha: float | None) -> DecisionRates:
+    is_good = y == good_index if good_index is not None else np.zeros(y.shape, dtype=bool)
     defective = ~is_good
     wrong_reject = (d.codes == REJECT) & defective & (d.classes != y)
-    escapes = int(((d.codes == PASS) & defective).sum()) if band.good_index is not None else int(wrong_reject.sum())
+    escapes = int(((d.codes == PASS) & defective).sum()) if good_index is not None else int(wrong_reject.sum())
     false_rejects = int(((d.codes == REJECT) & is_good).sum())
     n_defective, n_good = int(defective.sum()), int(is_good.sum())
     escape_ci = clopper_pearson(escapes, n_defective)
-    verdict, note = _escape_verdict(escapes, n_defective, band.alpha, escape_ci)
+    verdict, note = _escape_verdict(escapes, n_defective, alpha, escape_ci)
     return DecisionRates(
-        alpha=band.alpha,
-        has_good_class=band.good_index is not None,
+        alpha=math.nan if alpha is None else alpha,
+        has_good_class=good_index is not None,
         count=int(y.size),
         defective=n_defective,
         good=n_good,
@@ -400,12 +426,14 @@ def _saturation_note(k: int | None, auto_above: float) -> str:
             "fit a temperature on the calibration split first.")
 
 
-def _escape_verdict(escapes: int, n: int, alpha: float, ci: tuple[float, float]) -> tuple[str, str]:
+def _escape_verdict(escapes: int, n: int, alpha: float | None, ci: tuple[float, float]) -> tuple[str, str]:
     if n == 0:
         return "undefined", "no defective parts in this set, so the escape rate is undefined"
     rate, (low, high) = escapes / n, ci
     counts = (f"{escapes} escapes among {n} defective parts ({_pct(rate)}); 95% Clopper-Pearson interval "
               f"{_pct(low)} to {_pct(high)}")
+    if alpha is None:
+        return "not judged", f"{counts}: no escape rate given to judge it against"
     if rate <= alpha:
         return "within alpha", f"{counts}: at or below alpha = {_pct(alpha)}"
     if low <= alpha:
