@@ -95,8 +95,15 @@ def test_temperature_is_fitted_on_the_calibration_split_and_travels_in_the_model
     assert calibration["calibration_images"] == len(load_version(ws).split("calib"))
     assert calibration["temperature"] != 1.0
     assert 0 <= calibration["test_ece_after"] <= 1 and 0 <= calibration["test_ece_before"] <= 1
-    assert EdgeModel(result.model_path).metadata.temperature == pytest.approx(calibration["temperature"])
+    model = EdgeModel(result.model_path)
+    assert model.metadata.temperature == pytest.approx(calibration["temperature"])
     assert "Calibration (test set)" in result.report.read_text()
+    # The review band is fitted on the same split and travels in the file; 54 calibration images
+    # cannot certify a 1% escape rate, so nothing is automated and the band says so.
+    band = result.metrics["decisions"]["band"]
+    assert model.metadata.review["auto_above"] == band["auto_above"] and not band["certifiable"]
+    assert "needed" in band["note"] or "at least" in band["note"]
+    assert result.metrics["decisions"]["test"]["automation_rate"] <= 1.0
     ws.close()
 
 
@@ -104,3 +111,4 @@ def test_without_a_calibration_split_confidence_is_left_alone_and_the_report_say
     result = train(ws, TrainConfig(mode="probe", epochs=20, augment="none", **SMALL))
     assert result.metrics["calibration"]["temperature"] == 1.0
     assert "No calibration split" in result.report.read_text()
+    assert result.metrics["decisions"] is None and EdgeModel(result.model_path).metadata.review is None

@@ -105,7 +105,9 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
              export_int8: bool, progress: Progress) -> RunResult:
     import torch
 
+    from inspectloop.decisions.calibration import softmax
     from inspectloop.evaluation import evaluate_predictions
+    from inspectloop.train.calibrate import calibrate, fit_decisions
     from inspectloop.models.backbones import backbone_spec, load_backbone
     from inspectloop.models.classifier import Classifier
     from inspectloop.runtime.preprocess import Preprocess
@@ -136,7 +138,12 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     torch.save(result.model.state_dict(), run_dir / "weights.pt")
     progress("evaluate", {})
     test_logits = predict_logits(result.model, test_set, preprocess)
-    confidence = _calibrate(result.model, version, test_logits, test_set.labels, load, preprocess)
+    calib_logits, calib_labels = _calibration_logits(result.model, version, load, preprocess)
+    confidence = calibrate(calib_logits, calib_labels, test_logits, test_set.labels)
+    good_index = _good_index(workspace, names)
+    band = None if calib_logits is None else fit_decisions(
+        softmax(calib_logits, confidence.temperature), calib_labels, softmax(test_logits, confidence.temperature),
+        test_set.labels, good_index=good_index, alpha=config.alpha, confidence=config.confidence)
     context = {"run": run_id, "dataset_version": version.name, "split": "test", "backbone": config.backbone,
                "input_size": config.input_size, "mode": config.mode, "best_epoch": result.best_epoch,
                "train_seconds": round(result.seconds, 1), "temperature": round(confidence.temperature, 4),
@@ -149,8 +156,9 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     int8_images = _spread(train_set.images, INT8_CALIBRATION_IMAGES) if export_int8 else []
     model_path = _export(workspace, result.model, version, config, run_id, run_dir,
                          _spread(val_set.images, INT8_CHECK_IMAGES), int8_images, names, colour,
-                         confidence.temperature)
-    metrics = {"test": evaluation.summary(), "calibration": confidence.to_dict(), "history": result.history,
+                         confidence.temperature, band.review if band else None)
+    metrics = {"test": evaluation.summary(), "calibration": confidence.to_dict(),
+               "decisions": band.summary if band else None, "history": result.history,
                "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 1),
                "resumed_from_epoch": result.resumed_from}
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
@@ -158,16 +166,19 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     return RunResult(run_id, run_dir, model_path, metrics, evaluation.files.html)
 
 
-def _calibrate(model: Any, version: DatasetVersion, test_logits: Any, test_labels: Any, load: Any,
-               preprocess: Any) -> Any:
-    """Temperature scaling on the calibration split, when the dataset version has one."""
-    from inspectloop.train.calibrate import calibrate
+def _calibration_logits(model: Any, version: DatasetVersion, load: Any, preprocess: Any) -> tuple[Any, Any]:
+    """Logits and labels of the calibration split, or (None, None) when the version has none."""
     from inspectloop.train.loop import predict_logits
 
     if not version.split("calib"):
-        return calibrate(None, None, test_logits, test_labels)
+        return None, None
     _, calib_set = load("calib")
-    return calibrate(predict_logits(model, calib_set, preprocess), calib_set.labels, test_logits, test_labels)
+    return predict_logits(model, calib_set, preprocess), calib_set.labels
+
+
+def _good_index(workspace: Workspace, names: list[str]) -> int | None:
+    good = [c.name for c in workspace.db.classes().values() if c.is_good and c.name in names]
+    return names.index(good[0]) if good else None
 
 
 def _spread(images: list[Any], count: int) -> list[Any]:
@@ -185,7 +196,7 @@ def _colour_mode(workspace: Workspace, version: DatasetVersion, config: TrainCon
 
 def _export(workspace: Workspace, model: Any, version: DatasetVersion, config: TrainConfig, run_id: str,
             run_dir: Path, checks: list[Any], calibration: list[Any], names: list[str], colour: str,
-            temperature: float) -> Path:
+            temperature: float, review: dict[str, Any] | None) -> Path:
     """Export fp32 (parity-checked against PyTorch) and, given calibration images, an INT8 variant.
 
     INT8 must agree with the float model's top-1 on at least 97% of up to 128 validation images:
@@ -196,11 +207,11 @@ def _export(workspace: Workspace, model: Any, version: DatasetVersion, config: T
     from inspectloop.runtime.metadata import ModelMetadata
 
     spec = backbone_spec(config.backbone)
-    good = [c.name for c in workspace.db.classes().values() if c.is_good and c.name in names]
+    good_index = _good_index(workspace, names)
     metadata = ModelMetadata(
         model_name=workspace.config.name, model_version=run_id, class_names=tuple(names),
-        good_class=good[0] if good else None, input_size=config.input_size, mean=spec.mean, std=spec.std,
-        temperature=temperature, jpeg_draft=config.jpeg_draft, colour_mode=colour, dataset_version=version.name,
+        good_class=names[good_index] if good_index is not None else None, input_size=config.input_size, mean=spec.mean, std=spec.std,
+        temperature=temperature, review=review, jpeg_draft=config.jpeg_draft, colour_mode=colour, dataset_version=version.name,
         run_id=run_id, code_version=code_version(), created_at=now_iso(), weights_sha256="")
     model.eval()
     report = export_classifier(model, metadata, run_dir / "model.onnx", checks[:16])

@@ -28,8 +28,9 @@ TASKS = ("classification",)
 
 _METADATA_PROPS_FIELD = 14  # ModelProto.metadata_props
 _ENTRY_KEY_FIELD, _ENTRY_VALUE_FIELD = 1, 2  # StringStringEntryProto.key / .value
-_OPTIONAL_FIELDS = {"sha256", "task", "temperature", "thresholds", "jpeg_draft", "colour_mode", "dataset_version", "run_id",
-                    "code_version", "created_at"}
+_OPTIONAL_FIELDS = {"sha256", "task", "temperature", "thresholds", "review", "jpeg_draft", "colour_mode",
+                    "dataset_version", "run_id", "code_version", "created_at"}
+REVIEW_KEYS = {"auto_above", "reject_below", "alpha", "confidence", "certifiable", "guarantee"}
 _REEXPORT = "re-export the model with this version of inspectloop"
 
 
@@ -63,6 +64,7 @@ class ModelMetadata:
     std: tuple[float, float, float] = IMAGENET_STD
     temperature: float = 1.0
     thresholds: dict[str, float] = field(default_factory=dict)
+    review: dict[str, Any] | None = None
     jpeg_draft: bool = False
     colour_mode: str = "RGB"
     dataset_version: str | None = None
@@ -195,6 +197,22 @@ def _check_decision(meta: ModelMetadata) -> None:
             raise _bad(f"threshold for unknown class {name!r} (classes: {', '.join(meta.class_names)})")
         if not _is_number(value) or not 0.0 <= value <= 1.0:
             raise _bad(f"threshold for {name!r} must be a probability from 0 to 1, got {value!r}")
+    if meta.review is not None:
+        _check_review(meta.review)
+
+
+def _check_review(review: Any) -> None:
+    """The review band: pass above ``auto_above``, reject below ``reject_below`` (null: never), else review."""
+    if not isinstance(review, dict) or set(review) != REVIEW_KEYS:
+        raise _bad(f"review must be an object with exactly {sorted(REVIEW_KEYS)}, got {review!r}")
+    for name in ("auto_above", "alpha", "confidence"):
+        if not _is_number(review[name]) or not 0.0 <= review[name] <= 1.0:
+            raise _bad(f"review.{name} must be a number from 0 to 1, got {review[name]!r}")
+    below = review["reject_below"]
+    if below is not None and (not _is_number(below) or not 0.0 <= below <= 1.0):
+        raise _bad(f"review.reject_below must be null or a number from 0 to 1, got {below!r}")
+    if not isinstance(review["certifiable"], bool) or not isinstance(review["guarantee"], str):
+        raise _bad("review.certifiable must be true or false and review.guarantee a sentence")
 
 
 # --- reading the ONNX file without the onnx package -------------------------------------------------

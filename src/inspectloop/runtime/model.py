@@ -25,17 +25,18 @@ from inspectloop.runtime.preprocess import Preprocess
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
-PASS, REJECT = "pass", "reject"
+PASS, REJECT, REVIEW = "pass", "reject", "review"
 
 ImageSource = str | Path | bytes | Image.Image
 
 
 @dataclass(frozen=True)
 class Prediction:
-    """One image's result: the top class, its probability, all class probabilities and the decision.
+    """One image's result: the class, its probability, all class probabilities and the decision.
 
-    ``decision`` is ``"pass"`` when ``label`` is the model's good class, else ``"reject"`` (a reject as
-    ``label``). ``latency_ms`` has the phases ``decode``, ``preprocess``, ``infer`` and ``total``.
+    ``decision`` is ``"pass"``, ``"reject"`` (as ``label``) or ``"review"`` (a human decides; ``label``
+    is the model's suggestion); see ``EdgeModel._decide``. ``latency_ms`` has the phases ``decode``,
+    ``preprocess``, ``infer`` and ``total``.
     """
 
     label: str
@@ -57,9 +58,10 @@ class EdgeModel:
     against the hash recorded at export (ModelFileError if either fails). ``threads`` is the number
     of CPU threads one inference may use. ``predict`` may be called from several threads at once.
 
-    The decision is "pass" when the top class is the metadata's ``good_class``, else "reject" as
-    that class; a model without a good class rejects every image. The metadata's ``thresholds``
-    are carried but not yet applied. ``session`` is the onnxruntime session (raw ``logits``).
+    Without a review band in the metadata the decision is "pass" when the top class is the
+    ``good_class``, else "reject" as that class; with one, uncertain images go to "review" (see
+    ``_decide``). The metadata's per-class ``thresholds`` are carried but not yet applied.
+    ``session`` is the onnxruntime session (raw ``logits``).
     """
 
     def __init__(self, path: str | Path, *, threads: int = 1, verify_hash: bool = True) -> None:
@@ -78,6 +80,8 @@ class EdgeModel:
         self._draft = self.metadata.input_size if self.metadata.jpeg_draft else None
         self._mode = "L" if self.metadata.colour_mode == "L" else None
         self._class_names = self.metadata.class_names
+        good = self.metadata.good_class
+        self._good_index = self._class_names.index(good) if good is not None else None
         self._local = threading.local()
 
     def __repr__(self) -> str:
@@ -97,14 +101,36 @@ class EdgeModel:
         prepared = time.perf_counter()
         probabilities = self._probabilities(batch)[0]
         inferred = time.perf_counter()
-        index = int(probabilities.argmax())
-        label = self._class_names[index]
+        label, decision = self._decide(probabilities)
         scores = dict(zip(self._class_names, probabilities.tolist()))
-        decision = PASS if label == self.metadata.good_class else REJECT
         end = time.perf_counter()
         latency = {"decode": _ms(decoded - start), "preprocess": _ms(prepared - decoded),
                    "infer": _ms(inferred - prepared), "total": _ms(end - start)}
         return Prediction(label, scores[label], scores, decision, latency)
+
+    def _decide(self, probabilities: np.ndarray) -> tuple[str, str]:
+        """The label and decision for one image's probabilities.
+
+        Without a review band: pass when the top class is the good class, else reject as it. With
+        one (fitted on the calibration split, see ``inspectloop.decisions.conformal``): with a good
+        class, reject as the top defect class when P(good) < ``reject_below``, pass when P(good) >
+        ``auto_above``, else review; without a good class, decide the top class when its probability
+        is > ``auto_above``, else review. A review keeps the top class as the model's suggestion.
+        """
+        names, review, top = self._class_names, self.metadata.review, int(probabilities.argmax())
+        good = self._good_index
+        if review is None:
+            return names[top], PASS if top == good else REJECT
+        if good is None:
+            return names[top], REJECT if probabilities[top] > review["auto_above"] else REVIEW
+        below = review["reject_below"]
+        if below is not None and probabilities[good] < below:
+            defects = probabilities.copy()
+            defects[good] = -1.0
+            return names[int(defects.argmax())], REJECT
+        if probabilities[good] > review["auto_above"]:
+            return names[good], PASS
+        return names[top], REVIEW
 
     def predict_array(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C), softmax(logits / temperature), for a preprocessed (N, 3, H, W) batch."""

@@ -16,6 +16,7 @@ from inspectloop.decisions.calibration import (
     MAX_TEMPERATURE, MIN_TEMPERATURE, expected_calibration_error, fit_temperature, reliability, reliability_png,
     softmax,
 )
+from inspectloop.decisions.conformal import decision_rates, fit_review_band
 from inspectloop.evaluate.report import ReportFigure
 
 
@@ -62,3 +63,22 @@ def calibrate(calib_logits: np.ndarray | None, calib_labels: np.ndarray | None,
 
 def _at_bound(temperature: float) -> bool:
     return any(math.isclose(temperature, bound, rel_tol=1e-6) for bound in (MIN_TEMPERATURE, MAX_TEMPERATURE))
+
+
+@dataclass(frozen=True)
+class DecisionBand:
+    """The review band for the model file and what it did on the frozen test set."""
+
+    review: dict[str, Any]  # the model file's ``review`` field
+    summary: dict[str, Any]  # band and test-set rates, for the run's metrics
+
+
+def fit_decisions(calib_probs: np.ndarray, calib_labels: np.ndarray, test_probs: np.ndarray,
+                  test_labels: np.ndarray, *, good_index: int | None, alpha: float,
+                  confidence: float) -> DecisionBand:
+    """Fit the pass / reject / review band on the calibration split; measure it on the test set."""
+    band = fit_review_band(calib_probs, calib_labels, good_index=good_index, alpha=alpha, confidence=confidence)
+    review = {"auto_above": band.auto_above, "reject_below": band.reject_below, "alpha": band.alpha,
+              "confidence": band.confidence, "certifiable": band.certifiable, "guarantee": band.guarantee}
+    rates = decision_rates(test_probs, test_labels, band)
+    return DecisionBand(review, {"band": band.to_dict(), "test": rates.to_dict()})

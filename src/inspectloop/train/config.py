@@ -34,5 +34,7 @@ class TrainConfig(BaseModel):
     jpeg_draft: bool = False
     colour: Literal["auto", "L", "RGB"] = Field(
         "auto", description="decode as greyscale (L) or colour; auto picks L when every image is greyscale")
+    alpha: float = Field(0.01, gt=0, le=0.5, description="escape rate the review band guarantees (needs a calib split)")
+    confidence: float = Field(0.9, gt=0, lt=1, description="confidence of that guarantee")
     seed: int = 0
     threads: int = Field(0, ge=0, description="torch threads (0 = all cores)")

@@ -1,0 +1,70 @@
+"""The runtime's three-way decisions follow the review band exactly as ``inspectloop.decisions`` defines it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspectloop.decisions.conformal import PASS, REJECT, REVIEW, ReviewBand, decide
+from inspectloop.errors import ModelFileError
+from inspectloop.runtime import EdgeModel
+from inspectloop.runtime.metadata import ModelMetadata
+
+pytest.importorskip("torch")
+from tests.test_export import CLASSES, export_tiny, synthetic_images, tiny_metadata  # noqa: E402
+
+CODES = {PASS: "pass", REJECT: "reject", REVIEW: "review"}
+
+
+def band(good_index: int | None, auto_above: float, reject_below: float | None) -> ReviewBand:
+    return ReviewBand(good_index=good_index, num_classes=len(CLASSES), alpha=0.01, confidence=0.9,
+                      auto_above=auto_above, reject_below=reject_below, false_reject_target=0.02,
+                      calibration_defects=100, calibration_good=100, allowed_escapes=0,
+                      min_calibration_defects=100, certifiable=True, reject_certified=True,
+                      guarantee="test band", note="")
+
+
+def review_field(b: ReviewBand) -> dict[str, object]:
+    return {"auto_above": b.auto_above, "reject_below": b.reject_below, "alpha": b.alpha,
+            "confidence": b.confidence, "certifiable": b.certifiable, "guarantee": b.guarantee}
+
+
+@pytest.mark.parametrize("good, auto_above, reject_below", [
+    ("good", 0.9, 0.2), ("good", 0.6, None), ("good", 0.999, 0.5), (None, 0.8, None),
+])
+def test_runtime_decisions_match_the_decisions_package(tmp_path: Path, good: str | None, auto_above: float,
+                                                      reject_below: float | None) -> None:
+    good_index = CLASSES.index(good) if good else None
+    b = band(good_index, auto_above, reject_below)
+    path = export_tiny(tmp_path / "m.onnx", good_class=good, review=review_field(b)).path
+    model = EdgeModel(path)
+    images, _ = synthetic_images(8, seed=5)
+    predictions = [model.predict(image) for image in images]
+    probs = np.array([[p.scores[c] for c in CLASSES] for p in predictions])
+    expected = decide(probs, b)
+    assert [p.decision for p in predictions] == [CODES[int(c)] for c in expected.codes]
+    for p, code, cls in zip(predictions, expected.codes, expected.classes, strict=True):
+        if code != REVIEW:
+            assert p.label == CLASSES[int(cls)]
+
+
+def test_a_band_that_automates_nothing_sends_everything_to_review(tmp_path: Path) -> None:
+    review = review_field(band(0, 1.0, None))
+    model = EdgeModel(export_tiny(tmp_path / "m.onnx", review=review).path)
+    images, _ = synthetic_images(3, seed=6)
+    assert {model.predict(image).decision for image in images} == {"review"}
+
+
+@pytest.mark.parametrize("review", [
+    {"auto_above": 0.9},
+    {"auto_above": 1.5, "reject_below": None, "alpha": 0.01, "confidence": 0.9, "certifiable": True,
+     "guarantee": ""},
+    {"auto_above": 0.9, "reject_below": "low", "alpha": 0.01, "confidence": 0.9, "certifiable": True,
+     "guarantee": ""},
+])
+def test_malformed_review_band_is_refused(review: dict[str, object]) -> None:
+    with pytest.raises(ModelFileError, match="review"):
+        tiny_metadata(review=review)
+    assert isinstance(tiny_metadata(), ModelMetadata)
