@@ -68,3 +68,22 @@ def test_malformed_review_band_is_refused(review: dict[str, object]) -> None:
     with pytest.raises(ModelFileError, match="review"):
         tiny_metadata(review=review)
     assert isinstance(tiny_metadata(), ModelMetadata)
+
+
+def test_a_file_stays_valid_when_later_metadata_fields_are_added(tmp_path: Path) -> None:
+    """The content hash covers the fields as written, so new optional fields do not void old files."""
+    import json
+
+    import onnx
+
+    from inspectloop.runtime.metadata import METADATA_KEY, content_hash
+
+    path = export_tiny(tmp_path / "m.onnx").path
+    proto = onnx.load(str(path))
+    entry = next(e for e in proto.metadata_props if e.key == METADATA_KEY)
+    raw = json.loads(entry.value)
+    del raw["review"]  # as written by an inspectloop that did not know the field yet
+    raw["sha256"] = content_hash(raw)
+    entry.value = json.dumps(raw)
+    onnx.save(proto, str(tmp_path / "old.onnx"))
+    assert EdgeModel(tmp_path / "old.onnx").metadata.review is None

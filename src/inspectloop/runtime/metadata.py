@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
@@ -255,9 +255,21 @@ def read_model_metadata(model_bytes: bytes, label: str) -> ModelMetadata:
         raise ModelFileError(f"{label}: {exc.message}", exc.hint) from exc
 
 
-def content_hash(metadata: ModelMetadata) -> str:
-    """SHA-256 over every metadata field but ``sha256`` itself; it includes ``weights_sha256``."""
-    return hashlib.sha256(replace(metadata, sha256="").to_json().encode("utf-8")).hexdigest()
+def content_hash(metadata: ModelMetadata | dict[str, Any]) -> str:
+    """SHA-256 over every metadata field but ``sha256`` itself; it includes ``weights_sha256``.
+
+    Computed on the fields as written in the file, so a file stays valid when a later inspectloop
+    adds optional fields with defaults.
+    """
+    raw = json.loads(metadata.to_json()) if isinstance(metadata, ModelMetadata) else dict(metadata)
+    raw["sha256"] = ""
+    return hashlib.sha256(json.dumps(raw, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def stored_metadata(model_bytes: bytes) -> dict[str, Any]:
+    """The metadata JSON object exactly as the file stores it (no defaults filled in)."""
+    values = [value for key, value in read_metadata_props(model_bytes) if key == METADATA_KEY]
+    return json.loads(values[0]) if len(values) == 1 else {}
 
 
 def verify_model_hash(model_bytes: bytes, metadata: ModelMetadata, label: str) -> None:
@@ -265,7 +277,7 @@ def verify_model_hash(model_bytes: bytes, metadata: ModelMetadata, label: str) -
     fix = "copy the model file again from the registry; do not edit exported models"
     if model_hash(model_bytes) != metadata.weights_sha256:
         raise ModelFileError(f"{label}: model file was modified after export (weights hash does not match)", fix)
-    if content_hash(metadata) != metadata.sha256:
+    if content_hash(stored_metadata(model_bytes)) != metadata.sha256:
         raise ModelFileError(f"{label}: model metadata was modified after export (metadata hash does not match)", fix)
 
 
