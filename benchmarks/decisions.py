@@ -56,10 +56,10 @@ def evaluate(name: str, confidence: float) -> dict[str, Any]:
         per_alpha[str(alpha)] = {"band": band.to_dict(), "test": rates.to_dict(),
                                  "line": view.to_dict() if view else None,
                                  "calibration_needed": min_calibration_size(alpha, confidence)}
+        parts = rates.defective if good is not None else rates.count
         print(f"{name} alpha {alpha:.1%}: certifiable {band.certifiable}, escape {rates.escape_rate:.2%} "
-              f"({rates.escapes}/{rates.defective if good is not None else rates.count}), automation "
-              f"{rates.automation_rate:.1%}, false rejects {rates.false_reject_rate if good is not None else float('nan'):.2%}",
-              flush=True)
+              f"({rates.escapes}/{parts}), automation {rates.automation_rate:.1%}, "
+              f"false rejects {rates.false_reject_rate:.2%}", flush=True)
     return {"citation": CITATIONS[name], "run": run["id"], "temperature": meta.temperature,
             "calibration_images": len(calib_y), "test_images": len(test_y),
             "calibration_defects": int(np.sum(calib_y != good)) if good is not None else None, "alphas": per_alpha}
