@@ -73,6 +73,23 @@ def models_list(ws: WorkspaceOpt) -> None:
     table("model versions", ["id", "name", "stage", "run", "dataset", "criteria", "macro recall"], rows)
 
 
+@models_app.command("card")
+@friendly
+def models_card(version: Annotated[str, typer.Argument(help="Version name or id.")],
+                ws: WorkspaceOpt,
+                parts_per_hour: Annotated[Optional[float], typer.Option(
+                    help="Line throughput for the line-rate view (default: the line of the run's criteria).")] = None,
+                defect_rate: Annotated[Optional[float], typer.Option(
+                    help="Share of defective parts on the line, e.g. 0.01 (give with --parts-per-hour).")] = None,
+                ) -> None:
+    """Write a version's model card: one self-contained HTML page for the quality engineer; print its path."""
+    from inspectloop.model_card import write_model_card
+
+    with workspace(ws) as w:
+        path = write_model_card(w, version, parts_per_hour=parts_per_hour, defect_rate=defect_rate)
+    out.print(str(path), highlight=False, soft_wrap=True)
+
+
 @models_app.command("promote")
 @friendly
 def models_promote(version: Annotated[str, typer.Argument(help="Version name or id.")],

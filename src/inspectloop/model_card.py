@@ -1,0 +1,430 @@
+"""The model card: one self-contained HTML page per model version, for the quality engineer who signs it off.
+
+It gathers what the workspace already holds about a version: the registry (stage and its history, the
+model file and its hash, lineage), the run's evaluation (per-class figures, confusion matrix, slices,
+calibration, the review band and its test-set rates) and the acceptance reports against it, and adds
+the line-rate view and a plain-language summary computed from the same numbers. Like the evaluation
+report it has no scripts and no external resources: pictures are embedded as data URIs. Nothing is
+re-measured; a figure the run did not record is said to be missing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inspectloop.criteria import LockedCriteria, get_criteria
+from inspectloop.decisions.conformal import (
+    PASS,
+    REJECT,
+    DecisionRates,
+    Decisions,
+    rates_of_decisions,
+)
+from inspectloop.decisions.line_rate import LineRateView, line_rate_view
+from inspectloop.errors import InspectloopError
+from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics
+from inspectloop.evaluate.report import (
+    _CSS,
+    DASH,
+    _confusion_image,
+    _context_table,
+    _e,
+    _headline_figures,
+    _per_class_table,
+    _slice_sections,
+    _worst_callout,
+)
+from inspectloop.evaluate.slices import Slice, SliceReport
+from inspectloop.fileio import atomic_write_bytes
+from inspectloop.registry import ModelVersion, StageEvent, get_version, history
+from inspectloop.workspace import Workspace
+
+_CARD_CSS = """
+.callout.pass { border-color: #0e7c3a; background: #effaf3; }
+.badge.pass { background: #0e7c3a; }
+.badge.stage { background: #3e4c59; }
+.plain { font-size: 1.05rem; max-width: 60rem; }
+code { font-size: .85rem; word-break: break-all; }
+img.confusion { max-width: min(100%, 42rem); }
+"""
+_RELIABILITY = re.compile(r'<h2>Calibration \(test set\)</h2>.*?<img [^>]*src="(data:image/png;base64,[A-Za-z0-9+/=]+)"',
+                          re.DOTALL)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What the card reads of the version's training run."""
+
+    row: Mapping[str, Any]
+    folder: Path
+    metrics: Mapping[str, Any]  # the run's metrics (test summary, calibration, decisions, ...)
+    report: Mapping[str, Any] | None  # report/metrics.json: full metrics and slices
+    confusion_png: bytes | None
+    reliability_uri: str | None
+
+
+def write_model_card(workspace: Workspace, version: str | int | ModelVersion, *, parts_per_hour: float | None = None,
+                     defect_rate: float | None = None, out: Path | None = None) -> Path:
+    """Write the model card of ``version`` (name or id) and return its path.
+
+    Default path: ``runs/<run>/model-card-<version>.html``. The line-rate view uses ``parts_per_hour``
+    and ``defect_rate`` when both are given, else the line of the run's criteria, else it is left out.
+    """
+    chosen = get_version(workspace, version)
+    run = _read_run(workspace, chosen)
+    criteria = None if chosen.criteria_id is None else get_criteria(workspace, chosen.criteria_id)
+    line = _line(parts_per_hour, defect_rate, criteria)
+    page = _render(workspace, chosen, run, criteria, line)
+    path = Path(out) if out is not None else run.folder / f"model-card-{chosen.name}.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(path, page.encode("utf-8"))
+    return path
+
+
+def _render(workspace: Workspace, version: ModelVersion, run: _Run, criteria: LockedCriteria | None,
+                      line: tuple[float, float, str] | None) -> str:
+    """The card's HTML page (see :func:`write_model_card`)."""
+    metrics = _test_metrics(run, version)
+    rates, rates_source = _rates(run, version, metrics)
+    view = None if line is None or rates is None else line_rate_view(rates, line[0], line[1])
+    title = f"Model card: {version.name}"
+    body = "\n".join([
+        f"<h1>{_e(title)}</h1>",
+        _header(version, history(workspace, version)),
+        "<h2>What this means</h2>",
+        _plain(version, metrics, rates, rates_source, view, line),
+        "<h2>Lineage</h2>",
+        _lineage(workspace, version, run, criteria),
+        "<h2>Test results</h2>",
+        _test_section(metrics),
+        _slices(run, metrics),
+        "<h2>Calibration</h2>",
+        _calibration(run),
+        "<h2>Operating points and decisions</h2>",
+        _decisions(version, run, rates, rates_source),
+        "<h2>At line rate</h2>",
+        _line_section(view, line, rates_source),
+        "<h2>Acceptance</h2>",
+        _acceptance(workspace, version),
+    ])
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+            f"<title>{_e(title)}</title>\n<style>{_CSS}{_CARD_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n")
+
+
+# -- reading --------------------------------------------------------------------------------------
+
+def _read_run(workspace: Workspace, version: ModelVersion) -> _Run:
+    row = workspace.db.run(version.run_id)
+    if row is None:
+        raise InspectloopError(f"run {version.run_id} of {version.name} is missing from the workspace",
+                               "list runs with: inspectloop runs")
+    folder = Path(row["artifacts"])
+    report_dir = folder / "report"
+    report = _json_or_none(report_dir / "metrics.json")
+    png = (report_dir / "confusion_matrix.png").read_bytes() if (report_dir / "confusion_matrix.png").is_file() else None
+    page = (report_dir / "report.html").read_text("utf-8") if (report_dir / "report.html").is_file() else ""
+    match = _RELIABILITY.search(page)
+    return _Run(row, folder, row["metrics"] or {}, report, png, match.group(1) if match else None)
+
+
+def _json_or_none(path: Path) -> Mapping[str, Any] | None:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _test_metrics(run: _Run, version: ModelVersion) -> ClassificationMetrics | None:
+    """The test metrics, rebuilt exactly from the stored confusion matrix (None when the run kept none)."""
+    stored = (run.report or {}).get("metrics")
+    return None if not stored else _from_confusion(stored["confusion"], stored["class_names"])
+
+
+def _from_confusion(confusion: Sequence[Sequence[int]], names: Sequence[str]) -> ClassificationMetrics:
+    counts = np.asarray(confusion, dtype=np.int64)
+    truth, predicted = np.nonzero(counts)
+    repeats = counts[truth, predicted]
+    return classification_metrics(np.repeat(truth, repeats), np.repeat(predicted, repeats), list(names))
+
+
+def _slice_report(stored: Mapping[str, Any]) -> SliceReport:
+    slices = tuple(Slice(s["field"], s["value"], _from_confusion(s["metrics"]["confusion"], s["metrics"]["class_names"]))
+                   for s in stored["slices"])
+    worst_key = stored.get("worst") or {}
+    worst = next((s for s in slices if (s.field, s.value) == (worst_key.get("field"), worst_key.get("value"))), None)
+    return SliceReport(slices, worst, tuple(stored.get("fields", ())), int(stored.get("min_count", 10)))
+
+
+def _rates(run: _Run, version: ModelVersion, metrics: ClassificationMetrics | None) -> tuple[DecisionRates | None, str]:
+    """The test-set decision rates: the review band's when the run has one, else counted from the confusion matrix."""
+    stored = (run.metrics.get("decisions") or {}).get("test")
+    if stored:
+        fields = {k: stored[k] for k in DecisionRates.__dataclass_fields__}
+        fields["alpha"] = math.nan if fields["alpha"] is None else fields["alpha"]
+        for key in ("escape_ci", "false_reject_ci"):
+            fields[key] = tuple(math.nan if v is None else v for v in fields[key])
+        return DecisionRates(**fields), "band"
+    if metrics is None:
+        return None, "none"
+    names = list(metrics.class_names)
+    good = version.lineage.get("good_class")
+    good_index = names.index(good) if good in names else None
+    truth, predicted = np.nonzero(metrics.confusion)
+    repeats = metrics.confusion[truth, predicted]
+    y, p = np.repeat(truth, repeats), np.repeat(predicted, repeats)
+    codes = np.where(p == good_index, PASS, REJECT).astype(np.int8) if good_index is not None \
+        else np.full(p.shape, REJECT, dtype=np.int8)
+    return rates_of_decisions(Decisions(codes, p), y, num_classes=len(names), good_index=good_index), "top1"
+
+
+def _line(parts_per_hour: float | None, defect_rate: float | None,
+          criteria: LockedCriteria | None) -> tuple[float, float, str] | None:
+    if (parts_per_hour is None) != (defect_rate is None):
+        raise InspectloopError("the line-rate view needs both the parts per hour and the defect rate",
+                               "give both --parts-per-hour N and --defect-rate R (e.g. 3600 and 0.01)")
+    if parts_per_hour is not None and defect_rate is not None:
+        return float(parts_per_hour), float(defect_rate), "given for this card"
+    if criteria is not None and criteria.criteria.line is not None:
+        line = criteria.criteria.line
+        return float(line.parts_per_hour), float(line.defect_rate), f"the line of criteria {criteria.label}"
+    return None
+
+
+# -- sections -------------------------------------------------------------------------------------
+
+def _header(version: ModelVersion, events: Sequence[StageEvent]) -> str:
+    facts = {"version": f"{version.name} (#{version.id})", "stage": version.stage.value,
+             "registered": version.created_at, "run": f"{version.run_id} ({version.variant})",
+             "model file": str(version.path), "model file sha256": version.file_sha256}
+    parts = [_context_table(facts)]
+    if events:
+        rows = "".join(
+            f"<tr><td>{_e(ev.at)}</td><td>{_e(ev.action)}</td><td>{_e(ev.from_stage.value)} &rarr; "
+            f"{_e(ev.to_stage.value)}</td><td>{_e(ev.actor)}</td><td>{_e(ev.reason or DASH)}</td>"
+            f"<td>{_evidence(ev)}</td></tr>" for ev in events)
+        head = "<tr><th>When</th><th>Action</th><th>Stage</th><th>Who</th><th>Why</th><th>Evidence</th></tr>"
+        parts.append(f'<h3>Stage history</h3><div class="scroll"><table>{head}{rows}</table></div>')
+    else:
+        parts.append(f'<p class="muted">Stage history: registered as {version.stage.value}; no stage change since.</p>')
+    return "\n".join(parts)
+
+
+def _evidence(event: StageEvent) -> str:
+    if event.override:
+        return "override (no passed acceptance report)"
+    return f"acceptance report #{event.acceptance_report_id}" if event.acceptance_report_id else DASH
+
+
+def _lineage(workspace: Workspace, version: ModelVersion, run: _Run, criteria: LockedCriteria | None) -> str:
+    lineage = version.lineage
+    dataset = lineage.get("dataset_version") or run.row.get("dataset_version")
+    facts: dict[str, object] = {"dataset version": f"{dataset} ({_split_counts(workspace, dataset)})"}
+    facts["acceptance criteria"] = ("none: the run named no criteria, so no acceptance report can unlock production"
+                                    if criteria is None else
+                                    f"{criteria.label}, locked {criteria.locked_at.isoformat()} by {criteria.locked_by}")
+    if criteria is not None:
+        facts["criteria sha256"] = criteria.sha256
+    facts["code version"] = lineage.get("code_version") or run.row.get("code_version")
+    facts["classes"] = ", ".join(lineage.get("class_names") or ()) + (
+        f" (pass class: {lineage['good_class']})" if lineage.get("good_class") else " (no pass class)")
+    facts["training config"] = run.row.get("config") or {}
+    facts["best epoch"] = run.metrics.get("best_epoch", DASH)
+    facts["weights sha256"] = lineage.get("weights_sha256") or DASH
+    return _context_table(facts)
+
+
+def _split_counts(workspace: Workspace, dataset: str | None) -> str:
+    if not dataset or workspace.db.dataset_version(dataset) is None:
+        return "not found in this workspace"
+    counts: dict[str, int] = {}
+    for item in workspace.db.dataset_items(dataset):
+        counts[item["split"]] = counts.get(item["split"], 0) + 1
+    if not counts:
+        return "no images"
+    order = ["train", "val", "calib", "test"]
+    ranked = sorted(counts, key=lambda s: (order.index(s) if s in order else len(order), s))
+    return ", ".join(f"{counts[s]} {s}" for s in ranked)
+
+
+def _test_section(metrics: ClassificationMetrics | None) -> str:
+    if metrics is None:
+        return '<p class="callout quiet">The run kept no evaluation report (report/metrics.json), so no test figures.</p>'
+    return "\n".join([_headline_figures(metrics), "<h3>Per class</h3>", _per_class_table(metrics)])
+
+
+def _confusion(run: _Run) -> str:
+    if run.confusion_png is None:
+        return '<p class="muted">The run\'s confusion matrix picture (report/confusion_matrix.png) is missing.</p>'
+    return _confusion_image(run.confusion_png)
+
+
+def _slices(run: _Run, metrics: ClassificationMetrics | None) -> str:
+    parts = ["<h3>Confusion matrix</h3>", _confusion(run)]
+    stored = (run.report or {}).get("slices")
+    if metrics is not None and stored:
+        report = _slice_report(stored)
+        parts += [_worst_callout(report), _slice_sections(metrics, report)]
+    return "\n".join(parts)
+
+
+def _calibration(run: _Run) -> str:
+    c = run.metrics.get("calibration")
+    if not c:
+        return '<p class="muted">The run recorded no calibration.</p>'
+    facts = {"temperature": f"{c['temperature']:.3f}" + (" (at its bound)" if c.get("temperature_at_bound") else ""),
+             "calibration images": c.get("calibration_images", DASH),
+             "expected calibration error on test": f"{_share(c['test_ece_before'])} before, "
+                                                   f"{_share(c['test_ece_after'])} after the temperature"}
+    parts = [_context_table(facts)]
+    if not c.get("calibration_images"):
+        parts.append('<p class="callout quiet">No calibration split: the confidences are uncalibrated '
+                     "(temperature 1).</p>")
+    if run.reliability_uri:
+        parts.append(f'<img class="confusion" src="{run.reliability_uri}" '
+                     'alt="Reliability diagram: predicted confidence against observed accuracy">')
+    else:
+        parts.append('<p class="muted">The reliability diagram is not available (the run\'s report has none).</p>')
+    return "\n".join(parts)
+
+
+def _decisions(version: ModelVersion, run: _Run, rates: DecisionRates | None, source: str) -> str:
+    parts = [_thresholds(version)]
+    band = (run.metrics.get("decisions") or {}).get("band")
+    if band is None:
+        parts.append('<p class="callout quiet">No calibration split: two-way decisions. Every part is passed or '
+                     "rejected on the model's top class; nothing goes to review, and no escape rate is certified.</p>")
+    else:
+        limits = {f"pass when {band.get('score', 'P(good)')} above": f"{band['auto_above']:.4g}",
+                  "reject when P(good) below": DASH if band.get("reject_below") is None else f"{band['reject_below']:.4g}",
+                  "escape rate target": f"{_share(band['alpha'])} at {_share(band['confidence'])} confidence",
+                  "calibration parts": f"{band.get('calibration_defects')} defective, {band.get('calibration_good')} good"}
+        parts += [f'<p class="callout {"pass" if band.get("certifiable") else "quiet"}">{_e(band["guarantee"])}</p>',
+                  _context_table(limits)]
+    if rates is not None:
+        parts += [f"<h3>On the frozen test set ({'the review band' if source == 'band' else 'top class, no review'})</h3>",
+                  _rates_table(rates)]
+    return "\n".join(parts)
+
+
+def _thresholds(version: ModelVersion) -> str:
+    thresholds = version.lineage.get("thresholds") or {}
+    if not thresholds:
+        return '<p class="muted">No per-class thresholds in the model file: the top class decides.</p>'
+    rows = "".join(f"<tr><td>{_e(k)}</td><td>{float(v):.3g}</td></tr>" for k, v in thresholds.items())
+    return f'<h3>Per-class thresholds in the model file</h3><table><tr><th>Class</th><th>Threshold</th></tr>{rows}</table>'
+
+
+def _rates_table(r: DecisionRates) -> str:
+    rows = [("Escapes (defective passed)" if r.has_good_class else "Escapes (wrong class)",
+             f"{r.escapes} of {r.defective}", _share(r.escape_rate), _ci(r.escape_ci)),
+            ("False rejects (good rejected)", f"{r.false_rejects} of {r.good}", _share(r.false_reject_rate),
+             _ci(r.false_reject_ci)),
+            ("Sent to review", f"{r.reviews} of {r.count}", _share(r.review_rate), DASH),
+            ("Automated", f"{r.count - r.reviews} of {r.count}", _share(r.automation_rate), DASH)]
+    head = "<tr><th>Figure</th><th>Parts</th><th>Rate</th><th>95% interval</th></tr>"
+    body = "".join(f"<tr><td>{a}</td><td>{b}</td><td>{c}</td><td>{d}</td></tr>" for a, b, c, d in rows)
+    return f'<div class="scroll"><table>{head}{body}</table></div>'
+
+
+def _line_section(view: LineRateView | None, line: tuple[float, float, str] | None, source: str) -> str:
+    if line is None:
+        return ('<p class="muted">No line given: the run named no criteria with a line. Make the card with '
+                "--parts-per-hour N --defect-rate R to see false alerts per hour and escapes per day.</p>")
+    if view is None:
+        return '<p class="muted">No test-set decision rates to scale to the line.</p>'
+    basis = ("the review band's test-set rates" if source == "band"
+             else "the test confusion matrix, the pass class counted as pass and every other class as reject")
+    facts = {"line": f"{view.parts_per_hour:g} parts per hour, {_share(view.defect_rate)} defective ({line[2]})",
+             "false alerts per hour": _count_range(view.false_alerts_per_hour, view.false_alerts_per_hour_ci),
+             "escapes per day (24 h)": _count_range(view.escapes_per_day, view.escapes_per_day_ci),
+             "reviews per hour": f"{view.reviews_per_hour:.3g}",
+             "decided automatically per hour": f"{view.automated_per_hour:.4g}",
+             "computed from": basis}
+    return _context_table(facts) + f'\n<p class="muted">{_e(view.note)}</p>'
+
+
+def _acceptance(workspace: Workspace, version: ModelVersion) -> str:
+    latest: dict[int, Mapping[str, Any]] = {}
+    for report in workspace.db.acceptance_reports(version.id):
+        latest[report["criteria_id"]] = report
+    if not latest:
+        return (f'<p class="callout quiet">No acceptance report for {_e(version.name)} yet: judge it with '
+                f"inspectloop accept {_e(version.run_id)}.</p>")
+    rows = []
+    for criteria_id, report in latest.items():
+        document = report.get("report") or {}
+        criteria = document.get("criteria") or {}
+        badge = '<span class="badge pass">PASSED</span>' if report["passed"] else '<span class="badge">FAILED</span>'
+        own = " (the run's own)" if criteria_id == version.criteria_id else ""
+        failed = ", ".join(document.get("failed") or []) or DASH
+        rows.append(f"<tr><td>#{criteria_id} {_e(str(criteria.get('name', '')))}{own}</td><td>{badge}</td>"
+                    f"<td>{_e(failed)}</td><td>#{report['id']}</td><td>{_e(str(document.get('measured_at', DASH)))}</td></tr>")
+    head = "<tr><th>Criteria</th><th>Verdict</th><th>Failed criteria</th><th>Report</th><th>Measured</th></tr>"
+    return (f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>'
+            '<p class="muted">The latest report against each set of criteria; the full report is '
+            "acceptance.html in the run's acceptance folder.</p>")
+
+
+# -- plain language -------------------------------------------------------------------------------
+
+def _plain(version: ModelVersion, metrics: ClassificationMetrics | None, rates: DecisionRates | None, source: str,
+           view: LineRateView | None, line: tuple[float, float, str] | None) -> str:
+    if metrics is None or rates is None:
+        return '<p class="plain">The run kept no test evaluation, so this card cannot say how the model does.</p>'
+    sentences = [f"On {metrics.count} frozen test images it never saw in training:"]
+    good = version.lineage.get("good_class")
+    if rates.has_good_class:
+        sentences.append(f"of {rates.defective} defective test parts, {_none_or(rates.escapes)} passed as {good}"
+                         + (f" ({_share(rates.escape_rate)})" if rates.escapes else "") + ";")
+        sentences.append(f"{_none_or(rates.false_rejects, 'none')} of {rates.good} good parts "
+                         + ("was" if rates.false_rejects == 1 else "were")
+                         + f" rejected ({_share(rates.false_reject_rate)})"
+                         + (f"; {rates.reviews} parts were sent to a person for review." if rates.reviews else "."))
+    else:
+        sentences.append(f"the model has no pass class; {rates.escapes} of {rates.defective} parts were assigned a "
+                         f"wrong class ({_share(rates.escape_rate)}).")
+    weakest = min((c for c in metrics.per_class if c.support), key=lambda c: c.recall, default=None)
+    if weakest is not None:
+        i = metrics.class_names.index(weakest.name)
+        sentences.append(f"The weakest class is {weakest.name}: {int(metrics.confusion[i, i])} of {weakest.support} "
+                         f"classified correctly ({_share(weakest.recall)}).")
+    if view is not None:
+        sentences.append(f"At {view.parts_per_hour:g} parts per hour with {_share(view.defect_rate)} defective, expect "
+                         f"about {_num(view.false_alerts_per_hour)} false alerts per hour and "
+                         f"{_num(view.escapes_per_day)} escapes per day (up to {_num(view.escapes_per_day_ci[1])} at 95% confidence).")
+    if rates.count < 100:
+        sentences.append(f"With only {rates.count} test images these figures are rough; read the intervals below.")
+    if source == "top1":
+        sentences.append("These are top-class decisions; the model file has no review band.")
+    return f'<p class="plain">{_e(" ".join(sentences))}</p>'
+
+
+def _none_or(count: int, zero: str = "none") -> str:
+    return zero if count == 0 else str(count)
+
+
+def _share(value: float | None) -> str:
+    return DASH if value is None or math.isnan(value) else f"{100.0 * value:.1f}%"
+
+
+def _ci(ci: tuple[float, float]) -> str:
+    return DASH if any(math.isnan(v) for v in ci) else f"{_share(ci[0])} &ndash; {_share(ci[1])}"
+
+
+def _num(value: float) -> str:
+    return DASH if math.isnan(value) else f"{value:.2g}" if value < 10 else f"{value:.0f}"
+
+
+def _count_range(value: float, ci: tuple[float, float]) -> str:
+    if math.isnan(value):
+        return "not defined (no good parts to count)"
+    return f"{_num(value)} (95% range {_num(ci[0])} to {_num(ci[1])})"

@@ -1,0 +1,163 @@
+"""The model card: one self-contained page per version, from the registry, the run's report and acceptance.
+
+Runs are recorded through the store with the tiny CNN's model file (``tests.registry_helpers``) and an
+evaluation report written from synthetic predictions with known counts, so the card's numbers are known.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspectloop.criteria import lock_criteria
+from inspectloop.errors import InspectloopError
+from inspectloop.evaluate.metrics import classification_metrics
+from inspectloop.evaluate.report import write_evaluation_report
+from inspectloop.evaluate.slices import slice_metrics
+from inspectloop.model_card import write_model_card
+from inspectloop.registry import promote, record_acceptance, register
+from inspectloop.train.calibrate import calibrate, fit_decisions
+from inspectloop.workspace import Workspace
+from tests.acceptance_helpers import TrainedNeu, copy_run
+from tests.cli.test_app import invoke
+from tests.registry_helpers import add_run_with_model, seeded_workspace, write_criteria
+from tests.test_export import CLASSES
+
+GOOD, SCRATCH, DARK = (CLASSES.index(n) for n in ("good", "scratch", "dark"))
+
+
+def known_predictions() -> tuple[np.ndarray, np.ndarray]:
+    """318 good parts (41 called scratch), 80 scratches and 52 dark parts, all found."""
+    y = np.array([GOOD] * 318 + [SCRATCH] * 80 + [DARK] * 52)
+    predicted = y.copy()
+    predicted[:41] = SCRATCH
+    return y, predicted
+
+
+def logits_for(labels: np.ndarray, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    logits = rng.normal(0.0, 1.0, (labels.size, len(CLASSES)))
+    logits[np.arange(labels.size), labels] += 4.0
+    return logits
+
+
+def add_evaluated_run(ws: Workspace, run_id: str, *, band: bool, criteria_id: int | None = None) -> None:
+    """A finished run with its report folder (known confusion matrix, slices by camera) and run metrics."""
+    add_run_with_model(ws, run_id, criteria_id=criteria_id)
+    y, predicted = known_predictions()
+    metrics = classification_metrics(y, predicted, CLASSES)
+    meta = [{"camera": f"cam{i % 2 + 1}"} for i in range(y.size)]
+    slices = slice_metrics(y, predicted, CLASSES, meta, fields=["camera"])
+    test_logits = logits_for(y, 1)
+    calib_y = np.array([GOOD] * 150 + [SCRATCH] * 60 + [DARK] * 60)
+    calib_logits = logits_for(calib_y, 2) if band else None
+    confidence = calibrate(calib_logits, calib_y if band else None, test_logits, y)
+    decisions = None
+    if band:
+        from inspectloop.decisions.calibration import softmax
+        decisions = fit_decisions(softmax(calib_logits, confidence.temperature), calib_y,
+                                  softmax(test_logits, confidence.temperature), y, good_index=GOOD, alpha=0.05,
+                                  confidence=0.9).summary
+    run_dir = ws.runs_dir / run_id
+    write_evaluation_report(run_dir / "report", title=run_id, metrics=metrics, slices=slices,
+                            context={"run": run_id}, figures=[confidence.figure])
+    ws.db.finish_run(run_id, "finished", metrics={
+        "test": {"macro_recall": metrics.macro_recall, "count": metrics.count}, "calibration": confidence.to_dict(),
+        "decisions": decisions, "history": [], "best_epoch": 7})
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    workspace = seeded_workspace(tmp_path / "ws")
+    yield workspace
+    workspace.close()
+
+
+def test_a_two_way_model_card_shows_every_section_with_its_numbers(ws: Workspace, tmp_path: Path) -> None:
+    add_evaluated_run(ws, "run-a", band=False)
+    version = register(ws, "run-a")
+    path = write_model_card(ws, version.name, parts_per_hour=3600, defect_rate=0.01)
+    assert path == ws.runs_dir / "run-a" / f"model-card-{version.name}.html"
+    page = path.read_text()
+    for heading in ("What this means", "Lineage", "Test results", "Per class", "Confusion matrix", "camera",
+                    "Calibration", "Operating points and decisions", "At line rate", "Acceptance"):
+        assert f">{heading}<" in page, heading
+    text = re.sub(r"\s+", " ", page)
+    assert "of 132 defective test parts, none passed as good;" in text
+    assert "41 of 318 good parts were rejected (12.9%)" in text
+    assert version.file_sha256 in page and version.name in page and "candidate" in page
+    assert "v1" in page and "0.1.0+gtest" in page and "probe" in page  # dataset, code version, training config
+    assert "No calibration split: two-way decisions" in page
+    assert "top class, no review" in page and "the pass class counted as pass" in page
+    assert "3600 parts per hour" in page and "given for this card" in page
+    assert f"{41 / 318 * 3600 * 0.99:.0f} (95% range" in page  # false alerts per hour at the given line
+    assert "Worst slice" in page and "cam1" in page and "cam2" in page
+    assert page.count('src="data:image/png;base64,') == 2  # confusion matrix and reliability diagram
+    assert "No acceptance report for" in page and "inspectloop accept run-a" in page
+    assert "<script" not in page and "http://" not in page and "https://" not in page
+    assert re.search(r"""(src|href)=["'](?!data:)""", page) is None  # nothing fetched from anywhere
+
+
+def test_a_card_with_a_review_band_criteria_line_acceptance_and_stage_history(ws: Workspace, tmp_path: Path) -> None:
+    criteria = lock_criteria(ws, write_criteria(tmp_path), by="ana")
+    add_evaluated_run(ws, "run-b", band=True, criteria_id=criteria.id)
+    version = register(ws, "run-b", name="line3-b")
+    record_acceptance(ws, version, criteria.id, False, {"failed": ["p95 latency"], "criteria": {"name": "line3"}})
+    report_id = record_acceptance(ws, version, criteria.id, True, {"failed": [], "criteria": {"name": "line3"}})
+    promote(ws, version, "production", actor="ben", reason="passed acceptance")
+    page = write_model_card(ws, version.id).read_text()
+    band = ws.db.run("run-b")["metrics"]["decisions"]["band"]
+    assert band["guarantee"] in page and "the review band" in page and "two-way" not in page
+    assert criteria.sha256 in page and "by ana" in page
+    assert "600 parts per hour" in page and "the line of criteria #1 &#x27;line3&#x27;" in page
+    assert "PASSED" in page and f"#{report_id}" in page and "p95 latency" not in page  # the latest report only
+    assert "production" in page and "ben" in page and "passed acceptance" in page
+    assert f"acceptance report #{report_id}" in page  # the evidence of the promotion
+
+
+def test_a_card_without_a_report_folder_says_what_is_missing(ws: Workspace) -> None:
+    add_run_with_model(ws, "run-c")
+    version = register(ws, "run-c")
+    page = write_model_card(ws, version).read_text()
+    assert "kept no evaluation report" in page and "recorded no calibration" in page
+    assert "No line given" in page and "No acceptance report" in page
+
+
+def test_the_line_needs_both_figures(ws: Workspace) -> None:
+    add_evaluated_run(ws, "run-d", band=False)
+    version = register(ws, "run-d")
+    with pytest.raises(InspectloopError, match="needs both"):
+        write_model_card(ws, version.name, parts_per_hour=3600)
+
+
+def test_models_card_cli_prints_the_path(ws: Workspace, tmp_path: Path) -> None:
+    add_evaluated_run(ws, "run-e", band=False)
+    version = register(ws, "run-e")
+    code, out, err = invoke("models", "card", version.name, "-w", ws.root, "--parts-per-hour", "1200",
+                            "--defect-rate", "0.02")
+    assert code == 0, out + err
+    path = Path("".join(out.split()))
+    assert path.is_file() and "1200 parts per hour" in path.read_text()
+    code, out, err = invoke("models", "card", "nope", "-w", ws.root)
+    assert code == 1 and "no model version 'nope'" in err and "Traceback" not in out + err
+
+
+@pytest.mark.slow
+def test_the_card_of_a_real_accepted_run(neu_probe_run: TrainedNeu) -> None:
+    from inspectloop.acceptance import accept
+
+    ws = neu_probe_run.workspace
+    run_id = copy_run(neu_probe_run, criteria_id=neu_probe_run.pass_id)  # its own run: the shared one stays as it is
+    shutil.copytree(ws.runs_dir / neu_probe_run.run_id / "report", ws.runs_dir / run_id / "report")
+    report = accept(ws, run_id)
+    page = write_model_card(ws, report.model_version).read_text()
+    assert report.model_version.file_sha256 in page and ("PASSED" if report.passed else "FAILED") in page
+    assert "Reliability diagram" in page and page.count("data:image/png;base64,") == 2
+    assert "600 parts per hour" in page and "neu-pass" in page
+    temperature = ws.db.run(run_id)["metrics"]["calibration"]["temperature"]
+    assert f"{temperature:.3f}" in page and not math.isnan(temperature)
