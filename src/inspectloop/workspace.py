@@ -89,4 +89,4 @@ def _connect(root: Path, config: WorkspaceConfig) -> Workspace:
     url = config.database
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         url = f"sqlite:///{(root / url.removeprefix('sqlite:///')).resolve()}"
-    return Workspace(root=root, config=config, db=Database(url), blobs=BlobStore(root / config.blobs))
+    return Workspace(root=root, config=config, db=Database(url, root=root), blobs=BlobStore(root / config.blobs))

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, create_engine, event, func, insert, select, update
@@ -55,8 +56,26 @@ def make_engine(url: str) -> Engine:
 class Database:
     """Typed access to the workspace database."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, root: Path | None = None) -> None:
         self.engine = make_engine(url)
+        self.root = Path(root).resolve() if root is not None else None
+
+    def _store_path(self, path: str) -> str:
+        """Paths inside the workspace are stored relative to it, so a workspace can be moved or copied."""
+        if self.root is None:
+            return path
+        try:
+            return Path(path).resolve().relative_to(self.root).as_posix()
+        except ValueError:
+            return path
+
+    def _load_path(self, path: str) -> str:
+        return path if self.root is None or Path(path).is_absolute() else str(self.root / path)
+
+    def _with_path(self, row: Any, column: str) -> dict[str, Any]:
+        data = dict(row._mapping)
+        data[column] = self._load_path(data[column])
+        return data
 
     def migrate(self) -> list[int]:
         with self.engine.begin() as conn:
@@ -208,7 +227,8 @@ class Database:
         with self.transaction() as conn:
             conn.execute(insert(s.runs).values(
                 id=run_id, kind=kind, status="running", dataset_version=dataset_version, config=config,
-                code_version=code_version, artifacts=artifacts, started_at=now_iso(), criteria_id=criteria_id))
+                code_version=code_version, artifacts=self._store_path(artifacts), started_at=now_iso(),
+                criteria_id=criteria_id))
 
     def finish_run(self, run_id: str, status: str, metrics: dict[str, Any] | None = None,
                    error: str | None = None) -> None:
@@ -219,18 +239,18 @@ class Database:
     def run(self, run_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as conn:
             row = conn.execute(select(s.runs).where(s.runs.c.id == run_id)).first()
-        return dict(row._mapping) if row else None
+        return self._with_path(row, "artifacts") if row else None
 
     def runs(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(s.runs).order_by(s.runs.c.started_at)).all()
-        return [dict(r._mapping) for r in rows]
+        return [self._with_path(r, "artifacts") for r in rows]
 
     def add_model(self, run_id: str, variant: str, path: str, file_sha256: str, weights_sha256: str,
                   metadata: dict[str, Any]) -> int:
         with self.transaction() as conn:
             result = conn.execute(insert(s.models).values(
-                run_id=run_id, variant=variant, path=path, file_sha256=file_sha256,
+                run_id=run_id, variant=variant, path=self._store_path(path), file_sha256=file_sha256,
                 weights_sha256=weights_sha256, created_at=now_iso(), metadata=metadata))
             return int(result.inserted_primary_key[0])
 
@@ -239,7 +259,7 @@ class Database:
         if run_id is not None:
             query = query.where(s.models.c.run_id == run_id)
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            return [self._with_path(r, "path") for r in conn.execute(query)]
 
     # -- acceptance criteria -------------------------------------------------------------------
     def lock_criteria(self, name: str, sha256: str, yaml_text: str, spec: dict[str, Any],
@@ -281,7 +301,7 @@ class Database:
         try:
             with self.transaction() as conn:
                 result = conn.execute(insert(s.model_versions).values(
-                    name=name, run_id=run_id, model_id=model_id, variant=variant, path=path,
+                    name=name, run_id=run_id, model_id=model_id, variant=variant, path=self._store_path(path),
                     file_sha256=file_sha256, stage=stage, created_at=now_iso(), lineage=lineage))
                 return int(result.inserted_primary_key[0])
         except IntegrityError as exc:  # registered by another process between the checks and now
@@ -296,12 +316,12 @@ class Database:
                 query = query.where(s.model_versions.c[column] == value)
         with self.engine.connect() as conn:
             row = conn.execute(query.limit(1)).first()
-        return dict(row._mapping) if row else None
+        return self._with_path(row, "path") if row else None
 
     def model_version_rows(self) -> list[dict[str, Any]]:
         with self.engine.connect() as conn:
             rows = conn.execute(select(s.model_versions).order_by(s.model_versions.c.id)).all()
-        return [dict(r._mapping) for r in rows]
+        return [self._with_path(r, "path") for r in rows]
 
     def change_stages(self, changes: Sequence[StageChange]) -> None:
         """Apply stage changes and log them, all or none. A version no longer in ``from_stage`` is refused."""
