@@ -15,7 +15,7 @@ import numpy as np
 
 from inspectloop.datasets import DatasetItem, load_version
 from inspectloop.errors import DatasetError
-from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics
+from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics, json_float
 from inspectloop.evaluate.report import EvaluationReportFiles, ReportFigure, write_evaluation_report
 from inspectloop.evaluate.slices import SliceReport, slice_metrics
 from inspectloop.workspace import Workspace
@@ -32,8 +32,8 @@ class EvaluationResult:
         return {
             "macro_recall": self.metrics.macro_recall, "macro_precision": self.metrics.macro_precision,
             "macro_f1": self.metrics.macro_f1, "accuracy": self.metrics.accuracy, "count": self.metrics.count,
-            "per_class": {m.name: {"precision": _nan_none(m.precision), "recall": _nan_none(m.recall),
-                                   "f1": _nan_none(m.f1), "support": m.support} for m in self.metrics.per_class},
+            "per_class": {m.name: {"precision": json_float(m.precision), "recall": json_float(m.recall),
+                                   "f1": json_float(m.f1), "support": m.support} for m in self.metrics.per_class},
             "worst_slice": None if worst is None else {
                 "field": worst.field, "value": worst.value, "macro_recall": worst.metrics.macro_recall,
                 "count": worst.metrics.count},
@@ -83,7 +83,3 @@ def evaluate_model_file(workspace: Workspace, model_path: Path, *, dataset: str 
                "dataset_version": version.name, "split": split}
     return evaluate_predictions(workspace, items, names, np.array(predicted), target,
                                 title=f"{model.metadata.model_name} on {version.name}/{split}", context=context)
-
-
-def _nan_none(value: float) -> float | None:
-    return None if value != value else value  # NaN != NaN

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 
 from inspectloop.errors import ExportError, MissingExtraError, ModelFileError
-from inspectloop.runtime.images import _to_working_mode
+from inspectloop.runtime.images import to_working_mode
 from inspectloop.runtime.metadata import METADATA_KEY, ModelMetadata, content_hash, model_hash, utc_timestamp
 from inspectloop.runtime.model import INPUT_NAME, OUTPUT_NAME, EdgeModel
 from inspectloop.runtime.preprocess import Preprocess
@@ -138,7 +138,7 @@ def _image_batch(images: Sequence[Image.Image], meta: ModelMetadata, purpose: st
         raise ExportError(f"{purpose} needs at least one image, got none",
                           "pass decoded images from the dataset (for example its validation split)")
     preprocess = Preprocess(meta.input_size, meta.mean, meta.std)
-    arrays = [preprocess(_to_working_mode(image, f"{purpose}: image {i}")) for i, image in enumerate(images)]
+    arrays = [preprocess(to_working_mode(image, f"{purpose}: image {i}")) for i, image in enumerate(images)]
     return np.concatenate(arrays)
 
 

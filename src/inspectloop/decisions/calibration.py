@@ -8,7 +8,6 @@ ECE here is the *top-label* expected calibration error over equal-width confiden
 ``(0, 1/B], (1/B, 2/B], ..., ((B-1)/B, 1]``: the count-weighted mean gap between the mean confidence
 of a bin and the share of its images that were right.
 
-This module also holds the input checks that the other ``decisions`` modules share.
 matplotlib is imported only when a picture is drawn (``pip install 'inspectloop[app]'``).
 """
 
@@ -22,8 +21,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspectloop.errors import DatasetError, InspectloopError, MissingExtraError
-from inspectloop.evaluate.metrics import _json_float
+from inspectloop.decisions.inputs import check_labels, check_logits, check_probs
+from inspectloop.errors import InspectloopError, MissingExtraError
+from inspectloop.evaluate.metrics import json_float
 from inspectloop.fileio import atomic_write_bytes
 
 if TYPE_CHECKING:
@@ -32,8 +32,6 @@ if TYPE_CHECKING:
 
 MIN_TEMPERATURE = 0.05
 MAX_TEMPERATURE = 20.0
-SUM_TOLERANCE = 1e-3
-_VALUE_TOLERANCE = 1e-6
 _GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
 
 
@@ -62,15 +60,15 @@ class ReliabilityCurve:
             "ece": float(self.ece),
             "total": self.total,
             "edges": [float(e) for e in self.edges],
-            "confidence": [_json_float(float(v)) for v in self.confidence],
-            "accuracy": [_json_float(float(v)) for v in self.accuracy],
+            "confidence": [json_float(float(v)) for v in self.confidence],
+            "accuracy": [json_float(float(v)) for v in self.accuracy],
             "count": [int(c) for c in self.count],
         }
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Class probabilities ``softmax(logits / temperature)``, row by row (numerically stable)."""
-    z = _check_logits(logits) / _check_temperature(temperature)
+    z = check_logits(logits) / _check_temperature(temperature)
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)
@@ -83,8 +81,8 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     golden-section search over log T finds the optimum deterministically; logits that carry no
     information (every row constant) give 1.0.
     """
-    z = _check_logits(logits)
-    y = _check_labels(labels, z.shape[0], z.shape[1])
+    z = check_logits(logits)
+    y = check_labels(labels, z.shape[0], z.shape[1])
     if float(np.ptp(z, axis=1).max()) == 0.0:
         return 1.0
     true_logit = z[np.arange(z.shape[0]), y]
@@ -110,8 +108,8 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 
 def reliability(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> ReliabilityCurve:
     """Per-bin mean confidence, accuracy and count of the top-label predictions, and their ECE."""
-    p = _check_probs(probs)
-    y = _check_labels(labels, p.shape[0], p.shape[1])
+    p = check_probs(probs)
+    y = check_labels(labels, p.shape[0], p.shape[1])
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
         raise InspectloopError(f"bins must be a positive whole number, got {bins!r}", hint="15 is usual")
     confidence = p.max(axis=1)
@@ -197,48 +195,3 @@ def _check_temperature(temperature: float) -> float:
         raise InspectloopError(f"temperature must be a positive number, got {temperature!r}",
                                hint="use fit_temperature() on the calibration split, or 1.0 for none")
     return float(temperature)
-
-
-def _check_matrix(values: np.ndarray, what: str, hint: str) -> np.ndarray:
-    array = np.asarray(values)
-    if array.ndim != 2 or array.shape[0] == 0 or array.shape[1] < 2:
-        raise DatasetError(f"{what} must be a (images, classes) array with at least 1 image and 2 classes, "
-                           f"got shape {array.shape}", hint=hint)
-    if array.dtype.kind not in "fiu":
-        raise DatasetError(f"{what} must be numbers, got values of type {array.dtype}", hint=hint)
-    array = array.astype(np.float64)
-    if not np.isfinite(array).all():
-        raise DatasetError(f"{what} holds NaN or infinite values", hint=hint)
-    return array
-
-
-def _check_logits(logits: np.ndarray) -> np.ndarray:
-    return _check_matrix(logits, "logits", "pass the model's raw outputs (before softmax), one row per image")
-
-
-def _check_probs(probs: np.ndarray) -> np.ndarray:
-    """Float64 copy of ``probs`` clipped to [0, 1]; rows must sum to 1 within ``SUM_TOLERANCE``."""
-    hint = "pass softmax probabilities, one row per image (use softmax(logits, temperature))"
-    p = _check_matrix(probs, "probabilities", hint)
-    if p.min() < -_VALUE_TOLERANCE or p.max() > 1.0 + _VALUE_TOLERANCE:
-        raise DatasetError(f"probabilities must lie in [0, 1], got values from {p.min():.4g} to {p.max():.4g}",
-                           hint=hint)
-    sums = p.sum(axis=1)
-    worst = int(np.argmax(np.abs(sums - 1.0)))
-    if abs(sums[worst] - 1.0) > SUM_TOLERANCE:
-        raise DatasetError(f"probabilities of image {worst} sum to {sums[worst]:.6g}, not 1", hint=hint)
-    return np.clip(p, 0.0, 1.0)
-
-
-def _check_labels(labels: np.ndarray, count: int, num_classes: int) -> np.ndarray:
-    y = np.asarray(labels)
-    hint = "pass one class index per image, in the same order as the probability rows"
-    if y.ndim != 1 or y.shape[0] != count:
-        raise DatasetError(f"expected {count} labels (one per image), got an array of shape {y.shape}", hint=hint)
-    if y.dtype.kind not in "iu":
-        raise DatasetError(f"labels must be integer class indices, got values of type {y.dtype}", hint=hint)
-    bad = y[(y < 0) | (y >= num_classes)]
-    if bad.size:
-        raise DatasetError(f"label {int(bad[0])} is outside the {num_classes} classes (0..{num_classes - 1})",
-                           hint="the probability columns must cover every class, in index order")
-    return y.astype(np.int64)

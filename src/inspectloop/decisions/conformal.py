@@ -47,9 +47,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inspectloop.decisions.calibration import _check_labels, _check_probs
+from inspectloop.decisions.inputs import check_labels, check_probs
 from inspectloop.errors import DatasetError, InspectloopError
-from inspectloop.evaluate.metrics import _json_float
+from inspectloop.evaluate.metrics import json_float
 
 PASS, REJECT, REVIEW = 0, 1, 2
 DECISION_NAMES = ("pass", "reject", "review")
@@ -180,12 +180,12 @@ class DecisionRates:
     def to_dict(self) -> dict[str, object]:
         """JSON-safe form with the rates; undefined values become ``None``."""
         fields = {k: getattr(self, k) for k in self.__dataclass_fields__}
-        fields["alpha"] = _json_float(self.alpha)
+        fields["alpha"] = json_float(self.alpha)
         for key in ("escape_ci", "false_reject_ci"):
-            fields[key] = [_json_float(v) for v in fields[key]]
+            fields[key] = [json_float(v) for v in fields[key]]
         rates = ("escape_rate", "false_reject_rate", "review_rate", "automation_rate", "defective_review_rate",
                  "good_review_rate")
-        return {**fields, **{k: _json_float(getattr(self, k)) for k in rates}, "reviews": self.reviews,
+        return {**fields, **{k: json_float(getattr(self, k)) for k in rates}, "reviews": self.reviews,
                 "interval_confidence": INTERVAL_CONFIDENCE}
 
 
@@ -204,8 +204,8 @@ def fit_review_band(
     their true classes, ``good_index`` the good class's column (``None`` when there is none).
     ``false_reject_target`` is used only with a good class.
     """
-    p = _check_probs(probs)
-    y = _check_labels(labels, p.shape[0], p.shape[1])
+    p = check_probs(probs)
+    y = check_labels(labels, p.shape[0], p.shape[1])
     alpha = _check_share(alpha, "alpha", "the escape rate you accept, e.g. 0.01 for 1 %")
     confidence = _check_confidence(confidence)
     if good_index is None:
@@ -242,7 +242,7 @@ def _decide(p: np.ndarray, band: ReviewBand) -> Decisions:
 def decision_rates(probs: np.ndarray, labels: np.ndarray, band: ReviewBand) -> DecisionRates:
     """Escapes, false rejects, reviews and automation of ``band`` on a labelled set, with intervals."""
     p = _check_band_probs(probs, band)
-    y = _check_labels(labels, p.shape[0], p.shape[1])
+    y = check_labels(labels, p.shape[0], p.shape[1])
     return _rates(_decide(p, band), y, band.good_index, band.alpha)
 
 
@@ -260,7 +260,7 @@ def rates_of_decisions(decisions: Decisions, labels: np.ndarray, *, num_classes:
                            f"and {classes.shape}", hint=hint)
     if not np.isin(codes, (PASS, REJECT, REVIEW)).all():
         raise DatasetError("decision codes must be PASS, REJECT or REVIEW", hint=hint)
-    y = _check_labels(labels, codes.shape[0], num_classes)
+    y = check_labels(labels, codes.shape[0], num_classes)
     good = None if good_index is None else _check_good_index(good_index, num_classes)
     if alpha is not None:
         alpha = _check_share(alpha, "alpha", "the escape rate you accept, e.g. 0.01 for 1 %")
@@ -494,7 +494,7 @@ def _check_confidence(confidence: float) -> float:
 
 
 def _check_band_probs(probs: np.ndarray, band: ReviewBand) -> np.ndarray:
-    p = _check_probs(probs)
+    p = check_probs(probs)
     if p.shape[1] != band.num_classes:
         raise DatasetError(f"the band was fitted on {band.num_classes} classes but got {p.shape[1]} columns",
                            hint="use the band fitted for this model")

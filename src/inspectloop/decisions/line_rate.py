@@ -18,7 +18,7 @@ import numpy as np
 
 from inspectloop.decisions.conformal import DecisionRates
 from inspectloop.errors import InspectloopError
-from inspectloop.evaluate.metrics import _json_float
+from inspectloop.evaluate.metrics import json_float
 
 
 @dataclass(frozen=True)
@@ -43,8 +43,8 @@ class LineRateView:
         out: dict[str, object] = {}
         for key in self.__dataclass_fields__:
             value = getattr(self, key)
-            out[key] = [_json_float(v) for v in value] if isinstance(value, tuple) else \
-                _json_float(value) if isinstance(value, float) else value
+            out[key] = [json_float(v) for v in value] if isinstance(value, tuple) else \
+                json_float(value) if isinstance(value, float) else value
         return out
 
 

@@ -19,9 +19,9 @@ from types import MappingProxyType
 
 import numpy as np
 
-from inspectloop.decisions.calibration import _check_labels, _check_probs
+from inspectloop.decisions.inputs import check_labels, check_probs
 from inspectloop.errors import DatasetError, LabelError
-from inspectloop.evaluate.metrics import RECALL_CONFIDENCE, _json_float, wilson_interval
+from inspectloop.evaluate.metrics import RECALL_CONFIDENCE, json_float, wilson_interval
 
 SMALL_SAMPLE = 30
 DEFAULT_RECALL_BY_SEVERITY: Mapping[str, float] = MappingProxyType({"critical": 0.99, "major": 0.97, "minor": 0.95})
@@ -61,15 +61,15 @@ class OperatingPoint:
             "threshold": self.threshold,
             "target_recall": self.target_recall,
             "recall": self.recall,
-            "recall_ci": [_json_float(v) for v in self.recall_ci],
-            "precision": _json_float(self.precision),
-            "precision_ci": [_json_float(v) for v in self.precision_ci],
+            "recall_ci": [json_float(v) for v in self.recall_ci],
+            "precision": json_float(self.precision),
+            "precision_ci": [json_float(v) for v in self.precision_ci],
             "interval_confidence": RECALL_CONFIDENCE,
             "positives": self.positives,
             "flagged": self.flagged,
             "false_alarms": self.false_alarms,
             "negatives": self.negatives,
-            "false_alarm_rate": _json_float(self.false_alarm_rate),
+            "false_alarm_rate": json_float(self.false_alarm_rate),
             "small_sample": self.small_sample,
             "note": self.note,
         }
@@ -82,8 +82,8 @@ def operating_point(probs: np.ndarray, labels: np.ndarray, class_index: int, tar
     their true class indices. Raises :class:`~inspectloop.errors.DatasetError` when the class has no
     calibration images, and :class:`~inspectloop.errors.InspectloopError` on bad input.
     """
-    p = _check_probs(probs)
-    y = _check_labels(labels, p.shape[0], p.shape[1])
+    p = check_probs(probs)
+    y = check_labels(labels, p.shape[0], p.shape[1])
     c = _check_class_index(class_index, p.shape[1])
     target = _check_recall(target_recall, f"target recall of class {c}")
     scores, positive = p[:, c], y == c

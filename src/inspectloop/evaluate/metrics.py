@@ -44,11 +44,11 @@ class ClassMetrics:
         """JSON-safe form; ``nan`` becomes ``None``."""
         return {
             "name": self.name,
-            "precision": _json_float(self.precision),
-            "recall": _json_float(self.recall),
-            "recall_low": _json_float(self.recall_low),
-            "recall_high": _json_float(self.recall_high),
-            "f1": _json_float(self.f1),
+            "precision": json_float(self.precision),
+            "recall": json_float(self.recall),
+            "recall_low": json_float(self.recall_low),
+            "recall_high": json_float(self.recall_high),
+            "f1": json_float(self.f1),
             "support": self.support,
             "predicted": self.predicted,
         }
@@ -90,10 +90,10 @@ class ClassificationMetrics:
         return {
             "class_names": list(self.class_names),
             "count": self.count,
-            "macro_recall": _json_float(self.macro_recall),
-            "macro_precision": _json_float(self.macro_precision),
-            "macro_f1": _json_float(self.macro_f1),
-            "accuracy": _json_float(self.accuracy),
+            "macro_recall": json_float(self.macro_recall),
+            "macro_precision": json_float(self.macro_precision),
+            "macro_f1": json_float(self.macro_f1),
+            "accuracy": json_float(self.accuracy),
             "macro_averaged_over": list(self.macro_classes),
             "recall_confidence": RECALL_CONFIDENCE,
             "confusion": [[int(v) for v in row] for row in self.confusion],
@@ -228,5 +228,6 @@ def _mean_defined(values: Iterable[float]) -> float:
     return float(sum(defined) / len(defined)) if defined else math.nan
 
 
-def _json_float(value: float) -> float | None:
+def json_float(value: float) -> float | None:
+    """A metric for JSON: NaN (undefined, e.g. precision of a never-predicted class) becomes null."""
     return None if math.isnan(value) else float(value)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inspectloop.errors import DatasetError
-from inspectloop.evaluate.metrics import ClassificationMetrics, _json_float, classification_metrics
+from inspectloop.evaluate.metrics import ClassificationMetrics, json_float, classification_metrics
 
 MISSING = "(missing)"
 MAX_SLICE_VALUES = 50
@@ -63,7 +63,7 @@ class SliceReport:
         worst = None
         if self.worst is not None:
             worst = {"field": self.worst.field, "value": self.worst.value, "count": self.worst.metrics.count,
-                     "macro_recall": _json_float(self.worst.metrics.macro_recall)}
+                     "macro_recall": json_float(self.worst.metrics.macro_recall)}
         return {"fields": list(self.fields), "min_count": self.min_count, "worst": worst,
                 "slices": [s.to_dict() for s in self.slices]}
 

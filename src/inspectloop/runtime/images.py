@@ -56,7 +56,7 @@ def decode_image(source: str | Path | bytes, *, name: str | None = None, draft: 
         image.draft("L" if mode == "L" else image.mode, target)
     _load_fully(image, label)
     _check_size(image, label)
-    working = _to_working_mode(image, label)
+    working = to_working_mode(image, label)
     if mode == "L" and working.mode != "L":
         working = working.convert("L")
     return Decoded(working, original_mode, file_format)
@@ -108,7 +108,8 @@ def _check_size(image: Image.Image, label: str) -> None:
                          "crop or tile it before ingest")
 
 
-def _to_working_mode(image: Image.Image, label: str) -> Image.Image:
+def to_working_mode(image: Image.Image, label: str) -> Image.Image:
+    """An opened image in the working mode (L or RGB), converted as this module documents; ImageError if not."""
     mode = image.mode
     if mode == "L":
         return image

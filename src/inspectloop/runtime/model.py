@@ -19,8 +19,12 @@ import onnxruntime as ort
 from PIL import Image
 
 from inspectloop.errors import ImageError, ModelFileError
-from inspectloop.runtime.images import _to_working_mode, load_image
-from inspectloop.runtime.metadata import ModelMetadata, read_model_metadata, verify_model_hash
+from inspectloop.runtime.images import load_image, to_working_mode
+from inspectloop.runtime.metadata import (
+    ModelMetadata,
+    read_model_metadata,
+    verify_model_hash,
+)
 from inspectloop.runtime.preprocess import Preprocess
 
 INPUT_NAME = "input"
@@ -216,7 +220,7 @@ def _working_image(image: Image.Image, label: str) -> Image.Image:
         image.load()
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{label}: image data cannot be read ({exc})", "re-copy the file from the camera") from exc
-    return _to_working_mode(image, label)
+    return to_working_mode(image, label)
 
 
 def _normalisation_table(preprocess: Preprocess) -> np.ndarray:
