@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import Connection
 
 from inspectloop.domain import (
     CLASS_NAME, METADATA_FIELDS, Annotation, CaptureMeta, ClassDefinition, ImageRecord, ImageSource, Severity,
@@ -175,14 +176,15 @@ def _ingest_chunk(workspace: Workspace, chunk: list[SourceItem], ingest_id: int,
     report.annotations_added += len(annotations)
 
 
-def _new_annotations(workspace: Workspace, conn: object, prepared: list[_Prepared], annotator: str) -> list[Annotation]:
+def _new_annotations(workspace: Workspace, conn: Connection, prepared: list[_Prepared],
+                     annotator: str) -> list[Annotation]:
     """One import annotation per (image, label), skipping those an earlier ingest already recorded."""
-    existing = workspace.db.existing_annotations(conn, [e.digest for e in prepared])  # type: ignore[arg-type]
+    existing = workspace.db.existing_annotations(conn, [e.digest for e in prepared])
     annotations = []
     for entry in prepared:
         key = (entry.digest, entry.item.label, annotator)
         if entry.item.label and key not in existing:
-            existing.add(key)  # type: ignore[arg-type]
+            existing.add(key)
             annotations.append(Annotation(sha256=entry.digest, class_name=entry.item.label, annotator=annotator,
                                           source="import"))
     return annotations
