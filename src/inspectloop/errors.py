@@ -70,3 +70,15 @@ class MissingExtraError(InspectloopError):
             f"this needs the '{module}' package, which is not installed",
             hint=f"pip install 'inspectloop[{extra}]'",
         )
+
+
+class AuthError(InspectloopError):
+    """No credentials, unknown or disabled credentials, or a role that may not do this."""
+
+
+class ServiceError(InspectloopError):
+    """The inspection service cannot start or serve as configured."""
+
+
+class ReviewError(InspectloopError):
+    """A review item cannot be claimed or decided as asked."""

@@ -212,3 +212,96 @@ stage_events = Table(
     Column("at", String, nullable=False),
     info=since(2),
 )
+
+# -- version 3: people, the prediction log, shadow results, human QC and the review queue -----------
+
+# Who may write through the service. Tokens are stored as SHA-256 only; the token itself is shown once.
+users = Table(
+    "users", metadata,
+    Column("name", String, primary_key=True),
+    Column("role", String, nullable=False),  # reviewer | admin
+    Column("token_sha256", String(64), nullable=False, unique=True),
+    Column("created_at", String, nullable=False),
+    Column("disabled", Boolean, nullable=False, server_default=text("0")),
+    info=since(3),
+)
+
+# Every production prediction, once. ``request_id`` is the idempotency key: a retried or replayed
+# request finds its row instead of adding a second one.
+predictions = Table(
+    "predictions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", String, nullable=False, unique=True),
+    Column("received_at", String, nullable=False),
+    Column("source", String, nullable=False),  # http | watch
+    Column("camera", String), Column("line", String), Column("shift", String), Column("lighting", String),
+    Column("part_id", String), Column("session", String), Column("captured_at", String),
+    Column("extra", JSON, nullable=False, default=dict),
+    Column("image_sha256", String(64), nullable=False, index=True),
+    Column("image_stored", Boolean, nullable=False),  # bytes kept in the blob store (sampled or needed)
+    Column("model_version_id", Integer, ForeignKey("model_versions.id"), index=True),  # None: a bare file
+    Column("model_name", String, nullable=False),  # the model file's name and version, as served
+    Column("label", String, nullable=False),
+    Column("decision", String, nullable=False),  # pass | reject | review
+    Column("confidence", Float, nullable=False),
+    Column("scores", JSON, nullable=False),
+    Column("latency_ms", JSON, nullable=False),
+    Column("stats", JSON),  # image statistics (brightness, contrast, sharpness, noise, clipping) for drift
+    Column("suspect", Boolean, nullable=False, server_default=text("0")),  # its camera failed a health check
+    Index("ix_predictions_camera_time", "camera", "received_at"),
+    info=since(3),
+)
+
+# A candidate model's output on a production input: logged, compared, never acted on.
+shadow_predictions = Table(
+    "shadow_predictions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("prediction_id", Integer, ForeignKey("predictions.id"), nullable=False),
+    Column("model_version_id", Integer, ForeignKey("model_versions.id"), nullable=False, index=True),
+    Column("label", String, nullable=False),
+    Column("decision", String, nullable=False),
+    Column("confidence", Float, nullable=False),
+    Column("scores", JSON, nullable=False),
+    Column("latency_ms", JSON, nullable=False),
+    Column("agrees", Boolean, nullable=False),  # same decision and label as production
+    Column("created_at", String, nullable=False),
+    Index("ux_shadow_once", "prediction_id", "model_version_id", unique=True),
+    info=since(3),
+)
+
+# A human QC inspector's verdict on a part, recorded through the service beside the model's.
+qc_decisions = Table(
+    "qc_decisions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("prediction_id", Integer, ForeignKey("predictions.id"), nullable=False, index=True),
+    Column("label", String, ForeignKey("classes.name"), nullable=False),
+    Column("inspector", String, nullable=False),
+    Column("created_at", String, nullable=False),
+    info=since(3),
+)
+
+# An image waiting for a human. One open item per (image, reason); a claim is a lease that expires.
+review_items = Table(
+    "review_items", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("image_sha256", String(64), ForeignKey("images.sha256"), nullable=False, index=True),
+    Column("reason", String, nullable=False),  # uncertain | shadow | qc | recalibration | drift
+    Column("prediction_id", Integer, ForeignKey("predictions.id"), index=True),
+    Column("model_version_id", Integer, ForeignKey("model_versions.id")),
+    Column("suggestion", String),  # the model's label, shown to the reviewer
+    Column("scores", JSON),
+    Column("details", JSON, nullable=False, default=dict),  # e.g. the shadow's disagreeing label
+    Column("priority", Float, nullable=False, server_default=text("0")),
+    Column("status", String, nullable=False),  # open | done | skipped
+    Column("claimed_by", String),
+    Column("claimed_until", String),
+    Column("decided_label", String, ForeignKey("classes.name")),
+    Column("decided_by", String),
+    Column("decided_at", String),
+    Column("annotation_id", Integer, ForeignKey("annotations.id")),
+    Column("created_at", String, nullable=False),
+    Index("ix_review_items_queue", "status", "priority", "id"),
+    Index("ux_review_items_open", "image_sha256", "reason", unique=True,
+          sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
+    info=since(3),
+)

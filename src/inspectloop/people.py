@@ -1,0 +1,111 @@
+"""People who write through the service: reviewers and admins, each with a secret token.
+
+Only the token's SHA-256 is stored; the token is returned once, when the user is added. Admins may
+do everything a reviewer may, and also promote, roll back and override.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from inspectloop.errors import AuthError
+from inspectloop.store import now_iso
+from inspectloop.store import schema as s
+from inspectloop.workspace import Workspace
+
+USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+
+class Role(StrEnum):
+    REVIEWER = "reviewer"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    role: Role
+
+    def can(self, role: Role) -> bool:
+        """True when this user holds ``role`` or a higher one."""
+        return self.role == Role.ADMIN or self.role == role
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def add_user(workspace: Workspace, name: str, role: Role | str) -> str:
+    """Add a user; return their new token (shown once, stored only as a hash)."""
+    if not USER_NAME.match(name or ""):
+        raise AuthError(f"invalid user name {name!r}",
+                        "use 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
+    role = _role(role)
+    token = secrets.token_urlsafe(24)
+    try:
+        with workspace.db.transaction() as conn:
+            conn.execute(s.users.insert().values(name=name, role=role.value, token_sha256=token_digest(token),
+                                                 created_at=now_iso(), disabled=False))
+    except IntegrityError as exc:
+        raise AuthError(f"user {name!r} already exists", "choose another name, or reset their token") from exc
+    return token
+
+
+def reset_token(workspace: Workspace, name: str) -> str:
+    """Give a user a new token (the old one stops working at once); return it."""
+    token = secrets.token_urlsafe(24)
+    _update(workspace, name, token_sha256=token_digest(token), disabled=False)
+    return token
+
+
+def disable_user(workspace: Workspace, name: str) -> None:
+    _update(workspace, name, disabled=True)
+
+
+def list_users(workspace: Workspace) -> list[tuple[User, bool]]:
+    """Every user with their disabled flag, by name."""
+    with workspace.db.engine.connect() as conn:
+        rows = conn.execute(select(s.users).order_by(s.users.c.name)).all()
+    return [(User(row.name, Role(row.role)), bool(row.disabled)) for row in rows]
+
+
+def authenticate(workspace: Workspace, token: str | None) -> User:
+    """The user holding ``token``; AuthError when it is missing, unknown or disabled."""
+    if not token:
+        raise AuthError("no credentials given", "send 'Authorization: Bearer <token>' (tokens come from "
+                        "'inspectloop users add')")
+    with workspace.db.engine.connect() as conn:
+        row = conn.execute(select(s.users).where(s.users.c.token_sha256 == token_digest(token))).first()
+    if row is None or row.disabled:
+        raise AuthError("unknown or disabled token", "ask an admin for a token: inspectloop users add NAME")
+    return User(row.name, Role(row.role))
+
+
+def require(user: User, role: Role | str) -> User:
+    """``user`` when they hold ``role``; AuthError saying who may, otherwise."""
+    role = _role(role)
+    if not user.can(role):
+        raise AuthError(f"{user.name} is a {user.role.value}; this needs the {role.value} role",
+                        "ask an admin to do it")
+    return user
+
+
+def _update(workspace: Workspace, name: str, **values: object) -> None:
+    with workspace.db.transaction() as conn:
+        changed = conn.execute(update(s.users).where(s.users.c.name == name).values(**values)).rowcount
+    if not changed:
+        raise AuthError(f"no user named {name!r}", "list users with: inspectloop users list")
+
+
+def _role(role: Role | str) -> Role:
+    try:
+        return Role(role)
+    except ValueError:
+        raise AuthError(f"unknown role {role!r}", "use 'reviewer' or 'admin'") from None
