@@ -3,8 +3,11 @@ temperature scaling fitted on a calibration split that no training step sees.
 
     python -m benchmarks.calibration [--dataset neu_det|magnetic_tile|both]
 
-Splits as in the NEU and magnetic-tile benchmarks, with 20% of the non-test images per class set
-aside as the calibration split (so the training set is smaller than in those benchmarks).
+Splits as in the NEU and magnetic-tile benchmarks, with part of the non-test images per class set
+aside as the calibration split (so the training set is smaller than in those benchmarks): 20% on NEU,
+40% on magnetic tile, whose defect classes are small (40% gives about 100 calibration defects, the
+fewest a 1% escape guarantee can rest on; see ``benchmarks.decisions``). Running one dataset keeps
+the other's last result.
 Goal (next issue): ECE after calibration <= 2% on both datasets.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import argparse
 
-from benchmarks.common import CITATIONS, magnetic_tile_items, neu_items, write_result
+from benchmarks.common import CITATIONS, magnetic_tile_items, neu_items, previous_datasets, write_result
 from benchmarks.training_bench import fresh_workspace, progress_printer
 from inspectloop.datasets import SplitPlan
 from inspectloop.train.config import TrainConfig
@@ -22,7 +25,7 @@ SETUPS = {
     "neu_det": (neu_items, SplitPlan(group_by="none", val_fraction=0.15, test_fraction=0.15, calib_fraction=0.2),
             TrainConfig(mode="probe", input_size=224, epochs=300, augment="none")),
     "magnetic_tile": (magnetic_tile_items,
-                      SplitPlan(group_by="none", val_fraction=0.15, calib_fraction=0.2, test_field="session",
+                      SplitPlan(group_by="none", val_fraction=0.15, calib_fraction=0.4, test_field="session",
                                 test_values=("exp5", "exp6")),
                       TrainConfig(mode="finetune", input_size=192, epochs=12, freeze_blocks=2)),
 }
@@ -33,7 +36,7 @@ def main() -> None:
     parser.add_argument("--dataset", choices=[*SETUPS, "both"], default="both")
     args = parser.parse_args()
     names = list(SETUPS) if args.dataset == "both" else [args.dataset]
-    results = {}
+    results = previous_datasets("calibration")
     for name in names:
         items, plan, config = SETUPS[name]
         ws = fresh_workspace(f"calibration-{name}", items(), plan)

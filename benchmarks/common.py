@@ -60,6 +60,12 @@ def write_result(name: str, payload: dict[str, Any]) -> Path:
     return path
 
 
+def previous_datasets(name: str) -> dict[str, Any]:
+    """The ``datasets`` of benchmark ``name``'s last result, so rerunning one dataset keeps the others."""
+    path = RESULTS / f"{name}.json"
+    return dict(json.loads(path.read_text()).get("datasets", {})) if path.exists() else {}
+
+
 def machine() -> dict[str, Any]:
     return {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
             "processor": _cpu_model()}

@@ -143,7 +143,8 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     good_index = _good_index(workspace, names)
     band = None if calib_logits is None else fit_decisions(
         softmax(calib_logits, confidence.temperature), calib_labels, softmax(test_logits, confidence.temperature),
-        test_set.labels, good_index=good_index, alpha=config.alpha, confidence=config.confidence)
+        test_set.labels, good_index=good_index, alpha=config.alpha, confidence=config.confidence,
+        guarantee=config.guarantee, targets=_recall_targets(workspace, names, good_index, config), class_names=names)
     context = {"run": run_id, "dataset_version": version.name, "split": "test", "backbone": config.backbone,
                "input_size": config.input_size, "mode": config.mode, "best_epoch": result.best_epoch,
                "train_seconds": round(result.seconds, 1), "temperature": round(confidence.temperature, 4),
@@ -156,7 +157,7 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     int8_images = _spread(train_set.images, INT8_CALIBRATION_IMAGES) if export_int8 else []
     model_path = _export(workspace, result.model, version, config, run_id, run_dir,
                          _spread(val_set.images, INT8_CHECK_IMAGES), int8_images, names, colour,
-                         confidence.temperature, band.review if band else None)
+                         confidence.temperature, band.review if band else None, band.thresholds if band else {})
     metrics = {"test": evaluation.summary(), "calibration": confidence.to_dict(),
                "decisions": band.summary if band else None, "history": result.history,
                "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 1),
@@ -174,6 +175,16 @@ def _calibration_logits(model: Any, version: DatasetVersion, load: Any, preproce
         return None, None
     _, calib_set = load("calib")
     return predict_logits(model, calib_set, preprocess), calib_set.labels
+
+
+def _recall_targets(workspace: Workspace, names: list[str], good_index: int | None,
+                    config: TrainConfig) -> dict[str, float]:
+    """Each defect class's target recall: the run's own setting, else its severity's default."""
+    from inspectloop.decisions.operating_points import target_recalls
+
+    severities = {c.name: c.severity.value for c in workspace.db.classes().values()}
+    return target_recalls(names, severities, names[good_index] if good_index is not None else None,
+                          per_class=config.recall_targets)
 
 
 def _good_index(workspace: Workspace, names: list[str]) -> int | None:
@@ -196,7 +207,7 @@ def _colour_mode(workspace: Workspace, version: DatasetVersion, config: TrainCon
 
 def _export(workspace: Workspace, model: Any, version: DatasetVersion, config: TrainConfig, run_id: str,
             run_dir: Path, checks: list[Any], calibration: list[Any], names: list[str], colour: str,
-            temperature: float, review: dict[str, Any] | None) -> Path:
+            temperature: float, review: dict[str, Any] | None, thresholds: dict[str, float]) -> Path:
     """Export fp32 (parity-checked against PyTorch) and, given calibration images, an INT8 variant.
 
     INT8 must agree with the float model's top-1 on at least 97% of up to 128 validation images:
@@ -211,7 +222,7 @@ def _export(workspace: Workspace, model: Any, version: DatasetVersion, config: T
     metadata = ModelMetadata(
         model_name=workspace.config.name, model_version=run_id, class_names=tuple(names),
         good_class=names[good_index] if good_index is not None else None, input_size=config.input_size, mean=spec.mean, std=spec.std,
-        temperature=temperature, review=review, jpeg_draft=config.jpeg_draft, colour_mode=colour, dataset_version=version.name,
+        temperature=temperature, review=review, thresholds=thresholds, jpeg_draft=config.jpeg_draft, colour_mode=colour, dataset_version=version.name,
         run_id=run_id, code_version=code_version(), created_at=now_iso(), weights_sha256="")
     model.eval()
     report = export_classifier(model, metadata, run_dir / "model.onnx", checks[:16])

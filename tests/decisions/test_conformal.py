@@ -193,3 +193,34 @@ def test_decide_checks_the_number_of_classes() -> None:
     band = fit_review_band(PROBS, LABELS, good_index=0, alpha=0.01)
     with pytest.raises(InspectloopError, match="3 classes"):
         decide(np.array([[0.5, 0.5]]), band)
+
+
+def test_marginal_guarantee_holds_on_average_with_far_fewer_calibration_parts() -> None:
+    rng = np.random.default_rng(13)
+    alpha = 0.02
+    population = with_good(rng, 20_000, 20_000)
+    escape = []
+    for _ in range(DRAWS):
+        band = fit_review_band(*with_good(rng, 60, 300), good_index=0, alpha=alpha, guarantee="marginal")
+        assert band.certifiable and band.guarantee_kind == "marginal" and "on average" in band.guarantee
+        escape.append(decision_rates(*population, band).escape_rate)
+    assert np.mean(escape) <= alpha * 1.1  # the average over draws, within simulation noise
+    assert np.mean(escape) > alpha / 3
+    pac = fit_review_band(*with_good(rng, 60, 300), good_index=0, alpha=alpha, confidence=0.9)
+    assert not pac.certifiable  # PAC at 90% needs 114 defects for 2%
+
+
+def test_marginal_calibration_sizes() -> None:
+    assert [min_calibration_size(a, guarantee="marginal") for a in (0.005, 0.01, 0.02)] == [199, 99, 49]
+    rng = np.random.default_rng(14)
+    probs, labels = with_good(rng, 98, 100)
+    assert not fit_review_band(probs, labels, good_index=0, alpha=0.01, guarantee="marginal").certifiable
+    probs, labels = with_good(rng, 99, 100)
+    band = fit_review_band(probs, labels, good_index=0, alpha=0.01, guarantee="marginal")
+    assert band.certifiable and band.allowed_escapes == 0
+
+
+def test_unknown_guarantee_is_refused() -> None:
+    probs, labels = with_good(np.random.default_rng(15), 50, 50)
+    with pytest.raises(InspectloopError, match="unknown guarantee"):
+        fit_review_band(probs, labels, good_index=0, alpha=0.01, guarantee="hopeful")

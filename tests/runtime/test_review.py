@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inspectloop.decisions.conformal import PASS, REJECT, REVIEW, ReviewBand, decide
+from inspectloop.decisions.conformal import PASS, REJECT, REVIEW, ReviewBand, decide, threshold_array
 from inspectloop.errors import ModelFileError
 from inspectloop.runtime import EdgeModel
 from inspectloop.runtime.metadata import ModelMetadata
@@ -48,6 +48,34 @@ def test_runtime_decisions_match_the_decisions_package(tmp_path: Path, good: str
     for p, code, cls in zip(predictions, expected.codes, expected.classes, strict=True):
         if code != REVIEW:
             assert p.label == CLASSES[int(cls)]
+
+
+@pytest.mark.parametrize("good, flag", [("good", ("scratch",)), ("good", ("scratch", "dark")), (None, ("good", "dark"))])
+def test_operating_point_thresholds_are_applied_as_the_decisions_package_applies_them(
+        tmp_path: Path, good: str | None, flag: tuple[str, ...]) -> None:
+    good_index = CLASSES.index(good) if good else None
+    b = band(good_index, 0.6, 0.1 if good else None)
+    images, _ = synthetic_images(10, seed=7)
+    plain = EdgeModel(export_tiny(tmp_path / "plain.onnx", good_class=good, review=review_field(b)).path)
+    probs = np.array([[plain.predict(image).scores[c] for c in CLASSES] for image in images])
+    # thresholds at each flagged class's median probability, so some images cross them and some do not
+    thresholds = {name: float(np.median(probs[:, CLASSES.index(name)])) for name in flag}
+    model = EdgeModel(export_tiny(tmp_path / "m.onnx", good_class=good, review=review_field(b),
+                                  thresholds=thresholds).path)
+    predictions = [model.predict(image) for image in images]
+    expected = decide(probs, b, threshold_array(CLASSES, thresholds))
+    assert [p.decision for p in predictions] == [CODES[int(c)] for c in expected.codes]
+    assert expected.codes.tolist() != decide(probs, b).codes.tolist()  # the thresholds changed something
+    for p, code, cls in zip(predictions, expected.codes, expected.classes, strict=True):
+        if code != REVIEW:
+            assert p.label == CLASSES[int(cls)]
+
+
+def test_a_flagged_defect_is_rejected_even_when_the_band_would_pass_it() -> None:
+    b = band(0, 0.5, 0.05)
+    probs = np.array([[0.90, 0.08, 0.02], [0.90, 0.02, 0.08], [0.97, 0.02, 0.01]])
+    d = decide(probs, b, threshold_array(CLASSES, {"scratch": 0.05, "dark": 0.05}))
+    assert d.codes.tolist() == [REJECT, REJECT, PASS] and d.classes.tolist() == [1, 2, 0]
 
 
 def test_a_band_that_automates_nothing_sends_everything_to_review(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from inspectloop.decisions.conformal import (
     fit_review_band,
     min_calibration_size,
     rates_of_decisions,
+    threshold_array,
 )
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
 from inspectloop.decisions.operating_points import (
@@ -64,4 +65,5 @@ __all__ = [
     "reliability_png",
     "softmax",
     "target_recalls",
+    "threshold_array",
 ]

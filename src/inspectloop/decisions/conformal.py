@@ -34,6 +34,13 @@ confidence, at most ``false_reject_target`` (default 2 %) of good parts are auto
 bands overlap, rejection wins (safety first); both guarantees still hold, each with ``confidence``,
 both together with at least ``2 * confidence - 1``. Everything else goes to review.
 
+**The marginal option** (``guarantee="marginal"``) is classic split conformal: the threshold is the
+(k+1)-th largest escape score with ``k = floor(alpha (n + 1)) - 1``, so that the escape probability
+of a new part, *averaged over calibration draws*, is at most ``(k+1)/(n+1) <= alpha``. It needs far
+fewer calibration parts (``1/alpha - 1``: 99 for 1 %) but says nothing about the one band a plant
+deploys, whose true escape rate scatters around alpha (roughly Beta(n+1-k-1, k+1)). Reports name the
+guarantee in force.
+
 **Assumption.** Production parts are exchangeable with the calibration split: same process, cameras,
 lighting and, since the escape rate pools defect classes, the same mix of defect classes. A class
 that is rarer in calibration than on the line weighs less in the guarantee.
@@ -55,6 +62,7 @@ PASS, REJECT, REVIEW = 0, 1, 2
 DECISION_NAMES = ("pass", "reject", "review")
 DEFAULT_CONFIDENCE = 0.9
 DEFAULT_FALSE_REJECT = 0.02
+GUARANTEES = ("pac", "marginal")
 INTERVAL_CONFIDENCE = 0.95
 _NEVER_ABOVE = 1.0  # no probability is above 1: automate nothing on that side
 _NEVER_BELOW = 0.0  # no probability is below 0: reject nothing
@@ -85,6 +93,7 @@ class ReviewBand:
     reject_certified: bool | None
     guarantee: str
     note: str
+    guarantee_kind: str = "pac"  # pac | marginal (see the module docstring)
 
     @property
     def score(self) -> str:
@@ -197,53 +206,81 @@ def fit_review_band(
     alpha: float,
     confidence: float = DEFAULT_CONFIDENCE,
     false_reject_target: float = DEFAULT_FALSE_REJECT,
+    guarantee: str = "pac",
 ) -> ReviewBand:
     """Fit the pass / reject / review band on the calibration split (see the module docstring).
 
     ``probs`` are calibrated probabilities of calibration images that training never saw, ``labels``
     their true classes, ``good_index`` the good class's column (``None`` when there is none).
-    ``false_reject_target`` is used only with a good class.
+    ``false_reject_target`` is used only with a good class. ``guarantee`` is ``"pac"`` (with
+    ``confidence`` over the calibration draw) or ``"marginal"`` (on average over calibration draws;
+    ``confidence`` is then unused).
     """
     p = check_probs(probs)
     y = check_labels(labels, p.shape[0], p.shape[1])
     alpha = _check_share(alpha, "alpha", "the escape rate you accept, e.g. 0.01 for 1 %")
     confidence = _check_confidence(confidence)
+    kind = _check_guarantee(guarantee)
     if good_index is None:
-        return _fit_without_good(p, y, alpha, confidence)
+        return _fit_without_good(p, y, alpha, confidence, kind)
     good = _check_good_index(good_index, p.shape[1])
     beta = _check_share(false_reject_target, "false_reject_target", "e.g. 0.02 for 2 % of good parts")
-    return _fit_with_good(p, y, good, alpha, confidence, beta)
+    return _fit_with_good(p, y, good, alpha, confidence, beta, kind)
 
 
-def decide(probs: np.ndarray, band: ReviewBand) -> Decisions:
-    """Pass, reject (with its class) or review for each image, as ``band`` says."""
-    return _decide(_check_band_probs(probs, band), band)
+def decide(probs: np.ndarray, band: ReviewBand, thresholds: np.ndarray | None = None) -> Decisions:
+    """Pass, reject (with its class) or review for each image, as ``band`` and the per-class
+    operating-point ``thresholds`` say (see :func:`_decide`)."""
+    p = _check_band_probs(probs, band)
+    return _decide(p, band, _check_thresholds(thresholds, p.shape[1], band.good_index))
 
 
-def _decide(p: np.ndarray, band: ReviewBand) -> Decisions:
-    """:func:`decide` on already checked probabilities."""
+def _decide(p: np.ndarray, band: ReviewBand, thresholds: np.ndarray | None = None) -> Decisions:
+    """:func:`decide` on already checked probabilities.
+
+    ``thresholds`` (one per class, ``inf`` for none) are the operating points: a defect class is
+    *flagged* when its probability reaches its threshold. With a good class a flagged part is
+    rejected (as its most likely flagged class) even when the band would pass it, so a class's
+    recall target overrides automation; without one, a part whose top class is decided
+    automatically goes to review instead when another class is flagged. Both rules only move parts
+    away from automatic passes or assignments, so the band's escape guarantee still holds.
+    """
     codes = np.full(p.shape[0], REVIEW, dtype=np.int8)
     classes = np.full(p.shape[0], -1, dtype=np.int64)
+    flagged = p >= thresholds if thresholds is not None else np.zeros(p.shape, dtype=bool)
+    top = p.argmax(axis=1)
     if band.good_index is None:
-        auto = p.max(axis=1) > band.auto_above
-        codes[auto], classes[auto] = REJECT, p.argmax(axis=1)[auto]
+        flagged[np.arange(p.shape[0]), top] = False
+        auto = (p.max(axis=1) > band.auto_above) & ~flagged.any(axis=1)
+        codes[auto], classes[auto] = REJECT, top[auto]
         return Decisions(codes, classes)
     g = band.good_index
     score = p[:, g]
-    reject = score < (band.reject_below if band.reject_below is not None else _NEVER_BELOW)
+    flagged[:, g] = False
+    by_flag = flagged.any(axis=1)
+    reject = (score < (band.reject_below if band.reject_below is not None else _NEVER_BELOW)) | by_flag
     passed = ~reject & (score > band.auto_above)
-    defects = p.copy()
+    defects = np.where(flagged | ~by_flag[:, None], p, -1.0)  # flagged classes first, else any defect
     defects[:, g] = -1.0
     codes[passed], classes[passed] = PASS, g
     codes[reject], classes[reject] = REJECT, defects.argmax(axis=1)[reject]
     return Decisions(codes, classes)
 
 
-def decision_rates(probs: np.ndarray, labels: np.ndarray, band: ReviewBand) -> DecisionRates:
-    """Escapes, false rejects, reviews and automation of ``band`` on a labelled set, with intervals."""
+def threshold_array(class_names: list[str] | tuple[str, ...], thresholds: dict[str, float] | None) -> np.ndarray | None:
+    """Per-class thresholds by name as the array :func:`decide` takes (``inf`` where a class has none)."""
+    if not thresholds:
+        return None
+    return np.array([float(thresholds.get(name, math.inf)) for name in class_names])
+
+
+def decision_rates(probs: np.ndarray, labels: np.ndarray, band: ReviewBand,
+                   thresholds: np.ndarray | None = None) -> DecisionRates:
+    """Escapes, false rejects, reviews and automation of ``band`` (and ``thresholds``) on a labelled set."""
     p = _check_band_probs(probs, band)
     y = check_labels(labels, p.shape[0], p.shape[1])
-    return _rates(_decide(p, band), y, band.good_index, band.alpha)
+    return _rates(_decide(p, band, _check_thresholds(thresholds, p.shape[1], band.good_index)), y,
+                  band.good_index, band.alpha)
 
 
 def rates_of_decisions(decisions: Decisions, labels: np.ndarray, *, num_classes: int, good_index: int | None,
@@ -294,13 +331,15 @@ def _rates(d: Decisions, y: np.ndarray, good_index: int | None, alpha: float | N
     )
 
 
-def min_calibration_size(alpha: float, confidence: float = DEFAULT_CONFIDENCE) -> int:
+def min_calibration_size(alpha: float, confidence: float = DEFAULT_CONFIDENCE, guarantee: str = "pac") -> int:
     """The fewest calibration parts (defective parts, with a good class) that can certify ``alpha``.
 
-    The smallest ``n`` with ``(1 - alpha)^n <= 1 - confidence``: then the threshold sits at the
-    largest calibration escape score and none of them may escape.
+    PAC: the smallest ``n`` with ``(1 - alpha)^n <= 1 - confidence``: then the threshold sits at the
+    largest calibration escape score and none of them may escape. Marginal: ``ceil(1/alpha - 1)``.
     """
     alpha = _check_share(alpha, "alpha", "the escape rate you accept, e.g. 0.01 for 1 %")
+    if _check_guarantee(guarantee) == "marginal":
+        return max(1, math.ceil(1.0 / alpha - 1.0 - 1e-9))
     log_delta, log_keep = math.log1p(-_check_confidence(confidence)), math.log1p(-alpha)
     n = max(1, math.ceil(log_delta / log_keep))
     while n > 1 and (n - 1) * log_keep <= log_delta:
@@ -326,23 +365,25 @@ def clopper_pearson(successes: int, n: int, confidence: float = INTERVAL_CONFIDE
 # --- fitting ------------------------------------------------------------------------------------
 
 
-def _fit_with_good(p: np.ndarray, y: np.ndarray, g: int, alpha: float, confidence: float, beta: float) -> ReviewBand:
+def _fit_with_good(p: np.ndarray, y: np.ndarray, g: int, alpha: float, confidence: float, beta: float,
+                   kind: str) -> ReviewBand:
     score, is_good = p[:, g], y == g
     n, m = int((~is_good).sum()), int(is_good.sum())
-    k, k_reject = _allowed_escapes(n, alpha, confidence), _allowed_escapes(m, beta, confidence)
+    k, k_reject = _allowed_escapes(n, alpha, confidence, kind), _allowed_escapes(m, beta, confidence, kind)
     auto_above = _kth_largest(score[~is_good], k) if k is not None else _NEVER_ABOVE
     reject_below = -_kth_largest(-score[is_good], k_reject) if k_reject is not None else _NEVER_BELOW
-    needed = min_calibration_size(alpha, confidence)
-    escape = _Escape(n, k, alpha, confidence, needed, "defective calibration images",
+    needed = min_calibration_size(alpha, confidence, kind)
+    escape = _Escape(n, k, alpha, confidence, needed, kind, "defective calibration images",
                      "of defective parts are auto-passed as good",
                      "Nothing is auto-passed: every part that would have passed goes to review.")
     if k_reject is None:
         reject = (f"Good parts are never auto-rejected: {m} good calibration images cannot certify a false-reject "
-                  f"rate of {_pct(beta)} at {_pct(confidence)} confidence (at least "
-                  f"{min_calibration_size(beta, confidence)} are needed); parts that look defective go to review.")
+                  f"rate of {_pct(beta)} ({_kind_words(kind, confidence)}; at least "
+                  f"{min_calibration_size(beta, confidence, kind)} are needed); parts that look defective go to "
+                  f"review.")
     else:
-        reject = (f"With the same confidence, at most {_pct(beta)} of good parts are auto-rejected ({m} good "
-                  f"calibration images, at most {k_reject} of them below the reject threshold).")
+        reject = (f"Likewise ({_kind_words(kind, confidence)}), at most {_pct(beta)} of good parts are auto-rejected "
+                  f"({m} good calibration images, at most {k_reject} of them below the reject threshold).")
     return ReviewBand(
         good_index=g, num_classes=p.shape[1], alpha=alpha, confidence=confidence, auto_above=auto_above,
         reject_below=reject_below, false_reject_target=beta, calibration_defects=n, calibration_good=m,
@@ -351,17 +392,18 @@ def _fit_with_good(p: np.ndarray, y: np.ndarray, g: int, alpha: float, confidenc
         guarantee=f"{escape.guarantee()} {reject if k_reject is not None else ''}".strip(),
         note=" ".join(s for s in (escape.shortfall(), reject if k_reject is None else "",
                                   _saturation_note(k, auto_above)) if s),
+        guarantee_kind=kind,
     )
 
 
-def _fit_without_good(p: np.ndarray, y: np.ndarray, alpha: float, confidence: float) -> ReviewBand:
+def _fit_without_good(p: np.ndarray, y: np.ndarray, alpha: float, confidence: float, kind: str) -> ReviewBand:
     top = p.argmax(axis=1)
     escape_score = np.where(top != y, p.max(axis=1), -1.0)  # a right answer never escapes
     n = int(y.size)
-    k = _allowed_escapes(n, alpha, confidence)
+    k = _allowed_escapes(n, alpha, confidence, kind)
     auto_above = max(0.0, _kth_largest(escape_score, k)) if k is not None else _NEVER_ABOVE
-    needed = min_calibration_size(alpha, confidence)
-    escape = _Escape(n, k, alpha, confidence, needed, "calibration images", "of parts are auto-assigned a wrong class",
+    needed = min_calibration_size(alpha, confidence, kind)
+    escape = _Escape(n, k, alpha, confidence, needed, kind, "calibration images", "of parts are auto-assigned a wrong class",
                      "Nothing is decided automatically: every part goes to review.")
     return ReviewBand(
         good_index=None, num_classes=p.shape[1], alpha=alpha, confidence=confidence, auto_above=auto_above,
@@ -369,13 +411,18 @@ def _fit_without_good(p: np.ndarray, y: np.ndarray, alpha: float, confidence: fl
         allowed_escapes=k, min_calibration_defects=needed, certifiable=k is not None, reject_certified=None,
         guarantee=escape.guarantee(),
         note=" ".join(s for s in (escape.shortfall(), _saturation_note(k, auto_above)) if s),
+        guarantee_kind=kind,
     )
 
 
-def _allowed_escapes(n: int, alpha: float, confidence: float) -> int | None:
-    """Largest k with P(Binomial(n, alpha) <= k) <= 1 - confidence; ``None`` when even k = 0 fails."""
+def _allowed_escapes(n: int, alpha: float, confidence: float, kind: str = "pac") -> int | None:
+    """PAC: the largest k with P(Binomial(n, alpha) <= k) <= 1 - confidence. Marginal: the largest k
+    with (k + 1) / (n + 1) <= alpha. ``None`` when even k = 0 fails."""
     if n == 0:
         return None
+    if kind == "marginal":
+        k = math.floor(alpha * (n + 1) + 1e-9) - 1
+        return k if k >= 0 else None
     i = np.arange(n + 1)
     log_choose = np.concatenate(([0.0], np.cumsum(np.log(n - i[1:] + 1.0) - np.log(i[1:]))))
     cdf = np.cumsum(np.exp(log_choose + i * math.log(alpha) + (n - i) * math.log1p(-alpha)))
@@ -400,14 +447,21 @@ class _Escape:
     alpha: float
     confidence: float
     needed: int
+    kind: str
     population: str
     what: str
     fallback: str
 
     def guarantee(self) -> str:
         if self.k is None:
-            return (f"No escape rate is certified: {self.n} {self.population} cannot certify {_pct(self.alpha)} at "
-                    f"{_pct(self.confidence)} confidence, so nothing is decided automatically on the escape side.")
+            return (f"No escape rate is certified: {self.n} {self.population} cannot certify {_pct(self.alpha)} "
+                    f"({_kind_words(self.kind, self.confidence)}), so nothing is decided automatically on the "
+                    f"escape side.")
+        if self.kind == "marginal":
+            return (f"On average over calibration draws (marginal split-conformal guarantee, not a bound on this "
+                    f"one band), at most {_pct(self.alpha)} {self.what} (the threshold lets {self.k} of the "
+                    f"{self.n} {self.population} through), provided production parts are exchangeable with the "
+                    f"calibration split.")
         return (f"With {_pct(self.confidence)} confidence over the draw of the {self.n} {self.population}, at most "
                 f"{_pct(self.alpha)} {self.what} (the threshold lets at most {self.k} of the {self.n} through), "
                 f"provided production parts are exchangeable with the calibration split.")
@@ -415,8 +469,12 @@ class _Escape:
     def shortfall(self) -> str:
         if self.k is not None:
             return ""
-        return (f"{self.n} {self.population} cannot certify an escape rate of {_pct(self.alpha)} at "
-                f"{_pct(self.confidence)} confidence: at least {self.needed} are needed. {self.fallback}")
+        return (f"{self.n} {self.population} cannot certify an escape rate of {_pct(self.alpha)} "
+                f"({_kind_words(self.kind, self.confidence)}): at least {self.needed} are needed. {self.fallback}")
+
+
+def _kind_words(kind: str, confidence: float) -> str:
+    return "on average over calibration draws" if kind == "marginal" else f"at {_pct(confidence)} confidence"
 
 
 def _saturation_note(k: int | None, auto_above: float) -> str:
@@ -483,6 +541,23 @@ def _check_share(value: float, name: str, hint: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 < value <= 0.5:
         raise InspectloopError(f"{name} must lie in (0, 0.5], got {value!r}", hint=hint)
     return float(value)
+
+
+def _check_thresholds(thresholds: np.ndarray | None, num_classes: int, good_index: int | None) -> np.ndarray | None:
+    if thresholds is None:
+        return None
+    t = np.asarray(thresholds, dtype=np.float64)
+    if t.shape != (num_classes,) or np.isnan(t).any() or (t[np.isfinite(t)] < 0).any():
+        raise InspectloopError(f"thresholds must be {num_classes} probabilities (inf for none), got {thresholds!r}",
+                               hint="build them with decisions.threshold_array(class_names, thresholds)")
+    return t
+
+
+def _check_guarantee(guarantee: str) -> str:
+    if guarantee not in GUARANTEES:
+        raise InspectloopError(f"unknown guarantee {guarantee!r}",
+                               hint="use 'pac' (with a confidence over the calibration draw) or 'marginal'")
+    return guarantee
 
 
 def _check_confidence(confidence: float) -> float:

@@ -64,7 +64,8 @@ class EdgeModel:
 
     Without a review band in the metadata the decision is "pass" when the top class is the
     ``good_class``, else "reject" as that class; with one, uncertain images go to "review" (see
-    ``_decide``). The metadata's per-class ``thresholds`` are carried but not yet applied.
+    ``_decide``), and a defect class whose probability reaches its per-class ``thresholds`` entry
+    (its operating point) is flagged: rejected with a good class, sent to review without one.
     ``session`` is the onnxruntime session (raw ``logits``).
     """
 
@@ -86,6 +87,9 @@ class EdgeModel:
         self._class_names = self.metadata.class_names
         good = self.metadata.good_class
         self._good_index = self._class_names.index(good) if good is not None else None
+        thresholds = self.metadata.thresholds
+        self._thresholds = np.array([thresholds.get(name, np.inf) for name in self._class_names]) \
+            if thresholds else None
         self._local = threading.local()
 
     def __repr__(self) -> str:
@@ -120,13 +124,23 @@ class EdgeModel:
         class, reject as the top defect class when P(good) < ``reject_below``, pass when P(good) >
         ``auto_above``, else review; without a good class, decide the top class when its probability
         is > ``auto_above``, else review. A review keeps the top class as the model's suggestion.
+
+        Operating points (``thresholds``): with a good class, a flagged defect class rejects the part
+        as the most likely flagged class, whatever the band says; without one, a flagged class other
+        than the top one sends the part to review. Same rules as ``inspectloop.decisions.decide``.
         """
         names, review, top = self._class_names, self.metadata.review, int(probabilities.argmax())
         good = self._good_index
+        flagged = probabilities >= self._thresholds if self._thresholds is not None else None
+        if flagged is not None and good is not None:
+            flagged[good] = False
+            if flagged.any():
+                return names[int(np.where(flagged, probabilities, -1.0).argmax())], REJECT
         if review is None:
             return names[top], PASS if top == good else REJECT
         if good is None:
-            return names[top], REJECT if probabilities[top] > review["auto_above"] else REVIEW
+            other = flagged is not None and bool(flagged.sum() - flagged[top])
+            return names[top], REJECT if probabilities[top] > review["auto_above"] and not other else REVIEW
         below = review["reject_below"]
         if below is not None and probabilities[good] < below:
             defects = probabilities.copy()

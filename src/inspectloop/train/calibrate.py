@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -16,7 +17,9 @@ from inspectloop.decisions.calibration import (
     MAX_TEMPERATURE, MIN_TEMPERATURE, expected_calibration_error, fit_temperature, reliability, reliability_png,
     softmax,
 )
-from inspectloop.decisions.conformal import decision_rates, fit_review_band
+from inspectloop.decisions.conformal import decision_rates, fit_review_band, threshold_array
+from inspectloop.decisions.operating_points import OperatingPoint, operating_point
+from inspectloop.evaluate.metrics import json_float, wilson_interval
 from inspectloop.evaluate.report import ReportFigure
 
 
@@ -67,18 +70,57 @@ def _at_bound(temperature: float) -> bool:
 
 @dataclass(frozen=True)
 class DecisionBand:
-    """The review band for the model file and what it did on the frozen test set."""
+    """The review band and operating points for the model file, and what they did on the frozen test set."""
 
     review: dict[str, Any]  # the model file's ``review`` field
-    summary: dict[str, Any]  # band and test-set rates, for the run's metrics
+    thresholds: dict[str, float]  # the model file's ``thresholds`` field: per defect class
+    summary: dict[str, Any]  # band, operating points and test-set rates, for the run's metrics
 
 
 def fit_decisions(calib_probs: np.ndarray, calib_labels: np.ndarray, test_probs: np.ndarray,
                   test_labels: np.ndarray, *, good_index: int | None, alpha: float,
-                  confidence: float) -> DecisionBand:
-    """Fit the pass / reject / review band on the calibration split; measure it on the test set."""
-    band = fit_review_band(calib_probs, calib_labels, good_index=good_index, alpha=alpha, confidence=confidence)
+                  confidence: float, guarantee: str = "pac", targets: Mapping[str, float] | None = None,
+                  class_names: Sequence[str] = ()) -> DecisionBand:
+    """Fit the pass / reject / review band and the per-class operating points on the calibration
+    split; measure both on the test set.
+
+    ``targets`` are target recalls by defect class name (see ``decisions.target_recalls``); a class
+    without calibration images gets no threshold, and the summary says so.
+    """
+    band = fit_review_band(calib_probs, calib_labels, good_index=good_index, alpha=alpha, confidence=confidence,
+                           guarantee=guarantee)
     review = {"auto_above": band.auto_above, "reject_below": band.reject_below, "alpha": band.alpha,
               "confidence": band.confidence, "certifiable": band.certifiable, "guarantee": band.guarantee}
-    rates = decision_rates(test_probs, test_labels, band)
-    return DecisionBand(review, {"band": band.to_dict(), "test": rates.to_dict()})
+    points, skipped = _operating_points(calib_probs, calib_labels, targets or {}, list(class_names))
+    thresholds = {name: point.threshold for name, point in points.items()}
+    array = threshold_array(list(class_names), thresholds)
+    rates = decision_rates(test_probs, test_labels, band, array)
+    test_points = {name: _test_point(test_probs, test_labels, point) for name, point in points.items()}
+    summary = {"band": band.to_dict(), "test": rates.to_dict(),
+               "operating_points": {name: {"calibration": point.to_dict(), "test": test_points[name]}
+                                    for name, point in points.items()},
+               "operating_points_skipped": skipped}
+    return DecisionBand(review, thresholds, summary)
+
+
+def _operating_points(probs: np.ndarray, labels: np.ndarray, targets: Mapping[str, float],
+                      names: list[str]) -> tuple[dict[str, OperatingPoint], dict[str, str]]:
+    points, skipped = {}, {}
+    for name, target in targets.items():
+        index = names.index(name)
+        if not (labels == index).any():
+            skipped[name] = "no calibration images of this class, so no threshold: the band alone decides it"
+            continue
+        points[name] = operating_point(probs, labels, index, target)
+    return points, skipped
+
+
+def _test_point(probs: np.ndarray, labels: np.ndarray, point: OperatingPoint) -> dict[str, Any]:
+    """Recall and precision of one class's threshold on the test set, with 95% Wilson intervals."""
+    flagged, positive = probs[:, point.class_index] >= point.threshold, labels == point.class_index
+    hits, n_pos, n_flag = int((flagged & positive).sum()), int(positive.sum()), int(flagged.sum())
+    return {"recall": json_float(hits / n_pos if n_pos else math.nan),
+            "recall_ci": [json_float(v) for v in wilson_interval(hits, n_pos)],
+            "precision": json_float(hits / n_flag if n_flag else math.nan),
+            "precision_ci": [json_float(v) for v in wilson_interval(hits, n_flag)],
+            "positives": n_pos, "flagged": n_flag, "false_alarms": n_flag - hits}

@@ -36,5 +36,11 @@ class TrainConfig(BaseModel):
         "auto", description="decode as greyscale (L) or colour; auto picks L when every image is greyscale")
     alpha: float = Field(0.01, gt=0, le=0.5, description="escape rate the review band guarantees (needs a calib split)")
     confidence: float = Field(0.9, gt=0, lt=1, description="confidence of that guarantee")
+    guarantee: Literal["pac", "marginal"] = Field(
+        "pac", description="pac: escape rate <= alpha with that confidence; marginal: on average over calibration "
+                           "draws (needs far fewer calibration images)")
+    recall_targets: dict[str, float] = Field(
+        default_factory=dict, description="target recall per defect class for its operating point (default by "
+                                          "severity: critical 99%, major 97%, minor 95%)")
     seed: int = 0
     threads: int = Field(0, ge=0, description="torch threads (0 = all cores)")
