@@ -82,3 +82,23 @@ class ServiceError(InspectloopError):
 
 class ReviewError(InspectloopError):
     """A review item cannot be claimed or decided as asked."""
+
+
+class MonitorError(InspectloopError):
+    """Drift monitoring cannot run as asked: no baseline, too few samples, mismatched features."""
+
+
+class CameraCheckError(InspectloopError):
+    """A camera health check cannot run: a missing, wrong-size or unusable target capture."""
+
+
+class RequestError(InspectloopError):
+    """An inspection request or dropped file the service cannot use; ``kind`` says which way it is wrong.
+
+    Kinds: missing (no image), empty, corrupt, unsupported (format), too_large, unknown_camera,
+    unknown_class, bad_field, not_found. The web layer maps each kind to an HTTP status.
+    """
+
+    def __init__(self, message: str, hint: str | None = None, *, kind: str = "bad_field") -> None:
+        super().__init__(message, hint)
+        self.kind = kind

@@ -1,0 +1,143 @@
+"""``inspectloop serve``, ``inspectloop users ...`` and ``inspectloop shadow report``: the service on the line."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from inspectloop.cli.common import WorkspaceOpt, err, fmt, friendly, out, table, workspace
+from inspectloop.errors import MissingExtraError
+
+users_app = typer.Typer(help="People who write through the service: reviewers and admins, with tokens.",
+                        no_args_is_help=True)
+shadow_app = typer.Typer(help="Shadow mode: how a candidate model compares with production and human QC.",
+                         no_args_is_help=True)
+
+
+@friendly
+def serve(ws: WorkspaceOpt,
+          host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for the plant network).")] = "127.0.0.1",
+          port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+          model: Annotated[Path | None, typer.Option(
+              help="Serve this .onnx file instead of the registry's production version.")] = None,
+          shadow: Annotated[str | None, typer.Option(
+              help="Shadow this registry version (default: the version in stage shadow, if any).")] = None,
+          watch: Annotated[Path | None, typer.Option(
+              help="Also watch this folder for image files dropped by cameras.")] = None,
+          sample_rate: Annotated[float, typer.Option(help="Share of images kept for recalibration.")] = 0.05,
+          max_upload_mb: Annotated[float, typer.Option(help="Largest image accepted, in MB.")] = 20.0,
+          camera: Annotated[list[str], typer.Option(
+              help="A known camera (repeatable); cameras in the workspace's images are known too.")] = [],
+          threads: Annotated[int, typer.Option(help="CPU threads per inference.")] = 1,
+          poll_seconds: Annotated[float, typer.Option(help="How often the registry is checked for promotions.")] = 2.0,
+          ) -> None:
+    """Start the inspection service (HTTP API, optional folder watch); every prediction is logged durably."""
+    for module in ("fastapi", "uvicorn", "multipart"):
+        _require(module, "serve")
+    import uvicorn
+
+    from inspectloop.service import ServiceConfig
+    from inspectloop.web.app import create_app
+
+    config = ServiceConfig(model_file=model, shadow=shadow, sample_rate=sample_rate, max_upload_mb=max_upload_mb,
+                           cameras=tuple(camera), threads=threads, poll_seconds=poll_seconds)
+    app = create_app(ws, config=config, watch=watch)
+    err.print(f"serving {app.state.service.production.name} on http://{host}:{port}/v1 "
+              f"(workspace {ws}; health: /v1/health)", highlight=False)
+    uvicorn.run(app, host=host, port=port, log_config=log_config(), timeout_graceful_shutdown=10)
+
+
+def log_config() -> dict[str, Any]:
+    """Uvicorn's logging with every record passed through the secret-redacting filter."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config: dict[str, Any] = {**LOGGING_CONFIG}
+    config["filters"] = {"redact": {"()": "inspectloop.web.app.RedactSecrets"}}
+    config["handlers"] = {name: {**handler, "filters": ["redact"]} for name, handler in LOGGING_CONFIG["handlers"].items()}
+    config["loggers"] = {**LOGGING_CONFIG["loggers"], "inspectloop": {"handlers": ["default"], "level": "INFO"}}
+    return config
+
+
+def _require(module: str, extra: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError(module, extra) from None
+
+
+@users_app.command("add")
+@friendly
+def users_add(name: str, ws: WorkspaceOpt,
+              role: Annotated[str, typer.Option(help="reviewer or admin.")] = "reviewer") -> None:
+    """Add a user and print their token (shown once; only its hash is stored)."""
+    from inspectloop.people import add_user
+
+    with workspace(ws) as w:
+        token = add_user(w, name, role)
+    err.print(f"added {name} ({role}); their token, shown once:", highlight=False)
+    out.print(token, highlight=False, soft_wrap=True)
+
+
+@users_app.command("list")
+@friendly
+def users_list(ws: WorkspaceOpt) -> None:
+    """List users with their role and whether they are disabled (tokens are never shown)."""
+    from inspectloop.people import list_users
+
+    with workspace(ws) as w:
+        users = list_users(w)
+    table("users", ["name", "role", "status"], [[u.name, u.role.value, "disabled" if off else "active"]
+                                                for u, off in users])
+
+
+@users_app.command("disable")
+@friendly
+def users_disable(name: str, ws: WorkspaceOpt) -> None:
+    """Disable a user: their token stops working at once."""
+    from inspectloop.people import disable_user
+
+    with workspace(ws) as w:
+        disable_user(w, name)
+    out.print(f"{name} is disabled", highlight=False)
+
+
+@users_app.command("reset-token")
+@friendly
+def users_reset_token(name: str, ws: WorkspaceOpt) -> None:
+    """Give a user a new token (printed once); the old one stops working."""
+    from inspectloop.people import reset_token
+
+    with workspace(ws) as w:
+        token = reset_token(w, name)
+    err.print(f"new token for {name}, shown once:", highlight=False)
+    out.print(token, highlight=False, soft_wrap=True)
+
+
+@shadow_app.command("report")
+@friendly
+def shadow_report(ws: WorkspaceOpt,
+                  version: Annotated[str | None, typer.Option(
+                      help="Shadowed version (default: the one in stage shadow, else the last shadowed).")] = None,
+                  min_compared: Annotated[int, typer.Option(help="Inputs compared before a verdict.")] = 200,
+                  min_qc: Annotated[int, typer.Option(help="QC-judged inputs needed before a verdict.")] = 30,
+                  ) -> None:
+    """Per-class agreement with production and human QC, discrepancies, edge cases and a readiness verdict."""
+    from inspectloop.shadow import shadow_report as build
+    from inspectloop.shadow import write_shadow_report
+
+    with workspace(ws) as w:
+        report = build(w, version, min_compared=min_compared, min_qc=min_qc)
+        path = write_shadow_report(w, report)
+    rows = [[c.name, c.compared, fmt(c.agreement), c.qc_compared, fmt(c.shadow_qc_agreement),
+             fmt(c.production_qc_agreement)] for c in report.per_class]
+    table(f"shadow {report.version} vs production {report.compared} inputs, {report.qc_compared} with QC",
+          ["class (production)", "compared", "agrees", "QC judged", "shadow = QC", "production = QC"], rows)
+    for pair in report.confusions[:10]:
+        out.print(f"  production {pair['production']} -> shadow {pair['shadow']}: {pair['count']}", highlight=False)
+    verdict = "[bold green]READY[/]" if report.ready else "[bold yellow]NOT READY[/]"
+    out.print(f"{verdict}: {'; '.join(report.reasons)}", highlight=False)
+    out.print(f"rule: {report.rule}", highlight=False)
+    out.print(f"report: {path}", highlight=False, soft_wrap=True)

@@ -1,0 +1,357 @@
+"""The prediction log: every production prediction written once, durably, before its answer leaves.
+
+One writer thread owns the database writes. Requests queue their record and wait; the writer takes
+everything queued, stores the needed image blobs (synced), writes all rows in one transaction with
+``synchronous=FULL`` and then wakes every waiting request (group commit: one fsync for many requests).
+``request_id`` is the idempotency key: a retried request gets the stored row back, never a second row.
+Images are kept (blob + ``images`` row, source production) when the decision is review, when the
+shadow disagrees, or for a random sample used later for recalibration. Image statistics for drift
+monitoring are computed here, in the writer, off the request's critical path.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+
+from inspectloop import review
+from inspectloop.domain import CaptureMeta, ImageRecord, ImageSource
+from inspectloop.errors import ImageError, RequestError
+from inspectloop.quality import quality_stats
+from inspectloop.runtime import Prediction
+from inspectloop.runtime.images import decode_image, is_grey_content
+from inspectloop.store import now_iso
+from inspectloop.store import predictions as store
+from inspectloop.workspace import Workspace
+
+log = logging.getLogger(__name__)
+MAX_BATCH = 128
+_STOP = object()
+
+
+@dataclass(frozen=True)
+class LoggedPrediction:
+    """A prediction as the log holds it; ``replayed`` when the request id was already logged."""
+
+    id: int
+    request_id: str
+    source: str
+    model_name: str
+    model_version_id: int | None
+    label: str
+    decision: str
+    confidence: float
+    scores: dict[str, float]
+    latency_ms: dict[str, float]
+    image_sha256: str
+    image_stored: bool
+    received_at: str
+    replayed: bool = False
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any], replayed: bool) -> LoggedPrediction:
+        return cls(id=int(row["id"]), request_id=row["request_id"], source=row["source"], model_name=row["model_name"],
+                   model_version_id=row["model_version_id"], label=row["label"], decision=row["decision"],
+                   confidence=float(row["confidence"]), scores=dict(row["scores"]), latency_ms=dict(row["latency_ms"]),
+                   image_sha256=row["image_sha256"], image_stored=bool(row["image_stored"]),
+                   received_at=row["received_at"], replayed=replayed)
+
+    def to_response(self) -> dict[str, Any]:
+        """The JSON answer of the inspection API."""
+        return {"request_id": self.request_id, "prediction_id": self.id, "decision": self.decision,
+                "label": self.label, "confidence": self.confidence, "scores": self.scores,
+                "model": {"name": self.model_name, "version_id": self.model_version_id},
+                "latency_ms": self.latency_ms, "image_sha256": self.image_sha256, "replayed": self.replayed}
+
+
+@dataclass
+class PredictionRecord:
+    """What the service hands the log for one request."""
+
+    request_id: str
+    source: str  # http | watch
+    meta: CaptureMeta
+    data: bytes
+    sha256: str
+    model_version_id: int | None
+    model_name: str
+    prediction: Prediction
+    keep_image: bool  # sampled for recalibration (review decisions are always kept)
+    received_at: str = field(default_factory=now_iso)
+
+
+@dataclass
+class ShadowRecord:
+    """A shadow model's output on a logged production input."""
+
+    production: LoggedPrediction
+    meta: CaptureMeta
+    data: bytes
+    model_version_id: int
+    model_name: str
+    prediction: Prediction
+
+    @property
+    def agrees(self) -> bool:
+        return (self.prediction.label, self.prediction.decision) == (self.production.label, self.production.decision)
+
+
+@dataclass
+class _Job:
+    record: PredictionRecord | ShadowRecord
+    future: Future[Any]
+    image: ImageRecord | None = None  # decoded and measured in the writer
+    keep: bool = False
+
+
+class PredictionLog:
+    """The durable, idempotent prediction log with its single group-committing writer thread."""
+
+    def __init__(self, workspace: Workspace, *, ingest_id: int, max_batch: int = MAX_BATCH) -> None:
+        self.workspace = workspace
+        self.ingest_id = ingest_id
+        self.max_batch = max_batch
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self.batches = 0
+        self.written = 0
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="prediction-log", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then stop the writer."""
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def find(self, request_id: str) -> LoggedPrediction | None:
+        """The logged prediction of ``request_id``, if any."""
+        with self.workspace.db.engine.connect() as conn:
+            row = store.prediction_by_request(conn, request_id)
+        return LoggedPrediction.from_row(row, replayed=True) if row else None
+
+    def submit(self, record: PredictionRecord) -> Future[LoggedPrediction]:
+        """Queue a prediction; the future resolves once its row is committed (or found already logged)."""
+        return self._put(record)
+
+    def submit_shadow(self, record: ShadowRecord) -> Future[int | None]:
+        """Queue a shadow result; the future resolves to its row id (None if it was logged before)."""
+        return self._put(record)
+
+    def _put(self, record: PredictionRecord | ShadowRecord) -> Future[Any]:
+        if self._thread is None:
+            raise RuntimeError("the prediction log is not started")
+        future: Future[Any] = Future()
+        self._queue.put(_Job(record, future))
+        return future
+
+    # -- the writer thread ------------------------------------------------------------------------
+    def _run(self) -> None:
+        with self.workspace.db.engine.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                # Commits reach the disk before any request is answered (the engine default is NORMAL).
+                conn.exec_driver_sql("PRAGMA synchronous=FULL")
+                conn.commit()
+            stopping = False
+            while not stopping:
+                batch, stopping = self._take()
+                if batch:
+                    self._write(conn, batch)
+
+    def _take(self) -> tuple[list[_Job], bool]:
+        first = self._queue.get()
+        if first is _STOP:
+            return [], True
+        batch = [first]
+        while len(batch) < self.max_batch:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if item is _STOP:
+                return batch, True
+            batch.append(item)
+        return batch, False
+
+    def _write(self, conn: Connection, batch: list[_Job]) -> None:
+        for job in batch:
+            _measure(job)
+        try:
+            for job in batch:  # blobs are synced before the rows that name them
+                if job.keep:
+                    # put (fsync of the file) rather than put_many: its os.sync() flushes the whole machine's
+                    # dirty pages, which stalls every waiting request behind other programs' writes
+                    self.workspace.blobs.put(job.record.data)
+            with conn.begin():
+                results = [self._apply(conn, job) for job in batch]
+        except Exception:  # one bad job must not fail the others: retry each alone
+            log.exception("batch of %d failed; writing one by one", len(batch))
+            return self._write_each(conn, batch)
+        self.batches += 1
+        self.written += len(batch)
+        for job, result in zip(batch, results, strict=True):
+            job.future.set_result(result)
+
+    def _write_each(self, conn: Connection, batch: list[_Job]) -> None:
+        for job in batch:
+            try:
+                if job.keep:
+                    self.workspace.blobs.put(job.record.data)
+                with conn.begin():
+                    result = self._apply(conn, job)
+                job.future.set_result(result)
+            except Exception as exc:
+                job.future.set_exception(exc)
+
+    def _apply(self, conn: Connection, job: _Job) -> Any:
+        if isinstance(job.record, ShadowRecord):
+            return _apply_shadow(conn, job, self.ingest_id)
+        return _apply_prediction(conn, job, self.ingest_id)
+
+
+def _measure(job: _Job) -> None:
+    """Decode and measure the image (statistics for drift; the ``images`` row when it is kept)."""
+    record = job.record
+    if isinstance(record, PredictionRecord):
+        keep = record.keep_image or record.prediction.decision == "review"
+        sha256 = record.sha256
+    else:
+        keep = not record.agrees and not record.production.image_stored
+        sha256 = record.production.image_sha256
+        if not keep:
+            return  # a shadow result that agrees needs no image
+    try:
+        job.image = _image_record(record.data, sha256, record.meta)
+    except ImageError:  # cannot happen for an image the model read; log the prediction without it
+        job.image = None
+    job.keep = keep and job.image is not None
+
+
+def _image_record(data: bytes, sha256: str, meta: CaptureMeta) -> ImageRecord:
+    decoded = decode_image(data)
+    image = decoded.image
+    return ImageRecord(sha256=sha256, format=decoded.format, original_mode=decoded.original_mode,
+                       working_mode="L" if is_grey_content(image) else image.mode, width=image.width,
+                       height=image.height, size_bytes=len(data), meta=meta, quality=quality_stats(image),
+                       source=ImageSource.production)
+
+
+def _apply_prediction(conn: Connection, job: _Job, ingest_id: int) -> LoggedPrediction:
+    record = job.record
+    assert isinstance(record, PredictionRecord)
+    existing = store.prediction_by_request(conn, record.request_id)
+    if existing is not None:
+        return LoggedPrediction.from_row(existing, replayed=True)
+    if job.keep and job.image is not None:
+        store.add_image(conn, job.image, ingest_id)
+    p = record.prediction
+    values = dict(request_id=record.request_id, received_at=record.received_at, source=record.source,
+                  **_meta_columns(record.meta), extra=record.meta.extra, image_sha256=record.sha256,
+                  image_stored=job.keep, model_version_id=record.model_version_id, model_name=record.model_name,
+                  label=p.label, decision=p.decision, confidence=p.confidence, scores=p.scores,
+                  latency_ms=p.latency_ms, stats=job.image.quality.model_dump() if job.image else None)
+    prediction_id = store.add_prediction(conn, values)
+    if p.decision == "review" and job.keep:
+        review.enqueue(conn, image_sha256=record.sha256, reason="uncertain", prediction_id=prediction_id,
+                       model_version_id=record.model_version_id, suggestion=p.label, scores=p.scores,
+                       priority=1.0 - p.confidence)
+    return LoggedPrediction.from_row({**values, "id": prediction_id}, replayed=False)
+
+
+def _apply_shadow(conn: Connection, job: _Job, ingest_id: int) -> int | None:
+    record = job.record
+    assert isinstance(record, ShadowRecord)
+    p, production = record.prediction, record.production
+    shadow_id = store.add_shadow(conn, dict(
+        prediction_id=production.id, model_version_id=record.model_version_id, label=p.label, decision=p.decision,
+        confidence=p.confidence, scores=p.scores, latency_ms=p.latency_ms, agrees=record.agrees))
+    if shadow_id is None:
+        return None
+    if job.keep and job.image is not None:
+        store.add_image(conn, job.image, ingest_id)
+        store.mark_image_stored(conn, production.id)
+    stored = production.image_stored or job.keep
+    if not record.agrees and stored:
+        review.enqueue(conn, image_sha256=production.image_sha256, reason="shadow", prediction_id=production.id,
+                       model_version_id=record.model_version_id, suggestion=p.label, scores=p.scores,
+                       details=_disagreement(production, record), priority=p.confidence)
+    for qc_label in store.qc_labels(conn, production.id):
+        if qc_label != p.label and stored:
+            enqueue_qc(conn, production, record.model_version_id, p.label, qc_label)
+    return shadow_id
+
+
+def _disagreement(production: LoggedPrediction, shadow: ShadowRecord) -> dict[str, Any]:
+    return {"production_label": production.label, "production_decision": production.decision,
+            "production_model": production.model_name, "shadow_label": shadow.prediction.label,
+            "shadow_decision": shadow.prediction.decision, "shadow_model": shadow.model_name}
+
+
+def enqueue_qc(conn: Connection, production: LoggedPrediction, model_version_id: int, shadow_label: str,
+               qc_label: str) -> int | None:
+    """Send a candidate-vs-human-QC disagreement to review (reason "qc")."""
+    return review.enqueue(conn, image_sha256=production.image_sha256, reason="qc", prediction_id=production.id,
+                          model_version_id=model_version_id, suggestion=shadow_label,
+                          details={"qc_label": qc_label, "shadow_label": shadow_label,
+                                   "production_label": production.label})
+
+
+def _meta_columns(meta: CaptureMeta) -> dict[str, str | None]:
+    return {"camera": meta.camera, "line": meta.line, "shift": meta.shift, "lighting": meta.lighting,
+            "part_id": meta.part_id, "session": meta.session,
+            "captured_at": meta.captured_at.isoformat() if meta.captured_at else None}
+
+
+@dataclass(frozen=True)
+class QcResult:
+    """A recorded QC verdict and the review items its disagreements with shadow models opened."""
+
+    id: int
+    prediction_id: int
+    label: str
+    production_agrees: bool
+    shadow_disagreements: list[int]  # model version ids whose label differs from the inspector's
+    review_items: list[int]
+
+
+def record_qc(workspace: Workspace, *, label: str, inspector: str, prediction_id: int | None = None,
+              request_id: str | None = None) -> QcResult:
+    """Record a human QC verdict on a logged prediction and compare it with every shadow result on it."""
+    with workspace.db.transaction() as conn:
+        row = _qc_target(conn, prediction_id, request_id)
+        if label not in store.class_names(conn):
+            raise RequestError(f"unknown class {label!r}",
+                               f"use one of: {', '.join(sorted(store.class_names(conn)))}", kind="unknown_class")
+        production = LoggedPrediction.from_row(row, replayed=True)
+        qc_id = store.add_qc(conn, production.id, label, inspector)
+        differing, items = [], []
+        for shadow in store.shadows_of(conn, production.id):
+            if shadow["label"] == label:
+                continue
+            differing.append(int(shadow["model_version_id"]))
+            if production.image_stored:
+                item = enqueue_qc(conn, production, shadow["model_version_id"], shadow["label"], label)
+                items += [item] if item is not None else []
+    return QcResult(qc_id, production.id, label, production.label == label, differing, items)
+
+
+def _qc_target(conn: Connection, prediction_id: int | None, request_id: str | None) -> dict[str, Any]:
+    if prediction_id is None and not request_id:
+        raise RequestError("no prediction named", "give prediction_id or request_id", kind="bad_field")
+    row = (store.prediction_by_id(conn, prediction_id) if prediction_id is not None
+           else store.prediction_by_request(conn, str(request_id)))
+    if row is None:
+        raise RequestError(f"no logged prediction {prediction_id if prediction_id is not None else request_id!r}",
+                           "use the prediction_id or request_id the inspect answer gave", kind="not_found")
+    return row
