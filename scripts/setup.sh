@@ -17,3 +17,18 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
   echo "$want" > "$stamp"
 fi
+
+# The browser tests drive Debian's Chromium through Playwright (never a downloaded browser).
+if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing Debian's chromium for the browser tests"
+    if ! { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 \
+           || { apt-get update -qq >/dev/null 2>&1 \
+                && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1; }; }; then
+      echo "could not install chromium with apt-get; the browser tests will be skipped"
+    fi
+  else
+    echo "chromium is not installed and this is not root with apt-get; the browser tests will be skipped" \
+         "(install it with: sudo apt-get install chromium)"
+  fi
+fi

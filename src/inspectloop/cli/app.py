@@ -11,6 +11,8 @@ from inspectloop.cli.common import (
     WorkspaceOpt, err, fmt, friendly, out, print_json, progress_bar, table, workspace,
 )
 from inspectloop.cli.registry_commands import accept, criteria_app, models_app
+from inspectloop.cli.service_commands import serve, shadow_app, users_app
+from inspectloop.cli.review_commands import review_app
 from inspectloop.cli.training_view import TrainingView
 
 app = typer.Typer(help="Train, ship and keep accurate vision models on your own site's images.",
@@ -21,7 +23,11 @@ app.add_typer(classes_app, name="classes")
 app.add_typer(dataset_app, name="dataset")
 app.add_typer(criteria_app, name="criteria")
 app.add_typer(models_app, name="models")
+app.add_typer(review_app, name="review")
 app.command()(accept)
+app.add_typer(users_app, name="users")
+app.add_typer(shadow_app, name="shadow")
+app.command()(serve)
 
 
 @app.command()

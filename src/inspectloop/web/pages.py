@@ -1,0 +1,257 @@
+"""The review and dashboard pages: server-rendered HTML for reviewers and quality engineers.
+
+Browsers log in by pasting their token once; it is kept in an HttpOnly, SameSite=Strict cookie. Every
+write also needs the session's CSRF token (a form field or the ``X-CSRF-Token`` header), derived from
+the login token, so a page on another site can neither read it nor forge a decision. ``web/app.py``
+includes ``router`` beside the HTTP API; the app keeps its workspace in ``app.state.workspace``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, FileSystemLoader
+
+from inspectloop import review
+from inspectloop.errors import AuthError, InspectloopError
+from inspectloop.people import User, authenticate
+from inspectloop.web.auth import COOKIE, token_of, workspace_of
+
+HERE = Path(__file__).resolve().parent
+STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
+IMAGE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "TIFF": "image/tiff",
+               "WEBP": "image/webp", "GIF": "image/gif"}
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SESSION_SECONDS = 12 * 3600  # one shift and then some; the reviewer logs in again next shift
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+                               "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+REASON_TEXT = {
+    "uncertain": "The model was not sure: its confidence fell inside the review band.",
+    "shadow": "The shadow (candidate) model disagreed with the production model.",
+    "qc": "A human QC inspector disagreed with the model.",
+    "recalibration": "Sampled from recent production to re-check the model's accuracy.",
+    "drift": "Sampled because the camera's images drifted from the training data.",
+}
+
+router = APIRouter(include_in_schema=False)
+
+
+def _when(value: str | None) -> str:
+    """An ISO timestamp as 'YYYY-MM-DD HH:MM' in UTC, for tables."""
+    if not value:
+        return ""
+    try:
+        return datetime.fromisoformat(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return value
+
+
+def _templates() -> Jinja2Templates:
+    env = Environment(loader=FileSystemLoader(HERE / "templates"), autoescape=True, trim_blocks=True,
+                      lstrip_blocks=True)
+    env.filters["when"] = _when
+    env.filters["pct"] = lambda share: f"{100 * share:.1f}%"
+    return Jinja2Templates(env=env)
+
+
+templates = _templates()
+
+
+def csrf_token(login_token: str) -> str:
+    """The session's CSRF token: unguessable without the login token, stable for the session."""
+    return hmac.new(login_token.encode("utf-8"), b"inspectloop-csrf-v1", hashlib.sha256).hexdigest()
+
+
+def page_user(request: Request) -> User | None:
+    """The logged-in user, or None (pages then send the browser to /login)."""
+    try:
+        return authenticate(workspace_of(request), token_of(request))
+    except AuthError:
+        return None
+
+
+def _render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _to_login(request: Request) -> RedirectResponse:
+    return RedirectResponse(f"/login?next={request.url.path}", status_code=303)
+
+
+def _write_allowed(request: Request, supplied: str | None) -> bool:
+    """A write from our own pages: same origin (when the browser says) and the session's CSRF token."""
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+        return False
+    token = token_of(request)
+    supplied = request.headers.get("x-csrf-token") or supplied
+    return bool(token and supplied and hmac.compare_digest(csrf_token(token), supplied))
+
+
+# -- login -------------------------------------------------------------------------------------------
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/review") -> HTMLResponse:
+    return _render(request, "login.html", {"next": _safe_next(next), "error": None})
+
+
+@router.post("/login")
+def login(request: Request, token: Annotated[str, Form()] = "",
+          next: Annotated[str, Form()] = "/review") -> Response:
+    """Check the pasted token; on success keep it in the login cookie and go on."""
+    origin = request.headers.get("origin")
+    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+        return _render(request, "login.html", {"next": "/review", "error": "login from another site refused"}, 403)
+    try:
+        authenticate(workspace_of(request), token.strip())
+    except AuthError as exc:
+        return _render(request, "login.html", {"next": _safe_next(next), "error": str(exc)}, 401)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(COOKIE, token.strip(), max_age=SESSION_SECONDS, path="/", httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+    """Forget the login cookie (and give back the item this reviewer holds)."""
+    user = page_user(request)
+    if user is None or not _write_allowed(request, csrf):
+        return RedirectResponse("/login", status_code=303)
+    held = review.held_item(workspace_of(request), user.name)
+    if held is not None:
+        review.release(workspace_of(request), held.id, user.name)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+def _safe_next(target: str) -> str:
+    """Only paths on this site (no //host or scheme): the login form must not become an open redirect."""
+    return target if target.startswith("/") and not target.startswith("//") and "\\" not in target else "/review"
+
+
+# -- review ------------------------------------------------------------------------------------------
+
+@router.get("/")
+def home() -> RedirectResponse:
+    return RedirectResponse("/review", status_code=303)
+
+
+@router.get("/review")
+def review_page(request: Request) -> Response:
+    """The reviewer's page: the next item, the class definitions and the keyboard help."""
+    user = page_user(request)
+    if user is None:
+        return _to_login(request)
+    context = {"user": user, "csrf": csrf_token(token_of(request) or ""), "classes": _classes(request),
+               **_item_context(request, user)}
+    return _render(request, "review.html", context)
+
+
+@router.post("/review/items/{item_id}/{action}")
+def review_action(request: Request, item_id: int, action: str, label: Annotated[str, Form()] = "",
+                  note: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "") -> Response:
+    """Decide or skip an item; answer with the next item's panel (one round trip per decision)."""
+    user = page_user(request)
+    if user is None:
+        return Response("log in again: your session has ended", status_code=401, media_type="text/plain")
+    if not _write_allowed(request, csrf):
+        return Response("refused: this request did not come from the review page", status_code=403,
+                        media_type="text/plain")
+    if action not in ("decision", "skip"):
+        return Response(f"unknown action {action!r}", status_code=404, media_type="text/plain")
+    error, status = None, 200
+    try:
+        if action == "decision":
+            review.decide(workspace_of(request), item_id, user.name, label, note=note or None)
+        else:
+            review.skip(workspace_of(request), item_id, user.name, note=note or None)
+    except InspectloopError as exc:
+        error, status = str(exc), 409
+    context = {"user": user, "classes": _classes(request), "error": error, **_item_context(request, user)}
+    return _render(request, "_item.html", context, status)
+
+
+@router.get("/images/{sha256}")
+def image(request: Request, sha256: str) -> Response:
+    """An image from the blob store, for logged-in users only; immutable, so the browser keeps it."""
+    if page_user(request) is None:
+        return Response("log in to see images", status_code=401, media_type="text/plain")
+    workspace = workspace_of(request)
+    records = workspace.db.images([sha256]) if SHA256.match(sha256) else {}
+    if sha256 not in records or not workspace.blobs.exists(sha256):
+        return Response("no such image in this workspace", status_code=404, media_type="text/plain")
+    media_type = IMAGE_TYPES.get(records[sha256].format.upper(), "application/octet-stream")
+    return FileResponse(workspace.blobs.path_for(sha256), media_type=media_type,
+                        headers={"Cache-Control": "private, max-age=31536000, immutable",
+                                 "X-Content-Type-Options": "nosniff"})
+
+
+def _classes(request: Request) -> list[dict[str, Any]]:
+    """Class definitions in keyboard order (the good class first), each with its reference images."""
+    workspace = workspace_of(request)
+    definitions = sorted(workspace.db.classes().values(), key=lambda c: (not c.is_good, c.name))
+    return [{"key": str(i) if i <= 9 else "", "name": c.name, "criterion": c.criterion,
+             "severity": c.severity.value, "is_good": c.is_good, "references": workspace.db.references(c.name)[:4]}
+            for i, c in enumerate(definitions, start=1)]
+
+
+def _item_context(request: Request, user: User) -> dict[str, Any]:
+    """The next item this reviewer holds (claimed now if needed), with what the page shows beside it."""
+    workspace = workspace_of(request)
+    item = review.claim_next(workspace, user.name)
+    queue = review.backlog(workspace)
+    if item is None:
+        return {"item": None, "backlog": queue}
+    scores = sorted(item.scores.items(), key=lambda kv: -kv[1])
+    return {"item": item, "backlog": queue, "meta": review.item_metadata(workspace, item),
+            "scores": scores, "why": REASON_TEXT.get(item.reason, item.reason),
+            "details": {k: v for k, v in item.details.items() if isinstance(v, str | int | float | bool)}}
+
+
+# -- dashboard ---------------------------------------------------------------------------------------
+
+@router.get("/dashboard")
+def dashboard(request: Request) -> Response:
+    """Decision rates, the review backlog, recent shadow discrepancies and recent reviewer decisions."""
+    user = page_user(request)
+    if user is None:
+        return _to_login(request)
+    workspace = workspace_of(request)
+    context = {
+        "user": user, "csrf": csrf_token(token_of(request) or ""),
+        "rates_day": review.decision_rates(workspace, since=datetime.now(UTC) - timedelta(hours=24)),
+        "rates_all": review.decision_rates(workspace),
+        "backlog": review.backlog(workspace), "reasons": review.REASONS,
+        "discrepancies": review.recent_discrepancies(workspace, limit=15),
+        "decisions": review.recent_decisions(workspace, limit=15),
+    }
+    return _render(request, "dashboard.html", context)
+
+
+# -- static files (served here, not from a CDN: plants are air-gapped) ------------------------------
+
+@router.get("/static/{name}")
+def static(name: str) -> Response:
+    path = HERE / "static" / name
+    if "/" in name or name.startswith(".") or path.suffix not in STATIC_TYPES or not path.is_file():
+        return Response("not found", status_code=404, media_type="text/plain")
+    return FileResponse(path, media_type=STATIC_TYPES[path.suffix], headers={"Cache-Control": "no-cache"})

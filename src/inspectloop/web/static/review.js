@@ -1,0 +1,65 @@
+// The review page's keyboard: digits pick a class, Enter confirms the suggestion, S skips, ? shows help.
+// Each decision is one POST whose answer is the next item's panel (server-rendered, swapped in place).
+(() => {
+  "use strict";
+  const panel = document.getElementById("item");
+  const help = document.getElementById("help");
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
+  const cards = Array.from(document.querySelectorAll("[data-class]"));
+  let busy = false;
+
+  const current = () => panel.querySelector("[data-item-id]");
+
+  async function send(action, label) {
+    const item = current();
+    if (!item || busy) return;
+    busy = true;
+    const body = new URLSearchParams({ csrf });
+    if (label) body.set("label", label);
+    try {
+      const reply = await fetch(`/review/items/${item.dataset.itemId}/${action}`, {
+        method: "POST", body, credentials: "same-origin", headers: { "X-CSRF-Token": csrf },
+      });
+      if (reply.status === 401) { window.location.assign("/login?next=/review"); return; }
+      if (reply.status === 403) { showError(await reply.text()); return; }
+      panel.innerHTML = await reply.text();
+    } catch (error) {
+      showError(`could not reach the server (${error}); your last key was not recorded, press it again`);
+    } finally {
+      busy = false;
+    }
+  }
+
+  function showError(message) {
+    const box = document.createElement("p");
+    box.className = "error";
+    box.setAttribute("role", "alert");
+    box.textContent = message;
+    panel.querySelectorAll(".error").forEach((old) => old.remove());
+    panel.prepend(box);
+  }
+
+  function pick(label) {
+    cards.forEach((card) => card.classList.toggle("picked", card.dataset.class === label));
+    setTimeout(() => cards.forEach((card) => card.classList.remove("picked")), 150);
+    send("decision", label);
+  }
+
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    if (event.target.closest && event.target.closest("input, textarea, select")) return;
+    const key = event.key;
+    if (key === "?") { help.hidden = !help.hidden; event.preventDefault(); return; }
+    if (key === "Escape") { help.hidden = true; return; }
+    if (/^[1-9]$/.test(key) && cards[Number(key) - 1]) { event.preventDefault(); pick(cards[Number(key) - 1].dataset.class); return; }
+    if (key === "Enter") {
+      const suggestion = current() && current().dataset.suggestion;
+      event.preventDefault();  // never let Enter press a focused button (such as Log out)
+      if (suggestion) pick(suggestion);
+      return;
+    }
+    if (key === "s" || key === "S") { event.preventDefault(); send("skip"); }
+  });
+
+  cards.forEach((card) => card.addEventListener("click", () => pick(card.dataset.class)));
+})();

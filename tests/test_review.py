@@ -1,0 +1,167 @@
+"""The review queue: exclusive claims with expiring leases, decisions that become annotations, the dashboard's figures."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select, update
+
+from inspectloop import review
+from inspectloop.datasets import SplitPlan, create_version
+from inspectloop.errors import ReviewError
+from inspectloop.store import schema as s
+from tests.review_helpers import OLDER, RECENT, Seeded, seed
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> Seeded:
+    result = seed(tmp_path, items=12)
+    yield result
+    result.workspace.close()
+
+
+def test_claims_go_by_priority_and_a_live_claim_is_returned_again(seeded: Seeded) -> None:
+    ws = seeded.workspace
+    first = review.claim_next(ws, "ana")
+    assert first is not None and first.id == seeded.items[0] and first.claimed_by == "ana"
+    assert review.claim_next(ws, "ana").id == first.id  # a reloaded page shows the same item
+    assert review.claim_next(ws, "bo").id == seeded.items[1]
+
+
+def test_threads_never_claim_the_same_item(seeded: Seeded) -> None:
+    claims: list[int | None] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(8)
+
+    def worker(name: str) -> None:
+        barrier.wait()
+        item = review.claim_next(seeded.workspace, name)
+        with lock:
+            claims.append(item.id if item else None)
+
+    threads = [threading.Thread(target=worker, args=(f"r{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert None not in claims and len(set(claims)) == 8, claims
+
+
+def test_an_expired_lease_frees_the_item(seeded: Seeded) -> None:
+    ws = seeded.workspace
+    item = review.claim_next(ws, "ana", lease_seconds=60)
+    past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat(timespec="seconds")
+    with ws.db.transaction() as conn:
+        conn.execute(update(s.review_items).where(s.review_items.c.id == item.id).values(claimed_until=past))
+    assert review.claim_next(ws, "bo").id == item.id
+
+
+def test_a_decision_becomes_a_reviewer_annotation_and_closes_the_item(seeded: Seeded) -> None:
+    ws = seeded.workspace
+    item = review.claim_next(ws, "ana")
+    done = review.decide(ws, item.id, "ana", "dent", note="edge of the ring")
+    assert (done.status, done.decided_label, done.decided_by, done.claimed_by) == ("done", "dent", "ana", None)
+    with ws.db.engine.connect() as conn:
+        row = conn.execute(select(s.annotations).where(s.annotations.c.sha256 == item.image_sha256)).one()
+        annotation_id = conn.execute(select(s.review_items.c.annotation_id)
+                                     .where(s.review_items.c.id == item.id)).scalar_one()
+    assert (row.class_name, row.annotator, row.source, row.note) == ("dent", "ana", "reviewer", "edge of the ring")
+    assert annotation_id == row.id
+    assert review.claim_next(ws, "ana").id != item.id
+
+
+@pytest.mark.parametrize(("case", "message"), [
+    ("unknown class", "unknown class 'crack'"),
+    ("claimed by another", "claimed by bo"),
+    ("already decided", "already decided by ana"),
+    ("no such item", "no review item #9999"),
+])
+def test_decisions_that_cannot_stand_are_refused_with_a_fix(seeded: Seeded, case: str, message: str) -> None:
+    ws = seeded.workspace
+    item = review.claim_next(ws, "ana")
+    label, item_id, reviewer = "good", item.id, "ana"
+    if case == "unknown class":
+        label = "crack"
+    elif case == "claimed by another":
+        item_id = review.claim_next(ws, "bo").id
+    elif case == "already decided":
+        review.decide(ws, item.id, "ana", "good")
+        reviewer = "bo"
+    else:
+        item_id = 9999
+    with pytest.raises(ReviewError, match=message) as caught:
+        review.decide(ws, item_id, reviewer, label)
+    assert caught.value.hint
+    with ws.db.engine.connect() as conn:
+        reviewer_annotations = conn.execute(select(s.annotations).where(s.annotations.c.source == "reviewer")).all()
+    assert len(reviewer_annotations) == (1 if case == "already decided" else 0)
+
+
+def test_skip_and_release(seeded: Seeded) -> None:
+    ws = seeded.workspace
+    item = review.claim_next(ws, "ana")
+    assert review.release(ws, item.id, "ana") and not review.release(ws, item.id, "ana")
+    assert review.claim_next(ws, "bo").id == item.id
+    skipped = review.skip(ws, item.id, "bo", note="glare")
+    assert skipped.status == "skipped" and skipped.details["skipped_by"] == "bo"
+    queue = review.backlog(ws)
+    assert queue.skipped == 1 and queue.open == len(seeded.items) - 1
+    assert [d.id for d in review.recent_decisions(ws)] == [item.id]
+
+
+def test_backlog_counts_open_items_by_reason(seeded: Seeded) -> None:
+    review.claim_next(seeded.workspace, "ana")
+    queue = review.backlog(seeded.workspace)
+    shadow = sum(1 for i in range(12) if i % 4 == 1)
+    assert queue.open_by_reason == {"uncertain": 12 - shadow, "shadow": shadow, "qc": 0, "recalibration": 0,
+                                    "drift": 0}
+    assert (queue.claimed, queue.skipped, queue.done) == (1, 0, 0)
+
+
+def test_decision_rates_per_camera_and_window(seeded: Seeded) -> None:
+    ws = seeded.workspace
+    day = review.decision_rates(ws, since=datetime.now(UTC) - timedelta(hours=24))
+    assert day.per_camera["cam-A"].counts == dict(zip(("pass", "reject", "review"), RECENT["cam-A"], strict=True))
+    assert day.overall.total == 14 and day.overall.shares["pass"] == pytest.approx(9 / 14)
+    every = review.decision_rates(ws)
+    assert every.per_camera["cam-B"].counts["reject"] == RECENT["cam-B"][1] + OLDER["cam-B"][1]
+    assert every.overall.total == 18
+
+
+def test_recent_discrepancies_are_the_disagreements_newest_first(seeded: Seeded) -> None:
+    found = review.recent_discrepancies(seeded.workspace)
+    assert len(found) == 3
+    assert all((d.shadow_label, d.shadow_model) == ("dent", "line7-v2") for d in found)
+    assert [d.at for d in found] == sorted((d.at for d in found), reverse=True)
+
+
+def test_the_next_dataset_version_takes_the_reviewers_labels(seeded: Seeded) -> None:
+    """Production images labelled only by reviewers join the next dataset version with the reviewers' label."""
+    ws = seeded.workspace
+    plan = SplitPlan(val_fraction=0.25, test_fraction=0.25, group_by="none")
+    before = create_version(ws, plan, min_per_split=0)
+    labels = ("good", "scratch", "dent", "stain")
+    decided = {}
+    for index in range(12):
+        item = review.claim_next(ws, "ana")
+        decided[item.image_sha256] = labels[index % 4]
+        review.decide(ws, item.id, "ana", decided[item.image_sha256])
+    after = create_version(ws, plan, min_per_split=0)
+    rows = {i.sha256: i.label for i in after.items}
+    assert {d: rows.get(d) for d in decided} == decided
+    assert {i.sha256 for i in before.items} <= set(rows)  # nothing of the parent is dropped
+    assert Counter(after.summary["classes"]) == Counter(labels)
+
+
+def test_item_metadata_joins_capture_fields_and_the_queuing_prediction(seeded: Seeded) -> None:
+    ws = seeded.workspace
+    with ws.db.transaction() as conn:
+        item_id = review.enqueue(conn, image_sha256=seeded.images[0], reason="qc", prediction_id=1,
+                                 suggestion="good", details={"qc_label": "scratch"})
+    shown = review.item_metadata(ws, review.get_item(ws, item_id))
+    assert shown["part_id"] == "P-0000" and shown["model_name"] == "line7-v1" and shown["confidence"] == "0.80"
+    assert shown["camera"] == "cam-A" and shown["decision"] == "pass"
