@@ -1,0 +1,155 @@
+"""Backbone features from an exported inspectloop model, with onnxruntime and without torch.
+
+Embedding drift compares the pooled backbone features (the input of the classifier's last linear
+layer) of production images with the baseline's. A model exported with a ``features`` output gives
+them directly (numpy + onnxruntime only). An older file has ``logits`` only; then the graph is
+opened with the ``onnx`` package, the last linear layer is traced back to its data input, and that
+tensor is added as a second graph output: one forward pass gives logits and features, and nothing
+is recomputed or re-trained. The file's hash is verified before the graph is touched.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from PIL import Image
+
+from inspectloop.errors import MissingExtraError, ModelFileError, MonitorError
+from inspectloop.runtime.images import load_image, to_working_mode
+from inspectloop.runtime.metadata import (
+    ModelMetadata,
+    read_model_metadata,
+    verify_model_hash,
+)
+from inspectloop.runtime.model import INPUT_NAME, OUTPUT_NAME
+from inspectloop.runtime.preprocess import Preprocess
+
+FEATURES_NAME = "features"
+_CHUNK = 32  # images per session.run
+_LINEAR_OPS = {"Gemm", "MatMul"}
+_PASS_THROUGH_OPS = {"Add", "Identity", "Dropout", "DequantizeLinear", "QuantizeLinear", "Cast"}
+
+
+class EmbeddingModel:
+    """An exported classifier opened for its features: ``embed(images)`` -> (N, D) float32.
+
+    ModelFileError if the file is not an inspectloop model, fails its hash, or has no linear last
+    layer to read features from; MissingExtraError when the file lacks a ``features`` output and
+    the ``onnx`` package (``inspectloop[train]``) is not installed to expose one.
+    """
+
+    def __init__(self, path: str | Path, *, threads: int = 1, verify_hash: bool = True) -> None:
+        self.path = Path(path)
+        data = _read(self.path)
+        self.metadata: ModelMetadata = read_model_metadata(data, str(self.path))
+        if verify_hash:
+            verify_model_hash(data, self.metadata, str(self.path))
+        session = _session(data, threads, str(self.path))
+        self.features_output = FEATURES_NAME
+        if FEATURES_NAME not in [o.name for o in session.get_outputs()]:
+            data, self.features_output = expose_features(data, str(self.path))
+            session = _session(data, threads, str(self.path))
+        self.session = session
+        self.preprocess = Preprocess(self.metadata.input_size, self.metadata.mean, self.metadata.std)
+
+    def embed(self, images: Sequence[str | Path | bytes | Image.Image]) -> np.ndarray:
+        """Features (N, D) of decoded images or image files, through the model's own preprocessing."""
+        if len(images) == 0:
+            raise MonitorError("no images to embed", "pass at least one image")
+        mode = "L" if self.metadata.colour_mode == "L" else None
+        arrays = [self.preprocess(self._decode(image, i, mode)) for i, image in enumerate(images)]
+        return self.embed_array(np.concatenate(arrays))
+
+    def embed_array(self, batch: np.ndarray) -> np.ndarray:
+        """Features (N, D) of a preprocessed (N, 3, H, W) float32 batch."""
+        size = self.metadata.input_size
+        if batch.ndim != 4 or batch.shape[1:] != (3, size, size) or batch.shape[0] < 1:
+            raise ValueError(f"expected a preprocessed batch of shape (N, 3, {size}, {size}), got {batch.shape}")
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        chunks = [self.session.run((self.features_output,), {INPUT_NAME: batch[i:i + _CHUNK]})[0]
+                  for i in range(0, len(batch), _CHUNK)]
+        features = np.concatenate(chunks)
+        return features.reshape(len(batch), -1).astype(np.float32, copy=False)
+
+    @staticmethod
+    def _decode(image: str | Path | bytes | Image.Image, index: int, mode: str | None) -> Image.Image:
+        if isinstance(image, Image.Image):
+            working = to_working_mode(image, f"image {index}")
+            return working.convert("L") if mode == "L" and working.mode != "L" else working
+        return load_image(image, mode=mode)
+
+
+def expose_features(model_bytes: bytes, label: str) -> tuple[bytes, str]:
+    """Add the last linear layer's data input as a graph output; return (new bytes, its tensor name)."""
+    onnx = _onnx()
+    proto = onnx.load_from_string(model_bytes)
+    name = feature_tensor(proto, label)
+    if name not in [o.name for o in proto.graph.output]:
+        proto.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
+    return proto.SerializeToString(), name
+
+
+def feature_tensor(proto: Any, label: str) -> str:
+    """Name of the tensor feeding the classifier's last linear layer (Gemm or MatMul) in ``proto``.
+
+    Walks back from ``logits`` through bias adds, casts and quantize/dequantize pairs to the linear
+    node, and takes its one non-constant input (weights are initializers or derived from them).
+    """
+    graph = proto.graph
+    producers = {out: node for node in graph.node for out in node.output}
+    constants = _constant_tensors(graph)
+    tensor = OUTPUT_NAME
+    for _ in range(len(graph.node)):
+        node = producers.get(tensor)
+        if node is None:
+            break
+        data_inputs = [name for name in node.input if name and name not in constants]
+        if node.op_type in _LINEAR_OPS and len(data_inputs) == 1:
+            return data_inputs[0]
+        if node.op_type not in _PASS_THROUGH_OPS or len(data_inputs) != 1:
+            break
+        tensor = data_inputs[0]
+    raise ModelFileError(f"{label}: cannot find the backbone features (no linear last layer before '{OUTPUT_NAME}')",
+                         "re-export the model with a 'features' output (see inspectloop.export)")
+
+
+def _constant_tensors(graph: Any) -> set[str]:
+    """Initializers, Constant outputs and anything computed only from them (e.g. dequantized weights)."""
+    constants = {init.name for init in graph.initializer}
+    for node in graph.node:  # ONNX nodes are topologically sorted, so one pass suffices
+        if node.op_type == "Constant" or (node.input and all(not n or n in constants for n in node.input)):
+            constants.update(node.output)
+    return constants
+
+
+def _onnx() -> ModuleType:
+    try:
+        return importlib.import_module("onnx")
+    except ImportError as exc:
+        raise MissingExtraError("onnx", "train") from exc
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ModelFileError(f"{path}: cannot read model file ({exc.strerror or exc})",
+                             "check the path to the exported .onnx file") from exc
+
+
+def _session(data: bytes, threads: int, label: str) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own untyped errors
+        raise ModelFileError(f"{label}: onnxruntime cannot load the model ({exc})",
+                             "re-export the model; the file may be damaged") from exc
