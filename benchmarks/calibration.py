@@ -4,10 +4,10 @@ temperature scaling fitted on a calibration split that no training step sees.
     python -m benchmarks.calibration [--dataset neu_det|magnetic_tile|both]
 
 Splits as in the NEU and magnetic-tile benchmarks, with part of the non-test images per class set
-aside as the calibration split (so the training set is smaller than in those benchmarks): 20% on NEU,
-40% on magnetic tile, whose defect classes are small (40% gives about 100 calibration defects, the
-fewest a 1% escape guarantee can rest on; see ``benchmarks.decisions``). Running one dataset keeps
-the other's last result.
+aside as the calibration split (so the training set is smaller than in those benchmarks): 20%.
+(Magnetic tile with 40%, about the 100 calibration defects a marginal 1% escape guarantee needs,
+fell from 95% to 74% test macro recall: its small defect classes cannot spare the training images;
+see benchmarks/results/decisions_mt_calib40.json.) Running one dataset keeps the other's last result.
 Goal (next issue): ECE after calibration <= 2% on both datasets.
 """
 
@@ -25,7 +25,7 @@ SETUPS = {
     "neu_det": (neu_items, SplitPlan(group_by="none", val_fraction=0.15, test_fraction=0.15, calib_fraction=0.2),
             TrainConfig(mode="probe", input_size=224, epochs=300, augment="none")),
     "magnetic_tile": (magnetic_tile_items,
-                      SplitPlan(group_by="none", val_fraction=0.15, calib_fraction=0.4, test_field="session",
+                      SplitPlan(group_by="none", val_fraction=0.15, calib_fraction=0.2, test_field="session",
                                 test_values=("exp5", "exp6")),
                       TrainConfig(mode="finetune", input_size=192, epochs=12, freeze_blocks=2)),
 }

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import update
 
 from inspectloop.criteria import lock_criteria
 from inspectloop.errors import InspectloopError
@@ -21,6 +22,7 @@ from inspectloop.evaluate.report import write_evaluation_report
 from inspectloop.evaluate.slices import slice_metrics
 from inspectloop.model_card import write_model_card
 from inspectloop.registry import promote, record_acceptance, register
+from inspectloop.store import schema
 from inspectloop.train.calibrate import calibrate, fit_decisions
 from inspectloop.workspace import Workspace
 from tests.acceptance_helpers import TrainedNeu, copy_run
@@ -62,7 +64,7 @@ def add_evaluated_run(ws: Workspace, run_id: str, *, band: bool, criteria_id: in
         from inspectloop.decisions.calibration import softmax
         decisions = fit_decisions(softmax(calib_logits, confidence.temperature), calib_y,
                                   softmax(test_logits, confidence.temperature), y, good_index=GOOD, alpha=0.05,
-                                  confidence=0.9).summary
+                                  confidence=0.9, targets={"scratch": 0.99, "dark": 0.95}, class_names=CLASSES).summary
     run_dir = ws.runs_dir / run_id
     write_evaluation_report(run_dir / "report", title=run_id, metrics=metrics, slices=slices,
                             context={"run": run_id}, figures=[confidence.figure])
@@ -118,6 +120,21 @@ def test_a_card_with_a_review_band_criteria_line_acceptance_and_stage_history(ws
     assert "PASSED" in page and f"#{report_id}" in page and "p95 latency" not in page  # the latest report only
     assert "production" in page and "ben" in page and "passed acceptance" in page
     assert f"acceptance report #{report_id}" in page  # the evidence of the promotion
+
+
+def test_a_card_shows_each_operating_point_with_its_intervals(ws: Workspace) -> None:
+    add_evaluated_run(ws, "run-op", band=True)
+    version = register(ws, "run-op")
+    points = ws.db.run("run-op")["metrics"]["decisions"]["operating_points"]
+    with ws.db.transaction() as conn:  # as if the file carried the thresholds training fitted
+        conn.execute(update(schema.model_versions).where(schema.model_versions.c.id == version.id).values(
+            lineage={**version.lineage, "thresholds": {n: p["calibration"]["threshold"] for n, p in points.items()}}))
+    page = re.sub(r"\s+", " ", write_model_card(ws, version).read_text())
+    assert ">Per-class operating points<" in page and "99.0%" in page and "95.0%" in page
+    scratch = points["scratch"]["calibration"]
+    assert f"{100 * scratch['recall']:.1f}% {100 * scratch['recall_ci'][0]:.1f}% &ndash;" in page
+    assert f"of {points['scratch']['test']['positives']}" in page
+    assert "showing 99% needs at least" in page  # 60 calibration scratches cannot show 99%
 
 
 def test_a_card_without_a_report_folder_says_what_is_missing(ws: Workspace) -> None:

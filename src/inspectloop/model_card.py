@@ -297,7 +297,7 @@ def _calibration(run: _Run) -> str:
 
 
 def _decisions(version: ModelVersion, run: _Run, rates: DecisionRates | None, source: str) -> str:
-    parts = [_thresholds(version)]
+    parts = [_thresholds(version, run)]
     band = (run.metrics.get("decisions") or {}).get("band")
     if band is None:
         parts.append('<p class="callout quiet">No calibration split: two-way decisions. Every part is passed or '
@@ -305,7 +305,9 @@ def _decisions(version: ModelVersion, run: _Run, rates: DecisionRates | None, so
     else:
         limits = {f"pass when {band.get('score', 'P(good)')} above": f"{band['auto_above']:.4g}",
                   "reject when P(good) below": DASH if band.get("reject_below") is None else f"{band['reject_below']:.4g}",
-                  "escape rate target": f"{_share(band['alpha'])} at {_share(band['confidence'])} confidence",
+                  "escape rate target": f"{_share(band['alpha'])} " + (
+                      "on average over calibration draws (marginal)" if band.get("guarantee_kind") == "marginal"
+                      else f"at {_share(band['confidence'])} confidence"),
                   "calibration parts": f"{band.get('calibration_defects')} defective, {band.get('calibration_good')} good"}
         parts += [f'<p class="callout {"pass" if band.get("certifiable") else "quiet"}">{_e(band["guarantee"])}</p>',
                   _context_table(limits)]
@@ -315,12 +317,34 @@ def _decisions(version: ModelVersion, run: _Run, rates: DecisionRates | None, so
     return "\n".join(parts)
 
 
-def _thresholds(version: ModelVersion) -> str:
+def _thresholds(version: ModelVersion, run: _Run) -> str:
     thresholds = version.lineage.get("thresholds") or {}
     if not thresholds:
         return '<p class="muted">No per-class thresholds in the model file: the top class decides.</p>'
-    rows = "".join(f"<tr><td>{_e(k)}</td><td>{float(v):.3g}</td></tr>" for k, v in thresholds.items())
-    return f'<h3>Per-class thresholds in the model file</h3><table><tr><th>Class</th><th>Threshold</th></tr>{rows}</table>'
+    points = (run.metrics.get("decisions") or {}).get("operating_points") or {}
+    if not points:
+        rows = "".join(f"<tr><td>{_e(k)}</td><td>{float(v):.3g}</td></tr>" for k, v in thresholds.items())
+        return ('<h3>Per-class thresholds in the model file</h3><table><tr><th>Class</th><th>Threshold</th></tr>'
+                f'{rows}</table>')
+    head = ("<tr><th>Class</th><th>Target recall</th><th>Threshold</th><th>Calibration recall</th>"
+            "<th>Calibration precision</th><th>Test recall</th><th>Test precision</th></tr>")
+    rows, notes = [], []
+    for name, point in points.items():
+        calib, test = point["calibration"], point["test"]
+        rows.append(f"<tr><td>{_e(name)}</td><td>{_share(calib['target_recall'])}</td>"
+                    f"<td>{calib['threshold']:.3g}</td>"
+                    f"<td>{_share(calib['recall'])} {_ci(calib['recall_ci'])} of {calib['positives']}</td>"
+                    f"<td>{_share(calib['precision'])} {_ci(calib['precision_ci'])}</td>"
+                    f"<td>{_share(test['recall'])} {_ci(test['recall_ci'])} of {test['positives']}</td>"
+                    f"<td>{_share(test['precision'])} {_ci(test['precision_ci'])}</td></tr>")
+        if calib.get("note"):
+            notes.append(f"<li><b>{_e(name)}</b>: {_e(calib['note'])}</li>")
+    intro = ('<p>A defect class is flagged when its probability reaches its threshold, chosen on the calibration '
+             "split as the highest one that meets the class's target recall (the fewest false alarms). A flagged "
+             "part is never passed: it is rejected as that class, or sent to review when the band would have "
+             "passed it. Intervals are 95% Wilson intervals; the counts are small, so read them.</p>")
+    note_list = f'<ul class="muted">{"".join(notes)}</ul>' if notes else ""
+    return f"<h3>Per-class operating points</h3>{intro}<table>{head}{''.join(rows)}</table>{note_list}"
 
 
 def _rates_table(r: DecisionRates) -> str:
@@ -417,7 +441,9 @@ def _share(value: float | None) -> str:
 
 
 def _ci(ci: tuple[float, float]) -> str:
-    return DASH if any(math.isnan(v) for v in ci) else f"{_share(ci[0])} &ndash; {_share(ci[1])}"
+    if any(v is None or math.isnan(v) for v in ci):  # None: a NaN that went through JSON
+        return DASH
+    return f"{_share(ci[0])} &ndash; {_share(ci[1])}"
 
 
 def _num(value: float) -> str:

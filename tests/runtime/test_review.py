@@ -71,11 +71,12 @@ def test_operating_point_thresholds_are_applied_as_the_decisions_package_applies
             assert p.label == CLASSES[int(cls)]
 
 
-def test_a_flagged_defect_is_rejected_even_when_the_band_would_pass_it() -> None:
-    b = band(0, 0.5, 0.05)
-    probs = np.array([[0.90, 0.08, 0.02], [0.90, 0.02, 0.08], [0.97, 0.02, 0.01]])
-    d = decide(probs, b, threshold_array(CLASSES, {"scratch": 0.05, "dark": 0.05}))
-    assert d.codes.tolist() == [REJECT, REJECT, PASS] and d.classes.tolist() == [1, 2, 0]
+def test_flagged_defects_outrank_the_band() -> None:
+    """A flagged part the band would pass goes to review; a flagged part in the review zone is rejected."""
+    b = band(0, 0.85, 0.05)
+    probs = np.array([[0.90, 0.08, 0.02], [0.80, 0.02, 0.18], [0.97, 0.02, 0.01], [0.80, 0.10, 0.10]])
+    d = decide(probs, b, threshold_array(CLASSES, {"scratch": 0.05, "dark": 0.15}))
+    assert d.codes.tolist() == [REVIEW, REJECT, PASS, REJECT] and d.classes.tolist() == [-1, 2, 0, 1]
 
 
 def test_a_band_that_automates_nothing_sends_everything_to_review(tmp_path: Path) -> None:

@@ -239,11 +239,13 @@ def _decide(p: np.ndarray, band: ReviewBand, thresholds: np.ndarray | None = Non
     """:func:`decide` on already checked probabilities.
 
     ``thresholds`` (one per class, ``inf`` for none) are the operating points: a defect class is
-    *flagged* when its probability reaches its threshold. With a good class a flagged part is
-    rejected (as its most likely flagged class) even when the band would pass it, so a class's
-    recall target overrides automation; without one, a part whose top class is decided
-    automatically goes to review instead when another class is flagged. Both rules only move parts
-    away from automatic passes or assignments, so the band's escape guarantee still holds.
+    *flagged* when its probability reaches its threshold. With a good class, a flagged part that
+    the band would pass goes to review instead (the class's recall target outranks automation), and
+    a flagged part in the review zone is rejected as its most likely flagged class (the class's own
+    evidence decides it); without one, a part whose top class would be decided automatically goes to
+    review when another class is flagged. Passes and automatic assignments only ever shrink, so the
+    band's escape guarantee still holds; the extra rejects are not covered by the band's
+    false-reject guarantee and are counted on the test set.
     """
     codes = np.full(p.shape[0], REVIEW, dtype=np.int8)
     classes = np.full(p.shape[0], -1, dtype=np.int64)
@@ -258,8 +260,9 @@ def _decide(p: np.ndarray, band: ReviewBand, thresholds: np.ndarray | None = Non
     score = p[:, g]
     flagged[:, g] = False
     by_flag = flagged.any(axis=1)
-    reject = (score < (band.reject_below if band.reject_below is not None else _NEVER_BELOW)) | by_flag
-    passed = ~reject & (score > band.auto_above)
+    above = score > band.auto_above
+    reject = (score < (band.reject_below if band.reject_below is not None else _NEVER_BELOW)) | (by_flag & ~above)
+    passed = ~reject & above & ~by_flag
     defects = np.where(flagged | ~by_flag[:, None], p, -1.0)  # flagged classes first, else any defect
     defects[:, g] = -1.0
     codes[passed], classes[passed] = PASS, g

@@ -125,30 +125,38 @@ class EdgeModel:
         ``auto_above``, else review; without a good class, decide the top class when its probability
         is > ``auto_above``, else review. A review keeps the top class as the model's suggestion.
 
-        Operating points (``thresholds``): with a good class, a flagged defect class rejects the part
-        as the most likely flagged class, whatever the band says; without one, a flagged class other
-        than the top one sends the part to review. Same rules as ``inspectloop.decisions.decide``.
+        Operating points (``thresholds``): with a good class, a flagged defect class sends a part the
+        band would pass to review, and rejects a part in the review zone as the most likely flagged
+        class; without one, a flagged class other than the top one sends the part to review. Same
+        rules as ``inspectloop.decisions.decide``.
         """
         names, review, top = self._class_names, self.metadata.review, int(probabilities.argmax())
         good = self._good_index
         flagged = probabilities >= self._thresholds if self._thresholds is not None else None
-        if flagged is not None and good is not None:
-            flagged[good] = False
-            if flagged.any():
-                return names[int(np.where(flagged, probabilities, -1.0).argmax())], REJECT
-        if review is None:
-            return names[top], PASS if top == good else REJECT
         if good is None:
             other = flagged is not None and bool(flagged.sum() - flagged[top])
+            if review is None:
+                return names[top], REJECT
             return names[top], REJECT if probabilities[top] > review["auto_above"] and not other else REVIEW
-        below = review["reject_below"]
-        if below is not None and probabilities[good] < below:
-            defects = probabilities.copy()
-            defects[good] = -1.0
-            return names[int(defects.argmax())], REJECT
-        if probabilities[good] > review["auto_above"]:
+        if flagged is not None:
+            flagged[good] = False
+        by_flag = flagged is not None and bool(flagged.any())
+        if review is None:  # no band: the operating points alone, else the top class
+            if by_flag:
+                return self._top_defect(probabilities, flagged), REJECT
+            return names[top], PASS if top == good else REJECT
+        below, above = review["reject_below"], probabilities[good] > review["auto_above"]
+        if (below is not None and probabilities[good] < below) or (by_flag and not above):
+            return self._top_defect(probabilities, flagged if by_flag else None), REJECT
+        if above and not by_flag:
             return names[good], PASS
         return names[top], REVIEW
+
+    def _top_defect(self, probabilities: np.ndarray, among: np.ndarray | None) -> str:
+        """The most likely defect class (among the flagged ones when ``among`` is given)."""
+        defects = np.where(among, probabilities, -1.0) if among is not None else probabilities.copy()
+        defects[self._good_index] = -1.0
+        return self._class_names[int(defects.argmax())]
 
     def predict_array(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C), softmax(logits / temperature), for a preprocessed (N, 3, H, W) batch."""
