@@ -246,3 +246,41 @@ def test_unwritable_destination_is_an_export_error(tmp_path: Path, tiny: TinyCNN
     with pytest.raises(ExportError, match="cannot write the model file"):
         export_classifier(tiny, tiny_metadata(), tmp_path / "model.onnx", parity)
     assert _files(tmp_path) == ["model.onnx"]
+
+
+def tiny_classifier() -> torch.nn.Module:
+    """The tiny CNN's weights as a trunk + head :class:`Classifier` (exported with a ``features`` output)."""
+    from inspectloop.models.classifier import Classifier
+
+    source = trained_tiny_cnn()
+    trunk = torch.nn.Sequential(source.conv, torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+    model = Classifier(trunk, 8, len(CLASSES))
+    model.head[1].load_state_dict(source.head.state_dict())
+    return model.eval()
+
+
+def test_a_trunk_and_head_classifier_exports_its_features(tmp_path: Path, parity: list[Image.Image]) -> None:
+    from inspectloop.monitor.embeddings import EmbeddingModel
+
+    model = tiny_classifier()
+    report = export_classifier(model, tiny_metadata(), tmp_path / "c.onnx", parity)
+    edge = EdgeModel(report.path)
+    assert edge.has_features and [o.name for o in edge.session.get_outputs()] == ["logits", "features"]
+    prediction, features = edge.predict_with_features(parity[0])
+    assert prediction == dataclasses.replace(edge.predict(parity[0]), latency_ms=prediction.latency_ms)
+    batch = torch.from_numpy(edge.preprocess(parity[0]))
+    with torch.no_grad():
+        expected = model.trunk(batch).numpy()[0]
+    assert features is not None and features.shape == (8,)
+    np.testing.assert_allclose(features, expected, atol=1e-4)
+    embedder = EmbeddingModel(report.path)
+    assert embedder.features_output == "features"
+    np.testing.assert_allclose(embedder.embed([parity[0]])[0], features, atol=1e-5)
+    calibration, _ = synthetic_images(6, seed=4)
+    int8 = EdgeModel(quantize_int8(report.path, calibration, tmp_path / "c-int8.onnx", parity_images=parity).path)
+    assert int8.has_features and int8.predict_with_features(parity[0])[1].shape == (8,)  # type: ignore[union-attr]
+
+
+def test_a_model_without_trunk_and_head_keeps_one_output(exported: ExportReport, parity: list[Image.Image]) -> None:
+    edge = EdgeModel(exported.path)
+    assert not edge.has_features and edge.predict_with_features(parity[0])[1] is None

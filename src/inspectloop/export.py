@@ -10,6 +10,11 @@ torch 2.14 it is tens of times faster than the torch.export-based one, keeps the
 and prints nothing. If it fails (an operator it lacks, or a torch that no longer ships it) the
 torch.export-based exporter is tried instead, at opset 18 or above.
 torch, onnx and onnxruntime.quantization are imported only inside the functions that use them.
+
+A classifier made of a ``trunk`` and a ``head`` (:class:`inspectloop.models.classifier.Classifier`)
+is exported with a second output, ``features`` (the pooled trunk features the head reads), so drift
+monitoring gets embeddings from the same forward pass at no extra cost. Parity is checked on the
+logits only; other models keep their single ``logits`` output.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from PIL import Image
 from inspectloop.errors import ExportError, MissingExtraError, ModelFileError
 from inspectloop.runtime.images import to_working_mode
 from inspectloop.runtime.metadata import METADATA_KEY, ModelMetadata, content_hash, model_hash, utc_timestamp
-from inspectloop.runtime.model import INPUT_NAME, OUTPUT_NAME, EdgeModel
+from inspectloop.runtime.model import FEATURES_NAME, INPUT_NAME, OUTPUT_NAME, EdgeModel
 from inspectloop.runtime.preprocess import Preprocess
 
 if TYPE_CHECKING:
@@ -184,18 +189,41 @@ def _torchscript_export(torch: ModuleType, onnx: ModuleType, model: torch.nn.Mod
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # "legacy exporter" notices, not actionable here
         warnings.filterwarnings("ignore", message="Constant folding", category=UserWarning)  # harmless Slice note
-        torch.onnx.export(model, (torch.from_numpy(example),), buffer, input_names=[INPUT_NAME],
-                          output_names=[OUTPUT_NAME], opset_version=opset, dynamo=False, do_constant_folding=True,
-                          dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}})
+        graph, outputs = _graph_module(torch, model)
+        torch.onnx.export(graph, (torch.from_numpy(example),), buffer, input_names=[INPUT_NAME],
+                          output_names=outputs, opset_version=opset, dynamo=False, do_constant_folding=True,
+                          dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in outputs}})
     return onnx.load_from_string(buffer.getvalue())
 
 
 def _dynamo_export(torch: ModuleType, model: torch.nn.Module, example: np.ndarray, opset: int) -> Any:
-    program = torch.onnx.export(model, (torch.from_numpy(example),), None, input_names=[INPUT_NAME],
-                                output_names=[OUTPUT_NAME], opset_version=max(opset, _DYNAMO_MIN_OPSET),
+    graph, outputs = _graph_module(torch, model)
+    program = torch.onnx.export(graph, (torch.from_numpy(example),), None, input_names=[INPUT_NAME],
+                                output_names=outputs, opset_version=max(opset, _DYNAMO_MIN_OPSET),
                                 dynamo=True, verbose=False, external_data=False,
                                 dynamic_shapes=({0: torch.export.Dim("batch")},))
     return program.model_proto
+
+
+def _graph_module(torch: ModuleType, model: torch.nn.Module) -> tuple[torch.nn.Module, list[str]]:
+    """The module to trace and its output names: ``(logits, features)`` for a trunk + head classifier."""
+    trunk, head = getattr(model, "trunk", None), getattr(model, "head", None)
+    if not isinstance(trunk, torch.nn.Module) or not isinstance(head, torch.nn.Module):
+        return model, [OUTPUT_NAME]
+
+    class _WithFeatures(torch.nn.Module):
+        # the same submodules, not copies: the traced weights are the model's own
+        def __init__(self) -> None:
+            super().__init__()
+            self.trunk, self.head = trunk, head
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            features = torch.flatten(self.trunk(x), 1)
+            return self.head(features), features
+
+    wrapped = _WithFeatures()
+    wrapped.train(model.training)
+    return wrapped, [OUTPUT_NAME, FEATURES_NAME]
 
 
 def _stamp(proto: Any, metadata: ModelMetadata) -> tuple[bytes, ModelMetadata]:

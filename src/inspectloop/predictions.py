@@ -85,6 +85,7 @@ class PredictionRecord:
     prediction: Prediction
     keep_image: bool  # sampled for recalibration (review decisions are always kept)
     received_at: str = field(default_factory=now_iso)
+    suspect: bool = False  # its camera's latest health check failed
 
 
 @dataclass
@@ -260,7 +261,8 @@ def _apply_prediction(conn: Connection, job: _Job, ingest_id: int) -> LoggedPred
                   **_meta_columns(record.meta), extra=record.meta.extra, image_sha256=record.sha256,
                   image_stored=job.keep, model_version_id=record.model_version_id, model_name=record.model_name,
                   label=p.label, decision=p.decision, confidence=p.confidence, scores=p.scores,
-                  latency_ms=p.latency_ms, stats=job.image.quality.model_dump() if job.image else None)
+                  latency_ms=p.latency_ms, stats=job.image.quality.model_dump() if job.image else None,
+                  suspect=record.suspect)
     prediction_id = store.add_prediction(conn, values)
     if p.decision == "review" and job.keep:
         review.enqueue(conn, image_sha256=record.sha256, reason="uncertain", prediction_id=prediction_id,

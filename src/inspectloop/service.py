@@ -25,11 +25,25 @@ from typing import Any
 from PIL import Image, UnidentifiedImageError
 from sqlalchemy.exc import SQLAlchemyError
 
-from inspectloop import registry
+from inspectloop import camera, registry
 from inspectloop.domain import METADATA_FIELDS, CaptureMeta
-from inspectloop.errors import ImageError, ModelFileError, RegistryError, RequestError, ServiceError
-from inspectloop.predictions import LoggedPrediction, PredictionLog, PredictionRecord, QcResult, ShadowRecord, record_qc
+from inspectloop.errors import (
+    ImageError,
+    ModelFileError,
+    RegistryError,
+    RequestError,
+    ServiceError,
+)
+from inspectloop.predictions import (
+    LoggedPrediction,
+    PredictionLog,
+    PredictionRecord,
+    QcResult,
+    ShadowRecord,
+    record_qc,
+)
 from inspectloop.runtime import EdgeModel
+from inspectloop.store import monitoring as monitoring_store
 from inspectloop.store import predictions as store
 from inspectloop.store import sha256_bytes
 from inspectloop.workspace import Workspace
@@ -90,6 +104,8 @@ class InspectionService:
         self.production: ServedModel = self._load_production()
         self.shadow: ServedModel | None = self._load_shadow()
         self.cameras = self._known_cameras()
+        # cameras whose latest health check failed (with its time): refreshed with the registry poll
+        self.suspect_cameras: dict[str, str] = camera.suspect_cameras(workspace)
         self.log: PredictionLog | None = None
         self.shadow_dropped = 0
         self._slots = threading.BoundedSemaphore(self.config.workers)
@@ -151,7 +167,8 @@ class InspectionService:
         record = PredictionRecord(request_id=request_id, source=source, meta=meta, data=data,
                                   sha256=sha256_bytes(data), model_version_id=served.version_id,
                                   model_name=served.name, prediction=prediction,
-                                  keep_image=random.random() < self.config.sample_rate)
+                                  keep_image=random.random() < self.config.sample_rate,
+                                  suspect=meta.camera in self.suspect_cameras)
         future = self.log.submit(record)
         if self.shadow is not None:
             future.add_done_callback(lambda f: self._queue_shadow(f, meta, data))
@@ -268,10 +285,24 @@ class InspectionService:
             except Exception:  # a failing candidate must not stop the service
                 log.exception("shadow model %s failed on prediction %s", shadow.name, production.id)
 
+    def refresh_camera_status(self) -> None:
+        """Reload which cameras failed their latest health check.
+
+        A camera that newly fails gets the predictions logged since its check (while this cache was
+        stale) marked suspect too; the check itself marked those before it.
+        """
+        failing = camera.suspect_cameras(self.workspace)
+        with self.workspace.db.transaction() as conn:
+            for name, checked_at in failing.items():
+                if self.suspect_cameras.get(name) != checked_at:
+                    monitoring_store.mark_suspect(conn, name, checked_at)
+        self.suspect_cameras = failing  # one reference assignment: atomic for the request threads
+
     def _poll_registry(self) -> None:
         while not self._stop.wait(self.config.poll_seconds):
             try:
                 self.refresh_models()
+                self.refresh_camera_status()
             except (RegistryError, ModelFileError, SQLAlchemyError) as exc:  # keep serving the model we have
                 log.warning("registry check failed, still serving %s: %s", self.production.name, exc)
 

@@ -65,9 +65,10 @@ def test_a_v1_workspace_upgrades_in_place(tmp_path: Path, monkeypatch: pytest.Mo
     _make_v1_workspace(tmp_path / "ws", monkeypatch)
     with open_workspace(tmp_path / "ws") as ws:
         with ws.db.engine.connect() as conn:
-            assert migrations.current_version(conn) == migrations.LATEST == 3
+            assert migrations.current_version(conn) == migrations.LATEST == 4
             names = conn.execute(select(schema.schema_migrations.c.name)).scalars().all()
-        assert len(names) == 3 and names[1].startswith("acceptance criteria") and names[2].startswith("people")
+        assert len(names) == 4 and names[1].startswith("acceptance criteria") and names[2].startswith("people")
+        assert names[3].startswith("drift baselines")
         run = ws.db.run("run-old")
         assert run is not None and run["criteria_id"] is None and run["metrics"] == {"test": {"macro_recall": 0.9}}
         assert list(ws.db.classes()) == ["scratch"]

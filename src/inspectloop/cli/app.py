@@ -12,6 +12,7 @@ from inspectloop.cli.common import (
 )
 from inspectloop.cli.registry_commands import accept, criteria_app, models_app
 from inspectloop.cli.service_commands import serve, shadow_app, users_app
+from inspectloop.cli.monitor_commands import camera_app, monitor_app, recalibrate_app
 from inspectloop.cli.review_commands import review_app
 from inspectloop.cli.training_view import TrainingView
 
@@ -28,6 +29,9 @@ app.command()(accept)
 app.add_typer(users_app, name="users")
 app.add_typer(shadow_app, name="shadow")
 app.command()(serve)
+app.add_typer(monitor_app, name="monitor")
+app.add_typer(camera_app, name="camera")
+app.add_typer(recalibrate_app, name="recalibrate")
 
 
 @app.command()

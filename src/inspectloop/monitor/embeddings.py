@@ -27,10 +27,9 @@ from inspectloop.runtime.metadata import (
     read_model_metadata,
     verify_model_hash,
 )
-from inspectloop.runtime.model import INPUT_NAME, OUTPUT_NAME
+from inspectloop.runtime.model import FEATURES_NAME, INPUT_NAME, OUTPUT_NAME
 from inspectloop.runtime.preprocess import Preprocess
 
-FEATURES_NAME = "features"
 _CHUNK = 32  # images per session.run
 _LINEAR_OPS = {"Gemm", "MatMul"}
 _PASS_THROUGH_OPS = {"Add", "Identity", "Dropout", "DequantizeLinear", "QuantizeLinear", "Cast"}

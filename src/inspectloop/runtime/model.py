@@ -29,6 +29,7 @@ from inspectloop.runtime.preprocess import Preprocess
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+FEATURES_NAME = "features"  # optional second output: pooled backbone features, for drift monitoring
 PASS, REJECT, REVIEW = "pass", "reject", "review"
 
 ImageSource = str | Path | bytes | Image.Image
@@ -66,7 +67,8 @@ class EdgeModel:
     ``good_class``, else "reject" as that class; with one, uncertain images go to "review" (see
     ``_decide``), and a defect class whose probability reaches its per-class ``thresholds`` entry
     (its operating point) is flagged: rejected with a good class, sent to review without one.
-    ``session`` is the onnxruntime session (raw ``logits``).
+    ``session`` is the onnxruntime session (raw ``logits``, and ``features`` when the file has them:
+    ``has_features``; see ``predict_with_features``).
     """
 
     def __init__(self, path: str | Path, *, threads: int = 1, verify_hash: bool = True) -> None:
@@ -91,6 +93,7 @@ class EdgeModel:
         self._thresholds = np.array([thresholds.get(name, np.inf) for name in self._class_names]) \
             if thresholds else None
         self._local = threading.local()
+        self.has_features = FEATURES_NAME in [o.name for o in self.session.get_outputs()]
 
     def __repr__(self) -> str:
         meta = self.metadata
@@ -102,19 +105,35 @@ class EdgeModel:
 
         A PIL image is taken as already decoded (``jpeg_draft`` applies to paths and bytes only).
         """
+        return self._predict(source, name, with_features=False)[0]
+
+    def predict_with_features(self, source: ImageSource, *,
+                              name: str | None = None) -> tuple[Prediction, np.ndarray | None]:
+        """``predict`` plus the image's backbone features (D,) from the same forward pass.
+
+        The features are None when the file has no ``features`` output (exported before it existed,
+        or not a trunk + head classifier); ``inspectloop.monitor.embeddings`` can still recover them.
+        """
+        return self._predict(source, name, with_features=self.has_features)
+
+    def _predict(self, source: ImageSource, name: str | None,
+                 with_features: bool) -> tuple[Prediction, np.ndarray | None]:
         start = time.perf_counter()
         image = self._decode(source, name)
         decoded = time.perf_counter()
         batch = self._prepare(image)
         prepared = time.perf_counter()
-        probabilities = self._probabilities(batch)[0]
+        outputs = (OUTPUT_NAME, FEATURES_NAME) if with_features else (OUTPUT_NAME,)
+        results = self.session.run(outputs, {INPUT_NAME: batch})
+        probabilities = _softmax(results[0], self.metadata.temperature)[0]
         inferred = time.perf_counter()
         label, decision = self._decide(probabilities)
         scores = dict(zip(self._class_names, probabilities.tolist()))
         end = time.perf_counter()
         latency = {"decode": _ms(decoded - start), "preprocess": _ms(prepared - decoded),
                    "infer": _ms(inferred - prepared), "total": _ms(end - start)}
-        return Prediction(label, scores[label], scores, decision, latency)
+        features = np.asarray(results[1][0], dtype=np.float32).reshape(-1) if with_features else None
+        return Prediction(label, scores[label], scores, decision, latency), features
 
     def _decide(self, probabilities: np.ndarray) -> tuple[str, str]:
         """The label and decision for one image's probabilities.

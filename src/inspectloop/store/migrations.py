@@ -36,11 +36,18 @@ def _v3_service_and_review(conn: Connection) -> None:
     _add_columns_added_in(conn, 3)
 
 
+def _v4_monitoring(conn: Connection) -> None:
+    _create_tables_added_in(conn, 4)
+    _add_columns_added_in(conn, 4)
+
+
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "foundation: images, classes, annotations, datasets, runs, models", _v1_foundation),
     (2, "acceptance criteria, model registry (versions, stages, acceptance reports), runs.criteria_id",
      _v2_criteria_and_registry),
     (3, "people, prediction log, shadow predictions, QC decisions, review queue", _v3_service_and_review),
+    (4, "drift baselines and checks, alerts, camera health baselines and checks, recalibration cycles",
+     _v4_monitoring),
 ]
 LATEST = MIGRATIONS[-1][0]
 

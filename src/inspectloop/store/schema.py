@@ -305,3 +305,124 @@ review_items = Table(
           sqlite_where=text("status = 'open'"), postgresql_where=text("status = 'open'")),
     info=since(3),
 )
+
+# -- version 4: drift monitoring, camera health, recalibration cycles --------------------------------
+
+# What "normal" looked like for one camera when a model version was deployed (DriftBaseline.to_dict).
+drift_baselines = Table(
+    "drift_baselines", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("camera", String, nullable=False),
+    Column("model_version_id", Integer, ForeignKey("model_versions.id"), nullable=False, index=True),
+    Column("source", String, nullable=False),  # test | calib | production
+    Column("images", Integer, nullable=False),
+    Column("baseline", JSON, nullable=False),
+    Column("recorded_at", String, nullable=False),
+    Index("ix_drift_baselines_camera", "camera", "model_version_id"),
+    info=since(4),
+)
+
+# One ``inspectloop monitor`` run and how it ended (ok | alert | no_baseline | too_few | no_production).
+monitor_runs = Table(
+    "monitor_runs", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("started_at", String, nullable=False),
+    Column("window_start", String, nullable=False),
+    Column("window_end", String, nullable=False),
+    Column("model_version_id", Integer, ForeignKey("model_versions.id")),
+    Column("outcome", String, nullable=False),
+    Column("message", Text),
+    Column("summary", JSON, nullable=False, default=dict),
+    info=since(4),
+)
+
+# Every signal of every camera's check: the history the dashboard charts.
+drift_checks = Table(
+    "drift_checks", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("monitor_run_id", Integer, ForeignKey("monitor_runs.id"), nullable=False, index=True),
+    Column("camera", String, nullable=False),
+    Column("checked_at", String, nullable=False),  # the window's end
+    Column("signal", String, nullable=False),
+    Column("effect", Float, nullable=False),
+    Column("effect_unit", String, nullable=False),
+    Column("p_value", Float, nullable=False),
+    Column("raw_p_value", Float, nullable=False),
+    Column("fired", Boolean, nullable=False),
+    Column("n_baseline", Integer, nullable=False),
+    Column("n_current", Integer, nullable=False),
+    Column("message", Text, nullable=False),
+    Index("ix_drift_checks_camera_time", "camera", "checked_at"),
+    info=since(4),
+)
+
+# Alerts sent (after rate limiting): drift signals and failed camera checks, in plant language.
+alerts = Table(
+    "alerts", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String, nullable=False),  # drift | camera
+    Column("camera", String, nullable=False),
+    Column("signal", String, nullable=False),
+    Column("effect", Float),
+    Column("p_value", Float),
+    Column("message", Text, nullable=False),
+    Column("monitor_run_id", Integer, ForeignKey("monitor_runs.id")),
+    Column("created_at", String, nullable=False),
+    Index("ix_alerts_time", "created_at"),
+    info=since(4),
+)
+
+# Small named state that outlives a process, e.g. the alert limiter's last alert per (camera, signal).
+monitor_state = Table(
+    "monitor_state", metadata,
+    Column("key", String, primary_key=True),
+    Column("value", JSON, nullable=False),
+    Column("updated_at", String, nullable=False),
+    info=since(4),
+)
+
+# A camera's health baseline (flat field, slanted edge, lighting) recorded at deployment.
+camera_baselines = Table(
+    "camera_baselines", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("camera", String, nullable=False, index=True),
+    Column("baseline", JSON, nullable=False),
+    Column("flat_sha256", String(64)),
+    Column("edge_sha256", String(64)),
+    Column("recorded_at", String, nullable=False),
+    info=since(4),
+)
+
+# Every camera health check; a failed one marks the camera's predictions suspect until one passes.
+camera_checks = Table(
+    "camera_checks", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("camera", String, nullable=False),
+    Column("baseline_id", Integer, ForeignKey("camera_baselines.id")),
+    Column("status", String, nullable=False),  # pass | warn | fail | error
+    Column("report", JSON, nullable=False),
+    Column("marked_suspect", Integer, nullable=False, server_default=text("0")),
+    Column("checked_at", String, nullable=False),
+    Index("ix_camera_checks_camera_time", "camera", "checked_at"),
+    info=since(4),
+)
+
+# One recalibration cycle: sample -> re-annotation -> comparison -> (retraining, acceptance, shadow).
+recalibration_cycles = Table(
+    "recalibration_cycles", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("status", String, nullable=False),  # awaiting_labels | done
+    Column("outcome", String),  # no_predictions | no_drop | shadow | failed_acceptance | failed_training
+    Column("trigger_source", String, nullable=False),  # manual | calendar | drift
+    Column("model_version_id", Integer, ForeignKey("model_versions.id")),
+    Column("window_start", String, nullable=False),
+    Column("window_end", String, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("sample", JSON, nullable=False, default=dict),  # prediction ids and review item ids
+    Column("result", JSON, nullable=False, default=dict),
+    Column("message", Text),
+    Column("report_path", Text),
+    Column("created_at", String, nullable=False),
+    Column("updated_at", String, nullable=False),
+    info=since(4),
+)

@@ -231,7 +231,7 @@ def _item_context(request: Request, user: User) -> dict[str, Any]:
 
 @router.get("/dashboard")
 def dashboard(request: Request) -> Response:
-    """Decision rates, the review backlog, recent shadow discrepancies and recent reviewer decisions."""
+    """Decision rates, the review backlog, shadow discrepancies, reviewer decisions and drift charts."""
     user = page_user(request)
     if user is None:
         return _to_login(request)
@@ -243,8 +243,19 @@ def dashboard(request: Request) -> Response:
         "backlog": review.backlog(workspace), "reasons": review.REASONS,
         "discrepancies": review.recent_discrepancies(workspace, limit=15),
         "decisions": review.recent_decisions(workspace, limit=15),
+        "drift_charts": _drift_charts(workspace),
     }
     return _render(request, "dashboard.html", context)
+
+
+def _drift_charts(workspace: Any) -> list[Any]:
+    """Drift effects per camera over the last 90 days, with alert markers (server-rendered SVG)."""
+    from inspectloop import monitoring
+    from inspectloop.web.charts import drift_charts
+
+    since = (datetime.now(UTC) - timedelta(days=90)).isoformat()
+    return drift_charts(monitoring.drift_history(workspace, since),
+                        monitoring.recent_alerts(workspace, since=since, kind="drift", limit=1000))
 
 
 # -- static files (served here, not from a CDN: plants are air-gapped) ------------------------------

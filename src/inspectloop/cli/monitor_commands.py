@@ -1,0 +1,178 @@
+"""``inspectloop monitor``, ``camera`` and ``recalibrate``: keeping a deployed model accurate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from inspectloop.cli.common import (
+    WorkspaceOpt,
+    err,
+    fmt,
+    friendly,
+    out,
+    print_json,
+    table,
+    workspace,
+)
+
+monitor_app = typer.Typer(help="Drift monitoring per camera against the baseline recorded at deployment.")
+camera_app = typer.Typer(help="Camera health checks: flat field, slanted-edge sharpness, lighting.",
+                         no_args_is_help=True)
+recalibrate_app = typer.Typer(help="Recalibration cycles: re-annotate recent production, retrain on evidence.")
+
+
+@monitor_app.callback(invoke_without_command=True)
+@friendly
+def monitor(ctx: typer.Context, ws: WorkspaceOpt,
+            window: Annotated[str, typer.Option(help="How much recent production to check: 12h, 7d, 2w.")] = "7d",
+            min_predictions: Annotated[int, typer.Option(help="Cameras with fewer predictions are left out.")] = 50,
+            alpha: Annotated[float, typer.Option(help="Family-wise false-alarm rate per camera and check.")] = 0.01,
+            review: Annotated[int, typer.Option(help="Drifted images per camera sent to the review queue.")] = 5,
+            fail_on_alert: Annotated[bool, typer.Option("--fail-on-alert", help="Exit 2 when an alert is sent.")] = False,
+            as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+    """Check each camera's recent production for drift; print every signal with effect size and p-value."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from inspectloop import monitoring
+
+    with workspace(ws) as w:
+        result = monitoring.monitor(w, window=monitoring.parse_window(window), min_predictions=min_predictions,
+                                    alpha=alpha, review_per_camera=review)
+    if as_json:
+        print_json(result.to_dict())
+    else:
+        table(f"drift of {result.model_version}, {result.window_start[:16]} to {result.window_end[:16]}",
+              ["camera", "signal", "effect", "p (Holm)", "fired", "what changed"],
+              [[s.camera, s.signal, f"{fmt(s.effect)} {s.effect_unit}", f"{s.p_value:.3g}", "ALERT" if s.fired else "",
+                s.message.split(": ", 1)[-1]] for s in result.signals])
+        for camera, why in result.skipped.items():
+            err.print(f"  {camera} not checked: {why}", highlight=False)
+        for message in result.alerts:
+            out.print(f"[bold red]alert:[/] {message}", highlight=False)
+        if result.review_items:
+            out.print(f"{len(result.review_items)} drifted images sent to review", highlight=False)
+    if fail_on_alert and result.alerts:
+        raise typer.Exit(2)
+
+
+@monitor_app.command("baseline")
+@friendly
+def monitor_baseline(ws: WorkspaceOpt,
+                     version: Annotated[Optional[str], typer.Option(help="Model version (default: production).")] = None,
+                     source: Annotated[str, typer.Option(help="test: the frozen test/calib images; production: "
+                                                              "the version's first predictions.")] = "test",
+                     camera: Annotated[list[str], typer.Option(help="Camera (repeatable).")] = [],  # noqa: B006
+                     first: Annotated[int, typer.Option(help="Predictions per camera with --source production.")] = 200,
+                     ) -> None:
+    """Record each camera's drift baseline for a model version."""
+    from inspectloop import monitoring
+
+    with workspace(ws) as w:
+        records = monitoring.record_baseline(w, version, source=source, cameras=camera, first=first)
+    table("drift baselines", ["camera", "version", "source", "images", "embedded"],
+          [[r.camera, r.model_version, r.source, r.images, r.embedded] for r in records])
+
+
+@camera_app.command("baseline")
+@friendly
+def camera_baseline(camera: str, ws: WorkspaceOpt,
+                    flat: Annotated[Optional[Path], typer.Option(help="Capture of the flat-field card.")] = None,
+                    edge: Annotated[Optional[Path], typer.Option(help="Capture of the slanted-edge target.")] = None,
+                    ) -> None:
+    """Record a camera's health baseline from its flat-field and slanted-edge captures."""
+    from inspectloop import camera as camera_lib
+
+    with workspace(ws) as w:
+        b = camera_lib.record_baseline(w, camera, flat=flat, edge=edge)
+    out.print(f"{camera}: baseline recorded (uniformity {b.uniformity:.3f}, corner ratio {b.corner_ratio:.3f}, "
+              f"intensity {b.intensity:.1f}, MTF50 {b.mtf50:.3f} cycles/px)", highlight=False)
+
+
+@camera_app.command("check")
+@friendly
+def camera_check(camera: str, ws: WorkspaceOpt,
+                 flat: Annotated[Optional[Path], typer.Option(help="Capture of the flat-field card.")] = None,
+                 edge: Annotated[Optional[Path], typer.Option(help="Capture of the slanted-edge target.")] = None,
+                 ) -> None:
+    """Check a camera against its baseline; a failure marks its predictions suspect until a check passes."""
+    from inspectloop import camera as camera_lib
+
+    with workspace(ws) as w:
+        result = camera_lib.check(w, camera, flat=flat, edge=edge)
+    table(f"{camera}: {result.status}", ["check", "measured", "baseline", "change", "status"],
+          [[c.check, f"{c.measured:.3g}", f"{c.baseline:.3g}", f"{c.change:+.1%}", str(c.status)]
+           for c in result.report.checks])
+    if result.status == "fail":
+        out.print(f"[bold red]{camera} failed:[/] its predictions are marked suspect until a check passes "
+                  f"({result.marked_suspect} since its last good check)", highlight=False)
+        raise typer.Exit(2)
+
+
+@recalibrate_app.callback(invoke_without_command=True)
+@friendly
+def recalibrate(ctx: typer.Context, ws: WorkspaceOpt,
+                window_days: Annotated[float, typer.Option(help="Days of production to sample.")] = 90,
+                sample_size: Annotated[int, typer.Option(help="Predictions in the stratified sample.")] = 200,
+                review_fraction: Annotated[float, typer.Option(help="Share of the sample sent to review.")] = 1.0,
+                trigger: Annotated[float, typer.Option(help="Recall drop (fraction) that calls for retraining.")] = 0.03,
+                trigger_source: Annotated[str, typer.Option(help="Why: manual, calendar or drift.")] = "manual",
+                continue_: Annotated[Optional[int], typer.Option("--continue", help="Finish this cycle once its "
+                                                                 "images are reviewed.")] = None,
+                actor: Annotated[str, typer.Option(help="Who moves a retrained model to shadow.")] = "recalibration",
+                ) -> None:
+    """Start a recalibration cycle (sample production for review), or finish one whose labels are in."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from inspectloop.recalibration import cycle as cycles
+
+    with workspace(ws) as w:
+        if continue_ is not None:
+            result = cycles.continue_cycle(w, continue_, actor=actor)
+        else:
+            result = cycles.recalibrate(w, window_days=window_days, sample_size=sample_size,
+                                        review_fraction=review_fraction, trigger=trigger, trigger_source=trigger_source)
+    _print_cycle(result)
+
+
+def _print_cycle(result: object) -> None:
+    c = result  # a Cycle
+    out.print(f"cycle {c.id}: {c.outcome or c.status}: {c.message or ''}", highlight=False)  # type: ignore[attr-defined]
+    for line in c.result.get("comparison", {}).get("reasons", []):  # type: ignore[attr-defined]
+        out.print(f"  {line}", highlight=False)
+    if c.report_path:  # type: ignore[attr-defined]
+        out.print(f"report: {c.report_path}", highlight=False)  # type: ignore[attr-defined]
+
+
+@recalibrate_app.command("status")
+@friendly
+def recalibrate_status(ws: WorkspaceOpt,
+                       as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+                       ) -> None:
+    """List recalibration cycles with their outcome and report."""
+    from inspectloop.recalibration import cycle as cycles
+
+    with workspace(ws) as w:
+        found = cycles.list_cycles(w)
+    if as_json:
+        print_json(cycles.cycle_summary(found))
+        return
+    table("recalibration cycles", ["id", "status", "outcome", "trigger", "window", "message"],
+          [[c.id, c.status, c.outcome, c.trigger_source, f"{c.window_start[:10]} to {c.window_end[:10]}", c.message]
+           for c in found])
+
+
+@recalibrate_app.command("due")
+@friendly
+def recalibrate_due(ws: WorkspaceOpt,
+                    period_days: Annotated[float, typer.Option(help="Calendar period between cycles.")] = 91) -> None:
+    """Say whether a quarterly cycle or a drift alert calls for a recalibration now."""
+    from inspectloop.recalibration import cycle as cycles
+
+    with workspace(ws) as w:
+        verdict = cycles.due(w, period_days=period_days)
+    out.print(f"{'due' if verdict.due else 'not due'}: {verdict.reason}", highlight=False)
+    if verdict.due:
+        out.print(f"run: inspectloop recalibrate --trigger-source {verdict.source}", highlight=False)

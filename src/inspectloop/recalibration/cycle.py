@@ -1,0 +1,378 @@
+"""The recalibration cycle: re-annotate a sample of recent production, compare, retrain only on evidence.
+
+Stage 1 (:func:`recalibrate`): a sample of the production model's predictions with stored images in
+the window, stratified by predicted class, camera and shift; a random subset goes to the review queue
+(reason "recalibration"); the cycle waits for labels. Stage 2 (:func:`continue_cycle`, run by
+``recalibrate --continue`` or by the next ``recalibrate`` once every item is decided): per-class recall
+and precision of the production model on the re-annotated sample against the accepted baseline, with
+Wilson intervals. If a class dropped more than the trigger: a new dataset version (parent + the newly
+labelled images; nothing dropped, the frozen test set carried over), a training run with the same
+configuration and criteria, acceptance against those locked criteria, and, if it passes, the shadow
+stage. Production is only ever reached through the registry's normal gate, by a person.
+Every cycle, whatever its outcome, is a row and a report (JSON + HTML).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import random
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from inspectloop import registry, review
+from inspectloop.errors import InspectloopError
+from inspectloop.recalibration.comparison import DEFAULT_TRIGGER, compare_to_baseline
+from inspectloop.recalibration.sampling import RecalibrationError, stratified_sample
+from inspectloop.store import atomic_write_text, now_iso
+from inspectloop.store import monitoring as store
+from inspectloop.workspace import Workspace
+
+AWAITING, DONE = "awaiting_labels", "done"
+TRIGGER_SOURCES = ("manual", "calendar", "drift")
+QUARTER_DAYS = 91
+REVIEWER_SOURCE = "recalibration"
+
+
+@dataclass(frozen=True)
+class Cycle:
+    """A recalibration cycle as stored: where it stands, what it found and where its report is."""
+
+    id: int
+    status: str
+    outcome: str | None
+    trigger_source: str
+    model_version_id: int | None
+    window_start: str
+    window_end: str
+    params: Mapping[str, Any]
+    sample: Mapping[str, Any]
+    result: Mapping[str, Any]
+    message: str | None
+    report_path: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Cycle:
+        return cls(row["id"], row["status"], row["outcome"], row["trigger_source"], row["model_version_id"],
+                   row["window_start"], row["window_end"], row["params"], row["sample"] or {}, row["result"] or {},
+                   row["message"], row["report_path"])
+
+
+@dataclass(frozen=True)
+class Due:
+    """Whether a cycle is called for now, and why (``source``: calendar, drift or None)."""
+
+    due: bool
+    source: str | None
+    reason: str
+    alerts: list[str] = field(default_factory=list)
+
+
+Trainer = Callable[..., Any]  # inspectloop.training.train's signature
+
+
+# --- stage 1 -------------------------------------------------------------------------------------------
+
+def recalibrate(workspace: Workspace, *, window_days: float = 90, sample_size: int = 200,
+                review_fraction: float = 1.0, trigger: float = DEFAULT_TRIGGER, trigger_source: str = "manual",
+                now: datetime | None = None, seed: int = 0) -> Cycle:
+    """Start a cycle over the last ``window_days`` of the production model's predictions.
+
+    If an earlier cycle waits for labels that are now all given, that cycle is continued instead;
+    if its labels are still being given, RecalibrationError says how many remain. A window without
+    predictions (with stored images) is recorded as outcome "no_predictions" and raised.
+    """
+    _check_options(sample_size, review_fraction, trigger, trigger_source)
+    waiting = _waiting_cycle(workspace)
+    if waiting is not None:
+        return _continue_if_ready(workspace, waiting)
+    end = (now or datetime.now(UTC)).astimezone(UTC)
+    start = end - timedelta(days=window_days)
+    version = registry.production_model(workspace)
+    row = {"trigger_source": trigger_source, "model_version_id": version.id if version else None,
+               "window_start": start.isoformat(), "window_end": end.isoformat(),
+               "params": {"window_days": window_days, "sample_size": sample_size, "review_fraction": review_fraction,
+                       "trigger": trigger, "seed": seed}}
+    if version is None:
+        _refuse(workspace, row, "no_production", RecalibrationError(
+            "no model version is in production, so there is nothing to recalibrate",
+            "promote one first: inspectloop models promote VERSION production --actor NAME"))
+    with workspace.db.engine.connect() as conn:
+        rows = store.window_predictions(conn, row["window_start"], row["window_end"], model_version_id=version.id,
+                                        stored_only=True)
+    if not rows:
+        _refuse(workspace, row, "no_predictions", RecalibrationError(
+            f"no predictions of {version.name} with stored images between {start:%Y-%m-%d} and {end:%Y-%m-%d}",
+            "widen the window (--window-days), or serve with a sample rate above 0 so images are kept"))
+    return _open_cycle(workspace, row, version, rows, sample_size, review_fraction, seed)
+
+
+def _check_options(sample_size: int, review_fraction: float, trigger: float, trigger_source: str) -> None:
+    if sample_size < 1:
+        raise RecalibrationError(f"the sample size must be at least 1, got {sample_size}", "e.g. --sample-size 200")
+    if not 0.0 < review_fraction <= 1.0:
+        raise RecalibrationError(f"the review fraction must be in (0, 1], got {review_fraction}",
+                                 "e.g. --review-fraction 0.5")
+    if not 0.0 < trigger < 1.0:
+        raise RecalibrationError(f"the trigger must be a recall drop between 0 and 1, got {trigger}",
+                                 "e.g. --trigger 0.03 for 3 points")
+    if trigger_source not in TRIGGER_SOURCES:
+        raise RecalibrationError(f"unknown trigger source {trigger_source!r}", f"use {', '.join(TRIGGER_SOURCES)}")
+
+
+def _open_cycle(workspace: Workspace, row: dict[str, Any], version: registry.ModelVersion,
+                rows: list[dict[str, Any]], sample_size: int, review_fraction: float, seed: int) -> Cycle:
+    sample = stratified_sample(rows, size=sample_size, seed=seed)
+    chosen = random.Random(seed).sample(sample, max(1, round(review_fraction * len(sample))))
+    with workspace.db.transaction() as conn:
+        cycle_id = store.add_cycle(conn, {**row, "status": AWAITING})
+        items = []
+        for prediction in sorted(chosen, key=lambda r: r["id"]):
+            item = review.enqueue(conn, image_sha256=prediction["image_sha256"], reason="recalibration",
+                                  prediction_id=prediction["id"], model_version_id=version.id,
+                                  details={"cycle": cycle_id, "camera": prediction["camera"],
+                                           "shift": prediction["shift"]})
+            items += [item] if item is not None else []  # an image already waiting is not asked twice
+        sampled = {"predictions": [r["id"] for r in sample], "review_items": items, "in_window": len(rows)}
+        store.update_cycle(conn, cycle_id, {"sample": sampled, "message": (
+            f"{len(items)} images wait for review; then run: inspectloop recalibrate --continue {cycle_id}")})
+    return _report(workspace, cycle_id)
+
+
+def _refuse(workspace: Workspace, row: dict[str, Any], outcome: str, exc: InspectloopError) -> None:
+    with workspace.db.transaction() as conn:
+        cycle_id = store.add_cycle(conn, {**row, "status": DONE, "outcome": outcome, "message": str(exc)})
+    _report(workspace, cycle_id)
+    raise exc
+
+
+# --- stage 2 -------------------------------------------------------------------------------------------
+
+def continue_cycle(workspace: Workspace, cycle_id: int, *, actor: str = "recalibration",
+                   trainer: Trainer | None = None) -> Cycle:
+    """Compare the cycle's labelled sample with the accepted baseline and act on it (see the module doc).
+
+    RecalibrationError while review items are open, or for a cycle that is already done.
+    """
+    current = get_cycle(workspace, cycle_id)
+    if current.status != AWAITING:
+        raise RecalibrationError(f"recalibration cycle {cycle_id} is already done ({current.outcome})",
+                                 "start a new one with: inspectloop recalibrate")
+    labelled, still_open = _labels(workspace, current)
+    if still_open:
+        raise RecalibrationError(
+            f"cycle {cycle_id}: {still_open} of {still_open + len(labelled)} sampled images still wait for review",
+            f"review them at /review, then run: inspectloop recalibrate --continue {cycle_id}")
+    if not labelled:
+        return _finish(workspace, cycle_id, "no_labels", {}, "every sampled image was skipped; nothing to compare")
+    version = registry.get_version(workspace, int(current.model_version_id))  # type: ignore[arg-type]
+    comparison = compare_to_baseline(accepted_baseline(workspace, version), [lab for lab, _ in labelled],
+                                     [pred for _, pred in labelled], version.lineage.get("class_names") or
+                                     _class_names(workspace, version), float(current.params["trigger"]))
+    result: dict[str, Any] = {"comparison": comparison.to_dict(), "model_version": version.name}
+    if not comparison.retrain:
+        return _finish(workspace, cycle_id, "no_drop", result,
+                       f"no class lost more than {100 * comparison.trigger:.0f} points of recall; nothing to retrain")
+    return _retrain(workspace, current, version, result, actor, trainer)
+
+
+def _labels(workspace: Workspace, cycle: Cycle) -> tuple[list[tuple[str, str]], int]:
+    """(reviewer's label, model's label) per decided item, and how many items are still open."""
+    with workspace.db.engine.connect() as conn:
+        items = store.review_items(conn, list(cycle.sample.get("review_items", [])))
+        predictions = {r["id"]: r for r in store.window_predictions(conn, cycle.window_start, cycle.window_end,
+                                                                     model_version_id=cycle.model_version_id)}
+    labelled = [(item["decided_label"], predictions[item["prediction_id"]]["label"]) for item in items
+                if item["status"] == "done" and item["prediction_id"] in predictions]
+    return labelled, sum(item["status"] == "open" for item in items)
+
+
+def accepted_baseline(workspace: Workspace, version: registry.ModelVersion) -> dict[str, dict[str, Any]]:
+    """Per-class recall, precision and support the version was accepted with (its latest passed report),
+    else its run's test metrics."""
+    reports = [r for r in workspace.db.acceptance_reports(version.id) if r["passed"]]
+    if reports:
+        per_class = reports[-1]["report"]["measurements"]["per_class"]
+        return {c["name"]: {"recall": c["recall"], "precision": c["precision"], "support": c.get("support")}
+                for c in per_class}
+    run = workspace.db.run(version.run_id) or {}
+    per_class = ((run.get("metrics") or {}).get("test") or {}).get("per_class") or {}
+    if not per_class:
+        raise RecalibrationError(f"{version.name} has neither a passed acceptance report nor test metrics",
+                                 f"accept it first: inspectloop accept {version.run_id}")
+    if isinstance(per_class, list):
+        return {c["name"]: c for c in per_class}
+    return {name: dict(values) for name, values in per_class.items()}
+
+
+def _class_names(workspace: Workspace, version: registry.ModelVersion) -> list[str]:
+    from inspectloop.runtime import EdgeModel
+
+    return list(EdgeModel(version.path).metadata.class_names)
+
+
+def _retrain(workspace: Workspace, cycle: Cycle, version: registry.ModelVersion, result: dict[str, Any],
+             actor: str, trainer: Trainer | None) -> Cycle:
+    from inspectloop.acceptance import accept
+    from inspectloop.datasets import SplitPlan, create_version, load_version
+    from inspectloop.train.config import TrainConfig
+
+    run = workspace.db.run(version.run_id)
+    if run is None or run["criteria_id"] is None:
+        return _finish(workspace, cycle.id, "no_criteria", result,
+                       f"{version.name}'s run names no locked criteria, so a retrained model could not be judged; "
+                       "lock criteria and train with --criteria")
+    try:
+        parent = load_version(workspace, run["dataset_version"])
+        plan = SplitPlan(**{k: (tuple(v) if k == "test_values" else v) for k, v in parent.params.items()
+                            if k in SplitPlan.__dataclass_fields__})
+        dataset = create_version(workspace, plan, parent=parent.name)
+        result["dataset_version"] = {"name": dataset.name, "parent": parent.name,
+                                     "added": len(dataset.items) - len(parent.items)}
+        trained = (trainer or _train)(workspace, TrainConfig(**run["config"]), dataset=dataset.name,
+                                      criteria=str(run["criteria_id"]))
+        result["run"] = trained.run_id
+        report = accept(workspace, trained.run_id)
+    except InspectloopError as exc:
+        return _finish(workspace, cycle.id, "failed_training", result, f"retraining failed: {exc}")
+    result["acceptance"] = {"passed": report.passed, "failed": [r.name for r in report.failed],
+                            "report": str(report.json_path), "model_version": report.model_version.name}
+    if not report.unlocks_promotion:
+        return _finish(workspace, cycle.id, "failed_acceptance", result,
+                       f"the retrained model {report.model_version.name} failed acceptance "
+                       f"({', '.join(r.name for r in report.failed) or 'criteria mismatch'}); "
+                       f"{version.name} stays in production")
+    shadow = registry.promote(workspace, report.model_version, registry.Stage.shadow, actor=actor,
+                              reason=f"recalibration cycle {cycle.id}")
+    return _finish(workspace, cycle.id, "shadow", result,
+                   f"{shadow.name} passed acceptance and runs in shadow; after its shadow report, promote it with: "
+                   f"inspectloop models promote {shadow.name} production --actor NAME")
+
+
+def _train(workspace: Workspace, config: Any, *, dataset: str, criteria: str) -> Any:
+    from inspectloop.training import train
+
+    return train(workspace, config, dataset=dataset, criteria=criteria)
+
+
+def _finish(workspace: Workspace, cycle_id: int, outcome: str, result: dict[str, Any], message: str) -> Cycle:
+    with workspace.db.transaction() as conn:
+        store.update_cycle(conn, cycle_id, {"status": DONE, "outcome": outcome, "result": result, "message": message})
+    return _report(workspace, cycle_id)
+
+
+def _waiting_cycle(workspace: Workspace) -> Cycle | None:
+    with workspace.db.engine.connect() as conn:
+        rows = [r for r in store.cycles(conn) if r["status"] == AWAITING]
+    return Cycle.from_row(rows[0]) if rows else None
+
+
+def _continue_if_ready(workspace: Workspace, waiting: Cycle) -> Cycle:
+    _, still_open = _labels(workspace, waiting)
+    if still_open:
+        raise RecalibrationError(f"recalibration cycle {waiting.id} still waits for {still_open} review decisions",
+                                 "review them at /review; the next inspectloop recalibrate continues it")
+    return continue_cycle(workspace, waiting.id)
+
+
+# --- queries -------------------------------------------------------------------------------------------
+
+def get_cycle(workspace: Workspace, cycle_id: int) -> Cycle:
+    with workspace.db.engine.connect() as conn:
+        row = store.cycle(conn, cycle_id)
+    if row is None:
+        raise RecalibrationError(f"no recalibration cycle {cycle_id}", "list them with: inspectloop recalibrate status")
+    return Cycle.from_row(row)
+
+
+def list_cycles(workspace: Workspace, limit: int = 20) -> list[Cycle]:
+    """Cycles, newest first."""
+    with workspace.db.engine.connect() as conn:
+        return [Cycle.from_row(r) for r in store.cycles(conn, limit)]
+
+
+def due(workspace: Workspace, *, now: datetime | None = None, period_days: float = QUARTER_DAYS) -> Due:
+    """Whether a cycle is due: a drift alert since the last cycle, or ``period_days`` since it (or deployment)."""
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    cycles = [c for c in list_cycles(workspace, limit=200) if c.outcome not in ("no_production",)]
+    last = cycles[0].window_end if cycles else None
+    with workspace.db.engine.connect() as conn:
+        alerts = store.alerts(conn, since=last, kind="drift")
+    if alerts:
+        return Due(True, "drift", f"{len(alerts)} drift alerts since the last cycle", [a["message"] for a in alerts])
+    since = last or _deployed_at(workspace)
+    if since is None:
+        return Due(False, None, "no model version is in production")
+    age = now - datetime.fromisoformat(since)
+    if age >= timedelta(days=period_days):
+        return Due(True, "calendar", f"{age.days} days since the last cycle (every {period_days:.0f} days)")
+    return Due(False, None, f"next calendar cycle in {(timedelta(days=period_days) - age).days} days; no drift alerts")
+
+
+def _deployed_at(workspace: Workspace) -> str | None:
+    version = registry.production_model(workspace)
+    if version is None:
+        return None
+    events = [e for e in registry.history(workspace, version) if e.to_stage == registry.Stage.production]
+    return events[-1].at if events else version.created_at
+
+
+# --- the report ----------------------------------------------------------------------------------------
+
+def _report(workspace: Workspace, cycle_id: int) -> Cycle:
+    """Write the cycle's JSON and HTML report and record where it is; return the cycle."""
+    cycle = get_cycle(workspace, cycle_id)
+    folder = workspace.reports_dir / "recalibration"
+    document = {"cycle": cycle.id, "status": cycle.status, "outcome": cycle.outcome,
+                "trigger_source": cycle.trigger_source, "model_version_id": cycle.model_version_id,
+                "window": [cycle.window_start, cycle.window_end], "params": dict(cycle.params),
+                "sample": dict(cycle.sample), "result": dict(cycle.result), "message": cycle.message,
+                "written_at": now_iso()}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"cycle-{cycle.id}.json"
+    atomic_write_text(path, json.dumps(document, indent=2, default=str) + "\n")
+    atomic_write_text(path.with_suffix(".html"), _html(document))
+    with workspace.db.transaction() as conn:
+        store.update_cycle(conn, cycle.id, {"report_path": str(path)})
+    return get_cycle(workspace, cycle.id)
+
+
+def _html(document: Mapping[str, Any]) -> str:
+    esc = html.escape
+    comparison = document["result"].get("comparison", {})
+    rows = "".join(
+        f"<tr><td>{esc(c['name'])}</td><td>{c['support']}</td><td>{_pct(c['recall'])} "
+        f"({_pct(c['recall_low'])}-{_pct(c['recall_high'])})</td><td>{_pct(c['baseline_recall'])}</td>"
+        f"<td>{_pts(c['recall_delta_points'])}</td><td>{_pct(c['precision'])}</td>"
+        f"<td>{'drop' if c['dropped'] else ''}</td></tr>" for c in comparison.get("classes", []))
+    table = (f"<table><tr><th>class</th><th>labelled</th><th>recall now (95% CI)</th><th>at acceptance</th>"
+             f"<th>change</th><th>precision now</th><th></th></tr>{rows}</table>") if rows else ""
+    notes = "".join(f"<li>{esc(n)}</li>" for n in comparison.get("notes", []))
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Recalibration cycle {document['cycle']}</title>"
+            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;border-bottom:1px solid #ddd}</style>"
+            f"</head><body><h1>Recalibration cycle {document['cycle']}</h1>"
+            f"<p><b>{esc(str(document['outcome'] or document['status']))}</b>: {esc(str(document['message'] or ''))}</p>"
+            f"<p>window {esc(document['window'][0][:10])} to {esc(document['window'][1][:10])}, "
+            f"trigger {esc(document['trigger_source'])}</p>{table}<ul>{notes}</ul></body></html>\n")
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _pts(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f} pts"
+
+
+def cycle_summary(cycles: Sequence[Cycle]) -> list[dict[str, Any]]:
+    """One JSON-ready line per cycle (for ``recalibrate status --json``)."""
+    return [{"id": c.id, "status": c.status, "outcome": c.outcome, "trigger": c.trigger_source,
+             "window": [c.window_start, c.window_end], "message": c.message, "report": c.report_path}
+            for c in cycles]
+
+
+def report_path(cycle: Cycle) -> Path | None:
+    return Path(cycle.report_path) if cycle.report_path else None

@@ -1,0 +1,142 @@
+"""The recalibration cycle: sample -> review -> comparison with the accepted baseline -> retrain, accept, shadow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import update
+
+from inspectloop import registry, review
+from inspectloop.criteria import lock_criteria
+from inspectloop.recalibration import RecalibrationError
+from inspectloop.recalibration.cycle import (
+    continue_cycle,
+    due,
+    list_cycles,
+    recalibrate,
+)
+from inspectloop.runtime import EdgeModel
+from inspectloop.store import monitoring as monitoring_store
+from inspectloop.store import schema as s
+from inspectloop.workspace import Workspace
+from tests.monitoring_helpers import NOW, log_predictions, monitored_line
+from tests.registry_helpers import tiny_model_bytes, write_criteria
+from tests.service_helpers import Line
+
+LENIENT = """\
+name: lenient
+classes:
+  scratch: {min_recall: 0.5}
+max_escape_rate: 0.5
+max_p95_latency_ms: 10000
+"""
+IMPOSSIBLE = LENIENT.replace("name: lenient", "name: impossible").replace("10000", "0.000001")
+
+
+class FakeTrainer:
+    """Stands in for ``training.train``: records a finished run holding the tiny CNN, on the new dataset."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, workspace: Workspace, config: Any, *, dataset: str, criteria: str) -> Any:
+        self.calls.append({"config": config.model_dump(), "dataset": dataset, "criteria": criteria})
+        run_id = f"run-recal-{len(self.calls)}"
+        run_dir = workspace.runs_dir / run_id
+        run_dir.mkdir(parents=True)
+        path = run_dir / "model.onnx"
+        path.write_bytes(tiny_model_bytes())
+        workspace.db.add_run(run_id, dataset, config.model_dump(), "0.1.0+gtest", str(run_dir),
+                             criteria_id=int(criteria))
+        metadata = EdgeModel(path).metadata
+        workspace.db.add_model(run_id, "fp32", str(path), hashlib.sha256(path.read_bytes()).hexdigest(),
+                               metadata.weights_sha256, json.loads(metadata.to_json()))
+        workspace.db.finish_run(run_id, "finished", metrics={"test": {}})
+        return type("Run", (), {"run_id": run_id})()
+
+
+def with_criteria(line: Line, tmp_path: Path, text: str) -> None:
+    locked = lock_criteria(line.workspace, write_criteria(tmp_path, text, name=f"{text[6:12]}.yaml"), by="ana")
+    with line.workspace.db.transaction() as conn:
+        conn.execute(update(s.runs).where(s.runs.c.id == line.production.run_id).values(criteria_id=locked.id))
+
+
+def review_all(line: Line, *, miss_scratches: bool) -> int:
+    """Decide every open item: the model's label, except scratches the reviewer says it passed as good."""
+    decided = 0
+    while (item := review.claim_next(line.workspace, "rita")) is not None:
+        label = item.suggestion or "good"
+        if miss_scratches and label == "good" and decided % 2 == 0:
+            label = "scratch"
+        review.decide(line.workspace, item.id, "rita", label)
+        decided += 1
+    return decided
+
+
+@pytest.fixture()
+def line(tmp_path: Path):
+    line = monitored_line(tmp_path / "ws")
+    log_predictions(line, "cam-a", 30, start=NOW - timedelta(days=5), stored_every=1, seed=1)
+    log_predictions(line, "cam-b", 30, start=NOW - timedelta(days=4), stored_every=1, seed=2)
+    yield line
+    line.workspace.close()
+
+
+def suggestions(line: Line) -> None:  # the model's label on each item, as the service would have set it
+    with line.workspace.db.transaction() as conn:
+        for item in conn.execute(s.review_items.select()).all():
+            label = conn.execute(s.predictions.select().where(s.predictions.c.id == item.prediction_id)).first().label
+            conn.execute(update(s.review_items).where(s.review_items.c.id == item.id).values(suggestion=label))
+
+
+def test_a_cycle_without_a_drop_ends_with_no_retraining(line: Line) -> None:
+    cycle = recalibrate(line.workspace, now=NOW, sample_size=12)
+    assert cycle.status == "awaiting_labels" and len(cycle.sample["review_items"]) == 12
+    assert review.backlog(line.workspace).open_by_reason["recalibration"] == 12
+    with pytest.raises(RecalibrationError, match="12 of 12 sampled images still wait"):
+        continue_cycle(line.workspace, cycle.id)
+    suggestions(line)
+    review_all(line, miss_scratches=False)
+    done = recalibrate(line.workspace, now=NOW)  # all decided: the waiting cycle is continued
+    assert (done.id, done.status, done.outcome) == (cycle.id, "done", "no_drop")
+    assert Path(done.report_path).exists() and Path(done.report_path).with_suffix(".html").exists()  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("criteria", "outcome", "stage"), [(LENIENT, "shadow", "shadow"),
+                                                            (IMPOSSIBLE, "failed_acceptance", "candidate")])
+def test_a_recall_drop_retrains_and_only_a_passing_model_reaches_shadow(line: Line, tmp_path: Path, criteria: str,
+                                                                         outcome: str, stage: str) -> None:
+    with_criteria(line, tmp_path, criteria)
+    cycle = recalibrate(line.workspace, now=NOW, sample_size=40)
+    suggestions(line)
+    review_all(line, miss_scratches=True)
+    trainer = FakeTrainer()
+    done = continue_cycle(line.workspace, cycle.id, trainer=trainer)
+    assert done.outcome == outcome, done.message
+    assert done.result["comparison"]["retrain"] and trainer.calls[0]["config"]["mode"] == "probe"
+    dataset = done.result["dataset_version"]
+    assert dataset["parent"] == "v2" and dataset["added"] > 0 and trainer.calls[0]["dataset"] == dataset["name"]
+    new = registry.get_version(line.workspace, done.result["acceptance"]["model_version"])
+    assert new.stage == stage and registry.production_model(line.workspace).id == line.production.id  # type: ignore[union-attr]
+    assert ("stays in production" in (done.message or "")) == (outcome == "failed_acceptance")
+
+
+def test_a_window_without_predictions_is_recorded_and_explained(line: Line) -> None:
+    with pytest.raises(RecalibrationError, match="no predictions of .* with stored images"):
+        recalibrate(line.workspace, now=NOW + timedelta(days=400), window_days=30)
+    assert [(c.status, c.outcome) for c in list_cycles(line.workspace)] == [("done", "no_predictions")]
+
+
+def test_due_by_calendar_or_drift(line: Line) -> None:
+    assert due(line.workspace).due is False
+    assert due(line.workspace, now=NOW + timedelta(days=400)).source == "calendar"
+    with line.workspace.db.transaction() as conn:
+        monitoring_store.add_alert(conn, {"kind": "drift", "camera": "cam-a", "signal": "brightness", "effect": 1.2,
+                                              "message": "cam-a: brightness down 40%"})
+    verdict = due(line.workspace)
+    assert verdict.due and verdict.source == "drift" and verdict.alerts == ["cam-a: brightness down 40%"]
