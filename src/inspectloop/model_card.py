@@ -341,8 +341,9 @@ def _thresholds(version: ModelVersion, run: _Run) -> str:
             notes.append(f"<li><b>{_e(name)}</b>: {_e(calib['note'])}</li>")
     intro = ('<p>A defect class is flagged when its probability reaches its threshold, chosen on the calibration '
              "split as the highest one that meets the class's target recall (the fewest false alarms). A flagged "
-             "part is never passed: it is rejected as that class, or sent to review when the band would have "
-             "passed it. Intervals are 95% Wilson intervals; the counts are small, so read them.</p>")
+             "part is never passed automatically: with a review band it goes to review instead; without one it "
+             "is rejected as that class. Intervals are 95% Wilson intervals; the counts are small, so read "
+             "them.</p>")
     note_list = f'<ul class="muted">{"".join(notes)}</ul>' if notes else ""
     return f"<h3>Per-class operating points</h3>{intro}<table>{head}{''.join(rows)}</table>{note_list}"
 

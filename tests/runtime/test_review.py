@@ -71,12 +71,26 @@ def test_operating_point_thresholds_are_applied_as_the_decisions_package_applies
             assert p.label == CLASSES[int(cls)]
 
 
-def test_flagged_defects_outrank_the_band() -> None:
-    """A flagged part the band would pass goes to review; a flagged part in the review zone is rejected."""
+def test_a_flagged_defect_is_never_passed_and_the_bands_rejects_stay_as_they_are() -> None:
     b = band(0, 0.85, 0.05)
-    probs = np.array([[0.90, 0.08, 0.02], [0.80, 0.02, 0.18], [0.97, 0.02, 0.01], [0.80, 0.10, 0.10]])
+    probs = np.array([[0.90, 0.08, 0.02], [0.80, 0.02, 0.18], [0.97, 0.02, 0.01], [0.02, 0.90, 0.08]])
     d = decide(probs, b, threshold_array(CLASSES, {"scratch": 0.05, "dark": 0.15}))
-    assert d.codes.tolist() == [REVIEW, REJECT, PASS, REJECT] and d.classes.tolist() == [-1, 2, 0, 1]
+    assert d.codes.tolist() == [REVIEW, REVIEW, PASS, REJECT] and d.classes.tolist() == [-1, -1, 0, 1]
+    assert decide(probs, b).codes.tolist() == [PASS, REVIEW, PASS, REJECT]
+
+
+def test_without_a_band_the_operating_points_decide(tmp_path: Path) -> None:
+    images, _ = synthetic_images(10, seed=8)
+    plain = EdgeModel(export_tiny(tmp_path / "plain.onnx").path)
+    probs = np.array([[plain.predict(image).scores[c] for c in CLASSES] for image in images])
+    threshold = float(np.median(probs[:, 1]))
+    model = EdgeModel(export_tiny(tmp_path / "m.onnx", thresholds={"scratch": threshold}).path)
+    for image, p in zip(images, probs, strict=True):
+        got = model.predict(image)
+        if p[1] >= threshold:
+            assert (got.decision, got.label) == ("reject", "scratch")
+        else:
+            assert got.decision == ("pass" if p.argmax() == 0 else "reject")
 
 
 def test_a_band_that_automates_nothing_sends_everything_to_review(tmp_path: Path) -> None:

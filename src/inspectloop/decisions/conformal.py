@@ -239,13 +239,13 @@ def _decide(p: np.ndarray, band: ReviewBand, thresholds: np.ndarray | None = Non
     """:func:`decide` on already checked probabilities.
 
     ``thresholds`` (one per class, ``inf`` for none) are the operating points: a defect class is
-    *flagged* when its probability reaches its threshold. With a good class, a flagged part that
-    the band would pass goes to review instead (the class's recall target outranks automation), and
-    a flagged part in the review zone is rejected as its most likely flagged class (the class's own
-    evidence decides it); without one, a part whose top class would be decided automatically goes to
-    review when another class is flagged. Passes and automatic assignments only ever shrink, so the
-    band's escape guarantee still holds; the extra rejects are not covered by the band's
-    false-reject guarantee and are counted on the test set.
+    *flagged* when its probability reaches its threshold. A flagged part is never decided
+    automatically against its flag: with a good class, a part the band would pass goes to review
+    instead (the class's recall target outranks automation); without one, a part whose top class
+    would be assigned automatically goes to review when another class is flagged. The band's own
+    rejects are unchanged. Passes and assignments only shrink, so both of the band's guarantees
+    (escapes, and false rejects) still hold. (Without a band, the runtime rejects flagged parts:
+    there the operating points are the decision.)
     """
     codes = np.full(p.shape[0], REVIEW, dtype=np.int8)
     classes = np.full(p.shape[0], -1, dtype=np.int64)
@@ -259,11 +259,9 @@ def _decide(p: np.ndarray, band: ReviewBand, thresholds: np.ndarray | None = Non
     g = band.good_index
     score = p[:, g]
     flagged[:, g] = False
-    by_flag = flagged.any(axis=1)
-    above = score > band.auto_above
-    reject = (score < (band.reject_below if band.reject_below is not None else _NEVER_BELOW)) | (by_flag & ~above)
-    passed = ~reject & above & ~by_flag
-    defects = np.where(flagged | ~by_flag[:, None], p, -1.0)  # flagged classes first, else any defect
+    reject = score < (band.reject_below if band.reject_below is not None else _NEVER_BELOW)
+    passed = ~reject & (score > band.auto_above) & ~flagged.any(axis=1)
+    defects = p.copy()
     defects[:, g] = -1.0
     codes[passed], classes[passed] = PASS, g
     codes[reject], classes[reject] = REJECT, defects.argmax(axis=1)[reject]

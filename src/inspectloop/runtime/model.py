@@ -144,9 +144,10 @@ class EdgeModel:
         ``auto_above``, else review; without a good class, decide the top class when its probability
         is > ``auto_above``, else review. A review keeps the top class as the model's suggestion.
 
-        Operating points (``thresholds``): with a good class, a flagged defect class sends a part the
-        band would pass to review, and rejects a part in the review zone as the most likely flagged
-        class; without one, a flagged class other than the top one sends the part to review. Same
+        Operating points (``thresholds``): a flagged defect class (probability at or above its
+        threshold) is never decided against: with a good class and a band, a part the band would pass
+        goes to review; without a good class, a flagged class other than the top one sends the part
+        to review; without a band, a flagged part is rejected as its most likely flagged class. Same
         rules as ``inspectloop.decisions.decide``.
         """
         names, review, top = self._class_names, self.metadata.review, int(probabilities.argmax())
@@ -164,10 +165,10 @@ class EdgeModel:
             if by_flag:
                 return self._top_defect(probabilities, flagged), REJECT
             return names[top], PASS if top == good else REJECT
-        below, above = review["reject_below"], probabilities[good] > review["auto_above"]
-        if (below is not None and probabilities[good] < below) or (by_flag and not above):
-            return self._top_defect(probabilities, flagged if by_flag else None), REJECT
-        if above and not by_flag:
+        below = review["reject_below"]
+        if below is not None and probabilities[good] < below:
+            return self._top_defect(probabilities, None), REJECT
+        if probabilities[good] > review["auto_above"] and not by_flag:
             return names[good], PASS
         return names[top], REVIEW
 
