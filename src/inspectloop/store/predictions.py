@@ -31,6 +31,12 @@ def add_prediction(conn: Connection, values: dict[str, Any]) -> int:
     return int(result.inserted_primary_key[0])
 
 
+def set_stats(conn: Connection, rows: Iterable[tuple[int, dict[str, Any]]]) -> None:
+    """Fill in the image statistics of logged predictions (measured after they were answered)."""
+    for prediction_id, stats in rows:
+        conn.execute(update(s.predictions).where(s.predictions.c.id == prediction_id).values(stats=stats))
+
+
 def mark_image_stored(conn: Connection, prediction_id: int) -> None:
     conn.execute(update(s.predictions).where(s.predictions.c.id == prediction_id).values(image_stored=True))
 
