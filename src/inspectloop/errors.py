@@ -102,3 +102,7 @@ class RequestError(InspectloopError):
     def __init__(self, message: str, hint: str | None = None, *, kind: str = "bad_field") -> None:
         super().__init__(message, hint)
         self.kind = kind
+
+
+class RecalibrationError(InspectloopError, ValueError):
+    """A recalibration request that cannot be carried out as asked (empty window, bad size, ...)."""

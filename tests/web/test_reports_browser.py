@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 from inspectloop.acceptance import accept
 from inspectloop.model_card import write_model_card

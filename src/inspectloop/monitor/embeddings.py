@@ -17,7 +17,6 @@ from types import ModuleType
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 from PIL import Image
 
 from inspectloop.errors import MissingExtraError, ModelFileError, MonitorError
@@ -27,7 +26,13 @@ from inspectloop.runtime.metadata import (
     read_model_metadata,
     verify_model_hash,
 )
-from inspectloop.runtime.model import FEATURES_NAME, INPUT_NAME, OUTPUT_NAME
+from inspectloop.runtime.model import (
+    FEATURES_NAME,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    open_session,
+    read_model_file,
+)
 from inspectloop.runtime.preprocess import Preprocess
 
 _CHUNK = 32  # images per session.run
@@ -45,15 +50,15 @@ class EmbeddingModel:
 
     def __init__(self, path: str | Path, *, threads: int = 1, verify_hash: bool = True) -> None:
         self.path = Path(path)
-        data = _read(self.path)
+        data = read_model_file(self.path)
         self.metadata: ModelMetadata = read_model_metadata(data, str(self.path))
         if verify_hash:
             verify_model_hash(data, self.metadata, str(self.path))
-        session = _session(data, threads, str(self.path))
+        session = open_session(data, threads, str(self.path))
         self.features_output = FEATURES_NAME
         if FEATURES_NAME not in [o.name for o in session.get_outputs()]:
             data, self.features_output = expose_features(data, str(self.path))
-            session = _session(data, threads, str(self.path))
+            session = open_session(data, threads, str(self.path))
         self.session = session
         self.preprocess = Preprocess(self.metadata.input_size, self.metadata.mean, self.metadata.std)
 
@@ -132,23 +137,3 @@ def _onnx() -> ModuleType:
         return importlib.import_module("onnx")
     except ImportError as exc:
         raise MissingExtraError("onnx", "train") from exc
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read model file ({exc.strerror or exc})",
-                             "check the path to the exported .onnx file") from exc
-
-
-def _session(data: bytes, threads: int, label: str) -> ort.InferenceSession:
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    try:
-        return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped errors
-        raise ModelFileError(f"{label}: onnxruntime cannot load the model ({exc})",
-                             "re-export the model; the file may be damaged") from exc

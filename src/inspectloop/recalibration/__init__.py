@@ -1,6 +1,9 @@
-"""Recalibration cycle building blocks: stratified sampling of production and the per-class comparison
-with the accepted baseline. Pure (numpy and the standard library); no database, no model.
+"""The recalibration cycle: stratified sampling of production and the per-class comparison with the
+accepted baseline (pure: numpy and the standard library), and the cycle itself (``cycle.py``: the
+workspace, the review queue, retraining, acceptance, shadow).
 """
+
+from inspectloop.errors import RecalibrationError
 
 from inspectloop.recalibration.comparison import (
     ClassComparison,
@@ -9,7 +12,6 @@ from inspectloop.recalibration.comparison import (
     labels_needed,
 )
 from inspectloop.recalibration.sampling import (
-    RecalibrationError,
     allocate,
     stratified_sample,
 )

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from inspectloop.evaluate.metrics import RECALL_CONFIDENCE, wilson_interval
-from inspectloop.recalibration.sampling import RecalibrationError
+from inspectloop.errors import RecalibrationError
 
 DEFAULT_TRIGGER = 0.03
 _MAX_LABELS = 10_000_000

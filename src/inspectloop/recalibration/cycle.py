@@ -26,7 +26,8 @@ from typing import Any
 from inspectloop import registry, review
 from inspectloop.errors import InspectloopError
 from inspectloop.recalibration.comparison import DEFAULT_TRIGGER, compare_to_baseline
-from inspectloop.recalibration.sampling import RecalibrationError, stratified_sample
+from inspectloop.errors import RecalibrationError
+from inspectloop.recalibration.sampling import stratified_sample
 from inspectloop.store import atomic_write_text, now_iso
 from inspectloop.store import monitoring as store
 from inspectloop.workspace import Workspace

@@ -14,14 +14,10 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from inspectloop.errors import InspectloopError
+from inspectloop.errors import RecalibrationError
 
 R = TypeVar("R")
 DEFAULT_KEYS = ("label", "camera", "shift")
-
-
-class RecalibrationError(InspectloopError, ValueError):
-    """A recalibration request that cannot be carried out as asked (empty window, bad size, ...)."""
 
 
 def stratified_sample(records: Sequence[R], keys: Sequence[str] = DEFAULT_KEYS, *, size: int,

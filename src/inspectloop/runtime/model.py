@@ -75,11 +75,11 @@ class EdgeModel:
         if type(threads) is not int or threads < 1:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.path = Path(path)
-        data = _read_model_file(self.path)
+        data = read_model_file(self.path)
         self.metadata: ModelMetadata = read_model_metadata(data, str(self.path))
         if verify_hash:
             verify_model_hash(data, self.metadata, str(self.path))
-        self.session: ort.InferenceSession = _open_session(data, threads, str(self.path))
+        self.session: ort.InferenceSession = open_session(data, threads, str(self.path))
         _check_signature(self.session, self.metadata, str(self.path))
         self.preprocess = Preprocess(self.metadata.input_size, self.metadata.mean, self.metadata.std)
         self._lut = _normalisation_table(self.preprocess)
@@ -273,7 +273,8 @@ def _normalisation_table(preprocess: Preprocess) -> np.ndarray:
     return np.ascontiguousarray(((values - offset) / scale).T)
 
 
-def _read_model_file(path: Path) -> bytes:
+def read_model_file(path: Path) -> bytes:
+    """The bytes of a model file; ModelFileError naming the path and the fix when it cannot be read."""
     try:
         return path.read_bytes()
     except FileNotFoundError as exc:
@@ -283,7 +284,8 @@ def _read_model_file(path: Path) -> bytes:
                              "check the path and permissions") from exc
 
 
-def _open_session(data: bytes, threads: int, label: str) -> ort.InferenceSession:
+def open_session(data: bytes, threads: int, label: str) -> ort.InferenceSession:
+    """An onnxruntime CPU session tuned for batch-1 edge inference; ModelFileError when it cannot load."""
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
