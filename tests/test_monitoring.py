@@ -73,9 +73,15 @@ def test_a_darkened_camera_drifts_and_a_steady_one_does_not(line) -> None:
 
 
 def test_a_baseline_from_first_production_predictions(line) -> None:
-    log_predictions(line, "cam-a", 30, start=NOW - timedelta(days=10))
-    records = monitoring.record_baseline(line.workspace, source="production", first=20)
-    assert [(r.camera, r.source, r.images, r.embedded) for r in records] == [("cam-a", "production", 20, 10)]
+    log_predictions(line, "cam-a", 40, start=NOW - timedelta(days=10))
+    records = monitoring.record_baseline(line.workspace, source="production", first=30)
+    assert [(r.camera, r.source, r.images, r.embedded) for r in records] == [("cam-a", "production", 30, 15)]
+
+
+def test_a_baseline_too_small_for_every_signal_is_refused_when_recorded(line) -> None:
+    log_predictions(line, "cam-a", 20, start=NOW - timedelta(days=10))
+    with pytest.raises(MonitorError, match=r"too few production predictions to baseline on: cam-a \(20\)"):
+        monitoring.record_baseline(line.workspace, source="production", first=200)
 
 
 @pytest.mark.parametrize(("text", "expected"), [("7d", timedelta(days=7)), ("12h", timedelta(hours=12)),

@@ -41,6 +41,7 @@ LIMITER_KEY = "alert_limiter"
 MAX_EMBEDDED = 200  # stored production images embedded per camera and window (enough for MMD, cheap on a CPU)
 MIN_EMBEDDED = 10  # fewer stored images than this and the embedding signal is left out of the check
 NO_CAMERA = "-"  # images recorded without a camera
+MIN_BASELINE = 30  # images a camera's baseline needs for every signal (the class-mix test needs 30)
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,12 @@ def record_baseline(workspace: Workspace, model_version: str | None = None, *, s
         windows = _production_windows(workspace, version, edge, cameras, first)
     records = []
     with workspace.db.transaction() as conn:
-        for camera, (window, count) in sorted(windows.items()):
+        for camera, (window, count, origin) in sorted(windows.items()):
             baseline = DriftBaseline(**vars(window), model_version=version.name, recorded_at=now_iso())
-            row_id = store.add_drift_baseline(conn, camera=camera, model_version_id=version.id, source=source,
+            row_id = store.add_drift_baseline(conn, camera=camera, model_version_id=version.id, source=origin,
                                               images=count, baseline=baseline.to_dict())
             embedded = 0 if window.embeddings is None else len(window.embeddings)
-            records.append(BaselineRecord(row_id, camera, version.name, source, count, embedded))
+            records.append(BaselineRecord(row_id, camera, version.name, origin, count, embedded))
     return records
 
 
@@ -129,7 +130,9 @@ def _version(workspace: Workspace, name: str | None) -> registry.ModelVersion:
 
 
 def _test_windows(workspace: Workspace, version: registry.ModelVersion, edge: EdgeModel,
-                  cameras: Sequence[str]) -> dict[str, tuple[CameraWindow, int]]:
+                  cameras: Sequence[str]) -> dict[str, tuple[CameraWindow, int, str]]:
+    """Each camera's own frozen test and calibration images; a camera with fewer than ``MIN_BASELINE``
+    of its own gets the whole set (source ``test-all-cameras``), which is still the accepted evidence."""
     run = workspace.db.run(version.run_id)
     items = [i for i in workspace.db.dataset_items(run["dataset_version"]) if i["split"] in ("test", "calib")] \
         if run else []
@@ -145,12 +148,18 @@ def _test_windows(workspace: Workspace, version: registry.ModelVersion, edge: Ed
     if shared and not targets:
         raise MonitorError("the test images carry no camera name and no camera is known yet",
                            "name the cameras to baseline: inspectloop monitor baseline --camera CAM1 --camera CAM2")
+    if len(records) < MIN_BASELINE:
+        raise MonitorError(f"model version {version.name} has {len(records)} frozen test and calibration images, "
+                           f"fewer than the {MIN_BASELINE} a baseline needs",
+                           "record the baseline from production instead: inspectloop monitor baseline --source "
+                           "production --first 200")
     windows = {}
     for camera in targets or sorted(by_camera):
-        digests = by_camera.get(camera, []) + shared
-        if digests:
-            stats = [records[d].quality for d in digests if records[d].quality is not None]
-            windows[camera] = (_model_window(workspace, edge, camera, digests, stats), len(digests))
+        digests, origin = by_camera.get(camera, []) + shared, "test"
+        if len(digests) < MIN_BASELINE:
+            digests, origin = list(records), "test-all-cameras"
+        stats = [records[d].quality for d in digests if records[d].quality is not None]
+        windows[camera] = (_model_window(workspace, edge, camera, digests, stats), len(digests), origin)
     return windows
 
 
@@ -186,7 +195,7 @@ def _embed_fallback(workspace: Workspace, edge: EdgeModel, digests: Sequence[str
 
 
 def _production_windows(workspace: Workspace, version: registry.ModelVersion, edge: EdgeModel,
-                        cameras: Sequence[str], first: int) -> dict[str, tuple[CameraWindow, int]]:
+                        cameras: Sequence[str], first: int) -> dict[str, tuple[CameraWindow, int, str]]:
     with workspace.db.engine.connect() as conn:
         targets = list(cameras) or store.prediction_cameras(conn, version.id)
         rows = {camera: store.first_predictions(conn, version.id, camera, first) for camera in targets}
@@ -194,7 +203,14 @@ def _production_windows(workspace: Workspace, version: registry.ModelVersion, ed
     if not rows:
         raise MonitorError(f"model version {version.name} has no production predictions to baseline on",
                            "serve it for a while, or baseline on its test images: inspectloop monitor baseline")
-    return {camera: (_log_window(workspace, edge, camera, found), len(found)) for camera, found in rows.items()}
+    short = sorted(f"{camera} ({len(found)})" for camera, found in rows.items() if len(found) < MIN_BASELINE)
+    if short:
+        raise MonitorError(f"too few production predictions to baseline on: {', '.join(short)}; "
+                           f"a baseline needs {MIN_BASELINE} per camera",
+                           "serve the model a while longer, or baseline on its test images: inspectloop monitor "
+                           "baseline")
+    return {camera: (_log_window(workspace, edge, camera, found), len(found), "production")
+            for camera, found in rows.items()}
 
 
 # --- checks --------------------------------------------------------------------------------------------
