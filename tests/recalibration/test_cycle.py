@@ -15,6 +15,7 @@ from inspectloop import registry, review
 from inspectloop.criteria import lock_criteria
 from inspectloop.recalibration import RecalibrationError
 from inspectloop.recalibration.cycle import (
+    run_scheduled,
     continue_cycle,
     due,
     list_cycles,
@@ -140,3 +141,18 @@ def test_due_by_calendar_or_drift(line: Line) -> None:
                                               "message": "cam-a: brightness down 40%"})
     verdict = due(line.workspace)
     assert verdict.due and verdict.source == "drift" and verdict.alerts == ["cam-a: brightness down 40%"]
+
+
+def test_a_scheduler_call_starts_waits_and_continues(line: Line) -> None:
+    assert run_scheduled(line.workspace, now=NOW).action == "nothing"
+    with line.workspace.db.transaction() as conn:
+        monitoring_store.add_alert(conn, {"kind": "drift", "camera": "cam-a", "signal": "brightness", "effect": 1.2,
+                                          "message": "cam-a: brightness down 40%"})
+    started = run_scheduled(line.workspace, now=NOW, sample_size=10)
+    assert started.action == "started" and started.cycle.trigger_source == "drift"  # type: ignore[union-attr]
+    waiting = run_scheduled(line.workspace, now=NOW)
+    assert waiting.action == "waiting" and "10 review decisions" in waiting.reason
+    suggestions(line)
+    review_all(line, miss_scratches=False)
+    finished = run_scheduled(line.workspace, now=NOW)
+    assert finished.action == "continued" and finished.cycle.outcome == "no_drop"  # type: ignore[union-attr]

@@ -122,6 +122,10 @@ def recalibrate(ctx: typer.Context, ws: WorkspaceOpt,
                 continue_: Annotated[Optional[int], typer.Option("--continue", help="Finish this cycle once its "
                                                                  "images are reviewed.")] = None,
                 actor: Annotated[str, typer.Option(help="Who moves a retrained model to shadow.")] = "recalibration",
+                if_due: Annotated[bool, typer.Option("--if-due", help="For a scheduler: continue a cycle whose labels "
+                                                     "are in, or start one only when a quarter has passed or a drift "
+                                                     "alert fired.")] = False,
+                period_days: Annotated[float, typer.Option(help="With --if-due: the calendar period.")] = 91,
                 ) -> None:
     """Start a recalibration cycle (sample production for review), or finish one whose labels are in."""
     if ctx.invoked_subcommand is not None:
@@ -129,6 +133,13 @@ def recalibrate(ctx: typer.Context, ws: WorkspaceOpt,
     from inspectloop.recalibration import cycle as cycles
 
     with workspace(ws) as w:
+        if if_due:
+            scheduled = cycles.run_scheduled(w, period_days=period_days, window_days=window_days,
+                                             sample_size=sample_size, review_fraction=review_fraction, trigger=trigger)
+            out.print(f"{scheduled.action}: {scheduled.reason}", highlight=False)
+            if scheduled.cycle is not None and scheduled.action != "waiting":
+                _print_cycle(scheduled.cycle)
+            return
         if continue_ is not None:
             result = cycles.continue_cycle(w, continue_, actor=actor)
         else:

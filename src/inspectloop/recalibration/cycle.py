@@ -279,6 +279,36 @@ def _continue_if_ready(workspace: Workspace, waiting: Cycle) -> Cycle:
     return continue_cycle(workspace, waiting.id)
 
 
+# --- on a schedule -------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ScheduledRun:
+    """What one scheduled call did: ``action`` is continued, started, waiting or nothing."""
+
+    action: str
+    reason: str
+    cycle: Cycle | None = None
+
+
+def run_scheduled(workspace: Workspace, *, period_days: float = QUARTER_DAYS, now: datetime | None = None,
+                  **options: Any) -> ScheduledRun:
+    """One call of a scheduler (cron, a systemd timer): continue the waiting cycle once its labels are in,
+    else start a cycle when :func:`due` says a calendar period has passed or a drift alert fired (its
+    source recorded as the trigger), else nothing. ``options`` go to :func:`recalibrate`. Waiting for
+    reviewers is not an error here: the next call continues the cycle."""
+    waiting = _waiting_cycle(workspace)
+    if waiting is not None:
+        _, still_open = _labels(workspace, waiting)
+        if still_open:
+            return ScheduledRun("waiting", f"cycle {waiting.id} waits for {still_open} review decisions", waiting)
+        return ScheduledRun("continued", f"cycle {waiting.id}'s labels are in", continue_cycle(workspace, waiting.id))
+    verdict = due(workspace, now=now, period_days=period_days)
+    if not verdict.due:
+        return ScheduledRun("nothing", verdict.reason)
+    cycle = recalibrate(workspace, trigger_source=verdict.source or "calendar", now=now, **options)
+    return ScheduledRun("started", verdict.reason, cycle)
+
+
 # --- queries -------------------------------------------------------------------------------------------
 
 def get_cycle(workspace: Workspace, cycle_id: int) -> Cycle:
