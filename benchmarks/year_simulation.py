@@ -11,10 +11,22 @@ Each line has three simulated cameras that see the whole test pool every month (
 every image is captured again at a random time within the month, with a fresh random flip (part
 orientation) and a little sensor noise, and then the camera's degradations at that time:
 
-- cam-1 "ageing": LED light decay from month 1, lens dust from month 2, focus drift from month 3;
-- cam-2 "events": a JPEG setting change at month 4, sensor noise rising from month 5, a knock that
-  shifts the camera at month 7;
-- cam-3: stays clean (with cam-2 before month 4) for the false-alarm rate on undegraded months.
+- cam-1 "ageing": LED light decay and lens dust rising linearly from month 1 to month 12, focus
+  drift rising from month 1 to its peak (blur sigma 0.9 px) at mid-month 6 and holding there;
+- cam-2 "wear and one event": sensor noise rising from month 1 and a slow camera creep (up to 6 px
+  and 1.5 degrees by month 12) from month 2, plus one abrupt, moderate JPEG setting change at month 4
+  (quality 95 -> 60);
+- cam-3: stays clean all year, the control for the false-alarm rate on undegraded months.
+
+The severities were calibrated, openly, so that strategy (a) (no recalibration) loses 7-9 points of
+worst-class recall on NEU at month 6, the decay that field reports give after six months without
+recalibration (issue 5); magnetic tile uses the same schedule and is reported as it comes. The
+benchmark's purpose is to compare the strategies under a field-like decay, not to predict that decay.
+Calibration was done on the NEU evaluation half with the deployed model only (single degradations
+swept, then a few whole schedules checked at months 6 and 12); the strategies, drift thresholds,
+trigger, labels per cycle and evaluation protocol were not touched. On NEU the drop is driven almost
+entirely by focus drift and is steep in blur sigma (about 0.86 px: ~6 points; 0.875 px: ~11 points,
+pooled over the 3 cameras), so the month-6 figure is sensitive to that one severity.
 
 The same test images are reused every month and by every camera, with different random draws.
 Each test pool is split in two halves per class (seeded): the *labelling half* is what a cycle may
@@ -93,11 +105,20 @@ OPERATING_HOURS_PER_DAY = 16  # two shifts
 DEPLOYED = datetime(2025, 1, 1, tzinfo=UTC)
 SIGNALS = (*IMAGE_STATISTICS, "embedding", "prediction", "confidence")
 
+# Calibrated so that strategy (a) loses 7-9 points of worst-class recall on NEU at month 6 (field reports,
+# issue 5); see the module docstring. Ramp(start, full, peak): 0 before start, linear to peak at full, then held.
 CAMERAS: dict[str, dict[str, Ramp]] = {
-    "cam-1": {"light_decay": Ramp(1, 12, 0.6), "lens_dust": Ramp(2, 12, 0.8), "focus_drift": Ramp(3, 12, 0.6)},
-    "cam-2": {"jpeg_change": Ramp(4, 4, 0.6), "sensor_noise": Ramp(5, 12, 0.5), "camera_shift": Ramp(7, 7, 0.6)},
+    "cam-1": {"light_decay": Ramp(1, 12, 0.8), "lens_dust": Ramp(1, 12, 1.0), "focus_drift": Ramp(1, 6.5, 0.36)},
+    "cam-2": {"sensor_noise": Ramp(1, 12, 0.8), "jpeg_change": Ramp(4, 4, 0.5), "camera_shift": Ramp(2, 12, 1.0)},
     "cam-3": {},
 }
+SCHEDULE_CALIBRATION = (
+    "degradation severities calibrated so that strategy (a) (no recalibration) shows the field-reported decay "
+    "on NEU: 7-9 points of worst-class recall lost at month 6 (issue 5); magnetic tile uses the same schedule, "
+    "uncalibrated. Calibrated on the NEU evaluation half with the deployed model only; strategies, drift "
+    "thresholds, trigger and evaluation protocol unchanged. The NEU drop is driven by focus drift and is steep in "
+    "blur sigma, so the month-6 figure is sensitive to that severity. The benchmark compares strategies under "
+    "a field-like decay; it does not predict the decay.")
 
 
 @dataclass(frozen=True)
@@ -625,7 +646,7 @@ def main() -> None:
         "goal_met": goals,
         "goal": {"drift_worst_class_drop_month6_points": "<= 1 with fewer labels than quarterly",
                  "none_worst_class_drop_month6_points": "7-9 (field reports)"},
-        "setup": {"quick": args.quick, "input_size": INPUT_SIZE, "cameras": {c: {n: [r.start_month, r.full_month, r.peak]
+        "setup": {"quick": args.quick, "input_size": INPUT_SIZE, "schedule_calibration": SCHEDULE_CALIBRATION, "cameras": {c: {n: [r.start_month, r.full_month, r.peak]
                                                                                   for n, r in ramps.items()}
                                                                               for c, ramps in CAMERAS.items()},
                   "evaluation_captures_per_image_per_camera_month": args.eval_draws,

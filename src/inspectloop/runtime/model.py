@@ -65,8 +65,8 @@ class EdgeModel:
 
     Without a review band in the metadata the decision is "pass" when the top class is the
     ``good_class``, else "reject" as that class; with one, uncertain images go to "review" (see
-    ``_decide``), and a defect class whose probability reaches its per-class ``thresholds`` entry
-    (its operating point) is flagged: rejected with a good class, sent to review without one.
+    ``_decide``). A defect class whose probability reaches its per-class ``thresholds`` entry (its
+    operating point) is flagged, and a flagged part is never passed or assigned against its flag.
     ``session`` is the onnxruntime session (raw ``logits``, and ``features`` when the file has them:
     ``has_features``; see ``predict_with_features``).
     """
