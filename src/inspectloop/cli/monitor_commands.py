@@ -76,12 +76,14 @@ def monitor_baseline(ws: WorkspaceOpt,
           [[r.camera, r.model_version, r.source, r.images, r.embedded] for r in records])
 
 
+FlatOpt = Annotated[Optional[Path], typer.Option(help="Capture of the flat-field card.")]
+EdgeOpt = Annotated[Optional[Path], typer.Option(help="Capture of the slanted-edge target.")]
+
+
 @camera_app.command("baseline")
 @friendly
 def camera_baseline(camera: str, ws: WorkspaceOpt,
-                    flat: Annotated[Optional[Path], typer.Option(help="Capture of the flat-field card.")] = None,
-                    edge: Annotated[Optional[Path], typer.Option(help="Capture of the slanted-edge target.")] = None,
-                    ) -> None:
+                    flat: FlatOpt = None, edge: EdgeOpt = None) -> None:
     """Record a camera's health baseline from its flat-field and slanted-edge captures."""
     from inspectloop import camera as camera_lib
 
@@ -94,9 +96,7 @@ def camera_baseline(camera: str, ws: WorkspaceOpt,
 @camera_app.command("check")
 @friendly
 def camera_check(camera: str, ws: WorkspaceOpt,
-                 flat: Annotated[Optional[Path], typer.Option(help="Capture of the flat-field card.")] = None,
-                 edge: Annotated[Optional[Path], typer.Option(help="Capture of the slanted-edge target.")] = None,
-                 ) -> None:
+                 flat: FlatOpt = None, edge: EdgeOpt = None) -> None:
     """Check a camera against its baseline; a failure marks its predictions suspect until a check passes."""
     from inspectloop import camera as camera_lib
 
