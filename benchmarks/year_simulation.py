@@ -42,11 +42,17 @@ Strategies, per line: (a) no recalibration; (b) a fixed quarterly cycle (end of 
 a stratified sample of the last 3 months by predicted class, camera and shift, labelled from the
 true labels, compared with the acceptance baseline by ``compare_to_baseline``; retrain the head on
 the original training data plus every labelled production image if any class lost more than 3
-points); (c) drift-triggered: at the end of every month ``check_drift`` per camera (image statistics,
-embeddings, predicted-class mix, confidence) against the baseline recorded at deployment; an alert
-that passes the ``AlertLimiter`` (one per camera and signal per 60 days unless its effect grows 1.5x)
-runs the same cycle on the alerting cameras' last month with a targeted sample of 150 labels
-(``drift_full_sample``: the same with 300, as a sensitivity check). A retrained
+points: the product's "drop" policy, the default for calendar cycles); (c) drift-triggered: at the
+end of every month ``check_drift`` per camera (image statistics, embeddings, predicted-class mix,
+confidence) against the baseline recorded at deployment; an alert that passes the ``AlertLimiter``
+(one per camera and signal per 60 days unless its effect grows 1.5x) runs the same cycle on the
+alerting cameras' last month with a targeted sample of 150 labels (``drift_full_sample``: the same
+with 300, as a sensitivity check), under the product's "drift" policy, the default for cycles a
+drift alert opens: retrain the head on the original training data plus every labelled production
+image so far when a class lost more than 3 points *or* the drift-opened cycle labelled at least 20
+images (the labels are paid for; the model learns the drifted appearance before recall falls).
+Both decisions come from ``inspectloop.recalibration.retrain_reason``, as in ``inspectloop
+recalibrate``; each cycle records its reason. A retrained
 model serves from the next month and records a new drift baseline. Drift signals are also checked
 weekly against the month-0 baseline with the original model, for detection delay and false alarms.
 """
@@ -89,9 +95,12 @@ from inspectloop.monitor.drift import (
 from inspectloop.quality import quality_stats
 from inspectloop.recalibration import (
     compare_to_baseline,
+    default_retrain_on,
     labels_needed,
+    retrain_reason,
     stratified_sample,
 )
+from inspectloop.recalibration.comparison import MIN_DRIFT_LABELS
 from inspectloop.runtime.preprocess import Preprocess
 
 ROOT = CACHE / "year_simulation"
@@ -436,8 +445,10 @@ def run_strategy(data: LineData, strategy: str, head0: Head, baseline: dict[str,
             window = range(month, month + 1)
         if not cameras:
             continue
+        source = "drift" if strategy.startswith("drift") else "calendar"
         cycle, new_x, new_y = recalibration_cycle(data, head, baseline, cameras, window, sample_size,
-                                                  seed=_seed(seed, month))
+                                                  seed=_seed(seed, month), trigger_source=source,
+                                                  retrain_on=default_retrain_on(source))
         run.labels += cycle["labels"]
         labelled_x.append(new_x)
         labelled_y.append(new_y)
@@ -453,8 +464,10 @@ def run_strategy(data: LineData, strategy: str, head0: Head, baseline: dict[str,
 
 
 def recalibration_cycle(data: LineData, head: Head, baseline: dict[str, dict[str, float]], cameras: Sequence[str],
-                        months: range, size: int, seed: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """Sample production stratified by predicted class, camera and shift; label; compare; decide."""
+                        months: range, size: int, seed: int, trigger_source: str,
+                        retrain_on: str) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+    """Sample production stratified by predicted class, camera and shift; label; compare; decide with the
+    product's retraining policy (``inspectloop.recalibration.retrain_reason``)."""
     records = []
     for camera in cameras:
         for month in months:
@@ -468,7 +481,10 @@ def recalibration_cycle(data: LineData, head: Head, baseline: dict[str, dict[str
     y_true = np.array([data.months[r["camera"]][r["month"]].labels[r["row"]] for r in sample])  # the "reviewer"
     y_pred = head.proba(x).argmax(1)
     result = compare_to_baseline(baseline, y_true.tolist(), y_pred.tolist(), data.classes)
-    summary = {"labels": len(sample), "retrain": result.retrain, "reasons": list(result.reasons),
+    why = retrain_reason(result, trigger_source=trigger_source, retrain_on=retrain_on)  # the product's policy
+    summary = {"trigger_source": trigger_source, "retrain_on": retrain_on, "labels": len(sample),
+               "recall_drop": result.retrain, "retrain": why is not None, "retrain_reason": why,
+               "reasons": list(result.reasons),
                "worst_drop_points_in_sample": round(result.worst_recall_drop_points, 2),
                "notes": list(result.notes)}
     return summary, x, y_true
@@ -651,6 +667,12 @@ def main() -> None:
                                                                               for c, ramps in CAMERAS.items()},
                   "evaluation_captures_per_image_per_camera_month": args.eval_draws,
                   "sample_size_per_cycle": {k: v for k, v in strategy_sizes.items() if v}, "trigger_points": 3, "drift_alpha": 0.01,
+                  "retrain_policy": {"quarterly": "drop: retrain when a class lost more than 3 points (calendar cycles)",
+                                     "drift": f"drift: retrain when a class lost more than 3 points, or when a drift "
+                                              f"alert opened the cycle and it labelled at least {MIN_DRIFT_LABELS} "
+                                              "images (learning the new appearance before recall drops); head refit "
+                                              "on the original training data plus every image labelled so far",
+                                     "drift_full_sample": "as drift"},
                   "alert_limiter": {"hours": 60 * 24, "growth": 1.5}, "variants_per_clean_image": VARIANTS,
                   "line_rate_parts_per_camera_hour": LINE_RATE_PER_HOUR,
                   "operating_hours_per_year": MONTHS * DAYS_PER_MONTH * OPERATING_HOURS_PER_DAY,

@@ -61,12 +61,16 @@ def test_recalibrate_status_and_due(tmp_path: Path) -> None:
     ws = ("-w", tmp_path / "ws")
     code, _, stderr = invoke("recalibrate", *ws, "--window-days", "1")
     assert code == 1 and "no predictions" in stderr
-    code, stdout, stderr = invoke("recalibrate", *ws, "--sample-size", "6")
+    code, _, stderr = invoke("recalibrate", *ws, "--sample-size", "6", "--retrain-on", "always")
+    assert code == 1 and "unknown retraining policy" in stderr
+    code, stdout, stderr = invoke("recalibrate", *ws, "--sample-size", "6", "--trigger-source", "drift",
+                                  "--retrain-on", "drop")
     assert code == 0 and "6 images wait for review" in stdout, stderr
     code, _, stderr = invoke("recalibrate", *ws, "--continue", "2")
     assert code == 1 and "still wait for review" in stderr
     code, stdout, _ = invoke("recalibrate", "status", *ws, "--json")
     assert code == 0 and [(c["status"], c["outcome"]) for c in json.loads(stdout)] == [
         ("awaiting_labels", None), ("done", "no_predictions")]
+    assert json.loads(stdout)[0]["retrain_on"] == "drop"  # the option overrides the drift source's default
     code, stdout, _ = invoke("recalibrate", "due", *ws)
     assert code == 0 and "not due" in stdout

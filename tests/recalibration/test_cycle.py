@@ -127,6 +127,44 @@ def test_a_recall_drop_retrains_and_only_a_passing_model_reaches_shadow(line: Li
     assert ("stays in production" in (done.message or "")) == (outcome == "failed_acceptance")
 
 
+@pytest.mark.parametrize(("retrain_on", "sample_size", "retrains"),
+                         [("drift", 40, True), (None, 40, True), ("drop", 40, False), ("drift", 12, False)])
+def test_a_drift_opened_cycle_without_a_drop_retrains_only_under_the_drift_policy(
+        line: Line, tmp_path: Path, retrain_on: str | None, sample_size: int, retrains: bool) -> None:
+    with_criteria(line, tmp_path, LENIENT)
+    cycle = recalibrate(line.workspace, now=NOW, sample_size=sample_size, trigger_source="drift", retrain_on=retrain_on)
+    assert cycle.params["retrain_on"] == (retrain_on or "drift")  # a drift-opened cycle defaults to "drift"
+    suggestions(line)
+    review_all(line, miss_scratches=False)  # the reviewers agree with the model: no class dropped
+    trainer = FakeTrainer()
+    done = continue_cycle(line.workspace, cycle.id, trainer=trainer)
+    assert done.result["comparison"]["retrain"] is False and done.result["retrain"] is retrains
+    assert len(trainer.calls) == int(retrains)
+    if retrains:  # through acceptance to shadow, never to production
+        assert done.outcome == "shadow" and done.result["dataset_version"]["added"] > 0
+        assert done.result["retrain_reason"] == "drift: learning the new appearance before recall drops"
+        assert "drift: learning the new appearance" in (done.message or "")
+        new = registry.get_version(line.workspace, done.result["acceptance"]["model_version"])
+        assert new.stage == "shadow" and registry.production_model(line.workspace).id == line.production.id  # type: ignore[union-attr]
+        report = json.loads(Path(done.report_path).read_text())  # type: ignore[arg-type]
+        assert report["result"]["retrain_reason"].startswith("drift:")
+    else:
+        assert done.outcome == "no_drop" and done.result["retrain_reason"] is None
+        assert ("at least 20 labelled images" in (done.message or "")) == (retrain_on == "drift")
+
+
+def test_the_recall_drop_reason_and_a_bad_policy(line: Line, tmp_path: Path) -> None:
+    with pytest.raises(RecalibrationError, match="unknown retraining policy 'always'"):
+        recalibrate(line.workspace, now=NOW, retrain_on="always")
+    with_criteria(line, tmp_path, LENIENT)
+    cycle = recalibrate(line.workspace, now=NOW, sample_size=40)
+    assert cycle.params["retrain_on"] == "drop"  # manual cycles keep today's rule by default
+    suggestions(line)
+    review_all(line, miss_scratches=True)
+    done = continue_cycle(line.workspace, cycle.id, trainer=FakeTrainer())
+    assert done.result["retrain_reason"] == "recall drop" and "retrained (recall drop)" in (done.message or "")
+
+
 def test_a_window_without_predictions_is_recorded_and_explained(line: Line) -> None:
     with pytest.raises(RecalibrationError, match="no predictions of .* with stored images"):
         recalibrate(line.workspace, now=NOW + timedelta(days=400), window_days=30)

@@ -119,6 +119,10 @@ def recalibrate(ctx: typer.Context, ws: WorkspaceOpt,
                 review_fraction: Annotated[float, typer.Option(help="Share of the sample sent to review.")] = 1.0,
                 trigger: Annotated[float, typer.Option(help="Recall drop (fraction) that calls for retraining.")] = 0.03,
                 trigger_source: Annotated[str, typer.Option(help="Why: manual, calendar or drift.")] = "manual",
+                retrain_on: Annotated[Optional[str], typer.Option(
+                    "--retrain-on", help="drop: retrain only when a class lost more than the trigger; drift: also "
+                    "when a drift alert opened the cycle and at least 20 images were labelled (learn the new "
+                    "appearance before recall drops). Default: drift for drift-triggered cycles, else drop.")] = None,
                 continue_: Annotated[Optional[int], typer.Option("--continue", help="Finish this cycle once its "
                                                                  "images are reviewed.")] = None,
                 actor: Annotated[str, typer.Option(help="Who moves a retrained model to shadow.")] = "recalibration",
@@ -135,22 +139,26 @@ def recalibrate(ctx: typer.Context, ws: WorkspaceOpt,
     with workspace(ws) as w:
         if if_due:
             scheduled = cycles.run_scheduled(w, period_days=period_days, window_days=window_days,
-                                             sample_size=sample_size, review_fraction=review_fraction, trigger=trigger)
+                                             sample_size=sample_size, review_fraction=review_fraction, trigger=trigger,
+                                             retrain_on=retrain_on)
             out.print(f"{scheduled.action}: {scheduled.reason}", highlight=False)
             if scheduled.cycle is not None and scheduled.action != "waiting":
                 _print_cycle(scheduled.cycle)
             return
         if continue_ is not None:
-            result = cycles.continue_cycle(w, continue_, actor=actor)
+            result = cycles.continue_cycle(w, continue_, actor=actor, retrain_on=retrain_on)
         else:
             result = cycles.recalibrate(w, window_days=window_days, sample_size=sample_size,
-                                        review_fraction=review_fraction, trigger=trigger, trigger_source=trigger_source)
+                                        review_fraction=review_fraction, trigger=trigger, trigger_source=trigger_source,
+                                        retrain_on=retrain_on)
     _print_cycle(result)
 
 
 def _print_cycle(result: object) -> None:
     c = result  # a Cycle
     out.print(f"cycle {c.id}: {c.outcome or c.status}: {c.message or ''}", highlight=False)  # type: ignore[attr-defined]
+    if c.result.get("retrain_reason"):  # type: ignore[attr-defined]
+        out.print(f"  retrained because of: {c.result['retrain_reason']}", highlight=False)  # type: ignore[attr-defined]
     for line in c.result.get("comparison", {}).get("reasons", []):  # type: ignore[attr-defined]
         out.print(f"  {line}", highlight=False)
     if c.report_path:  # type: ignore[attr-defined]

@@ -9,7 +9,9 @@ from inspectloop.recalibration.comparison import (
     ClassComparison,
     Comparison,
     compare_to_baseline,
+    default_retrain_on,
     labels_needed,
+    retrain_reason,
 )
 from inspectloop.recalibration.sampling import (
     allocate,
@@ -17,4 +19,4 @@ from inspectloop.recalibration.sampling import (
 )
 
 __all__ = ["ClassComparison", "Comparison", "RecalibrationError", "allocate", "compare_to_baseline",
-           "labels_needed", "stratified_sample"]
+           "default_retrain_on", "labels_needed", "retrain_reason", "stratified_sample"]

@@ -23,6 +23,11 @@ from inspectloop.errors import RecalibrationError
 DEFAULT_TRIGGER = 0.03
 _MAX_LABELS = 10_000_000
 
+RETRAIN_POLICIES = ("drop", "drift")
+MIN_DRIFT_LABELS = 20  # a drift-opened cycle's labelled sample is worth training on from this many images
+REASON_DROP = "recall drop"
+REASON_DRIFT = "drift: learning the new appearance before recall drops"
+
 
 @dataclass(frozen=True)
 class ClassComparison:
@@ -217,3 +222,28 @@ def _indices(labels: Sequence[Any], names: tuple[str, ...], what: str) -> np.nda
             raise RecalibrationError(f"{what}: unknown class {label!r} at position {j}",
                                      f"known classes: {', '.join(names)}")
     return out
+
+
+def default_retrain_on(trigger_source: str) -> str:
+    """The retraining policy a cycle gets unless told: "drift" for cycles a drift alert opened, else "drop"."""
+    return "drift" if trigger_source == "drift" else "drop"
+
+
+def retrain_reason(comparison: Comparison, *, trigger_source: str, retrain_on: str | None = None,
+                   min_labels: int = MIN_DRIFT_LABELS) -> str | None:
+    """Why a cycle retrains, or None when it should not.
+
+    "drop" (the default for manual and calendar cycles): only when the comparison shows a class lost
+    more than the trigger. "drift" (the default for drift-opened cycles): also when a drift alert opened
+    the cycle and at least ``min_labels`` images were labelled; the labels are already paid for, and the
+    model learns the drifted appearance before recall falls. Acceptance and the promotion gate judge the
+    retrained model either way.
+    """
+    policy = retrain_on or default_retrain_on(trigger_source)
+    if policy not in RETRAIN_POLICIES:
+        raise RecalibrationError(f"unknown retraining policy {policy!r}", f"use {' or '.join(RETRAIN_POLICIES)}")
+    if comparison.retrain:
+        return REASON_DROP
+    if policy == "drift" and trigger_source == "drift" and comparison.labels >= min_labels:
+        return REASON_DRIFT
+    return None

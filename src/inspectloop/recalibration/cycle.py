@@ -5,10 +5,15 @@ the window, stratified by predicted class, camera and shift; a random subset goe
 (reason "recalibration"); the cycle waits for labels. Stage 2 (:func:`continue_cycle`, run by
 ``recalibrate --continue`` or by the next ``recalibrate`` once every item is decided): per-class recall
 and precision of the production model on the re-annotated sample against the accepted baseline, with
-Wilson intervals. If a class dropped more than the trigger: a new dataset version (parent + the newly
+Wilson intervals. Whether to retrain follows the cycle's policy, ``retrain_on``: "drop" (the default
+for manual and calendar cycles) retrains only when a class dropped more than the trigger; "drift" (the
+default for cycles a drift alert opened) also retrains when a drift alert opened the cycle and at least
+``MIN_DRIFT_LABELS`` images were labelled, so the model learns the drifted appearance before recall
+falls (the labels are already paid for). Either way: a new dataset version (parent + the newly
 labelled images; nothing dropped, the frozen test set carried over), a training run with the same
 configuration and criteria, acceptance against those locked criteria, and, if it passes, the shadow
-stage. Production is only ever reached through the registry's normal gate, by a person.
+stage; the report says why it retrained. Production is only ever reached through the registry's
+normal gate, by a person.
 Every cycle, whatever its outcome, is a row and a report (JSON + HTML).
 """
 
@@ -25,7 +30,14 @@ from typing import Any
 
 from inspectloop import registry, review
 from inspectloop.errors import InspectloopError
-from inspectloop.recalibration.comparison import DEFAULT_TRIGGER, compare_to_baseline
+from inspectloop.recalibration.comparison import (
+    DEFAULT_TRIGGER,
+    MIN_DRIFT_LABELS,
+    RETRAIN_POLICIES,
+    compare_to_baseline,
+    default_retrain_on,
+    retrain_reason,
+)
 from inspectloop.errors import RecalibrationError
 from inspectloop.recalibration.sampling import stratified_sample
 from inspectloop.store import atomic_write_text, now_iso
@@ -79,14 +91,17 @@ Trainer = Callable[..., Any]  # inspectloop.training.train's signature
 
 def recalibrate(workspace: Workspace, *, window_days: float = 90, sample_size: int = 200,
                 review_fraction: float = 1.0, trigger: float = DEFAULT_TRIGGER, trigger_source: str = "manual",
-                now: datetime | None = None, seed: int = 0) -> Cycle:
+                retrain_on: str | None = None, now: datetime | None = None, seed: int = 0) -> Cycle:
     """Start a cycle over the last ``window_days`` of the production model's predictions.
+
+    ``retrain_on`` ("drop" or "drift"; default by ``trigger_source``, see the module doc) is recorded
+    with the cycle and decides, once the labels are in, whether it retrains.
 
     If an earlier cycle waits for labels that are now all given, that cycle is continued instead;
     if its labels are still being given, RecalibrationError says how many remain. A window without
     predictions (with stored images) is recorded as outcome "no_predictions" and raised.
     """
-    _check_options(sample_size, review_fraction, trigger, trigger_source)
+    _check_options(sample_size, review_fraction, trigger, trigger_source, retrain_on)
     waiting = _waiting_cycle(workspace)
     if waiting is not None:
         return _continue_if_ready(workspace, waiting)
@@ -96,7 +111,8 @@ def recalibrate(workspace: Workspace, *, window_days: float = 90, sample_size: i
     row = {"trigger_source": trigger_source, "model_version_id": version.id if version else None,
                "window_start": start.isoformat(), "window_end": end.isoformat(),
                "params": {"window_days": window_days, "sample_size": sample_size, "review_fraction": review_fraction,
-                       "trigger": trigger, "seed": seed}}
+                       "trigger": trigger, "seed": seed,
+                       "retrain_on": retrain_on or default_retrain_on(trigger_source)}}
     if version is None:
         _refuse(workspace, row, "no_production", RecalibrationError(
             "no model version is in production, so there is nothing to recalibrate",
@@ -111,7 +127,8 @@ def recalibrate(workspace: Workspace, *, window_days: float = 90, sample_size: i
     return _open_cycle(workspace, row, version, rows, sample_size, review_fraction, seed)
 
 
-def _check_options(sample_size: int, review_fraction: float, trigger: float, trigger_source: str) -> None:
+def _check_options(sample_size: int, review_fraction: float, trigger: float, trigger_source: str,
+                   retrain_on: str | None = None) -> None:
     if sample_size < 1:
         raise RecalibrationError(f"the sample size must be at least 1, got {sample_size}", "e.g. --sample-size 200")
     if not 0.0 < review_fraction <= 1.0:
@@ -122,6 +139,10 @@ def _check_options(sample_size: int, review_fraction: float, trigger: float, tri
                                  "e.g. --trigger 0.03 for 3 points")
     if trigger_source not in TRIGGER_SOURCES:
         raise RecalibrationError(f"unknown trigger source {trigger_source!r}", f"use {', '.join(TRIGGER_SOURCES)}")
+    if retrain_on is not None and retrain_on not in RETRAIN_POLICIES:
+        raise RecalibrationError(f"unknown retraining policy {retrain_on!r}",
+                                 f"use {' or '.join(RETRAIN_POLICIES)} (default: drift for drift-triggered cycles, "
+                                 "else drop)")
 
 
 def _open_cycle(workspace: Workspace, row: dict[str, Any], version: registry.ModelVersion,
@@ -153,12 +174,14 @@ def _refuse(workspace: Workspace, row: dict[str, Any], outcome: str, exc: Inspec
 # --- stage 2 -------------------------------------------------------------------------------------------
 
 def continue_cycle(workspace: Workspace, cycle_id: int, *, actor: str = "recalibration",
-                   trainer: Trainer | None = None) -> Cycle:
+                   trainer: Trainer | None = None, retrain_on: str | None = None) -> Cycle:
     """Compare the cycle's labelled sample with the accepted baseline and act on it (see the module doc).
 
-    RecalibrationError while review items are open, or for a cycle that is already done.
+    ``retrain_on`` overrides the policy recorded when the cycle started (itself defaulting by trigger
+    source). RecalibrationError while review items are open, or for a cycle that is already done.
     """
     current = get_cycle(workspace, cycle_id)
+    _check_options(1, 1.0, DEFAULT_TRIGGER, current.trigger_source, retrain_on)
     if current.status != AWAITING:
         raise RecalibrationError(f"recalibration cycle {cycle_id} is already done ({current.outcome})",
                                  "start a new one with: inspectloop recalibrate")
@@ -173,10 +196,16 @@ def continue_cycle(workspace: Workspace, cycle_id: int, *, actor: str = "recalib
     comparison = compare_to_baseline(accepted_baseline(workspace, version), [lab for lab, _ in labelled],
                                      [pred for _, pred in labelled], version.lineage.get("class_names") or
                                      _class_names(workspace, version), float(current.params["trigger"]))
-    result: dict[str, Any] = {"comparison": comparison.to_dict(), "model_version": version.name}
-    if not comparison.retrain:
+    policy = str(retrain_on or current.params.get("retrain_on") or default_retrain_on(current.trigger_source))
+    why = retrain_reason(comparison, trigger_source=current.trigger_source, retrain_on=policy)
+    result: dict[str, Any] = {"comparison": comparison.to_dict(), "model_version": version.name,
+                              "retrain_on": policy, "retrain": why is not None, "retrain_reason": why}
+    if why is None:
+        short = (f"; the drift policy needs at least {MIN_DRIFT_LABELS} labelled images, got {comparison.labels}"
+                 if policy == "drift" and current.trigger_source == "drift" else "")
         return _finish(workspace, cycle_id, "no_drop", result,
-                       f"no class lost more than {100 * comparison.trigger:.0f} points of recall; nothing to retrain")
+                       f"no class lost more than {100 * comparison.trigger:.0f} points of recall{short}; "
+                       "nothing to retrain")
     return _retrain(workspace, current, version, result, actor, trainer)
 
 
@@ -221,11 +250,13 @@ def _retrain(workspace: Workspace, cycle: Cycle, version: registry.ModelVersion,
     from inspectloop.datasets import SplitPlan, create_version, load_version
     from inspectloop.train.config import TrainConfig
 
+    why = f"retrained ({result['retrain_reason']}): "
     run = workspace.db.run(version.run_id)
     if run is None or run["criteria_id"] is None:
         return _finish(workspace, cycle.id, "no_criteria", result,
-                       f"{version.name}'s run names no locked criteria, so a retrained model could not be judged; "
-                       "lock criteria and train with --criteria")
+                       f"retraining called for ({result['retrain_reason']}), but {version.name}'s run names no "
+                       "locked criteria, so a retrained model could not be judged; lock criteria and train with "
+                       "--criteria")
     try:
         parent = load_version(workspace, run["dataset_version"])
         plan = SplitPlan(**{k: (tuple(v) if k == "test_values" else v) for k, v in parent.params.items()
@@ -238,18 +269,19 @@ def _retrain(workspace: Workspace, cycle: Cycle, version: registry.ModelVersion,
         result["run"] = trained.run_id
         report = accept(workspace, trained.run_id)
     except InspectloopError as exc:
-        return _finish(workspace, cycle.id, "failed_training", result, f"retraining failed: {exc}")
+        return _finish(workspace, cycle.id, "failed_training", result,
+                       f"retraining ({result['retrain_reason']}) failed: {exc}")
     result["acceptance"] = {"passed": report.passed, "failed": [r.name for r in report.failed],
                             "report": str(report.json_path), "model_version": report.model_version.name}
     if not report.unlocks_promotion:
         return _finish(workspace, cycle.id, "failed_acceptance", result,
-                       f"the retrained model {report.model_version.name} failed acceptance "
+                       f"{why}the retrained model {report.model_version.name} failed acceptance "
                        f"({', '.join(r.name for r in report.failed) or 'criteria mismatch'}); "
                        f"{version.name} stays in production")
     shadow = registry.promote(workspace, report.model_version, registry.Stage.shadow, actor=actor,
                               reason=f"recalibration cycle {cycle.id}")
     return _finish(workspace, cycle.id, "shadow", result,
-                   f"{shadow.name} passed acceptance and runs in shadow; after its shadow report, promote it with: "
+                   f"{why}{shadow.name} passed acceptance and runs in shadow; after its shadow report, promote it with: "
                    f"inspectloop models promote {shadow.name} production --actor NAME")
 
 
@@ -382,12 +414,15 @@ def _html(document: Mapping[str, Any]) -> str:
     table = (f"<table><tr><th>class</th><th>labelled</th><th>recall now (95% CI)</th><th>at acceptance</th>"
              f"<th>change</th><th>precision now</th><th></th></tr>{rows}</table>") if rows else ""
     notes = "".join(f"<li>{esc(n)}</li>" for n in comparison.get("notes", []))
+    reason = document["result"].get("retrain_reason")
+    why = f"<p>retrained because of: <b>{esc(str(reason))}</b></p>" if reason else ""
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>Recalibration cycle {document['cycle']}</title>"
             "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;border-bottom:1px solid #ddd}</style>"
             f"</head><body><h1>Recalibration cycle {document['cycle']}</h1>"
             f"<p><b>{esc(str(document['outcome'] or document['status']))}</b>: {esc(str(document['message'] or ''))}</p>"
             f"<p>window {esc(document['window'][0][:10])} to {esc(document['window'][1][:10])}, "
-            f"trigger {esc(document['trigger_source'])}</p>{table}<ul>{notes}</ul></body></html>\n")
+            f"trigger {esc(document['trigger_source'])}, retraining policy "
+            f"{esc(str(document['params'].get('retrain_on') or '-'))}</p>{why}{table}<ul>{notes}</ul></body></html>\n")
 
 
 def _pct(value: float | None) -> str:
@@ -401,6 +436,7 @@ def _pts(value: float | None) -> str:
 def cycle_summary(cycles: Sequence[Cycle]) -> list[dict[str, Any]]:
     """One JSON-ready line per cycle (for ``recalibrate status --json``)."""
     return [{"id": c.id, "status": c.status, "outcome": c.outcome, "trigger": c.trigger_source,
+             "retrain_on": c.params.get("retrain_on"), "retrain_reason": c.result.get("retrain_reason"),
              "window": [c.window_start, c.window_end], "message": c.message, "report": c.report_path}
             for c in cycles]
 
