@@ -14,7 +14,9 @@ from inspectloop.quickstart import remove_quickstart, run_quickstart
 @pytest.mark.slow
 def test_quickstart_runs_the_whole_loop(tmp_path: Path) -> None:
     said: list[str] = []
-    summary = run_quickstart(tmp_path / "qs", epochs=1, input_size=64, per_class=12, say=said.append)
+    criteria = Path(__file__).resolve().parents[1] / "examples" / "criteria.yaml"
+    summary = run_quickstart(tmp_path / "qs", epochs=1, input_size=64, per_class=12, criteria=criteria,
+                             say=said.append)
     assert "frozen test set, macro recall" in summary
     model_line = next(line for line in summary.splitlines() if line.startswith("model file"))
     assert Path(model_line.split(": ", 1)[1]).exists()
@@ -22,6 +24,14 @@ def test_quickstart_runs_the_whole_loop(tmp_path: Path) -> None:
     assert predictions and all(p["decision"] in ("pass", "reject") for p in predictions)
     assert any("ingesting" in line for line in said)
     assert (tmp_path / "qs" / "runs").is_dir()
+    assert any(line.startswith("criteria quickstart-line locked before training") for line in said)
+    verdict = next(line for line in summary.splitlines() if line.startswith("acceptance against quickstart-line"))
+    if verdict.endswith("FAILED"):  # one short epoch at 64 px: expected, and the gate must hold
+        assert "  FAIL  " in summary and "stays a candidate" in summary
+    else:
+        assert verdict.endswith("PASSED") and "is now in production" in summary
+    card = next(line for line in summary.splitlines() if line.startswith("model card: "))
+    assert Path(card.split(": ", 1)[1]).exists()
     remove_quickstart(tmp_path / "qs")
     assert not (tmp_path / "qs").exists()
 

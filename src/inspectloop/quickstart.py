@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from inspectloop.criteria import lock_criteria
 from inspectloop.datasets import SplitPlan, create_version
 from inspectloop.domain import ClassDefinition, Severity
 from inspectloop.errors import WorkspaceError
@@ -35,8 +36,14 @@ SYNTHETIC_CLASSES = (
 
 
 def run_quickstart(path: Path, *, images: Path | None = None, epochs: int = 12, input_size: int = 160,
-                   per_class: int = 60, say: Say = print, progress: Callable[[str, dict[str, Any]], None] | None = None) -> str:
-    """Create a workspace at ``path`` and run ingest, split, train, evaluate, export and predict."""
+                   per_class: int = 60, criteria: Path | None = None, say: Say = print,
+                   progress: Callable[[str, dict[str, Any]], None] | None = None) -> str:
+    """Create a workspace at ``path`` and run ingest, split, train, evaluate, export and predict.
+
+    With ``criteria`` (a criteria YAML), they are locked before training, the run names them, and
+    the exported model is judged against them on the frozen test set (acceptance); the model card
+    is written either way, and a model that passes is promoted to production.
+    """
     workspace = init_workspace(path)
     (workspace.root / QUICKSTART_MARKER).write_text("made by inspectloop quickstart\n")
     try:
@@ -50,11 +57,15 @@ def run_quickstart(path: Path, *, images: Path | None = None, epochs: int = 12, 
         say(f"  added {report.added}, duplicates {len(report.duplicates)}, skipped {len(report.skipped)}")
         version = create_version(workspace, SplitPlan(group_by="part_id"))
         say(f"dataset {version.name}: " + ", ".join(f"{k} {sum(v.values())}" for k, v in version.summary["splits"].items()))
+        locked = lock_criteria(workspace, criteria, by="quickstart") if criteria is not None else None
+        if locked is not None:
+            say(f"criteria {locked.name} locked before training (sha256 {locked.sha256[:12]})")
         config = TrainConfig(epochs=epochs, input_size=input_size, batch_size=16)  # small sample: more, smaller steps
         say(f"training {config.backbone} at {input_size} px for {epochs} epochs on the CPU")
-        result = train(workspace, config, progress=progress)
+        result = train(workspace, config, progress=progress, criteria=locked.name if locked else None)
         examples = _predict_examples(workspace, result.model_path, version)
-        return _summary(result, examples)
+        verdict = _accept(workspace, result.run_id, say) if locked is not None else []
+        return _summary(result, examples) + "".join(f"\n{line}" for line in verdict)
     finally:
         workspace.close()
 
@@ -90,6 +101,35 @@ def _predict_examples(workspace: Any, model_path: Path, version: Any) -> list[st
         prediction = model.predict(workspace.blobs.get(item.sha256), name=item.sha256[:12])
         lines.append(json.dumps({"image": item.sha256[:12], "truth": item.label, **prediction.to_dict()}))
     return lines
+
+
+def _accept(workspace: Any, run_id: str, say: Say) -> list[str]:
+    """Judge the run against its locked criteria; promote it if it passes; write its model card."""
+    from inspectloop.acceptance import accept
+    from inspectloop.model_card import write_model_card
+    from inspectloop.registry import promote
+
+    say("acceptance: judging the model file on the frozen test set")
+    report = accept(workspace, run_id)
+    lines = [f"\nacceptance against {report.criteria.name}: {'PASSED' if report.passed else 'FAILED'}"]
+    lines += [f"  {'pass' if r.passed else 'FAIL'}  {r.name}: {_value(r.measured, r.unit)} "
+              f"(needs {'>=' if r.field.rsplit('.', 1)[-1].startswith('min_') else '<='} {_value(r.limit, r.unit)})"
+              for r in report.results]
+    if report.unlocks_promotion:
+        promote(workspace, report.model_version, "production", actor="quickstart", reason="passed acceptance")
+        lines.append(f"{report.model_version.name} is now in production")
+    else:
+        lines.append(f"{report.model_version.name} stays a candidate: production needs a passed acceptance report "
+                     "(or an override by a named person with a reason)")
+    lines += [f"acceptance report: {report.html_path}",
+              f"model card: {write_model_card(workspace, report.model_version)}"]
+    return lines
+
+
+def _value(value: float | None, unit: str) -> str:
+    if value is None:
+        return "not measurable"
+    return f"{value:.1%}" if unit == "share" else f"{value:.3g} {unit}"
 
 
 def _summary(result: Any, examples: list[str]) -> str:

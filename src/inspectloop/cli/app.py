@@ -330,13 +330,17 @@ def quickstart(path: Annotated[Path, typer.Argument(help="Workspace folder to cr
                                                                     "manifest instead of the synthetic line.")] = None,
                epochs: Annotated[int, typer.Option()] = 12,
                input_size: Annotated[int, typer.Option()] = 160,
-               fresh: Annotated[bool, typer.Option(help="Replace an earlier quickstart workspace at PATH.")] = False) -> None:
-    """The whole loop on a synthetic production line (or your images): ingest, train, evaluate, export, predict."""
+               fresh: Annotated[bool, typer.Option(help="Replace an earlier quickstart workspace at PATH.")] = False,
+               criteria: Annotated[Optional[Path], typer.Option(
+                   help="Criteria YAML to lock before training and judge the model by (acceptance); a model "
+                        "that passes goes to production.")] = None) -> None:
+    """The whole loop on a synthetic production line (or your images): ingest, train, evaluate, export, predict,
+    and with --criteria also acceptance, promotion and the model card."""
     from inspectloop.quickstart import remove_quickstart, run_quickstart
 
     if fresh:
         remove_quickstart(path)
     with TrainingView() as view:
-        summary = run_quickstart(path, images=images, epochs=epochs, input_size=input_size, say=err.print,
-                                 progress=view.update)
+        summary = run_quickstart(path, images=images, epochs=epochs, input_size=input_size, criteria=criteria,
+                                 say=err.print, progress=view.update)
     typer.echo(summary)  # plain text: JSON lines must not be wrapped
