@@ -204,3 +204,13 @@ def test_tokens_never_reach_the_logs(line: Line, caplog: pytest.LogCaptureFixtur
     record = logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s "%s"', ("1.2.3.4", f"GET /?token={line.admin}"),
                                None)
     assert RedactSecrets().filter(record) and line.admin not in record.getMessage()
+
+
+@pytest.mark.parametrize(("body", "words"), [(b"{not json", "not valid JSON"), (b'{"label": 3}', "label"),
+                                             (b'{"label": "good", "colour": "red"}', "colour")])
+def test_a_malformed_qc_verdict_gets_a_422_naming_the_problem(line: Line, body: bytes, words: str) -> None:
+    with client_for(line) as client:
+        response = client.post("/v1/qc", content=body,
+                               headers={**line.auth(), "content-type": "application/json"})
+    assert response.status_code == 422 and words in response.json()["error"] and response.json()["fix"]
+    assert rows(line, s.qc_decisions) == 0

@@ -89,6 +89,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         if not request.url.path.startswith("/v1/"):
             return await request_validation_exception_handler(request, exc)
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        if first.get("type") == "json_invalid":  # its location is a character offset, not a field
+            return error_response(422, "the request body is not valid JSON",
+                                  "send a JSON object, e.g. {\"label\": \"scratch\", \"prediction_id\": 12}")
         where = ".".join(str(part) for part in first["loc"] if part != "body") or "body"
         return error_response(422, f"{where}: {first['msg']}", "see the API fields in the README ('On the line')")
 
