@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from inspectloop.decisions import examples_needed, operating_point, target_recalls
+from inspectloop.decisions import examples_needed, operating_point, operating_point_at, target_recalls
 from inspectloop.errors import DatasetError, InspectloopError, LabelError
 from inspectloop.evaluate.metrics import wilson_interval
 
@@ -109,3 +109,13 @@ def test_bad_targets(kwargs: dict, words: str) -> None:
     with pytest.raises(LabelError) as info:
         target_recalls(**arguments)
     assert words in info.value.message and info.value.hint
+
+
+def test_a_threshold_is_measured_on_another_set_the_same_way() -> None:
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.2, 0.8], [0.7, 0.3], [0.3, 0.7]])
+    labels = np.array([0, 1, 1, 1, 0])
+    chosen = operating_point(probs, labels, 1, 0.6)
+    again = operating_point_at(probs, labels, 1, chosen.threshold, 0.6)
+    assert again == chosen
+    on_test = operating_point_at(probs[:2], np.array([0, 0]), 1, chosen.threshold, 0.6)
+    assert on_test.positives == 0 and np.isnan(on_test.recall) and on_test.note == "no images of this class"

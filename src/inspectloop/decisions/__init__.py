@@ -36,6 +36,7 @@ from inspectloop.decisions.operating_points import (
     OperatingPoint,
     examples_needed,
     operating_point,
+    operating_point_at,
     target_recalls,
 )
 
@@ -60,6 +61,7 @@ __all__ = [
     "line_rate_view",
     "min_calibration_size",
     "operating_point",
+    "operating_point_at",
     "rates_of_decisions",
     "reliability",
     "reliability_png",

@@ -93,14 +93,29 @@ def operating_point(probs: np.ndarray, labels: np.ndarray, class_index: int, tar
                            hint="add labelled images of this class to the calibration split")
     needed = min(positives, max(1, math.ceil(target * positives - 1e-9)))
     threshold = float(np.sort(scores[positive])[::-1][needed - 1])
-    flagged = scores >= threshold
-    hits, flagged_count = int((flagged & positive).sum()), int(flagged.sum())
+    return _at(p, y, c, threshold, target)
+
+
+def operating_point_at(probs: np.ndarray, labels: np.ndarray, class_index: int, threshold: float,
+                       target_recall: float) -> OperatingPoint:
+    """What a given threshold on ``P(class_index)`` achieves on a labelled set (e.g. the frozen test
+    set), judged against ``target_recall``; a set without images of the class gives ``nan`` recall."""
+    p = check_probs(probs)
+    y = check_labels(labels, p.shape[0], p.shape[1])
+    return _at(p, y, _check_class_index(class_index, p.shape[1]), float(threshold),
+               _check_recall(target_recall, "target recall"))
+
+
+def _at(p: np.ndarray, y: np.ndarray, c: int, threshold: float, target: float) -> OperatingPoint:
+    positive, flagged = y == c, p[:, c] >= threshold
+    positives, flagged_count = int(positive.sum()), int(flagged.sum())
+    hits = int((flagged & positive).sum())
     recall_ci = wilson_interval(hits, positives)
     return OperatingPoint(
         class_index=c,
         threshold=threshold,
         target_recall=target,
-        recall=hits / positives,
+        recall=hits / positives if positives else math.nan,
         recall_ci=recall_ci,
         precision=hits / flagged_count if flagged_count else math.nan,
         precision_ci=wilson_interval(hits, flagged_count),
@@ -109,7 +124,7 @@ def operating_point(probs: np.ndarray, labels: np.ndarray, class_index: int, tar
         false_alarms=flagged_count - hits,
         negatives=int(p.shape[0] - positives),
         small_sample=positives < SMALL_SAMPLE,
-        note=_evidence_note(hits, positives, target, recall_ci[0]),
+        note=_evidence_note(hits, positives, target, recall_ci[0]) if positives else "no images of this class",
     )
 
 

@@ -18,8 +18,7 @@ from inspectloop.decisions.calibration import (
     softmax,
 )
 from inspectloop.decisions.conformal import decision_rates, fit_review_band, threshold_array
-from inspectloop.decisions.operating_points import OperatingPoint, operating_point
-from inspectloop.evaluate.metrics import json_float, wilson_interval
+from inspectloop.decisions.operating_points import OperatingPoint, operating_point, operating_point_at
 from inspectloop.evaluate.report import ReportFigure
 
 
@@ -116,11 +115,5 @@ def _operating_points(probs: np.ndarray, labels: np.ndarray, targets: Mapping[st
 
 
 def _test_point(probs: np.ndarray, labels: np.ndarray, point: OperatingPoint) -> dict[str, Any]:
-    """Recall and precision of one class's threshold on the test set, with 95% Wilson intervals."""
-    flagged, positive = probs[:, point.class_index] >= point.threshold, labels == point.class_index
-    hits, n_pos, n_flag = int((flagged & positive).sum()), int(positive.sum()), int(flagged.sum())
-    return {"recall": json_float(hits / n_pos if n_pos else math.nan),
-            "recall_ci": [json_float(v) for v in wilson_interval(hits, n_pos)],
-            "precision": json_float(hits / n_flag if n_flag else math.nan),
-            "precision_ci": [json_float(v) for v in wilson_interval(hits, n_flag)],
-            "positives": n_pos, "flagged": n_flag, "false_alarms": n_flag - hits}
+    """What one class's threshold achieves on the test set (recall and precision with Wilson intervals)."""
+    return operating_point_at(probs, labels, point.class_index, point.threshold, point.target_recall).to_dict()
