@@ -21,17 +21,12 @@ from PIL import Image
 
 from inspectloop.errors import MissingExtraError, ModelFileError, MonitorError
 from inspectloop.runtime.images import load_image, to_working_mode
-from inspectloop.runtime.metadata import (
-    ModelMetadata,
-    read_model_metadata,
-    verify_model_hash,
-)
 from inspectloop.runtime.model import (
     FEATURES_NAME,
     INPUT_NAME,
     OUTPUT_NAME,
     open_session,
-    read_model_file,
+    read_model,
 )
 from inspectloop.runtime.preprocess import Preprocess
 
@@ -50,10 +45,7 @@ class EmbeddingModel:
 
     def __init__(self, path: str | Path, *, threads: int = 1, verify_hash: bool = True) -> None:
         self.path = Path(path)
-        data = read_model_file(self.path)
-        self.metadata: ModelMetadata = read_model_metadata(data, str(self.path))
-        if verify_hash:
-            verify_model_hash(data, self.metadata, str(self.path))
+        data, self.metadata = read_model(self.path, verify_hash=verify_hash)
         session = open_session(data, threads, str(self.path))
         self.features_output = FEATURES_NAME
         if FEATURES_NAME not in [o.name for o in session.get_outputs()]:

@@ -75,10 +75,7 @@ class EdgeModel:
         if type(threads) is not int or threads < 1:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.path = Path(path)
-        data = read_model_file(self.path)
-        self.metadata: ModelMetadata = read_model_metadata(data, str(self.path))
-        if verify_hash:
-            verify_model_hash(data, self.metadata, str(self.path))
+        data, self.metadata = read_model(self.path, verify_hash=verify_hash)
         self.session: ort.InferenceSession = open_session(data, threads, str(self.path))
         _check_signature(self.session, self.metadata, str(self.path))
         self.preprocess = Preprocess(self.metadata.input_size, self.metadata.mean, self.metadata.std)
@@ -273,7 +270,17 @@ def _normalisation_table(preprocess: Preprocess) -> np.ndarray:
     return np.ascontiguousarray(((values - offset) / scale).T)
 
 
-def read_model_file(path: Path) -> bytes:
+def read_model(path: Path, *, verify_hash: bool = True) -> tuple[bytes, ModelMetadata]:
+    """A model file's bytes and validated metadata; with ``verify_hash``, its content checked against
+    the hash recorded at export. ModelFileError (naming the file and the fix) otherwise."""
+    data = _read_model_file(path)
+    metadata = read_model_metadata(data, str(path))
+    if verify_hash:
+        verify_model_hash(data, metadata, str(path))
+    return data, metadata
+
+
+def _read_model_file(path: Path) -> bytes:
     """The bytes of a model file; ModelFileError naming the path and the fix when it cannot be read."""
     try:
         return path.read_bytes()
