@@ -122,12 +122,12 @@ def test_backlog_counts_open_items_by_reason(seeded: Seeded) -> None:
     assert (queue.claimed, queue.skipped, queue.done) == (1, 0, 0)
 
 
-def test_decision_rates_per_camera_and_window(seeded: Seeded) -> None:
+def test_decision_shares_per_camera_and_window(seeded: Seeded) -> None:
     ws = seeded.workspace
-    day = review.decision_rates(ws, since=datetime.now(UTC) - timedelta(hours=24))
+    day = review.decision_shares(ws, since=datetime.now(UTC) - timedelta(hours=24))
     assert day.per_camera["cam-A"].counts == dict(zip(("pass", "reject", "review"), RECENT["cam-A"], strict=True))
     assert day.overall.total == 14 and day.overall.shares["pass"] == pytest.approx(9 / 14)
-    every = review.decision_rates(ws)
+    every = review.decision_shares(ws)
     assert every.per_camera["cam-B"].counts["reject"] == RECENT["cam-B"][1] + OLDER["cam-B"][1]
     assert every.overall.total == 18
 

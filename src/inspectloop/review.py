@@ -102,7 +102,7 @@ class Rates:
 
 
 @dataclass(frozen=True)
-class DecisionRates:
+class DecisionShares:
     """Production decision rates, overall and per camera, since a time (None: all time)."""
 
     since: str | None
@@ -250,7 +250,7 @@ def recent_decisions(workspace: Workspace, limit: int = 20) -> list[ReviewItem]:
     return [_item(row) for row in rows]
 
 
-def decision_rates(workspace: Workspace, since: datetime | None = None) -> DecisionRates:
+def decision_shares(workspace: Workspace, since: datetime | None = None) -> DecisionShares:
     """Shares of pass / reject / review among production predictions, overall and per camera."""
     p = s.predictions
     query = select(p.c.camera, p.c.decision, func.count()).group_by(p.c.camera, p.c.decision)
@@ -264,7 +264,7 @@ def decision_rates(workspace: Workspace, since: datetime | None = None) -> Decis
     for camera, decision, count in rows:
         overall[decision] += count
         cameras[camera or "(no camera)"][decision] += count
-    return DecisionRates(since=stamp, overall=Rates(dict(overall)),
+    return DecisionShares(since=stamp, overall=Rates(dict(overall)),
                          per_camera={c: Rates(dict(v)) for c, v in sorted(cameras.items())})
 
 

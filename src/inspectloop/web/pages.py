@@ -238,8 +238,8 @@ def dashboard(request: Request) -> Response:
     workspace = workspace_of(request)
     context = {
         "user": user, "csrf": csrf_token(token_of(request) or ""),
-        "rates_day": review.decision_rates(workspace, since=datetime.now(UTC) - timedelta(hours=24)),
-        "rates_all": review.decision_rates(workspace),
+        "rates_day": review.decision_shares(workspace, since=datetime.now(UTC) - timedelta(hours=24)),
+        "rates_all": review.decision_shares(workspace),
         "backlog": review.backlog(workspace), "reasons": review.REASONS,
         "discrepancies": review.recent_discrepancies(workspace, limit=15),
         "decisions": review.recent_decisions(workspace, limit=15),
