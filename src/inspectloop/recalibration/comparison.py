@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from inspectloop.evaluate.metrics import RECALL_CONFIDENCE, wilson_interval
+from inspectloop.evaluate.metrics import RECALL_CONFIDENCE, confusion_matrix, wilson_interval
 from inspectloop.errors import RecalibrationError
 
 DEFAULT_TRIGGER = 0.03
@@ -118,8 +118,7 @@ def compare_to_baseline(baseline: Mapping[str, Mapping[str, Any]], y_true: Seque
     if unknown:
         raise RecalibrationError(f"the baseline names classes the model does not know: {unknown}",
                                  "compare against the baseline of the same model's class list")
-    confusion = np.zeros((len(names), len(names)), dtype=np.int64)
-    np.add.at(confusion, (true, pred), 1)
+    confusion = confusion_matrix(true, pred, len(names))
     classes = tuple(_compare_class(i, name, confusion, baseline.get(name), trigger, confidence)
                     for i, name in enumerate(names))
     triggering = [c for c in classes if c.dropped and (c.confirmed or not require_confirmed)]
