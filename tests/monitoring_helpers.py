@@ -17,7 +17,7 @@ from PIL import Image
 from sqlalchemy import insert, update
 
 from inspectloop.domain import Annotation, CaptureMeta, ImageSource
-from inspectloop.predictions import _image_record
+from inspectloop.ingest import measure_image
 from inspectloop.store import schema as s
 from inspectloop.workspace import Workspace
 from tests.service_helpers import Line, line_workspace
@@ -47,7 +47,7 @@ def store_images(workspace: Workspace, images: Sequence[Image.Image], camera: st
     for image in images:
         data = png(image)
         digest, _ = workspace.blobs.put(data)
-        record = _image_record(data, digest, CaptureMeta(camera=camera, shift="early"))
+        record = measure_image(data, digest, CaptureMeta(camera=camera, shift="early"), ImageSource.production)
         records.append(record.model_copy(update={"source": source}))
     ingest_id = workspace.db.begin_ingest("test", "folder")
     with workspace.db.transaction() as conn:
@@ -86,11 +86,12 @@ def log_predictions(line: Line, camera: str, count: int, *, start: datetime, spa
         image = degrade(image) if degrade else image
         data = png(image)
         digest = __import__("hashlib").sha256(data).hexdigest()
-        record = _image_record(data, digest, CaptureMeta(camera=camera, shift=("early", "late")[i % 2]))
+        record = measure_image(data, digest, CaptureMeta(camera=camera, shift=("early", "late")[i % 2]),
+                               ImageSource.production)
         stored = i % stored_every == 0
         if stored:
             workspace.blobs.put(data)
-            kept.append(record)  # _image_record marks it a production image
+            kept.append(record)  # measured as a production image
         p = model.predict(data)
         rows.append({"request_id": f"{camera}-{seed}-{i}-{start.timestamp()}", "received_at": (start + i * spacing).isoformat(),
                          "source": "http", "camera": camera, "shift": record.meta.shift, "extra": {}, "image_sha256": digest,

@@ -234,13 +234,22 @@ def _read_files(chunk: list[SourceItem], report: IngestReport, known_classes: se
 
 
 def _record(item: SourceItem, data: bytes, digest: str) -> ImageRecord:
-    decoded = decode_image(data, name=str(item.path))
+    return measure_image(data, digest, item.meta, ImageSource.collection, name=str(item.path))
+
+
+def measure_image(data: bytes, digest: str, meta: CaptureMeta, source: ImageSource,
+                  name: str | None = None) -> ImageRecord:
+    """Decode an image once and describe it: format and modes, size, quality statistics.
+
+    ImageError (naming ``name``) when it cannot be used. Shared by ingest and the service's log.
+    """
+    decoded = decode_image(data, name=name)
     image = decoded.image
     # RGB files whose channels are identical (common for greyscale cameras) are worked on as L.
     working_mode = "L" if is_grey_content(image) else image.mode
     return ImageRecord(sha256=digest, format=decoded.format, original_mode=decoded.original_mode,
                        working_mode=working_mode, width=image.width, height=image.height, size_bytes=len(data),
-                       meta=item.meta, quality=quality_stats(image), source=ImageSource.collection)
+                       meta=meta, quality=quality_stats(image), source=source)
 
 
 def _default_class(name: str) -> ClassDefinition:

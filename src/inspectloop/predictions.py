@@ -25,9 +25,10 @@ from sqlalchemy import Connection
 from inspectloop import review
 from inspectloop.domain import CaptureMeta, ImageRecord, ImageSource
 from inspectloop.errors import ImageError, RequestError
+from inspectloop.ingest import measure_image
 from inspectloop.quality import quality_stats
 from inspectloop.runtime import Prediction
-from inspectloop.runtime.images import decode_image, is_grey_content
+from inspectloop.runtime.images import decode_image
 from inspectloop.store import now_iso
 from inspectloop.store import predictions as store
 from inspectloop.workspace import Workspace
@@ -277,19 +278,10 @@ def _measure(job: _Job) -> None:
         if not keep:
             return  # a shadow result that agrees needs no image
     try:
-        job.image = _image_record(record.data, sha256, record.meta)
+        job.image = measure_image(record.data, sha256, record.meta, ImageSource.production)
     except ImageError:  # cannot happen for an image the model read; log the prediction without it
         job.image = None
     job.keep = keep and job.image is not None
-
-
-def _image_record(data: bytes, sha256: str, meta: CaptureMeta) -> ImageRecord:
-    decoded = decode_image(data)
-    image = decoded.image
-    return ImageRecord(sha256=sha256, format=decoded.format, original_mode=decoded.original_mode,
-                       working_mode="L" if is_grey_content(image) else image.mode, width=image.width,
-                       height=image.height, size_bytes=len(data), meta=meta, quality=quality_stats(image),
-                       source=ImageSource.production)
 
 
 def _apply_prediction(conn: Connection, job: _Job, ingest_id: int) -> LoggedPrediction:
