@@ -178,12 +178,9 @@ class PredictionLog:
                 conn.commit()
             stopping = False
             while not stopping:
-                batch, stopping = self._take()
+                batch, stopping = _drain(self._queue, self.max_batch)
                 if batch:
                     self._write(conn, batch)
-
-    def _take(self) -> tuple[list[_Job], bool]:
-        return _drain(self._queue, self.max_batch)
 
     def _write(self, conn: Connection, batch: list[_Job]) -> None:
         for job in batch:
