@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from inspectloop.domain import ModelVersion
 from inspectloop.people import add_user
-from inspectloop.registry import ModelVersion, promote, register
+from inspectloop.registry import promote, register
 from inspectloop.runtime import EdgeModel
 from inspectloop.workspace import Workspace
 from tests.registry_helpers import add_run_with_model, seeded_workspace

@@ -11,8 +11,9 @@ import pytest
 
 from inspectloop.acceptance import accept, judge, measure
 from inspectloop.criteria import AcceptanceCriteria, lock_criteria
+from inspectloop.domain import Stage
 from inspectloop.errors import AcceptanceError, CriteriaError, ModelFileError, RegistryError
-from inspectloop.registry import Stage, get_version, history, list_versions, promote, register
+from inspectloop.registry import get_version, history, list_versions, promote, register
 from inspectloop.runtime import Prediction
 from tests.acceptance_helpers import FAILING_YAML, TrainedNeu, copy_run, write
 

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 
 from inspectloop.criteria import lock_criteria
+from inspectloop.domain import StageChange
 from inspectloop.errors import CriteriaError, ModelFileError, RegistryError
 from inspectloop.registry import (
     ACCEPT_HINT, NO_CRITERIA_HINT, Stage, get_version, history, list_versions, production_model, promote,
     record_acceptance, register, rollback, verify_file,
 )
-from inspectloop.store.database import StageChange
 from inspectloop.workspace import Workspace
 from tests.registry_helpers import TEST_METRICS, add_run_with_model, seeded_workspace, write_criteria
 

@@ -26,16 +26,17 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inspectloop.criteria import AcceptanceCriteria, LockedCriteria, check_criteria_locked_before, get_criteria
-from inspectloop.datasets import DatasetItem, load_version
+from inspectloop.datasets import load_version
 from inspectloop.decisions.calibration import expected_calibration_error
 from inspectloop.decisions.conformal import PASS, REJECT, REVIEW, DecisionRates, Decisions, rates_of_decisions
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
+from inspectloop.domain import DatasetItem, ModelVersion
 from inspectloop.errors import AcceptanceError, DatasetError, InspectloopError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics, wilson_interval
 from inspectloop.evaluate.report import _json_safe
 from inspectloop.fileio import atomic_write_bytes
 from inspectloop.provenance import code_version
-from inspectloop.registry import ModelVersion, get_version, record_acceptance, register, verify_file
+from inspectloop.registry import get_version, record_acceptance, register, verify_file
 from inspectloop.store import now_iso
 from inspectloop.workspace import Workspace
 

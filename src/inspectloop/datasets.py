@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from inspectloop.domain import ImageRecord, Split
+from inspectloop.domain import DatasetItem, DatasetVersion, ImageRecord
 from inspectloop.errors import DatasetError
 from inspectloop.labels import resolve_labels
 from inspectloop.workspace import Workspace
@@ -50,30 +50,6 @@ class SplitPlan:
     @property
     def splits(self) -> tuple[str, ...]:
         return ("train", "val", "calib", "test") if self.calib_fraction else SPLITS
-
-
-@dataclass(frozen=True)
-class DatasetItem:
-    sha256: str
-    label: str
-    split: str
-    group_key: str
-
-
-@dataclass(frozen=True)
-class DatasetVersion:
-    name: str
-    parent: str | None
-    params: dict[str, Any]
-    summary: dict[str, Any]
-    items: tuple[DatasetItem, ...]
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return tuple(self.summary["classes"])
-
-    def split(self, split: Split | str) -> list[DatasetItem]:
-        return [item for item in self.items if item.split == str(split)]
 
 
 def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name: str | None = None,

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from inspectloop.datasets import DatasetItem, load_version
+from inspectloop.datasets import load_version
+from inspectloop.domain import DatasetItem
 from inspectloop.errors import DatasetError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics, json_float
 from inspectloop.evaluate.report import EvaluationReportFiles, ReportFigure, write_evaluation_report

@@ -29,6 +29,7 @@ from inspectloop.decisions.conformal import (
     rates_of_decisions,
 )
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
+from inspectloop.domain import ModelVersion, StageEvent
 from inspectloop.errors import InspectloopError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics
 from inspectloop.evaluate.report import (
@@ -44,7 +45,7 @@ from inspectloop.evaluate.report import (
 )
 from inspectloop.evaluate.slices import Slice, SliceReport
 from inspectloop.fileio import atomic_write_bytes
-from inspectloop.registry import ModelVersion, StageEvent, get_version, history
+from inspectloop.registry import get_version, history
 from inspectloop.workspace import Workspace
 
 _CARD_CSS = """

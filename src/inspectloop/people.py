@@ -9,33 +9,17 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
-from enum import StrEnum
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from inspectloop.domain import Role, User
 from inspectloop.errors import AuthError
 from inspectloop.store import now_iso
 from inspectloop.store import schema as s
 from inspectloop.workspace import Workspace
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-
-
-class Role(StrEnum):
-    REVIEWER = "reviewer"
-    ADMIN = "admin"
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    role: Role
-
-    def can(self, role: Role) -> bool:
-        """True when this user holds ``role`` or a higher one."""
-        return self.role == Role.ADMIN or self.role == role
 
 
 def token_digest(token: str) -> str:

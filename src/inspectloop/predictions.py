@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from inspectloop import review
-from inspectloop.domain import CaptureMeta, ImageRecord, ImageSource
+from inspectloop.domain import CaptureMeta, ImageRecord, ImageSource, LoggedPrediction
 from inspectloop.errors import ImageError, RequestError
 from inspectloop.ingest import measure_image
 from inspectloop.quality import quality_stats
@@ -36,41 +36,6 @@ from inspectloop.workspace import Workspace
 log = logging.getLogger(__name__)
 MAX_BATCH = 128
 _STOP = object()
-
-
-@dataclass(frozen=True)
-class LoggedPrediction:
-    """A prediction as the log holds it; ``replayed`` when the request id was already logged."""
-
-    id: int
-    request_id: str
-    source: str
-    model_name: str
-    model_version_id: int | None
-    label: str
-    decision: str
-    confidence: float
-    scores: dict[str, float]
-    latency_ms: dict[str, float]
-    image_sha256: str
-    image_stored: bool
-    received_at: str
-    replayed: bool = False
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any], replayed: bool) -> LoggedPrediction:
-        return cls(id=int(row["id"]), request_id=row["request_id"], source=row["source"], model_name=row["model_name"],
-                   model_version_id=row["model_version_id"], label=row["label"], decision=row["decision"],
-                   confidence=float(row["confidence"]), scores=dict(row["scores"]), latency_ms=dict(row["latency_ms"]),
-                   image_sha256=row["image_sha256"], image_stored=bool(row["image_stored"]),
-                   received_at=row["received_at"], replayed=replayed)
-
-    def to_response(self) -> dict[str, Any]:
-        """The JSON answer of the inspection API."""
-        return {"request_id": self.request_id, "prediction_id": self.id, "decision": self.decision,
-                "label": self.label, "confidence": self.confidence, "scores": self.scores,
-                "model": {"name": self.model_name, "version_id": self.model_version_id},
-                "latency_ms": self.latency_ms, "image_sha256": self.image_sha256, "replayed": self.replayed}
 
 
 @dataclass
@@ -150,7 +115,7 @@ class PredictionLog:
         """The logged prediction of ``request_id``, if any."""
         with self.workspace.db.engine.connect() as conn:
             row = store.prediction_by_request(conn, request_id)
-        return LoggedPrediction.from_row(row, replayed=True) if row else None
+        return logged_prediction(row, replayed=True) if row else None
 
     def submit(self, record: PredictionRecord) -> Future[LoggedPrediction]:
         """Queue a prediction; the future resolves once its row is committed (or found already logged)."""
@@ -235,6 +200,16 @@ class PredictionLog:
         return _apply_prediction(conn, job, self.ingest_id)
 
 
+def logged_prediction(row: Mapping[str, Any], replayed: bool) -> LoggedPrediction:
+    """A ``predictions`` row as a LoggedPrediction."""
+    return LoggedPrediction(
+        id=int(row["id"]), request_id=row["request_id"], source=row["source"], model_name=row["model_name"],
+        model_version_id=row["model_version_id"], label=row["label"], decision=row["decision"],
+        confidence=float(row["confidence"]), scores=dict(row["scores"]), latency_ms=dict(row["latency_ms"]),
+        image_sha256=row["image_sha256"], image_stored=bool(row["image_stored"]), received_at=row["received_at"],
+        replayed=replayed)
+
+
 def _drain(source: queue.Queue[Any], most: int) -> tuple[list[Any], bool]:
     """Block for one item, then take what else is queued (up to ``most``); True once ``_STOP`` is seen."""
     first = source.get()
@@ -286,7 +261,7 @@ def _apply_prediction(conn: Connection, job: _Job, ingest_id: int) -> LoggedPred
     assert isinstance(record, PredictionRecord)
     existing = store.prediction_by_request(conn, record.request_id)
     if existing is not None:
-        return LoggedPrediction.from_row(existing, replayed=True)
+        return logged_prediction(existing, replayed=True)
     if job.keep and job.image is not None:
         store.add_image(conn, job.image, ingest_id)
     p = record.prediction
@@ -301,7 +276,7 @@ def _apply_prediction(conn: Connection, job: _Job, ingest_id: int) -> LoggedPred
         review.enqueue(conn, image_sha256=record.sha256, reason="uncertain", prediction_id=prediction_id,
                        model_version_id=record.model_version_id, suggestion=p.label, scores=p.scores,
                        priority=1.0 - p.confidence)
-    return LoggedPrediction.from_row({**values, "id": prediction_id}, replayed=False)
+    return logged_prediction({**values, "id": prediction_id}, replayed=False)
 
 
 def _apply_shadow(conn: Connection, job: _Job, ingest_id: int) -> int | None:
@@ -368,7 +343,7 @@ def record_qc(workspace: Workspace, *, label: str, inspector: str, prediction_id
         if label not in store.class_names(conn):
             raise RequestError(f"unknown class {label!r}",
                                f"use one of: {', '.join(sorted(store.class_names(conn)))}", kind="unknown_class")
-        production = LoggedPrediction.from_row(row, replayed=True)
+        production = logged_prediction(row, replayed=True)
         qc_id = store.add_qc(conn, production.id, label, inspector)
         differing, items = [], []
         for shadow in store.shadows_of(conn, production.id):

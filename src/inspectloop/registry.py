@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from inspectloop.criteria import check_criteria_locked_before, get_criteria
+from inspectloop.domain import ModelVersion, Stage, StageChange, StageEvent
 from inspectloop.errors import ModelFileError, RegistryError
-from inspectloop.store.database import StageChange
 from inspectloop.workspace import Workspace
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
@@ -32,51 +32,7 @@ NO_CRITERIA_HINT = (f"lock criteria (inspectloop criteria lock FILE --by NAME), 
 _LIST_FIX = "list versions with: inspectloop models list"
 
 
-class Stage(StrEnum):
-    candidate = "candidate"
-    shadow = "shadow"
-    production = "production"
-    retired = "retired"
-
-
 _RANK = {Stage.retired: 0, Stage.candidate: 1, Stage.shadow: 2, Stage.production: 3}
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """A registered model file: what it is, where it came from, and where it stands."""
-
-    id: int
-    name: str
-    run_id: str
-    variant: str
-    model_id: int
-    path: Path
-    file_sha256: str
-    stage: Stage
-    created_at: str
-    lineage: Mapping[str, Any]
-
-    @property
-    def criteria_id(self) -> int | None:
-        """The acceptance criteria its run named (None for a run that named none)."""
-        return self.lineage.get("criteria_id")
-
-
-@dataclass(frozen=True)
-class StageEvent:
-    """One logged stage change: ``action`` is promote, demote, replaced (by a new production) or rollback."""
-
-    id: int
-    model_version_id: int
-    action: str
-    from_stage: Stage
-    to_stage: Stage
-    actor: str
-    reason: str | None
-    acceptance_report_id: int | None
-    override: bool
-    at: str
 
 
 def register(workspace: Workspace, run_id: str, *, variant: str = "fp32", name: str | None = None) -> ModelVersion:

@@ -15,13 +15,11 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from inspectloop.domain import REASONS, Discrepancy, ReviewItem
 from inspectloop.errors import ReviewError
 from inspectloop.store import now_iso
 from inspectloop.store import schema as s
 from inspectloop.workspace import Workspace
-
-REASONS = ("uncertain", "shadow", "qc", "recalibration", "drift")
-
 
 def enqueue(conn: Connection, *, image_sha256: str, reason: str, prediction_id: int | None = None,
             model_version_id: int | None = None, suggestion: str | None = None,
@@ -47,28 +45,6 @@ def enqueue(conn: Connection, *, image_sha256: str, reason: str, prediction_id: 
 DEFAULT_LEASE_SECONDS = 300  # a reviewer who walks away frees the item after five minutes
 CLAIM_ATTEMPTS = 20  # each failed attempt means another reviewer took that item first; try the next
 DECISIONS = ("pass", "reject", "review")
-
-
-@dataclass(frozen=True)
-class ReviewItem:
-    """An image waiting for (or given) a human decision, as the queue holds it."""
-
-    id: int
-    image_sha256: str
-    reason: str
-    suggestion: str | None
-    scores: dict[str, float]
-    details: dict[str, Any]
-    priority: float
-    status: str  # open | done | skipped
-    claimed_by: str | None
-    claimed_until: str | None
-    created_at: str
-    prediction_id: int | None = None
-    model_version_id: int | None = None
-    decided_label: str | None = None
-    decided_by: str | None = None
-    decided_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,21 +84,6 @@ class DecisionShares:
     since: str | None
     overall: Rates
     per_camera: dict[str, Rates]
-
-
-@dataclass(frozen=True)
-class Discrepancy:
-    """A shadow model that disagreed with production on one image."""
-
-    prediction_id: int
-    at: str
-    camera: str | None
-    image_sha256: str
-    production_label: str
-    production_decision: str
-    shadow_model: str
-    shadow_label: str
-    shadow_decision: str
 
 
 def claim_next(workspace: Workspace, reviewer: str, lease_seconds: int = DEFAULT_LEASE_SECONDS) -> ReviewItem | None:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from inspectloop.criteria import get_criteria
-from inspectloop.datasets import DatasetVersion, load_version
+from inspectloop.datasets import load_version
+from inspectloop.domain import DatasetVersion
 from inspectloop.errors import InspectloopError, TrainingError
 from inspectloop.provenance import code_version
 from inspectloop.store import atomic_write_text, now_iso, sha256_bytes

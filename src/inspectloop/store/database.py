@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from sqlalchemy import Connection, create_engine, event, func, insert, select, u
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from inspectloop.domain import Annotation, CaptureMeta, ClassDefinition, ImageRecord, QualityStats
+from inspectloop.domain import Annotation, CaptureMeta, ClassDefinition, ImageRecord, QualityStats, StageChange
 from inspectloop.errors import RegistryError
 from inspectloop.store import schema as s
 from inspectloop.store.migrations import migrate
@@ -21,20 +21,6 @@ from inspectloop.store.migrations import migrate
 
 def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class StageChange:
-    """One model version moving from one stage to another, and the stage event that records it."""
-
-    model_version_id: int
-    action: str  # promote | demote | rollback
-    from_stage: str
-    to_stage: str
-    actor: str
-    reason: str | None = None
-    acceptance_report_id: int | None = None
-    override: bool = False
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

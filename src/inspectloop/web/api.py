@@ -10,8 +10,8 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
+from inspectloop.domain import Role, User
 from inspectloop.errors import RequestError
-from inspectloop.people import Role, User
 from inspectloop.service import InspectionService
 from inspectloop.web.auth import requires
 

@@ -22,8 +22,9 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
 from inspectloop import review
+from inspectloop.domain import User
 from inspectloop.errors import AuthError, InspectloopError
-from inspectloop.people import User, authenticate
+from inspectloop.people import authenticate
 from inspectloop.web.auth import COOKIE, token_of, workspace_of
 
 HERE = Path(__file__).resolve().parent
