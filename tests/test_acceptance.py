@@ -32,11 +32,11 @@ def test_a_run_that_meets_its_criteria_passes_and_may_go_to_production(neu_probe
     assert [r.name for r in report.results] == NAMES and all(r.passed for r in report.results)
     assert report.criteria.id == neu_probe_run.pass_id and seen[-1] == (12, 12)
     by_name = {r.name: r for r in report.results}
-    run = ws.db.run(run_id)
+    run = ws.db.runs.get(run_id)
     for name in ("patches", "scratches"):  # the model file scores as the run's own evaluation did
-        assert by_name[f"{name}: recall"].measured == run["metrics"]["test"]["per_class"][name]["recall"]
+        assert by_name[f"{name}: recall"].measured == run.metrics["test"]["per_class"][name]["recall"]
     assert by_name["calibration error"].measured == pytest.approx(
-        run["metrics"]["calibration"]["test_ece_after"], abs=1e-3)
+        run.metrics["calibration"]["test_ece_after"], abs=1e-3)
     assert 0 < by_name["p95 latency"].measured < 2000
     assert "6 test images: few" in by_name["scratches: recall"].detail
     assert by_name["false alerts per hour"].measured == pytest.approx(
@@ -44,7 +44,7 @@ def test_a_run_that_meets_its_criteria_passes_and_may_go_to_production(neu_probe
     assert report.measurements.rates.reviews == 0 and report.measurements.rates.automation_rate == 1.0
 
     document = json.loads(report.json_path.read_text())
-    assert report.json_path == Path(run["artifacts"]) / f"acceptance-{report.criteria.id}" / "acceptance.json"
+    assert report.json_path == Path(run.artifacts) / f"acceptance-{report.criteria.id}" / "acceptance.json"
     assert document["verdict"] == "passed" and document["record_id"] == report.record_id
     assert document["criteria"]["sha256"] == report.criteria.sha256 and document["criteria"]["locked_by"] == "ana"
     assert document["model_file"]["sha256"] == report.model_version.file_sha256
@@ -55,8 +55,8 @@ def test_a_run_that_meets_its_criteria_passes_and_may_go_to_production(neu_probe
 
     version = report.model_version  # registered by accept, as a candidate
     assert (version.run_id, version.stage, version.criteria_id) == (run_id, Stage.candidate, neu_probe_run.pass_id)
-    [record] = ws.db.acceptance_reports(version.id)
-    assert record["passed"] and record["criteria_id"] == neu_probe_run.pass_id
+    [record] = ws.db.criteria.reports(version.id)
+    assert record.passed and record.criteria_id == neu_probe_run.pass_id
     assert promote(ws, version, "production", actor="ana").stage == Stage.production
     assert history(ws, version)[-1].acceptance_report_id == report.record_id
 
@@ -102,7 +102,7 @@ def test_criteria_locked_after_the_run_started_are_refused(neu_probe_run: Traine
         accept(ws, run_id, criteria="neu-late")
     assert "lock first, then train" in (info.value.hint or "")
     assert not (ws.runs_dir / run_id / f"acceptance-{late.id}").exists()
-    assert ws.db.model_version_row(model_id=ws.db.models(run_id)[-1]["id"]) is None  # nothing registered
+    assert ws.db.registry.find(model_id=ws.db.runs.models(run_id)[-1].id) is None  # nothing registered
 
 
 @pytest.mark.slow

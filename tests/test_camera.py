@@ -75,7 +75,7 @@ def test_a_failing_check_marks_predictions_suspect_until_a_check_passes(line: Li
     finally:
         service.stop()
     assert suspect_flags(line)[5:] == [True, False, False]
-    alerts = [a["signal"] for a in monitoring.recent_alerts(line.workspace)]
+    alerts = [a.signal for a in monitoring.recent_alerts(line.workspace)]
     assert "mtf50" in alerts
 
 
@@ -89,4 +89,4 @@ def test_missing_targets_and_a_missing_baseline_name_the_fix(line: Line, tmp_pat
     assert caught.value.hint and "capture" in caught.value.hint
     with pytest.raises(CameraCheckError, match="cannot read the flat-field capture"):
         camera.check(line.workspace, "cam-a", flat=tmp_path / "nope.png", edge=edge)
-    assert [c["status"] for c in camera.checks(line.workspace)] == ["error"] * 3
+    assert [c.status for c in camera.checks(line.workspace)] == ["error"] * 3

@@ -10,6 +10,7 @@ import pytest
 from inspectloop.criteria import (
     AcceptanceCriteria, check_criteria_locked_before, get_criteria, list_criteria, load_criteria, lock_criteria,
 )
+from inspectloop.domain import TrainingRun
 from inspectloop.errors import CriteriaError
 from tests.registry_helpers import CRITERIA_YAML, seeded_workspace, write_criteria
 
@@ -152,10 +153,15 @@ def test_criteria_locked_after_the_run_started_cannot_judge_it(tmp_path: Path) -
     with seeded_workspace(tmp_path / "ws") as ws:
         locked = lock_criteria(ws, write_criteria(tmp_path), by="ana")
         at = locked.locked_at
-        check_criteria_locked_before({"id": "run-a", "started_at": at.isoformat()}, locked)  # same second: before
-        check_criteria_locked_before({"id": "run-a", "started_at": (at + timedelta(hours=1)).isoformat()}, locked)
+        check_criteria_locked_before(_run("run-a", at), locked)  # same second: before
+        check_criteria_locked_before(_run("run-a", at + timedelta(hours=1)), locked)
         with pytest.raises(CriteriaError) as info:
-            check_criteria_locked_before({"id": "run-b", "started_at": (at - timedelta(seconds=1)).isoformat()}, locked)
+            check_criteria_locked_before(_run("run-b", at - timedelta(seconds=1)), locked)
         assert "after run run-b started" in info.value.message
         assert "inspectloop train --criteria line3" in (info.value.hint or "")
         assert "lock first, then train" in (info.value.hint or "")
+
+
+def _run(run_id: str, started_at: datetime) -> TrainingRun:
+    return TrainingRun(id=run_id, kind="train", status="finished", dataset_version="v1", config={}, code_version="",
+                       metrics=None, artifacts="", started_at=started_at.isoformat())

@@ -35,7 +35,7 @@ def test_an_annotators_latest_word_counts_once() -> None:
 def test_unknown_class_and_image_are_refused_with_a_fix(tmp_path: Path, class_tree: Path) -> None:
     ws = init_workspace(tmp_path / "ws")
     ingest(ws, scan_folder(class_tree), source="tree")
-    digest = next(iter(ws.db.images()))
+    digest = next(iter(ws.db.images.get_many()))
     with pytest.raises(LabelError, match="unknown class 'dent'") as info:
         annotate(ws, digest, "dent", annotator="ana")
     assert "classes add" in info.value.hint

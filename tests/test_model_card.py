@@ -68,7 +68,7 @@ def add_evaluated_run(ws: Workspace, run_id: str, *, band: bool, criteria_id: in
     run_dir = ws.runs_dir / run_id
     write_evaluation_report(run_dir / "report", title=run_id, metrics=metrics, slices=slices,
                             context={"run": run_id}, figures=[confidence.figure])
-    ws.db.finish_run(run_id, "finished", metrics={
+    ws.db.runs.finish(run_id, "finished", metrics={
         "test": {"macro_recall": metrics.macro_recall, "count": metrics.count}, "calibration": confidence.to_dict(),
         "decisions": decisions, "history": [], "best_epoch": 7})
 
@@ -113,7 +113,7 @@ def test_a_card_with_a_review_band_criteria_line_acceptance_and_stage_history(ws
     report_id = record_acceptance(ws, version, criteria.id, True, {"failed": [], "criteria": {"name": "line3"}})
     promote(ws, version, "production", actor="ben", reason="passed acceptance")
     page = write_model_card(ws, version.id).read_text()
-    band = ws.db.run("run-b")["metrics"]["decisions"]["band"]
+    band = ws.db.runs.get("run-b").metrics["decisions"]["band"]
     assert band["guarantee"] in page and "the review band" in page and "two-way" not in page
     assert criteria.sha256 in page and "by ana" in page
     assert "600 parts per hour" in page and "the line of criteria #1 &#x27;line3&#x27;" in page
@@ -125,8 +125,8 @@ def test_a_card_with_a_review_band_criteria_line_acceptance_and_stage_history(ws
 def test_a_card_shows_each_operating_point_with_its_intervals(ws: Workspace) -> None:
     add_evaluated_run(ws, "run-op", band=True)
     version = register(ws, "run-op")
-    points = ws.db.run("run-op")["metrics"]["decisions"]["operating_points"]
-    with ws.db.transaction() as conn:  # as if the file carried the thresholds training fitted
+    points = ws.db.runs.get("run-op").metrics["decisions"]["operating_points"]
+    with ws.db.engine.begin() as conn:  # as if the file carried the thresholds training fitted
         conn.execute(update(schema.model_versions).where(schema.model_versions.c.id == version.id).values(
             lineage={**version.lineage, "thresholds": {n: p["calibration"]["threshold"] for n, p in points.items()}}))
     page = re.sub(r"\s+", " ", write_model_card(ws, version).read_text())
@@ -176,5 +176,5 @@ def test_the_card_of_a_real_accepted_run(neu_probe_run: TrainedNeu) -> None:
     assert report.model_version.file_sha256 in page and ("PASSED" if report.passed else "FAILED") in page
     assert "Reliability diagram" in page and page.count("data:image/png;base64,") == 2
     assert "600 parts per hour" in page and "neu-pass" in page
-    temperature = ws.db.run(run_id)["metrics"]["calibration"]["temperature"]
+    temperature = ws.db.runs.get(run_id).metrics["calibration"]["temperature"]
     assert f"{temperature:.3f}" in page and not math.isnan(temperature)

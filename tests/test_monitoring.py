@@ -10,7 +10,6 @@ import pytest
 from inspectloop import monitoring
 from inspectloop.errors import MonitorError
 from inspectloop.review import backlog
-from inspectloop.store import monitoring as store
 from tests.monitoring_helpers import (
     CAMERAS,
     NOW,
@@ -39,8 +38,7 @@ def test_no_baseline_is_a_clear_error_and_is_recorded(line) -> None:
     with pytest.raises(MonitorError, match="no drift baseline") as caught:
         monitoring.monitor(line.workspace, now=NOW)
     assert caught.value.hint == "record one with: inspectloop monitor baseline"
-    with line.workspace.db.engine.connect() as conn:
-        assert [r["outcome"] for r in store.monitor_runs(conn)] == ["no_baseline"]
+    assert [r.outcome for r in line.workspace.db.drift.runs()] == ["no_baseline"]
 
 
 def test_too_few_predictions_names_the_cameras(line) -> None:
@@ -48,8 +46,7 @@ def test_too_few_predictions_names_the_cameras(line) -> None:
     log_predictions(line, "cam-a", 5, start=NOW - timedelta(hours=2))
     with pytest.raises(MonitorError, match="too few predictions.*cam-a: 5 predictions"):
         monitoring.monitor(line.workspace, now=NOW, min_predictions=20)
-    with line.workspace.db.engine.connect() as conn:
-        assert store.monitor_runs(conn)[0]["outcome"] == "too_few"
+    assert line.workspace.db.drift.runs()[0].outcome == "too_few"
 
 
 def test_a_darkened_camera_drifts_and_a_steady_one_does_not(line) -> None:
@@ -65,7 +62,7 @@ def test_a_darkened_camera_drifts_and_a_steady_one_does_not(line) -> None:
     assert any("cam-b: brightness down" in message for message in result.alerts)
     assert result.review_items and backlog(line.workspace).open_by_reason.get("drift") == len(result.review_items)
     history = monitoring.drift_history(line.workspace)
-    assert len(history) == len(result.signals) and all(h["checked_at"] == result.window_end for h in history)
+    assert len(history) == len(result.signals) and all(h.checked_at == result.window_end for h in history)
     again = monitoring.monitor(line.workspace, now=NOW + timedelta(hours=1), min_predictions=20,
                                window=timedelta(days=1))
     assert again.fired and not again.alerts  # rate-limited: the same alert is not sent again within a day

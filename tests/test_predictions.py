@@ -23,7 +23,7 @@ def test_concurrent_records_commit_in_groups_once_per_request_id(tmp_path: Path)
     model = EdgeModel(line.production.path)
     images = [image_bytes("good", i) for i in range(6)]
     predictions = [model.predict(data) for data in images]
-    log = PredictionLog(line.workspace, ingest_id=line.workspace.db.begin_ingest("test", "service"))
+    log = PredictionLog(line.workspace, ingest_id=line.workspace.db.images.begin_ingest("test", "service"))
     log.start()
 
     def record(i: int) -> PredictionRecord:

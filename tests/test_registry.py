@@ -215,5 +215,5 @@ def test_a_stale_stage_change_is_refused_whole(ws: Workspace) -> None:
     version = register(ws, "run-a")
     stale = StageChange(version.id, "promote", "shadow", "production", "ana")
     with pytest.raises(RegistryError, match="no longer shadow"):
-        ws.db.change_stages([StageChange(version.id, "promote", "candidate", "retired", "ana"), stale])
+        ws.db.registry.change_stages([StageChange(version.id, "promote", "candidate", "retired", "ana"), stale])
     assert get_version(ws, version).stage == Stage.candidate and history(ws) == []

@@ -55,7 +55,7 @@ def test_an_expired_lease_frees_the_item(seeded: Seeded) -> None:
     ws = seeded.workspace
     item = review.claim_next(ws, "ana", lease_seconds=60)
     past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat(timespec="seconds")
-    with ws.db.transaction() as conn:
+    with ws.db.engine.begin() as conn:
         conn.execute(update(s.review_items).where(s.review_items.c.id == item.id).values(claimed_until=past))
     assert review.claim_next(ws, "bo").id == item.id
 
@@ -159,8 +159,8 @@ def test_the_next_dataset_version_takes_the_reviewers_labels(seeded: Seeded) -> 
 
 def test_item_metadata_joins_capture_fields_and_the_queuing_prediction(seeded: Seeded) -> None:
     ws = seeded.workspace
-    with ws.db.transaction() as conn:
-        item_id = review.enqueue(conn, image_sha256=seeded.images[0], reason="qc", prediction_id=1,
+    with ws.db.transaction() as tx:
+        item_id = review.enqueue(tx, image_sha256=seeded.images[0], reason="qc", prediction_id=1,
                                  suggestion="good", details={"qc_label": "scratch"})
     shown = review.item_metadata(ws, review.get_item(ws, item_id))
     assert shown["part_id"] == "P-0000" and shown["model_name"] == "line7-v1" and shown["confidence"] == "0.80"

@@ -32,7 +32,7 @@ def test_a_run_records_the_criteria_it_names(ws: Workspace, tmp_path: Path) -> N
     by_name = train(ws, criteria="line3")
     by_id = train(ws, criteria=str(locked.id))
     without = train(ws)
-    recorded = [ws.db.run(r.run_id)["criteria_id"] for r in (by_name, by_id, without)]  # type: ignore[index]
+    recorded = [ws.db.runs.get(r.run_id).criteria_id for r in (by_name, by_id, without)]  # type: ignore[union-attr]
     assert recorded == [locked.id, locked.id, None]
 
 
@@ -40,7 +40,7 @@ def test_unknown_criteria_are_refused_before_the_run_starts(ws: Workspace) -> No
     with pytest.raises(CriteriaError, match="no locked criteria 'line3'") as info:
         train(ws, criteria="line3")
     assert "inspectloop criteria lock" in (info.value.hint or "")
-    assert ws.db.runs() == []
+    assert ws.db.runs.list() == []
 
 
 def test_a_resumed_run_keeps_its_criteria(ws: Workspace, tmp_path: Path) -> None:

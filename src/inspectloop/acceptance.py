@@ -30,7 +30,7 @@ from inspectloop.datasets import load_version
 from inspectloop.decisions.calibration import expected_calibration_error
 from inspectloop.decisions.conformal import PASS, REJECT, REVIEW, DecisionRates, Decisions, rates_of_decisions
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
-from inspectloop.domain import DatasetItem, ModelVersion
+from inspectloop.domain import DatasetItem, ModelVersion, TrainingRun
 from inspectloop.errors import AcceptanceError, DatasetError, InspectloopError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics, wilson_interval
 from inspectloop.evaluate.report import _json_safe
@@ -179,7 +179,7 @@ def accept(workspace: Workspace, run_id: str, *, variant: str = "fp32", criteria
     run = _finished_run(workspace, run_id)
     locked = _criteria(workspace, run, criteria)
     check_criteria_locked_before(run, locked)
-    dataset = load_version(workspace, run["dataset_version"])
+    dataset = load_version(workspace, run.dataset_version)
     items = dataset.split("test")
     if not items:
         raise DatasetError(f"dataset version {dataset.name} has no frozen test images",
@@ -189,13 +189,13 @@ def accept(workspace: Workspace, run_id: str, *, variant: str = "fp32", criteria
     measurements = measure(predictions, truth, class_names=metadata.class_names, good_class=metadata.good_class,
                            criteria=locked.criteria)
     results = judge(locked.criteria, measurements)
-    out_dir = Path(run["artifacts"]) / (f"acceptance-{locked.id}" if variant == "fp32"
+    out_dir = Path(run.artifacts) / (f"acceptance-{locked.id}" if variant == "fp32"
                                         else f"acceptance-{locked.id}-{variant}")
     document = _document(run, version, locked, dataset.name, results, measurements, out_dir)
     record_id = record_acceptance(workspace, version, locked.id, document["passed"], document)
     document = {**document, "record_id": record_id}
     _write(out_dir, document)
-    return AcceptanceReport(run_id=run["id"], variant=variant, criteria=locked, run_criteria_id=run["criteria_id"],
+    return AcceptanceReport(run_id=run.id, variant=variant, criteria=locked, run_criteria_id=run.criteria_id,
                             model_version=version, dataset_version=dataset.name, results=results,
                             measurements=measurements, record_id=record_id, json_path=out_dir / "acceptance.json",
                             html_path=out_dir / "acceptance.html", document=document)
@@ -203,39 +203,39 @@ def accept(workspace: Workspace, run_id: str, *, variant: str = "fp32", criteria
 
 # -- what is judged, and with what ----------------------------------------------------------------
 
-def _finished_run(workspace: Workspace, run_id: str) -> dict[str, Any]:
-    run = workspace.db.run(run_id)
+def _finished_run(workspace: Workspace, run_id: str) -> TrainingRun:
+    run = workspace.db.runs.get(run_id)
     if run is None:
         raise AcceptanceError(f"no run {run_id!r}", _RUNS_FIX)
-    if run["status"] != "finished":
-        raise AcceptanceError(f"run {run_id} is {run['status']}, not finished",
+    if run.status != "finished":
+        raise AcceptanceError(f"run {run_id} is {run.status}, not finished",
                               f"judge a finished run; resume an interrupted one with: inspectloop train --resume {run_id}")
     return run
 
 
-def _criteria(workspace: Workspace, run: Mapping[str, Any], criteria: str | int | None) -> LockedCriteria:
+def _criteria(workspace: Workspace, run: TrainingRun, criteria: str | int | None) -> LockedCriteria:
     if criteria is not None:
         return get_criteria(workspace, criteria)
-    if run["criteria_id"] is None:
+    if run.criteria_id is None:
         raise AcceptanceError(
-            f"run {run['id']} named no acceptance criteria, so there is nothing fixed before training to judge it by",
+            f"run {run.id} named no acceptance criteria, so there is nothing fixed before training to judge it by",
             "lock criteria first (inspectloop criteria lock FILE --by NAME), then train again with "
             "inspectloop train --criteria NAME and accept that run")
-    return get_criteria(workspace, run["criteria_id"])
+    return get_criteria(workspace, run.criteria_id)
 
 
-def _model_version(workspace: Workspace, run: Mapping[str, Any], variant: str) -> ModelVersion:
+def _model_version(workspace: Workspace, run: TrainingRun, variant: str) -> ModelVersion:
     """The registry version of the run's ``variant`` model, its file checked; registered now if it has none."""
-    models = [m for m in workspace.db.models(run["id"]) if m["variant"] == variant]
+    models = [m for m in workspace.db.runs.models(run.id) if m.variant == variant]
     if not models:
-        have = sorted({m["variant"] for m in workspace.db.models(run["id"])})
-        raise AcceptanceError(f"run {run['id']} has no {variant} model",
+        have = sorted({m.variant for m in workspace.db.runs.models(run.id)})
+        raise AcceptanceError(f"run {run.id} has no {variant} model",
                               f"judge one of its variants: --variant {' or --variant '.join(have)}" if have
                               else "the run exported no model file; train again")
-    row = workspace.db.model_version_row(model_id=models[-1]["id"])
+    row = workspace.db.registry.find(model_id=models[-1].id)
     if row is None:
-        return register(workspace, run["id"], variant=variant)  # checks the file against its record
-    version = get_version(workspace, row["id"])
+        return register(workspace, run.id, variant=variant)  # checks the file against its record
+    version = get_version(workspace, row.id)
     verify_file(version)
     return version
 
@@ -430,14 +430,14 @@ def _value_text(value: float, unit: str) -> str:
 
 # -- the report files -----------------------------------------------------------------------------
 
-def _document(run: Mapping[str, Any], version: ModelVersion, locked: LockedCriteria, dataset: str,
+def _document(run: TrainingRun, version: ModelVersion, locked: LockedCriteria, dataset: str,
               results: Sequence[CriterionResult], m: Measurements, out_dir: Path) -> dict[str, Any]:
     passed = all(r.passed for r in results)
     return _json_safe({  # type: ignore[return-value]
         "format": REPORT_FORMAT, "format_version": REPORT_FORMAT_VERSION,
         "verdict": "passed" if passed else "failed", "passed": passed,
         "failed": [r.name for r in results if not r.passed],
-        "run": run["id"], "variant": version.variant, "dataset_version": dataset, "split": "test",
+        "run": run.id, "variant": version.variant, "dataset_version": dataset, "split": "test",
         "test_images": m.count,
         "model_version": {"id": version.id, "name": version.name, "stage": version.stage.value},
         "model_file": {"path": str(version.path), "sha256": version.file_sha256,
@@ -445,7 +445,7 @@ def _document(run: Mapping[str, Any], version: ModelVersion, locked: LockedCrite
                        "class_names": version.lineage.get("class_names"), "good_class": m.good_class},
         "criteria": {"id": locked.id, "name": locked.name, "sha256": locked.sha256,
                      "locked_at": locked.locked_at.isoformat(), "locked_by": locked.locked_by,
-                     "is_the_runs_criteria": locked.id == run["criteria_id"], "run_criteria_id": run["criteria_id"],
+                     "is_the_runs_criteria": locked.id == run.criteria_id, "run_criteria_id": run.criteria_id,
                      "limits": locked.criteria.model_dump(mode="json")},
         "results": [r.to_dict() for r in results],
         "measurements": m.to_dict(),

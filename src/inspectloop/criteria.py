@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from inspectloop.domain import CriteriaRecord, TrainingRun
 from inspectloop.errors import CriteriaError
 from inspectloop.workspace import Workspace
 
@@ -136,45 +137,45 @@ def lock_criteria(workspace: Workspace, path: Path, *, by: str) -> LockedCriteri
     """
     if not by.strip():
         raise CriteriaError("who locks the criteria is not given", "name the person: --by NAME")
-    criteria = load_criteria(path, workspace.db.classes().keys())
-    row = workspace.db.lock_criteria(criteria.name, criteria.sha256(), _read(Path(path)),
+    criteria = load_criteria(path, workspace.db.labels.classes().keys())
+    row = workspace.db.criteria.lock(criteria.name, criteria.sha256(), _read(Path(path)),
                                      criteria.model_dump(mode="json"), by.strip())
     return _locked(row)
 
 
 def list_criteria(workspace: Workspace) -> list[LockedCriteria]:
     """Every locked criteria file, oldest first."""
-    return [_locked(row) for row in workspace.db.criteria_rows()]
+    return [_locked(row) for row in workspace.db.criteria.list()]
 
 
 def get_criteria(workspace: Workspace, id_or_name: str | int) -> LockedCriteria:
     """Locked criteria by id (``3``) or name (the latest lock of that name)."""
     key = str(id_or_name).strip().removeprefix("#")
-    row = (workspace.db.criteria_row(criteria_id=int(key)) if key.isdigit()
-           else workspace.db.criteria_row(name=key))
+    row = (workspace.db.criteria.get(criteria_id=int(key)) if key.isdigit()
+           else workspace.db.criteria.get(name=key))
     if row is None:
         raise CriteriaError(f"no locked criteria {str(id_or_name)!r}", _LOCK_FIX)
     return _locked(row)
 
 
-def check_criteria_locked_before(run: Mapping[str, Any], criteria: LockedCriteria) -> None:
-    """Refuse to judge ``run`` (a runs row) by criteria locked after it started.
+def check_criteria_locked_before(run: TrainingRun, criteria: LockedCriteria) -> None:
+    """Refuse to judge ``run`` by criteria locked after it started.
 
     Times are recorded to the second; criteria locked in the second the run started count as before.
     """
-    started = datetime.fromisoformat(run["started_at"])
+    started = datetime.fromisoformat(run.started_at)
     if criteria.locked_at > started:
         raise CriteriaError(
-            f"criteria {criteria.label} were locked at {criteria.locked_at.isoformat()}, after run {run['id']} "
+            f"criteria {criteria.label} were locked at {criteria.locked_at.isoformat()}, after run {run.id} "
             f"started at {started.isoformat()}: a run can only be judged by criteria fixed before it started",
             f"train again with these criteria: inspectloop train --criteria {criteria.name} "
-            f"(lock first, then train), or judge run {run['id']} by criteria locked before it started")
+            f"(lock first, then train), or judge run {run.id} by criteria locked before it started")
 
 
-def _locked(row: Mapping[str, Any]) -> LockedCriteria:
-    return LockedCriteria(id=row["id"], name=row["name"], sha256=row["sha256"],
-                          criteria=AcceptanceCriteria.model_validate(row["spec"]), yaml_text=row["yaml"],
-                          locked_at=datetime.fromisoformat(row["locked_at"]), locked_by=row["locked_by"])
+def _locked(row: CriteriaRecord) -> LockedCriteria:
+    return LockedCriteria(id=row.id, name=row.name, sha256=row.sha256,
+                          criteria=AcceptanceCriteria.model_validate(row.spec), yaml_text=row.yaml,
+                          locked_at=datetime.fromisoformat(row.locked_at), locked_by=row.locked_by)
 
 
 # -- reading and explaining -------------------------------------------------------------------------

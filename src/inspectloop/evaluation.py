@@ -52,7 +52,7 @@ def evaluate_predictions(workspace: Workspace, items: Sequence[DatasetItem], cla
         raise DatasetError(f"labels {unknown} are not classes of the model ({', '.join(class_names)})",
                            "evaluate on a dataset version with the model's classes, or retrain")
     truth = [index[item.label] for item in items]
-    records = workspace.db.images([item.sha256 for item in items])
+    records = workspace.db.images.get_many([item.sha256 for item in items])
     metadata = [records[item.sha256].meta.fields() for item in items]
     metrics = classification_metrics(truth, [int(p) for p in predicted], class_names)
     slices = slice_metrics(truth, [int(p) for p in predicted], class_names, metadata)

@@ -29,7 +29,7 @@ from inspectloop.decisions.conformal import (
     rates_of_decisions,
 )
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
-from inspectloop.domain import ModelVersion, StageEvent
+from inspectloop.domain import AcceptanceRecord, ModelVersion, StageEvent, TrainingRun
 from inspectloop.errors import InspectloopError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics
 from inspectloop.evaluate.report import (
@@ -64,7 +64,7 @@ _RELIABILITY = re.compile(r'<h2>Calibration \(test set\)</h2>.*?<img [^>]*src="(
 class _Run:
     """What the card reads of the version's training run."""
 
-    row: Mapping[str, Any]
+    row: TrainingRun
     folder: Path
     metrics: Mapping[str, Any]  # the run's metrics (test summary, calibration, decisions, ...)
     report: Mapping[str, Any] | None  # report/metrics.json: full metrics and slices
@@ -124,17 +124,17 @@ def _render(workspace: Workspace, version: ModelVersion, run: _Run, criteria: Lo
 # -- reading --------------------------------------------------------------------------------------
 
 def _read_run(workspace: Workspace, version: ModelVersion) -> _Run:
-    row = workspace.db.run(version.run_id)
+    row = workspace.db.runs.get(version.run_id)
     if row is None:
         raise InspectloopError(f"run {version.run_id} of {version.name} is missing from the workspace",
                                "list runs with: inspectloop runs")
-    folder = Path(row["artifacts"])
+    folder = Path(row.artifacts)
     report_dir = folder / "report"
     report = _json_or_none(report_dir / "metrics.json")
     png = (report_dir / "confusion_matrix.png").read_bytes() if (report_dir / "confusion_matrix.png").is_file() else None
     page = (report_dir / "report.html").read_text("utf-8") if (report_dir / "report.html").is_file() else ""
     match = _RELIABILITY.search(page)
-    return _Run(row, folder, row["metrics"] or {}, report, png, match.group(1) if match else None)
+    return _Run(row, folder, row.metrics or {}, report, png, match.group(1) if match else None)
 
 
 def _json_or_none(path: Path) -> Mapping[str, Any] | None:
@@ -227,28 +227,28 @@ def _evidence(event: StageEvent) -> str:
 
 def _lineage(workspace: Workspace, version: ModelVersion, run: _Run, criteria: LockedCriteria | None) -> str:
     lineage = version.lineage
-    dataset = lineage.get("dataset_version") or run.row.get("dataset_version")
+    dataset = lineage.get("dataset_version") or run.row.dataset_version
     facts: dict[str, object] = {"dataset version": f"{dataset} ({_split_counts(workspace, dataset)})"}
     facts["acceptance criteria"] = ("none: the run named no criteria, so no acceptance report can unlock production"
                                     if criteria is None else
                                     f"{criteria.label}, locked {criteria.locked_at.isoformat()} by {criteria.locked_by}")
     if criteria is not None:
         facts["criteria sha256"] = criteria.sha256
-    facts["code version"] = lineage.get("code_version") or run.row.get("code_version")
+    facts["code version"] = lineage.get("code_version") or run.row.code_version
     facts["classes"] = ", ".join(lineage.get("class_names") or ()) + (
         f" (pass class: {lineage['good_class']})" if lineage.get("good_class") else " (no pass class)")
-    facts["training config"] = run.row.get("config") or {}
+    facts["training config"] = run.row.config or {}
     facts["best epoch"] = run.metrics.get("best_epoch", DASH)
     facts["weights sha256"] = lineage.get("weights_sha256") or DASH
     return _context_table(facts)
 
 
 def _split_counts(workspace: Workspace, dataset: str | None) -> str:
-    if not dataset or workspace.db.dataset_version(dataset) is None:
+    if not dataset or workspace.db.datasets.get(dataset) is None:
         return "not found in this workspace"
     counts: dict[str, int] = {}
-    for item in workspace.db.dataset_items(dataset):
-        counts[item["split"]] = counts.get(item["split"], 0) + 1
+    for item in workspace.db.datasets.items(dataset):
+        counts[item.split] = counts.get(item.split, 0) + 1
     if not counts:
         return "no images"
     order = ["train", "val", "calib", "test"]
@@ -379,21 +379,21 @@ def _line_section(view: LineRateView | None, line: tuple[float, float, str] | No
 
 
 def _acceptance(workspace: Workspace, version: ModelVersion) -> str:
-    latest: dict[int, Mapping[str, Any]] = {}
-    for report in workspace.db.acceptance_reports(version.id):
-        latest[report["criteria_id"]] = report
+    latest: dict[int, AcceptanceRecord] = {}
+    for report in workspace.db.criteria.reports(version.id):
+        latest[report.criteria_id] = report
     if not latest:
         return (f'<p class="callout quiet">No acceptance report for {_e(version.name)} yet: judge it with '
                 f"inspectloop accept {_e(version.run_id)}.</p>")
     rows = []
     for criteria_id, report in latest.items():
-        document = report.get("report") or {}
+        document = report.report or {}
         criteria = document.get("criteria") or {}
-        badge = '<span class="badge pass">PASSED</span>' if report["passed"] else '<span class="badge">FAILED</span>'
+        badge = '<span class="badge pass">PASSED</span>' if report.passed else '<span class="badge">FAILED</span>'
         own = " (the run's own)" if criteria_id == version.criteria_id else ""
         failed = ", ".join(document.get("failed") or []) or DASH
         rows.append(f"<tr><td>#{criteria_id} {_e(str(criteria.get('name', '')))}{own}</td><td>{badge}</td>"
-                    f"<td>{_e(failed)}</td><td>#{report['id']}</td><td>{_e(str(document.get('measured_at', DASH)))}</td></tr>")
+                    f"<td>{_e(failed)}</td><td>#{report.id}</td><td>{_e(str(document.get('measured_at', DASH)))}</td></tr>")
     head = "<tr><th>Criteria</th><th>Verdict</th><th>Failed criteria</th><th>Report</th><th>Measured</th></tr>"
     return (f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>'
             '<p class="muted">The latest report against each set of criteria; the full report is '

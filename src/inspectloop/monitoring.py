@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from inspectloop import registry, review
-from inspectloop.domain import QualityStats
+from inspectloop.domain import Alert, DriftBaselineRecord, DriftCheck, LoggedPrediction, ModelVersion, QualityStats
 from inspectloop.errors import MonitorError
 from inspectloop.monitor.drift import (
     AlertLimiter,
@@ -32,8 +32,7 @@ from inspectloop.monitor.drift import (
     check_drift,
 )
 from inspectloop.runtime import EdgeModel
-from inspectloop.store import monitoring as store
-from inspectloop.store import now_iso
+from inspectloop.store import Transaction, now_iso
 from inspectloop.workspace import Workspace
 
 BASELINE_SOURCES = ("test", "production")  # "test": the frozen test + calibration splits
@@ -109,17 +108,17 @@ def record_baseline(workspace: Workspace, model_version: str | None = None, *, s
     else:
         windows = _production_windows(workspace, version, edge, cameras, first)
     records = []
-    with workspace.db.transaction() as conn:
+    with workspace.db.transaction() as tx:
         for camera, (window, count, origin) in sorted(windows.items()):
             baseline = DriftBaseline(**vars(window), model_version=version.name, recorded_at=now_iso())
-            row_id = store.add_drift_baseline(conn, camera=camera, model_version_id=version.id, source=origin,
+            row_id = tx.drift.add_baseline(camera=camera, model_version_id=version.id, source=origin,
                                               images=count, baseline=baseline.to_dict())
             embedded = 0 if window.embeddings is None else len(window.embeddings)
             records.append(BaselineRecord(row_id, camera, version.name, origin, count, embedded))
     return records
 
 
-def _version(workspace: Workspace, name: str | None) -> registry.ModelVersion:
+def _version(workspace: Workspace, name: str | None) -> ModelVersion:
     if name is not None:
         return registry.get_version(workspace, name)
     version = registry.production_model(workspace)
@@ -129,17 +128,17 @@ def _version(workspace: Workspace, name: str | None) -> registry.ModelVersion:
     return version
 
 
-def _test_windows(workspace: Workspace, version: registry.ModelVersion, edge: EdgeModel,
+def _test_windows(workspace: Workspace, version: ModelVersion, edge: EdgeModel,
                   cameras: Sequence[str]) -> dict[str, tuple[CameraWindow, int, str]]:
     """Each camera's own frozen test and calibration images; a camera with fewer than ``MIN_BASELINE``
     of its own gets the whole set (source ``test-all-cameras``), which is still the accepted evidence."""
-    run = workspace.db.run(version.run_id)
-    items = [i for i in workspace.db.dataset_items(run["dataset_version"]) if i["split"] in ("test", "calib")] \
+    run = workspace.db.runs.get(version.run_id)
+    items = [i for i in workspace.db.datasets.items(run.dataset_version) if i.split in ("test", "calib")] \
         if run else []
     if not items:
         raise MonitorError(f"model version {version.name} has no frozen test or calibration images to baseline on",
                            "record the baseline from production instead: inspectloop monitor baseline --source production")
-    records = workspace.db.images([i["sha256"] for i in items])
+    records = workspace.db.images.get_many([i.sha256 for i in items])
     by_camera: dict[str, list[str]] = defaultdict(list)
     for digest, record in records.items():
         by_camera[record.meta.camera or NO_CAMERA].append(digest)
@@ -163,9 +162,8 @@ def _test_windows(workspace: Workspace, version: registry.ModelVersion, edge: Ed
     return windows
 
 
-def _seen_cameras(workspace: Workspace, version: registry.ModelVersion) -> list[str]:
-    with workspace.db.engine.connect() as conn:
-        return store.prediction_cameras(conn, version.id)
+def _seen_cameras(workspace: Workspace, version: ModelVersion) -> list[str]:
+    return workspace.db.predictions.cameras(version.id)
 
 
 def _model_window(workspace: Workspace, edge: EdgeModel, camera: str, digests: Sequence[str],
@@ -194,11 +192,11 @@ def _embed_fallback(workspace: Workspace, edge: EdgeModel, digests: Sequence[str
         return None
 
 
-def _production_windows(workspace: Workspace, version: registry.ModelVersion, edge: EdgeModel,
+def _production_windows(workspace: Workspace, version: ModelVersion, edge: EdgeModel,
                         cameras: Sequence[str], first: int) -> dict[str, tuple[CameraWindow, int, str]]:
-    with workspace.db.engine.connect() as conn:
-        targets = list(cameras) or store.prediction_cameras(conn, version.id)
-        rows = {camera: store.first_predictions(conn, version.id, camera, first) for camera in targets}
+    with workspace.db.transaction() as tx:
+        targets = list(cameras) or tx.predictions.cameras(version.id)
+        rows = {camera: tx.predictions.first_of(version.id, camera, first) for camera in targets}
     rows = {camera: found for camera, found in rows.items() if found}
     if not rows:
         raise MonitorError(f"model version {version.name} has no production predictions to baseline on",
@@ -230,16 +228,16 @@ def monitor(workspace: Workspace, *, window: timedelta = timedelta(days=7), now:
     run: dict[str, Any] = {"window_start": start_iso, "window_end": end_iso}
     version = _checked(workspace, run, lambda: _version(workspace, None), "no_production")
     run["model_version_id"] = version.id
-    with workspace.db.engine.connect() as conn:
-        baselines = store.drift_baselines(conn, version.id)
-        rows = store.window_predictions(conn, start_iso, end_iso, model_version_id=version.id)
+    with workspace.db.transaction() as tx:
+        baselines = tx.drift.baselines(version.id)
+        rows = tx.predictions.window(start_iso, end_iso, model_version_id=version.id)
     if not baselines:
         _fail(workspace, run, "no_baseline", MonitorError(
             f"model version {version.name} has no drift baseline",
             "record one with: inspectloop monitor baseline"))
-    by_camera: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_camera: dict[str, list[LoggedPrediction]] = defaultdict(list)
     for row in rows:
-        by_camera[row["camera"] or NO_CAMERA].append(row)
+        by_camera[row.camera or NO_CAMERA].append(row)
     skipped = {camera: f"{len(by_camera.get(camera, []))} predictions in the window (need {min_predictions})"
                for camera in baselines if len(by_camera.get(camera, [])) < min_predictions}
     checked = [camera for camera in sorted(baselines) if camera not in skipped]
@@ -261,34 +259,33 @@ def _checked(workspace: Workspace, run: dict[str, Any], step: Any, outcome: str)
 
 def _fail(workspace: Workspace, run: dict[str, Any], outcome: str, exc: MonitorError) -> None:
     """Record the run's outcome, then raise ``exc``."""
-    with workspace.db.transaction() as conn:
-        store.add_monitor_run(conn, {**run, "outcome": outcome, "message": str(exc)})
+    workspace.db.drift.add_run({**run, "outcome": outcome, "message": str(exc)})
     raise exc
 
 
-def _check_cameras(workspace: Workspace, version: registry.ModelVersion, run: dict[str, Any],
-                   baselines: dict[str, dict[str, Any]], by_camera: dict[str, list[dict[str, Any]]],
+def _check_cameras(workspace: Workspace, version: ModelVersion, run: dict[str, Any],
+                   baselines: dict[str, DriftBaselineRecord], by_camera: dict[str, list[LoggedPrediction]],
                    checked: list[str], skipped: dict[str, str], end: datetime, options: dict[str, Any]) -> MonitorResult:
     edge = EdgeModel(version.path)
     signals: list[DriftSignal] = []
     for camera in checked:
-        baseline = DriftBaseline.from_dict(baselines[camera]["baseline"])
+        baseline = DriftBaseline.from_dict(baselines[camera].baseline)
         current = _log_window(workspace, edge, camera, by_camera[camera])
         signals += check_drift(baseline, _aligned(baseline, current), alpha=options["alpha"],
                                permutations=options["permutations"])
-    with workspace.db.transaction() as conn:
-        limiter = AlertLimiter.from_dict(store.get_state(conn, LIMITER_KEY) or {"hours": options["alert_hours"]})
+    with workspace.db.transaction() as tx:
+        limiter = AlertLimiter.from_dict(tx.drift.get_state(LIMITER_KEY) or {"hours": options["alert_hours"]})
         sent = limiter.filter(signals, end)
         outcome = "alert" if sent else "ok"
-        run_id = store.add_monitor_run(conn, {**run, "outcome": outcome, "message": f"{len(sent)} alerts",
+        run_id = tx.drift.add_run({**run, "outcome": outcome, "message": f"{len(sent)} alerts",
                                               "summary": {"skipped": skipped, "fired": sum(s.fired for s in signals)}})
-        store.add_drift_checks(conn, [_check_row(run_id, s, run["window_end"]) for s in signals])
+        tx.drift.add_checks([_check_row(run_id, s, run["window_end"]) for s in signals])
         for signal in sent:
-            store.add_alert(conn, {"kind": "drift", "camera": signal.camera, "signal": signal.signal, "effect": signal.effect,
+            tx.drift.add_alert({"kind": "drift", "camera": signal.camera, "signal": signal.signal, "effect": signal.effect,
                                        "p_value": signal.p_value, "message": signal.message, "monitor_run_id": run_id})
-        store.set_state(conn, LIMITER_KEY, limiter.to_dict())
+        tx.drift.set_state(LIMITER_KEY, limiter.to_dict())
         drifted = sorted({s.camera for s in signals if s.fired})
-        items = _enqueue_drifted(conn, version.id, by_camera, drifted, options["review_per_camera"])
+        items = _enqueue_drifted(tx, version.id, by_camera, drifted, options["review_per_camera"])
     return MonitorResult(run_id, version.name, run["window_start"], run["window_end"], signals,
                          [s.message for s in sent], skipped, items)
 
@@ -301,17 +298,17 @@ def _aligned(baseline: DriftBaseline, current: CameraWindow) -> CameraWindow:
     return CameraWindow(current.camera, current.image_stats, None, current.class_counts, current.confidences)
 
 
-def _log_window(workspace: Workspace, edge: EdgeModel, camera: str, rows: Sequence[dict[str, Any]]) -> CameraWindow:
+def _log_window(workspace: Workspace, edge: EdgeModel, camera: str, rows: Sequence[LoggedPrediction]) -> CameraWindow:
     """A camera's window from logged predictions: stats, labels, confidences, embeddings of stored images."""
-    stats = [QualityStats(**row["stats"]) for row in rows if row.get("stats")]
-    stored = [row["image_sha256"] for row in rows if row["image_stored"]][-MAX_EMBEDDED:]
+    stats = [QualityStats(**row.stats) for row in rows if row.stats]
+    stored = [row.image_sha256 for row in rows if row.image_stored][-MAX_EMBEDDED:]
     embeddings = None
     if len(stored) >= MIN_EMBEDDED:
         features = [edge.predict_with_features(workspace.blobs.get(d))[1] for d in stored]
         embeddings = np.stack(features) if all(f is not None for f in features) \
             else _embed_fallback(workspace, edge, stored)
-    return CameraWindow.from_observations(camera, stats, embeddings, [row["label"] for row in rows],
-                                          [float(row["confidence"]) for row in rows], edge.metadata.class_names)
+    return CameraWindow.from_observations(camera, stats, embeddings, [row.label for row in rows],
+                                          [row.confidence for row in rows], edge.metadata.class_names)
 
 
 def _check_row(run_id: int, signal: DriftSignal, checked_at: str) -> dict[str, Any]:
@@ -325,29 +322,27 @@ def _finite(value: float) -> float:
     return float(np.nan_to_num(value, nan=0.0, posinf=1e9, neginf=-1e9))
 
 
-def _enqueue_drifted(conn: Any, version_id: int, by_camera: dict[str, list[dict[str, Any]]], cameras: Sequence[str],
-                     per_camera: int) -> list[int]:
+def _enqueue_drifted(tx: Transaction, version_id: int, by_camera: dict[str, list[LoggedPrediction]],
+                     cameras: Sequence[str], per_camera: int) -> list[int]:
     items = []
     for camera in cameras:
-        stored = sorted((r for r in by_camera[camera] if r["image_stored"]), key=lambda r: r["confidence"])
+        stored = sorted((r for r in by_camera[camera] if r.image_stored), key=lambda r: r.confidence)
         for row in stored[:per_camera]:
-            item = review.enqueue(conn, image_sha256=row["image_sha256"], reason="drift", prediction_id=row["id"],
-                                  model_version_id=version_id, suggestion=row["label"], scores=row["scores"],
-                                  details={"camera": camera}, priority=1.0 - float(row["confidence"]))
+            item = review.enqueue(tx, image_sha256=row.image_sha256, reason="drift", prediction_id=row.id,
+                                  model_version_id=version_id, suggestion=row.label, scores=row.scores,
+                                  details={"camera": camera}, priority=1.0 - row.confidence)
             items += [item] if item is not None else []
     return items
 
 
 # --- history (dashboard) -------------------------------------------------------------------------------
 
-def drift_history(workspace: Workspace, since: str | None = None) -> list[dict[str, Any]]:
+def drift_history(workspace: Workspace, since: str | None = None) -> list[DriftCheck]:
     """Every stored drift signal, oldest first (for charts over time)."""
-    with workspace.db.engine.connect() as conn:
-        return store.drift_history(conn, since)
+    return workspace.db.drift.history(since)
 
 
 def recent_alerts(workspace: Workspace, *, since: str | None = None, kind: str | None = None,
-                  limit: int = 200) -> list[dict[str, Any]]:
+                  limit: int = 200) -> list[Alert]:
     """Alerts sent, newest first."""
-    with workspace.db.engine.connect() as conn:
-        return store.alerts(conn, since=since, kind=kind, limit=limit)
+    return workspace.db.drift.alerts(since=since, kind=kind, limit=limit)

@@ -15,12 +15,9 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
-
-from sqlalchemy import Connection
 
 from inspectloop import review
 from inspectloop.domain import CaptureMeta, ImageRecord, ImageSource, LoggedPrediction
@@ -29,8 +26,7 @@ from inspectloop.ingest import measure_image
 from inspectloop.quality import quality_stats
 from inspectloop.runtime import Prediction
 from inspectloop.runtime.images import decode_image
-from inspectloop.store import now_iso
-from inspectloop.store import predictions as store
+from inspectloop.store import DurableWriter, Transaction, now_iso
 from inspectloop.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -113,9 +109,7 @@ class PredictionLog:
 
     def find(self, request_id: str) -> LoggedPrediction | None:
         """The logged prediction of ``request_id``, if any."""
-        with self.workspace.db.engine.connect() as conn:
-            row = store.prediction_by_request(conn, request_id)
-        return logged_prediction(row, replayed=True) if row else None
+        return self.workspace.db.predictions.by_request(request_id)
 
     def submit(self, record: PredictionRecord) -> Future[LoggedPrediction]:
         """Queue a prediction; the future resolves once its row is committed (or found already logged)."""
@@ -134,20 +128,15 @@ class PredictionLog:
 
     # -- the writer thread ------------------------------------------------------------------------
     def _run(self) -> None:
-        with self.workspace.db.engine.connect() as conn:
-            if conn.dialect.name == "sqlite":
-                # Commits reach the disk before any request is answered, so not even a power cut loses an
-                # answered prediction (the engine default, NORMAL, only survives a killed process). Measured:
-                # with group commit the fsync costs nothing visible at half load (benchmarks.service_load).
-                conn.exec_driver_sql("PRAGMA synchronous=FULL")
-                conn.commit()
+        # Commits reach the disk before any request is answered (see Database.durable_writer).
+        with self.workspace.db.durable_writer() as writer:
             stopping = False
             while not stopping:
                 batch, stopping = _drain(self._queue, self.max_batch)
                 if batch:
-                    self._write(conn, batch)
+                    self._write(writer, batch)
 
-    def _write(self, conn: Connection, batch: list[_Job]) -> None:
+    def _write(self, writer: DurableWriter, batch: list[_Job]) -> None:
         for job in batch:
             _measure(job)
         try:
@@ -156,11 +145,11 @@ class PredictionLog:
                     # put (fsync of the file) rather than put_many: its os.sync() flushes the whole machine's
                     # dirty pages, which stalls every waiting request behind other programs' writes
                     self.workspace.blobs.put(job.record.data)
-            with conn.begin():
-                results = [self._apply(conn, job) for job in batch]
+            with writer.transaction() as tx:
+                results = [self._apply(tx, job) for job in batch]
         except Exception:  # one bad job must not fail the others: retry each alone
             log.exception("batch of %d failed; writing one by one", len(batch))
-            return self._write_each(conn, batch)
+            return self._write_each(writer, batch)
         self.batches += 1
         self.written += len(batch)
         for job, result in zip(batch, results, strict=True):
@@ -178,36 +167,25 @@ class PredictionLog:
             batch, stopping = _drain(self._stats_queue, self.max_batch)
             if batch:
                 rows = [(prediction_id, _statistics(data)) for prediction_id, data in batch]
-                with self.workspace.db.transaction() as conn:
-                    store.set_stats(conn, [(i, stats) for i, stats in rows if stats is not None])
+                self.workspace.db.predictions.set_stats([(i, stats) for i, stats in rows if stats is not None])
             if stopping:
                 return
 
-    def _write_each(self, conn: Connection, batch: list[_Job]) -> None:
+    def _write_each(self, writer: DurableWriter, batch: list[_Job]) -> None:
         for job in batch:
             try:
                 if job.keep:
                     self.workspace.blobs.put(job.record.data)
-                with conn.begin():
-                    result = self._apply(conn, job)
+                with writer.transaction() as tx:
+                    result = self._apply(tx, job)
                 job.future.set_result(result)
             except Exception as exc:
                 job.future.set_exception(exc)
 
-    def _apply(self, conn: Connection, job: _Job) -> Any:
+    def _apply(self, tx: Transaction, job: _Job) -> Any:
         if isinstance(job.record, ShadowRecord):
-            return _apply_shadow(conn, job, self.ingest_id)
-        return _apply_prediction(conn, job, self.ingest_id)
-
-
-def logged_prediction(row: Mapping[str, Any], replayed: bool) -> LoggedPrediction:
-    """A ``predictions`` row as a LoggedPrediction."""
-    return LoggedPrediction(
-        id=int(row["id"]), request_id=row["request_id"], source=row["source"], model_name=row["model_name"],
-        model_version_id=row["model_version_id"], label=row["label"], decision=row["decision"],
-        confidence=float(row["confidence"]), scores=dict(row["scores"]), latency_ms=dict(row["latency_ms"]),
-        image_sha256=row["image_sha256"], image_stored=bool(row["image_stored"]), received_at=row["received_at"],
-        replayed=replayed)
+            return _apply_shadow(tx, job, self.ingest_id)
+        return _apply_prediction(tx, job, self.ingest_id)
 
 
 def _drain(source: queue.Queue[Any], most: int) -> tuple[list[Any], bool]:
@@ -256,49 +234,48 @@ def _measure(job: _Job) -> None:
     job.keep = keep and job.image is not None
 
 
-def _apply_prediction(conn: Connection, job: _Job, ingest_id: int) -> LoggedPrediction:
+def _apply_prediction(tx: Transaction, job: _Job, ingest_id: int) -> LoggedPrediction:
     record = job.record
     assert isinstance(record, PredictionRecord)
-    existing = store.prediction_by_request(conn, record.request_id)
+    existing = tx.predictions.by_request(record.request_id)
     if existing is not None:
-        return logged_prediction(existing, replayed=True)
+        return existing
     if job.keep and job.image is not None:
-        store.add_image(conn, job.image, ingest_id)
+        tx.images.add_once(job.image, ingest_id)
     p = record.prediction
     values = dict(request_id=record.request_id, received_at=record.received_at, source=record.source,
-                  **_meta_columns(record.meta), extra=record.meta.extra, image_sha256=record.sha256,
-                  image_stored=job.keep, model_version_id=record.model_version_id, model_name=record.model_name,
+                  image_sha256=record.sha256, image_stored=job.keep, model_version_id=record.model_version_id, model_name=record.model_name,
                   label=p.label, decision=p.decision, confidence=p.confidence, scores=p.scores,
                   latency_ms=p.latency_ms, stats=job.image.quality.model_dump() if job.image else None,
                   suspect=record.suspect)
-    prediction_id = store.add_prediction(conn, values)
+    logged = tx.predictions.add(values, record.meta)
     if p.decision == "review" and job.keep:
-        review.enqueue(conn, image_sha256=record.sha256, reason="uncertain", prediction_id=prediction_id,
+        review.enqueue(tx, image_sha256=record.sha256, reason="uncertain", prediction_id=logged.id,
                        model_version_id=record.model_version_id, suggestion=p.label, scores=p.scores,
                        priority=1.0 - p.confidence)
-    return logged_prediction({**values, "id": prediction_id}, replayed=False)
+    return logged
 
 
-def _apply_shadow(conn: Connection, job: _Job, ingest_id: int) -> int | None:
+def _apply_shadow(tx: Transaction, job: _Job, ingest_id: int) -> int | None:
     record = job.record
     assert isinstance(record, ShadowRecord)
     p, production = record.prediction, record.production
-    shadow_id = store.add_shadow(conn, dict(
+    shadow_id = tx.predictions.add_shadow(dict(
         prediction_id=production.id, model_version_id=record.model_version_id, label=p.label, decision=p.decision,
         confidence=p.confidence, scores=p.scores, latency_ms=p.latency_ms, agrees=record.agrees))
     if shadow_id is None:
         return None
     if job.keep and job.image is not None:
-        store.add_image(conn, job.image, ingest_id)
-        store.mark_image_stored(conn, production.id)
+        tx.images.add_once(job.image, ingest_id)
+        tx.predictions.mark_image_stored(production.id)
     stored = production.image_stored or job.keep
     if not record.agrees and stored:
-        review.enqueue(conn, image_sha256=production.image_sha256, reason="shadow", prediction_id=production.id,
+        review.enqueue(tx, image_sha256=production.image_sha256, reason="shadow", prediction_id=production.id,
                        model_version_id=record.model_version_id, suggestion=p.label, scores=p.scores,
                        details=_disagreement(production, record), priority=p.confidence)
-    for qc_label in store.qc_labels(conn, production.id):
+    for qc_label in tx.predictions.qc_labels(production.id):
         if qc_label != p.label and stored:
-            enqueue_qc(conn, production, record.model_version_id, p.label, qc_label)
+            enqueue_qc(tx, production, record.model_version_id, p.label, qc_label)
     return shadow_id
 
 
@@ -308,19 +285,13 @@ def _disagreement(production: LoggedPrediction, shadow: ShadowRecord) -> dict[st
             "shadow_decision": shadow.prediction.decision, "shadow_model": shadow.model_name}
 
 
-def enqueue_qc(conn: Connection, production: LoggedPrediction, model_version_id: int, shadow_label: str,
+def enqueue_qc(tx: Transaction, production: LoggedPrediction, model_version_id: int, shadow_label: str,
                qc_label: str) -> int | None:
     """Send a candidate-vs-human-QC disagreement to review (reason "qc")."""
-    return review.enqueue(conn, image_sha256=production.image_sha256, reason="qc", prediction_id=production.id,
+    return review.enqueue(tx, image_sha256=production.image_sha256, reason="qc", prediction_id=production.id,
                           model_version_id=model_version_id, suggestion=shadow_label,
                           details={"qc_label": qc_label, "shadow_label": shadow_label,
                                    "production_label": production.label})
-
-
-def _meta_columns(meta: CaptureMeta) -> dict[str, str | None]:
-    return {"camera": meta.camera, "line": meta.line, "shift": meta.shift, "lighting": meta.lighting,
-            "part_id": meta.part_id, "session": meta.session,
-            "captured_at": meta.captured_at.isoformat() if meta.captured_at else None}
 
 
 @dataclass(frozen=True)
@@ -338,29 +309,29 @@ class QcResult:
 def record_qc(workspace: Workspace, *, label: str, inspector: str, prediction_id: int | None = None,
               request_id: str | None = None) -> QcResult:
     """Record a human QC verdict on a logged prediction and compare it with every shadow result on it."""
-    with workspace.db.transaction() as conn:
-        row = _qc_target(conn, prediction_id, request_id)
-        if label not in store.class_names(conn):
-            raise RequestError(f"unknown class {label!r}",
-                               f"use one of: {', '.join(sorted(store.class_names(conn)))}", kind="unknown_class")
-        production = logged_prediction(row, replayed=True)
-        qc_id = store.add_qc(conn, production.id, label, inspector)
+    with workspace.db.transaction() as tx:
+        production = _qc_target(tx, prediction_id, request_id)
+        known = tx.labels.class_names()
+        if label not in known:
+            raise RequestError(f"unknown class {label!r}", f"use one of: {', '.join(sorted(known))}",
+                               kind="unknown_class")
+        qc_id = tx.predictions.add_qc(production.id, label, inspector)
         differing, items = [], []
-        for shadow in store.shadows_of(conn, production.id):
-            if shadow["label"] == label:
+        for shadow in tx.predictions.shadows_of(production.id):
+            if shadow.label == label:
                 continue
-            differing.append(int(shadow["model_version_id"]))
+            differing.append(shadow.model_version_id)
             if production.image_stored:
-                item = enqueue_qc(conn, production, shadow["model_version_id"], shadow["label"], label)
+                item = enqueue_qc(tx, production, shadow.model_version_id, shadow.label, label)
                 items += [item] if item is not None else []
     return QcResult(qc_id, production.id, label, production.label == label, differing, items)
 
 
-def _qc_target(conn: Connection, prediction_id: int | None, request_id: str | None) -> dict[str, Any]:
+def _qc_target(tx: Transaction, prediction_id: int | None, request_id: str | None) -> LoggedPrediction:
     if prediction_id is None and not request_id:
         raise RequestError("no prediction named", "give prediction_id or request_id", kind="bad_field")
-    row = (store.prediction_by_id(conn, prediction_id) if prediction_id is not None
-           else store.prediction_by_request(conn, str(request_id)))
+    row = (tx.predictions.get(prediction_id) if prediction_id is not None
+           else tx.predictions.by_request(str(request_id)))
     if row is None:
         raise RequestError(f"no logged prediction {prediction_id if prediction_id is not None else request_id!r}",
                            "use the prediction_id or request_id the inspect answer gave", kind="not_found")

@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image, UnidentifiedImageError
-from sqlalchemy.exc import SQLAlchemyError
 
 from inspectloop import camera, registry
-from inspectloop.domain import METADATA_FIELDS, CaptureMeta
+from inspectloop.domain import METADATA_FIELDS, CaptureMeta, LoggedPrediction, ModelVersion, Stage
 from inspectloop.errors import (
     ImageError,
     ModelFileError,
@@ -35,7 +34,6 @@ from inspectloop.errors import (
     ServiceError,
 )
 from inspectloop.predictions import (
-    LoggedPrediction,
     PredictionLog,
     PredictionRecord,
     QcResult,
@@ -43,9 +41,7 @@ from inspectloop.predictions import (
     record_qc,
 )
 from inspectloop.runtime import EdgeModel
-from inspectloop.store import monitoring as monitoring_store
-from inspectloop.store import predictions as store
-from inspectloop.store import sha256_bytes
+from inspectloop.store import StoreError, sha256_bytes
 from inspectloop.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -119,7 +115,7 @@ class InspectionService:
         """Open this run's ingest record and start the log writer, the shadow runner and the registry poller."""
         if self.log is not None:
             return
-        ingest_id = self.workspace.db.begin_ingest(f"inspection service (pid {os.getpid()})", "service")
+        ingest_id = self.workspace.db.images.begin_ingest(f"inspection service (pid {os.getpid()})", "service")
         self.log = PredictionLog(self.workspace, ingest_id=ingest_id)
         self.log.start()
         self._stop.clear()
@@ -137,7 +133,7 @@ class InspectionService:
         self._threads.clear()
         if self.log is not None:
             self.log.stop()
-            self.workspace.db.finish_ingest(self.log.ingest_id, {"predictions": self.log.written})
+            self.workspace.db.images.finish_ingest(self.log.ingest_id, {"predictions": self.log.written})
             self.log = None
 
     # -- requests -----------------------------------------------------------------------------
@@ -214,10 +210,9 @@ class InspectionService:
                     log.info("production model is now %s", self.production.name)
                     changed = True
             if self.config.shadow is None:
-                wanted = self.workspace.db.model_version_row(stage=registry.Stage.shadow.value)
-                if (wanted["id"] if wanted else None) != (self.shadow.version_id if self.shadow else None):
-                    self.shadow = self._load_version(registry.get_version(self.workspace, wanted["id"])) \
-                        if wanted else None
+                wanted = self.workspace.db.registry.find(stage=Stage.shadow)
+                if (wanted.id if wanted else None) != (self.shadow.version_id if self.shadow else None):
+                    self.shadow = self._load_version(wanted) if wanted else None
                     log.info("shadow model is now %s", self.shadow.name if self.shadow else "none")
                     changed = True
             return changed
@@ -236,17 +231,16 @@ class InspectionService:
     def _load_shadow(self) -> ServedModel | None:
         if self.config.shadow is not None:
             return self._load_version(registry.get_version(self.workspace, self.config.shadow))
-        row = self.workspace.db.model_version_row(stage=registry.Stage.shadow.value)
-        return self._load_version(registry.get_version(self.workspace, row["id"])) if row else None
+        version = self.workspace.db.registry.find(stage=Stage.shadow)
+        return self._load_version(version) if version else None
 
-    def _load_version(self, version: registry.ModelVersion) -> ServedModel:
+    def _load_version(self, version: ModelVersion) -> ServedModel:
         registry.verify_file(version)
         return ServedModel(_edge_model(version.path, self.config.threads), version.name, version.id,
                            version.stage.value)
 
     def _known_cameras(self) -> set[str]:
-        with self.workspace.db.engine.connect() as conn:
-            return store.known_cameras(conn) | set(self.config.cameras)
+        return self.workspace.db.images.cameras() | set(self.config.cameras)
 
     def _meta(self, fields: dict[str, str | None]) -> CaptureMeta:
         camera = fields.get("camera")
@@ -292,10 +286,10 @@ class InspectionService:
         stale) marked suspect too; the check itself marked those before it.
         """
         failing = camera.suspect_cameras(self.workspace)
-        with self.workspace.db.transaction() as conn:
+        with self.workspace.db.transaction() as tx:
             for name, checked_at in failing.items():
                 if self.suspect_cameras.get(name) != checked_at:
-                    monitoring_store.mark_suspect(conn, name, checked_at)
+                    tx.predictions.mark_suspect(name, checked_at)
         self.suspect_cameras = failing  # one reference assignment: atomic for the request threads
 
     def _poll_registry(self) -> None:
@@ -303,7 +297,7 @@ class InspectionService:
             try:
                 self.refresh_models()
                 self.refresh_camera_status()
-            except (RegistryError, ModelFileError, SQLAlchemyError) as exc:  # keep serving the model we have
+            except (RegistryError, ModelFileError, StoreError) as exc:  # keep serving the model we have
                 log.warning("registry check failed, still serving %s: %s", self.production.name, exc)
 
 

@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from inspectloop import registry
+from inspectloop.domain import ModelVersion, ShadowComparison, Stage
 from inspectloop.errors import RegistryError
 from inspectloop.evaluate.metrics import wilson_interval
 from inspectloop.store import atomic_write_text, now_iso
-from inspectloop.store import predictions as store
 from inspectloop.workspace import Workspace
 
 EDGE_CASES = 10
@@ -69,18 +69,17 @@ def shadow_report(workspace: Workspace, version: str | None = None, *, min_compa
                   min_qc: int = 30) -> ShadowReport:
     """Compare a shadowed version's logged results with production and QC (RegistryError if it has none)."""
     chosen = _version(workspace, version)
-    with workspace.db.engine.connect() as conn:
-        rows = store.shadow_comparisons(conn, chosen.id)
-        good = store.good_classes(conn)
-    judged = [r for r in rows if r["qc_label"] is not None]
-    shadow_right = sum(r["shadow_label"] == r["qc_label"] for r in judged)
-    production_right = sum(r["production_label"] == r["qc_label"] for r in judged)
+    rows = workspace.db.predictions.shadow_comparisons(chosen.id)
+    good = workspace.db.labels.good_classes()
+    judged = [r for r in rows if r.qc_label is not None]
+    shadow_right = sum(r.shadow_label == r.qc_label for r in judged)
+    production_right = sum(r.production_label == r.qc_label for r in judged)
     interval = wilson_interval(shadow_right, len(judged)) if judged else None
-    new_escapes = sum(1 for r in judged if r["qc_label"] not in good and r["shadow_decision"] == "pass"
-                      and r["production_decision"] != "pass")
+    new_escapes = sum(1 for r in judged if r.qc_label not in good and r.shadow_decision == "pass"
+                      and r.production_decision != "pass")
     report = ShadowReport(
         version=chosen.name, version_id=chosen.id, compared=len(rows),
-        agreement=_share(sum(bool(r["agrees"]) for r in rows), len(rows)), qc_compared=len(judged),
+        agreement=_share(sum(bool(r.agrees) for r in rows), len(rows)), qc_compared=len(judged),
         shadow_qc_agreement=_share(shadow_right, len(judged)), shadow_qc_interval=interval,
         production_qc_agreement=_share(production_right, len(judged)), new_escapes=new_escapes,
         per_class=_per_class(rows), confusions=_confusions(rows), edge_cases=_edge_cases(rows),
@@ -96,14 +95,13 @@ def write_shadow_report(workspace: Workspace, report: ShadowReport) -> Path:
     return path
 
 
-def _version(workspace: Workspace, version: str | None) -> registry.ModelVersion:
+def _version(workspace: Workspace, version: str | None) -> ModelVersion:
     if version is not None:
         return registry.get_version(workspace, version)
-    row = workspace.db.model_version_row(stage=registry.Stage.shadow.value)
-    if row is not None:
-        return registry.get_version(workspace, row["id"])
-    with workspace.db.engine.connect() as conn:
-        shadowed = store.shadow_version_ids(conn)
+    shadowing = workspace.db.registry.find(stage=Stage.shadow)
+    if shadowing is not None:
+        return shadowing
+    shadowed = workspace.db.predictions.shadow_version_ids()
     if not shadowed:
         raise RegistryError("no model version has been shadowed yet",
                             "put a candidate in shadow (inspectloop models promote VERSION shadow --actor NAME) "
@@ -111,35 +109,35 @@ def _version(workspace: Workspace, version: str | None) -> registry.ModelVersion
     return registry.get_version(workspace, shadowed[-1])
 
 
-def _per_class(rows: list[dict[str, Any]]) -> list[ClassAgreement]:
-    names = sorted({r["production_label"] for r in rows} | {r["qc_label"] for r in rows if r["qc_label"]})
+def _per_class(rows: list[ShadowComparison]) -> list[ClassAgreement]:
+    names = sorted({r.production_label for r in rows} | {r.qc_label for r in rows if r.qc_label})
     result = []
     for name in names:
-        mine = [r for r in rows if r["production_label"] == name]
-        judged = [r for r in rows if r["qc_label"] == name]
+        mine = [r for r in rows if r.production_label == name]
+        judged = [r for r in rows if r.qc_label == name]
         result.append(ClassAgreement(
-            name=name, compared=len(mine), agreement=_share(sum(bool(r["agrees"]) for r in mine), len(mine)),
+            name=name, compared=len(mine), agreement=_share(sum(bool(r.agrees) for r in mine), len(mine)),
             qc_compared=len(judged),
-            shadow_qc_agreement=_share(sum(r["shadow_label"] == name for r in judged), len(judged)),
-            production_qc_agreement=_share(sum(r["production_label"] == name for r in judged), len(judged))))
+            shadow_qc_agreement=_share(sum(r.shadow_label == name for r in judged), len(judged)),
+            production_qc_agreement=_share(sum(r.production_label == name for r in judged), len(judged))))
     return result
 
 
-def _confusions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    pairs = Counter((r["production_label"], r["shadow_label"]) for r in rows if not r["agrees"])
-    decisions = Counter((r["production_decision"], r["shadow_decision"]) for r in rows if not r["agrees"])
+def _confusions(rows: list[ShadowComparison]) -> list[dict[str, Any]]:
+    pairs = Counter((r.production_label, r.shadow_label) for r in rows if not r.agrees)
+    decisions = Counter((r.production_decision, r.shadow_decision) for r in rows if not r.agrees)
     by_label = [{"production": p, "shadow": s, "count": n} for (p, s), n in pairs.most_common()]
     by_decision = [{"production": f"decision {p}", "shadow": f"decision {s}", "count": n}
                    for (p, s), n in decisions.most_common() if p != s]
     return by_label + by_decision
 
 
-def _edge_cases(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _edge_cases(rows: list[ShadowComparison]) -> list[dict[str, Any]]:
     """The disagreements where the candidate was most sure of itself."""
-    disagreements = sorted((r for r in rows if not r["agrees"]), key=lambda r: -r["shadow_confidence"])
+    disagreements = sorted((r for r in rows if not r.agrees), key=lambda r: -r.shadow_confidence)
     keys = ("prediction_id", "request_id", "image_sha256", "camera", "production_label", "production_decision",
             "production_confidence", "shadow_label", "shadow_decision", "shadow_confidence", "qc_label")
-    return [{k: r[k] for k in keys} for r in disagreements[:EDGE_CASES]]
+    return [{k: getattr(r, k) for k in keys} for r in disagreements[:EDGE_CASES]]
 
 
 def _verdict(report: ShadowReport, min_compared: int, min_qc: int) -> tuple[bool, list[str]]:

@@ -55,7 +55,7 @@ def train(workspace: Workspace, config: TrainConfig | None = None, *, dataset: s
         result = _execute(workspace, version, config, run_id, run_dir, export_int8, progress or _quiet)
     except BaseException as exc:
         message = str(exc) if isinstance(exc, InspectloopError) else f"{type(exc).__name__}: {exc}"
-        workspace.db.finish_run(run_id, "failed", error=message)
+        workspace.db.runs.finish(run_id, "failed", error=message)
         raise
     return result
 
@@ -81,23 +81,23 @@ def _check_trainable(version: DatasetVersion) -> None:
 def _start_run(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
                resume: str | None, criteria_id: int | None = None) -> tuple[str, TrainConfig]:
     if resume is not None:
-        row = workspace.db.run(resume)
+        row = workspace.db.runs.get(resume)
         if row is None:
             raise TrainingError(f"no run {resume!r} to resume", "list runs with: inspectloop runs")
-        if row["status"] == "finished":
+        if row.status == "finished":
             raise TrainingError(f"run {resume} already finished", "start a new run instead")
-        if row["dataset_version"] != version.name:
-            raise TrainingError(f"run {resume} trained on {row['dataset_version']}, not {version.name}",
-                                f"resume with --dataset {row['dataset_version']}")
-        if criteria_id is not None and row["criteria_id"] != criteria_id:
-            raise TrainingError(f"run {resume} is judged by criteria #{row['criteria_id']}, not #{criteria_id}",
+        if row.dataset_version != version.name:
+            raise TrainingError(f"run {resume} trained on {row.dataset_version}, not {version.name}",
+                                f"resume with --dataset {row.dataset_version}")
+        if criteria_id is not None and row.criteria_id != criteria_id:
+            raise TrainingError(f"run {resume} is judged by criteria #{row.criteria_id}, not #{criteria_id}",
                                 "resume without --criteria (a run keeps the criteria it started with)")
-        return resume, TrainConfig(**row["config"])
+        return resume, TrainConfig(**row.config)
     run_id = f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     run_dir = workspace.runs_dir / run_id
     run_dir.mkdir(parents=True)
     atomic_write_text(run_dir / "config.json", json.dumps(config.model_dump(), indent=2))
-    workspace.db.add_run(run_id, version.name, config.model_dump(), code_version(), str(run_dir),
+    workspace.db.runs.add(run_id, version.name, config.model_dump(), code_version(), str(run_dir),
                          criteria_id=criteria_id)
     return run_id, config
 
@@ -164,7 +164,7 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
                "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 1),
                "resumed_from_epoch": result.resumed_from}
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-    workspace.db.finish_run(run_id, "finished", metrics=metrics)
+    workspace.db.runs.finish(run_id, "finished", metrics=metrics)
     return RunResult(run_id, run_dir, model_path, metrics, evaluation.files.html)
 
 
@@ -183,13 +183,13 @@ def _recall_targets(workspace: Workspace, names: list[str], good_index: int | No
     """Each defect class's target recall: the run's own setting, else its severity's default."""
     from inspectloop.decisions.operating_points import target_recalls
 
-    severities = {c.name: c.severity.value for c in workspace.db.classes().values()}
+    severities = {c.name: c.severity.value for c in workspace.db.labels.classes().values()}
     return target_recalls(names, severities, names[good_index] if good_index is not None else None,
                           per_class=config.recall_targets)
 
 
 def _good_index(workspace: Workspace, names: list[str]) -> int | None:
-    good = [c.name for c in workspace.db.classes().values() if c.is_good and c.name in names]
+    good = [c.name for c in workspace.db.labels.classes().values() if c.is_good and c.name in names]
     return names.index(good[0]) if good else None
 
 
@@ -202,7 +202,7 @@ def _colour_mode(workspace: Workspace, version: DatasetVersion, config: TrainCon
     """Greyscale models for greyscale lines: one decode path, and colour JPEGs decode straight to luma."""
     if config.colour != "auto":
         return config.colour
-    records = workspace.db.images([item.sha256 for item in version.items])
+    records = workspace.db.images.get_many([item.sha256 for item in version.items])
     return "L" if all(record.working_mode == "L" for record in records.values()) else "RGB"
 
 
@@ -239,5 +239,5 @@ def _register(workspace: Workspace, run_id: str, variant: str, path: Path, weigh
     from inspectloop.runtime import EdgeModel
 
     metadata = EdgeModel(path).metadata
-    workspace.db.add_model(run_id, variant, str(path), sha256_bytes(path.read_bytes()), weights_sha256,
+    workspace.db.runs.add_model(run_id, variant, str(path), sha256_bytes(path.read_bytes()), weights_sha256,
                            json.loads(metadata.to_json()))

@@ -59,7 +59,7 @@ def test_a_real_runs_reports_render_whole_in_a_browser(browser: Any, neu_probe_r
                                                       tmp_path: Path) -> None:
     ws = neu_probe_run.workspace
     run_id = copy_run(neu_probe_run, criteria_id=neu_probe_run.pass_id)
-    source = Path(ws.db.run(neu_probe_run.run_id)["artifacts"])
+    source = Path(ws.db.runs.get(neu_probe_run.run_id).artifacts)
     shutil.copytree(source / "report", ws.runs_dir / run_id / "report")
     report = accept(ws, run_id)
     card = write_model_card(ws, report.model_version, parts_per_hour=600, defect_rate=0.05)

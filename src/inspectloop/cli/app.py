@@ -106,8 +106,8 @@ def classes_add(name: str, ws: WorkspaceOpt,
 def classes_list(ws: WorkspaceOpt) -> None:
     """List classes with their criterion, severity and reference images."""
     with workspace(ws) as w:
-        rows = [[c.name, c.severity.value, "yes" if c.is_good else "", c.criterion, len(w.db.references(c.name))]
-                for c in w.db.classes().values()]
+        rows = [[c.name, c.severity.value, "yes" if c.is_good else "", c.criterion, len(w.db.labels.references(c.name))]
+                for c in w.db.labels.classes().values()]
     table("classes", ["name", "severity", "good", "criterion", "references"], rows)
 
 
@@ -183,9 +183,9 @@ def dataset_create(ws: WorkspaceOpt,
 def dataset_list(ws: WorkspaceOpt) -> None:
     """List dataset versions."""
     with workspace(ws) as w:
-        rows = [[v["name"], v["parent"], v["created_at"], v["summary"]["count"],
-                 " ".join(f"{k}={sum(c.values())}" for k, c in v["summary"]["splits"].items())]
-                for v in w.db.dataset_versions()]
+        rows = [[v.name, v.parent, v.created_at, v.summary["count"],
+                 " ".join(f"{k}={sum(c.values())}" for k, c in v.summary["splits"].items())]
+                for v in w.db.datasets.list()]
     table("dataset versions", ["name", "parent", "created", "images", "splits"], rows)
 
 
@@ -261,10 +261,10 @@ def _print_run_result(run_id: str, test: dict[str, Any], model_path: Path) -> No
 def runs(ws: WorkspaceOpt) -> None:
     """List training runs with their dataset version, criteria and test macro recall."""
     with workspace(ws) as w:
-        rows = [[r["id"], r["status"], r["dataset_version"], r["config"].get("mode"),
-                 "" if r["criteria_id"] is None else f"#{r['criteria_id']}",
-                 fmt(((r["metrics"] or {}).get("test") or {}).get("macro_recall")), r["started_at"]]
-                for r in w.db.runs()]
+        rows = [[r.id, r.status, r.dataset_version, r.config.get("mode"),
+                 "" if r.criteria_id is None else f"#{r.criteria_id}",
+                 fmt(((r.metrics or {}).get("test") or {}).get("macro_recall")), r.started_at]
+                for r in w.db.runs.list()]
     table("runs", ["run", "status", "dataset", "mode", "criteria", "test macro recall", "started"], rows)
 
 

@@ -197,7 +197,7 @@ def image(request: Request, sha256: str) -> Response:
     if page_user(request) is None:
         return Response("log in to see images", status_code=401, media_type="text/plain")
     workspace = workspace_of(request)
-    records = workspace.db.images([sha256]) if SHA256.match(sha256) else {}
+    records = workspace.db.images.get_many([sha256]) if SHA256.match(sha256) else {}
     if sha256 not in records or not workspace.blobs.exists(sha256):
         return Response("no such image in this workspace", status_code=404, media_type="text/plain")
     media_type = IMAGE_TYPES.get(records[sha256].format.upper(), "application/octet-stream")
@@ -209,9 +209,9 @@ def image(request: Request, sha256: str) -> Response:
 def _classes(request: Request) -> list[dict[str, Any]]:
     """Class definitions in keyboard order (the good class first), each with its reference images."""
     workspace = workspace_of(request)
-    definitions = sorted(workspace.db.classes().values(), key=lambda c: (not c.is_good, c.name))
+    definitions = sorted(workspace.db.labels.classes().values(), key=lambda c: (not c.is_good, c.name))
     return [{"key": str(i) if i <= 9 else "", "name": c.name, "criterion": c.criterion,
-             "severity": c.severity.value, "is_good": c.is_good, "references": workspace.db.references(c.name)[:4]}
+             "severity": c.severity.value, "is_good": c.is_good, "references": workspace.db.labels.references(c.name)[:4]}
             for i, c in enumerate(definitions, start=1)]
 
 
