@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from inspectloop.domain import Annotation, CaptureMeta, ClassDefinition, DatasetItem, ImageRecord, QualityStats, TrainingRun
+from inspectloop.domain import (
+    Annotation, CaptureMeta, ClassDefinition, DatasetItem, ImageRecord, QualityStats, TrainingRun,
+)
 from inspectloop.store import Database, now_iso
 
 

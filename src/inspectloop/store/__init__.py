@@ -13,7 +13,8 @@ methods return the domain's typed rows (``inspectloop.domain``), never dicts or 
 Services never see SQL; a schema change comes with a migration (``migrations.py``).
 """
 
-from sqlalchemy.exc import SQLAlchemyError as StoreError  # the database could not be reached or refused a write
+# The database could not be reached or refused a write (services catch this, never SQLAlchemy itself).
+from sqlalchemy.exc import SQLAlchemyError as StoreError
 
 from inspectloop.store.base import now_iso
 from inspectloop.store.blobs import BlobStore, atomic_write_bytes, atomic_write_text, sha256_bytes

@@ -24,7 +24,8 @@ class PredictionRepository(Repository):
         row = {**values, **_meta_columns(meta), "extra": dict(meta.extra)}
         with self._connect() as conn:
             prediction_id = int(conn.execute(insert(_p).values(**row)).inserted_primary_key[0])
-        return logged_prediction({**row, "id": prediction_id, "suspect": bool(row.get("suspect", False))}, replayed=False)
+        return logged_prediction({**row, "id": prediction_id, "suspect": bool(row.get("suspect", False))},
+                                 replayed=False)
 
     def by_request(self, request_id: str) -> LoggedPrediction | None:
         """The prediction logged for ``request_id`` (the idempotency key), marked replayed."""
