@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select, update
 
 from inspectloop.errors import ReviewError
+from inspectloop.runtime.decision import Decision
 from inspectloop.store import now_iso
 from inspectloop.store import schema as s
 from inspectloop.workspace import Workspace
@@ -46,7 +47,6 @@ def enqueue(conn: Connection, *, image_sha256: str, reason: str, prediction_id: 
 
 DEFAULT_LEASE_SECONDS = 300  # a reviewer who walks away frees the item after five minutes
 CLAIM_ATTEMPTS = 20  # each failed attempt means another reviewer took that item first; try the next
-DECISIONS = ("pass", "reject", "review")
 
 
 @dataclass(frozen=True)
@@ -98,7 +98,7 @@ class Rates:
     @property
     def shares(self) -> dict[str, float]:
         total = self.total
-        return {d: (self.counts.get(d, 0) / total if total else 0.0) for d in DECISIONS}
+        return {d.value: (self.counts.get(d, 0) / total if total else 0.0) for d in Decision}
 
 
 @dataclass(frozen=True)
