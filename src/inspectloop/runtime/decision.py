@@ -73,6 +73,14 @@ class Decisions:
         object.__setattr__(self, "labels", labels.astype(np.int64))
         object.__setattr__(self, "decisions", decisions)
 
+    @classmethod
+    def _made(cls, labels: np.ndarray, decisions: np.ndarray) -> Decisions:
+        """Arrays the rule made (int64 labels, DECISION_DTYPE values): not checked again, the per-image path."""
+        made = object.__new__(cls)
+        object.__setattr__(made, "labels", labels)
+        object.__setattr__(made, "decisions", decisions)
+        return made
+
     def __len__(self) -> int:
         return int(self.labels.size)
 
@@ -139,7 +147,7 @@ class DecisionPolicy:
         p = np.asarray(probabilities)
         if p.ndim != 2 or p.shape[1] != self.num_classes:
             raise ValueError(f"expected probabilities of shape (N, {self.num_classes}), got {p.shape}")
-        top = p.argmax(axis=1)
+        top = p.argmax(axis=1).astype(np.int64, copy=False)
         flagged = p >= self.thresholds if self.thresholds is not None else None
         if self.good_index is None:
             return self._decide_without_good(p, top, flagged)
@@ -156,13 +164,13 @@ class DecisionPolicy:
     def _decide_without_good(self, p: np.ndarray, top: np.ndarray, flagged: np.ndarray | None) -> Decisions:
         decisions = np.full(top.shape, Decision.REJECT.value, dtype=DECISION_DTYPE)
         if self.auto_above is None:  # no band: every part is assigned its top class
-            return Decisions(top, decisions)
+            return Decisions._made(top, decisions)
         auto = p[np.arange(p.shape[0]), top] > self.auto_above
         if flagged is not None:  # another class flagged: the assignment is not automatic
             flagged[np.arange(p.shape[0]), top] = False
             auto &= ~flagged.any(axis=1)
         decisions[~auto] = Decision.REVIEW.value
-        return Decisions(top, decisions)
+        return Decisions._made(top, decisions)
 
     def _decide_without_band(self, p: np.ndarray, top: np.ndarray, flagged: np.ndarray | None) -> Decisions:
         good = self.good_index
@@ -172,7 +180,7 @@ class DecisionPolicy:
             by_flag = flagged.any(axis=1)
             labels[by_flag] = np.where(flagged, p, -1.0)[by_flag].argmax(axis=1)
             decisions[by_flag] = Decision.REJECT.value
-        return Decisions(labels, decisions)
+        return Decisions._made(labels, decisions)
 
     def _decide_with_band(self, p: np.ndarray, top: np.ndarray, flagged: np.ndarray | None) -> Decisions:
         good = self.good_index
@@ -188,7 +196,7 @@ class DecisionPolicy:
             defects = p.copy()
             defects[:, good] = -1.0
             decisions[reject], labels[reject] = Decision.REJECT.value, defects[reject].argmax(axis=1)
-        return Decisions(labels, decisions)
+        return Decisions._made(labels, decisions)
 
 
 def threshold_array(class_names: Sequence[str], thresholds: Mapping[str, float] | None) -> np.ndarray | None:
