@@ -15,7 +15,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from inspectloop.cli.app import app as cli  # noqa: E402
 from inspectloop.registry import promote  # noqa: E402
-from inspectloop.service import ServiceConfig  # noqa: E402
+from inspectloop.serve.service import ServiceConfig  # noqa: E402
 from inspectloop.shadow import shadow_report  # noqa: E402
 from inspectloop.store import schema as s  # noqa: E402
 from inspectloop.web.app import create_app  # noqa: E402

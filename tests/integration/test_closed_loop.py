@@ -24,7 +24,7 @@ from inspectloop.ingest import ingest, scan_manifest  # noqa: E402
 from inspectloop.monitoring import monitor, record_baseline  # noqa: E402
 from inspectloop.quickstart import _define_synthetic_classes  # noqa: E402
 from inspectloop.recalibration.cycle import continue_cycle, recalibrate  # noqa: E402
-from inspectloop.service import InspectionService, ServiceConfig  # noqa: E402
+from inspectloop.serve.service import InspectionService, ServiceConfig  # noqa: E402
 from inspectloop.synthetic import generate_line  # noqa: E402
 from inspectloop.train.config import TrainConfig  # noqa: E402
 from inspectloop.training import train  # noqa: E402

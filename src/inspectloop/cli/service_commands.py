@@ -39,7 +39,7 @@ def serve(ws: WorkspaceOpt,
         _require(module, "serve")
     import uvicorn
 
-    from inspectloop.service import ServiceConfig
+    from inspectloop.serve.service import ServiceConfig
     from inspectloop.web.app import create_app
 
     config = ServiceConfig(model_file=model, shadow=shadow, sample_rate=sample_rate, max_upload_mb=max_upload_mb,

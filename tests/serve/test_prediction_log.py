@@ -11,7 +11,7 @@ pytest.importorskip("torch")
 from sqlalchemy import select  # noqa: E402
 
 from inspectloop.domain import CaptureMeta  # noqa: E402
-from inspectloop.predictions import PredictionLog, PredictionRecord  # noqa: E402
+from inspectloop.serve.prediction_log import PredictionLog, PredictionRecord  # noqa: E402
 from inspectloop.runtime import EdgeModel  # noqa: E402
 from inspectloop.store import schema as s  # noqa: E402
 from inspectloop.store import sha256_bytes  # noqa: E402

@@ -34,7 +34,7 @@ from inspectloop.errors import (
     RequestError,
     ServiceError,
 )
-from inspectloop.predictions import (
+from inspectloop.serve.prediction_log import (
     LoggedPrediction,
     PredictionLog,
     PredictionRecord,
@@ -176,7 +176,7 @@ class InspectionService:
 
     def record_qc(self, *, label: str, inspector: str, prediction_id: int | None = None,
                   request_id: str | None = None) -> QcResult:
-        """A human QC verdict on a logged prediction, compared with the shadow's (see ``predictions.record_qc``)."""
+        """A human QC verdict on a logged prediction, compared with the shadow's (see ``prediction_log.record_qc``)."""
         return record_qc(self.workspace, label=label, inspector=inspector, prediction_id=prediction_id,
                          request_id=request_id)
 
