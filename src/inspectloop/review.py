@@ -1,7 +1,8 @@
 """The review queue: images waiting for a human, and what the human decided.
 
 Items come from uncertain predictions (the review band), shadow discrepancies, QC disagreements,
-recalibration samples and drift samples. A reviewer's decision becomes an annotation (annotator =
+recalibration samples and drift samples. Reviewers are served by reason first (``REASONS`` order),
+then by priority. A reviewer's verdict (``record_verdict``) becomes an annotation (annotator =
 reviewer, source = "reviewer") that the next dataset version picks up.
 """
 
@@ -13,14 +14,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, case, func, insert, select, update
 
 from inspectloop.errors import ReviewError
 from inspectloop.store import now_iso
 from inspectloop.store import schema as s
 from inspectloop.workspace import Workspace
 
-REASONS = ("uncertain", "shadow", "qc", "recalibration", "drift")
+# In the order reviewers are served: a production part held for a verdict first; then items a running
+# process waits on (a recalibration cycle for its labels, a candidate-vs-QC disagreement for its arbiter);
+# then drift samples; shadow discrepancies last, as a candidate's results are never acted on.
+REASONS = ("uncertain", "recalibration", "qc", "drift", "shadow")
 
 
 def enqueue(conn: Connection, *, image_sha256: str, reason: str, prediction_id: int | None = None,
@@ -126,7 +130,8 @@ class Discrepancy:
 
 
 def claim_next(workspace: Workspace, reviewer: str, lease_seconds: int = DEFAULT_LEASE_SECONDS) -> ReviewItem | None:
-    """Claim the highest-priority open item whose lease is free or expired; None when the queue is empty.
+    """Claim the first open item whose lease is free or expired, by reason (``REASONS`` order) then priority;
+    None when the queue is empty.
 
     A reviewer who still holds a live claim gets that item again (a reloaded page shows the same image).
     Two reviewers never hold the same item: the claim is a conditional UPDATE that only one can win.
@@ -140,7 +145,7 @@ def claim_next(workspace: Workspace, reviewer: str, lease_seconds: int = DEFAULT
     for _ in range(CLAIM_ATTEMPTS):
         with workspace.db.transaction() as conn:
             candidate = conn.execute(select(s.review_items.c.id).where(_claimable(now)).order_by(
-                s.review_items.c.priority.desc(), s.review_items.c.id).limit(1)).scalar()
+                _reason_rank(), s.review_items.c.priority.desc(), s.review_items.c.id).limit(1)).scalar()
             if candidate is None:
                 return None
             won = conn.execute(update(s.review_items).where(s.review_items.c.id == candidate, _claimable(now))
@@ -180,8 +185,9 @@ def item_metadata(workspace: Workspace, item: ReviewItem) -> dict[str, str]:
     return shown
 
 
-def decide(workspace: Workspace, item_id: int, reviewer: str, label: str, note: str | None = None) -> ReviewItem:
-    """Record the reviewer's label as an annotation (source "reviewer") and close the item, in one transaction."""
+def record_verdict(workspace: Workspace, item_id: int, reviewer: str, label: str,
+                   note: str | None = None) -> ReviewItem:
+    """Record the reviewer's verdict (a class) as an annotation (source "reviewer") and close the item, in one transaction."""
     _check_reviewer(reviewer)
     classes = workspace.db.classes()
     if label not in classes:
@@ -292,6 +298,12 @@ def _check_decidable(conn: Connection, item_id: int, reviewer: str, now: str) ->
         raise ReviewError(f"review item #{item_id} is claimed by {row.claimed_by} until {row.claimed_until}",
                           "take the next item instead: claim_next gives you one nobody else holds")
     return row
+
+
+def _reason_rank() -> Any:
+    """An item's place in ``REASONS`` (unknown reasons last), for the claim order."""
+    return case({reason: rank for rank, reason in enumerate(REASONS)}, value=s.review_items.c.reason,
+                else_=len(REASONS))
 
 
 def _claimable(now: str) -> Any:

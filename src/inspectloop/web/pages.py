@@ -181,7 +181,7 @@ def review_action(request: Request, item_id: int, action: str, label: Annotated[
     error, status = None, 200
     try:
         if action == "decision":
-            review.decide(workspace_of(request), item_id, user.name, label, note=note or None)
+            review.record_verdict(workspace_of(request), item_id, user.name, label, note=note or None)
         else:
             review.skip(workspace_of(request), item_id, user.name, note=note or None)
     except InspectloopError as exc:
