@@ -180,5 +180,29 @@ def test_item_metadata_joins_capture_fields_and_the_queuing_prediction(seeded: S
         item_id = review.enqueue(conn, image_sha256=seeded.images[0], reason="qc", prediction_id=1,
                                  suggestion="good", details={"qc_label": "scratch"})
     shown = review.item_metadata(ws, review.get_item(ws, item_id))
-    assert shown["part_id"] == "P-0000" and shown["model_name"] == "line7-v1" and shown["confidence"] == "0.80"
-    assert shown["camera"] == "cam-A" and shown["decision"] == "pass"
+    assert shown["part_id"] == "P-0000" and shown["camera"] == "cam-A" and shown["line"] == "L7"
+    assert "model_name" not in shown and "decision" not in shown  # each model's view is in score_panels
+
+
+def test_score_panels_name_each_models_role_and_version(seeded: Seeded) -> None:
+    """The issue's symptom: the shadow model's scores sat beside production's capture panel, unnamed."""
+    ws = seeded.workspace
+    with ws.db.transaction() as conn:  # prediction 1 was shadowed by line7-v2 (see review_helpers)
+        item_id = review.enqueue(conn, image_sha256=seeded.images[0], reason="shadow", prediction_id=1,
+                                 suggestion="dent", scores={"dent": 0.7})
+    panels = review.score_panels(ws, review.get_item(ws, item_id))
+    assert [(p.role, p.model, p.decision, p.label) for p in panels] == [
+        ("production", "line7-v1", "pass", "good"), ("shadow", "line7-v2", "reject", "dent")]
+    assert panels[0].scores == [("good", 0.8)] and panels[1].confidence == 0.7
+
+
+@pytest.mark.parametrize(("reason", "role", "model"), [
+    ("shadow", "shadow", "line7-v2"),  # from the item's details: its queuing prediction is not recorded
+    ("uncertain", "production", None),
+])
+def test_an_item_without_its_prediction_shows_the_scores_it_was_queued_with(seeded: Seeded, reason: str,
+                                                                              role: str, model: str | None) -> None:
+    item = next(i for i in (review.get_item(seeded.workspace, k) for k in seeded.items) if i.reason == reason)
+    [panel] = review.score_panels(seeded.workspace, item)
+    assert (panel.role, panel.model, panel.label) == (role, model, item.suggestion)
+    assert panel.scores[0][1] == max(item.scores.values())

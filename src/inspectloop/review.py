@@ -18,6 +18,7 @@ from sqlalchemy import Connection, case, func, insert, select, update
 
 from inspectloop.errors import ReviewError
 from inspectloop.store import now_iso
+from inspectloop.store import predictions as prediction_store
 from inspectloop.store import schema as s
 from inspectloop.workspace import Workspace
 
@@ -73,6 +74,23 @@ class ReviewItem:
     decided_label: str | None = None
     decided_by: str | None = None
     decided_at: str | None = None
+
+
+@dataclass(frozen=True)
+class ScorePanel:
+    """One model's scores on a review item's image, named by its role and model version."""
+
+    role: str  # production | shadow
+    model: str | None  # the model version's name (the served file's name and version); None: not recorded
+    label: str | None
+    decision: str | None
+    confidence: float | None
+    scores: list[tuple[str, float]]  # highest first
+
+
+# Whose label an item's suggestion is: the shadow's for shadow discrepancies and QC disagreements
+# (the candidate's label, see serve.prediction_log), production's otherwise.
+SUGGESTED_BY = {"shadow": "shadow", "qc": "shadow"}
 
 
 @dataclass(frozen=True)
@@ -166,23 +184,53 @@ def get_item(workspace: Workspace, item_id: int) -> ReviewItem:
 
 
 def item_metadata(workspace: Workspace, item: ReviewItem) -> dict[str, str]:
-    """What the reviewer sees about where the image came from: capture fields, and the prediction that queued it."""
+    """What the reviewer sees about where the image came from: its capture fields, and those of the prediction
+    that queued it. (What each model made of it: ``score_panels``.)"""
     shown: dict[str, str] = {}
     if item.prediction_id is not None:
         p = s.predictions
         with workspace.db.engine.connect() as conn:
             row = conn.execute(select(p.c.camera, p.c.line, p.c.shift, p.c.lighting, p.c.part_id, p.c.session,
-                                      p.c.received_at, p.c.model_name, p.c.decision, p.c.confidence)
-                               .where(p.c.id == item.prediction_id)).first()
+                                      p.c.received_at).where(p.c.id == item.prediction_id)).first()
         if row is not None:
-            shown = {k: str(v) for k, v in row._mapping.items() if v is not None and k != "confidence"}
-            shown["confidence"] = f"{row.confidence:.2f}"
+            shown = {k: str(v) for k, v in row._mapping.items() if v is not None}
     record = workspace.db.images([item.image_sha256]).get(item.image_sha256)
     if record is not None:
         shown = {**{k: v for k, v in record.meta.fields().items() if v}, **shown}
         if record.meta.captured_at is not None:
             shown["captured_at"] = record.meta.captured_at.isoformat(sep=" ", timespec="seconds")
     return shown
+
+
+def score_panels(workspace: Workspace, item: ReviewItem) -> list[ScorePanel]:
+    """Every model's scores on the item's image, production first, each named by role and version.
+
+    From the prediction that queued the item (production's, and each shadow result logged on it); an item
+    queued without one shows the scores it was queued with, attributed by its reason (``SUGGESTED_BY``).
+    """
+    with workspace.db.engine.connect() as conn:
+        production = (prediction_store.prediction_by_id(conn, item.prediction_id)
+                      if item.prediction_id is not None else None)
+        if production is None:
+            if not item.scores:
+                return []
+            role = SUGGESTED_BY.get(item.reason, "production")
+            name = (prediction_store.model_version_name(conn, item.model_version_id)
+                    if item.model_version_id is not None else None)
+            model = name or item.details.get(f"{role}_model")
+            return [ScorePanel(role, str(model) if model else None, item.suggestion, None, None,
+                               _ranked(item.scores))]
+        shadows = prediction_store.shadow_results(conn, production["id"])
+    return [_panel("production", production)] + [_panel("shadow", row) for row in shadows]
+
+
+def _panel(role: str, row: Mapping[str, Any]) -> ScorePanel:
+    return ScorePanel(role, row["model_name"], row["label"], row["decision"], float(row["confidence"]),
+                      _ranked(row["scores"] or {}))
+
+
+def _ranked(scores: Mapping[str, float]) -> list[tuple[str, float]]:
+    return sorted(((name, float(score)) for name, score in scores.items()), key=lambda kv: -kv[1])
 
 
 def record_verdict(workspace: Workspace, item_id: int, reviewer: str, label: str,
