@@ -235,7 +235,8 @@ def _ranked(scores: Mapping[str, float]) -> list[tuple[str, float]]:
 
 def record_verdict(workspace: Workspace, item_id: int, reviewer: str, label: str,
                    note: str | None = None) -> ReviewItem:
-    """Record the reviewer's verdict (a class) as an annotation (source "reviewer") and close the item, in one transaction."""
+    """Record the reviewer's verdict (a class) as an annotation (source "reviewer") and close the item, in one
+    transaction."""
     _check_reviewer(reviewer)
     classes = workspace.db.classes()
     if label not in classes:

@@ -29,9 +29,10 @@ def test_concurrent_records_commit_in_groups_once_per_request_id(tmp_path: Path)
 
     def record(i: int) -> PredictionRecord:
         data = images[i % 6]
-        return PredictionRecord(request_id=f"r{i % 40}", source="http", meta=CaptureMeta(camera="cam1"), data=data,
-                                decoded=decode_image(data), sha256=sha256_bytes(data), model_version_id=line.production.id, model_name="v1",
-                                prediction=predictions[i % 6], keep_image=i % 6 == 0)
+        return PredictionRecord(request_id=f"r{i % 40}", source="http", meta=CaptureMeta(camera="cam1"),
+                                data=data, decoded=decode_image(data), sha256=sha256_bytes(data),
+                                model_version_id=line.production.id, model_name="v1", prediction=predictions[i % 6],
+                                keep_image=i % 6 == 0)
 
     with ThreadPoolExecutor(16) as pool:
         logged = list(pool.map(lambda i: log.submit(record(i)).result(timeout=30), range(80)))

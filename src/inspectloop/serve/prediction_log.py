@@ -118,7 +118,7 @@ class ShadowRecord:
 class _Job:
     record: PredictionRecord | ShadowRecord
     future: Future[Any]
-    image: ImageRecord | None = None  # decoded and measured in the writer
+    image: ImageRecord | None = None  # measured in the writer (from the request's decode)
     keep: bool = False
 
 
