@@ -23,20 +23,20 @@ from typing import Any
 
 from inspectloop import registry
 from inspectloop.errors import RegistryError
+from inspectloop.runtime.decision import Decision
 from inspectloop.evaluate.metrics import wilson_interval
 from inspectloop.store import atomic_write_text, now_iso
 from inspectloop.store import predictions as store
 from inspectloop.workspace import Workspace
 
 EDGE_CASES = 10
-PASS = "pass"
 
 
 def same_fate(production_label: str, production_decision: str, shadow_label: str, shadow_decision: str) -> bool:
     """Whether the shadow would do the same to the part as production: both pass it, or both stop it (reject or
     send it to review) as the same class. Reject vs review of one class is the same fate: the part is held
     either way, for the same defect."""
-    if production_decision == PASS or shadow_decision == PASS:
+    if production_decision == Decision.PASS or shadow_decision == Decision.PASS:
         return production_decision == shadow_decision
     return production_label == shadow_label
 
@@ -96,8 +96,8 @@ def shadow_report(workspace: Workspace, version: str | None = None, *, min_compa
     shadow_right = sum(r["shadow_label"] == r["qc_label"] for r in judged)
     production_right = sum(r["production_label"] == r["qc_label"] for r in judged)
     interval = wilson_interval(shadow_right, len(judged)) if judged else None
-    new_escapes = sum(1 for r in judged if r["qc_label"] not in good and r["shadow_decision"] == PASS
-                      and r["production_decision"] != PASS)
+    new_escapes = sum(1 for r in judged if r["qc_label"] not in good and r["shadow_decision"] == Decision.PASS
+                      and r["production_decision"] != Decision.PASS)
     report = ShadowReport(
         version=chosen.name, version_id=chosen.id, compared=len(rows), label_agreement=_label_agreement(rows),
         decision_agreement=_decision_agreement(rows),
@@ -170,7 +170,7 @@ def _confusions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _decision_changes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Decision pairs where one model passes the part and the other does not, most frequent first."""
     pairs = Counter((r["production_decision"], r["shadow_decision"]) for r in rows
-                    if (r["production_decision"] == PASS) != (r["shadow_decision"] == PASS))
+                    if (r["production_decision"] == Decision.PASS) != (r["shadow_decision"] == Decision.PASS))
     return [{"production": p, "shadow": s, "count": n} for (p, s), n in pairs.most_common()]
 
 
