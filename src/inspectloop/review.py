@@ -1,7 +1,8 @@
 """The review queue: images waiting for a human, and what the human decided.
 
 Items come from uncertain predictions (the review band), shadow discrepancies, QC disagreements,
-recalibration samples and drift samples. A reviewer's decision becomes an annotation (annotator =
+recalibration samples and drift samples. Reviewers are served by reason first (``REASONS`` order),
+then by priority. A reviewer's verdict (``record_verdict``) becomes an annotation (annotator =
 reviewer, source = "reviewer") that the next dataset version picks up.
 """
 
@@ -13,10 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from inspectloop.domain import REASONS, Annotation, Discrepancy, ReviewItem
+from inspectloop.domain import REASONS, Annotation, Discrepancy, LoggedPrediction, ReviewItem, ShadowResult
 from inspectloop.errors import ReviewError
+from inspectloop.runtime.decision import Decision
 from inspectloop.store import Transaction
 from inspectloop.workspace import Workspace
+
 
 def enqueue(tx: Transaction, *, image_sha256: str, reason: str, prediction_id: int | None = None,
             model_version_id: int | None = None, suggestion: str | None = None,
@@ -34,10 +37,25 @@ def enqueue(tx: Transaction, *, image_sha256: str, reason: str, prediction_id: i
 
 DEFAULT_LEASE_SECONDS = 300  # a reviewer who walks away frees the item after five minutes
 CLAIM_ATTEMPTS = 20  # each failed attempt means another reviewer took that item first; try the next
-DECISIONS = ("pass", "reject", "review")
-# What the reviewer sees of the prediction that queued an item (beside the image's capture fields).
-_PREDICTION_SHOWN = ("camera", "line", "shift", "lighting", "part_id", "session", "received_at", "model_name",
-                     "decision")
+# What the reviewer sees of the prediction that queued an item: its capture fields (its scores: ``score_panels``).
+_PREDICTION_SHOWN = ("camera", "line", "shift", "lighting", "part_id", "session", "received_at")
+
+
+@dataclass(frozen=True)
+class ScorePanel:
+    """One model's scores on a review item's image, named by its role and model version."""
+
+    role: str  # production | shadow
+    model: str | None  # the model version's name (the served file's name and version); None: not recorded
+    label: str | None
+    decision: str | None
+    confidence: float | None
+    scores: list[tuple[str, float]]  # highest first
+
+
+# Whose label an item's suggestion is: the shadow's for shadow discrepancies and QC disagreements
+# (the candidate's label, see serve.prediction_log), production's otherwise.
+SUGGESTED_BY = {"shadow": "shadow", "qc": "shadow"}
 
 
 @dataclass(frozen=True)
@@ -67,7 +85,7 @@ class Rates:
     @property
     def shares(self) -> dict[str, float]:
         total = self.total
-        return {d: (self.counts.get(d, 0) / total if total else 0.0) for d in DECISIONS}
+        return {d.value: (self.counts.get(d, 0) / total if total else 0.0) for d in Decision}
 
 
 @dataclass(frozen=True)
@@ -80,7 +98,8 @@ class DecisionShares:
 
 
 def claim_next(workspace: Workspace, reviewer: str, lease_seconds: int = DEFAULT_LEASE_SECONDS) -> ReviewItem | None:
-    """Claim the highest-priority open item whose lease is free or expired; None when the queue is empty.
+    """Claim the first open item whose lease is free or expired, by reason (``REASONS`` order) then priority;
+    None when the queue is empty.
 
     A reviewer who still holds a live claim gets that item again (a reloaded page shows the same image).
     Two reviewers never hold the same item: the claim is a conditional UPDATE that only one can win.
@@ -112,14 +131,14 @@ def get_item(workspace: Workspace, item_id: int) -> ReviewItem:
 
 
 def item_metadata(workspace: Workspace, item: ReviewItem) -> dict[str, str]:
-    """What the reviewer sees about where the image came from: capture fields, and the prediction that queued it."""
+    """What the reviewer sees about where the image came from: its capture fields, and those of the prediction
+    that queued it. (What each model made of it: ``score_panels``.)"""
     shown: dict[str, str] = {}
     if item.prediction_id is not None:
         prediction = workspace.db.predictions.get(item.prediction_id)
         if prediction is not None:
             fields = {name: getattr(prediction, name) for name in _PREDICTION_SHOWN}
             shown = {k: str(v) for k, v in fields.items() if v is not None}
-            shown["confidence"] = f"{prediction.confidence:.2f}"
     record = workspace.db.images.get(item.image_sha256)
     if record is not None:
         shown = {**{k: v for k, v in record.meta.fields().items() if v}, **shown}
@@ -128,8 +147,38 @@ def item_metadata(workspace: Workspace, item: ReviewItem) -> dict[str, str]:
     return shown
 
 
-def decide(workspace: Workspace, item_id: int, reviewer: str, label: str, note: str | None = None) -> ReviewItem:
-    """Record the reviewer's label as an annotation (source "reviewer") and close the item, in one transaction."""
+def score_panels(workspace: Workspace, item: ReviewItem) -> list[ScorePanel]:
+    """Every model's scores on the item's image, production first, each named by role and version.
+
+    From the prediction that queued the item (production's, and each shadow result logged on it); an item
+    queued without one shows the scores it was queued with, attributed by its reason (``SUGGESTED_BY``).
+    """
+    production = workspace.db.predictions.get(item.prediction_id) if item.prediction_id is not None else None
+    if production is None:
+        if not item.scores:
+            return []
+        role = SUGGESTED_BY.get(item.reason, "production")
+        version = (workspace.db.registry.find(version_id=item.model_version_id)
+                   if item.model_version_id is not None else None)
+        model = version.name if version is not None else item.details.get(f"{role}_model")
+        return [ScorePanel(role, str(model) if model else None, item.suggestion, None, None,
+                           _ranked(item.scores))]
+    shadows = workspace.db.predictions.shadows_of(production.id)
+    return [_panel("production", production)] + [_panel("shadow", row) for row in shadows]
+
+
+def _panel(role: str, row: LoggedPrediction | ShadowResult) -> ScorePanel:
+    return ScorePanel(role, row.model_name, row.label, row.decision, row.confidence, _ranked(row.scores or {}))
+
+
+def _ranked(scores: Mapping[str, float]) -> list[tuple[str, float]]:
+    return sorted(((name, float(score)) for name, score in scores.items()), key=lambda kv: -kv[1])
+
+
+def record_verdict(workspace: Workspace, item_id: int, reviewer: str, label: str,
+                   note: str | None = None) -> ReviewItem:
+    """Record the reviewer's verdict (a class) as an annotation (source "reviewer") and close the item, in one
+    transaction."""
     _check_reviewer(reviewer)
     classes = workspace.db.labels.classes()
     if label not in classes:

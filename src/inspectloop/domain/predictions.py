@@ -55,8 +55,9 @@ class ShadowResult:
     confidence: float
     scores: dict[str, float]
     latency_ms: dict[str, float]
-    agrees: bool
+    agrees: bool  # same fate as production (shadow.same_fate)
     created_at: str
+    model_name: str  # the shadow model version's name
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-REASONS = ("uncertain", "shadow", "qc", "recalibration", "drift")
+# In the order reviewers are served: a production part held for a verdict first; then items a running
+# process waits on (a recalibration cycle for its labels, a candidate-vs-QC disagreement for its arbiter);
+# then drift samples; shadow discrepancies last, as a candidate's results are never acted on.
+REASONS = ("uncertain", "recalibration", "qc", "drift", "shadow")
 
 
 @dataclass(frozen=True)

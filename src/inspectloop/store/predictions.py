@@ -108,9 +108,11 @@ class PredictionRepository(Repository):
             return int(conn.execute(insert(table).values(**values, created_at=now_iso())).inserted_primary_key[0])
 
     def shadows_of(self, prediction_id: int) -> list[ShadowResult]:
-        table = s.shadow_predictions
+        """Every shadow result logged on a prediction, with the shadow model version's name."""
+        sh, mv = s.shadow_predictions, s.model_versions
         with self._connect() as conn:
-            rows = conn.execute(select(table).where(table.c.prediction_id == prediction_id).order_by(table.c.id))
+            rows = conn.execute(select(sh, mv.c.name.label("model_name")).join(mv, mv.c.id == sh.c.model_version_id)
+                                .where(sh.c.prediction_id == prediction_id).order_by(sh.c.id))
             return [as_row(ShadowResult, r) for r in rows]
 
     def shadow_comparisons(self, model_version_id: int) -> list[ShadowComparison]:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import case, func, insert, select, update
 
-from inspectloop.domain import ReviewItem
+from inspectloop.domain import REASONS, ReviewItem
 from inspectloop.store import schema as s
 from inspectloop.store.base import Repository, now_iso
 
@@ -48,10 +48,11 @@ class ReviewRepository(Repository):
                                                    .order_by(_items.c.id))]
 
     def next_claimable(self, now: str) -> int | None:
-        """The highest-priority open item whose lease is free or expired at ``now``."""
+        """The first open item whose lease is free or expired at ``now``: by reason (``REASONS`` order), then
+        highest priority."""
         with self._connect() as conn:
             return conn.execute(select(_items.c.id).where(_claimable(now))
-                                .order_by(_items.c.priority.desc(), _items.c.id).limit(1)).scalar()
+                                .order_by(_reason_rank(), _items.c.priority.desc(), _items.c.id).limit(1)).scalar()
 
     def claim(self, item_id: int, reviewer: str, now: str, until: str) -> bool:
         """Lease the item to ``reviewer`` until ``until``; False when someone else won it first."""
@@ -110,6 +111,11 @@ class ReviewRepository(Repository):
             rows = conn.execute(select(_items).where(_items.c.status.in_(("done", "skipped")))
                                 .order_by(_items.c.decided_at.desc(), _items.c.id.desc()).limit(limit)).all()
         return [_item(row) for row in rows]
+
+
+def _reason_rank() -> Any:
+    """An item's place in ``REASONS`` (unknown reasons last), for the claim order."""
+    return case({reason: rank for rank, reason in enumerate(REASONS)}, value=_items.c.reason, else_=len(REASONS))
 
 
 def _claimable(now: str) -> Any:
