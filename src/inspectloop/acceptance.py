@@ -32,7 +32,7 @@ from inspectloop.decisions.conformal import PASS, REJECT, REVIEW, DecisionRates,
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
 from inspectloop.errors import AcceptanceError, DatasetError, InspectloopError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics, wilson_interval
-from inspectloop.evaluate.report import _json_safe
+from inspectloop.reports.evaluation import _json_safe
 from inspectloop.fileio import atomic_write_bytes
 from inspectloop.provenance import code_version
 from inspectloop.registry import ModelVersion, get_version, record_acceptance, register, verify_file
@@ -455,7 +455,7 @@ def _document(run: Mapping[str, Any], version: ModelVersion, locked: LockedCrite
 
 
 def _write(out_dir: Path, document: Mapping[str, Any]) -> None:
-    from inspectloop.evaluate.acceptance_report import render_acceptance_html
+    from inspectloop.reports.acceptance import render_acceptance_html
 
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_dir / "acceptance.json", (json.dumps(document, indent=2, allow_nan=False) + "\n").encode())

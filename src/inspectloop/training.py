@@ -106,7 +106,7 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     import torch
 
     from inspectloop.decisions.calibration import softmax
-    from inspectloop.evaluation import evaluate_predictions
+    from inspectloop.evaluate.run import evaluate_predictions
     from inspectloop.train.calibrate import calibrate, fit_decisions
     from inspectloop.models.backbones import backbone_spec, load_backbone
     from inspectloop.models.classifier import Classifier

@@ -11,11 +11,11 @@ from typing import Any
 
 
 from inspectloop.acceptance import accept
-from inspectloop.model_card import write_model_card
+from inspectloop.reports.model_card import write_model_card
 from inspectloop.registry import register
 from tests.acceptance_helpers import TrainedNeu, copy_run
 from tests.registry_helpers import seeded_workspace
-from tests.test_model_card import add_evaluated_run
+from tests.reports.test_model_card import add_evaluated_run
 
 
 def open_report(browser: Any, path: Path, screenshot: Path) -> tuple[Any, list[str]]:

@@ -1,6 +1,7 @@
-"""Evaluation: classification metrics, metadata slices and report files.
+"""Evaluation: classification metrics and metadata slices (pure numpy), and ``run.py``, which evaluates a
+model's predictions on a workspace's dataset split and writes the report (``inspectloop.reports``).
 
-Importing this package loads numpy only; matplotlib is imported when a picture is drawn.
+Importing this package loads numpy only.
 """
 
 from __future__ import annotations
@@ -11,25 +12,15 @@ from inspectloop.evaluate.metrics import (
     classification_metrics,
     wilson_interval,
 )
-from inspectloop.evaluate.report import (
-    EvaluationReportFiles,
-    ReportFigure,
-    confusion_matrix_png,
-    write_evaluation_report,
-)
 from inspectloop.evaluate.slices import Slice, SliceReport, select_slice_fields, slice_metrics
 
 __all__ = [
     "ClassMetrics",
     "ClassificationMetrics",
-    "EvaluationReportFiles",
-    "ReportFigure",
     "Slice",
     "SliceReport",
     "classification_metrics",
-    "confusion_matrix_png",
     "select_slice_fields",
     "slice_metrics",
     "wilson_interval",
-    "write_evaluation_report",
 ]

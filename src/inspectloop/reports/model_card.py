@@ -31,7 +31,7 @@ from inspectloop.decisions.conformal import (
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
 from inspectloop.errors import InspectloopError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics
-from inspectloop.evaluate.report import (
+from inspectloop.reports.evaluation import (
     _CSS,
     DASH,
     _confusion_image,

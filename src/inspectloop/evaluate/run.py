@@ -16,7 +16,7 @@ import numpy as np
 from inspectloop.datasets import DatasetItem, load_version
 from inspectloop.errors import DatasetError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics, json_float
-from inspectloop.evaluate.report import EvaluationReportFiles, ReportFigure, write_evaluation_report
+from inspectloop.reports.evaluation import EvaluationReportFiles, ReportFigure, write_evaluation_report
 from inspectloop.evaluate.slices import SliceReport, slice_metrics
 from inspectloop.workspace import Workspace
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from inspectloop.evaluate.report import _CSS, DASH, _context_table, _e
+from inspectloop.reports.evaluation import _CSS, DASH, _context_table, _e
 
 _ACCEPTANCE_CSS = """
 .verdict { font-size: 1.25rem; }

@@ -18,9 +18,9 @@ from sqlalchemy import update
 from inspectloop.criteria import lock_criteria
 from inspectloop.errors import InspectloopError
 from inspectloop.evaluate.metrics import classification_metrics
-from inspectloop.evaluate.report import write_evaluation_report
+from inspectloop.reports.evaluation import write_evaluation_report
 from inspectloop.evaluate.slices import slice_metrics
-from inspectloop.model_card import write_model_card
+from inspectloop.reports.model_card import write_model_card
 from inspectloop.registry import promote, record_acceptance, register
 from inspectloop.store import schema
 from inspectloop.train.calibrate import calibrate, fit_decisions

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics
-from inspectloop.evaluate.report import confusion_matrix_png, write_evaluation_report
+from inspectloop.reports.evaluation import confusion_matrix_png, write_evaluation_report
 from inspectloop.evaluate.slices import SliceReport, slice_metrics
 
 pytest.importorskip("matplotlib")
