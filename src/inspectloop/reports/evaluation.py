@@ -258,7 +258,7 @@ def headline_figures(metrics: ClassificationMetrics) -> str:
         ("Macro precision", percent(metrics.macro_precision), ""),
         ("Macro F1", percent(metrics.macro_f1), ""),
         ("Accuracy", percent(metrics.accuracy), " secondary"),
-        ("Images", str(metrics.count), " secondary"),
+        ("Images", f"{metrics.count:,}", " secondary"),
     ]
     cells = "".join(
         f'<div class="figure{extra}"><div class="label">{label}</div><div class="value">{value}</div></div>'
