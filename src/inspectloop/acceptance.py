@@ -33,7 +33,7 @@ from inspectloop.decisions.line_rate import LineRateView, line_rate_view
 from inspectloop.domain import DatasetItem, ModelVersion, TrainingRun
 from inspectloop.errors import AcceptanceError, DatasetError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics, wilson_interval
-from inspectloop.evaluate.report import _json_safe
+from inspectloop.reports.html import json_safe
 from inspectloop.fileio import atomic_write_bytes
 from inspectloop.provenance import code_version
 from inspectloop.registry import get_version, record_acceptance, register, verify_file
@@ -124,7 +124,7 @@ class Measurements:
                               "precision_low": wilson_interval(correct, c.predicted)[0],
                               "precision_high": wilson_interval(correct, c.predicted)[1]})
         latency = self.latency_ms
-        return _json_safe({
+        return json_safe({
             "count": self.count, "good_class": self.good_class, "accuracy": self.metrics.accuracy,
             "per_class": per_class, "confusion": self.metrics.to_dict()["confusion"],
             "rates": self.rates.to_dict(), "line": None if self.line is None else self.line.to_dict(),
@@ -425,7 +425,7 @@ def _value_text(value: float, unit: str) -> str:
 def _document(run: TrainingRun, version: ModelVersion, locked: LockedCriteria, dataset: str,
               results: Sequence[CriterionResult], m: Measurements, out_dir: Path) -> dict[str, Any]:
     passed = all(r.passed for r in results)
-    return _json_safe({  # type: ignore[return-value]
+    return json_safe({  # type: ignore[return-value]
         "format": REPORT_FORMAT, "format_version": REPORT_FORMAT_VERSION,
         "verdict": "passed" if passed else "failed", "passed": passed,
         "failed": [r.name for r in results if not r.passed],
@@ -448,7 +448,7 @@ def _document(run: TrainingRun, version: ModelVersion, locked: LockedCriteria, d
 
 
 def _write(out_dir: Path, document: Mapping[str, Any]) -> None:
-    from inspectloop.evaluate.acceptance_report import render_acceptance_html
+    from inspectloop.reports.acceptance import render_acceptance_html
 
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out_dir / "acceptance.json", (json.dumps(document, indent=2, allow_nan=False) + "\n").encode())

@@ -106,7 +106,7 @@ def _predict_examples(workspace: Any, model_path: Path, version: Any) -> list[st
 def _accept(workspace: Any, run_id: str, say: Say) -> list[str]:
     """Judge the run against its locked criteria; promote it if it passes; write its model card."""
     from inspectloop.acceptance import accept
-    from inspectloop.model_card import write_model_card
+    from inspectloop.reports.model_card import write_model_card
     from inspectloop.registry import promote
 
     say("acceptance: judging the model file on the frozen test set")

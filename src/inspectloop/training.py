@@ -107,7 +107,7 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     import torch
 
     from inspectloop.decisions.calibration import softmax
-    from inspectloop.evaluation import evaluate_predictions
+    from inspectloop.evaluate.run import evaluate_predictions
     from inspectloop.train.calibrate import calibrate, fit_decisions
     from inspectloop.models.backbones import backbone_spec, load_backbone
     from inspectloop.models.classifier import Classifier
@@ -152,7 +152,7 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
                "code_version": code_version()}
     evaluation = evaluate_predictions(workspace, test_items, names, test_logits.argmax(1), run_dir / "report",
                                       title=f"{run_id} on {version.name}/test", context=context,
-                                      figures=[confidence.figure])
+                                      figures=[confidence.figure], scores=softmax(test_logits, confidence.temperature))
     progress("export", {})
     # Export checks use validation images: the frozen test set only ever scores the finished model.
     int8_images = _spread(train_set.images, INT8_CALIBRATION_IMAGES) if export_int8 else []

@@ -274,7 +274,7 @@ def evaluate(model: Path, ws: WorkspaceOpt,
              dataset: Annotated[str, typer.Option()] = "latest",
              split: Annotated[str, typer.Option(help="train, val or test.")] = "test") -> None:
     """Evaluate an exported model file through the edge runtime on a dataset split."""
-    from inspectloop.evaluation import evaluate_model_file
+    from inspectloop.evaluate.run import evaluate_model_file
 
     with workspace(ws) as w, progress_bar("evaluate") as update:
         result = evaluate_model_file(w, model, dataset=dataset, split=split, progress=update)

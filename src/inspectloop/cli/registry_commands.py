@@ -83,7 +83,7 @@ def models_card(version: Annotated[str, typer.Argument(help="Version name or id.
                     help="Share of defective parts on the line, e.g. 0.01 (give with --parts-per-hour).")] = None,
                 ) -> None:
     """Write a version's model card: one self-contained HTML page for the quality engineer; print its path."""
-    from inspectloop.model_card import write_model_card
+    from inspectloop.reports.model_card import write_model_card
 
     with workspace(ws) as w:
         path = write_model_card(w, version, parts_per_hour=parts_per_hour, defect_rate=defect_rate)

@@ -19,7 +19,6 @@ Every cycle, whatever its outcome, is a row and a report (JSON + HTML).
 
 from __future__ import annotations
 
-import html
 import json
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -41,6 +40,7 @@ from inspectloop.recalibration.comparison import (
 )
 from inspectloop.errors import RecalibrationError
 from inspectloop.recalibration.sampling import stratified_sample
+from inspectloop.reports.recalibration import render_recalibration_html
 from inspectloop.store import atomic_write_text, now_iso
 from inspectloop.workspace import Workspace
 
@@ -389,39 +389,9 @@ def _report(workspace: Workspace, cycle_id: int) -> Cycle:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"cycle-{cycle.id}.json"
     atomic_write_text(path, json.dumps(document, indent=2, default=str) + "\n")
-    atomic_write_text(path.with_suffix(".html"), _html(document))
+    atomic_write_text(path.with_suffix(".html"), render_recalibration_html(document))
     workspace.db.recalibration.update(cycle.id, {"report_path": str(path)})
     return get_cycle(workspace, cycle.id)
-
-
-def _html(document: Mapping[str, Any]) -> str:
-    esc = html.escape
-    comparison = document["result"].get("comparison", {})
-    rows = "".join(
-        f"<tr><td>{esc(c['name'])}</td><td>{c['support']}</td><td>{_pct(c['recall'])} "
-        f"({_pct(c['recall_low'])}-{_pct(c['recall_high'])})</td><td>{_pct(c['baseline_recall'])}</td>"
-        f"<td>{_pts(c['recall_delta_points'])}</td><td>{_pct(c['precision'])}</td>"
-        f"<td>{'drop' if c['dropped'] else ''}</td></tr>" for c in comparison.get("classes", []))
-    table = (f"<table><tr><th>class</th><th>labelled</th><th>recall now (95% CI)</th><th>at acceptance</th>"
-             f"<th>change</th><th>precision now</th><th></th></tr>{rows}</table>") if rows else ""
-    notes = "".join(f"<li>{esc(n)}</li>" for n in comparison.get("notes", []))
-    reason = document["result"].get("retrain_reason")
-    why = f"<p>retrained because of: <b>{esc(str(reason))}</b></p>" if reason else ""
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Recalibration cycle {document['cycle']}</title>"
-            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;border-bottom:1px solid #ddd}</style>"
-            f"</head><body><h1>Recalibration cycle {document['cycle']}</h1>"
-            f"<p><b>{esc(str(document['outcome'] or document['status']))}</b>: {esc(str(document['message'] or ''))}</p>"
-            f"<p>window {esc(document['window'][0][:10])} to {esc(document['window'][1][:10])}, "
-            f"trigger {esc(document['trigger_source'])}, retraining policy "
-            f"{esc(str(document['params'].get('retrain_on') or '-'))}</p>{why}{table}<ul>{notes}</ul></body></html>\n")
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def _pts(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.1f} pts"
 
 
 def cycle_summary(cycles: Sequence[Cycle]) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from inspectloop.decisions.calibration import (
 )
 from inspectloop.decisions.conformal import decision_rates, fit_review_band
 from inspectloop.decisions.operating_points import OperatingPoint, operating_point, operating_point_at
-from inspectloop.evaluate.report import ReportFigure
+from inspectloop.reports.html import ReportFigure
 from inspectloop.runtime.decision import threshold_array
 
 

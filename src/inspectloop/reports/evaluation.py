@@ -1,19 +1,18 @@
 """Evaluation report files: ``metrics.json``, ``confusion_matrix.png`` and a self-contained ``report.html``.
 
-The HTML page has no scripts and no external resources (the confusion matrix is embedded as a data
-URI), so it can be mailed, archived or opened on an air-gapped line PC. Every file is written
-atomically: a temporary file in the same folder, then ``os.replace``.
-matplotlib is imported only when a picture is drawn (``pip install 'inspectloop[app]'``).
+The HTML page has no scripts and no external resources (the confusion matrix and the thumbnails of the
+hardest images are embedded as data URIs), so it can be mailed, archived or opened on an air-gapped line
+PC. ``metrics.json`` keeps every image's outcome (see ``inspectloop.evaluate.outcomes``), so later
+reports can show the images too. Every file is written atomically: a temporary file in the same folder,
+then ``os.replace``. matplotlib is imported only when a picture is drawn (``pip install 'inspectloop[app]'``).
+The sections are public: the model card shows the same tables and images.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import json
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,9 +20,26 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inspectloop.errors import MissingExtraError
-from inspectloop.fileio import atomic_write_bytes
 from inspectloop.evaluate.metrics import RECALL_CONFIDENCE, ClassificationMetrics
+from inspectloop.evaluate.outcomes import HARDEST_SHOWN, ImageOutcome, hardest
 from inspectloop.evaluate.slices import Slice, SliceReport
+from inspectloop.fileio import atomic_write_bytes
+from inspectloop.reports.html import (
+    DASH,
+    ReportFigure,
+    context_table,
+    escape,
+    figure_section,
+    json_safe,
+    notes_section,
+    number_text,
+    page,
+    percent,
+    interval,
+    percent_text,
+    png_image,
+    thumbnail_uri,
+)
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -31,8 +47,10 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 REPORT_FORMAT = "inspectloop.evaluation-report"
-REPORT_FORMAT_VERSION = 1
-DASH = "\u2014"
+REPORT_FORMAT_VERSION = 2  # 2: per-image outcomes
+CAPTION_FIELDS = ("camera", "shift", "line", "lighting", "part_id", "session")
+
+ImageLoader = Callable[[str], bytes]  # an image file's bytes by its SHA-256 (a workspace's ``blobs.get``)
 
 
 @dataclass(frozen=True)
@@ -44,16 +62,6 @@ class EvaluationReportFiles:
     confusion_png: Path
 
 
-@dataclass(frozen=True)
-class ReportFigure:
-    """An extra picture for the report (e.g. a reliability diagram), embedded under its own heading."""
-
-    title: str
-    png: bytes
-    alt: str
-    caption: str = ""
-
-
 def write_evaluation_report(
     out_dir: Path,
     *,
@@ -62,12 +70,15 @@ def write_evaluation_report(
     slices: SliceReport,
     context: Mapping[str, object],
     figures: Sequence[ReportFigure] = (),
+    outcomes: Sequence[ImageOutcome] = (),
+    images: ImageLoader | None = None,
 ) -> EvaluationReportFiles:
     """Write ``metrics.json``, ``confusion_matrix.png`` and ``report.html`` into ``out_dir``.
 
     ``context`` names what was evaluated (dataset version, run id, model, ...); it heads the page and
     is stored in the JSON (values that are not JSON types are stored as text). ``figures`` follow the
-    confusion matrix in the page.
+    confusion matrix in the page. ``outcomes`` (one per image) are stored in the JSON; the hardest of
+    them are shown in the page, with thumbnails when ``images`` can load their files.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -78,8 +89,9 @@ def write_evaluation_report(
         confusion_png=out_dir / "confusion_matrix.png",
     )
     atomic_write_bytes(files.confusion_png, png)
-    atomic_write_bytes(files.json, _report_json(title, metrics, slices, context).encode("utf-8"))
-    atomic_write_bytes(files.html, render_html(title, metrics, slices, context, png, figures).encode("utf-8"))
+    atomic_write_bytes(files.json, _report_json(title, metrics, slices, context, outcomes).encode("utf-8"))
+    page_html = render_evaluation_html(title, metrics, slices, context, png, figures, outcomes, images)
+    atomic_write_bytes(files.html, page_html.encode("utf-8"))
     return files
 
 
@@ -183,128 +195,70 @@ def _label_axes(axes: Axes, metrics: ClassificationMetrics, support: np.ndarray,
 # --- JSON ---------------------------------------------------------------------------------------
 
 
-def _report_json(
-    title: str, metrics: ClassificationMetrics, slices: SliceReport, context: Mapping[str, object]
-) -> str:
+def _report_json(title: str, metrics: ClassificationMetrics, slices: SliceReport, context: Mapping[str, object],
+                 outcomes: Sequence[ImageOutcome]) -> str:
     document = {
         "format": REPORT_FORMAT,
         "format_version": REPORT_FORMAT_VERSION,
         "title": title,
-        "context": _json_safe(context),
+        "context": json_safe(context),
         "metrics": metrics.to_dict(),
         "slices": slices.to_dict(),
+        "outcomes": json_safe([o.to_dict() for o in outcomes]),
     }
     return json.dumps(document, indent=2, allow_nan=False) + "\n"
 
 
-def _json_safe(value: object) -> object:
-    if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, np.generic):
-        return _json_safe(value.item())
-    return str(value)
-
-
 # --- HTML ---------------------------------------------------------------------------------------
 
-_CSS = """
-body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1f2933;
-       max-width: 1100px; margin: 2rem auto; padding: 0 1.25rem; background: #fff; }
-h1 { font-size: 1.6rem; margin: 0 0 .75rem; }
-h2 { font-size: 1.2rem; margin: 2rem 0 .5rem; border-bottom: 2px solid #e4e7eb; padding-bottom: .25rem; }
-h3 { font-size: 1rem; margin: 1.25rem 0 .4rem; }
-table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
-th, td { padding: .3rem .65rem; border-bottom: 1px solid #e4e7eb; text-align: right; white-space: nowrap; }
-th { background: #f5f7fa; font-weight: 600; }
-th:first-child, td:first-child { text-align: left; }
-table.context th { text-align: left; background: none; color: #52606d; font-weight: 500; }
-table.context td { text-align: left; white-space: normal; }
-.scroll { overflow-x: auto; }
-.callout { border-left: 4px solid #c81e1e; background: #fdf2f2; padding: .6rem 1rem; margin: 1rem 0; }
-.callout.quiet { border-color: #9aa5b1; background: #f5f7fa; }
-.figures { display: flex; flex-wrap: wrap; gap: .75rem; margin: 1rem 0; }
-.figure { border: 1px solid #e4e7eb; border-radius: 6px; padding: .5rem .9rem; min-width: 8rem; }
-.figure .label { color: #52606d; font-size: .85rem; }
-.figure .value { font-size: 1.4rem; font-weight: 600; }
-.figure.secondary .value { font-size: 1.1rem; font-weight: 500; color: #52606d; }
-tr.worst td { background: #fde8e8; font-weight: 600; }
-tr.small td { color: #9aa5b1; }
-.badge { display: inline-block; font-size: .75rem; font-weight: 600; color: #fff; background: #c81e1e;
-         border-radius: 3px; padding: 0 .35rem; margin-left: .3rem; vertical-align: 1px; }
-.muted { color: #7b8794; }
-.undefined { color: #9aa5b1; }
-img.confusion { max-width: 100%; height: auto; border: 1px solid #e4e7eb; }
-ul.notes { color: #52606d; font-size: .9rem; }
-"""
 
 
-def render_html(
+def render_evaluation_html(
     title: str,
     metrics: ClassificationMetrics,
     slices: SliceReport,
     context: Mapping[str, object],
     confusion_png: bytes,
     figures: Sequence[ReportFigure] = (),
+    outcomes: Sequence[ImageOutcome] = (),
+    images: ImageLoader | None = None,
 ) -> str:
     """The self-contained report page (no scripts, no external resources)."""
-    body = "\n".join([
-        f"<h1>{_e(title)}</h1>",
-        _context_table(context),
-        _worst_callout(slices),
-        _headline_figures(metrics),
+    return page(title, [
+        f"<h1>{escape(title)}</h1>",
+        context_table(context),
+        worst_callout(slices),
+        headline_figures(metrics),
         "<h2>Per class</h2>",
-        _per_class_table(metrics),
+        per_class_table(metrics),
         "<h2>Confusion matrix</h2>",
-        _confusion_image(confusion_png),
-        *(_figure_section(figure) for figure in figures),
-        _slice_sections(metrics, slices),
+        confusion_image(confusion_png),
+        hardest_images_section(outcomes, images) if outcomes else "",
+        *(figure_section(figure) for figure in figures),
+        slice_sections(metrics, slices),
         _notes(metrics, slices),
     ])
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
-    )
 
 
-def _context_table(context: Mapping[str, object]) -> str:
-    if not context:
-        return ""
-    rows = "".join(
-        f"<tr><th>{_e(str(k))}</th><td>{_e(_context_text(v))}</td></tr>" for k, v in context.items()
-    )
-    return f'<table class="context">{rows}</table>'
-
-
-def _context_text(value: object) -> str:
-    safe = _json_safe(value)
-    return safe if isinstance(safe, str) else json.dumps(safe)
-
-
-def _worst_callout(slices: SliceReport) -> str:
+def worst_callout(slices: SliceReport) -> str:
     worst = slices.worst
     if worst is None:
         return (f'<p class="callout quiet">No slice has at least {slices.min_count} images, '
                 "so no worst slice is named.</p>")
     m = worst.metrics
-    return (f'<p class="callout"><strong>Worst slice: {_e(worst.field)} = {_e(worst.value)}</strong> '
-            f"&mdash; macro recall {_pct(m.macro_recall)} on {m.count} images "
+    return (f'<p class="callout"><strong>Worst slice: {escape(worst.field)} = {escape(worst.value)}</strong> '
+            f"&mdash; macro recall {percent(m.macro_recall)} on {m.count} images "
             f"(lowest among slices with at least {slices.min_count} images).</p>")
 
 
-def _headline_figures(metrics: ClassificationMetrics) -> str:
+def headline_figures(metrics: ClassificationMetrics) -> str:
+    """Macro recall, precision and F1 first; accuracy and the image count after them."""
     figures = [
-        ("Macro recall", _pct(metrics.macro_recall), ""),
-        ("Macro precision", _pct(metrics.macro_precision), ""),
-        ("Macro F1", _pct(metrics.macro_f1), ""),
-        ("Accuracy", _pct(metrics.accuracy), " secondary"),
-        ("Images", str(metrics.count), " secondary"),
+        ("Macro recall", percent(metrics.macro_recall), ""),
+        ("Macro precision", percent(metrics.macro_precision), ""),
+        ("Macro F1", percent(metrics.macro_f1), ""),
+        ("Accuracy", percent(metrics.accuracy), " secondary"),
+        ("Images", f"{metrics.count:,}", " secondary"),
     ]
     cells = "".join(
         f'<div class="figure{extra}"><div class="label">{label}</div><div class="value">{value}</div></div>'
@@ -313,39 +267,33 @@ def _headline_figures(metrics: ClassificationMetrics) -> str:
     return f'<div class="figures">{cells}</div>'
 
 
-def _per_class_table(metrics: ClassificationMetrics) -> str:
+def per_class_table(metrics: ClassificationMetrics) -> str:
+    """Per class: images, recall with its interval, precision, F1 and how often it was predicted."""
     level = f"{RECALL_CONFIDENCE:.0%}"
     head = (f"<tr><th>Class</th><th>Images</th><th>Recall</th><th>Recall {level} interval</th>"
             "<th>Precision</th><th>F1</th><th>Predicted</th></tr>")
     rows = []
     for c in metrics.per_class:
-        precision = _pct(c.precision, undefined="never predicted")
-        recall = _pct(c.recall, undefined="no test images")
-        interval = DASH if math.isnan(c.recall_low) else f"{_pct(c.recall_low)} &ndash; {_pct(c.recall_high)}"
-        rows.append(f"<tr><td>{_e(c.name)}</td><td>{c.support}</td><td>{recall}</td><td>{interval}</td>"
-                    f"<td>{precision}</td><td>{_pct(c.f1)}</td><td>{c.predicted}</td></tr>")
+        precision = percent(c.precision, undefined="never predicted")
+        recall = percent(c.recall, undefined="no test images")
+        bounds = interval(c.recall_low, c.recall_high)
+        rows.append(f"<tr><td>{escape(c.name)}</td><td>{c.support}</td><td>{recall}</td><td>{bounds}</td>"
+                    f"<td>{precision}</td><td>{percent(c.f1)}</td><td>{c.predicted}</td></tr>")
     return f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>'
 
 
-def _confusion_image(png: bytes) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return (f'<img class="confusion" src="data:image/png;base64,{data}" '
-            'alt="Confusion matrix: rows are true classes, columns predicted classes">')
+def confusion_image(png: bytes) -> str:
+    """The confusion matrix picture, embedded."""
+    return png_image(png, "Confusion matrix: rows are true classes, columns predicted classes")
 
 
-def _figure_section(figure: ReportFigure) -> str:
-    data = base64.b64encode(figure.png).decode("ascii")
-    caption = f"<p>{_e(figure.caption)}</p>" if figure.caption else ""
-    return (f"<h2>{_e(figure.title)}</h2>\n{caption}\n"
-            f'<img class="confusion" src="data:image/png;base64,{data}" alt="{_e(figure.alt)}">')
-
-
-def _slice_sections(metrics: ClassificationMetrics, slices: SliceReport) -> str:
+def slice_sections(metrics: ClassificationMetrics, slices: SliceReport) -> str:
+    """One table per sliced metadata field, the worst slice marked."""
     if not slices.fields:
         return '<h2>Slices</h2><p class="muted">No metadata field was sliced.</p>'
     parts = ["<h2>Slices by metadata</h2>"]
     for field in slices.fields:
-        parts.append(f"<h3>{_e(field)}</h3>")
+        parts.append(f"<h3>{escape(field)}</h3>")
         parts.append(_slice_table(metrics, slices.for_field(field), slices))
     return "\n".join(parts)
 
@@ -353,7 +301,7 @@ def _slice_sections(metrics: ClassificationMetrics, slices: SliceReport) -> str:
 def _slice_table(metrics: ClassificationMetrics, rows: tuple[Slice, ...], report: SliceReport) -> str:
     """One row per value; per-class recall only for classes that have test images at all."""
     shown = [i for i, c in enumerate(metrics.per_class) if c.support > 0]
-    recall_heads = "".join(f"<th>Recall: {_e(metrics.class_names[i])}</th>" for i in shown)
+    recall_heads = "".join(f"<th>Recall: {escape(metrics.class_names[i])}</th>" for i in shown)
     head = (f"<tr><th>Value</th><th>Images</th><th>Macro recall</th><th>Macro precision</th>"
             f"<th>Macro F1</th><th>Accuracy</th>{recall_heads}</tr>")
     body = "".join(_slice_row(s, report, shown) for s in rows)
@@ -366,19 +314,19 @@ def _slice_row(item: Slice, report: SliceReport, shown: list[int]) -> str:
     attribute = f' class="{css}"' if css else ""
     badge = ' <span class="badge">worst</span>' if css == "worst" else ""
     recalls = "".join(_recall_cell(m, i) for i in shown)
-    figures = "".join(f"<td>{_pct(v)}</td>" for v in (m.macro_recall, m.macro_precision, m.macro_f1, m.accuracy))
-    return f"<tr{attribute}><td>{_e(item.value)}{badge}</td><td>{m.count}</td>{figures}{recalls}</tr>"
+    figures = "".join(f"<td>{percent(v)}</td>" for v in (m.macro_recall, m.macro_precision, m.macro_f1, m.accuracy))
+    return f"<tr{attribute}><td>{escape(item.value)}{badge}</td><td>{m.count}</td>{figures}{recalls}</tr>"
 
 
 def _recall_cell(m: ClassificationMetrics, i: int) -> str:
     c = m.per_class[i]
     if not c.support:
-        return f"<td>{_pct(c.recall, undefined='no images of this class in this slice')}</td>"
-    return f'<td>{_pct(c.recall)} <span class="muted">{int(m.confusion[i, i])}/{c.support}</span></td>'
+        return f"<td>{percent(c.recall, undefined='no images of this class in this slice')}</td>"
+    return f'<td>{percent(c.recall)} <span class="muted">{int(m.confusion[i, i])}/{c.support}</span></td>'
 
 
 def _notes(metrics: ClassificationMetrics, slices: SliceReport) -> str:
-    over = ", ".join(_e(n) for n in metrics.macro_classes)
+    over = ", ".join(escape(n) for n in metrics.macro_classes)
     notes = [
         f"Macro figures are plain means over the classes that have test images ({over}); "
         "a class that is never predicted has no precision and is left out of macro precision, "
@@ -392,15 +340,69 @@ def _notes(metrics: ClassificationMetrics, slices: SliceReport) -> str:
         "different class mixes are not strictly comparable; check the per-class recall columns.",
         f"Slices with fewer than {slices.min_count} images are greyed and not ranked; "
         "images without a value for a field are grouped as &ldquo;(missing)&rdquo;.",
+        "Hardest images: the mistakes, the most confident first, then the correct images with the smallest "
+        "margin (the true class's probability minus the next class's). Every image's outcome is kept in "
+        "metrics.json.",
     ]
-    return '<h2>How to read this</h2><ul class="notes">' + "".join(f"<li>{n}</li>" for n in notes) + "</ul>"
+    return notes_section(notes)
 
 
-def _pct(value: float, undefined: str = "undefined") -> str:
-    if math.isnan(value):
-        return f'<span class="undefined" title="{undefined}">{DASH}</span>'
-    return f"{100.0 * value:.1f}&nbsp;%"
+# --- the hardest images ---------------------------------------------------------------------------
 
 
-def _e(text: str) -> str:
-    return html.escape(text, quote=True)
+def hardest_images_section(outcomes: Sequence[ImageOutcome], images: ImageLoader | None, *,
+                           limit: int = HARDEST_SHOWN, level: int = 2) -> str:
+    """Thumbnails of the hardest images (see ``evaluate.outcomes.hardest``) with true and predicted class,
+    probabilities and capture metadata, under an ``<h{level}>`` heading; a note when there are none."""
+    heading = f"<h{level}>Misclassified and borderline images</h{level}>"
+    shown = hardest(outcomes, limit)
+    if not shown:
+        return f'{heading}<p class="muted">{_hardest_intro(outcomes, shown)}</p>'
+    cards = "".join(_image_card(o, _thumbnail(o.sha256, images)) for o in shown)
+    return f'{heading}<p>{_hardest_intro(outcomes, shown)}</p><div class="thumbs">{cards}</div>'
+
+
+def _hardest_intro(outcomes: Sequence[ImageOutcome], shown: Sequence[ImageOutcome]) -> str:
+    wrong = sum(not o.correct for o in outcomes)
+    shown_wrong = sum(not o.correct for o in shown)
+    close = len(shown) - shown_wrong
+    scored = any(o.margin is not None for o in outcomes)
+    parts = [f"{wrong:,} of {len(outcomes):,} images misclassified"]
+    if wrong:
+        parts.append(f"shown: {'all of them' if shown_wrong == wrong else f'the {shown_wrong} most confident'}"
+                     + (", the most confident first" if scored and shown_wrong > 1 else ""))
+    if close:
+        parts.append(f"then the {close} correct images with the smallest margin (the closest calls)")
+    elif not scored:
+        parts.append("the evaluation kept no class probabilities, so close calls cannot be ranked")
+    return escape("; ".join(parts) + ".")
+
+
+def _thumbnail(sha256: str, images: ImageLoader | None) -> str | None:
+    if images is None:
+        return None
+    try:
+        return thumbnail_uri(images(sha256))
+    except (OSError, KeyError):  # a blob that is gone: the card says so, the report is still written
+        return None
+
+
+def _image_card(outcome: ImageOutcome, thumbnail: str | None) -> str:
+    o = outcome
+    alt = f"{o.true} classified correctly" if o.correct else f"{o.true} classified as {o.predicted}"
+    picture = (f'<img class="thumb" src="{thumbnail}" alt="{escape(alt)}">' if thumbnail else
+               '<div class="nothumb">image not available</div>')
+    badge = ('<span class="badge">wrong</span>' if not o.correct else '<span class="badge near">close call</span>')
+    lines = [f"<b>true</b> {escape(o.true)} <span class=\"muted\">{percent_text(o.true_score)}</span>",
+             f"<b>predicted</b> {escape(o.predicted)} <span class=\"muted\">{percent_text(o.score)}</span>"]
+    if o.margin is not None:
+        lines.append(f"margin {number_text(100.0 * o.margin, 3)} points")
+    meta = " &middot; ".join(f'<span class="field">{escape(k)} {escape(o.meta[k])}</span>'
+                             for k in CAPTION_FIELDS if o.meta.get(k))
+    if meta:
+        lines.append(f'<span class="muted">{meta}</span>')
+    lines.append(f'<span class="muted" title="{escape(o.sha256)}">{escape(o.sha256[:12])}</span>')
+    css = "" if o.correct else ' class="wrong"'
+    return f"<figure{css}>{picture}<figcaption>{badge}<br>{'<br>'.join(lines)}</figcaption></figure>"
+
+

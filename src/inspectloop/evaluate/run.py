@@ -1,4 +1,5 @@
-"""Evaluate predictions on a dataset split: per-class metrics, slices by capture metadata, a report.
+"""Evaluate predictions on a workspace's dataset split: per-class metrics, slices by capture metadata,
+per-image outcomes and the report (the workspace-bound part of ``inspectloop.evaluate``).
 
 Used by training runs (on the frozen test set) and by ``inspectloop evaluate`` on an exported model
 file, which scores exactly what will ship.
@@ -17,16 +18,21 @@ from inspectloop.datasets import load_version
 from inspectloop.domain import DatasetItem
 from inspectloop.errors import DatasetError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics, json_float
-from inspectloop.evaluate.report import EvaluationReportFiles, ReportFigure, write_evaluation_report
+from inspectloop.evaluate.outcomes import ImageOutcome, image_outcomes
 from inspectloop.evaluate.slices import SliceReport, slice_metrics
+from inspectloop.reports.evaluation import EvaluationReportFiles, write_evaluation_report
+from inspectloop.reports.html import ReportFigure
 from inspectloop.workspace import Workspace
 
 
 @dataclass(frozen=True)
 class EvaluationResult:
+    """The figures of one evaluation, each image's outcome, and where the report files are."""
+
     metrics: ClassificationMetrics
     slices: SliceReport
     files: EvaluationReportFiles
+    outcomes: tuple[ImageOutcome, ...] = ()
 
     def summary(self) -> dict[str, Any]:
         worst = self.slices.worst
@@ -44,8 +50,12 @@ class EvaluationResult:
 
 def evaluate_predictions(workspace: Workspace, items: Sequence[DatasetItem], class_names: Sequence[str],
                          predicted: np.ndarray, out_dir: Path, *, title: str, context: Mapping[str, object],
-                         figures: Sequence[ReportFigure] = ()) -> EvaluationResult:
-    """Score ``predicted`` class indices against the items' labels and write the report to ``out_dir``."""
+                         figures: Sequence[ReportFigure] = (), scores: np.ndarray | None = None) -> EvaluationResult:
+    """Score ``predicted`` class indices against the items' labels and write the report to ``out_dir``.
+
+    ``scores`` (optional, one row of class probabilities per item) lets each image's outcome carry its
+    probabilities and margin, so the report can rank close calls as well as mistakes.
+    """
     index = {name: i for i, name in enumerate(class_names)}
     unknown = sorted({item.label for item in items if item.label not in index})
     if unknown:
@@ -54,11 +64,14 @@ def evaluate_predictions(workspace: Workspace, items: Sequence[DatasetItem], cla
     truth = [index[item.label] for item in items]
     records = workspace.db.images.get_many([item.sha256 for item in items])
     metadata = [records[item.sha256].meta.fields() for item in items]
-    metrics = classification_metrics(truth, [int(p) for p in predicted], class_names)
-    slices = slice_metrics(truth, [int(p) for p in predicted], class_names, metadata)
+    chosen = [int(p) for p in predicted]
+    metrics = classification_metrics(truth, chosen, class_names)
+    slices = slice_metrics(truth, chosen, class_names, metadata)
+    outcomes = image_outcomes([item.sha256 for item in items], truth, chosen, class_names, scores=scores,
+                              metadata=metadata)
     files = write_evaluation_report(out_dir, title=title, metrics=metrics, slices=slices, context=context,
-                                    figures=figures)
-    return EvaluationResult(metrics, slices, files)
+                                    figures=figures, outcomes=outcomes, images=workspace.blobs.get)
+    return EvaluationResult(metrics, slices, files, outcomes)
 
 
 def evaluate_model_file(workspace: Workspace, model_path: Path, *, dataset: str = "latest", split: str = "test",
@@ -73,14 +86,16 @@ def evaluate_model_file(workspace: Workspace, model_path: Path, *, dataset: str 
     if not items:
         raise DatasetError(f"dataset version {version.name} has no {split!r} images", "choose train, val or test")
     names = list(model.metadata.class_names)
-    predicted = []
+    predicted, scores = [], []
     for n, item in enumerate(items, start=1):
         prediction = model.predict(workspace.blobs.get(item.sha256), name=item.sha256[:12])
         predicted.append(names.index(prediction.label))
+        scores.append([prediction.scores[name] for name in names])
         if progress and (n % 25 == 0 or n == len(items)):
             progress(n, len(items))
     target = out_dir or workspace.reports_dir / f"eval-{Path(model_path).stem}-{version.name}-{split}"
     context = {"model": str(model_path), "model_version": model.metadata.model_version,
                "dataset_version": version.name, "split": split}
     return evaluate_predictions(workspace, items, names, np.array(predicted), target,
-                                title=f"{model.metadata.model_name} on {version.name}/{split}", context=context)
+                                title=f"{model.metadata.model_name} on {version.name}/{split}", context=context,
+                                scores=np.array(scores))

@@ -1,8 +1,8 @@
 """The acceptance report page: verdict, then one table, criterion by criterion: limit, measured, pass or fail.
 
 Rendered from the report's JSON document (``inspectloop.acceptance.accept`` writes both), so the page
-and the JSON cannot disagree. Self-contained like the evaluation report: no scripts, no external
-resources; it shares that report's style.
+and the JSON cannot disagree. Self-contained like every report: no scripts, no external resources; built
+from the shared blocks of ``inspectloop.reports.html``.
 """
 
 from __future__ import annotations
@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from inspectloop.evaluate.report import _CSS, DASH, _context_table, _e
+from inspectloop.reports.html import DASH, context_table, escape, notes_section, number_text, page, percent_text
 
 _ACCEPTANCE_CSS = """
 .verdict { font-size: 1.25rem; }
-.callout.pass { border-color: #0e7c3a; background: #effaf3; }
-.badge.pass { background: #0e7c3a; }
 .badge.fail { background: #c81e1e; }
 th.detail, td.detail { text-align: left; white-space: normal; color: #52606d; font-size: .9rem; min-width: 22rem; }
 tr.failed td:first-child { font-weight: 600; }
@@ -27,21 +25,16 @@ def render_acceptance_html(document: Mapping[str, Any]) -> str:
     run, variant = document["run"], document["variant"]
     criteria = document["criteria"]
     title = f"Acceptance of {run} ({variant}) against {criteria['name']}"
-    body = "\n".join([
-        f"<h1>{_e(title)}</h1>",
+    return page(title, [
+        f"<h1>{escape(title)}</h1>",
         _verdict(document),
-        _context_table(_context(document)),
+        context_table(_context(document)),
         "<h2>Criteria</h2>",
         _results_table(document["results"]),
         "<h2>Measured, not judged</h2>",
         _other_figures(document["measurements"]),
         _notes(document),
-    ])
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-        f"<title>{_e(title)}</title>\n<style>{_CSS}{_ACCEPTANCE_CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
-    )
+    ], css=_ACCEPTANCE_CSS)
 
 
 def _verdict(document: Mapping[str, Any]) -> str:
@@ -50,7 +43,7 @@ def _verdict(document: Mapping[str, Any]) -> str:
     if not failed:
         return (f'<p class="callout pass verdict"><span class="badge pass">PASSED</span> '
                 f"All {len(results)} criteria met on {document['test_images']} frozen test images.</p>")
-    names = ", ".join(_e(r["name"]) for r in failed)
+    names = ", ".join(escape(r["name"]) for r in failed)
     return (f'<p class="callout verdict"><span class="badge fail">FAILED</span> '
             f"{len(failed)} of {len(results)} criteria not met: {names}.</p>")
 
@@ -84,26 +77,26 @@ def _results_table(results: Sequence[Mapping[str, Any]]) -> str:
         measured = (r["measured_text"] if r["measured"] is not None
                     else f'<span class="undefined" title="cannot be measured">{DASH}</span>')
         css = "" if r["passed"] else ' class="failed"'
-        rows.append(f"<tr{css}><td>{_e(r['name'])}</td><td>{_e(r['limit_text'])}</td><td>{measured}</td>"
-                    f"<td>{badge}</td><td class=\"detail\">{_e(r['detail'])}</td></tr>")
+        rows.append(f"<tr{css}><td>{escape(r['name'])}</td><td>{escape(r['limit_text'])}</td><td>{measured}</td>"
+                    f"<td>{badge}</td><td class=\"detail\">{escape(r['detail'])}</td></tr>")
     return f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>'
 
 
 def _other_figures(m: Mapping[str, Any]) -> str:
     rates, latency = m["rates"], m["latency_ms"]
     figures = [
-        ("Accuracy", _pct(m["accuracy"])),
-        ("Review rate", f"{_pct(rates['review_rate'])} ({rates['reviews']} of {rates['count']})"),
-        ("Automation rate", _pct(rates["automation_rate"])),
-        ("False-reject rate", _pct(rates["false_reject_rate"])
+        ("Accuracy", percent_text(m["accuracy"])),
+        ("Review rate", f"{percent_text(rates['review_rate'])} ({rates['reviews']} of {rates['count']})"),
+        ("Automation rate", percent_text(rates["automation_rate"])),
+        ("False-reject rate", percent_text(rates["false_reject_rate"])
          + (f" ({rates['false_rejects']} of {rates['good']} good parts)" if rates["has_good_class"] else "")),
         ("Escapes", f"{rates['escapes']} of {rates['defective']} defective parts"),
-        ("Latency", f"median {latency['p50']:.3g} ms, p95 {latency['p95']:.3g} ms, slowest {latency['max']:.3g} ms"),
+        ("Latency", f"median {_ms(latency['p50'])}, p95 {_ms(latency['p95'])}, slowest {_ms(latency['max'])}"),
     ]
-    rows = "".join(f"<tr><th>{label}</th><td>{_e(value)}</td></tr>" for label, value in figures)
+    rows = "".join(f"<tr><th>{label}</th><td>{escape(value)}</td></tr>" for label, value in figures)
     per_class = "".join(
-        f"<tr><td>{_e(c['name'])}</td><td>{c['support']}</td><td>{c['predicted']}</td><td>{c['correct']}</td>"
-        f"<td>{_pct(c['recall'])}</td><td>{_pct(c['precision'])}</td></tr>" for c in m["per_class"])
+        f"<tr><td>{escape(c['name'])}</td><td>{c['support']}</td><td>{c['predicted']}</td><td>{c['correct']}</td>"
+        f"<td>{percent_text(c['recall'])}</td><td>{percent_text(c['precision'])}</td></tr>" for c in m["per_class"])
     head = ("<tr><th>Class</th><th>Test images</th><th>Predicted</th><th>Correct</th><th>Recall</th>"
             "<th>Precision</th></tr>")
     return (f'<table class="context">{rows}</table>\n<h3>Per class</h3>\n'
@@ -124,8 +117,8 @@ def _notes(document: Mapping[str, Any]) -> str:
         "Latency is the runtime's own total per image (decode, preprocess, infer) on the machine that ran the "
         "acceptance; judge it again on the line's PC when that differs.",
     ]
-    return '<h2>How to read this</h2><ul class="notes">' + "".join(f"<li>{n}</li>" for n in notes) + "</ul>"
+    return notes_section(notes)
 
 
-def _pct(value: float | None) -> str:
-    return DASH if value is None else f"{100.0 * value:.3g}%"
+def _ms(value: float) -> str:
+    return f"{number_text(value, 3)} ms"  # 1,234 ms, never 1.23e+03 ms
