@@ -20,5 +20,5 @@ from inspectloop.store.base import now_iso
 from inspectloop.store.blobs import BlobStore, atomic_write_bytes, atomic_write_text, sha256_bytes
 from inspectloop.store.database import Database, DurableWriter, Transaction
 
-__all__ = ["BlobStore", "Database", "DurableWriter", "StoreError", "Transaction", "atomic_write_bytes", "atomic_write_text", "now_iso",
-           "sha256_bytes"]
+__all__ = ["BlobStore", "Database", "DurableWriter", "StoreError", "Transaction", "atomic_write_bytes",
+           "atomic_write_text", "now_iso", "sha256_bytes"]
