@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from sqlalchemy import update
 
-from inspectloop.criteria import lock_criteria
+from inspectloop.accept.criteria import lock_criteria
 from inspectloop.errors import InspectloopError
 from inspectloop.evaluate.metrics import classification_metrics
 from inspectloop.evaluate.report import write_evaluation_report
@@ -166,7 +166,7 @@ def test_models_card_cli_prints_the_path(ws: Workspace, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_card_of_a_real_accepted_run(neu_probe_run: TrainedNeu) -> None:
-    from inspectloop.acceptance import accept
+    from inspectloop.accept.run import accept
 
     ws = neu_probe_run.workspace
     run_id = copy_run(neu_probe_run, criteria_id=neu_probe_run.pass_id)  # its own run: the shared one stays as it is

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from inspectloop import training
-from inspectloop.criteria import lock_criteria
+from inspectloop.accept.criteria import lock_criteria
 from inspectloop.errors import CriteriaError, TrainingError
 from inspectloop.training import RunResult, train
 from inspectloop.workspace import Workspace

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from inspectloop.criteria import LockedCriteria, get_criteria
+from inspectloop.accept.criteria import LockedCriteria, get_criteria
 from inspectloop.decisions.conformal import (
     PASS,
     REJECT,

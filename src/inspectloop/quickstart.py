@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inspectloop.criteria import lock_criteria
+from inspectloop.accept.criteria import lock_criteria
 from inspectloop.datasets import SplitPlan, create_version
 from inspectloop.domain import ClassDefinition, Severity
 from inspectloop.errors import WorkspaceError
@@ -105,7 +105,7 @@ def _predict_examples(workspace: Any, model_path: Path, version: Any) -> list[st
 
 def _accept(workspace: Any, run_id: str, say: Say) -> list[str]:
     """Judge the run against its locked criteria; promote it if it passes; write its model card."""
-    from inspectloop.acceptance import accept
+    from inspectloop.accept.run import accept
     from inspectloop.model_card import write_model_card
     from inspectloop.registry import promote
 

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from inspectloop.criteria import get_criteria
+from inspectloop.accept.criteria import get_criteria
 from inspectloop.datasets import DatasetVersion, load_version
 from inspectloop.errors import InspectloopError, TrainingError
 from inspectloop.provenance import code_version

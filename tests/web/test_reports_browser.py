@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 
-from inspectloop.acceptance import accept
+from inspectloop.accept.run import accept
 from inspectloop.model_card import write_model_card
 from inspectloop.registry import register
 from tests.acceptance_helpers import TrainedNeu, copy_run

@@ -21,7 +21,7 @@ def criteria_lock(file: Annotated[Path, typer.Argument(help="Criteria YAML (see 
                   ws: WorkspaceOpt,
                   by: Annotated[str, typer.Option(help="Who locks them (recorded with the hash and time).")]) -> None:
     """Validate a criteria file against the workspace's classes and lock it: hash, time, who."""
-    from inspectloop.criteria import lock_criteria
+    from inspectloop.accept.criteria import lock_criteria
 
     with workspace(ws) as w:
         locked = lock_criteria(w, file, by=by)
@@ -34,7 +34,7 @@ def criteria_lock(file: Annotated[Path, typer.Argument(help="Criteria YAML (see 
 @friendly
 def criteria_list(ws: WorkspaceOpt) -> None:
     """List locked criteria with their hash, time and who locked them."""
-    from inspectloop.criteria import list_criteria
+    from inspectloop.accept.criteria import list_criteria
 
     with workspace(ws) as w:
         locks = list_criteria(w)
@@ -133,7 +133,7 @@ def accept(run: Annotated[str, typer.Argument(help="A finished training run (see
                help="Locked criteria (name or id); default: the ones the run named. Others do not unlock "
                     "promotion.")] = None) -> None:
     """Judge a run's model file on the frozen test set against its locked criteria; exit 1 when it fails."""
-    from inspectloop.acceptance import accept as accept_lib
+    from inspectloop.accept.run import accept as accept_lib
 
     with workspace(ws) as w, progress_bar(f"accept {run}") as update:
         report = accept_lib(w, run, variant=variant, criteria=criteria, progress=update)

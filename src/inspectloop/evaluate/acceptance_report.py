@@ -1,6 +1,6 @@
 """The acceptance report page: verdict, then one table, criterion by criterion: limit, measured, pass or fail.
 
-Rendered from the report's JSON document (``inspectloop.acceptance.accept`` writes both), so the page
+Rendered from the report's JSON document (``inspectloop.accept.run.accept`` writes both), so the page
 and the JSON cannot disagree. Self-contained like the evaluation report: no scripts, no external
 resources; it shares that report's style.
 """

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from inspectloop.acceptance import accept, judge, measure
-from inspectloop.criteria import AcceptanceCriteria, lock_criteria
+from inspectloop.accept.run import accept, judge, measure
+from inspectloop.accept.criteria import AcceptanceCriteria, lock_criteria
 from inspectloop.errors import AcceptanceError, CriteriaError, ModelFileError, RegistryError
 from inspectloop.registry import Stage, get_version, history, list_versions, promote, register
 from inspectloop.runtime import Prediction

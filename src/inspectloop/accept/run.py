@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from inspectloop.criteria import AcceptanceCriteria, LockedCriteria, check_criteria_locked_before, get_criteria
+from inspectloop.accept.criteria import AcceptanceCriteria, LockedCriteria, check_criteria_locked_before, get_criteria
 from inspectloop.datasets import DatasetItem, load_version
 from inspectloop.decisions.calibration import expected_calibration_error
 from inspectloop.decisions.conformal import PASS, REJECT, REVIEW, DecisionRates, Decisions, rates_of_decisions

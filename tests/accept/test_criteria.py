@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from inspectloop.criteria import (
+from inspectloop.accept.criteria import (
     AcceptanceCriteria, check_criteria_locked_before, get_criteria, list_criteria, load_criteria, lock_criteria,
 )
 from inspectloop.errors import CriteriaError
 from tests.registry_helpers import CRITERIA_YAML, seeded_workspace, write_criteria
 
 KNOWN = ("good", "scratch", "dark")
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "criteria.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "criteria.yaml"
 
 
 def test_a_valid_file_loads_with_every_limit(tmp_path: Path) -> None:
