@@ -7,7 +7,7 @@ import math
 import pytest
 
 from inspectloop.accept.criteria import AcceptanceCriteria
-from inspectloop.accept.judge import judge, measure
+from inspectloop.accept.judge import judge, measure, review_summary
 from inspectloop.runtime import Prediction
 
 
@@ -76,3 +76,32 @@ def test_latency_is_the_nearest_rank_p95_of_the_runtime_total() -> None:
     [result] = judge(criteria(classes={"good": {"min_recall": 0.5}}, max_p95_latency_ms=37.5), m)[1:]
     assert not result.passed and result.measured_text == "38 ms" and "over 40 test images" in result.detail
     assert math.isclose(m.calibration_error, 0.1)  # every answer right at 90 % confidence
+
+
+def test_a_review_bound_fails_a_model_that_automates_nothing() -> None:
+    truth = ["good"] * 6 + ["scratch"] * 4
+    c = criteria(classes={"scratch": {"min_recall": 0.5}}, max_escape_rate=0.02, max_review_rate=0.2,
+                 max_false_alerts_per_hour=1, line={"parts_per_hour": 600, "defect_rate": 0.03})
+    m = measure([prediction(label, "review") for label in truth], truth, class_names=["good", "scratch", "dent"],
+                good_class="good", criteria=c)
+    _, escape, review, alerts = judge(c, m)
+    assert escape.passed and alerts.passed and escape.measured == 0.0 == alerts.measured  # nothing automated...
+    assert (review.name, review.measured, review.passed) == ("review rate", 1.0, False)  # ...so the bound fails it
+    assert review.limit_text == "≤ 20%" and review.field == "max_review_rate"
+    assert "10 of 10 test parts sent to review (4 defective, 6 good)" in review.detail
+    assert "Clopper-Pearson interval 69.2%-100%" in review.detail and "few" in review.detail
+    assert "at the line's 0.03 defect rate about 100% of parts" in review.detail
+    assert m.automates_nothing and "the model automates nothing" in review_summary(m)
+
+
+def test_the_review_rate_is_measured_and_stated_without_a_bound() -> None:
+    truth = ["good"] * 3 + ["scratch"]
+    predictions = [prediction("good", "pass")] * 2 + [prediction("good", "review"), prediction("scratch", "reject")]
+    c = criteria(classes={"scratch": {"min_recall": 0.5}})
+    m = measure(predictions, truth, class_names=["good", "scratch", "dent"], good_class="good", criteria=c)
+    assert [r.name for r in judge(c, m)] == ["scratch: recall"]  # not judged without max_review_rate
+    assert review_summary(m).startswith("1 of 4 test parts (25%; 95% interval 0.631%-80.6%) went to review, 75% were "
+                                        "decided automatically")
+    assert not m.automates_nothing and "automates nothing" not in review_summary(m)
+    assert m.to_dict()["review"] == {"rate": 0.25, "reviews": 1, "count": 4, "ci": list(m.review_ci),
+                                     "method": "Clopper-Pearson", "automates_nothing": False}

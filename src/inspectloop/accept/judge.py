@@ -23,7 +23,9 @@ import numpy as np
 
 from inspectloop.accept.criteria import AcceptanceCriteria
 from inspectloop.decisions.calibration import expected_calibration_error
-from inspectloop.decisions.conformal import PASS, REJECT, REVIEW, DecisionRates, Decisions, rates_of_decisions
+from inspectloop.decisions.conformal import (
+    PASS, REJECT, REVIEW, DecisionRates, Decisions, clopper_pearson, rates_of_decisions,
+)
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
 from inspectloop.errors import DatasetError, InspectloopError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics, wilson_interval
@@ -101,6 +103,16 @@ class Measurements:
         ordered = np.sort(self.latency_ms)
         return float(ordered[max(0, math.ceil(0.95 * ordered.size) - 1)])
 
+    @property
+    def review_ci(self) -> tuple[float, float]:
+        """95 % Clopper-Pearson interval of the share of test parts sent to review."""
+        return clopper_pearson(self.rates.reviews, self.rates.count)
+
+    @property
+    def automates_nothing(self) -> bool:
+        """Every test part went to a human: escape and false-alert figures then say nothing about the model."""
+        return self.rates.reviews == self.rates.count
+
     def to_dict(self) -> dict[str, object]:
         """JSON-safe form; undefined values become None."""
         per_class = []
@@ -114,6 +126,9 @@ class Measurements:
             "count": self.count, "good_class": self.good_class, "accuracy": self.metrics.accuracy,
             "per_class": per_class, "confusion": self.metrics.to_dict()["confusion"],
             "rates": self.rates.to_dict(), "line": None if self.line is None else self.line.to_dict(),
+            "review": {"rate": self.rates.review_rate, "reviews": self.rates.reviews, "count": self.rates.count,
+                       "ci": list(self.review_ci), "method": "Clopper-Pearson",
+                       "automates_nothing": self.automates_nothing},
             "latency_ms": {"p95": self.p95_latency_ms, "p50": float(np.median(latency)),
                            "max": float(latency.max()), "mean": float(latency.mean()), "count": int(latency.size)},
             "calibration_error": self.calibration_error, "calibration_bins": ECE_BINS,
@@ -168,6 +183,8 @@ def judge(criteria: AcceptanceCriteria, m: Measurements) -> tuple[CriterionResul
             results.append(_precision(name, limits.min_precision, m))
     if criteria.max_escape_rate is not None:
         results.append(_escape(criteria.max_escape_rate, m))
+    if criteria.max_review_rate is not None:
+        results.append(_review(criteria.max_review_rate, m))
     if criteria.max_false_alerts_per_hour is not None:
         results.append(_false_alerts(criteria.max_false_alerts_per_hour, m))
     if criteria.max_p95_latency_ms is not None:
@@ -233,6 +250,29 @@ def _escape(limit: float, m: Measurements) -> CriterionResult:
                   f"no good class: every part is defective, and an escape is a wrong class); "
                   f"{_interval(r.defective, r.escape_ci, 'Clopper-Pearson')}")
     return _result("escape rate", "max_escape_rate", "share", limit, r.escape_rate, detail)
+
+
+def _review(limit: float, m: Measurements) -> CriterionResult:
+    r = m.rates
+    split = f" ({r.defective_reviews} defective, {r.good_reviews} good)" if r.has_good_class else ""
+    detail = (f"{r.reviews} of {r.count} test parts sent to review{split}; "
+              f"{_interval(r.count, m.review_ci, 'Clopper-Pearson')}")
+    if m.line is not None and r.has_good_class and r.good and r.defective:
+        share = m.line.reviews_per_hour / m.line.parts_per_hour
+        detail += f"; at the line's {m.line.defect_rate:g} defect rate about {_share(share)} of parts"
+    return _result("review rate", "max_review_rate", "share", limit, r.review_rate, detail)
+
+
+def review_summary(m: Measurements) -> str:
+    """The review rate in one plain sentence, judged or not: a model that automates nothing must not read as a pass."""
+    r = m.rates
+    low, high = m.review_ci
+    text = (f"{r.reviews} of {r.count} test parts ({_share(r.review_rate)}; 95% interval {_share(low)}-{_share(high)}) "
+            f"went to review, {_share(r.automation_rate)} were decided automatically")
+    if m.automates_nothing:
+        text += ("; the model automates nothing: a human decides every part, so no escape or false alert can be "
+                 "counted against it")
+    return text
 
 
 def _false_alerts(limit: float, m: Measurements) -> CriterionResult:

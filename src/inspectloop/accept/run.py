@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from inspectloop.accept.criteria import LockedCriteria, check_criteria_locked_before, get_criteria
-from inspectloop.accept.judge import CriterionResult, Measurements, judge, measure
+from inspectloop.accept.judge import CriterionResult, Measurements, judge, measure, review_summary
 from inspectloop.datasets import DatasetItem, load_version
 from inspectloop.errors import AcceptanceError, DatasetError
 from inspectloop.evaluate.report import _json_safe
@@ -182,6 +182,7 @@ def _document(run: Mapping[str, Any], version: ModelVersion, locked: LockedCrite
                      "is_the_runs_criteria": locked.id == run["criteria_id"], "run_criteria_id": run["criteria_id"],
                      "limits": locked.criteria.model_dump(mode="json")},
         "results": [r.to_dict() for r in results],
+        "review_summary": review_summary(m),
         "measurements": m.to_dict(),
         "measured_at": now_iso(), "code_version": code_version(),
         "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",

@@ -19,15 +19,21 @@ models_app = typer.Typer(help="The model registry: versions with lineage, stages
 @friendly
 def criteria_lock(file: Annotated[Path, typer.Argument(help="Criteria YAML (see examples/criteria.yaml).")],
                   ws: WorkspaceOpt,
-                  by: Annotated[str, typer.Option(help="Who locks them (recorded with the hash and time).")]) -> None:
-    """Validate a criteria file against the workspace's classes and lock it: hash, time, who."""
+                  by: Annotated[str, typer.Option(help="Who locks them (recorded with the hash and time).")],
+                  dataset: Annotated[Optional[str], typer.Option(
+                      help="Dataset version whose calibration and test splits the criteria must be attainable on "
+                           "(default: the latest, when it has a calibration split).")] = None) -> None:
+    """Validate a criteria file against the workspace's classes, refuse limits no model could meet, and lock
+    it: hash, time, who."""
     from inspectloop.accept.criteria import lock_criteria
 
     with workspace(ws) as w:
-        locked = lock_criteria(w, file, by=by)
+        locked = lock_criteria(w, file, by=by, dataset=dataset)
+    checked = (f"attainable on {locked.checked_on.describe()}" if locked.checked_on is not None
+               else "not checked: the latest dataset version has no calibration split (name one with --dataset)")
     out.print(f"criteria {locked.label} locked at {locked.locked_at.isoformat()} by {locked.locked_by} "
-              f"(sha256 {locked.sha256[:12]})\ntrain against them with: inspectloop train --criteria {locked.name}",
-              highlight=False)
+              f"(sha256 {locked.sha256[:12]}); {checked}\n"
+              f"train against them with: inspectloop train --criteria {locked.name}", highlight=False)
 
 
 @criteria_app.command("list")
@@ -143,6 +149,7 @@ def accept(run: Annotated[str, typer.Argument(help="A finished training run (see
           f"{report.measurements.count} frozen test images", ["criterion", "limit", "measured", "result"], rows)
     for r in report.failed:
         out.print(f"  {r.name}: {r.detail}", highlight=False)
+    out.print(f"review: {report.document['review_summary']}", highlight=False)
     version = report.model_version.name
     if report.passed:
         out.print(f"[bold green]PASSED[/]: all {len(report.results)} criteria met", highlight=False)

@@ -30,6 +30,7 @@ def render_acceptance_html(document: Mapping[str, Any]) -> str:
     body = "\n".join([
         f"<h1>{_e(title)}</h1>",
         _verdict(document),
+        _review(document),
         _context_table(_context(document)),
         "<h2>Criteria</h2>",
         _results_table(document["results"]),
@@ -53,6 +54,16 @@ def _verdict(document: Mapping[str, Any]) -> str:
     names = ", ".join(_e(r["name"]) for r in failed)
     return (f'<p class="callout verdict"><span class="badge fail">FAILED</span> '
             f"{len(failed)} of {len(results)} criteria not met: {names}.</p>")
+
+
+def _review(document: Mapping[str, Any]) -> str:
+    """The review rate, stated whether or not the criteria bound it: a model that automates nothing is no pass."""
+    review = document["measurements"].get("review") or {}
+    summary = document.get("review_summary")
+    if not summary:  # a report written before the review rate was stated
+        return ""
+    css = "callout" if review.get("automates_nothing") else "callout quiet"
+    return f'<p class="{css}"><b>Review rate.</b> {_e(summary)}.</p>'
 
 
 def _context(document: Mapping[str, Any]) -> dict[str, object]:
