@@ -115,6 +115,8 @@ def test_a_card_with_a_review_band_criteria_line_acceptance_and_stage_history(ws
     page = write_model_card(ws, version.id).read_text()
     band = ws.db.run("run-b")["metrics"]["decisions"]["band"]
     assert band["guarantee"] in page and "the review band" in page and "two-way" not in page
+    assert "alpha 0.05 (criteria &#x27;line3&#x27; max_escape_rate)" in page  # where the band's settings came from
+    assert "scratch 0.9 (criteria &#x27;line3&#x27; classes.scratch.min_recall)" in page
     assert criteria.sha256 in page and "by ana" in page
     assert "600 parts per hour" in page and "the line of criteria #1 &#x27;line3&#x27;" in page
     assert "PASSED" in page and f"#{report_id}" in page and "p95 latency" not in page  # the latest report only

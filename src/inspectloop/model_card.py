@@ -109,7 +109,7 @@ def _render(workspace: Workspace, version: ModelVersion, run: _Run, criteria: Lo
         "<h2>Calibration</h2>",
         _calibration(run),
         "<h2>Operating points and decisions</h2>",
-        _decisions(version, run, rates, rates_source),
+        _decisions(version, run, rates, rates_source, criteria),
         "<h2>At line rate</h2>",
         _line_section(view, line, rates_source),
         "<h2>Acceptance</h2>",
@@ -296,7 +296,8 @@ def _calibration(run: _Run) -> str:
     return "\n".join(parts)
 
 
-def _decisions(version: ModelVersion, run: _Run, rates: DecisionRates | None, source: str) -> str:
+def _decisions(version: ModelVersion, run: _Run, rates: DecisionRates | None, source: str,
+               criteria: LockedCriteria | None) -> str:
     parts = [_thresholds(version, run)]
     band = (run.metrics.get("decisions") or {}).get("band")
     if band is None:
@@ -308,13 +309,24 @@ def _decisions(version: ModelVersion, run: _Run, rates: DecisionRates | None, so
                   "escape rate target": f"{_share(band['alpha'])} " + (
                       "on average over calibration draws (marginal)" if band.get("guarantee_kind") == "marginal"
                       else f"at {_share(band['confidence'])} confidence"),
-                  "calibration parts": f"{band.get('calibration_defects')} defective, {band.get('calibration_good')} good"}
+                  "calibration parts": f"{band.get('calibration_defects')} defective, {band.get('calibration_good')} good",
+                  "settings from": _settings_sources(version, run, criteria)}
         parts += [f'<p class="callout {"pass" if band.get("certifiable") else "quiet"}">{_e(band["guarantee"])}</p>',
                   _context_table(limits)]
     if rates is not None:
         parts += [f"<h3>On the frozen test set ({'the review band' if source == 'band' else 'top class, no review'})</h3>",
                   _rates_table(rates)]
     return "\n".join(parts)
+
+
+def _settings_sources(version: ModelVersion, run: _Run, criteria: LockedCriteria | None) -> str:
+    """Where the band's and operating points' settings came from: the run's config, or the criteria it named."""
+    from inspectloop.train.config import TrainConfig, decision_settings
+
+    good = version.lineage.get("good_class")
+    defects = [name for name in version.lineage.get("class_names") or () if name != good]
+    config = TrainConfig.model_validate(run.row["config"])
+    return decision_settings(config, None if criteria is None else criteria.criteria, defects).describe()
 
 
 def _thresholds(version: ModelVersion, run: _Run) -> str:
