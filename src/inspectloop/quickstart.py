@@ -115,6 +115,7 @@ def _accept(workspace: Any, run_id: str, say: Say) -> list[str]:
     lines += [f"  {'pass' if r.passed else 'FAIL'}  {r.name}: {_value(r.measured, r.unit)} "
               f"(needs {'>=' if r.field.rsplit('.', 1)[-1].startswith('min_') else '<='} {_value(r.limit, r.unit)})"
               for r in report.results]
+    lines.append(f"  review: {report.document['review_summary']}")  # stated even when the criteria do not bound it
     if report.unlocks_promotion:
         promote(workspace, report.model_version, "production", actor="quickstart", reason="passed acceptance")
         lines.append(f"{report.model_version.name} is now in production")

@@ -48,6 +48,8 @@ def test_a_run_that_meets_its_criteria_passes_and_may_go_to_production(neu_probe
     assert [r["passed"] for r in document["results"]] == [True] * len(NAMES)
     page = report.html_path.read_text()
     assert "PASSED" in page and "FAIL" not in page and report.criteria.sha256 in page
+    assert "Review rate.</b> 0 of 12 test parts (0%; 95% interval 0%-26.5%) went to review" in page  # always stated
+    assert document["review_summary"] in page and document["measurements"]["review"]["reviews"] == 0
     assert report.model_version.file_sha256 in page and "<script" not in page and "http" not in page
 
     version = report.model_version  # registered by accept, as a candidate
