@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from inspectloop import camera, monitoring
+from inspectloop import camera
+from inspectloop.monitor import run as monitoring
 from inspectloop.errors import CameraCheckError
 from inspectloop.service import InspectionService, ServiceConfig
 from inspectloop.store import schema as s

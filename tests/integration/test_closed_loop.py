@@ -21,7 +21,7 @@ from inspectloop.accept.run import accept  # noqa: E402
 from inspectloop.accept.criteria import lock_criteria  # noqa: E402
 from inspectloop.datasets import SplitPlan, create_version, load_version  # noqa: E402
 from inspectloop.ingest import ingest, scan_manifest  # noqa: E402
-from inspectloop.monitoring import monitor, record_baseline  # noqa: E402
+from inspectloop.monitor.run import monitor, record_baseline  # noqa: E402
 from inspectloop.quickstart import _define_synthetic_classes  # noqa: E402
 from inspectloop.recalibration.cycle import continue_cycle, recalibrate  # noqa: E402
 from inspectloop.service import InspectionService, ServiceConfig  # noqa: E402

@@ -250,7 +250,7 @@ def dashboard(request: Request) -> Response:
 
 def _drift_charts(workspace: Any) -> list[Any]:
     """Drift effects per camera over the last 90 days, with alert markers (server-rendered SVG)."""
-    from inspectloop import monitoring
+    from inspectloop.monitor import run as monitoring
     from inspectloop.web.charts import drift_charts
 
     since = (datetime.now(UTC) - timedelta(days=90)).isoformat()
