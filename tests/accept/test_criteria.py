@@ -210,7 +210,7 @@ UNATTAINABLE = [  # criteria, counts, the numbers the message names, the fix
      "guarantee at 90% confidence needs at least 114 defective calibration images and there are 113",
      "at least 114), raise max_escape_rate to 0.0202 (the lowest 113 can certify), or use guarantee: marginal"),
     (limits(max_escape_rate=0.01, guarantee="marginal"), counts(36, good_class=None),
-     "a marginal guarantee (on average over calibration draws) needs at least 99 defective calibration images and "
+     "a marginal guarantee on average over calibration draws needs at least 99 defective calibration images and "
      "there are 36", "raise max_escape_rate to 0.0271"),
     (limits(max_escape_rate=0.01), counts(0), "needs at least 230 defective calibration images and there are 0",
      "add defective images to the calibration split (at least 230)"),

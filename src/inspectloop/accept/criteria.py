@@ -329,7 +329,7 @@ def _round_up(value: float, digits: int = 3) -> float:
 
 def _guarantee_words(criteria: AcceptanceCriteria) -> str:
     if criteria.guarantee == "marginal":
-        return "marginal guarantee (on average over calibration draws)"
+        return "marginal guarantee on average over calibration draws"
     return f"pac guarantee at {criteria.confidence:.0%} confidence"
 
 
