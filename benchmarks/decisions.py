@@ -24,11 +24,11 @@ import numpy as np
 from benchmarks.common import CACHE, CITATIONS, previous_datasets, write_result
 from inspectloop.datasets import load_version
 from inspectloop.decisions.conformal import (
-    GUARANTEES, decision_rates, fit_review_band, min_calibration_size, threshold_array,
+    GUARANTEES, decision_rates, fit_review_band, min_calibration_size,
 )
 from inspectloop.decisions.operating_points import operating_point, target_recalls
 from inspectloop.decisions.line_rate import line_rate_view
-from inspectloop.runtime import EdgeModel
+from inspectloop.runtime import EdgeModel, threshold_array
 from inspectloop.workspace import open_workspace
 
 ALPHAS = (0.005, 0.01, 0.02)

@@ -12,7 +12,7 @@ from inspectloop.cli.app import TRAIN_SETTINGS
 from inspectloop.cli.service_commands import SERVE_SETTINGS
 from inspectloop.cli.settings import config_fields
 from inspectloop.errors import ServiceError, TrainingError
-from inspectloop.service import ServiceConfig
+from inspectloop.serve.service import ServiceConfig
 from inspectloop.train.config import TrainConfig
 from tests.cli.test_app import invoke
 
