@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inspectloop.criteria import lock_criteria
+from inspectloop.accept.criteria import lock_criteria
 from inspectloop.errors import CriteriaError, ModelFileError, RegistryError
 from inspectloop.registry import (
     ACCEPT_HINT, NO_CRITERIA_HINT, Stage, get_version, history, list_versions, production_model, promote,

@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from inspectloop.criteria import check_criteria_locked_before, get_criteria
+from inspectloop.accept.criteria import check_criteria_locked_before, get_criteria
 from inspectloop.errors import ModelFileError, RegistryError
 from inspectloop.store.database import StageChange
 from inspectloop.workspace import Workspace

@@ -246,7 +246,7 @@ def _class_names(workspace: Workspace, version: registry.ModelVersion) -> list[s
 
 def _retrain(workspace: Workspace, cycle: Cycle, version: registry.ModelVersion, result: dict[str, Any],
              actor: str, trainer: Trainer | None) -> Cycle:
-    from inspectloop.acceptance import accept
+    from inspectloop.accept.run import accept
     from inspectloop.datasets import SplitPlan, create_version, load_version
     from inspectloop.train.config import TrainConfig
 
