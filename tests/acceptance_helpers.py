@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from inspectloop.criteria import lock_criteria
+from inspectloop.accept.criteria import lock_criteria
 from inspectloop.datasets import SplitPlan, create_version
 from inspectloop.domain import ClassDefinition
 from inspectloop.ingest import ingest, scan_folder

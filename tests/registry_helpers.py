@@ -51,7 +51,7 @@ def seeded_workspace(root: Path) -> Workspace:
     for name in CLASSES:
         define_class(workspace, ClassDefinition(name=name, severity="none" if name == "good" else "major",
                                                 is_good=name == "good"))
-    workspace.db.datasets.add("v1", None, {}, {"count": 0}, [])
+    workspace.db.datasets.add("v1", None, {}, {"count": 0, "classes": list(CLASSES)}, [])
     return workspace
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inspectloop.criteria import lock_criteria
+from inspectloop.accept.criteria import lock_criteria
 from inspectloop.domain import StageChange
 from inspectloop.errors import CriteriaError, ModelFileError, RegistryError
 from inspectloop.registry import (

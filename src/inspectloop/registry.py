@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from inspectloop.criteria import check_criteria_locked_before, get_criteria
+from inspectloop.accept.criteria import check_criteria_locked_before, get_criteria
 from inspectloop.domain import ModelFile, ModelVersion, Stage, StageChange, StageEvent, TrainingRun
 from inspectloop.errors import ModelFileError, RegistryError
 from inspectloop.workspace import Workspace

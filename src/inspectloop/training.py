@@ -14,13 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from inspectloop.criteria import get_criteria
+from inspectloop.accept.criteria import LockedCriteria, get_criteria
 from inspectloop.datasets import load_version
 from inspectloop.domain import DatasetVersion
 from inspectloop.errors import InspectloopError, TrainingError
 from inspectloop.provenance import code_version
 from inspectloop.store import atomic_write_text, now_iso, sha256_bytes
-from inspectloop.train.config import TrainConfig
+from inspectloop.train.config import TrainConfig, decision_settings
 from inspectloop.workspace import Workspace
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -43,13 +43,14 @@ def train(workspace: Workspace, config: TrainConfig | None = None, *, dataset: s
           criteria: str | None = None) -> RunResult:
     """Train, evaluate on the frozen test set, export to ONNX with a parity check, and register the model.
 
-    ``criteria`` (id or name of locked acceptance criteria) is recorded as what the run will be judged by.
+    ``criteria`` (id or name of locked acceptance criteria) is recorded as what the run will be judged by,
+    and fixes the settings of its review band and operating points (see :func:`steer_by_criteria`).
     """
-    config = config or TrainConfig()
-    criteria_id = None if criteria is None else get_criteria(workspace, criteria).id
+    locked = None if criteria is None else get_criteria(workspace, criteria)
     version = load_version(workspace, dataset)
     _check_trainable(version)
-    run_id, config = _start_run(workspace, version, config, resume, criteria_id)
+    config = steer_by_criteria(workspace, version, config or TrainConfig(), locked)
+    run_id, config = _start_run(workspace, version, config, resume, None if locked is None else locked.id)
     run_dir = workspace.runs_dir / run_id
     try:
         result = _execute(workspace, version, config, run_id, run_dir, export_int8, progress or _quiet)
@@ -58,6 +59,26 @@ def train(workspace: Workspace, config: TrainConfig | None = None, *, dataset: s
         workspace.db.runs.finish(run_id, "failed", error=message)
         raise
     return result
+
+
+def steer_by_criteria(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
+                      criteria: LockedCriteria | None) -> TrainConfig:
+    """``config`` with the band and operating-point settings the run's locked ``criteria`` fix (alpha,
+    guarantee, confidence, per-class recall targets: see :func:`~inspectloop.train.config.decision_settings`).
+
+    Refuses a setting given explicitly that is looser than the criteria: a run may be stricter than
+    what it is judged by, never looser.
+    """
+    if criteria is None:
+        return config
+    good = _good_index(workspace, list(version.class_names))
+    defects = [name for i, name in enumerate(version.class_names) if i != good]
+    settings = decision_settings(config, criteria.criteria, defects)
+    if settings.looser:
+        looser = "; ".join(f"{name} {setting.describe()}" for name, setting in settings.looser.items())
+        raise TrainingError(f"the run's settings are looser than criteria {criteria.label} it will be judged by: "
+                            f"{looser}", "leave them out (the criteria decide) or make them at least as strict")
+    return settings.apply(config)
 
 
 def _quiet(_stage: str, _info: dict[str, Any]) -> None:

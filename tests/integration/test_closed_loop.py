@@ -17,8 +17,8 @@ pytest.importorskip("torch")
 pytest.importorskip("fastapi")
 
 from inspectloop import registry, review  # noqa: E402
-from inspectloop.acceptance import accept  # noqa: E402
-from inspectloop.criteria import lock_criteria  # noqa: E402
+from inspectloop.accept.run import accept  # noqa: E402
+from inspectloop.accept.criteria import lock_criteria  # noqa: E402
 from inspectloop.datasets import SplitPlan, create_version, load_version  # noqa: E402
 from inspectloop.ingest import ingest, scan_manifest  # noqa: E402
 from inspectloop.monitor.run import monitor, record_baseline  # noqa: E402

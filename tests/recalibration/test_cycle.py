@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from inspectloop import registry, review
-from inspectloop.criteria import lock_criteria
+from inspectloop.accept.criteria import lock_criteria
 from inspectloop.recalibration import RecalibrationError
 from inspectloop.recalibration.cycle import (
     run_scheduled,

@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 from sqlalchemy import update
 
-from inspectloop.criteria import lock_criteria
+from inspectloop.accept.criteria import lock_criteria
 from inspectloop.errors import InspectloopError
 from inspectloop.decisions.calibration import softmax
 from inspectloop.evaluate.metrics import classification_metrics
@@ -143,6 +143,8 @@ def test_a_card_with_a_review_band_criteria_line_acceptance_and_stage_history(ws
     page = write_model_card(ws, version.id).read_text()
     band = ws.db.runs.get("run-b").metrics["decisions"]["band"]
     assert band["guarantee"] in page and "the review band" in page and "two-way" not in page
+    assert "alpha 0.05 (criteria &#x27;line3&#x27; max_escape_rate)" in page  # where the band's settings came from
+    assert "scratch 0.9 (criteria &#x27;line3&#x27; classes.scratch.min_recall)" in page
     assert criteria.sha256 in page and "by ana" in page
     assert "600 parts per hour" in page and "the line of criteria #1 &#x27;line3&#x27;" in page
     assert "PASSED" in page and f"#{report_id}" in page and "p95 latency" not in page  # the latest report only
@@ -247,7 +249,7 @@ def test_models_card_cli_prints_the_path(ws: Workspace, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_the_card_of_a_real_accepted_run(neu_probe_run: TrainedNeu) -> None:
-    from inspectloop.acceptance import accept
+    from inspectloop.accept.run import accept
 
     ws = neu_probe_run.workspace
     run_id = copy_run(neu_probe_run, criteria_id=neu_probe_run.pass_id)  # its own run: the shared one stays as it is

@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, inspect, insert, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from inspectloop.criteria import lock_criteria
+from inspectloop.accept.criteria import lock_criteria
 from inspectloop.domain import ClassDefinition
 from inspectloop.registry import register
 from inspectloop.store import migrations, now_iso, schema

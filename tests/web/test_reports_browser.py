@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 
-from inspectloop.acceptance import accept
+from inspectloop.accept.run import accept
 from inspectloop.evaluate.outcomes import HARDEST_SHOWN
 from inspectloop.reports.model_card import write_model_card
 from inspectloop.registry import register

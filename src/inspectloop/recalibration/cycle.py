@@ -243,7 +243,7 @@ def _class_names(workspace: Workspace, version: ModelVersion) -> list[str]:
 
 def _retrain(workspace: Workspace, cycle: Cycle, version: ModelVersion, result: dict[str, Any],
              actor: str, trainer: Trainer | None) -> Cycle:
-    from inspectloop.acceptance import accept
+    from inspectloop.accept.run import accept
     from inspectloop.datasets import SplitPlan, create_version, load_version
     from inspectloop.train.config import TrainConfig
 

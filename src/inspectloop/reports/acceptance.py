@@ -1,6 +1,6 @@
 """The acceptance report page: verdict, then one table, criterion by criterion: limit, measured, pass or fail.
 
-Rendered from the report's JSON document (``inspectloop.acceptance.accept`` writes both), so the page
+Rendered from the report's JSON document (``inspectloop.accept.run.accept`` writes both), so the page
 and the JSON cannot disagree. Self-contained like every report: no scripts, no external resources; built
 from the shared blocks of ``inspectloop.reports.html``.
 """
@@ -28,6 +28,7 @@ def render_acceptance_html(document: Mapping[str, Any]) -> str:
     return page(title, [
         f"<h1>{escape(title)}</h1>",
         _verdict(document),
+        _review(document),
         context_table(_context(document)),
         "<h2>Criteria</h2>",
         _results_table(document["results"]),
@@ -46,6 +47,16 @@ def _verdict(document: Mapping[str, Any]) -> str:
     names = ", ".join(escape(r["name"]) for r in failed)
     return (f'<p class="callout verdict"><span class="badge fail">FAILED</span> '
             f"{len(failed)} of {len(results)} criteria not met: {names}.</p>")
+
+
+def _review(document: Mapping[str, Any]) -> str:
+    """The review rate, stated whether or not the criteria bound it: a model that automates nothing is no pass."""
+    review = document["measurements"].get("review") or {}
+    summary = document.get("review_summary")
+    if not summary:  # a report written before the review rate was stated
+        return ""
+    css = "callout" if review.get("automates_nothing") else "callout quiet"
+    return f'<p class="{css}"><b>Review rate.</b> {escape(summary)}.</p>'
 
 
 def _context(document: Mapping[str, Any]) -> dict[str, object]:

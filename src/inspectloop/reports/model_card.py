@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from inspectloop.criteria import LockedCriteria, get_criteria
+from inspectloop.accept.criteria import LockedCriteria, get_criteria
 from inspectloop.decisions.conformal import DecisionRates, rates_of_decisions
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
 from inspectloop.domain import AcceptanceRecord, ModelVersion, StageEvent, TrainingRun
@@ -139,7 +139,7 @@ def render_model_card(card: ModelCardInputs) -> str:
         "<h2>Calibration</h2>",
         _calibration(run),
         "<h2>Operating points and decisions</h2>",
-        _decisions(version, run, rates, rates_source),
+        _decisions(version, run, rates, rates_source, card.criteria),
         "<h2>At line rate</h2>",
         _line_section(view, line, rates_source),
         "<h2>Acceptance</h2>",
@@ -372,7 +372,8 @@ def _calibration(run: RunRecord) -> str:
     return "\n".join(parts)
 
 
-def _decisions(version: ModelVersion, run: RunRecord, rates: DecisionRates | None, source: str) -> str:
+def _decisions(version: ModelVersion, run: RunRecord, rates: DecisionRates | None, source: str,
+               criteria: LockedCriteria | None) -> str:
     parts = [_thresholds(version, run)]
     band = (run.metrics.get("decisions") or {}).get("band")
     if band is None:
@@ -384,13 +385,24 @@ def _decisions(version: ModelVersion, run: RunRecord, rates: DecisionRates | Non
                   "escape rate target": f"{percent_text(band['alpha'])} " + (
                       "on average over calibration draws (marginal)" if band.get("guarantee_kind") == "marginal"
                       else f"at {percent_text(band['confidence'])} confidence"),
-                  "calibration parts": f"{band.get('calibration_defects')} defective, {band.get('calibration_good')} good"}
+                  "calibration parts": f"{band.get('calibration_defects')} defective, {band.get('calibration_good')} good",
+                  "settings from": _settings_sources(version, run, criteria)}
         parts += [f'<p class="callout {"pass" if band.get("certifiable") else "quiet"}">{escape(band["guarantee"])}</p>',
                   context_table(limits)]
     if rates is not None:
         parts += [f"<h3>On the frozen test set ({'the review band' if source == 'band' else 'top class, no review'})</h3>",
                   _rates_table(rates)]
     return "\n".join(parts)
+
+
+def _settings_sources(version: ModelVersion, run: RunRecord, criteria: LockedCriteria | None) -> str:
+    """Where the band's and operating points' settings came from: the run's config, or the criteria it named."""
+    from inspectloop.train.config import TrainConfig, decision_settings
+
+    good = version.lineage.get("good_class")
+    defects = [name for name in version.lineage.get("class_names") or () if name != good]
+    config = TrainConfig.model_validate(run.row.config)
+    return decision_settings(config, None if criteria is None else criteria.criteria, defects).describe()
 
 
 def _thresholds(version: ModelVersion, run: RunRecord) -> str:

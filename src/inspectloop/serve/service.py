@@ -60,24 +60,32 @@ SHADOW_QUEUE_BYTES = 512 * 1024 * 1024
 
 @dataclass(frozen=True)
 class ServiceConfig:
-    """How the service runs; ``inspectloop serve`` surfaces every field."""
+    """How the service runs; ``inspectloop serve`` surfaces every field (``--set KEY=VALUE``), help included."""
 
-    model_file: Path | None = None  # pin production to this file instead of the registry's production version
-    shadow: str | None = None  # pin the shadow to this registry version (default: the version in stage shadow)
-    sample_rate: float = 0.05  # share of images kept for recalibration
-    max_upload_mb: float = 20.0
-    cameras: tuple[str, ...] = ()  # known cameras beside those in the workspace's images
-    threads: int = 1  # CPU threads per inference
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # inferences at once
-    poll_seconds: float = 2.0  # how often the registry is checked for promotions made elsewhere
+    model_file: Path | None = field(default=None, metadata={
+        "help": "serve this .onnx file instead of the registry's production version"})
+    shadow: str | None = field(default=None, metadata={
+        "help": "shadow this registry version (none: the version in stage shadow, if any)"})
+    sample_rate: float = field(default=0.05, metadata={"help": "share of images kept for recalibration"})
+    max_upload_mb: float = field(default=20.0, metadata={"help": "largest image accepted, in MB"})
+    cameras: tuple[str, ...] = field(default=(), metadata={
+        "help": "known cameras beside those in the workspace's images (--camera is repeatable)"})
+    threads: int = field(default=1, metadata={"help": "CPU threads per inference"})
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1, metadata={
+        "help": "inferences at once (default: this machine's CPU count)"})
+    poll_seconds: float = field(default=2.0, metadata={
+        "help": "how often the registry is checked for promotions made elsewhere, in seconds"})
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample_rate <= 1.0:
             raise ServiceError(f"sample rate {self.sample_rate} is not between 0 and 1", "e.g. --sample-rate 0.05")
         if self.max_upload_mb <= 0:
-            raise ServiceError(f"max upload {self.max_upload_mb} MB is not positive", "e.g. --max-upload-mb 20")
+            raise ServiceError(f"max upload {self.max_upload_mb} MB is not positive", "e.g. --set max_upload_mb=20")
         if self.threads < 1 or self.workers < 1:
-            raise ServiceError("threads and workers must be at least 1", "e.g. --threads 1")
+            raise ServiceError(f"threads and workers must be at least 1, got {self.threads} and {self.workers}",
+                               "e.g. --set threads=1")
+        if self.poll_seconds <= 0:
+            raise ServiceError(f"poll interval {self.poll_seconds} s is not positive", "e.g. --set poll_seconds=2")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -335,7 +343,7 @@ def _check_size(data: bytes, limit: int) -> None:
         raise RequestError("the image file is empty", "send the image bytes as the 'image' field", kind="empty")
     if len(data) > limit:
         raise RequestError(f"image is {len(data) / 1048576:.1f} MB, over the {limit / 1048576:.1f} MB limit",
-                           "send a smaller image, or start the service with a larger --max-upload-mb",
+                           "send a smaller image, or start the service with a larger --set max_upload_mb=MB",
                            kind="too_large")
 
 

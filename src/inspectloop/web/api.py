@@ -100,7 +100,7 @@ def _refuse_large_body(request: Request, limit: int) -> None:
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit + MULTIPART_SLACK:
         raise RequestError(f"upload is {int(length) / 1048576:.1f} MB, over the {limit / 1048576:.1f} MB limit",
-                           "send a smaller image, or start the service with a larger --max-upload-mb",
+                           "send a smaller image, or start the service with a larger --set max_upload_mb=MB",
                            kind="too_large")
 
 

@@ -1,20 +1,18 @@
-"""Acceptance: a real run judged end to end against a passing and a deliberately failing criteria file,
-the refusals, and (on synthetic predictions) how each measurement is made and judged."""
+"""Acceptance of a run: a real run judged end to end against a passing and a deliberately failing criteria
+file, and the refusals."""
 
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pytest
 
-from inspectloop.acceptance import accept, judge, measure
-from inspectloop.criteria import AcceptanceCriteria, lock_criteria
+from inspectloop.accept.criteria import lock_criteria
+from inspectloop.accept.run import accept
 from inspectloop.domain import Stage
 from inspectloop.errors import AcceptanceError, CriteriaError, ModelFileError, RegistryError
 from inspectloop.registry import get_version, history, list_versions, promote, register
-from inspectloop.runtime import Prediction
 from tests.acceptance_helpers import FAILING_YAML, TrainedNeu, copy_run, write
 
 NAMES = ["patches: recall", "scratches: recall", "scratches: precision", "escape rate", "false alerts per hour",
@@ -51,6 +49,8 @@ def test_a_run_that_meets_its_criteria_passes_and_may_go_to_production(neu_probe
     assert [r["passed"] for r in document["results"]] == [True] * len(NAMES)
     page = report.html_path.read_text()
     assert "PASSED" in page and "FAIL" not in page and report.criteria.sha256 in page
+    assert "Review rate.</b> 0 of 12 test parts (0%; 95% interval 0%-26.5%) went to review" in page  # always stated
+    assert document["review_summary"] in page and document["measurements"]["review"]["reviews"] == 0
     assert report.model_version.file_sha256 in page and "<script" not in page and "http" not in page
 
     version = report.model_version  # registered by accept, as a candidate
@@ -135,72 +135,3 @@ def test_a_model_file_changed_after_export_is_refused(neu_probe_run: TrainedNeu)
     path.write_bytes(path.read_bytes() + b"\0")
     with pytest.raises(ModelFileError, match="does not match its record"):
         accept(neu_probe_run.workspace, run_id)
-
-
-# -- measuring and judging, on synthetic predictions ----------------------------------------------
-
-def prediction(label: str, decision: str, confidence: float = 0.9, latency: float = 5.0,
-               classes: tuple[str, ...] = ("good", "scratch", "dent")) -> Prediction:
-    rest = (1.0 - confidence) / (len(classes) - 1)
-    scores = {name: confidence if name == label else rest for name in classes}
-    return Prediction(label, confidence, scores, decision, {"total": latency})
-
-
-def criteria(**limits: object) -> AcceptanceCriteria:
-    return AcceptanceCriteria.model_validate({"name": "t", **limits})
-
-
-def test_with_a_good_class_an_escape_is_a_defect_passed_and_a_false_alert_a_good_part_rejected() -> None:
-    truth = ["good"] * 8 + ["scratch"] * 4
-    predictions = ([prediction("good", "pass")] * 7 + [prediction("scratch", "reject")]
-                   + [prediction("scratch", "reject")] * 3 + [prediction("good", "pass")])
-    c = criteria(classes={"scratch": {"min_recall": 0.75, "min_precision": 0.8}}, max_escape_rate=0.25,
-                 max_false_alerts_per_hour=40, line={"parts_per_hour": 400, "defect_rate": 0.1})
-    m = measure(predictions, truth, class_names=["good", "scratch", "dent"], good_class="good", criteria=c)
-    recall, precision, escape, alerts = judge(c, m)
-    assert (recall.measured, recall.passed) == (0.75, True)  # a limit met exactly passes
-    assert (precision.measured, precision.passed) == (0.75, False)
-    assert "3 of the 4 test images called scratch" in precision.detail
-    assert (escape.measured, escape.passed) == (0.25, True) and "1 of 4 defective test parts passed as good" in escape.detail
-    assert alerts.measured == pytest.approx(1 / 8 * 400 * 0.9) and not alerts.passed  # 45 per hour
-    assert "1 of 8 good test parts rejected" in alerts.detail and "few" in alerts.detail
-
-
-def test_without_a_good_class_an_escape_is_a_wrong_class_and_false_alerts_are_undefined() -> None:
-    classes = ("scratch", "dent")
-    truth = ["scratch"] * 3 + ["dent"] * 3
-    predictions = [prediction("scratch", "reject", classes=classes)] * 2 + [prediction("dent", "reject", classes=classes),
-                   prediction("dent", "review", classes=classes), *[prediction("dent", "reject", classes=classes)] * 2]
-    c = criteria(classes={"dent": {"min_recall": 0.5}}, max_escape_rate=0.2, max_false_alerts_per_hour=5,
-                 line={"parts_per_hour": 100, "defect_rate": 1.0})
-    m = measure(predictions, truth, class_names=classes, good_class=None, criteria=c)
-    _, escape, alerts = judge(c, m)
-    assert m.rates.escapes == 1 and escape.measured == pytest.approx(1 / 6) and escape.passed
-    assert "wrong class" in escape.detail
-    assert alerts.measured is None and not alerts.passed and "no good class" in alerts.detail
-    assert m.rates.reviews == 1 and m.rates.review_rate == pytest.approx(1 / 6)  # a review is no escape
-
-
-def test_what_cannot_be_measured_fails_and_says_why() -> None:
-    truth = ["good"] * 5
-    c = criteria(classes={"scratch": {"min_recall": 0.5, "min_precision": 0.5}, "pit": {"min_recall": 0.5}},
-                 max_escape_rate=0.1)
-    m = measure([prediction("good", "pass")] * 5, truth, class_names=["good", "scratch", "dent"], good_class="good",
-                criteria=c)
-    results = judge(c, m)
-    assert [r.passed for r in results] == [False] * 4 and all(r.measured is None for r in results)
-    assert [r.measured_text for r in results] == ["undefined"] * 4
-    recall, precision, pit, escape = (r.detail for r in results)
-    assert "no images of scratch" in recall and "called no test image scratch" in precision
-    assert "'pit' is not one of the model's classes" in pit and "no defective parts" in escape
-
-
-def test_latency_is_the_nearest_rank_p95_of_the_runtime_total() -> None:
-    truth = ["good"] * 40
-    predictions = [prediction("good", "pass", latency=float(ms)) for ms in range(1, 41)]
-    m = measure(predictions, truth, class_names=["good", "scratch", "dent"], good_class="good",
-                criteria=criteria(classes={"good": {"min_recall": 0.5}}))
-    assert m.p95_latency_ms == 38.0  # 38 of 40 images (95 %) within 38 ms
-    [result] = judge(criteria(classes={"good": {"min_recall": 0.5}}, max_p95_latency_ms=37.5), m)[1:]
-    assert not result.passed and result.measured_text == "38 ms" and "over 40 test images" in result.detail
-    assert math.isclose(m.calibration_error, 0.1)  # every answer right at 90 % confidence

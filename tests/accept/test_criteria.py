@@ -7,15 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from inspectloop.criteria import (
-    AcceptanceCriteria, check_criteria_locked_before, get_criteria, list_criteria, load_criteria, lock_criteria,
+from inspectloop.accept.criteria import (
+    AcceptanceCriteria, SplitCounts, check_attainable, check_criteria_locked_before, get_criteria, list_criteria,
+    load_criteria, lock_criteria, split_counts,
 )
+from inspectloop.datasets import SplitPlan, create_version
 from inspectloop.domain import TrainingRun
-from inspectloop.errors import CriteriaError
+from inspectloop.errors import CriteriaError, DatasetError
+from inspectloop.ingest import ingest, scan_folder
+from inspectloop.workspace import Workspace
 from tests.registry_helpers import CRITERIA_YAML, seeded_workspace, write_criteria
 
 KNOWN = ("good", "scratch", "dark")
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "criteria.yaml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "criteria.yaml"
 
 
 def test_a_valid_file_loads_with_every_limit(tmp_path: Path) -> None:
@@ -30,6 +34,14 @@ def test_the_example_file_is_valid_for_the_quickstart_classes() -> None:
     criteria = load_criteria(EXAMPLE, ("good", "scratch", "pit", "stain"))
     assert set(criteria.classes) == {"good", "scratch", "pit", "stain"}
     assert criteria.name == "quickstart-line"
+
+
+def test_the_escape_guarantee_defaults_to_training_s_and_the_review_bound_is_optional(tmp_path: Path) -> None:
+    plain = load_criteria(write_criteria(tmp_path), KNOWN)
+    assert (plain.guarantee, plain.confidence, plain.max_review_rate) == ("pac", 0.9, None)
+    steered = load_criteria(write_criteria(tmp_path, CRITERIA_YAML + "guarantee: marginal\nconfidence: 0.95\n"
+                                                                  "max_review_rate: 0.2\n"), KNOWN)
+    assert (steered.guarantee, steered.confidence, steered.max_review_rate) == ("marginal", 0.95, 0.2)
 
 
 def test_name_defaults_to_the_file_name(tmp_path: Path) -> None:
@@ -64,6 +76,10 @@ BAD_FILES = [
      "line: {parts_per_hour: 1, defect_rate: 0}\n",
      "max_false_alerts_per_hour: must be >= 0, got -1"),
     ("classes: {scratch: {min_recall: 0.9}}\nmax_p95_latency_ms: 0\n", "max_p95_latency_ms: must be > 0, got 0"),
+    ("classes: {scratch: {min_recall: 0.9}}\nmax_review_rate: 1.5\n", "max_review_rate: must be <= 1, got 1.5"),
+    ("classes: {scratch: {min_recall: 0.9}}\nguarantee: PAC\n",
+     "guarantee: must be one of 'pac' or 'marginal', got text 'PAC'"),
+    ("classes: {scratch: {min_recall: 0.9}}\nconfidence: 1\n", "confidence: must be < 1, got 1"),
     ("classes: {scratch: {min_recall: 0.9}}\nmax_p95_latency_ms: fast\n",
      "max_p95_latency_ms: must be a number, got text 'fast'"),
     ("classes: {scratch: {min_recall: 0.9}}\nmax_calibration_error: 2\n", "max_calibration_error: must be <= 1, got 2"),
@@ -165,3 +181,99 @@ def test_criteria_locked_after_the_run_started_cannot_judge_it(tmp_path: Path) -
 def _run(run_id: str, started_at: datetime) -> TrainingRun:
     return TrainingRun(id=run_id, kind="train", status="finished", dataset_version="v1", config={}, code_version="",
                        metrics=None, artifacts="", started_at=started_at.isoformat())
+
+
+# -- attainable by construction -------------------------------------------------------------------
+
+def counts(calib_defective: int = 300, calib_good: int = 300, test_defective: int = 60, test_count: int = 100,
+           good_class: str | None = "good") -> SplitCounts:
+    return SplitCounts("v2", good_class, calib_defective, calib_good, test_defective, test_count)
+
+
+def limits(**fields: object) -> AcceptanceCriteria:
+    return AcceptanceCriteria.model_validate({"name": "t", "classes": {"scratch": {"min_recall": 0.9}}, **fields})
+
+
+ATTAINABLE = [  # criteria, counts: each is met by some band on that dataset version
+    (limits(), counts(0, 0)),  # no escape bound: nothing to certify
+    (limits(max_escape_rate=0.02), counts(114)),  # pac at 90 %: (1 - 0.02)^114 <= 0.1
+    (limits(max_escape_rate=0.02, guarantee="marginal"), counts(49)),  # 1/0.02 - 1 = 49
+    (limits(max_escape_rate=0.01, confidence=0.5), counts(69, good_class=None)),  # every part defective
+    (limits(max_escape_rate=0.02, max_review_rate=0.0), counts(114, 114)),  # both sides certifiable
+    (limits(max_escape_rate=0.05, max_review_rate=0.57), counts(300, 10)),  # rejects nothing: 57 of 100 reviewed
+    (limits(max_escape_rate=0.05, max_review_rate=0.0), counts(300, 10, good_class=None)),  # no reject side
+]
+
+
+@pytest.mark.parametrize("criteria, split", ATTAINABLE)
+def test_attainable_criteria_pass_the_check(criteria: AcceptanceCriteria, split: SplitCounts) -> None:
+    check_attainable(criteria, split)
+
+
+UNATTAINABLE = [  # criteria, counts, the numbers the message names, the fix
+    (limits(max_escape_rate=0.02), counts(113),
+     "max_escape_rate 0.02 cannot be certified on dataset v2 (calibration: 113 defective, 300 good images): a pac "
+     "guarantee at 90% confidence needs at least 114 defective calibration images and there are 113",
+     "at least 114), raise max_escape_rate to 0.0202 (the lowest 113 can certify), or use guarantee: marginal"),
+    (limits(max_escape_rate=0.01, guarantee="marginal"), counts(36, good_class=None),
+     "a marginal guarantee on average over calibration draws needs at least 99 defective calibration images and "
+     "there are 36", "raise max_escape_rate to 0.0271"),
+    (limits(max_escape_rate=0.01), counts(0), "needs at least 230 defective calibration images and there are 0",
+     "add defective images to the calibration split (at least 230)"),
+    (limits(max_escape_rate=0.05, max_review_rate=0.56), counts(300, 113),
+     "max_review_rate 0.56 contradicts max_escape_rate 0.05 on dataset v2 (calibration: 300 defective, 113 good "
+     "images): 113 good calibration images cannot certify auto-rejecting (114 needed", "60 of the 100 test parts are defective, so at least 57 (57.0%)"),
+    (limits(max_escape_rate=0.05, max_review_rate=0.2, guarantee="marginal"), counts(300, 48),
+     "48 good calibration images cannot certify auto-rejecting (49 needed",
+     "add good images to the calibration split (at least 49), or raise max_review_rate to at least 0.57"),
+]
+
+
+@pytest.mark.parametrize("criteria, split, message, fix", UNATTAINABLE)
+def test_unattainable_criteria_are_refused_naming_the_numbers(criteria: AcceptanceCriteria, split: SplitCounts,
+                                                              message: str, fix: str) -> None:
+    with pytest.raises(CriteriaError) as info:
+        check_attainable(criteria, split)
+    assert message in info.value.message
+    assert fix in " ".join((info.value.message, info.value.hint or ""))
+
+
+def workspace_with_calibration(root: Path, class_tree: Path) -> Workspace:
+    """good and scratch, 6 images each; v1 without a calibration split, v2 (the latest) with one."""
+    ws = seeded_workspace(root)
+    ingest(ws, scan_folder(class_tree), source="tree")
+    create_version(ws, SplitPlan(group_by="none", val_fraction=0.2, test_fraction=0.3), name="plain", parent=None)
+    create_version(ws, SplitPlan(group_by="none", val_fraction=0.2, test_fraction=0.3, calib_fraction=0.3),
+                   name="with-calib", parent=None)
+    return ws
+
+
+def test_lock_checks_the_latest_version_with_a_calibration_split(tmp_path: Path, class_tree: Path) -> None:
+    with workspace_with_calibration(tmp_path / "ws", class_tree) as ws:
+        split = split_counts(ws)
+        assert split is not None and split.dataset == "with-calib" and split.good_class == "good"
+        assert split.calib_defective + split.calib_good == 4 and split.test_count == 4
+        with pytest.raises(CriteriaError, match="cannot be certified on dataset with-calib"):
+            lock_criteria(ws, write_criteria(tmp_path), by="ana")  # 0.05 needs 45 defective calibration images
+        loose = write_criteria(tmp_path, "name: loose\nclasses: {scratch: {min_recall: 0.5}}\nmax_escape_rate: 0.5\n"
+                                         "guarantee: marginal\n", name="loose.yaml")
+        assert lock_criteria(ws, loose, by="ana").checked_on == split
+        assert lock_criteria(ws, write_criteria(tmp_path, "name: nobound\nclasses: {scratch: {min_recall: 0.5}}\n",
+                                                name="nobound.yaml"), by="ana").checked_on == split
+        assert [c.name for c in list_criteria(ws)] == ["loose", "nobound"]
+
+
+def test_lock_checks_a_named_version_and_refuses_one_without_a_calibration_split(tmp_path: Path,
+                                                                                 class_tree: Path) -> None:
+    with workspace_with_calibration(tmp_path / "ws", class_tree) as ws:
+        with pytest.raises(CriteriaError, match="dataset plain has no calibration split") as info:
+            lock_criteria(ws, write_criteria(tmp_path), by="ana", dataset="plain")
+        assert "--calib" in (info.value.hint or "")
+        with pytest.raises(DatasetError, match="no dataset version 'v9'"):
+            lock_criteria(ws, write_criteria(tmp_path), by="ana", dataset="v9")
+        assert list_criteria(ws) == []
+
+
+def test_without_a_calibration_split_nothing_is_checked(tmp_path: Path) -> None:
+    with seeded_workspace(tmp_path / "ws") as ws:  # v1: no calibration split
+        assert lock_criteria(ws, write_criteria(tmp_path), by="ana").checked_on is None

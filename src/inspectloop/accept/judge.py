@@ -1,11 +1,9 @@
-"""Acceptance: judge a finished run's model file against locked criteria on the frozen test set.
+"""Measuring and judging, pure: runtime predictions and true labels in, one result per criterion out.
 
-``accept`` runs the exported model file itself through the edge runtime (one thread) on every image
-of the frozen test split of the run's dataset version, measures what the criteria limit (per-class
-recall and precision, escape rate, false alerts per hour at the line rate, p95 latency, calibration
-error), compares each measurement with its limit, and writes ``acceptance.json`` and a self-contained
-``acceptance.html`` into the run's folder. The report is recorded in the registry against the model
-version, so a passed report against the run's own criteria unlocks promotion to production.
+``measure`` turns a model's predictions on the frozen test set into what criteria limit (per-class
+recall and precision, escape rate, review rate, false alerts per hour at the line rate, p95 latency,
+calibration error); ``judge`` compares each with its limit. Nothing here reads a workspace:
+:mod:`inspectloop.accept.run` runs the model file and writes the report.
 
 A measurement that cannot be made (a class never predicted has no precision) fails its criterion:
 acceptance never passes on a number it does not have. Counts and 95 % intervals stand beside every
@@ -14,41 +12,29 @@ rate, because a test split of a few dozen images says less than its percentages 
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspectloop.criteria import AcceptanceCriteria, LockedCriteria, check_criteria_locked_before, get_criteria
-from inspectloop.datasets import load_version
+from inspectloop.accept.criteria import AcceptanceCriteria
 from inspectloop.decisions.calibration import expected_calibration_error
-from inspectloop.decisions.conformal import DecisionRates, rates_of_decisions
+from inspectloop.decisions.conformal import DecisionRates, clopper_pearson, rates_of_decisions
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
-from inspectloop.domain import DatasetItem, ModelVersion, TrainingRun
-from inspectloop.errors import AcceptanceError, DatasetError
+from inspectloop.errors import DatasetError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics, wilson_interval
-from inspectloop.reports.html import json_safe
-from inspectloop.fileio import atomic_write_bytes
-from inspectloop.provenance import code_version
-from inspectloop.registry import get_version, record_acceptance, register, verify_file
+from inspectloop.reports.html import json_safe, number_text
 from inspectloop.runtime.decision import Decisions
-from inspectloop.store import now_iso
-from inspectloop.workspace import Workspace
 
 if TYPE_CHECKING:
-    from inspectloop.runtime import ModelMetadata, Prediction
+    from inspectloop.runtime import Prediction
 
-REPORT_FORMAT = "inspectloop.acceptance-report"
-REPORT_FORMAT_VERSION = 1
 ECE_BINS = 15
 FEW = 30  # below this many images a rate's interval is wide: the detail says so
-_RUNS_FIX = "list runs with: inspectloop runs"
 
 
 @dataclass(frozen=True)
@@ -115,6 +101,16 @@ class Measurements:
         ordered = np.sort(self.latency_ms)
         return float(ordered[max(0, math.ceil(0.95 * ordered.size) - 1)])
 
+    @property
+    def review_ci(self) -> tuple[float, float]:
+        """95 % Clopper-Pearson interval of the share of test parts sent to review."""
+        return clopper_pearson(self.rates.reviews, self.rates.count)
+
+    @property
+    def automates_nothing(self) -> bool:
+        """Every test part went to a human: escape and false-alert figures then say nothing about the model."""
+        return self.rates.reviews == self.rates.count
+
     def to_dict(self) -> dict[str, object]:
         """JSON-safe form; undefined values become None."""
         per_class = []
@@ -128,136 +124,13 @@ class Measurements:
             "count": self.count, "good_class": self.good_class, "accuracy": self.metrics.accuracy,
             "per_class": per_class, "confusion": self.metrics.to_dict()["confusion"],
             "rates": self.rates.to_dict(), "line": None if self.line is None else self.line.to_dict(),
+            "review": {"rate": self.rates.review_rate, "reviews": self.rates.reviews, "count": self.rates.count,
+                       "ci": list(self.review_ci), "method": "Clopper-Pearson",
+                       "automates_nothing": self.automates_nothing},
             "latency_ms": {"p95": self.p95_latency_ms, "p50": float(np.median(latency)),
                            "max": float(latency.max()), "mean": float(latency.mean()), "count": int(latency.size)},
             "calibration_error": self.calibration_error, "calibration_bins": ECE_BINS,
         })  # type: ignore[return-value]
-
-
-@dataclass(frozen=True, eq=False)
-class AcceptanceReport:
-    """The verdict on one run's model file against one set of locked criteria, and where it was written.
-
-    ``record_id`` is the acceptance report's id in the registry. Only a passed report against the
-    criteria the run named (``unlocks_promotion``) lets its model version go to production.
-    """
-
-    run_id: str
-    variant: str
-    criteria: LockedCriteria
-    run_criteria_id: int | None
-    model_version: ModelVersion
-    dataset_version: str
-    results: tuple[CriterionResult, ...]
-    measurements: Measurements
-    record_id: int
-    json_path: Path
-    html_path: Path
-    document: Mapping[str, Any]
-
-    @property
-    def passed(self) -> bool:
-        return all(r.passed for r in self.results)
-
-    @property
-    def failed(self) -> tuple[CriterionResult, ...]:
-        return tuple(r for r in self.results if not r.passed)
-
-    @property
-    def unlocks_promotion(self) -> bool:
-        return self.passed and self.criteria.id == self.run_criteria_id
-
-
-def accept(workspace: Workspace, run_id: str, *, variant: str = "fp32", criteria: str | int | None = None,
-           progress: Callable[[int, int], None] | None = None) -> AcceptanceReport:
-    """Judge a finished run's ``variant`` model file against ``criteria`` (default: the run's) on the frozen test set.
-
-    Refused (typed errors, each with its fix) for an unknown or unfinished run, a run that named no
-    criteria, criteria locked after the run started, a missing variant or a model file that no
-    longer matches its record. A run's model without a registry version is registered as a candidate.
-    """
-    run = _finished_run(workspace, run_id)
-    locked = _criteria(workspace, run, criteria)
-    check_criteria_locked_before(run, locked)
-    dataset = load_version(workspace, run.dataset_version)
-    items = dataset.split("test")
-    if not items:
-        raise DatasetError(f"dataset version {dataset.name} has no frozen test images",
-                           "acceptance needs a test split: make a dataset version with one and train again")
-    version = _model_version(workspace, run, variant)
-    predictions, truth, metadata = _run_model(workspace, version, items, progress)
-    measurements = measure(predictions, truth, class_names=metadata.class_names, good_class=metadata.good_class,
-                           criteria=locked.criteria)
-    results = judge(locked.criteria, measurements)
-    out_dir = Path(run.artifacts) / (f"acceptance-{locked.id}" if variant == "fp32"
-                                        else f"acceptance-{locked.id}-{variant}")
-    document = _document(run, version, locked, dataset.name, results, measurements, out_dir)
-    record_id = record_acceptance(workspace, version, locked.id, document["passed"], document)
-    document = {**document, "record_id": record_id}
-    _write(out_dir, document)
-    return AcceptanceReport(run_id=run.id, variant=variant, criteria=locked, run_criteria_id=run.criteria_id,
-                            model_version=version, dataset_version=dataset.name, results=results,
-                            measurements=measurements, record_id=record_id, json_path=out_dir / "acceptance.json",
-                            html_path=out_dir / "acceptance.html", document=document)
-
-
-# -- what is judged, and with what ----------------------------------------------------------------
-
-def _finished_run(workspace: Workspace, run_id: str) -> TrainingRun:
-    run = workspace.db.runs.get(run_id)
-    if run is None:
-        raise AcceptanceError(f"no run {run_id!r}", _RUNS_FIX)
-    if run.status != "finished":
-        raise AcceptanceError(f"run {run_id} is {run.status}, not finished",
-                              f"judge a finished run; resume an interrupted one with: inspectloop train --resume {run_id}")
-    return run
-
-
-def _criteria(workspace: Workspace, run: TrainingRun, criteria: str | int | None) -> LockedCriteria:
-    if criteria is not None:
-        return get_criteria(workspace, criteria)
-    if run.criteria_id is None:
-        raise AcceptanceError(
-            f"run {run.id} named no acceptance criteria, so there is nothing fixed before training to judge it by",
-            "lock criteria first (inspectloop criteria lock FILE --by NAME), then train again with "
-            "inspectloop train --criteria NAME and accept that run")
-    return get_criteria(workspace, run.criteria_id)
-
-
-def _model_version(workspace: Workspace, run: TrainingRun, variant: str) -> ModelVersion:
-    """The registry version of the run's ``variant`` model, its file checked; registered now if it has none."""
-    models = [m for m in workspace.db.runs.models(run.id) if m.variant == variant]
-    if not models:
-        have = sorted({m.variant for m in workspace.db.runs.models(run.id)})
-        raise AcceptanceError(f"run {run.id} has no {variant} model",
-                              f"judge one of its variants: --variant {' or --variant '.join(have)}" if have
-                              else "the run exported no model file; train again")
-    row = workspace.db.registry.find(model_id=models[-1].id)
-    if row is None:
-        return register(workspace, run.id, variant=variant)  # checks the file against its record
-    version = get_version(workspace, row.id)
-    verify_file(version)
-    return version
-
-
-def _run_model(workspace: Workspace, version: ModelVersion, items: Sequence[DatasetItem],
-               progress: Callable[[int, int], None] | None) -> tuple[list[Prediction], list[str], ModelMetadata]:
-    """Every test image through the runtime (one thread), after one untimed warm-up image."""
-    from inspectloop.runtime import EdgeModel
-
-    model = EdgeModel(version.path, threads=1)
-    names = model.metadata.class_names
-    unknown = sorted({item.label for item in items} - set(names))
-    if unknown:
-        raise DatasetError(f"test labels {unknown} are not classes of the model ({', '.join(names)})",
-                           "judge a model trained on this dataset version's classes")
-    model.predict(workspace.blobs.get(items[0].sha256), name=items[0].sha256[:12])
-    predictions = []
-    for n, item in enumerate(items, start=1):
-        predictions.append(model.predict(workspace.blobs.get(item.sha256), name=item.sha256[:12]))
-        if progress and (n % 10 == 0 or n == len(items)):
-            progress(n, len(items))
-    return predictions, [item.label for item in items], model.metadata
 
 
 # -- measuring ------------------------------------------------------------------------------------
@@ -300,6 +173,8 @@ def judge(criteria: AcceptanceCriteria, m: Measurements) -> tuple[CriterionResul
             results.append(_precision(name, limits.min_precision, m))
     if criteria.max_escape_rate is not None:
         results.append(_escape(criteria.max_escape_rate, m))
+    if criteria.max_review_rate is not None:
+        results.append(_review(criteria.max_review_rate, m))
     if criteria.max_false_alerts_per_hour is not None:
         results.append(_false_alerts(criteria.max_false_alerts_per_hour, m))
     if criteria.max_p95_latency_ms is not None:
@@ -367,6 +242,29 @@ def _escape(limit: float, m: Measurements) -> CriterionResult:
     return _result("escape rate", "max_escape_rate", "share", limit, r.escape_rate, detail)
 
 
+def _review(limit: float, m: Measurements) -> CriterionResult:
+    r = m.rates
+    split = f" ({r.defective_reviews} defective, {r.good_reviews} good)" if r.has_good_class else ""
+    detail = (f"{r.reviews} of {r.count} test parts sent to review{split}; "
+              f"{_interval(r.count, m.review_ci, 'Clopper-Pearson')}")
+    if m.line is not None and r.has_good_class and r.good and r.defective:
+        share = m.line.reviews_per_hour / m.line.parts_per_hour
+        detail += f"; at the line's {m.line.defect_rate:g} defect rate about {_share(share)} of parts"
+    return _result("review rate", "max_review_rate", "share", limit, r.review_rate, detail)
+
+
+def review_summary(m: Measurements) -> str:
+    """The review rate in one plain sentence, judged or not: a model that automates nothing must not read as a pass."""
+    r = m.rates
+    low, high = m.review_ci
+    text = (f"{r.reviews} of {r.count} test parts ({_share(r.review_rate)}; 95% interval {_share(low)}-{_share(high)}) "
+            f"went to review, {_share(r.automation_rate)} were decided automatically")
+    if m.automates_nothing:
+        text += ("; the model automates nothing: a human decides every part, so no escape or false alert can be "
+                 "counted against it")
+    return text
+
+
 def _false_alerts(limit: float, m: Measurements) -> CriterionResult:
     r, line = m.rates, m.line
     field, name = "max_false_alerts_per_hour", "false alerts per hour"
@@ -381,7 +279,7 @@ def _false_alerts(limit: float, m: Measurements) -> CriterionResult:
                        "undefined: the frozen test split has no good parts, so no false reject can be counted")
     low, high = line.false_alerts_per_hour_ci
     detail = (f"{r.false_rejects} of {r.good} good test parts rejected x {line.parts_per_hour:g} parts per hour x "
-              f"(1 - {line.defect_rate:g} defect rate); 95% range {low:.3g} to {high:.3g} per hour "
+              f"(1 - {line.defect_rate:g} defect rate); 95% range {number_text(low, 3)} to {number_text(high, 3)} per hour "
               f"({r.good} good test parts{': few' if r.good < FEW else ''})")
     return _result(name, field, "per hour", limit, line.false_alerts_per_hour, detail)
 
@@ -390,8 +288,8 @@ def _latency(limit: float, m: Measurements) -> CriterionResult:
     n, latency = m.count, m.latency_ms
     note = "; with fewer than 20 images the p95 is the slowest image" if n < 20 else ""
     detail = (f"p95 of the runtime's own total time per image (decode, preprocess, infer) over {n} test images, "
-              f"one thread, after one warm-up image; median {float(np.median(latency)):.3g} ms, slowest "
-              f"{float(latency.max()):.3g} ms; on this machine ({platform.system()} {platform.machine()}, "
+              f"one thread, after one warm-up image; median {number_text(float(np.median(latency)), 3)} ms, slowest "
+              f"{number_text(float(latency.max()), 3)} ms; on this machine ({platform.system()} {platform.machine()}, "
               f"{os.cpu_count()} CPUs){note}")
     return _result("p95 latency", "max_p95_latency_ms", "ms", limit, m.p95_latency_ms, detail)
 
@@ -416,40 +314,5 @@ def _share(value: float) -> str:
 def _value_text(value: float, unit: str) -> str:
     if unit == "share":
         return f"{100.0 * value:.4g}%"  # 4 digits: 99.95 % must not read as 100 %
-    number = f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+    number = number_text(value, 3)
     return f"{number} ms" if unit == "ms" else f"{number} per hour"
-
-
-# -- the report files -----------------------------------------------------------------------------
-
-def _document(run: TrainingRun, version: ModelVersion, locked: LockedCriteria, dataset: str,
-              results: Sequence[CriterionResult], m: Measurements, out_dir: Path) -> dict[str, Any]:
-    passed = all(r.passed for r in results)
-    return json_safe({  # type: ignore[return-value]
-        "format": REPORT_FORMAT, "format_version": REPORT_FORMAT_VERSION,
-        "verdict": "passed" if passed else "failed", "passed": passed,
-        "failed": [r.name for r in results if not r.passed],
-        "run": run.id, "variant": version.variant, "dataset_version": dataset, "split": "test",
-        "test_images": m.count,
-        "model_version": {"id": version.id, "name": version.name, "stage": version.stage.value},
-        "model_file": {"path": str(version.path), "sha256": version.file_sha256,
-                       "temperature": version.lineage.get("temperature"),
-                       "class_names": version.lineage.get("class_names"), "good_class": m.good_class},
-        "criteria": {"id": locked.id, "name": locked.name, "sha256": locked.sha256,
-                     "locked_at": locked.locked_at.isoformat(), "locked_by": locked.locked_by,
-                     "is_the_runs_criteria": locked.id == run.criteria_id, "run_criteria_id": run.criteria_id,
-                     "limits": locked.criteria.model_dump(mode="json")},
-        "results": [r.to_dict() for r in results],
-        "measurements": m.to_dict(),
-        "measured_at": now_iso(), "code_version": code_version(),
-        "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs",
-        "files": {"json": str(out_dir / "acceptance.json"), "html": str(out_dir / "acceptance.html")},
-    })
-
-
-def _write(out_dir: Path, document: Mapping[str, Any]) -> None:
-    from inspectloop.reports.acceptance import render_acceptance_html
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out_dir / "acceptance.json", (json.dumps(document, indent=2, allow_nan=False) + "\n").encode())
-    atomic_write_bytes(out_dir / "acceptance.html", render_acceptance_html(document).encode("utf-8"))
