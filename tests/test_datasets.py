@@ -117,3 +117,27 @@ def test_calibration_split_is_grouped_stratified_and_optional(ws: Workspace) -> 
     assert {i.label for i in version.split("calib")} == {"good", "scratch", "pit"}
     assert all(len(splits) == 1 for splits in splits_by_group(version).values())
     assert set(version.summary["splits"]) == {"train", "val", "calib", "test"}
+
+
+def test_calibration_split_is_carved_from_training_and_keeps_the_frozen_test_set(ws: Workspace) -> None:
+    v1 = create_version(ws)
+    v2 = create_version(ws, SplitPlan(calib_fraction=0.2))  # refused before: "too few to give calib at least 1"
+    assert {i.sha256 for i in v2.split("test")} == {i.sha256 for i in v1.split("test")}
+    assert {i.sha256 for i in v2.split("val")} == {i.sha256 for i in v1.split("val")}
+    old_train = {i.sha256 for i in v1.split("train")}
+    assert {i.sha256 for i in v2.split("calib")} <= old_train  # carved from training, nothing else
+    assert {i.label for i in v2.split("calib")} == {"good", "scratch", "pit"}
+    assert all(len(splits) == 1 for splits in splits_by_group(v2).values())
+    assert v2.summary["calib_carved"] == len(v2.split("calib"))
+    assert v2.summary["count"] == v1.summary["count"]
+
+
+def test_carving_calibration_is_refused_only_when_training_cannot_spare_a_group(tmp_path: Path) -> None:
+    ws = init_workspace(tmp_path / "ws3")
+    ingest(ws, make_parts(tmp_path / "src", {"good": 12, "crack": 3}), source="parts")
+    create_version(ws)  # crack: one part each in train, val and test
+    with pytest.raises(DatasetError, match=r"class 'crack' has 2 training image\(s\) in 1 group") as info:
+        create_version(ws, SplitPlan(calib_fraction=0.2))
+    assert "--new-test" in info.value.hint and "add more 'crack' images" in info.value.hint
+    assert len(ws.db.datasets.list()) == 1
+    ws.close()

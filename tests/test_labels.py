@@ -6,7 +6,7 @@ import pytest
 from inspectloop.domain import Annotation, ClassDefinition, Severity
 from inspectloop.errors import LabelError
 from inspectloop.ingest import ingest, scan_folder
-from inspectloop.labels import annotate, define_class, label_summary, resolve_labels
+from inspectloop.labels import add_reference_image, annotate, define_class, label_summary, resolve_labels
 from inspectloop.workspace import init_workspace
 
 
@@ -46,6 +46,34 @@ def test_unknown_class_and_image_are_refused_with_a_fix(tmp_path: Path, class_tr
     summary = label_summary(ws)
     assert summary["annotators"] == ["ana", "bo", "import"]
     assert len(summary["disagreements"]) == 1 and summary["disagreements"][0]["votes"]["scratch"] == 2
+    ws.close()
+
+
+def test_a_reference_image_is_named_by_its_file_or_its_sha256(tmp_path: Path, class_tree: Path) -> None:
+    ws = init_workspace(tmp_path / "ws")
+    ingest(ws, scan_folder(class_tree), source="tree")
+    path = class_tree / "scratch" / "scratch_0.png"  # already ingested: was refused with "ingest the image first"
+    add_reference_image(ws, "scratch", str(path), note="by path")
+    digest = next(d for d in ws.db.images.get_many() if d not in ws.db.labels.references("scratch"))
+    add_reference_image(ws, "scratch", digest)
+    assert len(ws.db.labels.references("scratch")) == 2
+    ws.close()
+
+
+@pytest.mark.parametrize("name, message, hint", [
+    ("{new}", r"is not in this workspace \(sha256 [0-9a-f]{12}", "ingest"),
+    ("f" * 64, "no image with sha256 ffffffffffff", "ingest"),
+    ("nope.png", "no file 'nope.png'", "64-character sha256"),
+])
+def test_an_image_not_in_the_workspace_is_refused_with_a_fix(tmp_path: Path, class_tree: Path, name: str,
+                                                             message: str, hint: str) -> None:
+    ws = init_workspace(tmp_path / "ws")
+    ingest(ws, scan_folder(class_tree / "good"), source="good only")
+    define_class(ws, ClassDefinition(name="scratch"))
+    new = str(class_tree / "scratch" / "scratch_1.jpg")
+    with pytest.raises(LabelError, match=message) as info:
+        add_reference_image(ws, "scratch", name.replace("{new}", new))
+    assert hint in info.value.hint
     ws.close()
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from inspectloop.domain import DatasetItem, DatasetVersion, ImageRecord
@@ -67,11 +67,14 @@ def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name:
     groups = {d: _group_key(records[d], plan.group_by) for d in labels}
     held_out = {d for d in labels if plan.test_values and getattr(records[d].meta, plan.test_field) in plan.test_values}
     items = _assign(labels, groups, held_out, kept, plan, frozen_test=parent_version is not None and not new_test)
+    carved = 0
+    if plan.calib_fraction and parent_version and kept and not any(i.split == "calib" for i in kept.values()):
+        items, carved = carve_calibration(items, plan, min_per_split=min_per_split, source=parent_version.name)
     _check_feasible(items, min_per_split, plan.splits)
     version_name = name or _next_name(workspace)
     if workspace.db.datasets.get(version_name):
         raise DatasetError(f"dataset version {version_name!r} already exists", "versions are immutable; pick a new name")
-    summary = _summary(items, resolution, parent_version, labels)
+    summary = _summary(items, resolution, parent_version, labels) | {"calib_carved": carved}
     params = {"val_fraction": plan.val_fraction, "test_fraction": plan.test_fraction,
               "calib_fraction": plan.calib_fraction, "group_by": plan.group_by,
               "test_field": plan.test_field,
@@ -163,6 +166,42 @@ def _fill_quotas(keys: list[str], pending: dict[str, list[str]], fractions: dict
             target = max(order, key=lambda s: fractions[s] * total - filled[s] if fractions[s] > 0 else -1e9)
         result[key] = target
         filled[target] += len(pending[key])
+
+
+def carve_calibration(items: Sequence[DatasetItem], plan: SplitPlan, *, min_per_split: int = 1,
+                      source: str = "the parent version") -> tuple[list[DatasetItem], int]:
+    """Move whole training groups to a calibration split, per class, up to ``plan.calib_fraction``.
+
+    For a version whose parent had no calibration split: test and val stay as they are (the test set
+    is frozen), so calibration can only come from training data. Returns the items and how many moved.
+    """
+    by_class: dict[str, list[str]] = defaultdict(list)
+    members: dict[str, list[DatasetItem]] = defaultdict(list)
+    for item in items:
+        members[item.group_key].append(item)
+    for key in sorted(members):
+        if members[key][0].split == "train":
+            by_class[Counter(i.label for i in members[key]).most_common(1)[0][0]].append(key)
+    totals = Counter(i.label for i in items)
+    have = Counter(i.label for i in items if i.split == "calib")
+    rng = random.Random(plan.seed)
+    moved: set[str] = set()
+    for label, keys in sorted(by_class.items()):
+        rng.shuffle(keys)
+        target = max(min_per_split, round(plan.calib_fraction * totals[label]))
+        while have[label] < target and len(keys) > 1:  # training keeps at least one group
+            key = keys.pop()
+            moved.add(key)
+            have[label] += len(members[key])
+        if have[label] < min_per_split:
+            spare = sum(len(members[k]) for k in keys)
+            raise DatasetError(
+                f"class {label!r} has {spare} training image(s) in {len(keys)} group(s) in {source}; "
+                f"a calibration split of at least {min_per_split} would leave it no training data",
+                f"add more {label!r} images (from separate parts/sessions), or re-split everything with "
+                "--new-test (the frozen test set is replaced), or leave out --calib")
+    carved = [replace(i, split="calib") if i.group_key in moved else i for i in items]
+    return carved, sum(len(members[k]) for k in moved)
 
 
 def _check_feasible(items: Sequence[DatasetItem], min_per_split: int, splits: Sequence[str]) -> None:

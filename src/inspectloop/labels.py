@@ -7,12 +7,18 @@ so a quality engineer can settle them (or the class definition can be sharpened)
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from inspectloop.domain import Annotation, ClassDefinition
 from inspectloop.errors import LabelError
+from inspectloop.store import sha256_bytes
 from inspectloop.workspace import Workspace
+
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 @dataclass(frozen=True)
@@ -44,10 +50,31 @@ def define_class(workspace: Workspace, definition: ClassDefinition) -> None:
     workspace.db.labels.upsert_class(definition)
 
 
-def add_reference_image(workspace: Workspace, class_name: str, sha256: str, note: str | None = None) -> None:
+def add_reference_image(workspace: Workspace, class_name: str, image: str, note: str | None = None) -> str:
+    """Attach an ingested image, named by its file path or its sha256, as a reference of a class.
+
+    Returns the image's sha256.
+    """
     _require_class(workspace, class_name)
-    _require_image(workspace, sha256)
+    sha256 = find_image(workspace, image)
     workspace.db.labels.add_reference(class_name, sha256, note)
+    return sha256
+
+
+def find_image(workspace: Workspace, image: str) -> str:
+    """The sha256 of a stored image named by a file path (its bytes are hashed) or by its sha256."""
+    path = Path(image)
+    if path.is_file():
+        digest = sha256_bytes(path.read_bytes())
+        if not workspace.db.images.exists(digest):
+            raise LabelError(f"{image} is not in this workspace (sha256 {digest[:12]}... is not stored)",
+                             f"ingest it first: inspectloop ingest {path.parent}")
+        return digest
+    if not _SHA256.fullmatch(image):
+        raise LabelError(f"no file {image!r}, and it is not a sha256 either",
+                         "give the path of an ingested image file or its 64-character sha256")
+    _require_image(workspace, image.lower())
+    return image.lower()
 
 
 def annotate(workspace: Workspace, sha256: str, class_name: str, *, annotator: str, source: str = "reviewer",

@@ -51,12 +51,17 @@ def test_labelling_and_dataset_flow(tmp_path: Path, class_tree: Path) -> None:
     digest = next(p.name for p in (ws / "blobs").rglob("*") if p.is_file() and len(p.name) == 64)
     assert invoke("label", digest, "scratch", "-w", ws, "--annotator", "ana")[0] == 0
     assert invoke("classes", "reference", "scratch", digest, "-w", ws)[0] == 0
+    code, out, _ = invoke("classes", "reference", "scratch", class_tree / "scratch" / "scratch_0.png", "-w", ws)
+    assert code == 0 and "added to 'scratch'" in out  # an ingested file's path was refused: "ingest it first"
     code, out, _ = invoke("labels", "-w", ws, "--json")
     assert code == 0 and "ana" in json.loads(out)["annotators"]
     code, out, _ = invoke("dataset", "create", "-w", ws, "--group-by", "none", "--val", "0.25", "--test", "0.25")
     assert code == 0 and "dataset v1" in out
     assert "v1" in invoke("dataset", "list", "-w", ws)[1]
     assert "scratch" in invoke("dataset", "show", "v1", "-w", ws)[1]
+    code, out, _ = invoke("dataset", "create", "-w", ws, "--group-by", "none", "--val", "0.25", "--test", "0.25",
+                          "--calib", "0.2")  # was refused ("too few to give calib at least 1") without --new-test
+    assert code == 0 and "carved from v1's training data" in out
     assert invoke("runs", "-w", ws)[0] == 0
 
 

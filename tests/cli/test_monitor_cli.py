@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from inspectloop.cli.app import app
 from tests.monitoring_helpers import darker, log_predictions, monitored_line
-from tests.test_camera import targets
+from tests.camera.targets import targets
 
 pytest.importorskip("onnx")
 runner = CliRunner()

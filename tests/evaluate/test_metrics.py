@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pytest
@@ -125,6 +126,20 @@ def test_wilson_known_value() -> None:
     low, high = wilson_interval(8, 10)
     assert low == pytest.approx(0.4902, abs=1e-4)
     assert high == pytest.approx(0.9433, abs=1e-4)
+
+
+def _wilson_by_formula(k: int, n: int, confidence: float) -> tuple[float, float]:
+    """The score interval without continuity correction, as written by hand before SciPy computed it."""
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    centre = (k / n + z * z / (2 * n)) / (1.0 + z * z / n)
+    margin = z * math.sqrt(k / n * (1.0 - k / n) / n + z * z / (4 * n * n)) / (1.0 + z * z / n)
+    return (max(0.0, centre - margin), min(1.0, centre + margin))
+
+
+@pytest.mark.parametrize(("k", "n", "confidence"), [(0, 5, 0.95), (3, 7, 0.90), (8, 10, 0.95), (380, 380, 0.95),
+                                                    (1, 1000, 0.99), (57, 60, 0.95)])
+def test_wilson_is_the_uncorrected_score_interval(k: int, n: int, confidence: float) -> None:
+    assert wilson_interval(k, n, confidence) == pytest.approx(_wilson_by_formula(k, n, confidence), abs=1e-12)
 
 
 def test_wilson_edges() -> None:

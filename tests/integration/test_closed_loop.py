@@ -21,7 +21,7 @@ from inspectloop.accept.run import accept  # noqa: E402
 from inspectloop.accept.criteria import lock_criteria  # noqa: E402
 from inspectloop.datasets import SplitPlan, create_version, load_version  # noqa: E402
 from inspectloop.ingest import ingest, scan_manifest  # noqa: E402
-from inspectloop.monitor.run import monitor, record_baseline  # noqa: E402
+from inspectloop.monitor.run import monitor, record_drift_baseline  # noqa: E402
 from inspectloop.quickstart import _define_synthetic_classes  # noqa: E402
 from inspectloop.recalibration.cycle import continue_cycle, recalibrate  # noqa: E402
 from inspectloop.serve.service import InspectionService, ServiceConfig  # noqa: E402
@@ -65,7 +65,7 @@ def test_the_loop_closes_with_real_training(tmp_path: Path) -> None:
     report = accept(ws, first.run_id)
     assert report.passed, [r.name for r in report.failed]
     production = registry.promote(ws, report.model_version, "production", actor="qe")
-    record_baseline(ws, cameras=("cam-A",))
+    record_drift_baseline(ws, cameras=("cam-A",))
 
     # A worn camera's shift through the real service: every image kept for recalibration.
     service = InspectionService(ws, ServiceConfig(sample_rate=1.0, workers=1))

@@ -29,7 +29,7 @@ def line(tmp_path: Path):
 
 
 def test_a_baseline_per_camera_from_the_frozen_test_split(line) -> None:
-    records = monitoring.record_baseline(line.workspace)
+    records = monitoring.record_drift_baseline(line.workspace)
     assert [(r.camera, r.source, r.images) for r in records] == [(c, "test", 36) for c in CAMERAS]
     assert all(r.embedded == 36 and r.model_version == line.production.name for r in records)
 
@@ -42,7 +42,7 @@ def test_no_baseline_is_a_clear_error_and_is_recorded(line) -> None:
 
 
 def test_too_few_predictions_names_the_cameras(line) -> None:
-    monitoring.record_baseline(line.workspace)
+    monitoring.record_drift_baseline(line.workspace)
     log_predictions(line, "cam-a", 5, start=NOW - timedelta(hours=2))
     with pytest.raises(MonitorError, match="too few predictions.*cam-a: 5 predictions"):
         monitoring.monitor(line.workspace, now=NOW, min_predictions=20)
@@ -50,7 +50,7 @@ def test_too_few_predictions_names_the_cameras(line) -> None:
 
 
 def test_a_darkened_camera_drifts_and_a_steady_one_does_not(line) -> None:
-    monitoring.record_baseline(line.workspace)
+    monitoring.record_drift_baseline(line.workspace)
     start = NOW - timedelta(hours=6)
     log_predictions(line, "cam-a", 60, start=start, seed=7)
     log_predictions(line, "cam-b", 60, start=start, seed=8, degrade=darker)
@@ -71,14 +71,14 @@ def test_a_darkened_camera_drifts_and_a_steady_one_does_not(line) -> None:
 
 def test_a_baseline_from_first_production_predictions(line) -> None:
     log_predictions(line, "cam-a", 40, start=NOW - timedelta(days=10))
-    records = monitoring.record_baseline(line.workspace, source="production", first=30)
+    records = monitoring.record_drift_baseline(line.workspace, source="production", first=30)
     assert [(r.camera, r.source, r.images, r.embedded) for r in records] == [("cam-a", "production", 30, 15)]
 
 
 def test_a_baseline_too_small_for_every_signal_is_refused_when_recorded(line) -> None:
     log_predictions(line, "cam-a", 20, start=NOW - timedelta(days=10))
     with pytest.raises(MonitorError, match=r"too few production predictions to baseline on: cam-a \(20\)"):
-        monitoring.record_baseline(line.workspace, source="production", first=200)
+        monitoring.record_drift_baseline(line.workspace, source="production", first=200)
 
 
 @pytest.mark.parametrize(("text", "expected"), [("7d", timedelta(days=7)), ("12h", timedelta(hours=12)),

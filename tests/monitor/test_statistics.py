@@ -6,11 +6,11 @@ import time
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from inspectloop.errors import MonitorError
 from inspectloop.monitor.statistics import (
     counts_test,
-    kolmogorov_p_value,
     ks_test,
     mmd_test,
     psi,
@@ -60,14 +60,13 @@ def test_mmd_refuses_bad_input(x: np.ndarray, y: np.ndarray, message: str) -> No
         mmd_test(x, y)
 
 
-def test_ks_matches_scipy_and_reports_the_shift_in_sds() -> None:
-    stats = pytest.importorskip("scipy.stats")
-    for seed in range(5):
-        x, y = _normal(seed, (50,)), _normal(seed + 10, (70,), shift=0.4)
+@pytest.mark.parametrize(("n", "m", "method"), [(20, 25, "exact"), (400, 600, "exact"), (2000, 11000, "asymp")])
+def test_ks_gives_scipys_answer_and_reports_the_shift_in_sds(n: int, m: int, method: str) -> None:
+    for seed in range(3):
+        x, y = _normal(seed, (n,)), _normal(seed + 10, (m,), shift=0.4)
         result = ks_test(x, y, measured="brightness")
-        reference = stats.ks_2samp(x, y, method="asymp")
-        assert result.statistic == pytest.approx(reference.statistic)
-        assert result.p_value == pytest.approx(reference.pvalue, abs=0.02)
+        reference = stats.ks_2samp(x, y, method=method)  # up to 10000 a side: exact
+        assert (result.statistic, result.p_value) == pytest.approx((reference.statistic, reference.pvalue), rel=1e-9)
         assert result.effect == pytest.approx((y.mean() - x.mean()) / x.std(ddof=1))
 
 
@@ -85,9 +84,10 @@ def test_ks_is_calibrated_under_no_change() -> None:
     assert fired <= 16  # KS is slightly conservative: about 0.03-0.05 of 200
 
 
-def test_kolmogorov_p_value_edges() -> None:
-    assert kolmogorov_p_value(0.0, 50, 50) == 1.0
-    assert kolmogorov_p_value(1.0, 50, 50) < 1e-10
+def test_ks_p_value_edges() -> None:
+    values = _normal(1, (50,))
+    assert ks_test(values, values).p_value == 1.0
+    assert ks_test(values, values + 100.0).p_value < 1e-10
 
 
 def test_ks_refuses_tiny_windows_and_ignores_nan() -> None:
@@ -106,13 +106,22 @@ def test_counts_test_detects_a_class_mix_change_with_psi() -> None:
     assert steady.p_value > 0.5 and steady.effect < 0.01
 
 
-def test_counts_test_matches_chi_square_on_large_counts() -> None:
-    stats = pytest.importorskip("scipy.stats")
+def test_counts_test_is_scipys_chi_square_on_large_counts() -> None:
     table = [[300, 120, 80], [270, 140, 90]]
-    result = counts_test(*table, permutations=4000)
-    chi2, p_value, _, _ = stats.chi2_contingency(table, correction=False)
-    assert result.statistic == pytest.approx(chi2)
-    assert result.p_value == pytest.approx(p_value, abs=0.03)
+    result = counts_test(*table)
+    reference = stats.chi2_contingency(table, correction=False)
+    assert (result.statistic, result.p_value) == pytest.approx((reference.statistic, reference.pvalue), rel=1e-12)
+    assert result.test == "chi-square"
+
+
+def test_counts_test_is_exact_conditional_with_small_expected_counts() -> None:
+    table = [[30, 5, 2], [28, 4, 6]]  # expected counts of 4 in the last column: the chi-square curve is poor
+    result = counts_test(*table, permutations=4000, seed=1)
+    method = stats.PermutationMethod(n_resamples=4000, rng=np.random.default_rng(1))
+    reference = stats.chi2_contingency(table, correction=False, method=method)
+    assert (result.statistic, result.p_value) == pytest.approx((reference.statistic, reference.pvalue))
+    assert result.test == "chi-square-permutation"
+    assert counts_test(*table, permutations=4000, seed=1) == result  # seeded
 
 
 def test_counts_test_is_calibrated_with_small_expected_counts() -> None:

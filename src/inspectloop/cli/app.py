@@ -115,14 +115,17 @@ def classes_list(ws: WorkspaceOpt) -> None:
 
 @classes_app.command("reference")
 @friendly
-def classes_reference(name: str, sha256: str, ws: WorkspaceOpt,
+def classes_reference(name: str,
+                      image: Annotated[str, typer.Argument(metavar="IMAGE",
+                                                           help="An ingested image: its file path or sha256.")],
+                      ws: WorkspaceOpt,
                       note: Annotated[Optional[str], typer.Option(help="Why this is a good example.")] = None) -> None:
-    """Attach a stored image as a reference example of a class."""
+    """Attach an ingested image (file path or sha256) as a reference example of a class."""
     from inspectloop.labels import add_reference_image
 
     with workspace(ws) as w:
-        add_reference_image(w, name, sha256, note)
-    out.print(f"reference added to {name!r}")
+        sha256 = add_reference_image(w, name, image, note)
+    out.print(f"reference {sha256[:12]}... added to {name!r}")
 
 
 @app.command()
@@ -162,7 +165,9 @@ def dataset_create(ws: WorkspaceOpt,
                    val: Annotated[float, typer.Option(help="Validation fraction.")] = 0.15,
                    test: Annotated[float, typer.Option(help="Test fraction (unused with --test-value).")] = 0.15,
                    calib: Annotated[float, typer.Option(help="Calibration fraction: a split no training "
-                                                                 "step sees, for confidence calibration.")] = 0.0,
+                                                                 "step sees, for confidence calibration. Added to "
+                                                                 "an existing version, it is carved from training "
+                                                                 "data and the frozen test set stays.")] = 0.0,
                    test_field: Annotated[str, typer.Option(help="Metadata field for --test-value.")] = "session",
                    test_value: Annotated[list[str], typer.Option(help="Hold out images whose --test-field has this "
                                                                       "value as the test set. Repeatable.")] = [],  # noqa: B006
@@ -209,6 +214,9 @@ def _show_version(name: str, parent: str | None, summary: dict[str, Any]) -> Non
     table(f"dataset {name}" + (f" (from {parent})" if parent else ""), ["class", *names], rows)
     out.print(f"{summary['count']} images in {summary['groups']} groups; added {summary['added']}; "
               f"disagreements {summary['disagreements']} ({summary['ties_excluded']} ties excluded)")
+    if summary.get("calib_carved"):
+        out.print(f"calibration split: {summary['calib_carved']} image(s) carved from {parent}'s training data; "
+                  "test set unchanged")
 
 
 def _train_config() -> type:

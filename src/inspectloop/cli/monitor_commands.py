@@ -71,7 +71,7 @@ def monitor_baseline(ws: WorkspaceOpt,
     from inspectloop.monitor import run as monitoring
 
     with workspace(ws) as w:
-        records = monitoring.record_baseline(w, version, source=source, cameras=camera, first=first)
+        records = monitoring.record_drift_baseline(w, version, source=source, cameras=camera, first=first)
     table("drift baselines", ["camera", "version", "source", "images", "embedded"],
           [[r.camera, r.model_version, r.source, r.images, r.embedded] for r in records])
 
@@ -85,10 +85,10 @@ EdgeOpt = Annotated[Optional[Path], typer.Option(help="Capture of the slanted-ed
 def camera_baseline(camera: str, ws: WorkspaceOpt,
                     flat: FlatOpt = None, edge: EdgeOpt = None) -> None:
     """Record a camera's health baseline from its flat-field and slanted-edge captures."""
-    from inspectloop import camera as camera_lib
+    from inspectloop.camera.run import record_camera_baseline
 
     with workspace(ws) as w:
-        b = camera_lib.record_baseline(w, camera, flat=flat, edge=edge)
+        b = record_camera_baseline(w, camera, flat=flat, edge=edge)
     out.print(f"{camera}: baseline recorded (uniformity {b.uniformity:.3f}, corner ratio {b.corner_ratio:.3f}, "
               f"intensity {b.intensity:.1f}, MTF50 {b.mtf50:.3f} cycles/px)", highlight=False)
 
@@ -98,10 +98,10 @@ def camera_baseline(camera: str, ws: WorkspaceOpt,
 def camera_check(camera: str, ws: WorkspaceOpt,
                  flat: FlatOpt = None, edge: EdgeOpt = None) -> None:
     """Check a camera against its baseline; a failure marks its predictions suspect until a check passes."""
-    from inspectloop import camera as camera_lib
+    from inspectloop.camera.run import check
 
     with workspace(ws) as w:
-        result = camera_lib.check(w, camera, flat=flat, edge=edge)
+        result = check(w, camera, flat=flat, edge=edge)
     table(f"{camera}: {result.status}", ["check", "measured", "baseline", "change", "status"],
           [[c.check, f"{c.measured:.3g}", f"{c.baseline:.3g}", f"{c.change:+.1%}", str(c.status)]
            for c in result.report.checks])

@@ -73,7 +73,7 @@ class CameraBaselineRecord:
 
     id: int
     camera: str
-    baseline: dict[str, Any]  # camera_health.CameraBaseline.to_dict
+    baseline: dict[str, Any]  # camera.health.CameraBaseline.to_dict
     flat_sha256: str | None
     edge_sha256: str | None
     recorded_at: str

@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from statistics import NormalDist
 
 import numpy as np
 
@@ -141,7 +140,11 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 
 
 def wilson_interval(successes: int, n: int, confidence: float = RECALL_CONFIDENCE) -> tuple[float, float]:
-    """Wilson score interval for a proportion ``successes / n``; ``(nan, nan)`` when ``n`` is 0."""
+    """Wilson score interval (no continuity correction) for ``successes / n``; ``(nan, nan)`` when ``n`` is 0.
+
+    Computed by SciPy's ``binomtest(...).proportion_ci(method="wilson")``, imported here because
+    ``scipy.stats`` takes about 0.7 s to load and most importers of this module never need it.
+    """
     if not 0.0 < confidence < 1.0:
         raise DatasetError(
             f"confidence must lie strictly between 0 and 1, got {confidence}",
@@ -154,14 +157,10 @@ def wilson_interval(successes: int, n: int, confidence: float = RECALL_CONFIDENC
         )
     if n == 0:
         return (math.nan, math.nan)
-    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
-    p = successes / n
-    denominator = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denominator
-    margin = z * math.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n)) / denominator
-    low = 0.0 if successes == 0 else max(0.0, centre - margin)  # exact at the edges, no rounding residue
-    high = 1.0 if successes == n else min(1.0, centre + margin)
-    return (low, high)
+    from scipy.stats import binomtest
+
+    interval = binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence, method="wilson")
+    return (float(interval.low), float(interval.high))
 
 
 def _class_metrics(name: str, confusion: np.ndarray, i: int) -> ClassMetrics:

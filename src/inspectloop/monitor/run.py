@@ -92,8 +92,8 @@ def parse_window(text: str) -> timedelta:
 
 # --- baselines -----------------------------------------------------------------------------------------
 
-def record_baseline(workspace: Workspace, model_version: str | None = None, *, source: str = "test",
-                    cameras: Sequence[str] = (), first: int = 200) -> list[BaselineRecord]:
+def record_drift_baseline(workspace: Workspace, model_version: str | None = None, *, source: str = "test",
+                          cameras: Sequence[str] = (), first: int = 200) -> list[BaselineRecord]:
     """Record a drift baseline per camera for ``model_version`` (default: the production version).
 
     ``source="test"`` uses the version's frozen test and calibration images, grouped by the camera

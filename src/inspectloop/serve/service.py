@@ -28,7 +28,8 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from inspectloop import camera, registry
+from inspectloop import registry
+from inspectloop.camera.run import suspect_cameras
 from inspectloop.domain import METADATA_FIELDS, CaptureMeta, LoggedPrediction, ModelVersion, Stage
 from inspectloop.errors import (
     ImageError,
@@ -117,7 +118,7 @@ class InspectionService:
         self.shadow: ServedModel | None = self._load_shadow()
         self.cameras = self._known_cameras()
         # cameras whose latest health check failed (with its time): refreshed with the registry poll
-        self.suspect_cameras: dict[str, str] = camera.suspect_cameras(workspace)
+        self.suspect_cameras: dict[str, str] = suspect_cameras(workspace)
         self.log: PredictionLog | None = None
         self.shadow_dropped = 0
         self._slots = threading.BoundedSemaphore(self.config.workers)
@@ -307,7 +308,7 @@ class InspectionService:
         A camera that newly fails gets the predictions logged since its check (while this cache was
         stale) marked suspect too; the check itself marked those before it.
         """
-        failing = camera.suspect_cameras(self.workspace)
+        failing = suspect_cameras(self.workspace)
         with self.workspace.db.transaction() as tx:
             for name, checked_at in failing.items():
                 if self.suspect_cameras.get(name) != checked_at:

@@ -10,39 +10,18 @@ import pytest
 from PIL import Image
 from pydantic import ValidationError
 
-from inspectloop.camera_health import (
+from inspectloop.camera.health import (
     CameraBaseline,
     CameraLimits,
     Limit,
     Status,
     check_camera,
+    measure_baseline,
     measure_flat_field,
     measure_slanted_edge,
-    record_baseline,
 )
 from inspectloop.errors import CameraCheckError
-
-_erf = np.vectorize(math.erf)
-
-
-def slanted_edge(sigma: float, angle_deg: float = 5.0, size: int = 128, noise: float = 1.0, seed: int = 0) -> np.ndarray:
-    """A dark/light edge through the centre, tilted ``angle_deg``, blurred by a Gaussian of ``sigma`` px."""
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
-    theta, centre = math.radians(angle_deg), (size - 1) / 2.0
-    distance = (xx - centre) * math.cos(theta) - (yy - centre) * math.sin(theta)
-    pixels = 40.0 + 160.0 * 0.5 * (1.0 + _erf(distance / (sigma * math.sqrt(2.0))))
-    pixels += np.random.default_rng(seed).normal(0.0, noise, pixels.shape)
-    return np.clip(pixels, 0, 255)
-
-
-def flat_field(falloff: float = 0.1, level: float = 180.0, size: tuple[int, int] = (160, 120),
-               noise: float = 2.0, seed: int = 0) -> np.ndarray:
-    """An evenly lit card seen through a lens whose corners are ``falloff`` darker (cos^4-like, quadratic)."""
-    width, height = size
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
-    r = np.hypot(yy - (height - 1) / 2, xx - (width - 1) / 2) / math.hypot((height - 1) / 2, (width - 1) / 2)
-    pixels = level * (1.0 - falloff * r * r) + np.random.default_rng(seed).normal(0.0, noise, r.shape)
-    return np.clip(pixels, 0, 255)
+from tests.camera.targets import flat_field, slanted_edge
 
 
 def gaussian_mtf50(sigma: float) -> float:
@@ -72,7 +51,7 @@ def test_flat_field_measures_vignetting_and_uniformity() -> None:
 
 
 def _baseline() -> CameraBaseline:
-    return record_baseline("cam-2", flat_field(0.1), slanted_edge(1.2), recorded_at="2025-01-01T00:00:00Z")
+    return measure_baseline("cam-2", flat_field(0.1), slanted_edge(1.2), recorded_at="2025-01-01T00:00:00Z")
 
 
 def test_an_unchanged_camera_passes() -> None:

@@ -291,8 +291,8 @@ def _size(value: Any) -> tuple[int, int]:
     return int(width), int(height)
 
 
-def record_baseline(camera: str, flat: Capture | None, edge: Capture | None, recorded_at: str = "") -> CameraBaseline:
-    """Measure ``camera``'s flat-field and slanted-edge captures as its baseline."""
+def measure_baseline(camera: str, flat: Capture | None, edge: Capture | None, recorded_at: str = "") -> CameraBaseline:
+    """Measure ``camera``'s flat-field and slanted-edge captures into a baseline (nothing is stored)."""
     flat, edge = _targets(flat, edge)
     field = measure_flat_field(flat)
     measured = measure_slanted_edge(edge)

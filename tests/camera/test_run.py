@@ -5,24 +5,17 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 from sqlalchemy import select
 
-from inspectloop import camera
+from inspectloop.camera import run as camera
 from inspectloop.monitor import run as monitoring
 from inspectloop.errors import CameraCheckError
 from inspectloop.serve.service import InspectionService, ServiceConfig
 from inspectloop.store import schema as s
+from tests.camera.targets import targets
 from tests.monitoring_helpers import log_predictions
 from tests.service_helpers import Line, image_bytes, line_workspace
-from tests.test_camera_health import flat_field, slanted_edge
-
-
-def save(array: np.ndarray, path: Path) -> Path:
-    Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), "L").save(path)
-    return path
 
 
 @pytest.fixture()
@@ -32,12 +25,6 @@ def line(tmp_path: Path):
     line.workspace.close()
 
 
-def targets(folder: Path, *, falloff: float = 0.1, level: float = 180.0, sigma: float = 1.2,
-            seed: int = 0) -> tuple[Path, Path]:
-    return (save(flat_field(falloff, level=level, seed=seed), folder / f"flat-{seed}.png"),
-            save(slanted_edge(sigma, seed=seed), folder / f"edge-{seed}.png"))
-
-
 def suspect_flags(line: Line) -> list[bool]:
     with line.workspace.db.engine.connect() as conn:
         return list(conn.execute(select(s.predictions.c.suspect).order_by(s.predictions.c.id)).scalars())
@@ -45,7 +32,7 @@ def suspect_flags(line: Line) -> list[bool]:
 
 def test_a_healthy_camera_passes(line: Line, tmp_path: Path) -> None:
     flat, edge = targets(tmp_path)
-    baseline = camera.record_baseline(line.workspace, "cam-a", flat=flat, edge=edge)
+    baseline = camera.record_camera_baseline(line.workspace, "cam-a", flat=flat, edge=edge)
     assert baseline.camera == "cam-a" and baseline.mtf50 > 0
     flat2, edge2 = targets(tmp_path, seed=1)
     result = camera.check(line.workspace, "cam-a", flat=flat2, edge=edge2)
@@ -55,7 +42,7 @@ def test_a_healthy_camera_passes(line: Line, tmp_path: Path) -> None:
 
 def test_a_failing_check_marks_predictions_suspect_until_a_check_passes(line: Line, tmp_path: Path) -> None:
     flat, edge = targets(tmp_path)
-    camera.record_baseline(line.workspace, "cam-a", flat=flat, edge=edge)
+    camera.record_camera_baseline(line.workspace, "cam-a", flat=flat, edge=edge)
     now = datetime.now(UTC) + timedelta(seconds=1)  # logged after the baseline
     log_predictions(line, "cam-a", 3, start=now, spacing=timedelta(milliseconds=1))
     log_predictions(line, "cam-b", 2, start=now, spacing=timedelta(milliseconds=1))
@@ -84,7 +71,7 @@ def test_missing_targets_and_a_missing_baseline_name_the_fix(line: Line, tmp_pat
     flat, edge = targets(tmp_path)
     with pytest.raises(CameraCheckError, match="inspectloop camera baseline cam-a"):
         camera.check(line.workspace, "cam-a", flat=flat, edge=edge)
-    camera.record_baseline(line.workspace, "cam-a", flat=flat, edge=edge)
+    camera.record_camera_baseline(line.workspace, "cam-a", flat=flat, edge=edge)
     with pytest.raises(CameraCheckError, match="needs a slanted-edge capture") as caught:
         camera.check(line.workspace, "cam-a", flat=flat, edge=None)
     assert caught.value.hint and "capture" in caught.value.hint

@@ -1,6 +1,6 @@
 """Camera health in the workspace: record a camera's baseline, check it, and flag its predictions.
 
-The measurements are :mod:`inspectloop.camera_health`'s; this module reads the target captures from
+The measurements are :mod:`inspectloop.camera.health`'s; this module reads the target captures from
 files, keeps them in the blob store as evidence, stores baselines and checks, and acts on a failure:
 the camera's predictions since its last good check are marked suspect, an alert is recorded, and the
 inspection service marks the camera's new predictions suspect until a later check passes.
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from inspectloop import camera_health as health
+from inspectloop.camera import health
 from inspectloop.domain import CameraBaselineRecord, CameraCheckRecord
 from inspectloop.errors import CameraCheckError
 from inspectloop.store import now_iso
@@ -36,11 +36,12 @@ class CameraCheck:
         return str(self.report.status)
 
 
-def record_baseline(workspace: Workspace, camera: str, *, flat: Path | None, edge: Path | None) -> health.CameraBaseline:
+def record_camera_baseline(workspace: Workspace, camera: str, *, flat: Path | None,
+                           edge: Path | None) -> health.CameraBaseline:
     """Measure ``camera``'s flat-field and slanted-edge captures and store them as its baseline."""
     flat_image, flat_sha = _capture(workspace, flat, "flat-field")
     edge_image, edge_sha = _capture(workspace, edge, "slanted-edge")
-    baseline = health.record_baseline(camera, flat_image, edge_image, recorded_at=now_iso())
+    baseline = health.measure_baseline(camera, flat_image, edge_image, recorded_at=now_iso())
     workspace.db.cameras.add_baseline({"camera": camera, "baseline": baseline.to_dict(), "flat_sha256": flat_sha,
                                        "edge_sha256": edge_sha})
     return baseline
