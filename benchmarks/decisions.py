@@ -24,11 +24,11 @@ import numpy as np
 from benchmarks.common import CACHE, CITATIONS, previous_datasets, write_result
 from inspectloop.datasets import load_version
 from inspectloop.decisions.conformal import (
-    GUARANTEES, decision_rates, fit_review_band, min_calibration_size, threshold_array,
+    GUARANTEES, decision_rates, fit_review_band, min_calibration_size,
 )
 from inspectloop.decisions.operating_points import operating_point, target_recalls
 from inspectloop.decisions.line_rate import line_rate_view
-from inspectloop.runtime import EdgeModel
+from inspectloop.runtime import EdgeModel, threshold_array
 from inspectloop.workspace import open_workspace
 
 ALPHAS = (0.005, 0.01, 0.02)
@@ -47,12 +47,12 @@ def evaluate(name: str, confidence: float) -> dict[str, Any]:
     if not root.exists():
         raise SystemExit(f"{root} not found: run python -m benchmarks.calibration first")
     ws = open_workspace(root)
-    run = [r for r in ws.db.runs() if r["status"] == "finished"][-1]
-    model = EdgeModel(Path(run["artifacts"]) / "model.onnx")
+    run = [r for r in ws.db.runs.list() if r.status == "finished"][-1]
+    model = EdgeModel(Path(run.artifacts) / "model.onnx")
     meta = model.metadata
     names = list(meta.class_names)
     good = names.index(meta.good_class) if meta.good_class else None
-    severities = {c.name: c.severity.value for c in ws.db.classes().values()}
+    severities = {c.name: c.severity.value for c in ws.db.labels.classes().values()}
     calib, calib_y = probabilities(ws, model, "calib")
     test, test_y = probabilities(ws, model, "test")
     ws.close()
@@ -78,7 +78,7 @@ def evaluate(name: str, confidence: float) -> dict[str, Any]:
                   f"(band alone {band_only.automation_rate:.1%}), false rejects {rates.false_reject_rate:.2%}",
                   flush=True)
         results[guarantee] = per_alpha
-    return {"citation": CITATIONS[name], "run": run["id"], "temperature": meta.temperature,
+    return {"citation": CITATIONS[name], "run": run.id, "temperature": meta.temperature,
             "calibration_images": len(calib_y), "test_images": len(test_y),
             "calibration_defects": int(np.sum(calib_y != good)) if good is not None else len(calib_y),
             "operating_points": {n: p.to_dict() for n, p in points.items()}, "guarantees": results}

@@ -60,7 +60,7 @@ def bare(model_path: Path, images: list[bytes], iterations: int) -> dict[str, fl
 
 def start_service(workspace: Path, model: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-c", "from inspectloop.cli import main; main()", "serve", "-w", str(workspace),
-               "--model", str(model), "--port", str(port), "--sample-rate", "0.05", "--threads", "1"]
+               "--model", str(model), "--port", str(port), "--sample-rate", "0.05", "--set", "threads=1"]
     process = subprocess.Popen(command, stdout=log.open("wb"), stderr=subprocess.STDOUT)
     for _ in range(300):
         try:

@@ -9,7 +9,7 @@ from typing import Any
 
 from benchmarks.common import CACHE
 from inspectloop.datasets import SplitPlan, create_version
-from inspectloop.evaluation import evaluate_model_file
+from inspectloop.evaluate.run import evaluate_model_file
 from inspectloop.ingest import SourceItem, ingest
 from inspectloop.train.config import TrainConfig
 from inspectloop.training import RunResult, train

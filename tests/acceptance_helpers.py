@@ -18,7 +18,7 @@ from pathlib import Path
 
 from sqlalchemy import update
 
-from inspectloop.criteria import lock_criteria
+from inspectloop.accept.criteria import lock_criteria
 from inspectloop.datasets import SplitPlan, create_version
 from inspectloop.domain import ClassDefinition
 from inspectloop.ingest import ingest, scan_folder
@@ -86,21 +86,21 @@ def copy_run(trained: TrainedNeu, *, criteria_id: int | None, status: str = "fin
              started_hours_ago: float = 0.0) -> str:
     """Record a new run of the trained model file (its own copy), judged by ``criteria_id``; return its id."""
     workspace = trained.workspace
-    source = workspace.db.run(trained.run_id)
+    source = workspace.db.runs.get(trained.run_id)
     run_id = f"run-copy-{secrets.token_hex(3)}"
     run_dir = workspace.runs_dir / run_id
     run_dir.mkdir(parents=True)
     path = run_dir / "model.onnx"
-    shutil.copyfile(Path(source["artifacts"]) / "model.onnx", path)
-    workspace.db.add_run(run_id, source["dataset_version"], source["config"], source["code_version"], str(run_dir),
+    shutil.copyfile(Path(source.artifacts) / "model.onnx", path)
+    workspace.db.runs.add(run_id, source.dataset_version, source.config, source.code_version, str(run_dir),
                          criteria_id=criteria_id)
     if started_hours_ago:
         started = (datetime.now(UTC) - timedelta(hours=started_hours_ago)).isoformat(timespec="seconds")
-        with workspace.db.transaction() as conn:
+        with workspace.db.engine.begin() as conn:
             conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(started_at=started))
     metadata = EdgeModel(path).metadata
-    workspace.db.add_model(run_id, "fp32", str(path), hashlib.sha256(path.read_bytes()).hexdigest(),
+    workspace.db.runs.add_model(run_id, "fp32", str(path), hashlib.sha256(path.read_bytes()).hexdigest(),
                            metadata.weights_sha256, json.loads(metadata.to_json()))
     if status != "running":
-        workspace.db.finish_run(run_id, status, metrics=source["metrics"])
+        workspace.db.runs.finish(run_id, status, metrics=source.metrics)
     return run_id

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import insert, update
 
-from inspectloop.domain import Annotation, CaptureMeta, ImageSource
+from inspectloop.domain import Annotation, CaptureMeta, DatasetItem, ImageSource
 from inspectloop.ingest import measure_image
 from inspectloop.store import schema as s
 from inspectloop.workspace import Workspace
@@ -49,12 +49,10 @@ def store_images(workspace: Workspace, images: Sequence[Image.Image], camera: st
         digest, _ = workspace.blobs.put(data)
         record = measure_image(data, digest, CaptureMeta(camera=camera, shift="early"), ImageSource.production)
         records.append(record.model_copy(update={"source": source}))
-    ingest_id = workspace.db.begin_ingest("test", "folder")
-    with workspace.db.transaction() as conn:
-        known = {r.sha256 for r in records if conn.execute(
-            s.images.select().where(s.images.c.sha256 == r.sha256)).first()}
-        workspace.db.add_images(conn, list({r.sha256: r for r in records if r.sha256 not in known}.values()),
-                                ingest_id)
+    ingest_id = workspace.db.images.begin_ingest("test", "folder")
+    with workspace.db.transaction() as tx:
+        for record in {r.sha256: r for r in records}.values():
+            tx.images.add_once(record, ingest_id)
     return [r.sha256 for r in records]
 
 
@@ -65,11 +63,11 @@ def frozen_test_split(line: Line, per_class: int = 12) -> None:
         for k, label in enumerate(CLASSES):
             images = [synthetic_image(label, 50_000 + c * 1000 + k * 100 + i) for i in range(per_class)]
             for digest in store_images(workspace, images, camera):
-                items.append({"sha256": digest, "label": label, "split": "test", "group_key": digest})
+                items.append(DatasetItem(sha256=digest, label=label, split="test", group_key=digest))
                 annotations.append(Annotation(sha256=digest, class_name=label, annotator="import"))
-    workspace.db.add_dataset_version("v2", "v1", {}, {"count": len(items)}, items)
-    with workspace.db.transaction() as conn:
-        workspace.db.add_annotations(conn, annotations)
+    workspace.db.datasets.add("v2", "v1", {}, {"count": len(items)}, items)
+    workspace.db.labels.add_annotations(annotations)
+    with workspace.db.engine.begin() as conn:
         conn.execute(update(s.runs).where(s.runs.c.id == line.production.run_id).values(dataset_version="v2"))
 
 
@@ -98,11 +96,11 @@ def log_predictions(line: Line, camera: str, count: int, *, start: datetime, spa
                          "image_stored": stored, "model_version_id": line.production.id, "model_name": "tiny v1",
                          "label": p.label, "decision": p.decision, "confidence": p.confidence, "scores": p.scores,
                          "latency_ms": p.latency_ms, "stats": record.quality.model_dump()})
-    ingest_id = workspace.db.begin_ingest("service", "service")
-    with workspace.db.transaction() as conn:
-        existing = set(conn.execute(s.images.select().with_only_columns(s.images.c.sha256)).scalars())
-        workspace.db.add_images(conn, list({r.sha256: r for r in kept if r.sha256 not in existing}.values()),
-                                ingest_id)
+    ingest_id = workspace.db.images.begin_ingest("service", "service")
+    with workspace.db.transaction() as tx:
+        for record in {r.sha256: r for r in kept}.values():
+            tx.images.add_once(record, ingest_id)
+    with workspace.db.engine.begin() as conn:
         return [int(conn.execute(insert(s.predictions).values(**row)).inserted_primary_key[0]) for row in rows]
 
 

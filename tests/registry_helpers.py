@@ -51,7 +51,7 @@ def seeded_workspace(root: Path) -> Workspace:
     for name in CLASSES:
         define_class(workspace, ClassDefinition(name=name, severity="none" if name == "good" else "major",
                                                 is_good=name == "good"))
-    workspace.db.add_dataset_version("v1", None, {}, {"count": 0}, [])
+    workspace.db.datasets.add("v1", None, {}, {"count": 0, "classes": list(CLASSES)}, [])
     return workspace
 
 
@@ -63,16 +63,16 @@ def add_run_with_model(workspace: Workspace, run_id: str, *, criteria_id: int | 
     path = run_dir / "model.onnx"
     data = tiny_model_bytes()
     path.write_bytes(data)
-    workspace.db.add_run(run_id, "v1", {"mode": "probe"}, "0.1.0+gtest", str(run_dir), criteria_id=criteria_id)
+    workspace.db.runs.add(run_id, "v1", {"mode": "probe"}, "0.1.0+gtest", str(run_dir), criteria_id=criteria_id)
     if started_hours_ago:
         started = (datetime.now(UTC) - timedelta(hours=started_hours_ago)).isoformat(timespec="seconds")
-        with workspace.db.transaction() as conn:
+        with workspace.db.engine.begin() as conn:
             conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(started_at=started))
     metadata = EdgeModel(path).metadata
-    workspace.db.add_model(run_id, "fp32", str(path), hashlib.sha256(data).hexdigest(), metadata.weights_sha256,
+    workspace.db.runs.add_model(run_id, "fp32", str(path), hashlib.sha256(data).hexdigest(), metadata.weights_sha256,
                            json.loads(metadata.to_json()))
     if status != "running":
-        workspace.db.finish_run(run_id, status, metrics={"test": TEST_METRICS} if status == "finished" else None)
+        workspace.db.runs.finish(run_id, status, metrics={"test": TEST_METRICS} if status == "finished" else None)
     return path
 
 

@@ -95,14 +95,14 @@ def _production_images(workspace: Workspace, folder: Path, count: int) -> list[s
     ingest(workspace, found, source=str(manifest), kind="manifest")
     by_path = {Path(p).name: d for d, p in _sources(workspace, folder)}
     digests = [by_path[row["path"]] for row in rows]
-    with workspace.db.transaction() as conn:  # as the service stores them
+    with workspace.db.engine.begin() as conn:  # as the service stores them
         conn.execute(update(s.images).where(s.images.c.sha256.in_(digests)).values(source="production"))
     return digests
 
 
 def _queue(workspace: Workspace, digests: list[str]) -> list[int]:
     ids = []
-    with workspace.db.transaction() as conn:
+    with workspace.db.transaction() as tx:
         for i, digest in enumerate(digests):
             defect = i % 3 == 0
             suggestion = "scratch" if defect else "good"
@@ -111,7 +111,7 @@ def _queue(workspace: Workspace, digests: list[str]) -> list[int]:
             reason = "shadow" if i % 4 == 1 else "uncertain"
             details = {"shadow_label": "dent", "shadow_model": "line7-v2"} if reason == "shadow" else \
                 {"confidence": max(scores.values())}
-            item = enqueue(conn, image_sha256=digest, reason=reason, suggestion=suggestion, scores=scores,
+            item = enqueue(tx, image_sha256=digest, reason=reason, suggestion=suggestion, scores=scores,
                            details=details, priority=float(len(digests) - i))
             assert item is not None
             ids.append(item)
@@ -127,7 +127,7 @@ def _predictions(workspace: Workspace, digests: list[str]) -> None:
             for decision, n in zip(("pass", "reject", "review"), counts, strict=True):
                 for _ in range(n):
                     rows.append(_prediction(len(rows), when, camera, decision, digests[len(rows) % len(digests)]))
-    with workspace.db.transaction() as conn:
+    with workspace.db.engine.begin() as conn:
         ids = [conn.execute(insert(s.predictions).values(**row)).inserted_primary_key[0] for row in rows]
         for k, prediction_id in enumerate(ids[:3]):  # the first three: the shadow disagreed
             conn.execute(insert(s.shadow_predictions).values(
@@ -150,7 +150,7 @@ def _prediction(index: int, when: datetime, camera: str, decision: str, digest: 
 def _model_version(workspace: Workspace) -> int:
     """A registered shadow version, recorded with the least the store needs (no model file is read)."""
     stamp = datetime.now(UTC).isoformat(timespec="seconds")
-    with workspace.db.transaction() as conn:
+    with workspace.db.engine.begin() as conn:
         conn.execute(insert(s.dataset_versions).values(name="v1", created_at=stamp, params={}, summary={}))
         conn.execute(insert(s.runs).values(id="run-1", kind="train", status="finished", dataset_version="v1",
                                            config={}, code_version="test", artifacts="runs/run-1", started_at=stamp))

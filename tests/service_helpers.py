@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from inspectloop.domain import ModelVersion
 from inspectloop.people import add_user
-from inspectloop.registry import ModelVersion, promote, register
+from inspectloop.registry import promote, register
 from inspectloop.runtime import EdgeModel
 from inspectloop.workspace import Workspace
 from tests.registry_helpers import add_run_with_model, seeded_workspace
@@ -57,11 +58,11 @@ def add_version(workspace: Workspace, run_id: str, data: bytes) -> ModelVersion:
     run_dir.mkdir(parents=True)
     path = run_dir / "model.onnx"
     path.write_bytes(data)
-    workspace.db.add_run(run_id, "v1", {"mode": "probe"}, "0.1.0+gtest", str(run_dir))
+    workspace.db.runs.add(run_id, "v1", {"mode": "probe"}, "0.1.0+gtest", str(run_dir))
     metadata = EdgeModel(path).metadata
-    workspace.db.add_model(run_id, "fp32", str(path), hashlib.sha256(data).hexdigest(), metadata.weights_sha256,
+    workspace.db.runs.add_model(run_id, "fp32", str(path), hashlib.sha256(data).hexdigest(), metadata.weights_sha256,
                            json.loads(metadata.to_json()))
-    workspace.db.finish_run(run_id, "finished", metrics={"test": {}})
+    workspace.db.runs.finish(run_id, "finished", metrics={"test": {}})
     return register(workspace, run_id)
 
 

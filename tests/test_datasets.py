@@ -60,7 +60,7 @@ def test_split_is_deterministic_for_a_seed(ws: Workspace) -> None:
 
 def test_held_out_sessions_form_the_test_set(ws: Workspace) -> None:
     version = create_version(ws, SplitPlan(group_by="part_id", test_field="session", test_values=("s0",)))
-    records = ws.db.images()
+    records = ws.db.images.get_many()
     assert {records[i.sha256].meta.session for i in version.split("test")} == {"s0"}
     assert "s0" not in {records[i.sha256].meta.session for i in version.split("train") + version.split("val")}
     assert {i.label for i in version.split("val")} == {"good", "scratch", "pit"}
@@ -72,7 +72,7 @@ def test_too_few_images_names_the_class_and_count(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match=r"class 'crack' has 4 image\(s\)") as info:
         create_version(ws, SplitPlan(group_by="part_id"))
     assert "add more 'crack' images" in info.value.hint
-    assert ws.db.dataset_versions() == []  # nothing half-written
+    assert ws.db.datasets.list() == []  # nothing half-written
     ws.close()
 
 
@@ -139,5 +139,5 @@ def test_carving_calibration_is_refused_only_when_training_cannot_spare_a_group(
     with pytest.raises(DatasetError, match=r"class 'crack' has 2 training image\(s\) in 1 group") as info:
         create_version(ws, SplitPlan(calib_fraction=0.2))
     assert "--new-test" in info.value.hint and "add more 'crack' images" in info.value.hint
-    assert len(ws.db.dataset_versions()) == 1
+    assert len(ws.db.datasets.list()) == 1
     ws.close()

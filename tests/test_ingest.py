@@ -10,6 +10,7 @@ from inspectloop.domain import QualityStats
 from inspectloop.errors import IngestError
 from inspectloop.ingest import ingest, scan_folder, scan_manifest
 from inspectloop.quality import quality_stats
+from inspectloop.store.images import ImageRepository
 from inspectloop.workspace import Workspace, init_workspace
 from tests.conftest import save, surface
 
@@ -24,9 +25,9 @@ def ws(tmp_path: Path) -> Workspace:
 def test_folder_tree_ingests_every_mode_with_labels(ws: Workspace, class_tree: Path) -> None:
     report = ingest(ws, scan_folder(class_tree), source=str(class_tree))
     assert (report.added, report.skipped, report.duplicates) == (12, [], [])
-    assert set(ws.db.classes()) == {"good", "scratch"}
-    assert ws.db.classes()["good"].is_good and not ws.db.classes()["scratch"].is_good
-    records = ws.db.images()
+    assert set(ws.db.labels.classes()) == {"good", "scratch"}
+    assert ws.db.labels.classes()["good"].is_good and not ws.db.labels.classes()["scratch"].is_good
+    records = ws.db.images.get_many()
     assert {r.original_mode for r in records.values()} == {"L", "RGB", "I;16"}
     assert {r.working_mode for r in records.values()} <= {"L", "RGB"}
     assert report.annotations_added == 12
@@ -71,16 +72,16 @@ def test_duplicates_are_stored_once_and_reported_with_paths(ws: Workspace, class
     assert report.added == 12
     assert [Path(p).name for p, _ in report.duplicates] == ["good_0.png"] or \
         [Path(p).name for p, _ in report.duplicates] == ["copy_of_0.png"]
-    digest = next(d for d, r in ws.db.images().items() if len(ws.db.image_sources(d)) == 2)
-    assert {Path(p).name for p in ws.db.image_sources(digest)} == {"good_0.png", "copy_of_0.png"}
+    digest = next(d for d, r in ws.db.images.get_many().items() if len(ws.db.images.sources(d)) == 2)
+    assert {Path(p).name for p in ws.db.images.sources(digest)} == {"good_0.png", "copy_of_0.png"}
 
 
 def test_reingest_adds_nothing_and_never_replaces_data(ws: Workspace, class_tree: Path) -> None:
     ingest(ws, scan_folder(class_tree), source="tree")
-    before = {d: ws.blobs.get(d) for d in ws.db.images()}
+    before = {d: ws.blobs.get(d) for d in ws.db.images.get_many()}
     again = ingest(ws, scan_folder(class_tree), source="tree")
     assert again.added == 0 and len(again.duplicates) == 12 and again.annotations_added == 0
-    assert {d: ws.blobs.get(d) for d in ws.db.images()} == before
+    assert {d: ws.blobs.get(d) for d in ws.db.images.get_many()} == before
 
 
 def write_manifest(path: Path, rows: list[dict[str, str]]) -> Path:
@@ -98,7 +99,7 @@ def test_manifest_carries_metadata_and_extra_columns(ws: Workspace, class_tree: 
     items, refused = scan_manifest(write_manifest(class_tree / "m.csv", rows))
     report = ingest(ws, items, source="m.csv", kind="manifest", refused=refused)
     assert report.added == 1
-    record = next(iter(ws.db.images().values()))
+    record = next(iter(ws.db.images.get_many().values()))
     assert (record.meta.camera, record.meta.shift, record.meta.part_id) == ("cam-1", "night", "P-1")
     assert record.meta.captured_at.year == 2026 and record.meta.extra == {"operator": "ana"}
 
@@ -140,15 +141,15 @@ def test_exclude_skips_mask_folders(class_tree: Path) -> None:
 def test_crash_mid_chunk_leaves_no_rows_and_no_partial_files(ws: Workspace, class_tree: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
-    original = ws.db.add_image_sources
+    original = ImageRepository.add_sources
 
-    def flaky(conn, sources, ingest_id):  # noqa: ANN001, ANN202
+    def flaky(self, sources, ingest_id):  # noqa: ANN001, ANN202
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("power cut")  # after the image rows of the chunk, before its commit
-        return original(conn, sources, ingest_id)
+        return original(self, sources, ingest_id)
 
-    monkeypatch.setattr(ws.db, "add_image_sources", flaky)
+    monkeypatch.setattr(ImageRepository, "add_sources", flaky)
     with pytest.raises(RuntimeError):
         ingest(ws, scan_folder(class_tree), source="tree")
     with ws.db.engine.connect() as conn:

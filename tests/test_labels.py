@@ -35,7 +35,7 @@ def test_an_annotators_latest_word_counts_once() -> None:
 def test_unknown_class_and_image_are_refused_with_a_fix(tmp_path: Path, class_tree: Path) -> None:
     ws = init_workspace(tmp_path / "ws")
     ingest(ws, scan_folder(class_tree), source="tree")
-    digest = next(iter(ws.db.images()))
+    digest = next(iter(ws.db.images.get_many()))
     with pytest.raises(LabelError, match="unknown class 'dent'") as info:
         annotate(ws, digest, "dent", annotator="ana")
     assert "classes add" in info.value.hint
@@ -54,9 +54,9 @@ def test_a_reference_image_is_named_by_its_file_or_its_sha256(tmp_path: Path, cl
     ingest(ws, scan_folder(class_tree), source="tree")
     path = class_tree / "scratch" / "scratch_0.png"  # already ingested: was refused with "ingest the image first"
     add_reference_image(ws, "scratch", str(path), note="by path")
-    digest = next(d for d in ws.db.images() if d not in ws.db.references("scratch"))
+    digest = next(d for d in ws.db.images.get_many() if d not in ws.db.labels.references("scratch"))
     add_reference_image(ws, "scratch", digest)
-    assert len(ws.db.references("scratch")) == 2
+    assert len(ws.db.labels.references("scratch")) == 2
     ws.close()
 
 

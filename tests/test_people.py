@@ -2,8 +2,9 @@ from pathlib import Path
 
 import pytest
 
+from inspectloop.domain import Role
 from inspectloop.errors import AuthError
-from inspectloop.people import Role, add_user, authenticate, disable_user, list_users, require, reset_token
+from inspectloop.people import add_user, authenticate, disable_user, list_users, require, reset_token
 from inspectloop.store import schema as s
 from inspectloop.workspace import init_workspace
 

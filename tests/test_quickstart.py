@@ -34,6 +34,8 @@ def test_quickstart_runs_the_whole_loop(tmp_path: Path) -> None:
         assert "  FAIL  " in summary and "stays a candidate" in summary
     else:
         assert verdict.endswith("PASSED") and "is now in production" in summary
+    assert "review rate: " in summary and "(needs <= 20.0%)" in summary  # the example criteria bound reviews
+    assert "  review: " in summary and "were decided automatically" in summary
     card = next(line for line in summary.splitlines() if line.startswith("model card: "))
     assert Path(card.split(": ", 1)[1]).exists()
     remove_quickstart(tmp_path / "qs")

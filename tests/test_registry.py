@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from inspectloop.criteria import lock_criteria
+from inspectloop.accept.criteria import lock_criteria
+from inspectloop.domain import StageChange
 from inspectloop.errors import CriteriaError, ModelFileError, RegistryError
 from inspectloop.registry import (
     ACCEPT_HINT, NO_CRITERIA_HINT, Stage, get_version, history, list_versions, production_model, promote,
     record_acceptance, register, rollback, verify_file,
 )
-from inspectloop.store.database import StageChange
 from inspectloop.workspace import Workspace
 from tests.registry_helpers import TEST_METRICS, add_run_with_model, seeded_workspace, write_criteria
 
@@ -215,5 +215,5 @@ def test_a_stale_stage_change_is_refused_whole(ws: Workspace) -> None:
     version = register(ws, "run-a")
     stale = StageChange(version.id, "promote", "shadow", "production", "ana")
     with pytest.raises(RegistryError, match="no longer shadow"):
-        ws.db.change_stages([StageChange(version.id, "promote", "candidate", "retired", "ana"), stale])
+        ws.db.registry.change_stages([StageChange(version.id, "promote", "candidate", "retired", "ana"), stale])
     assert get_version(ws, version).stage == Stage.candidate and history(ws) == []

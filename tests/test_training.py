@@ -39,15 +39,15 @@ def ws(tmp_path: Path, neu_subset: Path) -> Workspace:
 
 def test_probe_run_is_recorded_exported_and_accurate(ws: Workspace) -> None:
     result = train(ws, TrainConfig(mode="probe", epochs=150, augment="none", **SMALL))
-    run = ws.db.run(result.run_id)
-    assert run["status"] == "finished" and run["dataset_version"] == "v1"
-    assert run["config"]["input_size"] == 96 and run["code_version"].startswith("0.1.0")
+    run = ws.db.runs.get(result.run_id)
+    assert run.status == "finished" and run.dataset_version == "v1"
+    assert run.config["input_size"] == 96 and run.code_version.startswith("0.1.0")
     assert result.metrics["test"]["macro_recall"] >= 0.8  # three very distinct classes, 6 test images each
     assert set(result.metrics["test"]["per_class"]) == set(CLASSES)
     assert json.loads((result.run_dir / "report" / "metrics.json").read_text())
     model = EdgeModel(result.model_path)
     assert model.metadata.class_names == CLASSES and model.metadata.dataset_version == "v1"
-    assert [m["variant"] for m in ws.db.models(result.run_id)] == ["fp32"]
+    assert [m.variant for m in ws.db.runs.models(result.run_id)] == ["fp32"]
 
 
 def test_same_seed_gives_the_same_model(ws: Workspace) -> None:
@@ -66,17 +66,17 @@ def test_finetune_resumes_after_interruption(ws: Workspace) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         train(ws, config, progress=crash_after_first_epoch)
-    failed = ws.db.runs()[-1]
-    assert failed["status"] == "failed" and (Path(failed["artifacts"]) / "checkpoint.pt").exists()
-    result = train(ws, config, resume=failed["id"])
+    failed = ws.db.runs.list()[-1]
+    assert failed.status == "failed" and (Path(failed.artifacts) / "checkpoint.pt").exists()
+    result = train(ws, config, resume=failed.id)
     assert result.metrics["resumed_from_epoch"] == 0
     assert [h["epoch"] for h in result.metrics["history"]] == [0, 1]
-    assert ws.db.run(failed["id"])["status"] == "finished"
+    assert ws.db.runs.get(failed.id).status == "finished"
 
 
 def test_int8_variant_is_exported_and_registered(ws: Workspace) -> None:
     result = train(ws, TrainConfig(mode="probe", epochs=60, augment="none", **SMALL), export_int8=True)
-    assert sorted(m["variant"] for m in ws.db.models(result.run_id)) == ["fp32", "int8"]
+    assert sorted(m.variant for m in ws.db.runs.models(result.run_id)) == ["fp32", "int8"]
     assert EdgeModel(result.run_dir / "model-int8.onnx").metadata.class_names == CLASSES
 
 

@@ -53,7 +53,7 @@ def test_open_refuses_malformed_config(tmp_path: Path) -> None:
 
 def test_open_refuses_newer_schema(tmp_path: Path) -> None:
     ws = init_workspace(tmp_path / "site")
-    with ws.db.transaction() as conn:
+    with ws.db.engine.begin() as conn:
         conn.execute(text("INSERT INTO schema_migrations VALUES (999, 'future', '2030-01-01')"))
     ws.close()
     with pytest.raises(WorkspaceError, match="newer than this inspectloop"):
@@ -66,12 +66,12 @@ def test_a_moved_workspace_still_finds_its_runs_and_models(tmp_path: Path) -> No
     ws = init_workspace(tmp_path / "site")
     run_dir = ws.runs_dir / "run-1"
     run_dir.mkdir()
-    with ws.db.transaction() as conn:
+    with ws.db.engine.begin() as conn:
         conn.execute(text("INSERT INTO dataset_versions VALUES ('v1', NULL, '2026-01-01', '{}', '{}')"))
-    ws.db.add_run("run-1", "v1", {}, "0.1.0", str(run_dir))
-    ws.db.add_model("run-1", "fp32", str(run_dir / "model.onnx"), "0" * 64, "0" * 64, {})
+    ws.db.runs.add("run-1", "v1", {}, "0.1.0", str(run_dir))
+    ws.db.runs.add_model("run-1", "fp32", str(run_dir / "model.onnx"), "0" * 64, "0" * 64, {})
     ws.close()
     shutil.move(tmp_path / "site", tmp_path / "moved")
     with open_workspace(tmp_path / "moved") as moved:
-        assert Path(moved.db.run("run-1")["artifacts"]) == (tmp_path / "moved" / "runs" / "run-1").resolve()
-        assert Path(moved.db.models("run-1")[0]["path"]).parent == (tmp_path / "moved" / "runs" / "run-1").resolve()
+        assert Path(moved.db.runs.get("run-1").artifacts) == (tmp_path / "moved" / "runs" / "run-1").resolve()
+        assert Path(moved.db.runs.models("run-1")[0].path).parent == (tmp_path / "moved" / "runs" / "run-1").resolve()

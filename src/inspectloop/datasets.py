@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from inspectloop.domain import ImageRecord, Split
+from inspectloop.domain import DatasetItem, DatasetVersion, ImageRecord
 from inspectloop.errors import DatasetError
 from inspectloop.labels import resolve_labels
 from inspectloop.workspace import Workspace
@@ -52,38 +52,14 @@ class SplitPlan:
         return ("train", "val", "calib", "test") if self.calib_fraction else SPLITS
 
 
-@dataclass(frozen=True)
-class DatasetItem:
-    sha256: str
-    label: str
-    split: str
-    group_key: str
-
-
-@dataclass(frozen=True)
-class DatasetVersion:
-    name: str
-    parent: str | None
-    params: dict[str, Any]
-    summary: dict[str, Any]
-    items: tuple[DatasetItem, ...]
-
-    @property
-    def class_names(self) -> tuple[str, ...]:
-        return tuple(self.summary["classes"])
-
-    def split(self, split: Split | str) -> list[DatasetItem]:
-        return [item for item in self.items if item.split == str(split)]
-
-
 def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name: str | None = None,
                    parent: str | None = "latest", new_test: bool = False, min_per_split: int = 1) -> DatasetVersion:
     """Snapshot the workspace's labelled images into a new, immutable dataset version."""
     plan = plan or SplitPlan()
     plan.validate()
     parent_version = _parent(workspace, parent)
-    resolution = resolve_labels(workspace.db.annotations())
-    records = workspace.db.images(list(resolution.labels))
+    resolution = resolve_labels(workspace.db.labels.annotations())
+    records = workspace.db.images.get_many(list(resolution.labels))
     labels = {d: label for d, label in resolution.labels.items() if d in records}
     if not labels:
         raise DatasetError("no labelled images in the workspace", "ingest a folder-per-class tree or label images first")
@@ -96,37 +72,36 @@ def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name:
         items, carved = carve_calibration(items, plan, min_per_split=min_per_split, source=parent_version.name)
     _check_feasible(items, min_per_split, plan.splits)
     version_name = name or _next_name(workspace)
-    if workspace.db.dataset_version(version_name):
+    if workspace.db.datasets.get(version_name):
         raise DatasetError(f"dataset version {version_name!r} already exists", "versions are immutable; pick a new name")
     summary = _summary(items, resolution, parent_version, labels) | {"calib_carved": carved}
     params = {"val_fraction": plan.val_fraction, "test_fraction": plan.test_fraction,
               "calib_fraction": plan.calib_fraction, "group_by": plan.group_by,
               "test_field": plan.test_field,
               "test_values": list(plan.test_values), "seed": plan.seed, "new_test": new_test}
-    rows = [{"sha256": i.sha256, "label": i.label, "split": i.split, "group_key": i.group_key} for i in items]
-    workspace.db.add_dataset_version(version_name, parent_version.name if parent_version else None, params, summary, rows)
+    workspace.db.datasets.add(version_name, parent_version.name if parent_version else None, params, summary, items)
     return load_version(workspace, version_name)
 
 
 def load_version(workspace: Workspace, name: str = "latest") -> DatasetVersion:
     """A stored dataset version by name (``latest`` for the newest)."""
     if name == "latest":
-        versions = workspace.db.dataset_versions()
+        versions = workspace.db.datasets.list()
         if not versions:
             raise DatasetError("the workspace has no dataset version yet", "make one with: inspectloop dataset create")
-        name = versions[-1]["name"]
-    row = workspace.db.dataset_version(name)
-    if row is None:
-        known = ", ".join(v["name"] for v in workspace.db.dataset_versions()) or "none"
+        name = versions[-1].name
+    info = workspace.db.datasets.get(name)
+    if info is None:
+        known = ", ".join(v.name for v in workspace.db.datasets.list()) or "none"
         raise DatasetError(f"no dataset version {name!r} (known: {known})", "list them with: inspectloop dataset list")
-    items = tuple(DatasetItem(**item) for item in workspace.db.dataset_items(name))
-    return DatasetVersion(name=name, parent=row["parent"], params=row["params"], summary=row["summary"], items=items)
+    items = tuple(workspace.db.datasets.items(name))
+    return DatasetVersion(name=name, parent=info.parent, params=info.params, summary=info.summary, items=items)
 
 
 def _parent(workspace: Workspace, parent: str | None) -> DatasetVersion | None:
     if parent is None:
         return None
-    if parent == "latest" and not workspace.db.dataset_versions():
+    if parent == "latest" and not workspace.db.datasets.list():
         return None
     return load_version(workspace, parent)
 
@@ -264,7 +239,7 @@ def _summary(items: Sequence[DatasetItem], resolution: Any, parent: DatasetVersi
 
 
 def _next_name(workspace: Workspace) -> str:
-    taken = {v["name"] for v in workspace.db.dataset_versions()}
+    taken = {v.name for v in workspace.db.datasets.list()}
     number = len(taken) + 1
     while f"v{number}" in taken:
         number += 1

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection
 
 from inspectloop.domain import (
     CLASS_NAME, METADATA_FIELDS, Annotation, CaptureMeta, ClassDefinition, ImageRecord, ImageSource, Severity,
@@ -26,8 +25,8 @@ from inspectloop.domain import (
 )
 from inspectloop.errors import ImageError, IngestError
 from inspectloop.quality import quality_stats
-from inspectloop.runtime.images import decode_image, is_grey_content
-from inspectloop.store import sha256_bytes
+from inspectloop.runtime.images import Decoded, decode_image, is_grey_content
+from inspectloop.store import Transaction, sha256_bytes
 from inspectloop.workspace import Workspace
 
 CHUNK = 64
@@ -133,8 +132,8 @@ def ingest(workspace: Workspace, items: list[SourceItem], *, source: str, kind: 
     """Store ``items`` in the workspace and return what happened to each file."""
     started = time.perf_counter()
     report = IngestReport(source=source, skipped=list(refused))
-    known_classes = set(workspace.db.classes())
-    ingest_id = workspace.db.begin_ingest(source, kind)
+    known_classes = set(workspace.db.labels.classes())
+    ingest_id = workspace.db.images.begin_ingest(source, kind)
     seen: dict[str, str] = {}  # digest -> first path, within this batch and from the store
     for done, chunk in _chunks(items):
         _ingest_chunk(workspace, chunk, ingest_id, report, seen, known_classes,
@@ -142,7 +141,7 @@ def ingest(workspace: Workspace, items: list[SourceItem], *, source: str, kind: 
         if progress:
             progress(done, len(items))
     report.seconds = time.perf_counter() - started
-    workspace.db.finish_ingest(ingest_id, report.to_dict())
+    workspace.db.images.finish_ingest(ingest_id, report.to_dict())
     return report
 
 
@@ -162,24 +161,23 @@ class _Prepared:
 def _ingest_chunk(workspace: Workspace, chunk: list[SourceItem], ingest_id: int, report: IngestReport,
                   seen: dict[str, str], known_classes: set[str], *, annotator: str, create_classes: bool) -> None:
     prepared = _prepare(workspace, chunk, report, seen, known_classes, create_classes)
-    with workspace.db.transaction() as conn:
+    with workspace.db.transaction() as tx:
         for label in sorted({e.item.label for e in prepared if e.item.label} - known_classes):
-            workspace.db.upsert_class(_default_class(label), conn)
+            tx.labels.upsert_class(_default_class(label))
             known_classes.add(label)
             report.classes_created.append(label)
         new_records = [e.record for e in prepared if e.record is not None]
-        workspace.db.add_images(conn, new_records, ingest_id)
-        workspace.db.add_image_sources(conn, [(e.digest, str(e.item.path)) for e in prepared], ingest_id)
-        annotations = _new_annotations(workspace, conn, prepared, annotator)
-        workspace.db.add_annotations(conn, annotations)
+        tx.images.add(new_records, ingest_id)
+        tx.images.add_sources([(e.digest, str(e.item.path)) for e in prepared], ingest_id)
+        annotations = _new_annotations(tx, prepared, annotator)
+        tx.labels.add_annotations(annotations)
     report.added += len(new_records)
     report.annotations_added += len(annotations)
 
 
-def _new_annotations(workspace: Workspace, conn: Connection, prepared: list[_Prepared],
-                     annotator: str) -> list[Annotation]:
+def _new_annotations(tx: Transaction, prepared: list[_Prepared], annotator: str) -> list[Annotation]:
     """One import annotation per (image, label), skipping those an earlier ingest already recorded."""
-    existing = workspace.db.existing_annotations(conn, [e.digest for e in prepared])
+    existing = tx.labels.existing_annotations([e.digest for e in prepared])
     annotations = []
     for entry in prepared:
         key = (entry.digest, entry.item.label, annotator)
@@ -195,7 +193,7 @@ def _prepare(workspace: Workspace, chunk: list[SourceItem], report: IngestReport
     """Read, hash, decode, measure and store the blobs of a chunk (no database writes yet)."""
     loaded = _read_files(chunk, report, known_classes, create_classes)
     digests = [sha256_bytes(data) for _, data in loaded]
-    stored = workspace.db.existing_images(d for d in digests if d not in seen)
+    stored = workspace.db.images.existing(d for d in digests if d not in seen)
     prepared, new_blobs = [], []
     for (item, data), digest in zip(loaded, digests, strict=True):
         if digest in seen or digest in stored:
@@ -241,14 +239,22 @@ def measure_image(data: bytes, digest: str, meta: CaptureMeta, source: ImageSour
                   name: str | None = None) -> ImageRecord:
     """Decode an image once and describe it: format and modes, size, quality statistics.
 
-    ImageError (naming ``name``) when it cannot be used. Shared by ingest and the service's log.
+    ImageError (naming ``name``) when it cannot be used.
     """
-    decoded = decode_image(data, name=name)
+    return measure_decoded(decode_image(data, name=name), digest, len(data), meta, source)
+
+
+def measure_decoded(decoded: Decoded, digest: str, size_bytes: int, meta: CaptureMeta,
+                    source: ImageSource) -> ImageRecord:
+    """Describe an image already decoded by ``decode_image`` (no options): what ``measure_image`` records.
+
+    The service decodes each request once and measures that decode (``inspectloop.serve``).
+    """
     image = decoded.image
     # RGB files whose channels are identical (common for greyscale cameras) are worked on as L.
     working_mode = "L" if is_grey_content(image) else image.mode
     return ImageRecord(sha256=digest, format=decoded.format, original_mode=decoded.original_mode,
-                       working_mode=working_mode, width=image.width, height=image.height, size_bytes=len(data),
+                       working_mode=working_mode, width=image.width, height=image.height, size_bytes=size_bytes,
                        meta=meta, quality=quality_stats(image), source=source)
 
 

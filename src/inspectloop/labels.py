@@ -43,11 +43,11 @@ class LabelResolution:
 
 def define_class(workspace: Workspace, definition: ClassDefinition) -> None:
     """Add a class or update its criterion and severity (names are stable identifiers)."""
-    if definition.is_good and any(c.is_good and c.name != definition.name for c in workspace.db.classes().values()):
-        good = next(c.name for c in workspace.db.classes().values() if c.is_good)
+    if definition.is_good and any(c.is_good and c.name != definition.name for c in workspace.db.labels.classes().values()):
+        good = next(c.name for c in workspace.db.labels.classes().values() if c.is_good)
         raise LabelError(f"class {good!r} is already the good (pass) class",
                          f"unmark it first: inspectloop classes add {good} --no-good")
-    workspace.db.upsert_class(definition)
+    workspace.db.labels.upsert_class(definition)
 
 
 def add_reference_image(workspace: Workspace, class_name: str, image: str, note: str | None = None) -> str:
@@ -57,7 +57,7 @@ def add_reference_image(workspace: Workspace, class_name: str, image: str, note:
     """
     _require_class(workspace, class_name)
     sha256 = find_image(workspace, image)
-    workspace.db.add_reference(class_name, sha256, note)
+    workspace.db.labels.add_reference(class_name, sha256, note)
     return sha256
 
 
@@ -66,7 +66,7 @@ def find_image(workspace: Workspace, image: str) -> str:
     path = Path(image)
     if path.is_file():
         digest = sha256_bytes(path.read_bytes())
-        if not workspace.db.images([digest]):
+        if not workspace.db.images.exists(digest):
             raise LabelError(f"{image} is not in this workspace (sha256 {digest[:12]}... is not stored)",
                              f"ingest it first: inspectloop ingest {path.parent}")
         return digest
@@ -84,9 +84,8 @@ def annotate(workspace: Workspace, sha256: str, class_name: str, *, annotator: s
     _require_image(workspace, sha256)
     if not annotator.strip():
         raise LabelError("annotator is empty", "name the person (or tool) making the annotation")
-    with workspace.db.transaction() as conn:
-        workspace.db.add_annotations(conn, [Annotation(sha256=sha256, class_name=class_name, annotator=annotator,
-                                                     source=source, note=note)])
+    workspace.db.labels.add_annotations([Annotation(sha256=sha256, class_name=class_name, annotator=annotator,
+                                                   source=source, note=note)])
 
 
 def resolve_labels(annotations: Iterable[Annotation]) -> LabelResolution:
@@ -114,14 +113,14 @@ def resolve_labels(annotations: Iterable[Annotation]) -> LabelResolution:
 
 def label_summary(workspace: Workspace) -> dict[str, object]:
     """Counts per class, annotators, and the disagreements to settle."""
-    annotations = workspace.db.annotations()
+    annotations = workspace.db.labels.annotations()
     resolution = resolve_labels(annotations)
     per_class = Counter(resolution.labels.values())
     annotated = {a.sha256 for a in annotations}
     return {
-        "images": workspace.db.count_images(),
+        "images": workspace.db.images.count(),
         "labelled": len(resolution.labels),
-        "unlabelled": workspace.db.count_images() - len(annotated),
+        "unlabelled": workspace.db.images.count() - len(annotated),
         "per_class": dict(sorted(per_class.items())),
         "annotators": sorted({a.annotator for a in annotations}),
         "disagreements": [d.to_dict() for d in resolution.disagreements],
@@ -130,7 +129,7 @@ def label_summary(workspace: Workspace) -> dict[str, object]:
 
 
 def _require_class(workspace: Workspace, class_name: str) -> None:
-    classes = workspace.db.classes()
+    classes = workspace.db.labels.classes()
     if class_name not in classes:
         known = ", ".join(classes) or "none yet"
         raise LabelError(f"unknown class {class_name!r} (known: {known})",
@@ -138,5 +137,5 @@ def _require_class(workspace: Workspace, class_name: str) -> None:
 
 
 def _require_image(workspace: Workspace, sha256: str) -> None:
-    if not workspace.db.images([sha256]):
+    if not workspace.db.images.exists(sha256):
         raise LabelError(f"no image with sha256 {sha256[:12]}... in this workspace", "ingest the image first")

@@ -9,33 +9,12 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
-from enum import StrEnum
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
-
+from inspectloop.domain import Role, User
 from inspectloop.errors import AuthError
-from inspectloop.store import now_iso
-from inspectloop.store import schema as s
 from inspectloop.workspace import Workspace
 
 USER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
-
-
-class Role(StrEnum):
-    REVIEWER = "reviewer"
-    ADMIN = "admin"
-
-
-@dataclass(frozen=True)
-class User:
-    name: str
-    role: Role
-
-    def can(self, role: Role) -> bool:
-        """True when this user holds ``role`` or a higher one."""
-        return self.role == Role.ADMIN or self.role == role
 
 
 def token_digest(token: str) -> str:
@@ -49,12 +28,8 @@ def add_user(workspace: Workspace, name: str, role: Role | str) -> str:
                         "use 1-64 letters, digits, '.', '_', '@' or '-', starting with a letter or digit")
     role = _role(role)
     token = secrets.token_urlsafe(24)
-    try:
-        with workspace.db.transaction() as conn:
-            conn.execute(s.users.insert().values(name=name, role=role.value, token_sha256=token_digest(token),
-                                                 created_at=now_iso(), disabled=False))
-    except IntegrityError as exc:
-        raise AuthError(f"user {name!r} already exists", "choose another name, or reset their token") from exc
+    if not workspace.db.people.add(name, role, token_digest(token)):
+        raise AuthError(f"user {name!r} already exists", "choose another name, or reset their token")
     return token
 
 
@@ -71,9 +46,7 @@ def disable_user(workspace: Workspace, name: str) -> None:
 
 def list_users(workspace: Workspace) -> list[tuple[User, bool]]:
     """Every user with their disabled flag, by name."""
-    with workspace.db.engine.connect() as conn:
-        rows = conn.execute(select(s.users).order_by(s.users.c.name)).all()
-    return [(User(row.name, Role(row.role)), bool(row.disabled)) for row in rows]
+    return [(record.user, record.disabled) for record in workspace.db.people.list()]
 
 
 def authenticate(workspace: Workspace, token: str | None) -> User:
@@ -81,11 +54,10 @@ def authenticate(workspace: Workspace, token: str | None) -> User:
     if not token:
         raise AuthError("no credentials given", "send 'Authorization: Bearer <token>' (tokens come from "
                         "'inspectloop users add')")
-    with workspace.db.engine.connect() as conn:
-        row = conn.execute(select(s.users).where(s.users.c.token_sha256 == token_digest(token))).first()
-    if row is None or row.disabled:
+    record = workspace.db.people.by_token(token_digest(token))
+    if record is None or record.disabled:
         raise AuthError("unknown or disabled token", "ask an admin for a token: inspectloop users add NAME")
-    return User(row.name, Role(row.role))
+    return record.user
 
 
 def require(user: User, role: Role | str) -> User:
@@ -97,10 +69,8 @@ def require(user: User, role: Role | str) -> User:
     return user
 
 
-def _update(workspace: Workspace, name: str, **values: object) -> None:
-    with workspace.db.transaction() as conn:
-        changed = conn.execute(update(s.users).where(s.users.c.name == name).values(**values)).rowcount
-    if not changed:
+def _update(workspace: Workspace, name: str, *, token_sha256: str | None = None, disabled: bool | None = None) -> None:
+    if not workspace.db.people.update(name, token_sha256=token_sha256, disabled=disabled):
         raise AuthError(f"no user named {name!r}", "list users with: inspectloop users list")
 
 

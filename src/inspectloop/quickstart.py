@@ -8,13 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from inspectloop.criteria import lock_criteria
+from inspectloop.accept.criteria import lock_criteria
 from inspectloop.datasets import SplitPlan, create_version
 from inspectloop.domain import ClassDefinition, Severity
 from inspectloop.errors import WorkspaceError
 from inspectloop.evaluate.metrics import wilson_interval
 from inspectloop.ingest import ingest, scan_folder, scan_manifest
 from inspectloop.labels import define_class
+from inspectloop.reports.html import number_text, percent_text
 from inspectloop.runtime import EdgeModel
 from inspectloop.synthetic import DEMO_PER_CLASS, DEMO_SIZE, generate_line
 from inspectloop.train.config import TrainConfig
@@ -126,8 +127,8 @@ def _predict_examples(workspace: Any, model_path: Path, version: Any) -> list[st
 
 def _accept(workspace: Any, run_id: str, say: Say) -> list[str]:
     """Judge the run against its locked criteria; promote it if it passes; write its model card."""
-    from inspectloop.acceptance import accept
-    from inspectloop.model_card import write_model_card
+    from inspectloop.accept.run import accept
+    from inspectloop.reports.model_card import write_model_card
     from inspectloop.registry import promote
 
     say("acceptance: judging the model file on the frozen test set")
@@ -136,6 +137,7 @@ def _accept(workspace: Any, run_id: str, say: Say) -> list[str]:
     lines += [f"  {'pass' if r.passed else 'FAIL'}  {r.name}: {_value(r.measured, r.unit)} "
               f"(needs {'>=' if r.field.rsplit('.', 1)[-1].startswith('min_') else '<='} {_value(r.limit, r.unit)})"
               for r in report.results]
+    lines.append(f"  review: {report.document['review_summary']}")  # stated even when the criteria do not bound it
     if report.unlocks_promotion:
         promote(workspace, report.model_version, "production", actor="quickstart", reason="passed acceptance")
         lines.append(f"{report.model_version.name} is now in production")
@@ -159,7 +161,7 @@ def _recall(figures: dict[str, Any]) -> str:
 def _value(value: float | None, unit: str) -> str:
     if value is None:
         return "not measurable"
-    return f"{value:.1%}" if unit == "share" else f"{value:.3g} {unit}"
+    return percent_text(value) if unit == "share" else f"{number_text(value, 3)} {unit}"
 
 
 def _summary(result: Any, examples: list[str]) -> str:

@@ -12,14 +12,12 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from inspectloop.criteria import check_criteria_locked_before, get_criteria
+from inspectloop.accept.criteria import check_criteria_locked_before, get_criteria
+from inspectloop.domain import ModelFile, ModelVersion, Stage, StageChange, StageEvent, TrainingRun
 from inspectloop.errors import ModelFileError, RegistryError
-from inspectloop.store.database import StageChange
 from inspectloop.workspace import Workspace
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
@@ -32,51 +30,7 @@ NO_CRITERIA_HINT = (f"lock criteria (inspectloop criteria lock FILE --by NAME), 
 _LIST_FIX = "list versions with: inspectloop models list"
 
 
-class Stage(StrEnum):
-    candidate = "candidate"
-    shadow = "shadow"
-    production = "production"
-    retired = "retired"
-
-
 _RANK = {Stage.retired: 0, Stage.candidate: 1, Stage.shadow: 2, Stage.production: 3}
-
-
-@dataclass(frozen=True)
-class ModelVersion:
-    """A registered model file: what it is, where it came from, and where it stands."""
-
-    id: int
-    name: str
-    run_id: str
-    variant: str
-    model_id: int
-    path: Path
-    file_sha256: str
-    stage: Stage
-    created_at: str
-    lineage: Mapping[str, Any]
-
-    @property
-    def criteria_id(self) -> int | None:
-        """The acceptance criteria its run named (None for a run that named none)."""
-        return self.lineage.get("criteria_id")
-
-
-@dataclass(frozen=True)
-class StageEvent:
-    """One logged stage change: ``action`` is promote, demote, replaced (by a new production) or rollback."""
-
-    id: int
-    model_version_id: int
-    action: str
-    from_stage: Stage
-    to_stage: Stage
-    actor: str
-    reason: str | None
-    acceptance_report_id: int | None
-    override: bool
-    at: str
 
 
 def register(workspace: Workspace, run_id: str, *, variant: str = "fp32", name: str | None = None) -> ModelVersion:
@@ -84,27 +38,25 @@ def register(workspace: Workspace, run_id: str, *, variant: str = "fp32", name: 
 
     ``name`` defaults to ``<workspace>-v<N>``.
     """
-    run = workspace.db.run(run_id)
+    run = workspace.db.runs.get(run_id)
     if run is None:
         raise RegistryError(f"no run {run_id!r}", "list runs with: inspectloop runs")
-    if run["status"] != "finished":
-        raise RegistryError(f"run {run_id} is {run['status']}, not finished",
+    if run.status != "finished":
+        raise RegistryError(f"run {run_id} is {run.status}, not finished",
                             "register a finished run; resume an interrupted one with: "
                             f"inspectloop train --resume {run_id}")
-    models = [m for m in workspace.db.models(run_id) if m["variant"] == variant]
+    models = [m for m in workspace.db.runs.models(run_id) if m.variant == variant]
     if not models:
-        have = sorted({m["variant"] for m in workspace.db.models(run_id)})
+        have = sorted({m.variant for m in workspace.db.runs.models(run_id)})
         raise RegistryError(f"run {run_id} has no {variant} model", f"register one of its variants: {', '.join(have)}"
                             if have else "the run exported no model file; train again")
     model = models[-1]
-    existing = workspace.db.model_version_row(model_id=model["id"])
+    existing = workspace.db.registry.find(model_id=model.id)
     if existing is not None:
-        raise RegistryError(f"run {run_id} ({variant}) is already registered as {existing['name']}", _LIST_FIX)
-    data = _checked_bytes(Path(model["path"]), model["file_sha256"], f"run {run_id} ({variant})")
+        raise RegistryError(f"run {run_id} ({variant}) is already registered as {existing.name}", _LIST_FIX)
+    data = _checked_bytes(Path(model.path), model.file_sha256, f"run {run_id} ({variant})")
     name = _check_name(workspace, name) if name is not None else _default_name(workspace)
-    version_id = workspace.db.add_model_version(
-        name, run_id, model["id"], variant, model["path"], model["file_sha256"], Stage.candidate.value,
-        _lineage(run, model, data))
+    version_id = workspace.db.registry.add(name, model, Stage.candidate, _lineage(run, model, data))
     return get_version(workspace, version_id)
 
 
@@ -113,29 +65,28 @@ def get_version(workspace: Workspace, version: str | int | ModelVersion) -> Mode
     if isinstance(version, ModelVersion):
         version = version.id
     key = str(version).strip().removeprefix("#")
-    row = (workspace.db.model_version_row(version_id=int(key)) if key.isdigit()
-           else workspace.db.model_version_row(name=key))
-    if row is None:
+    found = (workspace.db.registry.find(version_id=int(key)) if key.isdigit()
+             else workspace.db.registry.find(name=key))
+    if found is None:
         raise RegistryError(f"no model version {str(version)!r}",
                             f"{_LIST_FIX}; register a run with: inspectloop models register RUN")
-    return _version(row)
+    return found
 
 
 def list_versions(workspace: Workspace) -> list[ModelVersion]:
     """Every registered version, oldest first."""
-    return [_version(row) for row in workspace.db.model_version_rows()]
+    return workspace.db.registry.list()
 
 
 def production_model(workspace: Workspace) -> ModelVersion | None:
     """The version in production, if any (what the runtime and service use by default)."""
-    row = workspace.db.model_version_row(stage=Stage.production.value)
-    return _version(row) if row else None
+    return workspace.db.registry.find(stage=Stage.production)
 
 
 def history(workspace: Workspace, version: str | int | ModelVersion | None = None) -> list[StageEvent]:
     """Logged stage changes, oldest first; of one version when given."""
     version_id = None if version is None else get_version(workspace, version).id
-    return [_event(row) for row in workspace.db.stage_events(version_id)]
+    return workspace.db.registry.events(version_id)
 
 
 def verify_file(version: ModelVersion) -> None:
@@ -161,7 +112,7 @@ def promote(workspace: Workspace, version: str | int | ModelVersion, stage: Stag
         raise RegistryError("an override needs a reason", "say why with --reason TEXT: it is logged with your name")
     if target != Stage.production:
         action = "promote" if _RANK[target] > _RANK[chosen.stage] else "demote"
-        workspace.db.change_stages([StageChange(chosen.id, action, chosen.stage, target, actor, reason)])
+        workspace.db.registry.change_stages([StageChange(chosen.id, action, chosen.stage, target, actor, reason)])
         return get_version(workspace, chosen.id)
     verify_file(chosen)
     report_id, missing = _passed_report(workspace, chosen)
@@ -171,7 +122,7 @@ def promote(workspace: Workspace, version: str | int | ModelVersion, stage: Stag
     changes = _retire_production(workspace, actor, f"replaced by {chosen.name}", "replaced")
     changes.append(StageChange(chosen.id, "promote", chosen.stage, Stage.production, actor, reason,
                                report_id, override))
-    workspace.db.change_stages(changes)
+    workspace.db.registry.change_stages(changes)
     return get_version(workspace, chosen.id)
 
 
@@ -188,7 +139,7 @@ def rollback(workspace: Workspace, *, actor: str, reason: str) -> ModelVersion:
     verify_file(target)
     changes = _retire_production(workspace, actor, reason, "rollback")
     changes.append(StageChange(target.id, "rollback", target.stage, Stage.production, actor, reason))
-    workspace.db.change_stages(changes)
+    workspace.db.registry.change_stages(changes)
     return get_version(workspace, target.id)
 
 
@@ -200,11 +151,11 @@ def record_acceptance(workspace: Workspace, version: str | int | ModelVersion, c
     """
     model_version = get_version(workspace, version)
     criteria = get_criteria(workspace, criteria_id)
-    run = workspace.db.run(model_version.run_id)
+    run = workspace.db.runs.get(model_version.run_id)
     if run is None:  # a foreign key makes this impossible; say so plainly if a database was edited by hand
         raise RegistryError(f"run {model_version.run_id} of {model_version.name} is missing", _LIST_FIX)
     check_criteria_locked_before(run, criteria)
-    return workspace.db.add_acceptance_report(model_version.id, criteria.id, bool(passed), dict(report))
+    return workspace.db.criteria.add_report(model_version.id, criteria.id, bool(passed), dict(report))
 
 
 # -- helpers --------------------------------------------------------------------------------------
@@ -213,13 +164,13 @@ def _passed_report(workspace: Workspace, version: ModelVersion) -> tuple[int | N
     """The latest acceptance report against the run's criteria if it passed; else None and why not."""
     if version.criteria_id is None:
         return None, f"its run {version.run_id} named no acceptance criteria"
-    reports = [r for r in workspace.db.acceptance_reports(version.id) if r["criteria_id"] == version.criteria_id]
+    reports = [r for r in workspace.db.criteria.reports(version.id) if r.criteria_id == version.criteria_id]
     if not reports:
         return None, f"no acceptance report against its criteria #{version.criteria_id}"
     latest = reports[-1]
-    if not latest["passed"]:
-        return None, f"its latest acceptance report (#{latest['id']}, criteria #{version.criteria_id}) failed"
-    return int(latest["id"]), ""
+    if not latest.passed:
+        return None, f"its latest acceptance report (#{latest.id}, criteria #{version.criteria_id}) failed"
+    return int(latest.id), ""
 
 
 def _retire_production(workspace: Workspace, actor: str, reason: str, action: str) -> list[StageChange]:
@@ -236,12 +187,12 @@ def _production_stack(workspace: Workspace) -> list[int]:
     one replaced by a newer production version is.
     """
     stack: list[int] = []
-    for event in workspace.db.stage_events():
-        version = event["model_version_id"]
-        if event["to_stage"] == Stage.production:
+    for event in workspace.db.registry.events():
+        version = event.model_version_id
+        if event.to_stage == Stage.production:
             if not stack or stack[-1] != version:
                 stack.append(version)
-        elif event["from_stage"] == Stage.production and event["action"] != "replaced" and version in stack:
+        elif event.from_stage == Stage.production and event.action != "replaced" and version in stack:
             del stack[len(stack) - 1 - stack[::-1].index(version)]
     return stack
 
@@ -261,28 +212,28 @@ def _checked_bytes(path: Path, expected: str, what: str) -> bytes:
     return data
 
 
-def _lineage(run: Mapping[str, Any], model: Mapping[str, Any], data: bytes) -> dict[str, Any]:
+def _lineage(run: TrainingRun, model: ModelFile, data: bytes) -> dict[str, Any]:
     from inspectloop.runtime.metadata import read_model_metadata
 
-    metadata = read_model_metadata(data, str(model["path"]))
+    metadata = read_model_metadata(data, str(model.path))
     return {
-        "dataset_version": run["dataset_version"],
-        "criteria_id": run.get("criteria_id"),
-        "code_version": run["code_version"],
-        "metrics": (run["metrics"] or {}).get("test"),
+        "dataset_version": run.dataset_version,
+        "criteria_id": run.criteria_id,
+        "code_version": run.code_version,
+        "metrics": (run.metrics or {}).get("test"),
         "thresholds": dict(metadata.thresholds),
         "temperature": metadata.temperature,
         "class_names": list(metadata.class_names),
         "good_class": metadata.good_class,
-        "weights_sha256": model["weights_sha256"],
+        "weights_sha256": model.weights_sha256,
         "model_sha256": metadata.sha256,
     }
 
 
 def _default_name(workspace: Workspace) -> str:
     base = workspace.config.name if NAME.match(workspace.config.name) else "model"
-    number = len(workspace.db.model_version_rows()) + 1
-    while workspace.db.model_version_row(name=f"{base}-v{number}") is not None:
+    number = len(workspace.db.registry.list()) + 1
+    while workspace.db.registry.find(name=f"{base}-v{number}") is not None:
         number += 1
     return f"{base}-v{number}"
 
@@ -292,7 +243,7 @@ def _check_name(workspace: Workspace, name: str) -> str:
     if not NAME.match(name) or name.isdigit():
         raise RegistryError(f"bad version name {name!r}",
                             "use letters, digits, '_', '.' or '-' (not only digits), e.g. line3-v4")
-    if workspace.db.model_version_row(name=name) is not None:
+    if workspace.db.registry.find(name=name) is not None:
         raise RegistryError(f"model version name {name!r} is taken", "choose another --name")
     return name
 
@@ -308,16 +259,3 @@ def _required(value: str | None, what: str, option: str) -> str:
     if value is None or not value.strip():
         raise RegistryError(f"{what} is not given", f"say it with {option}: it is logged")
     return value.strip()
-
-
-def _version(row: Mapping[str, Any]) -> ModelVersion:
-    return ModelVersion(id=row["id"], name=row["name"], run_id=row["run_id"], variant=row["variant"],
-                        model_id=row["model_id"], path=Path(row["path"]), file_sha256=row["file_sha256"],
-                        stage=Stage(row["stage"]), created_at=row["created_at"], lineage=dict(row["lineage"]))
-
-
-def _event(row: Mapping[str, Any]) -> StageEvent:
-    return StageEvent(id=row["id"], model_version_id=row["model_version_id"], action=row["action"],
-                      from_stage=Stage(row["from_stage"]), to_stage=Stage(row["to_stage"]), actor=row["actor"],
-                      reason=row["reason"], acceptance_report_id=row["acceptance_report_id"],
-                      override=bool(row["override"]), at=row["at"])

@@ -14,12 +14,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from inspectloop.criteria import get_criteria
-from inspectloop.datasets import DatasetVersion, load_version
+from inspectloop.accept.criteria import LockedCriteria, get_criteria
+from inspectloop.datasets import load_version
+from inspectloop.domain import DatasetVersion
 from inspectloop.errors import InspectloopError, TrainingError
 from inspectloop.provenance import code_version
 from inspectloop.store import atomic_write_text, now_iso, sha256_bytes
-from inspectloop.train.config import TrainConfig
+from inspectloop.train.config import TrainConfig, decision_settings
 from inspectloop.workspace import Workspace
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -42,21 +43,42 @@ def train(workspace: Workspace, config: TrainConfig | None = None, *, dataset: s
           criteria: str | None = None) -> RunResult:
     """Train, evaluate on the frozen test set, export to ONNX with a parity check, and register the model.
 
-    ``criteria`` (id or name of locked acceptance criteria) is recorded as what the run will be judged by.
+    ``criteria`` (id or name of locked acceptance criteria) is recorded as what the run will be judged by,
+    and fixes the settings of its review band and operating points (see :func:`steer_by_criteria`).
     """
-    config = config or TrainConfig()
-    criteria_id = None if criteria is None else get_criteria(workspace, criteria).id
+    locked = None if criteria is None else get_criteria(workspace, criteria)
     version = load_version(workspace, dataset)
     _check_trainable(version)
-    run_id, config = _start_run(workspace, version, config, resume, criteria_id)
+    config = steer_by_criteria(workspace, version, config or TrainConfig(), locked)
+    run_id, config = _start_run(workspace, version, config, resume, None if locked is None else locked.id)
     run_dir = workspace.runs_dir / run_id
     try:
         result = _execute(workspace, version, config, run_id, run_dir, export_int8, progress or _quiet)
     except BaseException as exc:
         message = str(exc) if isinstance(exc, InspectloopError) else f"{type(exc).__name__}: {exc}"
-        workspace.db.finish_run(run_id, "failed", error=message)
+        workspace.db.runs.finish(run_id, "failed", error=message)
         raise
     return result
+
+
+def steer_by_criteria(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
+                      criteria: LockedCriteria | None) -> TrainConfig:
+    """``config`` with the band and operating-point settings the run's locked ``criteria`` fix (alpha,
+    guarantee, confidence, per-class recall targets: see :func:`~inspectloop.train.config.decision_settings`).
+
+    Refuses a setting given explicitly that is looser than the criteria: a run may be stricter than
+    what it is judged by, never looser.
+    """
+    if criteria is None:
+        return config
+    good = _good_index(workspace, list(version.class_names))
+    defects = [name for i, name in enumerate(version.class_names) if i != good]
+    settings = decision_settings(config, criteria.criteria, defects)
+    if settings.looser:
+        looser = "; ".join(f"{name} {setting.describe()}" for name, setting in settings.looser.items())
+        raise TrainingError(f"the run's settings are looser than criteria {criteria.label} it will be judged by: "
+                            f"{looser}", "leave them out (the criteria decide) or make them at least as strict")
+    return settings.apply(config)
 
 
 def _quiet(_stage: str, _info: dict[str, Any]) -> None:
@@ -80,23 +102,23 @@ def _check_trainable(version: DatasetVersion) -> None:
 def _start_run(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
                resume: str | None, criteria_id: int | None = None) -> tuple[str, TrainConfig]:
     if resume is not None:
-        row = workspace.db.run(resume)
+        row = workspace.db.runs.get(resume)
         if row is None:
             raise TrainingError(f"no run {resume!r} to resume", "list runs with: inspectloop runs")
-        if row["status"] == "finished":
+        if row.status == "finished":
             raise TrainingError(f"run {resume} already finished", "start a new run instead")
-        if row["dataset_version"] != version.name:
-            raise TrainingError(f"run {resume} trained on {row['dataset_version']}, not {version.name}",
-                                f"resume with --dataset {row['dataset_version']}")
-        if criteria_id is not None and row["criteria_id"] != criteria_id:
-            raise TrainingError(f"run {resume} is judged by criteria #{row['criteria_id']}, not #{criteria_id}",
+        if row.dataset_version != version.name:
+            raise TrainingError(f"run {resume} trained on {row.dataset_version}, not {version.name}",
+                                f"resume with --dataset {row.dataset_version}")
+        if criteria_id is not None and row.criteria_id != criteria_id:
+            raise TrainingError(f"run {resume} is judged by criteria #{row.criteria_id}, not #{criteria_id}",
                                 "resume without --criteria (a run keeps the criteria it started with)")
-        return resume, TrainConfig(**row["config"])
+        return resume, TrainConfig(**row.config)
     run_id = f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     run_dir = workspace.runs_dir / run_id
     run_dir.mkdir(parents=True)
     atomic_write_text(run_dir / "config.json", json.dumps(config.model_dump(), indent=2))
-    workspace.db.add_run(run_id, version.name, config.model_dump(), code_version(), str(run_dir),
+    workspace.db.runs.add(run_id, version.name, config.model_dump(), code_version(), str(run_dir),
                          criteria_id=criteria_id)
     return run_id, config
 
@@ -106,7 +128,7 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     import torch
 
     from inspectloop.decisions.calibration import softmax
-    from inspectloop.evaluation import evaluate_predictions
+    from inspectloop.evaluate.run import evaluate_predictions
     from inspectloop.train.calibrate import calibrate, fit_decisions
     from inspectloop.models.backbones import backbone_spec, load_backbone
     from inspectloop.models.classifier import Classifier
@@ -151,7 +173,7 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
                "code_version": code_version()}
     evaluation = evaluate_predictions(workspace, test_items, names, test_logits.argmax(1), run_dir / "report",
                                       title=f"{run_id} on {version.name}/test", context=context,
-                                      figures=[confidence.figure])
+                                      figures=[confidence.figure], scores=softmax(test_logits, confidence.temperature))
     progress("export", {})
     # Export checks use validation images: the frozen test set only ever scores the finished model.
     int8_images = _spread(train_set.images, INT8_CALIBRATION_IMAGES) if export_int8 else []
@@ -163,7 +185,7 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
                "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 1),
                "resumed_from_epoch": result.resumed_from}
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-    workspace.db.finish_run(run_id, "finished", metrics=metrics)
+    workspace.db.runs.finish(run_id, "finished", metrics=metrics)
     return RunResult(run_id, run_dir, model_path, metrics, evaluation.files.html)
 
 
@@ -182,13 +204,13 @@ def _recall_targets(workspace: Workspace, names: list[str], good_index: int | No
     """Each defect class's target recall: the run's own setting, else its severity's default."""
     from inspectloop.decisions.operating_points import target_recalls
 
-    severities = {c.name: c.severity.value for c in workspace.db.classes().values()}
+    severities = {c.name: c.severity.value for c in workspace.db.labels.classes().values()}
     return target_recalls(names, severities, names[good_index] if good_index is not None else None,
                           per_class=config.recall_targets)
 
 
 def _good_index(workspace: Workspace, names: list[str]) -> int | None:
-    good = [c.name for c in workspace.db.classes().values() if c.is_good and c.name in names]
+    good = [c.name for c in workspace.db.labels.classes().values() if c.is_good and c.name in names]
     return names.index(good[0]) if good else None
 
 
@@ -201,7 +223,7 @@ def _colour_mode(workspace: Workspace, version: DatasetVersion, config: TrainCon
     """Greyscale models for greyscale lines: one decode path, and colour JPEGs decode straight to luma."""
     if config.colour != "auto":
         return config.colour
-    records = workspace.db.images([item.sha256 for item in version.items])
+    records = workspace.db.images.get_many([item.sha256 for item in version.items])
     return "L" if all(record.working_mode == "L" for record in records.values()) else "RGB"
 
 
@@ -238,5 +260,5 @@ def _register(workspace: Workspace, run_id: str, variant: str, path: Path, weigh
     from inspectloop.runtime import EdgeModel
 
     metadata = EdgeModel(path).metadata
-    workspace.db.add_model(run_id, variant, str(path), sha256_bytes(path.read_bytes()), weights_sha256,
+    workspace.db.runs.add_model(run_id, variant, str(path), sha256_bytes(path.read_bytes()), weights_sha256,
                            json.loads(metadata.to_json()))

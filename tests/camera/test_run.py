@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from inspectloop import monitoring
 from inspectloop.camera import run as camera
+from inspectloop.monitor import run as monitoring
 from inspectloop.errors import CameraCheckError
-from inspectloop.service import InspectionService, ServiceConfig
+from inspectloop.serve.service import InspectionService, ServiceConfig
 from inspectloop.store import schema as s
 from tests.camera.targets import targets
 from tests.monitoring_helpers import log_predictions
@@ -63,7 +63,7 @@ def test_a_failing_check_marks_predictions_suspect_until_a_check_passes(line: Li
     finally:
         service.stop()
     assert suspect_flags(line)[5:] == [True, False, False]
-    alerts = [a["signal"] for a in monitoring.recent_alerts(line.workspace)]
+    alerts = [a.signal for a in monitoring.recent_alerts(line.workspace)]
     assert "mtf50" in alerts
 
 
@@ -77,4 +77,4 @@ def test_missing_targets_and_a_missing_baseline_name_the_fix(line: Line, tmp_pat
     assert caught.value.hint and "capture" in caught.value.hint
     with pytest.raises(CameraCheckError, match="cannot read the flat-field capture"):
         camera.check(line.workspace, "cam-a", flat=tmp_path / "nope.png", edge=edge)
-    assert [c["status"] for c in camera.checks(line.workspace)] == ["error"] * 3
+    assert [c.status for c in camera.checks(line.workspace)] == ["error"] * 3

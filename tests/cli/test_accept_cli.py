@@ -17,8 +17,9 @@ def test_accept_prints_the_table_and_the_verdict_and_unlocks_promotion(neu_probe
     code, out, err = invoke("accept", run_id, "-w", ws)
     text = one_line(out)
     assert code == 0, out + err
-    assert "PASSED: all 7 criteria met" in text and "scratches: recall" in text and "≤ 2000 ms" in text
+    assert "PASSED: all 7 criteria met" in text and "scratches: recall" in text and "≤ 2,000 ms" in text
     assert "FAIL" not in text and "error" not in err
+    assert "review: 0 of 12 test parts (0%;" in text and "100% were decided automatically" in text
     name = text.split(" may go to production")[0].rsplit(" ", 1)[-1]
     assert f"inspectloop models promote {name} production" in text
     report = text.split("report: ")[1].split()[0]

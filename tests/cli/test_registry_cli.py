@@ -60,6 +60,23 @@ def test_bad_criteria_get_one_message_naming_the_field(ws: Path, tmp_path: Path,
     assert "line3" not in invoke("criteria", "list", "-w", ws)[1]
 
 
+def test_lock_refuses_criteria_the_dataset_cannot_meet_naming_the_numbers(ws: Path, tmp_path: Path,
+                                                                         class_tree: Path) -> None:
+    assert invoke("ingest", class_tree, "-w", ws)[0] == 0
+    assert invoke("dataset", "create", "-w", ws, "--group-by", "none", "--val", "0.2", "--test", "0.3",
+                  "--calib", "0.3", "--new-test")[0] == 0  # v2: 2 defective and 2 good calibration images
+    err = refused(["criteria", "lock", write_criteria(tmp_path), "--by", "ana", "-w", ws],
+                  "max_escape_rate 0.05 cannot be certified on dataset v2 (calibration: 2 defective, 2 good images)",
+                  "needs at least 45 defective calibration images and there are 2", "fix: add defective images")
+    assert "or use guarantee: marginal" in err and "raise max_escape_rate" not in err  # 2 certify 68 % at best
+    refused(["criteria", "lock", write_criteria(tmp_path), "--by", "ana", "-w", ws, "--dataset", "v1"],
+            "dataset v1 has no calibration split", "--calib 0.2")
+    loose = write_criteria(tmp_path, "name: loose\nclasses: {scratch: {min_recall: 0.5}}\nmax_escape_rate: 0.5\n"
+                                     "guarantee: marginal\n", name="loose.yaml")
+    code, out, _ = invoke("criteria", "lock", loose, "--by", "ana", "-w", ws)
+    assert code == 0 and "attainable on dataset v2 (calibration: 2 defective, 2 good images)" in one_line(out)
+
+
 def test_train_with_unknown_criteria_is_refused(ws: Path) -> None:
     refused(["train", "-w", ws, "--criteria", "line9"], "no locked criteria 'line9'", "inspectloop criteria lock")
 

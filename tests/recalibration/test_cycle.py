@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from inspectloop import registry, review
-from inspectloop.criteria import lock_criteria
+from inspectloop.accept.criteria import lock_criteria
 from inspectloop.recalibration import RecalibrationError
 from inspectloop.recalibration.cycle import (
     run_scheduled,
@@ -22,7 +22,6 @@ from inspectloop.recalibration.cycle import (
     recalibrate,
 )
 from inspectloop.runtime import EdgeModel
-from inspectloop.store import monitoring as monitoring_store
 from inspectloop.store import schema as s
 from inspectloop.workspace import Workspace
 from tests.monitoring_helpers import NOW, log_predictions, monitored_line
@@ -52,18 +51,18 @@ class FakeTrainer:
         run_dir.mkdir(parents=True)
         path = run_dir / "model.onnx"
         path.write_bytes(tiny_model_bytes())
-        workspace.db.add_run(run_id, dataset, config.model_dump(), "0.1.0+gtest", str(run_dir),
+        workspace.db.runs.add(run_id, dataset, config.model_dump(), "0.1.0+gtest", str(run_dir),
                              criteria_id=int(criteria))
         metadata = EdgeModel(path).metadata
-        workspace.db.add_model(run_id, "fp32", str(path), hashlib.sha256(path.read_bytes()).hexdigest(),
+        workspace.db.runs.add_model(run_id, "fp32", str(path), hashlib.sha256(path.read_bytes()).hexdigest(),
                                metadata.weights_sha256, json.loads(metadata.to_json()))
-        workspace.db.finish_run(run_id, "finished", metrics={"test": {}})
+        workspace.db.runs.finish(run_id, "finished", metrics={"test": {}})
         return type("Run", (), {"run_id": run_id})()
 
 
 def with_criteria(line: Line, tmp_path: Path, text: str) -> None:
     locked = lock_criteria(line.workspace, write_criteria(tmp_path, text, name=f"{text[6:12]}.yaml"), by="ana")
-    with line.workspace.db.transaction() as conn:
+    with line.workspace.db.engine.begin() as conn:
         conn.execute(update(s.runs).where(s.runs.c.id == line.production.run_id).values(criteria_id=locked.id))
 
 
@@ -74,7 +73,7 @@ def review_all(line: Line, *, miss_scratches: bool) -> int:
         label = item.suggestion or "good"
         if miss_scratches and label == "good" and decided % 2 == 0:
             label = "scratch"
-        review.decide(line.workspace, item.id, "rita", label)
+        review.record_verdict(line.workspace, item.id, "rita", label)
         decided += 1
     return decided
 
@@ -89,7 +88,7 @@ def line(tmp_path: Path):
 
 
 def suggestions(line: Line) -> None:  # the model's label on each item, as the service would have set it
-    with line.workspace.db.transaction() as conn:
+    with line.workspace.db.engine.begin() as conn:
         for item in conn.execute(s.review_items.select()).all():
             label = conn.execute(s.predictions.select().where(s.predictions.c.id == item.prediction_id)).first().label
             conn.execute(update(s.review_items).where(s.review_items.c.id == item.id).values(suggestion=label))
@@ -174,8 +173,7 @@ def test_a_window_without_predictions_is_recorded_and_explained(line: Line) -> N
 def test_due_by_calendar_or_drift(line: Line) -> None:
     assert due(line.workspace).due is False
     assert due(line.workspace, now=NOW + timedelta(days=400)).source == "calendar"
-    with line.workspace.db.transaction() as conn:
-        monitoring_store.add_alert(conn, {"kind": "drift", "camera": "cam-a", "signal": "brightness", "effect": 1.2,
+    line.workspace.db.drift.add_alert({"kind": "drift", "camera": "cam-a", "signal": "brightness", "effect": 1.2,
                                               "message": "cam-a: brightness down 40%"})
     verdict = due(line.workspace)
     assert verdict.due and verdict.source == "drift" and verdict.alerts == ["cam-a: brightness down 40%"]
@@ -183,8 +181,7 @@ def test_due_by_calendar_or_drift(line: Line) -> None:
 
 def test_a_scheduler_call_starts_waits_and_continues(line: Line) -> None:
     assert run_scheduled(line.workspace, now=NOW).action == "nothing"
-    with line.workspace.db.transaction() as conn:
-        monitoring_store.add_alert(conn, {"kind": "drift", "camera": "cam-a", "signal": "brightness", "effect": 1.2,
+    line.workspace.db.drift.add_alert({"kind": "drift", "camera": "cam-a", "signal": "brightness", "effect": 1.2,
                                           "message": "cam-a: brightness down 40%"})
     started = run_scheduled(line.workspace, now=NOW, sample_size=10)
     assert started.action == "started" and started.cycle.trigger_source == "drift"  # type: ignore[union-attr]

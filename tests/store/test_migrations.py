@@ -12,11 +12,10 @@ from sqlalchemy import create_engine, inspect, insert, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from inspectloop.criteria import lock_criteria
+from inspectloop.accept.criteria import lock_criteria
 from inspectloop.domain import ClassDefinition
 from inspectloop.registry import register
-from inspectloop.store import migrations, schema
-from inspectloop.store.database import now_iso
+from inspectloop.store import migrations, now_iso, schema
 from inspectloop.workspace import init_workspace, open_workspace
 from tests.registry_helpers import add_run_with_model, write_criteria
 
@@ -47,9 +46,9 @@ def _make_v1_workspace(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         with init_workspace(root, name="old-line") as ws:
             with ws.db.engine.connect() as conn:
                 assert migrations.current_version(conn) == 1
-            ws.db.upsert_class(ClassDefinition(name="scratch"))
-            ws.db.add_dataset_version("v1", None, {}, {"count": 0}, [])
-            with ws.db.transaction() as conn:  # the columns runs had in version 1
+            ws.db.labels.upsert_class(ClassDefinition(name="scratch"))
+            ws.db.datasets.add("v1", None, {}, {"count": 0}, [])
+            with ws.db.engine.begin() as conn:  # the columns runs had in version 1
                 conn.execute(text(
                     "INSERT INTO runs (id, kind, status, dataset_version, config, code_version, metrics, artifacts, "
                     "started_at) VALUES ('run-old', 'train', 'finished', 'v1', '{\"mode\": \"probe\"}', '0.1.0', "
@@ -69,11 +68,11 @@ def test_a_v1_workspace_upgrades_in_place(tmp_path: Path, monkeypatch: pytest.Mo
             names = conn.execute(select(schema.schema_migrations.c.name)).scalars().all()
         assert len(names) == 4 and names[1].startswith("acceptance criteria") and names[2].startswith("people")
         assert names[3].startswith("drift baselines")
-        run = ws.db.run("run-old")
-        assert run is not None and run["criteria_id"] is None and run["metrics"] == {"test": {"macro_recall": 0.9}}
-        assert list(ws.db.classes()) == ["scratch"]
+        run = ws.db.runs.get("run-old")
+        assert run is not None and run.criteria_id is None and run.metrics == {"test": {"macro_recall": 0.9}}
+        assert list(ws.db.labels.classes()) == ["scratch"]
         for name in ("good", "dark"):  # the new tables work on the upgraded database
-            ws.db.upsert_class(ClassDefinition(name=name))
+            ws.db.labels.upsert_class(ClassDefinition(name=name))
         criteria = lock_criteria(ws, write_criteria(tmp_path), by="ana")
         add_run_with_model(ws, "run-new", criteria_id=criteria.id)
         assert register(ws, "run-new").criteria_id == criteria.id
@@ -96,15 +95,15 @@ def test_the_released_v1_database_upgrades_like_a_fresh_one(tmp_path: Path) -> N
 
 def test_at_most_one_version_is_in_production(tmp_path: Path) -> None:
     with init_workspace(tmp_path / "ws") as ws:
-        ws.db.add_dataset_version("v1", None, {}, {"count": 0}, [])
-        ws.db.add_run("run-a", "v1", {}, "0.1.0", "runs/run-a")
-        ids = [ws.db.add_model("run-a", "fp32", f"m{i}.onnx", "0" * 64, "0" * 64, {}) for i in range(3)]
+        ws.db.datasets.add("v1", None, {}, {"count": 0}, [])
+        ws.db.runs.add("run-a", "v1", {}, "0.1.0", "runs/run-a")
+        ids = [ws.db.runs.add_model("run-a", "fp32", f"m{i}.onnx", "0" * 64, "0" * 64, {}) for i in range(3)]
         row = dict(run_id="run-a", variant="fp32", path="m.onnx", file_sha256="0" * 64, created_at=now_iso(),
                    lineage={})
-        with ws.db.transaction() as conn:
+        with ws.db.engine.begin() as conn:
             conn.execute(insert(schema.model_versions).values(name="a", model_id=ids[0], stage="production", **row))
             conn.execute(insert(schema.model_versions).values(name="b", model_id=ids[1], stage="retired", **row))
-        with pytest.raises(IntegrityError), ws.db.transaction() as conn:
+        with pytest.raises(IntegrityError), ws.db.engine.begin() as conn:
             conn.execute(insert(schema.model_versions).values(name="c", model_id=ids[2], stage="production", **row))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from inspectloop.store import monitoring as store
 from inspectloop.workspace import Workspace
 from tests.web.conftest import LiveServer
 from tests.web.test_review_browser import log_in
@@ -16,10 +15,10 @@ SIGNALS = ("brightness", "embedding", "prediction")
 def drift_history(workspace: Workspace, checks: int = 6) -> None:
     """Six daily checks of two cameras; cam-b's brightness grows and alerts on the last two."""
     start = datetime.now(UTC) - timedelta(days=checks)
-    with workspace.db.transaction() as conn:
+    with workspace.db.transaction() as tx:
         for day in range(checks):
             at = (start + timedelta(days=day)).isoformat()
-            run_id = store.add_monitor_run(conn, {"window_start": at, "window_end": at, "outcome": "ok"})
+            run_id = tx.drift.add_run({"window_start": at, "window_end": at, "outcome": "ok"})
             rows = []
             for camera in ("cam-a", "cam-b"):
                 for signal in SIGNALS:
@@ -29,10 +28,10 @@ def drift_history(workspace: Workspace, checks: int = 6) -> None:
                                      "effect_unit": "SD", "p_value": 0.001 if fired else 0.5, "raw_p_value": 0.001,
                                      "fired": fired, "n_baseline": 100, "n_current": 100, "message": f"{camera}: {signal}"})
                     if fired:
-                        store.add_alert(conn, {"kind": "drift", "camera": camera, "signal": signal, "effect": effect,
+                        tx.drift.add_alert({"kind": "drift", "camera": camera, "signal": signal, "effect": effect,
                                                    "p_value": 0.001, "message": f"{camera}: brightness down",
                                                    "monitor_run_id": run_id})
-            store.add_drift_checks(conn, rows)
+            tx.drift.add_checks(rows)
 
 
 def test_the_dashboard_charts_drift_per_camera_with_alert_markers(browser: Any, server16: LiveServer) -> None:

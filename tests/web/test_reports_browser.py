@@ -1,5 +1,6 @@
 """The reports a quality engineer reads, opened in headless Chromium: the evaluation report, the
-acceptance report and the model card render whole (every picture decodes), fetch nothing, and fit the page.
+acceptance report and the model card render whole (every picture decodes, the thumbnails of the hardest
+test images included), fetch nothing, and fit the page.
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 
-from inspectloop.acceptance import accept
-from inspectloop.model_card import write_model_card
+from inspectloop.accept.run import accept
+from inspectloop.evaluate.outcomes import HARDEST_SHOWN
+from inspectloop.reports.model_card import write_model_card
 from inspectloop.registry import register
 from tests.acceptance_helpers import TrainedNeu, copy_run
 from tests.registry_helpers import seeded_workspace
-from tests.test_model_card import add_evaluated_run
+from tests.reports.test_model_card import add_evaluated_run
 
 
 def open_report(browser: Any, path: Path, screenshot: Path) -> tuple[Any, list[str]]:
@@ -44,6 +46,12 @@ def assert_reads_whole(page: Any, fetched: list[str], headings: tuple[str, ...])
         assert heading in shown, heading
 
 
+def rendered_thumbnails(page: Any) -> list[tuple[int, int]]:
+    """Natural and displayed width of every thumbnail: both above zero when it decoded and shows."""
+    return page.eval_on_selector_all(
+        "img.thumb", "els => els.map(e => [e.complete ? e.naturalWidth : 0, e.getBoundingClientRect().width])")
+
+
 def test_the_model_card_renders_whole_in_a_browser(browser: Any, tmp_path: Path) -> None:
     with seeded_workspace(tmp_path / "ws") as ws:
         add_evaluated_run(ws, "run-card", band=True)
@@ -52,6 +60,8 @@ def test_the_model_card_renders_whole_in_a_browser(browser: Any, tmp_path: Path)
     assert_reads_whole(page, fetched, ("What this means", "Lineage", "Per class", "Confusion matrix", "Calibration",
                                        "Operating points and decisions", "At line rate", "Acceptance"))
     assert page.locator("table").count() >= 5
+    thumbnails = rendered_thumbnails(page)
+    assert len(thumbnails) == HARDEST_SHOWN and all(natural > 0 and shown > 0 for natural, shown in thumbnails)
     page.close()
 
 
@@ -59,7 +69,7 @@ def test_a_real_runs_reports_render_whole_in_a_browser(browser: Any, neu_probe_r
                                                       tmp_path: Path) -> None:
     ws = neu_probe_run.workspace
     run_id = copy_run(neu_probe_run, criteria_id=neu_probe_run.pass_id)
-    source = Path(ws.db.run(neu_probe_run.run_id)["artifacts"])
+    source = Path(ws.db.runs.get(neu_probe_run.run_id).artifacts)
     shutil.copytree(source / "report", ws.runs_dir / run_id / "report")
     report = accept(ws, run_id)
     card = write_model_card(ws, report.model_version, parts_per_hour=600, defect_rate=0.05)
@@ -71,6 +81,8 @@ def test_a_real_runs_reports_render_whole_in_a_browser(browser: Any, neu_probe_r
             assert fetched == [] and "PASSED" in page.inner_text("body")
         else:
             assert_reads_whole(page, fetched, headings)
+            thumbnails = rendered_thumbnails(page)  # a real run's mistakes and close calls, from its blob store
+            assert thumbnails and all(natural > 0 and shown > 0 for natural, shown in thumbnails), thumbnails
         text = re.sub(r"\s+", " ", page.inner_text("body"))
         assert "nan" not in text.lower().split() and "None" not in text.split()
         page.close()

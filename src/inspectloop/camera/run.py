@@ -10,13 +10,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
 from inspectloop.camera import health
+from inspectloop.domain import CameraBaselineRecord, CameraCheckRecord
 from inspectloop.errors import CameraCheckError
-from inspectloop.store import monitoring as store
 from inspectloop.store import now_iso
 from inspectloop.workspace import Workspace
 
@@ -43,9 +42,8 @@ def record_camera_baseline(workspace: Workspace, camera: str, *, flat: Path | No
     flat_image, flat_sha = _capture(workspace, flat, "flat-field")
     edge_image, edge_sha = _capture(workspace, edge, "slanted-edge")
     baseline = health.measure_baseline(camera, flat_image, edge_image, recorded_at=now_iso())
-    with workspace.db.transaction() as conn:
-        store.add_camera_baseline(conn, {"camera": camera, "baseline": baseline.to_dict(), "flat_sha256": flat_sha,
-                                             "edge_sha256": edge_sha})
+    workspace.db.cameras.add_baseline({"camera": camera, "baseline": baseline.to_dict(), "flat_sha256": flat_sha,
+                                       "edge_sha256": edge_sha})
     return baseline
 
 
@@ -57,47 +55,45 @@ def check(workspace: Workspace, camera: str, *, flat: Path | None, edge: Path | 
     alert. A check that cannot run (no baseline, a missing or unusable capture) is recorded with status
     "error" and raised as CameraCheckError.
     """
-    with workspace.db.engine.connect() as conn:
-        row = store.camera_baseline(conn, camera)
+    row = workspace.db.cameras.baseline(camera)
     try:
         if row is None:
             raise CameraCheckError(f"camera {camera!r} has no health baseline to check against",
                                    f"record one with: inspectloop camera baseline {camera} --flat FILE --edge FILE")
-        baseline = health.CameraBaseline.from_dict(row["baseline"])
+        baseline = health.CameraBaseline.from_dict(row.baseline)
         flat_image, _ = _capture(workspace, flat, "flat-field")
         edge_image, _ = _capture(workspace, edge, "slanted-edge")
         report = health.check_camera(baseline, flat_image, edge_image, limits)
     except CameraCheckError as exc:
         _record_error(workspace, camera, row, exc)
         raise
-    return _store_check(workspace, camera, int(row["id"]), report)
+    return _store_check(workspace, camera, row.id, report)
 
 
 def suspect_cameras(workspace: Workspace) -> dict[str, str]:
     """Cameras whose latest health check failed, with the time of that check."""
-    with workspace.db.engine.connect() as conn:
-        return store.failing_cameras(conn)
+    return workspace.db.cameras.failing()
 
 
-def checks(workspace: Workspace, camera: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+def checks(workspace: Workspace, camera: str | None = None, limit: int = 50) -> list[CameraCheckRecord]:
     """Stored checks, newest first."""
-    with workspace.db.engine.connect() as conn:
-        return store.camera_checks(conn, camera, limit)
+    return workspace.db.cameras.checks(camera, limit)
 
 
 def _store_check(workspace: Workspace, camera: str, baseline_id: int, report: health.CameraReport) -> CameraCheck:
     failed = report.status == health.Status.fail
-    with workspace.db.transaction() as conn:
+    with workspace.db.transaction() as tx:
         marked = 0
         if failed:
-            good = store.last_good_check(conn, camera)
-            since = good["checked_at"] if good else store.camera_baseline(conn, camera)["recorded_at"]  # type: ignore[index]
-            marked = store.mark_suspect(conn, camera, since)
+            good = tx.cameras.last_good_check(camera)
+            baseline = tx.cameras.baseline(camera)
+            since = good.checked_at if good else baseline.recorded_at if baseline else None
+            marked = tx.predictions.mark_suspect(camera, since)
             for result in (r for r in report.checks if r.status == health.Status.fail):
-                store.add_alert(conn, {"kind": "camera", "camera": camera, "signal": result.check,
-                                           "effect": result.change, "message": _alert_text(result, marked)})
-        check_id = store.add_camera_check(conn, {"camera": camera, "baseline_id": baseline_id, "status": str(report.status),
-                                                     "report": report.to_dict(), "marked_suspect": marked})
+                tx.drift.add_alert({"kind": "camera", "camera": camera, "signal": result.check,
+                                    "effect": result.change, "message": _alert_text(result, marked)})
+        check_id = tx.cameras.add_check({"camera": camera, "baseline_id": baseline_id, "status": str(report.status),
+                                         "report": report.to_dict(), "marked_suspect": marked})
     return CameraCheck(check_id, camera, report, marked)
 
 
@@ -106,10 +102,10 @@ def _alert_text(result: health.CheckResult, marked: int) -> str:
             f"({marked} already logged since its last good check)")
 
 
-def _record_error(workspace: Workspace, camera: str, baseline: dict[str, Any] | None, exc: CameraCheckError) -> None:
-    with workspace.db.transaction() as conn:
-        store.add_camera_check(conn, {"camera": camera, "baseline_id": baseline["id"] if baseline else None,
-                                          "status": ERROR, "report": {"error": exc.message, "hint": exc.hint}})
+def _record_error(workspace: Workspace, camera: str, baseline: CameraBaselineRecord | None,
+                  exc: CameraCheckError) -> None:
+    workspace.db.cameras.add_check({"camera": camera, "baseline_id": baseline.id if baseline else None,
+                                    "status": ERROR, "report": {"error": exc.message, "hint": exc.hint}})
 
 
 def _capture(workspace: Workspace, path: Path | None, target: str) -> tuple[Image.Image | None, str | None]:

@@ -11,10 +11,12 @@ from inspectloop.cli.common import (
     WorkspaceOpt, err, fmt, friendly, out, print_json, progress_bar, table, workspace,
 )
 from inspectloop.cli.registry_commands import accept, criteria_app, models_app
-from inspectloop.cli.service_commands import serve, shadow_app, users_app
+from inspectloop.cli.service_commands import SERVE_SETTINGS, serve, shadow_app, users_app
+from inspectloop.cli.settings import ConfigOptions, SetOption
 from inspectloop.cli.monitor_commands import camera_app, monitor_app, recalibrate_app
 from inspectloop.cli.review_commands import review_app
 from inspectloop.cli.training_view import TrainingView
+from inspectloop.errors import TrainingError
 
 app = typer.Typer(help="Train, ship and keep accurate vision models on your own site's images.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -28,7 +30,7 @@ app.add_typer(review_app, name="review")
 app.command()(accept)
 app.add_typer(users_app, name="users")
 app.add_typer(shadow_app, name="shadow")
-app.command()(serve)
+app.command(cls=SERVE_SETTINGS.command_class())(serve)
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(camera_app, name="camera")
 app.add_typer(recalibrate_app, name="recalibrate")
@@ -106,8 +108,8 @@ def classes_add(name: str, ws: WorkspaceOpt,
 def classes_list(ws: WorkspaceOpt) -> None:
     """List classes with their criterion, severity and reference images."""
     with workspace(ws) as w:
-        rows = [[c.name, c.severity.value, "yes" if c.is_good else "", c.criterion, len(w.db.references(c.name))]
-                for c in w.db.classes().values()]
+        rows = [[c.name, c.severity.value, "yes" if c.is_good else "", c.criterion, len(w.db.labels.references(c.name))]
+                for c in w.db.labels.classes().values()]
     table("classes", ["name", "severity", "good", "criterion", "references"], rows)
 
 
@@ -188,9 +190,9 @@ def dataset_create(ws: WorkspaceOpt,
 def dataset_list(ws: WorkspaceOpt) -> None:
     """List dataset versions."""
     with workspace(ws) as w:
-        rows = [[v["name"], v["parent"], v["created_at"], v["summary"]["count"],
-                 " ".join(f"{k}={sum(c.values())}" for k, c in v["summary"]["splits"].items())]
-                for v in w.db.dataset_versions()]
+        rows = [[v.name, v.parent, v.created_at, v.summary["count"],
+                 " ".join(f"{k}={sum(c.values())}" for k, c in v.summary["splits"].items())]
+                for v in w.db.datasets.list()]
     table("dataset versions", ["name", "parent", "created", "images", "splits"], rows)
 
 
@@ -217,36 +219,33 @@ def _show_version(name: str, parent: str | None, summary: dict[str, Any]) -> Non
                   "test set unchanged")
 
 
-@app.command()
+def _train_config() -> type:
+    from inspectloop.train.config import TrainConfig
+
+    return TrainConfig
+
+
+TRAIN_SETTINGS = ConfigOptions(_train_config, {"mode": "mode", "epochs": "epochs", "input_size": "input_size"},
+                               TrainingError)
+
+
+@app.command(cls=TRAIN_SETTINGS.command_class())
 @friendly
 def train(ws: WorkspaceOpt,
           dataset: Annotated[str, typer.Option(help="Dataset version.")] = "latest",
-          mode: Annotated[str, typer.Option(help="finetune (best) or probe (fast, frozen trunk).")] = "finetune",
-          epochs: Annotated[int, typer.Option()] = 15,
-          input_size: Annotated[int, typer.Option(help="Square model input in pixels.")] = 224,
-          batch_size: Annotated[int, typer.Option()] = 32,
-          lr: Annotated[float, typer.Option()] = 1e-3,
-          freeze_blocks: Annotated[int, typer.Option(help="Early trunk blocks kept frozen.")] = 2,
-          flips: Annotated[bool, typer.Option("--flips/--no-flips", help="Flip augmentation.")] = True,
-          seed: Annotated[int, typer.Option()] = 0,
+          mode: Annotated[Optional[str], typer.Option()] = None,  # help and default: TrainConfig's (see --help)
+          epochs: Annotated[Optional[int], typer.Option()] = None,
+          input_size: Annotated[Optional[int], typer.Option()] = None,
+          setting: SetOption = [],  # noqa: B006
           int8: Annotated[bool, typer.Option(help="Also export an INT8-quantised model.")] = False,
           resume: Annotated[Optional[str], typer.Option(help="Resume an interrupted run by id.")] = None,
           criteria: Annotated[Optional[str], typer.Option(help="Locked acceptance criteria (name or id) this run "
-                                                               "will be judged by.")] = None) -> None:
+                                                               "will be judged by; they set its escape rate, "
+                                                               "guarantee and recall targets.")] = None) -> None:
     """Fine-tune a pretrained backbone on CPU, evaluate on the frozen test set, export to ONNX."""
-    from pydantic import ValidationError
-
-    from inspectloop.errors import TrainingError
-    from inspectloop.train.config import TrainConfig
     from inspectloop.training import train as train_lib
 
-    try:
-        config = TrainConfig(mode=mode, epochs=epochs, input_size=input_size, batch_size=batch_size, lr=lr,
-                             freeze_blocks=freeze_blocks, flips=flips, seed=seed)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise TrainingError(f"bad --{str(first['loc'][0]).replace('_', '-')}: {first['msg']}",
-                            "see: inspectloop train --help") from None
+    config = TRAIN_SETTINGS.build(setting, mode=mode, epochs=epochs, input_size=input_size)
     with workspace(ws) as w, TrainingView() as view:
         result = train_lib(w, config, dataset=dataset, resume=resume, export_int8=int8, progress=view.update,
                            criteria=criteria)
@@ -269,10 +268,10 @@ def _print_run_result(run_id: str, test: dict[str, Any], model_path: Path) -> No
 def runs(ws: WorkspaceOpt) -> None:
     """List training runs with their dataset version, criteria and test macro recall."""
     with workspace(ws) as w:
-        rows = [[r["id"], r["status"], r["dataset_version"], r["config"].get("mode"),
-                 "" if r["criteria_id"] is None else f"#{r['criteria_id']}",
-                 fmt(((r["metrics"] or {}).get("test") or {}).get("macro_recall")), r["started_at"]]
-                for r in w.db.runs()]
+        rows = [[r.id, r.status, r.dataset_version, r.config.get("mode"),
+                 "" if r.criteria_id is None else f"#{r.criteria_id}",
+                 fmt(((r.metrics or {}).get("test") or {}).get("macro_recall")), r.started_at]
+                for r in w.db.runs.list()]
     table("runs", ["run", "status", "dataset", "mode", "criteria", "test macro recall", "started"], rows)
 
 
@@ -282,7 +281,7 @@ def evaluate(model: Path, ws: WorkspaceOpt,
              dataset: Annotated[str, typer.Option()] = "latest",
              split: Annotated[str, typer.Option(help="train, val or test.")] = "test") -> None:
     """Evaluate an exported model file through the edge runtime on a dataset split."""
-    from inspectloop.evaluation import evaluate_model_file
+    from inspectloop.evaluate.run import evaluate_model_file
 
     with workspace(ws) as w, progress_bar("evaluate") as update:
         result = evaluate_model_file(w, model, dataset=dataset, split=split, progress=update)

@@ -19,22 +19,28 @@ models_app = typer.Typer(help="The model registry: versions with lineage, stages
 @friendly
 def criteria_lock(file: Annotated[Path, typer.Argument(help="Criteria YAML (see examples/criteria.yaml).")],
                   ws: WorkspaceOpt,
-                  by: Annotated[str, typer.Option(help="Who locks them (recorded with the hash and time).")]) -> None:
-    """Validate a criteria file against the workspace's classes and lock it: hash, time, who."""
-    from inspectloop.criteria import lock_criteria
+                  by: Annotated[str, typer.Option(help="Who locks them (recorded with the hash and time).")],
+                  dataset: Annotated[Optional[str], typer.Option(
+                      help="Dataset version whose calibration and test splits the criteria must be attainable on "
+                           "(default: the latest, when it has a calibration split).")] = None) -> None:
+    """Validate a criteria file against the workspace's classes, refuse limits no model could meet, and lock
+    it: hash, time, who."""
+    from inspectloop.accept.criteria import lock_criteria
 
     with workspace(ws) as w:
-        locked = lock_criteria(w, file, by=by)
+        locked = lock_criteria(w, file, by=by, dataset=dataset)
+    checked = (f"attainable on {locked.checked_on.describe()}" if locked.checked_on is not None
+               else "not checked: the latest dataset version has no calibration split (name one with --dataset)")
     out.print(f"criteria {locked.label} locked at {locked.locked_at.isoformat()} by {locked.locked_by} "
-              f"(sha256 {locked.sha256[:12]})\ntrain against them with: inspectloop train --criteria {locked.name}",
-              highlight=False)
+              f"(sha256 {locked.sha256[:12]}); {checked}\n"
+              f"train against them with: inspectloop train --criteria {locked.name}", highlight=False)
 
 
 @criteria_app.command("list")
 @friendly
 def criteria_list(ws: WorkspaceOpt) -> None:
     """List locked criteria with their hash, time and who locked them."""
-    from inspectloop.criteria import list_criteria
+    from inspectloop.accept.criteria import list_criteria
 
     with workspace(ws) as w:
         locks = list_criteria(w)
@@ -83,7 +89,7 @@ def models_card(version: Annotated[str, typer.Argument(help="Version name or id.
                     help="Share of defective parts on the line, e.g. 0.01 (give with --parts-per-hour).")] = None,
                 ) -> None:
     """Write a version's model card: one self-contained HTML page for the quality engineer; print its path."""
-    from inspectloop.model_card import write_model_card
+    from inspectloop.reports.model_card import write_model_card
 
     with workspace(ws) as w:
         path = write_model_card(w, version, parts_per_hour=parts_per_hour, defect_rate=defect_rate)
@@ -133,7 +139,7 @@ def accept(run: Annotated[str, typer.Argument(help="A finished training run (see
                help="Locked criteria (name or id); default: the ones the run named. Others do not unlock "
                     "promotion.")] = None) -> None:
     """Judge a run's model file on the frozen test set against its locked criteria; exit 1 when it fails."""
-    from inspectloop.acceptance import accept as accept_lib
+    from inspectloop.accept.run import accept as accept_lib
 
     with workspace(ws) as w, progress_bar(f"accept {run}") as update:
         report = accept_lib(w, run, variant=variant, criteria=criteria, progress=update)
@@ -143,6 +149,7 @@ def accept(run: Annotated[str, typer.Argument(help="A finished training run (see
           f"{report.measurements.count} frozen test images", ["criterion", "limit", "measured", "result"], rows)
     for r in report.failed:
         out.print(f"  {r.name}: {r.detail}", highlight=False)
+    out.print(f"review: {report.document['review_summary']}", highlight=False)
     version = report.model_version.name
     if report.passed:
         out.print(f"[bold green]PASSED[/]: all {len(report.results)} criteria met", highlight=False)

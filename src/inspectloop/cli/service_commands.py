@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from inspectloop.cli.common import WorkspaceOpt, err, fmt, friendly, out, table, workspace
-from inspectloop.errors import MissingExtraError
+from inspectloop.cli.settings import ConfigOptions, SetOption
+from inspectloop.errors import MissingExtraError, ServiceError
 
 users_app = typer.Typer(help="People who write through the service: reviewers and admins, with tokens.",
                         no_args_is_help=True)
@@ -17,33 +18,37 @@ shadow_app = typer.Typer(help="Shadow mode: how a candidate model compares with 
                          no_args_is_help=True)
 
 
+def _service_config() -> type:
+    from inspectloop.serve.service import ServiceConfig  # imported when needed: it loads the runtime
+
+    return ServiceConfig
+
+
+SERVE_SETTINGS = ConfigOptions(_service_config, {"model": "model_file", "shadow": "shadow", "camera": "cameras",
+                                                 "sample_rate": "sample_rate"}, ServiceError)
+
+
 @friendly
 def serve(ws: WorkspaceOpt,
           host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for the plant network).")] = "127.0.0.1",
           port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
-          model: Annotated[Path | None, typer.Option(
-              help="Serve this .onnx file instead of the registry's production version.")] = None,
-          shadow: Annotated[str | None, typer.Option(
-              help="Shadow this registry version (default: the version in stage shadow, if any).")] = None,
+          model: Annotated[Path | None, typer.Option()] = None,  # help and default: ServiceConfig's (see --help)
+          shadow: Annotated[str | None, typer.Option()] = None,
+          camera: Annotated[list[str], typer.Option(show_default=False)] = [],  # noqa: B006 (repeatable)
+          sample_rate: Annotated[float | None, typer.Option()] = None,
+          setting: SetOption = [],  # noqa: B006
           watch: Annotated[Path | None, typer.Option(
               help="Also watch this folder for image files dropped by cameras.")] = None,
-          sample_rate: Annotated[float, typer.Option(help="Share of images kept for recalibration.")] = 0.05,
-          max_upload_mb: Annotated[float, typer.Option(help="Largest image accepted, in MB.")] = 20.0,
-          camera: Annotated[list[str], typer.Option(
-              help="A known camera (repeatable); cameras in the workspace's images are known too.")] = [],
-          threads: Annotated[int, typer.Option(help="CPU threads per inference.")] = 1,
-          poll_seconds: Annotated[float, typer.Option(help="How often the registry is checked for promotions.")] = 2.0,
           ) -> None:
     """Start the inspection service (HTTP API, optional folder watch); every prediction is logged durably."""
     for module in ("fastapi", "uvicorn", "multipart"):
         _require(module, "serve")
     import uvicorn
 
-    from inspectloop.service import ServiceConfig
     from inspectloop.web.app import create_app
 
-    config = ServiceConfig(model_file=model, shadow=shadow, sample_rate=sample_rate, max_upload_mb=max_upload_mb,
-                           cameras=tuple(camera), threads=threads, poll_seconds=poll_seconds)
+    config = SERVE_SETTINGS.build(setting, model=model, shadow=shadow, camera=tuple(camera) or None,
+                                  sample_rate=sample_rate)
     app = create_app(ws, config=config, watch=watch)
     err.print(f"serving {app.state.service.production.name} on http://{host}:{port}/v1 "
               f"(workspace {ws}; health: /v1/health)", highlight=False)
@@ -131,11 +136,15 @@ def shadow_report(ws: WorkspaceOpt,
     with workspace(ws) as w:
         report = build(w, version, min_compared=min_compared, min_qc=min_qc)
         path = write_shadow_report(w, report)
-    rows = [[c.name, c.compared, fmt(c.agreement), c.qc_compared, fmt(c.shadow_qc_agreement),
-             fmt(c.production_qc_agreement)] for c in report.per_class]
+    rows = [[c.name, c.compared, fmt(c.label_agreement), fmt(c.decision_agreement), c.qc_compared,
+             fmt(c.shadow_qc_agreement), fmt(c.production_qc_agreement)] for c in report.per_class]
     table(f"shadow {report.version} vs production {report.compared} inputs, {report.qc_compared} with QC",
-          ["class (production)", "compared", "agrees", "QC judged", "shadow = QC", "production = QC"], rows)
-    for pair in report.confusions[:10]:
+          ["class (production)", "compared", "same label", "same fate", "QC judged", "shadow = QC",
+           "production = QC"], rows)
+    out.print(f"same label {fmt(report.label_agreement)}, same fate {fmt(report.decision_agreement)} "
+              f"(pass, or stopped as the same class; {report.same_class_reject_vs_review} reject vs review of one "
+              "class count as the same fate)", highlight=False)
+    for pair in report.confusions[:10] + report.decision_changes:
         out.print(f"  production {pair['production']} -> shadow {pair['shadow']}: {pair['count']}", highlight=False)
     verdict = "[bold green]READY[/]" if report.ready else "[bold yellow]NOT READY[/]"
     out.print(f"{verdict}: {'; '.join(report.reasons)}", highlight=False)

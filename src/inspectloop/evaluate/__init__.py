@@ -1,6 +1,8 @@
-"""Evaluation: classification metrics, metadata slices and report files.
+"""Evaluation: classification metrics, metadata slices and per-image outcomes (pure numpy), and ``run.py``,
+which evaluates a model's predictions on a workspace's dataset split and writes the report
+(``inspectloop.reports``).
 
-Importing this package loads numpy only; matplotlib is imported when a picture is drawn.
+Importing this package loads numpy only.
 """
 
 from __future__ import annotations
@@ -11,25 +13,19 @@ from inspectloop.evaluate.metrics import (
     classification_metrics,
     wilson_interval,
 )
-from inspectloop.evaluate.report import (
-    EvaluationReportFiles,
-    ReportFigure,
-    confusion_matrix_png,
-    write_evaluation_report,
-)
+from inspectloop.evaluate.outcomes import ImageOutcome, hardest, image_outcomes
 from inspectloop.evaluate.slices import Slice, SliceReport, select_slice_fields, slice_metrics
 
 __all__ = [
     "ClassMetrics",
     "ClassificationMetrics",
-    "EvaluationReportFiles",
-    "ReportFigure",
+    "ImageOutcome",
     "Slice",
     "SliceReport",
     "classification_metrics",
-    "confusion_matrix_png",
+    "hardest",
+    "image_outcomes",
     "select_slice_fields",
     "slice_metrics",
     "wilson_interval",
-    "write_evaluation_report",
 ]

@@ -19,7 +19,6 @@ Every cycle, whatever its outcome, is a row and a report (JSON + HTML).
 
 from __future__ import annotations
 
-import html
 import json
 import random
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from inspectloop import registry, review
+from inspectloop.domain import CycleRecord, LoggedPrediction, ModelVersion
 from inspectloop.errors import InspectloopError
 from inspectloop.recalibration.comparison import (
     DEFAULT_TRIGGER,
@@ -40,8 +40,8 @@ from inspectloop.recalibration.comparison import (
 )
 from inspectloop.errors import RecalibrationError
 from inspectloop.recalibration.sampling import stratified_sample
+from inspectloop.reports.recalibration import render_recalibration_html
 from inspectloop.store import atomic_write_text, now_iso
-from inspectloop.store import monitoring as store
 from inspectloop.workspace import Workspace
 
 AWAITING, DONE = "awaiting_labels", "done"
@@ -68,10 +68,9 @@ class Cycle:
     report_path: str | None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Cycle:
-        return cls(row["id"], row["status"], row["outcome"], row["trigger_source"], row["model_version_id"],
-                   row["window_start"], row["window_end"], row["params"], row["sample"] or {}, row["result"] or {},
-                   row["message"], row["report_path"])
+    def from_record(cls, row: CycleRecord) -> Cycle:
+        return cls(row.id, row.status, row.outcome, row.trigger_source, row.model_version_id, row.window_start,
+                   row.window_end, row.params, row.sample, row.result, row.message, row.report_path)
 
 
 @dataclass(frozen=True)
@@ -117,9 +116,8 @@ def recalibrate(workspace: Workspace, *, window_days: float = 90, sample_size: i
         _refuse(workspace, row, "no_production", RecalibrationError(
             "no model version is in production, so there is nothing to recalibrate",
             "promote one first: inspectloop models promote VERSION production --actor NAME"))
-    with workspace.db.engine.connect() as conn:
-        rows = store.window_predictions(conn, row["window_start"], row["window_end"], model_version_id=version.id,
-                                        stored_only=True)
+    rows = workspace.db.predictions.window(row["window_start"], row["window_end"], model_version_id=version.id,
+                                           stored_only=True)
     if not rows:
         _refuse(workspace, row, "no_predictions", RecalibrationError(
             f"no predictions of {version.name} with stored images between {start:%Y-%m-%d} and {end:%Y-%m-%d}",
@@ -145,28 +143,27 @@ def _check_options(sample_size: int, review_fraction: float, trigger: float, tri
                                  "else drop)")
 
 
-def _open_cycle(workspace: Workspace, row: dict[str, Any], version: registry.ModelVersion,
-                rows: list[dict[str, Any]], sample_size: int, review_fraction: float, seed: int) -> Cycle:
+def _open_cycle(workspace: Workspace, row: dict[str, Any], version: ModelVersion,
+                rows: list[LoggedPrediction], sample_size: int, review_fraction: float, seed: int) -> Cycle:
     sample = stratified_sample(rows, size=sample_size, seed=seed)
     chosen = random.Random(seed).sample(sample, max(1, round(review_fraction * len(sample))))
-    with workspace.db.transaction() as conn:
-        cycle_id = store.add_cycle(conn, {**row, "status": AWAITING})
+    with workspace.db.transaction() as tx:
+        cycle_id = tx.recalibration.add({**row, "status": AWAITING})
         items = []
-        for prediction in sorted(chosen, key=lambda r: r["id"]):
-            item = review.enqueue(conn, image_sha256=prediction["image_sha256"], reason="recalibration",
-                                  prediction_id=prediction["id"], model_version_id=version.id,
-                                  details={"cycle": cycle_id, "camera": prediction["camera"],
-                                           "shift": prediction["shift"]})
+        for prediction in sorted(chosen, key=lambda r: r.id):
+            item = review.enqueue(tx, image_sha256=prediction.image_sha256, reason="recalibration",
+                                  prediction_id=prediction.id, model_version_id=version.id,
+                                  details={"cycle": cycle_id, "camera": prediction.camera,
+                                           "shift": prediction.shift})
             items += [item] if item is not None else []  # an image already waiting is not asked twice
-        sampled = {"predictions": [r["id"] for r in sample], "review_items": items, "in_window": len(rows)}
-        store.update_cycle(conn, cycle_id, {"sample": sampled, "message": (
+        sampled = {"predictions": [r.id for r in sample], "review_items": items, "in_window": len(rows)}
+        tx.recalibration.update(cycle_id, {"sample": sampled, "message": (
             f"{len(items)} images wait for review; then run: inspectloop recalibrate --continue {cycle_id}")})
     return _report(workspace, cycle_id)
 
 
 def _refuse(workspace: Workspace, row: dict[str, Any], outcome: str, exc: InspectloopError) -> None:
-    with workspace.db.transaction() as conn:
-        cycle_id = store.add_cycle(conn, {**row, "status": DONE, "outcome": outcome, "message": str(exc)})
+    cycle_id = workspace.db.recalibration.add({**row, "status": DONE, "outcome": outcome, "message": str(exc)})
     _report(workspace, cycle_id)
     raise exc
 
@@ -211,25 +208,25 @@ def continue_cycle(workspace: Workspace, cycle_id: int, *, actor: str = "recalib
 
 def _labels(workspace: Workspace, cycle: Cycle) -> tuple[list[tuple[str, str]], int]:
     """(reviewer's label, model's label) per decided item, and how many items are still open."""
-    with workspace.db.engine.connect() as conn:
-        items = store.review_items(conn, list(cycle.sample.get("review_items", [])))
-        predictions = {r["id"]: r for r in store.window_predictions(conn, cycle.window_start, cycle.window_end,
-                                                                     model_version_id=cycle.model_version_id)}
-    labelled = [(item["decided_label"], predictions[item["prediction_id"]]["label"]) for item in items
-                if item["status"] == "done" and item["prediction_id"] in predictions]
-    return labelled, sum(item["status"] == "open" for item in items)
+    with workspace.db.transaction() as tx:
+        items = tx.review.get_many(list(cycle.sample.get("review_items", [])))
+        predictions = {r.id: r for r in tx.predictions.window(cycle.window_start, cycle.window_end,
+                                                              model_version_id=cycle.model_version_id)}
+    labelled = [(item.decided_label, predictions[item.prediction_id].label) for item in items
+                if item.status == "done" and item.prediction_id in predictions]
+    return labelled, sum(item.status == "open" for item in items)
 
 
-def accepted_baseline(workspace: Workspace, version: registry.ModelVersion) -> dict[str, dict[str, Any]]:
+def accepted_baseline(workspace: Workspace, version: ModelVersion) -> dict[str, dict[str, Any]]:
     """Per-class recall, precision and support the version was accepted with (its latest passed report),
     else its run's test metrics."""
-    reports = [r for r in workspace.db.acceptance_reports(version.id) if r["passed"]]
+    reports = [r for r in workspace.db.criteria.reports(version.id) if r.passed]
     if reports:
-        per_class = reports[-1]["report"]["measurements"]["per_class"]
+        per_class = reports[-1].report["measurements"]["per_class"]
         return {c["name"]: {"recall": c["recall"], "precision": c["precision"], "support": c.get("support")}
                 for c in per_class}
-    run = workspace.db.run(version.run_id) or {}
-    per_class = ((run.get("metrics") or {}).get("test") or {}).get("per_class") or {}
+    run = workspace.db.runs.get(version.run_id)
+    per_class = (((run.metrics if run else None) or {}).get("test") or {}).get("per_class") or {}
     if not per_class:
         raise RecalibrationError(f"{version.name} has neither a passed acceptance report nor test metrics",
                                  f"accept it first: inspectloop accept {version.run_id}")
@@ -238,34 +235,34 @@ def accepted_baseline(workspace: Workspace, version: registry.ModelVersion) -> d
     return {name: dict(values) for name, values in per_class.items()}
 
 
-def _class_names(workspace: Workspace, version: registry.ModelVersion) -> list[str]:
+def _class_names(workspace: Workspace, version: ModelVersion) -> list[str]:
     from inspectloop.runtime import EdgeModel
 
     return list(EdgeModel(version.path).metadata.class_names)
 
 
-def _retrain(workspace: Workspace, cycle: Cycle, version: registry.ModelVersion, result: dict[str, Any],
+def _retrain(workspace: Workspace, cycle: Cycle, version: ModelVersion, result: dict[str, Any],
              actor: str, trainer: Trainer | None) -> Cycle:
-    from inspectloop.acceptance import accept
+    from inspectloop.accept.run import accept
     from inspectloop.datasets import SplitPlan, create_version, load_version
     from inspectloop.train.config import TrainConfig
 
     why = f"retrained ({result['retrain_reason']}): "
-    run = workspace.db.run(version.run_id)
-    if run is None or run["criteria_id"] is None:
+    run = workspace.db.runs.get(version.run_id)
+    if run is None or run.criteria_id is None:
         return _finish(workspace, cycle.id, "no_criteria", result,
                        f"retraining called for ({result['retrain_reason']}), but {version.name}'s run names no "
                        "locked criteria, so a retrained model could not be judged; lock criteria and train with "
                        "--criteria")
     try:
-        parent = load_version(workspace, run["dataset_version"])
+        parent = load_version(workspace, run.dataset_version)
         plan = SplitPlan(**{k: (tuple(v) if k == "test_values" else v) for k, v in parent.params.items()
                             if k in SplitPlan.__dataclass_fields__})
         dataset = create_version(workspace, plan, parent=parent.name)
         result["dataset_version"] = {"name": dataset.name, "parent": parent.name,
                                      "added": len(dataset.items) - len(parent.items)}
-        trained = (trainer or _train)(workspace, TrainConfig(**run["config"]), dataset=dataset.name,
-                                      criteria=str(run["criteria_id"]))
+        trained = (trainer or _train)(workspace, TrainConfig(**run.config), dataset=dataset.name,
+                                      criteria=str(run.criteria_id))
         result["run"] = trained.run_id
         report = accept(workspace, trained.run_id)
     except InspectloopError as exc:
@@ -292,15 +289,13 @@ def _train(workspace: Workspace, config: Any, *, dataset: str, criteria: str) ->
 
 
 def _finish(workspace: Workspace, cycle_id: int, outcome: str, result: dict[str, Any], message: str) -> Cycle:
-    with workspace.db.transaction() as conn:
-        store.update_cycle(conn, cycle_id, {"status": DONE, "outcome": outcome, "result": result, "message": message})
+    workspace.db.recalibration.update(cycle_id, {"status": DONE, "outcome": outcome, "result": result, "message": message})
     return _report(workspace, cycle_id)
 
 
 def _waiting_cycle(workspace: Workspace) -> Cycle | None:
-    with workspace.db.engine.connect() as conn:
-        rows = [r for r in store.cycles(conn) if r["status"] == AWAITING]
-    return Cycle.from_row(rows[0]) if rows else None
+    rows = [r for r in workspace.db.recalibration.list() if r.status == AWAITING]
+    return Cycle.from_record(rows[0]) if rows else None
 
 
 def _continue_if_ready(workspace: Workspace, waiting: Cycle) -> Cycle:
@@ -344,17 +339,15 @@ def run_scheduled(workspace: Workspace, *, period_days: float = QUARTER_DAYS, no
 # --- queries -------------------------------------------------------------------------------------------
 
 def get_cycle(workspace: Workspace, cycle_id: int) -> Cycle:
-    with workspace.db.engine.connect() as conn:
-        row = store.cycle(conn, cycle_id)
+    row = workspace.db.recalibration.get(cycle_id)
     if row is None:
         raise RecalibrationError(f"no recalibration cycle {cycle_id}", "list them with: inspectloop recalibrate status")
-    return Cycle.from_row(row)
+    return Cycle.from_record(row)
 
 
 def list_cycles(workspace: Workspace, limit: int = 20) -> list[Cycle]:
     """Cycles, newest first."""
-    with workspace.db.engine.connect() as conn:
-        return [Cycle.from_row(r) for r in store.cycles(conn, limit)]
+    return [Cycle.from_record(r) for r in workspace.db.recalibration.list(limit)]
 
 
 def due(workspace: Workspace, *, now: datetime | None = None, period_days: float = QUARTER_DAYS) -> Due:
@@ -362,10 +355,9 @@ def due(workspace: Workspace, *, now: datetime | None = None, period_days: float
     now = (now or datetime.now(UTC)).astimezone(UTC)
     cycles = [c for c in list_cycles(workspace, limit=200) if c.outcome not in ("no_production",)]
     last = cycles[0].window_end if cycles else None
-    with workspace.db.engine.connect() as conn:
-        alerts = store.alerts(conn, since=last, kind="drift")
+    alerts = workspace.db.drift.alerts(since=last, kind="drift")
     if alerts:
-        return Due(True, "drift", f"{len(alerts)} drift alerts since the last cycle", [a["message"] for a in alerts])
+        return Due(True, "drift", f"{len(alerts)} drift alerts since the last cycle", [a.message for a in alerts])
     since = last or _deployed_at(workspace)
     if since is None:
         return Due(False, None, "no model version is in production")
@@ -397,40 +389,9 @@ def _report(workspace: Workspace, cycle_id: int) -> Cycle:
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"cycle-{cycle.id}.json"
     atomic_write_text(path, json.dumps(document, indent=2, default=str) + "\n")
-    atomic_write_text(path.with_suffix(".html"), _html(document))
-    with workspace.db.transaction() as conn:
-        store.update_cycle(conn, cycle.id, {"report_path": str(path)})
+    atomic_write_text(path.with_suffix(".html"), render_recalibration_html(document))
+    workspace.db.recalibration.update(cycle.id, {"report_path": str(path)})
     return get_cycle(workspace, cycle.id)
-
-
-def _html(document: Mapping[str, Any]) -> str:
-    esc = html.escape
-    comparison = document["result"].get("comparison", {})
-    rows = "".join(
-        f"<tr><td>{esc(c['name'])}</td><td>{c['support']}</td><td>{_pct(c['recall'])} "
-        f"({_pct(c['recall_low'])}-{_pct(c['recall_high'])})</td><td>{_pct(c['baseline_recall'])}</td>"
-        f"<td>{_pts(c['recall_delta_points'])}</td><td>{_pct(c['precision'])}</td>"
-        f"<td>{'drop' if c['dropped'] else ''}</td></tr>" for c in comparison.get("classes", []))
-    table = (f"<table><tr><th>class</th><th>labelled</th><th>recall now (95% CI)</th><th>at acceptance</th>"
-             f"<th>change</th><th>precision now</th><th></th></tr>{rows}</table>") if rows else ""
-    notes = "".join(f"<li>{esc(n)}</li>" for n in comparison.get("notes", []))
-    reason = document["result"].get("retrain_reason")
-    why = f"<p>retrained because of: <b>{esc(str(reason))}</b></p>" if reason else ""
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>Recalibration cycle {document['cycle']}</title>"
-            "<style>body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;border-bottom:1px solid #ddd}</style>"
-            f"</head><body><h1>Recalibration cycle {document['cycle']}</h1>"
-            f"<p><b>{esc(str(document['outcome'] or document['status']))}</b>: {esc(str(document['message'] or ''))}</p>"
-            f"<p>window {esc(document['window'][0][:10])} to {esc(document['window'][1][:10])}, "
-            f"trigger {esc(document['trigger_source'])}, retraining policy "
-            f"{esc(str(document['params'].get('retrain_on') or '-'))}</p>{why}{table}<ul>{notes}</ul></body></html>\n")
-
-
-def _pct(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.1f}%"
-
-
-def _pts(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.1f} pts"
 
 
 def cycle_summary(cycles: Sequence[Cycle]) -> list[dict[str, Any]]:

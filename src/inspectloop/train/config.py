@@ -1,10 +1,23 @@
-"""Training configuration: one validated object, surfaced by the CLI, recorded with every run."""
+"""Training configuration: one validated object, surfaced by the CLI, recorded with every run.
+
+The review band's and operating points' settings (``alpha``, ``guarantee``, ``confidence``,
+``recall_targets``) are fields like any other, but a run judged by locked acceptance criteria takes
+them from the criteria (:func:`decision_settings`): the criteria are the contract, and a run may be
+stricter than its contract, never looser.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from inspectloop.decisions.conformal import DEFAULT_CONFIDENCE
+
+if TYPE_CHECKING:
+    from inspectloop.accept.criteria import AcceptanceCriteria
 
 
 class TrainConfig(BaseModel):
@@ -17,30 +30,130 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backbone: Literal["efficientnet-lite0"] = "efficientnet-lite0"
-    input_size: int = Field(224, ge=64, le=512)
-    mode: Literal["finetune", "probe"] = "finetune"
-    epochs: int = Field(15, ge=1, le=500)
-    batch_size: int = Field(32, ge=2, le=512)
-    lr: float = Field(1e-3, gt=0, le=1.0)
-    weight_decay: float = Field(1e-4, ge=0)
+    backbone: Literal["efficientnet-lite0"] = Field("efficientnet-lite0", description="pretrained trunk")
+    input_size: int = Field(224, ge=64, le=512, description="square model input in pixels")
+    mode: Literal["finetune", "probe"] = Field(
+        "finetune", description="finetune (best accuracy) or probe (seconds: a linear head on a frozen trunk)")
+    epochs: int = Field(15, ge=1, le=500, description="passes over the training split")
+    batch_size: int = Field(32, ge=2, le=512, description="images per optimiser step")
+    lr: float = Field(1e-3, gt=0, le=1.0, description="learning rate")
+    weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
     freeze_blocks: int = Field(2, ge=0, le=16, description="early trunk blocks kept frozen (the stem too when > 0)")
-    label_smoothing: float = Field(0.1, ge=0, lt=1)
-    balance: Literal["sampler", "none"] = "sampler"
-    augment: Literal["production", "light", "none"] = "production"
+    label_smoothing: float = Field(0.1, ge=0, lt=1, description="share of each label spread over the other classes")
+    balance: Literal["sampler", "none"] = Field(
+        "sampler", description="sampler: draw classes evenly; none: as often as they occur")
+    augment: Literal["production", "light", "none"] = Field(
+        "production", description="augmentations: production (lighting, blur, noise, pose), light or none")
     flips: bool = Field(True, description="flip augmentations; turn off when orientation carries meaning")
     probe_views: int = Field(1, ge=1, le=16, description="augmented views per image cached in probe mode")
     patience: int = Field(0, ge=0, description="stop after this many epochs without val improvement (0 = never)")
-    jpeg_draft: bool = False
+    jpeg_draft: bool = Field(False, description="decode JPEGs at reduced size when the model input is small (faster)")
     colour: Literal["auto", "L", "RGB"] = Field(
         "auto", description="decode as greyscale (L) or colour; auto picks L when every image is greyscale")
-    alpha: float = Field(0.01, gt=0, le=0.5, description="escape rate the review band guarantees (needs a calib split)")
-    confidence: float = Field(0.9, gt=0, lt=1, description="confidence of that guarantee")
+    alpha: float = Field(0.01, gt=0, le=0.5, description="escape rate the review band guarantees (needs a calib "
+                                                         "split); a run's criteria set it (max_escape_rate)")
+    confidence: float = Field(DEFAULT_CONFIDENCE, gt=0, lt=1, description="confidence of that guarantee")
     guarantee: Literal["pac", "marginal"] = Field(
         "pac", description="pac: escape rate <= alpha with that confidence; marginal: on average over calibration "
                            "draws (needs far fewer calibration images)")
     recall_targets: dict[str, float] = Field(
         default_factory=dict, description="target recall per defect class for its operating point (default by "
                                           "severity: critical 99%, major 97%, minor 95%)")
-    seed: int = 0
+    seed: int = Field(0, description="seed of every random draw: the same seed, data and code give the same model")
     threads: int = Field(0, ge=0, description="torch threads (0 = all cores)")
+
+
+# -- the decisions a run's criteria fix -----------------------------------------------------------
+
+_STRICTER: dict[str, Callable[[Any, Any], bool]] = {  # True when the value is at least as strict as the bound
+    "alpha": lambda value, bound: value <= bound,
+    "confidence": lambda value, bound: value >= bound,
+    "guarantee": lambda value, bound: value == "pac" or bound == "marginal",
+    "recall": lambda value, bound: value >= bound,
+}
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One decision setting of a run: its value and where it came from (``source``, for people).
+
+    ``looser`` is True when the run's own value is looser than the criteria's bound (refused for a new run).
+    """
+
+    value: Any
+    source: str
+    looser: bool = False
+
+    def describe(self) -> str:
+        return f"{self.value:g} ({self.source})" if isinstance(self.value, float) else f"{self.value} ({self.source})"
+
+
+@dataclass(frozen=True)
+class DecisionSettings:
+    """The settings a run's review band and operating points are fitted with, each with its source.
+
+    ``recall_targets`` holds the defect classes with a target of their own; the others take their
+    severity's default (see :func:`inspectloop.decisions.operating_points.target_recalls`).
+    """
+
+    alpha: Setting
+    guarantee: Setting
+    confidence: Setting
+    recall_targets: Mapping[str, Setting] = field(default_factory=dict)
+
+    @property
+    def looser(self) -> dict[str, Setting]:
+        """The settings the run set looser than its criteria, by name."""
+        named = {"alpha": self.alpha, "guarantee": self.guarantee, "confidence": self.confidence,
+                 **{f"recall_targets.{k}": v for k, v in self.recall_targets.items()}}
+        return {name: setting for name, setting in named.items() if setting.looser}
+
+    def apply(self, config: TrainConfig) -> TrainConfig:
+        """``config`` with these settings (what the run records)."""
+        return config.model_copy(update={
+            "alpha": self.alpha.value, "guarantee": self.guarantee.value, "confidence": self.confidence.value,
+            "recall_targets": {name: s.value for name, s in self.recall_targets.items()}})
+
+    def describe(self) -> str:
+        """One line: each setting with its source."""
+        targets = ", ".join(f"{name} {s.describe()}" for name, s in self.recall_targets.items())
+        return (f"alpha {self.alpha.describe()}; guarantee {self.guarantee.describe()}; confidence "
+                f"{self.confidence.describe()}; recall targets: {targets + '; ' if targets else ''}other defect "
+                "classes their severity's default")
+
+
+def decision_settings(config: TrainConfig, criteria: AcceptanceCriteria | None,
+                      defect_classes: Collection[str]) -> DecisionSettings:
+    """Where the run's band and operating points take each setting from: ``config`` or the locked ``criteria``.
+
+    The criteria fix ``alpha`` (their ``max_escape_rate``), and with it ``guarantee`` and ``confidence``,
+    and the recall target of each of ``defect_classes`` they give a ``min_recall``. A value the config
+    sets explicitly (``model_fields_set``) is kept when it is at least as strict as the criteria's (a
+    margin) and marked ``looser`` otherwise; a value it leaves at its default yields to the criteria.
+    """
+    explicit = config.model_fields_set
+    escape = None if criteria is None else criteria.max_escape_rate
+    where = "" if criteria is None else f"criteria {criteria.name!r} "
+    band = {  # guarantee and confidence say how max_escape_rate is certified: they steer only with it
+        key: _setting(key, getattr(config, key), None if escape is None else bound, where + field_name,
+                      key in explicit)
+        for key, bound, field_name in (("alpha", escape, "max_escape_rate"),
+                                       ("guarantee", getattr(criteria, "guarantee", None), "guarantee"),
+                                       ("confidence", getattr(criteria, "confidence", None), "confidence"))}
+    minimums = {} if criteria is None else {name: limits.min_recall for name, limits in criteria.classes.items()
+                                            if name in defect_classes and limits.min_recall is not None}
+    targets = {name: _setting("recall", config.recall_targets.get(name), minimums.get(name),
+                              f"{where}classes.{name}.min_recall", name in config.recall_targets)
+               for name in sorted(set(minimums) | set(config.recall_targets))}
+    return DecisionSettings(band["alpha"], band["guarantee"], band["confidence"], targets)
+
+
+def _setting(kind: str, value: Any, bound: Any, bound_name: str, explicit: bool) -> Setting:
+    """The config's ``value`` or the criteria's ``bound`` (None: the criteria leave it open), with its source."""
+    if bound is None:
+        return Setting(value, "run config" if explicit else "default")
+    if not explicit or value == bound:
+        return Setting(bound, bound_name)
+    if _STRICTER[kind](value, bound):
+        return Setting(value, f"run config, stricter than {bound_name} {bound}")
+    return Setting(value, f"run config, looser than {bound_name} {bound}", looser=True)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from inspectloop.datasets import DatasetItem
+from inspectloop.domain import DatasetItem
 from inspectloop.runtime.images import load_image
 from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.augment import ProductionAugment

@@ -10,9 +10,9 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
+from inspectloop.domain import Role, User
 from inspectloop.errors import RequestError
-from inspectloop.people import Role, User
-from inspectloop.service import InspectionService
+from inspectloop.serve.service import InspectionService
 from inspectloop.web.auth import requires
 
 router = APIRouter(prefix="/v1")
@@ -100,7 +100,7 @@ def _refuse_large_body(request: Request, limit: int) -> None:
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > limit + MULTIPART_SLACK:
         raise RequestError(f"upload is {int(length) / 1048576:.1f} MB, over the {limit / 1048576:.1f} MB limit",
-                           "send a smaller image, or start the service with a larger --max-upload-mb",
+                           "send a smaller image, or start the service with a larger --set max_upload_mb=MB",
                            kind="too_large")
 
 

@@ -10,8 +10,9 @@ from collections.abc import Callable
 
 from fastapi import HTTPException, Request
 
+from inspectloop.domain import Role, User
 from inspectloop.errors import AuthError
-from inspectloop.people import Role, User, authenticate, require
+from inspectloop.people import authenticate, require
 from inspectloop.workspace import Workspace
 
 COOKIE = "inspectloop_token"

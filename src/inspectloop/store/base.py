@@ -1,0 +1,51 @@
+"""What every repository shares: where its connections come from, timestamps, and workspace-relative paths."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+
+ConnectionSource = Callable[[], AbstractContextManager[Connection]]
+Row = TypeVar("Row")
+
+
+def now_iso() -> str:
+    """Now, in the store's timestamp format (UTC, to the second), so that text order is time order."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Repository:
+    """One concept's queries. Every call runs on a connection from ``connect``: the caller's transaction
+    when the repository belongs to a ``Transaction``, a transaction of its own when it belongs to the
+    ``Database``."""
+
+    def __init__(self, connect: ConnectionSource, root: Path | None = None) -> None:
+        self._connect = connect
+        self._root = root
+
+    def _store_path(self, path: str) -> str:
+        """Paths inside the workspace are stored relative to it, so a workspace can be moved or copied."""
+        if self._root is None:
+            return path
+        try:
+            return Path(path).resolve().relative_to(self._root).as_posix()
+        except ValueError:
+            return path
+
+    def _load_path(self, path: str) -> str:
+        return path if self._root is None or Path(path).is_absolute() else str(self._root / path)
+
+
+def as_row(cls: Callable[..., Row], row: Any) -> Row:
+    """A typed row from a result row whose columns are exactly ``cls``'s fields."""
+    return cls(**row._mapping)
+
+
+def chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
+    """``values`` in pieces small enough for one SQL ``IN`` list."""
+    return [values[start:start + size] for start in range(0, len(values), size)]

@@ -1,0 +1,70 @@
+"""The database's one style: repositories per concept, typed rows, transactions the caller controls."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import FrozenInstanceError
+from pathlib import Path
+
+import pytest
+
+from inspectloop.domain import (
+    Annotation, CaptureMeta, ClassDefinition, DatasetItem, ImageRecord, QualityStats, TrainingRun,
+)
+from inspectloop.store import Database, now_iso
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Iterator[Database]:
+    database = Database(f"sqlite:///{tmp_path / 'test.db'}", root=tmp_path)
+    database.migrate()
+    yield database
+    database.close()
+
+
+def _image(digest: str) -> ImageRecord:
+    quality = QualityStats(brightness=1, contrast=1, sharpness=1, noise=1, clipped_fraction=0)
+    return ImageRecord(sha256=digest, format="PNG", original_mode="L", working_mode="L", width=8, height=8,
+                       size_bytes=10, meta=CaptureMeta(camera="cam-a"), quality=quality)
+
+
+def test_a_failed_transaction_leaves_nothing_of_any_repository(db: Database) -> None:
+    with pytest.raises(RuntimeError), db.transaction() as tx:
+        tx.labels.upsert_class(ClassDefinition(name="scratch"))
+        ingest_id = tx.images.begin_ingest("test", "folder")
+        tx.images.add([_image("a" * 64)], ingest_id)
+        tx.labels.add_annotations([Annotation(sha256="a" * 64, class_name="scratch", annotator="ana")])
+        raise RuntimeError("power cut before the commit")
+    assert db.labels.classes() == {} and db.images.count() == 0 and db.labels.annotations() == []
+
+
+def test_reads_inside_a_transaction_see_its_own_writes(db: Database) -> None:
+    with db.transaction() as tx:
+        tx.images.add_once(_image("b" * 64), tx.images.begin_ingest("test", "folder"))
+        tx.images.add_once(_image("b" * 64), 1)  # once: the second is a no-op, not an integrity error
+        assert tx.images.exists("b" * 64) and tx.images.cameras() == {"cam-a"}
+    assert db.images.get("b" * 64) == _image("b" * 64)
+
+
+def test_rows_are_typed_and_frozen_and_paths_are_stored_relative(db: Database, tmp_path: Path) -> None:
+    db.datasets.add("v1", None, {}, {"count": 0}, [])
+    db.runs.add("run-1", "v1", {"mode": "probe"}, "0.1.0", str(tmp_path / "runs" / "run-1"))
+    run = db.runs.get("run-1")
+    assert isinstance(run, TrainingRun) and run.status == "running" and run.criteria_id is None
+    assert Path(run.artifacts) == tmp_path / "runs" / "run-1"
+    with db.engine.connect() as conn:  # relative on disk, so a workspace can be moved
+        assert conn.exec_driver_sql("SELECT artifacts FROM runs").scalar() == "runs/run-1"
+    with pytest.raises(FrozenInstanceError):
+        run.status = "finished"  # type: ignore[misc]
+
+
+def test_dataset_items_come_back_as_they_went_in(db: Database) -> None:
+    db.labels.upsert_class(ClassDefinition(name="scratch"))
+    ingest_id = db.images.begin_ingest("test", "folder")
+    db.images.add([_image("c" * 64), _image("d" * 64)], ingest_id)
+    items = [DatasetItem("d" * 64, "scratch", "test", "part:1"), DatasetItem("c" * 64, "scratch", "train", "part:2")]
+    db.datasets.add("v1", None, {"seed": 0}, {"count": 2}, items)
+    assert db.datasets.items("v1") == sorted(items, key=lambda i: i.sha256)
+    info = db.datasets.get("v1")
+    assert info is not None and info.params == {"seed": 0} and info.created_at <= now_iso()
+    assert [v.name for v in db.datasets.list()] == ["v1"]
