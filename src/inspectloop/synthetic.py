@@ -32,9 +32,9 @@ MANIFEST_COLUMNS = (
 _MARKER = ".inspectloop-synthetic"  # says "this folder is a generated line": only then may we overwrite it
 _MANIFEST = "manifest.csv"
 _REFERENCE_SIZE = 160  # defect geometry is tuned at this size and scaled with it
-# The quickstart's line: after its split (inspectloop.quickstart.DEMO_SPLIT) at least 60 frozen-test
-# images per class, at a size two CPU cores fine-tune on within the quickstart's few minutes.
-DEMO_PER_CLASS = 180
+# The quickstart's line: after its split (inspectloop.quickstart.DEMO_SPLIT) over 100 frozen-test and
+# 120 calibration images per class, at a size two CPU cores fine-tune on within the quickstart's minutes.
+DEMO_PER_CLASS = 300
 DEMO_SIZE = 160
 
 
