@@ -19,7 +19,7 @@ from benchmarks.common import CITATIONS, magnetic_tile_items, neu_items, previou
 from benchmarks.training_bench import fresh_workspace, progress_printer
 from inspectloop.datasets import SplitPlan
 from inspectloop.train.config import TrainConfig
-from inspectloop.training import train
+from inspectloop.train.run import train
 
 SETUPS = {
     "neu_det": (neu_items, SplitPlan(group_by="none", val_fraction=0.15, test_fraction=0.15, calib_fraction=0.2),

@@ -12,7 +12,7 @@ from inspectloop.datasets import SplitPlan, create_version
 from inspectloop.evaluation import evaluate_model_file
 from inspectloop.ingest import SourceItem, ingest
 from inspectloop.train.config import TrainConfig
-from inspectloop.training import RunResult, train
+from inspectloop.train.run import RunResult, train
 from inspectloop.workspace import Workspace, init_workspace
 
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from inspectloop import training
+from inspectloop.train import run as training
 from inspectloop.criteria import lock_criteria
 from inspectloop.errors import CriteriaError, TrainingError
-from inspectloop.training import RunResult, train
+from inspectloop.train.run import RunResult, train
 from inspectloop.workspace import Workspace
 from tests.registry_helpers import seeded_workspace, write_criteria
 

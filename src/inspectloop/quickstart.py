@@ -16,7 +16,7 @@ from inspectloop.ingest import ingest, scan_folder, scan_manifest
 from inspectloop.labels import define_class
 from inspectloop.runtime import EdgeModel
 from inspectloop.train.config import TrainConfig
-from inspectloop.training import train
+from inspectloop.train.run import train
 from inspectloop.workspace import init_workspace
 
 Say = Callable[[str], None]

@@ -12,7 +12,7 @@ from inspectloop.errors import TrainingError
 from inspectloop.ingest import ingest, scan_folder
 from inspectloop.runtime import EdgeModel
 from inspectloop.train.config import TrainConfig
-from inspectloop.training import train
+from inspectloop.train.run import train
 from inspectloop.workspace import Workspace, init_workspace
 from tests.conftest import NEU, link_neu_subset
 

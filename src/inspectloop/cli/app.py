@@ -230,7 +230,7 @@ def train(ws: WorkspaceOpt,
 
     from inspectloop.errors import TrainingError
     from inspectloop.train.config import TrainConfig
-    from inspectloop.training import train as train_lib
+    from inspectloop.train.run import train as train_lib
 
     try:
         config = TrainConfig(mode=mode, epochs=epochs, input_size=input_size, batch_size=batch_size, lr=lr,

@@ -1,7 +1,12 @@
 """A training run: dataset version in, evaluated and exported model out, everything recorded.
 
-The run records its config, dataset version, code version and metrics in the workspace; its folder
-holds the checkpoint (for resume), the weights, the evaluation report and the exported model file.
+Workspace-bound (the pure pieces are beside it in ``inspectloop.train``): the run reads the dataset
+version and class definitions, and records its config, code version, metrics and model files. Its
+steps each return a typed result: load (:class:`Loaded`) -> fit (:class:`~inspectloop.train.fit.Fitted`;
+cross-fitted runs train the fold models first) -> calibrate (:class:`Calibrated`: temperature, review
+band, operating points, from held-out scores only) -> evaluate (:class:`Evaluated`: the frozen test
+set, scored once by the finished model) -> export (:class:`Exported`). The run folder holds the
+checkpoints (for resume), the weights, the report and the model files.
 """
 
 from __future__ import annotations
@@ -12,15 +17,30 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from inspectloop.criteria import get_criteria
-from inspectloop.datasets import DatasetVersion, load_version
+from inspectloop.datasets import DatasetItem, DatasetVersion, load_version
+from inspectloop.decisions.calibration import softmax
+from inspectloop.decisions.crossfit import OutOfFold, Stability, stability
 from inspectloop.errors import InspectloopError, TrainingError
+from inspectloop.evaluation import EvaluationResult, evaluate_predictions
 from inspectloop.provenance import code_version
+from inspectloop.runtime.metadata import ModelMetadata
+from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.store import atomic_write_text, now_iso, sha256_bytes
+from inspectloop.train.calibrate import (
+    CalibrationResult, ConfidenceFit, DecisionBand, FittedBand, fit_band, fit_confidence, measure_band,
+    measure_confidence,
+)
 from inspectloop.train.config import TrainConfig
 from inspectloop.workspace import Workspace
+
+if TYPE_CHECKING:  # the training stack (torch) is imported when a run trains
+    from inspectloop.train.data import ImageSet
+    from inspectloop.train.fit import Fitted, HeldOut
 
 Progress = Callable[[str, dict[str, Any]], None]
 MIN_TRAIN_IMAGES = 8
@@ -101,80 +121,253 @@ def _start_run(workspace: Workspace, version: DatasetVersion, config: TrainConfi
     return run_id, config
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What every step of one run reads: where it records, what it trains on, how it reports."""
+
+    workspace: Workspace
+    version: DatasetVersion
+    config: TrainConfig
+    run_id: str
+    run_dir: Path
+    progress: Progress
+
+
+@dataclass(frozen=True, eq=False)
+class Loaded:
+    """The load step's result: the image sets, decoded once at the model's input size, and their classes.
+
+    ``fold_keys`` (cross-fitted runs) keeps images together in a fold, one key per pool image
+    (training images, then calibration images).
+    """
+
+    names: tuple[str, ...]
+    good_index: int | None
+    colour: str
+    preprocess: Preprocess
+    train: ImageSet
+    val: ImageSet
+    calib: ImageSet | None
+    test: ImageSet
+    test_items: tuple[DatasetItem, ...]
+    fold_keys: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """The calibrate step's result, fitted on held-out scores only: temperature, review band and operating
+    points, and (cross-fitted) how closely the shipped refit decides like the fold models on validation images."""
+
+    confidence: ConfidenceFit
+    band: FittedBand | None
+    stability: Stability | None
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluated:
+    """The evaluate step's result: the finished model on the frozen test set."""
+
+    evaluation: EvaluationResult
+    calibration: CalibrationResult
+    decisions: DecisionBand | None
+
+
+@dataclass(frozen=True)
+class Exported:
+    """The export step's result: the model file (and its registered variants)."""
+
+    model_path: Path
+    variants: tuple[str, ...]
+
+
 def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig, run_id: str, run_dir: Path,
              export_int8: bool, progress: Progress) -> RunResult:
-    import torch
+    run = _Run(workspace, version, config, run_id, run_dir, progress)
+    loaded = _load(run)
+    fitted = _fit(run, loaded)
+    calibrated = _calibrate(run, loaded, fitted)
+    evaluated = _evaluate(run, loaded, fitted, calibrated)
+    exported = _export(run, loaded, fitted, calibrated, export_int8)
+    metrics = _metrics(fitted, calibrated, evaluated)
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    workspace.db.finish_run(run_id, "finished", metrics=metrics)
+    return RunResult(run_id, run_dir, exported.model_path, metrics, evaluated.evaluation.files.html)
 
-    from inspectloop.decisions.calibration import softmax
-    from inspectloop.evaluation import evaluate_predictions
-    from inspectloop.train.calibrate import calibrate, fit_decisions
-    from inspectloop.models.backbones import backbone_spec, load_backbone
-    from inspectloop.models.classifier import Classifier
-    from inspectloop.runtime.preprocess import Preprocess
+
+def _load(run: _Run) -> Loaded:
+    """Decode every split once (the test set too: loading is not scoring)."""
+    from inspectloop.models.backbones import backbone_spec
     from inspectloop.train.data import load_image_set
-    from inspectloop.train.loop import finetune, predict_logits, probe, seed_everything
 
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    seed_everything(config.seed)
+    config, version = run.config, run.version
     spec = backbone_spec(config.backbone)
     preprocess = Preprocess(config.input_size, spec.mean, spec.std)
     names = list(version.class_names)
-    colour = _colour_mode(workspace, version, config)
+    colour = _colour_mode(run.workspace, version, config)
 
-    def load(split: str):  # noqa: ANN202
-        items = version.split(split)
-        return items, load_image_set(items, names, workspace.blobs.get, preprocess, draft=config.jpeg_draft,
-                                     mode=colour,
-                                     progress=lambda n, total: progress("load", {"split": split, "done": n, "total": total}))
+    def load(split: str) -> ImageSet:
+        return load_image_set(version.split(split), names, run.workspace.blobs.get, preprocess,
+                              draft=config.jpeg_draft, mode=colour,
+                              progress=lambda n, total: run.progress("load", {"split": split, "done": n, "total": total}))
 
-    (_, train_set), (_, val_set), (test_items, test_set) = load("train"), load("val"), load("test")
-    model = Classifier(load_backbone(config.backbone, input_size=config.input_size), spec.feature_dim, len(names))
-    on_epoch = lambda record: progress("epoch", {**record, "epochs": config.epochs})  # noqa: E731
-    if config.mode == "probe":
-        result = probe(model, train_set, val_set, preprocess, config, on_epoch)
+    calib = load("calib") if version.split("calib") else None
+    pool = version.split("train") + version.split("calib")
+    fold_keys = tuple(_fold_keys(run.workspace, pool, config.fold_by)) if config.band_fit == "crossfit" else None
+    return Loaded(tuple(names), _good_index(run.workspace, names), colour, preprocess, load("train"), load("val"),
+                  calib, load("test"), tuple(version.split("test")), fold_keys)
+
+
+def _fold_keys(workspace: Workspace, items: list[DatasetItem], fold_by: str) -> list[str]:
+    """What keeps pool images together in one fold: the version's group key, or a capture field."""
+    if fold_by == "group":
+        return [item.group_key for item in items]
+    records = workspace.db.images([item.sha256 for item in items])
+    values = [getattr(records[item.sha256].meta, fold_by) for item in items]
+    return [f"{fold_by}:{value}" if value else f"image:{item.sha256}" for item, value in zip(items, values)]
+
+
+def _fit(run: _Run, loaded: Loaded) -> Fitted:
+    """Train the model that ships (cross-fitted: the fold models first) and keep its weights."""
+    import torch
+
+    from inspectloop.models.backbones import backbone_spec, load_backbone
+    from inspectloop.models.classifier import Classifier
+    from inspectloop.train.fit import fit_crossfitted, fit_split, join
+    from inspectloop.train.loop import seed_everything
+
+    config = run.config
+    if config.threads:
+        torch.set_num_threads(config.threads)
+
+    def new_model() -> Classifier:
+        seed_everything(config.seed)  # every model (fold or refit) starts from the same seeded head
+        trunk = load_backbone(config.backbone, input_size=config.input_size)
+        return Classifier(trunk, backbone_spec(config.backbone).feature_dim, len(loaded.names))
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        run.progress("epoch", {**record, "epochs": config.epochs,
+                               **({"folds": config.folds} if "fold" in record else {})})
+
+    if loaded.fold_keys is None:
+        fitted = fit_split(new_model, loaded.train, loaded.val, loaded.calib, loaded.preprocess, config, run.run_dir,
+                           on_epoch)
     else:
-        result = finetune(model, train_set, val_set, preprocess, config, run_dir / "checkpoint.pt", on_epoch)
-    torch.save(result.model.state_dict(), run_dir / "weights.pt")
-    progress("evaluate", {})
-    test_logits = predict_logits(result.model, test_set, preprocess)
-    calib_logits, calib_labels = _calibration_logits(result.model, version, load, preprocess)
-    confidence = calibrate(calib_logits, calib_labels, test_logits, test_set.labels)
-    good_index = _good_index(workspace, names)
-    band = None if calib_logits is None else fit_decisions(
-        softmax(calib_logits, confidence.temperature), calib_labels, softmax(test_logits, confidence.temperature),
-        test_set.labels, good_index=good_index, alpha=config.alpha, confidence=config.confidence,
-        guarantee=config.guarantee, targets=_recall_targets(workspace, names, good_index, config), class_names=names)
-    context = {"run": run_id, "dataset_version": version.name, "split": "test", "backbone": config.backbone,
-               "input_size": config.input_size, "mode": config.mode, "best_epoch": result.best_epoch,
-               "train_seconds": round(result.seconds, 1), "temperature": round(confidence.temperature, 4),
-               "code_version": code_version()}
-    evaluation = evaluate_predictions(workspace, test_items, names, test_logits.argmax(1), run_dir / "report",
-                                      title=f"{run_id} on {version.name}/test", context=context,
-                                      figures=[confidence.figure])
-    progress("export", {})
-    # Export checks use validation images: the frozen test set only ever scores the finished model.
-    int8_images = _spread(train_set.images, INT8_CALIBRATION_IMAGES) if export_int8 else []
-    model_path = _export(workspace, result.model, version, config, run_id, run_dir,
-                         _spread(val_set.images, INT8_CHECK_IMAGES), int8_images, names, colour,
-                         confidence.temperature, band.review if band else None, band.thresholds if band else {})
-    metrics = {"test": evaluation.summary(), "calibration": confidence.to_dict(),
-               "decisions": band.summary if band else None, "history": result.history,
-               "best_epoch": result.best_epoch, "train_seconds": round(result.seconds, 1),
-               "resumed_from_epoch": result.resumed_from}
-    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
-    workspace.db.finish_run(run_id, "finished", metrics=metrics)
-    return RunResult(run_id, run_dir, model_path, metrics, evaluation.files.html)
+        fitted = fit_crossfitted(new_model, join(loaded.train, loaded.calib), loaded.fold_keys, loaded.val,
+                                 loaded.preprocess, config, run.run_dir, on_epoch)
+    torch.save(fitted.model.state_dict(), run.run_dir / "weights.pt")
+    return fitted
 
 
-def _calibration_logits(model: Any, version: DatasetVersion, load: Any, preprocess: Any) -> tuple[Any, Any]:
-    """Logits and labels of the calibration split, or (None, None) when the version has none."""
+def _calibrate(run: _Run, loaded: Loaded, fitted: Fitted) -> Calibrated:
+    """Temperature, review band and operating points from held-out scores (the test set is not read)."""
+    held = fitted.held_out
+    if held is None:
+        return Calibrated(fit_confidence(None, None), None, None)
+    confidence = fit_confidence(held.logits, held.labels, source=held.source)
+    for warning in confidence.warnings:
+        run.progress("warning", {"message": warning})
+    probs = softmax(held.logits, confidence.temperature)
+    crossfitted = held.folds is not None
+    band = fit_band(probs, held.labels, good_index=loaded.good_index, alpha=run.config.alpha,
+                    confidence=run.config.confidence, guarantee="crossfit" if crossfitted else run.config.guarantee,
+                    folds=held.num_folds if crossfitted else None,
+                    targets=_recall_targets(run.workspace, list(loaded.names), loaded.good_index, run.config),
+                    class_names=loaded.names)
+    return Calibrated(confidence, band, _stability(fitted, held, probs, band, confidence.temperature))
+
+
+def _stability(fitted: Fitted, held: HeldOut, probs: np.ndarray, band: FittedBand,
+               temperature: float) -> Stability | None:
+    """Cross-fitted runs: the shipped refit against the fold models together, on the validation split."""
+    models = fitted.fold_models
+    if models is None or fitted.val_logits is None or not len(fitted.val_logits) or held.folds is None:
+        return None
+    oof = OutOfFold(probs, held.labels, held.folds, int(held.num_folds or 0))
+    return stability(softmax(fitted.val_logits, temperature),
+                     np.stack([softmax(logits, temperature) for logits in models.val_logits]), oof, band.band)
+
+
+def _evaluate(run: _Run, loaded: Loaded, fitted: Fitted, calibrated: Calibrated) -> Evaluated:
+    """Score the frozen test set once, with the finished model: accuracy, calibration, decisions."""
     from inspectloop.train.loop import predict_logits
 
-    if not version.split("calib"):
-        return None, None
-    _, calib_set = load("calib")
-    return predict_logits(model, calib_set, preprocess), calib_set.labels
+    run.progress("evaluate", {})
+    logits = predict_logits(fitted.model, loaded.test, loaded.preprocess)
+    labels = loaded.test.labels
+    calibration = measure_confidence(calibrated.confidence, logits, labels)
+    for warning in calibration.warnings[len(calibrated.confidence.warnings):]:
+        run.progress("warning", {"message": warning})
+    decisions = None if calibrated.band is None else measure_band(
+        calibrated.band, softmax(logits, calibrated.confidence.temperature), labels, loaded.names)
+    config = run.config
+    context = {"run": run.run_id, "dataset_version": run.version.name, "split": "test", "backbone": config.backbone,
+               "input_size": config.input_size, "mode": config.mode, "band_fit": config.band_fit,
+               "best_epoch": fitted.training.best_epoch, "train_seconds": round(fitted.training.seconds, 1),
+               "temperature": round(calibrated.confidence.temperature, 4), "code_version": code_version()}
+    evaluation = evaluate_predictions(run.workspace, loaded.test_items, loaded.names, logits.argmax(1),
+                                      run.run_dir / "report", title=f"{run.run_id} on {run.version.name}/test",
+                                      context=context, figures=[calibration.figure])
+    return Evaluated(evaluation, calibration, decisions)
+
+
+def _export(run: _Run, loaded: Loaded, fitted: Fitted, calibrated: Calibrated, int8: bool) -> Exported:
+    """Export fp32 (parity-checked against PyTorch) and, on request, an INT8 variant.
+
+    Export checks use validation images: the frozen test set only ever scores the finished model.
+    INT8 is calibrated on training images and must agree with the float model's top-1 on at least 97%
+    of up to 128 validation images: a strict per-image gate on a handful of images would fail on one
+    near-tie.
+    """
+    from inspectloop.export import export_classifier, quantize_int8
+
+    run.progress("export", {})
+    checks = _spread(loaded.val.images, INT8_CHECK_IMAGES)
+    fitted.model.eval()
+    report = export_classifier(fitted.model, _metadata(run, loaded, calibrated), run.run_dir / "model.onnx",
+                               checks[:16])
+    _register(run.workspace, run.run_id, "fp32", report.path, report.weights_sha256)
+    if not int8:
+        return Exported(report.path, ("fp32",))
+    q = quantize_int8(report.path, _spread(loaded.train.images, INT8_CALIBRATION_IMAGES),
+                      run.run_dir / "model-int8.onnx", parity_images=checks, min_top1_agreement=0.97)
+    _register(run.workspace, run.run_id, "int8", q.path, q.weights_sha256)
+    return Exported(report.path, ("fp32", "int8"))
+
+
+def _metadata(run: _Run, loaded: Loaded, calibrated: Calibrated) -> ModelMetadata:
+    """What the model file carries: classes, preprocessing, temperature, review band, thresholds, lineage."""
+    from inspectloop.models.backbones import backbone_spec
+
+    config, names, good = run.config, loaded.names, loaded.good_index
+    spec = backbone_spec(config.backbone)
+    band = calibrated.band
+    return ModelMetadata(
+        model_name=run.workspace.config.name, model_version=run.run_id, class_names=names,
+        good_class=names[good] if good is not None else None, input_size=config.input_size, mean=spec.mean,
+        std=spec.std, temperature=calibrated.confidence.temperature, review=band.review if band else None,
+        thresholds=band.thresholds if band else {}, jpeg_draft=config.jpeg_draft, colour_mode=loaded.colour,
+        dataset_version=run.version.name, run_id=run.run_id, code_version=code_version(), created_at=now_iso(),
+        weights_sha256="")
+
+
+def _metrics(fitted: Fitted, calibrated: Calibrated, evaluated: Evaluated) -> dict[str, Any]:
+    training = fitted.training
+    return {"test": evaluated.evaluation.summary(), "calibration": evaluated.calibration.to_dict(),
+            "decisions": evaluated.decisions.summary if evaluated.decisions else None,
+            "crossfit": _crossfit_summary(fitted, calibrated), "history": list(training.history),
+            "best_epoch": training.best_epoch, "train_seconds": round(training.seconds, 1),
+            "resumed_from_epoch": training.resumed_from, "warnings": list(evaluated.calibration.warnings)}
+
+
+def _crossfit_summary(fitted: Fitted, calibrated: Calibrated) -> dict[str, Any] | None:
+    models, held = fitted.fold_models, fitted.held_out
+    if models is None or held is None or held.folds is None:
+        return None
+    return {"folds": held.num_folds, "fold_by": models.fold_by, "pool_images": int(held.labels.size),
+            "fold_images": np.bincount(held.folds, minlength=held.num_folds or 0).tolist(),
+            "fold_trainings": [{"best_epoch": t.best_epoch, "seconds": round(t.seconds, 1)} for t in models.trainings],
+            "train_seconds_all_models": round(fitted.training.seconds + sum(t.seconds for t in models.trainings), 1),
+            "stability_on_val": calibrated.stability.to_dict() if calibrated.stability else None}
 
 
 def _recall_targets(workspace: Workspace, names: list[str], good_index: int | None,
@@ -203,35 +396,6 @@ def _colour_mode(workspace: Workspace, version: DatasetVersion, config: TrainCon
         return config.colour
     records = workspace.db.images([item.sha256 for item in version.items])
     return "L" if all(record.working_mode == "L" for record in records.values()) else "RGB"
-
-
-def _export(workspace: Workspace, model: Any, version: DatasetVersion, config: TrainConfig, run_id: str,
-            run_dir: Path, checks: list[Any], calibration: list[Any], names: list[str], colour: str,
-            temperature: float, review: dict[str, Any] | None, thresholds: dict[str, float]) -> Path:
-    """Export fp32 (parity-checked against PyTorch) and, given calibration images, an INT8 variant.
-
-    INT8 must agree with the float model's top-1 on at least 97% of up to 128 validation images:
-    a strict per-image gate on a handful of images would fail on one near-tie.
-    """
-    from inspectloop.export import export_classifier, quantize_int8
-    from inspectloop.models.backbones import backbone_spec
-    from inspectloop.runtime.metadata import ModelMetadata
-
-    spec = backbone_spec(config.backbone)
-    good_index = _good_index(workspace, names)
-    metadata = ModelMetadata(
-        model_name=workspace.config.name, model_version=run_id, class_names=tuple(names),
-        good_class=names[good_index] if good_index is not None else None, input_size=config.input_size, mean=spec.mean, std=spec.std,
-        temperature=temperature, review=review, thresholds=thresholds, jpeg_draft=config.jpeg_draft, colour_mode=colour, dataset_version=version.name,
-        run_id=run_id, code_version=code_version(), created_at=now_iso(), weights_sha256="")
-    model.eval()
-    report = export_classifier(model, metadata, run_dir / "model.onnx", checks[:16])
-    _register(workspace, run_id, "fp32", report.path, report.weights_sha256)
-    if calibration:  # calibrated on training images: the frozen test set stays unseen
-        q = quantize_int8(report.path, calibration, run_dir / "model-int8.onnx", parity_images=checks,
-                          min_top1_agreement=0.97)
-        _register(workspace, run_id, "int8", q.path, q.weights_sha256)
-    return report.path
 
 
 def _register(workspace: Workspace, run_id: str, variant: str, path: Path, weights_sha256: str) -> None:
