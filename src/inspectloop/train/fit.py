@@ -4,8 +4,9 @@ Pure training (image sets in, models and logits out; no workspace). Split: the m
 training split and scores the calibration split. Cross-fitted: the labelled pool (training plus
 calibration images) is dealt into folds (:func:`inspectloop.decisions.crossfit.assign_folds`); fold
 model k trains without fold k and scores it, and the shipped model is refit on the whole pool. Each
-fold's scores, validation logits and weights are kept in the run folder, so an interrupted run
-resumes after its last finished fold.
+fold's scores, validation logits and weights are kept in the run folder (``fold-k.npz``, ``fold-k.pt``;
+all out-of-fold logits with their folds and image digests in ``out-of-fold.npz``), so an interrupted
+run resumes after its last finished fold and the band can be audited.
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def fit_crossfitted(new_model: NewModel, pool: ImageSet, fold_keys: Sequence[str
         trainings.append(fold.training)
         val_logits.append(fold.val_logits)
         weights.append(fold.weights)
+    np.savez(run_dir / "out-of-fold.npz", logits=oof, labels=pool.labels, folds=folds, digests=np.array(pool.digests))
     result = _train(new_model(), pool, val, preprocess, config, run_dir / "checkpoint.pt", on_epoch)
     models = FoldModels(config.fold_by, tuple(trainings), np.stack(val_logits), tuple(weights))
     held = HeldOut(oof, pool.labels, "out-of-fold scores", folds, config.folds)  # type: ignore[arg-type]
