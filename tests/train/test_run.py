@@ -152,3 +152,4 @@ def test_an_interrupted_crossfit_run_resumes_after_its_last_finished_fold(ws: Wo
                    progress=lambda stage, info: trained.append(info.get("fold")) if stage == "epoch" else None)
     assert trained == [1, None, None]  # fold 0 kept; fold 1 resumed at its second epoch; the refit trained
     assert result.metrics["crossfit"]["folds"] == 2 and ws.db.run(failed)["status"] == "finished"
+

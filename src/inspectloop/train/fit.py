@@ -2,7 +2,7 @@
 
 Pure training (image sets in, models and logits out; no workspace). Split: the model trains on the
 training split and scores the calibration split. Cross-fitted: the labelled pool (training plus
-calibration images) is dealt into folds (:func:`inspectloop.decisions.crossfit.assign_folds`); fold
+calibration images) is dealt into folds; fold
 model k trains without fold k and scores it, and the shipped model is refit on the whole pool. Each
 fold's scores, validation logits and weights are kept in the run folder (``fold-k.npz``, ``fold-k.pt``;
 all out-of-fold logits with their folds and image digests in ``out-of-fold.npz``), so an interrupted
@@ -12,7 +12,7 @@ run resumes after its last finished fold and the band can be audited.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from inspectloop.decisions.crossfit import assign_folds
 from inspectloop.models.classifier import Classifier
 from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.config import TrainConfig
@@ -91,14 +90,13 @@ def fit_split(new_model: NewModel, train: ImageSet, val: ImageSet, calib: ImageS
     return Fitted(result.model, _training(result), held)
 
 
-def fit_crossfitted(new_model: NewModel, pool: ImageSet, fold_keys: Sequence[str], val: ImageSet,
+def fit_crossfitted(new_model: NewModel, pool: ImageSet, folds: np.ndarray, val: ImageSet,
                     preprocess: Preprocess, config: TrainConfig, run_dir: Path, on_epoch: EpochProgress) -> Fitted:
-    """Fold models on the pool dealt into ``config.folds`` folds (grouped by ``fold_keys``), then the refit.
+    """A model per fold (``folds``: the fold of each pool image, from
+    :func:`~inspectloop.decisions.crossfit.assign_folds`), then the refit on the whole pool.
 
     Row i of the held-out logits comes from the fold model trained without image i's fold.
     """
-    labels = [str(label) for label in pool.labels]
-    folds = assign_folds(labels, list(fold_keys), config.folds, config.seed)
     oof: np.ndarray | None = None
     trainings, val_logits, weights = [], [], []
     for k in range(config.folds):

@@ -24,7 +24,7 @@ import numpy as np
 from inspectloop.criteria import get_criteria
 from inspectloop.datasets import DatasetItem, DatasetVersion, load_version
 from inspectloop.decisions.calibration import softmax
-from inspectloop.decisions.crossfit import OutOfFold, Stability, stability
+from inspectloop.decisions.crossfit import OutOfFold, Stability, assign_folds, stability
 from inspectloop.errors import InspectloopError, TrainingError
 from inspectloop.evaluation import EvaluationResult, evaluate_predictions
 from inspectloop.provenance import code_version
@@ -137,8 +137,8 @@ class _Run:
 class Loaded:
     """The load step's result: the image sets, decoded once at the model's input size, and their classes.
 
-    ``fold_keys`` (cross-fitted runs) keeps images together in a fold, one key per pool image
-    (training images, then calibration images).
+    ``folds`` (cross-fitted runs): the fold of each pool image (training images, then calibration
+    images), dealt before any training so that an impossible fold count fails at once.
     """
 
     names: tuple[str, ...]
@@ -150,7 +150,7 @@ class Loaded:
     calib: ImageSet | None
     test: ImageSet
     test_items: tuple[DatasetItem, ...]
-    fold_keys: tuple[str, ...] | None
+    folds: np.ndarray | None
 
 
 @dataclass(frozen=True)
@@ -210,11 +210,12 @@ def _load(run: _Run) -> Loaded:
                               draft=config.jpeg_draft, mode=colour,
                               progress=lambda n, total: run.progress("load", {"split": split, "done": n, "total": total}))
 
-    calib = load("calib") if version.split("calib") else None
     pool = version.split("train") + version.split("calib")
-    fold_keys = tuple(_fold_keys(run.workspace, pool, config.fold_by)) if config.band_fit == "crossfit" else None
+    folds = None if config.band_fit != "crossfit" else assign_folds(
+        [item.label for item in pool], _fold_keys(run.workspace, pool, config.fold_by), config.folds, config.seed)
+    calib = load("calib") if version.split("calib") else None
     return Loaded(tuple(names), _good_index(run.workspace, names), colour, preprocess, load("train"), load("val"),
-                  calib, load("test"), tuple(version.split("test")), fold_keys)
+                  calib, load("test"), tuple(version.split("test")), folds)
 
 
 def _fold_keys(workspace: Workspace, items: list[DatasetItem], fold_by: str) -> list[str]:
@@ -248,11 +249,11 @@ def _fit(run: _Run, loaded: Loaded) -> Fitted:
         run.progress("epoch", {**record, "epochs": config.epochs,
                                **({"folds": config.folds} if "fold" in record else {})})
 
-    if loaded.fold_keys is None:
+    if loaded.folds is None:
         fitted = fit_split(new_model, loaded.train, loaded.val, loaded.calib, loaded.preprocess, config, run.run_dir,
                            on_epoch)
     else:
-        fitted = fit_crossfitted(new_model, join(loaded.train, loaded.calib), loaded.fold_keys, loaded.val,
+        fitted = fit_crossfitted(new_model, join(loaded.train, loaded.calib), loaded.folds, loaded.val,
                                  loaded.preprocess, config, run.run_dir, on_epoch)
     torch.save(fitted.model.state_dict(), run.run_dir / "weights.pt")
     return fitted
