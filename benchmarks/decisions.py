@@ -33,12 +33,11 @@ from inspectloop.datasets import DatasetVersion, load_version
 from inspectloop.decisions.calibration import softmax
 from inspectloop.decisions.conformal import (
     DecisionRates, ReviewBand, decision_rates, fit_review_band, min_calibration_size, rates_of_decisions,
-    threshold_array,
 )
 from inspectloop.decisions.crossfit import OutOfFold, aggregate_decide
 from inspectloop.decisions.line_rate import line_rate_view
 from inspectloop.decisions.operating_points import operating_point, target_recalls
-from inspectloop.runtime import EdgeModel
+from inspectloop.runtime import EdgeModel, threshold_array
 from inspectloop.workspace import Workspace, open_workspace
 
 ALPHAS = (0.005, 0.01, 0.02)

@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
 # Create .venv and install inspectloop with its training and test stack, pinned by requirements.lock.
-# Re-running is cheap: it reinstalls only when pyproject.toml or requirements.lock changed.
+# With --edge, also create .venv-edge: the core install only (numpy, Pillow, onnxruntime) plus pytest, as on
+# a camera PC, where the runtime tests must run without torch.
+# Re-running is cheap: a venv is reinstalled only when pyproject.toml or requirements.lock changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
-stamp=.venv/.inspectloop-installed
 want=$(cat pyproject.toml requirements.lock | sha256sum | cut -d' ' -f1)
 
-if [ ! -x .venv/bin/python ]; then
-  echo "creating .venv with $($python --version)"
-  "$python" -m venv .venv
-fi
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "installing inspectloop[dev] (torch 2.14.1 + torchvision 0.29.1 pinned; first run takes a few minutes)"
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -c requirements.lock -e '.[dev]'
-  echo "$want" > "$stamp"
+# install_venv DIR MESSAGE PIP-ARGS...: create DIR if needed; install PIP-ARGS unless its stamp is current.
+install_venv() {
+  local venv=$1 message=$2
+  shift 2
+  local stamp=$venv/.inspectloop-installed
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "creating $venv with $($python --version)"
+    "$python" -m venv "$venv"
+  fi
+  if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "$message"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -c requirements.lock "$@"
+    echo "$want" > "$stamp"
+  fi
+}
+
+install_venv .venv "installing inspectloop[dev] (torch 2.14.1 + torchvision 0.29.1 pinned; first run takes a few minutes)" \
+  -e '.[dev]'
+if [ "${1:-}" = "--edge" ]; then
+  install_venv .venv-edge "installing the edge-only inspectloop (core install + pytest, no torch)" -e . pytest
 fi
 
 # The browser tests drive Debian's Chromium through Playwright (never a downloaded browser).

@@ -10,9 +10,10 @@ import pytest
 from PIL import Image
 from sqlalchemy import select
 
-from inspectloop import camera, monitoring
+from inspectloop import camera
+from inspectloop.monitor import run as monitoring
 from inspectloop.errors import CameraCheckError
-from inspectloop.service import InspectionService, ServiceConfig
+from inspectloop.serve.service import InspectionService, ServiceConfig
 from inspectloop.store import schema as s
 from tests.monitoring_helpers import log_predictions
 from tests.service_helpers import Line, image_bytes, line_workspace

@@ -1,7 +1,7 @@
 """Export to an inspectloop model file: parity with PyTorch, atomic writes, INT8, the embedded hash.
 
-The helpers at the top (a tiny trained CNN, its metadata, synthetic images) are reused by the runtime
-tests, which need a real exported file.
+The helpers at the top (a tiny trained CNN, exported) are reused by tests that need a model trained with
+torch; the runtime tests use the torch-free files and images of ``tests.runtime.helpers``.
 """
 
 from __future__ import annotations
@@ -23,32 +23,21 @@ onnx = pytest.importorskip("onnx")
 from inspectloop import export as export_module  # noqa: E402
 from inspectloop.errors import ExportError, MissingExtraError  # noqa: E402
 from inspectloop.export import ExportReport, export_classifier, quantize_int8  # noqa: E402
-from inspectloop.runtime import EdgeModel, ModelMetadata  # noqa: E402
-from inspectloop.runtime.metadata import METADATA_KEY, content_hash, model_hash, read_metadata_props  # noqa: E402
-
-CLASSES = ("good", "scratch", "dark")
-INPUT_SIZE = 64
-
-
-def synthetic_image(label: str, seed: int, size: int = 80, mode: str = "L") -> Image.Image:
-    """A noisy grey surface; 'scratch' adds a bright bar, 'dark' is underexposed."""
-    rng = np.random.default_rng(seed)
-    pixels = rng.normal(70 if label == "dark" else 130, 10, (size, size))
-    if label == "scratch":
-        row = int(rng.integers(10, size - 16))
-        pixels[row:row + 6, :] = 250
-    image = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "L")
-    return image.convert(mode)
-
-
-def synthetic_images(per_class: int, seed: int = 0) -> tuple[list[Image.Image], list[int]]:
-    """``per_class`` images of each class, with their class indices."""
-    images, labels = [], []
-    for index, label in enumerate(CLASSES):
-        for i in range(per_class):
-            images.append(synthetic_image(label, seed * 1000 + index * 100 + i))
-            labels.append(index)
-    return images, labels
+from inspectloop.runtime import EdgeModel  # noqa: E402
+from inspectloop.runtime.metadata import (  # noqa: E402
+    METADATA_KEY,
+    content_hash,
+    model_hash,
+    read_metadata_props,
+    stored_metadata,
+)
+from tests.runtime.helpers import (  # noqa: E402  (re-exported: other tests import them from here)
+    CLASSES,
+    INPUT_SIZE,
+    synthetic_image,
+    synthetic_images,
+    tiny_metadata,
+)
 
 
 class TinyCNN(torch.nn.Module):
@@ -91,14 +80,6 @@ def _trained_weights(seed: int) -> dict[str, torch.Tensor]:
     finally:
         torch.set_num_threads(threads)
     return {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
-
-
-def tiny_metadata(**changes: object) -> ModelMetadata:
-    """Metadata for the tiny CNN; keyword arguments override fields."""
-    fields: dict[str, object] = {"model_name": "tiny", "model_version": "1.0.0", "class_names": CLASSES,
-                                 "good_class": "good", "input_size": INPUT_SIZE, "dataset_version": "v1",
-                                 "run_id": "run-1", "code_version": "abc123"}
-    return ModelMetadata(**{**fields, **changes})  # type: ignore[arg-type]
 
 
 def export_tiny(path: Path, model: torch.nn.Module | None = None, **changes: object) -> ExportReport:
@@ -147,6 +128,7 @@ def test_metadata_round_trips_through_the_file(exported: ExportReport) -> None:
     assert loaded == dataclasses.replace(tiny_metadata(created_at=loaded.created_at),
                                          weights_sha256=exported.weights_sha256, sha256=loaded.sha256)
     assert loaded.sha256 == content_hash(loaded)
+    assert stored_metadata(exported.path.read_bytes())["task"] == "classification"  # the file names its task
 
 
 def test_hash_covers_the_graph_and_weights_not_the_metadata(exported: ExportReport) -> None:
@@ -193,6 +175,7 @@ def test_failed_export_keeps_the_previous_file(tmp_path: Path, tiny: TinyCNN, pa
 @pytest.mark.parametrize(("changes", "images", "message"), [
     ({"class_names": ("good", "scratch", "dark", "dent")}, 2, r"shape \(2, 3\), expected \(2, 4\)"),
     ({}, 0, "needs at least one image"),
+    ({"task": "detection"}, 2, "writes classification models, but the metadata names task 'detection'"),
 ])
 def test_export_refuses_bad_input(tmp_path: Path, tiny: TinyCNN, changes: dict[str, object], images: int,
                                   message: str) -> None:

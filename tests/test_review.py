@@ -24,12 +24,29 @@ def seeded(tmp_path: Path) -> Seeded:
     result.workspace.close()
 
 
-def test_claims_go_by_priority_and_a_live_claim_is_returned_again(seeded: Seeded) -> None:
+def test_claims_go_by_reason_then_priority_and_a_live_claim_is_returned_again(seeded: Seeded) -> None:
     ws = seeded.workspace
     first = review.claim_next(ws, "ana")
     assert first is not None and first.id == seeded.items[0] and first.claimed_by == "ana"
-    assert review.claim_next(ws, "ana").id == first.id  # a reloaded page shows the same item
-    assert review.claim_next(ws, "bo").id == seeded.items[1]
+    assert review.claim_next(ws, "ana").id == first.id  # the same reviewer keeps the item they hold
+    assert review.claim_next(ws, "bo").id == seeded.items[2]  # items[1] is a shadow item: it waits
+    claimed = [review.claim_next(ws, f"r{i}") for i in range(len(seeded.items) - 2)]
+    reasons = [item.reason for item in claimed if item is not None]
+    assert reasons == sorted(reasons, key=review.REASONS.index) and reasons[-1] == "shadow"
+
+
+def test_recalibration_and_qc_items_are_served_before_shadow_items(seeded: Seeded) -> None:
+    """The issue's symptom: recalibration items waited behind every (higher-priority) shadow item."""
+    ws = seeded.workspace
+    with ws.db.transaction() as conn:
+        conn.execute(update(s.review_items).values(status="done"))  # an empty queue, then:
+        shadow = review.enqueue(conn, image_sha256=seeded.images[0], reason="shadow", priority=0.99)
+        drift = review.enqueue(conn, image_sha256=seeded.images[1], reason="drift", priority=0.9)
+        qc = review.enqueue(conn, image_sha256=seeded.images[2], reason="qc")
+        recalibration = review.enqueue(conn, image_sha256=seeded.images[3], reason="recalibration")
+        uncertain = review.enqueue(conn, image_sha256=seeded.images[4], reason="uncertain", priority=0.1)
+    order = [review.claim_next(ws, f"r{i}").id for i in range(5)]  # type: ignore[union-attr]
+    assert order == [uncertain, recalibration, qc, drift, shadow]
 
 
 def test_threads_never_claim_the_same_item(seeded: Seeded) -> None:
@@ -63,7 +80,7 @@ def test_an_expired_lease_frees_the_item(seeded: Seeded) -> None:
 def test_a_decision_becomes_a_reviewer_annotation_and_closes_the_item(seeded: Seeded) -> None:
     ws = seeded.workspace
     item = review.claim_next(ws, "ana")
-    done = review.decide(ws, item.id, "ana", "dent", note="edge of the ring")
+    done = review.record_verdict(ws, item.id, "ana", "dent", note="edge of the ring")
     assert (done.status, done.decided_label, done.decided_by, done.claimed_by) == ("done", "dent", "ana", None)
     with ws.db.engine.connect() as conn:
         row = conn.execute(select(s.annotations).where(s.annotations.c.sha256 == item.image_sha256)).one()
@@ -89,12 +106,12 @@ def test_decisions_that_cannot_stand_are_refused_with_a_fix(seeded: Seeded, case
     elif case == "claimed by another":
         item_id = review.claim_next(ws, "bo").id
     elif case == "already decided":
-        review.decide(ws, item.id, "ana", "good")
+        review.record_verdict(ws, item.id, "ana", "good")
         reviewer = "bo"
     else:
         item_id = 9999
     with pytest.raises(ReviewError, match=message) as caught:
-        review.decide(ws, item_id, reviewer, label)
+        review.record_verdict(ws, item_id, reviewer, label)
     assert caught.value.hint
     with ws.db.engine.connect() as conn:
         reviewer_annotations = conn.execute(select(s.annotations).where(s.annotations.c.source == "reviewer")).all()
@@ -149,7 +166,7 @@ def test_the_next_dataset_version_takes_the_reviewers_labels(seeded: Seeded) -> 
     for index in range(12):
         item = review.claim_next(ws, "ana")
         decided[item.image_sha256] = labels[index % 4]
-        review.decide(ws, item.id, "ana", decided[item.image_sha256])
+        review.record_verdict(ws, item.id, "ana", decided[item.image_sha256])
     after = create_version(ws, plan, min_per_split=0)
     rows = {i.sha256: i.label for i in after.items}
     assert {d: rows.get(d) for d in decided} == decided
@@ -163,5 +180,29 @@ def test_item_metadata_joins_capture_fields_and_the_queuing_prediction(seeded: S
         item_id = review.enqueue(conn, image_sha256=seeded.images[0], reason="qc", prediction_id=1,
                                  suggestion="good", details={"qc_label": "scratch"})
     shown = review.item_metadata(ws, review.get_item(ws, item_id))
-    assert shown["part_id"] == "P-0000" and shown["model_name"] == "line7-v1" and shown["confidence"] == "0.80"
-    assert shown["camera"] == "cam-A" and shown["decision"] == "pass"
+    assert shown["part_id"] == "P-0000" and shown["camera"] == "cam-A" and shown["line"] == "L7"
+    assert "model_name" not in shown and "decision" not in shown  # each model's view is in score_panels
+
+
+def test_score_panels_name_each_models_role_and_version(seeded: Seeded) -> None:
+    """The issue's symptom: the shadow model's scores sat beside production's capture panel, unnamed."""
+    ws = seeded.workspace
+    with ws.db.transaction() as conn:  # prediction 1 was shadowed by line7-v2 (see review_helpers)
+        item_id = review.enqueue(conn, image_sha256=seeded.images[0], reason="shadow", prediction_id=1,
+                                 suggestion="dent", scores={"dent": 0.7})
+    panels = review.score_panels(ws, review.get_item(ws, item_id))
+    assert [(p.role, p.model, p.decision, p.label) for p in panels] == [
+        ("production", "line7-v1", "pass", "good"), ("shadow", "line7-v2", "reject", "dent")]
+    assert panels[0].scores == [("good", 0.8)] and panels[1].confidence == 0.7
+
+
+@pytest.mark.parametrize(("reason", "role", "model"), [
+    ("shadow", "shadow", "line7-v2"),  # from the item's details: its queuing prediction is not recorded
+    ("uncertain", "production", None),
+])
+def test_an_item_without_its_prediction_shows_the_scores_it_was_queued_with(seeded: Seeded, reason: str,
+                                                                              role: str, model: str | None) -> None:
+    item = next(i for i in (review.get_item(seeded.workspace, k) for k in seeded.items) if i.reason == reason)
+    [panel] = review.score_panels(seeded.workspace, item)
+    assert (panel.role, panel.model, panel.label) == (role, model, item.suggestion)
+    assert panel.scores[0][1] == max(item.scores.values())

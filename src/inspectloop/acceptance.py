@@ -28,14 +28,15 @@ import numpy as np
 from inspectloop.criteria import AcceptanceCriteria, LockedCriteria, check_criteria_locked_before, get_criteria
 from inspectloop.datasets import DatasetItem, load_version
 from inspectloop.decisions.calibration import expected_calibration_error
-from inspectloop.decisions.conformal import PASS, REJECT, REVIEW, DecisionRates, Decisions, rates_of_decisions
+from inspectloop.decisions.conformal import DecisionRates, rates_of_decisions
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
-from inspectloop.errors import AcceptanceError, DatasetError, InspectloopError
+from inspectloop.errors import AcceptanceError, DatasetError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics, wilson_interval
 from inspectloop.evaluate.report import _json_safe
 from inspectloop.fileio import atomic_write_bytes
 from inspectloop.provenance import code_version
 from inspectloop.registry import ModelVersion, get_version, record_acceptance, register, verify_file
+from inspectloop.runtime.decision import Decisions
 from inspectloop.store import now_iso
 from inspectloop.workspace import Workspace
 
@@ -46,7 +47,6 @@ REPORT_FORMAT = "inspectloop.acceptance-report"
 REPORT_FORMAT_VERSION = 1
 ECE_BINS = 15
 FEW = 30  # below this many images a rate's interval is wide: the detail says so
-_DECISION_CODES = {"pass": PASS, "reject": REJECT, "review": REVIEW}
 _RUNS_FIX = "list runs with: inspectloop runs"
 
 
@@ -273,8 +273,7 @@ def measure(predictions: Sequence[Prediction], truth: Sequence[str], *, class_na
                            "measure one prediction per test image")
     y = np.array([names.index(label) for label in truth], dtype=np.int64)
     predicted = np.array([names.index(p.label) for p in predictions], dtype=np.int64)
-    decisions = Decisions(np.array([_decision_code(p.decision) for p in predictions], dtype=np.int8),
-                          np.where([p.decision == "review" for p in predictions], -1, predicted))
+    decisions = Decisions(predicted, np.array([p.decision for p in predictions]))
     good_index = None if good_class is None else names.index(good_class)
     rates = rates_of_decisions(decisions, y, num_classes=len(names), good_index=good_index,
                                alpha=criteria.max_escape_rate)
@@ -286,13 +285,6 @@ def measure(predictions: Sequence[Prediction], truth: Sequence[str], *, class_na
     return Measurements(good_class=good_class, metrics=classification_metrics(y, predicted, names), rates=rates,
                         line=line, latency_ms=latency,
                         calibration_error=expected_calibration_error(probs, y, bins=ECE_BINS))
-
-
-def _decision_code(decision: str) -> int:
-    if decision not in _DECISION_CODES:
-        raise InspectloopError(f"the runtime decided {decision!r}, which acceptance does not know",
-                               "update inspectloop: decisions are pass, reject or review")
-    return _DECISION_CODES[decision]
 
 
 # -- judging --------------------------------------------------------------------------------------

@@ -37,7 +37,14 @@ from PIL import Image
 
 from inspectloop.errors import ExportError, MissingExtraError, ModelFileError
 from inspectloop.runtime.images import to_working_mode
-from inspectloop.runtime.metadata import METADATA_KEY, ModelMetadata, content_hash, model_hash, utc_timestamp
+from inspectloop.runtime.metadata import (
+    CLASSIFICATION,
+    METADATA_KEY,
+    ModelMetadata,
+    content_hash,
+    model_hash,
+    utc_timestamp,
+)
 from inspectloop.runtime.model import FEATURES_NAME, INPUT_NAME, OUTPUT_NAME, EdgeModel
 from inspectloop.runtime.preprocess import Preprocess
 
@@ -72,8 +79,11 @@ def export_classifier(model: torch.nn.Module, metadata: ModelMetadata, out_path:
     The file is checked against the PyTorch model on ``parity_images`` (decoded images, put through
     the metadata's preprocessing): ExportError if any logit differs by more than ``atol`` or any top-1
     class differs, and then nothing is left at ``out_path``. The model is exported in eval mode and
-    handed back in the mode it came in.
+    handed back in the mode it came in. The file names its task: classification.
     """
+    if metadata.task != CLASSIFICATION:
+        raise ExportError(f"export_classifier writes classification models, but the metadata names task "
+                          f"{metadata.task!r}", f"export with task={CLASSIFICATION!r}")
     torch = _require("torch")
     onnx = _require("onnx")
     out_path = Path(out_path)

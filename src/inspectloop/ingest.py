@@ -26,7 +26,7 @@ from inspectloop.domain import (
 )
 from inspectloop.errors import ImageError, IngestError
 from inspectloop.quality import quality_stats
-from inspectloop.runtime.images import decode_image, is_grey_content
+from inspectloop.runtime.images import Decoded, decode_image, is_grey_content
 from inspectloop.store import sha256_bytes
 from inspectloop.workspace import Workspace
 
@@ -241,14 +241,22 @@ def measure_image(data: bytes, digest: str, meta: CaptureMeta, source: ImageSour
                   name: str | None = None) -> ImageRecord:
     """Decode an image once and describe it: format and modes, size, quality statistics.
 
-    ImageError (naming ``name``) when it cannot be used. Shared by ingest and the service's log.
+    ImageError (naming ``name``) when it cannot be used.
     """
-    decoded = decode_image(data, name=name)
+    return measure_decoded(decode_image(data, name=name), digest, len(data), meta, source)
+
+
+def measure_decoded(decoded: Decoded, digest: str, size_bytes: int, meta: CaptureMeta,
+                    source: ImageSource) -> ImageRecord:
+    """Describe an image already decoded by ``decode_image`` (no options): what ``measure_image`` records.
+
+    The service decodes each request once and measures that decode (``inspectloop.serve``).
+    """
     image = decoded.image
     # RGB files whose channels are identical (common for greyscale cameras) are worked on as L.
     working_mode = "L" if is_grey_content(image) else image.mode
     return ImageRecord(sha256=digest, format=decoded.format, original_mode=decoded.original_mode,
-                       working_mode=working_mode, width=image.width, height=image.height, size_bytes=len(data),
+                       working_mode=working_mode, width=image.width, height=image.height, size_bytes=size_bytes,
                        meta=meta, quality=quality_stats(image), source=source)
 
 

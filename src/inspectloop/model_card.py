@@ -21,13 +21,7 @@ from typing import Any
 import numpy as np
 
 from inspectloop.criteria import LockedCriteria, get_criteria
-from inspectloop.decisions.conformal import (
-    PASS,
-    REJECT,
-    DecisionRates,
-    Decisions,
-    rates_of_decisions,
-)
+from inspectloop.decisions.conformal import DecisionRates, rates_of_decisions
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
 from inspectloop.errors import InspectloopError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics
@@ -45,6 +39,7 @@ from inspectloop.evaluate.report import (
 from inspectloop.evaluate.slices import Slice, SliceReport
 from inspectloop.fileio import atomic_write_bytes
 from inspectloop.registry import ModelVersion, StageEvent, get_version, history
+from inspectloop.runtime.decision import Decision, Decisions
 from inspectloop.workspace import Workspace
 
 _CARD_CSS = """
@@ -181,9 +176,8 @@ def _rates(run: _Run, version: ModelVersion, metrics: ClassificationMetrics | No
     truth, predicted = np.nonzero(metrics.confusion)
     repeats = metrics.confusion[truth, predicted]
     y, p = np.repeat(truth, repeats), np.repeat(predicted, repeats)
-    codes = np.where(p == good_index, PASS, REJECT).astype(np.int8) if good_index is not None \
-        else np.full(p.shape, REJECT, dtype=np.int8)
-    return rates_of_decisions(Decisions(codes, p), y, num_classes=len(names), good_index=good_index), "top1"
+    decisions = np.where(p == good_index, Decision.PASS, Decision.REJECT)  # no band: top-1 decides
+    return rates_of_decisions(Decisions(p, decisions), y, num_classes=len(names), good_index=good_index), "top1"
 
 
 def _line(parts_per_hour: float | None, defect_rate: float | None,

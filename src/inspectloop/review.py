@@ -1,7 +1,8 @@
 """The review queue: images waiting for a human, and what the human decided.
 
 Items come from uncertain predictions (the review band), shadow discrepancies, QC disagreements,
-recalibration samples and drift samples. A reviewer's decision becomes an annotation (annotator =
+recalibration samples and drift samples. Reviewers are served by reason first (``REASONS`` order),
+then by priority. A reviewer's verdict (``record_verdict``) becomes an annotation (annotator =
 reviewer, source = "reviewer") that the next dataset version picks up.
 """
 
@@ -13,14 +14,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import Connection, case, func, insert, select, update
 
 from inspectloop.errors import ReviewError
+from inspectloop.runtime.decision import Decision
 from inspectloop.store import now_iso
+from inspectloop.store import predictions as prediction_store
 from inspectloop.store import schema as s
 from inspectloop.workspace import Workspace
 
-REASONS = ("uncertain", "shadow", "qc", "recalibration", "drift")
+# In the order reviewers are served: a production part held for a verdict first; then items a running
+# process waits on (a recalibration cycle for its labels, a candidate-vs-QC disagreement for its arbiter);
+# then drift samples; shadow discrepancies last, as a candidate's results are never acted on.
+REASONS = ("uncertain", "recalibration", "qc", "drift", "shadow")
 
 
 def enqueue(conn: Connection, *, image_sha256: str, reason: str, prediction_id: int | None = None,
@@ -46,7 +52,6 @@ def enqueue(conn: Connection, *, image_sha256: str, reason: str, prediction_id: 
 
 DEFAULT_LEASE_SECONDS = 300  # a reviewer who walks away frees the item after five minutes
 CLAIM_ATTEMPTS = 20  # each failed attempt means another reviewer took that item first; try the next
-DECISIONS = ("pass", "reject", "review")
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,23 @@ class ReviewItem:
     decided_label: str | None = None
     decided_by: str | None = None
     decided_at: str | None = None
+
+
+@dataclass(frozen=True)
+class ScorePanel:
+    """One model's scores on a review item's image, named by its role and model version."""
+
+    role: str  # production | shadow
+    model: str | None  # the model version's name (the served file's name and version); None: not recorded
+    label: str | None
+    decision: str | None
+    confidence: float | None
+    scores: list[tuple[str, float]]  # highest first
+
+
+# Whose label an item's suggestion is: the shadow's for shadow discrepancies and QC disagreements
+# (the candidate's label, see serve.prediction_log), production's otherwise.
+SUGGESTED_BY = {"shadow": "shadow", "qc": "shadow"}
 
 
 @dataclass(frozen=True)
@@ -98,7 +120,7 @@ class Rates:
     @property
     def shares(self) -> dict[str, float]:
         total = self.total
-        return {d: (self.counts.get(d, 0) / total if total else 0.0) for d in DECISIONS}
+        return {d.value: (self.counts.get(d, 0) / total if total else 0.0) for d in Decision}
 
 
 @dataclass(frozen=True)
@@ -126,7 +148,8 @@ class Discrepancy:
 
 
 def claim_next(workspace: Workspace, reviewer: str, lease_seconds: int = DEFAULT_LEASE_SECONDS) -> ReviewItem | None:
-    """Claim the highest-priority open item whose lease is free or expired; None when the queue is empty.
+    """Claim the first open item whose lease is free or expired, by reason (``REASONS`` order) then priority;
+    None when the queue is empty.
 
     A reviewer who still holds a live claim gets that item again (a reloaded page shows the same image).
     Two reviewers never hold the same item: the claim is a conditional UPDATE that only one can win.
@@ -140,7 +163,7 @@ def claim_next(workspace: Workspace, reviewer: str, lease_seconds: int = DEFAULT
     for _ in range(CLAIM_ATTEMPTS):
         with workspace.db.transaction() as conn:
             candidate = conn.execute(select(s.review_items.c.id).where(_claimable(now)).order_by(
-                s.review_items.c.priority.desc(), s.review_items.c.id).limit(1)).scalar()
+                _reason_rank(), s.review_items.c.priority.desc(), s.review_items.c.id).limit(1)).scalar()
             if candidate is None:
                 return None
             won = conn.execute(update(s.review_items).where(s.review_items.c.id == candidate, _claimable(now))
@@ -161,17 +184,16 @@ def get_item(workspace: Workspace, item_id: int) -> ReviewItem:
 
 
 def item_metadata(workspace: Workspace, item: ReviewItem) -> dict[str, str]:
-    """What the reviewer sees about where the image came from: capture fields, and the prediction that queued it."""
+    """What the reviewer sees about where the image came from: its capture fields, and those of the prediction
+    that queued it. (What each model made of it: ``score_panels``.)"""
     shown: dict[str, str] = {}
     if item.prediction_id is not None:
         p = s.predictions
         with workspace.db.engine.connect() as conn:
             row = conn.execute(select(p.c.camera, p.c.line, p.c.shift, p.c.lighting, p.c.part_id, p.c.session,
-                                      p.c.received_at, p.c.model_name, p.c.decision, p.c.confidence)
-                               .where(p.c.id == item.prediction_id)).first()
+                                      p.c.received_at).where(p.c.id == item.prediction_id)).first()
         if row is not None:
-            shown = {k: str(v) for k, v in row._mapping.items() if v is not None and k != "confidence"}
-            shown["confidence"] = f"{row.confidence:.2f}"
+            shown = {k: str(v) for k, v in row._mapping.items() if v is not None}
     record = workspace.db.images([item.image_sha256]).get(item.image_sha256)
     if record is not None:
         shown = {**{k: v for k, v in record.meta.fields().items() if v}, **shown}
@@ -180,8 +202,41 @@ def item_metadata(workspace: Workspace, item: ReviewItem) -> dict[str, str]:
     return shown
 
 
-def decide(workspace: Workspace, item_id: int, reviewer: str, label: str, note: str | None = None) -> ReviewItem:
-    """Record the reviewer's label as an annotation (source "reviewer") and close the item, in one transaction."""
+def score_panels(workspace: Workspace, item: ReviewItem) -> list[ScorePanel]:
+    """Every model's scores on the item's image, production first, each named by role and version.
+
+    From the prediction that queued the item (production's, and each shadow result logged on it); an item
+    queued without one shows the scores it was queued with, attributed by its reason (``SUGGESTED_BY``).
+    """
+    with workspace.db.engine.connect() as conn:
+        production = (prediction_store.prediction_by_id(conn, item.prediction_id)
+                      if item.prediction_id is not None else None)
+        if production is None:
+            if not item.scores:
+                return []
+            role = SUGGESTED_BY.get(item.reason, "production")
+            name = (prediction_store.model_version_name(conn, item.model_version_id)
+                    if item.model_version_id is not None else None)
+            model = name or item.details.get(f"{role}_model")
+            return [ScorePanel(role, str(model) if model else None, item.suggestion, None, None,
+                               _ranked(item.scores))]
+        shadows = prediction_store.shadow_results(conn, production["id"])
+    return [_panel("production", production)] + [_panel("shadow", row) for row in shadows]
+
+
+def _panel(role: str, row: Mapping[str, Any]) -> ScorePanel:
+    return ScorePanel(role, row["model_name"], row["label"], row["decision"], float(row["confidence"]),
+                      _ranked(row["scores"] or {}))
+
+
+def _ranked(scores: Mapping[str, float]) -> list[tuple[str, float]]:
+    return sorted(((name, float(score)) for name, score in scores.items()), key=lambda kv: -kv[1])
+
+
+def record_verdict(workspace: Workspace, item_id: int, reviewer: str, label: str,
+                   note: str | None = None) -> ReviewItem:
+    """Record the reviewer's verdict (a class) as an annotation (source "reviewer") and close the item, in one
+    transaction."""
     _check_reviewer(reviewer)
     classes = workspace.db.classes()
     if label not in classes:
@@ -292,6 +347,12 @@ def _check_decidable(conn: Connection, item_id: int, reviewer: str, now: str) ->
         raise ReviewError(f"review item #{item_id} is claimed by {row.claimed_by} until {row.claimed_until}",
                           "take the next item instead: claim_next gives you one nobody else holds")
     return row
+
+
+def _reason_rank() -> Any:
+    """An item's place in ``REASONS`` (unknown reasons last), for the claim order."""
+    return case({reason: rank for rank, reason in enumerate(REASONS)}, value=s.review_items.c.reason,
+                else_=len(REASONS))
 
 
 def _claimable(now: str) -> Any:

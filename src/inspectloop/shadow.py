@@ -1,5 +1,11 @@
 """The shadow report: how a candidate compares with production and with human QC, and whether it is ready.
 
+Agreement is measured twice. *Label agreement*: both models name the same class. *Decision agreement*:
+the part's fate is the same (:func:`same_fate`): both pass it, or both stop it (reject or review) as the
+same class. A candidate that rejects what production sends to review, or the other way round, as the
+same class, stops the same part for the same reason: that difference is counted
+(``same_class_reject_vs_review``) but is no disagreement, is never a confusion and is never queued.
+
 Readiness rule (stated in every report): the candidate is ready when (1) at least ``min_compared``
 production inputs were shadowed, (2) at least ``min_qc`` of them carry a human QC verdict, (3) its
 agreement with QC is not worse than production's: production's QC agreement lies at or below the upper
@@ -17,6 +23,7 @@ from typing import Any
 
 from inspectloop import registry
 from inspectloop.errors import RegistryError
+from inspectloop.runtime.decision import Decision
 from inspectloop.evaluate.metrics import wilson_interval
 from inspectloop.store import atomic_write_text, now_iso
 from inspectloop.store import predictions as store
@@ -25,13 +32,23 @@ from inspectloop.workspace import Workspace
 EDGE_CASES = 10
 
 
+def same_fate(production_label: str, production_decision: str, shadow_label: str, shadow_decision: str) -> bool:
+    """Whether the shadow would do the same to the part as production: both pass it, or both stop it (reject or
+    send it to review) as the same class. Reject vs review of one class is the same fate: the part is held
+    either way, for the same defect."""
+    if production_decision == Decision.PASS or shadow_decision == Decision.PASS:
+        return production_decision == shadow_decision
+    return production_label == shadow_label
+
+
 @dataclass(frozen=True)
 class ClassAgreement:
     """Agreement on the inputs production called ``name``, and on those QC called ``name``."""
 
     name: str
     compared: int
-    agreement: float | None
+    label_agreement: float | None
+    decision_agreement: float | None
     qc_compared: int
     shadow_qc_agreement: float | None
     production_qc_agreement: float | None
@@ -42,14 +59,17 @@ class ShadowReport:
     version: str
     version_id: int
     compared: int
-    agreement: float | None
+    label_agreement: float | None  # share of inputs on which both models name the same class
+    decision_agreement: float | None  # share on which the part's fate is the same (same_fate)
+    same_class_reject_vs_review: int  # one rejects, the other sends to review, as the same class: not a disagreement
     qc_compared: int
     shadow_qc_agreement: float | None
     shadow_qc_interval: tuple[float, float] | None
     production_qc_agreement: float | None
     new_escapes: int
     per_class: list[ClassAgreement]
-    confusions: list[dict[str, Any]]
+    confusions: list[dict[str, Any]]  # production label -> shadow label, where they differ
+    decision_changes: list[dict[str, Any]]  # production decision -> shadow decision, where one passes and one not
     edge_cases: list[dict[str, Any]]
     ready: bool
     reasons: list[str]
@@ -76,15 +96,17 @@ def shadow_report(workspace: Workspace, version: str | None = None, *, min_compa
     shadow_right = sum(r["shadow_label"] == r["qc_label"] for r in judged)
     production_right = sum(r["production_label"] == r["qc_label"] for r in judged)
     interval = wilson_interval(shadow_right, len(judged)) if judged else None
-    new_escapes = sum(1 for r in judged if r["qc_label"] not in good and r["shadow_decision"] == "pass"
-                      and r["production_decision"] != "pass")
+    new_escapes = sum(1 for r in judged if r["qc_label"] not in good and r["shadow_decision"] == Decision.PASS
+                      and r["production_decision"] != Decision.PASS)
     report = ShadowReport(
-        version=chosen.name, version_id=chosen.id, compared=len(rows),
-        agreement=_share(sum(bool(r["agrees"]) for r in rows), len(rows)), qc_compared=len(judged),
-        shadow_qc_agreement=_share(shadow_right, len(judged)), shadow_qc_interval=interval,
+        version=chosen.name, version_id=chosen.id, compared=len(rows), label_agreement=_label_agreement(rows),
+        decision_agreement=_decision_agreement(rows),
+        same_class_reject_vs_review=sum(_agrees(r) and r["production_decision"] != r["shadow_decision"] for r in rows),
+        qc_compared=len(judged), shadow_qc_agreement=_share(shadow_right, len(judged)), shadow_qc_interval=interval,
         production_qc_agreement=_share(production_right, len(judged)), new_escapes=new_escapes,
-        per_class=_per_class(rows), confusions=_confusions(rows), edge_cases=_edge_cases(rows),
-        ready=False, reasons=[], rule=RULE.format(min_compared=min_compared, min_qc=min_qc))
+        per_class=_per_class(rows), confusions=_confusions(rows), decision_changes=_decision_changes(rows),
+        edge_cases=_edge_cases(rows), ready=False, reasons=[],
+        rule=RULE.format(min_compared=min_compared, min_qc=min_qc))
     report.ready, report.reasons = _verdict(report, min_compared, min_qc)
     return report
 
@@ -118,25 +140,43 @@ def _per_class(rows: list[dict[str, Any]]) -> list[ClassAgreement]:
         mine = [r for r in rows if r["production_label"] == name]
         judged = [r for r in rows if r["qc_label"] == name]
         result.append(ClassAgreement(
-            name=name, compared=len(mine), agreement=_share(sum(bool(r["agrees"]) for r in mine), len(mine)),
-            qc_compared=len(judged),
+            name=name, compared=len(mine), label_agreement=_label_agreement(mine),
+            decision_agreement=_decision_agreement(mine), qc_compared=len(judged),
             shadow_qc_agreement=_share(sum(r["shadow_label"] == name for r in judged), len(judged)),
             production_qc_agreement=_share(sum(r["production_label"] == name for r in judged), len(judged))))
     return result
 
 
+def _agrees(row: dict[str, Any]) -> bool:
+    """Same fate, recomputed from the logged labels and decisions (rows logged under an older rule included)."""
+    return same_fate(row["production_label"], row["production_decision"], row["shadow_label"], row["shadow_decision"])
+
+
+def _label_agreement(rows: list[dict[str, Any]]) -> float | None:
+    return _share(sum(r["production_label"] == r["shadow_label"] for r in rows), len(rows))
+
+
+def _decision_agreement(rows: list[dict[str, Any]]) -> float | None:
+    return _share(sum(_agrees(r) for r in rows), len(rows))
+
+
 def _confusions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    pairs = Counter((r["production_label"], r["shadow_label"]) for r in rows if not r["agrees"])
-    decisions = Counter((r["production_decision"], r["shadow_decision"]) for r in rows if not r["agrees"])
-    by_label = [{"production": p, "shadow": s, "count": n} for (p, s), n in pairs.most_common()]
-    by_decision = [{"production": f"decision {p}", "shadow": f"decision {s}", "count": n}
-                   for (p, s), n in decisions.most_common() if p != s]
-    return by_label + by_decision
+    """Label pairs where the two models name different classes, most frequent first."""
+    pairs = Counter((r["production_label"], r["shadow_label"]) for r in rows
+                    if r["production_label"] != r["shadow_label"])
+    return [{"production": p, "shadow": s, "count": n} for (p, s), n in pairs.most_common()]
+
+
+def _decision_changes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Decision pairs where one model passes the part and the other does not, most frequent first."""
+    pairs = Counter((r["production_decision"], r["shadow_decision"]) for r in rows
+                    if (r["production_decision"] == Decision.PASS) != (r["shadow_decision"] == Decision.PASS))
+    return [{"production": p, "shadow": s, "count": n} for (p, s), n in pairs.most_common()]
 
 
 def _edge_cases(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The disagreements where the candidate was most sure of itself."""
-    disagreements = sorted((r for r in rows if not r["agrees"]), key=lambda r: -r["shadow_confidence"])
+    """The disagreements (different fates) where the candidate was most sure of itself."""
+    disagreements = sorted((r for r in rows if not _agrees(r)), key=lambda r: -r["shadow_confidence"])
     keys = ("prediction_id", "request_id", "image_sha256", "camera", "production_label", "production_decision",
             "production_confidence", "shadow_label", "shadow_decision", "shadow_confidence", "qc_label")
     return [{k: r[k] for k in keys} for r in disagreements[:EDGE_CASES]]

@@ -10,11 +10,8 @@ import numpy as np
 import pytest
 
 from inspectloop.decisions import (
-    PASS,
-    REJECT,
-    REVIEW,
+    band_policy,
     clopper_pearson,
-    decide,
     decision_rates,
     fit_review_band,
     min_calibration_size,
@@ -22,6 +19,10 @@ from inspectloop.decisions import (
 )
 from inspectloop.decisions.conformal import allowed_count, crossfit_slack
 from inspectloop.errors import InspectloopError
+from inspectloop.runtime import Decision, DecisionPolicy, ModelMetadata, threshold_array
+from inspectloop.train.calibrate import fit_decisions
+
+PASS, REJECT, REVIEW = Decision.PASS, Decision.REJECT, Decision.REVIEW
 
 DRAWS = 200
 
@@ -105,15 +106,15 @@ def test_not_certifiable_auto_passes_nothing() -> None:
     assert not band.certifiable and band.allowed_escapes is None and band.auto_above == 1.0
     assert "460" in band.note and "60 defective" in band.note
     test_probs, test_labels = with_good(rng, 200, 800)
-    decisions = decide(test_probs, band)
-    assert not (decisions.codes == PASS).any()
+    decisions = band_policy(band).decide(test_probs)
+    assert not (decisions.decisions == PASS).any()
     confident_good = test_probs[:, 0] > 0.99
-    assert confident_good.any() and (decisions.codes[confident_good] == REVIEW).all()
-    assert band.reject_certified and (decisions.codes == REJECT).any()  # the reject side still works
+    assert confident_good.any() and (decisions.decisions[confident_good] == REVIEW).all()
+    assert band.reject_certified and (decisions.decisions == REJECT).any()  # the reject side still works
     assert decision_rates(test_probs, test_labels, band).escapes == 0
     no_good = fit_review_band(*without_good(rng, 100), good_index=None, alpha=0.01)
     assert not no_good.certifiable and "230" in no_good.note
-    assert (decide(without_good(rng, 50)[0], no_good).codes == REVIEW).all()
+    assert (band_policy(no_good).decide(without_good(rng, 50)[0]).decisions == REVIEW).all()
 
 
 def test_decisions_by_hand() -> None:
@@ -126,12 +127,42 @@ def test_decisions_by_hand() -> None:
         [0.20, 0.10, 0.60, 0.10],  # P(good) < 0.3: reject as class 2
         [0.29, 0.01, 0.30, 0.40],  # reject as the top *defect* class, 3
     ])
-    decisions = decide(probs, band)
-    assert decisions.codes.tolist() == [PASS, REVIEW, REJECT, REJECT]
-    assert decisions.classes.tolist() == [0, -1, 2, 3]
+    decisions = band_policy(band).decide(probs)
+    assert decisions.decisions.tolist() == [PASS, REVIEW, REJECT, REJECT]
+    assert decisions.labels.tolist() == [0, 0, 2, 3]  # a review keeps the top class as the suggestion
     assert decisions.counts() == {"pass": 1, "reject": 2, "review": 1}
     overlap = dataclasses.replace(band, auto_above=0.3, reject_below=0.6)  # rejection wins where bands overlap
-    assert decide(probs, overlap).codes.tolist() == [PASS, REJECT, REJECT, REJECT]
+    assert band_policy(overlap).decide(probs).decisions.tolist() == [PASS, REJECT, REJECT, REJECT]
+
+
+def test_operating_points_turn_passes_into_reviews_and_leave_the_bands_rejects() -> None:
+    band = dataclasses.replace(fit_review_band(*with_good(np.random.default_rng(7), 300, 300), good_index=0,
+                                               alpha=0.05), auto_above=0.85, reject_below=0.05)
+    probs = np.array([[0.90, 0.08, 0.01, 0.01], [0.80, 0.02, 0.17, 0.01], [0.97, 0.01, 0.01, 0.01],
+                      [0.02, 0.90, 0.07, 0.01]])
+    thresholds = threshold_array(["good", "a", "b", "c"], {"a": 0.05, "b": 0.15})
+    assert band_policy(band, thresholds).decide(probs).decisions.tolist() == [REVIEW, REVIEW, PASS, REJECT]
+    assert band_policy(band).decide(probs).decisions.tolist() == [PASS, REVIEW, PASS, REJECT]
+    with pytest.raises(InspectloopError, match="thresholds must be 4 probabilities"):
+        band_policy(band, np.array([0.5, 0.5]))
+
+
+@pytest.mark.parametrize("good_index", [0, None])
+def test_the_model_files_band_is_the_band_that_was_measured(good_index: int | None) -> None:
+    """What training writes into the model file gives the edge the policy whose rates were counted."""
+    rng = np.random.default_rng(8)
+    probs, labels = with_good(rng, 300, 300) if good_index is not None else without_good(rng, 400)
+    names = [f"c{i}" for i in range(probs.shape[1])]
+    fitted = fit_decisions(probs, labels, probs, labels, good_index=good_index, alpha=0.05, confidence=0.9,
+                           targets={names[1]: 0.9}, class_names=names)
+    band = fit_review_band(probs, labels, good_index=good_index, alpha=0.05, confidence=0.9)
+    metadata = ModelMetadata(model_name="m", model_version="1", class_names=tuple(names), input_size=64,
+                             good_class=None if good_index is None else names[good_index],
+                             review=fitted.review, thresholds=fitted.thresholds)
+    in_file = DecisionPolicy.from_metadata(metadata).decide(probs)
+    measured = band_policy(band, threshold_array(names, fitted.thresholds)).decide(probs)
+    assert in_file.decisions.tolist() == measured.decisions.tolist()
+    assert in_file.labels.tolist() == measured.labels.tolist()
 
 
 def test_rates_by_hand() -> None:
@@ -190,10 +221,12 @@ def test_bad_data(probs: np.ndarray, labels: np.ndarray, words: str) -> None:
         fit_review_band(probs, labels, good_index=0, alpha=0.01)
 
 
-def test_decide_checks_the_number_of_classes() -> None:
+def test_rates_check_the_number_of_classes() -> None:
     band = fit_review_band(PROBS, LABELS, good_index=0, alpha=0.01)
     with pytest.raises(InspectloopError, match="3 classes"):
-        decide(np.array([[0.5, 0.5]]), band)
+        decision_rates(np.array([[0.5, 0.5]]), np.array([0]), band)
+    with pytest.raises(ValueError, match=r"shape \(N, 3\)"):
+        band_policy(band).decide(np.array([[0.5, 0.5]]))
 
 
 def test_marginal_guarantee_holds_on_average_with_far_fewer_calibration_parts() -> None:

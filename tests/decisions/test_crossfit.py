@@ -10,10 +10,11 @@ import pytest
 
 from inspectloop.decisions.calibration import softmax
 from inspectloop.decisions.conformal import (
-    PASS, REJECT, REVIEW, crossfit_slack, decide, decision_rates, fit_review_band, rates_of_decisions,
+    band_policy, crossfit_slack, decision_rates, fit_review_band, rates_of_decisions,
 )
 from inspectloop.decisions.crossfit import OutOfFold, aggregate_decide, assign_folds, check_folds, stability
 from inspectloop.errors import DatasetError, InspectloopError
+from inspectloop.runtime.decision import Decision
 
 
 def test_folds_keep_groups_whole_and_balance_classes() -> None:
@@ -101,8 +102,8 @@ def test_the_aggregate_rule_by_hand() -> None:
     fold_probs = np.array([[[0.75, 0.25], [0.25, 0.75], [0.1, 0.9]],
                            [[0.65, 0.35], [0.65, 0.35], [0.1, 0.9]]])
     decisions = aggregate_decide(fold_probs, oof, band)
-    assert decisions.codes.tolist() == [PASS, REVIEW, REJECT]
-    assert decisions.classes.tolist() == [0, -1, 1]
+    assert decisions.decisions.tolist() == ["pass", "review", "reject"]
+    assert decisions.labels[[0, 2]].tolist() == [0, 1]
 
 
 def test_without_a_good_class_the_fold_models_must_agree() -> None:
@@ -111,7 +112,7 @@ def test_without_a_good_class_the_fold_models_must_agree() -> None:
     band = fit_review_band(probs, oof.labels, good_index=None, alpha=0.5, guarantee="crossfit", folds=2)
     fold_probs = np.array([[[0.95, 0.05], [0.9, 0.1]], [[0.9, 0.1], [0.3, 0.7]]])  # part 2: folds disagree
     decisions = aggregate_decide(fold_probs, oof, band)
-    assert decisions.codes.tolist() == [REJECT, REVIEW] and decisions.classes.tolist() == [0, -1]
+    assert decisions.decisions.tolist() == [Decision.REJECT, Decision.REVIEW] and decisions.labels[0] == 0
 
 
 def test_stability_of_a_refit_that_is_one_of_the_fold_models() -> None:
@@ -124,7 +125,7 @@ def test_stability_of_a_refit_that_is_one_of_the_fold_models() -> None:
     val = noisy_models(rng, draw(rng, 50, 50), 3, noise=0.0)
     same = stability(val[3], val[:3], oof, band)
     assert same.images == 100 and same.disagreements == 0 and same.score_gap == pytest.approx(0.0, abs=1e-12)
-    assert (decide(val[3], band).codes == aggregate_decide(val[:3], oof, band).codes).all()
+    assert (band_policy(band).decide(val[3]).decisions == aggregate_decide(val[:3], oof, band).decisions).all()
     shaky = stability(noisy_models(rng, draw(rng, 50, 50), 3, noise=2.0)[3], val[:3], oof, band)
     assert shaky.disagreements > 0 and shaky.score_gap > 0.05
     assert shaky.to_dict()["disagreement_rate"] == shaky.disagreements / 100

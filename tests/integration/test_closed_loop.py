@@ -21,10 +21,10 @@ from inspectloop.acceptance import accept  # noqa: E402
 from inspectloop.criteria import lock_criteria  # noqa: E402
 from inspectloop.datasets import SplitPlan, create_version, load_version  # noqa: E402
 from inspectloop.ingest import ingest, scan_manifest  # noqa: E402
-from inspectloop.monitoring import monitor, record_baseline  # noqa: E402
+from inspectloop.monitor.run import monitor, record_baseline  # noqa: E402
 from inspectloop.quickstart import _define_synthetic_classes  # noqa: E402
 from inspectloop.recalibration.cycle import continue_cycle, recalibrate  # noqa: E402
-from inspectloop.service import InspectionService, ServiceConfig  # noqa: E402
+from inspectloop.serve.service import InspectionService, ServiceConfig  # noqa: E402
 from inspectloop.synthetic import generate_line  # noqa: E402
 from inspectloop.train.config import TrainConfig  # noqa: E402
 from inspectloop.train.run import train  # noqa: E402
@@ -88,7 +88,7 @@ def test_the_loop_closes_with_real_training(tmp_path: Path) -> None:
     cycle = recalibrate(ws, sample_size=60)
     assert cycle.status == "awaiting_labels"
     while (item := review.claim_next(ws, "rita")) is not None:  # the reviewer knows the truth
-        review.decide(ws, item.id, "rita", truth[item.image_sha256])
+        review.record_verdict(ws, item.id, "rita", truth[item.image_sha256])
     done = continue_cycle(ws, cycle.id)
 
     assert (done.status, done.outcome) == ("done", "shadow"), done.message  # a drop, retrained, accepted

@@ -74,7 +74,7 @@ def review_all(line: Line, *, miss_scratches: bool) -> int:
         label = item.suggestion or "good"
         if miss_scratches and label == "good" and decided % 2 == 0:
             label = "scratch"
-        review.decide(line.workspace, item.id, "rita", label)
+        review.record_verdict(line.workspace, item.id, "rita", label)
         decided += 1
     return decided
 

@@ -15,16 +15,27 @@ import pytest
 from PIL import Image
 
 from inspectloop.errors import ImageError, ModelFileError
-from inspectloop.runtime import EdgeModel, ModelMetadata, Preprocess, iter_predictions
-from inspectloop.runtime.metadata import METADATA_KEY, content_hash
-from tests.test_export import CLASSES, INPUT_SIZE, export_tiny, onnx, synthetic_image, tiny_metadata
+from inspectloop.runtime import Decision, EdgeModel, ModelMetadata, Preprocess, iter_predictions
+from inspectloop.runtime.metadata import METADATA_KEY, TASKS, content_hash, stored_metadata
+from tests.runtime.fixtures.make_fixtures import HEAD_WEIGHT
+from tests.runtime.helpers import (
+    CLASSES,
+    INPUT_SIZE,
+    TINY,
+    TINY_FEATURES,
+    restamped,
+    synthetic_image,
+    tiny_metadata,
+    with_metadata_value,
+    without_metadata,
+)
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_tiny(tmp_path_factory.mktemp("model") / "tiny.onnx").path
+def model_path() -> Path:
+    return TINY
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +54,11 @@ def image_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {name: folder / name for name in [*files, "broken.jpg"]}
 
 
-def _rewrite(path: Path, target: Path, edit: object) -> Path:
-    proto = onnx.load(str(path))
-    edit(proto)  # type: ignore[operator]
-    onnx.save_model(proto, str(target))
+def _edit_metadata(path: Path, target: Path, edit: object) -> Path:
+    """A copy of ``path`` whose stored metadata JSON was edited in place, without re-stamping its hashes."""
+    raw = stored_metadata(path.read_bytes())
+    edit(raw)  # type: ignore[operator]
+    target.write_bytes(with_metadata_value(path.read_bytes(), json.dumps(raw)))
     return target
 
 
@@ -80,6 +92,35 @@ def test_metadata_refuses_text_that_is_not_json() -> None:
         ModelMetadata.from_json("{class_names: good}")
 
 
+@pytest.mark.parametrize("task", TASKS)
+def test_metadata_names_its_task(task: str) -> None:
+    assert ModelMetadata.from_json(tiny_metadata(task=task).to_json()).task == task
+
+
+def test_metadata_written_before_the_task_field_is_classification() -> None:
+    raw = json.loads(tiny_metadata().to_json())
+    del raw["task"]
+    assert ModelMetadata.from_json(json.dumps(raw)).task == "classification"
+
+
+def test_metadata_refuses_an_unknown_task() -> None:
+    with pytest.raises(ModelFileError, match=r"task 'segmentation' is not supported \(supported: classification, "
+                                             r"anomaly, detection\)"):
+        tiny_metadata(task="segmentation")
+
+
+@pytest.mark.parametrize("review", [
+    {"auto_above": 0.9},
+    {"auto_above": 1.5, "reject_below": None, "alpha": 0.01, "confidence": 0.9, "certifiable": True,
+     "guarantee": ""},
+    {"auto_above": 0.9, "reject_below": "low", "alpha": 0.01, "confidence": 0.9, "certifiable": True,
+     "guarantee": ""},
+])
+def test_malformed_review_band_is_refused(review: dict[str, object]) -> None:
+    with pytest.raises(ModelFileError, match="review"):
+        tiny_metadata(review=review)
+
+
 # --- the model file ----------------------------------------------------------------------------------
 
 def test_loads_metadata_and_preprocessing(model: EdgeModel) -> None:
@@ -89,7 +130,7 @@ def test_loads_metadata_and_preprocessing(model: EdgeModel) -> None:
 
 def test_refuses_a_changed_weight_byte(model_path: Path, tmp_path: Path) -> None:
     data = bytearray(model_path.read_bytes())
-    weights = onnx.load(str(model_path)).graph.initializer[0].raw_data
+    weights = HEAD_WEIGHT.tobytes()
     at = bytes(data).index(weights) + len(weights) // 2
     data[at] ^= 0x01
     tampered = tmp_path / "tampered.onnx"
@@ -100,14 +141,11 @@ def test_refuses_a_changed_weight_byte(model_path: Path, tmp_path: Path) -> None
 
 
 def test_refuses_a_changed_hash_in_the_metadata(model_path: Path, tmp_path: Path) -> None:
-    def edit(proto: object) -> None:
-        entry = proto.metadata_props[0]  # type: ignore[attr-defined]
-        raw = json.loads(entry.value)
+    def edit(raw: dict[str, object]) -> None:
         raw["weights_sha256"] = "0" * 64
-        entry.value = json.dumps(raw)
 
     with pytest.raises(ModelFileError, match="model file was modified after export"):
-        EdgeModel(_rewrite(model_path, tmp_path / "t.onnx", edit))
+        EdgeModel(_edit_metadata(model_path, tmp_path / "t.onnx", edit))
 
 
 @pytest.mark.parametrize(("content", "message"), [
@@ -124,32 +162,54 @@ def test_refuses_files_that_are_not_models(tmp_path: Path, content: bytes | None
 
 
 def test_refuses_plain_onnx_without_inspectloop_metadata(model_path: Path, tmp_path: Path) -> None:
-    plain = _rewrite(model_path, tmp_path / "plain.onnx", lambda proto: proto.ClearField("metadata_props"))
+    plain = tmp_path / "plain.onnx"
+    plain.write_bytes(without_metadata(model_path.read_bytes()))
     with pytest.raises(ModelFileError, match="not an inspectloop model") as caught:
         EdgeModel(plain)
     assert "export the model with inspectloop" in (caught.value.hint or "")
 
 
-def test_refuses_metadata_that_does_not_fit_the_graph(model_path: Path, tmp_path: Path) -> None:
-    def edit(proto: object) -> None:
-        entry = proto.metadata_props[0]  # type: ignore[attr-defined]
-        meta = tiny_metadata(input_size=96, weights_sha256=json.loads(entry.value)["weights_sha256"])
-        entry.value = dataclasses.replace(meta, sha256=content_hash(meta)).to_json()
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"input_size": 96}, r"expected \(N, 3, 96, 96\)"),
+    ({"class_names": ("good", "scratch", "dark", "dent")}, "the metadata names 4 classes"),
+])
+def test_refuses_metadata_that_does_not_fit_the_graph(tmp_path: Path, changes: dict[str, object],
+                                                      message: str) -> None:
+    with pytest.raises(ModelFileError, match=message):
+        EdgeModel(restamped(tmp_path, **changes))  # a validly stamped file: only the graph check catches it
 
-    assert METADATA_KEY == "inspectloop"
-    with pytest.raises(ModelFileError, match=r"expected \(N, 3, 96, 96\)"):
-        EdgeModel(_rewrite(model_path, tmp_path / "t.onnx", edit))
+
+@pytest.mark.parametrize("task", [t for t in TASKS if t != "classification"])
+def test_refuses_a_model_of_another_task(tmp_path: Path, task: str) -> None:
+    with pytest.raises(ModelFileError, match=f"a {task} model; this inspectloop runs classification models only"):
+        EdgeModel(restamped(tmp_path, task=task))
 
 
 def test_refuses_metadata_edited_after_export(model_path: Path, tmp_path: Path) -> None:
-    def edit(proto: object) -> None:
-        entry = proto.metadata_props[0]  # type: ignore[attr-defined]
-        raw = json.loads(entry.value)
-        raw["class_names"] = list(reversed(raw["class_names"]))  # same graph, silently swapped meaning
-        entry.value = json.dumps(raw)
+    def edit(raw: dict[str, object]) -> None:
+        raw["class_names"] = list(reversed(raw["class_names"]))  # type: ignore[call-overload]
 
+    assert METADATA_KEY == "inspectloop"  # same graph, silently swapped meaning:
     with pytest.raises(ModelFileError, match="metadata was modified after export"):
-        EdgeModel(_rewrite(model_path, tmp_path / "t.onnx", edit))
+        EdgeModel(_edit_metadata(model_path, tmp_path / "t.onnx", edit))
+
+
+def test_a_file_stays_valid_when_later_metadata_fields_are_added(model_path: Path, tmp_path: Path) -> None:
+    """The content hash covers the fields as written, so new optional fields do not void old files."""
+    def edit(raw: dict[str, object]) -> None:
+        del raw["review"], raw["task"]  # as written by an inspectloop that did not know the fields yet
+        raw["sha256"] = content_hash(raw)
+
+    old = EdgeModel(_edit_metadata(model_path, tmp_path / "old.onnx", edit))
+    assert old.metadata.review is None and old.metadata.task == "classification"
+
+
+def test_committed_fixtures_carry_real_metadata_and_hashes() -> None:
+    for path in (TINY, TINY_FEATURES):
+        metadata = EdgeModel(path).metadata  # verify_hash: the weights and metadata hashes match
+        assert metadata == dataclasses.replace(tiny_metadata(), weights_sha256=metadata.weights_sha256,
+                                               sha256=metadata.sha256)
+        assert metadata.sha256 == content_hash(metadata)
 
 
 # --- predictions -------------------------------------------------------------------------------------
@@ -166,6 +226,7 @@ def test_predicts_from_every_source(model: EdgeModel, image_files: dict[str, Pat
     assert sum(prediction.scores.values()) == pytest.approx(1.0, abs=1e-6)
     assert prediction.confidence == max(prediction.scores.values()) == prediction.scores[prediction.label]
     assert prediction.decision == ("pass" if prediction.label == "good" else "reject")
+    assert isinstance(prediction.decision, Decision) and prediction.regions is None
     assert set(prediction.latency_ms) == {"decode", "preprocess", "infer", "total"}
     assert json.loads(json.dumps(prediction.to_dict())) == prediction.to_dict()
 
@@ -189,7 +250,7 @@ def test_fast_path_matches_the_reference_preprocessing(model: EdgeModel, mode: s
 
 
 def test_predict_array_applies_the_temperature(tmp_path: Path) -> None:
-    hot = EdgeModel(export_tiny(tmp_path / "t.onnx", temperature=2.0).path)
+    hot = EdgeModel(restamped(tmp_path, temperature=2.0))
     batch = np.concatenate([hot.preprocess(synthetic_image(label, 5)) for label in CLASSES])
     logits = hot.session.run(["logits"], {"input": batch})[0].astype(np.float64) / 2.0
     expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
@@ -202,7 +263,7 @@ def test_predict_array_names_the_expected_shape(model: EdgeModel) -> None:
 
 
 def test_without_a_good_class_every_prediction_is_a_reject(tmp_path: Path) -> None:
-    model = EdgeModel(export_tiny(tmp_path / "m.onnx", good_class=None).path)
+    model = EdgeModel(restamped(tmp_path, good_class=None))
     predictions = [model.predict(synthetic_image(label, 6)) for label in CLASSES]
     assert [p.label for p in predictions] == list(CLASSES)
     assert {p.decision for p in predictions} == {"reject"}
@@ -222,6 +283,16 @@ def test_predict_is_safe_from_several_threads(model: EdgeModel) -> None:
     expected = [model.predict(image).scores for image in images]
     with ThreadPoolExecutor(4) as pool:
         assert list(pool.map(lambda image: model.predict(image).scores, images)) == expected
+
+
+def test_features_come_from_the_same_forward_pass(image_files: dict[str, Path]) -> None:
+    model = EdgeModel(TINY_FEATURES)
+    assert model.has_features and not EdgeModel(TINY).has_features
+    image = synthetic_image("dark", 11)
+    prediction, features = model.predict_with_features(image)
+    assert prediction == dataclasses.replace(model.predict(image), latency_ms=prediction.latency_ms)
+    assert features is not None and features.shape == (2,) and features[0] > 0.1  # the share of dark pixels
+    assert EdgeModel(TINY).predict_with_features(image)[1] is None
 
 
 def test_iter_predictions_checks_the_model_before_iterating(tmp_path: Path) -> None:

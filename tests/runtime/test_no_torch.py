@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_export import export_tiny, synthetic_image
+from tests.runtime.helpers import TINY, synthetic_image
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 BLOCKED = ("torch", "torchvision", "sqlalchemy", "fastapi", "typer")
@@ -38,7 +38,7 @@ print(json.dumps({"label": prediction.label, "exit_code": exit_code, "loaded": l
 
 
 def test_runtime_needs_no_torch_sqlalchemy_fastapi_or_typer(tmp_path: Path) -> None:
-    model = export_tiny(tmp_path / "tiny.onnx").path
+    model = TINY
     image = tmp_path / "part.jpg"
     synthetic_image("scratch", 1).save(image)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}

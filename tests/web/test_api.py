@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from inspectloop.registry import production_model  # noqa: E402
-from inspectloop.service import ServiceConfig  # noqa: E402
+from inspectloop.serve.service import ServiceConfig  # noqa: E402
 from inspectloop.store import schema as s  # noqa: E402
 from inspectloop.web.app import RedactSecrets, create_app  # noqa: E402
 from tests.service_helpers import (  # noqa: E402

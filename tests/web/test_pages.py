@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from inspectloop import review
 from inspectloop.store import schema as s
 from inspectloop.web.auth import COOKIE
 from inspectloop.web.pages import csrf_token
@@ -80,12 +81,42 @@ def test_writes_without_the_csrf_token_or_from_another_site_are_refused(client: 
     assert reviewer_annotations(seeded) == 0
 
 
+def claimed(seeded: Seeded) -> list[tuple[int, str]]:
+    with seeded.workspace.db.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(select(s.review_items.c.id, s.review_items.c.claimed_by)
+                                               .where(s.review_items.c.claimed_by.is_not(None)))]
+
+
+def test_get_review_claims_nothing_and_the_next_item_is_claimed_by_a_post(client: TestClient,
+                                                                           seeded: Seeded) -> None:
+    """The issue's symptom: ``GET /review`` claimed an item (a write on a GET)."""
+    csrf = logged_in(client, seeded)
+    for _ in range(2):
+        page = client.get("/review").text
+        assert "data-item-id" not in page and 'action="/review/next"' in page and "6 item(s) wait" in page
+    assert claimed(seeded) == []
+    assert client.post("/review/next", data={"csrf": "0" * 64}).status_code == 403 and claimed(seeded) == []
+    reply = client.post("/review/next", data={"csrf": csrf})
+    assert reply.status_code == 303 and reply.headers["location"] == "/review"
+    assert claimed(seeded) == [(seeded.items[0], "ana")]
+    assert f'data-item-id="{seeded.items[0]}"' in client.get("/review").text  # the held item, shown again
+    client.post("/review/next", data={"csrf": csrf})  # a second press keeps the item held, claims no other
+    assert claimed(seeded) == [(seeded.items[0], "ana")]
+
+
+def test_a_stranger_posting_for_the_next_item_is_sent_to_login(client: TestClient, seeded: Seeded) -> None:
+    reply = client.post("/review/next", data={"csrf": "x"})
+    assert reply.status_code == 303 and reply.headers["location"] == "/login?next=/review"
+    assert claimed(seeded) == []
+
+
 def test_a_decision_answers_with_the_next_item(client: TestClient, seeded: Seeded) -> None:
     csrf = logged_in(client, seeded)
+    client.post("/review/next", data={"csrf": csrf})
     assert f'data-item-id="{seeded.items[0]}"' in client.get("/review").text
     reply = client.post(f"/review/items/{seeded.items[0]}/decision", data={"label": "dent"},
                         headers={"X-CSRF-Token": csrf})
-    assert reply.status_code == 200 and f'data-item-id="{seeded.items[1]}"' in reply.text
+    assert reply.status_code == 200 and f'data-item-id="{seeded.items[2]}"' in reply.text  # items[1]: shadow
     again = client.post(f"/review/items/{seeded.items[0]}/decision", data={"label": "good", "csrf": csrf})
     assert again.status_code == 409 and "already decided by ana" in again.text
     assert reviewer_annotations(seeded) == 1
@@ -94,6 +125,30 @@ def test_a_decision_answers_with_the_next_item(client: TestClient, seeded: Seede
 def test_an_unauthenticated_write_gets_401(client: TestClient, seeded: Seeded) -> None:
     reply = client.post(f"/review/items/{seeded.items[0]}/decision", data={"label": "good"})
     assert reply.status_code == 401 and reviewer_annotations(seeded) == 0
+
+
+def test_the_last_decision_answers_with_the_empty_queue_and_a_form_to_check_again(client: TestClient,
+                                                                                   seeded: Seeded) -> None:
+    csrf = logged_in(client, seeded)
+    with seeded.workspace.db.transaction() as conn:
+        conn.execute(s.review_items.update().where(s.review_items.c.id != seeded.items[0]).values(status="done"))
+    client.post("/review/next", data={"csrf": csrf})
+    reply = client.post(f"/review/items/{seeded.items[0]}/decision", data={"label": "good", "csrf": csrf})
+    assert "The queue is empty" in reply.text and f'name="csrf" value="{csrf}"' in reply.text
+
+
+def test_every_score_panel_names_its_model_and_role(client: TestClient, seeded: Seeded) -> None:
+    """The issue's symptom: the shadow's scores were shown beside production's without saying which is which."""
+    csrf = logged_in(client, seeded)
+    with seeded.workspace.db.transaction() as conn:  # prediction 1: production line7-v1, shadowed by line7-v2
+        conn.execute(s.review_items.update().values(status="done"))
+        review.enqueue(conn, image_sha256=seeded.images[0], reason="shadow", prediction_id=1, suggestion="dent",
+                       scores={"dent": 0.7})
+    client.post("/review/next", data={"csrf": csrf})
+    page = client.get("/review").text
+    assert 'data-role="production" data-model="line7-v1"' in page and 'data-role="shadow" data-model="line7-v2"' in page
+    assert page.index("Production model") < page.index("Shadow model")
+    assert "from the shadow model line7-v2" in page  # whose suggestion Enter confirms
 
 
 def test_text_from_the_database_is_escaped(client: TestClient, seeded: Seeded) -> None:

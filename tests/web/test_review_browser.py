@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 
+from inspectloop import review
 from inspectloop.store import schema as s
 from tests.web.conftest import LiveServer
 
@@ -25,6 +26,14 @@ def log_in(browser: Any, server: LiveServer, name: str) -> Any:
     page.keyboard.press("Enter")
     page.wait_for_url(at("/review"))
     return page
+
+
+def start(page: Any) -> str | None:
+    """Take the first item with the keyboard (the page claims nothing by itself); return its id."""
+    assert item_id(page) is None and page.is_visible("form#next button")
+    page.keyboard.press("Enter")
+    page.wait_for_selector("#item [data-item-id]")
+    return item_id(page)
 
 
 def at(path: str) -> Any:
@@ -69,9 +78,10 @@ def test_login_rejects_a_bad_token_then_sets_a_strict_http_only_cookie_and_logs_
 
 def test_a_reviewer_clears_the_queue_with_the_keyboard_only(browser: Any, server40: LiveServer) -> None:
     page = log_in(browser, server40, "ana")
+    started = time.perf_counter()
+    start(page)
     page.screenshot(path="/tmp/inspectloop-review.png")
     keys = ["Enter", "2", "1", "3", "Enter", "4", "s", "Enter"]  # confirm, pick classes, skip
-    started = time.perf_counter()
     decided = 0
     while item_id(page) is not None:
         press_and_wait(page, keys[decided % len(keys)])
@@ -91,20 +101,39 @@ def test_a_reviewer_clears_the_queue_with_the_keyboard_only(browser: Any, server
 
 def test_help_and_item_details_are_on_the_page(browser: Any, server16: LiveServer) -> None:
     page = log_in(browser, server16, "ana")
+    start(page)
     assert page.is_hidden("#help")
     page.keyboard.press("?")
     assert page.is_visible("#help")
     page.screenshot(path="/tmp/inspectloop-review-help.png")
     page.keyboard.press("Escape")
     text = page.text_content("main")
-    assert "Model suggests" in text and "cam-A" in text and "P-0000" in text
+    assert "Suggestion" in text and "cam-A" in text and "P-0000" in text
+    assert page.locator('.model-scores[data-role="production"] h2').text_content().startswith("Production model")
     assert "<until washed>" in text  # the criterion is shown as written, escaped, not parsed as a tag
     assert page.locator(".refs img").count() == 8
     assert page.evaluate("document.querySelector('#shot').naturalWidth") == 96  # the image was served
 
 
+def test_a_shadow_item_shows_both_models_scores_each_named(browser: Any, server16: LiveServer) -> None:
+    with server16.seeded.workspace.db.transaction() as conn:  # prediction 1: line7-v1, shadowed by line7-v2
+        conn.execute(s.review_items.update().values(status="done"))
+        review.enqueue(conn, image_sha256=server16.seeded.images[0], reason="shadow", prediction_id=1,
+                       suggestion="dent", scores={"dent": 0.7})
+    page = log_in(browser, server16, "ana")
+    start(page)
+    page.screenshot(path="/tmp/inspectloop-review-shadow.png")
+    panels = page.locator(".model-scores")
+    assert panels.count() == 2
+    assert panels.nth(0).text_content().split()[:3] == ["Production", "model", "line7-v1"]
+    assert panels.nth(1).text_content().split()[:3] == ["Shadow", "model", "line7-v2"]
+    assert "decided reject · dent" in panels.nth(1).text_content()
+    assert "from the shadow model line7-v2" in page.text_content(".suggestion")
+
+
 def test_two_reviewers_never_see_the_same_item_at_once(browser: Any, server16: LiveServer) -> None:
     ana, bo = log_in(browser, server16, "ana"), log_in(browser, server16, "bo")
+    start(ana), start(bo)
     seen: dict[str, list[str]] = {"ana": [], "bo": []}
     turn = 0
     while item_id(ana) is not None or item_id(bo) is not None:
@@ -125,6 +154,7 @@ def test_two_reviewers_never_see_the_same_item_at_once(browser: Any, server16: L
 
 def test_the_dashboard_shows_rates_backlog_discrepancies_and_decisions(browser: Any, server16: LiveServer) -> None:
     page = log_in(browser, server16, "cy")
+    start(page)
     press_and_wait(page, "2")  # one decision, so that it is listed: dent instead of the model's suggestion
     page.goto(f"{server16.url}/dashboard")
     page.screenshot(path="/tmp/inspectloop-dashboard.png", full_page=True)

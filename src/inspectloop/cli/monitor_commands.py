@@ -36,7 +36,7 @@ def monitor(ctx: typer.Context, ws: WorkspaceOpt,
     """Check each camera's recent production for drift; print every signal with effect size and p-value."""
     if ctx.invoked_subcommand is not None:
         return
-    from inspectloop import monitoring
+    from inspectloop.monitor import run as monitoring
 
     with workspace(ws) as w:
         result = monitoring.monitor(w, window=monitoring.parse_window(window), min_predictions=min_predictions,
@@ -68,7 +68,7 @@ def monitor_baseline(ws: WorkspaceOpt,
                      first: Annotated[int, typer.Option(help="Predictions per camera with --source production.")] = 200,
                      ) -> None:
     """Record each camera's drift baseline for a model version."""
-    from inspectloop import monitoring
+    from inspectloop.monitor import run as monitoring
 
     with workspace(ws) as w:
         records = monitoring.record_baseline(w, version, source=source, cameras=camera, first=first)

@@ -39,7 +39,7 @@ def serve(ws: WorkspaceOpt,
         _require(module, "serve")
     import uvicorn
 
-    from inspectloop.service import ServiceConfig
+    from inspectloop.serve.service import ServiceConfig
     from inspectloop.web.app import create_app
 
     config = ServiceConfig(model_file=model, shadow=shadow, sample_rate=sample_rate, max_upload_mb=max_upload_mb,
@@ -131,11 +131,15 @@ def shadow_report(ws: WorkspaceOpt,
     with workspace(ws) as w:
         report = build(w, version, min_compared=min_compared, min_qc=min_qc)
         path = write_shadow_report(w, report)
-    rows = [[c.name, c.compared, fmt(c.agreement), c.qc_compared, fmt(c.shadow_qc_agreement),
-             fmt(c.production_qc_agreement)] for c in report.per_class]
+    rows = [[c.name, c.compared, fmt(c.label_agreement), fmt(c.decision_agreement), c.qc_compared,
+             fmt(c.shadow_qc_agreement), fmt(c.production_qc_agreement)] for c in report.per_class]
     table(f"shadow {report.version} vs production {report.compared} inputs, {report.qc_compared} with QC",
-          ["class (production)", "compared", "agrees", "QC judged", "shadow = QC", "production = QC"], rows)
-    for pair in report.confusions[:10]:
+          ["class (production)", "compared", "same label", "same fate", "QC judged", "shadow = QC",
+           "production = QC"], rows)
+    out.print(f"same label {fmt(report.label_agreement)}, same fate {fmt(report.decision_agreement)} "
+              f"(pass, or stopped as the same class; {report.same_class_reject_vs_review} reject vs review of one "
+              "class count as the same fate)", highlight=False)
+    for pair in report.confusions[:10] + report.decision_changes:
         out.print(f"  production {pair['production']} -> shadow {pair['shadow']}: {pair['count']}", highlight=False)
     verdict = "[bold green]READY[/]" if report.ready else "[bold yellow]NOT READY[/]"
     out.print(f"{verdict}: {'; '.join(report.reasons)}", highlight=False)

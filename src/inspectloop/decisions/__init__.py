@@ -1,8 +1,10 @@
-"""Decisions: calibrated probabilities, per-class operating points, and pass / reject / review
-with a certified escape rate.
+"""Fitting the decisions: calibrated probabilities, per-class operating points, and the review band
+with a certified escape rate, and the rates they give on a labelled set.
 
-Pure numpy: importing this package loads neither matplotlib nor scipy (matplotlib is imported when
-the reliability diagram is drawn). See :mod:`inspectloop.decisions.conformal` for the guarantee.
+The rule that applies them is the runtime's (:mod:`inspectloop.runtime.decision`: ``Decision``,
+``DecisionPolicy``); this package fits its settings and counts what it does. Importing it loads
+neither matplotlib nor scipy (matplotlib is imported when the reliability diagram is drawn). See
+:mod:`inspectloop.decisions.conformal` for the guarantee.
 """
 
 from __future__ import annotations
@@ -16,19 +18,14 @@ from inspectloop.decisions.calibration import (
     softmax,
 )
 from inspectloop.decisions.conformal import (
-    PASS,
-    REJECT,
-    REVIEW,
     DecisionRates,
-    Decisions,
     ReviewBand,
+    band_policy,
     clopper_pearson,
-    decide,
     decision_rates,
     fit_review_band,
     min_calibration_size,
     rates_of_decisions,
-    threshold_array,
 )
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
 from inspectloop.decisions.operating_points import (
@@ -42,17 +39,13 @@ from inspectloop.decisions.operating_points import (
 
 __all__ = [
     "DEFAULT_RECALL_BY_SEVERITY",
-    "PASS",
-    "REJECT",
-    "REVIEW",
     "DecisionRates",
-    "Decisions",
     "LineRateView",
     "OperatingPoint",
     "ReliabilityCurve",
     "ReviewBand",
+    "band_policy",
     "clopper_pearson",
-    "decide",
     "decision_rates",
     "examples_needed",
     "expected_calibration_error",
@@ -67,5 +60,4 @@ __all__ = [
     "reliability_png",
     "softmax",
     "target_recalls",
-    "threshold_array",
 ]

@@ -55,6 +55,10 @@ the bound is approximate: it holds as far as the refit scores a new part like th
 their held-out folds (algorithmic stability), which the training run measures on the validation
 split. No training-conditional (PAC) statement is claimed for cross-fitting.
 
+**The rule** that applies a band (and the per-class operating points) is the runtime's
+:class:`~inspectloop.runtime.decision.DecisionPolicy`: :func:`band_policy` builds it, so the rates
+counted here are those of the decisions the edge makes.
+
 **Assumption.** Production parts are exchangeable with the calibration split: same process, cameras,
 lighting and, since the escape rate pools defect classes, the same mix of defect classes. A class
 that is rarer in calibration than on the line weighs less in the guarantee.
@@ -70,9 +74,8 @@ import numpy as np
 from inspectloop.decisions.inputs import check_labels, check_probs
 from inspectloop.errors import DatasetError, InspectloopError, MissingExtraError
 from inspectloop.evaluate.metrics import json_float
+from inspectloop.runtime.decision import Decision, DecisionPolicy, Decisions
 
-PASS, REJECT, REVIEW = 0, 1, 2
-DECISION_NAMES = ("pass", "reject", "review")
 DEFAULT_CONFIDENCE = 0.9
 DEFAULT_FALSE_REJECT = 0.02
 GUARANTEES = ("pac", "marginal", "crossfit")
@@ -117,26 +120,6 @@ class ReviewBand:
     def to_dict(self) -> dict[str, object]:
         """JSON-safe form."""
         return {"score": self.score, **{k: getattr(self, k) for k in self.__dataclass_fields__}}
-
-
-@dataclass(frozen=True, eq=False)
-class Decisions:
-    """One decision per image: ``codes`` (PASS, REJECT or REVIEW) and ``classes`` (-1 for review).
-
-    Without a good class, every automatic decision is REJECT with the class it was assigned.
-    """
-
-    codes: np.ndarray
-    classes: np.ndarray
-
-    def counts(self) -> dict[str, int]:
-        """How many images got each decision."""
-        return {name: int((self.codes == code).sum()) for code, name in enumerate(DECISION_NAMES)}
-
-    def to_dict(self) -> dict[str, object]:
-        """JSON-safe form: decision names and classes per image, and the counts."""
-        return {"decisions": [DECISION_NAMES[c] for c in self.codes], "classes": self.classes.tolist(),
-                "counts": self.counts()}
 
 
 @dataclass(frozen=True)
@@ -245,51 +228,17 @@ def fit_review_band(
     return _fit_with_good(p, y, good, alpha, confidence, beta, kind, folds)
 
 
-def decide(probs: np.ndarray, band: ReviewBand, thresholds: np.ndarray | None = None) -> Decisions:
-    """Pass, reject (with its class) or review for each image, as ``band`` and the per-class
-    operating-point ``thresholds`` say (see :func:`_decide`)."""
-    p = _check_band_probs(probs, band)
-    return _decide(p, band, _check_thresholds(thresholds, p.shape[1], band.good_index))
+def band_policy(band: ReviewBand, thresholds: np.ndarray | None = None) -> DecisionPolicy:
+    """The runtime's decision rule with ``band`` and the per-class operating-point ``thresholds``
+    (one per class, ``inf`` for none; see :func:`inspectloop.runtime.threshold_array`).
 
-
-def _decide(p: np.ndarray, band: ReviewBand, thresholds: np.ndarray | None = None) -> Decisions:
-    """:func:`decide` on already checked probabilities.
-
-    ``thresholds`` (one per class, ``inf`` for none) are the operating points: a defect class is
-    *flagged* when its probability reaches its threshold. A flagged part is never decided
-    automatically against its flag: with a good class, a part the band would pass goes to review
-    instead (the class's recall target outranks automation); without one, a part whose top class
-    would be assigned automatically goes to review when another class is flagged. The band's own
-    rejects are unchanged. Passes and assignments only shrink, so both of the band's guarantees
-    (escapes, and false rejects) still hold. (Without a band, the runtime rejects flagged parts:
-    there the operating points are the decision.)
+    A flagged part is never decided automatically against its flag: passes and assignments only
+    shrink, so both of the band's guarantees (escapes, and false rejects) still hold.
     """
-    codes = np.full(p.shape[0], REVIEW, dtype=np.int8)
-    classes = np.full(p.shape[0], -1, dtype=np.int64)
-    flagged = p >= thresholds if thresholds is not None else np.zeros(p.shape, dtype=bool)
-    top = p.argmax(axis=1)
-    if band.good_index is None:
-        flagged[np.arange(p.shape[0]), top] = False
-        auto = (p.max(axis=1) > band.auto_above) & ~flagged.any(axis=1)
-        codes[auto], classes[auto] = REJECT, top[auto]
-        return Decisions(codes, classes)
-    g = band.good_index
-    score = p[:, g]
-    flagged[:, g] = False
-    reject = score < (band.reject_below if band.reject_below is not None else _NEVER_BELOW)
-    passed = ~reject & (score > band.auto_above) & ~flagged.any(axis=1)
-    defects = p.copy()
-    defects[:, g] = -1.0
-    codes[passed], classes[passed] = PASS, g
-    codes[reject], classes[reject] = REJECT, defects.argmax(axis=1)[reject]
-    return Decisions(codes, classes)
-
-
-def threshold_array(class_names: list[str] | tuple[str, ...], thresholds: dict[str, float] | None) -> np.ndarray | None:
-    """Per-class thresholds by name as the array :func:`decide` takes (``inf`` where a class has none)."""
-    if not thresholds:
-        return None
-    return np.array([float(thresholds.get(name, math.inf)) for name in class_names])
+    return DecisionPolicy(num_classes=band.num_classes, good_index=band.good_index,
+                          thresholds=_check_thresholds(thresholds, band.num_classes, band.good_index),
+                          auto_above=band.auto_above,
+                          reject_below=band.reject_below if band.good_index is not None else None)
 
 
 def decision_rates(probs: np.ndarray, labels: np.ndarray, band: ReviewBand,
@@ -297,37 +246,32 @@ def decision_rates(probs: np.ndarray, labels: np.ndarray, band: ReviewBand,
     """Escapes, false rejects, reviews and automation of ``band`` (and ``thresholds``) on a labelled set."""
     p = _check_band_probs(probs, band)
     y = check_labels(labels, p.shape[0], p.shape[1])
-    return _rates(_decide(p, band, _check_thresholds(thresholds, p.shape[1], band.good_index)), y,
-                  band.good_index, band.alpha)
+    return _rates(band_policy(band, thresholds).decide(p), y, band.good_index, band.alpha)
 
 
 def rates_of_decisions(decisions: Decisions, labels: np.ndarray, *, num_classes: int, good_index: int | None,
                        alpha: float | None = None) -> DecisionRates:
     """The rates of decisions made elsewhere (e.g. by the edge runtime), counted as :func:`decision_rates` does.
 
-    ``decisions`` holds one decision per labelled image; ``alpha`` (the escape rate to judge against)
-    only words ``escape_verdict`` and may be left out (then ``alpha`` is ``nan`` and nothing is judged).
+    ``decisions`` holds one decision per labelled image (a reject's label is the class rejected as);
+    ``alpha`` (the escape rate to judge against) only words ``escape_verdict`` and may be left out
+    (then ``alpha`` is ``nan`` and nothing is judged).
     """
-    codes, classes = np.asarray(decisions.codes), np.asarray(decisions.classes)
-    hint = "pass one decision (code and class) per labelled image, in the same order as the labels"
-    if codes.ndim != 1 or codes.shape != classes.shape:
-        raise DatasetError(f"decision codes and classes must be flat and of one length, got shapes {codes.shape} "
-                           f"and {classes.shape}", hint=hint)
-    if not np.isin(codes, (PASS, REJECT, REVIEW)).all():
-        raise DatasetError("decision codes must be PASS, REJECT or REVIEW", hint=hint)
-    y = check_labels(labels, codes.shape[0], num_classes)
+    y = check_labels(labels, len(decisions), num_classes)
     good = None if good_index is None else _check_good_index(good_index, num_classes)
     if alpha is not None:
         alpha = _check_share(alpha, "alpha", "the escape rate you accept, e.g. 0.01 for 1 %")
-    return _rates(Decisions(codes, classes), y, good, alpha)
+    return _rates(decisions, y, good, alpha)
 
 
 def _rates(d: Decisions, y: np.ndarray, good_index: int | None, alpha: float | None) -> DecisionRates:
     is_good = y == good_index if good_index is not None else np.zeros(y.shape, dtype=bool)
     defective = ~is_good
-    wrong_reject = (d.codes == REJECT) & defective & (d.classes != y)
-    escapes = int(((d.codes == PASS) & defective).sum()) if good_index is not None else int(wrong_reject.sum())
-    false_rejects = int(((d.codes == REJECT) & is_good).sum())
+    passed, rejected, reviewed = (d.decisions == Decision.PASS, d.decisions == Decision.REJECT,
+                                  d.decisions == Decision.REVIEW)
+    wrong_reject = rejected & defective & (d.labels != y)
+    escapes = int((passed & defective).sum()) if good_index is not None else int(wrong_reject.sum())
+    false_rejects = int((rejected & is_good).sum())
     n_defective, n_good = int(defective.sum()), int(is_good.sum())
     escape_ci = clopper_pearson(escapes, n_defective)
     verdict, note = _escape_verdict(escapes, n_defective, alpha, escape_ci)
@@ -341,8 +285,8 @@ def _rates(d: Decisions, y: np.ndarray, good_index: int | None, alpha: float | N
         escape_ci=escape_ci,
         false_rejects=false_rejects,
         false_reject_ci=clopper_pearson(false_rejects, n_good),
-        defective_reviews=int(((d.codes == REVIEW) & defective).sum()),
-        good_reviews=int(((d.codes == REVIEW) & is_good).sum()),
+        defective_reviews=int((reviewed & defective).sum()),
+        good_reviews=int((reviewed & is_good).sum()),
         wrong_class_rejects=int(wrong_reject.sum()),
         escape_verdict=verdict,
         note=note,
@@ -596,7 +540,7 @@ def _check_thresholds(thresholds: np.ndarray | None, num_classes: int, good_inde
     t = np.asarray(thresholds, dtype=np.float64)
     if t.shape != (num_classes,) or np.isnan(t).any() or (t[np.isfinite(t)] < 0).any():
         raise InspectloopError(f"thresholds must be {num_classes} probabilities (inf for none), got {thresholds!r}",
-                               hint="build them with decisions.threshold_array(class_names, thresholds)")
+                               hint="build them with inspectloop.runtime.threshold_array(class_names, thresholds)")
     return t
 
 

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from inspectloop.decisions.conformal import PASS, REJECT, REVIEW, Decisions, ReviewBand, allowed_count, decide
+from inspectloop.decisions.conformal import ReviewBand, allowed_count, band_policy
 from inspectloop.decisions.inputs import check_labels, check_probs
 from inspectloop.errors import DatasetError, InspectloopError
+from inspectloop.runtime.decision import Decision, Decisions
 
 MIN_FOLDS = 2
 MAX_FOLDS = 20
@@ -102,12 +103,13 @@ def aggregate_decide(fold_probs: np.ndarray, oof: OutOfFold, band: ReviewBand) -
     defect scores reach its own P(good) *under the same fold model*, and is rejected (rejection wins)
     when at most the allowed count of good out-of-fold scores lie at or below it. Without one, the
     fold models must agree on the top class and the same count is taken over wrong-answer scores.
-    Per-class operating points are not applied here (the band alone).
+    Per-class operating points are not applied here (the band alone). A review's label is the top
+    class of the fold models' mean probabilities (the suggestion).
     """
     probs = _check_fold_probs(fold_probs, oof, band)
-    count, num_folds = probs.shape[1], oof.num_folds
-    codes = np.full(count, REVIEW, dtype=np.int8)
-    classes = np.full(count, -1, dtype=np.int64)
+    num_folds = oof.num_folds
+    decisions = np.full(probs.shape[1], Decision.REVIEW.value, dtype=object)
+    labels = probs.mean(axis=0).argmax(axis=1).astype(np.int64) if probs.shape[1] else np.zeros(0, np.int64)
     if band.good_index is None:
         top = probs.argmax(axis=2)
         agree = (top == top[0]).all(axis=0)
@@ -115,8 +117,8 @@ def aggregate_decide(fold_probs: np.ndarray, oof: OutOfFold, band: ReviewBand) -
         right = oof.probs.argmax(axis=1) == oof.labels
         escape = np.where(right, -1.0, oof.probs.max(axis=1))
         auto = agree & _at_most(_reaching(escape, oof.folds, score, num_folds), band.allowed_escapes)
-        codes[auto], classes[auto] = REJECT, top[0][auto]
-        return Decisions(codes, classes)
+        decisions[auto], labels[auto] = Decision.REJECT.value, top[0][auto]
+        return Decisions(labels, decisions.astype(str))
     g = band.good_index
     score = probs[:, :, g]
     is_good = oof.labels == g
@@ -127,9 +129,9 @@ def aggregate_decide(fold_probs: np.ndarray, oof: OutOfFold, band: ReviewBand) -
     reject = _at_most(below, k_reject)
     defects = probs.mean(axis=0)
     defects[:, g] = -1.0
-    codes[passes & ~reject], classes[passes & ~reject] = PASS, g
-    codes[reject], classes[reject] = REJECT, defects.argmax(axis=1)[reject]
-    return Decisions(codes, classes)
+    decisions[passes & ~reject], labels[passes & ~reject] = Decision.PASS.value, g
+    decisions[reject], labels[reject] = Decision.REJECT.value, defects.argmax(axis=1)[reject]
+    return Decisions(labels, decisions.astype(str))
 
 
 @dataclass(frozen=True)
@@ -159,8 +161,9 @@ def stability(deployed_probs: np.ndarray, fold_probs: np.ndarray, oof: OutOfFold
     if deployed.shape != folds.shape[1:]:
         raise DatasetError(f"deployed probabilities have shape {deployed.shape}, fold models' {folds.shape[1:]}",
                            hint="score the same images with the deployed model and every fold model")
-    mine, theirs = decide(deployed, band), aggregate_decide(folds, oof, band)
-    differ = (mine.codes != theirs.codes) | (mine.classes != theirs.classes)
+    mine, theirs = band_policy(band).decide(deployed), aggregate_decide(folds, oof, band)
+    automatic = mine.decisions != Decision.REVIEW  # a review's label is only a suggestion
+    differ = (mine.decisions != theirs.decisions) | (automatic & (mine.labels != theirs.labels))
     if band.good_index is not None:
         gap = np.abs(deployed[:, band.good_index] - folds[:, :, band.good_index].mean(axis=0))
     else:

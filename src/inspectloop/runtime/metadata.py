@@ -24,7 +24,10 @@ from inspectloop.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 FORMAT_VERSION = 1
 METADATA_KEY = "inspectloop"
-TASKS = ("classification",)
+CLASSIFICATION = "classification"
+# What a model file can be: the values of inspectloop.domain.Task. Only classification files run today;
+# the others are named so that a newer file is refused for its task, not for an unknown word.
+TASKS = (CLASSIFICATION, "anomaly", "detection")
 
 _METADATA_PROPS_FIELD = 14  # ModelProto.metadata_props
 _ENTRY_KEY_FIELD, _ENTRY_VALUE_FIELD = 1, 2  # StringStringEntryProto.key / .value
@@ -41,12 +44,13 @@ def utc_timestamp() -> str:
 
 @dataclass(frozen=True, kw_only=True)
 class ModelMetadata:
-    """What the edge needs to run a model file: classes, preprocessing, decision settings, lineage.
+    """What the edge needs to run a model file: task, classes, preprocessing, decision settings, lineage.
 
+    ``task`` is one of ``TASKS`` (files written before the field existed are classification).
     ``good_class`` is the class that means "pass"; ``None`` when the dataset has no good class (then
     every prediction is a reject as its class). ``temperature`` divides the logits before softmax
-    (calibration). ``thresholds`` are per-class reject thresholds, carried for the decision rules
-    that use them. ``jpeg_draft`` decodes JPEGs at a reduced DCT scale and must match the decode
+    (calibration). ``thresholds`` are per-class operating points and ``review`` the review band,
+    both read by :class:`~inspectloop.runtime.decision.DecisionPolicy`. ``jpeg_draft`` decodes JPEGs at a reduced DCT scale and must match the decode
     used in training. ``colour_mode`` is how images are decoded for this model: ``L`` (greyscale
     cameras; a colour JPEG is decoded straight to luma, the fast path) or ``RGB``.
     ``weights_sha256`` (graph and weights) and ``sha256`` (graph, weights and every other metadata
@@ -54,7 +58,7 @@ class ModelMetadata:
     """
 
     format_version: int = FORMAT_VERSION
-    task: str = "classification"
+    task: str = CLASSIFICATION
     model_name: str
     model_version: str
     class_names: tuple[str, ...]

@@ -1,4 +1,4 @@
-"""The edge runtime: load one inspectloop ONNX file, classify images, decide pass or reject.
+"""The edge runtime: load one inspectloop ONNX file, classify images, decide pass, reject or review.
 
 Depends on numpy, Pillow and onnxruntime only. The per-image path is tuned for a small CPU:
 one decode (``load_image``), one resize (``Preprocess.resize``), a lookup-table normalisation into
@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,41 +18,22 @@ import onnxruntime as ort
 from PIL import Image
 
 from inspectloop.errors import ImageError, ModelFileError
+from inspectloop.runtime.decision import DecisionPolicy
 from inspectloop.runtime.images import load_image, to_working_mode
 from inspectloop.runtime.metadata import (
+    CLASSIFICATION,
     ModelMetadata,
     read_model_metadata,
     verify_model_hash,
 )
+from inspectloop.runtime.prediction import Prediction
 from inspectloop.runtime.preprocess import Preprocess
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 FEATURES_NAME = "features"  # optional second output: pooled backbone features, for drift monitoring
-PASS, REJECT, REVIEW = "pass", "reject", "review"
 
 ImageSource = str | Path | bytes | Image.Image
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One image's result: the class, its probability, all class probabilities and the decision.
-
-    ``decision`` is ``"pass"``, ``"reject"`` (as ``label``) or ``"review"`` (a human decides; ``label``
-    is the model's suggestion); see ``EdgeModel._decide``. ``latency_ms`` has the phases ``decode``,
-    ``preprocess``, ``infer`` and ``total``.
-    """
-
-    label: str
-    confidence: float
-    scores: dict[str, float]
-    decision: str
-    latency_ms: dict[str, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field."""
-        return {"label": self.label, "confidence": self.confidence, "scores": dict(self.scores),
-                "decision": self.decision, "latency_ms": dict(self.latency_ms)}
 
 
 class EdgeModel:
@@ -63,12 +43,10 @@ class EdgeModel:
     against the hash recorded at export (ModelFileError if either fails). ``threads`` is the number
     of CPU threads one inference may use. ``predict`` may be called from several threads at once.
 
-    Without a review band in the metadata the decision is "pass" when the top class is the
-    ``good_class``, else "reject" as that class; with one, uncertain images go to "review" (see
-    ``_decide``). A defect class whose probability reaches its per-class ``thresholds`` entry (its
-    operating point) is flagged, and a flagged part is never passed or assigned against its flag.
-    ``session`` is the onnxruntime session (raw ``logits``, and ``features`` when the file has them:
-    ``has_features``; see ``predict_with_features``).
+    Each image is decided by the file's :class:`~inspectloop.runtime.decision.DecisionPolicy`
+    (``policy``): its good class, per-class operating points and review band. The file's ``task``
+    must be classification. ``session`` is the onnxruntime session (raw ``logits``, and
+    ``features`` when the file has them: ``has_features``; see ``predict_with_features``).
     """
 
     def __init__(self, path: str | Path, *, threads: int = 1, verify_hash: bool = True) -> None:
@@ -76,6 +54,7 @@ class EdgeModel:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.path = Path(path)
         data, self.metadata = read_model(self.path, verify_hash=verify_hash)
+        _check_task(self.metadata, str(self.path))
         self.session: ort.InferenceSession = open_session(data, threads, str(self.path))
         _check_signature(self.session, self.metadata, str(self.path))
         self.preprocess = Preprocess(self.metadata.input_size, self.metadata.mean, self.metadata.std)
@@ -84,11 +63,7 @@ class EdgeModel:
         self._draft = self.metadata.input_size if self.metadata.jpeg_draft else None
         self._mode = "L" if self.metadata.colour_mode == "L" else None
         self._class_names = self.metadata.class_names
-        good = self.metadata.good_class
-        self._good_index = self._class_names.index(good) if good is not None else None
-        thresholds = self.metadata.thresholds
-        self._thresholds = np.array([thresholds.get(name, np.inf) for name in self._class_names]) \
-            if thresholds else None
+        self.policy = DecisionPolicy.from_metadata(self.metadata)
         self._local = threading.local()
         self.has_features = FEATURES_NAME in [o.name for o in self.session.get_outputs()]
 
@@ -124,56 +99,14 @@ class EdgeModel:
         results = self.session.run(outputs, {INPUT_NAME: batch})
         probabilities = _softmax(results[0], self.metadata.temperature)[0]
         inferred = time.perf_counter()
-        label, decision = self._decide(probabilities)
+        index, decision = self.policy.decide_one(probabilities)
         scores = dict(zip(self._class_names, probabilities.tolist()))
         end = time.perf_counter()
         latency = {"decode": _ms(decoded - start), "preprocess": _ms(prepared - decoded),
                    "infer": _ms(inferred - prepared), "total": _ms(end - start)}
         features = np.asarray(results[1][0], dtype=np.float32).reshape(-1) if with_features else None
+        label = self._class_names[index]
         return Prediction(label, scores[label], scores, decision, latency), features
-
-    def _decide(self, probabilities: np.ndarray) -> tuple[str, str]:
-        """The label and decision for one image's probabilities.
-
-        Without a review band: pass when the top class is the good class, else reject as it. With
-        one (fitted on the calibration split, see ``inspectloop.decisions.conformal``): with a good
-        class, reject as the top defect class when P(good) < ``reject_below``, pass when P(good) >
-        ``auto_above``, else review; without a good class, decide the top class when its probability
-        is > ``auto_above``, else review. A review keeps the top class as the model's suggestion.
-
-        Operating points (``thresholds``): a flagged defect class (probability at or above its
-        threshold) is never decided against: with a good class and a band, a part the band would pass
-        goes to review; without a good class, a flagged class other than the top one sends the part
-        to review; without a band, a flagged part is rejected as its most likely flagged class. Same
-        rules as ``inspectloop.decisions.decide``.
-        """
-        names, review, top = self._class_names, self.metadata.review, int(probabilities.argmax())
-        good = self._good_index
-        flagged = probabilities >= self._thresholds if self._thresholds is not None else None
-        if good is None:
-            other = flagged is not None and bool(flagged.sum() - flagged[top])
-            if review is None:
-                return names[top], REJECT
-            return names[top], REJECT if probabilities[top] > review["auto_above"] and not other else REVIEW
-        if flagged is not None:
-            flagged[good] = False
-        by_flag = flagged is not None and bool(flagged.any())
-        if review is None:  # no band: the operating points alone, else the top class
-            if by_flag:
-                return self._top_defect(probabilities, flagged), REJECT
-            return names[top], PASS if top == good else REJECT
-        below = review["reject_below"]
-        if below is not None and probabilities[good] < below:
-            return self._top_defect(probabilities, None), REJECT
-        if probabilities[good] > review["auto_above"] and not by_flag:
-            return names[good], PASS
-        return names[top], REVIEW
-
-    def _top_defect(self, probabilities: np.ndarray, among: np.ndarray | None) -> str:
-        """The most likely defect class (among the flagged ones when ``among`` is given)."""
-        defects = np.where(among, probabilities, -1.0) if among is not None else probabilities.copy()
-        defects[self._good_index] = -1.0
-        return self._class_names[int(defects.argmax())]
 
     def predict_array(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C), softmax(logits / temperature), for a preprocessed (N, 3, H, W) batch."""
@@ -305,6 +238,12 @@ def open_session(data: bytes, threads: int, label: str) -> ort.InferenceSession:
         raise ModelFileError(
             f"{label}: onnxruntime cannot load the model ({exc})",
             "re-export the model; the file may be damaged or use operators this onnxruntime lacks") from exc
+
+
+def _check_task(meta: ModelMetadata, label: str) -> None:
+    if meta.task != CLASSIFICATION:
+        raise ModelFileError(f"{label}: a {meta.task} model; this inspectloop runs {CLASSIFICATION} models only",
+                             "install the inspectloop version that exported the model on this device")
 
 
 def _check_signature(session: ort.InferenceSession, meta: ModelMetadata, label: str) -> None:

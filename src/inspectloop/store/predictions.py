@@ -119,3 +119,15 @@ def count_predictions(conn: Connection, request_ids: Iterable[str] | None = None
     if request_ids is not None:
         query = query.where(s.predictions.c.request_id.in_(list(request_ids)))
     return int(conn.execute(query).scalar_one())
+
+
+def shadow_results(conn: Connection, prediction_id: int) -> list[dict[str, Any]]:
+    """Every shadow result logged on a prediction, with the shadow model version's name (``model_name``)."""
+    sh, mv = s.shadow_predictions, s.model_versions
+    rows = conn.execute(select(sh, mv.c.name.label("model_name")).join(mv, mv.c.id == sh.c.model_version_id)
+                        .where(sh.c.prediction_id == prediction_id).order_by(sh.c.id))
+    return [dict(r._mapping) for r in rows]
+
+
+def model_version_name(conn: Connection, model_version_id: int) -> str | None:
+    return conn.execute(select(s.model_versions.c.name).where(s.model_versions.c.id == model_version_id)).scalar()

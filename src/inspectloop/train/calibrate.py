@@ -23,9 +23,10 @@ from inspectloop.decisions.calibration import (
     MAX_TEMPERATURE, MIN_TEMPERATURE, expected_calibration_error, fit_temperature, reliability, reliability_png,
     softmax,
 )
-from inspectloop.decisions.conformal import ReviewBand, decision_rates, fit_review_band, threshold_array
+from inspectloop.decisions.conformal import ReviewBand, decision_rates, fit_review_band
 from inspectloop.decisions.operating_points import OperatingPoint, operating_point, operating_point_at
 from inspectloop.evaluate.report import ReportFigure
+from inspectloop.runtime.decision import threshold_array
 
 CHECK_FOLDS = 5  # cross-validation folds of the temperature check
 

@@ -12,7 +12,7 @@ from starlette.datastructures import UploadFile
 
 from inspectloop.errors import RequestError
 from inspectloop.people import Role, User
-from inspectloop.service import InspectionService
+from inspectloop.serve.service import InspectionService
 from inspectloop.web.auth import requires
 
 router = APIRouter(prefix="/v1")

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inspectloop.errors import AuthError, InspectloopError, RegistryError, RequestError, ServiceError
-from inspectloop.service import InspectionService, ServiceConfig
+from inspectloop.serve.service import InspectionService, ServiceConfig
 from inspectloop.web import api, pages
 from inspectloop.workspace import open_workspace
 
@@ -66,7 +66,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     watcher = None
     folder, seconds = app.state.watch
     if folder is not None:
-        from inspectloop.watch import FolderWatcher
+        from inspectloop.serve.watch import FolderWatcher
 
         watcher = FolderWatcher(service, folder, poll_seconds=seconds)
         watcher.start()

@@ -2,7 +2,9 @@
 
 Browsers log in by pasting their token once; it is kept in an HttpOnly, SameSite=Strict cookie. Every
 write also needs the session's CSRF token (a form field or the ``X-CSRF-Token`` header), derived from
-the login token, so a page on another site can neither read it nor forge a decision. ``web/app.py``
+the login token, so a page on another site can neither read it nor forge a decision. GETs write
+nothing: ``GET /review`` shows the item the reviewer holds, ``POST /review/next`` claims one, and each
+verdict's POST answers with the next item it claimed (one request per decision). ``web/app.py``
 includes ``router`` beside the HTTP API; the app keeps its workspace in ``app.state.workspace``.
 """
 
@@ -42,7 +44,8 @@ SECURITY_HEADERS = {
 }
 REASON_TEXT = {
     "uncertain": "The model was not sure: its confidence fell inside the review band.",
-    "shadow": "The shadow (candidate) model disagreed with the production model.",
+    "shadow": "The shadow (candidate) model would treat this part differently from production: one passes it and "
+              "the other does not, or they stop it as different classes.",
     "qc": "A human QC inspector disagreed with the model.",
     "recalibration": "Sampled from recent production to re-check the model's accuracy.",
     "drift": "Sampled because the camera's images drifted from the training data.",
@@ -157,13 +160,27 @@ def home() -> RedirectResponse:
 
 @router.get("/review")
 def review_page(request: Request) -> Response:
-    """The reviewer's page: the next item, the class definitions and the keyboard help."""
+    """The reviewer's page: the item they hold (or a button to take the next), the classes, the keyboard help."""
     user = page_user(request)
     if user is None:
         return _to_login(request)
+    held = review.held_item(workspace_of(request), user.name)
     context = {"user": user, "csrf": csrf_token(token_of(request) or ""), "classes": _classes(request),
-               **_item_context(request, user)}
+               **_item_context(request, held)}
     return _render(request, "review.html", context)
+
+
+@router.post("/review/next")
+def review_next(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+    """Claim the next item for this reviewer (or keep the one they hold), then show it on the review page."""
+    user = page_user(request)
+    if user is None:
+        return RedirectResponse("/login?next=/review", status_code=303)
+    if not _write_allowed(request, csrf):
+        return Response("refused: this request did not come from the review page", status_code=403,
+                        media_type="text/plain")
+    review.claim_next(workspace_of(request), user.name)
+    return RedirectResponse("/review", status_code=303)
 
 
 @router.post("/review/items/{item_id}/{action}")
@@ -181,12 +198,14 @@ def review_action(request: Request, item_id: int, action: str, label: Annotated[
     error, status = None, 200
     try:
         if action == "decision":
-            review.decide(workspace_of(request), item_id, user.name, label, note=note or None)
+            review.record_verdict(workspace_of(request), item_id, user.name, label, note=note or None)
         else:
             review.skip(workspace_of(request), item_id, user.name, note=note or None)
     except InspectloopError as exc:
         error, status = str(exc), 409
-    context = {"user": user, "classes": _classes(request), "error": error, **_item_context(request, user)}
+    claimed = review.claim_next(workspace_of(request), user.name)
+    context = {"user": user, "csrf": csrf_token(token_of(request) or ""), "classes": _classes(request),
+               "error": error, **_item_context(request, claimed)}
     return _render(request, "_item.html", context, status)
 
 
@@ -214,16 +233,17 @@ def _classes(request: Request) -> list[dict[str, Any]]:
             for i, c in enumerate(definitions, start=1)]
 
 
-def _item_context(request: Request, user: User) -> dict[str, Any]:
-    """The next item this reviewer holds (claimed now if needed), with what the page shows beside it."""
+def _item_context(request: Request, item: review.ReviewItem | None) -> dict[str, Any]:
+    """What the page shows about ``item`` (None: the queue's size, and a button to take the next item)."""
     workspace = workspace_of(request)
-    item = review.claim_next(workspace, user.name)
     queue = review.backlog(workspace)
     if item is None:
         return {"item": None, "backlog": queue}
-    scores = sorted(item.scores.items(), key=lambda kv: -kv[1])
-    return {"item": item, "backlog": queue, "meta": review.item_metadata(workspace, item),
-            "scores": scores, "why": REASON_TEXT.get(item.reason, item.reason),
+    panels = review.score_panels(workspace, item)
+    suggested_by = review.SUGGESTED_BY.get(item.reason, "production")
+    return {"item": item, "backlog": queue, "meta": review.item_metadata(workspace, item), "panels": panels,
+            "suggested_by": next((p for p in panels if p.role == suggested_by and p.label == item.suggestion), None),
+            "why": REASON_TEXT.get(item.reason, item.reason),
             "details": {k: v for k, v in item.details.items() if isinstance(v, str | int | float | bool)}}
 
 
@@ -250,7 +270,7 @@ def dashboard(request: Request) -> Response:
 
 def _drift_charts(workspace: Any) -> list[Any]:
     """Drift effects per camera over the last 90 days, with alert markers (server-rendered SVG)."""
-    from inspectloop import monitoring
+    from inspectloop.monitor import run as monitoring
     from inspectloop.web.charts import drift_charts
 
     since = (datetime.now(UTC) - timedelta(days=90)).isoformat()

@@ -1,5 +1,6 @@
 // The review page's keyboard: digits pick a class, Enter confirms the suggestion, S skips, ? shows help.
 // Each decision is one POST whose answer is the next item's panel (server-rendered, swapped in place).
+// Without an item on the page, Enter (or N) posts the "next item" form: the page itself never claims on load.
 (() => {
   "use strict";
   const panel = document.getElementById("item");
@@ -52,6 +53,12 @@
     if (key === "?") { help.hidden = !help.hidden; event.preventDefault(); return; }
     if (key === "Escape") { help.hidden = true; return; }
     if (/^[1-9]$/.test(key) && cards[Number(key) - 1]) { event.preventDefault(); pick(cards[Number(key) - 1].dataset.class); return; }
+    const next = current() ? null : panel.querySelector("form#next");
+    if (next && (key === "Enter" || key === "n" || key === "N")) {
+      event.preventDefault();
+      next.requestSubmit();
+      return;
+    }
     if (key === "Enter") {
       const suggestion = current() && current().dataset.suggestion;
       event.preventDefault();  // never let Enter press a focused button (such as Log out)

@@ -10,9 +10,9 @@ import pytest
 pytest.importorskip("torch")
 from sqlalchemy import select  # noqa: E402
 
-from inspectloop.service import InspectionService, ServiceConfig  # noqa: E402
+from inspectloop.serve.service import InspectionService, ServiceConfig  # noqa: E402
 from inspectloop.store import schema as s  # noqa: E402
-from inspectloop.watch import FolderWatcher  # noqa: E402
+from inspectloop.serve.watch import FolderWatcher  # noqa: E402
 from tests.service_helpers import image_bytes, line_workspace  # noqa: E402
 
 

@@ -1,5 +1,7 @@
 """Drift monitoring in the workspace: record per-camera baselines, check production windows, raise alerts.
 
+The workspace-bound part of :mod:`inspectloop.monitor` (the other modules are pure statistics).
+
 The statistics are :mod:`inspectloop.monitor`'s; this module gathers their inputs from the workspace
 and keeps their results. A baseline (per camera, per model version) comes by default from the model's
 frozen test and calibration images (the accepted evidence), or from its first production predictions.

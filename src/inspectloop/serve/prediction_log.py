@@ -5,9 +5,11 @@ everything queued, stores the needed image blobs (synced), writes all rows in on
 ``synchronous=FULL`` and then wakes every waiting request (group commit: one fsync for many requests).
 ``request_id`` is the idempotency key: a retried request gets the stored row back, never a second row.
 Images are kept (blob + ``images`` row, source production) when the decision is review, when the
-shadow disagrees, or for a random sample used later for recalibration; their statistics commit with
-them. The other images' statistics (for drift monitoring) are measured by a second thread after the
-answer has left, so no request waits for them; a crash in between leaves those statistics empty.
+shadow's decision would change the part's fate (``shadow.same_fate``), or for a random sample used
+later for recalibration; their statistics commit with them. The other images' statistics (for drift
+monitoring) are measured by a second thread after the answer has left, so no request waits for them;
+a crash in between leaves those statistics empty. Statistics are measured on the request's one decode
+(``PredictionRecord.decoded``): the log never decodes an image again.
 """
 
 from __future__ import annotations
@@ -24,11 +26,12 @@ from sqlalchemy import Connection
 
 from inspectloop import review
 from inspectloop.domain import CaptureMeta, ImageRecord, ImageSource
-from inspectloop.errors import ImageError, RequestError
-from inspectloop.ingest import measure_image
+from inspectloop.errors import RequestError
+from inspectloop.ingest import measure_decoded
 from inspectloop.quality import quality_stats
 from inspectloop.runtime import Prediction
-from inspectloop.runtime.images import decode_image
+from inspectloop.runtime.images import Decoded
+from inspectloop.shadow import same_fate
 from inspectloop.store import now_iso
 from inspectloop.store import predictions as store
 from inspectloop.workspace import Workspace
@@ -81,6 +84,7 @@ class PredictionRecord:
     source: str  # http | watch
     meta: CaptureMeta
     data: bytes
+    decoded: Decoded  # the request's one decode (``decode_image`` without options), measured for statistics
     sha256: str
     model_version_id: int | None
     model_name: str
@@ -97,20 +101,24 @@ class ShadowRecord:
     production: LoggedPrediction
     meta: CaptureMeta
     data: bytes
+    decoded: Decoded
     model_version_id: int
     model_name: str
     prediction: Prediction
 
     @property
     def agrees(self) -> bool:
-        return (self.prediction.label, self.prediction.decision) == (self.production.label, self.production.decision)
+        """Whether the shadow would do the same to the part (``shadow.same_fate``); only a disagreement is kept
+        and queued for review."""
+        return same_fate(self.production.label, self.production.decision, self.prediction.label,
+                         self.prediction.decision)
 
 
 @dataclass
 class _Job:
     record: PredictionRecord | ShadowRecord
     future: Future[Any]
-    image: ImageRecord | None = None  # decoded and measured in the writer
+    image: ImageRecord | None = None  # measured in the writer (from the request's decode)
     keep: bool = False
 
 
@@ -205,16 +213,16 @@ class PredictionLog:
     def _measure_later(self, job: _Job, result: Any) -> None:
         """Queue the image statistics of a prediction logged without them (its image was not kept)."""
         if isinstance(job.record, PredictionRecord) and job.image is None and not result.replayed:
-            self._stats_queue.put((result.id, job.record.data))
+            self._stats_queue.put((result.id, job.record.decoded.image))
 
     # -- the statistics thread: image statistics for drift, after the answer, never in its way ----
     def _run_stats(self) -> None:
         while True:
             batch, stopping = _drain(self._stats_queue, self.max_batch)
             if batch:
-                rows = [(prediction_id, _statistics(data)) for prediction_id, data in batch]
+                rows = [(prediction_id, quality_stats(image).model_dump()) for prediction_id, image in batch]
                 with self.workspace.db.transaction() as conn:
-                    store.set_stats(conn, [(i, stats) for i, stats in rows if stats is not None])
+                    store.set_stats(conn, rows)
             if stopping:
                 return
 
@@ -252,33 +260,18 @@ def _drain(source: queue.Queue[Any], most: int) -> tuple[list[Any], bool]:
     return batch, False
 
 
-def _statistics(data: bytes) -> dict[str, Any] | None:
-    try:
-        return quality_stats(decode_image(data).image).model_dump()
-    except ImageError:  # cannot happen for an image the model read; leave the statistics empty
-        return None
-
-
 def _measure(job: _Job) -> None:
-    """Decode and measure an image the log keeps (its ``images`` row and statistics commit with the
-    prediction). Other images are measured after the answer, by the statistics thread: a request never
-    waits for statistics that only monitoring reads."""
+    """Measure an image the log keeps (its ``images`` row and statistics commit with the prediction).
+    Other images are measured after the answer, by the statistics thread: a request never waits for
+    statistics that only monitoring reads."""
     record = job.record
     if isinstance(record, PredictionRecord):
-        keep = record.keep_image or record.prediction.decision == "review"
-        if not keep:
-            return
-        sha256 = record.sha256
-    else:
-        keep = not record.agrees and not record.production.image_stored
-        sha256 = record.production.image_sha256
-        if not keep:
-            return  # a shadow result that agrees needs no image
-    try:
-        job.image = measure_image(record.data, sha256, record.meta, ImageSource.production)
-    except ImageError:  # cannot happen for an image the model read; log the prediction without it
-        job.image = None
-    job.keep = keep and job.image is not None
+        keep, sha256 = record.keep_image or record.prediction.decision == "review", record.sha256
+    else:  # a shadow result needs the image only when it changes the part's fate and production did not keep it
+        keep, sha256 = not record.agrees and not record.production.image_stored, record.production.image_sha256
+    if keep:
+        job.image = measure_decoded(record.decoded, sha256, len(record.data), record.meta, ImageSource.production)
+        job.keep = True
 
 
 def _apply_prediction(conn: Connection, job: _Job, ingest_id: int) -> LoggedPrediction:

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from inspectloop.errors import RequestError
-from inspectloop.service import InspectionService
+from inspectloop.serve.service import InspectionService
 
 log = logging.getLogger(__name__)
 PARTIAL_SUFFIXES = (".tmp", ".part", ".partial", ".crdownload")

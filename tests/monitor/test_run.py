@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inspectloop import monitoring
+from inspectloop.monitor import run as monitoring
 from inspectloop.errors import MonitorError
 from inspectloop.review import backlog
 from inspectloop.store import monitoring as store

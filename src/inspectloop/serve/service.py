@@ -1,5 +1,8 @@
 """The inspection service: validate a request, predict with the production model, log it durably.
 
+Each request's image is decoded once (``decode_request``, as ingest decodes it); the production model,
+the shadow model and the log's statistics all read that one decode.
+
 The production model comes from the registry (or a pinned file); a shadow candidate (the registry's
 version in stage "shadow", or a pinned version) runs on the same inputs in a background thread after
 the production answer is decided, so it never delays production: its results are logged and compared,
@@ -9,13 +12,14 @@ is polled) swap the model reference atomically; a request in flight keeps the mo
 
 from __future__ import annotations
 
-import io
+import dataclasses
 import logging
 import os
 import queue
 import random
 import re
 import threading
+import time
 import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -34,7 +38,7 @@ from inspectloop.errors import (
     RequestError,
     ServiceError,
 )
-from inspectloop.predictions import (
+from inspectloop.serve.prediction_log import (
     LoggedPrediction,
     PredictionLog,
     PredictionRecord,
@@ -42,7 +46,8 @@ from inspectloop.predictions import (
     ShadowRecord,
     record_qc,
 )
-from inspectloop.runtime import EdgeModel
+from inspectloop.runtime import EdgeModel, Prediction
+from inspectloop.runtime.images import Decoded, decode_image
 from inspectloop.store import monitoring as monitoring_store
 from inspectloop.store import predictions as store
 from inspectloop.store import sha256_bytes
@@ -52,6 +57,9 @@ log = logging.getLogger(__name__)
 SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "PPM")  # what cameras write and ingest accepts
 REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 SHADOW_QUEUE = 1000
+# Decoded images waiting for the shadow model, at most: frames on one line share a size, so the queue's
+# length times the newest frame's size bounds the memory they hold.
+SHADOW_QUEUE_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -157,26 +165,26 @@ class InspectionService:
             done.set_result(logged)
             return done
         meta = self._meta(fields)
-        _check_image(data, self.config.max_upload_bytes)
+        _check_size(data, self.config.max_upload_bytes)
         served = self.production  # this request finishes on this model, whatever is promoted meanwhile
         with self._slots:
-            try:
-                prediction = served.model.predict(data)
-            except ImageError as exc:
-                raise RequestError(exc.message.removeprefix("<bytes>: "), exc.hint, kind="corrupt") from exc
-        record = PredictionRecord(request_id=request_id, source=source, meta=meta, data=data,
+            started = time.perf_counter()
+            decoded = decode_request(data)
+            decode_ms = (time.perf_counter() - started) * 1000
+            prediction = _with_decode_time(_predict(served.model, data, decoded), decode_ms)
+        record = PredictionRecord(request_id=request_id, source=source, meta=meta, data=data, decoded=decoded,
                                   sha256=sha256_bytes(data), model_version_id=served.version_id,
                                   model_name=served.name, prediction=prediction,
                                   keep_image=random.random() < self.config.sample_rate,
                                   suspect=meta.camera in self.suspect_cameras)
         future = self.log.submit(record)
         if self.shadow is not None:
-            future.add_done_callback(lambda f: self._queue_shadow(f, meta, data))
+            future.add_done_callback(lambda f: self._queue_shadow(f, meta, data, decoded))
         return future
 
     def record_qc(self, *, label: str, inspector: str, prediction_id: int | None = None,
                   request_id: str | None = None) -> QcResult:
-        """A human QC verdict on a logged prediction, compared with the shadow's (see ``predictions.record_qc``)."""
+        """A human QC verdict on a logged prediction, compared with the shadow's (see ``prediction_log.record_qc``)."""
         return record_qc(self.workspace, label=label, inspector=inspector, prediction_id=prediction_id,
                          request_id=request_id)
 
@@ -263,11 +271,16 @@ class InspectionService:
                                "send captured_at as ISO 8601, e.g. 2025-05-01T08:30:00", kind="bad_field") from None
 
     # -- background threads --------------------------------------------------------------------
-    def _queue_shadow(self, future: Future[LoggedPrediction], meta: CaptureMeta, data: bytes) -> None:
+    def _queue_shadow(self, future: Future[LoggedPrediction], meta: CaptureMeta, data: bytes,
+                      decoded: Decoded) -> None:
         if future.exception() is not None or future.result().replayed:
             return
+        image = decoded.image
         try:
-            self._shadow_queue.put_nowait((future.result(), meta, data))
+            if (self._shadow_queue.qsize() + 1) * image.width * image.height * len(image.getbands()) \
+                    > SHADOW_QUEUE_BYTES:
+                raise queue.Full
+            self._shadow_queue.put_nowait((future.result(), meta, data, decoded))
         except queue.Full:  # the shadow must never hold production back; a dropped comparison is counted
             self.shadow_dropped += 1
 
@@ -277,11 +290,12 @@ class InspectionService:
             shadow, log_ = self.shadow, self.log
             if item is None or shadow is None or log_ is None or shadow.version_id is None:
                 continue
-            production, meta, data = item
+            production, meta, data, decoded = item
             try:
                 with self._slots:
-                    prediction = shadow.model.predict(data)
-                log_.submit_shadow(ShadowRecord(production, meta, data, shadow.version_id, shadow.name, prediction))
+                    prediction = _predict(shadow.model, data, decoded)
+                log_.submit_shadow(ShadowRecord(production, meta, data, decoded, shadow.version_id, shadow.name,
+                                                prediction))
             except Exception:  # a failing candidate must not stop the service
                 log.exception("shadow model %s failed on prediction %s", shadow.name, production.id)
 
@@ -321,23 +335,54 @@ def _request_id(value: str | None) -> str:
     return value
 
 
-def _check_image(data: bytes, limit: int) -> None:
-    """Refuse empty, oversized and unsupported files before the model sees them (corrupt ones fail in predict)."""
+def _check_size(data: bytes, limit: int) -> None:
+    """Refuse empty and oversized files before anything decodes them."""
     if not data:
         raise RequestError("the image file is empty", "send the image bytes as the 'image' field", kind="empty")
     if len(data) > limit:
         raise RequestError(f"image is {len(data) / 1048576:.1f} MB, over the {limit / 1048576:.1f} MB limit",
                            "send a smaller image, or start the service with a larger --max-upload-mb",
                            kind="too_large")
+
+
+def decode_request(data: bytes) -> Decoded:
+    """A request's image decoded once, as ingest decodes it (full size, working mode), so that its statistics
+    compare with the ingest baseline; RequestError for a file in no supported format, or corrupt."""
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            file_format = image.format or "?"
-    except UnidentifiedImageError:
-        raise RequestError("not an image in a supported format",
-                           f"send {', '.join(SUPPORTED_FORMATS)}", kind="unsupported") from None
-    except (OSError, ValueError) as exc:
-        raise RequestError(f"image header is corrupt or truncated ({exc})",
-                           "re-send the file as the camera wrote it", kind="corrupt") from None
-    if file_format not in SUPPORTED_FORMATS:
-        raise RequestError(f"{file_format} images are not supported", f"send {', '.join(SUPPORTED_FORMATS)}",
+        decoded = decode_image(data)
+    except ImageError as exc:
+        if isinstance(exc.__cause__, UnidentifiedImageError):
+            raise RequestError("not an image in a supported format", f"send {', '.join(SUPPORTED_FORMATS)}",
+                               kind="unsupported") from None
+        raise RequestError(exc.message.removeprefix("<bytes>: "), exc.hint, kind="corrupt") from exc
+    if decoded.format not in SUPPORTED_FORMATS:
+        raise RequestError(f"{decoded.format} images are not supported", f"send {', '.join(SUPPORTED_FORMATS)}",
                            kind="unsupported")
+    return decoded
+
+
+def _predict(model: EdgeModel, data: bytes, decoded: Decoded) -> Prediction:
+    """``model.predict`` on the request's decode; RequestError if the model cannot use the image.
+
+    A JPEG that the model decodes its own way, as it was trained (at reduced DCT scale with ``jpeg_draft``,
+    or colour straight to luma for a greyscale model), goes to the model as bytes, so that serving sees
+    training's pixels: a second decode for those files only. Every other file gives the model the same
+    pixels as its own decode would.
+    """
+    meta = model.metadata
+    own_decode = decoded.format == "JPEG" and (meta.jpeg_draft or (meta.colour_mode == "L"
+                                                                   and decoded.original_mode != "L"))
+    source: bytes | Image.Image = data if own_decode else decoded.image
+    try:
+        return model.predict(source)
+    except ImageError as exc:
+        raise RequestError(exc.message.removeprefix("<bytes>: ").removeprefix("<image>: "), exc.hint,
+                           kind="corrupt") from exc
+
+
+def _with_decode_time(prediction: Prediction, decode_ms: float) -> Prediction:
+    """The prediction with the service's decode counted in its ``decode`` and ``total`` latency."""
+    latency = dict(prediction.latency_ms)
+    latency["decode"] = round(latency.get("decode", 0.0) + decode_ms, 4)
+    latency["total"] = round(latency.get("total", 0.0) + decode_ms, 4)
+    return dataclasses.replace(prediction, latency_ms=latency)

@@ -11,8 +11,9 @@ pytest.importorskip("torch")
 from sqlalchemy import select  # noqa: E402
 
 from inspectloop.domain import CaptureMeta  # noqa: E402
-from inspectloop.predictions import PredictionLog, PredictionRecord  # noqa: E402
+from inspectloop.serve.prediction_log import PredictionLog, PredictionRecord  # noqa: E402
 from inspectloop.runtime import EdgeModel  # noqa: E402
+from inspectloop.runtime.images import decode_image  # noqa: E402
 from inspectloop.store import schema as s  # noqa: E402
 from inspectloop.store import sha256_bytes  # noqa: E402
 from tests.service_helpers import image_bytes, line_workspace  # noqa: E402
@@ -28,9 +29,10 @@ def test_concurrent_records_commit_in_groups_once_per_request_id(tmp_path: Path)
 
     def record(i: int) -> PredictionRecord:
         data = images[i % 6]
-        return PredictionRecord(request_id=f"r{i % 40}", source="http", meta=CaptureMeta(camera="cam1"), data=data,
-                                sha256=sha256_bytes(data), model_version_id=line.production.id, model_name="v1",
-                                prediction=predictions[i % 6], keep_image=i % 6 == 0)
+        return PredictionRecord(request_id=f"r{i % 40}", source="http", meta=CaptureMeta(camera="cam1"),
+                                data=data, decoded=decode_image(data), sha256=sha256_bytes(data),
+                                model_version_id=line.production.id, model_name="v1", prediction=predictions[i % 6],
+                                keep_image=i % 6 == 0)
 
     with ThreadPoolExecutor(16) as pool:
         logged = list(pool.map(lambda i: log.submit(record(i)).result(timeout=30), range(80)))
