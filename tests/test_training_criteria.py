@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from inspectloop import training
 from inspectloop.accept.criteria import lock_criteria
 from inspectloop.errors import CriteriaError, TrainingError
+from inspectloop.train import run as training
 from inspectloop.train.config import TrainConfig
-from inspectloop.training import RunResult, train
+from inspectloop.train.run import RunResult, train
 from inspectloop.workspace import Workspace
 from tests.registry_helpers import CRITERIA_YAML, seeded_workspace, write_criteria
 

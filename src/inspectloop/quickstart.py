@@ -17,7 +17,7 @@ from inspectloop.labels import define_class
 from inspectloop.reports.html import number_text, percent_text
 from inspectloop.runtime import EdgeModel
 from inspectloop.train.config import TrainConfig
-from inspectloop.training import train
+from inspectloop.train.run import train
 from inspectloop.workspace import init_workspace
 
 Say = Callable[[str], None]
