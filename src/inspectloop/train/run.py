@@ -91,6 +91,14 @@ def steer_by_criteria(workspace: Workspace, version: DatasetVersion, config: Tra
     """
     if criteria is None:
         return config
+    judged = criteria.criteria
+    if config.band_fit == "crossfit" and judged.max_escape_rate is not None:
+        # A cross-fitted band certifies its escape rate only approximately (2 x alpha for the fold models
+        # together, stability for the refit): weaker than the pac or marginal guarantee the criteria demand.
+        raise TrainingError(f"criteria {criteria.label} bound the escape rate under the {judged.guarantee} guarantee, "
+                            "which a cross-fitted band (band_fit=crossfit) does not give",
+                            "train with band_fit=split and a calibration split, or judge the run by criteria "
+                            "without max_escape_rate")
     good = _good_index(workspace, list(version.class_names))
     defects = [name for i, name in enumerate(version.class_names) if i != good]
     settings = decision_settings(config, criteria.criteria, defects)
