@@ -12,15 +12,16 @@ from PIL import Image
 
 from inspectloop import synthetic
 from inspectloop.errors import IngestError, InspectloopError
-from inspectloop.synthetic import CLASSES, SyntheticLine, generate_line
+from inspectloop.synthetic import CLASSES, DEMO_SIZE, SyntheticLine, generate_line
 
 COLUMNS = ["path", "label", "camera", "line", "shift", "lighting", "part_id", "session", "captured_at", "operator"]
+PER_CLASS, SIZE = 60, 160  # smaller than the quickstart's line (fast), at the size the defects are tuned at
 
 
 @pytest.fixture(scope="module")
 def line(tmp_path_factory: pytest.TempPathFactory) -> SyntheticLine:
-    """The quickstart's default line, generated once for the module."""
-    return generate_line(tmp_path_factory.mktemp("line") / "out")
+    """A line generated once for the module."""
+    return generate_line(tmp_path_factory.mktemp("line") / "out", per_class=PER_CLASS, size=SIZE)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_same_seed_gives_same_bytes_and_other_seed_differs(tmp_path: Path) -> No
 def test_result_describes_the_line(line: SyntheticLine, rows: list[dict[str, str]]) -> None:
     assert line.classes == CLASSES == ("good", "scratch", "pit", "stain")
     assert line.manifest == line.root / "manifest.csv"
-    assert line.count == len(rows) == 4 * 60
+    assert line.count == len(rows) == 4 * PER_CLASS
 
 
 def test_manifest_columns_and_class_counts(line: SyntheticLine, rows: list[dict[str, str]]) -> None:
@@ -54,7 +55,7 @@ def test_manifest_columns_and_class_counts(line: SyntheticLine, rows: list[dict[
     counts = defaultdict(int)
     for row in rows:
         counts[row["label"]] += 1
-    assert dict(counts) == {name: 60 for name in CLASSES}
+    assert dict(counts) == {name: PER_CLASS for name in CLASSES}
 
 
 def test_every_path_exists_in_its_class_folder_and_decodes(line: SyntheticLine, rows: list[dict[str, str]]) -> None:
@@ -64,10 +65,18 @@ def test_every_path_exists_in_its_class_folder_and_decodes(line: SyntheticLine, 
         assert Path(row["path"]).parts[:2] == ("images", row["label"])
         with Image.open(path) as image:
             image.load()
-            assert image.size == (160, 160)
+            assert image.size == (SIZE, SIZE)
             formats.add((image.format, image.mode))
     assert formats == {("JPEG", "RGB"), ("PNG", "L"), ("JPEG", "L")}
     assert len({row["path"] for row in rows}) == len(rows)
+
+
+@pytest.mark.parametrize("size", [64, DEMO_SIZE])
+def test_images_have_the_asked_size(tmp_path: Path, size: int) -> None:
+    line = generate_line(tmp_path / "out", per_class=2, size=size)
+    for path in (line.root / "images").rglob("*.*"):
+        with Image.open(path) as image:
+            assert image.size == (size, size)
 
 
 def test_production_variability_is_present(rows: list[dict[str, str]]) -> None:

@@ -32,6 +32,10 @@ MANIFEST_COLUMNS = (
 _MARKER = ".inspectloop-synthetic"  # says "this folder is a generated line": only then may we overwrite it
 _MANIFEST = "manifest.csv"
 _REFERENCE_SIZE = 160  # defect geometry is tuned at this size and scaled with it
+# The quickstart's line: after its split (inspectloop.quickstart.DEMO_SPLIT) at least 60 frozen-test
+# images per class, at a size two CPU cores fine-tune on within the quickstart's few minutes.
+DEMO_PER_CLASS = 180
+DEMO_SIZE = 160
 
 
 @dataclass(frozen=True)
@@ -107,7 +111,8 @@ class _Shot:
     seq: int     # the camera's own frame counter
 
 
-def generate_line(out_dir: Path, *, per_class: int = 60, size: int = 160, seed: int = 0) -> SyntheticLine:
+def generate_line(out_dir: Path, *, per_class: int = DEMO_PER_CLASS, size: int = DEMO_SIZE,
+                  seed: int = 0) -> SyntheticLine:
     """Write ``per_class`` images of each class in :data:`CLASSES` and a manifest into ``out_dir``.
 
     ``out_dir`` must be new, empty or a line this function generated before (which is replaced).

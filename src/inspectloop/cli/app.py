@@ -335,8 +335,9 @@ def _production_file(ws: Path) -> Path:
 def quickstart(path: Annotated[Path, typer.Argument(help="Workspace folder to create.")] = Path("inspectloop-quickstart"),
                images: Annotated[Optional[Path], typer.Option(help="Your own folder-per-class tree or CSV "
                                                                     "manifest instead of the synthetic line.")] = None,
-               epochs: Annotated[int, typer.Option()] = 12,
-               input_size: Annotated[int, typer.Option()] = 160,
+               epochs: Annotated[Optional[int], typer.Option(help="Training epochs (default: the demo's).")] = None,
+               input_size: Annotated[Optional[int], typer.Option(help="Model input size in px (default: the "
+                                                                     "demo's).")] = None,
                fresh: Annotated[bool, typer.Option(help="Replace an earlier quickstart workspace at PATH.")] = False,
                criteria: Annotated[Optional[Path], typer.Option(
                    help="Criteria YAML to lock before training and judge the model by (acceptance); a model "
