@@ -12,7 +12,7 @@ from inspectloop.datasets import SplitPlan, create_version
 from inspectloop.evaluate.run import evaluate_model_file
 from inspectloop.ingest import SourceItem, ingest
 from inspectloop.train.config import TrainConfig
-from inspectloop.training import RunResult, train
+from inspectloop.train.run import RunResult, train
 from inspectloop.workspace import Workspace, init_workspace
 
 
@@ -31,8 +31,11 @@ def fresh_workspace(name: str, items: list[SourceItem], plan: SplitPlan) -> Work
 def progress_printer(label: str):  # noqa: ANN201
     def show(stage: str, info: dict[str, Any]) -> None:
         if stage == "epoch":
-            print(f"  [{label}] epoch {info['epoch'] + 1}/{info['epochs']} loss {info['loss']:.3f} "
+            fold = f" fold {info['fold'] + 1}/{info['folds']}" if "fold" in info else ""
+            print(f"  [{label}{fold}] epoch {info['epoch'] + 1}/{info['epochs']} loss {info['loss']:.3f} "
                   f"val macro recall {info['val_macro_recall']:.4f}", flush=True)
+        elif stage == "warning":
+            print(f"  [{label}] warning: {info['message']}", flush=True)
         elif stage in ("evaluate", "export"):
             print(f"  [{label}] {stage}", flush=True)
     return show

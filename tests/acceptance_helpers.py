@@ -2,7 +2,7 @@
 
 ``patches`` stands in for the good class (NEU has none), so decisions include "pass" and escapes and
 false alerts are counted the way a line with good parts counts them. Further runs that reuse the
-trained model file are recorded through the store (as ``inspectloop.training`` records them), so each
+trained model file are recorded through the store (as ``inspectloop.train.run`` records them), so each
 test judges its own run without training again.
 """
 
@@ -26,7 +26,7 @@ from inspectloop.labels import define_class
 from inspectloop.runtime import EdgeModel
 from inspectloop.store import schema
 from inspectloop.train.config import TrainConfig
-from inspectloop.training import train
+from inspectloop.train.run import train
 from inspectloop.workspace import Workspace, init_workspace
 from tests.conftest import link_neu_subset
 

@@ -1,6 +1,6 @@
 """Workspaces with finished runs and real (tiny) model files, for the criteria and registry tests.
 
-No training: runs and models are recorded through the store, as ``inspectloop.training`` records
+No training: runs and models are recorded through the store, as ``inspectloop.train.run`` records
 them, with the tiny CNN of ``tests/test_export.py`` exported once and copied into each run folder.
 """
 

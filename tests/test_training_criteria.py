@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from inspectloop import training
 from inspectloop.accept.criteria import lock_criteria
 from inspectloop.errors import CriteriaError, TrainingError
+from inspectloop.train import run as training
 from inspectloop.train.config import TrainConfig
-from inspectloop.training import RunResult, train
+from inspectloop.train.run import RunResult, train
 from inspectloop.workspace import Workspace
 from tests.registry_helpers import CRITERIA_YAML, seeded_workspace, write_criteria
 
@@ -76,3 +76,17 @@ def test_a_run_stricter_than_its_criteria_keeps_its_settings_a_looser_one_is_ref
     assert "alpha 0.1 (run config, looser than criteria 'line3' max_escape_rate 0.05)" in info.value.message
     assert "recall_targets.scratch 0.5" in info.value.message and "at least as strict" in (info.value.hint or "")
     assert len(ws.db.runs.list()) == 1
+
+
+def test_a_cross_fitted_run_is_refused_by_criteria_that_demand_a_stronger_escape_guarantee(ws: Workspace,
+                                                                                           tmp_path: Path) -> None:
+    lock_criteria(ws, write_criteria(tmp_path), by="ana")
+    with pytest.raises(TrainingError, match="under the pac guarantee, which a cross-fitted band") as info:
+        train(ws, TrainConfig(band_fit="crossfit"), criteria="line3")
+    assert "band_fit=split" in (info.value.hint or "")
+    assert ws.db.runs.list() == []
+    no_escape_bound = write_criteria(tmp_path, "name: recall-only\nclasses: {scratch: {min_recall: 0.9}}\n",
+                                     name="recall.yaml")
+    lock_criteria(ws, no_escape_bound, by="ana")
+    crossfitted = train(ws, TrainConfig(band_fit="crossfit"), criteria="recall-only")
+    assert ws.db.runs.get(crossfitted.run_id).config["band_fit"] == "crossfit"  # type: ignore[union-attr]

@@ -19,7 +19,7 @@ from inspectloop.reports.html import number_text, percent_text
 from inspectloop.runtime import EdgeModel
 from inspectloop.synthetic import DEMO_PER_CLASS, DEMO_SIZE, generate_line
 from inspectloop.train.config import TrainConfig
-from inspectloop.training import train
+from inspectloop.train.run import train
 from inspectloop.workspace import init_workspace
 
 Say = Callable[[str], None]

@@ -17,6 +17,7 @@ from inspectloop.decisions import (
     min_calibration_size,
     softmax,
 )
+from inspectloop.decisions.conformal import allowed_count, crossfit_slack
 from inspectloop.errors import InspectloopError
 from inspectloop.runtime import Decision, DecisionPolicy, ModelMetadata, threshold_array
 from inspectloop.train.calibrate import fit_decisions
@@ -257,3 +258,67 @@ def test_unknown_guarantee_is_refused() -> None:
     probs, labels = with_good(np.random.default_rng(15), 50, 50)
     with pytest.raises(InspectloopError, match="unknown guarantee"):
         fit_review_band(probs, labels, good_index=0, alpha=0.01, guarantee="hopeful")
+
+
+@pytest.mark.parametrize(("successes", "n"), [(0, 1), (0, 60), (1, 4), (3, 100), (2, 270), (60, 60), (37, 132)])
+@pytest.mark.parametrize("confidence", [0.9, 0.95, 0.99])
+def test_clopper_pearson_is_scipys_exact_interval(successes: int, n: int, confidence: float) -> None:
+    stats = pytest.importorskip("scipy.stats")
+    expected = stats.binomtest(successes, n).proportion_ci(confidence_level=confidence, method="exact")
+    low, high = clopper_pearson(successes, n, confidence)
+    assert (low, high) == (pytest.approx(expected.low, abs=1e-12), pytest.approx(expected.high, abs=1e-12))
+    # by definition: the tails beyond the interval each hold (1 - confidence) / 2
+    tail = (1 - confidence) / 2
+    if successes > 0:
+        assert stats.binom.sf(successes - 1, n, low) == pytest.approx(tail, rel=1e-6)
+    if successes < n:
+        assert stats.binom.cdf(successes, n, high) == pytest.approx(tail, rel=1e-6)
+
+
+@pytest.mark.parametrize(("n", "alpha", "confidence", "k"), [
+    (229, 0.01, 0.9, None), (230, 0.01, 0.9, 0), (360, 0.01, 0.9, 0), (360, 0.02, 0.9, 3), (460, 0.005, 0.9, 0),
+    (1000, 0.05, 0.9, 40), (114, 0.02, 0.9, 0), (113, 0.02, 0.9, None),
+])
+def test_pac_count_is_the_binomial_quantile(n: int, alpha: float, confidence: float, k: int | None) -> None:
+    stats = pytest.importorskip("scipy.stats")
+    assert allowed_count(n, alpha, confidence=confidence) == k
+    if k is not None:  # the largest k with P(Binomial(n, alpha) <= k) <= 1 - confidence
+        assert stats.binom.cdf(k, n, alpha) <= 1 - confidence < stats.binom.cdf(k + 1, n, alpha)
+
+
+@pytest.mark.parametrize(("n", "alpha", "k"), [(98, 0.01, None), (99, 0.01, 0), (260, 0.01, 1), (359, 0.01, 2),
+                                                (260, 0.02, 4), (199, 0.005, 0)])
+def test_marginal_and_crossfit_counts(n: int, alpha: float, k: int | None) -> None:
+    assert allowed_count(n, alpha, guarantee="marginal") == allowed_count(n, alpha, guarantee="crossfit") == k
+
+
+def test_crossfit_band_names_its_guarantee_and_its_bound() -> None:
+    probs, labels = with_good(np.random.default_rng(16), 260, 600)
+    band = fit_review_band(probs, labels, good_index=0, alpha=0.01, guarantee="crossfit", folds=4)
+    assert band.guarantee_kind == "crossfit" and band.folds == 4 and band.allowed_escapes == 1
+    assert band.min_calibration_defects == 99 and band.certifiable
+    slack = crossfit_slack(260, 4)
+    assert slack == pytest.approx(2 * 0.75 / 66)  # Barber et al. (2021), Theorem 4, for n = 260, K = 4
+    assert "Cross-fitted over 4 folds" in band.guarantee and f"{100 * (0.02 + slack):.3g}%" in band.guarantee
+    assert "refit" in band.guarantee and "No confidence over one draw (PAC) is claimed" in band.guarantee
+    assert "out-of-fold" in band.guarantee and json.loads(json.dumps(band.to_dict()))["folds"] == 4
+    small = fit_review_band(*with_good(np.random.default_rng(17), 50, 50), good_index=0, alpha=0.01,
+                            guarantee="crossfit", folds=4)
+    assert not small.certifiable and "50 defective out-of-fold labelled images" in small.note
+
+
+@pytest.mark.parametrize(("kwargs", "words"), [
+    ({"guarantee": "crossfit"}, "needs the number of folds"),
+    ({"guarantee": "crossfit", "folds": 1}, "needs the number of folds"),
+    ({"guarantee": "pac", "folds": 4}, "folds belong to guarantee='crossfit'"),
+])
+def test_folds_go_with_the_crossfit_guarantee_only(kwargs: dict, words: str) -> None:
+    with pytest.raises(InspectloopError, match=words) as info:
+        fit_review_band(PROBS, LABELS, good_index=0, alpha=0.01, **kwargs)
+    assert info.value.hint
+
+
+def test_crossfit_slack_needs_folds_and_scores() -> None:
+    assert crossfit_slack(10, 10) == 0.0  # leave-one-out: (1 - K/n) / (K + 1) = 0
+    with pytest.raises(InspectloopError, match="at least 2 folds"):
+        crossfit_slack(100, 1)

@@ -27,7 +27,7 @@ from inspectloop.recalibration.cycle import continue_cycle, recalibrate  # noqa:
 from inspectloop.serve.service import InspectionService, ServiceConfig  # noqa: E402
 from inspectloop.synthetic import generate_line  # noqa: E402
 from inspectloop.train.config import TrainConfig  # noqa: E402
-from inspectloop.training import train  # noqa: E402
+from inspectloop.train.run import train  # noqa: E402
 from inspectloop.workspace import init_workspace  # noqa: E402
 
 CRITERIA = """\

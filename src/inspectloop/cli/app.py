@@ -243,7 +243,7 @@ def train(ws: WorkspaceOpt,
                                                                "will be judged by; they set its escape rate, "
                                                                "guarantee and recall targets.")] = None) -> None:
     """Fine-tune a pretrained backbone on CPU, evaluate on the frozen test set, export to ONNX."""
-    from inspectloop.training import train as train_lib
+    from inspectloop.train.run import train as train_lib
 
     config = TRAIN_SETTINGS.build(setting, mode=mode, epochs=epochs, input_size=input_size)
     with workspace(ws) as w, TrainingView() as view:

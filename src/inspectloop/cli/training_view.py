@@ -27,7 +27,10 @@ class TrainingView:
             self._set(f"load {info['split']}", info["done"], info["total"])
         elif stage == "epoch":
             note = f"loss {info['loss']:.3f}  val macro recall {info['val_macro_recall']:.3f}"
-            self._set("train", info["epoch"] + 1, info["epochs"], note)
+            key = f"train fold {info['fold'] + 1}/{info['folds']}" if "fold" in info else "train"
+            self._set(key, info["epoch"] + 1, info["epochs"], note)
+        elif stage == "warning":
+            self.bar.console.print(f"warning: {info['message']}", highlight=False)
         else:
             self._set(stage, 0, None)
             for key in list(self.tasks):

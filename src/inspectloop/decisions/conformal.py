@@ -41,6 +41,20 @@ fewer calibration parts (``1/alpha - 1``: 99 for 1 %) but says nothing about the
 deploys, whose true escape rate scatters around alpha (roughly Beta(n+1-k-1, k+1)). Reports name the
 guarantee in force.
 
+**The cross-fitted option** (``guarantee="crossfit"``, see :mod:`inspectloop.decisions.crossfit`)
+fits the band on *out-of-fold* scores: the labelled images are dealt into K folds and each is scored
+by a model trained without its fold, so every labelled defect serves calibration. The threshold is
+the cross-conformal one (Vovk 2015): the (k+1)-th largest out-of-fold escape score with
+``k = floor(alpha (n + 1)) - 1``. What is proven (Barber, Candes, Ramdas, Tibshirani 2021, "Predictive
+inference with the jackknife+", Theorem 4) holds for the *K fold models used together* (a part passes
+only when its score under each fold model clears that fold's calibration scores, see
+:func:`inspectloop.decisions.crossfit.aggregate_decide`): on average over data draws, a defective
+part escapes with probability at most ``2 alpha + 2 (1 - 1/K) / (n/K + 1)``; the factor 2 is a worst
+case, stable learners come close to alpha. The model a plant deploys is refit on all folds, and for it
+the bound is approximate: it holds as far as the refit scores a new part like the fold models scored
+their held-out folds (algorithmic stability), which the training run measures on the validation
+split. No training-conditional (PAC) statement is claimed for cross-fitting.
+
 **The rule** that applies a band (and the per-class operating points) is the runtime's
 :class:`~inspectloop.runtime.decision.DecisionPolicy`: :func:`band_policy` builds it, so the rates
 counted here are those of the decisions the edge makes.
@@ -53,19 +67,18 @@ that is rarer in calibration than on the line weighs less in the guarantee.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from inspectloop.decisions.inputs import check_labels, check_probs
-from inspectloop.errors import DatasetError, InspectloopError
+from inspectloop.errors import DatasetError, InspectloopError, MissingExtraError
 from inspectloop.evaluate.metrics import json_float
 from inspectloop.runtime.decision import Decision, DecisionPolicy, Decisions
 
 DEFAULT_CONFIDENCE = 0.9
 DEFAULT_FALSE_REJECT = 0.02
-GUARANTEES = ("pac", "marginal")
+GUARANTEES = ("pac", "marginal", "crossfit")
 INTERVAL_CONFIDENCE = 0.95
 _NEVER_ABOVE = 1.0  # no probability is above 1: automate nothing on that side
 _NEVER_BELOW = 0.0  # no probability is below 0: reject nothing
@@ -96,7 +109,8 @@ class ReviewBand:
     reject_certified: bool | None
     guarantee: str
     note: str
-    guarantee_kind: str = "pac"  # pac | marginal (see the module docstring)
+    guarantee_kind: str = "pac"  # pac | marginal | crossfit (see the module docstring)
+    folds: int | None = None  # crossfit only: how many folds the out-of-fold scores came from
 
     @property
     def score(self) -> str:
@@ -190,25 +204,28 @@ def fit_review_band(
     confidence: float = DEFAULT_CONFIDENCE,
     false_reject_target: float = DEFAULT_FALSE_REJECT,
     guarantee: str = "pac",
+    folds: int | None = None,
 ) -> ReviewBand:
     """Fit the pass / reject / review band on the calibration split (see the module docstring).
 
     ``probs`` are calibrated probabilities of calibration images that training never saw, ``labels``
     their true classes, ``good_index`` the good class's column (``None`` when there is none).
     ``false_reject_target`` is used only with a good class. ``guarantee`` is ``"pac"`` (with
-    ``confidence`` over the calibration draw) or ``"marginal"`` (on average over calibration draws;
-    ``confidence`` is then unused).
+    ``confidence`` over the calibration draw), ``"marginal"`` (on average over calibration draws;
+    ``confidence`` is then unused) or ``"crossfit"`` (``probs`` are out-of-fold probabilities from
+    ``folds`` fold models; ``confidence`` is unused).
     """
     p = check_probs(probs)
     y = check_labels(labels, p.shape[0], p.shape[1])
     alpha = _check_share(alpha, "alpha", "the escape rate you accept, e.g. 0.01 for 1 %")
     confidence = _check_confidence(confidence)
     kind = _check_guarantee(guarantee)
+    folds = _check_folds(folds, kind)
     if good_index is None:
-        return _fit_without_good(p, y, alpha, confidence, kind)
+        return _fit_without_good(p, y, alpha, confidence, kind, folds)
     good = _check_good_index(good_index, p.shape[1])
     beta = _check_share(false_reject_target, "false_reject_target", "e.g. 0.02 for 2 % of good parts")
-    return _fit_with_good(p, y, good, alpha, confidence, beta, kind)
+    return _fit_with_good(p, y, good, alpha, confidence, beta, kind, folds)
 
 
 def band_policy(band: ReviewBand, thresholds: np.ndarray | None = None) -> DecisionPolicy:
@@ -280,10 +297,11 @@ def min_calibration_size(alpha: float, confidence: float = DEFAULT_CONFIDENCE, g
     """The fewest calibration parts (defective parts, with a good class) that can certify ``alpha``.
 
     PAC: the smallest ``n`` with ``(1 - alpha)^n <= 1 - confidence``: then the threshold sits at the
-    largest calibration escape score and none of them may escape. Marginal: ``ceil(1/alpha - 1)``.
+    largest calibration escape score and none of them may escape. Marginal and cross-fitted (``n``
+    out-of-fold scores): ``ceil(1/alpha - 1)``.
     """
     alpha = _check_share(alpha, "alpha", "the escape rate you accept, e.g. 0.01 for 1 %")
-    if _check_guarantee(guarantee) == "marginal":
+    if _check_guarantee(guarantee) != "pac":
         return max(1, math.ceil(1.0 / alpha - 1.0 - 1e-9))
     log_delta, log_keep = math.log1p(-_check_confidence(confidence)), math.log1p(-alpha)
     n = max(1, math.ceil(log_delta / log_keep))
@@ -294,132 +312,25 @@ def min_calibration_size(alpha: float, confidence: float = DEFAULT_CONFIDENCE, g
     return n
 
 
-def clopper_pearson(successes: int, n: int, confidence: float = INTERVAL_CONFIDENCE) -> tuple[float, float]:
-    """Exact (Clopper-Pearson) interval for a proportion ``successes / n``; ``(nan, nan)`` when ``n`` is 0."""
-    if n < 0 or not 0 <= successes <= n:
-        raise InspectloopError(f"cannot compute an interval for {successes} out of {n}",
-                               hint="successes must be between 0 and n")
-    if n == 0:
-        return (math.nan, math.nan)
-    tail = (1.0 - _check_confidence(confidence)) / 2.0
-    low = 0.0 if successes == 0 else _bisect(lambda q: _binom_cdf(successes - 1, n, q) - (1.0 - tail))
-    high = 1.0 if successes == n else _bisect(lambda q: _binom_cdf(successes, n, q) - tail)
-    return (low, high)
+def allowed_count(n: int, share: float, *, confidence: float = DEFAULT_CONFIDENCE, guarantee: str = "pac") -> int | None:
+    """How many of ``n`` calibration scores a threshold may let through to certify ``share`` (escapes,
+    or false rejects on good parts) under ``guarantee``; ``None`` when ``n`` cannot certify it."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise InspectloopError(f"n must be a count of calibration images, got {n!r}", hint="e.g. 260")
+    share = _check_share(share, "share", "the rate to certify, e.g. 0.01 for 1 %")
+    return _allowed_escapes(int(n), share, _check_confidence(confidence), _check_guarantee(guarantee))
 
 
-# --- fitting ------------------------------------------------------------------------------------
+def crossfit_slack(n: int, folds: int) -> float:
+    """The finite-sample term of the cross-fitted (CV+) bound: escape probability <= 2 alpha + this.
 
-
-def _fit_with_good(p: np.ndarray, y: np.ndarray, g: int, alpha: float, confidence: float, beta: float,
-                   kind: str) -> ReviewBand:
-    score, is_good = p[:, g], y == g
-    n, m = int((~is_good).sum()), int(is_good.sum())
-    k, k_reject = _allowed_escapes(n, alpha, confidence, kind), _allowed_escapes(m, beta, confidence, kind)
-    auto_above = _kth_largest(score[~is_good], k) if k is not None else _NEVER_ABOVE
-    reject_below = -_kth_largest(-score[is_good], k_reject) if k_reject is not None else _NEVER_BELOW
-    needed = min_calibration_size(alpha, confidence, kind)
-    escape = _Escape(n, k, alpha, confidence, needed, kind, "defective calibration images",
-                     "of defective parts are auto-passed as good",
-                     "Nothing is auto-passed: every part that would have passed goes to review.")
-    if k_reject is None:
-        reject = (f"Good parts are never auto-rejected: {m} good calibration images cannot certify a false-reject "
-                  f"rate of {_pct(beta)} ({_kind_words(kind, confidence)}; at least "
-                  f"{min_calibration_size(beta, confidence, kind)} are needed); parts that look defective go to "
-                  f"review.")
-    else:
-        reject = (f"Likewise ({_kind_words(kind, confidence)}), at most {_pct(beta)} of good parts are auto-rejected "
-                  f"({m} good calibration images, at most {k_reject} of them below the reject threshold).")
-    return ReviewBand(
-        good_index=g, num_classes=p.shape[1], alpha=alpha, confidence=confidence, auto_above=auto_above,
-        reject_below=reject_below, false_reject_target=beta, calibration_defects=n, calibration_good=m,
-        allowed_escapes=k, min_calibration_defects=needed, certifiable=k is not None,
-        reject_certified=k_reject is not None,
-        guarantee=f"{escape.guarantee()} {reject if k_reject is not None else ''}".strip(),
-        note=" ".join(s for s in (escape.shortfall(), reject if k_reject is None else "",
-                                  _saturation_note(k, auto_above)) if s),
-        guarantee_kind=kind,
-    )
-
-
-def _fit_without_good(p: np.ndarray, y: np.ndarray, alpha: float, confidence: float, kind: str) -> ReviewBand:
-    top = p.argmax(axis=1)
-    escape_score = np.where(top != y, p.max(axis=1), -1.0)  # a right answer never escapes
-    n = int(y.size)
-    k = _allowed_escapes(n, alpha, confidence, kind)
-    auto_above = max(0.0, _kth_largest(escape_score, k)) if k is not None else _NEVER_ABOVE
-    needed = min_calibration_size(alpha, confidence, kind)
-    escape = _Escape(n, k, alpha, confidence, needed, kind, "calibration images", "of parts are auto-assigned a wrong class",
-                     "Nothing is decided automatically: every part goes to review.")
-    return ReviewBand(
-        good_index=None, num_classes=p.shape[1], alpha=alpha, confidence=confidence, auto_above=auto_above,
-        reject_below=None, false_reject_target=None, calibration_defects=n, calibration_good=0,
-        allowed_escapes=k, min_calibration_defects=needed, certifiable=k is not None, reject_certified=None,
-        guarantee=escape.guarantee(),
-        note=" ".join(s for s in (escape.shortfall(), _saturation_note(k, auto_above)) if s),
-        guarantee_kind=kind,
-    )
-
-
-def _allowed_escapes(n: int, alpha: float, confidence: float, kind: str = "pac") -> int | None:
-    """PAC: the largest k with P(Binomial(n, alpha) <= k) <= 1 - confidence. Marginal: the largest k
-    with (k + 1) / (n + 1) <= alpha. ``None`` when even k = 0 fails."""
-    if n == 0:
-        return None
-    if kind == "marginal":
-        k = math.floor(alpha * (n + 1) + 1e-9) - 1
-        return k if k >= 0 else None
-    i = np.arange(n + 1)
-    log_choose = np.concatenate(([0.0], np.cumsum(np.log(n - i[1:] + 1.0) - np.log(i[1:]))))
-    cdf = np.cumsum(np.exp(log_choose + i * math.log(alpha) + (n - i) * math.log1p(-alpha)))
-    k = int(np.searchsorted(cdf, 1.0 - confidence, side="right")) - 1
-    return k if k >= 0 else None
-
-
-def _kth_largest(values: np.ndarray, k: int) -> float:
-    """The (k+1)-th largest value (k = 0 is the maximum)."""
-    return float(np.partition(values, values.size - 1 - k)[values.size - 1 - k])
-
-
-# --- words --------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Escape:
-    """The numbers behind the escape-side sentences."""
-
-    n: int
-    k: int | None
-    alpha: float
-    confidence: float
-    needed: int
-    kind: str
-    population: str
-    what: str
-    fallback: str
-
-    def guarantee(self) -> str:
-        if self.k is None:
-            return (f"No escape rate is certified: {self.n} {self.population} cannot certify {_pct(self.alpha)} "
-                    f"({_kind_words(self.kind, self.confidence)}), so nothing is decided automatically on the "
-                    f"escape side.")
-        if self.kind == "marginal":
-            return (f"On average over calibration draws (marginal split-conformal guarantee, not a bound on this "
-                    f"one band), at most {_pct(self.alpha)} {self.what} (the threshold lets {self.k} of the "
-                    f"{self.n} {self.population} through), provided production parts are exchangeable with the "
-                    f"calibration split.")
-        return (f"With {_pct(self.confidence)} confidence over the draw of the {self.n} {self.population}, at most "
-                f"{_pct(self.alpha)} {self.what} (the threshold lets at most {self.k} of the {self.n} through), "
-                f"provided production parts are exchangeable with the calibration split.")
-
-    def shortfall(self) -> str:
-        if self.k is not None:
-            return ""
-        return (f"{self.n} {self.population} cannot certify an escape rate of {_pct(self.alpha)} "
-                f"({_kind_words(self.kind, self.confidence)}): at least {self.needed} are needed. {self.fallback}")
-
-
-def _kind_words(kind: str, confidence: float) -> str:
-    return "on average over calibration draws" if kind == "marginal" else f"at {_pct(confidence)} confidence"
+    ``min(2 (1 - 1/K) / (n/K + 1), (1 - K/n) / (K + 1))`` for ``n`` scores in ``K`` folds (Barber,
+    Candes, Ramdas, Tibshirani 2021, Theorem 4).
+    """
+    if n <= 0 or folds < 2:
+        raise InspectloopError(f"a cross-fitted bound needs scores and at least 2 folds, got {n} scores in {folds}",
+                               hint="cross-fit with 2 or more folds")
+    return min(2.0 * (1.0 - 1.0 / folds) / (n / folds + 1.0), max(0.0, 1.0 - folds / n) / (folds + 1.0))
 
 
 def _saturation_note(k: int | None, auto_above: float) -> str:
@@ -448,34 +359,169 @@ def _pct(value: float) -> str:
     return f"{100.0 * value:.3g}%"
 
 
+def clopper_pearson(successes: int, n: int, confidence: float = INTERVAL_CONFIDENCE) -> tuple[float, float]:
+    """Exact (Clopper-Pearson) interval for a proportion ``successes / n``; ``(nan, nan)`` when ``n`` is 0.
+
+    SciPy's ``binomtest(...).proportion_ci(method="exact")``.
+    """
+    if n < 0 or not 0 <= successes <= n:
+        raise InspectloopError(f"cannot compute an interval for {successes} out of {n}",
+                               hint="successes must be between 0 and n")
+    confidence = _check_confidence(confidence)
+    if n == 0:
+        return (math.nan, math.nan)
+    interval = _stats().binomtest(int(successes), int(n)).proportion_ci(confidence_level=confidence,
+                                                                        method="exact")
+    return (float(interval.low), float(interval.high))
+
+
+# --- fitting ------------------------------------------------------------------------------------
+
+
+def _fit_with_good(p: np.ndarray, y: np.ndarray, g: int, alpha: float, confidence: float, beta: float,
+                   kind: str, folds: int | None) -> ReviewBand:
+    score, is_good = p[:, g], y == g
+    n, m = int((~is_good).sum()), int(is_good.sum())
+    k, k_reject = _allowed_escapes(n, alpha, confidence, kind), _allowed_escapes(m, beta, confidence, kind)
+    auto_above = _kth_largest(score[~is_good], k) if k is not None else _NEVER_ABOVE
+    reject_below = -_kth_largest(-score[is_good], k_reject) if k_reject is not None else _NEVER_BELOW
+    needed = min_calibration_size(alpha, confidence, kind)
+    images = _population(kind)
+    escape = _Escape(n, k, alpha, confidence, needed, kind, f"defective {images}",
+                     "of defective parts are auto-passed as good",
+                     "Nothing is auto-passed: every part that would have passed goes to review.", folds)
+    words = _kind_words(kind, confidence)
+    if k_reject is None:
+        reject = (f"Good parts are never auto-rejected: {m} good {images} cannot certify a false-reject "
+                  f"rate of {_pct(beta)} ({words}; at least {min_calibration_size(beta, confidence, kind)} are "
+                  f"needed); parts that look defective go to review.")
+    else:
+        reject = (f"Likewise ({words}), at most {_pct(beta)} of good parts are auto-rejected "
+                  f"({m} good {images}, at most {k_reject} of them below the reject threshold).")
+    return ReviewBand(
+        good_index=g, num_classes=p.shape[1], alpha=alpha, confidence=confidence, auto_above=auto_above,
+        reject_below=reject_below, false_reject_target=beta, calibration_defects=n, calibration_good=m,
+        allowed_escapes=k, min_calibration_defects=needed, certifiable=k is not None,
+        reject_certified=k_reject is not None,
+        guarantee=f"{escape.guarantee()} {reject if k_reject is not None else ''}".strip(),
+        note=" ".join(s for s in (escape.shortfall(), reject if k_reject is None else "",
+                                  _saturation_note(k, auto_above)) if s),
+        guarantee_kind=kind, folds=folds,
+    )
+
+
+def _fit_without_good(p: np.ndarray, y: np.ndarray, alpha: float, confidence: float, kind: str,
+                      folds: int | None) -> ReviewBand:
+    top = p.argmax(axis=1)
+    escape_score = np.where(top != y, p.max(axis=1), -1.0)  # a right answer never escapes
+    n = int(y.size)
+    k = _allowed_escapes(n, alpha, confidence, kind)
+    auto_above = max(0.0, _kth_largest(escape_score, k)) if k is not None else _NEVER_ABOVE
+    needed = min_calibration_size(alpha, confidence, kind)
+    escape = _Escape(n, k, alpha, confidence, needed, kind, _population(kind),
+                     "of parts are auto-assigned a wrong class",
+                     "Nothing is decided automatically: every part goes to review.", folds)
+    return ReviewBand(
+        good_index=None, num_classes=p.shape[1], alpha=alpha, confidence=confidence, auto_above=auto_above,
+        reject_below=None, false_reject_target=None, calibration_defects=n, calibration_good=0,
+        allowed_escapes=k, min_calibration_defects=needed, certifiable=k is not None, reject_certified=None,
+        guarantee=escape.guarantee(),
+        note=" ".join(s for s in (escape.shortfall(), _saturation_note(k, auto_above)) if s),
+        guarantee_kind=kind, folds=folds,
+    )
+
+
+def _allowed_escapes(n: int, alpha: float, confidence: float, kind: str = "pac") -> int | None:
+    """PAC: the largest k with P(Binomial(n, alpha) <= k) <= 1 - confidence. Marginal and cross-fitted:
+    the largest k with (k + 1) / (n + 1) <= alpha. ``None`` when even k = 0 fails."""
+    if n == 0:
+        return None
+    if kind != "pac":
+        k = math.floor(alpha * (n + 1) + 1e-9) - 1
+        return k if k >= 0 else None
+    cdf = _stats().binom.cdf(np.arange(n + 1), n, alpha)
+    k = int(np.searchsorted(cdf, 1.0 - confidence, side="right")) - 1
+    return k if k >= 0 else None
+
+
+def _kth_largest(values: np.ndarray, k: int) -> float:
+    """The (k+1)-th largest value (k = 0 is the maximum)."""
+    return float(np.partition(values, values.size - 1 - k)[values.size - 1 - k])
+
+
+# --- words --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Escape:
+    """The numbers behind the escape-side sentences."""
+
+    n: int
+    k: int | None
+    alpha: float
+    confidence: float
+    needed: int
+    kind: str
+    population: str
+    what: str
+    fallback: str
+    folds: int | None = None
+
+    def guarantee(self) -> str:
+        if self.k is None:
+            return (f"No escape rate is certified: {self.n} {self.population} cannot certify {_pct(self.alpha)} "
+                    f"({_kind_words(self.kind, self.confidence)}), so nothing is decided automatically on the "
+                    f"escape side.")
+        if self.kind == "crossfit":
+            return self._crossfit()
+        if self.kind == "marginal":
+            return (f"On average over calibration draws (marginal split-conformal guarantee, not a bound on this "
+                    f"one band), at most {_pct(self.alpha)} {self.what} (the threshold lets {self.k} of the "
+                    f"{self.n} {self.population} through), provided production parts are exchangeable with the "
+                    f"calibration split.")
+        return (f"With {_pct(self.confidence)} confidence over the draw of the {self.n} {self.population}, at most "
+                f"{_pct(self.alpha)} {self.what} (the threshold lets at most {self.k} of the {self.n} through), "
+                f"provided production parts are exchangeable with the calibration split.")
+
+    def _crossfit(self) -> str:
+        folds = self.folds or 2
+        bound = 2.0 * self.alpha + crossfit_slack(self.n, folds)
+        return (f"Cross-fitted over {folds} folds: the threshold lets {self.k} of the {self.n} {self.population} "
+                f"through, each scored by a fold model that never trained on it. Proven for the {folds} fold models "
+                f"used together (cross-conformal / CV+ rule): on average over data draws, at most {_pct(bound)} "
+                f"{self.what} (2 x alpha plus {_pct(bound - 2.0 * self.alpha)} for {folds} folds: a worst case; "
+                f"stable models come close to alpha = {_pct(self.alpha)}; Barber et al. 2021). The deployed model "
+                f"is refit on all folds: for it, about {_pct(self.alpha)} holds only as far as it scores new parts "
+                f"like the fold models scored their held-out folds (stability). No confidence over one draw "
+                f"(PAC) is claimed. Provided production parts are exchangeable with the labelled images.")
+
+    def shortfall(self) -> str:
+        if self.k is not None:
+            return ""
+        return (f"{self.n} {self.population} cannot certify an escape rate of {_pct(self.alpha)} "
+                f"({_kind_words(self.kind, self.confidence)}): at least {self.needed} are needed. {self.fallback}")
+
+
+def _kind_words(kind: str, confidence: float) -> str:
+    if kind == "crossfit":
+        return "cross-fitted, on average over data draws"
+    return "on average over calibration draws" if kind == "marginal" else f"at {_pct(confidence)} confidence"
+
+
+def _population(kind: str) -> str:
+    return "out-of-fold labelled images" if kind == "crossfit" else "calibration images"
+
+
 # --- numbers and checks -------------------------------------------------------------------------
 
 
-def _binom_cdf(k: int, n: int, q: float) -> float:
-    """P(Binomial(n, q) <= k)."""
-    if k < 0:
-        return 0.0
-    if k >= n or q <= 0.0:
-        return 1.0
-    if q >= 1.0:
-        return 0.0
-    i = np.arange(k + 1)
-    log_choose = np.concatenate(([0.0], np.cumsum(np.log(n - i[1:] + 1.0) - np.log(i[1:]))))
-    log_pmf = log_choose + i * math.log(q) + (n - i) * math.log1p(-q)
-    top = float(log_pmf.max())
-    return min(1.0, math.exp(top) * float(np.exp(log_pmf - top).sum()))
-
-
-def _bisect(decreasing: Callable[[float], float]) -> float:
-    """The root in [0, 1] of a function that decreases from positive to negative."""
-    low, high = 0.0, 1.0
-    for _ in range(48):  # 2^-48: far below any count's resolution
-        mid = (low + high) / 2.0
-        if decreasing(mid) > 0.0:
-            low = mid
-        else:
-            high = mid
-    return (low + high) / 2.0
+def _stats():  # noqa: ANN202 - the scipy.stats module
+    """SciPy's statistics, imported when a statistic is computed (keeps ``import decisions`` light)."""
+    try:
+        from scipy import stats
+    except ImportError as error:  # pragma: no cover - depends on the installed extras
+        raise MissingExtraError("scipy", "app") from error
+    return stats
 
 
 def _ratio(numerator: int, denominator: int) -> float:
@@ -501,8 +547,21 @@ def _check_thresholds(thresholds: np.ndarray | None, num_classes: int, good_inde
 def _check_guarantee(guarantee: str) -> str:
     if guarantee not in GUARANTEES:
         raise InspectloopError(f"unknown guarantee {guarantee!r}",
-                               hint="use 'pac' (with a confidence over the calibration draw) or 'marginal'")
+                               hint="use 'pac' (with a confidence over the calibration draw), 'marginal', or "
+                                    "'crossfit' (out-of-fold scores)")
     return guarantee
+
+
+def _check_folds(folds: int | None, kind: str) -> int | None:
+    if kind != "crossfit":
+        if folds is not None:
+            raise InspectloopError(f"folds={folds!r} given for a {kind} band",
+                                   hint="folds belong to guarantee='crossfit' (out-of-fold scores)")
+        return None
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise InspectloopError(f"a cross-fitted band needs the number of folds (2 or more), got {folds!r}",
+                               hint="pass folds=K, the number of fold models the out-of-fold scores came from")
+    return int(folds)
 
 
 def _check_confidence(confidence: float) -> float:

@@ -83,7 +83,7 @@ class Due:
     alerts: list[str] = field(default_factory=list)
 
 
-Trainer = Callable[..., Any]  # inspectloop.training.train's signature
+Trainer = Callable[..., Any]  # inspectloop.train.run.train's signature
 
 
 # --- stage 1 -------------------------------------------------------------------------------------------
@@ -283,7 +283,7 @@ def _retrain(workspace: Workspace, cycle: Cycle, version: ModelVersion, result: 
 
 
 def _train(workspace: Workspace, config: Any, *, dataset: str, criteria: str) -> Any:
-    from inspectloop.training import train
+    from inspectloop.train.run import train
 
     return train(workspace, config, dataset=dataset, criteria=criteria)
 

@@ -61,6 +61,16 @@ class TrainConfig(BaseModel):
                                           "severity: critical 99%, major 97%, minor 95%)")
     seed: int = Field(0, description="seed of every random draw: the same seed, data and code give the same model")
     threads: int = Field(0, ge=0, description="torch threads (0 = all cores)")
+    band_fit: Literal["split", "crossfit"] = Field(
+        "split", description="what the temperature, review band and operating points are fitted on: split = the "
+                             "calib split (guarantee as set above); crossfit = out-of-fold scores of train + calib "
+                             "(folds models plus the shipped refit: folds + 1 trainings; guarantee 'crossfit', "
+                             "marginal, 2 x alpha worst case for the fold models together, approximate for the refit)")
+    folds: int = Field(5, ge=2, le=20, description="crossfit: number of folds")
+    fold_by: Literal["group", "part_id", "session", "camera", "line"] = Field(
+        "group", description="crossfit: what keeps images together in one fold: the dataset version's group key, "
+                             "or a capture field (session: out-of-fold scores come from models that never saw that "
+                             "session, as a new session on the line)")
 
 
 # -- the decisions a run's criteria fix -----------------------------------------------------------

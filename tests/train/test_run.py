@@ -12,7 +12,7 @@ from inspectloop.errors import TrainingError
 from inspectloop.ingest import ingest, scan_folder
 from inspectloop.runtime import EdgeModel
 from inspectloop.train.config import TrainConfig
-from inspectloop.training import train
+from inspectloop.train.run import train
 from inspectloop.workspace import Workspace, init_workspace
 from tests.conftest import NEU, link_neu_subset
 
@@ -112,3 +112,44 @@ def test_without_a_calibration_split_confidence_is_left_alone_and_the_report_say
     assert result.metrics["calibration"]["temperature"] == 1.0
     assert "No calibration split" in result.report.read_text()
     assert result.metrics["decisions"] is None and EdgeModel(result.model_path).metadata.review is None
+
+
+def test_crossfit_fits_the_band_on_out_of_fold_scores_of_every_labelled_image(ws: Workspace) -> None:
+    version = load_version(ws)
+    folds_seen: set[int] = set()
+
+    def record(stage: str, info: dict) -> None:
+        if stage == "epoch" and "fold" in info:
+            folds_seen.add(info["fold"])
+
+    config = TrainConfig(mode="probe", epochs=60, augment="none", band_fit="crossfit", folds=3, **SMALL)
+    result = train(ws, config, progress=record)
+    crossfit = result.metrics["crossfit"]
+    pool = len(version.split("train")) + len(version.split("calib"))
+    assert folds_seen == {0, 1, 2}
+    assert crossfit["folds"] == 3 and crossfit["pool_images"] == pool and sum(crossfit["fold_images"]) == pool
+    band = result.metrics["decisions"]["band"]
+    assert band["guarantee_kind"] == "crossfit" and band["folds"] == 3 and band["calibration_defects"] == pool
+    assert result.metrics["calibration"]["source"] == "out-of-fold scores"
+    assert result.metrics["calibration"]["calibration_images"] == pool
+    assert 0 <= crossfit["stability_on_val"]["disagreement_rate"] <= 1
+    assert EdgeModel(result.model_path).metadata.review["guarantee"] == band["guarantee"]
+    assert all((result.run_dir / f"fold-{k}.pt").exists() for k in range(3))
+
+
+def test_an_interrupted_crossfit_run_resumes_after_its_last_finished_fold(ws: Workspace) -> None:
+    config = TrainConfig(mode="finetune", epochs=2, freeze_blocks=12, band_fit="crossfit", folds=2, **SMALL)
+
+    def crash_in_second_fold(stage: str, info: dict) -> None:
+        if stage == "epoch" and info.get("fold") == 1:
+            raise KeyboardInterrupt  # after fold 1's first epoch (its checkpoint is saved)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(ws, config, progress=crash_in_second_fold)
+    failed = ws.db.runs.list()[-1].id
+    trained: list[int | None] = []
+    result = train(ws, config, resume=failed,
+                   progress=lambda stage, info: trained.append(info.get("fold")) if stage == "epoch" else None)
+    assert trained == [1, None, None]  # fold 0 kept; fold 1 resumed at its second epoch; the refit trained
+    assert result.metrics["crossfit"]["folds"] == 2 and ws.db.runs.get(failed).status == "finished"
+

@@ -1,0 +1,438 @@
+"""A training run: dataset version in, evaluated and exported model out, everything recorded.
+
+Workspace-bound (the pure pieces are beside it in ``inspectloop.train``): the run reads the dataset
+version and class definitions, and records its config, code version, metrics and model files. Its
+steps each return a typed result: load (:class:`Loaded`) -> fit (:class:`~inspectloop.train.fit.Fitted`;
+cross-fitted runs train the fold models first) -> calibrate (:class:`Calibrated`: temperature, review
+band, operating points, from held-out scores only) -> evaluate (:class:`Evaluated`: the frozen test
+set, scored once by the finished model) -> export (:class:`Exported`). The run folder holds the
+checkpoints (for resume), the weights, the report and the model files.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from inspectloop.accept.criteria import LockedCriteria, get_criteria
+from inspectloop.datasets import load_version
+from inspectloop.domain import DatasetItem, DatasetVersion
+from inspectloop.decisions.calibration import softmax
+from inspectloop.decisions.crossfit import OutOfFold, Stability, assign_folds, stability
+from inspectloop.errors import InspectloopError, TrainingError
+from inspectloop.evaluate.run import EvaluationResult, evaluate_predictions
+from inspectloop.provenance import code_version
+from inspectloop.runtime.metadata import ModelMetadata
+from inspectloop.runtime.preprocess import Preprocess
+from inspectloop.store import atomic_write_text, now_iso, sha256_bytes
+from inspectloop.train.calibrate import (
+    CalibrationResult, ConfidenceFit, DecisionBand, FittedBand, fit_band, fit_confidence, measure_band,
+    measure_confidence,
+)
+from inspectloop.train.config import TrainConfig, decision_settings
+from inspectloop.workspace import Workspace
+
+if TYPE_CHECKING:  # the training stack (torch) is imported when a run trains
+    from inspectloop.train.data import ImageSet
+    from inspectloop.train.fit import Fitted, HeldOut
+
+Progress = Callable[[str, dict[str, Any]], None]
+MIN_TRAIN_IMAGES = 8
+INT8_CALIBRATION_IMAGES = 200
+INT8_CHECK_IMAGES = 128
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_id: str
+    run_dir: Path
+    model_path: Path
+    metrics: dict[str, Any]
+    report: Path
+
+
+def train(workspace: Workspace, config: TrainConfig | None = None, *, dataset: str = "latest",
+          resume: str | None = None, export_int8: bool = False, progress: Progress | None = None,
+          criteria: str | None = None) -> RunResult:
+    """Train, evaluate on the frozen test set, export to ONNX with a parity check, and register the model.
+
+    ``criteria`` (id or name of locked acceptance criteria) is recorded as what the run will be judged by,
+    and fixes the settings of its review band and operating points (see :func:`steer_by_criteria`).
+    """
+    locked = None if criteria is None else get_criteria(workspace, criteria)
+    version = load_version(workspace, dataset)
+    _check_trainable(version)
+    config = steer_by_criteria(workspace, version, config or TrainConfig(), locked)
+    run_id, config = _start_run(workspace, version, config, resume, None if locked is None else locked.id)
+    run_dir = workspace.runs_dir / run_id
+    try:
+        result = _execute(workspace, version, config, run_id, run_dir, export_int8, progress or _quiet)
+    except BaseException as exc:
+        message = str(exc) if isinstance(exc, InspectloopError) else f"{type(exc).__name__}: {exc}"
+        workspace.db.runs.finish(run_id, "failed", error=message)
+        raise
+    return result
+
+
+def steer_by_criteria(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
+                      criteria: LockedCriteria | None) -> TrainConfig:
+    """``config`` with the band and operating-point settings the run's locked ``criteria`` fix (alpha,
+    guarantee, confidence, per-class recall targets: see :func:`~inspectloop.train.config.decision_settings`).
+
+    Refuses a setting given explicitly that is looser than the criteria: a run may be stricter than
+    what it is judged by, never looser.
+    """
+    if criteria is None:
+        return config
+    judged = criteria.criteria
+    if config.band_fit == "crossfit" and judged.max_escape_rate is not None:
+        # A cross-fitted band certifies its escape rate only approximately (2 x alpha for the fold models
+        # together, stability for the refit): weaker than the pac or marginal guarantee the criteria demand.
+        raise TrainingError(f"criteria {criteria.label} bound the escape rate under the {judged.guarantee} guarantee, "
+                            "which a cross-fitted band (band_fit=crossfit) does not give",
+                            "train with band_fit=split and a calibration split, or judge the run by criteria "
+                            "without max_escape_rate")
+    good = _good_index(workspace, list(version.class_names))
+    defects = [name for i, name in enumerate(version.class_names) if i != good]
+    settings = decision_settings(config, criteria.criteria, defects)
+    if settings.looser:
+        looser = "; ".join(f"{name} {setting.describe()}" for name, setting in settings.looser.items())
+        raise TrainingError(f"the run's settings are looser than criteria {criteria.label} it will be judged by: "
+                            f"{looser}", "leave them out (the criteria decide) or make them at least as strict")
+    return settings.apply(config)
+
+
+def _quiet(_stage: str, _info: dict[str, Any]) -> None:
+    return None
+
+
+def _check_trainable(version: DatasetVersion) -> None:
+    train_items = version.split("train")
+    if len(version.class_names) < 2:
+        raise TrainingError(f"dataset version {version.name} has {len(version.class_names)} class(es)",
+                            "a classifier needs at least two classes (for example good and one defect)")
+    if len(train_items) < MIN_TRAIN_IMAGES:
+        raise TrainingError(f"dataset version {version.name} has only {len(train_items)} training images",
+                            f"ingest more images: at least {MIN_TRAIN_IMAGES}, realistically dozens per class")
+    missing = sorted(set(version.class_names) - {item.label for item in train_items})
+    if missing:
+        raise TrainingError(f"classes {missing} have no training images in {version.name}",
+                            "add images of those classes and make a new dataset version")
+
+
+def _start_run(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
+               resume: str | None, criteria_id: int | None = None) -> tuple[str, TrainConfig]:
+    if resume is not None:
+        row = workspace.db.runs.get(resume)
+        if row is None:
+            raise TrainingError(f"no run {resume!r} to resume", "list runs with: inspectloop runs")
+        if row.status == "finished":
+            raise TrainingError(f"run {resume} already finished", "start a new run instead")
+        if row.dataset_version != version.name:
+            raise TrainingError(f"run {resume} trained on {row.dataset_version}, not {version.name}",
+                                f"resume with --dataset {row.dataset_version}")
+        if criteria_id is not None and row.criteria_id != criteria_id:
+            raise TrainingError(f"run {resume} is judged by criteria #{row.criteria_id}, not #{criteria_id}",
+                                "resume without --criteria (a run keeps the criteria it started with)")
+        return resume, TrainConfig(**row.config)
+    run_id = f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+    run_dir = workspace.runs_dir / run_id
+    run_dir.mkdir(parents=True)
+    atomic_write_text(run_dir / "config.json", json.dumps(config.model_dump(), indent=2))
+    workspace.db.runs.add(run_id, version.name, config.model_dump(), code_version(), str(run_dir),
+                          criteria_id=criteria_id)
+    return run_id, config
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every step of one run reads: where it records, what it trains on, how it reports."""
+
+    workspace: Workspace
+    version: DatasetVersion
+    config: TrainConfig
+    run_id: str
+    run_dir: Path
+    progress: Progress
+
+
+@dataclass(frozen=True, eq=False)
+class Loaded:
+    """The load step's result: the image sets, decoded once at the model's input size, and their classes.
+
+    ``folds`` (cross-fitted runs): the fold of each pool image (training images, then calibration
+    images), dealt before any training so that an impossible fold count fails at once.
+    """
+
+    names: tuple[str, ...]
+    good_index: int | None
+    colour: str
+    preprocess: Preprocess
+    train: ImageSet
+    val: ImageSet
+    calib: ImageSet | None
+    test: ImageSet
+    test_items: tuple[DatasetItem, ...]
+    folds: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """The calibrate step's result, fitted on held-out scores only: temperature, review band and operating
+    points, and (cross-fitted) how closely the shipped refit decides like the fold models on validation images."""
+
+    confidence: ConfidenceFit
+    band: FittedBand | None
+    stability: Stability | None
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluated:
+    """The evaluate step's result: the finished model on the frozen test set."""
+
+    evaluation: EvaluationResult
+    calibration: CalibrationResult
+    decisions: DecisionBand | None
+
+
+@dataclass(frozen=True)
+class Exported:
+    """The export step's result: the model file (and its registered variants)."""
+
+    model_path: Path
+    variants: tuple[str, ...]
+
+
+def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig, run_id: str, run_dir: Path,
+             export_int8: bool, progress: Progress) -> RunResult:
+    run = _Run(workspace, version, config, run_id, run_dir, progress)
+    loaded = _load(run)
+    fitted = _fit(run, loaded)
+    calibrated = _calibrate(run, loaded, fitted)
+    evaluated = _evaluate(run, loaded, fitted, calibrated)
+    exported = _export(run, loaded, fitted, calibrated, export_int8)
+    metrics = _metrics(fitted, calibrated, evaluated)
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    workspace.db.runs.finish(run_id, "finished", metrics=metrics)
+    return RunResult(run_id, run_dir, exported.model_path, metrics, evaluated.evaluation.files.html)
+
+
+def _load(run: _Run) -> Loaded:
+    """Decode every split once (the test set too: loading is not scoring)."""
+    from inspectloop.models.backbones import backbone_spec
+    from inspectloop.train.data import load_image_set
+
+    config, version = run.config, run.version
+    spec = backbone_spec(config.backbone)
+    preprocess = Preprocess(config.input_size, spec.mean, spec.std)
+    names = list(version.class_names)
+    colour = _colour_mode(run.workspace, version, config)
+
+    def load(split: str) -> ImageSet:
+        return load_image_set(version.split(split), names, run.workspace.blobs.get, preprocess,
+                              draft=config.jpeg_draft, mode=colour,
+                              progress=lambda n, total: run.progress("load", {"split": split, "done": n, "total": total}))
+
+    pool = version.split("train") + version.split("calib")
+    folds = None if config.band_fit != "crossfit" else assign_folds(
+        [item.label for item in pool], _fold_keys(run.workspace, pool, config.fold_by), config.folds, config.seed)
+    calib = load("calib") if version.split("calib") else None
+    return Loaded(tuple(names), _good_index(run.workspace, names), colour, preprocess, load("train"), load("val"),
+                  calib, load("test"), tuple(version.split("test")), folds)
+
+
+def _fold_keys(workspace: Workspace, items: list[DatasetItem], fold_by: str) -> list[str]:
+    """What keeps pool images together in one fold: the version's group key, or a capture field."""
+    if fold_by == "group":
+        return [item.group_key for item in items]
+    records = workspace.db.images.get_many([item.sha256 for item in items])
+    values = [getattr(records[item.sha256].meta, fold_by) for item in items]
+    return [f"{fold_by}:{value}" if value else f"image:{item.sha256}" for item, value in zip(items, values)]
+
+
+def _fit(run: _Run, loaded: Loaded) -> Fitted:
+    """Train the model that ships (cross-fitted: the fold models first) and keep its weights."""
+    import torch
+
+    from inspectloop.models.backbones import backbone_spec, load_backbone
+    from inspectloop.models.classifier import Classifier
+    from inspectloop.train.fit import fit_crossfitted, fit_split, join
+    from inspectloop.train.loop import seed_everything
+
+    config = run.config
+    if config.threads:
+        torch.set_num_threads(config.threads)
+
+    def new_model() -> Classifier:
+        seed_everything(config.seed)  # every model (fold or refit) starts from the same seeded head
+        trunk = load_backbone(config.backbone, input_size=config.input_size)
+        return Classifier(trunk, backbone_spec(config.backbone).feature_dim, len(loaded.names))
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        run.progress("epoch", {**record, "epochs": config.epochs,
+                               **({"folds": config.folds} if "fold" in record else {})})
+
+    if loaded.folds is None:
+        fitted = fit_split(new_model, loaded.train, loaded.val, loaded.calib, loaded.preprocess, config, run.run_dir,
+                           on_epoch)
+    else:
+        fitted = fit_crossfitted(new_model, join(loaded.train, loaded.calib), loaded.folds, loaded.val,
+                                 loaded.preprocess, config, run.run_dir, on_epoch)
+    torch.save(fitted.model.state_dict(), run.run_dir / "weights.pt")
+    return fitted
+
+
+def _calibrate(run: _Run, loaded: Loaded, fitted: Fitted) -> Calibrated:
+    """Temperature, review band and operating points from held-out scores (the test set is not read)."""
+    held = fitted.held_out
+    if held is None:
+        return Calibrated(fit_confidence(None, None), None, None)
+    confidence = fit_confidence(held.logits, held.labels, source=held.source)
+    for warning in confidence.warnings:
+        run.progress("warning", {"message": warning})
+    probs = softmax(held.logits, confidence.temperature)
+    crossfitted = held.folds is not None
+    band = fit_band(probs, held.labels, good_index=loaded.good_index, alpha=run.config.alpha,
+                    confidence=run.config.confidence, guarantee="crossfit" if crossfitted else run.config.guarantee,
+                    folds=held.num_folds if crossfitted else None,
+                    targets=_recall_targets(run.workspace, list(loaded.names), loaded.good_index, run.config),
+                    class_names=loaded.names)
+    return Calibrated(confidence, band, _stability(fitted, held, probs, band, confidence.temperature))
+
+
+def _stability(fitted: Fitted, held: HeldOut, probs: np.ndarray, band: FittedBand,
+               temperature: float) -> Stability | None:
+    """Cross-fitted runs: the shipped refit against the fold models together, on the validation split."""
+    models = fitted.fold_models
+    if models is None or fitted.val_logits is None or not len(fitted.val_logits) or held.folds is None:
+        return None
+    oof = OutOfFold(probs, held.labels, held.folds, int(held.num_folds or 0))
+    return stability(softmax(fitted.val_logits, temperature),
+                     np.stack([softmax(logits, temperature) for logits in models.val_logits]), oof, band.band)
+
+
+def _evaluate(run: _Run, loaded: Loaded, fitted: Fitted, calibrated: Calibrated) -> Evaluated:
+    """Score the frozen test set once, with the finished model: accuracy, calibration, decisions."""
+    from inspectloop.train.loop import predict_logits
+
+    run.progress("evaluate", {})
+    logits = predict_logits(fitted.model, loaded.test, loaded.preprocess)
+    labels = loaded.test.labels
+    calibration = measure_confidence(calibrated.confidence, logits, labels)
+    for warning in calibration.warnings[len(calibrated.confidence.warnings):]:
+        run.progress("warning", {"message": warning})
+    decisions = None if calibrated.band is None else measure_band(
+        calibrated.band, softmax(logits, calibrated.confidence.temperature), labels, loaded.names)
+    config = run.config
+    context = {"run": run.run_id, "dataset_version": run.version.name, "split": "test", "backbone": config.backbone,
+               "input_size": config.input_size, "mode": config.mode, "band_fit": config.band_fit,
+               "best_epoch": fitted.training.best_epoch, "train_seconds": round(fitted.training.seconds, 1),
+               "temperature": round(calibrated.confidence.temperature, 4), "code_version": code_version()}
+    evaluation = evaluate_predictions(run.workspace, loaded.test_items, loaded.names, logits.argmax(1),
+                                      run.run_dir / "report", title=f"{run.run_id} on {run.version.name}/test",
+                                      context=context, figures=[calibration.figure],
+                                      scores=softmax(logits, calibrated.confidence.temperature))
+    return Evaluated(evaluation, calibration, decisions)
+
+
+def _export(run: _Run, loaded: Loaded, fitted: Fitted, calibrated: Calibrated, int8: bool) -> Exported:
+    """Export fp32 (parity-checked against PyTorch) and, on request, an INT8 variant.
+
+    Export checks use validation images: the frozen test set only ever scores the finished model.
+    INT8 is calibrated on training images and must agree with the float model's top-1 on at least 97%
+    of up to 128 validation images: a strict per-image gate on a handful of images would fail on one
+    near-tie.
+    """
+    from inspectloop.export import export_classifier, quantize_int8
+
+    run.progress("export", {})
+    checks = _spread(loaded.val.images, INT8_CHECK_IMAGES)
+    fitted.model.eval()
+    report = export_classifier(fitted.model, _metadata(run, loaded, calibrated), run.run_dir / "model.onnx",
+                               checks[:16])
+    _register(run.workspace, run.run_id, "fp32", report.path, report.weights_sha256)
+    if not int8:
+        return Exported(report.path, ("fp32",))
+    q = quantize_int8(report.path, _spread(loaded.train.images, INT8_CALIBRATION_IMAGES),
+                      run.run_dir / "model-int8.onnx", parity_images=checks, min_top1_agreement=0.97)
+    _register(run.workspace, run.run_id, "int8", q.path, q.weights_sha256)
+    return Exported(report.path, ("fp32", "int8"))
+
+
+def _metadata(run: _Run, loaded: Loaded, calibrated: Calibrated) -> ModelMetadata:
+    """What the model file carries: classes, preprocessing, temperature, review band, thresholds, lineage."""
+    from inspectloop.models.backbones import backbone_spec
+
+    config, names, good = run.config, loaded.names, loaded.good_index
+    spec = backbone_spec(config.backbone)
+    band = calibrated.band
+    return ModelMetadata(
+        model_name=run.workspace.config.name, model_version=run.run_id, class_names=names,
+        good_class=names[good] if good is not None else None, input_size=config.input_size, mean=spec.mean,
+        std=spec.std, temperature=calibrated.confidence.temperature, review=band.review if band else None,
+        thresholds=band.thresholds if band else {}, jpeg_draft=config.jpeg_draft, colour_mode=loaded.colour,
+        dataset_version=run.version.name, run_id=run.run_id, code_version=code_version(), created_at=now_iso(),
+        weights_sha256="")
+
+
+def _metrics(fitted: Fitted, calibrated: Calibrated, evaluated: Evaluated) -> dict[str, Any]:
+    training = fitted.training
+    return {"test": evaluated.evaluation.summary(), "calibration": evaluated.calibration.to_dict(),
+            "decisions": evaluated.decisions.summary if evaluated.decisions else None,
+            "crossfit": _crossfit_summary(fitted, calibrated), "history": list(training.history),
+            "best_epoch": training.best_epoch, "train_seconds": round(training.seconds, 1),
+            "resumed_from_epoch": training.resumed_from, "warnings": list(evaluated.calibration.warnings)}
+
+
+def _crossfit_summary(fitted: Fitted, calibrated: Calibrated) -> dict[str, Any] | None:
+    models, held = fitted.fold_models, fitted.held_out
+    if models is None or held is None or held.folds is None:
+        return None
+    return {"folds": held.num_folds, "fold_by": models.fold_by, "pool_images": int(held.labels.size),
+            "fold_images": np.bincount(held.folds, minlength=held.num_folds or 0).tolist(),
+            "fold_trainings": [{"best_epoch": t.best_epoch, "seconds": round(t.seconds, 1)} for t in models.trainings],
+            "train_seconds_all_models": round(fitted.training.seconds + sum(t.seconds for t in models.trainings), 1),
+            "stability_on_val": calibrated.stability.to_dict() if calibrated.stability else None}
+
+
+def _recall_targets(workspace: Workspace, names: list[str], good_index: int | None,
+                    config: TrainConfig) -> dict[str, float]:
+    """Each defect class's target recall: the run's own setting, else its severity's default."""
+    from inspectloop.decisions.operating_points import target_recalls
+
+    severities = {c.name: c.severity.value for c in workspace.db.labels.classes().values()}
+    return target_recalls(names, severities, names[good_index] if good_index is not None else None,
+                          per_class=config.recall_targets)
+
+
+def _good_index(workspace: Workspace, names: list[str]) -> int | None:
+    good = [c.name for c in workspace.db.labels.classes().values() if c.is_good and c.name in names]
+    return names.index(good[0]) if good else None
+
+
+def _spread(images: list[Any], count: int) -> list[Any]:
+    """Up to ``count`` images taken evenly across the list (so every class is represented)."""
+    return images[:: max(1, len(images) // count)][:count]
+
+
+def _colour_mode(workspace: Workspace, version: DatasetVersion, config: TrainConfig) -> str:
+    """Greyscale models for greyscale lines: one decode path, and colour JPEGs decode straight to luma."""
+    if config.colour != "auto":
+        return config.colour
+    records = workspace.db.images.get_many([item.sha256 for item in version.items])
+    return "L" if all(record.working_mode == "L" for record in records.values()) else "RGB"
+
+
+def _register(workspace: Workspace, run_id: str, variant: str, path: Path, weights_sha256: str) -> None:
+    from inspectloop.runtime import EdgeModel
+
+    metadata = EdgeModel(path).metadata
+    workspace.db.runs.add_model(run_id, variant, str(path), sha256_bytes(path.read_bytes()), weights_sha256,
+                           json.loads(metadata.to_json()))
