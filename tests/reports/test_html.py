@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from inspectloop.fileio import json_safe
 from inspectloop.reports.html import (
     DASH,
     THUMBNAIL_PX,
     interval,
-    json_safe,
     number_text,
     page,
     percent,

@@ -27,7 +27,8 @@ from inspectloop.decisions.conformal import DecisionRates, clopper_pearson, rate
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
 from inspectloop.errors import DatasetError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics, wilson_interval
-from inspectloop.reports.html import json_safe, number_text
+from inspectloop.fileio import json_safe
+from inspectloop.reports.html import number_text
 from inspectloop.runtime.decision import Decisions
 
 if TYPE_CHECKING:

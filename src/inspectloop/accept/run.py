@@ -22,8 +22,7 @@ from inspectloop.accept.judge import CriterionResult, Measurements, judge, measu
 from inspectloop.datasets import load_version
 from inspectloop.domain import DatasetItem, ModelVersion, TrainingRun
 from inspectloop.errors import AcceptanceError, DatasetError
-from inspectloop.reports.html import json_safe
-from inspectloop.fileio import atomic_write_bytes
+from inspectloop.fileio import atomic_write_bytes, json_safe
 from inspectloop.provenance import code_version
 from inspectloop.registry import get_version, record_acceptance, register, verify_file
 from inspectloop.store import now_iso

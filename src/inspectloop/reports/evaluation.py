@@ -23,14 +23,13 @@ from inspectloop.errors import MissingExtraError
 from inspectloop.evaluate.metrics import RECALL_CONFIDENCE, ClassificationMetrics
 from inspectloop.evaluate.outcomes import HARDEST_SHOWN, ImageOutcome, hardest
 from inspectloop.evaluate.slices import Slice, SliceReport
-from inspectloop.fileio import atomic_write_bytes
+from inspectloop.fileio import atomic_write_bytes, json_safe
 from inspectloop.reports.html import (
     DASH,
     ReportFigure,
     context_table,
     escape,
     figure_section,
-    json_safe,
     notes_section,
     number_text,
     page,

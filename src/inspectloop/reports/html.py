@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inspectloop.errors import ImageError
+from inspectloop.fileio import json_safe
 from inspectloop.runtime.images import decode_image
 
 DASH = "\u2014"
@@ -135,22 +136,6 @@ def interval(low: float | None, high: float | None) -> str:
     if any(v is None or math.isnan(v) for v in (low, high)):  # None: a NaN that went through JSON
         return DASH
     return f"{percent_text(low)} &ndash; {percent_text(high)}"
-
-
-def json_safe(value: object) -> object:
-    """``value`` with only JSON types: NaN and infinities become None, numpy scalars plain numbers,
-    anything else its text."""
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [json_safe(v) for v in value]
-    if isinstance(value, float):
-        return None if math.isnan(value) or math.isinf(value) else value
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    if isinstance(value, np.generic):
-        return json_safe(value.item())
-    return str(value)
 
 
 # --- structure --------------------------------------------------------------------------------------
