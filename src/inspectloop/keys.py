@@ -15,12 +15,20 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from inspectloop.errors import WorkspaceError
-from inspectloop.runtime.signing import PublicKey, fingerprint, load_public_key, public_key_of, public_key_pem
+from inspectloop.runtime.signing import (
+    PublicKey,
+    SignatureStatus,
+    fingerprint,
+    load_public_key,
+    public_key_of,
+    public_key_pem,
+)
 from inspectloop.fileio import atomic_write_text
 
 if TYPE_CHECKING:
@@ -150,3 +158,11 @@ def workspace_trusted_keys(root: Path) -> tuple[PublicKey, ...]:
     if public_path.exists():
         return (load_public_key(public_path),)
     return (site_key(root).public,) if private_key_path(root).exists() else ()
+
+
+def model_signature(path: Path, trusted_keys: Sequence[Path | PublicKey] = ()) -> SignatureStatus:
+    """A model file's signature status after its hashes are checked (ModelFileError as the runtime raises)."""
+    from inspectloop.runtime.model import read_model, verify_origin
+
+    data, _ = read_model(Path(path))
+    return verify_origin(data, tuple(trusted_keys), str(path))
