@@ -3,7 +3,9 @@
 An inspectloop model is one ONNX file. Its ``metadata_props`` hold one entry, key ``inspectloop``,
 whose value is :meth:`ModelMetadata.to_json`. ``weights_sha256`` is the SHA-256 of the serialized
 ``ModelProto`` with ``metadata_props`` cleared, so the file can carry its own hash: the runtime
-recomputes it and refuses a file whose graph or weights changed after export.
+recomputes it and refuses a file whose graph or weights changed after export. Hashes catch
+accidents, not forgeries: a second entry, ``inspectloop.signature``, carries the site's Ed25519
+signature (:mod:`inspectloop.runtime.signing`).
 
 Everything here is stdlib: the edge reads and checks a package without the ``onnx`` package, by
 walking the top level of the protobuf wire format (the metadata is field 14 of ``ModelProto``).

@@ -86,6 +86,7 @@ class SignatureStatus:
         return None if self.state == "verified" else f"model file is {self.describe()}"
 
     def to_dict(self) -> dict[str, Any]:
+        """State, key id and the :meth:`describe` line, for JSON (health details)."""
         return {"state": self.state, "key_id": self.key_id, "detail": self.describe()}
 
 

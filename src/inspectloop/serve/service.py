@@ -333,10 +333,7 @@ class InspectionService:
 
 
 def _edge_model(path: Path, threads: int, trusted_keys: Sequence[TrustedKey]) -> EdgeModel:
-    model = EdgeModel(path, threads=threads, trusted_keys=trusted_keys)
-    if model.signature.warning():
-        log.warning("%s: %s", path, model.signature.warning())
-    return model
+    return EdgeModel(path, threads=threads, trusted_keys=trusted_keys)
 
 
 def _request_id(value: str | None) -> str:
