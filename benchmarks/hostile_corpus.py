@@ -55,6 +55,11 @@ def encode(image: Image.Image, fmt: str, **options: object) -> bytes:
     return buffer.getvalue()
 
 
+def plain_png(seed: int = 0) -> bytes:
+    """An ordinary 96 x 64 greyscale PNG: what every path must accept silently."""
+    return encode(Image.fromarray(surface(seed=seed), "L"), "PNG")
+
+
 def animated_gif(frames: int = 5) -> bytes:
     images = [Image.fromarray(surface(seed=i), "L").convert("P") for i in range(frames)]
     return encode(images[0], "GIF", save_all=True, append_images=images[1:], duration=100, loop=0)
@@ -119,6 +124,7 @@ def image_cases() -> list[Case]:
         Case("cmyk.jpg", cmyk_jpeg(), WARN),
         Case("exif_rotated.jpg", exif_rotated_jpeg(), ACCEPT),
         Case("text_named.jpg", b"operator notes: line 3 stopped at 14:02\n" * 20, REFUSE),
+        Case("plain.png", plain_png(1), ACCEPT),
     ]
 
 
@@ -132,7 +138,7 @@ def write_tree(root: Path, cases: list[Case]) -> dict[str, Path]:
     for case in cases:
         paths[case.name] = good / case.name
         paths[case.name].write_bytes(case.data)
-    same = encode(Image.fromarray(surface(seed=99), "L"), "PNG")
+    same = plain_png(99)
     (good / "same_bytes.png").write_bytes(same)
     (root / "scratch" / "same_bytes.png").write_bytes(same)
     loop = good / "loop"
@@ -145,9 +151,9 @@ def write_manifest(root: Path, outside: Path) -> Path:
     """A manifest whose rows name files outside its folder (``../``, absolute) and a 100 KB metadata value."""
     images = root / "images"
     images.mkdir(parents=True)
-    (images / "ok.png").write_bytes(encode(Image.fromarray(surface(seed=5), "L"), "PNG"))
-    (images / "meta.png").write_bytes(encode(Image.fromarray(surface(seed=6), "L"), "PNG"))
-    outside.write_bytes(encode(Image.fromarray(surface(seed=7), "L"), "PNG"))
+    (images / "ok.png").write_bytes(plain_png(5))
+    (images / "meta.png").write_bytes(plain_png(6))
+    outside.write_bytes(plain_png(7))
     manifest = root / "manifest.csv"
     with manifest.open("w", newline="") as handle:
         writer = csv.writer(handle)

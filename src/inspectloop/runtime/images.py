@@ -138,8 +138,10 @@ def _open(source: str | Path | bytes, label: str, max_pixels: int) -> Image.Imag
     try:
         image = Image.open(stream, formats=FORMATS)
     except UnidentifiedImageError as exc:
+        empty = not stream.read(1) if stream.seek(0) == 0 else False
         stream.close()
-        raise ImageError(f"{label}: not an image file in a supported format ({', '.join(FORMATS)})",
+        what = "it is empty (0 bytes)" if empty else f"in a supported format ({', '.join(FORMATS)})"
+        raise ImageError(f"{label}: not an image file {what}",
                          "remove it from the source folder or convert it to PNG/JPEG/TIFF/BMP") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         # Pillow refuses twice its own limit before we see the size; its message holds the pixel count.
