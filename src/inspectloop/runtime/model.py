@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +28,14 @@ from inspectloop.runtime.metadata import (
 )
 from inspectloop.runtime.prediction import Prediction
 from inspectloop.runtime.preprocess import Preprocess
+from inspectloop.runtime.signing import PublicKey, SignatureStatus, check_signature, load_trusted_keys
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 FEATURES_NAME = "features"  # optional second output: pooled backbone features, for drift monitoring
 
 ImageSource = str | Path | bytes | Image.Image
+TrustedKey = PublicKey | str | Path  # a loaded key, or the path of a PEM public key file
 
 
 class EdgeModel:
@@ -43,17 +45,23 @@ class EdgeModel:
     against the hash recorded at export (ModelFileError if either fails). ``threads`` is the number
     of CPU threads one inference may use. ``predict`` may be called from several threads at once.
 
+    With ``trusted_keys`` (public keys, or PEM files as ``inspectloop keys export`` writes), the file
+    must be signed by one of them (ModelFileError naming the problem otherwise). Without, it runs
+    whether signed or not; ``signature`` says which (``unverified`` or ``unsigned``): say so to the user.
+
     Each image is decided by the file's :class:`~inspectloop.runtime.decision.DecisionPolicy`
     (``policy``): its good class, per-class operating points and review band. The file's ``task``
     must be classification. ``session`` is the onnxruntime session (raw ``logits``, and
     ``features`` when the file has them: ``has_features``; see ``predict_with_features``).
     """
 
-    def __init__(self, path: str | Path, *, threads: int = 1, verify_hash: bool = True) -> None:
+    def __init__(self, path: str | Path, *, threads: int = 1, verify_hash: bool = True,
+                 trusted_keys: Sequence[TrustedKey] = ()) -> None:
         if type(threads) is not int or threads < 1:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.path = Path(path)
         data, self.metadata = read_model(self.path, verify_hash=verify_hash)
+        self.signature: SignatureStatus = verify_origin(data, trusted_keys, str(self.path))
         _check_task(self.metadata, str(self.path))
         self.session: ort.InferenceSession = open_session(data, threads, str(self.path))
         _check_signature(self.session, self.metadata, str(self.path))
@@ -157,18 +165,29 @@ class EdgeModel:
         return buffers
 
 
-def iter_predictions(model_path: str | Path, images: Iterable[str | Path],
-                     threads: int = 1) -> Iterator[dict[str, Any]]:
-    """Load the model now (ModelFileError at once if it is bad), then yield one record per image.
+def iter_predictions(model_path: str | Path, images: Iterable[str | Path], threads: int = 1, *,
+                     trusted_keys: Sequence[TrustedKey] = ()) -> Iterator[dict[str, Any]]:
+    """Load the model now (ModelFileError at once if it is bad or, with ``trusted_keys``, not signed by
+    one of them), then yield one record per image.
 
     A record is ``{"image": path, **prediction.to_dict()}``, or ``{"image": path, "error": message}``
     for an image that cannot be used; the iteration goes on after a bad image.
     """
-    model = EdgeModel(model_path, threads=threads)
-    return _records(model, images)
+    model = EdgeModel(model_path, threads=threads, trusted_keys=trusted_keys)
+    return predict_records(model, images)
 
 
-def _records(model: EdgeModel, images: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
+def verify_origin(data: bytes, trusted_keys: Sequence[TrustedKey], label: str) -> SignatureStatus:
+    """The model file's signature status, checked against ``trusted_keys`` (see ``signing.check_signature``)."""
+    if isinstance(trusted_keys, (str, Path, PublicKey)):  # one key given where a list is expected
+        trusted_keys = [trusted_keys]
+    paths = [key for key in trusted_keys if not isinstance(key, PublicKey)]
+    keys = [key for key in trusted_keys if isinstance(key, PublicKey)] + list(load_trusted_keys(paths))
+    return check_signature(data, keys, label)
+
+
+def predict_records(model: EdgeModel, images: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
+    """One record per image, as ``iter_predictions`` yields them, from a loaded model."""
     for image in images:
         try:
             yield {"image": str(image), **model.predict(image).to_dict()}

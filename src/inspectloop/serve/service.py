@@ -21,6 +21,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +49,8 @@ from inspectloop.serve.prediction_log import (
 )
 from inspectloop.runtime import EdgeModel, Prediction
 from inspectloop.runtime.images import Decoded, decode_image
+from inspectloop.runtime.model import TrustedKey
+from inspectloop.runtime.signing import trusted_key_paths_from_env
 from inspectloop.store import StoreError, sha256_bytes
 from inspectloop.workspace import Workspace
 
@@ -77,6 +80,9 @@ class ServiceConfig:
         "help": "inferences at once (default: this machine's CPU count)"})
     poll_seconds: float = field(default=2.0, metadata={
         "help": "how often the registry is checked for promotions made elsewhere, in seconds"})
+    trusted_keys: tuple[Path, ...] = field(default_factory=trusted_key_paths_from_env, metadata={
+        "help": "public keys (PEM) a model must be signed by (--trusted-key is repeatable; default: "
+                "$INSPECTLOOP_TRUSTED_KEYS); registry versions signed at registration also need the workspace's key"})
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample_rate <= 1.0:
@@ -106,7 +112,8 @@ class ServedModel:
     def describe(self) -> dict[str, Any]:
         meta = self.model.metadata
         return {"name": self.name, "version_id": self.version_id, "stage": self.stage, "file": self.model.path.name,
-                "model_version": meta.model_version, "classes": list(meta.class_names)}
+                "model_version": meta.model_version, "classes": list(meta.class_names),
+                "signature": self.model.signature.to_dict()}
 
 
 class InspectionService:
@@ -245,7 +252,7 @@ class InspectionService:
 
     def _load_production(self) -> ServedModel:
         if self.config.model_file is not None:
-            model = _edge_model(self.config.model_file, self.config.threads)
+            model = _edge_model(self.config.model_file, self.config.threads, self.config.trusted_keys)
             return ServedModel(model, f"{self.config.model_file.name} {model.metadata.model_version}", None, "pinned")
         version = registry.production_model(self.workspace)
         if version is None:
@@ -261,8 +268,9 @@ class InspectionService:
         return self._load_version(version) if version else None
 
     def _load_version(self, version: ModelVersion) -> ServedModel:
-        registry.verify_file(version)
-        return ServedModel(_edge_model(version.path, self.config.threads), version.name, version.id,
+        registry.verify_file(version, self.workspace)
+        keys = (*self.config.trusted_keys, *registry.trusted_keys_for(self.workspace, version))
+        return ServedModel(_edge_model(version.path, self.config.threads, keys), version.name, version.id,
                            version.stage.value)
 
     def _known_cameras(self) -> set[str]:
@@ -338,8 +346,8 @@ class InspectionService:
                 log.warning("registry check failed, still serving %s: %s", self.production.name, exc)
 
 
-def _edge_model(path: Path, threads: int) -> EdgeModel:
-    return EdgeModel(path, threads=threads)
+def _edge_model(path: Path, threads: int, trusted_keys: Sequence[TrustedKey]) -> EdgeModel:
+    return EdgeModel(path, threads=threads, trusted_keys=trusted_keys)
 
 
 def _request_id(value: str | None) -> str:
