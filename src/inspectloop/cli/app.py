@@ -82,6 +82,10 @@ def ingest(source: Annotated[Path, typer.Argument(help="Folder with one sub-fold
         out.print(f"  duplicate: {path} (same bytes as {digest})", highlight=False)
     for path, reason in report.skipped:
         out.print(f"  skipped: {path}: {reason}", highlight=False)
+    for path, warning in report.warnings:
+        out.print(f"  warning: {path}: {warning}", highlight=False)
+    if report.reoriented:
+        out.print(f"  EXIF orientation applied to {len(report.reoriented)} file(s)", highlight=False)
 
 
 @classes_app.command("add")
@@ -325,6 +329,8 @@ def predict(paths: Annotated[list[Path], typer.Argument(metavar="FILES",
     for line in predict_records(edge, images):
         failed |= "error" in line
         sys.stdout.write(json.dumps(line) + "\n")
+        for warning in line.get("warnings", []):  # also in the JSON; stderr so a person sees them
+            sys.stderr.write(f"warning: {line['image']}: {warning}\n")
     if failed:
         raise typer.Exit(1)
 

@@ -58,6 +58,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for record in predict_records(model, args.images):
         failed = failed or "error" in record
         print(json.dumps(record), flush=True)
+        for warning in record.get("warnings", []):  # also in the JSON line; stderr so a person sees them
+            print(f"warning: {record['image']}: {warning}", file=sys.stderr)
     return 1 if failed else 0
 
 

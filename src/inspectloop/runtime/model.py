@@ -19,7 +19,7 @@ from PIL import Image
 
 from inspectloop.errors import ImageError, ModelFileError
 from inspectloop.runtime.decision import DecisionPolicy
-from inspectloop.runtime.images import load_image, to_working_mode
+from inspectloop.runtime.images import Decoded, convert_to_working, decode_image
 from inspectloop.runtime.metadata import (
     CLASSIFICATION,
     ModelMetadata,
@@ -99,7 +99,7 @@ class EdgeModel:
     def _predict(self, source: ImageSource, name: str | None,
                  with_features: bool) -> tuple[Prediction, np.ndarray | None]:
         start = time.perf_counter()
-        image = self._decode(source, name)
+        image, warnings = self._decode(source, name)
         decoded = time.perf_counter()
         batch = self._prepare(image)
         prepared = time.perf_counter()
@@ -114,7 +114,7 @@ class EdgeModel:
                    "infer": _ms(inferred - prepared), "total": _ms(end - start)}
         features = np.asarray(results[1][0], dtype=np.float32).reshape(-1) if with_features else None
         label = self._class_names[index]
-        return Prediction(label, scores[label], scores, decision, latency), features
+        return Prediction(label, scores[label], scores, decision, latency, warnings=warnings), features
 
     def predict_array(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C), softmax(logits / temperature), for a preprocessed (N, 3, H, W) batch."""
@@ -127,11 +127,13 @@ class EdgeModel:
         logits = self.session.run((OUTPUT_NAME,), {INPUT_NAME: batch})[0]
         return _softmax(logits, self.metadata.temperature)
 
-    def _decode(self, source: ImageSource, name: str | None) -> Image.Image:
+    def _decode(self, source: ImageSource, name: str | None) -> tuple[Image.Image, tuple[str, ...]]:
+        """The working image and the decoder's warnings (a PIL image is taken as already oriented)."""
         if isinstance(source, Image.Image):
-            image = _working_image(source, name or "<image>")
-            return image.convert("L") if self._mode == "L" and image.mode != "L" else image
-        return load_image(source, name=name, draft=self._draft, mode=self._mode)
+            image, warnings = _working_image(source, name or "<image>")
+            return (image.convert("L") if self._mode == "L" and image.mode != "L" else image), warnings
+        decoded: Decoded = decode_image(source, name=name, draft=self._draft, mode=self._mode)
+        return decoded.image, decoded.warnings
 
     def _prepare(self, image: Image.Image) -> np.ndarray:
         """Same numbers as ``self.preprocess(image)``, written into this thread's reused buffers.
@@ -170,8 +172,9 @@ def iter_predictions(model_path: str | Path, images: Iterable[str | Path], threa
     """Load the model now (ModelFileError at once if it is bad or, with ``trusted_keys``, not signed by
     one of them), then yield one record per image.
 
-    A record is ``{"image": path, **prediction.to_dict()}``, or ``{"image": path, "error": message}``
-    for an image that cannot be used; the iteration goes on after a bad image.
+    A record is ``{"image": path, **prediction.to_dict()}`` (its ``warnings`` say where the decode lost
+    information), or ``{"image": path, "error": message}`` for an image that cannot be used; the
+    iteration goes on after a bad image.
     """
     model = EdgeModel(model_path, threads=threads, trusted_keys=trusted_keys)
     return predict_records(model, images)
@@ -206,12 +209,12 @@ def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def _working_image(image: Image.Image, label: str) -> Image.Image:
+def _working_image(image: Image.Image, label: str) -> tuple[Image.Image, tuple[str, ...]]:
     try:
         image.load()
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{label}: image data cannot be read ({exc})", "re-copy the file from the camera") from exc
-    return to_working_mode(image, label)
+    return convert_to_working(image, label)
 
 
 def _normalisation_table(preprocess: Preprocess) -> np.ndarray:
