@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 
 class TrainConfig(BaseModel):
-    """How to train a classifier. Defaults suit a few hundred to a few thousand images on a CPU.
+    """How to train a model. Defaults suit a few hundred to a few thousand images on a CPU.
+
+    ``task``: ``classification`` learns the dataset's classes; ``anomaly`` learns the good class alone
+    (a PatchCore memory bank; see :mod:`inspectloop.anomaly`) and reads the ``anomaly`` settings below;
+    the classifier's training settings do not apply to it.
 
     ``mode``: ``finetune`` trains the trunk's later blocks with production augmentations (best accuracy);
     ``probe`` trains only a linear head on cached frozen-trunk features (seconds; good when classes
@@ -30,6 +34,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    task: Literal["classification", "anomaly"] = Field(
+        "classification", description="classification (learn every class) or anomaly (learn the good class alone; "
+                                      "defect images only report and fit the escape side)")
     backbone: Literal["efficientnet-lite0"] = Field("efficientnet-lite0", description="pretrained trunk")
     input_size: int = Field(224, ge=64, le=512, description="square model input in pixels")
     mode: Literal["finetune", "probe"] = Field(
@@ -67,6 +74,17 @@ class TrainConfig(BaseModel):
                              "(folds models plus the shipped refit: folds + 1 trainings; guarantee 'crossfit', "
                              "marginal, 2 x alpha worst case for the fold models together, approximate for the refit)")
     folds: int = Field(5, ge=2, le=20, description="crossfit: number of folds")
+    good_class: str | None = Field(None, description="anomaly: the class the model learns (default: the dataset's "
+                                                    "good class)")
+    false_reject_target: float = Field(0.02, gt=0, le=0.5, description="anomaly: share of good parts the threshold "
+                                       "may reject, certified on held-out good images (confidence and guarantee "
+                                       "as above)")
+    coreset_ratio: float = Field(0.01, gt=0, le=1, description="anomaly: share of training patches kept in the "
+                                                                "memory bank")
+    max_bank: int = Field(8192, ge=16, le=65536, description="anomaly: most memory-bank rows (sets inference time "
+                                                             "and file size)")
+    patch_stride: Literal[8, 16] = Field(8, description="anomaly: input pixels per patch (16: 4x faster, coarser "
+                                                         "heatmaps)")
     fold_by: Literal["group", "part_id", "session", "camera", "line"] = Field(
         "group", description="crossfit: what keeps images together in one fold: the dataset version's group key, "
                              "or a capture field (session: out-of-fold scores come from models that never saw that "
