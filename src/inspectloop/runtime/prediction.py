@@ -43,8 +43,11 @@ class Prediction:
                 raise ValueError(f"region class id {int(ids.max())} is outside the {len(self.scores)} classes")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field (the decision as its string value; ``regions`` None or a dict)."""
-        return {"label": self.label, "confidence": self.confidence, "scores": dict(self.scores),
-                "decision": self.decision.value, "latency_ms": dict(self.latency_ms),
-                "regions": None if self.regions is None else self.regions.to_dict(),
-                "anomaly_score": self.anomaly_score}
+        """A JSON-ready dict of every field (the decision as its string value; ``regions`` None or a dict;
+        ``anomaly_score`` only for an anomaly model, so a classifier's records are as before)."""
+        record = {"label": self.label, "confidence": self.confidence, "scores": dict(self.scores),
+                  "decision": self.decision.value, "latency_ms": dict(self.latency_ms),
+                  "regions": None if self.regions is None else self.regions.to_dict()}
+        if self.anomaly_score is not None:
+            record["anomaly_score"] = self.anomaly_score
+        return record
