@@ -156,6 +156,7 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     model.save(run_dir / MODEL_STATE)
     seen = [item.sha256 for item in plan.bank] + (_seen(workspace, plan.parent) if plan.parent else [])
     atomic_write_text(run_dir / TRAINED_ON, json.dumps(sorted(set(seen))))
+    evaluation["decisions"]["band"] = _band_summary(band, threshold, review, int(is_defect.sum()))
     metrics = {**evaluation, "task": ANOMALY, "threshold": threshold.to_dict(),
                "band": None if band is None else band.to_dict(), "review": review,
                "fit": {"seconds": round(fit_seconds, 1), "bank_rows": int(model.bank.shape[0]),
@@ -219,6 +220,15 @@ def _review(band: ReviewBand | None, threshold: AnomalyThreshold, alpha: float) 
         return threshold.review(alpha)
     return {"auto_above": band.auto_above, "reject_below": band.reject_below, "alpha": band.alpha,
             "confidence": band.confidence, "certifiable": band.certifiable, "guarantee": band.guarantee}
+
+
+def _band_summary(band: ReviewBand | None, threshold: AnomalyThreshold, review: dict[str, Any],
+                  defects: int) -> dict[str, Any]:
+    """What the model card shows as the run's band: the fitted band, or the good-only threshold in its terms."""
+    if band is not None:
+        return {**band.to_dict(), "score": "P(good) (a map of the anomaly score)"}
+    return {"score": "P(good) (0.5 at the anomaly threshold)", **review, "guarantee_kind": threshold.guarantee_kind,
+            "calibration_defects": defects, "calibration_good": threshold.held_out_good}
 
 
 def policy_of(review: dict[str, Any]) -> DecisionPolicy:
