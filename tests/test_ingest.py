@@ -188,3 +188,21 @@ def test_empty_folder_and_empty_manifest_are_clear_errors(tmp_path: Path) -> Non
     (tmp_path / "m.csv").write_text("path,label\n")
     with pytest.raises(IngestError, match="no rows"):
         scan_manifest(tmp_path / "m.csv")
+
+
+def test_decoder_warnings_and_exif_orientation_are_reported_per_file(ws: Workspace, tmp_path: Path) -> None:
+    """An animated GIF went in as its first frame without a word; a rotated JPEG was stored sideways."""
+    from benchmarks.hostile_corpus import animated_gif, exif_rotated_jpeg, png_of_zeros
+
+    folder = tmp_path / "src" / "good"
+    folder.mkdir(parents=True)
+    (folder / "anim.gif").write_bytes(animated_gif())
+    (folder / "turned.jpg").write_bytes(exif_rotated_jpeg(6))
+    (folder / "bomb.png").write_bytes(png_of_zeros(30000, 30000))
+    report = ingest(ws, scan_folder(folder.parent), source="src")
+    assert report.warnings == [(str(folder / "anim.gif"), "GIF with 5 frames: only the first is used")]
+    assert report.reoriented == [(str(folder / "turned.jpg"), 6)]
+    assert dict(report.skipped)[str(folder / "bomb.png")].startswith("image is 900.0 MP, over the 89.0 MP limit")
+    sizes = {(r.width, r.height) for r in ws.db.images.get_many().values()}
+    assert (64, 96) in sizes  # upright, as training and serving decode it
+    assert report.to_dict()["reoriented_files"] == [{"path": str(folder / "turned.jpg"), "exif_orientation": 6}]

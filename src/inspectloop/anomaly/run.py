@@ -279,6 +279,7 @@ def _export(workspace: Workspace, run_id: str, run_dir: Path, version: DatasetVe
             held_images: list[Image.Image]) -> tuple[Path, str]:
     from inspectloop.anomaly.fit import metadata_for
     from inspectloop.export import export_anomaly
+    from inspectloop.keys import site_signing_key
     from inspectloop.train.run import colour_mode, register_model
 
     metadata = metadata_for(model, model_name=workspace.config.name, model_version=run_id, good_class=plan.good,
@@ -286,6 +287,7 @@ def _export(workspace: Workspace, run_id: str, run_dir: Path, version: DatasetVe
                             jpeg_draft=config.jpeg_draft, dataset_version=version.name, run_id=run_id,
                             code_version=code_version(), created_at=now_iso())
     step = max(1, len(held_images) // _PARITY_IMAGES)
-    report = export_anomaly(model.module, metadata, run_dir / "model.onnx", held_images[::step][:_PARITY_IMAGES])
+    report = export_anomaly(model.module, metadata, run_dir / "model.onnx", held_images[::step][:_PARITY_IMAGES],
+                            signing_key=site_signing_key(workspace.root))
     register_model(workspace, run_id, "fp32", report.path, report.weights_sha256)
     return report.path, report.weights_sha256
