@@ -54,6 +54,11 @@ class ModelFileError(InspectloopError):
     """A model file is missing, not an inspectloop model, or corrupt."""
 
 
+class ModelTaskError(InspectloopError):
+    """A model asked for an output its task does not give (class probabilities from an anomaly model,
+    a heatmap from a classifier)."""
+
+
 class CriteriaError(InspectloopError):
     """Acceptance criteria that cannot be read, are malformed, unknown, or locked too late to judge a run."""
 

@@ -39,6 +39,7 @@ from PIL import Image
 from inspectloop.errors import ExportError, MissingExtraError, ModelFileError
 from inspectloop.runtime.images import to_working_mode
 from inspectloop.runtime.metadata import (
+    ANOMALY,
     CLASSIFICATION,
     METADATA_KEY,
     ModelMetadata,
@@ -46,7 +47,7 @@ from inspectloop.runtime.metadata import (
     model_hash,
     utc_timestamp,
 )
-from inspectloop.runtime.model import FEATURES_NAME, INPUT_NAME, OUTPUT_NAME, EdgeModel
+from inspectloop.runtime.model import FEATURES_NAME, HEATMAP_NAME, INPUT_NAME, OUTPUT_NAME, SCORE_NAME, EdgeModel
 from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.runtime.signing import PublicKey, SignatureStatus, public_key_of, sign_model
 
@@ -145,6 +146,87 @@ def quantize_int8(model_path: Path, calibration_images: Sequence[Image.Image], o
                 f"(minimum {min_top1_agreement:.1%}; max abs logit difference {diff:.3g})",
                 "calibrate on more images that look like production, or deploy the float model; nothing was written")
     return ExportReport(Path(out_path), diff, agreement, len(checks), stamped.weights_sha256, len(data), signature)
+
+
+def export_anomaly(model: torch.nn.Module, metadata: ModelMetadata, out_path: Path,
+                   parity_images: Sequence[Image.Image], *, rtol: float = 1e-3, opset: int = 17,
+                   signing_key: Ed25519PrivateKey | None = None) -> ExportReport:
+    """Export an anomaly model (normalised (N, 3, S, S) -> logits (N, 2), score (N,), heatmap (N, S, S); see
+    :class:`inspectloop.anomaly.model.PatchCore`) to ``out_path`` with ``metadata`` (task ``anomaly``).
+
+    One file carries the backbone, the memory bank and the nearest-neighbour search. It is checked
+    against the PyTorch model on ``parity_images``: ExportError, and nothing written, if a score or a
+    heatmap value differs by more than ``rtol`` of the largest score, or a pass/anomaly side differs.
+    ``signing_key`` signs the file as :func:`export_classifier` does.
+    """
+    if metadata.task != ANOMALY or len(metadata.class_names) != 2:
+        raise ExportError(f"export_anomaly writes anomaly models with two classes (good, anomaly), but the metadata "
+                          f"names task {metadata.task!r} and {len(metadata.class_names)} classes",
+                          f"export with task={ANOMALY!r} and class_names=(good class, 'anomaly')")
+    torch = _require("torch")
+    onnx = _require("onnx")
+    out_path = Path(out_path)
+    batch = _image_batch(parity_images, metadata, "the export parity check")
+    with _eval_mode(model):
+        expected = _torch_outputs(torch, model, batch)
+        proto = _anomaly_onnx(torch, onnx, model, batch[[0, min(1, len(batch) - 1)]], opset)
+    data, stamped = _stamp(proto, metadata)
+    data = _sign(data, signing_key)
+    with _staged(out_path, data) as staged:
+        got, signature = _file_outputs(staged, batch, (OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME), signing_key)
+        unit = max(1.0, float(np.abs(expected[1]).max()))
+        diff = max(float(np.max(np.abs(e.astype(np.float64) - g.astype(np.float64)))) / unit
+                   for e, g in zip(expected[1:], got[1:]))
+        agreement = _side_agreement(expected[0][:, 1], got[0][:, 1])
+        if diff > rtol or agreement < 1.0:
+            raise ExportError(
+                f"the exported anomaly model does not match the PyTorch model: largest score or heatmap difference "
+                f"{diff:.3g} of the largest score (tolerance {rtol:g}), pass/anomaly agreement {agreement:.1%} on "
+                f"{len(batch)} images", "the graph differs from the eager model; nothing was written")
+    return ExportReport(out_path, diff, agreement, len(batch), stamped.weights_sha256, len(data), signature)
+
+
+def _side_agreement(expected: np.ndarray, got: np.ndarray, tie: float = 1e-3) -> float:
+    """Share of images on the same side of the threshold in both; an image within ``tie`` of it (a held-out
+    image can be the threshold itself) may fall either way on float rounding and is not counted."""
+    clear = np.abs(expected) > tie
+    return float(np.mean((expected[clear] > 0) == (got[clear] > 0))) if clear.any() else 1.0
+
+
+def _torch_outputs(torch: ModuleType, model: torch.nn.Module, batch: np.ndarray) -> list[np.ndarray]:
+    chunks: list[list[np.ndarray]] = []
+    with torch.no_grad():
+        for start in range(0, len(batch), 8):
+            chunks.append([o.float().numpy() for o in model(torch.from_numpy(batch[start:start + 8]))])
+    return [np.concatenate(parts) for parts in zip(*chunks)]
+
+
+def _anomaly_onnx(torch: ModuleType, onnx: ModuleType, model: torch.nn.Module, example: np.ndarray,
+                  opset: int) -> Any:
+    """The anomaly model as an onnx.ModelProto (TorchScript exporter), batch axis dynamic, three named outputs."""
+    outputs = [OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME]
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exporter notices, not actionable here
+            torch.onnx.export(model, (torch.from_numpy(example),), buffer, input_names=[INPUT_NAME],
+                              output_names=outputs, opset_version=opset, dynamo=False, do_constant_folding=True,
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in outputs}})
+    except Exception as exc:  # torch raises many unrelated types here
+        raise ExportError(f"torch.onnx cannot export the anomaly model ({exc})",
+                          "replace the operator named above, or export with a newer opset") from exc
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _file_outputs(path: Path, batch: np.ndarray, names: tuple[str, ...],
+                  signing_key: Ed25519PrivateKey | None) -> tuple[list[np.ndarray], SignatureStatus]:
+    """The named outputs of the file on disk, loaded exactly as the edge loads it, and its signature status."""
+    try:
+        model = EdgeModel(path, threads=_threads(), trusted_keys=_own_key(signing_key))
+    except ModelFileError as exc:
+        raise ExportError(f"the exported file does not load in the edge runtime: {exc.message}", exc.hint) from exc
+    chunks = [model.session.run(names, {INPUT_NAME: batch[start:start + 8]}) for start in range(0, len(batch), 8)]
+    return [np.concatenate(parts) for parts in zip(*chunks)], model.signature
 
 
 # --- shared steps ------------------------------------------------------------------------------------

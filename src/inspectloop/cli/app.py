@@ -233,15 +233,16 @@ def _train_config() -> type:
     return TrainConfig
 
 
-TRAIN_SETTINGS = ConfigOptions(_train_config, {"mode": "mode", "epochs": "epochs", "input_size": "input_size"},
-                               TrainingError)
+TRAIN_SETTINGS = ConfigOptions(_train_config, {"task": "task", "mode": "mode", "epochs": "epochs",
+                                               "input_size": "input_size"}, TrainingError)
 
 
 @app.command(cls=TRAIN_SETTINGS.command_class())
 @friendly
 def train(ws: WorkspaceOpt,
           dataset: Annotated[str, typer.Option(help="Dataset version.")] = "latest",
-          mode: Annotated[Optional[str], typer.Option()] = None,  # help and default: TrainConfig's (see --help)
+          task: Annotated[Optional[str], typer.Option()] = None,  # help and default: TrainConfig's (see --help)
+          mode: Annotated[Optional[str], typer.Option()] = None,
           epochs: Annotated[Optional[int], typer.Option()] = None,
           input_size: Annotated[Optional[int], typer.Option()] = None,
           setting: SetOption = [],  # noqa: B006
@@ -249,15 +250,24 @@ def train(ws: WorkspaceOpt,
           resume: Annotated[Optional[str], typer.Option(help="Resume an interrupted run by id.")] = None,
           criteria: Annotated[Optional[str], typer.Option(help="Locked acceptance criteria (name or id) this run "
                                                                "will be judged by; they set its escape rate, "
-                                                               "guarantee and recall targets.")] = None) -> None:
-    """Fine-tune a pretrained backbone on CPU, evaluate on the frozen test set, export to ONNX."""
+                                                               "guarantee and recall targets.")] = None,
+          update: Annotated[Optional[str], typer.Option(help="Anomaly models: add the version's new good images "
+                                                             "to this run's memory bank and re-export (no "
+                                                             "refit).")] = None) -> None:
+    """Fine-tune a pretrained backbone on CPU (or, --task anomaly, learn the good class alone), evaluate on the
+    frozen test set, export to ONNX."""
     from inspectloop.train.run import train as train_lib
 
-    config = TRAIN_SETTINGS.build(setting, mode=mode, epochs=epochs, input_size=input_size)
+    config = TRAIN_SETTINGS.build(setting, task=task, mode=mode, epochs=epochs, input_size=input_size)
     with workspace(ws) as w, TrainingView() as view:
         result = train_lib(w, config, dataset=dataset, resume=resume, export_int8=int8, progress=view.update,
-                           criteria=criteria)
+                           criteria=criteria, update=update)
     _print_run_result(result.run_id, result.metrics["test"], result.model_path)
+    if result.metrics.get("task") == "anomaly":
+        ranking = result.metrics["ranking"]
+        out.print(f"anomaly: image AUROC {fmt(ranking['auroc'])}, recall at 1% false positives "
+                  f"{fmt(ranking['recall_at_1pct_fpr'])} (test set); {result.metrics['review']['guarantee']}",
+                  highlight=False)
 
 
 def _print_run_result(run_id: str, test: dict[str, Any], model_path: Path) -> None:

@@ -27,9 +27,10 @@ from inspectloop.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
 FORMAT_VERSION = 1
 METADATA_KEY = "inspectloop"
 CLASSIFICATION = "classification"
-# What a model file can be: the values of inspectloop.domain.Task. Only classification files run today;
-# the others are named so that a newer file is refused for its task, not for an unknown word.
-TASKS = (CLASSIFICATION, "anomaly", "detection")
+ANOMALY = "anomaly"
+# What a model file can be: the values of inspectloop.domain.Task. Classification and anomaly files run
+# today; detection is named so that a newer file is refused for its task, not for an unknown word.
+TASKS = (CLASSIFICATION, ANOMALY, "detection")
 
 _METADATA_PROPS_FIELD = 14  # ModelProto.metadata_props
 _ENTRY_KEY_FIELD, _ENTRY_VALUE_FIELD = 1, 2  # StringStringEntryProto.key / .value

@@ -17,29 +17,34 @@ import numpy as np
 import onnxruntime as ort
 from PIL import Image
 
-from inspectloop.errors import ImageError, ModelFileError
+from inspectloop.errors import ImageError, ModelFileError, ModelTaskError
 from inspectloop.runtime.decision import DecisionPolicy
 from inspectloop.runtime.images import Decoded, convert_to_working, decode_image
 from inspectloop.runtime.metadata import (
+    ANOMALY,
     CLASSIFICATION,
     ModelMetadata,
     read_model_metadata,
     verify_model_hash,
 )
 from inspectloop.runtime.prediction import Prediction
+from inspectloop.runtime.regions import Regions
 from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.runtime.signing import PublicKey, SignatureStatus, check_signature, load_trusted_keys
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 FEATURES_NAME = "features"  # optional second output: pooled backbone features, for drift monitoring
+SCORE_NAME = "score"  # anomaly models: the raw image anomaly score (N,)
+HEATMAP_NAME = "heatmap"  # anomaly models: the per-pixel anomaly map (N, S, S) at the model input's size
+RUNNABLE_TASKS = (CLASSIFICATION, ANOMALY)
 
 ImageSource = str | Path | bytes | Image.Image
 TrustedKey = PublicKey | str | Path  # a loaded key, or the path of a PEM public key file
 
 
 class EdgeModel:
-    """An exported inspectloop classifier, ready to predict.
+    """An exported inspectloop model (a classifier or an anomaly model), ready to predict.
 
     The file's metadata is validated and, with ``verify_hash``, its graph and weights are checked
     against the hash recorded at export (ModelFileError if either fails). ``threads`` is the number
@@ -51,8 +56,12 @@ class EdgeModel:
 
     Each image is decided by the file's :class:`~inspectloop.runtime.decision.DecisionPolicy`
     (``policy``): its good class, per-class operating points and review band. The file's ``task``
-    must be classification. ``session`` is the onnxruntime session (raw ``logits``, and
+    is classification or anomaly. ``session`` is the onnxruntime session (raw ``logits``, and
     ``features`` when the file has them: ``has_features``; see ``predict_with_features``).
+
+    An anomaly model's scores are (P(good), P(anomaly)), a monotone map of its raw anomaly score that is
+    0.5 at the calibrated threshold; its predictions also carry ``anomaly_score`` and a heatmap in
+    ``regions`` (see :meth:`heatmap`).
     """
 
     def __init__(self, path: str | Path, *, threads: int = 1, verify_hash: bool = True,
@@ -74,6 +83,9 @@ class EdgeModel:
         self.policy = DecisionPolicy.from_metadata(self.metadata)
         self._local = threading.local()
         self.has_features = FEATURES_NAME in [o.name for o in self.session.get_outputs()]
+        self.task = self.metadata.task
+        if self.task == ANOMALY:
+            _check_anomaly_outputs(self.session, self.metadata, str(self.path))
 
     def __repr__(self) -> str:
         meta = self.metadata
@@ -104,6 +116,8 @@ class EdgeModel:
         batch = self._prepare(image)
         prepared = time.perf_counter()
         outputs = (OUTPUT_NAME, FEATURES_NAME) if with_features else (OUTPUT_NAME,)
+        if self.task == ANOMALY:
+            outputs = (OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME)
         results = self.session.run(outputs, {INPUT_NAME: batch})
         probabilities = _softmax(results[0], self.metadata.temperature)[0]
         inferred = time.perf_counter()
@@ -112,16 +126,40 @@ class EdgeModel:
         end = time.perf_counter()
         latency = {"decode": _ms(decoded - start), "preprocess": _ms(prepared - decoded),
                    "infer": _ms(inferred - prepared), "total": _ms(end - start)}
+        if self.task == ANOMALY:
+            return _anomaly_prediction(self._class_names[index], scores, decision, latency, results, image.size), None
         features = np.asarray(results[1][0], dtype=np.float32).reshape(-1) if with_features else None
         label = self._class_names[index]
         return Prediction(label, scores[label], scores, decision, latency, warnings=warnings), features
 
     def predict_array(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C), softmax(logits / temperature), for a preprocessed (N, 3, H, W) batch."""
+        if self.task == ANOMALY:
+            raise ModelTaskError(f"{self.path}: an anomaly model gives an anomaly score and a heatmap, not class "
+                                 "probabilities", "use predict(image).anomaly_score and .regions.heatmap, or "
+                                 "anomaly_outputs(batch)")
         size = self.metadata.input_size
         if batch.ndim != 4 or batch.shape[1:] != (3, size, size) or batch.shape[0] < 1:
             raise ValueError(f"expected a preprocessed batch of shape (N, 3, {size}, {size}), got {batch.shape}")
         return self._probabilities(np.ascontiguousarray(batch, dtype=np.float32))
+
+    def heatmap(self, source: ImageSource, *, name: str | None = None) -> np.ndarray:
+        """An anomaly model's per-pixel anomaly map (S, S) of one image; ModelTaskError for a classifier."""
+        if self.task != ANOMALY:
+            raise ModelTaskError(f"{self.path}: a {self.task} model gives class probabilities"
+                                 f"{' and features' if self.has_features else ''}, not a heatmap",
+                                 "heatmaps come from anomaly models (inspectloop train --task anomaly)")
+        regions = self.predict(source, name=name).regions
+        return regions.heatmap  # type: ignore[union-attr, return-value]  # the anomaly path always sets it
+
+    def anomaly_outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """An anomaly model's raw scores (N,) and heatmaps (N, S, S) for a preprocessed (N, 3, S, S) batch."""
+        if self.task != ANOMALY:
+            raise ModelTaskError(f"{self.path}: a {self.task} model gives class probabilities, not anomaly scores "
+                                 "or heatmaps", "use predict_array(batch) for its class probabilities")
+        score, heatmap = self.session.run((SCORE_NAME, HEATMAP_NAME),
+                                          {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})
+        return score, heatmap
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
         logits = self.session.run((OUTPUT_NAME,), {INPUT_NAME: batch})[0]
@@ -263,8 +301,9 @@ def open_session(data: bytes, threads: int, label: str) -> ort.InferenceSession:
 
 
 def _check_task(meta: ModelMetadata, label: str) -> None:
-    if meta.task != CLASSIFICATION:
-        raise ModelFileError(f"{label}: a {meta.task} model; this inspectloop runs {CLASSIFICATION} models only",
+    if meta.task not in RUNNABLE_TASKS:
+        raise ModelFileError(f"{label}: a {meta.task} model; this inspectloop runs {' and '.join(RUNNABLE_TASKS)} "
+                             "models only",
                              "install the inspectloop version that exported the model on this device")
 
 
@@ -290,3 +329,23 @@ def _shape_fits(shape: list[Any], expected: tuple[int | None, ...]) -> bool:
     if len(shape) != len(expected):
         return False
     return all(want is None or not isinstance(got, int) or got == want for got, want in zip(shape, expected))
+
+
+def _check_anomaly_outputs(session: ort.InferenceSession, meta: ModelMetadata, label: str) -> None:
+    """An anomaly model file gives logits (N, 2), a score (N,) and a heatmap (N, S, S)."""
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    size = meta.input_size
+    expected = {OUTPUT_NAME: (None, 2), SCORE_NAME: (None,), HEATMAP_NAME: (None, size, size)}
+    for name, shape in expected.items():
+        if name not in outputs or not _shape_fits(outputs[name], shape):
+            raise ModelFileError(f"{label}: an anomaly model must give {name!r} of shape {shape}, got outputs {outputs}",
+                                 "export the model with inspectloop.export.export_anomaly")
+
+
+def _anomaly_prediction(label: str, scores: dict[str, float], decision: Any, latency: dict[str, float],
+                        results: list[np.ndarray], image_size: tuple[int, int]) -> Prediction:
+    """An anomaly model's prediction: its (P(good), P(anomaly)) scores, raw score and heatmap."""
+    heatmap = np.asarray(results[2][0], dtype=np.float32)
+    return Prediction(label, scores[label], scores, decision, latency,
+                      regions=Regions(image_size=(int(image_size[0]), int(image_size[1])), heatmap=heatmap),
+                      anomaly_score=float(results[1][0]))

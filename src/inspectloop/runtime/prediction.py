@@ -21,6 +21,8 @@ class Prediction:
     ``decode``, ``preprocess``, ``infer`` and ``total``. ``regions`` locate what the model saw (boxes,
     masks, a heatmap); None for a classifier. ``warnings`` are the decoder's (``runtime.images``):
     where the image lost information on its way to the model (extra frames, bit depth, alpha).
+    ``anomaly_score`` is an anomaly model's raw image score (higher: less like the good parts it learned;
+    its ``scores`` are the calibrated map of it); None otherwise.
     """
 
     label: str
@@ -30,6 +32,7 @@ class Prediction:
     latency_ms: dict[str, float]
     regions: Regions | None = None
     warnings: tuple[str, ...] = ()
+    anomaly_score: float | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decision", Decision(self.decision))
@@ -43,8 +46,12 @@ class Prediction:
                 raise ValueError(f"region class id {int(ids.max())} is outside the {len(self.scores)} classes")
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of every field (the decision as its string value; ``regions`` None or a dict)."""
-        return {"label": self.label, "confidence": self.confidence, "scores": dict(self.scores),
-                "decision": self.decision.value, "latency_ms": dict(self.latency_ms),
-                "regions": None if self.regions is None else self.regions.to_dict(),
-                "warnings": list(self.warnings)}
+        """A JSON-ready dict of every field (the decision as its string value; ``regions`` None or a dict;
+        ``anomaly_score`` only for an anomaly model, so a classifier's records are as before)."""
+        record = {"label": self.label, "confidence": self.confidence, "scores": dict(self.scores),
+                  "decision": self.decision.value, "latency_ms": dict(self.latency_ms),
+                  "regions": None if self.regions is None else self.regions.to_dict(),
+                  "warnings": list(self.warnings)}
+        if self.anomaly_score is not None:
+            record["anomaly_score"] = self.anomaly_score
+        return record

@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 
 class TrainConfig(BaseModel):
-    """How to train a classifier. Defaults suit a few hundred to a few thousand images on a CPU.
+    """How to train a model. Defaults suit a few hundred to a few thousand images on a CPU.
+
+    ``task``: ``classification`` learns the dataset's classes; ``anomaly`` learns the good class alone
+    (a PatchCore memory bank; see :mod:`inspectloop.anomaly`) and reads the ``anomaly`` settings below;
+    the classifier's training settings do not apply to it.
 
     ``mode``: ``finetune`` trains the trunk's later blocks with production augmentations (best accuracy);
     ``probe`` trains only a linear head on cached frozen-trunk features (seconds; good when classes
@@ -71,6 +75,20 @@ class TrainConfig(BaseModel):
         "group", description="crossfit: what keeps images together in one fold: the dataset version's group key, "
                              "or a capture field (session: out-of-fold scores come from models that never saw that "
                              "session, as a new session on the line)")
+    task: Literal["classification", "anomaly"] = Field(
+        "classification", description="classification (learn every class) or anomaly (learn the good class alone; "
+                                      "defect images only report and fit the escape side)")
+    good_class: str | None = Field(None, description="anomaly: the class the model learns (default: the dataset's "
+                                                    "good class)")
+    false_reject_target: float = Field(0.02, gt=0, le=0.5, description="anomaly: share of good parts the threshold "
+                                       "may reject, certified on held-out good images (confidence and guarantee "
+                                       "as above)")
+    coreset_ratio: float = Field(0.01, gt=0, le=1, description="anomaly: share of training patches kept in the "
+                                                                "memory bank")
+    max_bank: int = Field(8192, ge=16, le=65536, description="anomaly: most memory-bank rows (sets inference time "
+                                                             "and file size)")
+    patch_stride: Literal[8, 16] = Field(8, description="anomaly: input pixels per patch (16: 4x faster, coarser "
+                                                         "heatmaps)")
 
 
 # -- the decisions a run's criteria fix -----------------------------------------------------------

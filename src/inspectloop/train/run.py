@@ -60,17 +60,29 @@ class RunResult:
 
 def train(workspace: Workspace, config: TrainConfig | None = None, *, dataset: str = "latest",
           resume: str | None = None, export_int8: bool = False, progress: Progress | None = None,
-          criteria: str | None = None) -> RunResult:
+          criteria: str | None = None, update: str | None = None) -> RunResult:
     """Train, evaluate on the frozen test set, export to ONNX with a parity check, and register the model.
+
+    ``config.task`` anomaly trains an anomaly model on the good images alone (:mod:`inspectloop.anomaly.run`);
+    ``update`` (an anomaly run's id) adds the version's new good images to that run's memory bank instead
+    of fitting a new one.
 
     ``criteria`` (id or name of locked acceptance criteria) is recorded as what the run will be judged by,
     and fixes the settings of its review band and operating points (see :func:`steer_by_criteria`).
     """
     locked = None if criteria is None else get_criteria(workspace, criteria)
     version = load_version(workspace, dataset)
+    if (config or TrainConfig()).task == "anomaly":
+        from inspectloop.anomaly.run import train_anomaly
+
+        return train_anomaly(workspace, version, steer_by_criteria(workspace, version, config or TrainConfig(), locked),
+                             criteria=locked, update=update, progress=progress or _quiet)
+    if update is not None:
+        raise TrainingError("--update adds good images to an anomaly model's memory bank; this run trains a "
+                            "classifier", "train with --task anomaly, or leave out --update")
     _check_trainable(version)
     config = steer_by_criteria(workspace, version, config or TrainConfig(), locked)
-    run_id, config = _start_run(workspace, version, config, resume, None if locked is None else locked.id)
+    run_id, config = start_run(workspace, version, config, resume, None if locked is None else locked.id)
     run_dir = workspace.runs_dir / run_id
     try:
         result = _execute(workspace, version, config, run_id, run_dir, export_int8, progress or _quiet)
@@ -99,7 +111,7 @@ def steer_by_criteria(workspace: Workspace, version: DatasetVersion, config: Tra
                             "which a cross-fitted band (band_fit=crossfit) does not give",
                             "train with band_fit=split and a calibration split, or judge the run by criteria "
                             "without max_escape_rate")
-    good = _good_index(workspace, list(version.class_names))
+    good = good_index(workspace, list(version.class_names))
     defects = [name for i, name in enumerate(version.class_names) if i != good]
     settings = decision_settings(config, criteria.criteria, defects)
     if settings.looser:
@@ -127,8 +139,9 @@ def _check_trainable(version: DatasetVersion) -> None:
                             "add images of those classes and make a new dataset version")
 
 
-def _start_run(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
-               resume: str | None, criteria_id: int | None = None) -> tuple[str, TrainConfig]:
+def start_run(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
+              resume: str | None, criteria_id: int | None = None) -> tuple[str, TrainConfig]:
+    """Record a new run (its folder and config) and return its id, or check and reopen ``resume``."""
     if resume is not None:
         row = workspace.db.runs.get(resume)
         if row is None:
@@ -233,7 +246,7 @@ def _load(run: _Run) -> Loaded:
     spec = backbone_spec(config.backbone)
     preprocess = Preprocess(config.input_size, spec.mean, spec.std)
     names = list(version.class_names)
-    colour = _colour_mode(run.workspace, version, config)
+    colour = colour_mode(run.workspace, version, config)
 
     def load(split: str) -> ImageSet:
         return load_image_set(version.split(split), names, run.workspace.blobs.get, preprocess,
@@ -244,7 +257,7 @@ def _load(run: _Run) -> Loaded:
     folds = None if config.band_fit != "crossfit" else assign_folds(
         [item.label for item in pool], _fold_keys(run.workspace, pool, config.fold_by), config.folds, config.seed)
     calib = load("calib") if version.split("calib") else None
-    return Loaded(tuple(names), _good_index(run.workspace, names), colour, preprocess, load("train"), load("val"),
+    return Loaded(tuple(names), good_index(run.workspace, names), colour, preprocess, load("train"), load("val"),
                   calib, load("test"), tuple(version.split("test")), folds)
 
 
@@ -359,13 +372,13 @@ def _export(run: _Run, loaded: Loaded, fitted: Fitted, calibrated: Calibrated, i
     key = site_signing_key(run.workspace.root)
     report = export_classifier(fitted.model, _metadata(run, loaded, calibrated), run.run_dir / "model.onnx",
                                checks[:16], signing_key=key)
-    _register(run.workspace, run.run_id, "fp32", report.path, report.weights_sha256)
+    register_model(run.workspace, run.run_id, "fp32", report.path, report.weights_sha256)
     if not int8:
         return Exported(report.path, ("fp32",))
     q = quantize_int8(report.path, _spread(loaded.train.images, INT8_CALIBRATION_IMAGES),
                       run.run_dir / "model-int8.onnx", parity_images=checks, min_top1_agreement=0.97,
                       signing_key=key)
-    _register(run.workspace, run.run_id, "int8", q.path, q.weights_sha256)
+    register_model(run.workspace, run.run_id, "int8", q.path, q.weights_sha256)
     return Exported(report.path, ("fp32", "int8"))
 
 
@@ -415,7 +428,8 @@ def _recall_targets(workspace: Workspace, names: list[str], good_index: int | No
                           per_class=config.recall_targets)
 
 
-def _good_index(workspace: Workspace, names: list[str]) -> int | None:
+def good_index(workspace: Workspace, names: list[str]) -> int | None:
+    """The column of the class the workspace defines as good (pass), or None when ``names`` has none."""
     good = [c.name for c in workspace.db.labels.classes().values() if c.is_good and c.name in names]
     return names.index(good[0]) if good else None
 
@@ -425,15 +439,18 @@ def _spread(images: list[Any], count: int) -> list[Any]:
     return images[:: max(1, len(images) // count)][:count]
 
 
-def _colour_mode(workspace: Workspace, version: DatasetVersion, config: TrainConfig) -> str:
-    """Greyscale models for greyscale lines: one decode path, and colour JPEGs decode straight to luma."""
+def colour_mode(workspace: Workspace, version: DatasetVersion, config: TrainConfig) -> str:
+    """How a run decodes its images: ``config.colour``, or (auto) L when every image is greyscale.
+
+    Greyscale models for greyscale lines: one decode path, and colour JPEGs decode straight to luma."""
     if config.colour != "auto":
         return config.colour
     records = workspace.db.images.get_many([item.sha256 for item in version.items])
     return "L" if all(record.working_mode == "L" for record in records.values()) else "RGB"
 
 
-def _register(workspace: Workspace, run_id: str, variant: str, path: Path, weights_sha256: str) -> None:
+def register_model(workspace: Workspace, run_id: str, variant: str, path: Path, weights_sha256: str) -> None:
+    """Record an exported model file of a run, with the metadata the file carries."""
     from inspectloop.runtime import EdgeModel
 
     metadata = EdgeModel(path).metadata

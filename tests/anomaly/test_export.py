@@ -1,0 +1,61 @@
+"""An anomaly model exports to one ONNX file (backbone, bank, search) that the edge runtime serves."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from inspectloop.anomaly.fit import PatchCoreModel, metadata_for
+from inspectloop.anomaly.threshold import fit_threshold
+from inspectloop.errors import ExportError, ModelTaskError
+from inspectloop.export import export_anomaly
+from inspectloop.runtime import EdgeModel
+from inspectloop.runtime.decision import Decision
+from tests.anomaly.conftest import SIZE, surface
+
+
+@pytest.fixture(scope="module")
+def exported(fitted: PatchCoreModel, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, PatchCoreModel]:
+    threshold = fit_threshold(fitted.image_scores([surface(600 + i) for i in range(30)]), false_reject_target=0.1,
+                              confidence=0.9, guarantee="marginal")
+    fitted.with_normalisation(threshold.threshold, threshold.scale)
+    meta = metadata_for(fitted, model_name="line 3", model_version="v1", review=threshold.review(0.01),
+                        colour_mode="L")
+    path = tmp_path_factory.mktemp("anomaly") / "model.onnx"
+    report = export_anomaly(fitted.module, meta, path, [surface(700), surface(701), surface(702, defect=True)])
+    assert report.images_checked == 3 and report.max_abs_diff < 1e-3 and report.top1_agreement == 1.0
+    return path, fitted
+
+
+def test_the_edge_gives_the_torch_score_heatmap_and_decision(exported: tuple[Path, PatchCoreModel]) -> None:
+    path, model = exported
+    edge = EdgeModel(path)
+    assert edge.task == "anomaly" and edge.metadata.class_names == ("good", "anomaly")
+    images = [surface(800), surface(801, defect=True)]
+    scores, heatmaps = model.score(images)
+    for image, score, heatmap, expected in zip(images, scores, heatmaps, (Decision.PASS, Decision.REJECT)):
+        prediction = edge.predict(image)
+        assert prediction.anomaly_score == pytest.approx(float(score), rel=1e-4)
+        assert prediction.regions is not None and prediction.regions.image_size == (SIZE, SIZE)
+        assert np.allclose(prediction.regions.heatmap, heatmap, atol=1e-3 * float(scores.max()))
+        assert prediction.decision == expected and set(prediction.scores) == {"good", "anomaly"}
+        assert prediction.to_dict()["anomaly_score"] == prediction.anomaly_score
+    assert np.allclose(edge.heatmap(images[1]), heatmaps[1], atol=1e-3 * float(scores.max()))
+
+
+def test_an_anomaly_model_asked_for_class_probabilities_says_what_it_offers(
+        exported: tuple[Path, PatchCoreModel]) -> None:
+    edge = EdgeModel(exported[0])
+    with pytest.raises(ModelTaskError, match="anomaly score and a heatmap, not class probabilities"):
+        edge.predict_array(np.zeros((1, 3, SIZE, SIZE), np.float32))
+
+
+def test_export_refuses_classifier_metadata(exported: tuple[Path, PatchCoreModel], tmp_path: Path) -> None:
+    path, model = exported
+    meta = dataclasses.replace(EdgeModel(path).metadata, task="classification")
+    with pytest.raises(ExportError, match="anomaly models"):
+        export_anomaly(model.module, meta, tmp_path / "x.onnx", [surface(1)])
+    assert not (tmp_path / "x.onnx").exists()
