@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +9,7 @@ import typer
 
 from inspectloop.cli.common import WorkspaceOpt, err, fmt, friendly, out, table, workspace
 from inspectloop.cli.settings import ConfigOptions, SetOption
-from inspectloop.errors import MissingExtraError, ServiceError
+from inspectloop.errors import ServiceError, require
 
 users_app = typer.Typer(help="People who write through the service: reviewers and admins, with tokens.",
                         no_args_is_help=True)
@@ -42,7 +41,7 @@ def serve(ws: WorkspaceOpt,
           ) -> None:
     """Start the inspection service (HTTP API, optional folder watch); every prediction is logged durably."""
     for module in ("fastapi", "uvicorn", "multipart"):
-        _require(module, "serve")
+        require(module, "serve", package="python-multipart" if module == "multipart" else None)
     import uvicorn
 
     from inspectloop.web.app import create_app
@@ -64,13 +63,6 @@ def log_config() -> dict[str, Any]:
     config["handlers"] = {name: {**handler, "filters": ["redact"]} for name, handler in LOGGING_CONFIG["handlers"].items()}
     config["loggers"] = {**LOGGING_CONFIG["loggers"], "inspectloop": {"handlers": ["default"], "level": "INFO"}}
     return config
-
-
-def _require(module: str, extra: str) -> None:
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        raise MissingExtraError(module, extra) from None
 
 
 @users_app.command("add")

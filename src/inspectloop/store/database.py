@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import Engine
 
+from inspectloop.errors import missing_extra
 from inspectloop.store.base import ConnectionSource
 from inspectloop.store.cameras import CameraRepository
 from inspectloop.store.criteria import CriteriaRepository
@@ -36,7 +37,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    engine = create_engine(url, future=True)
+    """An engine for a database URL; MissingExtraError (one line) when its driver is not installed."""
+    try:
+        engine = create_engine(url, future=True)
+    except ImportError as exc:  # SQLAlchemy imports the driver here: psycopg for postgresql://
+        raise (missing_extra(exc) or exc) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
