@@ -55,27 +55,37 @@ def ingest(source: Annotated[Path, typer.Argument(help="Folder with one sub-fold
                                                            "e.g. '*/masks/*'. Repeatable.")] = [],  # noqa: B006
            annotator: Annotated[str, typer.Option(help="Who the labels come from.")] = "import",
            strict_classes: Annotated[bool, typer.Option(help="Refuse labels that are not defined classes.")] = False,
+           allow_outside: Annotated[bool, typer.Option(help="Ingest manifest rows naming files outside the "
+                                                            "manifest's folder (refused by default).")] = False,
            json_out: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False) -> None:
-    """Ingest images with their labels and metadata; duplicates and bad files are reported, never fatal."""
+    """Ingest images with their labels and metadata; duplicates, conflicts and bad files are reported, never fatal."""
     from inspectloop import ingest as ingest_lib
 
     with workspace(ws) as w:
-        if source.is_file():
-            items, refused = ingest_lib.scan_manifest(source)
-            kind = "manifest"
-        else:
-            items, refused, kind = ingest_lib.scan_folder(source, exclude=exclude), [], "folder"
+        scan = ingest_lib.scan_source(source, exclude=exclude, allow_outside=allow_outside)
         with progress_bar(f"ingest {source.name}") as update:
-            report = ingest_lib.ingest(w, items, source=str(source), kind=kind, annotator=annotator,
-                                       create_classes=not strict_classes, refused=refused, progress=update)
+            report = ingest_lib.ingest(w, scan.items, source=str(source), kind=scan.kind, annotator=annotator,
+                                       create_classes=not strict_classes, refused=scan.refused, progress=update,
+                                       notes=scan.notes)
     if json_out:
         print_json(report.to_dict())
         return
+    _print_ingest(report)
+
+
+def _print_ingest(report: Any) -> None:
     rate = report.seen / report.seconds if report.seconds else 0.0
-    out.print(f"added {report.added}, duplicates {len(report.duplicates)}, skipped {len(report.skipped)} "
-              f"({rate:.0f} files/s); new classes: {', '.join(report.classes_created) or 'none'}")
+    out.print(f"added {report.added}, duplicates {len(report.duplicates)}, skipped {len(report.skipped)}, "
+              f"label conflicts {len(report.conflicts)} ({rate:.0f} files/s); "
+              f"new classes: {', '.join(report.classes_created) or 'none'}")
+    for note in report.notes:
+        out.print(f"  note: {note}", highlight=False)
     for path, digest in report.duplicates[:20]:
-        out.print(f"  duplicate: {path} (same bytes as {digest})", highlight=False)
+        out.print(f"  duplicate: {path} (same bytes as {report.first_paths.get(digest) or digest})", highlight=False)
+    for c in report.conflicts:
+        out.print(f"  conflict: {c.path} is {c.label!r} but the same bytes are {', '.join(map(repr, c.other_labels))}"
+                  f"{f' ({c.same_as})' if c.same_as else ''}; both kept, left out of training until settled: "
+                  f"inspectloop label {c.sha256} CLASS --annotator NAME", highlight=False)
     for path, reason in report.skipped:
         out.print(f"  skipped: {path}: {reason}", highlight=False)
 
@@ -155,7 +165,8 @@ def labels(ws: WorkspaceOpt, json_out: Annotated[bool, typer.Option("--json")] =
     table("labels", ["class", "images"], [[k, v] for k, v in summary["per_class"].items()])  # type: ignore[union-attr]
     out.print(f"{summary['labelled']} labelled of {summary['images']} images; annotators: "
               f"{', '.join(summary['annotators']) or 'none'}; disagreements: {len(summary['disagreements'])} "  # type: ignore[arg-type]
-              f"({summary['ties']} ties left unlabelled)")
+              f"({summary['ties']} ties left unlabelled, {summary['conflicts']} label conflicts left out of "
+              "training until settled with 'inspectloop label')")
 
 
 @dataset_app.command("create")
@@ -214,6 +225,10 @@ def _show_version(name: str, parent: str | None, summary: dict[str, Any]) -> Non
     table(f"dataset {name}" + (f" (from {parent})" if parent else ""), ["class", *names], rows)
     out.print(f"{summary['count']} images in {summary['groups']} groups; added {summary['added']}; "
               f"disagreements {summary['disagreements']} ({summary['ties_excluded']} ties excluded)")
+    if summary.get("conflicts_excluded"):
+        out.print(f"{summary['conflicts_excluded']} image(s) with conflicting labels left out until settled"
+                  + (f" ({len(summary['conflicts_dropped_from_parent'])} of them were in {parent})"
+                     if summary.get("conflicts_dropped_from_parent") else ""))
     if summary.get("calib_carved"):
         out.print(f"calibration split: {summary['calib_carved']} image(s) carved from {parent}'s training data; "
                   "test set unchanged")
