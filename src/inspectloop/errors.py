@@ -146,5 +146,9 @@ class RequestError(InspectloopError):
         self.kind = kind
 
 
+class BackupError(InspectloopError):
+    """A backup cannot be written, or a backup cannot be verified or restored as asked."""
+
+
 class RecalibrationError(InspectloopError, ValueError):
     """A recalibration request that cannot be carried out as asked (empty window, bad size, ...)."""

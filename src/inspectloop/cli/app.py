@@ -367,3 +367,66 @@ def quickstart(path: Annotated[Path, typer.Argument(help="Workspace folder to cr
         summary = run_quickstart(path, images=images, epochs=epochs, input_size=input_size, criteria=criteria,
                                  say=err.print, progress=view.update)
     typer.echo(summary)  # plain text: JSON lines must not be wrapped
+
+
+@app.command()
+@friendly
+def doctor(ws: WorkspaceOpt,
+           fix: Annotated[bool, typer.Option("--fix", help="Remove what is safe to remove: temporary files a killed "
+                                                           "writer left. Never a blob or a row.")] = False,
+           json_out: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False) -> None:
+    """Check rows against blobs, every blob's hash, the database's integrity and left-over files; exit 1 on problems."""
+    from inspectloop.maintenance.doctor import doctor as doctor_lib
+
+    with workspace(ws) as w:
+        report = doctor_lib(w, fix=fix)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        shown = [f for f in report.findings if f.severity == "problem"] + \
+            [f for f in report.findings if f.severity == "warning"][:20]
+        for finding in shown:
+            state = "fixed" if finding.fixed else finding.severity
+            out.print(f"  {state}: {finding.check} {finding.subject}: {finding.detail}"
+                      + (f" (fix: {finding.fix})" if finding.fix else ""), highlight=False)
+        summary = report.to_dict()
+        out.print(f"{'healthy' if report.healthy else 'PROBLEMS'}: checked {summary['checked']}; "
+                  f"{summary['problems']} problem(s), {summary['fixed']} fixed, {summary['warnings']} warning(s)",
+                  highlight=False)
+    if not report.healthy:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def backup(dest: Annotated[Path, typer.Argument(help="New or empty folder for the backup.")], ws: WorkspaceOpt,
+           json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
+    """Back up a workspace while it runs: a database snapshot, the blobs it names, config, models and reports."""
+    from inspectloop.maintenance.backup import backup as backup_lib
+
+    with workspace(ws) as w:
+        report = backup_lib(w, dest)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+        out.print(f"backup written to {report.path} in {report.seconds:.1f} s: {counts}; blobs {report.blobs} "
+                  f"({report.blob_bytes / 1e6:.1f} MB); files {report.files}", highlight=False)
+    if report.missing_blobs:
+        err.print(f"warning: {len(report.missing_blobs)} blob(s) named by the database were missing from the "
+                  "workspace (listed in backup.json); run inspectloop doctor", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def restore(backup_dir: Annotated[Path, typer.Argument(metavar="BACKUP", help="A folder 'inspectloop backup' wrote.")],
+            dest: Annotated[Path, typer.Argument(help="New or empty folder for the restored workspace.")],
+            force: Annotated[bool, typer.Option("--force", help="Replace a non-empty DEST.")] = False) -> None:
+    """Restore a backup into a new workspace folder, verifying every hash first."""
+    from inspectloop.maintenance.backup import restore as restore_lib
+
+    report = restore_lib(backup_dir, dest, force=force)
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+    out.print(f"restored to {report.path} (verified): {counts}; blobs {report.blobs}; files {report.files}"
+              + ("; the folder's old contents were replaced" if report.replaced else ""), highlight=False)

@@ -10,13 +10,14 @@ from typing import Any
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import Engine
 
-from inspectloop.errors import missing_extra
+from inspectloop.errors import WorkspaceError, missing_extra
 from inspectloop.store.base import ConnectionSource
 from inspectloop.store.cameras import CameraRepository
 from inspectloop.store.criteria import CriteriaRepository
 from inspectloop.store.datasets import DatasetRepository
 from inspectloop.store.drift import DriftRepository
 from inspectloop.store.images import ImageRepository
+from inspectloop.store.integrity import IntegrityRepository
 from inspectloop.store.labels import LabelRepository
 from inspectloop.store.migrations import migrate
 from inspectloop.store.people import PeopleRepository
@@ -63,6 +64,7 @@ class Repositories:
         self.drift = DriftRepository(connect, root)
         self.cameras = CameraRepository(connect, root)
         self.recalibration = RecalibrationRepository(connect, root)
+        self.integrity = IntegrityRepository(connect, root)
 
 
 class Transaction(Repositories):
@@ -120,6 +122,25 @@ class Database(Repositories):
                 conn.exec_driver_sql("PRAGMA synchronous=FULL")
                 conn.commit()
             yield DurableWriter(conn, self.root)
+
+    def backup_to(self, path: Path) -> None:
+        """Copy a consistent snapshot of this SQLite database to ``path`` while others keep writing.
+
+        SQLite's online backup API: the copy is the database as of one committed transaction, so
+        writers (the service) never stop and the copy never holds half a transaction.
+        """
+        if self.engine.dialect.name != "sqlite":
+            raise WorkspaceError(f"inspectloop backup copies SQLite databases; this one is {self.engine.dialect.name}",
+                                 "back the database up with its own tools (pg_dump), then the blobs")
+        import sqlite3  # the standard library's driver: the one SQLAlchemy uses for sqlite URLs
+
+        source = self.engine.raw_connection()
+        target = sqlite3.connect(path)
+        try:
+            source.driver_connection.backup(target)  # type: ignore[union-attr]
+        finally:
+            target.close()
+            source.close()
 
     def close(self) -> None:
         self.engine.dispose()
