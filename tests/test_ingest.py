@@ -2,6 +2,10 @@ import csv
 import hashlib
 import json
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +18,10 @@ from inspectloop.errors import IngestError
 from inspectloop.datasets import SplitPlan, create_version
 from inspectloop.ingest import ingest, scan_folder, scan_manifest, scan_manifest_source, scan_source
 from inspectloop.labels import annotate, label_summary
+from inspectloop.maintenance.doctor import doctor
 from inspectloop.quality import quality_stats
 from inspectloop.store.images import ImageRepository
-from inspectloop.workspace import Workspace, init_workspace
+from inspectloop.workspace import Workspace, init_workspace, open_workspace
 from tests.conftest import save, surface
 
 
@@ -278,3 +283,30 @@ def test_symlink_loops_in_a_folder_are_counted_and_named(class_tree: Path) -> No
     scan = scan_source(class_tree)
     assert len(scan.items) == 12
     assert scan.notes == [f"2 symlink loop(s) skipped; first: {class_tree / 'good' / 'loop'}"]
+
+
+KILLED_INGEST = """
+import os, sys, time
+from pathlib import Path
+from inspectloop.ingest import ingest, scan_folder
+from inspectloop.workspace import open_workspace
+os.sync = lambda: time.sleep(60)  # hold the first chunk between writing its temporary files and renaming them
+with open_workspace(Path(sys.argv[1])) as ws:
+    ingest(ws, scan_folder(Path(sys.argv[2])), source="tree")
+"""
+
+
+def test_an_ingest_killed_mid_write_leaves_nothing_after_the_next_open(tmp_path: Path, class_tree: Path) -> None:
+    init_workspace(tmp_path / "ws").close()
+    staging = tmp_path / "ws" / "blobs" / ".staging"
+    process = subprocess.Popen([sys.executable, "-c", KILLED_INGEST, str(tmp_path / "ws"), str(class_tree)])
+    deadline = time.monotonic() + 60
+    while len(list(staging.glob(".tmp-*"))) < 12 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert len(list(staging.glob(".tmp-*"))) == 12  # what kill -9 leaves
+    with open_workspace(tmp_path / "ws") as ws:
+        assert list(ws.blobs.root.rglob(".tmp-*")) == []
+        assert ingest(ws, scan_folder(class_tree), source="tree").added == 12  # a re-run completes the job
+        assert doctor(ws).healthy
