@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -132,8 +133,6 @@ class Database(Repositories):
         if self.engine.dialect.name != "sqlite":
             raise WorkspaceError(f"inspectloop backup copies SQLite databases; this one is {self.engine.dialect.name}",
                                  "back the database up with its own tools (pg_dump), then the blobs")
-        import sqlite3  # the standard library's driver: the one SQLAlchemy uses for sqlite URLs
-
         source = self.engine.raw_connection()
         target = sqlite3.connect(path)
         try:
