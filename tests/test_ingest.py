@@ -200,6 +200,7 @@ def test_empty_folder_and_empty_manifest_are_clear_errors(tmp_path: Path) -> Non
         scan_manifest(tmp_path / "m.csv")
 
 
+<<<<<<< HEAD
 def test_duplicate_files_in_json_name_the_hash_and_the_first_path(ws: Workspace, class_tree: Path) -> None:
     (class_tree / "good" / "copy_of_0.png").write_bytes((class_tree / "good" / "good_0.png").read_bytes())
     duplicates = ingest(ws, scan_folder(class_tree), source="tree").to_dict()["duplicate_files"]
@@ -310,3 +311,21 @@ def test_an_ingest_killed_mid_write_leaves_nothing_after_the_next_open(tmp_path:
         assert list(ws.blobs.root.rglob(".tmp-*")) == []
         assert ingest(ws, scan_folder(class_tree), source="tree").added == 12  # a re-run completes the job
         assert doctor(ws).healthy
+=======
+def test_decoder_warnings_and_exif_orientation_are_reported_per_file(ws: Workspace, tmp_path: Path) -> None:
+    """An animated GIF went in as its first frame without a word; a rotated JPEG was stored sideways."""
+    from benchmarks.hostile_corpus import animated_gif, exif_rotated_jpeg, png_of_zeros
+
+    folder = tmp_path / "src" / "good"
+    folder.mkdir(parents=True)
+    (folder / "anim.gif").write_bytes(animated_gif())
+    (folder / "turned.jpg").write_bytes(exif_rotated_jpeg(6))
+    (folder / "bomb.png").write_bytes(png_of_zeros(30000, 30000))
+    report = ingest(ws, scan_folder(folder.parent), source="src")
+    assert report.warnings == [(str(folder / "anim.gif"), "GIF with 5 frames: only the first is used")]
+    assert report.reoriented == [(str(folder / "turned.jpg"), 6)]
+    assert dict(report.skipped)[str(folder / "bomb.png")].startswith("image is 900.0 MP, over the 89.0 MP limit")
+    sizes = {(r.width, r.height) for r in ws.db.images.get_many().values()}
+    assert (64, 96) in sizes  # upright, as training and serving decode it
+    assert report.to_dict()["reoriented_files"] == [{"path": str(folder / "turned.jpg"), "exif_orientation": 6}]
+>>>>>>> main

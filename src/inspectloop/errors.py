@@ -29,6 +29,10 @@ class ImageError(InspectloopError):
     """An image cannot be decoded or has a mode/bit depth we cannot use."""
 
 
+class ImageTooLargeError(ImageError):
+    """An image whose header declares more pixels than the limit: refused before its pixels are decoded."""
+
+
 class IngestError(InspectloopError):
     """A source folder or manifest cannot be ingested."""
 

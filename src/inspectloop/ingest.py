@@ -75,6 +75,8 @@ class IngestReport:
     added: int = 0
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, sha256 already stored)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what the decoder lost or guessed)
+    reoriented: list[tuple[str, int]] = field(default_factory=list)  # (path, EXIF orientation applied)
     annotations_added: int = 0
     classes_created: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -94,7 +96,9 @@ class IngestReport:
                 "duplicate_files": [{"path": p, "sha256": d, "same_as": self.first_paths.get(d)}
                                     for p, d in self.duplicates],
                 "conflicts": len(self.conflicts), "conflict_files": [c.to_dict() for c in self.conflicts],
-                "notes": self.notes}
+                "notes": self.notes,
+                "warnings": [{"path": p, "warning": w} for p, w in self.warnings],
+                "reoriented_files": [{"path": p, "exif_orientation": o} for p, o in self.reoriented]}
 
 
 def scan_source(source: Path, *, exclude: Iterable[str] = (), allow_outside: bool = False) -> SourceScan:
@@ -321,10 +325,12 @@ def _prepare(workspace: Workspace, chunk: list[SourceItem], report: IngestReport
             prepared.append(_Prepared(item, digest, None))
             continue
         try:
-            record = _record(item, data, digest)
+            decoded = decode_image(data, name=str(item.path))
+            record = measure_decoded(decoded, digest, len(data), item.meta, ImageSource.collection)
         except ImageError as exc:
             report.skipped.append((str(item.path), exc.message.split(": ", 1)[-1] + f" ({exc.hint})"))
             continue
+        _note_decode(report, str(item.path), decoded)
         new_blobs.append(data)
         seen[digest] = str(item.path)
         prepared.append(_Prepared(item, digest, record))
@@ -351,8 +357,12 @@ def _read_files(chunk: list[SourceItem], report: IngestReport, known_classes: se
     return loaded
 
 
-def _record(item: SourceItem, data: bytes, digest: str) -> ImageRecord:
-    return measure_image(data, digest, item.meta, ImageSource.collection, name=str(item.path))
+def _note_decode(report: IngestReport, path: str, decoded: Decoded) -> None:
+    """Keep what the decoder changed: its warnings, and the EXIF orientation it applied (the stored bytes
+    keep the original orientation; every decode, in training and serving alike, turns them upright)."""
+    report.warnings.extend((path, warning) for warning in decoded.warnings)
+    if decoded.reoriented:
+        report.reoriented.append((path, decoded.orientation))
 
 
 def measure_image(data: bytes, digest: str, meta: CaptureMeta, source: ImageSource,

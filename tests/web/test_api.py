@@ -22,6 +22,7 @@ from inspectloop.web.app import RedactSecrets, create_app  # noqa: E402
 from tests.service_helpers import (  # noqa: E402
     Line, add_version, image_bytes, line_workspace, review_model_bytes, wait_for,
 )
+from benchmarks.hostile_corpus import png_of_zeros  # noqa: E402
 from tests.registry_helpers import tiny_model_bytes  # noqa: E402
 
 
@@ -70,7 +71,8 @@ BAD = {
     "empty": (b"", 422, "empty"),
     "truncated": ("truncated", 422, "truncated"),
     "unsupported": (b"operator notes, not an image", 415, "supported format"),
-    "gif": ("gif", 415, "GIF"),
+    "format outside the policy": ("tga", 415, "supported format"),
+    "decompression bomb (was a 500)": ("bomb", 413, "900.0 MP, over the 40.0 MP limit"),
     "oversized": ("big", 413, "limit"),
 }
 
@@ -80,11 +82,13 @@ def test_bad_requests_get_a_4xx_with_a_fix_and_log_nothing(line: Line, case: str
     data, status, words = BAD[case]
     if data == "truncated":
         data = image_bytes("good", 2, "JPEG")[:300]
-    elif data == "gif":
-        data = image_bytes("good", 2, "GIF")
+    elif data == "tga":
+        data = image_bytes("good", 2, "TGA")
+    elif data == "bomb":
+        data = png_of_zeros(30000, 30000)
     elif data == "big":
         data = image_bytes("good", 3) + bytes(30_000)
-    with client_for(line, max_upload_mb=0.02) as client:
+    with client_for(line, max_upload_mb=2.0 if case.startswith("decompression") else 0.02) as client:
         response = post(client, line, data)
     assert response.status_code == status, response.text
     assert words in response.json()["error"] and response.json()["fix"]

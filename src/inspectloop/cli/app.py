@@ -10,6 +10,7 @@ import typer
 from inspectloop.cli.common import (
     WorkspaceOpt, err, fmt, friendly, out, print_json, progress_bar, table, workspace,
 )
+from inspectloop.cli.keys_commands import TrustedKeyOpt, keys_app, trusted_key_paths, warn_unverified
 from inspectloop.cli.registry_commands import accept, criteria_app, models_app
 from inspectloop.cli.service_commands import SERVE_SETTINGS, serve, shadow_app, users_app
 from inspectloop.cli.settings import ConfigOptions, SetOption
@@ -34,17 +35,20 @@ app.command(cls=SERVE_SETTINGS.command_class())(serve)
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(camera_app, name="camera")
 app.add_typer(recalibrate_app, name="recalibrate")
+app.add_typer(keys_app, name="keys")
 
 
 @app.command()
 @friendly
 def init(path: Annotated[Path, typer.Argument(help="New or empty folder for the workspace.")],
          name: Annotated[Optional[str], typer.Option(help="Workspace name (default: the folder name).")] = None) -> None:
-    """Create a workspace: config file, SQLite database and content-addressed image store."""
+    """Create a workspace: config file, SQLite database, content-addressed image store and model signing key."""
+    from inspectloop.keys import site_key
     from inspectloop.workspace import init_workspace
 
     init_workspace(path, name).close()
-    out.print(f"workspace ready at {path}")
+    out.print(f"workspace ready at {path}; models will be signed with key {site_key(path).public.key_id} "
+              "(inspectloop keys show)", highlight=False)
 
 
 @app.command()
@@ -88,6 +92,10 @@ def _print_ingest(report: Any) -> None:
                   f"inspectloop label {c.sha256} CLASS --annotator NAME", highlight=False)
     for path, reason in report.skipped:
         out.print(f"  skipped: {path}: {reason}", highlight=False)
+    for path, warning in report.warnings:
+        out.print(f"  warning: {path}: {warning}", highlight=False)
+    if report.reoriented:
+        out.print(f"  EXIF orientation applied to {len(report.reoriented)} file(s)", highlight=False)
 
 
 @classes_app.command("add")
@@ -311,38 +319,50 @@ def predict(paths: Annotated[list[Path], typer.Argument(metavar="FILES",
             ws: WorkspaceOpt,
             production: Annotated[bool, typer.Option(help="Use the workspace's production model version "
                                                           "(its file hash checked against the registry).")] = False,
-            threads: Annotated[int, typer.Option(help="onnxruntime threads.")] = 1) -> None:
+            threads: Annotated[int, typer.Option(help="onnxruntime threads.")] = 1,
+            trusted_key: TrustedKeyOpt = []) -> None:  # noqa: B006 (repeatable)
     """Run a model file (or the production version) on images; print one JSON line per image."""
     import json
     import sys
 
     from inspectloop.errors import ImageError
-    from inspectloop.runtime import iter_predictions
+    from inspectloop.runtime import EdgeModel
+    from inspectloop.runtime.model import predict_records
 
-    model, images = (_production_file(ws), paths) if production else (paths[0], paths[1:])
+    keys: tuple[Any, ...] = trusted_key_paths(trusted_key)
+    if production:
+        (model, registry_keys), images = _production_file(ws), paths
+        keys = (*keys, *registry_keys)
+    else:
+        model, images = paths[0], paths[1:]
     if not images:
         raise ImageError("no images given", "name them after the model file (or after --production): "
                                             "inspectloop predict MODEL IMAGE...")
+    edge = EdgeModel(model, threads=threads, trusted_keys=keys)
+    warn_unverified(edge.signature.warning())
     failed = False
-    for line in iter_predictions(model, images, threads=threads):
+    for line in predict_records(edge, images):
         failed |= "error" in line
         sys.stdout.write(json.dumps(line) + "\n")
+        for warning in line.get("warnings", []):  # also in the JSON; stderr so a person sees them
+            sys.stderr.write(f"warning: {line['image']}: {warning}\n")
     if failed:
         raise typer.Exit(1)
 
 
-def _production_file(ws: Path) -> Path:
-    """The production version's model file, refused if it no longer matches its registry record."""
+def _production_file(ws: Path) -> tuple[Path, tuple[Any, ...]]:
+    """The production version's model file, refused if it no longer matches its registry record or
+    signature, and the keys it must be signed by (the workspace's when it was registered signed)."""
     from inspectloop.errors import RegistryError
-    from inspectloop.registry import production_model, verify_file
+    from inspectloop.registry import production_model, trusted_keys_for, verify_file
 
     with workspace(ws) as w:
         version = production_model(w)
-    if version is None:
-        raise RegistryError(f"workspace {ws} has no model version in production",
-                            "promote one: inspectloop models promote VERSION production --actor NAME")
-    verify_file(version)
-    return version.path
+        if version is None:
+            raise RegistryError(f"workspace {ws} has no model version in production",
+                                "promote one: inspectloop models promote VERSION production --actor NAME")
+        verify_file(version, w)
+        return version.path, trusted_keys_for(w, version)
 
 
 @app.command()

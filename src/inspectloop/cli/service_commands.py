@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from inspectloop.cli.common import WorkspaceOpt, err, fmt, friendly, out, table, workspace
+from inspectloop.cli.keys_commands import warn_unverified
 from inspectloop.cli.settings import ConfigOptions, SetOption
 from inspectloop.errors import ServiceError, require
 
@@ -24,7 +25,8 @@ def _service_config() -> type:
 
 
 SERVE_SETTINGS = ConfigOptions(_service_config, {"model": "model_file", "shadow": "shadow", "camera": "cameras",
-                                                 "sample_rate": "sample_rate"}, ServiceError)
+                                                 "sample_rate": "sample_rate", "trusted_key": "trusted_keys"},
+                               ServiceError)
 
 
 @friendly
@@ -34,6 +36,7 @@ def serve(ws: WorkspaceOpt,
           model: Annotated[Path | None, typer.Option()] = None,  # help and default: ServiceConfig's (see --help)
           shadow: Annotated[str | None, typer.Option()] = None,
           camera: Annotated[list[str], typer.Option(show_default=False)] = [],  # noqa: B006 (repeatable)
+          trusted_key: Annotated[list[Path], typer.Option(show_default=False)] = [],  # noqa: B006 (repeatable)
           sample_rate: Annotated[float | None, typer.Option()] = None,
           setting: SetOption = [],  # noqa: B006
           watch: Annotated[Path | None, typer.Option(
@@ -47,8 +50,9 @@ def serve(ws: WorkspaceOpt,
     from inspectloop.web.app import create_app
 
     config = SERVE_SETTINGS.build(setting, model=model, shadow=shadow, camera=tuple(camera) or None,
-                                  sample_rate=sample_rate)
+                                  sample_rate=sample_rate, trusted_key=tuple(trusted_key) or None)
     app = create_app(ws, config=config, watch=watch)
+    warn_unverified(app.state.service.production.model.signature.warning())
     err.print(f"serving {app.state.service.production.name} on http://{host}:{port}/v1 "
               f"(workspace {ws}; health: /v1/health)", highlight=False)
     uvicorn.run(app, host=host, port=port, log_config=log_config(), timeout_graceful_shutdown=10)

@@ -309,6 +309,9 @@ def _lineage(card: ModelCardInputs) -> str:
     facts["training config"] = run.row.config or {}
     facts["best epoch"] = run.metrics.get("best_epoch", DASH)
     facts["weights sha256"] = lineage.get("weights_sha256") or DASH
+    facts["signature"] = (f"signed by this workspace's key {lineage['signed_by']} (checked at registration and "
+                          "at every load)" if lineage.get("signed_by") else
+                          "unsigned: exported before models were signed; only its sha256 record protects it")
     return context_table(facts)
 
 

@@ -19,7 +19,8 @@ class Prediction:
     class decided, or the model's suggestion when ``decision`` is review, and ``confidence`` its score.
     ``decision`` is a :class:`Decision` (a plain string is converted). ``latency_ms`` has the phases
     ``decode``, ``preprocess``, ``infer`` and ``total``. ``regions`` locate what the model saw (boxes,
-    masks, a heatmap); None for a classifier.
+    masks, a heatmap); None for a classifier. ``warnings`` are the decoder's (``runtime.images``):
+    where the image lost information on its way to the model (extra frames, bit depth, alpha).
     """
 
     label: str
@@ -28,6 +29,7 @@ class Prediction:
     decision: Decision
     latency_ms: dict[str, float]
     regions: Regions | None = None
+    warnings: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "decision", Decision(self.decision))
@@ -44,4 +46,5 @@ class Prediction:
         """A JSON-ready dict of every field (the decision as its string value; ``regions`` None or a dict)."""
         return {"label": self.label, "confidence": self.confidence, "scores": dict(self.scores),
                 "decision": self.decision.value, "latency_ms": dict(self.latency_ms),
-                "regions": None if self.regions is None else self.regions.to_dict()}
+                "regions": None if self.regions is None else self.regions.to_dict(),
+                "warnings": list(self.warnings)}
