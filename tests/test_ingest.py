@@ -200,7 +200,6 @@ def test_empty_folder_and_empty_manifest_are_clear_errors(tmp_path: Path) -> Non
         scan_manifest(tmp_path / "m.csv")
 
 
-<<<<<<< HEAD
 def test_duplicate_files_in_json_name_the_hash_and_the_first_path(ws: Workspace, class_tree: Path) -> None:
     (class_tree / "good" / "copy_of_0.png").write_bytes((class_tree / "good" / "good_0.png").read_bytes())
     duplicates = ingest(ws, scan_folder(class_tree), source="tree").to_dict()["duplicate_files"]
@@ -311,7 +310,8 @@ def test_an_ingest_killed_mid_write_leaves_nothing_after_the_next_open(tmp_path:
         assert list(ws.blobs.root.rglob(".tmp-*")) == []
         assert ingest(ws, scan_folder(class_tree), source="tree").added == 12  # a re-run completes the job
         assert doctor(ws).healthy
-=======
+
+
 def test_decoder_warnings_and_exif_orientation_are_reported_per_file(ws: Workspace, tmp_path: Path) -> None:
     """An animated GIF went in as its first frame without a word; a rotated JPEG was stored sideways."""
     from benchmarks.hostile_corpus import animated_gif, exif_rotated_jpeg, png_of_zeros
@@ -328,4 +328,3 @@ def test_decoder_warnings_and_exif_orientation_are_reported_per_file(ws: Workspa
     sizes = {(r.width, r.height) for r in ws.db.images.get_many().values()}
     assert (64, 96) in sizes  # upright, as training and serving decode it
     assert report.to_dict()["reoriented_files"] == [{"path": str(folder / "turned.jpg"), "exif_orientation": 6}]
->>>>>>> main

@@ -44,6 +44,9 @@ def test_a_backup_restores_to_an_identical_healthy_workspace(ws: Workspace, tmp_
         assert doctor(copy).healthy and doctor(copy).findings == []
         assert copy.db.images.get_many() == ws.db.images.get_many()
         assert (copy.runs_dir / "run-1" / "model.onnx").read_bytes() == b"model bytes"
+    for name in ("keys", "keys/signing-key.pem"):  # the site's private key keeps its owner-only mode
+        if (ws.root / name).exists():
+            assert (tmp_path / "restored" / name).stat().st_mode & 0o777 == (ws.root / name).stat().st_mode & 0o777
 
 
 def test_restore_refuses_a_non_empty_folder_unless_forced(ws: Workspace, tmp_path: Path) -> None:

@@ -98,6 +98,7 @@ def restore(backup_dir: Path, dest: Path, *, force: bool = False) -> RestoreRepo
             if entry.name != MANIFEST:
                 (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, tmp / entry.name)
         counts = verify_copy(tmp, manifest)
+        os.chmod(tmp, 0o777 & ~_umask())  # a workspace folder as mkdir makes it, not mkdtemp's 0700
         os.sync()
         if replaced:  # the old contents go only once the verified copy is complete
             old = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}replaced-{dest.name}-", dir=dest.parent))
@@ -199,8 +200,10 @@ def _copy_files(workspace: Workspace, tmp: Path) -> dict[str, str]:
     skip = {workspace.root / CONFIG_NAME, *(_database_files(workspace)), workspace.blobs.root}
     for path in sorted(_walk(workspace.root, skip)):
         relative = path.relative_to(workspace.root).as_posix()
-        (tmp / relative).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, tmp / relative)
+        if not (tmp / relative).parent.exists():
+            (tmp / relative).parent.mkdir(parents=True)
+            shutil.copymode(path.parent, (tmp / relative).parent)  # keys/ stays 0700
+        shutil.copy2(path, tmp / relative)  # with its mode: the signing key stays 0600
         files[relative] = _file_sha256(tmp / relative)
     return files
 
@@ -222,6 +225,12 @@ def _walk(root: Path, skip: set[Path]) -> Iterator[Path]:
             path = here / name
             if path.resolve() not in skip and not name.startswith(TMP_PREFIX) and path.is_file():
                 yield path
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _file_sha256(path: Path) -> str | None:
