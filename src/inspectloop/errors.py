@@ -142,7 +142,7 @@ class RequestError(InspectloopError):
     """An inspection request or dropped file the service cannot use; ``kind`` says which way it is wrong.
 
     Kinds: missing (no image), empty, corrupt, unsupported (format), too_large, unknown_camera,
-    unknown_class, bad_field, not_found. The web layer maps each kind to an HTTP status.
+    unknown_class, bad_field, not_found, conflict. The web layer maps each kind to an HTTP status.
     """
 
     def __init__(self, message: str, hint: str | None = None, *, kind: str = "bad_field") -> None:

@@ -27,14 +27,14 @@ def test_serve_model_file_refuses_the_forged_copy_with_trusted_keys(tmp_path: Pa
     with pytest.raises(ModelFileError, match="model file is not signed"):
         InspectionService(line.workspace, ServiceConfig(model_file=forged, trusted_keys=(public,)))
     served = InspectionService(line.workspace, ServiceConfig(model_file=signed, trusted_keys=(public,)))
-    assert served.health()["production"]["signature"]["state"] == "verified"
+    assert served.health(details=True)["production"]["signature"]["state"] == "verified"
     line.workspace.close()
 
 
 def test_health_says_plainly_when_the_model_is_unsigned(tmp_path: Path) -> None:
     line = line_workspace(tmp_path / "ws")  # its production version was exported before signing
     service = InspectionService(line.workspace, ServiceConfig(model_file=line.production.path))
-    signature = service.health()["production"]["signature"]
+    signature = service.health(details=True)["production"]["signature"]
     assert signature["state"] == "unsigned" and "--trusted-key" in signature["detail"]
     line.workspace.close()
 
@@ -48,7 +48,7 @@ def test_a_signed_registry_version_is_verified_and_an_unsigned_one_refused_under
     promote(line.workspace, add_version(line.workspace, "run-b", signed), "production", actor="ana",
             reason="signed", override=True)
     for config in (ServiceConfig(), ServiceConfig(trusted_keys=(public,))):
-        production = InspectionService(line.workspace, config).health()["production"]
+        production = InspectionService(line.workspace, config).health(details=True)["production"]
         assert production["name"] != line.production.name and production["signature"]["state"] == "verified"
     line.workspace.close()
 

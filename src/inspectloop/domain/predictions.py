@@ -34,6 +34,7 @@ class LoggedPrediction:
     extra: dict[str, str] = field(default_factory=dict)
     stats: dict[str, float] | None = None  # image statistics for drift (None until measured)
     suspect: bool = False  # its camera failed a health check
+    content_sha256: str | None = None  # the request's image and metadata digest (None: logged before schema v5)
     warnings: tuple[str, ...] = ()  # the decoder's, for this answer only (not stored: a replay has none)
 
     def to_response(self) -> dict[str, Any]:

@@ -34,7 +34,7 @@ from PIL import Image
 
 from inspectloop import registry
 from inspectloop.camera.run import suspect_cameras
-from inspectloop.domain import METADATA_FIELDS, CaptureMeta, LoggedPrediction, ModelVersion, Stage
+from inspectloop.domain import MAX_FIELD_CHARS, METADATA_FIELDS, CaptureMeta, LoggedPrediction, ModelVersion, Stage
 from inspectloop.errors import (
     ImageError,
     ImageTooLargeError,
@@ -49,6 +49,7 @@ from inspectloop.serve.prediction_log import (
     QcResult,
     ShadowRecord,
     record_qc,
+    request_conflict,
 )
 from inspectloop.runtime import EdgeModel, Prediction
 from inspectloop.runtime.model import TrustedKey
@@ -188,19 +189,23 @@ class InspectionService:
                source: str = "http") -> Future[LoggedPrediction]:
         """Predict and log one image; the future resolves once the row is committed.
 
-        A request id already logged returns its stored result (nothing predicted, nothing added).
+        A request id already logged with the same image and metadata returns its stored result (nothing
+        predicted, nothing added); with other content it is a conflict (RequestError, kind "conflict").
         Bad input raises RequestError before anything is logged.
         """
         if self.log is None:
             raise ServiceError("the service is not started", "start it with InspectionService.start()")
         request_id = _request_id(request_id)
+        meta = self._meta(fields)
+        _check_size(data, self.config.max_upload_bytes)
         logged = self.log.find(request_id)
         if logged is not None:
+            conflict = request_conflict(logged, sha256_bytes(data), meta)
+            if conflict is not None:
+                raise conflict
             done: Future[LoggedPrediction] = Future()
             done.set_result(logged)
             return done
-        meta = self._meta(fields)
-        _check_size(data, self.config.max_upload_bytes)
         served = self.production  # this request finishes on this model, whatever is promoted meanwhile
         decoded, prediction, held = self._decode_and_predict(data, served)
         record = PredictionRecord(request_id=request_id, source=source, meta=meta, data=data, decoded=decoded,
@@ -242,10 +247,14 @@ class InspectionService:
         return record_qc(self.workspace, label=label, inspector=inspector, prediction_id=prediction_id,
                          request_id=request_id)
 
-    def health(self) -> dict[str, Any]:
-        """Models served and log counters (no secrets, no database writes)."""
+    def health(self, details: bool = False) -> dict[str, Any]:
+        """Liveness; with ``details`` (for authenticated callers) also the models, cameras and log counters.
+        No secrets, no database writes."""
         log_ = self.log
-        return {"status": "ok" if log_ is not None else "stopped", "production": self.production.describe(),
+        status = "ok" if log_ is not None else "stopped"
+        if not details:
+            return {"status": status}
+        return {"status": status, "production": self.production.describe(),
                 "shadow": self.shadow.describe() if self.shadow else None,
                 "cameras": sorted(self.cameras) or "any",
                 "logged": log_.written if log_ else 0, "shadow_dropped": self.shadow_dropped}
@@ -310,6 +319,11 @@ class InspectionService:
         return self.workspace.db.images.cameras() | set(self.config.cameras)
 
     def _meta(self, fields: dict[str, str | None]) -> CaptureMeta:
+        for name, value in fields.items():
+            if len(name) > MAX_FIELD_CHARS or len(value or "") > MAX_FIELD_CHARS:
+                raise RequestError(f"metadata field {name[:40]!r} is over {MAX_FIELD_CHARS} characters",
+                                   f"send field names and values of at most {MAX_FIELD_CHARS} characters",
+                                   kind="bad_field")
         camera = fields.get("camera")
         if self.cameras and camera not in self.cameras:
             raise RequestError(f"unknown camera {camera!r}" if camera else "no camera given",
