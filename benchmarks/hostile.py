@@ -67,14 +67,15 @@ def half_written(workspace_root: Path) -> dict[str, int]:
 
 # -- ingest ------------------------------------------------------------------------------------------
 def ingest_library(folder: Path, cases: list[Case], paths: dict[str, Path], manifest: Path) -> dict[str, Any]:
-    from inspectloop.ingest import ingest, scan_folder, scan_manifest
+    from inspectloop.ingest import ingest, scan_source
     from inspectloop.workspace import init_workspace
 
     workspace = init_workspace(folder / "ws-lib")
     out: dict[str, Any] = {"cases": {}, "tracebacks": 0}
     try:
         try:
-            report = ingest(workspace, scan_folder(folder / "tree"), source="tree").to_dict()
+            scan = scan_source(folder / "tree")  # what the CLI calls: it also says what it skipped
+            report = ingest(workspace, scan.items, source="tree", notes=scan.notes).to_dict()
         except Exception as exc:  # noqa: BLE001 -- a crash is what this benchmark counts
             out["tracebacks"] += 1
             out["crash"] = f"{type(exc).__name__}: {exc}"
@@ -83,8 +84,9 @@ def ingest_library(folder: Path, cases: list[Case], paths: dict[str, Path], mani
             out["cases"] = _ingest_cases(report, cases, paths)
             out["cases"].update(_folder_extras(report))
         try:
-            items, refused = scan_manifest(manifest)
-            manifest_report = ingest(workspace, items, source=str(manifest), kind="manifest", refused=refused)
+            scan = scan_source(manifest)
+            manifest_report = ingest(workspace, scan.items, source=str(manifest), kind="manifest",
+                                     refused=scan.refused, notes=scan.notes)
             out["cases"].update(_manifest_cases(manifest_report.to_dict(), workspace))
         except Exception as exc:  # noqa: BLE001
             out["tracebacks"] += 1

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import io
 import os
 import tempfile
@@ -36,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from inspectloop.errors import ExportError, MissingExtraError, ModelFileError
+from inspectloop.errors import ExportError, ModelFileError, require
 from inspectloop.runtime.images import to_working_mode
 from inspectloop.runtime.metadata import (
     ANOMALY,
@@ -93,8 +92,8 @@ def export_classifier(model: torch.nn.Module, metadata: ModelMetadata, out_path:
     if metadata.task != CLASSIFICATION:
         raise ExportError(f"export_classifier writes classification models, but the metadata names task "
                           f"{metadata.task!r}", f"export with task={CLASSIFICATION!r}")
-    torch = _require("torch")
-    onnx = _require("onnx")
+    torch = require("torch", "train")
+    onnx = require("onnx", "train")
     out_path = Path(out_path)
     batch = _image_batch(parity_images, metadata, "the export parity check")
     with _eval_mode(model):
@@ -125,8 +124,8 @@ def quantize_int8(model_path: Path, calibration_images: Sequence[Image.Image], o
     below ``min_top1_agreement`` it is an ExportError and nothing is written. With ``signing_key``
     the copy is signed, and the float model must carry a valid signature by that key.
     """
-    onnx = _require("onnx")
-    quantization = _require("onnxruntime.quantization", "onnx")  # it needs the onnx package
+    onnx = require("onnx", "train")
+    quantization = require("onnxruntime.quantization", "train", package="onnx")  # it needs onnx
     if not 0.0 < min_top1_agreement <= 1.0:
         raise ValueError(f"min_top1_agreement must be in (0, 1], got {min_top1_agreement!r}")
     float_model = EdgeModel(model_path, threads=_threads(), trusted_keys=_own_key(signing_key))
@@ -230,14 +229,6 @@ def _file_outputs(path: Path, batch: np.ndarray, names: tuple[str, ...],
 
 
 # --- shared steps ------------------------------------------------------------------------------------
-
-def _require(module: str, package: str | None = None) -> ModuleType:
-    """Import ``module``, or say which package of the ``train`` extra is missing."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingExtraError(package or module, "train") from exc
-
 
 def _threads() -> int:
     return os.cpu_count() or 1

@@ -87,7 +87,19 @@ def open_workspace(root: Path) -> Workspace:
         raise WorkspaceError(f"{path} is malformed: {exc}", "restore it from backup or fix the named field") from exc
     workspace = _connect(root, config)
     workspace.db.migrate()
+    _remove_abandoned_temporaries(workspace)
     return workspace
+
+
+def _remove_abandoned_temporaries(workspace: Workspace) -> None:
+    """A writer killed mid-ingest leaves ``.tmp-*`` files; remove those no live writer can still rename.
+
+    Best effort: a read-only store is still opened (``inspectloop doctor`` reports what is left).
+    """
+    try:
+        workspace.blobs.remove_abandoned()
+    except OSError:
+        pass
 
 
 def _connect(root: Path, config: WorkspaceConfig) -> Workspace:

@@ -59,27 +59,37 @@ def ingest(source: Annotated[Path, typer.Argument(help="Folder with one sub-fold
                                                            "e.g. '*/masks/*'. Repeatable.")] = [],  # noqa: B006
            annotator: Annotated[str, typer.Option(help="Who the labels come from.")] = "import",
            strict_classes: Annotated[bool, typer.Option(help="Refuse labels that are not defined classes.")] = False,
+           allow_outside: Annotated[bool, typer.Option(help="Ingest manifest rows naming files outside the "
+                                                            "manifest's folder (refused by default).")] = False,
            json_out: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False) -> None:
-    """Ingest images with their labels and metadata; duplicates and bad files are reported, never fatal."""
+    """Ingest images with their labels and metadata; duplicates, conflicts and bad files are reported, never fatal."""
     from inspectloop import ingest as ingest_lib
 
     with workspace(ws) as w:
-        if source.is_file():
-            items, refused = ingest_lib.scan_manifest(source)
-            kind = "manifest"
-        else:
-            items, refused, kind = ingest_lib.scan_folder(source, exclude=exclude), [], "folder"
+        scan = ingest_lib.scan_source(source, exclude=exclude, allow_outside=allow_outside)
         with progress_bar(f"ingest {source.name}") as update:
-            report = ingest_lib.ingest(w, items, source=str(source), kind=kind, annotator=annotator,
-                                       create_classes=not strict_classes, refused=refused, progress=update)
+            report = ingest_lib.ingest(w, scan.items, source=str(source), kind=scan.kind, annotator=annotator,
+                                       create_classes=not strict_classes, refused=scan.refused, progress=update,
+                                       notes=scan.notes)
     if json_out:
         print_json(report.to_dict())
         return
+    _print_ingest(report)
+
+
+def _print_ingest(report: Any) -> None:
     rate = report.seen / report.seconds if report.seconds else 0.0
-    out.print(f"added {report.added}, duplicates {len(report.duplicates)}, skipped {len(report.skipped)} "
-              f"({rate:.0f} files/s); new classes: {', '.join(report.classes_created) or 'none'}")
+    out.print(f"added {report.added}, duplicates {len(report.duplicates)}, skipped {len(report.skipped)}, "
+              f"label conflicts {len(report.conflicts)} ({rate:.0f} files/s); "
+              f"new classes: {', '.join(report.classes_created) or 'none'}")
+    for note in report.notes:
+        out.print(f"  note: {note}", highlight=False)
     for path, digest in report.duplicates[:20]:
-        out.print(f"  duplicate: {path} (same bytes as {digest})", highlight=False)
+        out.print(f"  duplicate: {path} (same bytes as {report.first_paths.get(digest) or digest})", highlight=False)
+    for c in report.conflicts:
+        out.print(f"  conflict: {c.path} is {c.label!r} but the same bytes are {', '.join(map(repr, c.other_labels))}"
+                  f"{f' ({c.same_as})' if c.same_as else ''}; both kept, left out of training until settled: "
+                  f"inspectloop label {c.sha256} CLASS --annotator NAME", highlight=False)
     for path, reason in report.skipped:
         out.print(f"  skipped: {path}: {reason}", highlight=False)
     for path, warning in report.warnings:
@@ -163,7 +173,8 @@ def labels(ws: WorkspaceOpt, json_out: Annotated[bool, typer.Option("--json")] =
     table("labels", ["class", "images"], [[k, v] for k, v in summary["per_class"].items()])  # type: ignore[union-attr]
     out.print(f"{summary['labelled']} labelled of {summary['images']} images; annotators: "
               f"{', '.join(summary['annotators']) or 'none'}; disagreements: {len(summary['disagreements'])} "  # type: ignore[arg-type]
-              f"({summary['ties']} ties left unlabelled)")
+              f"({summary['ties']} ties left unlabelled, {summary['conflicts']} label conflicts left out of "
+              "training until settled with 'inspectloop label')")
 
 
 @dataset_app.command("create")
@@ -222,6 +233,10 @@ def _show_version(name: str, parent: str | None, summary: dict[str, Any]) -> Non
     table(f"dataset {name}" + (f" (from {parent})" if parent else ""), ["class", *names], rows)
     out.print(f"{summary['count']} images in {summary['groups']} groups; added {summary['added']}; "
               f"disagreements {summary['disagreements']} ({summary['ties_excluded']} ties excluded)")
+    if summary.get("conflicts_excluded"):
+        out.print(f"{summary['conflicts_excluded']} image(s) with conflicting labels left out until settled"
+                  + (f" ({len(summary['conflicts_dropped_from_parent'])} of them were in {parent})"
+                     if summary.get("conflicts_dropped_from_parent") else ""))
     if summary.get("calib_carved"):
         out.print(f"calibration split: {summary['calib_carved']} image(s) carved from {parent}'s training data; "
                   "test set unchanged")
@@ -382,3 +397,66 @@ def quickstart(path: Annotated[Path, typer.Argument(help="Workspace folder to cr
         summary = run_quickstart(path, images=images, epochs=epochs, input_size=input_size, criteria=criteria,
                                  say=err.print, progress=view.update)
     typer.echo(summary)  # plain text: JSON lines must not be wrapped
+
+
+@app.command()
+@friendly
+def doctor(ws: WorkspaceOpt,
+           fix: Annotated[bool, typer.Option("--fix", help="Remove what is safe to remove: temporary files a killed "
+                                                           "writer left. Never a blob or a row.")] = False,
+           json_out: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False) -> None:
+    """Check rows against blobs, every blob's hash, the database's integrity and left-over files; exit 1 on problems."""
+    from inspectloop.maintenance.doctor import doctor as doctor_lib
+
+    with workspace(ws) as w:
+        report = doctor_lib(w, fix=fix)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        shown = [f for f in report.findings if f.severity == "problem"] + \
+            [f for f in report.findings if f.severity == "warning"][:20]
+        for finding in shown:
+            state = "fixed" if finding.fixed else finding.severity
+            out.print(f"  {state}: {finding.check} {finding.subject}: {finding.detail}"
+                      + (f" (fix: {finding.fix})" if finding.fix else ""), highlight=False)
+        summary = report.to_dict()
+        out.print(f"{'healthy' if report.healthy else 'PROBLEMS'}: checked {summary['checked']}; "
+                  f"{summary['problems']} problem(s), {summary['fixed']} fixed, {summary['warnings']} warning(s)",
+                  highlight=False)
+    if not report.healthy:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def backup(dest: Annotated[Path, typer.Argument(help="New or empty folder for the backup.")], ws: WorkspaceOpt,
+           json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
+    """Back up a workspace while it runs: a database snapshot, the blobs it names, config, models and reports."""
+    from inspectloop.maintenance.backup import backup as backup_lib
+
+    with workspace(ws) as w:
+        report = backup_lib(w, dest)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+        out.print(f"backup written to {report.path} in {report.seconds:.1f} s: {counts}; blobs {report.blobs} "
+                  f"({report.blob_bytes / 1e6:.1f} MB); files {report.files}", highlight=False)
+    if report.missing_blobs:
+        err.print(f"warning: {len(report.missing_blobs)} blob(s) named by the database were missing from the "
+                  "workspace (listed in backup.json); run inspectloop doctor", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def restore(backup_dir: Annotated[Path, typer.Argument(metavar="BACKUP", help="A folder 'inspectloop backup' wrote.")],
+            dest: Annotated[Path, typer.Argument(help="New or empty folder for the restored workspace.")],
+            force: Annotated[bool, typer.Option("--force", help="Replace a non-empty DEST.")] = False) -> None:
+    """Restore a backup into a new workspace folder, verifying every hash first."""
+    from inspectloop.maintenance.backup import restore as restore_lib
+
+    report = restore_lib(backup_dir, dest, force=force)
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+    out.print(f"restored to {report.path} (verified): {counts}; blobs {report.blobs}; files {report.files}"
+              + ("; the folder's old contents were replaced" if report.replaced else ""), highlight=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import getpass
-import importlib
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,7 +12,7 @@ import typer
 from inspectloop.cli.common import WorkspaceOpt, err, fmt, friendly, out, table, workspace
 from inspectloop.cli.keys_commands import warn_unverified
 from inspectloop.cli.settings import ConfigOptions, SetOption
-from inspectloop.errors import MissingExtraError, ServiceError
+from inspectloop.errors import ServiceError, require
 from inspectloop.store.people import DEFAULT_TOKEN_DAYS
 
 users_app = typer.Typer(help="People who write through the service: reviewers and admins, with tokens.",
@@ -54,7 +53,7 @@ def serve(ws: WorkspaceOpt,
 
     Off the loopback interface it needs --tls-cert and --tls-key (or an explicit --insecure)."""
     for module in ("fastapi", "uvicorn", "multipart"):
-        _require(module, "serve")
+        require(module, "serve", package="python-multipart" if module == "multipart" else None)
     import uvicorn
 
     from inspectloop.web.app import create_app
@@ -85,13 +84,6 @@ def log_config() -> dict[str, Any]:
     config["handlers"] = {name: {**handler, "filters": ["redact"]} for name, handler in LOGGING_CONFIG["handlers"].items()}
     config["loggers"] = {**LOGGING_CONFIG["loggers"], "inspectloop": {"handlers": ["default"], "level": "INFO"}}
     return config
-
-
-def _require(module: str, extra: str) -> None:
-    try:
-        importlib.import_module(module)
-    except ImportError:
-        raise MissingExtraError(module, extra) from None
 
 
 def _actor(given: str) -> str:
