@@ -1,0 +1,271 @@
+"""Tuning the anomaly model on cached backbone features (issue 11: magnetic tile accuracy).
+
+    python -m benchmarks.anomaly_tuning extract --variant squash256      # once per preprocessing variant
+    python -m benchmarks.anomaly_tuning eval --variant squash256 --stages 4,10 --pool 3 --agg max [--fold val]
+    python -m benchmarks.anomaly_tuning eval ... --fold test             # only for the final choice
+
+Preprocessing variants (resize mode, input size, per-image photometric normalisation) need their own
+backbone pass; everything after the backbone (which blocks, neighbourhood pooling, coreset size, k,
+score aggregation) is evaluated on features cached in benchmarks/cache/anomaly_tuning/ (gitignored).
+
+Hyperparameters are chosen on validation folds made of the TRAIN sessions only (exp0-exp4): each fold
+holds one session out, good and defect images, and fits on the good images of the others. The test
+split of the issue (fit: Free of exp0-exp4; test: all of exp5+exp6) is scored only for the final choice.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from benchmarks.common import CACHE, require
+
+WORK = CACHE / "anomaly_tuning"
+CLASSES = ("Free", "Blowhole", "Break", "Crack", "Fray", "Uneven")
+BLOCKS = (2, 4, 6, 10)  # cached blocks (block 2 pooled 2x2 to the stride-8 grid)
+TEST_SESSIONS = ("exp5", "exp6")
+FOLDS = {"val": (("exp4",), ("exp1",)), "test": (TEST_SESSIONS,)}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """Preprocessing before the backbone: ``resize`` squash | pad (long side to ``size``, edge padding)."""
+
+    size: int
+    resize: str
+    photometric: str  # none | standardise (per-image mean/std to a fixed mean/std)
+
+
+VARIANTS = {
+    "squash256": Variant(256, "squash", "none"),
+    "squash256-std": Variant(256, "squash", "standardise"),
+    "pad256-std": Variant(256, "pad", "standardise"),
+    "pad256": Variant(256, "pad", "none"),
+    "squash320-std": Variant(320, "squash", "standardise"),
+    "pad320-std": Variant(320, "pad", "standardise"),
+}
+
+
+def dataset() -> list[tuple[Path, str, str]]:
+    """(path, class, session) of every magnetic tile image, sorted."""
+    root = require("magnetic_tile")
+    items = []
+    for cls in CLASSES:
+        for path in sorted((root / cls / "images").glob("*.jpg")):
+            items.append((path, cls, path.name.split("_", 1)[0]))
+    return items
+
+
+def prepare(path: Path, variant: Variant) -> tuple[np.ndarray, np.ndarray]:
+    """Image -> (grey float32 (S, S) in [0, 255] after photometric normalisation, valid-pixel mask (S, S))."""
+    with Image.open(path) as image:
+        grey = image.convert("L")
+    s = variant.size
+    if variant.resize == "squash":
+        pixels = np.asarray(grey.resize((s, s), Image.Resampling.BILINEAR), dtype=np.float32)
+        valid = np.ones((s, s), bool)
+    else:
+        scale = s / max(grey.size)
+        w, h = max(1, round(grey.width * scale)), max(1, round(grey.height * scale))
+        inner = np.asarray(grey.resize((w, h), Image.Resampling.BILINEAR), dtype=np.float32)
+        top, left = (s - h) // 2, (s - w) // 2
+        pixels = np.pad(inner, ((top, s - h - top), (left, s - w - left)), mode="edge")
+        valid = np.zeros((s, s), bool)
+        valid[top:top + h, left:left + w] = True
+    if variant.photometric == "standardise":
+        mean, std = pixels[valid].mean(), pixels[valid].std() + 1e-3
+        pixels = (pixels - mean) / std * 40.0 + 110.0
+    return pixels, valid
+
+
+def extract(variant_name: str) -> Path:
+    """Backbone activations of every image for ``variant_name``, cached as float16 (.npz)."""
+    import torch
+    from torch.nn import functional as F
+
+    from inspectloop.models.backbones import LITE_MEAN, LITE_STD, load_backbone
+
+    variant = VARIANTS[variant_name]
+    out = WORK / f"{variant_name}.npz"
+    if out.exists():
+        return out
+    WORK.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(2)
+    trunk = load_backbone("efficientnet-lite0", input_size=variant.size).eval()
+    items = dataset()
+    feats: dict[int, list[np.ndarray]] = {b: [] for b in BLOCKS}
+    valids = []
+    start = time.time()
+    for i in range(0, len(items), 8):
+        batch, masks = [], []
+        for path, _, _ in items[i:i + 8]:
+            pixels, valid = prepare(path, variant)
+            batch.append((pixels / 255.0 - LITE_MEAN[0]) / LITE_STD[0])
+            masks.append(valid)
+        x = torch.from_numpy(np.stack(batch)[:, None].repeat(3, axis=1))
+        with torch.no_grad():
+            h = trunk.stem(x)
+            for index, block in enumerate(list(trunk.blocks)[:BLOCKS[-1] + 1]):
+                h = block(h)
+                if index in BLOCKS:
+                    value = F.avg_pool2d(h, 2) if index < 3 else h
+                    feats[index].append(value.numpy().astype(np.float16))
+        grid = variant.size // 8
+        valids.append(np.stack([m.reshape(grid, 8, grid, 8).mean(axis=(1, 3)) >= 0.5 for m in masks]))
+        if i % 160 == 0:
+            print(f"{variant_name}: {i}/{len(items)} images, {time.time() - start:.0f} s", flush=True)
+    np.savez(out, **{f"b{b}": np.concatenate(v) for b, v in feats.items()}, valid=np.concatenate(valids),
+             paths=np.array([str(p) for p, _, _ in items]), classes=np.array([c for _, c, _ in items]),
+             sessions=np.array([s for _, _, s in items]))
+    print(f"{variant_name}: {len(items)} images in {time.time() - start:.0f} s -> {out}", flush=True)
+    return out
+
+
+def patch_features(cache: dict[str, np.ndarray], index: np.ndarray, stages: tuple[int, ...], pool: int,
+                   stride16: bool = False) -> np.ndarray:
+    """(N, h, w, D) locally aware patch features of the images ``index``, as PatchFeatures builds them."""
+    import torch
+    from torch.nn import functional as F
+
+    maps = []
+    grid = cache["valid"].shape[-1]
+    for b in stages:
+        t = torch.from_numpy(cache[f"b{b}"][index].astype(np.float32))
+        if pool > 1:
+            t = F.avg_pool2d(t, pool, stride=1, padding=pool // 2, count_include_pad=False)
+        if t.shape[-1] != grid:
+            t = F.interpolate(t, size=(grid, grid), mode="bilinear", align_corners=False)
+        maps.append(t)
+    f = torch.cat(maps, dim=1)
+    if stride16:
+        f = F.avg_pool2d(f, 2)
+    return f.permute(0, 2, 3, 1).contiguous().numpy()
+
+
+def fit_bank(train: np.ndarray, valid: np.ndarray, ratio: float, max_bank: int, chunk: int = 32,
+             oversample: float = 4.0) -> np.ndarray:
+    """Memory bank from (N, h, w, D) good features: per-chunk coresets, then the final one (as fit.py)."""
+    from inspectloop.anomaly.coreset import greedy_coreset
+
+    rows = [train[i][valid[i]] for i in range(len(train))]
+    total = sum(len(r) for r in rows)
+    target = max(1, min(max_bank, math.ceil(ratio * total)))
+    kept = []
+    for start in range(0, len(rows), chunk):
+        patches = np.concatenate(rows[start:start + chunk])
+        keep = min(len(patches), math.ceil(oversample * target * len(patches) / total))
+        kept.append(patches[greedy_coreset(patches, keep, seed=start)])
+    pool = np.concatenate(kept)
+    return pool[greedy_coreset(pool, target, seed=0)]
+
+
+def patch_scores(test: np.ndarray, bank: np.ndarray, k: int) -> np.ndarray:
+    """(N, h, w) distance of each patch to its nearest bank row (mean of the k nearest when k > 1)."""
+    import faiss
+
+    n, h, w, d = test.shape
+    index = faiss.IndexFlatL2(d)
+    index.add(np.ascontiguousarray(bank, dtype=np.float32))
+    sq, _ = index.search(np.ascontiguousarray(test.reshape(-1, d), dtype=np.float32), k)
+    dist = np.sqrt(np.maximum(sq, 0.0)).mean(axis=1)
+    return dist.reshape(n, h, w)
+
+
+def aggregate(scores: np.ndarray, valid: np.ndarray, how: str) -> np.ndarray:
+    """Image scores from patch scores: max | topN (mean of the N largest) | smoothK (max after KxK mean)."""
+    import torch
+    from torch.nn import functional as F
+
+    s = np.where(valid, scores, -np.inf)
+    if how.startswith("smooth"):
+        k = int(how[6:])
+        t = torch.from_numpy(np.where(valid, scores, 0.0).astype(np.float32))[:, None]
+        m = torch.from_numpy(valid.astype(np.float32))[:, None]
+        avg = F.avg_pool2d(t, k, 1, k // 2) / F.avg_pool2d(m, k, 1, k // 2).clamp_min(1e-6)
+        s = np.where(valid, avg[:, 0].numpy(), -np.inf)
+        return s.reshape(len(s), -1).max(axis=1)
+    flat = np.sort(s.reshape(len(s), -1), axis=1)[:, ::-1]
+    if how == "max":
+        return flat[:, 0]
+    top = int(how[3:])
+    return flat[:, :top].mean(axis=1)
+
+
+def metrics(scores: np.ndarray, defect: np.ndarray) -> dict[str, float]:
+    """Image AUROC and defect recall at 1% FPR (threshold: 99th percentile of good scores, as benchmarks.anomaly)."""
+    from sklearn.metrics import roc_auc_score
+
+    threshold = np.percentile(scores[~defect], 99)
+    return {"auroc": round(float(roc_auc_score(defect, scores)), 4),
+            "recall1": round(float((scores[defect] > threshold).mean()), 4)}
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, object]:
+    """Fit on the good images of the other sessions, score the held-out one(s), per fold and averaged."""
+    with np.load(WORK / f"{args.variant}.npz") as data:
+        cache = {k: data[k] for k in data.files}
+    sessions, classes = cache["sessions"], cache["classes"]
+    stages = tuple(int(s) for s in args.stages.split(","))
+    results = []
+    for held in FOLDS[args.fold]:
+        out = np.isin(sessions, TEST_SESSIONS) | np.isin(sessions, held)
+        train_idx = np.flatnonzero((classes == "Free") & ~out)
+        test_idx = np.flatnonzero(np.isin(sessions, held))
+        t0 = time.time()
+        train = patch_features(cache, train_idx, stages, args.pool, args.stride16)
+        valid = cache["valid"][train_idx]
+        if args.stride16:
+            valid = valid[:, ::2, ::2]
+        bank = fit_bank(train, valid, args.ratio, args.max_bank)
+        fit_s = time.time() - t0
+        test = patch_features(cache, test_idx, stages, args.pool, args.stride16)
+        tvalid = cache["valid"][test_idx][:, ::2, ::2] if args.stride16 else cache["valid"][test_idx]
+        ps = patch_scores(test, bank, args.k)
+        print(f"  fold {held}: features+bank {fit_s:.0f} s, search {time.time() - t0 - fit_s:.0f} s", flush=True)
+        defect = classes[test_idx] != "Free"
+        row: dict[str, object] = {"held": ",".join(held), "bank": list(bank.shape), "fit_s": round(fit_s, 1)}
+        for how in args.agg.split(","):
+            row[how] = metrics(aggregate(ps, tvalid, how), defect)
+        results.append(row)
+    summary = {how: {m: round(float(np.mean([r[how][m] for r in results])), 4) for m in ("auroc", "recall1")}
+               for how in args.agg.split(",")}
+    record = {"variant": args.variant, "stages": stages, "pool": args.pool, "ratio": args.ratio, "k": args.k,
+              "stride16": args.stride16, "fold": args.fold, "folds": results, "mean": summary}
+    with (WORK / "log.jsonl").open("a") as log:
+        log.write(json.dumps(record) + "\n")
+    return record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["extract", "eval"])
+    parser.add_argument("--variant", default="squash256")
+    parser.add_argument("--stages", default="4,10")
+    parser.add_argument("--pool", type=int, default=3)
+    parser.add_argument("--ratio", type=float, default=0.01)
+    parser.add_argument("--max-bank", type=int, default=8192)
+    parser.add_argument("--k", type=int, default=1)
+    parser.add_argument("--stride16", action="store_true")
+    parser.add_argument("--agg", default="max,top3,top10,top30,top100,smooth3")
+    parser.add_argument("--fold", choices=sorted(FOLDS), default="val")
+    args = parser.parse_args()
+    if args.command == "extract":
+        for name in args.variant.split(","):
+            extract(name)
+        return
+    record = evaluate(args)
+    print(json.dumps({k: record[k] for k in ("variant", "stages", "pool", "ratio", "k", "stride16", "fold")}))
+    for row in record["folds"]:
+        print("  ", json.dumps(row))
+    print("  mean", json.dumps(record["mean"]))
+
+
+if __name__ == "__main__":
+    main()
