@@ -191,6 +191,8 @@ def aggregate(scores: np.ndarray, valid: np.ndarray, how: str) -> np.ndarray:
         avg = F.avg_pool2d(t, k, 1, k // 2) / F.avg_pool2d(m, k, 1, k // 2).clamp_min(1e-6)
         s = np.where(valid, avg[:, 0].numpy(), -np.inf)
         return s.reshape(len(s), -1).max(axis=1)
+    if how == "mean":
+        return np.array([row[v].mean() for row, v in zip(scores, valid)])
     flat = np.sort(s.reshape(len(s), -1), axis=1)[:, ::-1]
     if how == "max":
         return flat[:, 0]
@@ -230,6 +232,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, object]:
         ps = patch_scores(test, bank, args.k)
         print(f"  fold {held}: features+bank {fit_s:.0f} s, search {time.time() - t0 - fit_s:.0f} s", flush=True)
         defect = classes[test_idx] != "Free"
+        tag = f"{args.variant}_s{args.stages}_p{args.pool}_r{args.ratio}_k{args.k}_{int(args.stride16)}_{'-'.join(held)}"
+        np.savez(WORK / f"scores_{tag}.npz", scores=ps, valid=tvalid, defect=defect, classes=classes[test_idx])
         row: dict[str, object] = {"held": ",".join(held), "bank": list(bank.shape), "fit_s": round(fit_s, 1)}
         for how in args.agg.split(","):
             row[how] = metrics(aggregate(ps, tvalid, how), defect)
@@ -253,7 +257,7 @@ def main() -> None:
     parser.add_argument("--max-bank", type=int, default=8192)
     parser.add_argument("--k", type=int, default=1)
     parser.add_argument("--stride16", action="store_true")
-    parser.add_argument("--agg", default="max,top3,top10,top30,top100,smooth3")
+    parser.add_argument("--agg", default="max,top10,top30,top100,top200,top400,mean,smooth3")
     parser.add_argument("--fold", choices=sorted(FOLDS), default="val")
     args = parser.parse_args()
     if args.command == "extract":

@@ -33,6 +33,8 @@ MIN_GOOD_IMAGES = 10  # below this a bank describes a handful of parts, not the 
 _FORWARD_BATCH = 8  # images per backbone pass: bounds activation memory
 
 Progress = Callable[[int, int], None]
+# Settings of models saved before these fields existed: they were fitted without them.
+_BEFORE_STANDARDISE = {"standardise": False, "score_top": 1}
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,9 @@ class PatchCoreConfig:
     the memory bank, at most ``max_bank`` rows (the bank's size sets inference time and file size).
     ``chunk_images``: images whose features are held at once while fitting (the memory bound).
     ``oversample``: how many times its share of the final bank each chunk keeps before the final pick.
+    ``standardise``: bring each image to a fixed mean and contrast first (exposure shifts between
+    sessions are not anomalies). ``score_top``: the image score is the mean of its ``score_top``
+    largest patch scores (1: the largest, as in PatchCore).
     """
 
     backbone: str = "efficientnet-lite0"
@@ -55,6 +60,8 @@ class PatchCoreConfig:
     max_bank: int = 8192
     chunk_images: int = 8
     oversample: float = 4.0
+    standardise: bool = True
+    score_top: int = 10
     seed: int = 0
     threads: int = 0
 
@@ -64,6 +71,7 @@ class PatchCoreConfig:
                   (self.max_bank >= 16, "max_bank must be at least 16"),
                   (self.chunk_images >= 1, "chunk_images must be at least 1"),
                   (self.oversample >= 1.0, "oversample must be at least 1"),
+                  (self.score_top >= 1, "score_top must be at least 1"),
                   (64 <= self.input_size <= 1024 and self.input_size % 16 == 0,
                    "input_size must be a multiple of 16 from 64 to 1024"),
                   (self.threads >= 0, "threads must be 0 (all cores) or more"))
@@ -152,8 +160,9 @@ class PatchCoreModel:
         import torch
 
         with np.load(path) as data:
-            config = PatchCoreConfig(**{k: tuple(v) if isinstance(v, list) else v
-                                        for k, v in json.loads(str(data["config"])).items()})
+            config = PatchCoreConfig(**{**_BEFORE_STANDARDISE,
+                                        **{k: tuple(v) if isinstance(v, list) else v
+                                           for k, v in json.loads(str(data["config"])).items()}})
             module = _build_module(config, torch.from_numpy(data["bank"]), features=_build_features(config))
             module.set_normalisation(float(data["centre"]), float(data["scale"]))
             return cls(module, config, _preprocess(config), images_seen=int(data["images_seen"]),
@@ -230,13 +239,13 @@ def _build_features(config: PatchCoreConfig) -> PatchFeatures:
     from inspectloop.models.backbones import load_backbone
 
     trunk = load_backbone(config.backbone, input_size=config.input_size)
-    return PatchFeatures(trunk, config.stages, config.stride).eval()
+    return PatchFeatures(trunk, config.stages, config.stride, standardise=config.standardise).eval()
 
 
 def _build_module(config: PatchCoreConfig, bank: torch.Tensor, *, features: PatchFeatures) -> PatchCore:
     from inspectloop.anomaly.model import PatchCore
 
-    return PatchCore(features, bank, config.input_size).eval()
+    return PatchCore(features, bank, config.input_size, top=config.score_top).eval()
 
 
 def _batch(images: Sequence[Image.Image], preprocess: Preprocess) -> torch.Tensor:

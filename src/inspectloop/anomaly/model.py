@@ -16,6 +16,11 @@ from torch import nn
 from torch.nn import functional as F
 
 HEATMAP_SIGMA = 4.0  # PatchCore's gaussian smoothing of the upsampled patch scores, in input pixels
+# Per-image photometric standardisation maps every image to this mean and standard deviation (in the
+# backbone's normalised units: grey 110 +- 40 on a 0-255 scale), whatever its exposure.
+STANDARD_MEAN = (110.0 - 127.0) / 128.0
+STANDARD_STD = 40.0 / 128.0
+MIN_STD = 1.0 / 128.0  # one grey level: a flat image is not blown up into noise
 
 
 class PatchFeatures(nn.Module):
@@ -23,19 +28,23 @@ class PatchFeatures(nn.Module):
 
     Each stage's activations are averaged over a 3x3 neighbourhood (a patch sees its surroundings),
     resized to the first stage's grid and concatenated; ``stride`` 16 pools that grid 2x2 (4x fewer
-    patches: faster search, coarser maps).
+    patches: faster search, coarser maps). ``standardise``: each image is first brought to a fixed mean
+    and standard deviation, so that a change of exposure or lighting between sessions is not an anomaly.
     """
 
-    def __init__(self, trunk: nn.Module, stages: tuple[int, ...], stride: int = 8) -> None:
+    def __init__(self, trunk: nn.Module, stages: tuple[int, ...], stride: int = 8, *, standardise: bool = False) -> None:
         super().__init__()
         if not stages or list(stages) != sorted(set(stages)):
             raise ValueError(f"stages must be increasing block indices, got {stages!r}")
         self.stages = tuple(int(s) for s in stages)
         self.stride = int(stride)
+        self.standardise = bool(standardise)
         self.stem = _Stem(trunk)
         self.blocks = nn.ModuleList(list(trunk.blocks)[: self.stages[-1] + 1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.standardise:
+            x = standardise(x)
         h = self.stem(x)
         taken = []
         for index, block in enumerate(self.blocks):
@@ -48,6 +57,14 @@ class PatchFeatures(nn.Module):
         if self.stride == 16:
             features = F.avg_pool2d(features, 2)
         return features
+
+
+def standardise(x: torch.Tensor) -> torch.Tensor:
+    """Each image (N, C, H, W) shifted and scaled to mean ``STANDARD_MEAN`` and std ``STANDARD_STD``."""
+    flat = x.flatten(1)
+    mean = flat.mean(dim=1)[:, None, None, None]
+    std = flat.std(dim=1, unbiased=False).clamp_min(MIN_STD)[:, None, None, None]
+    return (x - mean) / std * STANDARD_STD + STANDARD_MEAN
 
 
 class _Stem(nn.Module):
@@ -63,17 +80,19 @@ class _Stem(nn.Module):
 class PatchCore(nn.Module):
     """Normalised images (N, 3, S, S) -> ``(logits (N, 2), score (N,), heatmap (N, S, S))``.
 
-    ``score`` is the image's anomaly score: the largest distance of any of its patches to its nearest
-    memory-bank patch. ``heatmap`` is every patch's distance, upsampled to the input and smoothed.
+    ``score`` is the image's anomaly score: the mean of the ``top`` largest distances of its patches to
+    their nearest memory-bank patch (``top`` 1: the largest; a few: one odd patch of a good part weighs
+    less than a defect that spans several). ``heatmap`` is every patch's distance, upsampled to the input and smoothed.
     ``logits`` are ``[0, (score - centre) / scale]``: their softmax is (P(good), P(anomaly)), a monotone
     map of the score that is 0.5 at ``centre`` (the calibrated threshold), so one decision core serves
     classifiers and anomaly models alike.
     """
 
-    def __init__(self, features: PatchFeatures, bank: torch.Tensor, input_size: int) -> None:
+    def __init__(self, features: PatchFeatures, bank: torch.Tensor, input_size: int, *, top: int = 1) -> None:
         super().__init__()
         self.features = features
         self.input_size = int(input_size)
+        self.top = int(top)
         self.register_buffer("bank", bank.float().contiguous())
         self.register_buffer("bank_sq", (bank.float() ** 2).sum(dim=1))
         self.register_buffer("centre", torch.zeros(()))
@@ -98,7 +117,8 @@ class PatchCore(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         patches = self.patch_scores(x)
-        score = patches.flatten(1).amax(dim=1)
+        flat = patches.flatten(1)
+        score = flat.amax(dim=1) if self.top == 1 else flat.topk(min(self.top, flat.shape[1]), dim=1).values.mean(dim=1)
         heatmap = self.smooth(patches)
         z = (score - self.centre) / self.scale
         logits = torch.stack([torch.zeros_like(z), z], dim=1)
