@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from inspectloop.errors import require
+
 Point = tuple[float, float]
 BoxTuple = tuple[float, float, float, float]
 
@@ -67,10 +69,10 @@ def mask_to_polygons(mask: np.ndarray, *, min_area: float = 1.0) -> tuple[list[l
     the part's pixel extent. Holes are ignored (the outline covers them). Returns the outlines and
     how many specks smaller than ``min_area`` square pixels were left out.
     """
-    from contourpy import FillType, contour_generator
+    contourpy = require("contourpy", "regions")
 
     padded = np.pad(np.asarray(mask, dtype=bool), 1).astype(np.float64)  # parts touching the border close
-    generator = contour_generator(z=padded, fill_type=FillType.OuterOffset)
+    generator = contourpy.contour_generator(z=padded, fill_type=contourpy.FillType.OuterOffset)
     points, offsets = generator.filled(0.5, 1.5)
     outlines: list[list[Point]] = []
     specks = 0

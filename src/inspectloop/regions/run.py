@@ -67,6 +67,7 @@ class ImageIndex:
     def __init__(self, workspace: Workspace, folder: Path | None) -> None:
         self._workspace = workspace
         self._keys: dict[str, set[str]] = defaultdict(set)  # lookup key -> candidate files or "sha:<digest>"
+        self._hashed: dict[str, str] = {}
         if folder is not None and folder.is_dir():
             for path in folder.rglob("*"):
                 if path.suffix.lower() in IMAGE_SUFFIXES and path.is_file():
@@ -85,20 +86,28 @@ class ImageIndex:
     def find(self, reference: str) -> tuple[str | None, str]:
         """``(sha256, "")`` for the stored image ``reference`` names, or ``(None, why not)``."""
         pure = PurePosixPath(reference.replace("\\", "/").removeprefix("./"))
+        if not pure.name:
+            return None, "no image named"
         for key in (pure.as_posix(), pure.with_suffix("").as_posix(), pure.name, pure.stem):
-            digests = {self._digest(t) for t in self._keys.get(key, ())}
+            candidates = {self._digest(t) for t in self._keys.get(key, ())}
+            if not candidates:
+                continue
+            # Files that are not stored images (a mask beside its image, say) are not what the file means.
+            digests = self._workspace.db.images.existing(candidates)
+            if not digests:
+                return None, (f"image {reference!r} is not in this workspace "
+                              "(ingest it first: inspectloop ingest FOLDER)")
             if len(digests) == 1:
-                digest = digests.pop()
-                if not self._workspace.db.images.exists(digest):
-                    return None, (f"image {reference!r} is not in this workspace "
-                                  "(ingest it first: inspectloop ingest FOLDER)")
-                return digest, ""
-            if len(digests) > 1:
-                return None, f"image {reference!r} names {len(digests)} different images; give --images FOLDER"
+                return digests.pop(), ""
+            return None, f"image {reference!r} names {len(digests)} different images; give --images FOLDER"
         return None, f"image {reference!r} not found (under --images, or among ingested paths)"
 
     def _digest(self, target: str) -> str:
-        return target[4:] if target.startswith("sha:") else sha256_bytes(Path(target).read_bytes())
+        if target.startswith("sha:"):
+            return target[4:]
+        if target not in self._hashed:
+            self._hashed[target] = sha256_bytes(Path(target).read_bytes())
+        return self._hashed[target]
 
 
 def import_regions(workspace: Workspace, source: Path, fmt: str, *, images: Path | None = None,
