@@ -175,3 +175,24 @@ def test_reimporting_the_same_file_adds_nothing(ws: Workspace, images: Path, tmp
     again = import_regions(ws, source, "coco", images=images)
     assert (again.regions_added, again.duplicates) == (0, 1) and len(drawn(ws)) == 1
     assert digest_of(images, "part_a.png") == ws.db.regions.current()[0].sha256
+
+
+@pytest.mark.parametrize("compressed", [True, False])
+def test_coco_rle_masks_are_traced_to_outlines(ws: Workspace, images: Path, tmp_path: Path, compressed: bool) -> None:
+    import numpy as np
+    from pycocotools import mask as mask_utils
+
+    mask = np.zeros((48, 64), dtype=np.uint8)
+    mask[10:20, 5:30] = 1
+    if compressed:
+        rle = mask_utils.encode(np.asfortranarray(mask))
+        rle["counts"] = rle["counts"].decode("ascii")
+    else:  # column-major run lengths, starting with zeros
+        flat = mask.flatten(order="F")
+        changes = np.flatnonzero(np.diff(flat)) + 1
+        rle = {"size": [48, 64], "counts": np.diff(np.concatenate([[0], changes, [flat.size]])).tolist()}
+    source = coco(tmp_path / "a.json", [{"segmentation": rle, "iscrowd": 1, "bbox": [5, 10, 25, 10]}])
+    report = import_regions(ws, source, "coco", images=images)
+    assert report.problems == [] and report.regions_added == 1
+    [region] = ws.db.regions.current()
+    assert region.box.as_tuple() == (5, 10, 30, 20) and region.polygon is not None

@@ -8,6 +8,7 @@ region per part. inspectloop writes each region's annotator in an ``annotator`` 
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,9 @@ def _rle_outlines(rle: dict[str, Any], size: tuple[int, int] | None) -> list[lis
     height, width = rle["size"]
     if isinstance(rle["counts"], list):  # uncompressed RLE
         rle = mask_utils.frPyObjects(rle, height, width)
-    mask = mask_utils.decode(rle)
+    with warnings.catch_warnings():  # pycocotools 2.0.11's decoder trips numpy 2's copy-keyword deprecation
+        warnings.simplefilter("ignore", DeprecationWarning)
+        mask = mask_utils.decode(rle)
     outlines, _specks = mask_to_polygons(mask.astype(bool))
     return outlines
 
