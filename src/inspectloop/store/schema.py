@@ -461,7 +461,7 @@ user_events = Table(
 )
 
 
-# -- version 7: region annotations (boxes and outlines) and the dataset versions that hold them -------
+# -- version 6: region annotations (boxes and outlines) and the dataset versions that hold them -------
 
 # One annotator's box (and optional polygon) of one class on one image. Rows are never changed: an edit
 # adds a row that ``supersedes`` the old one, a deletion adds a ``deleted`` row that supersedes it.
@@ -478,7 +478,7 @@ regions = Table(
     Column("supersedes", Integer, ForeignKey("regions.id"), index=True),
     Column("deleted", Boolean, nullable=False, server_default=text("0")),
     Column("created_at", String, nullable=False),
-    info=since(7),
+    info=since(6),
 )
 
 # Which region annotations a dataset version holds (a snapshot by id: later edits never reach it).
@@ -487,5 +487,5 @@ dataset_regions = Table(
     Column("version", String, ForeignKey("dataset_versions.name"), nullable=False),
     Column("region_id", Integer, ForeignKey("regions.id"), nullable=False),
     PrimaryKeyConstraint("version", "region_id"),
-    info=since(7),
+    info=since(6),
 )
