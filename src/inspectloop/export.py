@@ -162,8 +162,8 @@ def export_anomaly(model: torch.nn.Module, metadata: ModelMetadata, out_path: Pa
         raise ExportError(f"export_anomaly writes anomaly models with two classes (good, anomaly), but the metadata "
                           f"names task {metadata.task!r} and {len(metadata.class_names)} classes",
                           f"export with task={ANOMALY!r} and class_names=(good class, 'anomaly')")
-    torch = _require("torch")
-    onnx = _require("onnx")
+    torch = require("torch", "train")
+    onnx = require("onnx", "train")
     out_path = Path(out_path)
     batch = _image_batch(parity_images, metadata, "the export parity check")
     with _eval_mode(model):
