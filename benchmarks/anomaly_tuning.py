@@ -257,7 +257,7 @@ def main() -> None:
     parser.add_argument("--max-bank", type=int, default=8192)
     parser.add_argument("--k", type=int, default=1)
     parser.add_argument("--stride16", action="store_true")
-    parser.add_argument("--agg", default="max,top10,top30,top100,top200,top400,mean,smooth3")
+    parser.add_argument("--agg", default="max,top10,top50,top100,top200,mean")
     parser.add_argument("--fold", choices=sorted(FOLDS), default="val")
     args = parser.parse_args()
     if args.command == "extract":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +44,7 @@ def test_too_few_good_images_are_refused_naming_the_count(count: int) -> None:
 
 
 @pytest.mark.parametrize("field, value", [("stride", 4), ("coreset_ratio", 0.0), ("input_size", 100),
-                                          ("max_bank", 3), ("oversample", 0.5)])
+                                          ("max_bank", 3), ("oversample", 0.5), ("score_share", 1.5)])
 def test_bad_settings_are_refused(field: str, value: object) -> None:
     with pytest.raises(TrainingError, match=field.split("_")[0]):
         PatchCoreConfig(**{field: value})
@@ -83,3 +84,24 @@ def test_a_saved_model_loads_with_the_same_scores(fitted: PatchCoreModel, tmp_pa
     loaded = PatchCoreModel.load(tmp_path / "m.npz")
     images = [surface(7), surface(8, defect=True)]
     assert np.allclose(loaded.image_scores(images), fitted.image_scores(images), atol=1e-5)
+
+
+def test_a_change_of_exposure_is_not_an_anomaly(fitted: PatchCoreModel) -> None:
+    # sessions differ in lighting (magnetic tile: mean grey 66 in one session, 153 in another)
+    parts = [surface(600 + i) for i in range(4)]
+    darker = [Image.fromarray((np.asarray(p, dtype=np.float32) * 0.5 + 20).astype(np.uint8), mode="L") for p in parts]
+    defects = [surface(700 + i, defect=True) for i in range(4)]
+    plain, dimmed, bad = (fitted.image_scores(images) for images in (parts, darker, defects))
+    assert np.allclose(dimmed, plain, rtol=0.1) and bad.min() > dimmed.max()
+
+
+def test_a_model_saved_before_standardisation_loads_as_it_was_fitted(fitted: PatchCoreModel, tmp_path: Path) -> None:
+    fitted.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as data:
+        arrays = {k: data[k] for k in data.files}
+    config = json.loads(str(arrays["config"]))
+    del config["standardise"], config["score_share"]
+    np.savez(tmp_path / "old.npz", **{**arrays, "config": json.dumps(config)})
+    old = PatchCoreModel.load(tmp_path / "old.npz")
+    assert not old.config.standardise and old.config.score_share == 0.0 and old.module.top == 1
+    assert not old.module.features.standardise

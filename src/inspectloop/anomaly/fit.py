@@ -34,7 +34,7 @@ _FORWARD_BATCH = 8  # images per backbone pass: bounds activation memory
 
 Progress = Callable[[int, int], None]
 # Settings of models saved before these fields existed: they were fitted without them.
-_BEFORE_STANDARDISE = {"standardise": False, "score_top": 1}
+_BEFORE_STANDARDISE = {"standardise": False, "score_share": 0.0}
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ class PatchCoreConfig:
     ``chunk_images``: images whose features are held at once while fitting (the memory bound).
     ``oversample``: how many times its share of the final bank each chunk keeps before the final pick.
     ``standardise``: bring each image to a fixed mean and contrast first (exposure shifts between
-    sessions are not anomalies). ``score_top``: the image score is the mean of its ``score_top``
-    largest patch scores (1: the largest, as in PatchCore).
+    sessions are not anomalies). ``score_share``: the image score is the mean of its largest patch
+    scores, this share of its patches (0: the single largest, as in PatchCore).
     """
 
     backbone: str = "efficientnet-lite0"
@@ -61,7 +61,7 @@ class PatchCoreConfig:
     chunk_images: int = 8
     oversample: float = 4.0
     standardise: bool = True
-    score_top: int = 10
+    score_share: float = 0.1
     seed: int = 0
     threads: int = 0
 
@@ -71,7 +71,7 @@ class PatchCoreConfig:
                   (self.max_bank >= 16, "max_bank must be at least 16"),
                   (self.chunk_images >= 1, "chunk_images must be at least 1"),
                   (self.oversample >= 1.0, "oversample must be at least 1"),
-                  (self.score_top >= 1, "score_top must be at least 1"),
+                  (0.0 <= self.score_share <= 1.0, "score_share must be in [0, 1]"),
                   (64 <= self.input_size <= 1024 and self.input_size % 16 == 0,
                    "input_size must be a multiple of 16 from 64 to 1024"),
                   (self.threads >= 0, "threads must be 0 (all cores) or more"))
@@ -245,7 +245,8 @@ def _build_features(config: PatchCoreConfig) -> PatchFeatures:
 def _build_module(config: PatchCoreConfig, bank: torch.Tensor, *, features: PatchFeatures) -> PatchCore:
     from inspectloop.anomaly.model import PatchCore
 
-    return PatchCore(features, bank, config.input_size, top=config.score_top).eval()
+    top = max(1, round(config.score_share * _grid(config) ** 2))
+    return PatchCore(features, bank, config.input_size, top=top).eval()
 
 
 def _batch(images: Sequence[Image.Image], preprocess: Preprocess) -> torch.Tensor:

@@ -118,7 +118,8 @@ class PatchCore(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         patches = self.patch_scores(x)
         flat = patches.flatten(1)
-        score = flat.amax(dim=1) if self.top == 1 else flat.topk(min(self.top, flat.shape[1]), dim=1).values.mean(dim=1)
+        top = min(self.top, flat.shape[1])
+        score = flat.amax(dim=1) if top == 1 else flat.topk(top, dim=1).values.mean(dim=1)
         heatmap = self.smooth(patches)
         z = (score - self.centre) / self.scale
         logits = torch.stack([torch.zeros_like(z), z], dim=1)
