@@ -232,7 +232,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, object]:
         ps = patch_scores(test, bank, args.k)
         print(f"  fold {held}: features+bank {fit_s:.0f} s, search {time.time() - t0 - fit_s:.0f} s", flush=True)
         defect = classes[test_idx] != "Free"
-        tag = f"{args.variant}_s{args.stages}_p{args.pool}_r{args.ratio}_k{args.k}_{int(args.stride16)}_{'-'.join(held)}"
+        tag = (f"{args.variant}_s{args.stages}_p{args.pool}_r{args.ratio}_k{args.k}_{int(args.stride16)}_"
+               f"{'-'.join(held)}")
         np.savez(WORK / f"scores_{tag}.npz", scores=ps, valid=tvalid, defect=defect, classes=classes[test_idx])
         row: dict[str, object] = {"held": ",".join(held), "bank": list(bank.shape), "fit_s": round(fit_s, 1)}
         for how in args.agg.split(","):

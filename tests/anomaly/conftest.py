@@ -29,4 +29,6 @@ def good_images() -> list[Image.Image]:
 def fitted(good_images: list[Image.Image]):  # noqa: ANN201 - a PatchCoreModel (torch imported lazily)
     from inspectloop.anomaly import PatchCoreConfig, fit_patchcore
 
-    return fit_patchcore(good_images, PatchCoreConfig(input_size=SIZE, coreset_ratio=0.1, chunk_images=5, threads=1))
+    # stride 8: a 64-pixel part on the default stride-16 grid would be 4 x 4 patches
+    config = PatchCoreConfig(input_size=SIZE, stride=8, coreset_ratio=0.1, chunk_images=5, threads=1)
+    return fit_patchcore(good_images, config)

@@ -67,7 +67,7 @@ def test_nearest_distances_are_exact() -> None:
 
 
 def test_update_adds_good_images_close_to_a_full_refit(good_images: list[Image.Image]) -> None:
-    config = PatchCoreConfig(input_size=SIZE, coreset_ratio=0.1, chunk_images=5, threads=1)
+    config = PatchCoreConfig(input_size=SIZE, stride=8, coreset_ratio=0.1, chunk_images=5, threads=1)
     new = [surface(50 + i) for i in range(8)]
     base = fit_patchcore(good_images, config)
     updated = base.update(new)

@@ -55,13 +55,13 @@ class PatchCoreConfig:
     backbone: str = "efficientnet-lite0"
     input_size: int = 256
     stages: tuple[int, ...] = (4, 10)
-    stride: int = 8
-    coreset_ratio: float = 0.01
+    stride: int = 16
+    coreset_ratio: float = 0.04
     max_bank: int = 8192
     chunk_images: int = 8
     oversample: float = 4.0
     standardise: bool = True
-    score_share: float = 0.1
+    score_share: float = 1.0
     seed: int = 0
     threads: int = 0
 

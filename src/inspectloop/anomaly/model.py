@@ -32,7 +32,8 @@ class PatchFeatures(nn.Module):
     and standard deviation, so that a change of exposure or lighting between sessions is not an anomaly.
     """
 
-    def __init__(self, trunk: nn.Module, stages: tuple[int, ...], stride: int = 8, *, standardise: bool = False) -> None:
+    def __init__(self, trunk: nn.Module, stages: tuple[int, ...], stride: int = 8, *,
+                 standardise: bool = False) -> None:
         super().__init__()
         if not stages or list(stages) != sorted(set(stages)):
             raise ValueError(f"stages must be increasing block indices, got {stages!r}")

@@ -83,11 +83,11 @@ class TrainConfig(BaseModel):
     false_reject_target: float = Field(0.02, gt=0, le=0.5, description="anomaly: share of good parts the threshold "
                                        "may reject, certified on held-out good images (confidence and guarantee "
                                        "as above)")
-    coreset_ratio: float = Field(0.01, gt=0, le=1, description="anomaly: share of training patches kept in the "
+    coreset_ratio: float = Field(0.04, gt=0, le=1, description="anomaly: share of training patches kept in the "
                                                                 "memory bank")
     max_bank: int = Field(8192, ge=16, le=65536, description="anomaly: most memory-bank rows (sets inference time "
                                                              "and file size)")
-    patch_stride: Literal[8, 16] = Field(8, description="anomaly: input pixels per patch (16: 4x faster, coarser "
+    patch_stride: Literal[8, 16] = Field(16, description="anomaly: input pixels per patch (16: 4x faster, coarser "
                                                          "heatmaps)")
 
 
