@@ -13,6 +13,10 @@ import io
 import numpy as np
 from PIL import Image
 
+from inspectloop.errors import ImageError
+from inspectloop.reports.html import THUMBNAIL_PX, data_uri
+from inspectloop.runtime.images import decode_image
+
 OVERLAY_SIDE = 256  # the long side of a drawn overlay, in pixels: small enough to store with every review item
 
 
@@ -53,6 +57,21 @@ def overlaid_png(image: Image.Image, heatmap: np.ndarray, *, long_side: int = OV
     size = overlay_size(image.size, long_side)
     base = image.convert("RGB").resize(size, Image.Resampling.BILINEAR).convert("RGBA")
     return _png(Image.alpha_composite(base, heatmap_rgba(heatmap, size, high=high)).convert("RGB"))
+
+
+def heatmap_thumbnail_uri(image: bytes, heatmap: np.ndarray, size: int = THUMBNAIL_PX) -> str | None:
+    """A report thumbnail (JPEG data URI, ``size`` on its long side) of an image file's bytes with its heatmap
+    blended in; None when the bytes do not decode as an image."""
+    try:
+        decoded = decode_image(image, draft=size).image  # the runtime's decoder: the pixels the model saw
+    except ImageError:
+        return None
+    small = overlay_size(decoded.size, size)
+    base = decoded.convert("RGB").resize(small, Image.Resampling.BILINEAR).convert("RGBA")
+    blended = Image.alpha_composite(base, heatmap_rgba(heatmap, small)).convert("RGB")
+    buffer = io.BytesIO()
+    blended.save(buffer, format="JPEG", quality=85, optimize=True)
+    return data_uri(buffer.getvalue(), "image/jpeg")
 
 
 def _png(image: Image.Image) -> bytes:
