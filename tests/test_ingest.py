@@ -126,6 +126,15 @@ def test_manifest_rows_with_bad_dates_or_missing_files_are_reported(ws: Workspac
     assert report.added == 1
 
 
+@pytest.mark.parametrize("column", ["camera", "operator"])
+def test_manifest_rows_with_oversized_metadata_are_refused(class_tree: Path, column: str) -> None:
+    rows = [{"path": "good/good_0.png", "label": "good", column: "x" * 100_000},
+            {"path": "good/good_1.png", "label": "good", column: "cam-2"}]
+    items, refused = scan_manifest(write_manifest(class_tree / "m.csv", rows))
+    assert [item.path.name for item in items] == ["good_1.png"]
+    assert len(refused) == 1 and "m.csv:2" in refused[0][0] and "over the 256 allowed" in refused[0][1]
+
+
 def test_manifest_without_path_column_is_refused(class_tree: Path) -> None:
     manifest = write_manifest(class_tree / "m.csv", [{"file": "a.png", "label": "good"}])
     with pytest.raises(IngestError, match="no 'path' column"):

@@ -84,7 +84,12 @@ def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name:
               "calib_fraction": plan.calib_fraction, "group_by": plan.group_by,
               "test_field": plan.test_field,
               "test_values": list(plan.test_values), "seed": plan.seed, "new_test": new_test}
-    workspace.db.datasets.add(version_name, parent_version.name if parent_version else None, params, summary, items)
+    # The version holds its images' current region annotations by id: later box edits make new rows it never sees.
+    region_ids = [r.id for r in workspace.db.regions.current([i.sha256 for i in items]) if r.id is not None]
+    summary["regions"] = len(region_ids)
+    with workspace.db.transaction() as tx:
+        tx.datasets.add(version_name, parent_version.name if parent_version else None, params, summary, items)
+        tx.regions.snapshot(version_name, region_ids)
     return load_version(workspace, version_name)
 
 

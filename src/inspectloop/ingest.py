@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from inspectloop.domain import (
-    CLASS_NAME, METADATA_FIELDS, Annotation, CaptureMeta, ClassDefinition, ImageRecord, ImageSource, Severity,
+    CLASS_NAME, MAX_FIELD_CHARS, METADATA_FIELDS, Annotation, CaptureMeta, ClassDefinition, ImageRecord, ImageSource, Severity,
     looks_good,
 )
 from inspectloop.errors import ImageError, IngestError
@@ -223,6 +223,10 @@ def _manifest_item(base: Path, row: dict[str, str | None]) -> SourceItem:
     clean = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
     if not clean.get("path"):
         raise ValueError("empty 'path'")
+    for name, value in clean.items():
+        if name != "path" and (len(name) > MAX_FIELD_CHARS or len(value) > MAX_FIELD_CHARS):
+            raise ValueError(f"column {name[:40]!r} holds {len(value):,} characters, over the {MAX_FIELD_CHARS} "
+                             "allowed (a metadata value names a camera or a part, it is not a document)")
     known = {name: clean.get(name) or None for name in METADATA_FIELDS}
     if known["captured_at"]:
         known["captured_at"] = datetime.fromisoformat(known["captured_at"])  # type: ignore[assignment]

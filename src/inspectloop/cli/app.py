@@ -15,6 +15,7 @@ from inspectloop.cli.registry_commands import accept, criteria_app, models_app
 from inspectloop.cli.service_commands import SERVE_SETTINGS, serve, shadow_app, users_app
 from inspectloop.cli.settings import ConfigOptions, SetOption
 from inspectloop.cli.monitor_commands import camera_app, monitor_app, recalibrate_app
+from inspectloop.cli.regions_commands import regions_app
 from inspectloop.cli.review_commands import review_app
 from inspectloop.cli.training_view import TrainingView
 from inspectloop.errors import TrainingError
@@ -36,6 +37,7 @@ app.add_typer(monitor_app, name="monitor")
 app.add_typer(camera_app, name="camera")
 app.add_typer(recalibrate_app, name="recalibrate")
 app.add_typer(keys_app, name="keys")
+app.add_typer(regions_app, name="regions")
 
 
 @app.command()

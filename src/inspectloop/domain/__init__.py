@@ -17,13 +17,14 @@ from inspectloop.domain.monitoring import (
 )
 from inspectloop.domain.people import Role, User, UserRecord
 from inspectloop.domain.predictions import LoggedPrediction, ShadowComparison, ShadowResult
+from inspectloop.domain.regions import REGION_SOURCES, Box, Polygon, Region
 from inspectloop.domain.review import REASONS, Discrepancy, ReviewItem
 
 __all__ = [
-    "CLASS_NAME", "GOOD_NAMES", "MAX_FIELD_CHARS", "METADATA_FIELDS", "REASONS", "AcceptanceRecord", "Alert", "Annotation",
+    "CLASS_NAME", "GOOD_NAMES", "MAX_FIELD_CHARS", "METADATA_FIELDS", "REASONS", "AcceptanceRecord", "Alert", "Annotation", "Box",
     "CameraBaselineRecord", "CameraCheckRecord", "CaptureMeta", "ClassDefinition", "CriteriaRecord", "CycleRecord",
     "DatasetItem", "DatasetVersion", "DatasetVersionInfo", "Discrepancy", "DriftBaselineRecord", "DriftCheck",
     "FrozenModel", "ImageRecord", "ImageSource", "LoggedPrediction", "ModelFile", "ModelVersion", "MonitorRun",
-    "QualityStats", "ReviewItem", "Role", "Severity", "ShadowComparison", "ShadowResult", "Split", "Stage",
+    "Polygon", "QualityStats", "REGION_SOURCES", "Region", "ReviewItem", "Role", "Severity", "ShadowComparison", "ShadowResult", "Split", "Stage",
     "StageChange", "StageEvent", "Task", "TrainingRun", "User", "UserRecord", "looks_good",
 ]

@@ -27,7 +27,7 @@ from inspectloop import review
 from inspectloop.domain import METADATA_FIELDS, CaptureMeta, ImageRecord, ImageSource, LoggedPrediction
 from inspectloop.errors import RequestError
 from inspectloop.ingest import measure_decoded
-from inspectloop.quality import quality_stats
+from inspectloop.quality import statistics_view, view_stats
 from inspectloop.runtime import Prediction
 from inspectloop.runtime.images import Decoded
 from inspectloop.shadow import same_fate
@@ -207,14 +207,14 @@ class PredictionLog:
         """Queue the image statistics of a prediction logged without them (its image was not kept)."""
         if isinstance(job.record, PredictionRecord) and isinstance(result, LoggedPrediction) and job.image is None \
                 and not result.replayed:
-            self._stats_queue.put((result.id, job.record.decoded.image))
+            self._stats_queue.put((result.id, statistics_view(job.record.decoded.image)))
 
     # -- the statistics thread: image statistics for drift, after the answer, never in its way ----
     def _run_stats(self) -> None:
         while True:
             batch, stopping = _drain(self._stats_queue, self.max_batch)
             if batch:
-                rows = [(prediction_id, quality_stats(image).model_dump()) for prediction_id, image in batch]
+                rows = [(prediction_id, view_stats(view).model_dump()) for prediction_id, view in batch]
                 self.workspace.db.predictions.set_stats(rows)
             if stopping:
                 return

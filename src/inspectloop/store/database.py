@@ -24,6 +24,7 @@ from inspectloop.store.migrations import migrate
 from inspectloop.store.people import PeopleRepository
 from inspectloop.store.predictions import PredictionRepository
 from inspectloop.store.recalibration import RecalibrationRepository
+from inspectloop.store.regions import RegionRepository
 from inspectloop.store.registry import RegistryRepository
 from inspectloop.store.review import ReviewRepository
 from inspectloop.store.runs import RunRepository
@@ -66,6 +67,7 @@ class Repositories:
         self.cameras = CameraRepository(connect, root)
         self.recalibration = RecalibrationRepository(connect, root)
         self.integrity = IntegrityRepository(connect, root)
+        self.regions = RegionRepository(connect, root)
 
 
 class Transaction(Repositories):

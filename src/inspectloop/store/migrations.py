@@ -50,6 +50,10 @@ def _v5_security(conn: Connection) -> None:
     conn.execute(text("UPDATE users SET token_expires_at = :at WHERE token_expires_at IS NULL"), {"at": expires})
 
 
+def _v6_regions(conn: Connection) -> None:
+    _create_tables_added_in(conn, 6)
+
+
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "foundation: images, classes, annotations, datasets, runs, models", _v1_foundation),
     (2, "acceptance criteria, model registry (versions, stages, acceptance reports), runs.criteria_id",
@@ -58,6 +62,7 @@ MIGRATIONS: list[tuple[int, str, Step]] = [
     (4, "drift baselines and checks, alerts, camera health baselines and checks, recalibration cycles",
      _v4_monitoring),
     (5, "token expiry and revocation, browser sessions, user events, prediction content digests", _v5_security),
+    (6, "region annotations (boxes, polygons) and the dataset versions that hold them", _v6_regions),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -459,3 +459,33 @@ user_events = Table(
     Column("at", String, nullable=False),
     info=since(5),
 )
+
+
+# -- version 6: region annotations (boxes and outlines) and the dataset versions that hold them -------
+
+# One annotator's box (and optional polygon) of one class on one image. Rows are never changed: an edit
+# adds a row that ``supersedes`` the old one, a deletion adds a ``deleted`` row that supersedes it.
+regions = Table(
+    "regions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), ForeignKey("images.sha256"), nullable=False, index=True),
+    Column("class_name", String, ForeignKey("classes.name"), nullable=False),
+    Column("annotator", String, nullable=False),
+    Column("source", String, nullable=False),  # import | reviewer | model
+    Column("x0", Float, nullable=False), Column("y0", Float, nullable=False),
+    Column("x1", Float, nullable=False), Column("y1", Float, nullable=False),
+    Column("polygon", JSON),  # [[x, y], ...] in image pixels, or NULL for a box alone
+    Column("supersedes", Integer, ForeignKey("regions.id"), index=True),
+    Column("deleted", Boolean, nullable=False, server_default=text("0")),
+    Column("created_at", String, nullable=False),
+    info=since(6),
+)
+
+# Which region annotations a dataset version holds (a snapshot by id: later edits never reach it).
+dataset_regions = Table(
+    "dataset_regions", metadata,
+    Column("version", String, ForeignKey("dataset_versions.name"), nullable=False),
+    Column("region_id", Integer, ForeignKey("regions.id"), nullable=False),
+    PrimaryKeyConstraint("version", "region_id"),
+    info=since(6),
+)
