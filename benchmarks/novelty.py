@@ -19,8 +19,8 @@ on the head's pooled features): the share of its test images that go to review o
 with and without the guard, and the extra share of good test parts the guard sends to review (goal <= 2
 points). Result (2026-11-30, guard at 1%, classifier alone): 62-93% caught per class (mean 79%, 74%
 without the guard), at most +0.6 points of good parts to review; at 5%: 79-97% (mean 87%) at up to +3.8
-points. The goal is not met: a linear probe passes a third of good tiles and misclassifies unseen defects
-as good with confidence, and a whole-image embedding moves little for a small new defect.
+points. The goal is not met: the probe passes only 66-82% of good tiles and passes 7-53% of an unseen
+class as good, and a whole-image embedding moves little for a small new defect.
 """
 
 from __future__ import annotations

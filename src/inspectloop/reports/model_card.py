@@ -460,6 +460,7 @@ def _novelty(run: RunRecord) -> str:
     certified = (f"set on {guard['held_out_images']} held-out images of known classes ({guard['source']}): a new "
                  f"image of a known class goes over it with probability at most {percent_text(guard['rate'])}"
                  if guard.get("certified") else
+                 "no held-out images to set it on, so it never fires" if not guard["held_out_images"] else
                  f"set on only {guard['held_out_images']} held-out images ({guard['source']}), too few to guarantee "
                  f"{percent_text(guard['rate'])}: it is their largest score")
     facts = {"what it does": "a part the classifier would pass, but whose image lies farther from every training "

@@ -307,7 +307,8 @@ def _fit(run: _Run, loaded: Loaded) -> Fitted:
 
 
 def _calibrate(run: _Run, loaded: Loaded, fitted: Fitted) -> Calibrated:
-    """Temperature, review band and operating points from held-out scores (the test set is not read)."""
+    """Temperature, review band, operating points and novelty guard from held-out images (the test set is not
+    read)."""
     held = fitted.held_out
     guard = _fit_guard(run, loaded, fitted)
     if held is None:
@@ -337,8 +338,9 @@ def _fit_guard(run: _Run, loaded: Loaded, fitted: Fitted) -> NoveltyGuard | None
     banked = loaded.train if loaded.folds is None else join(loaded.train, loaded.calib)
     held = [loaded.val] + ([loaded.calib] if loaded.folds is None and loaded.calib is not None else [])
     held_images = [image for part in held for image in part.images]
-    source = " and ".join(name for name, part in (("validation", loaded.val), ("calibration", loaded.calib))
-                          if part is not None and any(part is h for h in held)) + " splits"
+    names = [name for name, part in (("validation", loaded.val), ("calibration", loaded.calib))
+             if part is not None and any(part is h for h in held)]
+    source = " and ".join(names) + (" splits" if len(names) > 1 else " split")
     return fit_novelty(embeddings(fitted.model, banked.images, loaded.preprocess),
                        embeddings(fitted.model, held_images, loaded.preprocess), rate=run.config.novelty_rate,
                        source=source, seed=run.config.seed)
