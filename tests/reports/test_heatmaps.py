@@ -28,7 +28,7 @@ def test_an_overlay_keeps_the_images_aspect_ratio_and_stays_small(image_size: tu
 def test_the_hot_spot_is_opaque_and_yellow_the_rest_transparent() -> None:
     overlay = np.asarray(Image.open(io.BytesIO(overlay_png(hot_spot(), (256, 256)))))
     hot, cold = overlay[48, 176], overlay[200, 40]  # inside the spot (scaled x4), far from it
-    assert hot[3] >= 190 and hot[0] == 255 and hot[1] >= 240  # yellow, nearly opaque
+    assert hot[3] >= 160 and hot[0] == 255 and hot[1] >= 240  # yellow, mostly opaque
     assert cold[3] == 0
 
 

@@ -35,7 +35,7 @@ def heatmap_rgba(heatmap: np.ndarray, size: tuple[int, int], *, high: float | No
     rgba[..., 0] = 255
     rgba[..., 1] = (np.clip(2.0 * t - 1.0, 0.0, 1.0) * 255).astype(np.uint8)  # red, turning yellow when hot
     rgba[..., 2] = 0
-    rgba[..., 3] = (np.sqrt(t) * 200).astype(np.uint8)  # faint heat still shows; never fully hides the part
+    rgba[..., 3] = (np.sqrt(t) * 170).astype(np.uint8)  # faint heat still shows; the part shows through the hottest
     return Image.fromarray(rgba, "RGBA")
 
 
