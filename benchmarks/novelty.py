@@ -111,7 +111,8 @@ def split_known(labels: np.ndarray, sessions: np.ndarray, left_out: str, seed: i
 
 def train_probe(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray, classes: int,
                 config: Any) -> Any:
-    """The probe's head (``train.loop.probe`` on cached features): class-weighted Adam, best epoch by val macro recall."""
+    """The probe's head (``train.loop.probe`` on cached features): class-weighted Adam, best epoch by validation
+    macro recall."""
     import copy
 
     import torch
@@ -172,7 +173,8 @@ def evaluate_left_out(features: dict[str, np.ndarray], left_out: str, embedding:
               "guard": {"threshold": guard.threshold, "bank": int(guard.bank.shape[0]), "held_out": len(guard.held_out),
                         "certified": guard.certified,
                         "held_out_over_threshold": float(np.mean(guard.held_out > guard.threshold)),
-                        "test_over_threshold": {k: float(np.mean(scores[v] > guard.threshold)) for k, v in masks.items()}},
+                        "test_over_threshold": {k: float(np.mean(scores[v] > guard.threshold))
+                                                for k, v in masks.items()}},
               "policies": {}}
     for name, plain in policies.items():
         guarded = dataclasses.replace(plain, novelty_threshold=guard.threshold)
@@ -264,7 +266,8 @@ def main() -> None:
         for r in runs[key]:
             for name, p in r["policies"].items():
                 print(f"{key:>14} {r['left_out']:>9} {name:>20}: caught {p['left_out_caught']['without_guard']:.1%}"
-                      f" -> {p['left_out_caught']['with_guard']:.1%}; good passed {p['good_pass']['without_guard']:.1%},"
+                      f" -> {p['left_out_caught']['with_guard']:.1%}; "
+                      f"good passed {p['good_pass']['without_guard']:.1%},"
                       f" to review +{p['good_extra_review_points']:.1f} pts", flush=True)
     summary = {key: _summary(r) for key, r in runs.items()}
     print(json.dumps(summary, indent=1))
