@@ -277,7 +277,7 @@ def main() -> None:
                  "15% validation, the rest training; the left-out class is removed from all three",
         "classifier": "mode=probe: linear head on frozen EfficientNet-Lite0 pooled features, 224 px, 300 epochs, "
                       "no augmentation (benchmarks/calibration.py's NEU config); head trained on cached features",
-        "guard": {"embedding": "block-13 (stride 16, 192 channels) average and maximum over the image, each unit "
+        "guard": {"embedding": "block-13 (stride 32, 192 channels) average and maximum over the image, each unit "
                                "length (inspectloop.models.novelty.guard_embedding); 'pooled' = the head's features",
                   "k": args.k, "bank": "training split embeddings (no coreset needed below 4096 rows)",
                   "threshold": "conformal quantile at the rate on calibration + validation images of known classes",

@@ -5,7 +5,7 @@ edge computes the guard's score in the same forward pass as the class logits. Th
 :func:`inspectloop.train.novelty.novelty_scores`, which fits the threshold.
 
 The guard's embedding (:func:`guard_embedding`) is mid-level: the average and the maximum over the image
-of an EfficientNet-Lite trunk's stride-16 features (after block ``GUARD_BLOCK`` - 1), each unit length.
+of an EfficientNet-Lite trunk's stride-32 features (after block ``GUARD_BLOCK`` - 1), each unit length.
 Measured on magnetic tile with one defect class left out (benchmarks/novelty.py), it catches far more
 unseen defects at the same extra review of good parts than the pooled features the head reads: a small
 new defect barely moves a whole-image average of high-level features, but it moves a local maximum.
@@ -38,7 +38,7 @@ class NoveltyDistance(nn.Module):
         return squared.topk(self.k, dim=1, largest=False).values.sqrt().mean(dim=1)
 
 
-GUARD_BLOCK = 14  # EfficientNet-Lite0: blocks 0..13 end at stride 16 with 192 channels
+GUARD_BLOCK = 14  # EfficientNet-Lite0: blocks 0..13 end at stride 32 with 192 channels (before the 320-channel block)
 
 
 def features_and_embedding(trunk: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
