@@ -340,3 +340,71 @@ def test_int8_copy_of_a_signed_model_is_signed(signed_export: ExportReport, sign
     report = quantize_int8(signed_export.path, calibration, tmp_path / "q.onnx", signing_key=signing_key)
     assert EdgeModel(report.path, trusted_keys=[public_key_of(signing_key)]).signature.state == "verified"
     assert report.signature.state == "verified"
+
+
+# --- novelty guard (issue 11): a classifier scores how far an image is from its training images -----------
+
+def guarded_export(folder: Path, parity: list[Image.Image], *, threshold: float | None = None,
+                   k: int = 1) -> tuple[ExportReport, Any]:
+    """The tiny trunk + head classifier exported with a guard banked on synthetic training images."""
+    from inspectloop.runtime import Preprocess
+    from inspectloop.train.novelty import fit_novelty
+
+    model = tiny_classifier()
+    train_images, _ = synthetic_images(6, seed=7)
+    held_images, _ = synthetic_images(6, seed=8)
+    with torch.no_grad():
+        embed = lambda images: model.trunk(torch.from_numpy(np.concatenate(  # noqa: E731
+            [Preprocess(INPUT_SIZE)(image) for image in images]))).numpy()
+        guard = fit_novelty(embed(train_images), embed(held_images), rate=0.1, k=k)
+    novelty = {**guard.metadata, **({"threshold": threshold} if threshold is not None else {})}
+    report = export_classifier(model, tiny_metadata(novelty=novelty), folder / "guarded.onnx", parity,
+                               novelty_bank=guard.bank)
+    return report, guard
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_guarded_classifier_scores_novelty_in_the_graph(tmp_path: Path, parity: list[Image.Image], k: int) -> None:
+    report, guard = guarded_export(tmp_path, parity, k=k)
+    edge = EdgeModel(report.path)
+    assert edge.has_novelty and [o.name for o in edge.session.get_outputs()] == ["logits", "features", "novelty"]
+    prediction, features = edge.predict_with_features(parity[0])
+    assert features is not None and prediction.novelty is not None
+    assert prediction.novelty == pytest.approx(float(guard.scores(features[None])[0]), abs=1e-4)
+    assert edge.policy.novelty_threshold == guard.threshold
+    assert prediction.to_dict()["novelty"] == prediction.novelty
+
+
+def test_a_novel_image_that_would_pass_goes_to_review(tmp_path: Path, parity: list[Image.Image]) -> None:
+    plain = EdgeModel(export_classifier(tiny_classifier(), tiny_metadata(), tmp_path / "plain.onnx", parity).path)
+    passed = [image for image in parity if plain.predict(image).decision == "pass"]
+    assert passed, "the tiny classifier passes some synthetic good images"
+    strict = EdgeModel(guarded_export(tmp_path, parity, threshold=0.0)[0].path)  # every image is "novel"
+    assert {strict.predict(image).decision for image in passed} == {"review"}
+    for image in parity:  # never changes a reject, and the label stays the classifier's
+        before, after = plain.predict(image), strict.predict(image)
+        assert after.label == before.label
+        assert after.decision == ("review" if before.decision == "pass" else before.decision)
+
+
+def test_a_guard_needs_its_bank_and_its_threshold(tmp_path: Path, parity: list[Image.Image]) -> None:
+    guard_meta = {"threshold": 0.5, "rate": 0.01, "k": 1, "bank_size": 2, "held_out_images": 10}
+    with pytest.raises(ExportError, match="bank"):
+        export_classifier(tiny_classifier(), tiny_metadata(novelty=guard_meta), tmp_path / "a.onnx", parity)
+    with pytest.raises(ExportError, match="threshold"):
+        export_classifier(tiny_classifier(), tiny_metadata(), tmp_path / "b.onnx", parity,
+                          novelty_bank=np.eye(2, 8, dtype=np.float32))
+    with pytest.raises(ExportError, match="no trunk"):
+        export_classifier(trained_tiny_cnn(), tiny_metadata(novelty=guard_meta), tmp_path / "c.onnx", parity,
+                          novelty_bank=np.eye(2, 8, dtype=np.float32))
+    assert not list(tmp_path.iterdir())
+
+
+def test_int8_copy_keeps_the_guard_in_float(tmp_path: Path, parity: list[Image.Image]) -> None:
+    report, _ = guarded_export(tmp_path, parity)
+    calibration, _ = synthetic_images(6, seed=4)
+    int8 = EdgeModel(quantize_int8(report.path, calibration, tmp_path / "g-int8.onnx", parity_images=parity).path)
+    proto = onnx.load(str(int8.path))
+    guard_nodes = [node for node in proto.graph.node if "/distance/" in node.name]
+    assert guard_nodes and not [n for n in guard_nodes if "Quantize" in n.op_type]
+    assert int8.has_novelty and int8.predict(parity[0]).novelty is not None

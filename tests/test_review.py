@@ -207,3 +207,61 @@ def test_an_item_without_its_prediction_shows_the_scores_it_was_queued_with(seed
     [panel] = review.score_panels(seeded.workspace, item)
     assert (panel.role, panel.model, panel.label) == (role, model, item.suggestion)
     assert panel.scores[0][1] == max(item.scores.values())
+
+
+# --- anomaly models and the novelty guard (issue 11) ------------------------------------------------------
+
+def test_an_anomaly_review_item_carries_its_drawn_heatmap_and_takes_a_class_as_its_answer(tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from inspectloop.domain import CaptureMeta
+    from inspectloop.runtime import Prediction, Regions
+    from inspectloop.runtime.images import decode_image
+    from inspectloop.serve.prediction_log import PredictionLog, PredictionRecord
+    from inspectloop.store import sha256_bytes
+    from tests.service_helpers import image_bytes, line_workspace
+
+    line = line_workspace(tmp_path / "ws")
+    ws = line.workspace
+    heatmap = np.zeros((64, 64), dtype=np.float32)
+    heatmap[10:14, 40:44] = 2.5
+    data = image_bytes("scratch", 3)
+    size = Image.open(io.BytesIO(data)).size
+    prediction = Prediction("anomaly", 0.6, {"good": 0.4, "anomaly": 0.6}, "review", {"total": 1.0},
+                            regions=Regions(image_size=size, heatmap=heatmap), anomaly_score=2.5)
+    log = PredictionLog(ws, ingest_id=ws.db.images.begin_ingest("test", "service"))
+    log.start()
+    try:
+        log.submit(PredictionRecord(request_id="r1", source="http", meta=CaptureMeta(camera="cam1"), data=data,
+                                    decoded=decode_image(data), sha256=sha256_bytes(data),
+                                    model_version_id=line.production.id, model_name="anomaly v1",
+                                    prediction=prediction, keep_image=False)).result(timeout=30)
+    finally:
+        log.stop()
+    item = review.claim_next(ws, "ana")
+    assert item is not None and item.suggestion == "anomaly" and item.details["anomaly_score"] == 2.5
+    digest = review.heatmap_digest(ws, item)
+    assert digest is not None and digest == item.details[review.HEATMAP_DETAIL]
+    overlay = Image.open(ws.blobs.path_for(digest))
+    assert overlay.mode == "RGBA" and overlay.size[0] / overlay.size[1] == pytest.approx(size[0] / size[1], rel=0.02)
+    assert review.answerable_suggestion(ws, item) is None  # "anomaly" is not a class: the reviewer names one
+    with pytest.raises(ReviewError, match="unknown class 'anomaly'"):
+        review.record_verdict(ws, item.id, "ana", "anomaly")
+    done = review.record_verdict(ws, item.id, "ana", "scratch")
+    assert done.decided_label == "scratch"
+    with ws.db.engine.connect() as conn:
+        row = conn.execute(select(s.annotations).where(s.annotations.c.sha256 == item.image_sha256)).one()
+    assert (row.class_name, row.source) == ("scratch", "reviewer")
+    ws.close()
+
+
+def test_a_classifier_review_keeps_its_novelty_and_no_heatmap() -> None:
+    from inspectloop.runtime import Prediction
+
+    prediction = Prediction("good", 0.95, {"good": 0.95, "scratch": 0.05}, "review", {"total": 1.0}, novelty=0.7123456)
+    assert review.heatmap_overlay(prediction) is None
+    assert review.prediction_details(prediction) == {"novelty": 0.7123}

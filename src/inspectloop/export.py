@@ -14,8 +14,10 @@ torch, onnx and onnxruntime.quantization are imported only inside the functions 
 
 A classifier made of a ``trunk`` and a ``head`` (:class:`inspectloop.models.classifier.Classifier`)
 is exported with a second output, ``features`` (the pooled trunk features the head reads), so drift
-monitoring gets embeddings from the same forward pass at no extra cost. Parity is checked on the
-logits only; other models keep their single ``logits`` output.
+monitoring gets embeddings from the same forward pass at no extra cost. Given a novelty bank (the
+metadata's ``novelty`` guard, fitted by :mod:`inspectloop.train.novelty`), it gets a third output,
+``novelty``: the features' distance to the bank, computed in the graph (:mod:`inspectloop.models.novelty`).
+Parity is checked on the logits and the novelty scores; other models keep their single ``logits`` output.
 """
 
 from __future__ import annotations
@@ -46,7 +48,15 @@ from inspectloop.runtime.metadata import (
     model_hash,
     utc_timestamp,
 )
-from inspectloop.runtime.model import FEATURES_NAME, HEATMAP_NAME, INPUT_NAME, OUTPUT_NAME, SCORE_NAME, EdgeModel
+from inspectloop.runtime.model import (
+    FEATURES_NAME,
+    HEATMAP_NAME,
+    INPUT_NAME,
+    NOVELTY_NAME,
+    OUTPUT_NAME,
+    SCORE_NAME,
+    EdgeModel,
+)
 from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.runtime.signing import PublicKey, SignatureStatus, public_key_of, sign_model
 
@@ -78,8 +88,12 @@ class ExportReport:
 
 def export_classifier(model: torch.nn.Module, metadata: ModelMetadata, out_path: Path,
                       parity_images: Sequence[Image.Image], *, atol: float = 1e-3, opset: int = 17,
-                      signing_key: Ed25519PrivateKey | None = None) -> ExportReport:
+                      signing_key: Ed25519PrivateKey | None = None,
+                      novelty_bank: np.ndarray | None = None) -> ExportReport:
     """Export ``model`` (normalised (N, 3, H, W) input -> logits) to ``out_path`` with ``metadata``.
+
+    ``novelty_bank`` (M, D) unit-length training embeddings go with the metadata's ``novelty`` guard (both
+    or neither): the file then scores each image's novelty in the graph (a trunk + head classifier only).
 
     With ``signing_key`` (the site's, :func:`inspectloop.keys.site_signing_key`) the file is signed,
     and the signature is checked on the written file like everything else.
@@ -94,19 +108,25 @@ def export_classifier(model: torch.nn.Module, metadata: ModelMetadata, out_path:
                           f"{metadata.task!r}", f"export with task={CLASSIFICATION!r}")
     torch = require("torch", "train")
     onnx = require("onnx", "train")
+    _check_novelty(metadata, novelty_bank)
     out_path = Path(out_path)
     batch = _image_batch(parity_images, metadata, "the export parity check")
+    guarded = _with_guard(torch, model, novelty_bank, metadata)
     with _eval_mode(model):
         expected = _torch_logits(torch, model, batch, len(metadata.class_names))
-        proto = _to_onnx(torch, onnx, model, batch[[0, min(1, len(batch) - 1)]], opset)  # batch of 2
+        expected_novelty = None if guarded is None else _torch_outputs(torch, guarded, batch)[2]
+        proto = _to_onnx(torch, onnx, guarded or model, batch[[0, min(1, len(batch) - 1)]], opset)  # batch of 2
     data, stamped = _stamp(proto, metadata)
     data = _sign(data, signing_key)
     with _staged(out_path, data) as staged:
         logits, signature = _file_logits(staged, batch, signing_key)
         diff, agreement = _compare(expected, logits)
+        if expected_novelty is not None:
+            diff = max(diff, _novelty_difference(staged, batch, expected_novelty))
         if diff > atol or agreement < 1.0:
             raise ExportError(
-                f"the exported ONNX model does not match the PyTorch model: max abs logit difference "
+                f"the exported ONNX model does not match the PyTorch model: max abs logit"
+                f"{'' if guarded is None else ' or novelty'} difference "
                 f"{diff:.3g} (tolerance {atol:g}), top-1 agreement {agreement:.1%} on {len(batch)} images",
                 "the graph differs from the eager model: look for export-only code paths, data-dependent "
                 "Python control flow or operators the exporter changes; nothing was written")
@@ -183,6 +203,42 @@ def export_anomaly(model: torch.nn.Module, metadata: ModelMetadata, out_path: Pa
                 f"{diff:.3g} of the largest score (tolerance {rtol:g}), pass/anomaly agreement {agreement:.1%} on "
                 f"{len(batch)} images", "the graph differs from the eager model; nothing was written")
     return ExportReport(out_path, diff, agreement, len(batch), stamped.weights_sha256, len(data), signature)
+
+
+def _check_novelty(metadata: ModelMetadata, bank: np.ndarray | None) -> None:
+    """A novelty guard needs its bank and its threshold; a bank without the threshold would never be used."""
+    guard = metadata.novelty
+    if (guard is None) != (bank is None):
+        raise ExportError("a novelty guard needs both its bank (novelty_bank) and its threshold (metadata.novelty); "
+                          f"got {'the threshold' if guard is not None else 'the bank'} alone",
+                          "fit the guard with inspectloop.train.novelty.fit_novelty and pass both")
+    if guard is not None and bank is not None and (bank.ndim != 2 or len(bank) != guard["bank_size"]):
+        raise ExportError(f"the novelty bank has shape {bank.shape}, but the metadata names {guard['bank_size']} rows",
+                          "pass the bank and the metadata of the same fitted guard")
+
+
+def _with_guard(torch: ModuleType, model: torch.nn.Module, bank: np.ndarray | None,
+                metadata: ModelMetadata) -> torch.nn.Module | None:
+    """The classifier with its novelty guard as one module (None without a bank)."""
+    if bank is None or metadata.novelty is None:
+        return None
+    from inspectloop.models.novelty import GuardedClassifier, NoveltyDistance
+
+    trunk, head = getattr(model, "trunk", None), getattr(model, "head", None)
+    if not isinstance(trunk, torch.nn.Module) or not isinstance(head, torch.nn.Module):
+        raise ExportError("a novelty guard reads the classifier's pooled trunk features, and this model has no trunk "
+                          "and head", "export it without novelty_bank, or build it as "
+                          "inspectloop.models.classifier.Classifier")
+    guarded = GuardedClassifier(trunk, head, NoveltyDistance(bank, metadata.novelty["k"]))
+    guarded.train(model.training)
+    return guarded
+
+
+def _novelty_difference(path: Path, batch: np.ndarray, expected: np.ndarray) -> float:
+    """Largest absolute difference between the file's novelty scores and the eager guard's."""
+    model = EdgeModel(path, threads=_threads(), verify_hash=False)
+    got = np.concatenate([model.novelty_scores(batch[start:start + _CHUNK]) for start in range(0, len(batch), _CHUNK)])
+    return float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64))))
 
 
 def _side_agreement(expected: np.ndarray, got: np.ndarray, tie: float = 1e-3) -> float:
@@ -303,7 +359,12 @@ def _dynamo_export(torch: ModuleType, model: torch.nn.Module, example: np.ndarra
 
 
 def _graph_module(torch: ModuleType, model: torch.nn.Module) -> tuple[torch.nn.Module, list[str]]:
-    """The module to trace and its output names: ``(logits, features)`` for a trunk + head classifier."""
+    """The module to trace and its output names: ``(logits, features)`` for a trunk + head classifier,
+    ``(logits, features, novelty)`` for one with its novelty guard."""
+    from inspectloop.models.novelty import GuardedClassifier
+
+    if isinstance(model, GuardedClassifier):
+        return model, [OUTPUT_NAME, FEATURES_NAME, NOVELTY_NAME]
     trunk, head = getattr(model, "trunk", None), getattr(model, "head", None)
     if not isinstance(trunk, torch.nn.Module) or not isinstance(head, torch.nn.Module):
         return model, [OUTPUT_NAME]
@@ -431,11 +492,18 @@ def _quantize(onnx: ModuleType, quantization: ModuleType, model_path: Path, cali
                 prepared, target, _calibration_reader(quantization, calibration),
                 quant_format=quantization.QuantFormat.QDQ, per_channel=True,
                 activation_type=quantization.QuantType.QUInt8, weight_type=quantization.QuantType.QInt8,
-                calibrate_method=quantization.CalibrationMethod.MinMax)
+                calibrate_method=quantization.CalibrationMethod.MinMax,
+                nodes_to_exclude=_guard_nodes(onnx.load(prepared)))
         except Exception as exc:  # onnxruntime.quantization raises untyped errors
             raise ExportError(f"onnxruntime could not quantize the model ({exc})",
                               "deploy the float model, or report the failing operator") from exc
         return onnx.load_from_string(Path(target).read_bytes())
+
+
+def _guard_nodes(proto: Any) -> list[str]:
+    """The novelty guard's nodes: kept in float, since its threshold was set on float distances, and an
+    8-bit distance to the nearest of thousands of bank rows would blur the margin the threshold sits on."""
+    return [node.name for node in proto.graph.node if "/distance/" in node.name]
 
 
 def _calibration_reader(quantization: ModuleType, calibration: np.ndarray) -> Any:

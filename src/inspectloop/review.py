@@ -4,6 +4,11 @@ Items come from uncertain predictions (the review band), shadow discrepancies, Q
 recalibration samples and drift samples. Reviewers are served by reason first (``REASONS`` order),
 then by priority. A reviewer's verdict (``record_verdict``) becomes an annotation (annotator =
 reviewer, source = "reviewer") that the next dataset version picks up.
+
+An item queued from an anomaly model carries its heatmap, drawn once as a small transparent PNG blob
+(``HEATMAP_DETAIL`` in its details names it) for the review page to lay over the image; the full map
+is never logged. Its suggestion ("anomaly") is not a class: the reviewer answers good or a defect class,
+and that answer becomes the annotation like any other.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from typing import Any
 from inspectloop.domain import REASONS, Annotation, Discrepancy, LoggedPrediction, ReviewItem, ShadowResult
 from inspectloop.errors import ReviewError
 from inspectloop.runtime.decision import Decision
-from inspectloop.store import Transaction
+from inspectloop.runtime.prediction import Prediction
+from inspectloop.store import Transaction, sha256_bytes
 from inspectloop.workspace import Workspace
 
 
@@ -33,6 +39,44 @@ def enqueue(tx: Transaction, *, image_sha256: str, reason: str, prediction_id: i
     return tx.review.enqueue(image_sha256=image_sha256, reason=reason, prediction_id=prediction_id,
                              model_version_id=model_version_id, suggestion=suggestion, scores=scores,
                              details=details, priority=priority)
+
+
+HEATMAP_DETAIL = "heatmap_overlay"  # review item detail: the blob digest of the drawn heatmap overlay (PNG)
+
+
+def heatmap_overlay(prediction: Prediction) -> bytes | None:
+    """The prediction's heatmap drawn as a transparent PNG at its image's aspect ratio (None without one)."""
+    regions = prediction.regions
+    if regions is None or regions.heatmap is None:
+        return None
+    from inspectloop.reports.heatmaps import overlay_png
+
+    return overlay_png(regions.heatmap, regions.image_size)
+
+
+def prediction_details(prediction: Prediction, overlay: bytes | None = None) -> dict[str, Any]:
+    """What a review item keeps of the prediction that queued it beyond its scores: an anomaly model's raw
+    score, a classifier's novelty score, and the digest of the drawn heatmap (stored as a blob beside it)."""
+    details: dict[str, Any] = {}
+    if prediction.anomaly_score is not None:
+        details["anomaly_score"] = round(float(prediction.anomaly_score), 4)
+    if prediction.novelty is not None:
+        details["novelty"] = round(float(prediction.novelty), 4)
+    if overlay is not None:
+        details[HEATMAP_DETAIL] = sha256_bytes(overlay)
+    return details
+
+
+def heatmap_digest(workspace: Workspace, item: ReviewItem) -> str | None:
+    """The blob digest of the item's heatmap overlay, when it has one and the blob is there."""
+    digest = item.details.get(HEATMAP_DETAIL)
+    return digest if isinstance(digest, str) and workspace.blobs.exists(digest) else None
+
+
+def answerable_suggestion(workspace: Workspace, item: ReviewItem) -> str | None:
+    """The item's suggestion when a reviewer can confirm it as is: a defined class (an anomaly model suggests
+    "anomaly", which the reviewer must name as good or a defect class)."""
+    return item.suggestion if item.suggestion in workspace.db.labels.classes() else None
 
 
 DEFAULT_LEASE_SECONDS = 300  # a reviewer who walks away frees the item after five minutes

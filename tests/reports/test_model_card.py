@@ -262,3 +262,38 @@ def test_the_card_of_a_real_accepted_run(neu_probe_run: TrainedNeu) -> None:
     assert "600 parts per hour" in page and "neu-pass" in page
     temperature = ws.db.runs.get(run_id).metrics["calibration"]["temperature"]
     assert f"{temperature:.3f}" in page and not math.isnan(temperature)
+
+
+# --- issue 11: the novelty guard's rate and anomaly heatmaps ----------------------------------------------
+
+def test_the_card_states_the_novelty_guards_rate_or_that_there_is_none(ws: Workspace) -> None:
+    import dataclasses
+
+    add_evaluated_run(ws, "run-guard", band=False)
+    card = gather_model_card(ws, register(ws, "run-guard"))
+    page = re.sub(r"\s+", " ", render_model_card(card))
+    assert ">Novelty guard<" in page and "has no novelty guard" in page
+    guard = {"threshold": 0.4321, "rate": 0.01, "k": 1, "bank_size": 500, "held_out_images": 300,
+             "certified": True, "source": "validation and calibration splits", "training_images": 500,
+             "test": {"rate": 0.01, "threshold": 0.4321, "over_threshold": 0.05, "sent_to_review": 0.012,
+                      "per_class_sent_to_review": {"good": 0.01, "scratch": 0.02}, "images": 450}}
+    run = dataclasses.replace(card.run, metrics={**card.run.metrics, "novelty": guard})
+    page = re.sub(r"\s+", " ", render_model_card(dataclasses.replace(card, run=run)))
+    assert "novel: 1.2% of test images sent to review" in page and "5.0% over the threshold" in page
+    assert "300 held-out images of known classes" in page and "at most 1.0%" in page
+    assert "good 1.0%, scratch 2.0%" in page
+
+
+def test_hardest_images_of_an_anomaly_model_show_its_heatmap(ws: Workspace) -> None:
+    import dataclasses
+
+    add_evaluated_run(ws, "run-heat", band=False)
+    card = gather_model_card(ws, register(ws, "run-heat"))
+    assert card.heatmaps == {}  # a classifier's card has none
+    plain = render_model_card(card)
+    hot = np.zeros((16, 16), dtype=np.float32)
+    hot[2:5, 10:13] = 1.0
+    heated = render_model_card(dataclasses.replace(card, heatmaps={digest: hot for digest in card.images}))
+    assert heated.count('<img class="thumb" src="data:image/jpeg;base64,') == 24
+    assert "yellow marks where the model saw the part differ" in heated and "yellow marks" not in plain
+    assert heated != plain  # the thumbnails carry the heatmap

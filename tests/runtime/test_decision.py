@@ -187,3 +187,49 @@ def test_the_runtime_decides_each_image_by_its_files_policy(tmp_path: Path, good
 def test_a_band_that_automates_nothing_sends_everything_to_review(tmp_path: Path) -> None:
     model = EdgeModel(restamped(tmp_path, review=review(1.0, None)))
     assert {model.predict(image).decision for image in grey_levels()} == {Decision.REVIEW}
+
+
+# --- the novelty guard (issue 11): a pass far from every training image goes to review ---------------------
+
+GUARDED = {"no band": policy(), "band": policy(**BAND), "flags": policy(thresholds={"dark": 0.2}),
+           "no good class": policy(good=None, auto_above=0.7)}
+
+
+@pytest.mark.parametrize("name", sorted(GUARDED))
+def test_the_guard_turns_only_passes_into_reviews_and_keeps_the_labels(name: str) -> None:
+    import dataclasses
+
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(3) * 0.4, size=400)
+    p[:100] = rng.dirichlet((30.0, 1.0, 1.0), size=100)  # plenty of confident good parts
+    novelty = rng.uniform(0, 1, size=400)
+    plain = GUARDED[name]
+    guarded = dataclasses.replace(plain, novelty_threshold=0.5)
+    before, after = plain.decide(p), guarded.decide(p, novelty)
+    novel = novelty > 0.5
+    np.testing.assert_array_equal(after.labels, before.labels)
+    turned = before.decisions != after.decisions
+    assert set(before.decisions[turned]) <= {PASS.value} and set(after.decisions[turned]) <= {REVIEW.value}
+    np.testing.assert_array_equal(turned, novel & (before.decisions == PASS.value))
+    np.testing.assert_array_equal(guarded.decide(p).decisions, before.decisions)  # no scores given: no guard
+    assert guarded.decide_one(p[0], float(novelty[0])) == after[0]
+
+
+def test_a_missing_novelty_score_is_not_trusted_and_shapes_are_checked() -> None:
+    guarded = DecisionPolicy(num_classes=3, good_index=0, novelty_threshold=0.5)
+    decided = guarded.decide(np.array([[0.9, 0.05, 0.05]] * 3), np.array([0.1, math.nan, 0.9]))
+    assert decided.decisions.tolist() == [PASS.value, REVIEW.value, REVIEW.value]
+    with pytest.raises(ValueError, match="one novelty score per image"):
+        guarded.decide(np.array([[0.9, 0.05, 0.05]]), np.array([0.1, 0.2]))
+
+
+@pytest.mark.parametrize("threshold", [-0.1, math.inf, math.nan, True, "0.5"])
+def test_policy_refuses_a_bad_novelty_threshold(threshold: object) -> None:
+    with pytest.raises(ValueError, match="novelty_threshold"):
+        DecisionPolicy(num_classes=3, good_index=0, novelty_threshold=threshold)  # type: ignore[arg-type]
+
+
+def test_the_guard_travels_in_the_metadata_and_a_file_without_it_has_none() -> None:
+    guard = {"threshold": 0.4, "rate": 0.01, "k": 1, "bank_size": 10, "held_out_images": 200}
+    assert DecisionPolicy.from_metadata(tiny_metadata(novelty=guard)).novelty_threshold == 0.4
+    assert DecisionPolicy.from_metadata(tiny_metadata()).novelty_threshold is None

@@ -47,3 +47,27 @@ def test_a_prediction_refuses_inconsistent_fields(changes: dict[str, object], er
               **changes}
     with pytest.raises(error, match=message):
         Prediction(**fields)  # type: ignore[arg-type]
+
+
+def test_a_heatmap_is_summarised_in_json_not_copied() -> None:
+    heatmap = np.zeros((256, 256), dtype=np.float32)
+    heatmap[40:44, 200:203] = 3.14159  # a small hot spot: the summary keeps it (each cell is its maximum)
+    regions = Regions(image_size=(512, 400), heatmap=heatmap)
+    prediction = Prediction("anomaly", 0.9, {"good": 0.1, "anomaly": 0.9}, "reject", LATENCY, regions=regions,
+                            anomaly_score=3.2)
+    text = json.dumps(prediction.to_dict())
+    assert len(text) < 4000  # the full map alone is 65k numbers
+    document = json.loads(text)["regions"]
+    grid = np.array(document["heatmap"])
+    assert grid.shape == (16, 16) and grid.max() == pytest.approx(3.142) and grid[2, 12] == grid.max()
+    assert document["heatmap_peak"] == {"x": pytest.approx(200.5 * 2, abs=2), "y": pytest.approx(40.5 * 400 / 256, abs=0.1),
+                                        "value": pytest.approx(3.142)}
+    coarse = Regions.from_dict(document)  # reads back as a coarse heatmap
+    assert coarse.heatmap is not None and coarse.heatmap.shape == (16, 16)
+    assert prediction.regions is regions and regions.heatmap.shape == (256, 256)  # the object keeps the full map
+
+
+def test_novelty_is_serialised_only_when_the_model_gives_it() -> None:
+    guarded = Prediction("good", 0.9, SCORES | {"good": 0.9}, "review", LATENCY, novelty=0.61)
+    assert guarded.to_dict()["novelty"] == 0.61
+    assert "novelty" not in Prediction("good", 0.9, SCORES | {"good": 0.9}, "pass", LATENCY).to_dict()

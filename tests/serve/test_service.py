@@ -139,3 +139,23 @@ def test_the_pixel_budget_makes_large_frames_wait_for_room() -> None:
     waiter.join(2)
     assert not waiter.is_alive() and budget.used == 60
     assert PixelBudget(100).acquire(10**9) == 100  # never more than the whole budget: it would wait forever
+
+
+def test_a_guarded_classifiers_novelty_comes_back_in_the_answer_and_sends_a_pass_to_review(tmp_path: Path) -> None:
+    from tests.test_export import guarded_export, synthetic_images
+
+    line = line_workspace(tmp_path / "ws")
+    report, _ = guarded_export(tmp_path, synthetic_images(4, seed=3)[0], threshold=0.0)  # every image is novel
+    version = add_version(line.workspace, "run-guarded", report.path.read_bytes())
+    promote(line.workspace, version.name, "production", actor="ana", reason="test", override=True)
+    service = InspectionService(line.workspace, ServiceConfig(sample_rate=0.0))
+    service.start()
+    try:
+        answer = service.submit(image_bytes("good", 1), {"camera": "cam1"}).result(timeout=30).to_response()
+    finally:
+        service.stop()
+    assert answer["novelty"] > 0.0 and answer["decision"] == "review" and "regions" not in answer
+    with line.workspace.db.engine.connect() as conn:
+        item = conn.execute(select(s.review_items)).one()
+    assert item.details["novelty"] == round(answer["novelty"], 4)
+    line.workspace.close()

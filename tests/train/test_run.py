@@ -157,3 +157,24 @@ def test_an_interrupted_crossfit_run_resumes_after_its_last_finished_fold(ws: Wo
     assert trained == [1, None, None]  # fold 0 kept; fold 1 resumed at its second epoch; the refit trained
     assert result.metrics["crossfit"]["folds"] == 2 and ws.db.runs.get(failed).status == "finished"
 
+
+
+def test_a_classifier_with_a_good_class_ships_a_novelty_guard_with_its_rate(tmp_path: Path, neu_subset: Path) -> None:
+    from inspectloop.domain import ClassDefinition
+    from inspectloop.labels import define_class
+
+    ws = init_workspace(tmp_path / "guard-ws")
+    ingest(ws, scan_folder(neu_subset), source="neu-subset")
+    define_class(ws, ClassDefinition(name="crazing", severity="none", is_good=True, criterion="stands in for good"))
+    create_version(ws, SplitPlan(group_by="none", val_fraction=0.2, test_fraction=0.2, calib_fraction=0.25))
+    result = train(ws, TrainConfig(mode="probe", epochs=40, augment="none", novelty_rate=0.05, **SMALL))
+    novelty = result.metrics["novelty"]
+    version = load_version(ws)
+    assert novelty["held_out_images"] == len(version.split("val")) + len(version.split("calib"))
+    assert novelty["bank_size"] == novelty["training_images"] == len(version.split("train"))
+    assert novelty["rate"] == 0.05 and novelty["source"] == "validation and calibration splits"
+    assert 0 <= novelty["test"]["sent_to_review"] <= novelty["test"]["over_threshold"] <= 1
+    model = EdgeModel(result.model_path)
+    assert model.has_novelty and model.metadata.novelty["threshold"] == novelty["threshold"]
+    assert model.predict(ws.blobs.get(version.split("test")[0].sha256)).novelty is not None
+    ws.close()

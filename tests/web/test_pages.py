@@ -200,3 +200,34 @@ def test_static_files_are_served_from_the_package(client: TestClient) -> None:
     assert "keydown" in client.get("/static/review.js").text
     assert client.get("/static/style.css").headers["content-type"].startswith("text/css")
     assert client.get("/static/..%2Fpages.py").status_code == 404
+
+
+def test_an_anomaly_item_shows_its_heatmap_over_the_image_and_asks_for_a_class(client: TestClient,
+                                                                               seeded: Seeded) -> None:
+    import numpy as np
+
+    from inspectloop.runtime import Prediction, Regions
+
+    ws = seeded.workspace
+    heatmap = np.zeros((32, 32), dtype=np.float32)
+    heatmap[4:8, 20:24] = 1.0
+    prediction = Prediction("anomaly", 0.7, {"good": 0.3, "anomaly": 0.7}, "review", {},
+                            regions=Regions(image_size=(80, 60), heatmap=heatmap), anomaly_score=1.0)
+    overlay = review.heatmap_overlay(prediction)
+    assert overlay is not None
+    ws.blobs.put(overlay)
+    with ws.db.transaction() as tx:
+        item_id = review.enqueue(tx, image_sha256=seeded.images[-1], reason=review.REASONS[0], suggestion="anomaly",
+                                 scores=prediction.scores, details=review.prediction_details(prediction, overlay),
+                                 priority=99.0)
+    assert client.get(f"/review/items/{item_id}/heatmap.png").status_code == 401
+    csrf = logged_in(client, seeded)
+    client.post("/review/next", data={"csrf": csrf})
+    page = client.get("/review").text
+    assert f'data-item-id="{item_id}"' in page and 'data-suggestion=""' in page  # Enter confirms nothing
+    assert f'src="/review/items/{item_id}/heatmap.png"' in page and 'id="heatmap-toggle"' in page
+    assert "not a class: pick good or the defect you see" in page and review.HEATMAP_DETAIL not in page
+    reply = client.get(f"/review/items/{item_id}/heatmap.png")
+    assert reply.status_code == 200 and reply.headers["content-type"] == "image/png" and reply.content == overlay
+    assert client.get(f"/review/items/{seeded.items[0]}/heatmap.png").status_code == 404  # a classifier's item
+    assert client.get("/review/items/99999/heatmap.png").status_code == 404

@@ -184,3 +184,38 @@ def test_unauthenticated_visits_go_to_login_and_images_are_refused(browser: Any,
         assert "/login" in page.url
     reply = page.request.get(f"{server16.url}/images/{server16.seeded.images[0]}")
     assert reply.status == 401
+
+
+def test_an_anomaly_items_heatmap_lies_exactly_over_its_image_and_can_be_hidden(browser: Any,
+                                                                                server16: LiveServer) -> None:
+    import numpy as np
+
+    from inspectloop.runtime import Prediction, Regions
+
+    ws = server16.seeded.workspace
+    with ws.db.engine.begin() as conn:
+        conn.execute(s.review_items.update().values(status="done"))
+    digest = server16.seeded.images[0]
+    size = ws.db.images.get(digest).width, ws.db.images.get(digest).height
+    heatmap = np.zeros((64, 64), dtype=np.float32)
+    heatmap[8:16, 40:48] = 2.0
+    prediction = Prediction("anomaly", 0.8, {"good": 0.2, "anomaly": 0.8}, "review", {},
+                            regions=Regions(image_size=size, heatmap=heatmap), anomaly_score=2.0)
+    overlay = review.heatmap_overlay(prediction)
+    ws.blobs.put(overlay)
+    with ws.db.transaction() as tx:
+        review.enqueue(tx, image_sha256=digest, reason="uncertain", suggestion="anomaly", scores=prediction.scores,
+                       details=review.prediction_details(prediction, overlay))
+    page = log_in(browser, server16, "ana")
+    start(page)
+    page.wait_for_function("() => document.querySelector('#heatmap')?.complete && "
+                           "document.querySelector('#heatmap').naturalWidth > 0")
+    page.screenshot(path="/tmp/inspectloop-review-heatmap.png")
+    shot, heat = page.locator("#shot").bounding_box(), page.locator("#heatmap").bounding_box()
+    assert shot is not None and heat is not None
+    assert all(abs(shot[k] - heat[k]) < 1.0 for k in ("x", "y", "width", "height"))  # same box: same fit
+    page.keyboard.press("Enter")  # "anomaly" is not a class: Enter confirms nothing
+    time.sleep(0.3)
+    assert item_id(page) is not None and page.is_visible("#heatmap")
+    page.click("#heatmap-toggle")
+    assert not page.is_visible("#heatmap")

@@ -36,6 +36,9 @@ class LoggedPrediction:
     suspect: bool = False  # its camera failed a health check
     content_sha256: str | None = None  # the request's image and metadata digest (None: logged before schema v5)
     warnings: tuple[str, ...] = ()  # the decoder's, for this answer only (not stored: a replay has none)
+    # What the model gave beside its scores (anomaly_score, a heatmap summary, novelty), for this answer only
+    # (not stored: a replay has none). See ``Prediction.to_dict``: a heatmap is its coarse grid and peak.
+    outputs: dict[str, Any] = field(default_factory=dict)
 
     def to_response(self) -> dict[str, Any]:
         """The JSON answer of the inspection API."""
@@ -43,7 +46,7 @@ class LoggedPrediction:
                 "label": self.label, "confidence": self.confidence, "scores": self.scores,
                 "model": {"name": self.model_name, "version_id": self.model_version_id},
                 "latency_ms": self.latency_ms, "image_sha256": self.image_sha256, "replayed": self.replayed,
-                "warnings": list(self.warnings)}
+                "warnings": list(self.warnings), **self.outputs}
 
 
 @dataclass(frozen=True)

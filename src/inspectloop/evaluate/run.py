@@ -20,7 +20,7 @@ from inspectloop.errors import DatasetError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics, json_float
 from inspectloop.evaluate.outcomes import ImageOutcome, image_outcomes
 from inspectloop.evaluate.slices import SliceReport, slice_metrics
-from inspectloop.reports.evaluation import EvaluationReportFiles, write_evaluation_report
+from inspectloop.reports.evaluation import EvaluationReportFiles, HeatmapLoader, write_evaluation_report
 from inspectloop.reports.html import ReportFigure
 from inspectloop.workspace import Workspace
 
@@ -50,11 +50,13 @@ class EvaluationResult:
 
 def evaluate_predictions(workspace: Workspace, items: Sequence[DatasetItem], class_names: Sequence[str],
                          predicted: np.ndarray, out_dir: Path, *, title: str, context: Mapping[str, object],
-                         figures: Sequence[ReportFigure] = (), scores: np.ndarray | None = None) -> EvaluationResult:
+                         figures: Sequence[ReportFigure] = (), scores: np.ndarray | None = None,
+                         heatmaps: HeatmapLoader | None = None) -> EvaluationResult:
     """Score ``predicted`` class indices against the items' labels and write the report to ``out_dir``.
 
     ``scores`` (optional, one row of class probabilities per item) lets each image's outcome carry its
-    probabilities and margin, so the report can rank close calls as well as mistakes.
+    probabilities and margin, so the report can rank close calls as well as mistakes. ``heatmaps`` (an
+    anomaly model's, by image digest) are blended into the hardest images' thumbnails.
     """
     index = {name: i for i, name in enumerate(class_names)}
     unknown = sorted({item.label for item in items if item.label not in index})
@@ -70,7 +72,7 @@ def evaluate_predictions(workspace: Workspace, items: Sequence[DatasetItem], cla
     outcomes = image_outcomes([item.sha256 for item in items], truth, chosen, class_names, scores=scores,
                               metadata=metadata)
     files = write_evaluation_report(out_dir, title=title, metrics=metrics, slices=slices, context=context,
-                                    figures=figures, outcomes=outcomes, images=workspace.blobs.get)
+                                    figures=figures, outcomes=outcomes, images=workspace.blobs.get, heatmaps=heatmaps)
     return EvaluationResult(metrics, slices, files, outcomes)
 
 
@@ -96,6 +98,7 @@ def evaluate_model_file(workspace: Workspace, model_path: Path, *, dataset: str 
     target = out_dir or workspace.reports_dir / f"eval-{Path(model_path).stem}-{version.name}-{split}"
     context = {"model": str(model_path), "model_version": model.metadata.model_version,
                "dataset_version": version.name, "split": split}
+    heatmaps = None if model.task != "anomaly" else lambda digest: model.heatmap(workspace.blobs.get(digest))
     return evaluate_predictions(workspace, items, names, np.array(predicted), target,
                                 title=f"{model.metadata.model_name} on {version.name}/{split}", context=context,
-                                scores=np.array(scores))
+                                scores=np.array(scores), heatmaps=heatmaps)

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspectloop.errors import require
+from inspectloop.errors import ImageError, require
 from inspectloop.evaluate.metrics import RECALL_CONFIDENCE, ClassificationMetrics
 from inspectloop.evaluate.outcomes import HARDEST_SHOWN, ImageOutcome, hardest
 from inspectloop.evaluate.slices import Slice, SliceReport
+from inspectloop.reports.heatmaps import heatmap_thumbnail_uri
 from inspectloop.fileio import atomic_write_bytes, json_safe
 from inspectloop.reports.html import (
     DASH,
@@ -50,6 +51,8 @@ REPORT_FORMAT_VERSION = 2  # 2: per-image outcomes
 CAPTION_FIELDS = ("camera", "shift", "line", "lighting", "part_id", "session")
 
 ImageLoader = Callable[[str], bytes]  # an image file's bytes by its SHA-256 (a workspace's ``blobs.get``)
+# An anomaly model's heatmap (H, W) of an image by its SHA-256 (None: none); called for the images shown only.
+HeatmapLoader = Callable[[str], "np.ndarray | None"]
 
 
 @dataclass(frozen=True)
@@ -71,13 +74,15 @@ def write_evaluation_report(
     figures: Sequence[ReportFigure] = (),
     outcomes: Sequence[ImageOutcome] = (),
     images: ImageLoader | None = None,
+    heatmaps: HeatmapLoader | None = None,
 ) -> EvaluationReportFiles:
     """Write ``metrics.json``, ``confusion_matrix.png`` and ``report.html`` into ``out_dir``.
 
     ``context`` names what was evaluated (dataset version, run id, model, ...); it heads the page and
     is stored in the JSON (values that are not JSON types are stored as text). ``figures`` follow the
     confusion matrix in the page. ``outcomes`` (one per image) are stored in the JSON; the hardest of
-    them are shown in the page, with thumbnails when ``images`` can load their files.
+    them are shown in the page, with thumbnails when ``images`` can load their files, and an anomaly
+    model's heatmap blended into each when ``heatmaps`` gives one.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -89,7 +94,7 @@ def write_evaluation_report(
     )
     atomic_write_bytes(files.confusion_png, png)
     atomic_write_bytes(files.json, _report_json(title, metrics, slices, context, outcomes).encode("utf-8"))
-    page_html = render_evaluation_html(title, metrics, slices, context, png, figures, outcomes, images)
+    page_html = render_evaluation_html(title, metrics, slices, context, png, figures, outcomes, images, heatmaps)
     atomic_write_bytes(files.html, page_html.encode("utf-8"))
     return files
 
@@ -217,6 +222,7 @@ def render_evaluation_html(
     figures: Sequence[ReportFigure] = (),
     outcomes: Sequence[ImageOutcome] = (),
     images: ImageLoader | None = None,
+    heatmaps: HeatmapLoader | None = None,
 ) -> str:
     """The self-contained report page (no scripts, no external resources)."""
     return page(title, [
@@ -228,7 +234,7 @@ def render_evaluation_html(
         per_class_table(metrics),
         "<h2>Confusion matrix</h2>",
         confusion_image(confusion_png),
-        hardest_images_section(outcomes, images) if outcomes else "",
+        hardest_images_section(outcomes, images, heatmaps=heatmaps) if outcomes else "",
         *(figure_section(figure) for figure in figures),
         slice_sections(metrics, slices),
         _notes(metrics, slices),
@@ -346,15 +352,18 @@ def _notes(metrics: ClassificationMetrics, slices: SliceReport) -> str:
 
 
 def hardest_images_section(outcomes: Sequence[ImageOutcome], images: ImageLoader | None, *,
-                           limit: int = HARDEST_SHOWN, level: int = 2) -> str:
+                           limit: int = HARDEST_SHOWN, level: int = 2, heatmaps: HeatmapLoader | None = None) -> str:
     """Thumbnails of the hardest images (see ``evaluate.outcomes.hardest``) with true and predicted class,
-    probabilities and capture metadata, under an ``<h{level}>`` heading; a note when there are none."""
+    probabilities and capture metadata, under an ``<h{level}>`` heading; a note when there are none.
+    With ``heatmaps`` (an anomaly model's), each thumbnail shows where the model saw the part differ."""
     heading = f"<h{level}>Misclassified and borderline images</h{level}>"
     shown = hardest(outcomes, limit)
     if not shown:
         return f'{heading}<p class="muted">{_hardest_intro(outcomes, shown)}</p>'
-    cards = "".join(_image_card(o, _thumbnail(o.sha256, images)) for o in shown)
-    return f'{heading}<p>{_hardest_intro(outcomes, shown)}</p><div class="thumbs">{cards}</div>'
+    cards = "".join(_image_card(o, _thumbnail(o.sha256, images, heatmaps)) for o in shown)
+    note = (" Heatmaps: yellow marks where the model saw the part differ most from the good parts it learned."
+            if heatmaps is not None else "")
+    return f'{heading}<p>{_hardest_intro(outcomes, shown)}{escape(note)}</p><div class="thumbs">{cards}</div>'
 
 
 def _hardest_intro(outcomes: Sequence[ImageOutcome], shown: Sequence[ImageOutcome]) -> str:
@@ -373,13 +382,18 @@ def _hardest_intro(outcomes: Sequence[ImageOutcome], shown: Sequence[ImageOutcom
     return escape("; ".join(parts) + ".")
 
 
-def _thumbnail(sha256: str, images: ImageLoader | None) -> str | None:
+def _thumbnail(sha256: str, images: ImageLoader | None, heatmaps: HeatmapLoader | None = None) -> str | None:
     if images is None:
         return None
     try:
-        return thumbnail_uri(images(sha256))
+        data = images(sha256)
     except (OSError, KeyError):  # a blob that is gone: the card says so, the report is still written
         return None
+    try:
+        heatmap = None if heatmaps is None else heatmaps(sha256)
+    except (OSError, KeyError, ImageError):  # no heatmap: the plain thumbnail still shows the image
+        heatmap = None
+    return thumbnail_uri(data) if heatmap is None else heatmap_thumbnail_uri(data, heatmap)
 
 
 def _image_card(outcome: ImageOutcome, thumbnail: str | None) -> str:

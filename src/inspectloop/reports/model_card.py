@@ -18,7 +18,7 @@ import json
 import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -90,7 +90,8 @@ class ModelCardInputs:
 
     ``split_counts`` is None when the dataset version is not in the workspace; ``acceptance`` holds the
     latest acceptance report against each set of criteria, by criteria id; ``images`` the files of the
-    test images the card shows, by SHA-256 (an image missing from the blob store is simply absent).
+    test images the card shows, by SHA-256 (an image missing from the blob store is simply absent), and
+    ``heatmaps`` an anomaly model's heatmaps of those images (empty for a classifier).
     """
 
     version: ModelVersion
@@ -102,6 +103,7 @@ class ModelCardInputs:
     acceptance: Mapping[int, AcceptanceRecord]
     outcomes: tuple[ImageOutcome, ...]
     images: Mapping[str, bytes]
+    heatmaps: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 def write_model_card(workspace: Workspace, version: str | int | ModelVersion, *, parts_per_hour: float | None = None,
@@ -158,11 +160,12 @@ def gather_model_card(workspace: Workspace, version: str | int | ModelVersion, *
     criteria = None if chosen.criteria_id is None else get_criteria(workspace, chosen.criteria_id)
     outcomes = tuple(ImageOutcome.from_dict(o) for o in (run.report or {}).get("outcomes") or ())
     dataset = chosen.lineage.get("dataset_version") or run.row.dataset_version
+    images = _images(workspace, [o.sha256 for o in hardest(outcomes)])
     return ModelCardInputs(
         version=chosen, history=tuple(history(workspace, chosen)), run=run, criteria=criteria,
         line=_line(parts_per_hour, defect_rate, criteria), split_counts=_split_counts(workspace, dataset),
-        acceptance=_latest_acceptance(workspace, chosen), outcomes=outcomes,
-        images=_images(workspace, [o.sha256 for o in hardest(outcomes)]))
+        acceptance=_latest_acceptance(workspace, chosen), outcomes=outcomes, images=images,
+        heatmaps=_heatmaps(chosen, run, images))
 
 
 def _read_run(workspace: Workspace, version: ModelVersion) -> RunRecord:
@@ -209,6 +212,26 @@ def _images(workspace: Workspace, digests: Sequence[str]) -> dict[str, bytes]:
         try:
             found[digest] = workspace.blobs.get(digest)
         except OSError:
+            continue
+    return found
+
+
+def _heatmaps(version: ModelVersion, run: RunRecord, images: Mapping[str, bytes]) -> dict[str, np.ndarray]:
+    """An anomaly model's heatmaps of the images the card shows, from its own model file (none for a
+    classifier, or when the file or an image cannot be used: the card then shows plain thumbnails)."""
+    if run.metrics.get("task") != "anomaly" or not images:
+        return {}
+    from inspectloop.runtime import EdgeModel
+
+    try:
+        model = EdgeModel(version.path)
+    except InspectloopError:
+        return {}
+    found = {}
+    for digest, data in images.items():
+        try:
+            found[digest] = model.heatmap(data)
+        except InspectloopError:
             continue
     return found
 
@@ -349,7 +372,8 @@ def _slices(run: RunRecord, metrics: ClassificationMetrics | None) -> str:
 
 def _hardest(card: ModelCardInputs) -> str:
     if card.outcomes:
-        return hardest_images_section(card.outcomes, card.images.__getitem__, level=3)
+        return hardest_images_section(card.outcomes, card.images.__getitem__, level=3,
+                                      heatmaps=card.heatmaps.get if card.heatmaps else None)
     if card.run.report is None:
         return ""  # the test section already says the run kept no report
     return ('<h3>Misclassified and borderline images</h3><p class="muted">The run\'s evaluation kept no '
@@ -416,7 +440,41 @@ def _decisions(version: ModelVersion, run: RunRecord, rates: DecisionRates | Non
     if rates is not None:
         parts += [f"<h3>On the frozen test set ({'the review band' if source == 'band' else 'top class, no review'})</h3>",
                   _rates_table(rates)]
+    parts.append(_novelty(run))
     return "\n".join(parts)
+
+
+def _novelty(run: RunRecord) -> str:
+    """The classifier's novelty guard: how it was set, and the share of test images it sent to review."""
+    guard = run.metrics.get("novelty")
+    if run.metrics.get("task") == "anomaly":
+        return ""
+    if not guard:
+        return ('<h3>Novelty guard</h3><p class="callout quiet">This model has no novelty guard: a defect type it '
+                "was never shown is decided as whichever known class it looks like most (often good). Retrain with "
+                "this inspectloop (and a good class) to add one.</p>")
+    test = guard.get("test") or {}
+    sent = test.get("sent_to_review")
+    headline = (f"novel: {percent_text(sent)} of test images sent to review" if sent is not None
+                else "not measured on a test set")
+    certified = (f"set on {guard['held_out_images']} held-out images of known classes ({guard['source']}): a new "
+                 f"image of a known class goes over it with probability at most {percent_text(guard['rate'])}"
+                 if guard.get("certified") else
+                 "no held-out images to set it on, so it never fires" if not guard["held_out_images"] else
+                 f"set on only {guard['held_out_images']} held-out images ({guard['source']}), too few to guarantee "
+                 f"{percent_text(guard['rate'])}: it is their largest score")
+    facts = {"what it does": "a part the classifier would pass, but whose image lies farther from every training "
+                             "image than the threshold, goes to review instead (a reject is never changed)",
+             "on the test set": headline + (f" ({percent_text(test.get('over_threshold'))} over the threshold, "
+                                            "passes or not)" if sent is not None else ""),
+             "threshold": f"{number_text(guard['threshold'], 4)}, {certified}",
+             "bank": f"{guard['bank_size']} embeddings of {guard.get('training_images', guard['bank_size'])} "
+                     f"training images, {guard['k']} nearest averaged"}
+    per_class = test.get("per_class_sent_to_review") or {}
+    if per_class:
+        facts["sent to review, by true class"] = ", ".join(f"{name} {percent_text(share)}"
+                                                          for name, share in per_class.items())
+    return f'<h3>Novelty guard</h3><p class="callout quiet">{escape(headline)}.</p>' + context_table(facts)
 
 
 def _settings_sources(version: ModelVersion, run: RunRecord, criteria: LockedCriteria | None) -> str:

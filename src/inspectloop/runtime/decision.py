@@ -17,6 +17,10 @@ measured is what the edge does. Numpy only.
 - *With a band, without a good class*: reject as ``top`` when its probability is > ``auto_above`` and
   no other class is flagged; review otherwise.
 
+*Novelty guard* (``novelty_threshold`` set, and the image's novelty score given): a part the rule above
+would pass whose novelty score is above the threshold (it lies far from every training image: perhaps a
+defect the model was never shown) goes to review instead. The guard never changes a reject or a review.
+
 A review keeps ``top`` as the model's suggestion. Operating points only ever turn a pass or an
 automatic assignment into a review (with a band) or a reject (without one), never the reverse, so
 the band's certified escape and false-reject rates still hold (see :mod:`inspectloop.decisions.conformal`).
@@ -105,7 +109,9 @@ class DecisionPolicy:
     ``good_index`` is the good class's column (None when no class means "pass"); ``thresholds`` the
     per-class operating points, ``(C,)`` with ``inf`` for a class without one (None: none at all);
     ``auto_above`` and ``reject_below`` the review band (``auto_above`` None: no band, so nothing
-    goes to review; ``reject_below`` None: the band rejects nothing). See the module docstring.
+    goes to review; ``reject_below`` None: the band rejects nothing). ``novelty_threshold`` is the
+    novelty guard's (None: no guard): a pass whose novelty score is above it becomes a review.
+    See the module docstring.
     """
 
     num_classes: int
@@ -113,6 +119,7 @@ class DecisionPolicy:
     thresholds: np.ndarray | None = None
     auto_above: float | None = None
     reject_below: float | None = None
+    novelty_threshold: float | None = None
 
     def __post_init__(self) -> None:
         if type(self.num_classes) is not int or self.num_classes < 2:
@@ -130,36 +137,58 @@ class DecisionPolicy:
                 raise ValueError(f"{name} must be None or a probability from 0 to 1, got {value!r}")
         if self.reject_below is not None and (self.auto_above is None or good is None):
             raise ValueError("reject_below needs a review band (auto_above) and a good class")
+        novelty = self.novelty_threshold
+        if novelty is not None and (isinstance(novelty, bool) or not isinstance(novelty, (int, float, np.floating))
+                                    or not math.isfinite(novelty) or novelty < 0):
+            raise ValueError(f"novelty_threshold must be None or a finite non-negative number, got {novelty!r}")
 
     @classmethod
     def from_metadata(cls, metadata: ModelMetadata) -> DecisionPolicy:
-        """The policy a model file carries: its good class, operating points and review band."""
+        """The policy a model file carries: its good class, operating points, review band and novelty guard
+        (files written before the guard existed have none)."""
         names = metadata.class_names
         review = metadata.review
+        novelty = metadata.novelty
         return cls(num_classes=len(names),
                    good_index=names.index(metadata.good_class) if metadata.good_class is not None else None,
                    thresholds=threshold_array(names, metadata.thresholds),
                    auto_above=None if review is None else review["auto_above"],
-                   reject_below=None if review is None or metadata.good_class is None else review["reject_below"])
+                   reject_below=None if review is None or metadata.good_class is None else review["reject_below"],
+                   novelty_threshold=None if novelty is None else novelty["threshold"])
 
-    def decide(self, probabilities: np.ndarray) -> Decisions:
-        """The label and decision of each row of ``probabilities`` (N, C); see the module docstring."""
+    def decide(self, probabilities: np.ndarray, novelty: np.ndarray | None = None) -> Decisions:
+        """The label and decision of each row of ``probabilities`` (N, C), with each image's novelty score
+        (N,) when the model gives one; see the module docstring."""
         p = np.asarray(probabilities)
         if p.ndim != 2 or p.shape[1] != self.num_classes:
             raise ValueError(f"expected probabilities of shape (N, {self.num_classes}), got {p.shape}")
         top = p.argmax(axis=1).astype(np.int64, copy=False)
         flagged = p >= self.thresholds if self.thresholds is not None else None
         if self.good_index is None:
-            return self._decide_without_good(p, top, flagged)
-        if flagged is not None:
-            flagged[:, self.good_index] = False
-        if self.auto_above is None:
-            return self._decide_without_band(p, top, flagged)
-        return self._decide_with_band(p, top, flagged)
+            decided = self._decide_without_good(p, top, flagged)
+        else:
+            if flagged is not None:
+                flagged[:, self.good_index] = False
+            decided = (self._decide_without_band(p, top, flagged) if self.auto_above is None
+                       else self._decide_with_band(p, top, flagged))
+        return self._guard(decided, novelty)
 
-    def decide_one(self, probabilities: np.ndarray) -> tuple[int, Decision]:
-        """The label (class index) and decision for one image's probabilities (C,)."""
-        return self.decide(np.asarray(probabilities).reshape(1, -1))[0]
+    def decide_one(self, probabilities: np.ndarray, novelty: float | None = None) -> tuple[int, Decision]:
+        """The label (class index) and decision for one image's probabilities (C,) and novelty score."""
+        scores = None if novelty is None else np.array([novelty], dtype=np.float64)
+        return self.decide(np.asarray(probabilities).reshape(1, -1), scores)[0]
+
+    def _guard(self, decided: Decisions, novelty: np.ndarray | None) -> Decisions:
+        """Passes whose novelty score is above the guard's threshold go to review (the label stays)."""
+        if self.novelty_threshold is None or novelty is None:
+            return decided
+        scores = np.asarray(novelty, dtype=np.float64).reshape(-1)
+        if scores.shape != decided.labels.shape:
+            raise ValueError(f"expected one novelty score per image ({decided.labels.size}), got shape {scores.shape}")
+        novel = (decided.decisions == Decision.PASS.value) & ~(scores <= self.novelty_threshold)  # NaN: not trusted
+        if novel.any():
+            decided.decisions[novel] = Decision.REVIEW.value
+        return decided
 
     def _decide_without_good(self, p: np.ndarray, top: np.ndarray, flagged: np.ndarray | None) -> Decisions:
         decisions = np.full(top.shape, Decision.REJECT.value, dtype=DECISION_DTYPE)

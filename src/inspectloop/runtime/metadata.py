@@ -34,9 +34,12 @@ TASKS = (CLASSIFICATION, ANOMALY, "detection")
 
 _METADATA_PROPS_FIELD = 14  # ModelProto.metadata_props
 _ENTRY_KEY_FIELD, _ENTRY_VALUE_FIELD = 1, 2  # StringStringEntryProto.key / .value
-_OPTIONAL_FIELDS = {"sha256", "task", "temperature", "thresholds", "review", "jpeg_draft", "colour_mode",
+_OPTIONAL_FIELDS = {"sha256", "task", "temperature", "thresholds", "review", "novelty", "jpeg_draft", "colour_mode",
                     "dataset_version", "run_id", "code_version", "created_at"}
 REVIEW_KEYS = {"auto_above", "reject_below", "alpha", "confidence", "certifiable", "guarantee"}
+# The novelty guard: threshold on the ``novelty`` output, the review rate it was set for on held-out images of
+# known classes, the neighbours averaged, the bank's rows, and the held-out images it was set on.
+NOVELTY_KEYS = {"threshold", "rate", "k", "bank_size", "held_out_images"}
 _REEXPORT = "re-export the model with this version of inspectloop"
 
 
@@ -53,7 +56,9 @@ class ModelMetadata:
     ``good_class`` is the class that means "pass"; ``None`` when the dataset has no good class (then
     every prediction is a reject as its class). ``temperature`` divides the logits before softmax
     (calibration). ``thresholds`` are per-class operating points and ``review`` the review band,
-    both read by :class:`~inspectloop.runtime.decision.DecisionPolicy`. ``jpeg_draft`` decodes JPEGs at a reduced DCT scale and must match the decode
+    both read by :class:`~inspectloop.runtime.decision.DecisionPolicy`, as is ``novelty``, a classifier's
+    novelty guard (``NOVELTY_KEYS``; None: the file has none and gives no ``novelty`` output).
+    ``jpeg_draft`` decodes JPEGs at a reduced DCT scale and must match the decode
     used in training. ``colour_mode`` is how images are decoded for this model: ``L`` (greyscale
     cameras; a colour JPEG is decoded straight to luma, the fast path) or ``RGB``.
     ``weights_sha256`` (graph and weights) and ``sha256`` (graph, weights and every other metadata
@@ -72,6 +77,7 @@ class ModelMetadata:
     temperature: float = 1.0
     thresholds: dict[str, float] = field(default_factory=dict)
     review: dict[str, Any] | None = None
+    novelty: dict[str, Any] | None = None
     jpeg_draft: bool = False
     colour_mode: str = "RGB"
     dataset_version: str | None = None
@@ -97,8 +103,12 @@ class ModelMetadata:
         _check_decision(self)
 
     def to_json(self) -> str:
-        """The metadata as one compact JSON object with sorted keys."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        """The metadata as one compact JSON object with sorted keys. ``novelty`` is left out when None, so a
+        file without a guard reads (and hashes) exactly as one written before the field existed."""
+        fields_ = asdict(self)
+        if fields_["novelty"] is None:
+            del fields_["novelty"]
+        return json.dumps(fields_, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ModelMetadata:
@@ -206,6 +216,23 @@ def _check_decision(meta: ModelMetadata) -> None:
             raise _bad(f"threshold for {name!r} must be a probability from 0 to 1, got {value!r}")
     if meta.review is not None:
         _check_review(meta.review)
+    if meta.novelty is not None:
+        _check_novelty(meta.novelty, meta.task)
+
+
+def _check_novelty(novelty: Any, task: str) -> None:
+    """The novelty guard: a pass whose ``novelty`` output is above ``threshold`` goes to review."""
+    if task != CLASSIFICATION:
+        raise _bad(f"a novelty guard belongs to a classifier, not to a {task} model")
+    if not isinstance(novelty, dict) or set(novelty) != NOVELTY_KEYS:
+        raise _bad(f"novelty must be an object with exactly {sorted(NOVELTY_KEYS)}, got {novelty!r}")
+    if not _is_number(novelty["threshold"]) or novelty["threshold"] < 0:
+        raise _bad(f"novelty.threshold must be a non-negative number, got {novelty['threshold']!r}")
+    if not _is_number(novelty["rate"]) or not 0.0 <= novelty["rate"] <= 1.0:
+        raise _bad(f"novelty.rate must be a number from 0 to 1, got {novelty['rate']!r}")
+    for name in ("k", "bank_size", "held_out_images"):
+        if type(novelty[name]) is not int or novelty[name] < (0 if name == "held_out_images" else 1):
+            raise _bad(f"novelty.{name} must be a positive integer, got {novelty[name]!r}")
 
 
 def _check_review(review: Any) -> None:

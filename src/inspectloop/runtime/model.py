@@ -37,6 +37,7 @@ OUTPUT_NAME = "logits"
 FEATURES_NAME = "features"  # optional second output: pooled backbone features, for drift monitoring
 SCORE_NAME = "score"  # anomaly models: the raw image anomaly score (N,)
 HEATMAP_NAME = "heatmap"  # anomaly models: the per-pixel anomaly map (N, S, S) at the model input's size
+NOVELTY_NAME = "novelty"  # classifiers with a novelty guard: distance (N,) to the nearest training embeddings
 RUNNABLE_TASKS = (CLASSIFICATION, ANOMALY)
 
 ImageSource = str | Path | bytes | Image.Image
@@ -62,6 +63,10 @@ class EdgeModel:
     An anomaly model's scores are (P(good), P(anomaly)), a monotone map of its raw anomaly score that is
     0.5 at the calibrated threshold; its predictions also carry ``anomaly_score`` and a heatmap in
     ``regions`` (see :meth:`heatmap`).
+
+    A classifier exported with a novelty guard (``has_novelty``) also scores each image's distance to
+    what it was trained on (``Prediction.novelty``); a part that would pass but lies beyond the guard's
+    threshold goes to review. Files without a guard decide as before.
     """
 
     def __init__(self, path: str | Path, *, threads: int = 1, verify_hash: bool = True,
@@ -86,6 +91,8 @@ class EdgeModel:
         self.task = self.metadata.task
         if self.task == ANOMALY:
             _check_anomaly_outputs(self.session, self.metadata, str(self.path))
+        self.has_novelty = _check_novelty_output(self.session, self.metadata, str(self.path))
+        self._outputs = (OUTPUT_NAME, NOVELTY_NAME) if self.has_novelty else (OUTPUT_NAME,)
 
     def __repr__(self) -> str:
         meta = self.metadata
@@ -115,22 +122,24 @@ class EdgeModel:
         decoded = time.perf_counter()
         batch = self._prepare(image)
         prepared = time.perf_counter()
-        outputs = (OUTPUT_NAME, FEATURES_NAME) if with_features else (OUTPUT_NAME,)
+        outputs = self._outputs + ((FEATURES_NAME,) if with_features else ())
         if self.task == ANOMALY:
             outputs = (OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME)
         results = self.session.run(outputs, {INPUT_NAME: batch})
         probabilities = _softmax(results[0], self.metadata.temperature)[0]
         inferred = time.perf_counter()
-        index, decision = self.policy.decide_one(probabilities)
+        novelty = float(results[1][0]) if self.has_novelty else None
+        index, decision = self.policy.decide_one(probabilities, novelty)
         scores = dict(zip(self._class_names, probabilities.tolist()))
         end = time.perf_counter()
         latency = {"decode": _ms(decoded - start), "preprocess": _ms(prepared - decoded),
                    "infer": _ms(inferred - prepared), "total": _ms(end - start)}
         if self.task == ANOMALY:
             return _anomaly_prediction(self._class_names[index], scores, decision, latency, results, image.size), None
-        features = np.asarray(results[1][0], dtype=np.float32).reshape(-1) if with_features else None
+        features = np.asarray(results[-1][0], dtype=np.float32).reshape(-1) if with_features else None
         label = self._class_names[index]
-        return Prediction(label, scores[label], scores, decision, latency, warnings=warnings), features
+        return Prediction(label, scores[label], scores, decision, latency, warnings=warnings,
+                          novelty=novelty), features
 
     def predict_array(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C), softmax(logits / temperature), for a preprocessed (N, 3, H, W) batch."""
@@ -142,6 +151,13 @@ class EdgeModel:
         if batch.ndim != 4 or batch.shape[1:] != (3, size, size) or batch.shape[0] < 1:
             raise ValueError(f"expected a preprocessed batch of shape (N, 3, {size}, {size}), got {batch.shape}")
         return self._probabilities(np.ascontiguousarray(batch, dtype=np.float32))
+
+    def novelty_scores(self, batch: np.ndarray) -> np.ndarray:
+        """The novelty guard's scores (N,) for a preprocessed (N, 3, H, W) batch; ModelTaskError without a guard."""
+        if not self.has_novelty:
+            raise ModelTaskError(f"{self.path}: this model has no novelty guard",
+                                 "re-export the classifier with this inspectloop (every exported classifier has one)")
+        return self.session.run((NOVELTY_NAME,), {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
     def heatmap(self, source: ImageSource, *, name: str | None = None) -> np.ndarray:
         """An anomaly model's per-pixel anomaly map (S, S) of one image; ModelTaskError for a classifier."""
@@ -340,6 +356,21 @@ def _check_anomaly_outputs(session: ort.InferenceSession, meta: ModelMetadata, l
         if name not in outputs or not _shape_fits(outputs[name], shape):
             raise ModelFileError(f"{label}: an anomaly model must give {name!r} of shape {shape}, got outputs {outputs}",
                                  "export the model with inspectloop.export.export_anomaly")
+
+
+def _check_novelty_output(session: ort.InferenceSession, meta: ModelMetadata, label: str) -> bool:
+    """Whether the file has a novelty guard: a ``novelty`` (N,) output and its threshold in the metadata (both
+    or neither; a file from before the guard has neither and decides as it always did)."""
+    outputs = {o.name: o.shape for o in session.get_outputs()}
+    has_output, has_threshold = NOVELTY_NAME in outputs, meta.novelty is not None
+    if has_output != has_threshold:
+        raise ModelFileError(f"{label}: the file has {'a' if has_output else 'no'} {NOVELTY_NAME!r} output but "
+                             f"{'no' if not has_threshold else 'a'} novelty threshold in its metadata",
+                             "re-export the model with inspectloop.export")
+    if has_output and not _shape_fits(outputs[NOVELTY_NAME], (None,)):
+        raise ModelFileError(f"{label}: the {NOVELTY_NAME!r} output has shape {outputs[NOVELTY_NAME]}, expected (N,)",
+                             "re-export the model with inspectloop.export")
+    return has_output
 
 
 def _anomaly_prediction(label: str, scores: dict[str, float], decision: Any, latency: dict[str, float],

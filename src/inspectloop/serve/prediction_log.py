@@ -117,6 +117,7 @@ class _Job:
     future: Future[Any]
     image: ImageRecord | None = None  # measured in the writer (from the request's decode)
     keep: bool = False
+    overlay: bytes | None = None  # a review item's heatmap, drawn (review.heatmap_overlay) and stored as a blob
 
 
 class PredictionLog:
@@ -189,6 +190,8 @@ class PredictionLog:
                     # put (fsync of the file) rather than put_many: its os.sync() flushes the whole machine's
                     # dirty pages, which stalls every waiting request behind other programs' writes
                     self.workspace.blobs.put(job.record.data)
+                if job.overlay is not None:
+                    self.workspace.blobs.put(job.overlay)
             with writer.transaction() as tx:
                 results = [self._apply(tx, job) for job in batch]
         except Exception:  # one bad job must not fail the others: retry each alone
@@ -221,6 +224,8 @@ class PredictionLog:
             try:
                 if job.keep:
                     self.workspace.blobs.put(job.record.data)
+                if job.overlay is not None:
+                    self.workspace.blobs.put(job.overlay)
                 with writer.transaction() as tx:
                     result = self._apply(tx, job)
                 _settle(job, result)
@@ -270,6 +275,8 @@ def _measure(job: _Job) -> None:
     if keep:
         job.image = measure_decoded(record.decoded, sha256, len(record.data), record.meta, ImageSource.production)
         job.keep = True
+        if isinstance(record, PredictionRecord) and record.prediction.decision == "review":
+            job.overlay = review.heatmap_overlay(record.prediction)
 
 
 def _apply_prediction(tx: Transaction, job: _Job, ingest_id: int) -> LoggedPrediction | RequestError:
@@ -291,7 +298,7 @@ def _apply_prediction(tx: Transaction, job: _Job, ingest_id: int) -> LoggedPredi
     if p.decision == "review" and job.keep:
         review.enqueue(tx, image_sha256=record.sha256, reason="uncertain", prediction_id=logged.id,
                        model_version_id=record.model_version_id, suggestion=p.label, scores=p.scores,
-                       priority=1.0 - p.confidence)
+                       details=review.prediction_details(p, job.overlay), priority=1.0 - p.confidence)
     return logged
 
 

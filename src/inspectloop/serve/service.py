@@ -213,7 +213,7 @@ class InspectionService:
                                   model_name=served.name, prediction=prediction,
                                   keep_image=random.random() < self.config.sample_rate,
                                   suspect=meta.camera in self.suspect_cameras)
-        future = _with_warnings(self._log_holding(self.log, record, held), decoded.warnings)
+        future = _with_warnings(self._log_holding(self.log, record, held), decoded.warnings, _outputs(prediction))
         if self.shadow is not None:
             future.add_done_callback(lambda f: self._queue_shadow(f, meta, data, decoded))
         return future
@@ -472,9 +472,18 @@ def _predict(model: EdgeModel, data: bytes, decoded: Decoded) -> Prediction:
         raise _request_error(exc) from exc
 
 
-def _with_warnings(future: Future[LoggedPrediction], warnings: tuple[str, ...]) -> Future[LoggedPrediction]:
-    """The logged answer with the decoder's warnings (they are returned, not stored: a replay has none)."""
-    if not warnings:
+def _outputs(prediction: Prediction) -> dict[str, Any]:
+    """What the answer carries beside the scores: an anomaly model's score and heatmap summary (its coarse grid
+    and peak, never the full map), a classifier's novelty score."""
+    record = prediction.to_dict()
+    return {name: record[name] for name in ("anomaly_score", "novelty", "regions") if record.get(name) is not None}
+
+
+def _with_warnings(future: Future[LoggedPrediction], warnings: tuple[str, ...],
+                   outputs: dict[str, Any] | None = None) -> Future[LoggedPrediction]:
+    """The logged answer with the decoder's warnings and the model's other ``outputs`` (they are returned, not
+    stored: a replay has none)."""
+    if not warnings and not outputs:
         return future
     answer: Future[LoggedPrediction] = Future()
 
@@ -483,7 +492,7 @@ def _with_warnings(future: Future[LoggedPrediction], warnings: tuple[str, ...]) 
         if error is not None:
             answer.set_exception(error)
         else:
-            answer.set_result(dataclasses.replace(done.result(), warnings=warnings))
+            answer.set_result(dataclasses.replace(done.result(), warnings=warnings, outputs=dict(outputs or {})))
 
     future.add_done_callback(settle)
     return answer

@@ -63,6 +63,8 @@ class TrainConfig(BaseModel):
     recall_targets: dict[str, float] = Field(
         default_factory=dict, description="target recall per defect class for its operating point (default by "
                                           "severity: critical 99%, major 97%, minor 95%)")
+    novelty_rate: float = Field(0.01, ge=0, lt=0.5, description="novelty guard: share of held-out images of known "
+                                "classes whose distance to every training image sends a pass to review (0 = no guard)")
     seed: int = Field(0, description="seed of every random draw: the same seed, data and code give the same model")
     threads: int = Field(0, ge=0, description="torch threads (0 = all cores)")
     band_fit: Literal["split", "crossfit"] = Field(

@@ -37,6 +37,7 @@ from inspectloop.train.calibrate import (
     measure_confidence,
 )
 from inspectloop.train.config import TrainConfig, decision_settings
+from inspectloop.train.novelty import NoveltyGuard, NoveltyMeasure, fit_novelty, measure_novelty
 from inspectloop.workspace import Workspace
 
 if TYPE_CHECKING:  # the training stack (torch) is imported when a run trains
@@ -199,11 +200,13 @@ class Loaded:
 @dataclass(frozen=True)
 class Calibrated:
     """The calibrate step's result, fitted on held-out scores only: temperature, review band and operating
-    points, and (cross-fitted) how closely the shipped refit decides like the fold models on validation images."""
+    points, (cross-fitted) how closely the shipped refit decides like the fold models on validation images,
+    and the novelty guard (None without a good class: nothing is passed, so there is nothing to guard)."""
 
     confidence: ConfidenceFit
     band: FittedBand | None
     stability: Stability | None
+    novelty: NoveltyGuard | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -213,6 +216,7 @@ class Evaluated:
     evaluation: EvaluationResult
     calibration: CalibrationResult
     decisions: DecisionBand | None
+    novelty: NoveltyMeasure | None = None
 
 
 @dataclass(frozen=True)
@@ -303,10 +307,12 @@ def _fit(run: _Run, loaded: Loaded) -> Fitted:
 
 
 def _calibrate(run: _Run, loaded: Loaded, fitted: Fitted) -> Calibrated:
-    """Temperature, review band and operating points from held-out scores (the test set is not read)."""
+    """Temperature, review band, operating points and novelty guard from held-out images (the test set is not
+    read)."""
     held = fitted.held_out
+    guard = _fit_guard(run, loaded, fitted)
     if held is None:
-        return Calibrated(fit_confidence(None, None), None, None)
+        return Calibrated(fit_confidence(None, None), None, None, guard)
     confidence = fit_confidence(held.logits, held.labels, source=held.source)
     for warning in confidence.warnings:
         run.progress("warning", {"message": warning})
@@ -317,7 +323,42 @@ def _calibrate(run: _Run, loaded: Loaded, fitted: Fitted) -> Calibrated:
                     folds=held.num_folds if crossfitted else None,
                     targets=_recall_targets(run.workspace, list(loaded.names), loaded.good_index, run.config),
                     class_names=loaded.names)
-    return Calibrated(confidence, band, _stability(fitted, held, probs, band, confidence.temperature))
+    return Calibrated(confidence, band, _stability(fitted, held, probs, band, confidence.temperature), guard)
+
+
+def _fit_guard(run: _Run, loaded: Loaded, fitted: Fitted) -> NoveltyGuard | None:
+    """The novelty guard: the bank of the shipped model's training embeddings, its threshold set at the run's
+    ``novelty_rate`` on held-out images of known classes (calibration and validation splits; cross-fitted
+    runs trained on the calibration images, so validation only)."""
+    if loaded.good_index is None or not run.config.novelty_rate:
+        return None
+    from inspectloop.train.fit import join
+
+    run.progress("novelty", {})
+    banked = loaded.train if loaded.folds is None else join(loaded.train, loaded.calib)
+    held = [loaded.val] + ([loaded.calib] if loaded.folds is None and loaded.calib is not None else [])
+    held_images = [image for part in held for image in part.images]
+    names = [name for name, part in (("validation", loaded.val), ("calibration", loaded.calib))
+             if part is not None and any(part is h for h in held)]
+    source = " and ".join(names) + (" splits" if len(names) > 1 else " split")
+    return fit_novelty(embeddings(fitted.model, banked.images, loaded.preprocess),
+                       embeddings(fitted.model, held_images, loaded.preprocess), rate=run.config.novelty_rate,
+                       source=source, seed=run.config.seed)
+
+
+def embeddings(model: Any, images: list[Any], preprocess: Preprocess, batch_size: int = 64) -> np.ndarray:
+    """The novelty guard's embeddings (N, E) of decoded images, as the exported graph computes them."""
+    import torch
+
+    from inspectloop.models.novelty import guard_embedding
+    from inspectloop.train.data import to_batch
+
+    model.eval()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(images), batch_size):
+            out.append(guard_embedding(model.trunk, to_batch(images[start:start + batch_size], preprocess)).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), dtype=np.float32)
 
 
 def _stability(fitted: Fitted, held: HeldOut, probs: np.ndarray, band: FittedBand,
@@ -343,6 +384,7 @@ def _evaluate(run: _Run, loaded: Loaded, fitted: Fitted, calibrated: Calibrated)
         run.progress("warning", {"message": warning})
     decisions = None if calibrated.band is None else measure_band(
         calibrated.band, softmax(logits, calibrated.confidence.temperature), labels, loaded.names)
+    novelty = _measure_guard(loaded, fitted, calibrated, logits)
     config = run.config
     context = {"run": run.run_id, "dataset_version": run.version.name, "split": "test", "backbone": config.backbone,
                "input_size": config.input_size, "mode": config.mode, "band_fit": config.band_fit,
@@ -352,7 +394,23 @@ def _evaluate(run: _Run, loaded: Loaded, fitted: Fitted, calibrated: Calibrated)
                                       run.run_dir / "report", title=f"{run.run_id} on {run.version.name}/test",
                                       context=context, figures=[calibration.figure],
                                       scores=softmax(logits, calibrated.confidence.temperature))
-    return Evaluated(evaluation, calibration, decisions)
+    return Evaluated(evaluation, calibration, decisions, novelty)
+
+
+def _measure_guard(loaded: Loaded, fitted: Fitted, calibrated: Calibrated, logits: np.ndarray) -> NoveltyMeasure | None:
+    """What the guard does on the frozen test set: the parts the classifier alone would pass, sent to review."""
+    guard = calibrated.novelty
+    if guard is None:
+        return None
+    from inspectloop.decisions.conformal import band_policy
+    from inspectloop.runtime.decision import Decision, DecisionPolicy, threshold_array
+
+    band = calibrated.band
+    policy = (DecisionPolicy(num_classes=len(loaded.names), good_index=loaded.good_index) if band is None
+              else band_policy(band.band, threshold_array(list(loaded.names), band.thresholds)))
+    passed = policy.decide(softmax(logits, calibrated.confidence.temperature)).decisions == Decision.PASS.value
+    scores = guard.scores(embeddings(fitted.model, loaded.test.images, loaded.preprocess))
+    return measure_novelty(guard, scores, passed, loaded.test.labels, loaded.names)
 
 
 def _export(run: _Run, loaded: Loaded, fitted: Fitted, calibrated: Calibrated, int8: bool) -> Exported:
@@ -370,8 +428,9 @@ def _export(run: _Run, loaded: Loaded, fitted: Fitted, calibrated: Calibrated, i
     checks = _spread(loaded.val.images, INT8_CHECK_IMAGES)
     fitted.model.eval()
     key = site_signing_key(run.workspace.root)
+    guard = calibrated.novelty
     report = export_classifier(fitted.model, _metadata(run, loaded, calibrated), run.run_dir / "model.onnx",
-                               checks[:16], signing_key=key)
+                               checks[:16], signing_key=key, novelty_bank=None if guard is None else guard.bank)
     register_model(run.workspace, run.run_id, "fp32", report.path, report.weights_sha256)
     if not int8:
         return Exported(report.path, ("fp32",))
@@ -383,7 +442,8 @@ def _export(run: _Run, loaded: Loaded, fitted: Fitted, calibrated: Calibrated, i
 
 
 def _metadata(run: _Run, loaded: Loaded, calibrated: Calibrated) -> ModelMetadata:
-    """What the model file carries: classes, preprocessing, temperature, review band, thresholds, lineage."""
+    """What the model file carries: classes, preprocessing, temperature, review band, thresholds, novelty guard,
+    lineage."""
     from inspectloop.models.backbones import backbone_spec
 
     config, names, good = run.config, loaded.names, loaded.good_index
@@ -394,7 +454,7 @@ def _metadata(run: _Run, loaded: Loaded, calibrated: Calibrated) -> ModelMetadat
         good_class=names[good] if good is not None else None, input_size=config.input_size, mean=spec.mean,
         std=spec.std, temperature=calibrated.confidence.temperature, review=band.review if band else None,
         thresholds=band.thresholds if band else {}, jpeg_draft=config.jpeg_draft, colour_mode=loaded.colour,
-        dataset_version=run.version.name, run_id=run.run_id, code_version=code_version(), created_at=now_iso(),
+        novelty=calibrated.novelty.metadata if calibrated.novelty else None, dataset_version=run.version.name, run_id=run.run_id, code_version=code_version(), created_at=now_iso(),
         weights_sha256="")
 
 
@@ -402,9 +462,18 @@ def _metrics(fitted: Fitted, calibrated: Calibrated, evaluated: Evaluated) -> di
     training = fitted.training
     return {"test": evaluated.evaluation.summary(), "calibration": evaluated.calibration.to_dict(),
             "decisions": evaluated.decisions.summary if evaluated.decisions else None,
+            "novelty": _novelty_summary(calibrated.novelty, evaluated.novelty),
             "crossfit": _crossfit_summary(fitted, calibrated), "history": list(training.history),
             "best_epoch": training.best_epoch, "train_seconds": round(training.seconds, 1),
             "resumed_from_epoch": training.resumed_from, "warnings": list(evaluated.calibration.warnings)}
+
+
+def _novelty_summary(guard: NoveltyGuard | None, measured: NoveltyMeasure | None) -> dict[str, Any] | None:
+    """The guard for the run's metrics and the model card: how it was set, and what it did on the test set."""
+    if guard is None:
+        return None
+    return {**guard.metadata, "certified": guard.certified, "source": guard.source,
+            "training_images": guard.training_images, "test": measured.to_dict() if measured else None}
 
 
 def _crossfit_summary(fitted: Fitted, calibrated: Calibrated) -> dict[str, Any] | None:

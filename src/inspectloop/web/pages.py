@@ -218,6 +218,21 @@ def image(request: Request, sha256: str) -> Response:
                                  "X-Content-Type-Options": "nosniff"})
 
 
+@router.get("/review/items/{item_id}/heatmap.png")
+def heatmap(request: Request, item_id: int) -> Response:
+    """A review item's drawn anomaly heatmap (a transparent PNG laid over its image), for logged-in users."""
+    if page_user(request) is None:
+        return Response("log in to see images", status_code=401, media_type="text/plain")
+    workspace = workspace_of(request)
+    item = workspace.db.review.get(item_id)
+    digest = None if item is None else review.heatmap_digest(workspace, item)
+    if digest is None:
+        return Response("this review item has no heatmap", status_code=404, media_type="text/plain")
+    return FileResponse(workspace.blobs.path_for(digest), media_type="image/png",
+                        headers={"Cache-Control": "private, max-age=31536000, immutable",
+                                 "X-Content-Type-Options": "nosniff"})
+
+
 def _classes(request: Request) -> list[dict[str, Any]]:
     """Class definitions in keyboard order (the good class first), each with its reference images."""
     workspace = workspace_of(request)
@@ -238,7 +253,10 @@ def _item_context(request: Request, item: review.ReviewItem | None) -> dict[str,
     return {"item": item, "backlog": queue, "meta": review.item_metadata(workspace, item), "panels": panels,
             "suggested_by": next((p for p in panels if p.role == suggested_by and p.label == item.suggestion), None),
             "why": REASON_TEXT.get(item.reason, item.reason),
-            "details": {k: v for k, v in item.details.items() if isinstance(v, str | int | float | bool)}}
+            "confirmable": review.answerable_suggestion(workspace, item),
+            "heatmap": review.heatmap_digest(workspace, item) is not None,
+            "details": {k: v for k, v in item.details.items()
+                        if isinstance(v, str | int | float | bool) and k != review.HEATMAP_DETAIL}}
 
 
 # -- dashboard ---------------------------------------------------------------------------------------
