@@ -27,6 +27,7 @@ backs the watch); that is recorded as the result. Data sets are read in place an
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import resource
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--update", type=int, default=50, help="inspectloop: good images added by update (0 = skip)")
     parser.add_argument("--mem-cap-gb", type=float, default=12.0)
     parser.add_argument("--peer-timeout", type=int, default=2400, help="seconds per child before it is stopped")
+    parser.add_argument("--reuse", default="", help="sides whose result from an earlier run on the same split is kept")
     parser.add_argument("--peer-default-malloc", action="store_true", help="run anomalib with glibc's defaults")
     parser.add_argument("--child", choices=["inspectloop"], help=argparse.SUPPRESS)
     parser.add_argument("--split", type=Path, help=argparse.SUPPRESS)
@@ -101,13 +103,28 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
     for side in args.sides.split(","):
         out = work / side
         print(f"[{name}] {side} ...", flush=True)
-        run = run_child(child_command(side, split_path, out, args), out, args, peer=side != "inspectloop")
+        digest = hashlib.sha256(split_path.read_bytes()).hexdigest()
+        if side in args.reuse.split(",") and reusable(out, digest):
+            run = json.loads((out / "run.json").read_text())
+            print(f"[{name}] {side}: reusing the run of {run.get('measured_at')} on the same split", flush=True)
+        else:
+            run = run_child(child_command(side, split_path, out, args), out, args, peer=side != "inspectloop")
+            (out / "run.json").write_text(json.dumps({**run, "split_sha256": digest}, indent=2) + "\n")
         if run["status"] == "ok":
             run.update(score_side(out, labels, masks))
         sides[side] = run
         print(f"[{name}] {side}: {summary(run)}", flush=True)
     return {"citation": CITATIONS[name], "split": split.rule, "counts": split.counts(),
             "goal": GOALS[name], "sides": sides}
+
+
+def reusable(out: Path, digest: str) -> bool:
+    """Whether ``out`` holds a run on the split with this digest: finished with scores, or stopped (kept as
+    the result: a peer that ran out of memory or time does not get a second try in the aggregate run)."""
+    if not (out / "run.json").exists():
+        return False
+    run = json.loads((out / "run.json").read_text())
+    return run.get("split_sha256") == digest and (run.get("status") != "ok" or (out / "scores.npy").exists())
 
 
 def child_command(side: str, split_path: Path, out: Path, args: argparse.Namespace) -> list[str]:
@@ -124,12 +141,13 @@ def child_command(side: str, split_path: Path, out: Path, args: argparse.Namespa
 
 def run_child(command: list[str], out: Path, args: argparse.Namespace, *, peer: bool) -> dict[str, Any]:
     """Run one side; kill it past the RSS cap or the time limit and say so. Reads its result.json."""
-    for stale in ("result.json", "scores.npy", "maps.npy"):
+    for stale in ("result.json", "run.json", "scores.npy", "maps.npy"):
         (out / stale).unlink(missing_ok=True)
     cap = int(args.mem_cap_gb * 2**30)
     env = {**os.environ, **({} if args.peer_default_malloc or not peer else PEER_ENV)}
     # The address-space limit only backstops the RSS watch: torch maps a few GB it never touches.
     limit = lambda: resource.setrlimit(resource.RLIMIT_AS, (cap + 6 * 2**30,) * 2)  # noqa: E731
+    load = [round(x, 2) for x in os.getloadavg()]
     start = time.perf_counter()
     proc = subprocess.Popen(command, cwd=REPO, env=env, preexec_fn=limit, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -150,7 +168,8 @@ def run_child(command: list[str], out: Path, args: argparse.Namespace, *, peer: 
     if proc.returncode != 0 or not (out / "result.json").exists():
         oom = any(s in output for s in ("MemoryError", "bad_alloc", "Cannot allocate memory"))
         return {**base, "status": "out of memory" if oom else f"failed (exit {proc.returncode})", "log_tail": tail}
-    return {**base, "status": "ok", **json.loads((out / "result.json").read_text())}
+    return {**base, "status": "ok", "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "load_average_at_start": load, **json.loads((out / "result.json").read_text())}
 
 
 class RssWatch(threading.Thread):

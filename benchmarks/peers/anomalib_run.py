@@ -165,7 +165,8 @@ def export_and_time(module, paths: list[Path], args: argparse.Namespace, scores:
         run(data)
         samples.append((time.perf_counter() - t0) * 1000)
     ordered = sorted(samples)
-    return {"onnx_path": str(onnx_path), "onnx_mb": round(os.path.getsize(onnx_path) / 2**20, 2),
+    files = [f for f in Path(onnx_path).parent.iterdir() if f.is_file()]  # the graph plus its external weights
+    return {"onnx_path": str(onnx_path), "onnx_mb": round(sum(os.path.getsize(f) for f in files) / 2**20, 2),
             "export_seconds": round(export_seconds, 2),
             "onnx_parity_max_abs": float(np.max(np.abs(np.array(onnx_scores) - scores[: len(onnx_scores)]))),
             "latency_ms": {"p50": round(statistics.median(ordered), 2),
