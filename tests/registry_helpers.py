@@ -16,8 +16,10 @@ from pathlib import Path
 from sqlalchemy import update
 
 from inspectloop.domain import ClassDefinition
+from inspectloop.keys import load_signing_key
 from inspectloop.labels import define_class
 from inspectloop.runtime import EdgeModel
+from inspectloop.runtime.signing import sign_model
 from inspectloop.store import schema
 from inspectloop.workspace import Workspace, init_workspace
 from tests.test_export import CLASSES, export_tiny
@@ -56,12 +58,18 @@ def seeded_workspace(root: Path) -> Workspace:
 
 
 def add_run_with_model(workspace: Workspace, run_id: str, *, criteria_id: int | None = None,
-                       started_hours_ago: float = 0.0, status: str = "finished") -> Path:
-    """Record a run (started ``started_hours_ago``) with its fp32 model file; return the file's path."""
+                       started_hours_ago: float = 0.0, status: str = "finished", signed: bool = False) -> Path:
+    """Record a run (started ``started_hours_ago``) with its fp32 model file; return the file's path.
+
+    With ``signed`` the file is signed with the workspace's key, as training exports it; else it is
+    unsigned, as exported before models were signed.
+    """
     run_dir = workspace.runs_dir / run_id
     run_dir.mkdir(parents=True)
     path = run_dir / "model.onnx"
     data = tiny_model_bytes()
+    if signed:
+        data = sign_model(data, load_signing_key(workspace.root))
     path.write_bytes(data)
     workspace.db.runs.add(run_id, "v1", {"mode": "probe"}, "0.1.0+gtest", str(run_dir), criteria_id=criteria_id)
     if started_hours_ago:

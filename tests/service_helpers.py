@@ -6,6 +6,10 @@ import functools
 import hashlib
 import io
 import json
+import os
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -78,3 +82,30 @@ def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.02)
+
+
+def free_port() -> int:
+    """A TCP port on localhost nobody listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_service(ws: Path, port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """``inspectloop serve`` in a subprocess (a real uvicorn), once its health answers; output goes to ``log``."""
+    import httpx
+
+    command = [sys.executable, "-c", "from inspectloop.cli import main; main()", "serve", "-w", str(ws),
+               "--port", str(port), "--sample-rate", "0.2", *extra]
+    process = subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.2)
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited: {log.read_text()}")
+    raise AssertionError("serve did not start")

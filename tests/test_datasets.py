@@ -141,3 +141,15 @@ def test_carving_calibration_is_refused_only_when_training_cannot_spare_a_group(
     assert "--new-test" in info.value.hint and "add more 'crack' images" in info.value.hint
     assert len(ws.db.datasets.list()) == 1
     ws.close()
+
+
+def test_an_image_of_the_parent_whose_labels_now_conflict_is_left_out_and_named(ws: Workspace, tmp_path: Path) -> None:
+    v1 = create_version(ws)
+    train_item = next(i for i in v1.split("train") if i.label == "good")
+    path = tmp_path / "again" / "scratch" / "same-bytes.png"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(ws.blobs.get(train_item.sha256))
+    assert len(ingest(ws, [SourceItem(path=path, label="scratch", meta=CaptureMeta())], source="again").conflicts) == 1
+    v2 = create_version(ws)
+    assert train_item.sha256 not in {i.sha256 for i in v2.items} and len(v2.items) == len(v1.items) - 1
+    assert v2.summary["conflicts_excluded"] == 1 and v2.summary["conflicts_dropped_from_parent"] == [train_item.sha256]

@@ -11,6 +11,7 @@ import functools
 import hashlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -267,3 +268,75 @@ def test_a_trunk_and_head_classifier_exports_its_features(tmp_path: Path, parity
 def test_a_model_without_trunk_and_head_keeps_one_output(exported: ExportReport, parity: list[Image.Image]) -> None:
     edge = EdgeModel(exported.path)
     assert not edge.has_features and edge.predict_with_features(parity[0])[1] is None
+
+
+# --- signatures (issue 10: model authenticity) -----------------------------------------------------------
+
+def forged_export(signed: Path, target: Path) -> Path:
+    """Issue 10's attack on a real export: every weight zeroed, the classes swapped, and the hashes
+    recomputed with the library's own functions (the signature, which needs the private key, dropped)."""
+    from onnx import numpy_helper
+
+    from inspectloop.runtime.metadata import read_model_metadata
+    from tests.runtime.helpers import stamp
+
+    data = signed.read_bytes()
+    proto = onnx.load_from_string(data)
+    for initializer in proto.graph.initializer:
+        zeros = np.zeros_like(numpy_helper.to_array(initializer))
+        initializer.CopyFrom(numpy_helper.from_array(zeros, initializer.name))
+    meta = read_model_metadata(data, str(signed))
+    target.write_bytes(stamp(proto.SerializeToString(),
+                             dataclasses.replace(meta, class_names=tuple(reversed(meta.class_names)))))
+    return target
+
+
+@pytest.fixture(scope="module")
+def signing_key() -> Any:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate()
+
+
+@pytest.fixture(scope="module")
+def signed_export(tmp_path_factory: pytest.TempPathFactory, tiny: TinyCNN, parity: list[Image.Image],
+                  signing_key: Any) -> ExportReport:
+    return export_classifier(tiny, tiny_metadata(), tmp_path_factory.mktemp("signed") / "tiny.onnx", parity,
+                             signing_key=signing_key)
+
+
+def test_export_signs_with_the_site_key_and_checks_the_written_file(signed_export: ExportReport,
+                                                                    signing_key: Any) -> None:
+    from inspectloop.runtime.signing import public_key_of
+
+    public = public_key_of(signing_key)
+    assert signed_export.signature.state == "verified" and signed_export.signature.key_id == public.key_id
+    assert EdgeModel(signed_export.path, trusted_keys=[public]).signature.state == "verified"
+    assert onnx.load(str(signed_export.path)).graph.node  # still a valid ONNX file for the onnx package
+
+
+def test_export_without_a_key_says_the_file_is_unsigned(exported: ExportReport) -> None:
+    assert exported.signature.state == "unsigned" and EdgeModel(exported.path).signature.state == "unsigned"
+
+
+def test_a_forged_copy_of_a_signed_export_is_refused_by_trusted_keys(signed_export: ExportReport, signing_key: Any,
+                                                                     parity: list[Image.Image],
+                                                                     tmp_path: Path) -> None:
+    from inspectloop.errors import ModelFileError
+    from inspectloop.runtime.signing import public_key_of
+
+    forged = forged_export(signed_export.path, tmp_path / "forged.onnx")
+    unchecked = EdgeModel(forged)  # every hash is consistent: this is what predict FILE used to accept
+    assert unchecked.metadata.class_names == tuple(reversed(CLASSES)) and unchecked.signature.state == "unsigned"
+    with pytest.raises(ModelFileError, match="model file is not signed"):
+        EdgeModel(forged, trusted_keys=[public_key_of(signing_key)])
+
+
+def test_int8_copy_of_a_signed_model_is_signed(signed_export: ExportReport, signing_key: Any,
+                                               tmp_path: Path) -> None:
+    from inspectloop.runtime.signing import public_key_of
+
+    calibration, _ = synthetic_images(3, seed=4)
+    report = quantize_int8(signed_export.path, calibration, tmp_path / "q.onnx", signing_key=signing_key)
+    assert EdgeModel(report.path, trusted_keys=[public_key_of(signing_key)]).signature.state == "verified"
+    assert report.signature.state == "verified"

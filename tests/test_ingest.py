@@ -1,4 +1,11 @@
 import csv
+import hashlib
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -8,10 +15,13 @@ from sqlalchemy import text
 
 from inspectloop.domain import QualityStats
 from inspectloop.errors import IngestError
-from inspectloop.ingest import ingest, scan_folder, scan_manifest
+from inspectloop.datasets import SplitPlan, create_version
+from inspectloop.ingest import ingest, scan_folder, scan_manifest, scan_manifest_source, scan_source
+from inspectloop.labels import annotate, label_summary
+from inspectloop.maintenance.doctor import doctor
 from inspectloop.quality import quality_stats
 from inspectloop.store.images import ImageRepository
-from inspectloop.workspace import Workspace, init_workspace
+from inspectloop.workspace import Workspace, init_workspace, open_workspace
 from tests.conftest import save, surface
 
 
@@ -116,6 +126,15 @@ def test_manifest_rows_with_bad_dates_or_missing_files_are_reported(ws: Workspac
     assert report.added == 1
 
 
+@pytest.mark.parametrize("column", ["camera", "operator"])
+def test_manifest_rows_with_oversized_metadata_are_refused(class_tree: Path, column: str) -> None:
+    rows = [{"path": "good/good_0.png", "label": "good", column: "x" * 100_000},
+            {"path": "good/good_1.png", "label": "good", column: "cam-2"}]
+    items, refused = scan_manifest(write_manifest(class_tree / "m.csv", rows))
+    assert [item.path.name for item in items] == ["good_1.png"]
+    assert len(refused) == 1 and "m.csv:2" in refused[0][0] and "over the 256 allowed" in refused[0][1]
+
+
 def test_manifest_without_path_column_is_refused(class_tree: Path) -> None:
     manifest = write_manifest(class_tree / "m.csv", [{"file": "a.png", "label": "good"}])
     with pytest.raises(IngestError, match="no 'path' column"):
@@ -188,3 +207,133 @@ def test_empty_folder_and_empty_manifest_are_clear_errors(tmp_path: Path) -> Non
     (tmp_path / "m.csv").write_text("path,label\n")
     with pytest.raises(IngestError, match="no rows"):
         scan_manifest(tmp_path / "m.csv")
+
+
+def test_duplicate_files_in_json_name_the_hash_and_the_first_path(ws: Workspace, class_tree: Path) -> None:
+    (class_tree / "good" / "copy_of_0.png").write_bytes((class_tree / "good" / "good_0.png").read_bytes())
+    duplicates = ingest(ws, scan_folder(class_tree), source="tree").to_dict()["duplicate_files"]
+    assert len(duplicates) == 1 and re.fullmatch(r"[0-9a-f]{64}", duplicates[0]["sha256"])  # was a path
+    assert {Path(duplicates[0]["path"]).name, Path(duplicates[0]["same_as"]).name} == {"good_0.png", "copy_of_0.png"}
+
+
+@pytest.mark.parametrize("second_ingest", [False, True], ids=["same batch", "later ingest"])
+def test_the_same_bytes_under_two_classes_are_a_reported_conflict_left_out_of_training(
+        ws: Workspace, class_tree: Path, tmp_path: Path, second_ingest: bool) -> None:
+    data = (class_tree / "good" / "good_0.png").read_bytes()
+    copy = save(Image.new("L", (1, 1)), class_tree / "scratch" / "mislabelled.png")
+    copy.write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    if second_ingest:
+        copy.unlink()
+        ingest(ws, scan_folder(class_tree), source="tree")
+        (tmp_path / "more" / "scratch").mkdir(parents=True)
+        copy = tmp_path / "more" / "scratch" / "mislabelled.png"
+        copy.write_bytes(data)
+    report = ingest(ws, scan_folder(copy.parent.parent), source="tree")
+    assert [(c.path, c.sha256, c.label, c.other_labels) for c in report.conflicts] == \
+        [(str(copy), digest, "scratch", ("good",))]
+    assert report.to_dict()["conflict_files"][0]["same_as"].endswith("good_0.png")
+    assert {(a.class_name, a.annotator) for a in ws.db.labels.annotations() if a.sha256 == digest} == \
+        {("good", "import"), ("scratch", "import")}  # both kept: the later file no longer wins
+    summary = label_summary(ws)
+    assert summary["conflicts"] == 1 and summary["disagreements"][0]["conflict"]
+    assert digest not in {i.sha256 for i in create_version(ws, SplitPlan(group_by="none")).items}
+    annotate(ws, digest, "good", annotator="qe-ana")  # a person settles it
+    assert label_summary(ws)["conflicts"] == 0
+    assert digest in {i.sha256 for i in create_version(ws, SplitPlan(group_by="none"), new_test=True).items}
+
+
+def test_conflicts_are_printed_per_file_by_the_cli(tmp_path: Path, class_tree: Path) -> None:
+    from typer.testing import CliRunner
+
+    from inspectloop.cli.app import app
+
+    init_workspace(tmp_path / "ws").close()
+    (class_tree / "scratch" / "mislabelled.png").write_bytes((class_tree / "good" / "good_0.png").read_bytes())
+    result = CliRunner().invoke(app, ["ingest", str(class_tree), "-w", str(tmp_path / "ws")])
+    assert result.exit_code == 0 and "label conflicts 1" in result.stdout
+    squeezed = re.sub(r"\s+", "", result.stdout)  # Rich wraps long paths anywhere
+    assert re.search(r"conflict:.*mislabelled.pngis'scratch'butthesamebytesare'good'", squeezed)
+    labels = CliRunner().invoke(app, ["labels", "-w", str(tmp_path / "ws"), "--json"])
+    assert json.loads(labels.stdout)["conflicts"] == 1
+
+
+def manifest_row_paths(class_tree: Path, outside: Path) -> dict[str, str]:
+    (class_tree / "link.png").symlink_to(outside)
+    return {"dotdot": "../outside.png", "absolute": str(outside), "symlink": "link.png"}
+
+
+@pytest.mark.parametrize("kind", ["dotdot", "absolute", "symlink"])
+def test_manifest_rows_outside_its_folder_are_refused_unless_allowed(ws: Workspace, class_tree: Path,
+                                                                     kind: str) -> None:
+    outside = save(Image.fromarray(surface(42), "L"), class_tree.parent / "outside.png")
+    path = manifest_row_paths(class_tree, outside)[kind]
+    manifest = write_manifest(class_tree / "m.csv", [{"path": path, "label": "good"},
+                                                     {"path": str(class_tree / "good" / "good_0.png"), "label": "good"}])
+    items, refused = scan_manifest(manifest)
+    assert [i.path.name for i in items] == ["good_0.png"]  # an absolute path inside the folder is fine
+    assert len(refused) == 1 and refused[0][0].endswith("m.csv:2")
+    assert "outside the manifest's folder" in refused[0][1] and "--allow-outside" in refused[0][1]
+    items, refused = scan_manifest(manifest, allow_outside=True)
+    assert len(items) == 2 and refused == []
+
+
+def test_a_manifest_without_a_label_column_says_so(class_tree: Path) -> None:
+    scan = scan_manifest_source(write_manifest(class_tree / "m.csv", [{"path": "good/good_0.png", "Class": "good"}]))
+    assert scan.notes == ["m.csv has no 'label' column: its 1 image(s) are ingested unlabelled "
+                          "(rename column 'Class' to 'label')"]
+    labelled = scan_manifest_source(write_manifest(class_tree / "n.csv", [{"path": "good/good_0.png", "label": "good"}]))
+    assert labelled.notes == []
+
+
+def test_symlink_loops_in_a_folder_are_counted_and_named(class_tree: Path) -> None:
+    (class_tree / "good" / "loop").symlink_to(class_tree)  # a folder link back up the tree
+    (class_tree / "scratch" / "self.png").symlink_to(class_tree / "scratch" / "self.png")
+    scan = scan_source(class_tree)
+    assert len(scan.items) == 12
+    assert scan.notes == [f"2 symlink loop(s) skipped; first: {class_tree / 'good' / 'loop'}"]
+
+
+KILLED_INGEST = """
+import os, sys, time
+from pathlib import Path
+from inspectloop.ingest import ingest, scan_folder
+from inspectloop.workspace import open_workspace
+os.sync = lambda: time.sleep(60)  # hold the first chunk between writing its temporary files and renaming them
+with open_workspace(Path(sys.argv[1])) as ws:
+    ingest(ws, scan_folder(Path(sys.argv[2])), source="tree")
+"""
+
+
+def test_an_ingest_killed_mid_write_leaves_nothing_after_the_next_open(tmp_path: Path, class_tree: Path) -> None:
+    init_workspace(tmp_path / "ws").close()
+    staging = tmp_path / "ws" / "blobs" / ".staging"
+    process = subprocess.Popen([sys.executable, "-c", KILLED_INGEST, str(tmp_path / "ws"), str(class_tree)])
+    deadline = time.monotonic() + 60
+    while len(list(staging.glob(".tmp-*"))) < 12 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert len(list(staging.glob(".tmp-*"))) == 12  # what kill -9 leaves
+    with open_workspace(tmp_path / "ws") as ws:
+        assert list(ws.blobs.root.rglob(".tmp-*")) == []
+        assert ingest(ws, scan_folder(class_tree), source="tree").added == 12  # a re-run completes the job
+        assert doctor(ws).healthy
+
+
+def test_decoder_warnings_and_exif_orientation_are_reported_per_file(ws: Workspace, tmp_path: Path) -> None:
+    """An animated GIF went in as its first frame without a word; a rotated JPEG was stored sideways."""
+    from benchmarks.hostile_corpus import animated_gif, exif_rotated_jpeg, png_of_zeros
+
+    folder = tmp_path / "src" / "good"
+    folder.mkdir(parents=True)
+    (folder / "anim.gif").write_bytes(animated_gif())
+    (folder / "turned.jpg").write_bytes(exif_rotated_jpeg(6))
+    (folder / "bomb.png").write_bytes(png_of_zeros(30000, 30000))
+    report = ingest(ws, scan_folder(folder.parent), source="src")
+    assert report.warnings == [(str(folder / "anim.gif"), "GIF with 5 frames: only the first is used")]
+    assert report.reoriented == [(str(folder / "turned.jpg"), 6)]
+    assert dict(report.skipped)[str(folder / "bomb.png")].startswith("image is 900.0 MP, over the 89.0 MP limit")
+    sizes = {(r.width, r.height) for r in ws.db.images.get_many().values()}
+    assert (64, 96) in sizes  # upright, as training and serving decode it
+    assert report.to_dict()["reoriented_files"] == [{"path": str(folder / "turned.jpg"), "exif_orientation": 6}]

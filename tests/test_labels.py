@@ -10,9 +10,9 @@ from inspectloop.labels import add_reference_image, annotate, define_class, labe
 from inspectloop.workspace import init_workspace
 
 
-def votes(*triples: tuple[str, str, str]) -> list[Annotation]:
+def votes(*triples: tuple[str, str, str], source: str = "reviewer") -> list[Annotation]:
     start = datetime(2026, 1, 1)
-    return [Annotation(sha256=s, class_name=c, annotator=a, created_at=start + timedelta(minutes=i))
+    return [Annotation(sha256=s, class_name=c, annotator=a, created_at=start + timedelta(minutes=i), source=source)
             for i, (s, c, a) in enumerate(triples)]
 
 
@@ -30,6 +30,23 @@ def test_tie_leaves_image_unlabelled() -> None:
 def test_an_annotators_latest_word_counts_once() -> None:
     result = resolve_labels(votes(("x", "pit", "ana"), ("x", "pit", "ana"), ("x", "scratch", "ana"), ("x", "scratch", "bo")))
     assert result.labels == {"x": "scratch"} and result.disagreements == []
+
+
+IMPORTED_OK_AND_SCRATCH = votes(("x", "ok", "import"), ("x", "scratch", "import"), source="import")
+
+
+@pytest.mark.parametrize("annotations, label, conflict", [
+    (votes(("x", "ok", "import"), ("x", "ok", "import"), source="import"), "ok", False),  # re-ingest: no conflict
+    (IMPORTED_OK_AND_SCRATCH, None, True),  # same bytes under ok/ and scratch/: left out, not "later wins"
+    (IMPORTED_OK_AND_SCRATCH + votes(("x", "ok", "vendor"), source="import"), None, True),  # outvoted: still open
+    (IMPORTED_OK_AND_SCRATCH + votes(("x", "scratch", "qe-ana")), "scratch", False),  # a person settles it
+    (IMPORTED_OK_AND_SCRATCH + votes(("x", "ok", "import")), "ok", False),  # the importer's own later word
+])
+def test_conflicting_imports_stay_unlabelled_until_a_person_settles_them(
+        annotations: list[Annotation], label: str | None, conflict: bool) -> None:
+    result = resolve_labels(annotations)
+    assert result.labels.get("x") == label and bool(result.conflicts) == conflict
+    assert not conflict or result.ties == []  # a conflict is not counted as a plain tie
 
 
 def test_unknown_class_and_image_are_refused_with_a_fix(tmp_path: Path, class_tree: Path) -> None:

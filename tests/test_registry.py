@@ -217,3 +217,67 @@ def test_a_stale_stage_change_is_refused_whole(ws: Workspace) -> None:
     with pytest.raises(RegistryError, match="no longer shadow"):
         ws.db.registry.change_stages([StageChange(version.id, "promote", "candidate", "retired", "ana"), stale])
     assert get_version(ws, version).stage == Stage.candidate and history(ws) == []
+
+
+# --- signatures (issue 10) -------------------------------------------------------------------------------
+
+def _replace_file(ws: Workspace, run_id: str, data: bytes) -> None:
+    """What an attacker with write access to the files and the database does: new file, hash record updated."""
+    import hashlib
+
+    from sqlalchemy import update
+
+    from inspectloop.store import schema
+
+    model = ws.db.runs.models(run_id)[-1]
+    Path(model.path).write_bytes(data)
+    digest = hashlib.sha256(data).hexdigest()
+    with ws.db.engine.begin() as conn:
+        conn.execute(update(schema.models).where(schema.models.c.id == model.id).values(file_sha256=digest))
+        conn.execute(update(schema.model_versions).where(schema.model_versions.c.model_id == model.id)
+                     .values(file_sha256=digest))
+
+
+def test_a_signed_version_is_verified_by_the_workspace_key(ws: Workspace) -> None:
+    from inspectloop.keys import site_key
+
+    add_run_with_model(ws, "run-a", signed=True)
+    version = register(ws, "run-a")
+    key_id = site_key(ws.root).public.key_id
+    assert version.lineage["signed_by"] == key_id
+    status = verify_file(version, ws)
+    assert (status.state, status.key_id) == ("verified", key_id)
+
+
+def test_a_forged_file_with_an_edited_record_is_refused_by_its_signature(ws: Workspace, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from inspectloop.runtime.signing import sign_model
+    from tests.runtime.helpers import stamp, tiny_metadata, without_metadata
+
+    add_run_with_model(ws, "run-a", signed=True)
+    version = register(ws, "run-a")
+    forged = stamp(without_metadata(version.path.read_bytes()), tiny_metadata(class_names=("dark", "scratch", "good")))
+    _replace_file(ws, "run-a", forged)
+    with pytest.raises(ModelFileError, match="model file is not signed"):
+        verify_file(get_version(ws, version.name), ws)
+    _replace_file(ws, "run-a", sign_model(forged, Ed25519PrivateKey.generate()))
+    with pytest.raises(ModelFileError, match="which is not trusted here"):
+        promote(ws, version.name, "production", actor="ana", reason="test", override=True)
+
+
+def test_a_file_signed_by_another_key_is_not_registered(ws: Workspace) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from inspectloop.runtime.signing import sign_model
+
+    path = add_run_with_model(ws, "run-a")
+    _replace_file(ws, "run-a", sign_model(path.read_bytes(), Ed25519PrivateKey.generate()))
+    with pytest.raises(ModelFileError, match="which is not trusted here"):
+        register(ws, "run-a")
+
+
+def test_a_version_exported_before_signing_is_checked_by_its_hash(ws: Workspace) -> None:
+    add_run_with_model(ws, "run-a")
+    version = register(ws, "run-a")
+    assert version.lineage["signed_by"] is None and verify_file(version, ws).state == "unsigned"

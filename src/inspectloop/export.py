@@ -1,7 +1,8 @@
 """Export a trained classifier to an inspectloop model file, check parity, and optionally make INT8.
 
 A model file is the ONNX graph plus :class:`~inspectloop.runtime.metadata.ModelMetadata` in its
-``metadata_props``. A file is only ever written at ``out_path`` once the exact bytes on disk have
+``metadata_props`` and, given the site's signing key, an Ed25519 signature over both
+(:mod:`inspectloop.runtime.signing`). A file is only ever written at ``out_path`` once the exact bytes on disk have
 been loaded by the edge runtime and agree with the source model on real images; until then it is
 a temporary file beside ``out_path`` that is removed on any failure.
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import importlib
 import io
 import os
 import tempfile
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from PIL import Image
 
-from inspectloop.errors import ExportError, MissingExtraError, ModelFileError
+from inspectloop.errors import ExportError, ModelFileError, require
 from inspectloop.runtime.images import to_working_mode
 from inspectloop.runtime.metadata import (
     ANOMALY,
@@ -48,9 +48,11 @@ from inspectloop.runtime.metadata import (
 )
 from inspectloop.runtime.model import FEATURES_NAME, HEATMAP_NAME, INPUT_NAME, OUTPUT_NAME, SCORE_NAME, EdgeModel
 from inspectloop.runtime.preprocess import Preprocess
+from inspectloop.runtime.signing import PublicKey, SignatureStatus, public_key_of, sign_model
 
 if TYPE_CHECKING:
     import torch
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 INT8_SUFFIX = "+int8"
 _CHUNK = 32  # images per forward pass in parity checks
@@ -71,11 +73,16 @@ class ExportReport:
     images_checked: int
     weights_sha256: str
     size_bytes: int
+    signature: SignatureStatus = SignatureStatus("unsigned")
 
 
 def export_classifier(model: torch.nn.Module, metadata: ModelMetadata, out_path: Path,
-                      parity_images: Sequence[Image.Image], *, atol: float = 1e-3, opset: int = 17) -> ExportReport:
+                      parity_images: Sequence[Image.Image], *, atol: float = 1e-3, opset: int = 17,
+                      signing_key: Ed25519PrivateKey | None = None) -> ExportReport:
     """Export ``model`` (normalised (N, 3, H, W) input -> logits) to ``out_path`` with ``metadata``.
+
+    With ``signing_key`` (the site's, :func:`inspectloop.keys.site_signing_key`) the file is signed,
+    and the signature is checked on the written file like everything else.
 
     The file is checked against the PyTorch model on ``parity_images`` (decoded images, put through
     the metadata's preprocessing): ExportError if any logit differs by more than ``atol`` or any top-1
@@ -85,78 +92,87 @@ def export_classifier(model: torch.nn.Module, metadata: ModelMetadata, out_path:
     if metadata.task != CLASSIFICATION:
         raise ExportError(f"export_classifier writes classification models, but the metadata names task "
                           f"{metadata.task!r}", f"export with task={CLASSIFICATION!r}")
-    torch = _require("torch")
-    onnx = _require("onnx")
+    torch = require("torch", "train")
+    onnx = require("onnx", "train")
     out_path = Path(out_path)
     batch = _image_batch(parity_images, metadata, "the export parity check")
     with _eval_mode(model):
         expected = _torch_logits(torch, model, batch, len(metadata.class_names))
         proto = _to_onnx(torch, onnx, model, batch[[0, min(1, len(batch) - 1)]], opset)  # batch of 2
     data, stamped = _stamp(proto, metadata)
+    data = _sign(data, signing_key)
     with _staged(out_path, data) as staged:
-        diff, agreement = _compare(expected, _file_logits(staged, batch))
+        logits, signature = _file_logits(staged, batch, signing_key)
+        diff, agreement = _compare(expected, logits)
         if diff > atol or agreement < 1.0:
             raise ExportError(
                 f"the exported ONNX model does not match the PyTorch model: max abs logit difference "
                 f"{diff:.3g} (tolerance {atol:g}), top-1 agreement {agreement:.1%} on {len(batch)} images",
                 "the graph differs from the eager model: look for export-only code paths, data-dependent "
                 "Python control flow or operators the exporter changes; nothing was written")
-    return ExportReport(out_path, diff, agreement, len(batch), stamped.weights_sha256, len(data))
+    return ExportReport(out_path, diff, agreement, len(batch), stamped.weights_sha256, len(data), signature)
 
 
 def quantize_int8(model_path: Path, calibration_images: Sequence[Image.Image], out_path: Path, *,
-                  parity_images: Sequence[Image.Image] = (), min_top1_agreement: float = 0.98) -> ExportReport:
+                  parity_images: Sequence[Image.Image] = (), min_top1_agreement: float = 0.98,
+                  signing_key: Ed25519PrivateKey | None = None) -> ExportReport:
     """Make a static INT8 (QDQ, per-channel weights) copy of an exported model at ``out_path``.
 
     Activation ranges are calibrated on ``calibration_images``. The copy keeps the metadata, with
     ``model_version`` + ``"+int8"`` and its own hash. Its top-1 agreement with the float model is
     measured on ``parity_images`` (the calibration images when none are given, which flatters it);
-    below ``min_top1_agreement`` it is an ExportError and nothing is written.
+    below ``min_top1_agreement`` it is an ExportError and nothing is written. With ``signing_key``
+    the copy is signed, and the float model must carry a valid signature by that key.
     """
-    onnx = _require("onnx")
-    quantization = _require("onnxruntime.quantization", "onnx")  # it needs the onnx package
+    onnx = require("onnx", "train")
+    quantization = require("onnxruntime.quantization", "train", package="onnx")  # it needs onnx
     if not 0.0 < min_top1_agreement <= 1.0:
         raise ValueError(f"min_top1_agreement must be in (0, 1], got {min_top1_agreement!r}")
-    float_model = EdgeModel(model_path, threads=_threads())
+    float_model = EdgeModel(model_path, threads=_threads(), trusted_keys=_own_key(signing_key))
     meta = float_model.metadata
     int8_meta = _int8_metadata(meta, model_path)
     calibration = _image_batch(calibration_images, meta, "INT8 calibration")
     checks = _image_batch(parity_images, meta, "the INT8 parity check") if len(parity_images) else calibration
     data, stamped = _stamp(_quantize(onnx, quantization, Path(model_path), calibration), int8_meta)
+    data = _sign(data, signing_key)
     expected = _session_logits(float_model, checks)
     with _staged(Path(out_path), data) as staged:
-        diff, agreement = _compare(expected, _file_logits(staged, checks))
+        logits, signature = _file_logits(staged, checks, signing_key)
+        diff, agreement = _compare(expected, logits)
         if agreement < min_top1_agreement:
             raise ExportError(
                 f"the INT8 model agrees with the float model on only {agreement:.1%} of {len(checks)} images "
                 f"(minimum {min_top1_agreement:.1%}; max abs logit difference {diff:.3g})",
                 "calibrate on more images that look like production, or deploy the float model; nothing was written")
-    return ExportReport(Path(out_path), diff, agreement, len(checks), stamped.weights_sha256, len(data))
+    return ExportReport(Path(out_path), diff, agreement, len(checks), stamped.weights_sha256, len(data), signature)
 
 
 def export_anomaly(model: torch.nn.Module, metadata: ModelMetadata, out_path: Path,
-                   parity_images: Sequence[Image.Image], *, rtol: float = 1e-3, opset: int = 17) -> ExportReport:
+                   parity_images: Sequence[Image.Image], *, rtol: float = 1e-3, opset: int = 17,
+                   signing_key: Ed25519PrivateKey | None = None) -> ExportReport:
     """Export an anomaly model (normalised (N, 3, S, S) -> logits (N, 2), score (N,), heatmap (N, S, S); see
     :class:`inspectloop.anomaly.model.PatchCore`) to ``out_path`` with ``metadata`` (task ``anomaly``).
 
     One file carries the backbone, the memory bank and the nearest-neighbour search. It is checked
     against the PyTorch model on ``parity_images``: ExportError, and nothing written, if a score or a
     heatmap value differs by more than ``rtol`` of the largest score, or a pass/anomaly side differs.
+    ``signing_key`` signs the file as :func:`export_classifier` does.
     """
     if metadata.task != ANOMALY or len(metadata.class_names) != 2:
         raise ExportError(f"export_anomaly writes anomaly models with two classes (good, anomaly), but the metadata "
                           f"names task {metadata.task!r} and {len(metadata.class_names)} classes",
                           f"export with task={ANOMALY!r} and class_names=(good class, 'anomaly')")
-    torch = _require("torch")
-    onnx = _require("onnx")
+    torch = require("torch", "train")
+    onnx = require("onnx", "train")
     out_path = Path(out_path)
     batch = _image_batch(parity_images, metadata, "the export parity check")
     with _eval_mode(model):
         expected = _torch_outputs(torch, model, batch)
         proto = _anomaly_onnx(torch, onnx, model, batch[[0, min(1, len(batch) - 1)]], opset)
     data, stamped = _stamp(proto, metadata)
+    data = _sign(data, signing_key)
     with _staged(out_path, data) as staged:
-        got = _file_outputs(staged, batch, (OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME))
+        got, signature = _file_outputs(staged, batch, (OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME), signing_key)
         unit = max(1.0, float(np.abs(expected[1]).max()))
         diff = max(float(np.max(np.abs(e.astype(np.float64) - g.astype(np.float64)))) / unit
                    for e, g in zip(expected[1:], got[1:]))
@@ -166,7 +182,7 @@ def export_anomaly(model: torch.nn.Module, metadata: ModelMetadata, out_path: Pa
                 f"the exported anomaly model does not match the PyTorch model: largest score or heatmap difference "
                 f"{diff:.3g} of the largest score (tolerance {rtol:g}), pass/anomaly agreement {agreement:.1%} on "
                 f"{len(batch)} images", "the graph differs from the eager model; nothing was written")
-    return ExportReport(out_path, diff, agreement, len(batch), stamped.weights_sha256, len(data))
+    return ExportReport(out_path, diff, agreement, len(batch), stamped.weights_sha256, len(data), signature)
 
 
 def _side_agreement(expected: np.ndarray, got: np.ndarray, tie: float = 1e-3) -> float:
@@ -201,25 +217,18 @@ def _anomaly_onnx(torch: ModuleType, onnx: ModuleType, model: torch.nn.Module, e
     return onnx.load_from_string(buffer.getvalue())
 
 
-def _file_outputs(path: Path, batch: np.ndarray, names: tuple[str, ...]) -> list[np.ndarray]:
-    """The named outputs of the file on disk, loaded exactly as the edge loads it."""
+def _file_outputs(path: Path, batch: np.ndarray, names: tuple[str, ...],
+                  signing_key: Ed25519PrivateKey | None) -> tuple[list[np.ndarray], SignatureStatus]:
+    """The named outputs of the file on disk, loaded exactly as the edge loads it, and its signature status."""
     try:
-        model = EdgeModel(path, threads=_threads())
+        model = EdgeModel(path, threads=_threads(), trusted_keys=_own_key(signing_key))
     except ModelFileError as exc:
         raise ExportError(f"the exported file does not load in the edge runtime: {exc.message}", exc.hint) from exc
     chunks = [model.session.run(names, {INPUT_NAME: batch[start:start + 8]}) for start in range(0, len(batch), 8)]
-    return [np.concatenate(parts) for parts in zip(*chunks)]
+    return [np.concatenate(parts) for parts in zip(*chunks)], model.signature
 
 
 # --- shared steps ------------------------------------------------------------------------------------
-
-def _require(module: str, package: str | None = None) -> ModuleType:
-    """Import ``module``, or say which package of the ``train`` extra is missing."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingExtraError(package or module, "train") from exc
-
 
 def _threads() -> int:
     return os.cpu_count() or 1
@@ -361,13 +370,27 @@ def _unwritable(out_path: Path, exc: OSError) -> ExportError:
                        "check that the folder exists, is writable and has free space")
 
 
-def _file_logits(path: Path, batch: np.ndarray) -> np.ndarray:
-    """Logits from the file on disk, loaded exactly as the edge loads it (metadata and hash checked)."""
+def _file_logits(path: Path, batch: np.ndarray,
+                 signing_key: Ed25519PrivateKey | None) -> tuple[np.ndarray, SignatureStatus]:
+    """Logits from the file on disk, loaded exactly as the edge loads it (metadata, hash and, when
+    signed, the signature checked against the signing key), and its signature status."""
     try:
-        model = EdgeModel(path, threads=_threads())
+        model = EdgeModel(path, threads=_threads(), trusted_keys=_own_key(signing_key))
     except ModelFileError as exc:
         raise ExportError(f"the exported file does not load in the edge runtime: {exc.message}", exc.hint) from exc
-    return _session_logits(model, batch)
+    return _session_logits(model, batch), model.signature
+
+
+# --- signing (kept apart: the format lives in inspectloop.runtime.signing) ---------------------------
+
+def _sign(data: bytes, signing_key: Ed25519PrivateKey | None) -> bytes:
+    """The stamped model bytes, signed with ``signing_key`` when one is given."""
+    return data if signing_key is None else sign_model(data, signing_key)
+
+
+def _own_key(signing_key: Ed25519PrivateKey | None) -> tuple[PublicKey, ...]:
+    """The signing key's public half as the one trusted key (none when not signing)."""
+    return () if signing_key is None else (public_key_of(signing_key, "the signing key"),)
 
 
 def _session_logits(model: EdgeModel, batch: np.ndarray) -> np.ndarray:

@@ -9,8 +9,10 @@ and rows commit in small transactions, so a crash leaves no half-written image o
 from __future__ import annotations
 
 import csv
-import time
+import errno
 import fnmatch
+import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,7 +22,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from inspectloop.domain import (
-    CLASS_NAME, METADATA_FIELDS, Annotation, CaptureMeta, ClassDefinition, ImageRecord, ImageSource, Severity,
+    CLASS_NAME, MAX_FIELD_CHARS, METADATA_FIELDS, Annotation, CaptureMeta, ClassDefinition, ImageRecord, ImageSource, Severity,
     looks_good,
 )
 from inspectloop.errors import ImageError, IngestError
@@ -42,15 +44,45 @@ class SourceItem:
     meta: CaptureMeta
 
 
+@dataclass(frozen=True)
+class SourceScan:
+    """What a folder or manifest holds: the files to ingest, the rows refused, and notes for the user."""
+
+    items: list[SourceItem]
+    refused: list[tuple[str, str]] = field(default_factory=list)  # (path or manifest:line, reason)
+    notes: list[str] = field(default_factory=list)  # things the user must hear about (no label column, ...)
+    kind: str = "folder"
+
+
+@dataclass(frozen=True)
+class LabelConflict:
+    """The same bytes arrived under two classes from one annotator: both kept, left out of training until settled."""
+
+    path: str
+    sha256: str
+    label: str
+    other_labels: tuple[str, ...]
+    same_as: str | None  # a path the same bytes arrived from earlier
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "label": self.label,
+                "other_labels": list(self.other_labels), "same_as": self.same_as}
+
+
 @dataclass
 class IngestReport:
     source: str
     added: int = 0
     duplicates: list[tuple[str, str]] = field(default_factory=list)  # (path, sha256 already stored)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what the decoder lost or guessed)
+    reoriented: list[tuple[str, int]] = field(default_factory=list)  # (path, EXIF orientation applied)
     annotations_added: int = 0
     classes_created: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    conflicts: list[LabelConflict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    first_paths: dict[str, str] = field(default_factory=dict)  # sha256 -> first path it arrived from, this ingest
 
     @property
     def seen(self) -> int:
@@ -61,36 +93,85 @@ class IngestReport:
                 "skipped": len(self.skipped), "annotations_added": self.annotations_added,
                 "classes_created": self.classes_created, "seconds": round(self.seconds, 3),
                 "skipped_files": [{"path": p, "reason": r} for p, r in self.skipped],
-                "duplicate_files": [{"path": p, "sha256": d} for p, d in self.duplicates]}
+                "duplicate_files": [{"path": p, "sha256": d, "same_as": self.first_paths.get(d)}
+                                    for p, d in self.duplicates],
+                "conflicts": len(self.conflicts), "conflict_files": [c.to_dict() for c in self.conflicts],
+                "notes": self.notes,
+                "warnings": [{"path": p, "warning": w} for p, w in self.warnings],
+                "reoriented_files": [{"path": p, "exif_orientation": o} for p, o in self.reoriented]}
+
+
+def scan_source(source: Path, *, exclude: Iterable[str] = (), allow_outside: bool = False) -> SourceScan:
+    """A folder-per-class tree or a CSV manifest (when ``source`` is a file), with what the user must hear."""
+    source = Path(source)
+    if source.is_file():
+        return scan_manifest_source(source, allow_outside=allow_outside)
+    return scan_folder_source(source, exclude=exclude)
 
 
 def scan_folder(root: Path, *, exclude: Iterable[str] = ()) -> list[SourceItem]:
+    """The files of a folder-per-class tree (``scan_folder_source`` also says what it skipped)."""
+    return scan_folder_source(root, exclude=exclude).items
+
+
+def scan_folder_source(root: Path, *, exclude: Iterable[str] = ()) -> SourceScan:
     """A folder-per-class tree: ``root/<class>/...``; files directly in ``root`` are unlabelled.
 
-    ``exclude`` holds glob patterns on the path relative to ``root`` (e.g. ``*/masks/*``).
+    ``exclude`` holds glob patterns on the path relative to ``root`` (e.g. ``*/masks/*``). Symlinked
+    files are followed; symlink loops, broken links and symlinked folders are skipped and said so.
     """
     root = Path(root)
     if not root.is_dir():
         raise IngestError(f"{root} is not a folder", "point ingest at the folder that holds one sub-folder per class")
     patterns = list(exclude)
-    items = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and not _hidden(p, root)):
+    items, unusable = [], []
+    for path in sorted(p for p in root.rglob("*") if not _hidden(p, root)):
         relative = path.relative_to(root).as_posix()
         if any(fnmatch.fnmatch(relative, pattern) for pattern in patterns):
+            continue
+        if not path.is_file():
+            if path.is_symlink():
+                unusable.append(path)
             continue
         label = path.relative_to(root).parts[0] if len(path.relative_to(root).parts) > 1 else None
         items.append(SourceItem(path=path, label=label, meta=CaptureMeta()))
     if not items:
         raise IngestError(f"no files found in {root}" + (" (after --exclude)" if patterns else ""),
                           "put images in one sub-folder per class, e.g. good/ and scratch/")
-    return items
+    return SourceScan(items, notes=_symlink_notes(unusable), kind="folder")
 
 
-def scan_manifest(manifest: Path) -> tuple[list[SourceItem], list[tuple[str, str]]]:
+def _symlink_notes(links: list[Path]) -> list[str]:
+    """One line per kind of symlink a folder scan could not use: loops, broken links, linked folders."""
+    kinds: dict[str, list[Path]] = {"loop": [], "broken": [], "folder": []}
+    for link in links:
+        try:
+            target = link.resolve(strict=True)
+        except RuntimeError:  # Python 3.11 reports a loop so; later versions raise OSError(ELOOP)
+            kinds["loop"].append(link)
+            continue
+        except OSError as exc:
+            kinds["loop" if exc.errno == errno.ELOOP else "broken"].append(link)
+            continue
+        kinds["loop" if link.parent.resolve().is_relative_to(target) else "folder"].append(link)
+    texts = {"loop": "symlink loop(s) skipped", "broken": "broken symlink(s) skipped",
+             "folder": "symlinked folder(s) not followed (ingest that folder itself, or link its files)"}
+    return [f"{len(found)} {texts[kind]}; first: {found[0]}" for kind, found in kinds.items() if found]
+
+
+def scan_manifest(manifest: Path, *, allow_outside: bool = False) -> tuple[list[SourceItem], list[tuple[str, str]]]:
+    """The items of a CSV manifest and the rows refused, with reasons (see ``scan_manifest_source``)."""
+    scan = scan_manifest_source(manifest, allow_outside=allow_outside)
+    return scan.items, scan.refused
+
+
+def scan_manifest_source(manifest: Path, *, allow_outside: bool = False) -> SourceScan:
     """A CSV with a ``path`` column (relative to the CSV's folder), optional ``label`` and metadata columns.
 
     Known columns: camera, line, shift, lighting, part_id, session, captured_at (ISO 8601); any other
-    column is kept as free-form metadata. Returns the items and the rows refused, with reasons.
+    column is kept as free-form metadata. A row naming a file outside the manifest's folder (``../``,
+    an absolute path, a symlink leading out) is refused unless ``allow_outside``: a manifest from
+    elsewhere must not pull arbitrary files of this machine into the workspace.
     """
     try:
         with open(manifest, newline="", encoding="utf-8-sig") as handle:
@@ -107,16 +188,45 @@ def scan_manifest(manifest: Path) -> tuple[list[SourceItem], list[tuple[str, str
     items, refused = [], []
     for number, row in enumerate(rows, start=2):
         try:
-            items.append(_manifest_item(manifest.parent, row))
+            item = _manifest_item(manifest.parent, row)
         except (ValueError, ValidationError) as exc:
             refused.append((f"{manifest}:{number}", f"bad row: {_first_error(exc)}"))
-    return items, refused
+            continue
+        outside = None if allow_outside else _outside_reason(item.path, manifest.parent)
+        if outside:
+            refused.append((f"{manifest}:{number}", f"{outside}; refused (pass --allow-outside to ingest it)"))
+        else:
+            items.append(item)
+    notes = [] if "label" in columns else [_no_label_note(manifest, columns, len(items))]
+    return SourceScan(items, refused, notes, kind="manifest")
+
+
+def _outside_reason(path: Path, base: Path) -> str | None:
+    """Why ``path`` is not inside ``base`` once ``..`` and symlinks are resolved; None when it is."""
+    try:
+        resolved = path.resolve()
+    except (OSError, RuntimeError):  # a symlink loop
+        return f"{path} is a symlink loop"
+    if resolved.is_relative_to(base.resolve()):
+        return None
+    via = " (through a symlink)" if path.absolute().is_relative_to(base.absolute()) else ""
+    return f"{path} is outside the manifest's folder {base}{via}"
+
+
+def _no_label_note(manifest: Path, columns: list[str], count: int) -> str:
+    near = [c for c in columns if c.lower() in {"label", "labels", "class", "category", "defect"}]
+    fix = f"rename column {near[0]!r} to 'label'" if near else "add a 'label' column to label them"
+    return f"{manifest.name} has no 'label' column: its {count} image(s) are ingested unlabelled ({fix})"
 
 
 def _manifest_item(base: Path, row: dict[str, str | None]) -> SourceItem:
     clean = {(k or "").strip(): (v or "").strip() for k, v in row.items() if k is not None}
     if not clean.get("path"):
         raise ValueError("empty 'path'")
+    for name, value in clean.items():
+        if name != "path" and (len(name) > MAX_FIELD_CHARS or len(value) > MAX_FIELD_CHARS):
+            raise ValueError(f"column {name[:40]!r} holds {len(value):,} characters, over the {MAX_FIELD_CHARS} "
+                             "allowed (a metadata value names a camera or a part, it is not a document)")
     known = {name: clean.get(name) or None for name in METADATA_FIELDS}
     if known["captured_at"]:
         known["captured_at"] = datetime.fromisoformat(known["captured_at"])  # type: ignore[assignment]
@@ -128,13 +238,17 @@ def _manifest_item(base: Path, row: dict[str, str | None]) -> SourceItem:
 
 def ingest(workspace: Workspace, items: list[SourceItem], *, source: str, kind: str = "folder",
            annotator: str = "import", create_classes: bool = True, refused: Iterable[tuple[str, str]] = (),
-           progress: Progress | None = None) -> IngestReport:
-    """Store ``items`` in the workspace and return what happened to each file."""
+           progress: Progress | None = None, notes: Iterable[str] = ()) -> IngestReport:
+    """Store ``items`` in the workspace and return what happened to each file.
+
+    The same bytes under two classes (from one annotator) keep both annotations: a conflict, reported
+    per file and left out of new dataset versions until someone settles it (``labels.resolve_labels``).
+    """
     started = time.perf_counter()
-    report = IngestReport(source=source, skipped=list(refused))
+    report = IngestReport(source=source, skipped=list(refused), notes=list(notes))
     known_classes = set(workspace.db.labels.classes())
     ingest_id = workspace.db.images.begin_ingest(source, kind)
-    seen: dict[str, str] = {}  # digest -> first path, within this batch and from the store
+    seen = report.first_paths  # digest -> first path, within this batch
     for done, chunk in _chunks(items):
         _ingest_chunk(workspace, chunk, ingest_id, report, seen, known_classes,
                       annotator=annotator, create_classes=create_classes)
@@ -169,23 +283,37 @@ def _ingest_chunk(workspace: Workspace, chunk: list[SourceItem], ingest_id: int,
         new_records = [e.record for e in prepared if e.record is not None]
         tx.images.add(new_records, ingest_id)
         tx.images.add_sources([(e.digest, str(e.item.path)) for e in prepared], ingest_id)
-        annotations = _new_annotations(tx, prepared, annotator)
+        annotations, conflicts = _new_annotations(tx, prepared, annotator, report.first_paths)
         tx.labels.add_annotations(annotations)
+    report.conflicts += conflicts
     report.added += len(new_records)
     report.annotations_added += len(annotations)
 
 
-def _new_annotations(tx: Transaction, prepared: list[_Prepared], annotator: str) -> list[Annotation]:
-    """One import annotation per (image, label), skipping those an earlier ingest already recorded."""
+def _new_annotations(tx: Transaction, prepared: list[_Prepared], annotator: str,
+                     first_paths: dict[str, str]) -> tuple[list[Annotation], list[LabelConflict]]:
+    """One import annotation per (image, label), skipping those an earlier ingest already recorded,
+    and the files whose label differs from one this annotator already gave the same bytes."""
     existing = tx.labels.existing_annotations([e.digest for e in prepared])
-    annotations = []
+    given: dict[str, set[str]] = defaultdict(set)  # digest -> classes this annotator gave it
+    for digest, class_name, who in existing:
+        if who == annotator:
+            given[digest].add(class_name)
+    annotations, conflicts = [], []
     for entry in prepared:
-        key = (entry.digest, entry.item.label, annotator)
-        if entry.item.label and key not in existing:
-            existing.add(key)
-            annotations.append(Annotation(sha256=entry.digest, class_name=entry.item.label, annotator=annotator,
+        label = entry.item.label
+        if not label:
+            continue
+        if given[entry.digest] - {label}:
+            same_as = first_paths.get(entry.digest) or next(iter(tx.images.sources(entry.digest)), None)
+            conflicts.append(LabelConflict(str(entry.item.path), entry.digest, label,
+                                           tuple(sorted(given[entry.digest] - {label})), same_as))
+        given[entry.digest].add(label)
+        if (entry.digest, label, annotator) not in existing:
+            existing.add((entry.digest, label, annotator))
+            annotations.append(Annotation(sha256=entry.digest, class_name=label, annotator=annotator,
                                           source="import"))
-    return annotations
+    return annotations, conflicts
 
 
 def _prepare(workspace: Workspace, chunk: list[SourceItem], report: IngestReport, seen: dict[str, str],
@@ -197,14 +325,16 @@ def _prepare(workspace: Workspace, chunk: list[SourceItem], report: IngestReport
     prepared, new_blobs = [], []
     for (item, data), digest in zip(loaded, digests, strict=True):
         if digest in seen or digest in stored:
-            report.duplicates.append((str(item.path), seen.get(digest, digest)))
+            report.duplicates.append((str(item.path), digest))
             prepared.append(_Prepared(item, digest, None))
             continue
         try:
-            record = _record(item, data, digest)
+            decoded = decode_image(data, name=str(item.path))
+            record = measure_decoded(decoded, digest, len(data), item.meta, ImageSource.collection)
         except ImageError as exc:
             report.skipped.append((str(item.path), exc.message.split(": ", 1)[-1] + f" ({exc.hint})"))
             continue
+        _note_decode(report, str(item.path), decoded)
         new_blobs.append(data)
         seen[digest] = str(item.path)
         prepared.append(_Prepared(item, digest, record))
@@ -231,8 +361,12 @@ def _read_files(chunk: list[SourceItem], report: IngestReport, known_classes: se
     return loaded
 
 
-def _record(item: SourceItem, data: bytes, digest: str) -> ImageRecord:
-    return measure_image(data, digest, item.meta, ImageSource.collection, name=str(item.path))
+def _note_decode(report: IngestReport, path: str, decoded: Decoded) -> None:
+    """Keep what the decoder changed: its warnings, and the EXIF orientation it applied (the stored bytes
+    keep the original orientation; every decode, in training and serving alike, turns them upright)."""
+    report.warnings.extend((path, warning) for warning in decoded.warnings)
+    if decoded.reoriented:
+        report.reoriented.append((path, decoded.orientation))
 
 
 def measure_image(data: bytes, digest: str, meta: CaptureMeta, source: ImageSource,

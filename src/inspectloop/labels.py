@@ -25,10 +25,11 @@ _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 class Disagreement:
     sha256: str
     votes: dict[str, int]  # class -> annotators who chose it
-    resolved: str | None  # majority label, None on a tie
+    resolved: str | None  # majority label, None on a tie or an unsettled conflict
+    conflict: bool = False  # one annotator's imports gave the same bytes two classes, not yet settled
 
     def to_dict(self) -> dict[str, object]:
-        return {"sha256": self.sha256, "votes": self.votes, "resolved": self.resolved}
+        return {"sha256": self.sha256, "votes": self.votes, "resolved": self.resolved, "conflict": self.conflict}
 
 
 @dataclass
@@ -38,7 +39,12 @@ class LabelResolution:
 
     @property
     def ties(self) -> list[Disagreement]:
-        return [d for d in self.disagreements if d.resolved is None]
+        return [d for d in self.disagreements if d.resolved is None and not d.conflict]
+
+    @property
+    def conflicts(self) -> list[Disagreement]:
+        """Images left unlabelled until someone settles their conflicting imports."""
+        return [d for d in self.disagreements if d.conflict]
 
 
 def define_class(workspace: Workspace, definition: ClassDefinition) -> None:
@@ -89,25 +95,45 @@ def annotate(workspace: Workspace, sha256: str, class_name: str, *, annotator: s
 
 
 def resolve_labels(annotations: Iterable[Annotation]) -> LabelResolution:
-    """One label per image by majority of annotators; an annotator's latest word counts once.
+    """One label per image by majority of annotators. The rules:
 
-    Images whose annotators disagree are listed; a tie leaves the image unlabelled.
+    - An annotator's latest word counts once (a reviewer may change their mind).
+    - Imports are not a change of mind: when one annotator's imports put the same bytes under two
+      classes (``ok/a.png`` and ``defect/b.png``), each class they gave counts, and the image is in
+      *conflict*: unlabelled (left out of new dataset versions and so of training) until someone
+      settles it with an annotation that is not an import (``inspectloop label``); then majority rules.
+    - A tie leaves the image unlabelled.
+
+    Images whose annotators disagree, conflicts included, are listed.
     """
     latest: dict[tuple[str, str], str] = {}
+    imported: dict[tuple[str, str], set[str]] = defaultdict(set)
+    reviewed: set[tuple[str, str]] = set()  # (image, annotator) with a word that is not an import
     for annotation in annotations:  # in creation order, so later annotations overwrite earlier ones
-        latest[(annotation.sha256, annotation.annotator)] = annotation.class_name
+        key = (annotation.sha256, annotation.annotator)
+        latest[key] = annotation.class_name
+        if annotation.source == "import":
+            imported[key].add(annotation.class_name)
+        else:
+            reviewed.add(key)
     votes: dict[str, Counter[str]] = defaultdict(Counter)
-    for (digest, _annotator), label in latest.items():
-        votes[digest][label] += 1
+    conflicted: set[str] = set()
+    for key, label in latest.items():
+        claims = {label} if key in reviewed else imported[key]
+        if len(claims) > 1:
+            conflicted.add(key[0])
+        votes[key[0]].update(claims)
+    settled = {digest for digest, _ in reviewed}
     resolution = LabelResolution()
     for digest, counter in sorted(votes.items()):
         ranked = counter.most_common()
         tie = len(ranked) > 1 and ranked[0][1] == ranked[1][1]
-        winner = None if tie else ranked[0][0]
+        open_conflict = digest in conflicted and digest not in settled
+        winner = None if tie or open_conflict else ranked[0][0]
         if winner is not None:
             resolution.labels[digest] = winner
         if len(ranked) > 1:
-            resolution.disagreements.append(Disagreement(digest, dict(counter), winner))
+            resolution.disagreements.append(Disagreement(digest, dict(counter), winner, open_conflict))
     return resolution
 
 
@@ -125,6 +151,7 @@ def label_summary(workspace: Workspace) -> dict[str, object]:
         "annotators": sorted({a.annotator for a in annotations}),
         "disagreements": [d.to_dict() for d in resolution.disagreements],
         "ties": len(resolution.ties),
+        "conflicts": len(resolution.conflicts),
     }
 
 

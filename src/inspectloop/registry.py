@@ -5,6 +5,11 @@ version, acceptance criteria, code version, test metrics, thresholds). It moves 
 candidate, shadow, production and retired. Going to production needs a passed acceptance report
 against the criteria its run named, or an explicit override by a named person with a reason. At
 most one version is in production; every stage change is logged with who, why and on what evidence.
+
+A version's file is checked against the SHA-256 recorded at registration and, when it was signed
+then, against the workspace's signing key (``inspectloop.keys``): a file that was replaced and its
+record edited still needs the site's private key to pass. Files exported before signing existed are
+registered unsigned (``lineage["signed_by"]`` None) and checked by their hash alone.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import Any
 from inspectloop.accept.criteria import check_criteria_locked_before, get_criteria
 from inspectloop.domain import ModelFile, ModelVersion, Stage, StageChange, StageEvent, TrainingRun
 from inspectloop.errors import ModelFileError, RegistryError
+from inspectloop.keys import workspace_trusted_keys
+from inspectloop.runtime.signing import PublicKey, SignatureStatus, check_signature
 from inspectloop.workspace import Workspace
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
@@ -34,7 +41,8 @@ _RANK = {Stage.retired: 0, Stage.candidate: 1, Stage.shadow: 2, Stage.production
 
 
 def register(workspace: Workspace, run_id: str, *, variant: str = "fp32", name: str | None = None) -> ModelVersion:
-    """Register a finished run's exported model as a candidate version (refused if its file changed).
+    """Register a finished run's exported model as a candidate version (refused if its file changed, or
+    if it is signed by a key other than the workspace's).
 
     ``name`` defaults to ``<workspace>-v<N>``.
     """
@@ -55,8 +63,10 @@ def register(workspace: Workspace, run_id: str, *, variant: str = "fp32", name: 
     if existing is not None:
         raise RegistryError(f"run {run_id} ({variant}) is already registered as {existing.name}", _LIST_FIX)
     data = _checked_bytes(Path(model.path), model.file_sha256, f"run {run_id} ({variant})")
+    signature = _registration_signature(workspace, data, str(model.path))
     name = _check_name(workspace, name) if name is not None else _default_name(workspace)
-    version_id = workspace.db.registry.add(name, model, Stage.candidate, _lineage(run, model, data))
+    lineage = {**_lineage(run, model, data), "signed_by": signature.key_id}
+    version_id = workspace.db.registry.add(name, model, Stage.candidate, lineage)
     return get_version(workspace, version_id)
 
 
@@ -89,9 +99,26 @@ def history(workspace: Workspace, version: str | int | ModelVersion | None = Non
     return workspace.db.registry.events(version_id)
 
 
-def verify_file(version: ModelVersion) -> None:
-    """Refuse (ModelFileError) a version whose model file is missing or no longer matches its record."""
-    _checked_bytes(version.path, version.file_sha256, f"model version {version.name}")
+def verify_file(version: ModelVersion, workspace: Workspace | None = None) -> SignatureStatus:
+    """Refuse (ModelFileError) a version whose model file is missing or no longer matches its record and,
+    given its ``workspace``, one registered signed whose signature is not the workspace key's. Returns
+    the signature status (``verified``, or ``unsigned`` for a version registered unsigned)."""
+    label = f"model version {version.name} ({version.path})"
+    data = _checked_bytes(version.path, version.file_sha256, f"model version {version.name}")
+    keys = trusted_keys_for(workspace, version) if workspace is not None else ()
+    return check_signature(data, keys, label)
+
+
+def trusted_keys_for(workspace: Workspace, version: ModelVersion) -> tuple[PublicKey, ...]:
+    """The keys a version's file must be signed by: the workspace's if it was signed when registered, else none."""
+    if version.lineage.get("signed_by") is None:
+        return ()
+    keys = workspace_trusted_keys(workspace.root)
+    if not keys:
+        raise ModelFileError(f"model version {version.name} was registered signed by key "
+                             f"{version.lineage['signed_by']}, but workspace {workspace.root} has no signing key",
+                             "restore the workspace's keys/ folder from backup")
+    return keys
 
 
 def promote(workspace: Workspace, version: str | int | ModelVersion, stage: Stage | str, *, actor: str,
@@ -114,7 +141,7 @@ def promote(workspace: Workspace, version: str | int | ModelVersion, stage: Stag
         action = "promote" if _RANK[target] > _RANK[chosen.stage] else "demote"
         workspace.db.registry.change_stages([StageChange(chosen.id, action, chosen.stage, target, actor, reason)])
         return get_version(workspace, chosen.id)
-    verify_file(chosen)
+    verify_file(chosen, workspace)
     report_id, missing = _passed_report(workspace, chosen)
     if report_id is None and not override:
         raise RegistryError(f"{chosen.name} cannot go to production: {missing}",
@@ -136,7 +163,7 @@ def rollback(workspace: Workspace, *, actor: str, reason: str) -> ModelVersion:
         raise RegistryError("there is no earlier production version to roll back to",
                             "promote a version instead: inspectloop models promote VERSION production --actor NAME")
     target = get_version(workspace, earlier[-1])
-    verify_file(target)
+    verify_file(target, workspace)
     changes = _retire_production(workspace, actor, reason, "rollback")
     changes.append(StageChange(target.id, "rollback", target.stage, Stage.production, actor, reason))
     workspace.db.registry.change_stages(changes)
@@ -210,6 +237,18 @@ def _checked_bytes(path: Path, expected: str, what: str) -> bytes:
             f"{expected[:12]}...): it was changed or replaced after export",
             "restore the original file from backup, or train and register a new version; never edit a model file")
     return data
+
+
+def _registration_signature(workspace: Workspace, data: bytes, label: str) -> SignatureStatus:
+    """A signed file must be signed by the workspace's key; an unsigned one (exported before signing) is let in."""
+    unchecked = check_signature(data, (), label)  # refuses a broken signature; says whether there is one
+    if unchecked.state == "unsigned":
+        return unchecked
+    keys = workspace_trusted_keys(workspace.root)
+    if not keys:
+        raise ModelFileError(f"{label} is signed by key {unchecked.key_id}, but workspace {workspace.root} has no "
+                             "signing key to check it against", "restore the workspace's keys/ folder from backup")
+    return check_signature(data, keys, label)
 
 
 def _lineage(run: TrainingRun, model: ModelFile, data: bytes) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from inspectloop.errors import WorkspaceError
+from inspectloop.keys import create_signing_key
 from inspectloop.store import BlobStore, Database, atomic_write_text, now_iso
 
 CONFIG_NAME = "inspectloop.yaml"
@@ -52,7 +53,10 @@ class Workspace:
 
 
 def init_workspace(root: Path, name: str | None = None) -> Workspace:
-    """Create a workspace in ``root`` (new or empty folder). Refuses to touch an existing one."""
+    """Create a workspace in ``root`` (new or empty folder) with its model signing key (``inspectloop.keys``).
+
+    Refuses to touch an existing one.
+    """
     root = Path(root)
     if (root / CONFIG_NAME).exists():
         raise WorkspaceError(f"{root} is already an inspectloop workspace", "open it instead of initialising it")
@@ -64,6 +68,7 @@ def init_workspace(root: Path, name: str | None = None) -> Workspace:
         (root / folder).mkdir(exist_ok=True)
     workspace = _connect(root, config)
     workspace.db.migrate()
+    create_signing_key(root)
     # The config is written last: a folder without it is not (yet) a workspace.
     atomic_write_text(root / CONFIG_NAME, yaml.safe_dump(config.model_dump(), sort_keys=False))
     return workspace
@@ -82,7 +87,19 @@ def open_workspace(root: Path) -> Workspace:
         raise WorkspaceError(f"{path} is malformed: {exc}", "restore it from backup or fix the named field") from exc
     workspace = _connect(root, config)
     workspace.db.migrate()
+    _remove_abandoned_temporaries(workspace)
     return workspace
+
+
+def _remove_abandoned_temporaries(workspace: Workspace) -> None:
+    """A writer killed mid-ingest leaves ``.tmp-*`` files; remove those no live writer can still rename.
+
+    Best effort: a read-only store is still opened (``inspectloop doctor`` reports what is left).
+    """
+    try:
+        workspace.blobs.remove_abandoned()
+    except OSError:
+        pass
 
 
 def _connect(root: Path, config: WorkspaceConfig) -> Workspace:

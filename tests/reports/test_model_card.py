@@ -121,6 +121,7 @@ def test_a_two_way_model_card_shows_every_section_with_its_numbers(ws: Workspace
     assert "41 of 318 good parts were rejected (12.9%)" in text
     assert version.file_sha256 in page and version.name in page and "candidate" in page
     assert "v1" in page and "0.1.0+gtest" in page and "probe" in page  # dataset, code version, training config
+    assert "unsigned: exported before models were signed" in text  # the tiny CNN's file carries no signature
     assert "No calibration split: two-way decisions" in page
     assert "top class, no review" in page and "the pass class counted as pass" in page
     assert "3,600 parts per hour" in page and "given for this card" in page

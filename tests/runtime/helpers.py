@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inspectloop.runtime.metadata import METADATA_KEY, ModelMetadata, content_hash, model_hash
+from inspectloop.runtime.metadata import METADATA_KEY, ModelMetadata, content_hash, model_hash, read_metadata_props
+from inspectloop.runtime.signing import SIGNATURE_KEY
 
 CLASSES = ("good", "scratch", "dark")
 INPUT_SIZE = 64
@@ -123,3 +124,28 @@ def _top_level(data: bytes) -> list[tuple[int, int, int]]:
             pos += 8 if wire == 1 else 4
         records.append((tag >> 3, start, pos))
     return records
+
+
+# --- signatures and forgeries ---------------------------------------------------------------------------
+
+def forged_copy(signed: Path, target: Path, *, signature: str = "strip") -> Path:
+    """The attack of issue 10: ``signed``'s weights zeroed and its classes swapped, hashes recomputed
+    with the library's own functions. ``signature``: ``strip`` it, ``keep`` the original entry."""
+    from tests.runtime.fixtures.make_fixtures import CONV_WEIGHT, HEAD_WEIGHT
+
+    data = signed.read_bytes()
+    for weights in (CONV_WEIGHT.tobytes(), HEAD_WEIGHT.tobytes()):
+        data = data.replace(weights, bytes(len(weights)))
+    meta = tiny_metadata(class_names=tuple(reversed(CLASSES)))
+    forged = stamp(data, meta)  # stamp() drops every metadata entry, the signature with it
+    if signature == "keep":
+        original = [value for key, value in read_metadata_props(signed.read_bytes()) if key == SIGNATURE_KEY]
+        forged = with_extra_entry(forged, SIGNATURE_KEY, original[0])
+    target.write_bytes(forged)
+    return target
+
+
+def with_extra_entry(data: bytes, key: str, value: str) -> bytes:
+    """The model bytes with one more ``metadata_props`` entry appended (others kept)."""
+    entry = _record(1, key.encode("utf-8")) + _record(2, value.encode("utf-8"))
+    return data + _record(_METADATA_PROPS, entry)

@@ -22,7 +22,7 @@ def test_a_classifier_prediction_serialises_as_before() -> None:
     prediction = Prediction("scratch", 0.7, SCORES, "reject", LATENCY)  # a plain string is taken as a Decision
     assert prediction.decision is Decision.REJECT and prediction.regions is None
     assert prediction.to_dict() == {"label": "scratch", "confidence": 0.7, "scores": SCORES, "decision": "reject",
-                                    "latency_ms": LATENCY, "regions": None}
+                                    "latency_ms": LATENCY, "regions": None, "warnings": []}
     assert type(prediction.to_dict()["decision"]) is str
 
 

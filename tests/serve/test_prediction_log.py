@@ -10,13 +10,24 @@ import pytest
 pytest.importorskip("torch")
 from sqlalchemy import select  # noqa: E402
 
+from sqlalchemy import update  # noqa: E402
+
 from inspectloop.domain import CaptureMeta  # noqa: E402
+from inspectloop.errors import RequestError  # noqa: E402
+from inspectloop.runtime import Prediction  # noqa: E402
 from inspectloop.serve.prediction_log import PredictionLog, PredictionRecord  # noqa: E402
 from inspectloop.runtime import EdgeModel  # noqa: E402
 from inspectloop.runtime.images import decode_image  # noqa: E402
 from inspectloop.store import schema as s  # noqa: E402
 from inspectloop.store import sha256_bytes  # noqa: E402
-from tests.service_helpers import image_bytes, line_workspace  # noqa: E402
+from tests.service_helpers import Line, image_bytes, line_workspace  # noqa: E402
+
+
+def _record(line: Line, request_id: str, data: bytes, prediction: Prediction, keep_image: bool = False,
+            camera: str = "cam1") -> PredictionRecord:
+    return PredictionRecord(request_id=request_id, source="http", meta=CaptureMeta(camera=camera), data=data,
+                            decoded=decode_image(data), sha256=sha256_bytes(data), model_version_id=line.production.id,
+                            model_name="v1", prediction=prediction, keep_image=keep_image)
 
 
 def test_concurrent_records_commit_in_groups_once_per_request_id(tmp_path: Path) -> None:
@@ -28,11 +39,8 @@ def test_concurrent_records_commit_in_groups_once_per_request_id(tmp_path: Path)
     log.start()
 
     def record(i: int) -> PredictionRecord:
-        data = images[i % 6]
-        return PredictionRecord(request_id=f"r{i % 40}", source="http", meta=CaptureMeta(camera="cam1"),
-                                data=data, decoded=decode_image(data), sha256=sha256_bytes(data),
-                                model_version_id=line.production.id, model_name="v1", prediction=predictions[i % 6],
-                                keep_image=i % 6 == 0)
+        n = i % 40  # each request id twice, with the same content: a retry
+        return _record(line, f"r{n}", images[n % 6], predictions[n % 6], keep_image=n % 6 == 0)
 
     with ThreadPoolExecutor(16) as pool:
         logged = list(pool.map(lambda i: log.submit(record(i)).result(timeout=30), range(80)))
@@ -51,3 +59,28 @@ def test_concurrent_records_commit_in_groups_once_per_request_id(tmp_path: Path)
     assert all(line.workspace.blobs.exists(d) for d in kept) and all(r.stats for r in rows)
     line.workspace.close()
 
+
+
+def test_a_reused_request_id_with_other_content_is_refused_by_the_writer_too(tmp_path: Path) -> None:
+    """Two requests with one id can both pass the service's check before either commits: the writer decides."""
+    line = line_workspace(tmp_path / "ws")
+    model = EdgeModel(line.production.path)
+    first, other = image_bytes("good", 1), image_bytes("good", 2)
+    log = PredictionLog(line.workspace, ingest_id=line.workspace.db.images.begin_ingest("test", "service"))
+    log.start()
+    try:
+        logged = log.submit(_record(line, "cam1-9", first, model.predict(first))).result(timeout=30)
+        with line.workspace.db.engine.begin() as conn:  # as logged before schema v5: compared field by field
+            conn.execute(update(s.predictions).values(content_sha256=None))
+        same = log.submit(_record(line, "cam1-9", first, model.predict(first))).result(timeout=30)
+        futures = [log.submit(_record(line, "cam1-9", other, model.predict(other))),
+                   log.submit(_record(line, "cam1-9", first, model.predict(first), camera="cam2"))]
+        errors = [future.exception(timeout=30) for future in futures]
+    finally:
+        log.stop()
+    assert same.replayed and same.id == logged.id
+    assert all(isinstance(e, RequestError) and e.kind == "conflict" for e in errors)
+    assert "image bytes" in str(errors[0]) and "camera" in str(errors[1]) and "image bytes" not in errors[1].message
+    with line.workspace.db.engine.connect() as conn:
+        assert len(conn.execute(select(s.predictions)).all()) == 1
+    line.workspace.close()

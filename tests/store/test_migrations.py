@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from inspectloop.accept.criteria import lock_criteria
 from inspectloop.domain import ClassDefinition
+from inspectloop.people import authenticate, token_digest
 from inspectloop.registry import register
 from inspectloop.store import migrations, now_iso, schema
 from inspectloop.workspace import init_workspace, open_workspace
@@ -64,10 +66,11 @@ def test_a_v1_workspace_upgrades_in_place(tmp_path: Path, monkeypatch: pytest.Mo
     _make_v1_workspace(tmp_path / "ws", monkeypatch)
     with open_workspace(tmp_path / "ws") as ws:
         with ws.db.engine.connect() as conn:
-            assert migrations.current_version(conn) == migrations.LATEST == 4
+            assert migrations.current_version(conn) == migrations.LATEST == 6
             names = conn.execute(select(schema.schema_migrations.c.name)).scalars().all()
-        assert len(names) == 4 and names[1].startswith("acceptance criteria") and names[2].startswith("people")
-        assert names[3].startswith("drift baselines")
+        assert len(names) == 6 and names[1].startswith("acceptance criteria") and names[2].startswith("people")
+        assert names[3].startswith("drift baselines") and names[4].startswith("token expiry")
+        assert names[5].startswith("region annotations")
         run = ws.db.runs.get("run-old")
         assert run is not None and run.criteria_id is None and run.metrics == {"test": {"macro_recall": 0.9}}
         assert list(ws.db.labels.classes()) == ["scratch"]
@@ -78,6 +81,21 @@ def test_a_v1_workspace_upgrades_in_place(tmp_path: Path, monkeypatch: pytest.Mo
         assert register(ws, "run-new").criteria_id == criteria.id
     with open_workspace(tmp_path / "ws") as ws, ws.db.engine.begin() as conn:
         assert migrations.migrate(conn) == []  # nothing left to apply
+
+
+def test_tokens_issued_before_expiry_existed_get_the_default_lifetime_from_the_upgrade(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patch:
+        patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:4])
+        patch.setattr(migrations, "LATEST", 4)
+        with init_workspace(tmp_path / "ws") as ws, ws.db.engine.begin() as conn:
+            conn.execute(text("INSERT INTO users (name, role, token_sha256, created_at, disabled) VALUES "
+                              "('rita', 'reviewer', :digest, '2025-01-01T00:00:00+00:00', 0)"),
+                         {"digest": token_digest("old-token")})
+    with open_workspace(tmp_path / "ws") as ws:
+        assert authenticate(ws, "old-token").name == "rita"
+        expires = datetime.fromisoformat(str(ws.db.people.get("rita").token_expires_at))
+        assert timedelta(days=89) < expires - datetime.now(UTC) <= timedelta(days=90)
 
 
 def test_the_released_v1_database_upgrades_like_a_fresh_one(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 from inspectloop.datasets import SplitPlan, create_version, load_version
 from inspectloop.errors import TrainingError
 from inspectloop.ingest import ingest, scan_folder
+from inspectloop.keys import site_key
 from inspectloop.runtime import EdgeModel
 from inspectloop.train.config import TrainConfig
 from inspectloop.train.run import train
@@ -78,6 +79,9 @@ def test_int8_variant_is_exported_and_registered(ws: Workspace) -> None:
     result = train(ws, TrainConfig(mode="probe", epochs=60, augment="none", **SMALL), export_int8=True)
     assert sorted(m.variant for m in ws.db.runs.models(result.run_id)) == ["fp32", "int8"]
     assert EdgeModel(result.run_dir / "model-int8.onnx").metadata.class_names == CLASSES
+    trusted = [site_key(ws.root).public]  # both variants signed with the workspace's key (issue 10)
+    for name in ("model.onnx", "model-int8.onnx"):
+        assert EdgeModel(result.run_dir / name, trusted_keys=trusted).signature.state == "verified"
 
 
 def test_refuses_what_cannot_be_trained(ws: Workspace) -> None:

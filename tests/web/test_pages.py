@@ -33,7 +33,7 @@ def logged_in(client: TestClient, seeded: Seeded, name: str = "ana") -> str:
     """Log ``name`` in through the form; return the session's CSRF token."""
     reply = client.post("/login", data={"token": seeded.tokens[name], "next": "/review"})
     assert reply.status_code == 303 and reply.headers["location"] == "/review"
-    return csrf_token(seeded.tokens[name])
+    return csrf_token(str(client.cookies.get(COOKIE)))
 
 
 def reviewer_annotations(seeded: Seeded) -> int:
@@ -47,10 +47,36 @@ def test_pages_send_strangers_to_login(client: TestClient, path: str) -> None:
     assert reply.url.path == "/login" and 'name="token"' in reply.text
 
 
-def test_login_cookie_is_http_only_and_strict(client: TestClient, seeded: Seeded) -> None:
+def test_login_cookie_is_a_session_id_http_only_and_strict(client: TestClient, seeded: Seeded) -> None:
     reply = client.post("/login", data={"token": seeded.tokens["ana"]})
     cookie = reply.headers["set-cookie"].lower()
     assert f"{COOKIE}=" in cookie and "httponly" in cookie and "samesite=strict" in cookie
+    assert "secure" not in cookie  # plain HTTP on loopback: a Secure cookie would never come back
+    assert seeded.tokens["ana"].lower() not in cookie  # the issue: the cookie was the raw API token
+
+
+def test_login_cookie_is_secure_under_tls(seeded: Seeded) -> None:
+    client = TestClient(pages_app(seeded.workspace), base_url="https://testserver", follow_redirects=False)
+    cookie = client.post("/login", data={"token": seeded.tokens["ana"]}).headers["set-cookie"].lower()
+    assert "secure" in cookie and "httponly" in cookie
+
+
+def test_logout_ends_the_session_so_the_old_cookie_fails(client: TestClient, seeded: Seeded) -> None:
+    csrf = logged_in(client, seeded)
+    old_cookie = str(client.cookies.get(COOKIE))
+    assert client.get("/review").status_code == 200
+    reply = client.post("/logout", data={"csrf": csrf})
+    assert reply.status_code == 303 and reply.headers["location"] == "/login"
+    replayed = TestClient(pages_app(seeded.workspace), follow_redirects=False, cookies={COOKIE: old_cookie})
+    assert replayed.get("/review").headers["location"].startswith("/login")
+    assert replayed.get(f"/images/{seeded.images[0]}").status_code == 401
+    with seeded.workspace.db.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(s.sessions)).scalar_one() == 0
+
+
+def test_a_raw_token_in_the_cookie_is_no_login(seeded: Seeded) -> None:
+    client = TestClient(pages_app(seeded.workspace), follow_redirects=False, cookies={COOKIE: seeded.tokens["ana"]})
+    assert client.get("/review").headers["location"].startswith("/login")
 
 
 @pytest.mark.parametrize("target", ["//evil.example/x", "https://evil.example/", "/\\evil.example"])
@@ -61,7 +87,7 @@ def test_login_never_redirects_off_site(client: TestClient, seeded: Seeded, targ
 
 def test_a_bad_token_is_refused_with_the_reason(client: TestClient) -> None:
     reply = client.post("/login", data={"token": "guess"})
-    assert reply.status_code == 401 and "unknown or disabled token" in reply.text
+    assert reply.status_code == 401 and "unknown token" in reply.text
 
 
 @pytest.mark.parametrize(("headers", "form"), [

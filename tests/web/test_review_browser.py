@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 
 from inspectloop import review
 from inspectloop.store import schema as s
+from inspectloop.web.auth import COOKIE
 from tests.web.conftest import LiveServer
 
 MIN_ITEMS_PER_MINUTE = 20  # the figure: a reviewer clears at least 20 items a minute
@@ -62,15 +63,19 @@ def test_login_rejects_a_bad_token_then_sets_a_strict_http_only_cookie_and_logs_
     page.wait_for_url("**/login?next=/dashboard")
     page.fill("#token", "not-a-token")
     page.keyboard.press("Enter")
-    assert "unknown or disabled token" in page.inner_text(".error")
+    assert "unknown token" in page.inner_text(".error")
     page.fill("#token", server16.seeded.tokens["ana"])
     page.keyboard.press("Enter")
     page.wait_for_url(at("/dashboard"))
-    cookie = next(c for c in context.cookies() if c["name"] == "inspectloop_token")
-    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
-    assert page.evaluate("document.cookie") == ""  # scripts cannot read the token
+    cookie = next(c for c in context.cookies() if c["name"] == COOKIE)
+    assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and not cookie["secure"]  # plain HTTP here
+    assert cookie["value"] != server16.seeded.tokens["ana"]  # a session id, never the API token
+    assert page.evaluate("document.cookie") == ""  # scripts cannot read the session id
     page.click("text=Log out")
     page.wait_for_url(at("/login"))
+    page.goto(f"{server16.url}/review")
+    page.wait_for_url("**/login?next=/review")
+    context.add_cookies([cookie])  # the old cookie, put back: the session is gone server-side
     page.goto(f"{server16.url}/review")
     page.wait_for_url("**/login?next=/review")
     context.close()

@@ -138,7 +138,7 @@ def _model_version(workspace: Workspace, run: TrainingRun, variant: str) -> Mode
     if row is None:
         return register(workspace, run.id, variant=variant)  # checks the file against its record
     version = get_version(workspace, row.id)
-    verify_file(version)
+    verify_file(version, workspace)
     return version
 
 

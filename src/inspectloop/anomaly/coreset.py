@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from inspectloop.errors import MissingExtraError
+from inspectloop.errors import require
 
 PROJECTION_DIM = 64
 
@@ -64,8 +64,4 @@ def nearest_distances(queries: np.ndarray, bank: np.ndarray) -> np.ndarray:
 
 
 def _faiss():  # noqa: ANN202 - the faiss module
-    try:
-        import faiss
-    except ImportError as exc:
-        raise MissingExtraError("faiss-cpu", "train") from exc
-    return faiss
+    return require("faiss", "train", package="faiss-cpu")

@@ -53,7 +53,7 @@ class PatchCoreConfig:
     stride: int = 8
     coreset_ratio: float = 0.01
     max_bank: int = 8192
-    chunk_images: int = 32
+    chunk_images: int = 8
     oversample: float = 4.0
     seed: int = 0
     threads: int = 0

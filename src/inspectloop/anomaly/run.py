@@ -156,6 +156,7 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     model.save(run_dir / MODEL_STATE)
     seen = [item.sha256 for item in plan.bank] + (_seen(workspace, plan.parent) if plan.parent else [])
     atomic_write_text(run_dir / TRAINED_ON, json.dumps(sorted(set(seen))))
+    evaluation["decisions"]["band"] = _band_summary(band, threshold, review, int(is_defect.sum()))
     metrics = {**evaluation, "task": ANOMALY, "threshold": threshold.to_dict(),
                "band": None if band is None else band.to_dict(), "review": review,
                "fit": {"seconds": round(fit_seconds, 1), "bank_rows": int(model.bank.shape[0]),
@@ -221,6 +222,15 @@ def _review(band: ReviewBand | None, threshold: AnomalyThreshold, alpha: float) 
             "confidence": band.confidence, "certifiable": band.certifiable, "guarantee": band.guarantee}
 
 
+def _band_summary(band: ReviewBand | None, threshold: AnomalyThreshold, review: dict[str, Any],
+                  defects: int) -> dict[str, Any]:
+    """What the model card shows as the run's band: the fitted band, or the good-only threshold in its terms."""
+    if band is not None:
+        return {**band.to_dict(), "score": "P(good) (a map of the anomaly score)"}
+    return {"score": "P(good) (0.5 at the anomaly threshold)", **review, "guarantee_kind": threshold.guarantee_kind,
+            "calibration_defects": defects, "calibration_good": threshold.held_out_good}
+
+
 def policy_of(review: dict[str, Any]) -> DecisionPolicy:
     """The runtime's decision rule for an anomaly model's (P(good), P(anomaly)) with ``review``."""
     return DecisionPolicy(num_classes=2, good_index=0, auto_above=review["auto_above"],
@@ -269,6 +279,7 @@ def _export(workspace: Workspace, run_id: str, run_dir: Path, version: DatasetVe
             held_images: list[Image.Image]) -> tuple[Path, str]:
     from inspectloop.anomaly.fit import metadata_for
     from inspectloop.export import export_anomaly
+    from inspectloop.keys import site_signing_key
     from inspectloop.train.run import colour_mode, register_model
 
     metadata = metadata_for(model, model_name=workspace.config.name, model_version=run_id, good_class=plan.good,
@@ -276,6 +287,7 @@ def _export(workspace: Workspace, run_id: str, run_dir: Path, version: DatasetVe
                             jpeg_draft=config.jpeg_draft, dataset_version=version.name, run_id=run_id,
                             code_version=code_version(), created_at=now_iso())
     step = max(1, len(held_images) // _PARITY_IMAGES)
-    report = export_anomaly(model.module, metadata, run_dir / "model.onnx", held_images[::step][:_PARITY_IMAGES])
+    report = export_anomaly(model.module, metadata, run_dir / "model.onnx", held_images[::step][:_PARITY_IMAGES],
+                            signing_key=site_signing_key(workspace.root))
     register_model(workspace, run_id, "fp32", report.path, report.weights_sha256)
     return report.path, report.weights_sha256

@@ -10,10 +10,12 @@ import typer
 from inspectloop.cli.common import (
     WorkspaceOpt, err, fmt, friendly, out, print_json, progress_bar, table, workspace,
 )
+from inspectloop.cli.keys_commands import TrustedKeyOpt, keys_app, trusted_key_paths, warn_unverified
 from inspectloop.cli.registry_commands import accept, criteria_app, models_app
 from inspectloop.cli.service_commands import SERVE_SETTINGS, serve, shadow_app, users_app
 from inspectloop.cli.settings import ConfigOptions, SetOption
 from inspectloop.cli.monitor_commands import camera_app, monitor_app, recalibrate_app
+from inspectloop.cli.regions_commands import regions_app
 from inspectloop.cli.review_commands import review_app
 from inspectloop.cli.training_view import TrainingView
 from inspectloop.errors import TrainingError
@@ -34,17 +36,21 @@ app.command(cls=SERVE_SETTINGS.command_class())(serve)
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(camera_app, name="camera")
 app.add_typer(recalibrate_app, name="recalibrate")
+app.add_typer(keys_app, name="keys")
+app.add_typer(regions_app, name="regions")
 
 
 @app.command()
 @friendly
 def init(path: Annotated[Path, typer.Argument(help="New or empty folder for the workspace.")],
          name: Annotated[Optional[str], typer.Option(help="Workspace name (default: the folder name).")] = None) -> None:
-    """Create a workspace: config file, SQLite database and content-addressed image store."""
+    """Create a workspace: config file, SQLite database, content-addressed image store and model signing key."""
+    from inspectloop.keys import site_key
     from inspectloop.workspace import init_workspace
 
     init_workspace(path, name).close()
-    out.print(f"workspace ready at {path}")
+    out.print(f"workspace ready at {path}; models will be signed with key {site_key(path).public.key_id} "
+              "(inspectloop keys show)", highlight=False)
 
 
 @app.command()
@@ -55,29 +61,43 @@ def ingest(source: Annotated[Path, typer.Argument(help="Folder with one sub-fold
                                                            "e.g. '*/masks/*'. Repeatable.")] = [],  # noqa: B006
            annotator: Annotated[str, typer.Option(help="Who the labels come from.")] = "import",
            strict_classes: Annotated[bool, typer.Option(help="Refuse labels that are not defined classes.")] = False,
+           allow_outside: Annotated[bool, typer.Option(help="Ingest manifest rows naming files outside the "
+                                                            "manifest's folder (refused by default).")] = False,
            json_out: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False) -> None:
-    """Ingest images with their labels and metadata; duplicates and bad files are reported, never fatal."""
+    """Ingest images with their labels and metadata; duplicates, conflicts and bad files are reported, never fatal."""
     from inspectloop import ingest as ingest_lib
 
     with workspace(ws) as w:
-        if source.is_file():
-            items, refused = ingest_lib.scan_manifest(source)
-            kind = "manifest"
-        else:
-            items, refused, kind = ingest_lib.scan_folder(source, exclude=exclude), [], "folder"
+        scan = ingest_lib.scan_source(source, exclude=exclude, allow_outside=allow_outside)
         with progress_bar(f"ingest {source.name}") as update:
-            report = ingest_lib.ingest(w, items, source=str(source), kind=kind, annotator=annotator,
-                                       create_classes=not strict_classes, refused=refused, progress=update)
+            report = ingest_lib.ingest(w, scan.items, source=str(source), kind=scan.kind, annotator=annotator,
+                                       create_classes=not strict_classes, refused=scan.refused, progress=update,
+                                       notes=scan.notes)
     if json_out:
         print_json(report.to_dict())
         return
+    _print_ingest(report)
+
+
+def _print_ingest(report: Any) -> None:
     rate = report.seen / report.seconds if report.seconds else 0.0
-    out.print(f"added {report.added}, duplicates {len(report.duplicates)}, skipped {len(report.skipped)} "
-              f"({rate:.0f} files/s); new classes: {', '.join(report.classes_created) or 'none'}")
+    out.print(f"added {report.added}, duplicates {len(report.duplicates)}, skipped {len(report.skipped)}, "
+              f"label conflicts {len(report.conflicts)} ({rate:.0f} files/s); "
+              f"new classes: {', '.join(report.classes_created) or 'none'}")
+    for note in report.notes:
+        out.print(f"  note: {note}", highlight=False)
     for path, digest in report.duplicates[:20]:
-        out.print(f"  duplicate: {path} (same bytes as {digest})", highlight=False)
+        out.print(f"  duplicate: {path} (same bytes as {report.first_paths.get(digest) or digest})", highlight=False)
+    for c in report.conflicts:
+        out.print(f"  conflict: {c.path} is {c.label!r} but the same bytes are {', '.join(map(repr, c.other_labels))}"
+                  f"{f' ({c.same_as})' if c.same_as else ''}; both kept, left out of training until settled: "
+                  f"inspectloop label {c.sha256} CLASS --annotator NAME", highlight=False)
     for path, reason in report.skipped:
         out.print(f"  skipped: {path}: {reason}", highlight=False)
+    for path, warning in report.warnings:
+        out.print(f"  warning: {path}: {warning}", highlight=False)
+    if report.reoriented:
+        out.print(f"  EXIF orientation applied to {len(report.reoriented)} file(s)", highlight=False)
 
 
 @classes_app.command("add")
@@ -155,7 +175,8 @@ def labels(ws: WorkspaceOpt, json_out: Annotated[bool, typer.Option("--json")] =
     table("labels", ["class", "images"], [[k, v] for k, v in summary["per_class"].items()])  # type: ignore[union-attr]
     out.print(f"{summary['labelled']} labelled of {summary['images']} images; annotators: "
               f"{', '.join(summary['annotators']) or 'none'}; disagreements: {len(summary['disagreements'])} "  # type: ignore[arg-type]
-              f"({summary['ties']} ties left unlabelled)")
+              f"({summary['ties']} ties left unlabelled, {summary['conflicts']} label conflicts left out of "
+              "training until settled with 'inspectloop label')")
 
 
 @dataset_app.command("create")
@@ -214,6 +235,10 @@ def _show_version(name: str, parent: str | None, summary: dict[str, Any]) -> Non
     table(f"dataset {name}" + (f" (from {parent})" if parent else ""), ["class", *names], rows)
     out.print(f"{summary['count']} images in {summary['groups']} groups; added {summary['added']}; "
               f"disagreements {summary['disagreements']} ({summary['ties_excluded']} ties excluded)")
+    if summary.get("conflicts_excluded"):
+        out.print(f"{summary['conflicts_excluded']} image(s) with conflicting labels left out until settled"
+                  + (f" ({len(summary['conflicts_dropped_from_parent'])} of them were in {parent})"
+                     if summary.get("conflicts_dropped_from_parent") else ""))
     if summary.get("calib_carved"):
         out.print(f"calibration split: {summary['calib_carved']} image(s) carved from {parent}'s training data; "
                   "test set unchanged")
@@ -225,15 +250,16 @@ def _train_config() -> type:
     return TrainConfig
 
 
-TRAIN_SETTINGS = ConfigOptions(_train_config, {"mode": "mode", "epochs": "epochs", "input_size": "input_size"},
-                               TrainingError)
+TRAIN_SETTINGS = ConfigOptions(_train_config, {"task": "task", "mode": "mode", "epochs": "epochs",
+                                               "input_size": "input_size"}, TrainingError)
 
 
 @app.command(cls=TRAIN_SETTINGS.command_class())
 @friendly
 def train(ws: WorkspaceOpt,
           dataset: Annotated[str, typer.Option(help="Dataset version.")] = "latest",
-          mode: Annotated[Optional[str], typer.Option()] = None,  # help and default: TrainConfig's (see --help)
+          task: Annotated[Optional[str], typer.Option()] = None,  # help and default: TrainConfig's (see --help)
+          mode: Annotated[Optional[str], typer.Option()] = None,
           epochs: Annotated[Optional[int], typer.Option()] = None,
           input_size: Annotated[Optional[int], typer.Option()] = None,
           setting: SetOption = [],  # noqa: B006
@@ -241,15 +267,24 @@ def train(ws: WorkspaceOpt,
           resume: Annotated[Optional[str], typer.Option(help="Resume an interrupted run by id.")] = None,
           criteria: Annotated[Optional[str], typer.Option(help="Locked acceptance criteria (name or id) this run "
                                                                "will be judged by; they set its escape rate, "
-                                                               "guarantee and recall targets.")] = None) -> None:
-    """Fine-tune a pretrained backbone on CPU, evaluate on the frozen test set, export to ONNX."""
+                                                               "guarantee and recall targets.")] = None,
+          update: Annotated[Optional[str], typer.Option(help="Anomaly models: add the version's new good images "
+                                                             "to this run's memory bank and re-export (no "
+                                                             "refit).")] = None) -> None:
+    """Fine-tune a pretrained backbone on CPU (or, --task anomaly, learn the good class alone), evaluate on the
+    frozen test set, export to ONNX."""
     from inspectloop.train.run import train as train_lib
 
-    config = TRAIN_SETTINGS.build(setting, mode=mode, epochs=epochs, input_size=input_size)
+    config = TRAIN_SETTINGS.build(setting, task=task, mode=mode, epochs=epochs, input_size=input_size)
     with workspace(ws) as w, TrainingView() as view:
         result = train_lib(w, config, dataset=dataset, resume=resume, export_int8=int8, progress=view.update,
-                           criteria=criteria)
+                           criteria=criteria, update=update)
     _print_run_result(result.run_id, result.metrics["test"], result.model_path)
+    if result.metrics.get("task") == "anomaly":
+        ranking = result.metrics["ranking"]
+        out.print(f"anomaly: image AUROC {fmt(ranking['auroc'])}, recall at 1% false positives "
+                  f"{fmt(ranking['recall_at_1pct_fpr'])} (test set); {result.metrics['review']['guarantee']}",
+                  highlight=False)
 
 
 def _print_run_result(run_id: str, test: dict[str, Any], model_path: Path) -> None:
@@ -296,38 +331,50 @@ def predict(paths: Annotated[list[Path], typer.Argument(metavar="FILES",
             ws: WorkspaceOpt,
             production: Annotated[bool, typer.Option(help="Use the workspace's production model version "
                                                           "(its file hash checked against the registry).")] = False,
-            threads: Annotated[int, typer.Option(help="onnxruntime threads.")] = 1) -> None:
+            threads: Annotated[int, typer.Option(help="onnxruntime threads.")] = 1,
+            trusted_key: TrustedKeyOpt = []) -> None:  # noqa: B006 (repeatable)
     """Run a model file (or the production version) on images; print one JSON line per image."""
     import json
     import sys
 
     from inspectloop.errors import ImageError
-    from inspectloop.runtime import iter_predictions
+    from inspectloop.runtime import EdgeModel
+    from inspectloop.runtime.model import predict_records
 
-    model, images = (_production_file(ws), paths) if production else (paths[0], paths[1:])
+    keys: tuple[Any, ...] = trusted_key_paths(trusted_key)
+    if production:
+        (model, registry_keys), images = _production_file(ws), paths
+        keys = (*keys, *registry_keys)
+    else:
+        model, images = paths[0], paths[1:]
     if not images:
         raise ImageError("no images given", "name them after the model file (or after --production): "
                                             "inspectloop predict MODEL IMAGE...")
+    edge = EdgeModel(model, threads=threads, trusted_keys=keys)
+    warn_unverified(edge.signature.warning())
     failed = False
-    for line in iter_predictions(model, images, threads=threads):
+    for line in predict_records(edge, images):
         failed |= "error" in line
         sys.stdout.write(json.dumps(line) + "\n")
+        for warning in line.get("warnings", []):  # also in the JSON; stderr so a person sees them
+            sys.stderr.write(f"warning: {line['image']}: {warning}\n")
     if failed:
         raise typer.Exit(1)
 
 
-def _production_file(ws: Path) -> Path:
-    """The production version's model file, refused if it no longer matches its registry record."""
+def _production_file(ws: Path) -> tuple[Path, tuple[Any, ...]]:
+    """The production version's model file, refused if it no longer matches its registry record or
+    signature, and the keys it must be signed by (the workspace's when it was registered signed)."""
     from inspectloop.errors import RegistryError
-    from inspectloop.registry import production_model, verify_file
+    from inspectloop.registry import production_model, trusted_keys_for, verify_file
 
     with workspace(ws) as w:
         version = production_model(w)
-    if version is None:
-        raise RegistryError(f"workspace {ws} has no model version in production",
-                            "promote one: inspectloop models promote VERSION production --actor NAME")
-    verify_file(version)
-    return version.path
+        if version is None:
+            raise RegistryError(f"workspace {ws} has no model version in production",
+                                "promote one: inspectloop models promote VERSION production --actor NAME")
+        verify_file(version, w)
+        return version.path, trusted_keys_for(w, version)
 
 
 @app.command()
@@ -352,3 +399,66 @@ def quickstart(path: Annotated[Path, typer.Argument(help="Workspace folder to cr
         summary = run_quickstart(path, images=images, epochs=epochs, input_size=input_size, criteria=criteria,
                                  say=err.print, progress=view.update)
     typer.echo(summary)  # plain text: JSON lines must not be wrapped
+
+
+@app.command()
+@friendly
+def doctor(ws: WorkspaceOpt,
+           fix: Annotated[bool, typer.Option("--fix", help="Remove what is safe to remove: temporary files a killed "
+                                                           "writer left. Never a blob or a row.")] = False,
+           json_out: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False) -> None:
+    """Check rows against blobs, every blob's hash, the database's integrity and left-over files; exit 1 on problems."""
+    from inspectloop.maintenance.doctor import doctor as doctor_lib
+
+    with workspace(ws) as w:
+        report = doctor_lib(w, fix=fix)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        shown = [f for f in report.findings if f.severity == "problem"] + \
+            [f for f in report.findings if f.severity == "warning"][:20]
+        for finding in shown:
+            state = "fixed" if finding.fixed else finding.severity
+            out.print(f"  {state}: {finding.check} {finding.subject}: {finding.detail}"
+                      + (f" (fix: {finding.fix})" if finding.fix else ""), highlight=False)
+        summary = report.to_dict()
+        out.print(f"{'healthy' if report.healthy else 'PROBLEMS'}: checked {summary['checked']}; "
+                  f"{summary['problems']} problem(s), {summary['fixed']} fixed, {summary['warnings']} warning(s)",
+                  highlight=False)
+    if not report.healthy:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def backup(dest: Annotated[Path, typer.Argument(help="New or empty folder for the backup.")], ws: WorkspaceOpt,
+           json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False) -> None:
+    """Back up a workspace while it runs: a database snapshot, the blobs it names, config, models and reports."""
+    from inspectloop.maintenance.backup import backup as backup_lib
+
+    with workspace(ws) as w:
+        report = backup_lib(w, dest)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+        out.print(f"backup written to {report.path} in {report.seconds:.1f} s: {counts}; blobs {report.blobs} "
+                  f"({report.blob_bytes / 1e6:.1f} MB); files {report.files}", highlight=False)
+    if report.missing_blobs:
+        err.print(f"warning: {len(report.missing_blobs)} blob(s) named by the database were missing from the "
+                  "workspace (listed in backup.json); run inspectloop doctor", highlight=False)
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def restore(backup_dir: Annotated[Path, typer.Argument(metavar="BACKUP", help="A folder 'inspectloop backup' wrote.")],
+            dest: Annotated[Path, typer.Argument(help="New or empty folder for the restored workspace.")],
+            force: Annotated[bool, typer.Option("--force", help="Replace a non-empty DEST.")] = False) -> None:
+    """Restore a backup into a new workspace folder, verifying every hash first."""
+    from inspectloop.maintenance.backup import restore as restore_lib
+
+    report = restore_lib(backup_dir, dest, force=force)
+    counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
+    out.print(f"restored to {report.path} (verified): {counts}; blobs {report.blobs}; files {report.files}"
+              + ("; the folder's old contents were replaced" if report.replaced else ""), highlight=False)

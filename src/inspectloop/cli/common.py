@@ -13,10 +13,11 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from inspectloop.errors import InspectloopError
+from inspectloop.errors import InspectloopError, missing_extra
 from inspectloop.workspace import Workspace, open_workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -30,11 +31,14 @@ def friendly(func: F) -> F:
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            try:
+                return func(*args, **kwargs)
+            except ImportError as exc:  # a lazy import of an optional package: name the extra
+                raise (missing_extra(exc) or exc) from None
         except InspectloopError as exc:
-            err.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-            if exc.hint:
-                err.print(f"  [bold]fix:[/] {exc.hint}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+            if exc.hint:  # escaped: "pip install 'inspectloop[train]'" is not Rich markup
+                err.print(f"  [bold]fix:[/] {escape(exc.hint)}", highlight=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted; finished steps are kept, nothing half-written is")

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
+import getpass
+import logging
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from inspectloop.cli.common import WorkspaceOpt, err, fmt, friendly, out, table, workspace
+from inspectloop.cli.keys_commands import warn_unverified
 from inspectloop.cli.settings import ConfigOptions, SetOption
-from inspectloop.errors import MissingExtraError, ServiceError
+from inspectloop.errors import ServiceError, require
+from inspectloop.store.people import DEFAULT_TOKEN_DAYS
 
 users_app = typer.Typer(help="People who write through the service: reviewers and admins, with tokens.",
                         no_args_is_help=True)
@@ -25,7 +28,8 @@ def _service_config() -> type:
 
 
 SERVE_SETTINGS = ConfigOptions(_service_config, {"model": "model_file", "shadow": "shadow", "camera": "cameras",
-                                                 "sample_rate": "sample_rate"}, ServiceError)
+                                                 "sample_rate": "sample_rate", "trusted_key": "trusted_keys"},
+                               ServiceError)
 
 
 @friendly
@@ -35,24 +39,40 @@ def serve(ws: WorkspaceOpt,
           model: Annotated[Path | None, typer.Option()] = None,  # help and default: ServiceConfig's (see --help)
           shadow: Annotated[str | None, typer.Option()] = None,
           camera: Annotated[list[str], typer.Option(show_default=False)] = [],  # noqa: B006 (repeatable)
+          trusted_key: Annotated[list[Path], typer.Option(show_default=False)] = [],  # noqa: B006 (repeatable)
           sample_rate: Annotated[float | None, typer.Option()] = None,
           setting: SetOption = [],  # noqa: B006
           watch: Annotated[Path | None, typer.Option(
               help="Also watch this folder for image files dropped by cameras.")] = None,
+          tls_cert: Annotated[Path | None, typer.Option(help="TLS certificate (PEM) to serve HTTPS.")] = None,
+          tls_key: Annotated[Path | None, typer.Option(help="Private key (PEM) of --tls-cert.")] = None,
+          insecure: Annotated[bool, typer.Option(
+              help="Serve plain HTTP on a network address (refused otherwise): tokens travel unencrypted.")] = False,
           ) -> None:
-    """Start the inspection service (HTTP API, optional folder watch); every prediction is logged durably."""
+    """Start the inspection service (HTTP API, optional folder watch); every prediction is logged durably.
+
+    Off the loopback interface it needs --tls-cert and --tls-key (or an explicit --insecure)."""
     for module in ("fastapi", "uvicorn", "multipart"):
-        _require(module, "serve")
+        require(module, "serve", package="python-multipart" if module == "multipart" else None)
     import uvicorn
 
     from inspectloop.web.app import create_app
+    from inspectloop.web.tls import plan_listen
 
+    plan = plan_listen(host, port, cert=tls_cert, key=tls_key, insecure=insecure)
     config = SERVE_SETTINGS.build(setting, model=model, shadow=shadow, camera=tuple(camera) or None,
-                                  sample_rate=sample_rate)
+                                  sample_rate=sample_rate, trusted_key=tuple(trusted_key) or None)
     app = create_app(ws, config=config, watch=watch)
-    err.print(f"serving {app.state.service.production.name} on http://{host}:{port}/v1 "
+    server = uvicorn.Server(uvicorn.Config(
+        app, host=host, port=port, log_config=log_config(), timeout_graceful_shutdown=10,
+        ssl_certfile=str(plan.cert) if plan.cert else None, ssl_keyfile=str(plan.key) if plan.key else None))
+    if plan.warning:  # after uvicorn set up logging, so the warning reaches the service log too
+        err.print(f"[bold red]{plan.warning}[/]", highlight=False)
+        logging.getLogger("inspectloop.serve").warning(plan.warning)
+    warn_unverified(app.state.service.production.model.signature.warning())
+    err.print(f"serving {app.state.service.production.name} on {plan.scheme}://{host}:{port}/v1 "
               f"(workspace {ws}; health: /v1/health)", highlight=False)
-    uvicorn.run(app, host=host, port=port, log_config=log_config(), timeout_graceful_shutdown=10)
+    server.run()
 
 
 def log_config() -> dict[str, Any]:
@@ -66,59 +86,104 @@ def log_config() -> dict[str, Any]:
     return config
 
 
-def _require(module: str, extra: str) -> None:
+def _actor(given: str) -> str:
+    """The name the audit trail records: --actor, else the OS user."""
+    if given:
+        return given
     try:
-        importlib.import_module(module)
-    except ImportError:
-        raise MissingExtraError(module, extra) from None
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (e.g. a container)
+        return "cli"
+
+
+ExpiresOpt = Annotated[int, typer.Option(help="Days until the token expires (1-3650).")]
+ActorOpt = Annotated[str, typer.Option(help="Who makes this change, for the audit trail (default: the OS user).",
+                                       show_default=False)]
 
 
 @users_app.command("add")
 @friendly
 def users_add(name: str, ws: WorkspaceOpt,
-              role: Annotated[str, typer.Option(help="reviewer or admin.")] = "reviewer") -> None:
+              role: Annotated[str, typer.Option(help="reviewer or admin.")] = "reviewer",
+              expires_days: ExpiresOpt = DEFAULT_TOKEN_DAYS, actor: ActorOpt = "") -> None:
     """Add a user and print their token (shown once; only its hash is stored)."""
     from inspectloop.people import add_user
 
     with workspace(ws) as w:
-        token = add_user(w, name, role)
-    err.print(f"added {name} ({role}); their token, shown once:", highlight=False)
+        token = add_user(w, name, role, expires_days=expires_days, actor=_actor(actor))
+    err.print(f"added {name} ({role}); their token, valid {expires_days} days, shown once:", highlight=False)
     out.print(token, highlight=False, soft_wrap=True)
 
 
 @users_app.command("list")
 @friendly
 def users_list(ws: WorkspaceOpt) -> None:
-    """List users with their role and whether they are disabled (tokens are never shown)."""
+    """List users with their role, status and token expiry (tokens are never shown)."""
     from inspectloop.people import list_users
 
     with workspace(ws) as w:
         users = list_users(w)
-    table("users", ["name", "role", "status"], [[u.name, u.role.value, "disabled" if off else "active"]
-                                                for u, off in users])
+    table("users", ["name", "role", "status", "token expires"],
+          [[u.user.name, u.user.role.value, _status(u), u.token_expires_at or "-"] for u in users])
+
+
+def _status(record: Any) -> str:
+    from inspectloop.errors import AuthError
+    from inspectloop.people import usable
+
+    try:
+        usable(record)
+    except AuthError:
+        return "disabled" if record.disabled else "revoked" if record.token_revoked_at else "expired"
+    return "active"
 
 
 @users_app.command("disable")
 @friendly
-def users_disable(name: str, ws: WorkspaceOpt) -> None:
-    """Disable a user: their token stops working at once."""
+def users_disable(name: str, ws: WorkspaceOpt, actor: ActorOpt = "") -> None:
+    """Disable a user: their token and browser sessions stop working at once."""
     from inspectloop.people import disable_user
 
     with workspace(ws) as w:
-        disable_user(w, name)
+        disable_user(w, name, actor=_actor(actor))
     out.print(f"{name} is disabled", highlight=False)
 
 
-@users_app.command("reset-token")
+@users_app.command("token-rotate")
 @friendly
-def users_reset_token(name: str, ws: WorkspaceOpt) -> None:
-    """Give a user a new token (printed once); the old one stops working."""
-    from inspectloop.people import reset_token
+def users_token_rotate(name: str, ws: WorkspaceOpt, expires_days: ExpiresOpt = DEFAULT_TOKEN_DAYS,
+                       actor: ActorOpt = "") -> None:
+    """Give a user a new token (printed once); the old one and their sessions stop working."""
+    from inspectloop.people import rotate_token
 
     with workspace(ws) as w:
-        token = reset_token(w, name)
-    err.print(f"new token for {name}, shown once:", highlight=False)
+        token = rotate_token(w, name, expires_days=expires_days, actor=_actor(actor))
+    err.print(f"new token for {name}, valid {expires_days} days, shown once:", highlight=False)
     out.print(token, highlight=False, soft_wrap=True)
+
+
+@users_app.command("token-revoke")
+@friendly
+def users_token_revoke(name: str, ws: WorkspaceOpt, actor: ActorOpt = "") -> None:
+    """End a user's token and browser sessions now (token-rotate gives them a new one)."""
+    from inspectloop.people import revoke_token
+
+    with workspace(ws) as w:
+        revoke_token(w, name, actor=_actor(actor))
+    out.print(f"the token of {name} is revoked", highlight=False)
+
+
+@users_app.command("events")
+@friendly
+def users_events(ws: WorkspaceOpt, name: Annotated[str | None, typer.Argument(help="Only this user.")] = None,
+                 limit: Annotated[int, typer.Option(help="Most events shown.")] = 50) -> None:
+    """The account audit trail: who added, rotated, revoked or disabled which user, and when."""
+    from inspectloop.people import user_events
+
+    with workspace(ws) as w:
+        events = user_events(w, name, limit)
+    table("user events", ["at", "user", "action", "by", "detail"],
+          [[e["at"], e["user_name"], e["action"], e["actor"], e["detail"] or ""] for e in events])
 
 
 @shadow_app.command("report")

@@ -29,6 +29,8 @@ class TrainingView:
             note = f"loss {info['loss']:.3f}  val macro recall {info['val_macro_recall']:.3f}"
             key = f"train fold {info['fold'] + 1}/{info['folds']}" if "fold" in info else "train"
             self._set(key, info["epoch"] + 1, info["epochs"], note)
+        elif stage == "fit":  # anomaly models: images through the backbone into the memory bank
+            self._set("fit memory bank", info["done"], info["total"])
         elif stage == "warning":
             self.bar.console.print(f"warning: {info['message']}", highlight=False)
         else:

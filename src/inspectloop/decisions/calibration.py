@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from inspectloop.decisions.inputs import check_labels, check_logits, check_probs
-from inspectloop.errors import InspectloopError, MissingExtraError
+from inspectloop.errors import InspectloopError, require
 from inspectloop.evaluate.metrics import json_float
 from inspectloop.fileio import atomic_write_bytes
 
@@ -154,11 +154,7 @@ def _nll(z: np.ndarray, true_logit: np.ndarray, log_temperature: float) -> float
 
 
 def _reliability_figure(before: ReliabilityCurve, after: ReliabilityCurve) -> Figure:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as error:  # pragma: no cover - depends on the installed extras
-        raise MissingExtraError("matplotlib", "app") from error
-    figure = Figure(figsize=(5.6, 6.4), layout="constrained")
+    figure = require("matplotlib.figure", "app").Figure(figsize=(5.6, 6.4), layout="constrained")
     top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(3, 1))
     top.plot([0, 1], [0, 1], color="#9aa5b1", linestyle="--", linewidth=1, label="perfect calibration")
     for curve, colour, name in ((before, "#d64545", "before"), (after, "#2680c2", "after")):

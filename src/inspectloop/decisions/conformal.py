@@ -72,7 +72,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from inspectloop.decisions.inputs import check_labels, check_probs
-from inspectloop.errors import DatasetError, InspectloopError, MissingExtraError
+from inspectloop.errors import DatasetError, InspectloopError, require
 from inspectloop.evaluate.metrics import json_float
 from inspectloop.runtime.decision import Decision, DecisionPolicy, Decisions
 
@@ -517,11 +517,7 @@ def _population(kind: str) -> str:
 
 def _stats():  # noqa: ANN202 - the scipy.stats module
     """SciPy's statistics, imported when a statistic is computed (keeps ``import decisions`` light)."""
-    try:
-        from scipy import stats
-    except ImportError as error:  # pragma: no cover - depends on the installed extras
-        raise MissingExtraError("scipy", "app") from error
-    return stats
+    return require("scipy.stats", "app")
 
 
 def _ratio(numerator: int, denominator: int) -> float:

@@ -10,6 +10,7 @@ from pydantic import Field
 from inspectloop.domain.base import FrozenModel
 
 METADATA_FIELDS = ("camera", "line", "shift", "lighting", "part_id", "session", "captured_at")
+MAX_FIELD_CHARS = 256  # longest metadata value (and field name) accepted: a camera id, not a document
 
 
 class ImageSource(StrEnum):

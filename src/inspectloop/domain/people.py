@@ -29,3 +29,5 @@ class UserRecord:
     token_sha256: str
     created_at: str
     disabled: bool
+    token_expires_at: str | None = None  # ISO time; None only before the workspace's schema version 5
+    token_revoked_at: str | None = None

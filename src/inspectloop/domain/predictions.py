@@ -34,13 +34,16 @@ class LoggedPrediction:
     extra: dict[str, str] = field(default_factory=dict)
     stats: dict[str, float] | None = None  # image statistics for drift (None until measured)
     suspect: bool = False  # its camera failed a health check
+    content_sha256: str | None = None  # the request's image and metadata digest (None: logged before schema v5)
+    warnings: tuple[str, ...] = ()  # the decoder's, for this answer only (not stored: a replay has none)
 
     def to_response(self) -> dict[str, Any]:
         """The JSON answer of the inspection API."""
         return {"request_id": self.request_id, "prediction_id": self.id, "decision": self.decision,
                 "label": self.label, "confidence": self.confidence, "scores": self.scores,
                 "model": {"name": self.model_name, "version_id": self.model_version_id},
-                "latency_ms": self.latency_ms, "image_sha256": self.image_sha256, "replayed": self.replayed}
+                "latency_ms": self.latency_ms, "image_sha256": self.image_sha256, "replayed": self.replayed,
+                "warnings": list(self.warnings)}
 
 
 @dataclass(frozen=True)

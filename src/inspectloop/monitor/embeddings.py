@@ -10,7 +10,6 @@ is recomputed or re-trained. The file's hash is verified before the graph is tou
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from inspectloop.errors import MissingExtraError, ModelFileError, MonitorError
+from inspectloop.errors import ModelFileError, MonitorError, require
 from inspectloop.runtime.images import load_image, to_working_mode
 from inspectloop.runtime.model import (
     FEATURES_NAME,
@@ -125,7 +124,4 @@ def _constant_tensors(graph: Any) -> set[str]:
 
 
 def _onnx() -> ModuleType:
-    try:
-        return importlib.import_module("onnx")
-    except ImportError as exc:
-        raise MissingExtraError("onnx", "train") from exc
+    return require("onnx", "train")

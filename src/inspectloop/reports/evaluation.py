@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from inspectloop.errors import MissingExtraError
+from inspectloop.errors import require
 from inspectloop.evaluate.metrics import RECALL_CONFIDENCE, ClassificationMetrics
 from inspectloop.evaluate.outcomes import HARDEST_SHOWN, ImageOutcome, hardest
 from inspectloop.evaluate.slices import Slice, SliceReport
@@ -117,10 +117,6 @@ def confusion_png_bytes(metrics: ClassificationMetrics, *, normalise: bool = Tru
 
 
 def _confusion_figure(metrics: ClassificationMetrics, normalise: bool) -> Figure:
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as error:  # pragma: no cover - depends on the installed extras
-        raise MissingExtraError("matplotlib", "app") from error
     counts = metrics.confusion
     k = len(metrics.class_names)
     support = counts.sum(axis=1)
@@ -128,7 +124,7 @@ def _confusion_figure(metrics: ClassificationMetrics, normalise: bool) -> Figure
         shares = counts / support[:, None]
     colour = np.ma.masked_invalid(shares if normalise else counts.astype(float))
     side = max(3.2, 0.85 * k + 1.2)
-    figure = Figure(figsize=(side + 1.6, side), layout="constrained")
+    figure = require("matplotlib.figure", "app").Figure(figsize=(side + 1.6, side), layout="constrained")
     axes = figure.add_subplot()
     cmap = _colour_map()
     vmax = 1.0 if normalise else max(1.0, float(counts.max()))

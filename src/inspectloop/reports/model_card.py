@@ -132,6 +132,7 @@ def render_model_card(card: ModelCardInputs) -> str:
         _plain(version, metrics, rates, rates_source, view, line),
         "<h2>Lineage</h2>",
         _lineage(card),
+        *_anomaly(run),
         "<h2>Test results</h2>",
         _test_section(metrics),
         _slices(run, metrics),
@@ -309,6 +310,9 @@ def _lineage(card: ModelCardInputs) -> str:
     facts["training config"] = run.row.config or {}
     facts["best epoch"] = run.metrics.get("best_epoch", DASH)
     facts["weights sha256"] = lineage.get("weights_sha256") or DASH
+    facts["signature"] = (f"signed by this workspace's key {lineage['signed_by']} (checked at registration and "
+                          "at every load)" if lineage.get("signed_by") else
+                          "unsigned: exported before models were signed; only its sha256 record protects it")
     return context_table(facts)
 
 
@@ -370,6 +374,26 @@ def _calibration(run: RunRecord) -> str:
     else:
         parts.append('<p class="muted">The reliability diagram is not available (the run\'s report has none).</p>')
     return "\n".join(parts)
+
+
+def _anomaly(run: RunRecord) -> list[str]:
+    """An anomaly model's own section: what it learned from, how well its score ranks, what is certified."""
+    if run.metrics.get("task") != "anomaly":
+        return []
+    ranking, threshold, fit = run.metrics["ranking"], run.metrics["threshold"], run.metrics["fit"]
+    claim = ("Its escape rate is certified on labelled defects (see the decisions below)."
+             if run.metrics["review"].get("certifiable") else
+             "No escape-rate claim is made: the model learned from good parts only, and how many defects it lets "
+             "through can only be counted on labelled defects. The test-set escapes below are a measurement, not "
+             "a guarantee; label defects through review to certify one.")
+    facts = {"learned from": f"{fit['good_images']} good images only (memory bank of {fit['bank_rows']} patches"
+                             + (f"; updated from run {fit['updated_from']}" if fit.get("updated_from") else "") + ")",
+             "image AUROC (test)": number_text(ranking.get("auroc"), 3),
+             "defect recall at 1% false positives (test)": percent_text(ranking.get("recall_at_1pct_fpr")),
+             "anomaly threshold": number_text(threshold["threshold"], 4)}
+    return ["<h2>Anomaly model</h2>",
+            f'<p class="callout {"pass" if threshold["certified"] else "quiet"}">{escape(threshold["statement"])}</p>',
+            f'<p class="callout quiet">{escape(claim)}</p>', context_table(facts)]
 
 
 def _decisions(version: ModelVersion, run: RunRecord, rates: DecisionRates | None, source: str,

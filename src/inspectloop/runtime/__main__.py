@@ -1,7 +1,10 @@
-"""``python -m inspectloop.runtime MODEL IMAGE... [--threads N]``: one JSON line per image.
+"""``python -m inspectloop.runtime MODEL IMAGE... [--threads N] [--trusted-key FILE]``: one JSON line per image.
 
 Exit status: 0 when every image was classified, 1 when any image could not be read, 2 for a bad
-model file or bad arguments. Errors go to stderr as one line, never as a traceback.
+model file (or one not signed by a trusted key) or bad arguments. Errors go to stderr as one line,
+never as a traceback. Trusted keys come from ``--trusted-key`` (repeatable) or, when none is given,
+``$INSPECTLOOP_TRUSTED_KEYS``; without any, a model whose origin is not verified runs with one
+warning line on stderr.
 """
 
 from __future__ import annotations
@@ -12,7 +15,8 @@ import sys
 from collections.abc import Sequence
 
 from inspectloop.errors import ModelFileError
-from inspectloop.runtime.model import iter_predictions
+from inspectloop.runtime.model import EdgeModel, predict_records
+from inspectloop.runtime.signing import TRUSTED_KEYS_ENV, trusted_key_paths_from_env
 
 
 def _positive_int(text: str) -> int:
@@ -32,21 +36,30 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("model", help="the exported .onnx model file")
     parser.add_argument("images", nargs="+", metavar="image", help="image files to classify")
     parser.add_argument("--threads", type=_positive_int, default=1, help="CPU threads per inference (default 1)")
+    parser.add_argument("--trusted-key", action="append", default=[], metavar="FILE",
+                        help="public key (PEM) whose signature a model must carry; repeatable "
+                             f"(default: the files in ${TRUSTED_KEYS_ENV}, separated like PATH)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     args = _parser().parse_args(argv)
+    keys = args.trusted_key or trusted_key_paths_from_env()
     try:
-        records = iter_predictions(args.model, args.images, threads=args.threads)
+        model = EdgeModel(args.model, threads=args.threads, trusted_keys=keys)
     except ModelFileError as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever onnxruntime said
         return 2
+    warning = model.signature.warning()
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
     failed = False
-    for record in records:
+    for record in predict_records(model, args.images):
         failed = failed or "error" in record
         print(json.dumps(record), flush=True)
+        for warning in record.get("warnings", []):  # also in the JSON line; stderr so a person sees them
+            print(f"warning: {record['image']}: {warning}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -3,7 +3,9 @@
 An inspectloop model is one ONNX file. Its ``metadata_props`` hold one entry, key ``inspectloop``,
 whose value is :meth:`ModelMetadata.to_json`. ``weights_sha256`` is the SHA-256 of the serialized
 ``ModelProto`` with ``metadata_props`` cleared, so the file can carry its own hash: the runtime
-recomputes it and refuses a file whose graph or weights changed after export.
+recomputes it and refuses a file whose graph or weights changed after export. Hashes catch
+accidents, not forgeries: a second entry, ``inspectloop.signature``, carries the site's Ed25519
+signature (:mod:`inspectloop.runtime.signing`).
 
 Everything here is stdlib: the edge reads and checks a package without the ``onnx`` package, by
 walking the top level of the protobuf wire format (the metadata is field 14 of ``ModelProto``).
@@ -226,7 +228,7 @@ def model_hash(model_bytes: bytes) -> str:
     """SHA-256 (hex) of a serialized ModelProto with its ``metadata_props`` left out."""
     digest = hashlib.sha256()
     view = memoryview(model_bytes)
-    for number, start, end, _ in _top_level_fields(view, 0, len(view)):
+    for number, start, end, _ in top_level_fields(view, 0, len(view)):
         if number != _METADATA_PROPS_FIELD:
             digest.update(view[start:end])
     return digest.hexdigest()
@@ -236,7 +238,7 @@ def read_metadata_props(model_bytes: bytes) -> list[tuple[str, str]]:
     """All ``metadata_props`` entries of a serialized ModelProto, as (key, value) pairs in file order."""
     view = memoryview(model_bytes)
     entries = []
-    for number, _, end, payload_start in _top_level_fields(view, 0, len(view)):
+    for number, _, end, payload_start in top_level_fields(view, 0, len(view)):
         if number == _METADATA_PROPS_FIELD:
             entries.append(_read_entry(view, payload_start, end))
     return entries
@@ -302,7 +304,7 @@ def _read_varint(view: memoryview, pos: int, end: int) -> tuple[int, int]:
     raise _not_onnx("truncated or malformed varint")
 
 
-def _top_level_fields(view: memoryview, pos: int, end: int) -> Iterator[tuple[int, int, int, int]]:
+def top_level_fields(view: memoryview, pos: int, end: int) -> Iterator[tuple[int, int, int, int]]:
     """Yield (field number, record start, record end, payload start) for each field in ``view[pos:end]``."""
     while pos < end:
         start = pos
@@ -326,7 +328,7 @@ def _top_level_fields(view: memoryview, pos: int, end: int) -> Iterator[tuple[in
 
 def _read_entry(view: memoryview, pos: int, end: int) -> tuple[str, str]:
     key = value = ""
-    for number, _, stop, payload in _top_level_fields(view, pos, end):
+    for number, _, stop, payload in top_level_fields(view, pos, end):
         if number in (_ENTRY_KEY_FIELD, _ENTRY_VALUE_FIELD):
             try:
                 text = bytes(view[payload:stop]).decode("utf-8")

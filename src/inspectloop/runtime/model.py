@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +19,7 @@ from PIL import Image
 
 from inspectloop.errors import ImageError, ModelFileError, ModelTaskError
 from inspectloop.runtime.decision import DecisionPolicy
-from inspectloop.runtime.images import load_image, to_working_mode
+from inspectloop.runtime.images import Decoded, convert_to_working, decode_image
 from inspectloop.runtime.metadata import (
     ANOMALY,
     CLASSIFICATION,
@@ -30,6 +30,7 @@ from inspectloop.runtime.metadata import (
 from inspectloop.runtime.prediction import Prediction
 from inspectloop.runtime.regions import Regions
 from inspectloop.runtime.preprocess import Preprocess
+from inspectloop.runtime.signing import PublicKey, SignatureStatus, check_signature, load_trusted_keys
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -39,6 +40,7 @@ HEATMAP_NAME = "heatmap"  # anomaly models: the per-pixel anomaly map (N, S, S) 
 RUNNABLE_TASKS = (CLASSIFICATION, ANOMALY)
 
 ImageSource = str | Path | bytes | Image.Image
+TrustedKey = PublicKey | str | Path  # a loaded key, or the path of a PEM public key file
 
 
 class EdgeModel:
@@ -47,6 +49,10 @@ class EdgeModel:
     The file's metadata is validated and, with ``verify_hash``, its graph and weights are checked
     against the hash recorded at export (ModelFileError if either fails). ``threads`` is the number
     of CPU threads one inference may use. ``predict`` may be called from several threads at once.
+
+    With ``trusted_keys`` (public keys, or PEM files as ``inspectloop keys export`` writes), the file
+    must be signed by one of them (ModelFileError naming the problem otherwise). Without, it runs
+    whether signed or not; ``signature`` says which (``unverified`` or ``unsigned``): say so to the user.
 
     Each image is decided by the file's :class:`~inspectloop.runtime.decision.DecisionPolicy`
     (``policy``): its good class, per-class operating points and review band. The file's ``task``
@@ -58,11 +64,13 @@ class EdgeModel:
     ``regions`` (see :meth:`heatmap`).
     """
 
-    def __init__(self, path: str | Path, *, threads: int = 1, verify_hash: bool = True) -> None:
+    def __init__(self, path: str | Path, *, threads: int = 1, verify_hash: bool = True,
+                 trusted_keys: Sequence[TrustedKey] = ()) -> None:
         if type(threads) is not int or threads < 1:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.path = Path(path)
         data, self.metadata = read_model(self.path, verify_hash=verify_hash)
+        self.signature: SignatureStatus = verify_origin(data, trusted_keys, str(self.path))
         _check_task(self.metadata, str(self.path))
         self.session: ort.InferenceSession = open_session(data, threads, str(self.path))
         _check_signature(self.session, self.metadata, str(self.path))
@@ -103,7 +111,7 @@ class EdgeModel:
     def _predict(self, source: ImageSource, name: str | None,
                  with_features: bool) -> tuple[Prediction, np.ndarray | None]:
         start = time.perf_counter()
-        image = self._decode(source, name)
+        image, warnings = self._decode(source, name)
         decoded = time.perf_counter()
         batch = self._prepare(image)
         prepared = time.perf_counter()
@@ -122,7 +130,7 @@ class EdgeModel:
             return _anomaly_prediction(self._class_names[index], scores, decision, latency, results, image.size), None
         features = np.asarray(results[1][0], dtype=np.float32).reshape(-1) if with_features else None
         label = self._class_names[index]
-        return Prediction(label, scores[label], scores, decision, latency), features
+        return Prediction(label, scores[label], scores, decision, latency, warnings=warnings), features
 
     def predict_array(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C), softmax(logits / temperature), for a preprocessed (N, 3, H, W) batch."""
@@ -157,11 +165,13 @@ class EdgeModel:
         logits = self.session.run((OUTPUT_NAME,), {INPUT_NAME: batch})[0]
         return _softmax(logits, self.metadata.temperature)
 
-    def _decode(self, source: ImageSource, name: str | None) -> Image.Image:
+    def _decode(self, source: ImageSource, name: str | None) -> tuple[Image.Image, tuple[str, ...]]:
+        """The working image and the decoder's warnings (a PIL image is taken as already oriented)."""
         if isinstance(source, Image.Image):
-            image = _working_image(source, name or "<image>")
-            return image.convert("L") if self._mode == "L" and image.mode != "L" else image
-        return load_image(source, name=name, draft=self._draft, mode=self._mode)
+            image, warnings = _working_image(source, name or "<image>")
+            return (image.convert("L") if self._mode == "L" and image.mode != "L" else image), warnings
+        decoded: Decoded = decode_image(source, name=name, draft=self._draft, mode=self._mode)
+        return decoded.image, decoded.warnings
 
     def _prepare(self, image: Image.Image) -> np.ndarray:
         """Same numbers as ``self.preprocess(image)``, written into this thread's reused buffers.
@@ -195,18 +205,30 @@ class EdgeModel:
         return buffers
 
 
-def iter_predictions(model_path: str | Path, images: Iterable[str | Path],
-                     threads: int = 1) -> Iterator[dict[str, Any]]:
-    """Load the model now (ModelFileError at once if it is bad), then yield one record per image.
+def iter_predictions(model_path: str | Path, images: Iterable[str | Path], threads: int = 1, *,
+                     trusted_keys: Sequence[TrustedKey] = ()) -> Iterator[dict[str, Any]]:
+    """Load the model now (ModelFileError at once if it is bad or, with ``trusted_keys``, not signed by
+    one of them), then yield one record per image.
 
-    A record is ``{"image": path, **prediction.to_dict()}``, or ``{"image": path, "error": message}``
-    for an image that cannot be used; the iteration goes on after a bad image.
+    A record is ``{"image": path, **prediction.to_dict()}`` (its ``warnings`` say where the decode lost
+    information), or ``{"image": path, "error": message}`` for an image that cannot be used; the
+    iteration goes on after a bad image.
     """
-    model = EdgeModel(model_path, threads=threads)
-    return _records(model, images)
+    model = EdgeModel(model_path, threads=threads, trusted_keys=trusted_keys)
+    return predict_records(model, images)
 
 
-def _records(model: EdgeModel, images: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
+def verify_origin(data: bytes, trusted_keys: Sequence[TrustedKey], label: str) -> SignatureStatus:
+    """The model file's signature status, checked against ``trusted_keys`` (see ``signing.check_signature``)."""
+    if isinstance(trusted_keys, (str, Path, PublicKey)):  # one key given where a list is expected
+        trusted_keys = [trusted_keys]
+    paths = [key for key in trusted_keys if not isinstance(key, PublicKey)]
+    keys = [key for key in trusted_keys if isinstance(key, PublicKey)] + list(load_trusted_keys(paths))
+    return check_signature(data, keys, label)
+
+
+def predict_records(model: EdgeModel, images: Iterable[str | Path]) -> Iterator[dict[str, Any]]:
+    """One record per image, as ``iter_predictions`` yields them, from a loaded model."""
     for image in images:
         try:
             yield {"image": str(image), **model.predict(image).to_dict()}
@@ -225,12 +247,12 @@ def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
     return exp / exp.sum(axis=1, keepdims=True)
 
 
-def _working_image(image: Image.Image, label: str) -> Image.Image:
+def _working_image(image: Image.Image, label: str) -> tuple[Image.Image, tuple[str, ...]]:
     try:
         image.load()
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{label}: image data cannot be read ({exc})", "re-copy the file from the camera") from exc
-    return to_working_mode(image, label)
+    return convert_to_working(image, label)
 
 
 def _normalisation_table(preprocess: Preprocess) -> np.ndarray:

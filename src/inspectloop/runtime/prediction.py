@@ -19,8 +19,10 @@ class Prediction:
     class decided, or the model's suggestion when ``decision`` is review, and ``confidence`` its score.
     ``decision`` is a :class:`Decision` (a plain string is converted). ``latency_ms`` has the phases
     ``decode``, ``preprocess``, ``infer`` and ``total``. ``regions`` locate what the model saw (boxes,
-    masks, a heatmap); None for a classifier. ``anomaly_score`` is an anomaly model's raw image score
-    (higher: less like the good parts it learned; its ``scores`` are the calibrated map of it); None otherwise.
+    masks, a heatmap); None for a classifier. ``warnings`` are the decoder's (``runtime.images``):
+    where the image lost information on its way to the model (extra frames, bit depth, alpha).
+    ``anomaly_score`` is an anomaly model's raw image score (higher: less like the good parts it learned;
+    its ``scores`` are the calibrated map of it); None otherwise.
     """
 
     label: str
@@ -29,6 +31,7 @@ class Prediction:
     decision: Decision
     latency_ms: dict[str, float]
     regions: Regions | None = None
+    warnings: tuple[str, ...] = ()
     anomaly_score: float | None = None
 
     def __post_init__(self) -> None:
@@ -47,7 +50,8 @@ class Prediction:
         ``anomaly_score`` only for an anomaly model, so a classifier's records are as before)."""
         record = {"label": self.label, "confidence": self.confidence, "scores": dict(self.scores),
                   "decision": self.decision.value, "latency_ms": dict(self.latency_ms),
-                  "regions": None if self.regions is None else self.regions.to_dict()}
+                  "regions": None if self.regions is None else self.regions.to_dict(),
+                  "warnings": list(self.warnings)}
         if self.anomaly_score is not None:
             record["anomaly_score"] = self.anomaly_score
         return record

@@ -14,6 +14,8 @@ a crash in between leaves those statistics empty. Statistics are measured on the
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import queue
 import threading
@@ -22,10 +24,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from inspectloop import review
-from inspectloop.domain import CaptureMeta, ImageRecord, ImageSource, LoggedPrediction
+from inspectloop.domain import METADATA_FIELDS, CaptureMeta, ImageRecord, ImageSource, LoggedPrediction
 from inspectloop.errors import RequestError
 from inspectloop.ingest import measure_decoded
-from inspectloop.quality import quality_stats
+from inspectloop.quality import statistics_view, view_stats
 from inspectloop.runtime import Prediction
 from inspectloop.runtime.images import Decoded
 from inspectloop.shadow import same_fate
@@ -53,6 +55,40 @@ class PredictionRecord:
     keep_image: bool  # sampled for recalibration (review decisions are always kept)
     received_at: str = field(default_factory=now_iso)
     suspect: bool = False  # its camera's latest health check failed
+    content_sha256: str = ""  # ``content_digest(sha256, meta)``: a reused request id must carry the same content
+
+    def __post_init__(self) -> None:
+        self.content_sha256 = self.content_sha256 or content_digest(self.sha256, self.meta)
+
+
+def content_digest(image_sha256: str, meta: CaptureMeta) -> str:
+    """SHA-256 over a request's image digest and every metadata field (named and extra), canonically ordered."""
+    content = {"image_sha256": image_sha256, **meta.model_dump(mode="json")}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
+
+
+def request_conflict(logged: LoggedPrediction, image_sha256: str, meta: CaptureMeta) -> RequestError | None:
+    """None when a request reusing ``logged``'s id carries the same image and metadata (a retry to replay);
+    otherwise the error (kind "conflict": HTTP 409) naming what differs."""
+    stored = _stored_meta(logged)
+    digest = logged.content_sha256 or content_digest(logged.image_sha256, stored)  # rows from before schema v5
+    if digest == content_digest(image_sha256, meta):
+        return None
+    differing = ["image bytes"] if logged.image_sha256 != image_sha256 else []
+    ours, theirs = stored.model_dump(mode="json"), meta.model_dump(mode="json")
+    differing += [name for name in METADATA_FIELDS if ours.get(name) != theirs.get(name)]
+    extra_ours, extra_theirs = ours.get("extra") or {}, theirs.get("extra") or {}
+    differing += sorted(k for k in extra_ours.keys() | extra_theirs.keys() if extra_ours.get(k) != extra_theirs.get(k))
+    return RequestError(f"request id {logged.request_id!r} was already used for a different request "
+                        f"(differs in: {', '.join(differing) or 'metadata'}); its logged answer is prediction "
+                        f"{logged.id}", "send a new request id for a new image or part; a retry must resend the "
+                        "same image and fields", kind="conflict")
+
+
+def _stored_meta(logged: LoggedPrediction) -> CaptureMeta:
+    return CaptureMeta(camera=logged.camera, line=logged.line, shift=logged.shift, lighting=logged.lighting,
+                       part_id=logged.part_id, session=logged.session, captured_at=logged.captured_at,
+                       extra=dict(logged.extra))
 
 
 @dataclass
@@ -159,22 +195,23 @@ class PredictionLog:
             log.exception("batch of %d failed; writing one by one", len(batch))
             return self._write_each(writer, batch)
         self.batches += 1
-        self.written += len(batch)
+        self.written += sum(not isinstance(result, Exception) for result in results)
         for job, result in zip(batch, results, strict=True):
-            job.future.set_result(result)
+            _settle(job, result)
             self._measure_later(job, result)
 
     def _measure_later(self, job: _Job, result: Any) -> None:
         """Queue the image statistics of a prediction logged without them (its image was not kept)."""
-        if isinstance(job.record, PredictionRecord) and job.image is None and not result.replayed:
-            self._stats_queue.put((result.id, job.record.decoded.image))
+        if isinstance(job.record, PredictionRecord) and isinstance(result, LoggedPrediction) and job.image is None \
+                and not result.replayed:
+            self._stats_queue.put((result.id, statistics_view(job.record.decoded.image)))
 
     # -- the statistics thread: image statistics for drift, after the answer, never in its way ----
     def _run_stats(self) -> None:
         while True:
             batch, stopping = _drain(self._stats_queue, self.max_batch)
             if batch:
-                rows = [(prediction_id, quality_stats(image).model_dump()) for prediction_id, image in batch]
+                rows = [(prediction_id, view_stats(view).model_dump()) for prediction_id, view in batch]
                 self.workspace.db.predictions.set_stats(rows)
             if stopping:
                 return
@@ -186,7 +223,7 @@ class PredictionLog:
                     self.workspace.blobs.put(job.record.data)
                 with writer.transaction() as tx:
                     result = self._apply(tx, job)
-                job.future.set_result(result)
+                _settle(job, result)
             except Exception as exc:
                 job.future.set_exception(exc)
 
@@ -194,6 +231,14 @@ class PredictionLog:
         if isinstance(job.record, ShadowRecord):
             return _apply_shadow(tx, job, self.ingest_id)
         return _apply_prediction(tx, job, self.ingest_id)
+
+
+def _settle(job: _Job, result: Any) -> None:
+    """Resolve a job's future: a conflict found by the writer is that request's error, not the batch's."""
+    if isinstance(result, Exception):
+        job.future.set_exception(result)
+    else:
+        job.future.set_result(result)
 
 
 def _drain(source: queue.Queue[Any], most: int) -> tuple[list[Any], bool]:
@@ -227,12 +272,12 @@ def _measure(job: _Job) -> None:
         job.keep = True
 
 
-def _apply_prediction(tx: Transaction, job: _Job, ingest_id: int) -> LoggedPrediction:
+def _apply_prediction(tx: Transaction, job: _Job, ingest_id: int) -> LoggedPrediction | RequestError:
     record = job.record
     assert isinstance(record, PredictionRecord)
     existing = tx.predictions.by_request(record.request_id)
-    if existing is not None:
-        return existing
+    if existing is not None:  # a retry that raced its first attempt here, or the same id with other content
+        return request_conflict(existing, record.sha256, record.meta) or existing
     if job.keep and job.image is not None:
         tx.images.add_once(job.image, ingest_id)
     p = record.prediction
@@ -241,7 +286,7 @@ def _apply_prediction(tx: Transaction, job: _Job, ingest_id: int) -> LoggedPredi
                   model_name=record.model_name,
                   label=p.label, decision=p.decision, confidence=p.confidence, scores=p.scores,
                   latency_ms=p.latency_ms, stats=job.image.quality.model_dump() if job.image else None,
-                  suspect=record.suspect)
+                  suspect=record.suspect, content_sha256=record.content_sha256)
     logged = tx.predictions.add(values, record.meta)
     if p.decision == "review" and job.keep:
         review.enqueue(tx, image_sha256=record.sha256, reason="uncertain", prediction_id=logged.id,

@@ -1,7 +1,10 @@
 """The inspection service: validate a request, predict with the production model, log it durably.
 
 Each request's image is decoded once (``decode_request``, as ingest decodes it); the production model,
-the shadow model and the log's statistics all read that one decode.
+the shadow model and the log's statistics all read that one decode. Memory stays bounded whatever the
+mix of requests: a frame over ``max_pixels`` is refused from its header (413) before any pixel is
+decoded, and decoded frames hold a share of a pixel budget (``decode_pixels``) until their answer is
+logged, so a burst of large frames waits for room instead of decoding all at once.
 
 The production model comes from the registry (or a pinned file); a shadow candidate (the registry's
 version in stage "shadow", or a pinned version) runs on the same inputs in a background thread after
@@ -21,18 +24,20 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from inspectloop import registry
 from inspectloop.camera.run import suspect_cameras
-from inspectloop.domain import METADATA_FIELDS, CaptureMeta, LoggedPrediction, ModelVersion, Stage
+from inspectloop.domain import MAX_FIELD_CHARS, METADATA_FIELDS, CaptureMeta, LoggedPrediction, ModelVersion, Stage
 from inspectloop.errors import (
     ImageError,
+    ImageTooLargeError,
     ModelFileError,
     RegistryError,
     RequestError,
@@ -44,14 +49,21 @@ from inspectloop.serve.prediction_log import (
     QcResult,
     ShadowRecord,
     record_qc,
+    request_conflict,
 )
 from inspectloop.runtime import EdgeModel, Prediction
-from inspectloop.runtime.images import Decoded, decode_image
+from inspectloop.runtime.model import TrustedKey
+from inspectloop.runtime.signing import trusted_key_paths_from_env
+from inspectloop.runtime.images import FORMATS, MAX_PIXELS, Decoded, decode_opened, open_image
 from inspectloop.store import StoreError, sha256_bytes
 from inspectloop.workspace import Workspace
 
 log = logging.getLogger(__name__)
-SUPPORTED_FORMATS = ("PNG", "JPEG", "BMP", "TIFF", "PPM")  # what cameras write and ingest accepts
+SUPPORTED_FORMATS = FORMATS  # the one decode policy's formats: the service accepts what ingest accepts
+# Frame size limit when the configuration gives none: twice the largest frame in the workspace (a newer
+# camera, a wider crop), within these bounds; DEFAULT_MAX_PIXELS for a workspace without images.
+DEFAULT_MAX_PIXELS = 40_000_000
+MIN_AUTO_PIXELS = 4_000_000
 REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$")
 SHADOW_QUEUE = 1000
 # Decoded images waiting for the shadow model, at most: frames on one line share a size, so the queue's
@@ -76,6 +88,16 @@ class ServiceConfig:
         "help": "inferences at once (default: this machine's CPU count)"})
     poll_seconds: float = field(default=2.0, metadata={
         "help": "how often the registry is checked for promotions made elsewhere, in seconds"})
+    trusted_keys: tuple[Path, ...] = field(default_factory=trusted_key_paths_from_env, metadata={
+        "help": "public keys (PEM) a model must be signed by (--trusted-key is repeatable; default: "
+                "$INSPECTLOOP_TRUSTED_KEYS); registry versions signed at registration also need the workspace's key"})
+    max_pixels: int | None = field(default=None, metadata={
+        "help": "largest frame accepted, in pixels, checked on the header before decoding (none: twice the "
+                f"largest frame in the workspace, {MIN_AUTO_PIXELS:,} to {MAX_PIXELS:,}; "
+                f"{DEFAULT_MAX_PIXELS:,} without images)"})
+    decode_pixels: int | None = field(default=None, metadata={
+        "help": "pixels decoded and held at once over all requests until each answer is logged; larger "
+                "frames wait their turn (none: twice max_pixels, about 6 bytes of memory per pixel)"})
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.sample_rate <= 1.0:
@@ -87,6 +109,12 @@ class ServiceConfig:
                                "e.g. --set threads=1")
         if self.poll_seconds <= 0:
             raise ServiceError(f"poll interval {self.poll_seconds} s is not positive", "e.g. --set poll_seconds=2")
+        if self.max_pixels is not None and not 1 <= self.max_pixels <= MAX_PIXELS:
+            raise ServiceError(f"max_pixels {self.max_pixels} is not between 1 and {MAX_PIXELS:,}",
+                               "e.g. --set max_pixels=20000000 (20 MP), or none for the default")
+        if self.decode_pixels is not None and self.decode_pixels < (self.max_pixels or 1):
+            raise ServiceError(f"decode_pixels {self.decode_pixels} is below max_pixels {self.max_pixels}: "
+                               "the largest frame could never be decoded", "set decode_pixels >= max_pixels")
 
     @property
     def max_upload_bytes(self) -> int:
@@ -105,7 +133,8 @@ class ServedModel:
     def describe(self) -> dict[str, Any]:
         meta = self.model.metadata
         return {"name": self.name, "version_id": self.version_id, "stage": self.stage, "file": self.model.path.name,
-                "model_version": meta.model_version, "classes": list(meta.class_names)}
+                "model_version": meta.model_version, "classes": list(meta.class_names),
+                "signature": self.model.signature.to_dict()}
 
 
 class InspectionService:
@@ -122,6 +151,8 @@ class InspectionService:
         self.log: PredictionLog | None = None
         self.shadow_dropped = 0
         self._slots = threading.BoundedSemaphore(self.config.workers)
+        self.max_pixels = self.config.max_pixels or default_max_pixels(workspace)
+        self.decode_budget = PixelBudget(self.config.decode_pixels or 2 * self.max_pixels)
         self._swap_lock = threading.Lock()
         self._shadow_queue: queue.Queue[Any] = queue.Queue(SHADOW_QUEUE)
         self._stop = threading.Event()
@@ -158,34 +189,57 @@ class InspectionService:
                source: str = "http") -> Future[LoggedPrediction]:
         """Predict and log one image; the future resolves once the row is committed.
 
-        A request id already logged returns its stored result (nothing predicted, nothing added).
+        A request id already logged with the same image and metadata returns its stored result (nothing
+        predicted, nothing added); with other content it is a conflict (RequestError, kind "conflict").
         Bad input raises RequestError before anything is logged.
         """
         if self.log is None:
             raise ServiceError("the service is not started", "start it with InspectionService.start()")
         request_id = _request_id(request_id)
+        meta = self._meta(fields)
+        _check_size(data, self.config.max_upload_bytes)
         logged = self.log.find(request_id)
         if logged is not None:
+            conflict = request_conflict(logged, sha256_bytes(data), meta)
+            if conflict is not None:
+                raise conflict
             done: Future[LoggedPrediction] = Future()
             done.set_result(logged)
             return done
-        meta = self._meta(fields)
-        _check_size(data, self.config.max_upload_bytes)
         served = self.production  # this request finishes on this model, whatever is promoted meanwhile
-        with self._slots:
-            started = time.perf_counter()
-            decoded = decode_request(data)
-            decode_ms = (time.perf_counter() - started) * 1000
-            prediction = _with_decode_time(_predict(served.model, data, decoded), decode_ms)
+        decoded, prediction, held = self._decode_and_predict(data, served)
         record = PredictionRecord(request_id=request_id, source=source, meta=meta, data=data, decoded=decoded,
                                   sha256=sha256_bytes(data), model_version_id=served.version_id,
                                   model_name=served.name, prediction=prediction,
                                   keep_image=random.random() < self.config.sample_rate,
                                   suspect=meta.camera in self.suspect_cameras)
-        future = self.log.submit(record)
+        future = _with_warnings(self._log_holding(self.log, record, held), decoded.warnings)
         if self.shadow is not None:
             future.add_done_callback(lambda f: self._queue_shadow(f, meta, data, decoded))
         return future
+
+    def _decode_and_predict(self, data: bytes, served: ServedModel) -> tuple[Decoded, Prediction, int]:
+        """Decode the request's image once and predict; also the pixels it holds of the decode budget
+        (released by ``_log_holding`` once its answer is logged, or here if anything fails)."""
+        started = time.perf_counter()
+        opened = open_request(data, self.max_pixels)  # 413 from the header, before any pixel is decoded
+        held = self.decode_budget.acquire(opened.width * opened.height)  # waits while large frames are in flight
+        try:
+            with self._slots:
+                decoded = decode_request(data, self.max_pixels, opened=opened)
+                decode_ms = (time.perf_counter() - started) * 1000
+                return decoded, _with_decode_time(_predict(served.model, data, decoded), decode_ms), held
+        except BaseException:
+            self.decode_budget.release(held)
+            raise
+
+    def _log_holding(self, log_: PredictionLog, record: PredictionRecord, held: int) -> Future[LoggedPrediction]:
+        """Queue the record; its ``held`` pixels go back to the decode budget once it is logged (or fails)."""
+        try:
+            return self.decode_budget.release_when_done(log_.submit(record), held)
+        except BaseException:
+            self.decode_budget.release(held)
+            raise
 
     def record_qc(self, *, label: str, inspector: str, prediction_id: int | None = None,
                   request_id: str | None = None) -> QcResult:
@@ -193,10 +247,14 @@ class InspectionService:
         return record_qc(self.workspace, label=label, inspector=inspector, prediction_id=prediction_id,
                          request_id=request_id)
 
-    def health(self) -> dict[str, Any]:
-        """Models served and log counters (no secrets, no database writes)."""
+    def health(self, details: bool = False) -> dict[str, Any]:
+        """Liveness; with ``details`` (for authenticated callers) also the models, cameras and log counters.
+        No secrets, no database writes."""
         log_ = self.log
-        return {"status": "ok" if log_ is not None else "stopped", "production": self.production.describe(),
+        status = "ok" if log_ is not None else "stopped"
+        if not details:
+            return {"status": status}
+        return {"status": status, "production": self.production.describe(),
                 "shadow": self.shadow.describe() if self.shadow else None,
                 "cameras": sorted(self.cameras) or "any",
                 "logged": log_.written if log_ else 0, "shadow_dropped": self.shadow_dropped}
@@ -236,7 +294,7 @@ class InspectionService:
 
     def _load_production(self) -> ServedModel:
         if self.config.model_file is not None:
-            model = _edge_model(self.config.model_file, self.config.threads)
+            model = _edge_model(self.config.model_file, self.config.threads, self.config.trusted_keys)
             return ServedModel(model, f"{self.config.model_file.name} {model.metadata.model_version}", None, "pinned")
         version = registry.production_model(self.workspace)
         if version is None:
@@ -252,14 +310,20 @@ class InspectionService:
         return self._load_version(version) if version else None
 
     def _load_version(self, version: ModelVersion) -> ServedModel:
-        registry.verify_file(version)
-        return ServedModel(_edge_model(version.path, self.config.threads), version.name, version.id,
+        registry.verify_file(version, self.workspace)
+        keys = (*self.config.trusted_keys, *registry.trusted_keys_for(self.workspace, version))
+        return ServedModel(_edge_model(version.path, self.config.threads, keys), version.name, version.id,
                            version.stage.value)
 
     def _known_cameras(self) -> set[str]:
         return self.workspace.db.images.cameras() | set(self.config.cameras)
 
     def _meta(self, fields: dict[str, str | None]) -> CaptureMeta:
+        for name, value in fields.items():
+            if len(name) > MAX_FIELD_CHARS or len(value or "") > MAX_FIELD_CHARS:
+                raise RequestError(f"metadata field {name[:40]!r} is over {MAX_FIELD_CHARS} characters",
+                                   f"send field names and values of at most {MAX_FIELD_CHARS} characters",
+                                   kind="bad_field")
         camera = fields.get("camera")
         if self.cameras and camera not in self.cameras:
             raise RequestError(f"unknown camera {camera!r}" if camera else "no camera given",
@@ -324,8 +388,8 @@ class InspectionService:
                 log.warning("registry check failed, still serving %s: %s", self.production.name, exc)
 
 
-def _edge_model(path: Path, threads: int) -> EdgeModel:
-    return EdgeModel(path, threads=threads)
+def _edge_model(path: Path, threads: int, trusted_keys: Sequence[TrustedKey]) -> EdgeModel:
+    return EdgeModel(path, threads=threads, trusted_keys=trusted_keys)
 
 
 def _request_id(value: str | None) -> str:
@@ -348,20 +412,46 @@ def _check_size(data: bytes, limit: int) -> None:
                            kind="too_large")
 
 
-def decode_request(data: bytes) -> Decoded:
-    """A request's image decoded once, as ingest decodes it (full size, working mode), so that its statistics
-    compare with the ingest baseline; RequestError for a file in no supported format, or corrupt."""
+def default_max_pixels(workspace: Workspace) -> int:
+    """The frame size limit when none is configured: twice the workspace's largest frame, within bounds."""
+    largest = workspace.db.images.largest_frame()
+    if largest is None:
+        return DEFAULT_MAX_PIXELS
+    return max(MIN_AUTO_PIXELS, min(MAX_PIXELS, 2 * largest))
+
+
+def open_request(data: bytes, max_pixels: int) -> Image.Image:
+    """A request's image opened from its header only (nothing decoded); RequestError when it is not
+    one of ``SUPPORTED_FORMATS`` (415), its header is corrupt (422) or it is over ``max_pixels`` (413)."""
     try:
-        decoded = decode_image(data)
+        return open_image(data, name="image", max_pixels=max_pixels)
     except ImageError as exc:
-        if isinstance(exc.__cause__, UnidentifiedImageError):
-            raise RequestError("not an image in a supported format", f"send {', '.join(SUPPORTED_FORMATS)}",
-                               kind="unsupported") from None
-        raise RequestError(exc.message.removeprefix("<bytes>: "), exc.hint, kind="corrupt") from exc
-    if decoded.format not in SUPPORTED_FORMATS:
-        raise RequestError(f"{decoded.format} images are not supported", f"send {', '.join(SUPPORTED_FORMATS)}",
-                           kind="unsupported")
-    return decoded
+        raise _request_error(exc) from exc
+
+
+def decode_request(data: bytes, max_pixels: int = MAX_PIXELS, *, opened: Image.Image | None = None) -> Decoded:
+    """A request's image decoded once, as ingest decodes it (full size, working mode, EXIF orientation
+    applied, the decoder's warnings kept), so that its statistics compare with the ingest baseline.
+
+    ``opened`` is its :func:`open_request` when the caller already read the header. RequestError as
+    ``open_request``, or 422 for pixel data that is corrupt.
+    """
+    image = opened if opened is not None else open_request(data, max_pixels)
+    try:
+        return decode_opened(image, name="image")
+    except ImageError as exc:
+        raise _request_error(exc) from exc
+
+
+def _request_error(exc: ImageError) -> RequestError:
+    """The decoder's error as the API's: same message as ingest and ``predict`` give, its kind for the status."""
+    message = exc.message.removeprefix("image: ")
+    if isinstance(exc, ImageTooLargeError):
+        return RequestError(message, "send a smaller frame, or start the service with a larger "
+                                     f"--set max_pixels=N (at most {MAX_PIXELS:,})", kind="too_large")
+    if message.startswith("not an image file"):
+        return RequestError(message, f"send {', '.join(SUPPORTED_FORMATS)}", kind="unsupported")
+    return RequestError(message, exc.hint, kind="corrupt")
 
 
 def _predict(model: EdgeModel, data: bytes, decoded: Decoded) -> Prediction:
@@ -377,10 +467,57 @@ def _predict(model: EdgeModel, data: bytes, decoded: Decoded) -> Prediction:
                                                                    and decoded.original_mode != "L"))
     source: bytes | Image.Image = data if own_decode else decoded.image
     try:
-        return model.predict(source)
+        return model.predict(source, name="image")
     except ImageError as exc:
-        raise RequestError(exc.message.removeprefix("<bytes>: ").removeprefix("<image>: "), exc.hint,
-                           kind="corrupt") from exc
+        raise _request_error(exc) from exc
+
+
+def _with_warnings(future: Future[LoggedPrediction], warnings: tuple[str, ...]) -> Future[LoggedPrediction]:
+    """The logged answer with the decoder's warnings (they are returned, not stored: a replay has none)."""
+    if not warnings:
+        return future
+    answer: Future[LoggedPrediction] = Future()
+
+    def settle(done: Future[LoggedPrediction]) -> None:
+        error = done.exception()
+        if error is not None:
+            answer.set_exception(error)
+        else:
+            answer.set_result(dataclasses.replace(done.result(), warnings=warnings))
+
+    future.add_done_callback(settle)
+    return answer
+
+
+class PixelBudget:
+    """A counting semaphore in pixels: a decoded frame holds its pixels until its answer is logged.
+
+    A frame never asks for more than ``total`` (it would wait forever); ``max_pixels`` <= ``total``
+    is checked by the configuration, so that clamp is only a guard.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.used = 0
+        self._changed = threading.Condition()
+
+    def acquire(self, pixels: int) -> int:
+        """Wait until ``pixels`` fit, take them; return what was taken (to release later)."""
+        pixels = min(pixels, self.total)
+        with self._changed:
+            self._changed.wait_for(lambda: self.used + pixels <= self.total)
+            self.used += pixels
+        return pixels
+
+    def release(self, pixels: int) -> None:
+        with self._changed:
+            self.used -= pixels
+            self._changed.notify_all()
+
+    def release_when_done(self, future: Future[Any], pixels: int) -> Future[Any]:
+        """``future``, with ``pixels`` released once it resolves (its answer logged, or failed)."""
+        future.add_done_callback(lambda _: self.release(pixels))
+        return future
 
 
 def _with_decode_time(prediction: Prediction, decode_ms: float) -> Prediction:

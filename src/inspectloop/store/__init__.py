@@ -2,7 +2,7 @@
 
 One style for every table: a repository per concept (``store/images.py``, ``labels.py``, ``datasets.py``,
 ``runs.py``, ``criteria.py``, ``registry.py``, ``people.py``, ``predictions.py``, ``review.py``,
-``drift.py``, ``cameras.py``, ``recalibration.py``), reached as an attribute of the database, whose
+``drift.py``, ``cameras.py``, ``recalibration.py``, and ``integrity.py`` for maintenance), reached as an attribute of the database, whose
 methods return the domain's typed rows (``inspectloop.domain``), never dicts or SQL rows::
 
     run = workspace.db.runs.get(run_id)                 # its own transaction

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,17 +11,20 @@ from typing import Any
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy.engine import Engine
 
+from inspectloop.errors import WorkspaceError, missing_extra
 from inspectloop.store.base import ConnectionSource
 from inspectloop.store.cameras import CameraRepository
 from inspectloop.store.criteria import CriteriaRepository
 from inspectloop.store.datasets import DatasetRepository
 from inspectloop.store.drift import DriftRepository
 from inspectloop.store.images import ImageRepository
+from inspectloop.store.integrity import IntegrityRepository
 from inspectloop.store.labels import LabelRepository
 from inspectloop.store.migrations import migrate
 from inspectloop.store.people import PeopleRepository
 from inspectloop.store.predictions import PredictionRepository
 from inspectloop.store.recalibration import RecalibrationRepository
+from inspectloop.store.regions import RegionRepository
 from inspectloop.store.registry import RegistryRepository
 from inspectloop.store.review import ReviewRepository
 from inspectloop.store.runs import RunRepository
@@ -36,7 +40,11 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def make_engine(url: str) -> Engine:
-    engine = create_engine(url, future=True)
+    """An engine for a database URL; MissingExtraError (one line) when its driver is not installed."""
+    try:
+        engine = create_engine(url, future=True)
+    except ImportError as exc:  # SQLAlchemy imports the driver here: psycopg for postgresql://
+        raise (missing_extra(exc) or exc) from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
@@ -58,6 +66,8 @@ class Repositories:
         self.drift = DriftRepository(connect, root)
         self.cameras = CameraRepository(connect, root)
         self.recalibration = RecalibrationRepository(connect, root)
+        self.integrity = IntegrityRepository(connect, root)
+        self.regions = RegionRepository(connect, root)
 
 
 class Transaction(Repositories):
@@ -115,6 +125,23 @@ class Database(Repositories):
                 conn.exec_driver_sql("PRAGMA synchronous=FULL")
                 conn.commit()
             yield DurableWriter(conn, self.root)
+
+    def backup_to(self, path: Path) -> None:
+        """Copy a consistent snapshot of this SQLite database to ``path`` while others keep writing.
+
+        SQLite's online backup API: the copy is the database as of one committed transaction, so
+        writers (the service) never stop and the copy never holds half a transaction.
+        """
+        if self.engine.dialect.name != "sqlite":
+            raise WorkspaceError(f"inspectloop backup copies SQLite databases; this one is {self.engine.dialect.name}",
+                                 "back the database up with its own tools (pg_dump), then the blobs")
+        source = self.engine.raw_connection()
+        target = sqlite3.connect(path)
+        try:
+            source.driver_connection.backup(target)  # type: ignore[union-attr]
+        finally:
+            target.close()
+            source.close()
 
     def close(self) -> None:
         self.engine.dispose()

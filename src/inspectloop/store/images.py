@@ -86,6 +86,12 @@ class ImageRepository(Repository):
         with self._connect() as conn:
             return {c for c in conn.execute(select(s.images.c.camera).distinct()).scalars() if c}
 
+    def largest_frame(self) -> int | None:
+        """The most pixels (width x height) of any image in the workspace; None when it holds none."""
+        with self._connect() as conn:
+            value = conn.execute(select(func.max(s.images.c.width * s.images.c.height))).scalar_one()
+        return int(value) if value is not None else None
+
 
 def image_row(record: ImageRecord, ingest_id: int, stamp: str) -> dict[str, Any]:
     meta = record.meta

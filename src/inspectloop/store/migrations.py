@@ -10,13 +10,14 @@ and a fresh database goes through the same steps.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Column, Connection, ForeignKey, Index, MetaData, Table, inspect, select, text
 from sqlalchemy.schema import CreateColumn
 
 from inspectloop.errors import WorkspaceError
 from inspectloop.store import schema
+from inspectloop.store.people import DEFAULT_TOKEN_DAYS
 
 Step = Callable[[Connection], None]
 
@@ -41,6 +42,18 @@ def _v4_monitoring(conn: Connection) -> None:
     _add_columns_added_in(conn, 4)
 
 
+def _v5_security(conn: Connection) -> None:
+    _create_tables_added_in(conn, 5)
+    _add_columns_added_in(conn, 5)
+    # Tokens issued before expiry existed get the default lifetime from the upgrade, not "never" and not "now".
+    expires = (datetime.now(UTC) + timedelta(days=DEFAULT_TOKEN_DAYS)).isoformat(timespec="seconds")
+    conn.execute(text("UPDATE users SET token_expires_at = :at WHERE token_expires_at IS NULL"), {"at": expires})
+
+
+def _v6_regions(conn: Connection) -> None:
+    _create_tables_added_in(conn, 6)
+
+
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "foundation: images, classes, annotations, datasets, runs, models", _v1_foundation),
     (2, "acceptance criteria, model registry (versions, stages, acceptance reports), runs.criteria_id",
@@ -48,6 +61,8 @@ MIGRATIONS: list[tuple[int, str, Step]] = [
     (3, "people, prediction log, shadow predictions, QC decisions, review queue", _v3_service_and_review),
     (4, "drift baselines and checks, alerts, camera health baselines and checks, recalibration cycles",
      _v4_monitoring),
+    (5, "token expiry and revocation, browser sessions, user events, prediction content digests", _v5_security),
+    (6, "region annotations (boxes, polygons) and the dataset versions that hold them", _v6_regions),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -179,7 +179,8 @@ def logged_prediction(row: Mapping[str, Any], replayed: bool) -> LoggedPredictio
         image_sha256=row["image_sha256"], image_stored=bool(row["image_stored"]), received_at=row["received_at"],
         replayed=replayed, camera=row["camera"], line=row["line"], shift=row["shift"], lighting=row["lighting"],
         part_id=row["part_id"], session=row["session"], captured_at=row["captured_at"],
-        extra=dict(row["extra"] or {}), stats=row["stats"], suspect=bool(row["suspect"]))
+        extra=dict(row["extra"] or {}), stats=row["stats"], suspect=bool(row["suspect"]),
+        content_sha256=row.get("content_sha256"))
 
 
 def _meta_columns(meta: CaptureMeta) -> dict[str, str | None]:

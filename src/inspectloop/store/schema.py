@@ -223,6 +223,8 @@ users = Table(
     Column("token_sha256", String(64), nullable=False, unique=True),
     Column("created_at", String, nullable=False),
     Column("disabled", Boolean, nullable=False, server_default=text("0")),
+    Column("token_expires_at", String, info=since(5)),  # after it the token gets 401 (v4 tokens: set by step 5)
+    Column("token_revoked_at", String, info=since(5)),  # revoked without a replacement
     info=since(3),
 )
 
@@ -248,6 +250,9 @@ predictions = Table(
     Column("latency_ms", JSON, nullable=False),
     Column("stats", JSON),  # image statistics (brightness, contrast, sharpness, noise, clipping) for drift
     Column("suspect", Boolean, nullable=False, server_default=text("0")),  # its camera failed a health check
+    # SHA-256 over the image digest and every metadata field: a reused request id with other content is a
+    # conflict, not a replay (NULL on rows logged before version 5: compared field by field instead)
+    Column("content_sha256", String(64), info=since(5)),
     Index("ix_predictions_camera_time", "camera", "received_at"),
     info=since(3),
 )
@@ -425,4 +430,62 @@ recalibration_cycles = Table(
     Column("created_at", String, nullable=False),
     Column("updated_at", String, nullable=False),
     info=since(4),
+)
+
+
+# -- version 5: browser sessions and the account audit trail ---------------------------------------
+
+# A browser's login: the cookie holds a random session id, the table only its SHA-256 (never the API token).
+sessions = Table(
+    "sessions", metadata,
+    Column("id_sha256", String(64), primary_key=True),
+    Column("user_name", String, ForeignKey("users.name"), nullable=False, index=True),
+    Column("created_at", String, nullable=False),
+    Column("expires_at", String, nullable=False),
+    Column("last_seen_at", String, nullable=False),
+    info=since(5),
+)
+
+# Every change to an account or its token (add, rotate, revoke, disable), who made it and when. Append-only.
+# ``token_sha256`` names the token an event ended, so that a revoked or rotated token gets a clear 401.
+user_events = Table(
+    "user_events", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("user_name", String, nullable=False, index=True),
+    Column("action", String, nullable=False),  # add | token-rotate | token-revoke | disable
+    Column("actor", String, nullable=False),
+    Column("token_sha256", String(64), index=True),
+    Column("detail", Text),
+    Column("at", String, nullable=False),
+    info=since(5),
+)
+
+
+# -- version 6: region annotations (boxes and outlines) and the dataset versions that hold them -------
+
+# One annotator's box (and optional polygon) of one class on one image. Rows are never changed: an edit
+# adds a row that ``supersedes`` the old one, a deletion adds a ``deleted`` row that supersedes it.
+regions = Table(
+    "regions", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), ForeignKey("images.sha256"), nullable=False, index=True),
+    Column("class_name", String, ForeignKey("classes.name"), nullable=False),
+    Column("annotator", String, nullable=False),
+    Column("source", String, nullable=False),  # import | reviewer | model
+    Column("x0", Float, nullable=False), Column("y0", Float, nullable=False),
+    Column("x1", Float, nullable=False), Column("y1", Float, nullable=False),
+    Column("polygon", JSON),  # [[x, y], ...] in image pixels, or NULL for a box alone
+    Column("supersedes", Integer, ForeignKey("regions.id"), index=True),
+    Column("deleted", Boolean, nullable=False, server_default=text("0")),
+    Column("created_at", String, nullable=False),
+    info=since(6),
+)
+
+# Which region annotations a dataset version holds (a snapshot by id: later edits never reach it).
+dataset_regions = Table(
+    "dataset_regions", metadata,
+    Column("version", String, ForeignKey("dataset_versions.name"), nullable=False),
+    Column("region_id", Integer, ForeignKey("regions.id"), nullable=False),
+    PrimaryKeyConstraint("version", "region_id"),
+    info=since(6),
 )

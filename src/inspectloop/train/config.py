@@ -34,9 +34,6 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    task: Literal["classification", "anomaly"] = Field(
-        "classification", description="classification (learn every class) or anomaly (learn the good class alone; "
-                                      "defect images only report and fit the escape side)")
     backbone: Literal["efficientnet-lite0"] = Field("efficientnet-lite0", description="pretrained trunk")
     input_size: int = Field(224, ge=64, le=512, description="square model input in pixels")
     mode: Literal["finetune", "probe"] = Field(
@@ -74,6 +71,13 @@ class TrainConfig(BaseModel):
                              "(folds models plus the shipped refit: folds + 1 trainings; guarantee 'crossfit', "
                              "marginal, 2 x alpha worst case for the fold models together, approximate for the refit)")
     folds: int = Field(5, ge=2, le=20, description="crossfit: number of folds")
+    fold_by: Literal["group", "part_id", "session", "camera", "line"] = Field(
+        "group", description="crossfit: what keeps images together in one fold: the dataset version's group key, "
+                             "or a capture field (session: out-of-fold scores come from models that never saw that "
+                             "session, as a new session on the line)")
+    task: Literal["classification", "anomaly"] = Field(
+        "classification", description="classification (learn every class) or anomaly (learn the good class alone; "
+                                      "defect images only report and fit the escape side)")
     good_class: str | None = Field(None, description="anomaly: the class the model learns (default: the dataset's "
                                                     "good class)")
     false_reject_target: float = Field(0.02, gt=0, le=0.5, description="anomaly: share of good parts the threshold "
@@ -85,10 +89,6 @@ class TrainConfig(BaseModel):
                                                              "and file size)")
     patch_stride: Literal[8, 16] = Field(8, description="anomaly: input pixels per patch (16: 4x faster, coarser "
                                                          "heatmaps)")
-    fold_by: Literal["group", "part_id", "session", "camera", "line"] = Field(
-        "group", description="crossfit: what keeps images together in one fold: the dataset version's group key, "
-                             "or a capture field (session: out-of-fold scores come from models that never saw that "
-                             "session, as a new session on the line)")
 
 
 # -- the decisions a run's criteria fix -----------------------------------------------------------

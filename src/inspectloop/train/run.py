@@ -364,17 +364,20 @@ def _export(run: _Run, loaded: Loaded, fitted: Fitted, calibrated: Calibrated, i
     near-tie.
     """
     from inspectloop.export import export_classifier, quantize_int8
+    from inspectloop.keys import site_signing_key
 
     run.progress("export", {})
     checks = _spread(loaded.val.images, INT8_CHECK_IMAGES)
     fitted.model.eval()
+    key = site_signing_key(run.workspace.root)
     report = export_classifier(fitted.model, _metadata(run, loaded, calibrated), run.run_dir / "model.onnx",
-                               checks[:16])
+                               checks[:16], signing_key=key)
     register_model(run.workspace, run.run_id, "fp32", report.path, report.weights_sha256)
     if not int8:
         return Exported(report.path, ("fp32",))
     q = quantize_int8(report.path, _spread(loaded.train.images, INT8_CALIBRATION_IMAGES),
-                      run.run_dir / "model-int8.onnx", parity_images=checks, min_top1_agreement=0.97)
+                      run.run_dir / "model-int8.onnx", parity_images=checks, min_top1_agreement=0.97,
+                      signing_key=key)
     register_model(run.workspace, run.run_id, "int8", q.path, q.weights_sha256)
     return Exported(report.path, ("fp32", "int8"))
 

@@ -1,4 +1,7 @@
-"""The inspection API (``/v1``): inspect, QC verdicts, health, promotion and rollback. Thin: parse, call, present."""
+"""The inspection API (``/v1``): inspect, QC verdicts, health, promotion and rollback. Thin: parse, call, present.
+
+Bearer tokens only (``web.auth``): a browser's session cookie is no credential here, so no other site's
+page can write through a logged-in reviewer's browser."""
 
 from __future__ import annotations
 
@@ -10,15 +13,17 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
-from inspectloop.domain import Role, User
+from inspectloop.domain import MAX_FIELD_CHARS, Role, User
 from inspectloop.errors import RequestError
 from inspectloop.serve.service import InspectionService
-from inspectloop.web.auth import requires
+from inspectloop.web.auth import bearer_token, current_user, requires
 
 router = APIRouter(prefix="/v1")
 Reviewer = Annotated[User, Depends(requires(Role.REVIEWER))]
 Admin = Annotated[User, Depends(requires(Role.ADMIN))]
 MULTIPART_SLACK = 64 * 1024  # form fields and boundaries around the image
+MAX_ROW_ID = 2**63 - 1  # the database's integer range: a larger id is a 422, not an overflow in the driver
+MAX_REASON_CHARS = 2000
 
 
 def service_of(request: Request) -> InspectionService:
@@ -28,8 +33,11 @@ def service_of(request: Request) -> InspectionService:
 
 @router.get("/health")
 def health(request: Request) -> dict[str, Any]:
-    """Liveness and the models served (no token needed)."""
-    return service_of(request).health()
+    """Liveness for anyone; the models, classes and cameras served only with a valid bearer token."""
+    details = bearer_token(request) is not None
+    if details:
+        current_user(request)  # a bad or expired token is a 401, not a quiet downgrade to the public answer
+    return service_of(request).health(details=details)
 
 
 @router.post("/inspect")
@@ -54,9 +62,9 @@ class QcVerdict(BaseModel):
     """A QC inspector's verdict: the class they found on the part of a logged prediction."""
 
     model_config = ConfigDict(extra="forbid")
-    label: str = Field(min_length=1)
-    prediction_id: int | None = None
-    request_id: str | None = None
+    label: str = Field(min_length=1, max_length=MAX_FIELD_CHARS)
+    prediction_id: int | None = Field(default=None, ge=1, le=MAX_ROW_ID)
+    request_id: str | None = Field(default=None, min_length=1, max_length=128)
 
 
 @router.post("/qc")
@@ -71,15 +79,15 @@ def qc(request: Request, verdict: QcVerdict, user: Reviewer) -> dict[str, Any]:
 
 class Promotion(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    version: str = Field(min_length=1)
-    stage: str = "production"
-    reason: str | None = None
+    version: str = Field(min_length=1, max_length=MAX_FIELD_CHARS)
+    stage: str = Field(default="production", max_length=32)
+    reason: str | None = Field(default=None, max_length=MAX_REASON_CHARS)
     override: bool = False
 
 
 class Rollback(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: str = Field(min_length=1)
+    reason: str = Field(min_length=1, max_length=MAX_REASON_CHARS)
 
 
 @router.post("/models/promote")

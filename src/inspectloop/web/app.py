@@ -25,20 +25,33 @@ from inspectloop.web import api, pages
 from inspectloop.workspace import open_workspace
 
 STATUS_OF_KIND = {"missing": 422, "empty": 422, "corrupt": 422, "unsupported": 415, "too_large": 413,
-                  "unknown_camera": 422, "unknown_class": 422, "bad_field": 422, "not_found": 404}
+                  "unknown_camera": 422, "unknown_class": 422, "bad_field": 422, "not_found": 404,
+                  "conflict": 409}
 FIX_OF_STATUS = {401: "send 'Authorization: Bearer <token>' (tokens come from 'inspectloop users add')",
                  403: "ask an admin to do it", 404: "check the address: the API lives under /v1"}
 _SECRET = re.compile(r"(?i)(bearer\s+|token=|authorization:\s*)[^\s\"'&,;]+")
 
 
 class RedactSecrets(logging.Filter):
-    """Blank anything that looks like a bearer token or token parameter in a log record."""
+    """Blank anything that looks like a bearer token or token parameter in a log record.
+
+    The message and each argument are redacted in place, keeping the record's shape: uvicorn's access
+    formatter unpacks ``record.args`` as a tuple, so collapsing them into the message broke its log line.
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if _SECRET.search(message):
-            record.msg, record.args = _SECRET.sub(r"\1[redacted]", message), None
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(arg) if isinstance(arg, str) else arg for arg in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {key: redact(arg) if isinstance(arg, str) else arg for key, arg in record.args.items()}
         return True
+
+
+def redact(text: str) -> str:
+    """``text`` with bearer tokens, ``token=`` values and Authorization headers blanked."""
+    return _SECRET.sub(r"\1[redacted]", text)
 
 
 def create_app(workspace_root: Path, *, config: ServiceConfig | None = None, watch: Path | None = None,

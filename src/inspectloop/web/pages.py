@@ -1,11 +1,13 @@
 """The review and dashboard pages: server-rendered HTML for reviewers and quality engineers.
 
-Browsers log in by pasting their token once; it is kept in an HttpOnly, SameSite=Strict cookie. Every
-write also needs the session's CSRF token (a form field or the ``X-CSRF-Token`` header), derived from
-the login token, so a page on another site can neither read it nor forge a decision. GETs write
-nothing: ``GET /review`` shows the item the reviewer holds, ``POST /review/next`` claims one, and each
-verdict's POST answers with the next item it claimed (one request per decision). ``web/app.py``
-includes ``router`` beside the HTTP API; the app keeps its workspace in ``app.state.workspace``.
+Browsers log in by pasting their API token once; the server exchanges it for a random session id
+(``people.start_session``) kept in an HttpOnly, SameSite=Strict cookie (``Secure`` under TLS): the token
+itself never sits in the browser. Logging out deletes the session, so the old cookie stops working.
+Every write also needs the session's CSRF token (a form field or the ``X-CSRF-Token`` header), derived
+from the session id, and a same-site Origin, so a page on another site can neither read it nor forge a
+decision. GETs write nothing: ``GET /review`` shows the item the reviewer holds, ``POST /review/next``
+claims one, and each verdict's POST answers with the next item it claimed (one request per decision).
+``web/app.py`` includes ``router`` beside the HTTP API; the app keeps its workspace in ``app.state.workspace``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -26,15 +27,14 @@ from jinja2 import Environment, FileSystemLoader
 from inspectloop import review
 from inspectloop.domain import User
 from inspectloop.errors import AuthError, InspectloopError
-from inspectloop.people import authenticate
-from inspectloop.web.auth import COOKIE, token_of, workspace_of
+from inspectloop.people import SESSION_SECONDS, end_session, start_session
+from inspectloop.web.auth import COOKIE, page_user, same_site, session_id, workspace_of
 
 HERE = Path(__file__).resolve().parent
 STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 IMAGE_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png", "BMP": "image/bmp", "TIFF": "image/tiff",
                "WEBP": "image/webp", "GIF": "image/gif"}
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
-SESSION_SECONDS = 12 * 3600  # one shift and then some; the reviewer logs in again next shift
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
                                "script-src 'self'; frame-ancestors 'none'; form-action 'self'",
@@ -76,17 +76,9 @@ def _templates() -> Jinja2Templates:
 templates = _templates()
 
 
-def csrf_token(login_token: str) -> str:
-    """The session's CSRF token: unguessable without the login token, stable for the session."""
-    return hmac.new(login_token.encode("utf-8"), b"inspectloop-csrf-v1", hashlib.sha256).hexdigest()
-
-
-def page_user(request: Request) -> User | None:
-    """The logged-in user, or None (pages then send the browser to /login)."""
-    try:
-        return authenticate(workspace_of(request), token_of(request))
-    except AuthError:
-        return None
+def csrf_token(session: str) -> str:
+    """The session's CSRF token: unguessable without the session id, stable for the session."""
+    return hmac.new(session.encode("utf-8"), b"inspectloop-csrf-v1", hashlib.sha256).hexdigest()
 
 
 def _render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
@@ -101,12 +93,13 @@ def _to_login(request: Request) -> RedirectResponse:
 
 def _write_allowed(request: Request, supplied: str | None) -> bool:
     """A write from our own pages: same origin (when the browser says) and the session's CSRF token."""
-    origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc != request.headers.get("host"):
-        return False
-    token = token_of(request)
+    session = session_id(request)
     supplied = request.headers.get("x-csrf-token") or supplied
-    return bool(token and supplied and hmac.compare_digest(csrf_token(token), supplied))
+    return bool(same_site(request) and session and supplied and hmac.compare_digest(csrf_token(session), supplied))
+
+
+def _csrf(request: Request) -> str:
+    return csrf_token(session_id(request) or "")
 
 
 # -- login -------------------------------------------------------------------------------------------
@@ -119,31 +112,31 @@ def login_page(request: Request, next: str = "/review") -> HTMLResponse:
 @router.post("/login")
 def login(request: Request, token: Annotated[str, Form()] = "",
           next: Annotated[str, Form()] = "/review") -> Response:
-    """Check the pasted token; on success keep it in the login cookie and go on."""
-    origin = request.headers.get("origin")
-    if origin and urlsplit(origin).netloc != request.headers.get("host"):
+    """Check the pasted token; on success start a session (its id in the cookie, never the token) and go on."""
+    if not same_site(request):
         return _render(request, "login.html", {"next": "/review", "error": "login from another site refused"}, 403)
     try:
-        authenticate(workspace_of(request), token.strip())
+        session, _user = start_session(workspace_of(request), token.strip())
     except AuthError as exc:
         return _render(request, "login.html", {"next": _safe_next(next), "error": str(exc)}, 401)
     response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(COOKIE, token.strip(), max_age=SESSION_SECONDS, path="/", httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https")
+    response.set_cookie(COOKIE, session, max_age=SESSION_SECONDS, path="/", httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
     return response
 
 
 @router.post("/logout")
 def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
-    """Forget the login cookie (and give back the item this reviewer holds)."""
+    """End the session (its cookie then fails everywhere) and give back the item this reviewer holds."""
     user = page_user(request)
     if user is None or not _write_allowed(request, csrf):
         return RedirectResponse("/login", status_code=303)
     held = review.held_item(workspace_of(request), user.name)
     if held is not None:
         review.release(workspace_of(request), held.id, user.name)
+    end_session(workspace_of(request), session_id(request))
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https")
     return response
 
 
@@ -166,7 +159,7 @@ def review_page(request: Request) -> Response:
     if user is None:
         return _to_login(request)
     held = review.held_item(workspace_of(request), user.name)
-    context = {"user": user, "csrf": csrf_token(token_of(request) or ""), "classes": _classes(request),
+    context = {"user": user, "csrf": _csrf(request), "classes": _classes(request),
                **_item_context(request, held)}
     return _render(request, "review.html", context)
 
@@ -205,7 +198,7 @@ def review_action(request: Request, item_id: int, action: str, label: Annotated[
     except InspectloopError as exc:
         error, status = str(exc), 409
     claimed = review.claim_next(workspace_of(request), user.name)
-    context = {"user": user, "csrf": csrf_token(token_of(request) or ""), "classes": _classes(request),
+    context = {"user": user, "csrf": _csrf(request), "classes": _classes(request),
                "error": error, **_item_context(request, claimed)}
     return _render(request, "_item.html", context, status)
 
@@ -258,7 +251,7 @@ def dashboard(request: Request) -> Response:
         return _to_login(request)
     workspace = workspace_of(request)
     context = {
-        "user": user, "csrf": csrf_token(token_of(request) or ""),
+        "user": user, "csrf": _csrf(request),
         "rates_day": review.decision_shares(workspace, since=datetime.now(UTC) - timedelta(hours=24)),
         "rates_all": review.decision_shares(workspace),
         "backlog": review.backlog(workspace), "reasons": review.REASONS,

@@ -1,0 +1,1 @@
+"""Keeping a workspace sound: ``doctor`` (check and safely repair) and ``backup`` / ``restore``."""

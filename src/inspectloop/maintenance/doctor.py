@@ -1,0 +1,116 @@
+"""``inspectloop doctor``: is every row's blob there and intact, is the database sound, is anything left over?
+
+Checks, in an order that is safe beside a live service (blobs are written before the rows that name
+them, so reading the rows first can never report a blob of a concurrent write as missing):
+rows vs blobs (missing, unreferenced), every blob's SHA-256 against its name, SQLite's
+``integrity_check``, and ``.tmp-*`` files that killed writers left. ``fix`` removes only what cannot
+hurt: abandoned temporary files. It never deletes a blob or a row; what it cannot fix it says.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from inspectloop.store.blobs import GRACE_SECONDS
+from inspectloop.workspace import Workspace
+
+RESTORE = "restore the workspace from a backup (inspectloop restore BACKUP DEST), or re-ingest the image"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing doctor found. A problem makes doctor fail until fixed; a warning does not."""
+
+    check: str  # database | missing_blob | corrupt_blob | unreferenced_blob | temporary_file
+    severity: str  # problem | warning
+    subject: str  # a digest, a path, or "database"
+    detail: str
+    fix: str | None = None  # what the user can do (None when doctor fixed it)
+    fixed: bool = False
+
+
+@dataclass
+class DoctorReport:
+    checked: dict[str, int] = field(default_factory=dict)
+    findings: list[Finding] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[Finding]:
+        """Problems still there (after ``fix``)."""
+        return [f for f in self.findings if f.severity == "problem" and not f.fixed]
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"healthy": self.healthy, "checked": self.checked, "problems": len(self.problems),
+                "fixed": sum(f.fixed for f in self.findings),
+                "warnings": sum(f.severity == "warning" for f in self.findings),
+                "findings": [asdict(f) for f in self.findings]}
+
+
+def doctor(workspace: Workspace, *, fix: bool = False, verify_hashes: bool = True,
+           grace_seconds: float = GRACE_SECONDS) -> DoctorReport:
+    """Check the workspace's rows, blobs and database; with ``fix``, remove abandoned temporary files."""
+    report = DoctorReport()
+    _check_database(workspace, report)
+    referenced = workspace.db.integrity.referenced_blobs()  # rows first: see the module docstring
+    stored = set(workspace.blobs.digests())
+    report.checked |= {"referenced_blobs": len(referenced), "stored_blobs": len(stored)}
+    for digest in sorted(set(referenced) - stored):
+        report.findings.append(Finding("missing_blob", "problem", digest,
+                                       f"named by {referenced[digest]} but not in the blob store", RESTORE))
+    for digest in sorted(stored - set(referenced)):
+        report.findings.append(Finding(
+            "unreferenced_blob", "warning", digest, "no row names it (a write that crashed before its row, or "
+            "a camera check capture); kept, since deleting it cannot be undone", None))
+    if verify_hashes:
+        _check_hashes(workspace, stored, report)
+    _check_temporaries(workspace, report, fix=fix, grace_seconds=grace_seconds)
+    return report
+
+
+def _check_database(workspace: Workspace, report: DoctorReport) -> None:
+    lines = workspace.db.integrity.integrity_check()
+    if lines is None:
+        report.findings.append(Finding("database", "warning", "database", "not SQLite: integrity check skipped",
+                                       "check the database with its own tools"))
+    elif lines != ["ok"]:
+        shown = "; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else "")
+        report.findings.append(Finding("database", "problem", "database", f"SQLite integrity_check: {shown}",
+                                       "restore the workspace from a backup (inspectloop restore BACKUP DEST)"))
+    report.checked["database"] = 1
+
+
+def _check_hashes(workspace: Workspace, stored: set[str], report: DoctorReport) -> None:
+    """Blobs are content-addressed: a blob whose bytes no longer hash to its name has been damaged."""
+    for digest in sorted(stored):
+        hasher = hashlib.sha256()
+        with open(workspace.blobs.path_for(digest), "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(block)
+        if hasher.hexdigest() != digest:
+            report.findings.append(Finding("corrupt_blob", "problem", digest,
+                                           f"its bytes hash to {hasher.hexdigest()[:12]}..., not to its name",
+                                           RESTORE))
+    report.checked["hashed_blobs"] = len(stored)
+
+
+def _check_temporaries(workspace: Workspace, report: DoctorReport, *, fix: bool, grace_seconds: float) -> None:
+    found = workspace.blobs.temporary_files(everywhere=True, grace_seconds=grace_seconds)
+    report.checked["temporary_files"] = len(found)
+    for temporary in found:
+        if not temporary.abandoned:
+            report.findings.append(Finding("temporary_file", "warning", str(temporary.path),
+                                           f"{temporary.age_seconds:.0f} s old, a live writer may still use it"))
+            continue
+        fixed = False
+        if fix:
+            temporary.path.unlink(missing_ok=True)
+            fixed = True
+        report.findings.append(Finding("temporary_file", "problem", str(temporary.path),
+                                       "left by a writer that was killed" + ("; removed" if fixed else ""),
+                                       None if fixed else "inspectloop doctor --fix removes it", fixed))
