@@ -28,13 +28,13 @@ FORMAT_VERSION = 1
 METADATA_KEY = "inspectloop"
 CLASSIFICATION = "classification"
 ANOMALY = "anomaly"
-# What a model file can be: the values of inspectloop.domain.Task. Classification and anomaly files run
-# today; detection is named so that a newer file is refused for its task, not for an unknown word.
-TASKS = (CLASSIFICATION, ANOMALY, "detection")
+DETECTION = "detection"
+# What a model file can be: the values of inspectloop.domain.Task; this version's EdgeModel runs all three.
+TASKS = (CLASSIFICATION, ANOMALY, DETECTION)
 
 _METADATA_PROPS_FIELD = 14  # ModelProto.metadata_props
 _ENTRY_KEY_FIELD, _ENTRY_VALUE_FIELD = 1, 2  # StringStringEntryProto.key / .value
-_OPTIONAL_FIELDS = {"sha256", "task", "temperature", "thresholds", "review", "jpeg_draft", "colour_mode",
+_OPTIONAL_FIELDS = {"sha256", "task", "temperature", "thresholds", "review", "jpeg_draft", "colour_mode", "detection",
                     "dataset_version", "run_id", "code_version", "created_at"}
 REVIEW_KEYS = {"auto_above", "reject_below", "alpha", "confidence", "certifiable", "guarantee"}
 _REEXPORT = "re-export the model with this version of inspectloop"
@@ -56,6 +56,9 @@ class ModelMetadata:
     both read by :class:`~inspectloop.runtime.decision.DecisionPolicy`. ``jpeg_draft`` decodes JPEGs at a reduced DCT scale and must match the decode
     used in training. ``colour_mode`` is how images are decoded for this model: ``L`` (greyscale
     cameras; a colour JPEG is decoded straight to luma, the fast path) or ``RGB``.
+    ``detection`` (detection models only) holds the tiling and box post-processing settings
+    (:data:`inspectloop.runtime.detection.DEFAULTS`); a detector's ``class_names`` are its good class
+    then its box classes, and its ``thresholds`` are per-class box confidence thresholds.
     ``weights_sha256`` (graph and weights) and ``sha256`` (graph, weights and every other metadata
     field) are filled in by export, so editing a threshold or a class name in the file is detected.
     """
@@ -74,6 +77,7 @@ class ModelMetadata:
     review: dict[str, Any] | None = None
     jpeg_draft: bool = False
     colour_mode: str = "RGB"
+    detection: dict[str, Any] | None = None
     dataset_version: str | None = None
     run_id: str | None = None
     code_version: str | None = None
@@ -95,6 +99,7 @@ class ModelMetadata:
         _check_classes(self.class_names, self.good_class)
         _check_preprocessing(self)
         _check_decision(self)
+        _check_detection(self)
 
     def to_json(self) -> str:
         """The metadata as one compact JSON object with sorted keys."""
@@ -206,6 +211,21 @@ def _check_decision(meta: ModelMetadata) -> None:
             raise _bad(f"threshold for {name!r} must be a probability from 0 to 1, got {value!r}")
     if meta.review is not None:
         _check_review(meta.review)
+
+
+def _check_detection(meta: ModelMetadata) -> None:
+    from inspectloop.runtime.detection import check_settings
+
+    if meta.task != DETECTION:
+        if meta.detection is not None:
+            raise _bad(f"detection settings belong to detection models, not a {meta.task} model")
+        return
+    if meta.detection is None or meta.good_class != meta.class_names[0]:
+        raise _bad("a detection model needs detection settings and its good class first in class_names")
+    try:
+        object.__setattr__(meta, "detection", check_settings(meta.detection))
+    except ValueError as exc:
+        raise _bad(str(exc)) from exc
 
 
 def _check_review(review: Any) -> None:
