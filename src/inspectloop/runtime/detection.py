@@ -108,11 +108,13 @@ def select(boxes: np.ndarray, scores: np.ndarray, min_score: float, iou: float,
 
 
 def merge_across_tiles(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, tiles: np.ndarray,
-                       ios: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Greedy merge (highest score first) of same-class boxes from *different* tiles whose intersection
-    over the smaller box exceeds ``ios``: the union box, the highest score."""
+                       ios: float, cut: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Greedy merge (highest score first) of same-class boxes from *different* tiles that overlap: their
+    intersection over the smaller box exceeds ``ios``, or any overlap where either box is ``cut`` (K,)
+    (touches an inner border of its tile: the defect goes on in the next tile). The union box, the highest score."""
+    cut = np.zeros(len(boxes), dtype=bool) if cut is None else cut
     order = np.argsort(-scores, kind="stable")
-    boxes, scores, classes, tiles = boxes[order], scores[order], classes[order], tiles[order]
+    boxes, scores, classes, tiles, cut = boxes[order], scores[order], classes[order], tiles[order], cut[order]
     alive = np.ones(len(boxes), dtype=bool)
     out_boxes, out_scores, out_classes = [], [], []
     for i in range(len(boxes)):
@@ -122,7 +124,8 @@ def merge_across_tiles(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarra
         group = np.flatnonzero(alive & (classes == classes[i]) & (tiles != tiles[i]))
         group = group[group > i]
         if group.size:
-            group = group[overlap(box, boxes[group], "ios") > ios]
+            shared = overlap(box, boxes[group], "ios")
+            group = group[(shared > ios) | ((shared > 0) & (cut[i] | cut[group]))]
             if group.size:
                 box = np.concatenate((np.minimum(box[:2], boxes[group, :2].min(0)),
                                       np.maximum(box[2:], boxes[group, 2:].max(0))))
@@ -149,19 +152,30 @@ def detect_frame(image: Image.Image, size: int, run: RunTiles, settings: dict[st
     tiles = tiles_of(image, size, int(s["tile_overlap"]))
     raw_boxes, raw_scores = run([crop for _, crop in tiles])
     parts = []
+    width, height = image.size
     for n, (tile, _) in enumerate(tiles):
         boxes, scores, classes = select(raw_boxes[n], raw_scores[n], floor, s["nms_iou"], s["max_boxes"])
+        cut = _cut(boxes, tile, size, width, height)
         boxes = boxes * np.array([tile.scale_x, tile.scale_y] * 2, dtype=np.float32) + np.array(
             [tile.x, tile.y] * 2, dtype=np.float32)
-        parts.append((boxes, scores, classes, np.full(len(scores), n)))
-    boxes, scores, classes, origin = (np.concatenate(p) for p in zip(*parts))
+        parts.append((boxes, scores, classes, np.full(len(scores), n), cut))
+    boxes, scores, classes, origin, cut = (np.concatenate(p) for p in zip(*parts))
     if len(tiles) > 1:
-        boxes, scores, classes = merge_across_tiles(boxes, scores, classes, origin, s["merge_ios"])
+        boxes, scores, classes = merge_across_tiles(boxes, scores, classes, origin, s["merge_ios"], cut)
         order = np.argsort(-scores, kind="stable")[: s["max_boxes"]]
         boxes, scores, classes = boxes[order], scores[order], classes[order]
-    width, height = image.size
     boxes = np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
     return boxes, scores.astype(np.float32), classes.astype(np.int64)
+
+
+def _cut(boxes: np.ndarray, tile: Tile, size: int, width: int, height: int, margin: float = 2.0) -> np.ndarray:
+    """Which boxes (tile pixels) touch an edge of the tile that lies inside the frame."""
+    if tile.scale_x != 1.0 or tile.scale_y != 1.0:
+        return np.zeros(len(boxes), dtype=bool)  # the whole frame: no inner borders
+    inner = np.array([tile.x > 0, tile.y > 0, tile.x + size < width, tile.y + size < height])
+    near = np.stack([boxes[:, 0] <= margin, boxes[:, 1] <= margin, boxes[:, 2] >= size - margin,
+                     boxes[:, 3] >= size - margin], 1)
+    return (near & inner).any(1)
 
 
 def image_scores(scores: np.ndarray, classes: np.ndarray, num_defects: int) -> np.ndarray:
