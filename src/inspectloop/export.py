@@ -200,7 +200,8 @@ def export_detector(model: torch.nn.Module, metadata: ModelMetadata, out_path: P
     image's most confident class differs. ``signing_key`` signs the file as :func:`export_classifier` does.
     """
     defects = len(metadata.class_names) - 1
-    if metadata.task != DETECTION or getattr(model, "num_classes", defects) != defects:
+    if metadata.task != DETECTION or getattr(model, "num_classes", defects) != defects \
+            or metadata.good_class != metadata.class_names[0]:
         raise ExportError(f"export_detector writes detection models whose class names are the good class then one "
                           f"per box class, but the metadata names task {metadata.task!r} and "
                           f"{len(metadata.class_names)} classes", f"export with task={DETECTION!r} and class_names="

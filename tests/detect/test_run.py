@@ -114,3 +114,17 @@ def test_a_finished_detection_run_cannot_be_resumed(trained: tuple[Workspace, Ru
     workspace, result, _ = trained
     with pytest.raises(TrainingError, match="already finished"):
         train(workspace, CONFIG, resume=result.run_id)
+
+
+def test_export_refuses_a_detector_whose_first_class_is_not_the_good_one(tmp_path: Path) -> None:
+    from inspectloop.detect.model import build_detector
+    from inspectloop.errors import ExportError
+    from inspectloop.export import export_detector
+    from inspectloop.runtime.metadata import ModelMetadata
+
+    meta = ModelMetadata(task="detection", model_name="m", model_version="1", class_names=("scratch", "good"),
+                         good_class="good", input_size=64)
+    with pytest.raises(ExportError, match="good class then one per box class"):
+        export_detector(build_detector(1, input_size=64, pretrained=False), meta, tmp_path / "m.onnx",
+                        [Image.new("L", (64, 64))])
+    assert not (tmp_path / "m.onnx").exists()

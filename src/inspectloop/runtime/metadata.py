@@ -57,8 +57,9 @@ class ModelMetadata:
     used in training. ``colour_mode`` is how images are decoded for this model: ``L`` (greyscale
     cameras; a colour JPEG is decoded straight to luma, the fast path) or ``RGB``.
     ``detection`` (detection models only) holds the tiling and box post-processing settings
-    (:data:`inspectloop.runtime.detection.DEFAULTS`); a detector's ``class_names`` are its good class
-    then its box classes, and its ``thresholds`` are per-class box confidence thresholds.
+    (:data:`inspectloop.runtime.detection.DEFAULTS` for any left out); a detector's ``class_names`` are
+    its good class then its box classes (export checks it), and its ``thresholds`` are per-class box
+    confidence thresholds.
     ``weights_sha256`` (graph and weights) and ``sha256`` (graph, weights and every other metadata
     field) are filled in by export, so editing a threshold or a class name in the file is detected.
     """
@@ -102,8 +103,12 @@ class ModelMetadata:
         _check_detection(self)
 
     def to_json(self) -> str:
-        """The metadata as one compact JSON object with sorted keys."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        """The metadata as one compact JSON object with sorted keys (``detection`` only for a detector, so
+        other files read and hash exactly as before the field existed)."""
+        raw = asdict(self)
+        if raw["detection"] is None:
+            del raw["detection"]
+        return json.dumps(raw, sort_keys=True, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> ModelMetadata:
@@ -220,10 +225,8 @@ def _check_detection(meta: ModelMetadata) -> None:
         if meta.detection is not None:
             raise _bad(f"detection settings belong to detection models, not a {meta.task} model")
         return
-    if meta.detection is None or meta.good_class != meta.class_names[0]:
-        raise _bad("a detection model needs detection settings and its good class first in class_names")
     try:
-        object.__setattr__(meta, "detection", check_settings(meta.detection))
+        object.__setattr__(meta, "detection", check_settings({} if meta.detection is None else meta.detection))
     except ValueError as exc:
         raise _bad(str(exc)) from exc
 
