@@ -39,9 +39,11 @@ from PIL import Image
 
 from inspectloop.errors import ExportError, ModelFileError, require
 from inspectloop.runtime.images import to_working_mode
+from inspectloop.runtime.detection import BOXES_NAME, SCORES_NAME
 from inspectloop.runtime.metadata import (
     ANOMALY,
     CLASSIFICATION,
+    DETECTION,
     METADATA_KEY,
     ModelMetadata,
     content_hash,
@@ -239,6 +241,65 @@ def _novelty_difference(path: Path, batch: np.ndarray, expected: np.ndarray) -> 
     model = EdgeModel(path, threads=_threads(), verify_hash=False)
     got = np.concatenate([model.novelty_scores(batch[start:start + _CHUNK]) for start in range(0, len(batch), _CHUNK)])
     return float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64))))
+
+
+def export_detector(model: torch.nn.Module, metadata: ModelMetadata, out_path: Path,
+                    parity_images: Sequence[Image.Image], *, atol: float = 1e-3, box_atol: float = 0.05,
+                    opset: int = 17, signing_key: Ed25519PrivateKey | None = None) -> ExportReport:
+    """Export a detector (normalised (N, 3, S, S) -> boxes (N, A, 4) in input pixels, scores (N, A, K); see
+    :class:`inspectloop.detect.model.Detector`) to ``out_path`` with ``metadata`` (task ``detection``, the good
+    class then the K box classes). Decoding, NMS and tiling run in numpy at the edge
+    (:mod:`inspectloop.runtime.detection`).
+
+    Checked against the PyTorch model on ``parity_images`` (resized to the input): ExportError, and nothing
+    written, if a score differs by more than ``atol``, a box side by more than ``box_atol`` pixels, or the
+    image's most confident class differs. ``signing_key`` signs the file as :func:`export_classifier` does.
+    """
+    defects = len(metadata.class_names) - 1
+    if metadata.task != DETECTION or getattr(model, "num_classes", defects) != defects \
+            or metadata.good_class != metadata.class_names[0]:
+        raise ExportError(f"export_detector writes detection models whose class names are the good class then one "
+                          f"per box class, but the metadata names task {metadata.task!r} and "
+                          f"{len(metadata.class_names)} classes", f"export with task={DETECTION!r} and class_names="
+                          "(good class, *box classes)")
+    torch = require("torch", "train")
+    onnx = require("onnx", "train")
+    out_path = Path(out_path)
+    batch = _image_batch(parity_images, metadata, "the export parity check")
+    with _eval_mode(model):
+        expected = _torch_outputs(torch, model, batch)
+        proto = _named_onnx(torch, onnx, model, batch[[0, min(1, len(batch) - 1)]], opset,
+                            [BOXES_NAME, SCORES_NAME], "detector")
+    data, stamped = _stamp(proto, metadata)
+    data = _sign(data, signing_key)
+    with _staged(out_path, data) as staged:
+        got, signature = _file_outputs(staged, batch, (BOXES_NAME, SCORES_NAME), signing_key)
+        box_diff = float(np.max(np.abs(expected[0].astype(np.float64) - got[0])))
+        score_diff = float(np.max(np.abs(expected[1].astype(np.float64) - got[1])))
+        agreement = float(np.mean(expected[1].max(1).argmax(1) == got[1].max(1).argmax(1)))
+        if score_diff > atol or box_diff > box_atol or agreement < 1.0:
+            raise ExportError(
+                f"the exported detector does not match the PyTorch model: largest score difference {score_diff:.3g} "
+                f"(tolerance {atol:g}), largest box difference {box_diff:.3g} px (tolerance {box_atol:g}), "
+                f"top-class agreement {agreement:.1%} on {len(batch)} images",
+                "the graph differs from the eager model; nothing was written")
+    return ExportReport(out_path, score_diff, agreement, len(batch), stamped.weights_sha256, len(data), signature)
+
+
+def _named_onnx(torch: ModuleType, onnx: ModuleType, model: torch.nn.Module, example: np.ndarray, opset: int,
+                outputs: list[str], kind: str) -> Any:
+    """A model with several named outputs as an onnx.ModelProto (TorchScript exporter), batch axis dynamic."""
+    buffer = io.BytesIO()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # exporter notices, not actionable here
+            torch.onnx.export(model, (torch.from_numpy(example),), buffer, input_names=[INPUT_NAME],
+                              output_names=outputs, opset_version=opset, dynamo=False, do_constant_folding=True,
+                              dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in outputs}})
+    except Exception as exc:  # torch raises many unrelated types here
+        raise ExportError(f"torch.onnx cannot export the {kind} ({exc})",
+                          "replace the operator named above, or export with a newer opset") from exc
+    return onnx.load_from_string(buffer.getvalue())
 
 
 def _side_agreement(expected: np.ndarray, got: np.ndarray, tie: float = 1e-3) -> float:

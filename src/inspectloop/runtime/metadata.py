@@ -28,13 +28,13 @@ FORMAT_VERSION = 1
 METADATA_KEY = "inspectloop"
 CLASSIFICATION = "classification"
 ANOMALY = "anomaly"
-# What a model file can be: the values of inspectloop.domain.Task. Classification and anomaly files run
-# today; detection is named so that a newer file is refused for its task, not for an unknown word.
-TASKS = (CLASSIFICATION, ANOMALY, "detection")
+DETECTION = "detection"
+# What a model file can be: the values of inspectloop.domain.Task; this version's EdgeModel runs all three.
+TASKS = (CLASSIFICATION, ANOMALY, DETECTION)
 
 _METADATA_PROPS_FIELD = 14  # ModelProto.metadata_props
 _ENTRY_KEY_FIELD, _ENTRY_VALUE_FIELD = 1, 2  # StringStringEntryProto.key / .value
-_OPTIONAL_FIELDS = {"sha256", "task", "temperature", "thresholds", "review", "novelty", "jpeg_draft", "colour_mode",
+_OPTIONAL_FIELDS = {"sha256", "task", "temperature", "thresholds", "review", "novelty", "jpeg_draft", "colour_mode", "detection",
                     "dataset_version", "run_id", "code_version", "created_at"}
 REVIEW_KEYS = {"auto_above", "reject_below", "alpha", "confidence", "certifiable", "guarantee"}
 # The novelty guard: threshold on the ``novelty`` output, the review rate it was set for on held-out images of
@@ -61,6 +61,10 @@ class ModelMetadata:
     ``jpeg_draft`` decodes JPEGs at a reduced DCT scale and must match the decode
     used in training. ``colour_mode`` is how images are decoded for this model: ``L`` (greyscale
     cameras; a colour JPEG is decoded straight to luma, the fast path) or ``RGB``.
+    ``detection`` (detection models only) holds the tiling and box post-processing settings
+    (:data:`inspectloop.runtime.detection.DEFAULTS` for any left out); a detector's ``class_names`` are
+    its good class then its box classes (export checks it), and its ``thresholds`` are per-class box
+    confidence thresholds.
     ``weights_sha256`` (graph and weights) and ``sha256`` (graph, weights and every other metadata
     field) are filled in by export, so editing a threshold or a class name in the file is detected.
     """
@@ -80,6 +84,7 @@ class ModelMetadata:
     novelty: dict[str, Any] | None = None
     jpeg_draft: bool = False
     colour_mode: str = "RGB"
+    detection: dict[str, Any] | None = None
     dataset_version: str | None = None
     run_id: str | None = None
     code_version: str | None = None
@@ -101,13 +106,15 @@ class ModelMetadata:
         _check_classes(self.class_names, self.good_class)
         _check_preprocessing(self)
         _check_decision(self)
+        _check_detection(self)
 
     def to_json(self) -> str:
-        """The metadata as one compact JSON object with sorted keys. ``novelty`` is left out when None, so a
-        file without a guard reads (and hashes) exactly as one written before the field existed."""
+        """The metadata as one compact JSON object with sorted keys. ``novelty`` and ``detection`` are left out
+        when None, so a file without them reads (and hashes) exactly as one written before the fields existed."""
         fields_ = asdict(self)
-        if fields_["novelty"] is None:
-            del fields_["novelty"]
+        for optional in ("novelty", "detection"):
+            if fields_[optional] is None:
+                del fields_[optional]
         return json.dumps(fields_, sort_keys=True, separators=(",", ":"))
 
     @classmethod
@@ -233,6 +240,19 @@ def _check_novelty(novelty: Any, task: str) -> None:
     for name in ("k", "bank_size", "held_out_images"):
         if type(novelty[name]) is not int or novelty[name] < (0 if name == "held_out_images" else 1):
             raise _bad(f"novelty.{name} must be a positive integer, got {novelty[name]!r}")
+
+
+def _check_detection(meta: ModelMetadata) -> None:
+    from inspectloop.runtime.detection import check_settings
+
+    if meta.task != DETECTION:
+        if meta.detection is not None:
+            raise _bad(f"detection settings belong to detection models, not a {meta.task} model")
+        return
+    try:
+        object.__setattr__(meta, "detection", check_settings({} if meta.detection is None else meta.detection))
+    except ValueError as exc:
+        raise _bad(str(exc)) from exc
 
 
 def _check_review(review: Any) -> None:

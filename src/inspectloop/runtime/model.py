@@ -20,9 +20,11 @@ from PIL import Image
 from inspectloop.errors import ImageError, ModelFileError, ModelTaskError
 from inspectloop.runtime.decision import DecisionPolicy
 from inspectloop.runtime.images import Decoded, convert_to_working, decode_image
+from inspectloop.runtime import detection
 from inspectloop.runtime.metadata import (
     ANOMALY,
     CLASSIFICATION,
+    DETECTION,
     ModelMetadata,
     read_model_metadata,
     verify_model_hash,
@@ -38,7 +40,7 @@ FEATURES_NAME = "features"  # optional second output: pooled backbone features, 
 SCORE_NAME = "score"  # anomaly models: the raw image anomaly score (N,)
 HEATMAP_NAME = "heatmap"  # anomaly models: the per-pixel anomaly map (N, S, S) at the model input's size
 NOVELTY_NAME = "novelty"  # classifiers with a novelty guard: distance (N,) to the nearest training embeddings
-RUNNABLE_TASKS = (CLASSIFICATION, ANOMALY)
+RUNNABLE_TASKS = (CLASSIFICATION, ANOMALY, DETECTION)
 
 ImageSource = str | Path | bytes | Image.Image
 TrustedKey = PublicKey | str | Path  # a loaded key, or the path of a PEM public key file
@@ -78,7 +80,11 @@ class EdgeModel:
         self.signature: SignatureStatus = verify_origin(data, trusted_keys, str(self.path))
         _check_task(self.metadata, str(self.path))
         self.session: ort.InferenceSession = open_session(data, threads, str(self.path))
-        _check_signature(self.session, self.metadata, str(self.path))
+        if self.metadata.task == DETECTION:
+            detection.check_outputs({o.name: o.shape for o in self.session.get_outputs()}, self.metadata.input_size,
+                                    len(self.metadata.class_names) - 1, str(self.path))
+        else:
+            _check_signature(self.session, self.metadata, str(self.path))
         self.preprocess = Preprocess(self.metadata.input_size, self.metadata.mean, self.metadata.std)
         self._lut = _normalisation_table(self.preprocess)
         self._uniform_lut = bool(np.array_equal(self._lut[0], self._lut[1]) and np.array_equal(self._lut[0], self._lut[2]))
@@ -93,6 +99,8 @@ class EdgeModel:
             _check_anomaly_outputs(self.session, self.metadata, str(self.path))
         self.has_novelty = _check_novelty_output(self.session, self.metadata, str(self.path))
         self._outputs = (OUTPUT_NAME, NOVELTY_NAME) if self.has_novelty else (OUTPUT_NAME,)
+        # a detector shows the boxes that reach their class's box confidence threshold (its operating point)
+        self._box_thresholds = np.array([self.metadata.thresholds.get(n, 0.0) for n in self._class_names[1:]] or [0.0])
 
     def __repr__(self) -> str:
         meta = self.metadata
@@ -120,6 +128,8 @@ class EdgeModel:
         start = time.perf_counter()
         image, warnings = self._decode(source, name)
         decoded = time.perf_counter()
+        if self.task == DETECTION:
+            return self._detect(image, warnings, start, decoded), None
         batch = self._prepare(image)
         prepared = time.perf_counter()
         outputs = self._outputs + ((FEATURES_NAME,) if with_features else ())
@@ -141,8 +151,35 @@ class EdgeModel:
         return Prediction(label, scores[label], scores, decision, latency, warnings=warnings,
                           novelty=novelty), features
 
+    def _detect(self, image: Image.Image, warnings: tuple[str, ...], start: float, decoded: float) -> Prediction:
+        """A detection model's prediction: the frame tiled, boxes merged, image-level scores from the worst box."""
+        meta = self.metadata
+        boxes, scores, classes = detection.detect_frame(image, meta.input_size, self.run_tiles, meta.detection)
+        inferred = time.perf_counter()
+        shown = scores >= self._box_thresholds[classes] if classes.size else np.zeros(0, dtype=bool)
+        probabilities = detection.class_scores(detection.image_scores(scores, classes, len(self._class_names) - 1))
+        index, decision = self.policy.decide_one(probabilities)
+        scored = dict(zip(self._class_names, probabilities.tolist()))
+        regions = Regions(image_size=(int(image.size[0]), int(image.size[1])), class_ids=classes[shown] + 1,
+                          scores=scores[shown], boxes=boxes[shown])
+        end = time.perf_counter()
+        latency = {"decode": _ms(decoded - start), "preprocess": 0.0, "infer": _ms(inferred - decoded),
+                   "total": _ms(end - start)}
+        label = self._class_names[index]
+        return Prediction(label, scored[label], scored, decision, latency, regions=regions, warnings=warnings)
+
+    def run_tiles(self, tiles: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
+        """A detection graph's raw (boxes (N, A, 4), scores (N, A, C)) for model inputs of the input size."""
+        outputs = [self.session.run((detection.BOXES_NAME, detection.SCORES_NAME),
+                                    {INPUT_NAME: self._prepare(tile)}) for tile in tiles]
+        return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
+
     def predict_array(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C), softmax(logits / temperature), for a preprocessed (N, 3, H, W) batch."""
+        if self.task == DETECTION:
+            raise ModelTaskError(f"{self.path}: a detection model gives boxes with class scores, not class "
+                                 "probabilities", "use predict(image).regions for its boxes and .scores for its "
+                                 "image-level score per class")
         if self.task == ANOMALY:
             raise ModelTaskError(f"{self.path}: an anomaly model gives an anomaly score and a heatmap, not class "
                                  "probabilities", "use predict(image).anomaly_score and .regions.heatmap, or "

@@ -27,16 +27,22 @@ class ProductionAugment:
                 image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             if rng.random() < 0.5:
                 image = image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
-        image = _geometry(image, rng, s)
-        image = ImageEnhance.Brightness(image).enhance(1 + rng.uniform(-0.3, 0.3) * s)
-        image = ImageEnhance.Contrast(image).enhance(1 + rng.uniform(-0.3, 0.3) * s)
-        if rng.random() < 0.3 * s:
-            image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
-        if rng.random() < 0.3 * s:
-            image = _sensor_noise(image, rng.uniform(2, 8), rng)
-        if rng.random() < 0.3 * s:
-            image = _jpeg(image, rng.randint(40, 90))
-        return image
+        return photometric(_geometry(image, rng, s), rng, s)
+
+
+def photometric(image: Image.Image, rng: random.Random, strength: float = 1.0) -> Image.Image:
+    """The pixel-only part of the production family (lighting, contrast, focus, sensor noise, JPEG): it
+    moves nothing, so box-aware augmentation (:mod:`inspectloop.detect.augment`) reuses it as is."""
+    s = strength
+    image = ImageEnhance.Brightness(image).enhance(1 + rng.uniform(-0.3, 0.3) * s)
+    image = ImageEnhance.Contrast(image).enhance(1 + rng.uniform(-0.3, 0.3) * s)
+    if rng.random() < 0.3 * s:
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 1.2)))
+    if rng.random() < 0.3 * s:
+        image = _sensor_noise(image, rng.uniform(2, 8), rng)
+    if rng.random() < 0.3 * s:
+        image = _jpeg(image, rng.randint(40, 90))
+    return image
 
 
 def _geometry(image: Image.Image, rng: random.Random, s: float) -> Image.Image:

@@ -77,9 +77,10 @@ class TrainConfig(BaseModel):
         "group", description="crossfit: what keeps images together in one fold: the dataset version's group key, "
                              "or a capture field (session: out-of-fold scores come from models that never saw that "
                              "session, as a new session on the line)")
-    task: Literal["classification", "anomaly"] = Field(
-        "classification", description="classification (learn every class) or anomaly (learn the good class alone; "
-                                      "defect images only report and fit the escape side)")
+    task: Literal["classification", "anomaly", "detect"] = Field(
+        "classification", description="classification (learn every class), anomaly (learn the good class alone; "
+                                      "defect images only report and fit the escape side) or detect (boxes from the "
+                                      "version's region annotations)")
     good_class: str | None = Field(None, description="anomaly: the class the model learns (default: the dataset's "
                                                     "good class)")
     false_reject_target: float = Field(0.02, gt=0, le=0.5, description="anomaly: share of good parts the threshold "
@@ -91,6 +92,14 @@ class TrainConfig(BaseModel):
                                                              "and file size)")
     patch_stride: Literal[8, 16] = Field(16, description="anomaly: input pixels per patch (16: 4x faster, coarser "
                                                          "heatmaps)")
+    tile_overlap: int = Field(64, ge=0, le=1024, description="detect: pixels shared by neighbouring tiles of a "
+                                                             "frame larger than the model input")
+    box_threshold: float = Field(0.25, gt=0, lt=1, description="detect: box confidence a box needs to be shown "
+                                                                "and to reject the frame (per class: box_thresholds)")
+    box_thresholds: dict[str, float] = Field(default_factory=dict, description="detect: box confidence threshold "
+                                             "per class, overriding box_threshold")
+    nms_iou: float = Field(0.5, gt=0, le=1, description="detect: overlap (IoU) above which a weaker box of the same "
+                                                        "class is suppressed")
 
 
 # -- the decisions a run's criteria fix -----------------------------------------------------------

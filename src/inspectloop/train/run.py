@@ -78,6 +78,10 @@ def train(workspace: Workspace, config: TrainConfig | None = None, *, dataset: s
 
         return train_anomaly(workspace, version, steer_by_criteria(workspace, version, config or TrainConfig(), locked),
                              criteria=locked, update=update, progress=progress or _quiet)
+    if (config or TrainConfig()).task == "detect":
+        from inspectloop.detect.run import train_detector
+
+        return train_detector(workspace, version, config or TrainConfig(), resume=resume, progress=progress or _quiet)
     if update is not None:
         raise TrainingError("--update adds good images to an anomaly model's memory bank; this run trains a "
                             "classifier", "train with --task anomaly, or leave out --update")

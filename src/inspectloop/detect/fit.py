@@ -1,0 +1,193 @@
+"""The detector's training loop: seeded, checkpointed every epoch (resume picks up where a crash left),
+best epoch kept by validation mAP50; and prediction on whole frames through the runtime's tiling."""
+
+from __future__ import annotations
+
+import copy
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from inspectloop.detect.augment import BoxAugment
+from inspectloop.detect.data import Frame, training_view
+from inspectloop.detect.loss import detection_loss
+from inspectloop.detect.metrics import Boxes, coco_map
+from inspectloop.detect.model import Detector
+from inspectloop.runtime.detection import detect_frame
+from inspectloop.runtime.preprocess import Preprocess
+from inspectloop.train.loop import freeze_early_layers
+
+EpochCallback = Callable[[dict[str, Any]], None]
+EVAL_FLOOR = 0.01  # box confidence floor for mAP: the precision-recall curve needs the low-confidence tail
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """What the loop reads (a subset of :class:`~inspectloop.train.config.TrainConfig`)."""
+
+    input_size: int
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    freeze_blocks: int
+    augment: str
+    flips: bool
+    seed: int
+    tile_overlap: int
+    nms_iou: float
+    patience: int = 0
+
+
+@dataclass
+class DetectorTraining:
+    """The loop's result: the model at its best epoch, and the history."""
+
+    model: Detector
+    best_epoch: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    resumed_from: int | None = None
+
+
+def predict_frames(model: Detector, frames: Sequence[Frame], preprocess: Preprocess, *, tile_overlap: int,
+                   nms_iou: float, floor: float = EVAL_FLOOR) -> list[Boxes]:
+    """Each frame's boxes, scores and classes, tiled and merged exactly as the runtime does, in held-image pixels."""
+    model.eval()
+
+    def run(tiles: list[Any]) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            batch = torch.from_numpy(np.stack([preprocess.to_array(tile) for tile in tiles]))
+            boxes, scores = model(batch)
+        return boxes.numpy(), scores.numpy()
+
+    out = []
+    for frame in frames:
+        boxes, scores, classes = detect_frame(frame.image, preprocess.input_size, run,
+                                              {"tile_overlap": tile_overlap, "nms_iou": nms_iou}, min_score=floor)
+        out.append(Boxes(boxes, classes, scores))
+    return out
+
+
+def truth_of(frames: Sequence[Frame]) -> list[Boxes]:
+    return [Boxes(frame.boxes, frame.labels) for frame in frames]
+
+
+def fit_detector(model: Detector, train: Sequence[Frame], val: Sequence[Frame], preprocess: Preprocess,
+                 settings: FitSettings, class_names: Sequence[str], checkpoint: Path,
+                 on_epoch: EpochCallback | None = None) -> DetectorTraining:
+    """Train ``model`` on ``train``; resume from ``checkpoint`` when it exists; keep the best epoch by
+    validation mAP50 (the last epoch when ``val`` is empty)."""
+    started = time.perf_counter()
+    frozen = freeze_early_layers(model, settings.freeze_blocks)  # type: ignore[arg-type]  # any model with a trunk
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    steps = max(1, len(train) // settings.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, settings.lr, total_steps=settings.epochs * steps,
+                                                    pct_start=0.15)
+    state = _State(best_state=copy.deepcopy(model.state_dict()), py_rng=random.Random(settings.seed),
+                   np_rng=np.random.default_rng(settings.seed))
+    resumed = _resume(checkpoint, model, optimizer, scheduler, state)
+    augment = None if settings.augment == "none" else BoxAugment(1.0 if settings.augment == "production" else 0.5,
+                                                                 settings.flips)
+    for epoch in range(state.epoch + 1, settings.epochs):
+        losses = _train_epoch(model, frozen, train, preprocess, settings, optimizer, scheduler, augment, state, steps)
+        score = _val_map(model, val, preprocess, settings, class_names)
+        record = {"epoch": epoch, "loss": round(losses["loss"], 4), "cls": round(losses["cls"], 4),
+                  "box": round(losses["box"], 4), "val_map50": score, "seconds": round(time.perf_counter() - started, 1)}
+        state.history.append(record)
+        if score is None or score >= state.best_score:
+            state.best_score, state.best_epoch = (score if score is not None else -1.0), epoch
+            state.best_state = copy.deepcopy(model.state_dict())
+        state.epoch = epoch
+        _save(checkpoint, model, optimizer, scheduler, state)
+        if on_epoch:
+            on_epoch(record)
+        if settings.patience and epoch - state.best_epoch >= settings.patience:
+            break
+    model.load_state_dict(state.best_state)
+    return DetectorTraining(model, state.best_epoch, state.history, time.perf_counter() - started, resumed)
+
+
+@dataclass
+class _State:
+    best_state: dict[str, torch.Tensor]
+    py_rng: random.Random
+    np_rng: np.random.Generator
+    epoch: int = -1
+    best_epoch: int = -1
+    best_score: float = -1.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _train_epoch(model: Detector, frozen: Sequence[torch.nn.Module], train: Sequence[Frame], preprocess: Preprocess,
+                 settings: FitSettings, optimizer: torch.optim.Optimizer, scheduler: Any, augment: BoxAugment | None,
+                 state: _State, steps: int) -> dict[str, float]:
+    model.train()
+    for module in frozen:
+        module.eval()  # frozen BatchNorm keeps its ImageNet statistics
+    order = state.np_rng.permutation(len(train))
+    if len(order) < steps * settings.batch_size:  # fewer frames than one batch: draw with repetition
+        order = state.np_rng.choice(len(train), size=steps * settings.batch_size)
+    totals = {"loss": 0.0, "cls": 0.0, "box": 0.0}
+    for step in range(steps):
+        images, boxes, labels = [], [], []
+        for i in order[step * settings.batch_size:(step + 1) * settings.batch_size]:
+            image, b, lab = training_view(train[i], settings.input_size, state.py_rng)
+            if augment is not None:
+                image, b, lab = augment(image, b, lab, state.py_rng)
+            images.append(preprocess.to_array(image))
+            boxes.append(torch.from_numpy(np.asarray(b, dtype=np.float32).reshape(-1, 4)))
+            labels.append(torch.from_numpy(np.asarray(lab, dtype=np.int64)))
+        logits, distances, points, strides = model.raw(torch.from_numpy(np.stack(images)))
+        loss, parts = detection_loss(logits, distances, points, strides, boxes, labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
+        optimizer.step()
+        scheduler.step()
+        totals["loss"] += float(loss.detach())
+        totals["cls"] += parts["cls"]
+        totals["box"] += parts["box"]
+    return {name: value / steps for name, value in totals.items()}
+
+
+def _val_map(model: Detector, val: Sequence[Frame], preprocess: Preprocess, settings: FitSettings,
+             class_names: Sequence[str]) -> float | None:
+    if not val:
+        return None
+    predicted = predict_frames(model, val, preprocess, tile_overlap=settings.tile_overlap, nms_iou=settings.nms_iou)
+    return coco_map(truth_of(val), predicted, class_names)["map50"]
+
+
+def _save(path: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, state: _State) -> None:
+    """Write the checkpoint atomically: a crash mid-save leaves the previous one intact."""
+    payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+               "epoch": state.epoch, "best_epoch": state.best_epoch, "best_score": state.best_score,
+               "best_state": state.best_state, "history": state.history, "py_rng": state.py_rng.getstate(),
+               "np_rng": state.np_rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+
+
+def _resume(path: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, state: _State) -> int | None:
+    if not path.exists():
+        return None
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    scheduler.load_state_dict(payload["scheduler"])
+    state.epoch, state.best_epoch, state.best_score = payload["epoch"], payload["best_epoch"], payload["best_score"]
+    state.best_state, state.history = payload["best_state"], payload["history"]
+    state.py_rng.setstate(payload["py_rng"])
+    state.np_rng.bit_generator.state = payload["np_rng"]
+    torch.set_rng_state(payload["torch_rng"])
+    return int(payload["epoch"])

@@ -1,0 +1,206 @@
+"""The detection training run (workspace-bound): a dataset version's region annotations in, a signed
+detector file out, with COCO mAP, box precision/recall at the operating point and image-level rates.
+
+Steps: plan (the box classes, one annotator per image, the splits) -> load frames -> fit (best epoch
+by validation mAP50; checkpoints for resume) -> evaluate the frozen test set once -> export (parity
+checked) and register. A detector's classes are the version's good class (or ``good``) then its box
+classes; its image-level scores are 1 - the worst box's confidence and each class's highest box
+confidence, so a frame is decided by its worst region.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from inspectloop.domain import DatasetItem, DatasetVersion, Region
+from inspectloop.errors import TrainingError
+from inspectloop.provenance import code_version
+from inspectloop.runtime.metadata import DETECTION, ModelMetadata
+from inspectloop.store import atomic_write_text, now_iso
+from inspectloop.train.config import TrainConfig
+from inspectloop.workspace import Workspace
+
+if TYPE_CHECKING:
+    from inspectloop.detect.data import Frame
+    from inspectloop.train.run import RunResult
+
+Progress = Callable[[str, dict[str, Any]], None]
+MIN_TRAIN_FRAMES = 4
+_PARITY_FRAMES = 8
+
+
+@dataclass(frozen=True)
+class DetectionPlan:
+    """What a detection run reads: its classes (good first), each image's boxes, and the split items."""
+
+    class_names: tuple[str, ...]
+    boxes: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    splits: dict[str, tuple[DatasetItem, ...]]
+    annotated_images: int
+
+    @property
+    def box_classes(self) -> tuple[str, ...]:
+        return self.class_names[1:]
+
+
+def plan_detection(workspace: Workspace, version: DatasetVersion) -> DetectionPlan:
+    """The run's classes and true boxes from the regions ``version`` holds; TrainingError when it holds none."""
+    regions = workspace.db.regions.in_version(version.name)
+    if not regions:
+        raise TrainingError(f"dataset version {version.name} holds no region annotations; a detector learns boxes",
+                            "import boxes (inspectloop regions import ...) and make a new dataset version")
+    drawn = {r.class_name for r in regions}
+    ordered = [n for n in version.class_names if n in drawn] + sorted(drawn - set(version.class_names))
+    good = _good_name(workspace, version, drawn)
+    index = {name: i for i, name in enumerate(ordered)}
+    boxes, labels = _primary_boxes(regions, index)
+    splits = {name: tuple(version.split(name)) for name in ("train", "val", "calib", "test")}
+    if len(splits["train"]) < MIN_TRAIN_FRAMES:
+        raise TrainingError(f"dataset version {version.name} has {len(splits['train'])} training images",
+                            f"a detector needs at least {MIN_TRAIN_FRAMES}, realistically hundreds of boxes per class")
+    return DetectionPlan((good, *ordered), boxes, labels, splits, len(boxes))
+
+
+def _good_name(workspace: Workspace, version: DatasetVersion, drawn: set[str]) -> str:
+    """The class a frame without a confident box gets: the workspace's good class, else ``good``."""
+    goods = [c.name for c in workspace.db.labels.classes().values() if c.is_good and c.name in version.class_names]
+    name = goods[0] if goods else "good"
+    if name in drawn:
+        raise TrainingError(f"class {name!r} names both the pass decision and boxes", "rename the box class")
+    return name
+
+
+def _primary_boxes(regions: Sequence[Region], index: dict[str, int]) -> tuple[dict[str, np.ndarray],
+                                                                              dict[str, np.ndarray]]:
+    """Per image, the boxes of one annotator (whoever drew its first region): several annotators' boxes of
+    one defect would teach the model duplicates."""
+    by_image: dict[str, list[Region]] = defaultdict(list)
+    for region in sorted(regions, key=lambda r: r.id or 0):
+        by_image[region.sha256].append(region)
+    boxes, labels = {}, {}
+    for digest, drawn in by_image.items():
+        mine = [r for r in drawn if r.annotator == drawn[0].annotator]
+        boxes[digest] = np.array([r.box.as_tuple() for r in mine], dtype=np.float32).reshape(-1, 4)
+        labels[digest] = np.array([index[r.class_name] for r in mine], dtype=np.int64)
+    return boxes, labels
+
+
+def train_detector(workspace: Workspace, version: DatasetVersion, config: TrainConfig, *, resume: str | None = None,
+                   progress: Progress) -> RunResult:
+    """Train, evaluate on the frozen test set, export and register a detector; see the module docstring."""
+    from inspectloop.train.run import start_run
+
+    plan = plan_detection(workspace, version)
+    run_id, config = start_run(workspace, version, config, resume)
+    run_dir = workspace.runs_dir / run_id
+    try:
+        return _execute(workspace, version, config, plan, run_id, run_dir, progress)
+    except BaseException as exc:
+        workspace.db.runs.finish(run_id, "failed", error=str(exc))
+        raise
+
+
+def thresholds_of(config: TrainConfig, box_classes: Sequence[str]) -> dict[str, float]:
+    """Each box class's confidence threshold: its own setting, else ``box_threshold``."""
+    unknown = sorted(set(config.box_thresholds) - set(box_classes))
+    if unknown:
+        raise TrainingError(f"box_thresholds names classes with no boxes: {', '.join(unknown)}",
+                            f"box classes: {', '.join(box_classes)}")
+    return {name: float(config.box_thresholds.get(name, config.box_threshold)) for name in box_classes}
+
+
+def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig, plan: DetectionPlan, run_id: str,
+             run_dir: Path, progress: Progress) -> RunResult:
+    import torch
+
+    from inspectloop.detect.fit import FitSettings, fit_detector, predict_frames, truth_of
+    from inspectloop.detect.metrics import summary
+    from inspectloop.detect.model import build_detector
+    from inspectloop.train.loop import seed_everything
+    from inspectloop.train.run import RunResult
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    preprocess = _preprocess(config)
+    thresholds = thresholds_of(config, plan.box_classes)
+    load = _loader(workspace, version, config, plan, progress)
+    train, val, test = load("train"), load("val"), load("test")
+    seed_everything(config.seed)
+    model = build_detector(len(plan.box_classes), backbone=config.backbone, input_size=config.input_size)
+    settings = FitSettings(config.input_size, config.epochs, config.batch_size, config.lr, config.weight_decay,
+                           config.freeze_blocks, config.augment, config.flips, config.seed, config.tile_overlap,
+                           config.nms_iou, config.patience)
+    training = fit_detector(model, train, val, preprocess, settings, plan.box_classes, run_dir / "checkpoint.pt",
+                            lambda record: progress("epoch", {**record, "epochs": config.epochs}))
+    torch.save(model.state_dict(), run_dir / "weights.pt")
+    progress("evaluate", {})
+    predicted = predict_frames(model, test, preprocess, tile_overlap=config.tile_overlap, nms_iou=config.nms_iou)
+    test_metrics = summary(truth_of(test), predicted, plan.box_classes, thresholds)
+    progress("export", {})
+    model_path = _export(workspace, version, config, plan, run_id, run_dir, model, thresholds, val or train)
+    report = run_dir / "report" / "detection.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    metrics = {"task": "detect", "test": {**test_metrics, "report": str(report)},
+               "classes": list(plan.box_classes), "annotated_images": plan.annotated_images,
+               "history": training.history, "best_epoch": training.best_epoch,
+               "train_seconds": round(training.seconds, 1), "resumed_from_epoch": training.resumed_from,
+               "thresholds": thresholds}
+    atomic_write_text(report, json.dumps(metrics, indent=2))
+    atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    workspace.db.runs.finish(run_id, "finished", metrics=metrics)
+    return RunResult(run_id, run_dir, model_path, metrics, report)
+
+
+def _preprocess(config: TrainConfig) -> Any:
+    from inspectloop.models.backbones import backbone_spec
+    from inspectloop.runtime.preprocess import Preprocess
+
+    spec = backbone_spec(config.backbone)
+    return Preprocess(config.input_size, spec.mean, spec.std)
+
+
+def _loader(workspace: Workspace, version: DatasetVersion, config: TrainConfig, plan: DetectionPlan,
+            progress: Progress) -> Callable[[str], list[Frame]]:
+    from inspectloop.detect.data import load_frames
+    from inspectloop.runtime.images import load_image
+    from inspectloop.train.run import colour_mode
+
+    mode = colour_mode(workspace, version, config)
+
+    def load(split: str) -> list[Frame]:
+        digests = [item.sha256 for item in plan.splits[split]]
+        return load_frames(digests, plan.boxes, plan.labels,
+                           lambda digest: load_image(workspace.blobs.get(digest), name=digest[:12], mode=mode),
+                           config.input_size,
+                           lambda n, total: progress("load", {"split": split, "done": n, "total": total}))
+    return load
+
+
+def _export(workspace: Workspace, version: DatasetVersion, config: TrainConfig, plan: DetectionPlan, run_id: str,
+            run_dir: Path, model: Any, thresholds: dict[str, float], frames: list[Frame]) -> Path:
+    from inspectloop.export import export_detector
+    from inspectloop.keys import site_signing_key
+    from inspectloop.models.backbones import backbone_spec
+    from inspectloop.train.run import colour_mode, register_model
+
+    spec = backbone_spec(config.backbone)
+    metadata = ModelMetadata(
+        task=DETECTION, model_name=workspace.config.name, model_version=run_id, class_names=plan.class_names,
+        good_class=plan.class_names[0], input_size=config.input_size, mean=spec.mean, std=spec.std,
+        thresholds=thresholds, colour_mode=colour_mode(workspace, version, config),
+        detection={"tile_overlap": config.tile_overlap, "nms_iou": config.nms_iou,
+                   "min_score": min(thresholds.values())},
+        dataset_version=version.name, run_id=run_id, code_version=code_version(), created_at=now_iso())
+    step = max(1, len(frames) // _PARITY_FRAMES)
+    report = export_detector(model, metadata, run_dir / "model.onnx", [f.image for f in frames[::step]][:_PARITY_FRAMES],
+                             signing_key=site_signing_key(workspace.root))
+    register_model(workspace, run_id, "fp32", report.path, report.weights_sha256)
+    return report.path

@@ -1,0 +1,130 @@
+"""A detector trained end to end on a tiny synthetic workspace: regions in, signed file out, boxes at the edge."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from inspectloop.datasets import SplitPlan, create_version
+from inspectloop.domain import Box, CaptureMeta, ClassDefinition, Region, Task
+from inspectloop.errors import ModelTaskError, TrainingError
+from inspectloop.ingest import SourceItem, ingest
+from inspectloop.runtime import EdgeModel
+from inspectloop.store import sha256_bytes
+from inspectloop.train.config import TrainConfig
+from inspectloop.train.run import RunResult, train
+from inspectloop.workspace import Workspace, init_workspace
+
+CONFIG = TrainConfig(task="detect", input_size=64, epochs=1, batch_size=4, threads=1, tile_overlap=16,
+                     box_threshold=0.01)
+
+
+def _frames(root: Path) -> list[tuple[Path, list[float]]]:
+    """Grey frames with one bright square each; a few 96 px wide (tiled by a 64 px model)."""
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(16):
+        width = 96 if i % 4 == 0 else 64
+        image = Image.new("L", (width, 64), 110)
+        x, y, side = int(rng.integers(4, width - 24)), int(rng.integers(4, 40)), int(rng.integers(10, 20))
+        ImageDraw.Draw(image).rectangle((x, y, x + side - 1, y + side - 1), fill=240)
+        path = root / "scratch" / f"f{i:02d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        image.save(path)
+        out.append((path, [x, y, x + side, y + side]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, RunResult, Path]:
+    root = tmp_path_factory.mktemp("detect")
+    frames = _frames(root / "images")
+    workspace = init_workspace(root / "ws")
+    ingest(workspace, [SourceItem(path=p, label="scratch", meta=CaptureMeta()) for p, _ in frames], source="test")
+    workspace.db.labels.upsert_class(ClassDefinition(name="scratch", task=Task.detection))
+    workspace.db.regions.add([Region(sha256=sha256_bytes(p.read_bytes()), class_name="scratch",
+                                     box=Box(x0=b[0], y0=b[1], x1=b[2], y1=b[3]), annotator="ana") for p, b in frames])
+    create_version(workspace, SplitPlan(val_fraction=0.25, test_fraction=0.25, group_by="none"), min_per_split=0)
+    return workspace, train(workspace, CONFIG), frames[0][0]
+
+
+def test_a_detection_run_records_coco_map_and_image_rates(trained: tuple[Workspace, RunResult, Path]) -> None:
+    workspace, result, _ = trained
+    test = result.metrics["test"]
+    assert result.metrics["task"] == "detect" and test["map50"] is not None and 0 <= test["map50"] <= 100
+    assert set(test["per_class"]) == {"scratch"} and {"ap50", "ap50_95", "recall", "precision"} <= set(
+        test["per_class"]["scratch"])
+    assert test["image"]["defective_images"] == test["images"] and result.report.exists()
+    assert workspace.db.runs.get(result.run_id).status == "finished"
+
+
+def test_the_exported_detector_returns_boxes_and_image_scores(trained: tuple[Workspace, RunResult, Path]) -> None:
+    _, result, frame = trained
+    model = EdgeModel(result.model_path)
+    assert model.metadata.task == "detection" and model.metadata.class_names == ("good", "scratch")
+    assert model.signature.state == "unverified"  # signed with the site key
+    prediction = model.predict(frame)  # 96 px wide: two tiles
+    regions = prediction.regions
+    assert regions is not None and regions.image_size == (96, 64) and regions.boxes is not None
+    assert set(prediction.scores) == {"good", "scratch"}
+    assert prediction.scores["good"] == pytest.approx(1 - prediction.scores["scratch"])
+    if len(regions):
+        assert regions.class_ids.tolist() == [1] * len(regions) and regions.scores.max() == pytest.approx(
+            prediction.scores["scratch"], abs=1e-6)
+    assert prediction.to_dict()["regions"]["image_size"] == [96, 64]
+
+
+def test_a_detector_asked_for_class_probabilities_refuses(trained: tuple[Workspace, RunResult, Path]) -> None:
+    _, result, _ = trained
+    with pytest.raises(ModelTaskError, match="boxes"):
+        EdgeModel(result.model_path).predict_array(np.zeros((1, 3, 64, 64), dtype=np.float32))
+
+
+def test_a_version_without_regions_is_refused_with_the_fix(tmp_path: Path) -> None:
+    workspace = init_workspace(tmp_path / "ws")
+    paths = [tmp_path / "a" / f"{i}.png" for i in range(4)]
+    paths[0].parent.mkdir()
+    for i, path in enumerate(paths):
+        Image.new("L", (32, 32), i * 40).save(path)
+    ingest(workspace, [SourceItem(path=p, label="a", meta=CaptureMeta()) for p in paths], source="t")
+    create_version(workspace, SplitPlan(val_fraction=0.25, test_fraction=0.0, group_by="none"), min_per_split=0)
+    with pytest.raises(TrainingError, match="no region annotations") as error:
+        train(workspace, CONFIG)
+    assert "regions import" in error.value.hint
+
+
+def test_inspectloop_predict_prints_the_boxes(trained: tuple[Workspace, RunResult, Path]) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from inspectloop.cli.app import app
+
+    workspace, result, frame = trained
+    out = CliRunner().invoke(app, ["predict", str(result.model_path), str(frame), "--workspace", str(workspace.root)])
+    assert out.exit_code == 0, out.output
+    record = json.loads(next(line for line in out.stdout.splitlines() if line.startswith("{")))
+    assert record["regions"]["image_size"] == [96, 64] and "boxes" in record["regions"]
+
+
+def test_a_finished_detection_run_cannot_be_resumed(trained: tuple[Workspace, RunResult, Path]) -> None:
+    workspace, result, _ = trained
+    with pytest.raises(TrainingError, match="already finished"):
+        train(workspace, CONFIG, resume=result.run_id)
+
+
+def test_export_refuses_a_detector_whose_first_class_is_not_the_good_one(tmp_path: Path) -> None:
+    from inspectloop.detect.model import build_detector
+    from inspectloop.errors import ExportError
+    from inspectloop.export import export_detector
+    from inspectloop.runtime.metadata import ModelMetadata
+
+    meta = ModelMetadata(task="detection", model_name="m", model_version="1", class_names=("scratch", "good"),
+                         good_class="good", input_size=64)
+    with pytest.raises(ExportError, match="good class then one per box class"):
+        export_detector(build_detector(1, input_size=64, pretrained=False), meta, tmp_path / "m.onnx",
+                        [Image.new("L", (64, 64))])
+    assert not (tmp_path / "m.onnx").exists()
