@@ -82,7 +82,7 @@ def test_reconnect_keeps_the_frame_counter_going(ramp: Path) -> None:
 
 
 @pytest.mark.parametrize(("changes", "colour_mode", "says", "fix"), [
-    ({"serial": "4711-9999"}, None, "no camera with serial 4711-9999 (cameras found: 0815-0000", "cameras list"),
+    ({"serial": "4711-9999"}, None, "no camera with serial 4711-9999 (cameras found: 0815-0000", "line cameras"),
     ({"exposure_us": 9e9}, None, "exposure_us 9e+09 is outside the camera's range", "set exposure_us between"),
     ({"gain_db": 99.0}, None, "gain_db 99 is outside the camera's range", "set gain_db between"),
     ({"roi": Roi(width=9000, height=48)}, None, "ROI width 9000 is outside", "set ROI width between"),

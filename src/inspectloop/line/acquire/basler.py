@@ -197,7 +197,7 @@ class BaslerCamera:
             found = ", ".join(c.serial for c in list_cameras()) or "none"
             raise AcquisitionError(f"camera {self.config.name}: no camera with serial {self.config.serial} "
                                    f"(cameras found: {found})",
-                                   "check the serial in the line config (inspectloop cameras list), the cable "
+                                   "check the serial in the line config (inspectloop line cameras), the cable "
                                    "and the camera's power") from None
         try:
             apply_settings(camera, self.config)
