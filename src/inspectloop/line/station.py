@@ -9,7 +9,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from inspectloop.line.config import LineConfig, PublishConfig
+from inspectloop.line.config import LineConfig, PublishConfig, Trigger
 from inspectloop.line.decision import PartDecision
 from inspectloop.line.publish import Publisher
 
@@ -55,7 +55,7 @@ def check_station(config: LineConfig, *, model: Path | None = None) -> list[Chec
 
         for camera_config in config.cameras:
             with BaslerCamera(camera_config, colour_mode=colour_mode) as camera:
-                frame = camera.grab() if camera_config.trigger.value == "software" else None
+                frame = camera.grab() if camera_config.trigger is Trigger.SOFTWARE else None
                 temperature = camera.temperature()
             seen = "hardware/free-run: no frame asked" if frame is None else \
                 f"frame {frame.pixels.shape[1]}x{frame.pixels.shape[0]}"
@@ -73,7 +73,7 @@ def check_station(config: LineConfig, *, model: Path | None = None) -> list[Chec
         for publisher in publishers(config.publish):
             publisher.start()
             stack.callback(publisher.close)
-            results.append(CheckResult("publish", type(publisher).__name__, _where(publisher)))
+            results.append(CheckResult("publish", type(publisher).__name__, publisher.target))
     return results
 
 
@@ -86,13 +86,7 @@ def publish_once(config: PublishConfig, decision: PartDecision, *, hold_s: float
             publisher.start()
             stack.callback(publisher.close)
             publisher.publish(decision)
-            sent.append(_where(publisher))
+            sent.append(publisher.target)
         time.sleep(hold_s)
     return sent
 
-
-def _where(publisher: Publisher) -> str:
-    config = getattr(publisher, "config", None)
-    if hasattr(config, "endpoint"):
-        return f"OPC UA {config.endpoint}"  # type: ignore[union-attr]
-    return f"MQTT {config.host}:{config.port} topic {config.topic}"  # type: ignore[union-attr]

@@ -57,6 +57,31 @@ def test_decisions_reach_a_subscriber_through_a_real_broker() -> None:
     assert (second["part_id"], second["decision"], second["late"]) == ("A-18", "review", True)
 
 
+def test_broker_down_is_refused_per_part_and_back_is_found_again() -> None:
+    port = free_port()
+    decision = PartDecision(part_id="A-1", decision=Decision.PASS, label="good", frame_counter=1)
+    with mqtt_broker(port):
+        publisher = MqttPublisher(MqttConfig(host="127.0.0.1", port=port, connect_timeout_s=2))
+        publisher.start()
+        publisher.publish(decision)
+    try:
+        with pytest.raises(PublishError) as caught:
+            publisher.publish(decision)  # broker down: this part's message is refused, not silently dropped
+        assert "not delivered" in caught.value.message and "reconnects" in (caught.value.hint or "")
+        with mqtt_broker(port):
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    publisher.publish(decision)
+                    break
+                except PublishError:
+                    assert time.monotonic() < deadline, "the publisher did not reconnect to the restarted broker"
+                    time.sleep(0.2)
+        assert publisher.published == 2
+    finally:
+        publisher.close()
+
+
 def test_an_unreachable_broker_is_refused_at_start_with_the_fix() -> None:
     port = free_port()  # nothing listens there
     started = time.monotonic()

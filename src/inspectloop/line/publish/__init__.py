@@ -12,6 +12,10 @@ from inspectloop.line.decision import PartDecision
 class Publisher(Protocol):
     """Where part decisions go: started once, then one ``publish`` per part, then ``close``."""
 
+    @property
+    def target(self) -> str:
+        """Where this publisher sends, for messages (``OPC UA opc.tcp://...``, ``MQTT host:port topic t``)."""
+
     def start(self) -> None:
         """Connect or bind; PublishError (reason and fix) when the line cannot be reached."""
 

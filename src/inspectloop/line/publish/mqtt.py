@@ -43,12 +43,18 @@ class MqttPublisher:
         """host:port of the broker, for messages."""
         return f"{self.config.host}:{self.config.port}"
 
+    @property
+    def target(self) -> str:
+        """Where decisions go, for messages."""
+        return f"MQTT {self.broker} topic {self.config.topic}"
+
     def start(self) -> None:
         """Connect to the broker and start the network loop."""
         mqtt = paho()
         client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.config.client_id)
         if self.config.username is not None:
             client.username_pw_set(self.config.username, self.config.password)
+        client.reconnect_delay_set(min_delay=1, max_delay=10)  # a restarted broker is found again within 10 s
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         try:
@@ -73,7 +79,7 @@ class MqttPublisher:
             info.wait_for_publish(self.config.connect_timeout_s)
         except (RuntimeError, ValueError) as exc:  # paho: queue full, or disconnected with nothing queued
             raise PublishError(f"decision for part {decision.part_id} not delivered to {self.broker}: {exc}",
-                               "check the broker; decisions are kept in the station's log") from None
+                               "check the broker; the publisher reconnects by itself once it is back") from None
         if not info.is_published():
             raise PublishError(f"decision for part {decision.part_id} not acknowledged by {self.broker} within "
                                f"{self.config.connect_timeout_s:g} s", "check the broker and the network")

@@ -51,6 +51,11 @@ class OpcUaResultServer:
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.close()
 
+    @property
+    def target(self) -> str:
+        """Where the results are served, for messages."""
+        return f"OPC UA {self.config.endpoint}"
+
     def start(self) -> None:
         """Bind the endpoint and expose the result variables."""
         parts = urlsplit(self.config.endpoint)
