@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from inspectloop.errors import LineConfigError
 from inspectloop.line.acquire.frame import Frame
-from inspectloop.line.capture_sets import CaptureSetAssembler, decide_set
+from inspectloop.line.capture_sets import CaptureSetAssembler, decide_set, inspect_set
 from inspectloop.line.config import CaptureSetConfig
 from inspectloop.runtime.decision import Decision
 from inspectloop.runtime.prediction import Prediction
@@ -77,3 +78,22 @@ def test_a_set_gets_the_worst_decision_of_its_frames(frames: list[tuple[str, str
 def test_one_prediction_per_frame_is_required() -> None:
     with pytest.raises(ValueError, match="one prediction per frame"):
         decide_set("p1", [_frame("top", 1)], [])
+
+
+def test_a_set_is_inspected_frame_by_frame_by_the_edge_runtime(tmp_path: Path) -> None:
+    from inspectloop.runtime import EdgeModel
+    from tests.runtime.helpers import restamped, synthetic_image
+
+    model = EdgeModel(restamped(tmp_path))
+    config = CaptureSetConfig(cameras=["top", "side"])
+    assembler = CaptureSetAssembler(config)
+    for source, label in (("top", "good"), ("side", "scratch")):
+        pixels = np.asarray(synthetic_image(label, seed=3, mode="RGB"))
+        done = assembler.add("p1", Frame(pixels=pixels, source=source, frame_counter=5,
+                                         captured_at=datetime.now(UTC)))
+    assert done is not None
+    decision = inspect_set(model, done, config.cameras)
+    singles = [model.predict(f.image()) for f in done.ordered(config.cameras)]
+    expected = decide_set("p1", done.ordered(config.cameras), singles)
+    assert (decision.decision, decision.label, decision.source, decision.frames) == (
+        expected.decision, expected.label, expected.source, 2)

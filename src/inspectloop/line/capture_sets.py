@@ -11,6 +11,9 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
+
+from PIL import Image
 
 from inspectloop.errors import LineConfigError
 from inspectloop.line.acquire.frame import Frame
@@ -18,6 +21,15 @@ from inspectloop.line.config import CaptureSetConfig
 from inspectloop.line.decision import PartDecision
 from inspectloop.runtime.decision import Decision
 from inspectloop.runtime.prediction import Prediction
+
+
+
+class FrameModel(Protocol):
+    """What inspecting a set needs of a model: the edge runtime's ``EdgeModel.predict`` on an image."""
+
+    def predict(self, source: Image.Image, *, name: str | None = None) -> Prediction:
+        """One image's prediction."""
+
 
 _RANK = {Decision.PASS: 0, Decision.REVIEW: 1, Decision.REJECT: 2}  # worse is higher
 
@@ -87,3 +99,11 @@ def decide_set(part_id: str, frames: Sequence[Frame], predictions: Sequence[Pred
     return PartDecision(part_id=part_id, decision=chosen.decision, label=chosen.label,
                         confidence=chosen.confidence, frame_counter=frames[worst].frame_counter,
                         source=frames[worst].source, frames=len(frames))
+
+
+def inspect_set(model: FrameModel, capture_set: CaptureSet, sources: Sequence[str]) -> PartDecision:
+    """Predict every frame of a complete set with ``model`` (an ``EdgeModel``) and decide the part."""
+    frames = capture_set.ordered(sources)
+    predictions = [model.predict(f.image(), name=f"{capture_set.part_id}/{f.source}/{f.frame_counter}")
+                   for f in frames]
+    return decide_set(capture_set.part_id, frames, predictions)
