@@ -92,6 +92,8 @@ def test_publish_test_reaches_a_subscriber(tmp_path: Path) -> None:
      "cannot reach the MQTT broker at 127.0.0.1:1", "start the broker"),
     ({"publish": {"opcua": {"endpoint": "opc.tcp://192.0.2.1:4840/x/"}}}, (), "cannot serve OPC UA at",
      "an address of this machine"),
+    ({"publish": {"plc": {"endpoint": "opc.tcp://127.0.0.1:1/", "nodes": {"decision": "ns=2;s=D"}, "timeout_s": 1}}},
+     (), "cannot reach the PLC's OPC UA server at opc.tcp://127.0.0.1:1/", "publish.plc.endpoint"),
     ({"cameras": [{"name": "top"}]}, (), "cameras.0.serial: Field required", "fix the named fields"),
     ({"publish": {}}, ("publish-test",), "names no publisher", "add publish.opcua"),
 ])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -14,6 +15,11 @@ line_app = typer.Typer(help="On the line: Basler cameras, video sources, and dec
 
 ConfigOpt = Annotated[Optional[Path], typer.Option(
     "--config", help="Line config YAML (default: line.yaml in the workspace).")]
+
+
+def _quiet_protocol_logs() -> None:
+    """asyncua logs its security notes as warnings; the check's table already says the link is unencrypted."""
+    logging.getLogger("asyncua").setLevel(logging.ERROR)
 
 
 def _config_path(ws: Path, config: Path | None) -> Path:
@@ -46,6 +52,7 @@ def check(ws: WorkspaceOpt, config: ConfigOpt = None,
     from inspectloop.line.config import load_line_config
     from inspectloop.line.station import check_station
 
+    _quiet_protocol_logs()
     results = check_station(load_line_config(_config_path(ws, config)), model=model)
     table("station check", ["kind", "name", "seen"], [[r.kind, r.name, r.detail] for r in results])
     out.print(f"ready: {len(results)} source(s) and publisher(s) started and stopped", highlight=False)
@@ -59,18 +66,20 @@ def publish_test(ws: WorkspaceOpt, config: ConfigOpt = None,
                  label: Annotated[str, typer.Option(help="Class to send.")] = "test",
                  hold: Annotated[float, typer.Option(help="Seconds the OPC UA server stays up for the PLC to "
                                                           "read the result.")] = 0.0) -> None:
-    """Publish one test decision to the configured OPC UA server and MQTT broker (wiring test with the PLC)."""
+    """Publish one test decision to the configured OPC UA server, PLC and MQTT broker (wiring test with the PLC)."""
     from inspectloop.errors import LineConfigError
     from inspectloop.line.config import load_line_config
     from inspectloop.line.decision import PartDecision
     from inspectloop.line.station import publish_once
 
     line = load_line_config(_config_path(ws, config))
-    if line.publish.opcua is None and line.publish.mqtt is None:
-        raise LineConfigError("the line config names no publisher", "add publish.opcua or publish.mqtt to it")
+    if line.publish.opcua is None and line.publish.plc is None and line.publish.mqtt is None:
+        raise LineConfigError("the line config names no publisher", "add publish.opcua, publish.plc or publish.mqtt "
+                                                                    "to it")
     try:
         message = PartDecision(part_id=part_id, decision=decision, label=label, frame_counter=0)
     except ValueError as exc:
         raise LineConfigError(f"bad test decision: {exc}", "decision is pass, reject or review") from None
+    _quiet_protocol_logs()
     for where in publish_once(line.publish, message, hold_s=hold):
         out.print(f"sent {message.decision.value} for part {part_id} to {where}", highlight=False)

@@ -103,6 +103,18 @@ class OpcUaConfig(BaseModel):
     station: Name = "station1"
 
 
+class PlcConfig(BaseModel):
+    """A PLC's own OPC UA server that inspectloop writes each decision into: its endpoint and the node id
+    for each field (``ns=3;s="DB_Inspection"."Decision"``); fields without a node are not written.
+    ``sequence`` is written last and incremented per part, for the PLC to see a new, complete result."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    endpoint: str = Field(pattern=r"^opc\.tcp://")
+    nodes: dict[Literal["part_id", "decision", "label", "frame_counter", "confidence", "late", "sequence"], str] = \
+        Field(min_length=1)
+    timeout_s: float = Field(default=5.0, gt=0)
+
+
 class MqttConfig(BaseModel):
     """An MQTT broker the decisions are published to, one JSON message per part (QoS 1)."""
 
@@ -121,6 +133,7 @@ class PublishConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     opcua: OpcUaConfig | None = None
+    plc: PlcConfig | None = None
     mqtt: MqttConfig | None = None
     deadline_ms: float = Field(default=500.0, gt=0)
     fail_safe: Literal[Decision.REJECT, Decision.REVIEW] = Decision.REJECT

@@ -39,6 +39,10 @@ def publishers(config: PublishConfig) -> list[Publisher]:
         from inspectloop.line.publish.opcua import OpcUaResultServer
 
         made.append(OpcUaResultServer(config.opcua))
+    if config.plc is not None:
+        from inspectloop.line.publish.opcua import OpcUaPlcWriter
+
+        made.append(OpcUaPlcWriter(config.plc))
     if config.mqtt is not None:
         from inspectloop.line.publish.mqtt import MqttPublisher
 
