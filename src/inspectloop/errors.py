@@ -98,6 +98,8 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {  # import name -> (pip package
     "fastapi": ("fastapi", "serve"), "uvicorn": ("uvicorn", "serve"), "multipart": ("python-multipart", "serve"),
     "jinja2": ("jinja2", "serve"),
     "psycopg": ("psycopg", "postgres"), "psycopg2": ("psycopg", "postgres"),
+    "pypylon": ("pypylon", "camera"), "av": ("av", "camera"), "asyncua": ("asyncua", "line"),
+    "paho": ("paho-mqtt", "line"),
 }
 
 
@@ -161,3 +163,16 @@ class BackupError(InspectloopError):
 
 class RecalibrationError(InspectloopError, ValueError):
     """A recalibration request that cannot be carried out as asked (empty window, bad size, ...)."""
+
+
+class LineConfigError(InspectloopError):
+    """A station's line config (cameras, video sources, publishing, deadline) cannot be read or is invalid."""
+
+
+class AcquisitionError(InspectloopError):
+    """A camera or video source cannot be opened or configured as asked: unknown serial, a setting out of
+    the camera's range, a pixel format the model cannot use, an unreachable stream."""
+
+
+class PublishError(InspectloopError):
+    """Decisions cannot be published to the line: an unreachable OPC UA endpoint or MQTT broker."""

@@ -1,0 +1,210 @@
+"""A station's line config: its cameras (locked settings), video sources, capture sets, publishing and
+the per-part deadline, read from one YAML file in the workspace (``line.yaml`` by default).
+
+Pure: pydantic and PyYAML only; nothing here opens a camera or a socket. Settings are *locked*: the
+camera is set to them at start and every frame records them, so a model never sees an image taken
+with settings nobody chose.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from inspectloop.errors import LineConfigError
+from inspectloop.runtime.decision import Decision
+
+LINE_CONFIG_FILE = "line.yaml"
+Name = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")]
+
+
+class Trigger(StrEnum):
+    """How a camera is told to take a frame: by us (software), by a wire from the line (hardware) or by itself."""
+
+    SOFTWARE = "software"
+    HARDWARE = "hardware"
+    FREE_RUN = "free_run"
+
+
+class Roi(BaseModel):
+    """Region of interest on the sensor, in pixels (offsets from the top-left corner)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    offset_x: int = Field(default=0, ge=0)
+    offset_y: int = Field(default=0, ge=0)
+
+
+class CameraConfig(BaseModel):
+    """One Basler camera, found by its serial number, with the settings locked for every frame it takes.
+
+    ``exposure_us`` in microseconds, ``gain_db`` in decibels; ``pixel_format`` a GenICam name
+    (Mono8, RGB8, BayerRG8, ...); ``roi`` None keeps the full sensor. ``trigger_line`` is the input a
+    hardware trigger arrives on; ``frame_rate_hz`` caps free-run. ``image_files`` is for pylon's camera
+    emulation only: the file or folder the emulated camera serves frames from (ImageFilename).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Name
+    serial: str = Field(min_length=1)
+    exposure_us: float = Field(gt=0)
+    gain_db: float = Field(default=0.0, ge=0)
+    pixel_format: str = "Mono8"
+    roi: Roi | None = None
+    trigger: Trigger = Trigger.SOFTWARE
+    trigger_line: str = "Line1"
+    frame_rate_hz: float | None = Field(default=None, gt=0)
+    timeout_ms: int = Field(default=2000, gt=0)
+    reconnect_attempts: int = Field(default=5, ge=0)
+    image_files: Path | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """The locked settings as recorded with each frame."""
+        return {"exposure_us": self.exposure_us, "gain_db": self.gain_db, "pixel_format": self.pixel_format,
+                "roi": None if self.roi is None else self.roi.model_dump(), "trigger": self.trigger.value}
+
+
+class VideoConfig(BaseModel):
+    """A recorded feed or network camera read through FFmpeg: a file path or an ``rtsp://`` URL, sampled
+    at ``sample_hz`` frames (one per part) per second of video."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Name
+    url: str = Field(min_length=1)
+    sample_hz: float = Field(gt=0)
+    open_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class CaptureSetConfig(BaseModel):
+    """The frames that make one part: which cameras (by name) and how many frames each (two lights
+    triggered alternately: 2 frames of one camera)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cameras: list[Name] = Field(min_length=1)
+    frames_per_camera: int = Field(default=1, ge=1)
+
+    @property
+    def size(self) -> int:
+        """Frames in one complete set."""
+        return len(self.cameras) * self.frames_per_camera
+
+
+class OpcUaConfig(BaseModel):
+    """inspectloop as an OPC UA server the line controller reads (or subscribes to) for each decision."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    endpoint: str = "opc.tcp://0.0.0.0:4840/inspectloop/"
+    namespace: str = "urn:inspectloop:line"
+    station: Name = "station1"
+
+
+class PlcConfig(BaseModel):
+    """A PLC's own OPC UA server that inspectloop writes each decision into: its endpoint and the node id
+    for each field (``ns=3;s="DB_Inspection"."Decision"``); fields without a node are not written.
+    ``sequence`` is written last and incremented per part, for the PLC to see a new, complete result."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    endpoint: str = Field(pattern=r"^opc\.tcp://")
+    nodes: dict[Literal["part_id", "decision", "label", "frame_counter", "confidence", "late", "sequence"], str] = \
+        Field(min_length=1)
+    timeout_s: float = Field(default=5.0, gt=0)
+
+
+class MqttConfig(BaseModel):
+    """An MQTT broker the decisions are published to, one JSON message per part (QoS 1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    host: str = "localhost"
+    port: int = Field(default=1883, gt=0, lt=65536)
+    topic: str = "inspectloop/station1/decision"
+    client_id: str = "inspectloop"
+    username: str | None = None
+    password: str | None = None
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class PublishConfig(BaseModel):
+    """Where decisions go, and what a part gets when its answer is not ready by its deadline."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    opcua: OpcUaConfig | None = None
+    plc: PlcConfig | None = None
+    mqtt: MqttConfig | None = None
+    deadline_ms: float = Field(default=500.0, gt=0)
+    fail_safe: Literal[Decision.REJECT, Decision.REVIEW] = Decision.REJECT
+
+
+class LineConfig(BaseModel):
+    """Everything one station needs to acquire, group and publish."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cameras: list[CameraConfig] = Field(default_factory=list)
+    video: list[VideoConfig] = Field(default_factory=list)
+    capture_set: CaptureSetConfig | None = None
+    publish: PublishConfig = Field(default_factory=PublishConfig)
+
+    @model_validator(mode="after")
+    def _names_unique_and_known(self) -> LineConfig:
+        names = [c.name for c in self.cameras] + [v.name for v in self.video]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"source names must be unique, {', '.join(twice)} used twice")
+        serials = [c.serial for c in self.cameras]
+        if len(set(serials)) != len(serials):
+            raise ValueError("two cameras share one serial number")
+        if self.capture_set is not None:
+            unknown = [n for n in self.capture_set.cameras if n not in names]
+            if unknown:
+                raise ValueError(f"capture_set names unknown source(s) {', '.join(unknown)}; "
+                                 f"sources are {', '.join(names) or 'none'}")
+        return self
+
+    def camera(self, name: str) -> CameraConfig:
+        """The camera called ``name`` (LineConfigError naming the known ones otherwise)."""
+        for camera in self.cameras:
+            if camera.name == name:
+                return camera
+        raise LineConfigError(f"no camera named {name!r} in the line config",
+                              f"cameras are: {', '.join(c.name for c in self.cameras) or 'none'}")
+
+
+def parse_line_config(raw: Any, source: str = "line config") -> LineConfig:
+    """Validate a parsed YAML document; every problem named by field, all at once."""
+    if not isinstance(raw, dict):
+        raise LineConfigError(f"{source} must be a mapping with cameras, video, capture_set, publish",
+                              "write a YAML mapping, e.g. cameras: [{name: top, serial: '24012345', exposure_us: 800}]")
+    try:
+        return LineConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = [_describe(error) for error in exc.errors()]
+        raise LineConfigError(f"{source}: " + "; ".join(problems),
+                              f"fix the named field{'s' if len(problems) > 1 else ''} in {source}") from None
+
+
+def load_line_config(path: Path) -> LineConfig:
+    """Read and validate a line config YAML file (a workspace folder means its ``line.yaml``)."""
+    path = path / LINE_CONFIG_FILE if path.is_dir() else path
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise LineConfigError(f"no line config at {path}",
+                              f"write one (cameras, video, capture_set, publish) at {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LineConfigError(f"cannot read {path}: {exc}", "check the file's permissions and encoding") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise LineConfigError(f"{path} is not valid YAML{where}", "fix the YAML syntax") from None
+    return parse_line_config(raw, str(path))
+
+
+def _describe(error: Any) -> str:
+    where = ".".join(str(part) for part in error["loc"]) or "config"
+    return f"{where}: {error['msg']}"
