@@ -34,8 +34,8 @@ TASKS = (CLASSIFICATION, ANOMALY, DETECTION)
 
 _METADATA_PROPS_FIELD = 14  # ModelProto.metadata_props
 _ENTRY_KEY_FIELD, _ENTRY_VALUE_FIELD = 1, 2  # StringStringEntryProto.key / .value
-_OPTIONAL_FIELDS = {"sha256", "task", "temperature", "thresholds", "review", "novelty", "jpeg_draft", "colour_mode", "detection",
-                    "dataset_version", "run_id", "code_version", "created_at"}
+_OPTIONAL_FIELDS = {"sha256", "task", "temperature", "thresholds", "review", "novelty", "jpeg_draft", "colour_mode",
+                    "detection", "dataset_version", "run_id", "code_version", "created_at"}
 REVIEW_KEYS = {"auto_above", "reject_below", "alpha", "confidence", "certifiable", "guarantee"}
 # The novelty guard: threshold on the ``novelty`` output, the review rate it was set for on held-out images of
 # known classes, the neighbours averaged, the bank's rows, and the held-out images it was set on.
