@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from inspectloop.domain import ModelVersion
 from inspectloop.people import add_user
@@ -91,18 +92,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_service(ws: Path, port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """``inspectloop serve`` in a subprocess (a real uvicorn), once its health answers; output goes to ``log``."""
+def start_service(ws: Path, port: int, log: Path, *extra: str, verify: Any = True) -> subprocess.Popen[bytes]:
+    """``inspectloop serve`` in a subprocess (a real uvicorn), once its health answers; output goes to ``log``.
+
+    With ``--tls-cert`` among ``extra`` it is asked over https, trusting ``verify`` (an SSL context or bool)."""
     import httpx
 
     command = [sys.executable, "-c", "from inspectloop.cli import main; main()", "serve", "-w", str(ws),
                "--port", str(port), "--sample-rate", "0.2", *extra]
     process = subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT,
                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    scheme = "https" if "--tls-cert" in extra else "http"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/health", timeout=1).status_code == 200:
+            if httpx.get(f"{scheme}://127.0.0.1:{port}/v1/health", timeout=1, verify=verify).status_code == 200:
                 return process
         except httpx.TransportError:
             time.sleep(0.2)

@@ -190,7 +190,8 @@ def export_anomaly(model: torch.nn.Module, metadata: ModelMetadata, out_path: Pa
     batch = _image_batch(parity_images, metadata, "the export parity check")
     with _eval_mode(model):
         expected = _torch_outputs(torch, model, batch)
-        proto = _anomaly_onnx(torch, onnx, model, batch[[0, min(1, len(batch) - 1)]], opset)
+        proto = _named_onnx(torch, onnx, model, batch[[0, min(1, len(batch) - 1)]], opset,
+                            [OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME], "anomaly model")
     data, stamped = _stamp(proto, metadata)
     data = _sign(data, signing_key)
     with _staged(out_path, data) as staged:
@@ -315,23 +316,6 @@ def _torch_outputs(torch: ModuleType, model: torch.nn.Module, batch: np.ndarray)
         for start in range(0, len(batch), 8):
             chunks.append([o.float().numpy() for o in model(torch.from_numpy(batch[start:start + 8]))])
     return [np.concatenate(parts) for parts in zip(*chunks)]
-
-
-def _anomaly_onnx(torch: ModuleType, onnx: ModuleType, model: torch.nn.Module, example: np.ndarray,
-                  opset: int) -> Any:
-    """The anomaly model as an onnx.ModelProto (TorchScript exporter), batch axis dynamic, three named outputs."""
-    outputs = [OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME]
-    buffer = io.BytesIO()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # exporter notices, not actionable here
-            torch.onnx.export(model, (torch.from_numpy(example),), buffer, input_names=[INPUT_NAME],
-                              output_names=outputs, opset_version=opset, dynamo=False, do_constant_folding=True,
-                              dynamic_axes={INPUT_NAME: {0: "batch"}, **{name: {0: "batch"} for name in outputs}})
-    except Exception as exc:  # torch raises many unrelated types here
-        raise ExportError(f"torch.onnx cannot export the anomaly model ({exc})",
-                          "replace the operator named above, or export with a newer opset") from exc
-    return onnx.load_from_string(buffer.getvalue())
 
 
 def _file_outputs(path: Path, batch: np.ndarray, names: tuple[str, ...],

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +18,7 @@ from inspectloop.errors import AuthError
 from inspectloop.people import authenticate
 from inspectloop.store import schema as s
 from inspectloop.workspace import init_workspace, open_workspace
+from tests.service_helpers import free_port, start_service
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
@@ -73,30 +70,6 @@ def test_serve_refuses_plain_http_off_loopback_and_bad_tls_files(tmp_path: Path,
     assert result.exit_code == 1 and words in " ".join(result.stderr.split()) and "fix:" in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _serve(ws: Path, port: int, log: Path, *options: str, verify: Any = True) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-c", "from inspectloop.cli import main; main()", "serve", "-w", str(ws),
-               "--port", str(port), "--sample-rate", "0.2", *options]
-    process = subprocess.Popen(command, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    scheme = "https" if "--tls-cert" in options else "http"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{scheme}://127.0.0.1:{port}/v1/health", timeout=1, verify=verify).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.2)
-        if process.poll() is not None:
-            raise AssertionError(f"serve exited: {log.read_text()}")
-    raise AssertionError("serve did not start")
-
-
 @pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
 def test_a_service_killed_under_load_loses_and_duplicates_nothing(tmp_path: Path, tls: bool) -> None:
     pytest.importorskip("torch")
@@ -105,7 +78,7 @@ def test_a_service_killed_under_load_loses_and_duplicates_nothing(tmp_path: Path
 
     line = line_workspace(tmp_path / "ws")
     line.workspace.close()
-    port, log = _free_port(), tmp_path / "serve.log"
+    port, log = free_port(), tmp_path / "serve.log"
     options: tuple[str, ...] = ()
     verify: Any = True
     if tls:
@@ -115,7 +88,7 @@ def test_a_service_killed_under_load_loses_and_duplicates_nothing(tmp_path: Path
     images = {f"kill-{i:04d}": image_bytes(("good", "scratch", "dark")[i % 3], i) for i in range(160)}
     answers: dict[str, dict[str, Any]] = {}
     killed = threading.Event()
-    server = _serve(line.workspace.root, port, log, *options, verify=verify)
+    server = start_service(line.workspace.root, port, log, *options, verify=verify)
 
     def send(client: Any, request_id: str) -> None:
         try:
@@ -136,7 +109,7 @@ def test_a_service_killed_under_load_loses_and_duplicates_nothing(tmp_path: Path
     assert killed.is_set() and 50 <= len(answers) < len(images)
     before = dict(answers)
 
-    server = _serve(line.workspace.root, port, log, *options, verify=verify)  # restart; resend what got no answer
+    server = start_service(line.workspace.root, port, log, *options, verify=verify)  # restart; resend what got no answer
     try:
         with httpx.Client(verify=verify) as client:
             for request_id in [r for r in images if r not in before]:
@@ -165,8 +138,8 @@ def test_plain_http_on_the_network_needs_insecure_and_says_so_loudly(tmp_path: P
 
     line = line_workspace(tmp_path / "ws")
     line.workspace.close()
-    port, log = _free_port(), tmp_path / "serve.log"
-    server = _serve(line.workspace.root, port, log, "--host", "0.0.0.0", "--insecure")
+    port, log = free_port(), tmp_path / "serve.log"
+    server = start_service(line.workspace.root, port, log, "--host", "0.0.0.0", "--insecure")
     server.send_signal(signal.SIGTERM)
     server.wait(20)
     text = log.read_text()
@@ -182,8 +155,8 @@ def test_over_tls_the_login_cookie_is_secure(tmp_path: Path) -> None:
     line = line_workspace(tmp_path / "ws")
     line.workspace.close()
     cert, key = self_signed(tmp_path)
-    port, log, verify = _free_port(), tmp_path / "serve.log", client_context(cert)
-    server = _serve(line.workspace.root, port, log, "--tls-cert", str(cert), "--tls-key", str(key), verify=verify)
+    port, log, verify = free_port(), tmp_path / "serve.log", client_context(cert)
+    server = start_service(line.workspace.root, port, log, "--tls-cert", str(cert), "--tls-key", str(key), verify=verify)
     try:
         with httpx.Client(verify=verify) as client:
             reply = client.post(f"https://127.0.0.1:{port}/login", data={"token": line.reviewer})

@@ -13,7 +13,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from inspectloop.runtime.metadata import METADATA_KEY, ModelMetadata, content_hash, model_hash, read_metadata_props
+from inspectloop.runtime.metadata import (
+    METADATA_KEY, ModelMetadata, content_hash, metadata_entry, model_hash, read_metadata_props,
+)
 from inspectloop.runtime.signing import SIGNATURE_KEY
 
 CLASSES = ("good", "scratch", "dark")
@@ -79,22 +81,7 @@ def without_metadata(data: bytes) -> bytes:
 
 def with_metadata_value(data: bytes, value: str, key: str = METADATA_KEY) -> bytes:
     """The model bytes with its metadata replaced by one ``key: value`` entry (no hash is recomputed)."""
-    entry = _record(1, key.encode("utf-8")) + _record(2, value.encode("utf-8"))
-    return without_metadata(data) + _record(_METADATA_PROPS, entry)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _record(number: int, payload: bytes) -> bytes:
-    """One length-delimited protobuf field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+    return without_metadata(data) + metadata_entry(key, value)
 
 
 def _read_varint(data: bytes, pos: int) -> tuple[int, int]:
@@ -147,5 +134,4 @@ def forged_copy(signed: Path, target: Path, *, signature: str = "strip") -> Path
 
 def with_extra_entry(data: bytes, key: str, value: str) -> bytes:
     """The model bytes with one more ``metadata_props`` entry appended (others kept)."""
-    entry = _record(1, key.encode("utf-8")) + _record(2, value.encode("utf-8"))
-    return data + _record(_METADATA_PROPS, entry)
+    return data + metadata_entry(key, value)

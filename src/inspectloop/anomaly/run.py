@@ -31,6 +31,7 @@ from inspectloop.runtime.decision import DecisionPolicy
 from inspectloop.runtime.metadata import ANOMALY
 from inspectloop.store import atomic_write_text, now_iso
 from inspectloop.train.config import TrainConfig
+from inspectloop.train.record import RunResult, colour_mode, failing_run, good_index, register_model, start_run
 from inspectloop.workspace import Workspace
 
 if TYPE_CHECKING:
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 
     from inspectloop.accept.criteria import LockedCriteria
     from inspectloop.anomaly.fit import PatchCoreModel
-    from inspectloop.train.run import RunResult
 
 Progress = Callable[[str, dict[str, Any]], None]
 MODEL_STATE = "patchcore.npz"
@@ -66,22 +66,15 @@ def train_anomaly(workspace: Workspace, version: DatasetVersion, config: TrainCo
     TrainingError, before anything is recorded, for a version without the good class or with too few
     good images, or an ``update`` of a run that is not a finished anomaly run.
     """
-    from inspectloop.train.run import start_run
-
     plan = _plan(workspace, version, config, update)
     run_id, config = start_run(workspace, version, config, None, None if criteria is None else criteria.id)
     run_dir = workspace.runs_dir / run_id
-    try:
+    with failing_run(workspace, run_id):
         return _execute(workspace, version, config, plan, run_id, run_dir, progress)
-    except BaseException as exc:
-        workspace.db.runs.finish(run_id, "failed", error=str(exc))
-        raise
 
 
 def good_class_of(workspace: Workspace, version: DatasetVersion, config: TrainConfig) -> str:
     """The class an anomaly model learns: ``config.good_class``, else the workspace's good class."""
-    from inspectloop.train.run import good_index
-
     names = list(version.class_names)
     if config.good_class is not None:
         if config.good_class not in names:
@@ -136,8 +129,6 @@ def _parent(workspace: Workspace, run_id: str) -> tuple[str, set[str]]:
 
 def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig, plan: _Plan, run_id: str,
              run_dir: Path, progress: Progress) -> RunResult:
-    from inspectloop.train.run import RunResult
-
     load = _loader(workspace, version, config, progress)
     started = time.perf_counter()
     model = _fit(workspace, config, plan, load(plan.bank, "train"), progress)
@@ -176,8 +167,6 @@ def _loader(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     from inspectloop.models.backbones import backbone_spec
     from inspectloop.runtime.preprocess import Preprocess
     from inspectloop.train.data import load_image_set
-    from inspectloop.train.run import colour_mode
-
     spec = backbone_spec(config.backbone)
     preprocess = Preprocess(config.input_size, spec.mean, spec.std)
     mode = colour_mode(workspace, version, config)
@@ -280,8 +269,6 @@ def _export(workspace: Workspace, run_id: str, run_dir: Path, version: DatasetVe
     from inspectloop.anomaly.fit import metadata_for
     from inspectloop.export import export_anomaly
     from inspectloop.keys import site_signing_key
-    from inspectloop.train.run import colour_mode, register_model
-
     metadata = metadata_for(model, model_name=workspace.config.name, model_version=run_id, good_class=plan.good,
                             review=review, colour_mode=colour_mode(workspace, version, config),
                             jpeg_draft=config.jpeg_draft, dataset_version=version.name, run_id=run_id,

@@ -25,11 +25,11 @@ from inspectloop.provenance import code_version
 from inspectloop.runtime.metadata import DETECTION, ModelMetadata
 from inspectloop.store import atomic_write_text, now_iso
 from inspectloop.train.config import TrainConfig
+from inspectloop.train.record import RunResult, colour_mode, failing_run, register_model, start_run
 from inspectloop.workspace import Workspace
 
 if TYPE_CHECKING:
     from inspectloop.detect.data import Frame
-    from inspectloop.train.run import RunResult
 
 Progress = Callable[[str, dict[str, Any]], None]
 MIN_TRAIN_FRAMES = 4
@@ -96,16 +96,11 @@ def _primary_boxes(regions: Sequence[Region], index: dict[str, int]) -> tuple[di
 def train_detector(workspace: Workspace, version: DatasetVersion, config: TrainConfig, *, resume: str | None = None,
                    progress: Progress) -> RunResult:
     """Train, evaluate on the frozen test set, export and register a detector; see the module docstring."""
-    from inspectloop.train.run import start_run
-
     plan = plan_detection(workspace, version)
     run_id, config = start_run(workspace, version, config, resume)
     run_dir = workspace.runs_dir / run_id
-    try:
+    with failing_run(workspace, run_id):
         return _execute(workspace, version, config, plan, run_id, run_dir, progress)
-    except BaseException as exc:
-        workspace.db.runs.finish(run_id, "failed", error=str(exc))
-        raise
 
 
 def thresholds_of(config: TrainConfig, box_classes: Sequence[str]) -> dict[str, float]:
@@ -125,8 +120,6 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     from inspectloop.detect.metrics import summary
     from inspectloop.detect.model import build_detector
     from inspectloop.train.loop import seed_everything
-    from inspectloop.train.run import RunResult
-
     if config.threads:
         torch.set_num_threads(config.threads)
     preprocess = _preprocess(config)
@@ -171,8 +164,6 @@ def _loader(workspace: Workspace, version: DatasetVersion, config: TrainConfig, 
             progress: Progress) -> Callable[[str], list[Frame]]:
     from inspectloop.detect.data import load_frames
     from inspectloop.runtime.images import load_image
-    from inspectloop.train.run import colour_mode
-
     mode = colour_mode(workspace, version, config)
 
     def load(split: str) -> list[Frame]:
@@ -189,8 +180,6 @@ def _export(workspace: Workspace, version: DatasetVersion, config: TrainConfig, 
     from inspectloop.export import export_detector
     from inspectloop.keys import site_signing_key
     from inspectloop.models.backbones import backbone_spec
-    from inspectloop.train.run import colour_mode, register_model
-
     spec = backbone_spec(config.backbone)
     metadata = ModelMetadata(
         task=DETECTION, model_name=workspace.config.name, model_version=run_id, class_names=plan.class_names,

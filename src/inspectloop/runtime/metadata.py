@@ -32,7 +32,7 @@ DETECTION = "detection"
 # What a model file can be: the values of inspectloop.domain.Task; this version's EdgeModel runs all three.
 TASKS = (CLASSIFICATION, ANOMALY, DETECTION)
 
-_METADATA_PROPS_FIELD = 14  # ModelProto.metadata_props
+METADATA_PROPS_FIELD = 14  # ModelProto.metadata_props
 _ENTRY_KEY_FIELD, _ENTRY_VALUE_FIELD = 1, 2  # StringStringEntryProto.key / .value
 _OPTIONAL_FIELDS = {"sha256", "task", "temperature", "thresholds", "review", "novelty", "jpeg_draft", "colour_mode",
                     "detection", "dataset_version", "run_id", "code_version", "created_at"}
@@ -276,7 +276,7 @@ def model_hash(model_bytes: bytes) -> str:
     digest = hashlib.sha256()
     view = memoryview(model_bytes)
     for number, start, end, _ in top_level_fields(view, 0, len(view)):
-        if number != _METADATA_PROPS_FIELD:
+        if number != METADATA_PROPS_FIELD:
             digest.update(view[start:end])
     return digest.hexdigest()
 
@@ -286,7 +286,7 @@ def read_metadata_props(model_bytes: bytes) -> list[tuple[str, str]]:
     view = memoryview(model_bytes)
     entries = []
     for number, _, end, payload_start in top_level_fields(view, 0, len(view)):
-        if number == _METADATA_PROPS_FIELD:
+        if number == METADATA_PROPS_FIELD:
             entries.append(_read_entry(view, payload_start, end))
     return entries
 
@@ -333,6 +333,26 @@ def verify_model_hash(model_bytes: bytes, metadata: ModelMetadata, label: str) -
         raise ModelFileError(f"{label}: model file was modified after export (weights hash does not match)", fix)
     if content_hash(stored_metadata(model_bytes)) != metadata.sha256:
         raise ModelFileError(f"{label}: model metadata was modified after export (metadata hash does not match)", fix)
+
+
+def metadata_entry(key: str, value: str) -> bytes:
+    """One ``metadata_props`` entry as it is appended to a serialised ModelProto (a protobuf record)."""
+    entry = _length_delimited(_ENTRY_KEY_FIELD, key.encode("utf-8")) + \
+        _length_delimited(_ENTRY_VALUE_FIELD, value.encode("utf-8"))
+    return _length_delimited(METADATA_PROPS_FIELD, entry)
+
+
+def _length_delimited(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte, value = value & 0x7F, value >> 7
+        out.append(byte | (0x80 if value else 0))
+        if not value:
+            return bytes(out)
 
 
 def _not_onnx(reason: str) -> ModelFileError:

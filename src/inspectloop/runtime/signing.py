@@ -32,7 +32,9 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Literal
 
 from inspectloop.errors import ModelFileError
-from inspectloop.runtime.metadata import METADATA_KEY, model_hash, read_metadata_props, top_level_fields
+from inspectloop.runtime.metadata import (
+    METADATA_KEY, METADATA_PROPS_FIELD, metadata_entry, model_hash, read_metadata_props, top_level_fields,
+)
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -41,7 +43,6 @@ SIGNATURE_KEY = "inspectloop.signature"
 ALGORITHM = "ed25519"
 TRUSTED_KEYS_ENV = "INSPECTLOOP_TRUSTED_KEYS"  # public key files, separated like PATH
 _PREFIX = b"inspectloop model signature v1\x00"
-_METADATA_PROPS_FIELD = 14  # ModelProto.metadata_props
 _HOW_TO_TRUST = f"--trusted-key FILE or ${TRUSTED_KEYS_ENV}"
 _RECOPY = "copy the model file again from the workspace that exported it; never edit an exported model"
 
@@ -113,8 +114,7 @@ def sign_model(model_bytes: bytes, private_key: Ed25519PrivateKey) -> bytes:
              "public_key": base64.b64encode(raw).decode("ascii"),
              "signature": base64.b64encode(private_key.sign(signed_message(bare))).decode("ascii")}
     value = json.dumps(entry, sort_keys=True, separators=(",", ":"))
-    record = _field(1, SIGNATURE_KEY.encode("utf-8")) + _field(2, value.encode("utf-8"))
-    return bare + _field(_METADATA_PROPS_FIELD, record)
+    return bare + metadata_entry(SIGNATURE_KEY, value)
 
 
 def strip_signature(model_bytes: bytes) -> bytes:
@@ -122,7 +122,7 @@ def strip_signature(model_bytes: bytes) -> bytes:
     view = memoryview(model_bytes)
     kept = []
     for number, start, end, payload in top_level_fields(view, 0, len(view)):
-        if number == _METADATA_PROPS_FIELD and _entry_key(model_bytes[payload:end]) == SIGNATURE_KEY:
+        if number == METADATA_PROPS_FIELD and _entry_key(model_bytes[payload:end]) == SIGNATURE_KEY:
             continue
         kept.append(model_bytes[start:end])
     return b"".join(kept)
@@ -268,17 +268,3 @@ def _entry_key(entry: bytes) -> str | None:
 
 def _ids(keys: Sequence[PublicKey]) -> str:
     return ", ".join(key.key_id for key in keys)
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, value = value & 0x7F, value >> 7
-        out.append(byte | (0x80 if value else 0))
-        if not value:
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """One length-delimited protobuf field."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload

@@ -12,10 +12,8 @@ checkpoints (for resume), the weights, the report and the model files.
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,18 +24,19 @@ from inspectloop.datasets import load_version
 from inspectloop.domain import DatasetItem, DatasetVersion
 from inspectloop.decisions.calibration import softmax
 from inspectloop.decisions.crossfit import OutOfFold, Stability, assign_folds, stability
-from inspectloop.errors import InspectloopError, TrainingError
+from inspectloop.errors import TrainingError
 from inspectloop.evaluate.run import EvaluationResult, evaluate_predictions
 from inspectloop.provenance import code_version
 from inspectloop.runtime.metadata import ModelMetadata
 from inspectloop.runtime.preprocess import Preprocess
-from inspectloop.store import atomic_write_text, now_iso, sha256_bytes
+from inspectloop.store import atomic_write_text, now_iso
 from inspectloop.train.calibrate import (
     CalibrationResult, ConfidenceFit, DecisionBand, FittedBand, fit_band, fit_confidence, measure_band,
     measure_confidence,
 )
 from inspectloop.train.config import TrainConfig, decision_settings
 from inspectloop.train.novelty import NoveltyGuard, NoveltyMeasure, fit_novelty, measure_novelty
+from inspectloop.train.record import RunResult, colour_mode, failing_run, good_index, register_model, start_run
 from inspectloop.workspace import Workspace
 
 if TYPE_CHECKING:  # the training stack (torch) is imported when a run trains
@@ -50,13 +49,6 @@ INT8_CALIBRATION_IMAGES = 200
 INT8_CHECK_IMAGES = 128
 
 
-@dataclass(frozen=True)
-class RunResult:
-    run_id: str
-    run_dir: Path
-    model_path: Path
-    metrics: dict[str, Any]
-    report: Path
 
 
 def train(workspace: Workspace, config: TrainConfig | None = None, *, dataset: str = "latest",
@@ -89,13 +81,8 @@ def train(workspace: Workspace, config: TrainConfig | None = None, *, dataset: s
     config = steer_by_criteria(workspace, version, config or TrainConfig(), locked)
     run_id, config = start_run(workspace, version, config, resume, None if locked is None else locked.id)
     run_dir = workspace.runs_dir / run_id
-    try:
-        result = _execute(workspace, version, config, run_id, run_dir, export_int8, progress or _quiet)
-    except BaseException as exc:
-        message = str(exc) if isinstance(exc, InspectloopError) else f"{type(exc).__name__}: {exc}"
-        workspace.db.runs.finish(run_id, "failed", error=message)
-        raise
-    return result
+    with failing_run(workspace, run_id):
+        return _execute(workspace, version, config, run_id, run_dir, export_int8, progress or _quiet)
 
 
 def steer_by_criteria(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
@@ -142,31 +129,6 @@ def _check_trainable(version: DatasetVersion) -> None:
     if missing:
         raise TrainingError(f"classes {missing} have no training images in {version.name}",
                             "add images of those classes and make a new dataset version")
-
-
-def start_run(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
-              resume: str | None, criteria_id: int | None = None) -> tuple[str, TrainConfig]:
-    """Record a new run (its folder and config) and return its id, or check and reopen ``resume``."""
-    if resume is not None:
-        row = workspace.db.runs.get(resume)
-        if row is None:
-            raise TrainingError(f"no run {resume!r} to resume", "list runs with: inspectloop runs")
-        if row.status == "finished":
-            raise TrainingError(f"run {resume} already finished", "start a new run instead")
-        if row.dataset_version != version.name:
-            raise TrainingError(f"run {resume} trained on {row.dataset_version}, not {version.name}",
-                                f"resume with --dataset {row.dataset_version}")
-        if criteria_id is not None and row.criteria_id != criteria_id:
-            raise TrainingError(f"run {resume} is judged by criteria #{row.criteria_id}, not #{criteria_id}",
-                                "resume without --criteria (a run keeps the criteria it started with)")
-        return resume, TrainConfig(**row.config)
-    run_id = f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
-    run_dir = workspace.runs_dir / run_id
-    run_dir.mkdir(parents=True)
-    atomic_write_text(run_dir / "config.json", json.dumps(config.model_dump(), indent=2))
-    workspace.db.runs.add(run_id, version.name, config.model_dump(), code_version(), str(run_dir),
-                          criteria_id=criteria_id)
-    return run_id, config
 
 
 @dataclass(frozen=True)
@@ -501,31 +463,6 @@ def _recall_targets(workspace: Workspace, names: list[str], good_index: int | No
                           per_class=config.recall_targets)
 
 
-def good_index(workspace: Workspace, names: list[str]) -> int | None:
-    """The column of the class the workspace defines as good (pass), or None when ``names`` has none."""
-    good = [c.name for c in workspace.db.labels.classes().values() if c.is_good and c.name in names]
-    return names.index(good[0]) if good else None
-
-
 def _spread(images: list[Any], count: int) -> list[Any]:
     """Up to ``count`` images taken evenly across the list (so every class is represented)."""
     return images[:: max(1, len(images) // count)][:count]
-
-
-def colour_mode(workspace: Workspace, version: DatasetVersion, config: TrainConfig) -> str:
-    """How a run decodes its images: ``config.colour``, or (auto) L when every image is greyscale.
-
-    Greyscale models for greyscale lines: one decode path, and colour JPEGs decode straight to luma."""
-    if config.colour != "auto":
-        return config.colour
-    records = workspace.db.images.get_many([item.sha256 for item in version.items])
-    return "L" if all(record.working_mode == "L" for record in records.values()) else "RGB"
-
-
-def register_model(workspace: Workspace, run_id: str, variant: str, path: Path, weights_sha256: str) -> None:
-    """Record an exported model file of a run, with the metadata the file carries."""
-    from inspectloop.runtime import EdgeModel
-
-    metadata = EdgeModel(path).metadata
-    workspace.db.runs.add_model(run_id, variant, str(path), sha256_bytes(path.read_bytes()), weights_sha256,
-                           json.loads(metadata.to_json()))
