@@ -424,7 +424,8 @@ def doctor(ws: WorkspaceOpt,
             out.print(f"  {state}: {finding.check} {finding.subject}: {finding.detail}"
                       + (f" (fix: {finding.fix})" if finding.fix else ""), highlight=False)
         summary = report.to_dict()
-        out.print(f"{'healthy' if report.healthy else 'PROBLEMS'}: checked {summary['checked']}; "
+        checked = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in summary["checked"].items())
+        out.print(f"{'healthy' if report.healthy else 'PROBLEMS'}: checked {checked}; "
                   f"{summary['problems']} problem(s), {summary['fixed']} fixed, {summary['warnings']} warning(s)",
                   highlight=False)
     if not report.healthy:
