@@ -34,6 +34,7 @@ def start(page: Any) -> str | None:
     assert item_id(page) is None and page.is_visible("form#next button")
     page.keyboard.press("Enter")
     page.wait_for_selector("#item [data-item-id]")
+    page.wait_for_load_state()  # the item is parsed before review.js runs: keys pressed earlier go nowhere
     return item_id(page)
 
 
@@ -109,7 +110,7 @@ def test_help_and_item_details_are_on_the_page(browser: Any, server16: LiveServe
     start(page)
     assert page.is_hidden("#help")
     page.keyboard.press("?")
-    assert page.is_visible("#help")
+    page.wait_for_selector("#help", state="visible", timeout=2000)
     page.screenshot(path="/tmp/inspectloop-review-help.png")
     page.keyboard.press("Escape")
     text = page.text_content("main")

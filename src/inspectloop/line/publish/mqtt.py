@@ -80,9 +80,10 @@ class MqttPublisher:
         except (RuntimeError, ValueError) as exc:  # paho: queue full, or disconnected with nothing queued
             raise PublishError(f"decision for part {decision.part_id} not delivered to {self.broker}: {exc}",
                                "check the broker; the publisher reconnects by itself once it is back") from None
-        if not info.is_published():
-            raise PublishError(f"decision for part {decision.part_id} not acknowledged by {self.broker} within "
-                               f"{self.config.connect_timeout_s:g} s", "check the broker and the network")
+        if not info.is_published():  # a broker that just went away is noticed here, before paho sees the drop
+            raise PublishError(f"decision for part {decision.part_id} not delivered to {self.broker}: no "
+                               f"acknowledgement within {self.config.connect_timeout_s:g} s",
+                               "check the broker and the network; the publisher reconnects by itself once it is back")
         self.published += 1
 
     def close(self) -> None:
