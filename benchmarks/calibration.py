@@ -51,7 +51,8 @@ def workspace_for(name: str, reuse: bool) -> Workspace:
 
 def run_once(ws: Workspace, config: TrainConfig, label: str) -> tuple[str, dict[str, Any]]:
     """Train with ``config`` (or reuse a finished run with that config, or resume a failed one): id and metrics."""
-    same = [r for r in ws.db.runs.list() if r.config == config.model_dump()]
+    # A stored config is read through today's TrainConfig, so a field added since (with its default) still matches.
+    same = [r for r in ws.db.runs.list() if TrainConfig.model_validate(r.config).model_dump() == config.model_dump()]
     finished = [r for r in same if r.status == "finished"]
     if finished:
         print(f"  [{label}] reusing {finished[-1].id}", flush=True)
