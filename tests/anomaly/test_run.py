@@ -57,6 +57,8 @@ def test_an_anomaly_run_learns_good_images_and_ships_one_certified_model_file(ws
     assert ws.db.runs.get(result.run_id).status == "finished"
     trained_on = json.loads((result.run_dir / "trained_on.json").read_text())
     assert len(trained_on) == metrics["fit"]["good_images"]  # good training images only: defects never reach the bank
+    report = result.report.read_text()  # the hard cases show where the model saw each part differ
+    assert "Heatmaps: yellow marks" in report and report.count("data:image/jpeg") >= 3
     # The registry takes it like any model, and its card says plainly what is and is not certified.
     card = write_model_card(ws, register(ws, result.run_id)).read_text()
     assert "Anomaly model" in card and "No escape-rate claim is made" in card and "of good parts are rejected" in card
