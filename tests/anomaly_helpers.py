@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import functools
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 
+from PIL import Image, ImageFilter
+
 from tests.runtime.helpers import synthetic_image
+from tests.service_helpers import Line
 
 
 @functools.cache
@@ -31,3 +35,23 @@ def anomaly_model_bytes() -> bytes:
     with tempfile.TemporaryDirectory() as folder:
         parity = [synthetic_image("good", 92_000), synthetic_image("scratch", 92_001)]
         return export_anomaly(model.module, metadata, Path(folder) / "anomaly.onnx", parity).path.read_bytes()
+
+
+def anomaly_line(root: Path) -> Line:
+    """The monitored line (``tests.monitoring_helpers``) with the anomaly model in production instead of the
+    tiny CNN: its frozen test split has cameras, and ``log_predictions`` logs the anomaly model's answers."""
+    from inspectloop.registry import promote
+    from tests.monitoring_helpers import frozen_test_split
+    from tests.service_helpers import add_version, line_workspace
+
+    line = line_workspace(root)
+    version = add_version(line.workspace, "run-anomaly", anomaly_model_bytes())
+    line = replace(line, production=promote(line.workspace, version, "production", actor="ana", reason="test",
+                                            override=True))
+    frozen_test_split(line)
+    return line
+
+
+def softer(image: Image.Image) -> Image.Image:
+    """A lens out of focus (Gaussian blur, radius 0.5 px): the good parts' anomaly scores rise."""
+    return image.filter(ImageFilter.GaussianBlur(0.5))

@@ -10,6 +10,7 @@ import pytest
 from inspectloop.monitor import run as monitoring
 from inspectloop.errors import MonitorError
 from inspectloop.review import backlog
+from tests.anomaly_helpers import anomaly_line, softer
 from tests.monitoring_helpers import (
     CAMERAS,
     NOW,
@@ -90,3 +91,25 @@ def test_parse_window(text: str, expected: timedelta) -> None:
 def test_a_bad_window_says_how_to_write_one() -> None:
     with pytest.raises(MonitorError, match="cannot read the window"):
         monitoring.parse_window("seven days")
+
+
+def test_an_anomaly_models_score_drifts_on_a_softer_camera(tmp_path: Path) -> None:
+    """An anomaly model's window carries its anomaly scores (read back from the logged probabilities): on a
+    line of mostly good parts, a camera out of focus moves the score up, a steady one does not."""
+    line = anomaly_line(tmp_path / "ws")
+    tested = monitoring.record_drift_baseline(line.workspace)
+    assert [(r.camera, r.images, r.embedded) for r in tested] == [(c, 36, 0) for c in CAMERAS]  # no embedding
+    passing = ("good", "dark")  # the model forgives exposure: both are good parts to it
+    for seed, camera in enumerate(CAMERAS):
+        log_predictions(line, camera, 40, start=NOW - timedelta(days=10), seed=seed, labels=passing)
+    monitoring.record_drift_baseline(line.workspace, source="production", first=40)
+    start = NOW - timedelta(hours=6)
+    log_predictions(line, "cam-a", 60, start=start, seed=7, labels=passing)
+    log_predictions(line, "cam-b", 60, start=start, seed=8, labels=passing, degrade=softer)
+    result = monitoring.monitor(line.workspace, now=NOW, min_predictions=20, window=timedelta(days=1))
+    checked = {(s.camera, s.signal): s for s in result.signals}
+    assert checked[("cam-b", "anomaly_score")].fired and checked[("cam-b", "anomaly_score")].effect > 0
+    assert not checked[("cam-a", "anomaly_score")].fired and not any(s.camera == "cam-a" for s in result.fired)
+    assert ("cam-a", "confidence") not in checked  # the score replaces an anomaly model's confidence
+    assert any(m.startswith("cam-b: anomaly score up") and "above the anomaly threshold" in m for m in result.alerts)
+    line.workspace.close()
