@@ -77,6 +77,23 @@ def test_update_adds_new_good_images_to_the_bank_and_re_exports(ws: Workspace, t
         train(ws, TrainConfig(**SMALL), update=updated.run_id)
 
 
+def test_acceptance_judges_an_anomaly_model_as_good_vs_anomaly(ws: Workspace, tmp_path: Path) -> None:
+    """The frozen test set's defect classes are "anomaly" to the model: its escapes and false rejects are judged;
+    a criterion on a defect class it does not name is reported as such, not crashed on."""
+    from inspectloop.accept.criteria import lock_criteria
+    from inspectloop.accept.run import accept
+
+    criteria = tmp_path / "anomaly.yaml"
+    criteria.write_text("name: anomaly\nclasses:\n  good: {min_recall: 0.5}\n  dent: {min_recall: 0.5}\n"
+                        "max_escape_rate: 0.5\nguarantee: marginal\n")
+    locked = lock_criteria(ws, criteria, by="ana")
+    report = accept(ws, train(ws, TrainConfig(**SMALL), criteria=str(locked.id)).run_id)
+    results = {r.name: r for r in report.results}
+    assert results["good: recall"].passed and results["escape rate"].passed
+    assert not results["dent: recall"].passed
+    assert "'dent' is not one of the model's classes (good, anomaly)" in results["dent: recall"].detail
+
+
 @pytest.mark.parametrize("config, update, message", [
     (dict(good_class="dent"), None, "has 4 good training image\\(s\\) of class .dent.; an anomaly model needs at least 10"),
     (dict(good_class="scratch"), None, "good class 'scratch' is not a class"),
