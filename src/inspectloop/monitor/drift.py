@@ -3,8 +3,9 @@
 Four families of signal, each a two-sample test from :mod:`inspectloop.monitor.statistics`:
 image statistics (brightness, contrast, sharpness, noise, clipping; KS), embeddings (MMD),
 the predicted-class mix (chi-square / PSI) and the model's confidence (KS). An anomaly model's
-window carries its anomaly scores instead of confidences (KS on the score: good parts creeping
-towards the threshold show here before the reject rate moves); see :func:`anomaly_margins`.
+window carries, instead of confidences, the anomaly scores of the parts below its threshold (KS):
+good parts creeping towards the threshold show there before the reject rate (the class mix) moves,
+and a baseline richer in defects than the line (a frozen test set) does not distort it.
 
 Multiple testing: one camera's check runs up to eight tests at once, so the p-values are
 Holm-adjusted across that camera's signals (family-wise error rate <= ``alpha`` per camera per
@@ -60,7 +61,8 @@ class CameraWindow:
 
     ``image_stats`` maps a statistic name to one value per image; ``embeddings`` is (N, D) or None;
     ``class_counts`` maps class name to predictions; ``confidences`` the top-class probabilities;
-    ``anomaly_scores`` an anomaly model's scores (:func:`anomaly_margins`), None for a classifier.
+    ``anomaly_scores`` an anomaly model's scores of the parts below its threshold (:func:`anomaly_margins`),
+    None for a classifier.
     Any part may be empty: only signals present on both sides are compared.
     """
 
@@ -245,23 +247,13 @@ def _describe(family: str, result: TwoSampleResult, p_value: float, fired: bool,
         verb = "changed" if fired else "steady"
         return f"image content {verb} (embedding MMD {result.effect:.3f}, {evidence})"
     if family == ANOMALY_SCORE:
-        return _describe_anomaly(result, evidence, fired, baseline, current)
+        verb = ("up" if result.effect > 0 else "down") if fired else "steady"
+        return f"anomaly score of the parts below the threshold {verb} (effect {abs(result.effect):.1f} SD, {evidence})"
     name = _PLAIN_NAMES.get(result.measured, result.measured)
     samples_b = baseline.confidences if family == CONFIDENCE else baseline.image_stats[result.measured]
     samples_c = current.confidences if family == CONFIDENCE else current.image_stats[result.measured]
     direction = _direction(float(np.mean(samples_b)), float(np.mean(samples_c)), fired)
     return f"{name} {direction} (effect {abs(result.effect):.1f} SD, {evidence})"
-
-
-def _describe_anomaly(result: TwoSampleResult, evidence: str, fired: bool, baseline: DriftBaseline,
-                      current: CameraWindow) -> str:
-    """'anomaly score up 1.4 SD (parts above the anomaly threshold 3% -> 21%, p<0.001)'."""
-    before, after = (np.asarray(w.anomaly_scores, dtype=np.float64) for w in (baseline, current))
-    before, after = before[np.isfinite(before)], after[np.isfinite(after)]
-    verb = ("up" if result.effect > 0 else "down") if fired else "steady"
-    above = f"{float(np.mean(before > 0)):.0%} -> {float(np.mean(after > 0)):.0%}"
-    return (f"anomaly score {verb} (effect {abs(result.effect):.1f} SD; parts above the anomaly threshold {above}, "
-            f"{evidence})")
 
 
 def _direction(before: float, after: float, fired: bool) -> str:

@@ -35,6 +35,7 @@ from inspectloop.monitor.drift import (
     anomaly_margins,
     check_drift,
 )
+from inspectloop.monitor.statistics import MIN_SCALAR_SAMPLES
 from inspectloop.runtime import EdgeModel
 from inspectloop.runtime.metadata import ANOMALY
 from inspectloop.store import Transaction, now_iso
@@ -188,16 +189,19 @@ def _model_window(workspace: Workspace, edge: EdgeModel, camera: str, digests: S
 
 def _window(edge: EdgeModel, camera: str, stats: Sequence[QualityStats], embeddings: np.ndarray | None,
             labels: Sequence[str], confidences: Sequence[float], scores: Sequence[Mapping[str, float]]) -> CameraWindow:
-    """One camera's window. An anomaly model's carries its anomaly scores instead of its confidences: the
-    top probability of (P(good), P(anomaly)) only says how far a score is from the threshold, not on which
-    side, and the score's own distribution is the finer signal."""
+    """One camera's window. An anomaly model's carries, instead of its confidences (the top probability of
+    (P(good), P(anomaly)) says how far a score is from the threshold, not on which side), the anomaly scores
+    of the parts below its threshold: whatever share of defects a window holds (a frozen test set is richer
+    in them than the line; the class mix tracks that share), the good parts' scores are compared. Fewer
+    than a test needs, and the signal is left out."""
     names = edge.metadata.class_names
     if edge.task != ANOMALY:
         return CameraWindow.from_observations(camera, stats, embeddings, labels, confidences, names)
     good = edge.metadata.good_class or names[0]
-    anomaly = next(name for name in names if name != good)
+    margins = anomaly_margins(scores, next(name for name in names if name != good), good)
+    below = margins[margins < 0]
     return CameraWindow.from_observations(camera, stats, embeddings, labels, (), names,
-                                          anomaly_scores=anomaly_margins(scores, anomaly, good))
+                                          anomaly_scores=below if len(below) >= MIN_SCALAR_SAMPLES else ())
 
 
 def _embed_fallback(workspace: Workspace, edge: EdgeModel, digests: Sequence[str]) -> np.ndarray | None:
