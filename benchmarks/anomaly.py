@@ -97,7 +97,8 @@ def main() -> None:
                         "pixel_rule": "heatmaps and masks in the 256x256 square the models see; AUPRO to FPR 0.3",
                         "peer_malloc": "glibc default" if args.peer_default_malloc else PEER_ENV,
                         "mem_cap_gb": args.mem_cap_gb, "datasets": results,
-                        "coreset_ratio": {"inspectloop": args.coreset_ratio, "anomalib_patchcore": args.peer_coreset_ratio},
+                        "coreset_ratio": {"inspectloop": args.coreset_ratio,
+                                          "anomalib_patchcore": args.peer_coreset_ratio},
                         "not_measured_here": {"novelty_guard": "issue 11 item 6 is measured by benchmarks/novelty.py "
                                               "(results/novelty.json)"}})
     print_table(results)
