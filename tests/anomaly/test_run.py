@@ -78,20 +78,23 @@ def test_update_adds_new_good_images_to_the_bank_and_re_exports(ws: Workspace, t
 
 
 def test_acceptance_judges_an_anomaly_model_as_good_vs_anomaly(ws: Workspace, tmp_path: Path) -> None:
-    """The frozen test set's defect classes are "anomaly" to the model: its escapes and false rejects are judged;
-    a criterion on a defect class it does not name is reported as such, not crashed on."""
+    """The frozen test set's defect classes are "anomaly" to the model: its escapes and false rejects are judged,
+    and a defect class's recall is the share of its images the model calls anomaly; precision it cannot have."""
     from inspectloop.accept.criteria import lock_criteria
     from inspectloop.accept.run import accept
 
     criteria = tmp_path / "anomaly.yaml"
-    criteria.write_text("name: anomaly\nclasses:\n  good: {min_recall: 0.5}\n  dent: {min_recall: 0.5}\n"
-                        "max_escape_rate: 0.5\nguarantee: marginal\n")
+    criteria.write_text("name: anomaly\nclasses:\n  good: {min_recall: 0.5}\n  dent: {min_recall: 0.5, "
+                        "min_precision: 0.5}\nmax_escape_rate: 0.5\nguarantee: marginal\n")
     locked = lock_criteria(ws, criteria, by="ana")
     report = accept(ws, train(ws, TrainConfig(**SMALL), criteria=str(locked.id)).run_id)
     results = {r.name: r for r in report.results}
     assert results["good: recall"].passed and results["escape rate"].passed
-    assert not results["dent: recall"].passed
-    assert "'dent' is not one of the model's classes (good, anomaly)" in results["dent: recall"].detail
+    assert results["dent: recall"].passed and results["dent: recall"].measured == 1.0
+    assert results["dent: recall"].detail.startswith("3 of 3 dent test images called anomaly")
+    assert not results["dent: precision"].passed
+    assert "'dent' is not one of the model's classes (good, anomaly)" in results["dent: precision"].detail
+    assert report.document["measurements"]["defect_detections"] == {"dent": {"called_anomaly": 3, "count": 3}}
 
 
 @pytest.mark.parametrize("config, update, message", [

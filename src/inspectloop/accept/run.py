@@ -91,7 +91,8 @@ def accept(workspace: Workspace, run_id: str, *, variant: str = "fp32", criteria
     version = _model_version(workspace, run, variant)
     predictions, truth, metadata = _run_model(workspace, version, items, progress)
     measurements = measure(predictions, truth, class_names=metadata.class_names, good_class=metadata.good_class,
-                           criteria=locked.criteria)
+                           criteria=locked.criteria,
+                           defect_labels=[item.label for item in items] if metadata.task == ANOMALY else None)
     results = judge(locked.criteria, measurements)
     out_dir = Path(run.artifacts) / (f"acceptance-{locked.id}" if variant == "fp32"
                                         else f"acceptance-{locked.id}-{variant}")
