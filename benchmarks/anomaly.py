@@ -16,6 +16,8 @@ every metric is then computed here, by the same code, for every side:
 - pixel AUROC (scikit-learn) and AUPRO up to FPR 0.3 (MVTec AD definition, normalised to [0, 1]) over
   every test image, heatmaps and ground truth (magnetic tile masks, KolektorSDD polygons) both in the
   256 x 256 square the models see;
+- each side with its library's shipped settings: coreset share 0.04 (inspectloop) and 0.1 (anomalib's
+  PatchCore), unless --coreset-ratio / --peer-coreset-ratio say otherwise (both recorded in the JSON);
 - fit time and the fit's peak RSS (VmHWM, reset just before the fit) with 2 torch threads;
 - CPU latency at batch 1, one thread, from JPEG bytes to scores (anomalib: its own ONNX export on
   onnxruntime; inspectloop: EdgeModel on its exported file).
@@ -40,6 +42,8 @@ from typing import Any
 
 import numpy as np
 
+from inspectloop.anomaly import PatchCoreConfig
+
 from benchmarks.common import (CACHE, CITATIONS, AnomalySplit, ground_truth_mask, kolektorsdd_anomaly_split,
                                magnetic_tile_anomaly_split, write_result)
 
@@ -50,6 +54,10 @@ WORK = CACHE / "anomaly"
 SIZE = 256
 SPLITS = {"kolektorsdd": kolektorsdd_anomaly_split, "magnetic_tile": magnetic_tile_anomaly_split}
 SIDES = ("inspectloop", "patchcore", "padim")
+# Each side runs with its library's shipped coreset share unless told otherwise: the comparison is of the
+# defaults a user gets (inspectloop's PatchCoreConfig; anomalib's Patchcore(coreset_sampling_ratio=0.1)).
+DEFAULT_CORESET_RATIO = PatchCoreConfig().coreset_ratio
+PEER_CORESET_RATIO = 0.1  # anomalib 2.x Patchcore's default (benchmarks/peers/anomalib_run.py's too)
 GOALS = {"kolektorsdd": {"image_auroc": 0.95, "recall_at_1pct_fpr": 0.66},
          "magnetic_tile": {"image_auroc": 0.97, "recall_at_1pct_fpr": 0.80}}
 # glibc's dynamic mmap threshold lets anomalib's coreset loop grow the heap ~5 MB per step once the backbone
@@ -64,7 +72,10 @@ def main() -> None:
     parser.add_argument("--datasets", default="kolektorsdd,magnetic_tile")
     parser.add_argument("--sides", default=",".join(SIDES))
     parser.add_argument("--subset", type=int, default=0, help="N train and N test images per data set (0 = all)")
-    parser.add_argument("--coreset-ratio", type=float, default=0.01, help="both PatchCores (inspectloop's default)")
+    parser.add_argument("--coreset-ratio", type=float, default=DEFAULT_CORESET_RATIO,
+                        help="inspectloop's PatchCore (default: the library's shipped default)")
+    parser.add_argument("--peer-coreset-ratio", type=float, default=PEER_CORESET_RATIO,
+                        help="anomalib's PatchCore (default: anomalib's shipped default)")
     parser.add_argument("--latency", type=int, default=100, help="test images timed through ONNX per side")
     parser.add_argument("--update", type=int, default=50, help="inspectloop: good images added by update (0 = skip)")
     parser.add_argument("--mem-cap-gb", type=float, default=12.0)
@@ -86,8 +97,10 @@ def main() -> None:
                         "pixel_rule": "heatmaps and masks in the 256x256 square the models see; AUPRO to FPR 0.3",
                         "peer_malloc": "glibc default" if args.peer_default_malloc else PEER_ENV,
                         "mem_cap_gb": args.mem_cap_gb, "datasets": results,
-                        "not_measured_here": {"novelty_guard": "issue 11 item 6 (classifier with one magnetic tile "
-                                              "defect class left out): TODO hook, no API for it on this branch yet"}})
+                        "coreset_ratio": {"inspectloop": args.coreset_ratio,
+                                          "anomalib_patchcore": args.peer_coreset_ratio},
+                        "not_measured_here": {"novelty_guard": "issue 11 item 6 is measured by benchmarks/novelty.py "
+                                              "(results/novelty.json)"}})
     print_table(results)
 
 
@@ -138,7 +151,7 @@ def child_command(side: str, split_path: Path, out: Path, args: argparse.Namespa
     if not PEER_PYTHON.exists():
         raise SystemExit(f"{PEER_PYTHON} not found; run: bash benchmarks/peers/setup_anomalib.sh")
     return [str(PEER_PYTHON), str(PEER_SCRIPT), "--split", str(split_path), "--model", side, "--out", str(out),
-            "--size", str(SIZE), "--threads", "2", "--coreset-ratio", str(args.coreset_ratio),
+            "--size", str(SIZE), "--threads", "2", "--coreset-ratio", str(args.peer_coreset_ratio),
             "--latency", str(args.latency)]
 
 

@@ -68,3 +68,18 @@ def test_magnetic_tile_split_is_the_issues() -> None:
     assert split.counts() == {"train_good": 634, "test_good": 318, "test_defect": 132}
     assert all(p.name.split("_")[0] in {"exp0", "exp1", "exp2", "exp3", "exp4"} for p in split.train)
     assert all(c.mask is not None and c.mask.exists() for c in split.test)
+
+
+def test_each_side_runs_with_its_librarys_shipped_coreset_share(tmp_path, monkeypatch) -> None:
+    import argparse
+
+    from benchmarks import anomaly
+    from inspectloop.anomaly import PatchCoreConfig
+
+    monkeypatch.setattr(anomaly, "PEER_PYTHON", tmp_path)  # any existing path: the command is only built
+    args = argparse.Namespace(coreset_ratio=anomaly.DEFAULT_CORESET_RATIO, latency=5, update=0,
+                              peer_coreset_ratio=anomaly.PEER_CORESET_RATIO)
+    ours = anomaly.child_command("inspectloop", tmp_path / "split.json", tmp_path, args)
+    peer = anomaly.child_command("patchcore", tmp_path / "split.json", tmp_path, args)
+    assert ours[ours.index("--coreset-ratio") + 1] == str(PatchCoreConfig().coreset_ratio) == "0.04"
+    assert peer[peer.index("--coreset-ratio") + 1] == "0.1"  # anomalib's Patchcore default

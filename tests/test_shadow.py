@@ -21,6 +21,7 @@ from inspectloop.serve.service import ServiceConfig  # noqa: E402
 from inspectloop.shadow import same_fate, shadow_report  # noqa: E402
 from inspectloop.store import schema as s  # noqa: E402
 from inspectloop.web.app import create_app  # noqa: E402
+from tests.anomaly_helpers import anomaly_model_bytes  # noqa: E402
 from tests.service_helpers import add_version, image_bytes, line_workspace, review_model_bytes, wait_for  # noqa: E402
 
 
@@ -34,10 +35,16 @@ from tests.service_helpers import add_version, image_bytes, line_workspace, revi
     (("good", "pass"), ("scratch", "reject"), False),
     (("scratch", "reject"), ("dark", "reject"), False),  # stopped as another class
     (("scratch", "reject"), ("dark", "review"), False),
+    # an anomaly model names no defect class: its "anomaly" is every class but the good one
+    (("scratch", "reject"), ("anomaly", "reject"), True),
+    (("anomaly", "review"), ("dark", "reject"), True),
+    (("good", "review"), ("anomaly", "reject"), False),
+    (("good", "pass"), ("anomaly", "reject"), False),
+    (("anomaly", "reject"), ("good", "pass"), False),
 ])
 def test_a_disagreement_is_one_that_changes_the_parts_fate(production: tuple[str, str], shadow: tuple[str, str],
                                                            same: bool) -> None:
-    assert same_fate(*production, *shadow) is same
+    assert same_fate(*production, *shadow, good={"good"}) is same
 
 
 def test_a_cautious_shadow_with_the_same_labels_agrees_and_queues_only_what_changes_a_parts_fate(
@@ -117,6 +124,37 @@ def test_a_shadow_that_names_another_class_is_queued_and_listed_as_a_confusion(t
     assert report.confusions == [{"production": "scratch", "shadow": "good", "count": 1}]
     assert report.decision_changes == [{"production": "reject", "shadow": "pass", "count": 1}]
     assert [c.name for c in report.per_class] == ["scratch"]
+    line.workspace.close()
+
+
+def test_an_anomaly_candidate_beside_a_classifier_disagrees_only_where_a_parts_fate_differs(tmp_path: Path) -> None:
+    """An anomaly model stops a scratched part as "anomaly" where production says "scratch": the same fate,
+    and the same verdict as QC's "scratch". It forgives an underexposed part that production rejects as
+    "dark": that disagreement is logged, queued and listed."""
+    line = line_workspace(tmp_path / "ws")
+    candidate = promote(line.workspace, add_version(line.workspace, "run-anomaly", anomaly_model_bytes()), "shadow",
+                        actor="ana")
+    with TestClient(create_app(line.workspace.root, config=ServiceConfig(sample_rate=0.0))) as client:
+        answers = {label: [client.post("/v1/inspect", files={"image": ("p.png", image_bytes(label, i), "image/png")},
+                                       data={"camera": "cam1"}, headers=line.auth()).json() for i in range(2)]
+                   for label in ("good", "scratch", "dark")}
+        wait_for(lambda: _count(line, s.shadow_predictions) == 6)
+        assert [a["decision"] for a in answers["scratch"] + answers["dark"]] == ["reject"] * 4  # production stops them
+        verdict = client.post("/v1/qc", json={"prediction_id": answers["scratch"][0]["prediction_id"],
+                                              "label": "scratch"}, headers=line.auth()).json()
+    assert verdict["shadow_disagreements"] == [] and verdict["review_items"] == []
+    with line.workspace.db.engine.connect() as conn:
+        shadows = {row.prediction_id: row for row in conn.execute(select(s.shadow_predictions))}
+        queued = conn.execute(select(s.review_items).where(s.review_items.c.reason == "shadow")).all()
+    fates = {label: [(shadows[a["prediction_id"]].label, shadows[a["prediction_id"]].agrees) for a in found]
+             for label, found in answers.items()}
+    assert fates == {"good": [("good", True)] * 2, "scratch": [("anomaly", True)] * 2, "dark": [("good", False)] * 2}
+    assert sorted(i.prediction_id for i in queued) == sorted(a["prediction_id"] for a in answers["dark"])
+    report = shadow_report(line.workspace, candidate.name, min_compared=1, min_qc=1)
+    assert (report.label_agreement, report.decision_agreement) == (round(4 / 6, 4), round(4 / 6, 4))
+    assert report.confusions == [{"production": "dark", "shadow": "good", "count": 2}]  # never scratch -> anomaly
+    assert (report.shadow_qc_agreement, report.production_qc_agreement, report.new_escapes) == (1.0, 1.0, 0)
+    assert {c.name: c.label_agreement for c in report.per_class} == {"dark": 0.0, "good": 1.0, "scratch": 1.0}
     line.workspace.close()
 
 

@@ -6,6 +6,11 @@ same class. A candidate that rejects what production sends to review, or the oth
 same class, stops the same part for the same reason: that difference is counted
 (``same_class_reject_vs_review``) but is no disagreement, is never a confusion and is never queued.
 
+An anomaly model names no defect class: it stops a part as "anomaly" (unlike the good parts it
+learned). Wherever two labels are compared (the models with each other, or with QC) its "anomaly"
+matches every class that is not good (:func:`same_class`), so an anomaly candidate beside a
+classifier (or the other way round) disagrees only where the part's fate, or good vs defect, differs.
+
 Readiness rule (stated in every report): the candidate is ready when (1) at least ``min_compared``
 production inputs were shadowed, (2) at least ``min_qc`` of them carry a human QC verdict, (3) its
 agreement with QC is not worse than production's: production's QC agreement lies at or below the upper
@@ -19,9 +24,11 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from inspectloop import registry
+from inspectloop.anomaly.threshold import ANOMALY_CLASS
 from inspectloop.domain import ModelVersion, ShadowComparison, Stage
 from inspectloop.errors import RegistryError
 from inspectloop.runtime.decision import Decision
@@ -32,13 +39,28 @@ from inspectloop.workspace import Workspace
 EDGE_CASES = 10
 
 
-def same_fate(production_label: str, production_decision: str, shadow_label: str, shadow_decision: str) -> bool:
+def same_fate(production_label: str, production_decision: str, shadow_label: str, shadow_decision: str, *,
+              good: Collection[str] = ()) -> bool:
     """Whether the shadow would do the same to the part as production: both pass it, or both stop it (reject or
-    send it to review) as the same class. Reject vs review of one class is the same fate: the part is held
-    either way, for the same defect."""
+    send it to review) as the same class (:func:`same_class`; ``good``: the good classes). Reject vs review
+    of one class is the same fate: the part is held either way, for the same defect."""
     if production_decision == Decision.PASS or shadow_decision == Decision.PASS:
         return production_decision == shadow_decision
-    return production_label == shadow_label
+    return same_class(production_label, shadow_label, good)
+
+
+def same_class(label: str, other: str, good: Collection[str]) -> bool:
+    """Whether two labels name the same class, an anomaly model's "anomaly" standing for every class not in
+    ``good`` (the defect it saw is not named, so any defect class agrees with it, a good class never)."""
+    if label == other:
+        return True
+    return ANOMALY_CLASS in (label, other) and label not in good and other not in good
+
+
+def anomaly_good_class(scores: Mapping[str, float]) -> str | None:
+    """The good class of an anomaly model's (P(good), P(anomaly)) scores; None for another model's."""
+    names = [name for name in scores if name != ANOMALY_CLASS]
+    return names[0] if len(scores) == 2 and len(names) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -92,19 +114,20 @@ def shadow_report(workspace: Workspace, version: str | None = None, *, min_compa
     rows = workspace.db.predictions.shadow_comparisons(chosen.id)
     good = workspace.db.labels.good_classes()
     judged = [r for r in rows if r.qc_label is not None]
-    shadow_right = sum(r.shadow_label == r.qc_label for r in judged)
-    production_right = sum(r.production_label == r.qc_label for r in judged)
+    shadow_right = sum(same_class(r.shadow_label, r.qc_label, good) for r in judged)
+    production_right = sum(same_class(r.production_label, r.qc_label, good) for r in judged)
     interval = wilson_interval(shadow_right, len(judged)) if judged else None
     new_escapes = sum(1 for r in judged if r.qc_label not in good and r.shadow_decision == Decision.PASS
                       and r.production_decision != Decision.PASS)
     report = ShadowReport(
-        version=chosen.name, version_id=chosen.id, compared=len(rows), label_agreement=_label_agreement(rows),
-        decision_agreement=_decision_agreement(rows),
-        same_class_reject_vs_review=sum(_agrees(r) and r.production_decision != r.shadow_decision for r in rows),
+        version=chosen.name, version_id=chosen.id, compared=len(rows), label_agreement=_label_agreement(rows, good),
+        decision_agreement=_decision_agreement(rows, good),
+        same_class_reject_vs_review=sum(_agrees(r, good) and r.production_decision != r.shadow_decision
+                                        for r in rows),
         qc_compared=len(judged), shadow_qc_agreement=_share(shadow_right, len(judged)), shadow_qc_interval=interval,
         production_qc_agreement=_share(production_right, len(judged)), new_escapes=new_escapes,
-        per_class=_per_class(rows), confusions=_confusions(rows), decision_changes=_decision_changes(rows),
-        edge_cases=_edge_cases(rows), ready=False, reasons=[],
+        per_class=_per_class(rows, good), confusions=_confusions(rows, good),
+        decision_changes=_decision_changes(rows), edge_cases=_edge_cases(rows, good), ready=False, reasons=[],
         rule=RULE.format(min_compared=min_compared, min_qc=min_qc))
     report.ready, report.reasons = _verdict(report, min_compared, min_qc)
     return report
@@ -131,37 +154,39 @@ def _version(workspace: Workspace, version: str | None) -> ModelVersion:
     return registry.get_version(workspace, shadowed[-1])
 
 
-def _per_class(rows: list[ShadowComparison]) -> list[ClassAgreement]:
+def _per_class(rows: list[ShadowComparison], good: Collection[str]) -> list[ClassAgreement]:
     names = sorted({r.production_label for r in rows} | {r.qc_label for r in rows if r.qc_label})
     result = []
     for name in names:
         mine = [r for r in rows if r.production_label == name]
         judged = [r for r in rows if r.qc_label == name]
         result.append(ClassAgreement(
-            name=name, compared=len(mine), label_agreement=_label_agreement(mine),
-            decision_agreement=_decision_agreement(mine), qc_compared=len(judged),
-            shadow_qc_agreement=_share(sum(r.shadow_label == name for r in judged), len(judged)),
-            production_qc_agreement=_share(sum(r.production_label == name for r in judged), len(judged))))
+            name=name, compared=len(mine), label_agreement=_label_agreement(mine, good),
+            decision_agreement=_decision_agreement(mine, good), qc_compared=len(judged),
+            shadow_qc_agreement=_share(sum(same_class(r.shadow_label, name, good) for r in judged), len(judged)),
+            production_qc_agreement=_share(sum(same_class(r.production_label, name, good) for r in judged),
+                                           len(judged))))
     return result
 
 
-def _agrees(row: ShadowComparison) -> bool:
+def _agrees(row: ShadowComparison, good: Collection[str]) -> bool:
     """Same fate, recomputed from the logged labels and decisions (rows logged under an older rule included)."""
-    return same_fate(row.production_label, row.production_decision, row.shadow_label, row.shadow_decision)
+    return same_fate(row.production_label, row.production_decision, row.shadow_label, row.shadow_decision,
+                     good=good)
 
 
-def _label_agreement(rows: list[ShadowComparison]) -> float | None:
-    return _share(sum(r.production_label == r.shadow_label for r in rows), len(rows))
+def _label_agreement(rows: list[ShadowComparison], good: Collection[str]) -> float | None:
+    return _share(sum(same_class(r.production_label, r.shadow_label, good) for r in rows), len(rows))
 
 
-def _decision_agreement(rows: list[ShadowComparison]) -> float | None:
-    return _share(sum(_agrees(r) for r in rows), len(rows))
+def _decision_agreement(rows: list[ShadowComparison], good: Collection[str]) -> float | None:
+    return _share(sum(_agrees(r, good) for r in rows), len(rows))
 
 
-def _confusions(rows: list[ShadowComparison]) -> list[dict[str, Any]]:
+def _confusions(rows: list[ShadowComparison], good: Collection[str]) -> list[dict[str, Any]]:
     """Label pairs where the two models name different classes, most frequent first."""
     pairs = Counter((r.production_label, r.shadow_label) for r in rows
-                    if r.production_label != r.shadow_label)
+                    if not same_class(r.production_label, r.shadow_label, good))
     return [{"production": p, "shadow": s, "count": n} for (p, s), n in pairs.most_common()]
 
 
@@ -172,9 +197,9 @@ def _decision_changes(rows: list[ShadowComparison]) -> list[dict[str, Any]]:
     return [{"production": p, "shadow": s, "count": n} for (p, s), n in pairs.most_common()]
 
 
-def _edge_cases(rows: list[ShadowComparison]) -> list[dict[str, Any]]:
+def _edge_cases(rows: list[ShadowComparison], good: Collection[str]) -> list[dict[str, Any]]:
     """The disagreements (different fates) where the candidate was most sure of itself."""
-    disagreements = sorted((r for r in rows if not _agrees(r)), key=lambda r: -r.shadow_confidence)
+    disagreements = sorted((r for r in rows if not _agrees(r, good)), key=lambda r: -r.shadow_confidence)
     keys = ("prediction_id", "request_id", "image_sha256", "camera", "production_label", "production_decision",
             "production_confidence", "shadow_label", "shadow_decision", "shadow_confidence", "qc_label")
     return [{k: getattr(r, k) for k in keys} for r in disagreements[:EDGE_CASES]]

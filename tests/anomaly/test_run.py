@@ -57,6 +57,8 @@ def test_an_anomaly_run_learns_good_images_and_ships_one_certified_model_file(ws
     assert ws.db.runs.get(result.run_id).status == "finished"
     trained_on = json.loads((result.run_dir / "trained_on.json").read_text())
     assert len(trained_on) == metrics["fit"]["good_images"]  # good training images only: defects never reach the bank
+    report = result.report.read_text()  # the hard cases show where the model saw each part differ
+    assert "Heatmaps: yellow marks" in report and report.count("data:image/jpeg") >= 3
     # The registry takes it like any model, and its card says plainly what is and is not certified.
     card = write_model_card(ws, register(ws, result.run_id)).read_text()
     assert "Anomaly model" in card and "No escape-rate claim is made" in card and "of good parts are rejected" in card
@@ -73,6 +75,26 @@ def test_update_adds_new_good_images_to_the_bank_and_re_exports(ws: Workspace, t
     assert updated.model_path != first.model_path and EdgeModel(updated.model_path).metadata.run_id == updated.run_id
     with pytest.raises(TrainingError, match="no good training images that run"):
         train(ws, TrainConfig(**SMALL), update=updated.run_id)
+
+
+def test_acceptance_judges_an_anomaly_model_as_good_vs_anomaly(ws: Workspace, tmp_path: Path) -> None:
+    """The frozen test set's defect classes are "anomaly" to the model: its escapes and false rejects are judged,
+    and a defect class's recall is the share of its images the model calls anomaly; precision it cannot have."""
+    from inspectloop.accept.criteria import lock_criteria
+    from inspectloop.accept.run import accept
+
+    criteria = tmp_path / "anomaly.yaml"
+    criteria.write_text("name: anomaly\nclasses:\n  good: {min_recall: 0.5}\n  dent: {min_recall: 0.5, "
+                        "min_precision: 0.5}\nmax_escape_rate: 0.5\nguarantee: marginal\n")
+    locked = lock_criteria(ws, criteria, by="ana")
+    report = accept(ws, train(ws, TrainConfig(**SMALL), criteria=str(locked.id)).run_id)
+    results = {r.name: r for r in report.results}
+    assert results["good: recall"].passed and results["escape rate"].passed
+    assert results["dent: recall"].passed and results["dent: recall"].measured == 1.0
+    assert results["dent: recall"].detail.startswith("3 of 3 dent test images called anomaly")
+    assert not results["dent: precision"].passed
+    assert "'dent' is not one of the model's classes (good, anomaly)" in results["dent: precision"].detail
+    assert report.document["measurements"]["defect_detections"] == {"dent": {"called_anomaly": 3, "count": 3}}
 
 
 @pytest.mark.parametrize("config, update, message", [

@@ -15,6 +15,7 @@ from inspectloop.monitor.drift import (
     CameraWindow,
     DriftBaseline,
     DriftSignal,
+    anomaly_margins,
     check_drift,
     holm_adjust,
 )
@@ -92,6 +93,28 @@ def test_baseline_round_trips_through_json() -> None:
     assert np.allclose(again.embeddings, baseline.embeddings)
     assert again.class_counts == baseline.class_counts
     assert np.array_equal(again.image_stats["brightness"], baseline.image_stats["brightness"])
+
+
+def test_an_anomaly_score_is_read_back_exactly_from_logged_probabilities() -> None:
+    raw = np.array([18.0, 20.0, 21.5, 60.0])  # threshold 20, scale 0.5: logits [0, (raw - 20) / 0.5]
+    z = (raw - 20.0) / 0.5
+    logged = [{"good": float(1 / (1 + np.exp(v))), "anomaly": float(1 / (1 + np.exp(-v)))} for v in z]  # softmax
+    assert np.allclose(anomaly_margins(logged, "anomaly", "good"), z)
+    assert np.isnan(anomaly_margins([{"good": 0.9, "scratch": 0.1}], "anomaly", "good")).all()
+
+
+def test_an_anomaly_score_shift_fires_and_old_baselines_without_scores_still_load() -> None:
+    rng = np.random.default_rng(0)
+    baseline = DriftBaseline("cam-2", anomaly_scores=rng.normal(-2.0, 1.0, 200), model_version="a1")
+    again = DriftBaseline.from_dict(json.loads(json.dumps(baseline.to_dict())))
+    assert np.array_equal(again.anomaly_scores, baseline.anomaly_scores)
+    older = {k: v for k, v in _baseline().to_dict().items() if k != "anomaly_scores"}
+    assert DriftBaseline.from_dict(older).anomaly_scores is None
+    shifted = _by_signal(check_drift(baseline, CameraWindow("cam-2", anomaly_scores=rng.normal(-1.0, 1.0, 200))))
+    assert shifted["anomaly_score"].fired
+    assert "anomaly score of the parts below the threshold up (effect 0.9 SD" in shifted["anomaly_score"].message
+    steady = _by_signal(check_drift(baseline, CameraWindow("cam-2", anomaly_scores=rng.normal(-2.0, 1.0, 200))))
+    assert not steady["anomaly_score"].fired and "below the threshold steady" in steady["anomaly_score"].message
 
 
 @pytest.mark.parametrize(("current", "message"), [

@@ -10,6 +10,7 @@ import pytest
 from inspectloop.monitor import run as monitoring
 from inspectloop.errors import MonitorError
 from inspectloop.review import backlog
+from tests.anomaly_helpers import anomaly_line, softer
 from tests.monitoring_helpers import (
     CAMERAS,
     NOW,
@@ -90,3 +91,31 @@ def test_parse_window(text: str, expected: timedelta) -> None:
 def test_a_bad_window_says_how_to_write_one() -> None:
     with pytest.raises(MonitorError, match="cannot read the window"):
         monitoring.parse_window("seven days")
+
+
+def test_an_anomaly_models_score_drifts_on_a_camera_out_of_focus(tmp_path: Path) -> None:
+    """An anomaly model's window carries the anomaly scores of the parts below its threshold (read back from
+    the logged probabilities): a test-set baseline, a third of it defects, does not move them on a steady
+    line of good parts; a camera out of focus moves them up."""
+    line = anomaly_line(tmp_path / "ws")
+    tested = monitoring.record_drift_baseline(line.workspace)
+    assert [(r.camera, r.images, r.embedded) for r in tested] == [(c, 36, 0) for c in CAMERAS]  # no embedding
+    passing = ("good", "dark")  # the model forgives exposure: both are good parts to it
+    for seed, camera in enumerate(CAMERAS):
+        log_predictions(line, camera, 40, start=NOW - timedelta(days=10), seed=seed, labels=passing)
+    start = NOW - timedelta(hours=6)
+    log_predictions(line, "cam-a", 60, start=start, seed=7, labels=passing)
+    log_predictions(line, "cam-b", 60, start=start, seed=8, labels=passing, degrade=softer)
+    window = {"now": NOW, "min_predictions": 20, "window": timedelta(days=1)}
+    against_test = {(s.camera, s.signal): s for s in monitoring.monitor(line.workspace, **window).signals}
+    assert against_test[("cam-a", "prediction")].fired  # fewer anomalies than the test set: the class mix says so
+    assert not against_test[("cam-a", "anomaly_score")].fired  # the good parts' scores did not move
+    monitoring.record_drift_baseline(line.workspace, source="production", first=40)
+    result = monitoring.monitor(line.workspace, **window)
+    checked = {(s.camera, s.signal): s for s in result.signals}
+    assert checked[("cam-b", "anomaly_score")].fired and checked[("cam-b", "anomaly_score")].effect > 0
+    assert not checked[("cam-a", "anomaly_score")].fired and not any(s.camera == "cam-a" for s in result.fired)
+    assert ("cam-a", "confidence") not in checked  # the score replaces an anomaly model's confidence
+    assert checked[("cam-b", "anomaly_score")].message.startswith("cam-b: anomaly score of the parts below the "
+                                                                  "threshold up")
+    line.workspace.close()

@@ -191,3 +191,64 @@ def test_a_scheduler_call_starts_waits_and_continues(line: Line) -> None:
     review_all(line, miss_scratches=False)
     finished = run_scheduled(line.workspace, now=NOW)
     assert finished.action == "continued" and finished.cycle.outcome == "no_drop"  # type: ignore[union-attr]
+
+
+ANOMALY_CRITERIA = """\
+name: anomaly-lenient
+classes:
+  good: {min_recall: 0.5}
+max_p95_latency_ms: 10000
+"""
+SMALL_ANOMALY = dict(task="anomaly", input_size=64, coreset_ratio=0.1, threads=1, false_reject_target=0.1,
+                     guarantee="marginal")
+
+
+def test_an_anomaly_models_cycle_compares_good_vs_anomaly_and_refits_the_bank_with_the_new_good_images(
+        tmp_path: Path) -> None:
+    """Reviewers name defect classes ("scratch"), the model says good or anomaly: a missed scratch is a lost
+    anomaly recall; the retraining refits the bank on the original and the newly labelled good images, passes
+    the anomaly criteria and reaches shadow."""
+    from inspectloop.accept.run import accept
+    from inspectloop.datasets import SplitPlan, create_version
+    from inspectloop.domain.labels import ClassDefinition
+    from inspectloop.ingest import ingest, scan_folder
+    from inspectloop.labels import define_class
+    from inspectloop.people import add_user
+    from inspectloop.train.config import TrainConfig
+    from inspectloop.train.run import train
+    from inspectloop.workspace import init_workspace
+    from tests.monitoring_helpers import png
+    from tests.runtime.helpers import synthetic_image
+
+    workspace = init_workspace(tmp_path / "ws", name="line3")
+    for label, count in (("good", 60), ("scratch", 12)):
+        (tmp_path / "tree" / label).mkdir(parents=True)
+        for i in range(count):
+            (tmp_path / "tree" / label / f"{label}_{i}.png").write_bytes(png(synthetic_image(label, 600_000 + i)))
+    ingest(workspace, scan_folder(tmp_path / "tree"), source="synthetic")
+    define_class(workspace, ClassDefinition(name="good", severity="none", is_good=True))
+    create_version(workspace, SplitPlan(group_by="none", val_fraction=0.1, test_fraction=0.25, calib_fraction=0.3))
+    locked = lock_criteria(workspace, write_criteria(tmp_path, ANOMALY_CRITERIA), by="ana")
+    first = train(workspace, TrainConfig(**SMALL_ANOMALY), criteria=str(locked.id))
+    accepted = accept(workspace, first.run_id)  # judged as good vs anomaly on the frozen test set
+    assert accepted.passed, accepted.failed
+    production = registry.promote(workspace, accepted.model_version, "production", actor="ana", reason="test")
+    line = Line(workspace, production, add_user(workspace, "rita", "reviewer"), "")
+    log_predictions(line, "cam-a", 30, start=NOW - timedelta(days=5), stored_every=1, seed=1,
+                    labels=("good", "good", "scratch"))
+    cycle = recalibrate(workspace, now=NOW, sample_size=30)
+    decided = 0
+    while (item := review.claim_next(workspace, "rita")) is not None:  # every other pass is a scratch it missed
+        passed = item.scores.get("good", 1.0) >= 0.5 if item.scores else True
+        label = "scratch" if not passed or decided % 2 == 0 else "good"
+        review.record_verdict(workspace, item.id, "rita", label)
+        decided += 1
+    done = continue_cycle(workspace, cycle.id)
+    assert done.outcome == "shadow", done.message
+    classes = {c["name"]: c for c in done.result["comparison"]["classes"]}
+    assert set(classes) == {"good", "anomaly"} and classes["anomaly"]["dropped"]
+    retrained = workspace.db.runs.get(done.result["run"])
+    assert retrained.config["task"] == "anomaly" and retrained.metrics["fit"]["updated_from"] is None  # a refit
+    assert retrained.metrics["fit"]["good_images"] > first.metrics["fit"]["good_images"]  # original + new goods
+    assert registry.get_version(workspace, done.result["acceptance"]["model_version"]).stage == "shadow"
+    workspace.close()

@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 import os
 import platform
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -82,7 +82,9 @@ class Measurements:
     ``rates`` counts the runtime's decisions (escapes, false rejects, reviews); ``line`` turns them into
     per-hour figures at the criteria's line (None without a line); ``latency_ms`` is each image's
     ``latency_ms["total"]`` (read-only); ``calibration_error`` is the top-label ECE of the runtime's
-    probabilities (after the model file's temperature).
+    probabilities (after the model file's temperature). ``defect_detections``: an anomaly model's test
+    images of each defect class as (called anomaly, count): it names no defect class, so a criterion's
+    recall of one is the share of its images it calls anomaly (empty for a classifier).
     """
 
     good_class: str | None
@@ -91,6 +93,7 @@ class Measurements:
     line: LineRateView | None
     latency_ms: np.ndarray
     calibration_error: float
+    defect_detections: Mapping[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def count(self) -> int:
@@ -131,16 +134,22 @@ class Measurements:
             "latency_ms": {"p95": self.p95_latency_ms, "p50": float(np.median(latency)),
                            "max": float(latency.max()), "mean": float(latency.mean()), "count": int(latency.size)},
             "calibration_error": self.calibration_error, "calibration_bins": ECE_BINS,
+            **({"defect_detections": {name: {"called_anomaly": hits, "count": n}
+                                      for name, (hits, n) in self.defect_detections.items()}}
+               if self.defect_detections else {}),
         })  # type: ignore[return-value]
 
 
 # -- measuring ------------------------------------------------------------------------------------
 
 def measure(predictions: Sequence[Prediction], truth: Sequence[str], *, class_names: Sequence[str],
-            good_class: str | None, criteria: AcceptanceCriteria) -> Measurements:
+            good_class: str | None, criteria: AcceptanceCriteria,
+            defect_labels: Sequence[str] | None = None) -> Measurements:
     """The measurements of runtime predictions against the true labels (class names), image by image.
 
     ``criteria`` supplies the line (for per-hour figures) and the escape limit (for the escape wording).
+    ``defect_labels`` (an anomaly model's, whose ``truth`` is good vs anomaly): each image's own class,
+    for ``Measurements.defect_detections``.
     """
     names = list(class_names)
     if len(predictions) != len(truth) or not predictions:
@@ -159,7 +168,19 @@ def measure(predictions: Sequence[Prediction], truth: Sequence[str], *, class_na
     latency.setflags(write=False)
     return Measurements(good_class=good_class, metrics=classification_metrics(y, predicted, names), rates=rates,
                         line=line, latency_ms=latency,
-                        calibration_error=expected_calibration_error(probs, y, bins=ECE_BINS))
+                        calibration_error=expected_calibration_error(probs, y, bins=ECE_BINS),
+                        defect_detections=_detections(defect_labels, predictions, good_class))
+
+
+def _detections(labels: Sequence[str] | None, predictions: Sequence[Prediction],
+                good_class: str | None) -> dict[str, tuple[int, int]]:
+    """Per defect class of ``labels``: (images not called ``good_class``, images)."""
+    found: dict[str, tuple[int, int]] = {}
+    for label, prediction in zip(labels or (), predictions):
+        if label != good_class:
+            hits, count = found.get(label, (0, 0))
+            found[label] = (hits + (prediction.label != good_class), count + 1)
+    return found
 
 
 # -- judging --------------------------------------------------------------------------------------
@@ -205,6 +226,11 @@ def _not_a_model_class(name: str, field: str, limit: float, m: Measurements, wha
 def _recall(name: str, limit: float, m: Measurements) -> CriterionResult:
     field = f"classes.{name}.min_recall"
     i = _class_index(name, m)
+    if i is None and name in m.defect_detections:
+        hits, count = m.defect_detections[name]
+        detail = (f"{hits} of {count} {name} test images called anomaly (an anomaly model names no defect class); "
+                  f"{_interval(count, wilson_interval(hits, count))}")
+        return _result(f"{name}: recall", field, "share", limit, hits / count, detail)
     if i is None:
         return _not_a_model_class(name, field, limit, m, "recall")
     c, hits = m.metrics.per_class[i], int(m.metrics.confusion[i, i])

@@ -19,12 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from inspectloop.accept.criteria import LockedCriteria, check_criteria_locked_before, get_criteria
 from inspectloop.accept.judge import CriterionResult, Measurements, judge, measure, review_summary
+from inspectloop.anomaly.threshold import as_anomaly_labels
 from inspectloop.datasets import load_version
 from inspectloop.domain import DatasetItem, ModelVersion, TrainingRun
 from inspectloop.errors import AcceptanceError, DatasetError
 from inspectloop.fileio import atomic_write_bytes, json_safe
 from inspectloop.provenance import code_version
 from inspectloop.registry import get_version, record_acceptance, register, verify_file
+from inspectloop.runtime.metadata import ANOMALY
 from inspectloop.store import now_iso
 from inspectloop.workspace import Workspace
 
@@ -89,7 +91,8 @@ def accept(workspace: Workspace, run_id: str, *, variant: str = "fp32", criteria
     version = _model_version(workspace, run, variant)
     predictions, truth, metadata = _run_model(workspace, version, items, progress)
     measurements = measure(predictions, truth, class_names=metadata.class_names, good_class=metadata.good_class,
-                           criteria=locked.criteria)
+                           criteria=locked.criteria,
+                           defect_labels=[item.label for item in items] if metadata.task == ANOMALY else None)
     results = judge(locked.criteria, measurements)
     out_dir = Path(run.artifacts) / (f"acceptance-{locked.id}" if variant == "fp32"
                                         else f"acceptance-{locked.id}-{variant}")
@@ -149,7 +152,10 @@ def _run_model(workspace: Workspace, version: ModelVersion, items: Sequence[Data
 
     model = EdgeModel(version.path, threads=1)
     names = model.metadata.class_names
-    unknown = sorted({item.label for item in items} - set(names))
+    truth = [item.label for item in items]
+    if model.task == ANOMALY:  # judged as good vs anomaly: it names no defect class
+        truth = as_anomaly_labels(truth, str(model.metadata.good_class))
+    unknown = sorted(set(truth) - set(names))
     if unknown:
         raise DatasetError(f"test labels {unknown} are not classes of the model ({', '.join(names)})",
                            "judge a model trained on this dataset version's classes")
@@ -159,7 +165,7 @@ def _run_model(workspace: Workspace, version: ModelVersion, items: Sequence[Data
         predictions.append(model.predict(workspace.blobs.get(item.sha256), name=item.sha256[:12]))
         if progress and (n % 10 == 0 or n == len(items)):
             progress(n, len(items))
-    return predictions, [item.label for item in items], model.metadata
+    return predictions, truth, model.metadata
 
 
 # -- the report files -----------------------------------------------------------------------------

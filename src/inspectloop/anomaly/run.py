@@ -244,10 +244,22 @@ def _evaluate(workspace: Workspace, version: DatasetVersion, plan: _Plan, model:
                "threshold": round(threshold.threshold, 6)}
     evaluation = evaluate_predictions(workspace, items, (plan.good, ANOMALY_CLASS), decisions.labels,
                                       run_dir / "report", title=f"{run_id} on {version.name}/test",
-                                      context=context, scores=probs)
+                                      context=context, scores=probs,
+                                      heatmaps=heatmap_loader(model, plan.test, images))
     return {"test": evaluation.summary(), "ranking": ranking(scores, is_defect),
             "decisions": {"test": rates.to_dict(), "escape_claim": bool(review["certifiable"]),
                           "note": None if review["certifiable"] else NO_ESCAPE_CLAIM}}
+
+
+def heatmap_loader(model: PatchCoreModel, items: Sequence[DatasetItem],
+                   images: Sequence[Image.Image]) -> Callable[[str], np.ndarray]:
+    """The report's heatmap of an item's image by its digest (KeyError for another image). Called only for
+    the few hard cases the report shows, so the test set's heatmaps are never all held at once."""
+    position = {item.sha256: i for i, item in enumerate(items)}
+
+    def heatmap(digest: str) -> np.ndarray:
+        return model.score([images[position[digest]]])[1][0]
+    return heatmap
 
 
 def ranking(scores: np.ndarray, is_defect: np.ndarray) -> dict[str, Any]:

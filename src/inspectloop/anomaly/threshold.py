@@ -14,6 +14,7 @@ scale), 0.5 at the threshold, so the runtime's one decision rule applies unchang
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,12 @@ class AnomalyThreshold:
                 "confidence": self.confidence, "guarantee_kind": self.guarantee_kind,
                 "held_out_good": self.held_out_good, "allowed_false_rejects": self.allowed_false_rejects,
                 "needed_good": self.needed_good, "certified": self.certified, "statement": self.statement}
+
+
+def as_anomaly_labels(labels: Sequence[str], good_class: str) -> list[str]:
+    """Labels of a dataset or a reviewer as an anomaly model's classes: ``good_class`` stays, every other
+    class becomes "anomaly" (the model names no defect class; to it each one is a part unlike the good)."""
+    return [label if label == good_class else ANOMALY_CLASS for label in labels]
 
 
 def fit_threshold(good_scores: np.ndarray, *, false_reject_target: float, confidence: float,

@@ -2,7 +2,10 @@
 
 Four families of signal, each a two-sample test from :mod:`inspectloop.monitor.statistics`:
 image statistics (brightness, contrast, sharpness, noise, clipping; KS), embeddings (MMD),
-the predicted-class mix (chi-square / PSI) and the model's confidence (KS).
+the predicted-class mix (chi-square / PSI) and the model's confidence (KS). An anomaly model's
+window carries, instead of confidences, the anomaly scores of the parts below its threshold (KS):
+good parts creeping towards the threshold show there before the reject rate (the class mix) moves,
+and a baseline richer in defects than the line (a frozen test set) does not distort it.
 
 Multiple testing: one camera's check runs up to eight tests at once, so the p-values are
 Holm-adjusted across that camera's signals (family-wise error rate <= ``alpha`` per camera per
@@ -33,10 +36,23 @@ from inspectloop.monitor.statistics import (
 
 IMAGE_STATISTICS = ("brightness", "contrast", "sharpness", "noise", "clipped_fraction")
 EMBEDDING, PREDICTION, CONFIDENCE = "embedding", "prediction", "confidence"
+ANOMALY_SCORE = "anomaly_score"
 # Smallest effect worth an alert, per family: SD of the baseline for scalars, MMD (kernel units)
 # for embeddings, PSI for the class mix (0.1 is the usual "moderate shift" line).
-DEFAULT_MIN_EFFECT: dict[str, float] = {"statistic": 0.5, EMBEDDING: 0.05, PREDICTION: 0.1, CONFIDENCE: 0.5}
+DEFAULT_MIN_EFFECT: dict[str, float] = {"statistic": 0.5, EMBEDDING: 0.05, PREDICTION: 0.1, CONFIDENCE: 0.5,
+                                         ANOMALY_SCORE: 0.5}
 _PLAIN_NAMES = {"clipped_fraction": "clipping", "noise": "sensor noise", CONFIDENCE: "model confidence"}
+
+
+def anomaly_margins(scores: Sequence[Mapping[str, float]], anomaly_class: str, good_class: str) -> np.ndarray:
+    """An anomaly model's score per image, read back from its logged (P(good), P(anomaly)): the log-odds
+    ``log P(anomaly) - log P(good)``, which is exactly (score - threshold) / scale, so the score's
+    distribution (and its shift in standard deviations) is recovered without storing the raw score.
+    Positive: above the anomaly threshold. An image without both probabilities gives nan (skipped)."""
+    tiny = np.finfo(np.float64).tiny
+    margins = [math.log(max(row[anomaly_class], tiny)) - math.log(max(row[good_class], tiny))
+               if anomaly_class in row and good_class in row else math.nan for row in scores]
+    return np.asarray(margins, dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -44,7 +60,9 @@ class CameraWindow:
     """What one camera produced over a window: per-image statistics, embeddings, predictions.
 
     ``image_stats`` maps a statistic name to one value per image; ``embeddings`` is (N, D) or None;
-    ``class_counts`` maps class name to predictions; ``confidences`` the top-class probabilities.
+    ``class_counts`` maps class name to predictions; ``confidences`` the top-class probabilities;
+    ``anomaly_scores`` an anomaly model's scores of the parts below its threshold (:func:`anomaly_margins`),
+    None for a classifier.
     Any part may be empty: only signals present on both sides are compared.
     """
 
@@ -53,19 +71,23 @@ class CameraWindow:
     embeddings: np.ndarray | None = None
     class_counts: Mapping[str, int] = field(default_factory=dict)
     confidences: np.ndarray | None = None
+    anomaly_scores: np.ndarray | None = None
 
     @classmethod
     def from_observations(cls, camera: str, stats: Sequence[QualityStats] = (),
                           embeddings: np.ndarray | None = None, labels: Sequence[str] = (),
-                          confidences: Sequence[float] = (), class_names: Sequence[str] = ()) -> CameraWindow:
-        """Gather per-image records (quality stats, predicted labels, confidences) into one window."""
+                          confidences: Sequence[float] = (), class_names: Sequence[str] = (),
+                          anomaly_scores: Sequence[float] | np.ndarray = ()) -> CameraWindow:
+        """Gather per-image records (quality stats, predicted labels, confidences, anomaly scores) into one
+        window."""
         image_stats = {name: np.array([getattr(s, name) for s in stats], dtype=np.float64)
                        for name in IMAGE_STATISTICS} if stats else {}
         counts = {name: 0 for name in class_names}
         for label in labels:
             counts[label] = counts.get(label, 0) + 1
         return cls(camera, image_stats, None if embeddings is None else np.asarray(embeddings, dtype=np.float32),
-                   counts, np.asarray(confidences, dtype=np.float64) if len(confidences) else None)
+                   counts, np.asarray(confidences, dtype=np.float64) if len(confidences) else None,
+                   np.asarray(anomaly_scores, dtype=np.float64) if len(anomaly_scores) else None)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; embeddings as base64 float32 (about 4 bytes a number, not 20 as text)."""
@@ -73,7 +95,8 @@ class CameraWindow:
                 "image_stats": {name: np.asarray(v, dtype=np.float64).tolist() for name, v in self.image_stats.items()},
                 "embeddings": _encode_matrix(self.embeddings),
                 "class_counts": {name: int(v) for name, v in self.class_counts.items()},
-                "confidences": None if self.confidences is None else np.asarray(self.confidences).tolist()}
+                "confidences": None if self.confidences is None else np.asarray(self.confidences).tolist(),
+                "anomaly_scores": None if self.anomaly_scores is None else np.asarray(self.anomaly_scores).tolist()}
 
     @classmethod
     def _fields_from_dict(cls, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -83,7 +106,9 @@ class CameraWindow:
                     "embeddings": _decode_matrix(data.get("embeddings")),
                     "class_counts": {k: int(v) for k, v in data.get("class_counts", {}).items()},
                     "confidences": None if data.get("confidences") is None
-                    else np.asarray(data["confidences"], dtype=np.float64)}
+                    else np.asarray(data["confidences"], dtype=np.float64),
+                    "anomaly_scores": None if data.get("anomaly_scores") is None  # absent from older baselines
+                    else np.asarray(data["anomaly_scores"], dtype=np.float64)}
         except (KeyError, TypeError, ValueError) as exc:
             raise MonitorError(f"a stored drift window or baseline cannot be read ({exc!r})",
                                "record the baseline again with the current inspectloop version") from exc
@@ -177,7 +202,8 @@ def _count_signals(baseline: DriftBaseline, current: CameraWindow) -> int:
     stats = len([n for n in baseline.image_stats if n in current.image_stats])
     return stats + sum([baseline.embeddings is not None and current.embeddings is not None,
                         bool(baseline.class_counts) and bool(current.class_counts),
-                        baseline.confidences is not None and current.confidences is not None])
+                        baseline.confidences is not None and current.confidences is not None,
+                        baseline.anomaly_scores is not None and current.anomaly_scores is not None])
 
 
 def _run_tests(baseline: DriftBaseline, current: CameraWindow, permutations: int,
@@ -195,6 +221,9 @@ def _run_tests(baseline: DriftBaseline, current: CameraWindow, permutations: int
                                                  permutations=permutations, seed=seed)))
     if baseline.confidences is not None and current.confidences is not None:
         results.append((CONFIDENCE, ks_test(baseline.confidences, current.confidences, measured=CONFIDENCE)))
+    if baseline.anomaly_scores is not None and current.anomaly_scores is not None:
+        results.append((ANOMALY_SCORE, ks_test(baseline.anomaly_scores, current.anomaly_scores,
+                                               measured=ANOMALY_SCORE)))
     return results
 
 
@@ -217,6 +246,9 @@ def _describe(family: str, result: TwoSampleResult, p_value: float, fired: bool,
     if family == EMBEDDING:
         verb = "changed" if fired else "steady"
         return f"image content {verb} (embedding MMD {result.effect:.3f}, {evidence})"
+    if family == ANOMALY_SCORE:
+        verb = ("up" if result.effect > 0 else "down") if fired else "steady"
+        return f"anomaly score of the parts below the threshold {verb} (effect {abs(result.effect):.1f} SD, {evidence})"
     name = _PLAIN_NAMES.get(result.measured, result.measured)
     samples_b = baseline.confidences if family == CONFIDENCE else baseline.image_stats[result.measured]
     samples_c = current.confidences if family == CONFIDENCE else current.image_stats[result.measured]

@@ -7,7 +7,8 @@ and keeps their results. A baseline (per camera, per model version) comes by def
 frozen test and calibration images (the accepted evidence), or from its first production predictions.
 ``monitor`` builds each camera's window from the prediction log (the image statistics the log
 computed, the predicted labels and confidences, and embeddings of the production images the service
-sampled), calls :func:`~inspectloop.monitor.drift.check_drift`, stores every signal, sends
+sampled; for an anomaly model, its anomaly scores in place of confidences), calls
+:func:`~inspectloop.monitor.drift.check_drift`, stores every signal, sends
 rate-limited alerts and can queue a few drifted images for review. Every run is recorded, including
 runs that could not check anything.
 """
@@ -16,8 +17,8 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,9 +32,12 @@ from inspectloop.monitor.drift import (
     CameraWindow,
     DriftBaseline,
     DriftSignal,
+    anomaly_margins,
     check_drift,
 )
+from inspectloop.monitor.statistics import MIN_SCALAR_SAMPLES
 from inspectloop.runtime import EdgeModel
+from inspectloop.runtime.metadata import ANOMALY
 from inspectloop.store import Transaction, now_iso
 from inspectloop.workspace import Workspace
 
@@ -171,16 +175,33 @@ def _seen_cameras(workspace: Workspace, version: ModelVersion) -> list[str]:
 def _model_window(workspace: Workspace, edge: EdgeModel, camera: str, digests: Sequence[str],
                   stats: Sequence[QualityStats]) -> CameraWindow:
     """Run the model on stored images: labels, confidences and features from the same forward pass."""
-    labels, confidences, features = [], [], []
+    labels, confidences, features, scores = [], [], [], []
     for digest in digests:
         prediction, vector = edge.predict_with_features(workspace.blobs.get(digest))
         labels.append(prediction.label)
         confidences.append(prediction.confidence)
         features.append(vector)
+        scores.append(prediction.scores)
     embeddings = np.stack(features) if features and all(f is not None for f in features) \
         else _embed_fallback(workspace, edge, digests)
-    return CameraWindow.from_observations(camera, stats, embeddings, labels, confidences,
-                                          edge.metadata.class_names)
+    return _window(edge, camera, stats, embeddings, labels, confidences, scores)
+
+
+def _window(edge: EdgeModel, camera: str, stats: Sequence[QualityStats], embeddings: np.ndarray | None,
+            labels: Sequence[str], confidences: Sequence[float], scores: Sequence[Mapping[str, float]]) -> CameraWindow:
+    """One camera's window. An anomaly model's carries, instead of its confidences (the top probability of
+    (P(good), P(anomaly)) says how far a score is from the threshold, not on which side), the anomaly scores
+    of the parts below its threshold: whatever share of defects a window holds (a frozen test set is richer
+    in them than the line; the class mix tracks that share), the good parts' scores are compared. Fewer
+    than a test needs, and the signal is left out."""
+    names = edge.metadata.class_names
+    if edge.task != ANOMALY:
+        return CameraWindow.from_observations(camera, stats, embeddings, labels, confidences, names)
+    good = edge.metadata.good_class or names[0]
+    margins = anomaly_margins(scores, next(name for name in names if name != good), good)
+    below = margins[margins < 0]
+    return CameraWindow.from_observations(camera, stats, embeddings, labels, (), names,
+                                          anomaly_scores=below if len(below) >= MIN_SCALAR_SAMPLES else ())
 
 
 def _embed_fallback(workspace: Workspace, edge: EdgeModel, digests: Sequence[str]) -> np.ndarray | None:
@@ -297,7 +318,7 @@ def _aligned(baseline: DriftBaseline, current: CameraWindow) -> CameraWindow:
     if baseline.embeddings is None or current.embeddings is None or \
             baseline.embeddings.shape[1] == current.embeddings.shape[1]:
         return current
-    return CameraWindow(current.camera, current.image_stats, None, current.class_counts, current.confidences)
+    return replace(current, embeddings=None)
 
 
 def _log_window(workspace: Workspace, edge: EdgeModel, camera: str, rows: Sequence[LoggedPrediction]) -> CameraWindow:
@@ -309,8 +330,8 @@ def _log_window(workspace: Workspace, edge: EdgeModel, camera: str, rows: Sequen
         features = [edge.predict_with_features(workspace.blobs.get(d))[1] for d in stored]
         embeddings = np.stack(features) if all(f is not None for f in features) \
             else _embed_fallback(workspace, edge, stored)
-    return CameraWindow.from_observations(camera, stats, embeddings, [row.label for row in rows],
-                                          [row.confidence for row in rows], edge.metadata.class_names)
+    return _window(edge, camera, stats, embeddings, [row.label for row in rows], [row.confidence for row in rows],
+                   [row.scores for row in rows])
 
 
 def _check_row(run_id: int, signal: DriftSignal, checked_at: str) -> dict[str, Any]:

@@ -14,6 +14,9 @@ labelled images; nothing dropped, the frozen test set carried over), a training 
 configuration and criteria, acceptance against those locked criteria, and, if it passes, the shadow
 stage; the report says why it retrained. Production is only ever reached through the registry's
 normal gate, by a person.
+An anomaly model's cycle compares good vs anomaly (a reviewer's defect class counts as "anomaly": the
+model names none), and its retraining refits the memory bank on the new version's good training
+images, the original ones and the newly labelled ones.
 Every cycle, whatever its outcome, is a row and a report (JSON + HTML).
 """
 
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from inspectloop import registry, review
+from inspectloop.anomaly.threshold import as_anomaly_labels
 from inspectloop.domain import CycleRecord, LoggedPrediction, ModelVersion
 from inspectloop.errors import InspectloopError
 from inspectloop.recalibration.comparison import (
@@ -41,6 +45,7 @@ from inspectloop.recalibration.comparison import (
 from inspectloop.errors import RecalibrationError
 from inspectloop.recalibration.sampling import stratified_sample
 from inspectloop.reports.recalibration import render_recalibration_html
+from inspectloop.runtime.metadata import ANOMALY
 from inspectloop.store import atomic_write_text, now_iso
 from inspectloop.workspace import Workspace
 
@@ -190,7 +195,10 @@ def continue_cycle(workspace: Workspace, cycle_id: int, *, actor: str = "recalib
     if not labelled:
         return _finish(workspace, cycle_id, "no_labels", {}, "every sampled image was skipped; nothing to compare")
     version = registry.get_version(workspace, int(current.model_version_id))  # type: ignore[arg-type]
-    comparison = compare_to_baseline(accepted_baseline(workspace, version), [lab for lab, _ in labelled],
+    truth = [lab for lab, _ in labelled]
+    if _is_anomaly(workspace, version):  # reviewers name defect classes; the model says good or anomaly
+        truth = as_anomaly_labels(truth, str(version.lineage.get("good_class")))
+    comparison = compare_to_baseline(accepted_baseline(workspace, version), truth,
                                      [pred for _, pred in labelled], version.lineage.get("class_names") or
                                      _class_names(workspace, version), float(current.params["trigger"]))
     policy = str(retrain_on or current.params.get("retrain_on") or default_retrain_on(current.trigger_source))
@@ -233,6 +241,11 @@ def accepted_baseline(workspace: Workspace, version: ModelVersion) -> dict[str, 
     if isinstance(per_class, list):
         return {c["name"]: c for c in per_class}
     return {name: dict(values) for name, values in per_class.items()}
+
+
+def _is_anomaly(workspace: Workspace, version: ModelVersion) -> bool:
+    run = workspace.db.runs.get(version.run_id)
+    return run is not None and run.config.get("task") == ANOMALY
 
 
 def _class_names(workspace: Workspace, version: ModelVersion) -> list[str]:

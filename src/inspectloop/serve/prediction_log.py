@@ -30,7 +30,7 @@ from inspectloop.ingest import measure_decoded
 from inspectloop.quality import statistics_view, view_stats
 from inspectloop.runtime import Prediction
 from inspectloop.runtime.images import Decoded
-from inspectloop.shadow import same_fate
+from inspectloop.shadow import anomaly_good_class, same_class, same_fate
 from inspectloop.store import DurableWriter, Transaction, now_iso
 from inspectloop.workspace import Workspace
 
@@ -106,9 +106,11 @@ class ShadowRecord:
     @property
     def agrees(self) -> bool:
         """Whether the shadow would do the same to the part (``shadow.same_fate``); only a disagreement is kept
-        and queued for review."""
+        and queued for review. An anomaly model's "anomaly" matches any class but its good one."""
+        good = {name for name in (anomaly_good_class(self.production.scores),
+                                  anomaly_good_class(self.prediction.scores)) if name is not None}
         return same_fate(self.production.label, self.production.decision, self.prediction.label,
-                         self.prediction.decision)
+                         self.prediction.decision, good=good)
 
 
 @dataclass
@@ -320,7 +322,7 @@ def _apply_shadow(tx: Transaction, job: _Job, ingest_id: int) -> int | None:
                        model_version_id=record.model_version_id, suggestion=p.label, scores=p.scores,
                        details=_disagreement(production, record), priority=p.confidence)
     for qc_label in tx.predictions.qc_labels(production.id):
-        if qc_label != p.label and stored:
+        if not same_class(qc_label, p.label, tx.labels.good_classes()) and stored:
             enqueue_qc(tx, production, record.model_version_id, p.label, qc_label)
     return shadow_id
 
@@ -364,7 +366,7 @@ def record_qc(workspace: Workspace, *, label: str, inspector: str, prediction_id
         qc_id = tx.predictions.add_qc(production.id, label, inspector)
         differing, items = [], []
         for shadow in tx.predictions.shadows_of(production.id):
-            if shadow.label == label:
+            if same_class(shadow.label, label, tx.labels.good_classes()):
                 continue
             differing.append(shadow.model_version_id)
             if production.image_stored:
