@@ -67,6 +67,8 @@ def tiles_of(image: Image.Image, size: int, overlap: int, fill: int | None = Non
     """
     check_frame(image)
     width, height = image.size
+    if overlap >= size and (width > size or height > size):
+        raise ValueError(f"tile overlap {overlap} must be smaller than the {size}-pixel tiles (the model input)")
     if width <= size and height <= size:
         resized = image.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=None)  # as Preprocess.resize
         return [(Tile(0, 0, width / size, height / size), resized)]
