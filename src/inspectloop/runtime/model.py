@@ -172,7 +172,10 @@ class EdgeModel:
 
     def run_tiles(self, tiles: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         """A detection graph's raw (boxes (N, A, 4), scores (N, A, C)) for model inputs of the input size."""
-        batch = np.concatenate([self._prepare(tile) for tile in tiles])  # one call: the batch axis is dynamic
+        size = self.metadata.input_size
+        batch = np.empty((len(tiles), 3, size, size), dtype=np.float32)  # one call: the batch axis is dynamic
+        for n, tile in enumerate(tiles):
+            batch[n] = self._prepare(tile)[0]  # copied out: _prepare reuses one buffer
         boxes, scores = self.session.run((detection.BOXES_NAME, detection.SCORES_NAME), {INPUT_NAME: batch})
         return boxes, scores
 
