@@ -31,8 +31,8 @@ from inspectloop.runtime.decision import Decision
 BOXES_NAME, SCORES_NAME = "boxes", "scores"  # the graph's outputs: (N, A, 4) input pixels, (N, A, C) in [0, 1]
 DEFAULTS: dict[str, Any] = {"tile_overlap": 64, "nms_iou": 0.5, "merge_ios": 0.5, "max_boxes": 100,
                             "min_score": 0.05, "skip_plain": 0.0, "review_from": {}}
-# Tiles per onnxruntime call: measured on 2 cores (benchmarks/detection_speed.py), 8 is within noise of 16
-# and holds a quarter of the memory; one at a time is ~10% slower.
+# Tiles per onnxruntime call (benchmarks/detection_speed.py): batches of 8 took 14.7 s per 12 MP frame where
+# one tile per call took 18.4 s (fp32, 256-px tiles, 2 threads on 2 shared cores).
 TILE_BATCH = 8
 PLAIN_CELL = 32  # frame pixels per side of a cell of the plain-tile check
 FRAME_MODES = ("L", "RGB")
