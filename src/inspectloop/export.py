@@ -287,6 +287,41 @@ def export_detector(model: torch.nn.Module, metadata: ModelMetadata, out_path: P
     return ExportReport(out_path, score_diff, agreement, len(batch), stamped.weights_sha256, len(data), signature)
 
 
+def quantize_detector(model_path: Path, calibration_images: Sequence[Image.Image], out_path: Path, *,
+                      parity_images: Sequence[Image.Image] = (), max_score_diff: float = 0.1,
+                      signing_key: Ed25519PrivateKey | None = None) -> ExportReport:
+    """Make a static INT8 (QDQ, per-channel weights) copy of an exported detector at ``out_path``, as
+    :func:`quantize_int8` does for classifiers. Activation ranges come from ``calibration_images`` (model
+    inputs: tiles of production frames at native scale, not whole frames shrunk). ExportError, and nothing
+    written, when a class score on ``parity_images`` (default: the calibration images) differs from the
+    float model's by more than ``max_score_diff``; the report's ``agreement`` is the share of images
+    whose most confident class is the same. Its box accuracy is for the caller to measure (mAP)."""
+    onnx = require("onnx", "train")
+    quantization = require("onnxruntime.quantization", "train", package="onnx")
+    float_model = EdgeModel(model_path, threads=_threads(), trusted_keys=_own_key(signing_key))
+    meta = float_model.metadata
+    if meta.task != DETECTION:
+        raise ExportError(f"{model_path} is a {meta.task} model, not a detector", "use quantize_int8 for it")
+    calibration = _image_batch(calibration_images, meta, "INT8 calibration")
+    checks = _image_batch(parity_images, meta, "the INT8 parity check") if len(parity_images) else calibration
+    data, stamped = _stamp(_quantize(onnx, quantization, Path(model_path), calibration),
+                           _int8_metadata(meta, model_path))
+    data = _sign(data, signing_key)
+    names = (BOXES_NAME, SCORES_NAME)
+    expected = [np.concatenate(parts) for parts in zip(*(float_model.session.run(names, {INPUT_NAME: checks[i:i + 8]})
+                                                          for i in range(0, len(checks), 8)))]
+    with _staged(Path(out_path), data) as staged:
+        got, signature = _file_outputs(staged, checks, names, signing_key)
+        score_diff = float(np.max(np.abs(expected[1].astype(np.float64) - got[1])))
+        agreement = float(np.mean(expected[1].max(1).argmax(1) == got[1].max(1).argmax(1)))
+        if score_diff > max_score_diff:
+            raise ExportError(f"the INT8 detector's class scores differ from the float model's by up to "
+                              f"{score_diff:.3g} (maximum {max_score_diff:g}) on {len(checks)} images",
+                              "calibrate on more tiles that look like production, or deploy the float model; "
+                              "nothing was written")
+    return ExportReport(Path(out_path), score_diff, agreement, len(checks), stamped.weights_sha256, len(data), signature)
+
+
 def _named_onnx(torch: ModuleType, onnx: ModuleType, model: torch.nn.Module, example: np.ndarray, opset: int,
                 outputs: list[str], kind: str) -> Any:
     """A model with several named outputs as an onnx.ModelProto (TorchScript exporter), batch axis dynamic."""

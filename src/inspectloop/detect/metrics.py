@@ -116,9 +116,21 @@ def image_rates(truth: Sequence[Boxes], predicted: Sequence[Boxes], thresholds: 
             "defective_images": int(defective.sum()), "good_images": int((~defective).sum())}
 
 
+def review_rates(truth: Sequence[Boxes], predicted: Sequence[Boxes], thresholds: np.ndarray,
+                 review_from: np.ndarray) -> dict[str, Any]:
+    """With a review band: the share of frames sent to review (a box in its class's band, none above it),
+    and defect recall counting a review as caught (a person looks at the frame)."""
+    rejected = np.array([len(shown(dt, thresholds).labels) > 0 for dt in predicted], dtype=bool)
+    reviewed = ~rejected & np.array([len(shown(dt, review_from).labels) > 0 for dt in predicted], dtype=bool)
+    defective = np.array([len(gt.labels) > 0 for gt in truth], dtype=bool)
+    return {"review_rate": _round(reviewed.mean()) if len(truth) else None,
+            "defect_recall_with_review": _round((rejected | reviewed)[defective].mean()) if defective.any() else None,
+            "false_review_rate": _round(reviewed[~defective].mean()) if (~defective).any() else None}
+
+
 def summary(truth: Sequence[Boxes], predicted: Sequence[Boxes], class_names: Sequence[str],
-            thresholds: Mapping[str, float]) -> dict[str, Any]:
-    """Every detection metric of one split, JSON-ready."""
+            thresholds: Mapping[str, float], review_from: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """Every detection metric of one split, JSON-ready; with ``review_from`` (per class), the review band's rates."""
     limits = np.array([thresholds[name] for name in class_names], dtype=np.float64)
     per_class = box_rates(truth, predicted, class_names, limits)
     coco = coco_map(truth, predicted, class_names)
@@ -129,7 +141,9 @@ def summary(truth: Sequence[Boxes], predicted: Sequence[Boxes], class_names: Seq
     return {"map50": coco["map50"], "map50_95": coco["map50_95"], "per_class": per_class,
             "macro_recall": _round(np.mean(recalls)) if recalls else None,
             "macro_precision": _round(np.mean(precisions)) if precisions else None,
-            "image": image_rates(truth, predicted, limits), "images": len(truth), "worst_slice": None}
+            "image": image_rates(truth, predicted, limits), "images": len(truth), "worst_slice": None,
+            **({"review": review_rates(truth, predicted, limits, np.array(
+                [min(review_from.get(n, thresholds[n]), thresholds[n]) for n in class_names]))} if review_from else {})}
 
 
 def _round(value: Any) -> float | None:

@@ -29,6 +29,7 @@ from inspectloop.train.record import RunResult, colour_mode, failing_run, regist
 from inspectloop.workspace import Workspace
 
 if TYPE_CHECKING:
+    from inspectloop.detect.calibrate import BoxCalibration
     from inspectloop.detect.data import Frame
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -134,22 +135,38 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     training = fit_detector(model, train, val, preprocess, settings, plan.box_classes, run_dir / "checkpoint.pt",
                             lambda record: progress("epoch", {**record, "epochs": config.epochs}))
     torch.save(model.state_dict(), run_dir / "weights.pt")
+    progress("calibrate", {})
+    calibration = _calibrate(config, plan, thresholds, val,
+                             lambda frames: predict_frames(model, frames, preprocess, tile_overlap=config.tile_overlap,
+                                                           nms_iou=config.nms_iou))
+    thresholds = calibration.thresholds
     progress("evaluate", {})
     predicted = predict_frames(model, test, preprocess, tile_overlap=config.tile_overlap, nms_iou=config.nms_iou)
-    test_metrics = summary(truth_of(test), predicted, plan.box_classes, thresholds)
+    test_metrics = summary(truth_of(test), predicted, plan.box_classes, thresholds, calibration.review_from)
     progress("export", {})
-    model_path = _export(workspace, version, config, plan, run_id, run_dir, model, thresholds, val or train)
+    model_path = _export(workspace, version, config, plan, run_id, run_dir, model, calibration, val or train)
     report = run_dir / "report" / "detection.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     metrics = {"task": "detect", "test": {**test_metrics, "report": str(report)},
                "classes": list(plan.box_classes), "annotated_images": plan.annotated_images,
                "history": training.history, "best_epoch": training.best_epoch,
                "train_seconds": round(training.seconds, 1), "resumed_from_epoch": training.resumed_from,
-               "thresholds": thresholds}
+               "thresholds": thresholds, "review_from": calibration.review_from,
+               "box_calibration": calibration.details}
     atomic_write_text(report, json.dumps(metrics, indent=2))
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     workspace.db.runs.finish(run_id, "finished", metrics=metrics)
     return RunResult(run_id, run_dir, model_path, metrics, report)
+
+
+def _calibrate(config: TrainConfig, plan: DetectionPlan, configured: dict[str, float], val: list[Frame],
+               predict: Callable[[list[Frame]], list[Any]]) -> BoxCalibration:
+    """Per-class reject thresholds and review floors on the validation frames (configured ones without them)."""
+    from inspectloop.detect.calibrate import calibrate_boxes
+    from inspectloop.detect.fit import truth_of
+    return calibrate_boxes(truth_of(val), predict(val) if val else [], plan.box_classes,
+                           precision=config.box_precision, recall=config.box_recall, fallback=configured,
+                           fixed=tuple(config.box_thresholds))
 
 
 def _preprocess(config: TrainConfig) -> Any:
@@ -176,7 +193,7 @@ def _loader(workspace: Workspace, version: DatasetVersion, config: TrainConfig, 
 
 
 def _export(workspace: Workspace, version: DatasetVersion, config: TrainConfig, plan: DetectionPlan, run_id: str,
-            run_dir: Path, model: Any, thresholds: dict[str, float], frames: list[Frame]) -> Path:
+            run_dir: Path, model: Any, calibration: BoxCalibration, frames: list[Frame]) -> Path:
     from inspectloop.export import export_detector
     from inspectloop.keys import site_signing_key
     from inspectloop.models.backbones import backbone_spec
@@ -184,9 +201,9 @@ def _export(workspace: Workspace, version: DatasetVersion, config: TrainConfig, 
     metadata = ModelMetadata(
         task=DETECTION, model_name=workspace.config.name, model_version=run_id, class_names=plan.class_names,
         good_class=plan.class_names[0], input_size=config.input_size, mean=spec.mean, std=spec.std,
-        thresholds=thresholds, colour_mode=colour_mode(workspace, version, config),
+        thresholds=calibration.thresholds, colour_mode=colour_mode(workspace, version, config),
         detection={"tile_overlap": config.tile_overlap, "nms_iou": config.nms_iou,
-                   "min_score": min(thresholds.values())},
+                   "min_score": min(calibration.review_from.values()), "review_from": calibration.review_from},
         dataset_version=version.name, run_id=run_id, code_version=code_version(), created_at=now_iso())
     step = max(1, len(frames) // _PARITY_FRAMES)
     report = export_detector(model, metadata, run_dir / "model.onnx", [f.image for f in frames[::step]][:_PARITY_FRAMES],

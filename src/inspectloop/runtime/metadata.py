@@ -250,7 +250,8 @@ def _check_detection(meta: ModelMetadata) -> None:
             raise _bad(f"detection settings belong to detection models, not a {meta.task} model")
         return
     try:
-        object.__setattr__(meta, "detection", check_settings({} if meta.detection is None else meta.detection))
+        object.__setattr__(meta, "detection", check_settings({} if meta.detection is None else meta.detection,
+                                                                 meta.class_names[1:], meta.thresholds))
     except ValueError as exc:
         raise _bad(str(exc)) from exc
 

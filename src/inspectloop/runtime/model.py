@@ -99,8 +99,9 @@ class EdgeModel:
             _check_anomaly_outputs(self.session, self.metadata, str(self.path))
         self.has_novelty = _check_novelty_output(self.session, self.metadata, str(self.path))
         self._outputs = (OUTPUT_NAME, NOVELTY_NAME) if self.has_novelty else (OUTPUT_NAME,)
-        # a detector shows the boxes that reach their class's box confidence threshold (its operating point)
-        self._box_thresholds = np.array([self.metadata.thresholds.get(n, 0.0) for n in self._class_names[1:]] or [0.0])
+        # a detector's boxes reject at their class's threshold (its operating point) and review from review_from
+        self._box_rule = detection.BoxRule.of(self._class_names[1:], self.metadata.thresholds,
+                                              (self.metadata.detection or {}).get("review_from", {}))
 
     def __repr__(self) -> str:
         meta = self.metadata
@@ -156,9 +157,10 @@ class EdgeModel:
         meta = self.metadata
         boxes, scores, classes = detection.detect_frame(image, meta.input_size, self.run_tiles, meta.detection)
         inferred = time.perf_counter()
-        shown = scores >= self._box_thresholds[classes] if classes.size else np.zeros(0, dtype=bool)
+        shown = self._box_rule.shown(scores, classes)
         probabilities = detection.class_scores(detection.image_scores(scores, classes, len(self._class_names) - 1))
-        index, decision = self.policy.decide_one(probabilities)
+        index, decision = detection.frame_decision(self._box_rule, scores, classes,
+                                                   *self.policy.decide_one(probabilities), banded=meta.review is not None)
         scored = dict(zip(self._class_names, probabilities.tolist()))
         regions = Regions(image_size=(int(image.size[0]), int(image.size[1])), class_ids=classes[shown] + 1,
                           scores=scores[shown], boxes=boxes[shown])
@@ -170,9 +172,12 @@ class EdgeModel:
 
     def run_tiles(self, tiles: list[Image.Image]) -> tuple[np.ndarray, np.ndarray]:
         """A detection graph's raw (boxes (N, A, 4), scores (N, A, C)) for model inputs of the input size."""
-        outputs = [self.session.run((detection.BOXES_NAME, detection.SCORES_NAME),
-                                    {INPUT_NAME: self._prepare(tile)}) for tile in tiles]
-        return np.concatenate([o[0] for o in outputs]), np.concatenate([o[1] for o in outputs])
+        size = self.metadata.input_size
+        batch = np.empty((len(tiles), 3, size, size), dtype=np.float32)  # one call: the batch axis is dynamic
+        for n, tile in enumerate(tiles):
+            batch[n] = self._prepare(tile)[0]  # copied out: _prepare reuses one buffer
+        boxes, scores = self.session.run((detection.BOXES_NAME, detection.SCORES_NAME), {INPUT_NAME: batch})
+        return boxes, scores
 
     def predict_array(self, batch: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C), softmax(logits / temperature), for a preprocessed (N, 3, H, W) batch."""

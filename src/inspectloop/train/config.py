@@ -95,9 +95,17 @@ class TrainConfig(BaseModel):
     tile_overlap: int = Field(64, ge=0, le=1024, description="detect: pixels shared by neighbouring tiles of a "
                                                              "frame larger than the model input")
     box_threshold: float = Field(0.25, gt=0, lt=1, description="detect: box confidence a box needs to be shown "
-                                                                "and to reject the frame (per class: box_thresholds)")
+                                                                "and to reject the frame, for a class too rare on "
+                                                                "validation frames to calibrate (per class: "
+                                                                "box_thresholds)")
     box_thresholds: dict[str, float] = Field(default_factory=dict, description="detect: box confidence threshold "
-                                             "per class, overriding box_threshold")
+                                             "per class, overriding box_threshold and calibration (no review band)")
+    box_precision: float = Field(0.9, gt=0, le=1, description="detect: per class, boxes from the lowest confidence "
+                                                              "whose boxes reach this precision on validation frames "
+                                                              "reject the frame")
+    box_recall: float = Field(0.95, gt=0, le=1, description="detect: per class, weaker boxes down to the confidence "
+                                                            "that reaches this recall on validation frames send the "
+                                                            "frame to review")
     nms_iou: float = Field(0.5, gt=0, le=1, description="detect: overlap (IoU) above which a weaker box of the same "
                                                         "class is suppressed")
 
