@@ -1,0 +1,293 @@
+"""``inspectloop run`` end to end: pylon's emulated Basler camera serving image files, the tiny exported
+model in production, a real MQTT broker (amqtt) and a real OPC UA server read by a real client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+pytest.importorskip("torch", reason="the tiny model fixture is trained and exported with torch")
+pytest.importorskip("pypylon.pylon", reason="pypylon (the 'camera' extra) is not installed")
+pytest.importorskip("paho.mqtt.client", reason="paho-mqtt (the 'line' extra) is not installed")
+pytest.importorskip("asyncua", reason="asyncua (the 'line' extra) is not installed")
+pytest.importorskip("amqtt.broker", reason="amqtt (the dev extra's test broker) is not installed")
+
+import paho.mqtt.client as mqtt  # noqa: E402
+from asyncua import Client  # noqa: E402
+
+from inspectloop.cli.app import app  # noqa: E402
+from inspectloop.errors import AcquisitionError  # noqa: E402
+from inspectloop.line.acquire.basler import BaslerCamera  # noqa: E402
+from inspectloop.line.config import parse_line_config  # noqa: E402
+from inspectloop.line.outbox import Entry  # noqa: E402
+from inspectloop.line.run import PartReport, RunOptions, Station, run_station  # noqa: E402
+from inspectloop.serve.service import ServiceConfig  # noqa: E402
+from inspectloop.workspace import Workspace  # noqa: E402
+from tests.line.brokers import CuttableLink, free_port, mqtt_broker  # noqa: E402
+from tests.runtime.helpers import synthetic_image  # noqa: E402
+from tests.service_helpers import line_workspace  # noqa: E402
+
+SIZE = 80  # the tiny model's synthetic images
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Iterator[Workspace]:
+    line = line_workspace(tmp_path / "ws")
+    yield line.workspace
+    line.workspace.close()
+
+
+@pytest.fixture
+def frames(tmp_path: Path) -> Path:
+    """The files the emulated camera serves in turn: good surfaces and scratched ones."""
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, label in enumerate(("good", "scratch", "good", "dark")):
+        synthetic_image(label, i, size=SIZE, mode="RGB").save(folder / f"{i}-{label}.png")
+    return folder
+
+
+def _camera(frames: Path, **changes: object) -> dict[str, object]:
+    return {"name": "top", "serial": "0815-0000", "exposure_us": 800, "timeout_ms": 1000, "pixel_format": "RGB8Packed",
+            "roi": {"width": SIZE, "height": SIZE}, "image_files": str(frames)} | changes
+
+
+def _journal(workspace: Workspace, station: str = "station1") -> list[Entry]:
+    path = workspace.root / "line" / station / "decisions.jsonl"
+    return [Entry.from_json(line) for line in path.read_text().splitlines()]
+
+
+def _logged(workspace: Workspace, request_id: str) -> Any:
+    return workspace.db.predictions.by_request(request_id)
+
+
+class Subscriber:
+    """A line controller listening on MQTT: every message received, in order."""
+
+    def __init__(self, port: int, topic: str) -> None:
+        self.messages: queue.Queue[dict[str, Any]] = queue.Queue()
+        subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="plc")
+        self.client.on_message = lambda c, u, message: self.messages.put(json.loads(message.payload))
+        self.client.on_subscribe = lambda *args: subscribed.set()
+        self.client.connect("127.0.0.1", port)
+        self.client.subscribe(topic, qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(10)
+
+    def received(self, count: int, timeout: float = 20.0) -> list[dict[str, Any]]:
+        """Wait for ``count`` distinct parts; every message received, repeats included."""
+        got: list[dict[str, Any]] = []
+        end = time.monotonic() + timeout
+        while len({m["part_id"] for m in got}) < count and time.monotonic() < end:
+            try:
+                got.append(self.messages.get(timeout=0.2))
+            except queue.Empty:
+                continue
+        return got
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+async def _opcua_result(endpoint: str) -> tuple[int, str, str]:
+    async with Client(url=endpoint, timeout=10) as client:
+        index = await client.get_namespace_index("urn:inspectloop:line")
+        values = [await (await client.nodes.objects.get_child([f"{index}:station1", f"{index}:{name}"])).read_value()
+                  for name in ("Sequence", "PartId", "Decision")]
+        return int(values[0]), str(values[1]), str(values[2])
+
+
+def test_parts_are_decided_published_and_logged_alike(workspace: Workspace, frames: Path) -> None:
+    port, endpoint = free_port(), f"opc.tcp://127.0.0.1:{free_port()}/inspectloop/"
+    line = parse_line_config({"cameras": [_camera(frames)], "publish": {
+        "mqtt": {"host": "127.0.0.1", "port": port, "topic": "line/decision"}, "opcua": {"endpoint": endpoint},
+        "deadline_ms": 5000}})
+    reports: list[PartReport] = []
+    with mqtt_broker(port):
+        plc = Subscriber(port, "line/decision")
+        with Station(workspace, line, RunOptions(parts=8, rate_hz=20)) as station:
+            summary = station.run(reports.append)
+            assert all(d.drain(10) for d in station.deliveries)
+            sequence, last_part, last_decision = asyncio.run(_opcua_result(endpoint))
+        published = plc.received(8)
+        plc.close()
+    journal = _journal(workspace)
+    assert [m["part_id"] for m in published] == [e.decision.part_id for e in journal] == \
+        [r.entry.decision.part_id for r in reports]
+    assert (sequence, last_part, last_decision) == (8, journal[-1].decision.part_id, journal[-1].decision.decision)
+    for message, entry in zip(published, journal, strict=True):
+        logged = _logged(workspace, entry.requests[0])
+        assert entry.reason == "model" and not message["late"]
+        assert (message["decision"], message["label"]) == (logged.decision, logged.label)
+        assert message["confidence"] == pytest.approx(logged.confidence)
+        assert (logged.camera, logged.part_id, logged.source) == ("top", message["part_id"], "line")
+        assert logged.extra["serial"] == "0815-0000" and logged.extra["frame_counter"] == str(message["frame_counter"])
+    assert {m["decision"] for m in published} >= {"pass", "reject"}  # the scratched frames are caught
+    assert summary.parts == 8 and summary.passed + summary.rejected + summary.reviewed == 8
+    assert summary.late == summary.failed == summary.dropped == 0 and summary.undelivered == {
+        d: 0 for d in summary.undelivered}
+    assert summary.latency_p50_ms is not None and 0 < summary.latency_p50_ms <= summary.latency_p95_ms
+    assert json.loads((workspace.root / "line" / "station1" / "last-run.json").read_text())["parts"] == 8
+
+
+def test_a_missed_deadline_publishes_the_fail_safe_never_a_pass(workspace: Workspace, frames: Path) -> None:
+    line = parse_line_config({"cameras": [_camera(frames)],
+                              "publish": {"deadline_ms": 0.01, "fail_safe": "review"}})
+    summary = run_station(workspace, line, RunOptions(parts=4))
+    journal = _journal(workspace)
+    assert [(e.decision.decision, e.decision.late, e.reason) for e in journal] == [("review", True, "late")] * 4
+    assert summary.late == 4 and summary.reviewed == 4 and summary.passed == 0
+    # a late part's inference is cancelled if it has not started (no backlog builds up); one that had
+    # started finishes and its answer is logged, but the line heard the fail-safe
+    logged = [_logged(workspace, e.requests[0]) for e in journal]
+    assert all(row is None or row.decision in ("pass", "reject", "review") for row in logged)
+
+
+def test_broker_cut_mid_run_loses_no_decision_and_keeps_order(workspace: Workspace, frames: Path) -> None:
+    broker_port, station_port = free_port(), free_port()
+    link = CuttableLink(station_port, broker_port)
+    line = parse_line_config({"cameras": [_camera(frames)], "publish": {
+        "mqtt": {"host": "127.0.0.1", "port": station_port, "topic": "line/decision", "connect_timeout_s": 1},
+        "deadline_ms": 5000}})
+    parts = 24
+    with mqtt_broker(broker_port):
+        plc = Subscriber(broker_port, "line/decision")  # the line controller's own link never breaks
+        link.restore()
+        outcome: dict[str, Any] = {}
+        runner = threading.Thread(target=lambda: outcome.update(
+            summary=run_station(workspace, line, RunOptions(parts=parts, rate_hz=12))))
+        runner.start()
+        time.sleep(0.6)
+        link.cut()
+        time.sleep(1.2)  # parts keep coming while the broker cannot be reached
+        link.restore()
+        runner.join(60)
+        published = plc.received(parts)
+        plc.close()
+        link.cut()
+    first_seen = list(dict.fromkeys(m["part_id"] for m in published))  # at least once: a repeat may follow a cut
+    assert first_seen == [e.decision.part_id for e in _journal(workspace)] and len(first_seen) == parts
+    assert outcome["summary"].undelivered == {"MQTT 127.0.0.1:%d topic line/decision" % station_port: 0}
+
+
+def test_a_camera_that_stops_delivering_ends_the_run_with_the_fault(workspace: Workspace, frames: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    real = BaslerCamera.retrieve
+    delivered = {"n": 0}
+
+    def stops_after_two(camera: BaslerCamera) -> Any:
+        delivered["n"] += 1
+        if delivered["n"] > 2:
+            raise AcquisitionError("camera top: no frame within 1000 ms", "check the trigger wiring")
+        return real(camera)
+
+    monkeypatch.setattr(BaslerCamera, "retrieve", stops_after_two)
+    line = parse_line_config({"cameras": [_camera(frames)], "publish": {"deadline_ms": 5000}})
+    summary = run_station(workspace, line, RunOptions(parts=50, max_missed=3))
+    reasons = [e.reason for e in _journal(workspace)]
+    assert reasons == ["model", "model", "no_frame", "no_frame", "no_frame"]
+    assert summary.no_frame == 3 and summary.rejected >= 3  # the fail-safe (reject by default) for each
+    assert summary.fault is not None and "no frame within 1000 ms" in summary.fault
+
+
+def test_undelivered_decisions_wait_in_the_outbox_for_the_next_start(workspace: Workspace, frames: Path) -> None:
+    port = free_port()
+    link = CuttableLink(free_port(), port)
+    line = parse_line_config({"cameras": [_camera(frames)], "publish": {
+        "mqtt": {"host": "127.0.0.1", "port": link.port, "topic": "t", "connect_timeout_s": 0.5},
+        "deadline_ms": 5000}})
+    with mqtt_broker(port):
+        link.restore()
+        with Station(workspace, line, RunOptions(parts=3, drain_s=0.5)) as station:
+            link.cut()  # the broker is gone before the first part
+            first = station.run()
+        assert sum(first.undelivered.values()) == 3
+        plc = Subscriber(port, "t")
+        link.restore()
+        second = run_station(workspace, line, RunOptions(parts=2))
+        published = plc.received(5)
+        plc.close()
+        link.cut()
+    assert [m["part_id"] for m in published] == [e.decision.part_id for e in _journal(workspace)]
+    assert sum(second.undelivered.values()) == 0
+
+
+runner = CliRunner()
+
+
+def _write(workspace: Workspace, config: dict[str, Any]) -> Path:
+    (workspace.root / "line.yaml").write_text(yaml.safe_dump(config))
+    return workspace.root
+
+
+def test_cli_logs_one_line_per_part_and_a_summary(workspace: Workspace, frames: Path) -> None:
+    ws = _write(workspace, {"cameras": [_camera(frames)], "publish": {"deadline_ms": 5000}})
+    result = runner.invoke(app, ["run", "-w", str(ws), "--parts", "3", "--rate", "20"])
+    assert result.exit_code == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert sum(" frames=1 counter=" in line for line in lines) == 3
+    assert "3 part(s) in" in result.stdout and "trigger to published: p50" in result.stdout
+    assert "ended: 3 part(s) done" in result.stdout
+
+
+RGB_CAMERA = {"name": "top", "serial": "0815-0000", "exposure_us": 800, "pixel_format": "RGB8Packed"}
+
+
+@pytest.mark.parametrize(("config", "args", "says", "fix"), [
+    ({"cameras": [RGB_CAMERA | {"serial": "4711-0000"}]}, (), "no camera with serial 4711-0000",
+     "inspectloop line cameras"),
+    ({"cameras": [RGB_CAMERA | {"pixel_format": "Mono8"}]}, (), "greyscale but the model was trained on colour",
+     "set pixel_format to a colour format"),
+    ({"cameras": [RGB_CAMERA | {"exposure_us": 9e9}]}, (), "exposure_us 9e+09 is outside the camera's range",
+     "set exposure_us between"),
+    ({"cameras": [{"name": "top"}]}, (), "cameras.0.serial: Field required", "fix the named field"),
+    ({"cameras": []}, (), "names no camera and no video source", "add cameras"),
+    ({"cameras": [RGB_CAMERA]}, ("--model", "missing.onnx"), "missing.onnx", ""),
+    ({"cameras": [RGB_CAMERA], "publish": {"mqtt": {"host": "127.0.0.1", "port": 1, "connect_timeout_s": 1}}}, (),
+     "cannot reach the MQTT broker at 127.0.0.1:1", "start the broker"),
+    ({"cameras": [RGB_CAMERA], "publish": {"opcua": {"endpoint": "opc.tcp://192.0.2.1:4840/x/"}}}, (),
+     "cannot serve OPC UA at", "an address of this machine"),
+    ({}, ("--parts", "0"), "--parts must be at least 1", "inspectloop run --parts"),
+    ({}, ("--station", "../x"), "station name '../x'", ""),
+])
+def test_bad_input_is_refused_at_start_in_one_line(workspace: Workspace, config: dict[str, Any],
+                                                   args: tuple[str, ...], says: str, fix: str) -> None:
+    ws = _write(workspace, config)
+    result = runner.invoke(app, ["run", "-w", str(ws), *args])
+    assert result.exit_code == 1 and "Traceback" not in result.stdout + result.stderr
+    flat = " ".join(result.stderr.split())
+    assert says in flat and fix in flat
+
+
+def test_sigterm_stops_the_station_cleanly(workspace: Workspace, frames: Path) -> None:
+    ws = _write(workspace, {"cameras": [_camera(frames)], "publish": {"deadline_ms": 5000}})
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYLON_CAMEMU": "2"}
+    process = subprocess.Popen([sys.executable, "-c", "from inspectloop.cli import main; main()", "run", "-w",
+                                str(ws), "--rate", "10"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=env, text=True)
+    assert process.stdout is not None
+    for line in process.stdout:  # the first part's line: the station is running
+        if " frames=1 " in line:
+            break
+    process.send_signal(signal.SIGTERM)
+    rest, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "ended: stopped" in rest and "Traceback" not in err
+    parts = len(_journal(workspace))
+    assert f"{parts} part(s) in" in rest
