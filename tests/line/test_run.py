@@ -183,7 +183,26 @@ def test_broker_cut_mid_run_loses_no_decision_and_keeps_order(workspace: Workspa
         link.cut()
     first_seen = list(dict.fromkeys(m["part_id"] for m in published))  # at least once: a repeat may follow a cut
     assert first_seen == [e.decision.part_id for e in _journal(workspace)] and len(first_seen) == parts
-    assert outcome["summary"].undelivered == {"MQTT 127.0.0.1:%d topic line/decision" % station_port: 0}
+    target = f"MQTT 127.0.0.1:{station_port} topic line/decision"
+    assert outcome["summary"].undelivered == {target: 0} and outcome["summary"].publish_failures[target] > 0
+
+
+def test_parts_beyond_the_in_flight_bound_are_dropped_with_the_fail_safe(workspace: Workspace, frames: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    slow = Station._inspect
+
+    def slow_inspect(station: Station, part: Any) -> Any:
+        time.sleep(0.3)  # inference slower than the parts come
+        return slow(station, part)
+
+    monkeypatch.setattr(Station, "_inspect", slow_inspect)
+    line = parse_line_config({"cameras": [_camera(frames)], "publish": {"deadline_ms": 5000}})
+    summary = run_station(workspace, line, RunOptions(parts=6, rate_hz=20, in_flight=1))
+    journal = _journal(workspace)
+    dropped = [e for e in journal if e.reason == "dropped"]
+    assert summary.dropped == len(dropped) >= 3 and summary.parts == 6
+    assert all(e.decision.decision == "reject" and e.decision.late and not e.requests for e in dropped)
+    assert all(_logged(workspace, f"{e.decision.part_id}.top.0") is None for e in dropped)  # never inspected
 
 
 def test_a_camera_that_stops_delivering_ends_the_run_with_the_fault(workspace: Workspace, frames: Path,
@@ -226,6 +245,49 @@ def test_undelivered_decisions_wait_in_the_outbox_for_the_next_start(workspace: 
         link.cut()
     assert [m["part_id"] for m in published] == [e.decision.part_id for e in _journal(workspace)]
     assert sum(second.undelivered.values()) == 0
+
+
+def test_a_video_file_is_inspected_part_by_part_until_it_ends(workspace: Workspace, tmp_path: Path) -> None:
+    av = pytest.importorskip("av", reason="PyAV (the 'camera' extra) is not installed")
+    clip = tmp_path / "feed.mkv"
+    with av.open(str(clip), "w") as container:
+        stream = container.add_stream("ffv1", rate=10)
+        stream.width, stream.height, stream.pix_fmt = SIZE, SIZE, "bgr0"
+        for i in range(6):
+            image = synthetic_image("scratch" if i % 3 == 1 else "good", i, size=SIZE, mode="RGB")
+            frame = av.VideoFrame.from_image(image).reformat(format="bgr0")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    line = parse_line_config({"video": [{"name": "feed", "url": str(clip), "sample_hz": 10}],
+                              "publish": {"deadline_ms": 5000}})
+    summary = run_station(workspace, line, RunOptions(parts=100))
+    journal = _journal(workspace)
+    assert summary.parts == len(journal) == 6 and summary.ended == "video feed ended after 6 part(s)"
+    assert [e.decision.source for e in journal] == ["feed"] * 6 and summary.rejected >= 2
+
+
+def test_a_promotion_mid_run_is_picked_up_between_parts(workspace: Workspace, frames: Path) -> None:
+    from inspectloop.registry import promote
+    from tests.service_helpers import add_version, review_model_bytes
+
+    candidate = add_version(workspace, "run-b", review_model_bytes())  # sends every part to review
+    line = parse_line_config({"cameras": [_camera(frames)], "publish": {"deadline_ms": 5000}})
+    promoted = threading.Event()
+
+    def promote_after_two(report: PartReport) -> None:
+        if report.entry.seq == 2:
+            promote(workspace, candidate.name, "production", actor="ana", reason="test", override=True)
+            promoted.set()
+
+    with Station(workspace, line, RunOptions(seconds=30, rate_hz=10), ServiceConfig(poll_seconds=0.1)) as station:
+        def stop_once_reviewed(report: PartReport) -> None:
+            promote_after_two(report)
+            if promoted.is_set() and report.entry.decision.decision == "review":
+                station.stop()
+        summary = station.run(stop_once_reviewed)
+    models = [_logged(workspace, e.requests[0]).model_name for e in _journal(workspace)]
+    assert models[0] != models[-1] == candidate.name and summary.reviewed >= 1
+    assert summary.ended == "stopped" and summary.seconds < 20
 
 
 runner = CliRunner()

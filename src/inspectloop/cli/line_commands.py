@@ -110,7 +110,7 @@ def run(ws: WorkspaceOpt, config: ConfigOpt = None,
     Ctrl-C or SIGTERM, or --parts / --seconds. Decisions a publisher did not take wait in the outbox."""
     import sys
 
-    from inspectloop.errors import AcquisitionError
+    from inspectloop.errors import InspectloopError
     from inspectloop.line.config import load_line_config
     from inspectloop.line.run import PartReport, RunOptions, Station, run_station
     from inspectloop.serve.service import ServiceConfig
@@ -144,5 +144,4 @@ def run(ws: WorkspaceOpt, config: ConfigOpt = None,
         for text in summary.lines():
             out.print(text, highlight=False)
     if summary.fault:
-        raise AcquisitionError(f"station stopped: {summary.fault}", "check the camera's cable, power and trigger, "
-                                                                    "then start the station again")
+        raise InspectloopError(f"station stopped: {summary.fault}", summary.fault_fix)

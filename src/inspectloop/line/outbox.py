@@ -81,6 +81,7 @@ class DecisionJournal:
         """Create the folder or read what an earlier run left: the last seq and each publisher's position."""
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            _cut_torn_line(self.path)
             state = json.loads((self.folder / STATE_FILE).read_text()) if (self.folder / STATE_FILE).exists() else {}
             self._delivered = {str(k): int(v) for k, v in state.get("delivered", {}).items()}
             self.last_seq = int(state.get("last_seq", 0))
@@ -163,7 +164,7 @@ class DecisionJournal:
         with self.path.open(encoding="utf-8") as handle:
             for line in handle:
                 if not line.endswith("\n"):
-                    break  # a line cut by a crash mid-write was never acknowledged to anyone: skip it
+                    break  # being written right now (or torn by a crash; open() cuts that)
                 entry = Entry.from_json(line)
                 if entry.seq > after:
                     yield entry
@@ -269,3 +270,22 @@ class Delivery:
             log.warning("%s is failing (%s); %d decision(s) kept in the outbox, retried in order", self.target,
                         why, self.journal.waiting(self.target))
         self.down = why
+
+
+def _cut_torn_line(path: Path) -> None:
+    """Remove a last line a crash cut mid-write (never synced, so never published): the next append would
+    otherwise glue onto it."""
+    if not path.exists():
+        return
+    with path.open("rb+") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return
+        handle.seek(max(size - 65536, 0))
+        tail = handle.read()
+        if tail.endswith(b"\n"):
+            return
+        keep = size - len(tail) + tail.rfind(b"\n") + 1 if b"\n" in tail else 0
+        handle.truncate(keep)
+        handle.flush()
+        os.fsync(handle.fileno())

@@ -1,7 +1,8 @@
 """Parts from a station's sources: each part is one trigger's frames from every camera and video source
 in the capture set (``frames_per_camera`` each, lights in turn), with its part id and trigger time.
 
-Software-triggered cameras are triggered by us, at ``rate_hz`` when given (else back to back); a
+Software-triggered cameras are triggered by us, at ``rate_hz`` when given (else back to back; video
+files alone are replayed at their ``sample_hz``, as the live feed gave parts); a
 hardware-triggered or free-running first source sets the pace itself (a part starts when its first frame
 arrives). A part whose frames did not all come (a timeout, a frame lost to a disconnect) is still a
 part: it is returned with ``missing`` set, so the line hears the fail-safe for it, never nothing.
@@ -71,6 +72,10 @@ class PartSource:
         except BaseException:
             self.close()
             raise
+        files = [videos[name] for name in self.sources if name in videos]
+        if self.rate_hz is None and len(files) == len(self.sources) and \
+                not any(VideoSource(v).is_network for v in files):
+            self.rate_hz = min(v.sample_hz for v in files)  # a recording is replayed at its live part rate
 
     def close(self) -> None:
         """Close every source (safe to call twice)."""

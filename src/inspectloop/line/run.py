@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from inspectloop.domain import LoggedPrediction
-from inspectloop.errors import AcquisitionError, LineConfigError
+from inspectloop.errors import AcquisitionError, InspectloopError, LineConfigError
 from inspectloop.line.acquire.frame import Frame
 from inspectloop.line.capture_sets import decide_set
 from inspectloop.line.config import LineConfig
@@ -57,6 +57,9 @@ log = logging.getLogger(__name__)
 STATION_DIR = "line"  # <workspace>/line/<station>/: the decision journal, outbox positions, status, last run
 STATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")  # it names a folder
 STATUS_EVERY_S = 2.0
+CAMERA_FIX = "check the camera's cable, power and trigger, then start the station again"
+JOURNAL_FIX = ("free disk space or fix the station folder's permissions, then start the station again (what is in "
+               "the journal is sent then)")
 PNG_LEVEL = 1  # fastest zlib level: a frame is encoded once for the log's hash and (if kept) the image store
 
 
@@ -123,11 +126,13 @@ class RunSummary:
     no_frame: int
     lost_frames: int
     undelivered: dict[str, int]
+    publish_failures: dict[str, int]
     latency_p50_ms: float | None
     latency_p95_ms: float | None
     seconds: float
     ended: str
     fault: str | None = None
+    fault_fix: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (written to ``last-run.json`` in the station folder)."""
@@ -139,11 +144,13 @@ class RunSummary:
         latency = ("n/a" if self.latency_p50_ms is None
                    else f"p50 {self.latency_p50_ms:.1f} ms, p95 {self.latency_p95_ms:.1f} ms")
         waiting = ", ".join(f"{n} for {t}" for t, n in self.undelivered.items() if n) or "none"
+        failures = ", ".join(f"{n} to {t}" for t, n in self.publish_failures.items() if n) or "none"
         return [f"{self.parts} part(s) in {self.seconds:.1f} s ({rate:.1f}/s): {self.passed} pass, "
                 f"{self.rejected} reject, {self.reviewed} review",
                 f"fail-safe: {self.late} deadline miss(es), {self.failed} failed, {self.dropped} dropped, "
                 f"{self.no_frame} without frames; {self.lost_frames} frame(s) lost to reconnects",
-                f"trigger to published: {latency}; undelivered (kept in the outbox): {waiting}",
+                f"trigger to published: {latency}; failed deliveries (retried): {failures}; undelivered (kept in "
+                f"the outbox): {waiting}",
                 f"ended: {self.ended}"]
 
 
@@ -181,6 +188,7 @@ class Station:
         self._lock = threading.Lock()
         self._pending: dict[int, tuple[float, int]] = {}  # seq -> (trigger time, publishers still to ack)
         self._executor: ThreadPoolExecutor | None = None
+        self._fault: str | None = None  # set by the decider when decisions cannot be journaled
 
     def __enter__(self) -> Station:
         self.start()
@@ -225,6 +233,8 @@ class Station:
         ended, fault = self._acquire_all(settle, started)
         settle.put(None)
         decider.join()
+        if self._fault is not None:
+            ended, fault = "decision journal fault", (self._fault, JOURNAL_FIX)
         self._drain()
         return self._summary(time.monotonic() - started, ended, fault)
 
@@ -253,8 +263,8 @@ class Station:
                             self.journal.waiting(delivery.target), delivery.down or "no acknowledgement yet")
 
     # -- acquisition ----------------------------------------------------------------------------------
-    def _acquire_all(self, settle: queue.Queue[Any], started: float) -> tuple[str, str | None]:
-        """Acquire parts and hand each to a worker; why it ended, and the fault if it was one."""
+    def _acquire_all(self, settle: queue.Queue[Any], started: float) -> tuple[str, tuple[str, str] | None]:
+        """Acquire parts and hand each to a worker; why it ended, and the fault and its fix if it was one."""
         assert self.parts is not None  # noqa: S101 (checked by run)
         slots = threading.BoundedSemaphore(self.options.in_flight)
         missed = 0
@@ -271,7 +281,8 @@ class Station:
             settle.put((part, self._inspect_later(part, slots)))
             missed = missed + 1 if part.missing else 0
             if missed >= self.options.max_missed:
-                return "camera fault", (f"{missed} parts in a row came without their frames, last: {part.missing}")
+                return "camera fault", (f"{missed} parts in a row came without their frames, last: {part.missing}",
+                                        CAMERA_FIX)
 
     def _inspect_later(self, part: Part, slots: threading.BoundedSemaphore) -> Future[PartDecision]:
         assert self._executor is not None  # noqa: S101 (set by start)
@@ -296,19 +307,30 @@ class Station:
     def _decide_all(self, settle: queue.Queue[Any], on_part: Callable[[PartReport], None] | None) -> None:
         last_status = 0.0
         while (item := settle.get()) is not None:
-            part, future = item
-            counter = part.frames[0].frame_counter if part.frames else 0
-            decision = self.gate.settle(future, part_id=part.part_id, frame_counter=counter,
-                                        triggered_at=part.triggered_at, frames=len(part.frames))
-            reason = _reason(decision, future)
-            requests = () if reason in ("dropped", "no_frame") else tuple(
-                request_id(part, f, light) for f, light in zip(part.frames, part.lights, strict=True))
-            entry = self._journal(decision, reason, requests, part.triggered_at)
-            if on_part is not None:
-                on_part(PartReport(entry, (time.monotonic() - part.triggered_at) * 1000))
+            if self._fault is not None:
+                continue  # the journal failed: nothing more can be published durably
+            try:
+                self._decide(*item, on_part=on_part)
+            except (OSError, InspectloopError) as exc:  # a full or failing disk: stop, never publish unlogged
+                self._fault = f"cannot record decisions durably: {getattr(exc, 'message', None) or exc}"
+                self._stop.set()
+                continue
             if time.monotonic() - last_status > STATUS_EVERY_S:
                 last_status = time.monotonic()
                 self._write_status()
+
+    def _decide(self, part: Part, future: Future[PartDecision], *,
+                on_part: Callable[[PartReport], None] | None) -> None:
+        """Settle one part by its deadline, journal its decision and wake the publishers."""
+        counter = part.frames[0].frame_counter if part.frames else 0
+        decision = self.gate.settle(future, part_id=part.part_id, frame_counter=counter,
+                                    triggered_at=part.triggered_at, frames=len(part.frames))
+        reason = _reason(decision, future)
+        requests = () if reason in ("dropped", "no_frame") else tuple(
+            request_id(part, f, light) for f, light in zip(part.frames, part.lights, strict=True))
+        entry = self._journal(decision, reason, requests, part.triggered_at)
+        if on_part is not None:
+            on_part(PartReport(entry, (time.monotonic() - part.triggered_at) * 1000))
 
     def _journal(self, decision: PartDecision, reason: str, requests: tuple[str, ...], triggered_at: float) -> Entry:
         with self._lock:  # a fast publisher may acknowledge before this thread records what it waits for
@@ -337,7 +359,7 @@ class Station:
             self._counts.latencies_ms.append((time.monotonic() - triggered_at) * 1000)
 
     # -- reporting ------------------------------------------------------------------------------------
-    def _summary(self, seconds: float, ended: str, fault: str | None) -> RunSummary:
+    def _summary(self, seconds: float, ended: str, fault: tuple[str, str] | None) -> RunSummary:
         with self._lock:
             counts = self._counts
             latencies = np.asarray(counts.latencies_ms) if counts.latencies_ms else None
@@ -346,9 +368,11 @@ class Station:
             rejected=counts.decisions["reject"], reviewed=counts.decisions["review"], **counts.reasons,
             lost_frames=self.parts.lost_frames() if self.parts else 0,
             undelivered={d.target: self.journal.waiting(d.target) for d in self.deliveries},
+            publish_failures={d.target: d.failures for d in self.deliveries},
             latency_p50_ms=None if latencies is None else round(float(np.percentile(latencies, 50)), 2),
             latency_p95_ms=None if latencies is None else round(float(np.percentile(latencies, 95)), 2),
-            seconds=round(seconds, 3), ended=ended, fault=fault)
+            seconds=round(seconds, 3), ended=ended, fault=fault[0] if fault else None,
+            fault_fix=fault[1] if fault else None)
         self._write_json("last-run.json", summary.to_dict())
         return summary
 
