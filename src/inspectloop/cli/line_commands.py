@@ -122,12 +122,8 @@ def run(ws: WorkspaceOpt, config: ConfigOpt = None,
     every_part = not sys.stdout.isatty()  # a log file gets every part; a terminal the ones not passed
 
     def started(running: Station) -> None:
-        assert running.service is not None and running.parts is not None  # noqa: S101 (start set them)
-        warn_unverified(running.service.production.model.signature.warning())
-        out.print(f"station {station}: {running.service.production.name} on {', '.join(running.parts.sources)} "
-                  f"-> {', '.join(d.target for d in running.deliveries) or 'no publisher'}; deadline "
-                  f"{running.line.publish.deadline_ms:g} ms, fail-safe {running.line.publish.fail_safe.value}",
-                  highlight=False)
+        warn_unverified(running.signature_warning())
+        out.print(running.describe(), highlight=False)
 
     def report(part: PartReport) -> None:
         if every_part or part.entry.decision.decision.value != "pass" or part.entry.reason != "model":

@@ -33,7 +33,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -204,7 +203,8 @@ class Station:
         try:
             self.service = InspectionService(self.workspace, self.service_config)
             colour_mode = self.service.production.model.metadata.colour_mode
-            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+            # part ids name prediction-log rows (request ids): a restart, even within the second, must not reuse one
+            stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
             self.parts = PartSource(self.line, colour_mode=colour_mode, prefix=f"{self.options.station}-{stamp}",
                                     rate_hz=self.options.rate_hz)
             self.parts.open()
@@ -220,6 +220,19 @@ class Station:
             raise
         self._executor = ThreadPoolExecutor(self.options.in_flight, thread_name_prefix="inspect")
 
+    def describe(self) -> str:
+        """One line: the model, the sources, the publishers, the deadline and fail-safe."""
+        model = self.service.production.name if self.service else "no model"
+        sources = ", ".join(self.parts.sources) if self.parts else "no source"
+        targets = ", ".join(d.target for d in self.deliveries) or "no publisher"
+        publish = self.line.publish
+        return (f"station {self.options.station}: {model} on {sources} -> {targets}; deadline "
+                f"{publish.deadline_ms:g} ms, fail-safe {publish.fail_safe.value}")
+
+    def signature_warning(self) -> str | None:
+        """The production model's signature warning (None when its origin was verified)."""
+        return self.service.production.model.signature.warning() if self.service else None
+
     def stop(self) -> None:
         """Ask the loop to finish the part in hand and end (safe from a signal handler or another thread)."""
         self._stop.set()
@@ -228,11 +241,11 @@ class Station:
         """Inspect parts until the bound, a stop or a fault; ``on_part`` hears each decided part (in order)."""
         if self.parts is None or self._executor is None:
             raise LineConfigError("the station is not started", "call Station.start() first")
-        started = time.monotonic()
+        parts, executor, started = self.parts, self._executor, time.monotonic()
         settle: queue.Queue[tuple[Part, Future[PartDecision]] | None] = queue.Queue()
         decider = threading.Thread(target=self._decide_all, args=(settle, on_part), name="decider", daemon=True)
         decider.start()
-        ended, fault = self._acquire_all(settle, started)
+        ended, fault = self._acquire_all(parts, executor, settle, started)
         settle.put(None)
         decider.join()
         if self._fault is not None:
@@ -265,41 +278,44 @@ class Station:
                             self.journal.waiting(delivery.target), delivery.down or "no acknowledgement yet")
 
     # -- acquisition ----------------------------------------------------------------------------------
-    def _acquire_all(self, settle: queue.Queue[Any], started: float) -> tuple[str, tuple[str, str] | None]:
+    def _acquire_all(self, parts: PartSource, executor: ThreadPoolExecutor, settle: queue.Queue[Any],
+                     started: float) -> tuple[str, tuple[str, str] | None]:
         """Acquire parts and hand each to a worker; why it ended, and the fault and its fix if it was one."""
-        assert self.parts is not None  # noqa: S101 (checked by run)
         slots = threading.BoundedSemaphore(self.options.in_flight)
         missed = 0
         while True:
             if self._stop.is_set():
                 return "stopped", None
-            if self.options.parts is not None and self.parts.count >= self.options.parts:
+            if self.options.parts is not None and parts.count >= self.options.parts:
                 return f"{self.options.parts} part(s) done", None
             if self.options.seconds is not None and time.monotonic() - started >= self.options.seconds:
                 return f"{self.options.seconds:g} s done", None
-            part = self.parts.next_part(self._stop)
+            part = parts.next_part(self._stop)
             if part is None:
-                return self.parts.ended or "stopped", None
-            settle.put((part, self._inspect_later(part, slots)))
+                return parts.ended or "stopped", None
+            settle.put((part, self._inspect_later(executor, part, slots)))
             missed = missed + 1 if part.missing else 0
             if missed >= self.options.max_missed:
                 return "camera fault", (f"{missed} parts in a row came without their frames, last: {part.missing}",
                                         CAMERA_FIX)
 
-    def _inspect_later(self, part: Part, slots: threading.BoundedSemaphore) -> Future[PartDecision]:
-        assert self._executor is not None  # noqa: S101 (set by start)
+    def _inspect_later(self, executor: ThreadPoolExecutor, part: Part,
+                       slots: threading.BoundedSemaphore) -> Future[PartDecision]:
+        """The part's decision to come: inspected by a worker, or failed at once (no frames, or dropped)."""
         if part.missing:
             return _failed(AcquisitionError(part.missing))
         if not slots.acquire(blocking=False):
             return _failed(PartDropped(part.part_id))
-        future = self._executor.submit(self._inspect, part)
+        future = executor.submit(self._inspect, part)
         future.add_done_callback(lambda _: slots.release())
         return future
 
     def _inspect(self, part: Part) -> PartDecision:
         """Every frame through the service (predicted, logged durably), then the part's worst decision."""
-        assert self.service is not None  # noqa: S101 (set by start)
-        answers = [self.service.submit(frame_bytes(frame), frame_fields(part, frame, light, self.options.station),
+        service = self.service
+        if service is None:
+            raise LineConfigError("the station is not started", "call Station.start() first")
+        answers = [service.submit(frame_bytes(frame), frame_fields(part, frame, light, self.options.station),
                                        request_id=request_id(part, frame, light), source="line")
                    for frame, light in zip(part.frames, part.lights, strict=True)]
         predictions = [as_prediction(answer.result()) for answer in answers]
