@@ -143,7 +143,9 @@ def test_parts_are_decided_published_and_logged_alike(workspace: Workspace, fram
     assert summary.late == summary.failed == summary.dropped == 0 and summary.undelivered == {
         d: 0 for d in summary.undelivered}
     assert summary.latency_p50_ms is not None and 0 < summary.latency_p50_ms <= summary.latency_p95_ms
-    assert json.loads((workspace.root / "line" / "station1" / "last-run.json").read_text())["parts"] == 8
+    folder = workspace.root / "line" / "station1"
+    assert json.loads((folder / "last-run.json").read_text())["parts"] == 8
+    assert sum(json.loads((folder / "status.json").read_text())["decisions"].values()) >= 1  # for the dashboard
 
 
 def test_a_missed_deadline_publishes_the_fail_safe_never_a_pass(workspace: Workspace, frames: Path) -> None:
@@ -203,6 +205,33 @@ def test_parts_beyond_the_in_flight_bound_are_dropped_with_the_fail_safe(workspa
     assert summary.dropped == len(dropped) >= 3 and summary.parts == 6
     assert all(e.decision.decision == "reject" and e.decision.late and not e.requests for e in dropped)
     assert all(_logged(workspace, f"{e.decision.part_id}.top.0") is None for e in dropped)  # never inspected
+
+
+def test_a_hardware_triggered_line_standing_still_ends_on_the_time_bound(workspace: Workspace, frames: Path) -> None:
+    """A station waiting for its first hardware trigger never looked at the clock: --seconds never ended it."""
+    line = parse_line_config({"cameras": [_camera(frames, trigger="hardware", timeout_ms=200)]})
+    started = time.monotonic()
+    summary = run_station(workspace, line, RunOptions(seconds=1.0))
+    assert summary.parts == 0 and summary.ended == "1 s done" and summary.fault is None
+    assert time.monotonic() - started < 10
+
+
+def test_a_journal_that_cannot_be_written_stops_the_station(workspace: Workspace, frames: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from inspectloop.line.outbox import DecisionJournal
+
+    real = DecisionJournal.append
+
+    def disk_full_after_two(journal: DecisionJournal, *args: Any, **kwargs: Any) -> Entry:
+        if journal.last_seq >= 2:
+            raise OSError(28, "No space left on device")
+        return real(journal, *args, **kwargs)
+
+    monkeypatch.setattr(DecisionJournal, "append", disk_full_after_two)
+    line = parse_line_config({"cameras": [_camera(frames)], "publish": {"deadline_ms": 5000}})
+    summary = run_station(workspace, line, RunOptions(parts=50, rate_hz=20))
+    assert summary.parts == 2 and summary.ended == "decision journal fault"
+    assert "No space left on device" in (summary.fault or "") and "free disk space" in (summary.fault_fix or "")
 
 
 def test_a_camera_that_stops_delivering_ends_the_run_with_the_fault(workspace: Workspace, frames: Path,

@@ -245,7 +245,16 @@ class Station:
         settle: queue.Queue[tuple[Part, Future[PartDecision]] | None] = queue.Queue()
         decider = threading.Thread(target=self._decide_all, args=(settle, on_part), name="decider", daemon=True)
         decider.start()
-        ended, fault = self._acquire_all(parts, executor, settle, started)
+        # a bound in seconds must end the run even while a hardware-triggered line stands still
+        timer = threading.Timer(self.options.seconds, self._stop.set) if self.options.seconds else None
+        if timer is not None:
+            timer.daemon = True
+            timer.start()
+        try:
+            ended, fault = self._acquire_all(parts, executor, settle, started)
+        finally:
+            if timer is not None:
+                timer.cancel()
         settle.put(None)
         decider.join()
         if self._fault is not None:
@@ -284,15 +293,17 @@ class Station:
         slots = threading.BoundedSemaphore(self.options.in_flight)
         missed = 0
         while True:
+            if self.options.seconds is not None and time.monotonic() - started >= self.options.seconds:
+                return f"{self.options.seconds:g} s done", None
             if self._stop.is_set():
                 return "stopped", None
             if self.options.parts is not None and parts.count >= self.options.parts:
                 return f"{self.options.parts} part(s) done", None
-            if self.options.seconds is not None and time.monotonic() - started >= self.options.seconds:
-                return f"{self.options.seconds:g} s done", None
             part = parts.next_part(self._stop)
             if part is None:
-                return parts.ended or "stopped", None
+                if parts.ended:
+                    return parts.ended, None
+                continue  # stopped, or the time bound passed: said above
             settle.put((part, self._inspect_later(executor, part, slots)))
             missed = missed + 1 if part.missing else 0
             if missed >= self.options.max_missed:
