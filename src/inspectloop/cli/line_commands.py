@@ -123,11 +123,11 @@ def run(ws: WorkspaceOpt, config: ConfigOpt = None,
 
     def started(running: Station) -> None:
         warn_unverified(running.signature_warning())
-        out.print(running.describe(), highlight=False)
+        out.print(running.describe(), highlight=False, soft_wrap=True)
 
     def report(part: PartReport) -> None:
         if every_part or part.entry.decision.decision.value != "pass" or part.entry.reason != "model":
-            out.print(part.line(), highlight=False)
+            out.print(part.line(), highlight=False, soft_wrap=True)  # one line per part, however long
 
     _quiet_protocol_logs()
     with workspace(ws) as w:
@@ -138,6 +138,6 @@ def run(ws: WorkspaceOpt, config: ConfigOpt = None,
         print_json(summary.to_dict())
     else:
         for text in summary.lines():
-            out.print(text, highlight=False)
+            out.print(text, highlight=False, soft_wrap=True)
     if summary.fault:
         raise InspectloopError(f"station stopped: {summary.fault}", summary.fault_fix)
