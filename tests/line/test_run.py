@@ -254,6 +254,33 @@ def test_a_camera_that_stops_delivering_ends_the_run_with_the_fault(workspace: W
     assert summary.fault is not None and "no frame within 1000 ms" in summary.fault
 
 
+def test_a_plc_down_mid_run_gets_the_latest_decision_once_back(workspace: Workspace, frames: Path) -> None:
+    from tests.line.publish.test_plc import FakePlc
+
+    endpoint = f"opc.tcp://127.0.0.1:{free_port()}/plc/"
+    nodes = {"decision": "ns=2;s=Inspection.Decision", "part_id": "ns=2;s=Inspection.PartId",
+             "sequence": "ns=2;s=Inspection.Sequence"}
+    line = parse_line_config({"cameras": [_camera(frames)], "publish": {
+        "plc": {"endpoint": endpoint, "nodes": nodes, "timeout_s": 1}, "deadline_ms": 5000}})
+    plc = FakePlc(endpoint)
+    outcome: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: outcome.update(
+        summary=run_station(workspace, line, RunOptions(parts=16, rate_hz=8, drain_s=30))))
+    runner.start()
+    time.sleep(0.6)
+    plc.stop()  # the PLC reboots: its OPC UA server is gone for a while
+    time.sleep(1.0)
+    plc = FakePlc(endpoint)
+    runner.join(60)
+    last = _journal(workspace)[-1].decision
+    try:
+        assert plc.read()["PartId"] == last.part_id
+    finally:
+        plc.stop()
+    target = f"PLC OPC UA {endpoint}"
+    assert outcome["summary"].undelivered == {target: 0} and outcome["summary"].publish_failures[target] > 0
+
+
 def test_undelivered_decisions_wait_in_the_outbox_for_the_next_start(workspace: Workspace, frames: Path) -> None:
     port = free_port()
     link = CuttableLink(free_port(), port)
