@@ -148,6 +148,26 @@ def test_parts_are_decided_published_and_logged_alike(workspace: Workspace, fram
     assert sum(json.loads((folder / "status.json").read_text())["decisions"].values()) >= 1  # for the dashboard
 
 
+def test_a_capture_set_of_two_cameras_and_two_lights_is_one_decision_the_worst(workspace: Workspace,
+                                                                                  tmp_path: Path) -> None:
+    good, scratched = tmp_path / "good", tmp_path / "scratched"
+    for folder, label in ((good, "good"), (scratched, "scratch")):
+        folder.mkdir()
+        synthetic_image(label, 7, size=SIZE, mode="RGB").save(folder / "0.png")
+    line = parse_line_config({
+        "cameras": [_camera(good), _camera(scratched, name="side", serial="0815-0001")],
+        "capture_set": {"cameras": ["top", "side"], "frames_per_camera": 2}, "publish": {"deadline_ms": 5000}})
+    summary = run_station(workspace, line, RunOptions(parts=2, rate_hz=10))
+    for entry in _journal(workspace):
+        part = entry.decision.part_id
+        assert entry.requests == tuple(f"{part}.{camera}.{light}" for light in (0, 1) for camera in ("top", "side"))
+        rows = [_logged(workspace, request) for request in entry.requests]
+        assert {row.lighting for row in rows} == {"light0", "light1"} and {row.part_id for row in rows} == {part}
+        assert entry.decision.frames == 4 and entry.decision.decision == "reject"  # the side camera's scratch
+        assert entry.decision.source == "side"
+    assert summary.parts == 2
+
+
 def test_a_missed_deadline_publishes_the_fail_safe_never_a_pass(workspace: Workspace, frames: Path) -> None:
     line = parse_line_config({"cameras": [_camera(frames)],
                               "publish": {"deadline_ms": 0.01, "fail_safe": "review"}})
