@@ -102,12 +102,14 @@ def main() -> None:
     parser.add_argument("--name", default="line", help="result file name under benchmarks/results")
     args = parser.parse_args()
     args.model = args.model or default_model()
+    load_before = os.getloadavg()[0]  # the 2 cores are shared with other work: say how busy they were
     summary = run(args)
     print(json.dumps(summary, indent=1))
     write_result(args.name, {
-        "setup": {"model": args.model.name, "parts": args.parts, "rate_hz": args.rate, "cameras": args.cameras,
+        "setup": {"model": "/".join(args.model.parts[-4:]), "parts": args.parts, "rate_hz": args.rate, "cameras": args.cameras,
                   "frame": f"{args.width}x{args.height} Mono8", "deadline_ms": args.deadline_ms,
-                  "publishers": ["MQTT (amqtt on loopback)", "OPC UA server"], "threads_per_inference": 1},
+                  "publishers": ["MQTT (amqtt on loopback)", "OPC UA server"], "threads_per_inference": 1,
+                  "load_average_before": round(load_before, 1), "load_average_after": round(os.getloadavg()[0], 1)},
         "summary": summary})
 
 
