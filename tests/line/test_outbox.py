@@ -82,6 +82,20 @@ def test_entries_beyond_the_memory_tail_are_read_from_the_file(tmp_path: Path,
     assert [e.seq for e in journal.after(8)] == [9, 10] and journal.after(10) == []
 
 
+def test_a_long_journal_is_closed_in_segments_and_read_across_them(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(outbox, "SEGMENT_BYTES", 600)  # about two entries per file
+    monkeypatch.setattr(outbox, "TAIL", 2)
+    journal = _journal(tmp_path, *range(1, 8))
+    journal.track("plc")
+    journal.close()
+    segments = sorted(p.name for p in tmp_path.glob("decisions.*-*.jsonl"))
+    assert len(segments) >= 2 and segments[0].startswith("decisions.000000000001-")
+    again = _journal(tmp_path, 8)  # a restart continues the numbering, without reading the closed files
+    assert again.last_seq == 8 and [e.seq for e in again.after(0)] == list(range(1, 9))
+    assert [e.seq for e in again.after(3, most=2)] == [4, 5]
+
+
 def test_a_publisher_that_is_down_gets_every_decision_in_order_once_back(tmp_path: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(outbox, "RETRY_S", (0.01,))

@@ -7,9 +7,10 @@ ones still waiting when the station stops go out at the next start. Delivery is 
 decision whose acknowledgement was lost is sent again (the part id tells the receiver it is a repeat).
 
 On disk, in the station's folder: ``decisions.jsonl`` (one JSON line per decision: ``seq``, the
-published decision, why it was given, the prediction-log request ids of its frames) and
-``outbox.json`` (per publisher, the last ``seq`` it acknowledged). The journal is also the station's
-record of what the line was told.
+published decision, why it was given, the prediction-log request ids of its frames), closed past
+``SEGMENT_BYTES`` as ``decisions.<first seq>-<last seq>.jsonl`` (kept: archive or delete them as the
+site's records policy says), and ``outbox.json`` (the last ``seq``, and per publisher the last ``seq``
+it acknowledged). The journal is also the station's record of what the line was told.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from inspectloop.line.publish import Publisher
 log = logging.getLogger(__name__)
 JOURNAL_FILE = "decisions.jsonl"
 STATE_FILE = "outbox.json"
-TAIL = 4096  # journal entries kept in memory; a publisher further behind reads the file
+TAIL = 4096  # journal entries kept in memory; a publisher further behind reads the files
+SEGMENT_BYTES = 64 * 1024 * 1024  # past this size the journal file is closed as decisions.<first>-<last>.jsonl
 RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)  # pauses between restarts of a failed publisher
 
 
@@ -76,6 +78,7 @@ class DecisionJournal:
         self._delivered: dict[str, int] = {}
         self.last_seq = 0
         self._file: Any = None
+        self._first_seq = 1  # of the current file
 
     def open(self) -> None:
         """Create the folder or read what an earlier run left: the last seq and each publisher's position."""
@@ -84,15 +87,17 @@ class DecisionJournal:
             _cut_torn_line(self.path)
             state = json.loads((self.folder / STATE_FILE).read_text()) if (self.folder / STATE_FILE).exists() else {}
             self._delivered = {str(k): int(v) for k, v in state.get("delivered", {}).items()}
-            self.last_seq = int(state.get("last_seq", 0))
-            for entry in self._read(0):
+            closed = [last for _, last in map(_segment_range, self._segments())]
+            self.last_seq = max([int(state.get("last_seq", 0)), *closed])
+            self._first_seq = max(closed, default=0) + 1
+            for entry in self._read_file(self.path, 0):  # closed segments all come before it
                 self.last_seq = max(self.last_seq, entry.seq)
                 self._tail.append(entry)
             self._file = self.path.open("a", encoding="utf-8")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise PublishError(f"cannot open the decision outbox in {self.folder}: {exc}",
                                "check the folder's permissions and free space; a damaged outbox.json can be "
-                               "deleted (its decisions are sent again)") from None
+                               "deleted (publishers then start after the last journaled decision)") from None
 
     def close(self) -> None:
         """Close the journal file (positions are already written)."""
@@ -120,6 +125,8 @@ class DecisionJournal:
             os.fsync(self._file.fileno())
             self.last_seq = entry.seq
             self._tail.append(entry)
+            if self._file.tell() >= SEGMENT_BYTES:
+                self._rotate()
             return entry
 
     def position(self, target: str) -> int:
@@ -133,7 +140,8 @@ class DecisionJournal:
             return self.last_seq - self._delivered.get(target, self.last_seq)
 
     def after(self, seq: int, most: int = 256) -> list[Entry]:
-        """Up to ``most`` entries after ``seq``, in order (from memory, or from the file when older)."""
+        """Up to ``most`` consecutive entries after ``seq``, in order (from memory, or from the files when
+        older); never one past a gap, so a file closed while being read cannot make a publisher skip any."""
         with self._lock:
             if seq >= self.last_seq:
                 return []
@@ -141,9 +149,9 @@ class DecisionJournal:
                 return [e for e in self._tail if e.seq > seq][:most]
         found: list[Entry] = []
         for entry in self._read(seq):
-            found.append(entry)
-            if len(found) == most:
+            if entry.seq != seq + len(found) + 1 or len(found) == most:
                 break
+            found.append(entry)
         return found
 
     def delivered(self, target: str, seq: int) -> None:
@@ -158,16 +166,40 @@ class DecisionJournal:
         tmp.write_text(json.dumps({"last_seq": self.last_seq, "delivered": self._delivered}))
         os.replace(tmp, self.folder / STATE_FILE)
 
+    def _rotate(self) -> None:
+        """Close the current file as ``decisions.<first>-<last>.jsonl`` and begin a new one (under the lock)."""
+        self._file.close()
+        os.replace(self.path, self.folder / f"decisions.{self._first_seq:012d}-{self.last_seq:012d}.jsonl")
+        self._save()  # last_seq, so a start never has to read the closed files
+        self._file = self.path.open("a", encoding="utf-8")
+        self._first_seq = self.last_seq + 1
+
+    def _segments(self) -> list[Path]:
+        """The closed journal files, oldest first (zero-padded names sort by seq)."""
+        return sorted(self.folder.glob("decisions.*-*.jsonl"))
+
     def _read(self, after: int) -> Iterator[Entry]:
-        if not self.path.exists():
+        for path in self._segments():
+            if _segment_range(path)[1] > after:
+                yield from self._read_file(path, after)
+        yield from self._read_file(self.path, after)
+
+    @staticmethod
+    def _read_file(path: Path, after: int) -> Iterator[Entry]:
+        if not path.exists():
             return
-        with self.path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8") as handle:
             for line in handle:
                 if not line.endswith("\n"):
                     break  # being written right now (or torn by a crash; open() cuts that)
                 entry = Entry.from_json(line)
                 if entry.seq > after:
                     yield entry
+
+
+def _segment_range(path: Path) -> tuple[int, int]:
+    first, last = path.name.split(".")[1].split("-")
+    return int(first), int(last)
 
 
 class Delivery:

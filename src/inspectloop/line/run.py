@@ -28,6 +28,7 @@ import re
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -57,6 +58,7 @@ log = logging.getLogger(__name__)
 STATION_DIR = "line"  # <workspace>/line/<station>/: the decision journal, outbox positions, status, last run
 STATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")  # it names a folder
 STATUS_EVERY_S = 2.0
+LATENCY_WINDOW = 100_000  # latency percentiles are over the last this many parts: a month-long run stays small
 CAMERA_FIX = "check the camera's cable, power and trigger, then start the station again"
 JOURNAL_FIX = ("free disk space or fix the station folder's permissions, then start the station again (what is in "
                "the journal is sent then)")
@@ -115,7 +117,7 @@ class PartReport:
 @dataclass(frozen=True)
 class RunSummary:
     """A run's counts and latencies: decisions by kind, fail-safes by reason, trigger-to-published latency
-    (p50/p95 over parts every publisher acknowledged, in ms), undelivered decisions left in the outbox,
+    (p50/p95 over the last ``LATENCY_WINDOW`` parts every publisher acknowledged, in ms), undelivered decisions left in the outbox,
     and why the run ended (``fault`` set when it ended on a fault, e.g. a camera that stopped delivering)."""
 
     parts: int
@@ -164,7 +166,7 @@ class PartDropped(Exception):
 class _Counts:
     decisions: dict[str, int] = field(default_factory=lambda: {"pass": 0, "reject": 0, "review": 0})
     reasons: dict[str, int] = field(default_factory=lambda: {"late": 0, "failed": 0, "dropped": 0, "no_frame": 0})
-    latencies_ms: list[float] = field(default_factory=list)
+    latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCY_WINDOW))
 
 
 class Station:
@@ -191,6 +193,7 @@ class Station:
         self._pending: dict[int, tuple[float, int]] = {}  # seq -> (trigger time, publishers still to ack)
         self._executor: ThreadPoolExecutor | None = None
         self._fault: str | None = None  # set by the decider when decisions cannot be journaled
+        self._drained = False
 
     def __enter__(self) -> Station:
         self.start()
@@ -239,6 +242,11 @@ class Station:
         """Ask the loop to finish the part in hand and end (safe from a signal handler or another thread)."""
         self._stop.set()
 
+    @property
+    def stopping(self) -> bool:
+        """Whether the station was asked to stop (or its time bound passed)."""
+        return self._stop.is_set()
+
     def run(self, on_part: Callable[[PartReport], None] | None = None) -> RunSummary:
         """Inspect parts until the bound, a stop or a fault; ``on_part`` hears each decided part (in order)."""
         if self.parts is None or self._executor is None:
@@ -262,6 +270,7 @@ class Station:
         if self._fault is not None:
             ended, fault = "decision journal fault", (self._fault, JOURNAL_FIX)
         self._drain()
+        self._drained = True  # close() need not wait for the publishers a second time
         return self._summary(time.monotonic() - started, ended, fault)
 
     def close(self) -> None:
@@ -274,7 +283,8 @@ class Station:
             self._executor = None
         if self.service is not None and self.service.log is not None:
             self.service.stop()
-        self._drain()
+        if not self._drained:
+            self._drain()
         for delivery in self.deliveries:
             delivery.stop()
         self.deliveries.clear()
@@ -371,6 +381,8 @@ class Station:
                 self._counts.reasons[reason] += 1
             if self.deliveries:
                 self._pending[entry.seq] = (triggered_at, len(self.deliveries))
+                if len(self._pending) > LATENCY_WINDOW:  # a publisher down for days: forget the oldest times
+                    del self._pending[next(iter(self._pending))]
             else:
                 self._counts.latencies_ms.append((time.monotonic() - triggered_at) * 1000)
         for delivery in self.deliveries:
@@ -435,11 +447,18 @@ def run_station(workspace: Workspace, line: LineConfig, options: RunOptions | No
 
 @contextmanager
 def _stopping_on_signals(station: Station) -> Iterator[None]:
-    """SIGTERM and SIGINT end the run cleanly (the part in hand is finished, the outbox flushed)."""
+    """SIGTERM and SIGINT end the run cleanly (the part in hand is finished, the outbox flushed); a second
+    one while it is stopping interrupts at once (KeyboardInterrupt)."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {sig: signal.signal(sig, lambda *_: station.stop()) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def handle(*_: object) -> None:
+        if station.stopping:
+            raise KeyboardInterrupt
+        station.stop()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
