@@ -11,7 +11,7 @@ from inspectloop.cli.common import (
     WorkspaceOpt, err, fmt, friendly, out, print_json, progress_bar, table, workspace,
 )
 from inspectloop.cli.keys_commands import TrustedKeyOpt, keys_app, trusted_key_paths, warn_unverified
-from inspectloop.cli.line_commands import line_app
+from inspectloop.cli.line_commands import line_app, run as station_run
 from inspectloop.cli.registry_commands import accept, criteria_app, models_app
 from inspectloop.cli.service_commands import SERVE_SETTINGS, serve, shadow_app, users_app
 from inspectloop.cli.settings import ConfigOptions, SetOption
@@ -40,6 +40,7 @@ app.add_typer(recalibrate_app, name="recalibrate")
 app.add_typer(keys_app, name="keys")
 app.add_typer(regions_app, name="regions")
 app.add_typer(line_app, name="line")
+app.command("run")(station_run)
 
 
 @app.command()

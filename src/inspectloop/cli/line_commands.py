@@ -1,4 +1,5 @@
-"""``inspectloop line ...``: cameras on this machine, a station's start-up check, a test decision to the PLC."""
+"""``inspectloop line ...``: cameras on this machine, a station's start-up check, a test decision to the PLC;
+and ``inspectloop run``, the station itself."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from inspectloop.cli.common import WorkspaceOpt, friendly, out, table
+from inspectloop.cli.common import WorkspaceOpt, friendly, out, print_json, table, workspace
+from inspectloop.cli.keys_commands import warn_unverified
 
 line_app = typer.Typer(help="On the line: Basler cameras, video sources, and decisions published to the line "
                             "controller (OPC UA, MQTT), from the station's line.yaml.", no_args_is_help=True)
@@ -83,3 +85,59 @@ def publish_test(ws: WorkspaceOpt, config: ConfigOpt = None,
     _quiet_protocol_logs()
     for where in publish_once(line.publish, message, hold_s=hold):
         out.print(f"sent {message.decision.value} for part {part_id} to {where}", highlight=False)
+
+
+@friendly
+def run(ws: WorkspaceOpt, config: ConfigOpt = None,
+        station: Annotated[str, typer.Option(help="Station name: its folder under <workspace>/line/ holds the "
+                                                  "decision journal and outbox.")] = "station1",
+        parts: Annotated[Optional[int], typer.Option(help="Stop after this many parts (commissioning, tests).")] = None,
+        seconds: Annotated[Optional[float], typer.Option(help="Stop after this many seconds.")] = None,
+        rate: Annotated[Optional[float], typer.Option(help="Software trigger rate in parts per second (default: "
+                                                           "as fast as parts are taken).")] = None,
+        model: Annotated[Optional[Path], typer.Option(help="Run this .onnx file instead of the registry's "
+                                                           "production version.")] = None,
+        shadow: Annotated[Optional[str], typer.Option(help="Shadow this registry version (default: the version "
+                                                           "in stage shadow, if any).")] = None,
+        trusted_key: Annotated[list[Path], typer.Option(help="Public key (PEM) the model must be signed by "
+                                                             "(repeatable).", show_default=False)] = [],  # noqa: B006
+        sample_rate: Annotated[Optional[float], typer.Option(help="Share of frames kept for recalibration.")] = None,
+        in_flight: Annotated[int, typer.Option(help="Parts inspected at once; a part beyond that is dropped "
+                                                    "(it gets the fail-safe, counted).")] = 4,
+        json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False) -> None:
+    """Run the station from line.yaml: acquire each part, decide it with the production model within its
+    deadline (else the fail-safe), publish it to the line (OPC UA, PLC, MQTT) and log it durably; until
+    Ctrl-C or SIGTERM, or --parts / --seconds. Decisions a publisher did not take wait in the outbox."""
+    import sys
+
+    from inspectloop.errors import InspectloopError
+    from inspectloop.line.config import load_line_config
+    from inspectloop.line.run import PartReport, RunOptions, Station, run_station
+    from inspectloop.serve.service import ServiceConfig
+
+    options = RunOptions(station=station, parts=parts, seconds=seconds, rate_hz=rate, in_flight=in_flight)
+    chosen = {"model_file": model, "shadow": shadow, "trusted_keys": tuple(trusted_key) or None,
+              "sample_rate": sample_rate}
+    service = ServiceConfig(**{k: v for k, v in chosen.items() if v is not None})
+    every_part = not sys.stdout.isatty()  # a log file gets every part; a terminal the ones not passed
+
+    def started(running: Station) -> None:
+        warn_unverified(running.signature_warning())
+        out.print(running.describe(), highlight=False, soft_wrap=True)
+
+    def report(part: PartReport) -> None:
+        if every_part or part.entry.decision.decision.value != "pass" or part.entry.reason != "model":
+            out.print(part.line(), highlight=False, soft_wrap=True)  # one line per part, however long
+
+    _quiet_protocol_logs()
+    with workspace(ws) as w:
+        line = load_line_config(_config_path(ws, config))
+        summary = run_station(w, line, options, service, on_start=None if json_out else started,
+                              on_part=None if json_out else report)
+    if json_out:
+        print_json(summary.to_dict())
+    else:
+        for text in summary.lines():
+            out.print(text, highlight=False, soft_wrap=True)
+    if summary.fault:
+        raise InspectloopError(f"station stopped: {summary.fault}", summary.fault_fix)
