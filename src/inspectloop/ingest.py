@@ -13,7 +13,7 @@ import errno
 import fnmatch
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from inspectloop.domain import (
     looks_good,
 )
 from inspectloop.errors import ImageError, IngestError
+from inspectloop.evaluate.slices import label_determined_fields
 from inspectloop.quality import quality_stats
 from inspectloop.runtime.images import Decoded, decode_image, is_grey_content
 from inspectloop.store import Transaction, sha256_bytes
@@ -198,7 +199,16 @@ def scan_manifest_source(manifest: Path, *, allow_outside: bool = False) -> Sour
         else:
             items.append(item)
     notes = [] if "label" in columns else [_no_label_note(manifest, columns, len(items))]
-    return SourceScan(items, refused, notes, kind="manifest")
+    return SourceScan(items, refused, notes + label_echo_notes(items), kind="manifest")
+
+
+def label_echo_notes(items: Sequence[SourceItem]) -> list[str]:
+    """One line per metadata column that repeats the label (each class has one value of it): such a
+    column is kept, but evaluation reports do not slice by it (``evaluate.slices``)."""
+    labelled = [item for item in items if item.label]
+    echoes = label_determined_fields([item.label for item in labelled], [item.meta.fields() for item in labelled])
+    return [f"column {echo.describe()}: kept as metadata, but evaluation reports do not slice by it "
+            "(its slices would only be the classes again)" for echo in echoes]
 
 
 def _outside_reason(path: Path, base: Path) -> str | None:
