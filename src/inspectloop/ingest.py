@@ -34,6 +34,19 @@ from inspectloop.workspace import Workspace
 
 CHUNK = 64
 Progress = Callable[[int, int], None]
+# Every column a manifest may have, with what it means and an example: the README's manifest section and
+# ``inspectloop ingest --help`` list the same (a test holds them to it). Names are exact and lower-case.
+MANIFEST_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("path", "required: the image file, relative to the manifest's folder (good/0001.png)"),
+    ("label", "its class (scratch); empty: unlabelled; no column: every image unlabelled"),
+    ("camera", "the camera (cam1): drift is monitored per camera, reports slice by it"),
+    ("line", "the production line (L3)"),
+    ("shift", "the shift (night)"),
+    ("lighting", "the lighting or fixture (dome)"),
+    ("part_id", "the part (P-00123): a part's images never straddle train and test"),
+    ("session", "the capture session (s05): 'dataset create --test-value s05' holds one out"),
+    ("captured_at", "when, in ISO 8601 (2026-03-01T22:15:00); another format refuses the row"),
+)
 
 
 @dataclass(frozen=True)
@@ -169,8 +182,8 @@ def scan_manifest(manifest: Path, *, allow_outside: bool = False) -> tuple[list[
 def scan_manifest_source(manifest: Path, *, allow_outside: bool = False) -> SourceScan:
     """A CSV with a ``path`` column (relative to the CSV's folder), optional ``label`` and metadata columns.
 
-    Known columns: camera, line, shift, lighting, part_id, session, captured_at (ISO 8601); any other
-    column is kept as free-form metadata. A row naming a file outside the manifest's folder (``../``,
+    Known columns: ``MANIFEST_COLUMNS``; any other column is kept as free-form metadata (reports slice
+    by it like the known ones); an empty cell is no value. A row naming a file outside the manifest's folder (``../``,
     an absolute path, a symlink leading out) is refused unless ``allow_outside``: a manifest from
     elsewhere must not pull arbitrary files of this machine into the workspace.
     """
