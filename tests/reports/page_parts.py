@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 
+BLOCK = {"div", "p", "ul", "ol", "li", "table", "tr", "td", "th", "h1", "h2", "h3", "section", "figure", "br"}
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
 
@@ -30,9 +31,9 @@ class Element:
         return [e for e in self.walk() if e.tag == tag and (css is None or css in e.classes())]
 
     def text(self) -> str:
-        """The text inside, whitespace collapsed."""
-        parts = [c if isinstance(c, str) else c.text() for c in self.children]
-        return " ".join(" ".join(parts).split())
+        """The text inside as a reader sees it: whitespace collapsed, blocks apart."""
+        parts = [c if isinstance(c, str) else f" {c.text()} " if c.tag in BLOCK else c.text() for c in self.children]
+        return " ".join("".join(parts).split())
 
     def top_level(self) -> list[Element]:
         """The element children, in order (the sections of a page's body)."""

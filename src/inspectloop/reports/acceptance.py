@@ -10,11 +10,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from inspectloop.reports.html import DASH, context_table, escape, notes_section, number_text, page, percent_text
+from inspectloop.reports.html import (
+    DASH,
+    context_table,
+    count_text,
+    escape,
+    notes_section,
+    number_text,
+    page,
+    percent_text,
+)
 
 _ACCEPTANCE_CSS = """
-.verdict { font-size: 1.25rem; }
-.badge.fail { background: #c81e1e; }
 th.detail, td.detail { text-align: left; white-space: normal; color: #52606d; font-size: .9rem; min-width: 22rem; }
 tr.failed td:first-child { font-weight: 600; }
 """
@@ -27,7 +34,7 @@ def render_acceptance_html(document: Mapping[str, Any]) -> str:
     title = f"Acceptance of {run} ({variant}) against {criteria['name']}"
     return page(title, [
         f"<h1>{escape(title)}</h1>",
-        _verdict(document),
+        verdict_callout(document),
         _review(document),
         context_table(_context(document)),
         "<h2>Criteria</h2>",
@@ -38,15 +45,27 @@ def render_acceptance_html(document: Mapping[str, Any]) -> str:
     ], css=_ACCEPTANCE_CSS)
 
 
-def _verdict(document: Mapping[str, Any]) -> str:
-    results = document["results"]
+def verdict_callout(document: Mapping[str, Any]) -> str:
+    """PASSED or FAILED, and each failed criterion with its limit and what was measured ("scratch recall:
+    must be ≥ 95%, measured 90%"). Reads an acceptance report document; one stored before its results
+    were kept names the failed criteria only."""
+    results = document.get("results")
+    if results is None:
+        names = [str(n) for n in document.get("failed") or []]
+        if not names and document.get("passed", True):
+            return '<p class="callout pass verdict"><span class="badge pass">PASSED</span> All criteria met.</p>'
+        return (f'<p class="callout verdict"><span class="badge fail">FAILED</span> Criteria not met: '
+                f"{escape(', '.join(names) or 'not recorded')}.</p>")
     failed = [r for r in results if not r["passed"]]
+    images = document.get("test_images")
+    on = f" on {count_text(images)} frozen test images" if images is not None else ""
     if not failed:
         return (f'<p class="callout pass verdict"><span class="badge pass">PASSED</span> '
-                f"All {len(results)} criteria met on {document['test_images']} frozen test images.</p>")
-    names = ", ".join(escape(r["name"]) for r in failed)
-    return (f'<p class="callout verdict"><span class="badge fail">FAILED</span> '
-            f"{len(failed)} of {len(results)} criteria not met: {names}.</p>")
+                f"All {len(results)} criteria met{on}.</p>")
+    items = "".join(f"<li><b>{escape(r['name'])}</b>: must be {escape(r.get('limit_text', r.get('limit')))}, "
+                    f"measured {escape(r.get('measured_text', r.get('measured')))}</li>" for r in failed)
+    return (f'<div class="callout verdict"><span class="badge fail">FAILED</span> '
+            f"{len(failed)} of {len(results)} criteria not met{on}:<ul class=\"failed\">{items}</ul></div>")
 
 
 def _review(document: Mapping[str, Any]) -> str:

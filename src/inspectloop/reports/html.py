@@ -65,6 +65,10 @@ tr.small td { color: #9aa5b1; }
 .badge { display: inline-block; font-size: .75rem; font-weight: 600; color: #fff; background: #c81e1e;
          border-radius: 3px; padding: 0 .35rem; margin-left: .3rem; vertical-align: 1px; }
 .badge.pass { background: #0e7c3a; }
+.badge.fail { background: #c81e1e; }
+.badge.none { background: #7b8794; }
+.callout.verdict { font-size: 1.25rem; }
+.callout.verdict ul.failed { font-size: 1rem; margin: .4rem 0 0; padding-left: 1.4rem; }
 .badge.near { background: #b25e09; }
 .muted { color: #7b8794; }
 .undefined { color: #9aa5b1; }
