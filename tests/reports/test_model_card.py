@@ -356,3 +356,24 @@ def test_the_verdict_says_what_is_known(ws: Workspace, tmp_path: Path, case: str
     assert found[1] == ("h2", "Verdict") and verdict.startswith(expected), (case, verdict)
     # without an acceptance measurement, the run's own test decisions give the rates, and say so
     assert "Decided automatically 100.0% 450 of 450 parts" in verdict and "no review band" in verdict
+
+
+def test_a_stored_report_sliced_by_a_field_that_repeats_the_label_is_shown_without_it(ws: Workspace) -> None:
+    # The plant's card read "worst slice: defect_probability = 0.3333333333333333, macro precision 100%".
+    add_evaluated_run(ws, "run-echo", band=False)
+    path = ws.runs_dir / "run-echo" / "report" / "metrics.json"
+    document = json.loads(path.read_text())
+    y, predicted = known_predictions()
+    meta = [{"camera": f"cam{i % 2 + 1}", "defect_probability": "0" if t == GOOD else "0.3333333333333333"}
+            for i, t in enumerate(y)]
+    old = slice_metrics(y, predicted, CLASSES, meta, fields=["camera", "defect_probability"])  # as before the fix
+    assert old.worst is not None and old.worst.field == "defect_probability"
+    document["slices"] = old.to_dict()
+    for outcome, sample in zip(document["outcomes"], meta):
+        outcome["meta"] = sample
+    path.write_text(json.dumps(document))
+    page = write_model_card(ws, register(ws, "run-echo")).read_text()
+    tables = [h for tag, h in headings(page) if tag == "h3"]
+    assert "camera" in tables and "defect_probability" not in tables
+    assert "Worst slice: camera = cam" in page and "0.3333333333333333" not in page
+    assert "Not sliced: <b>defect_probability</b>" in page

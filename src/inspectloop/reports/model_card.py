@@ -31,7 +31,7 @@ from inspectloop.domain import AcceptanceRecord, ModelVersion, StageEvent, Train
 from inspectloop.errors import InspectloopError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics
 from inspectloop.evaluate.outcomes import ImageOutcome, hardest
-from inspectloop.evaluate.slices import Slice, SliceReport
+from inspectloop.evaluate.slices import LabelEcho, Slice, SliceReport, label_determined_fields
 from inspectloop.fileio import atomic_write_bytes
 from inspectloop.reports.evaluation import (
     confusion_image,
@@ -141,7 +141,7 @@ def render_model_card(card: ModelCardInputs) -> str:
         *_anomaly(run),
         "<h2>Test results</h2>",
         _test_section(metrics),
-        _slices(run, metrics),
+        _slices(run, metrics, card.outcomes),
         _hardest(card),
         "<h2>Calibration</h2>",
         _calibration(run),
@@ -255,12 +255,17 @@ def _from_confusion(confusion: Sequence[Sequence[int]], names: Sequence[str]) ->
     return classification_metrics(np.repeat(truth, repeats), np.repeat(predicted, repeats), list(names))
 
 
-def _slice_report(stored: Mapping[str, Any]) -> SliceReport:
+def _slice_report(stored: Mapping[str, Any], outcomes: Sequence[ImageOutcome]) -> SliceReport:
+    """The stored slices, less any field that repeats the label: a report written before such fields were
+    left out may hold one, found again from its per-image outcomes."""
     slices = tuple(Slice(s["field"], s["value"], _from_confusion(s["metrics"]["confusion"], s["metrics"]["class_names"]))
                    for s in stored["slices"])
     worst_key = stored.get("worst") or {}
     worst = next((s for s in slices if (s.field, s.value) == (worst_key.get("field"), worst_key.get("value"))), None)
-    return SliceReport(slices, worst, tuple(stored.get("fields", ())), int(stored.get("min_count", 10)))
+    left_out = tuple(LabelEcho(e["field"], e["values"]) for e in stored.get("label_determined") or ())
+    report = SliceReport(slices, worst, tuple(stored.get("fields", ())), int(stored.get("min_count", 10)), left_out)
+    echoes = label_determined_fields([o.true for o in outcomes], [o.meta for o in outcomes], report.fields)
+    return report.without(echoes)
 
 
 def _rates(run: RunRecord, version: ModelVersion, metrics: ClassificationMetrics | None) -> tuple[DecisionRates | None, str]:
@@ -365,11 +370,11 @@ def _confusion(run: RunRecord) -> str:
     return confusion_image(run.confusion_png)
 
 
-def _slices(run: RunRecord, metrics: ClassificationMetrics | None) -> str:
+def _slices(run: RunRecord, metrics: ClassificationMetrics | None, outcomes: Sequence[ImageOutcome]) -> str:
     parts = ["<h3>Confusion matrix</h3>", _confusion(run)]
     stored = (run.report or {}).get("slices")
     if metrics is not None and stored:
-        report = _slice_report(stored)
+        report = _slice_report(stored, outcomes)
         parts += [worst_callout(report), slice_sections(metrics, report)]
     return "\n".join(parts)
 
