@@ -102,6 +102,13 @@ def write_evaluation_report(
     return files
 
 
+def evaluation_title(model: str, model_file: str | None, dataset: str, split: str) -> str:
+    """What an evaluation report is about, for its title: the model (its run) and file, the dataset version and split
+    ("run-20261130-2201 (model.onnx) on v1/test"). Never the workspace's name: every model of a site shares it."""
+    named = f"{model} ({model_file})" if model_file and model_file != model else model
+    return f"{named} on {dataset}/{split}"
+
+
 def confusion_matrix_png(metrics: ClassificationMetrics, path: Path, *, normalise: bool = True) -> Path:
     """Draw the confusion matrix to a PNG at ``path`` and return the path.
 
