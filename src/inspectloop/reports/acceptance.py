@@ -93,7 +93,7 @@ def _context(document: Mapping[str, Any]) -> dict[str, object]:
         "model file sha256": model["sha256"],
         "temperature": model.get("temperature"),
         "good class": model.get("good_class") or "none (every decision is a reject as a class)",
-        "test set": f"{document['dataset_version']}/test, {document['test_images']} images",
+        "test set": f"{document['dataset_version']}/test, {count_text(document['test_images'])} images",
         "measured": f"{document['measured_at']} on {document['machine']}",
         "code version": document["code_version"],
     }
@@ -116,16 +116,17 @@ def _other_figures(m: Mapping[str, Any]) -> str:
     rates, latency = m["rates"], m["latency_ms"]
     figures = [
         ("Accuracy", percent_text(m["accuracy"])),
-        ("Review rate", f"{percent_text(rates['review_rate'])} ({rates['reviews']} of {rates['count']})"),
+        ("Review rate", f"{percent_text(rates['review_rate'])} ({count_text(rates['reviews'])} of {count_text(rates['count'])})"),
         ("Automation rate", percent_text(rates["automation_rate"])),
         ("False-reject rate", percent_text(rates["false_reject_rate"])
-         + (f" ({rates['false_rejects']} of {rates['good']} good parts)" if rates["has_good_class"] else "")),
-        ("Escapes", f"{rates['escapes']} of {rates['defective']} defective parts"),
+         + (f" ({count_text(rates['false_rejects'])} of {count_text(rates['good'])} good parts)" if rates["has_good_class"] else "")),
+        ("Escapes", f"{count_text(rates['escapes'])} of {count_text(rates['defective'])} defective parts"),
         ("Latency", f"median {_ms(latency['p50'])}, p95 {_ms(latency['p95'])}, slowest {_ms(latency['max'])}"),
     ]
     rows = "".join(f"<tr><th>{label}</th><td>{escape(value)}</td></tr>" for label, value in figures)
     per_class = "".join(
-        f"<tr><td>{escape(c['name'])}</td><td>{c['support']}</td><td>{c['predicted']}</td><td>{c['correct']}</td>"
+        f"<tr><td>{escape(c['name'])}</td><td>{count_text(c['support'])}</td><td>{count_text(c['predicted'])}</td>"
+        f"<td>{count_text(c['correct'])}</td>"
         f"<td>{percent_text(c['recall'])}</td><td>{percent_text(c['precision'])}</td></tr>" for c in m["per_class"])
     head = ("<tr><th>Class</th><th>Test images</th><th>Predicted</th><th>Correct</th><th>Recall</th>"
             "<th>Precision</th></tr>")

@@ -49,7 +49,7 @@ table.context td { text-align: left; white-space: normal; }
 /* Slice tables: one column per class; their headings wrap and each count sits under its share, so six
    classes with long names still fit 1,280 px. */
 table.slices th { white-space: normal; vertical-align: bottom; }
-table.slices th.group { text-align: center; border-bottom: 1px solid #cbd2d9; }
+table.slices th.group { text-align: left; border-bottom: 1px solid #cbd2d9; }
 table.slices th, table.slices td { padding: .3rem .5rem; }
 table.slices td .count { display: block; font-size: .8rem; }
 .callout { border-left: 4px solid #c81e1e; background: #fdf2f2; padding: .6rem 1rem; margin: 1rem 0; }
