@@ -102,8 +102,9 @@ class SliceReport:
             return self
         slices = tuple(s for s in self.slices if s.field not in dropped)
         known = {echo.field for echo in self.left_out}
-        return SliceReport(slices, worst_slice(slices, self.min_count), tuple(f for f in self.fields if f not in dropped),
-                           self.min_count, self.left_out + tuple(e for e in echoes if e.field not in known))
+        fields = tuple(f for f in self.fields if f not in dropped)
+        return SliceReport(slices, worst_slice(slices, self.min_count), fields, self.min_count,
+                           self.left_out + tuple(e for e in echoes if e.field not in known))
 
 
 def slice_metrics(

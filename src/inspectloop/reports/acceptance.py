@@ -116,10 +116,12 @@ def _other_figures(m: Mapping[str, Any]) -> str:
     rates, latency = m["rates"], m["latency_ms"]
     figures = [
         ("Accuracy", percent_text(m["accuracy"])),
-        ("Review rate", f"{percent_text(rates['review_rate'])} ({count_text(rates['reviews'])} of {count_text(rates['count'])})"),
+        ("Review rate", f"{percent_text(rates['review_rate'])} "
+                        f"({count_text(rates['reviews'])} of {count_text(rates['count'])})"),
         ("Automation rate", percent_text(rates["automation_rate"])),
         ("False-reject rate", percent_text(rates["false_reject_rate"])
-         + (f" ({count_text(rates['false_rejects'])} of {count_text(rates['good'])} good parts)" if rates["has_good_class"] else "")),
+         + (f" ({count_text(rates['false_rejects'])} of {count_text(rates['good'])} good parts)"
+            if rates["has_good_class"] else "")),
         ("Escapes", f"{count_text(rates['escapes'])} of {count_text(rates['defective'])} defective parts"),
         ("Latency", f"median {_ms(latency['p50'])}, p95 {_ms(latency['p95'])}, slowest {_ms(latency['max'])}"),
     ]

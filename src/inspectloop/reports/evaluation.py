@@ -314,8 +314,9 @@ def _left_out_note(slices: SliceReport) -> str:
     if not slices.left_out:
         return ""
     fields = ", ".join(f"<b>{escape(echo.field)}</b>" for echo in slices.left_out)
-    return (f'<p class="muted">Not sliced: {fields}. Each class has one value of {"it" if len(slices.left_out) == 1 else "each"}'
-            " (the field repeats the label), so its slices would only be the classes again.</p>")
+    which = "it" if len(slices.left_out) == 1 else "each"
+    return (f'<p class="muted">Not sliced: {fields}. Each class has one value of {which} (the field repeats the '
+            "label), so its slices would only be the classes again.</p>")
 
 
 def _slice_table(metrics: ClassificationMetrics, rows: tuple[Slice, ...], report: SliceReport) -> str:
@@ -337,7 +338,8 @@ def _slice_row(item: Slice, report: SliceReport, shown: list[int]) -> str:
     badge = ' <span class="badge">worst</span>' if css == "worst" else ""
     recalls = "".join(_recall_cell(m, i) for i in shown)
     figures = "".join(f"<td>{percent(v)}</td>" for v in (m.macro_recall, m.macro_precision, m.macro_f1, m.accuracy))
-    return f"<tr{attribute}><td>{value_html(item.value)}{badge}</td><td>{count_text(m.count)}</td>{figures}{recalls}</tr>"
+    return (f"<tr{attribute}><td>{value_html(item.value)}{badge}</td><td>{count_text(m.count)}</td>"
+            f"{figures}{recalls}</tr>")
 
 
 def _recall_cell(m: ClassificationMetrics, i: int) -> str:

@@ -41,10 +41,11 @@ table.context td { text-align: left; white-space: normal; }
 /* A table wider than the page scrolls inside its box; a shadow on the side that has more says so even
    where scrollbars are hidden until touched (the shadows scroll with the content: background-attachment). */
 .scroll { overflow-x: auto; max-width: 100%;
-          background: linear-gradient(to right, #fff 30%, rgba(255,255,255,0)) left / 2rem 100% no-repeat local,
-                      linear-gradient(to left, #fff 30%, rgba(255,255,255,0)) right / 2rem 100% no-repeat local,
-                      radial-gradient(farthest-side at 0 50%, rgba(0,0,0,.18), rgba(0,0,0,0)) left / .6rem 100% no-repeat scroll,
-                      radial-gradient(farthest-side at 100% 50%, rgba(0,0,0,.18), rgba(0,0,0,0)) right / .6rem 100% no-repeat scroll; }
+  background:
+    linear-gradient(to right, #fff 30%, rgba(255,255,255,0)) left / 2rem 100% no-repeat local,
+    linear-gradient(to left, #fff 30%, rgba(255,255,255,0)) right / 2rem 100% no-repeat local,
+    radial-gradient(farthest-side at 0 50%, rgba(0,0,0,.18), rgba(0,0,0,0)) left / .6rem 100% no-repeat scroll,
+    radial-gradient(farthest-side at 100% 50%, rgba(0,0,0,.18), rgba(0,0,0,0)) right / .6rem 100% no-repeat scroll; }
 .scroll table { background: transparent; }
 /* Slice tables: one column per class; their headings wrap and each count sits under its share, so six
    classes with long names still fit 1,280 px. */
@@ -128,6 +129,11 @@ def number_text(value: float | None, significant: int = 2) -> str:
 def count_text(value: int | None) -> str:
     """A count with thousands separated ("3,490"); None is a dash."""
     return DASH if value is None else f"{int(value):,}"
+
+
+def of_text(part: int, whole: int) -> str:
+    """A part of a whole in counts ("68 of 3,490")."""
+    return f"{count_text(part)} of {count_text(whole)}"
 
 
 def value_text(value: object, significant: int = 3) -> str:
