@@ -176,17 +176,21 @@ def label_determined_fields(labels: Sequence[Hashable | None], metadata: Metadat
         counts[label] += 1
     if sum(count >= MIN_SAMPLES_PER_LABEL for count in counts.values()) < 2:
         return ()
-    echoes = []
-    for name in names:
-        first: dict[Hashable, str] = {}  # class -> its value as written (the first seen)
-        seen: dict[Hashable, set[str]] = defaultdict(set)
-        for label, sample in labelled:
-            value = _value(sample, name)
-            first.setdefault(label, value)
-            seen[label].add(_comparable(value))
-        if all(len(v) == 1 for v in seen.values()) and len(set().union(*seen.values())) >= 2:
-            echoes.append(LabelEcho(name, {str(label): first[label] for label in sorted(first, key=str)}))
+    echoes = [echo for echo in (_label_echo(labelled, name) for name in names) if echo is not None]
     return tuple(echoes)
+
+
+def _label_echo(labelled: Sequence[tuple[Hashable, Mapping[str, str | None]]], name: str) -> LabelEcho | None:
+    """``name`` as a :class:`LabelEcho` when each class has one value of it and there are two values or more."""
+    first: dict[Hashable, tuple[str, str]] = {}  # class -> (its value as compared, as written)
+    for label, sample in labelled:
+        value = _value(sample, name)
+        known = first.setdefault(label, (_comparable(value), value))
+        if known[1] != value and known[0] != _comparable(value):
+            return None  # a class with two values: stop at the first (most fields stop within a few rows)
+    if len({compared for compared, _ in first.values()}) < 2:
+        return None
+    return LabelEcho(name, {str(label): first[label][1] for label in sorted(first, key=str)})
 
 
 def select_slice_fields(metadata: Metadata, max_values: int = MAX_SLICE_VALUES) -> tuple[str, ...]:
