@@ -38,15 +38,15 @@ th { background: #f5f7fa; font-weight: 600; }
 th:first-child, td:first-child { text-align: left; }
 table.context th { text-align: left; background: none; color: #52606d; font-weight: 500; }
 table.context td { text-align: left; white-space: normal; }
-/* A table wider than the page scrolls inside its box; a shadow on the side that has more says so even
-   where scrollbars are hidden until touched (the shadows scroll with the content: background-attachment). */
+/* A table wider than the page scrolls inside its box; a shadow on each side that has more says so even
+   where scrollbars stay hidden until touched (white covers move with the content and hide a shadow at
+   the end reached: background-attachment local vs scroll). */
 .scroll { overflow-x: auto; max-width: 100%;
   background:
     linear-gradient(to right, #fff 30%, rgba(255,255,255,0)) left / 2rem 100% no-repeat local,
     linear-gradient(to left, #fff 30%, rgba(255,255,255,0)) right / 2rem 100% no-repeat local,
     radial-gradient(farthest-side at 0 50%, rgba(0,0,0,.18), rgba(0,0,0,0)) left / .6rem 100% no-repeat scroll,
     radial-gradient(farthest-side at 100% 50%, rgba(0,0,0,.18), rgba(0,0,0,0)) right / .6rem 100% no-repeat scroll; }
-.scroll table { background: transparent; }
 /* Slice tables: one column per class; their headings wrap and each count sits under its share, so six
    classes with long names still fit 1,280 px. */
 table.slices th { white-space: normal; vertical-align: bottom; }
