@@ -430,7 +430,7 @@ def _image_card(outcome: ImageOutcome, thumbnail: str | None) -> str:
              f"<b>predicted</b> {escape(o.predicted)} <span class=\"muted\">{percent_text(o.score)}</span>"]
     if o.margin is not None:
         lines.append(f"margin {number_text(100.0 * o.margin, 3)} points")
-    meta = " &middot; ".join(f'<span class="field">{escape(k)} {escape(o.meta[k])}</span>'
+    meta = " &middot; ".join(f'<span class="field">{escape(k)} {value_html(o.meta[k])}</span>'
                              for k in CAPTION_FIELDS if o.meta.get(k))
     if meta:
         lines.append(f'<span class="muted">{meta}</span>')
