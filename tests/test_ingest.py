@@ -337,3 +337,38 @@ def test_decoder_warnings_and_exif_orientation_are_reported_per_file(ws: Workspa
     sizes = {(r.width, r.height) for r in ws.db.images.get_many().values()}
     assert (64, 96) in sizes  # upright, as training and serving decode it
     assert report.to_dict()["reoriented_files"] == [{"path": str(folder / "turned.jpg"), "exif_orientation": 6}]
+
+
+@pytest.mark.parametrize(("column", "values", "warned"), [
+    ("defect_probability", ["0.3333333333333333", "0.3333333333333333", "0", "0"], True),
+    ("camera", ["cam-1", "cam-2", "cam-1", "cam-2"], False),  # a real slice
+    ("severity_text", ["deep", "deep", "", ""], True),  # set for scratches only
+])
+def test_a_manifest_column_that_repeats_the_label_is_warned_about(class_tree: Path, column: str, values: list[str],
+                                                                 warned: bool) -> None:
+    rows = [{"path": f"{label}/{label}_{i}.png", "label": label, column: value}
+            for i, (label, value) in enumerate(zip(["scratch", "scratch", "good", "good"], values))]
+    scan = scan_manifest_source(write_manifest(class_tree / "m.csv", rows))
+    echoes = [note for note in scan.notes if "repeats the label" in note]
+    assert len(echoes) == (1 if warned else 0)
+    if warned:
+        assert echoes[0].startswith(f"column '{column}' repeats the label (every 'good' is ")
+        assert "evaluation reports do not slice by it" in echoes[0] and "\n" not in echoes[0]
+
+
+def test_every_manifest_column_is_documented_in_the_readme_and_the_help() -> None:
+    from typer.testing import CliRunner
+
+    from inspectloop.cli.app import app
+    from inspectloop.domain import METADATA_FIELDS
+    from inspectloop.ingest import MANIFEST_COLUMNS
+
+    names = [name for name, _ in MANIFEST_COLUMNS]
+    assert set(names) == {"path", "label", *METADATA_FIELDS}
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("### The manifest", 1)[1].split("\n### ", 1)[0]
+    assert all(f"| `{name}` |" in section for name in names) and "anything else" in section
+    help_text = CliRunner().invoke(app, ["ingest", "--help"], env={"COLUMNS": "160"}).stdout
+    for name, meaning in MANIFEST_COLUMNS:
+        assert re.search(rf"\b{name}\s+{re.escape(meaning)}", help_text), name
+    assert "Any other column" in help_text

@@ -281,3 +281,29 @@ def test_a_version_exported_before_signing_is_checked_by_its_hash(ws: Workspace)
     add_run_with_model(ws, "run-a")
     version = register(ws, "run-a")
     assert version.lineage["signed_by"] is None and verify_file(version, ws).state == "unsigned"
+
+
+@pytest.mark.parametrize(("case", "document", "says", "hint_says"), [
+    ("never judged", None, "no acceptance report against its criteria #1", "judge its run against its criteria first"),
+    ("judged and failed", {"failed": ["scratch recall", "review rate"], "files": {"html": "runs/a/acceptance-1/acceptance.html"},
+                           "results": [{"name": "escape rate", "passed": True, "limit_text": "≤ 2%", "measured_text": "0.7%"},
+                                       {"name": "scratch recall", "passed": False, "limit_text": "≥ 95%", "measured_text": "90%"},
+                                       {"name": "review rate", "passed": False, "limit_text": "≤ 20%", "measured_text": "85%"}]},
+     "its latest acceptance report (#1, criteria #1) failed: 2 of 3 criteria not met: scratch recall (must be ≥ 95%, "
+     "measured 90%), review rate (must be ≤ 20%, measured 85%)", "runs/a/acceptance-1/acceptance.html says what failed"),
+    ("failed, stored before results were kept", {"failed": ["p95 latency"]},
+     "its latest acceptance report (#1, criteria #1) failed: p95 latency not met", "the run's acceptance-N/acceptance.html says what failed"),
+])
+def test_a_refused_promotion_says_why_and_what_to_do(ws: Workspace, criteria_id: int, case: str,
+                                                    document: dict | None, says: str, hint_says: str) -> None:
+    add_run_with_model(ws, "run-a", criteria_id=criteria_id)
+    version = register(ws, "run-a")
+    if document is not None:
+        record_acceptance(ws, version, criteria_id, False, document)
+    with pytest.raises(RegistryError) as info:
+        promote(ws, version, "production", actor="ana")
+    assert info.value.message == f"{version.name} cannot go to production: {says}", case
+    assert hint_says in info.value.hint and "--override --reason" in info.value.hint
+    judged = document is not None
+    assert ("judge its run against its criteria first" in info.value.hint) is not judged  # a judged run is not sent back
+    assert ("train a better model" in info.value.hint) is judged

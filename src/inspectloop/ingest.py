@@ -13,7 +13,7 @@ import errno
 import fnmatch
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from inspectloop.domain import (
     looks_good,
 )
 from inspectloop.errors import ImageError, IngestError
+from inspectloop.evaluate.slices import label_determined_fields
 from inspectloop.quality import quality_stats
 from inspectloop.runtime.images import Decoded, decode_image, is_grey_content
 from inspectloop.store import Transaction, sha256_bytes
@@ -33,6 +34,19 @@ from inspectloop.workspace import Workspace
 
 CHUNK = 64
 Progress = Callable[[int, int], None]
+# Every column a manifest may have, with what it means and an example: the README's manifest section and
+# ``inspectloop ingest --help`` list the same (a test holds them to it). Names are exact and lower-case.
+MANIFEST_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("path", "required: the image file, relative to the manifest's folder (good/0001.png)"),
+    ("label", "its class (scratch); empty: unlabelled; no column: every image unlabelled"),
+    ("camera", "the camera (cam1): drift is monitored per camera, reports slice by it"),
+    ("line", "the production line (L3)"),
+    ("shift", "the shift (night)"),
+    ("lighting", "the lighting or fixture (dome)"),
+    ("part_id", "the part (P-00123): a part's images never straddle train and test"),
+    ("session", "the capture session (s05): 'dataset create --test-value s05' holds one out"),
+    ("captured_at", "when, in ISO 8601 (2026-03-01T22:15:00); another format refuses the row"),
+)
 
 
 @dataclass(frozen=True)
@@ -168,8 +182,8 @@ def scan_manifest(manifest: Path, *, allow_outside: bool = False) -> tuple[list[
 def scan_manifest_source(manifest: Path, *, allow_outside: bool = False) -> SourceScan:
     """A CSV with a ``path`` column (relative to the CSV's folder), optional ``label`` and metadata columns.
 
-    Known columns: camera, line, shift, lighting, part_id, session, captured_at (ISO 8601); any other
-    column is kept as free-form metadata. A row naming a file outside the manifest's folder (``../``,
+    Known columns: ``MANIFEST_COLUMNS``; any other column is kept as free-form metadata (reports slice
+    by it like the known ones); an empty cell is no value. A row naming a file outside the manifest's folder (``../``,
     an absolute path, a symlink leading out) is refused unless ``allow_outside``: a manifest from
     elsewhere must not pull arbitrary files of this machine into the workspace.
     """
@@ -198,7 +212,16 @@ def scan_manifest_source(manifest: Path, *, allow_outside: bool = False) -> Sour
         else:
             items.append(item)
     notes = [] if "label" in columns else [_no_label_note(manifest, columns, len(items))]
-    return SourceScan(items, refused, notes, kind="manifest")
+    return SourceScan(items, refused, notes + label_echo_notes(items), kind="manifest")
+
+
+def label_echo_notes(items: Sequence[SourceItem]) -> list[str]:
+    """One line per metadata column that repeats the label (each class has one value of it): such a
+    column is kept, but evaluation reports do not slice by it (``evaluate.slices``)."""
+    labelled = [item for item in items if item.label]
+    echoes = label_determined_fields([item.label for item in labelled], [item.meta.fields() for item in labelled])
+    return [f"column {echo.describe()}: kept as metadata, but evaluation reports do not slice by it "
+            "(its slices would only be the classes again)" for echo in echoes]
 
 
 def _outside_reason(path: Path, base: Path) -> str | None:

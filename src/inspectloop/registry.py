@@ -32,6 +32,10 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _OVERRIDE = "or promote anyway with --override --reason TEXT (logged with your name)"
 ACCEPT_HINT = (f"judge its run against its criteria first: inspectloop accept RUN (the run is listed by inspectloop "
                f"models list); a passed report unlocks production, {_OVERRIDE}")
+# A run that was judged and failed: judging it again measures the same file against the same locked limits.
+FAILED_HINT = ("judging the same model file again measures the same: train a better model (more or better-labelled "
+               "images of the failed classes, more epochs) with the same --criteria and judge the new run with "
+               "inspectloop accept RUN ({report} says what failed and by how much), " + _OVERRIDE)
 NO_CRITERIA_HINT = (f"lock criteria (inspectloop criteria lock FILE --by NAME), train again with --criteria NAME "
                     f"and judge the new run with inspectloop accept RUN, {_OVERRIDE}")
 _LIST_FIX = "list versions with: inspectloop models list"
@@ -142,10 +146,9 @@ def promote(workspace: Workspace, version: str | int | ModelVersion, stage: Stag
         workspace.db.registry.change_stages([StageChange(chosen.id, action, chosen.stage, target, actor, reason)])
         return get_version(workspace, chosen.id)
     verify_file(chosen, workspace)
-    report_id, missing = _passed_report(workspace, chosen)
+    report_id, missing, hint = _passed_report(workspace, chosen)
     if report_id is None and not override:
-        raise RegistryError(f"{chosen.name} cannot go to production: {missing}",
-                            NO_CRITERIA_HINT if chosen.criteria_id is None else ACCEPT_HINT)
+        raise RegistryError(f"{chosen.name} cannot go to production: {missing}", hint)
     changes = _retire_production(workspace, actor, f"replaced by {chosen.name}", "replaced")
     changes.append(StageChange(chosen.id, "promote", chosen.stage, Stage.production, actor, reason,
                                report_id, override))
@@ -187,17 +190,36 @@ def record_acceptance(workspace: Workspace, version: str | int | ModelVersion, c
 
 # -- helpers --------------------------------------------------------------------------------------
 
-def _passed_report(workspace: Workspace, version: ModelVersion) -> tuple[int | None, str]:
-    """The latest acceptance report against the run's criteria if it passed; else None and why not."""
+def _passed_report(workspace: Workspace, version: ModelVersion) -> tuple[int | None, str, str]:
+    """The latest acceptance report against the run's criteria if it passed; else None, why not and what to do:
+    judge a run never judged; improve a model whose report failed (judging it again changes nothing)."""
     if version.criteria_id is None:
-        return None, f"its run {version.run_id} named no acceptance criteria"
+        return None, f"its run {version.run_id} named no acceptance criteria", NO_CRITERIA_HINT
     reports = [r for r in workspace.db.criteria.reports(version.id) if r.criteria_id == version.criteria_id]
     if not reports:
-        return None, f"no acceptance report against its criteria #{version.criteria_id}"
+        return None, f"no acceptance report against its criteria #{version.criteria_id}", ACCEPT_HINT
     latest = reports[-1]
     if not latest.passed:
-        return None, f"its latest acceptance report (#{latest.id}, criteria #{version.criteria_id}) failed"
-    return int(latest.id), ""
+        return None, (f"its latest acceptance report (#{latest.id}, criteria #{version.criteria_id}) failed"
+                      f"{_failed_criteria_text(latest.report or {})}"), _failed_hint(latest.report or {})
+    return int(latest.id), "", ""
+
+
+def _failed_hint(document: Mapping[str, Any]) -> str:
+    page = (document.get("files") or {}).get("html")
+    return FAILED_HINT.format(report=page or "the run's acceptance-N/acceptance.html")
+
+
+def _failed_criteria_text(document: Mapping[str, Any]) -> str:
+    """': 2 of 9 criteria not met: scratch recall (must be ≥ 95%, measured 90%), ...' from a report document."""
+    results = document.get("results")
+    if results is None:  # a report stored before results were kept names the failed criteria only
+        names = [str(n) for n in document.get("failed") or []]
+        return f": {', '.join(names)} not met" if names else ""
+    failed = [r for r in results if not r.get("passed")]
+    listed = ", ".join(f"{r['name']} (must be {r.get('limit_text', r.get('limit'))}, measured "
+                       f"{r.get('measured_text', r.get('measured'))})" for r in failed)
+    return f": {len(failed)} of {len(results)} criteria not met: {listed}" if failed else ""
 
 
 def _retire_production(workspace: Workspace, actor: str, reason: str, action: str) -> list[StageChange]:

@@ -72,3 +72,18 @@ def test_labels_the_model_does_not_know_are_refused(ws: Workspace, tmp_path: Pat
     with pytest.raises(DatasetError, match="not classes of the model"):
         evaluate_predictions(ws, items, ["good", "other"], np.zeros(len(items), dtype=int), tmp_path, title="t",
                              context={})
+
+
+def test_the_report_is_titled_with_the_model_and_the_dataset_version_not_the_workspace(ws: Workspace,
+                                                                                       tmp_path: Path) -> None:
+    from inspectloop.runtime import EdgeModel
+
+    model = tmp_path / "model_int8.onnx"
+    model.write_bytes(tiny_model_bytes())
+    metadata = EdgeModel(model).metadata
+    result = evaluate_model_file(ws, model, split="test", out_dir=tmp_path / "eval")
+    title = f"{metadata.model_version} (model_int8.onnx) on v1/test"
+    assert json.loads(result.files.json.read_text())["title"] == title
+    page = result.files.html.read_text()
+    assert f"<h1>{title}</h1>" in page and f"<title>{title}</title>" in page
+    assert f"{metadata.model_name} on" not in page  # was "ws on v1/test": the workspace's name

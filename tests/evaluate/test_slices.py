@@ -7,7 +7,13 @@ import json
 import pytest
 
 from inspectloop.errors import DatasetError
-from inspectloop.evaluate.slices import MISSING, select_slice_fields, slice_metrics
+from inspectloop.evaluate.slices import (
+    MISSING,
+    LabelEcho,
+    label_determined_fields,
+    select_slice_fields,
+    slice_metrics,
+)
 
 NAMES = ("good", "scratch")
 
@@ -113,3 +119,63 @@ def test_bad_input() -> None:
         slice_metrics(y_true, y_pred, NAMES, metadata, min_count=0)
     with pytest.raises(DatasetError, match="label 2"):
         slice_metrics(y_true[:-1] + [2], y_pred, NAMES, metadata)
+
+
+THIRD = "0.3333333333333333"
+
+
+@pytest.mark.parametrize(
+    ("case", "labels", "values", "repeats"),
+    [
+        ("numeric, one value per class", ["scratch"] * 3 + ["good"] * 3, [THIRD] * 3 + ["0"] * 3, True),
+        ("numeric, one value written two ways", ["scratch"] * 3 + ["good"] * 3, ["0.5", "0.50", ".5"] + ["0"] * 3, True),
+        ("numeric, varies within a class", ["scratch"] * 3 + ["good"] * 3, ["0.2", "0.7", "0.9"] + ["0"] * 3, False),
+        ("text, one value per class", ["good", "good", "dent", "dent"], ["ok", "ok", "bad", "bad"], True),
+        ("text, two classes share a value", ["good"] * 2 + ["dent"] * 2 + ["pit"] * 2, ["ok"] * 2 + ["bad"] * 4, True),
+        ("text, varies within a class", ["good", "good", "dent", "dent"], ["cam1", "cam2", "cam1", "cam2"], False),
+        ("text, set on one class only", ["good", "good", "dent", "dent"], [None, None, "deep", "deep"], True),
+        ("the same value everywhere", ["good", "good", "dent", "dent"], ["L1"] * 4, False),
+        ("one class, varying", ["scratch"] * 4, ["a", "b", "a", "b"], False),
+        ("one class, constant", ["scratch"] * 4, ["a"] * 4, False),
+        ("one image per class: by chance", ["good", "dent", "pit"], ["a", "b", "c"], False),
+        ("unlabelled images do not count", ["good", "good", None, "dent", "dent"], ["x", "x", "y", "z", "z"], True),
+    ],
+)
+def test_a_field_that_repeats_the_label_is_found(case: str, labels: list[str | None], values: list[str | None],
+                                                 repeats: bool) -> None:
+    metadata = [{"field": v} for v in values]
+    echoes = label_determined_fields(labels, metadata)
+    assert [e.field for e in echoes] == (["field"] if repeats else []), case
+
+
+def test_a_field_that_repeats_the_label_is_not_sliced_and_is_named() -> None:
+    y_true, y_pred, metadata = _sample_set()
+    echoing = [{**sample, "defect_probability": THIRD if t else "0"} for sample, t in zip(metadata, y_true)]
+    report = slice_metrics(y_true, y_pred, NAMES, echoing)
+    assert report.fields == ("camera",)
+    assert [(e.field, dict(e.values)) for e in report.left_out] == [("defect_probability", {"good": "0",
+                                                                                           "scratch": THIRD})]
+    assert report.worst is not None and report.worst.field == "camera"
+    assert json.loads(json.dumps(report.to_dict()))["label_determined"] == [
+        {"field": "defect_probability", "values": {"good": "0", "scratch": THIRD}}]
+    named = slice_metrics(y_true, y_pred, NAMES, echoing, fields=["defect_probability"])
+    assert named.fields == ("defect_probability",) and named.left_out == ()  # asked for by name: sliced
+
+
+def test_a_stored_report_without_a_field_ranks_its_worst_slice_again() -> None:
+    y_true, y_pred, metadata = _sample_set()
+    # Before fields repeating the label were left out, one ("kind") could be the worst slice.
+    echoing = [{**sample, "kind": "defect" if t else "ok"} for sample, t in zip(metadata, y_true)]
+    old = slice_metrics(y_true, y_pred, NAMES, echoing, fields=["camera", "kind"])
+    assert old.worst is not None and old.worst.field == "kind"
+    echoes = label_determined_fields([NAMES[t] for t in y_true], echoing)
+    cleaned = old.without(echoes)
+    assert cleaned.fields == ("camera",) and [e.field for e in cleaned.left_out] == ["kind"]
+    assert cleaned.worst is not None and (cleaned.worst.field, cleaned.worst.value) == ("camera", "cam-2")
+    assert cleaned.without(echoes) is cleaned
+
+
+def test_describing_a_field_that_repeats_the_label() -> None:
+    echo = LabelEcho("grade", {"good": "0", "minor": "1", "major": "2", "critical": "3"})
+    assert echo.describe() == ("'grade' repeats the label (every 'critical' is 3, every 'good' is 0, "
+                               "every 'major' is 2, and 1 more classes)")

@@ -15,13 +15,18 @@ from inspectloop.fileio import json_safe
 from inspectloop.reports.html import (
     DASH,
     THUMBNAIL_PX,
+    breakable,
+    count_text,
     interval,
     number_text,
     page,
     percent,
     percent_text,
+    of_text,
     table,
     thumbnail_uri,
+    value_html,
+    value_text,
 )
 from tests.conftest import jpeg_bytes
 
@@ -134,3 +139,39 @@ def test_a_thumbnail_is_a_small_embedded_jpeg(mode: str, size: tuple[int, int], 
 def test_a_small_image_is_not_blown_up_and_garbage_is_no_thumbnail() -> None:
     assert _decoded(thumbnail_uri(jpeg_bytes(1))).size == (64, 64)
     assert thumbnail_uri(b"not an image") is None
+
+
+@pytest.mark.parametrize(("value", "expected"), [
+    ("0.3333333333333333", "0.333"),  # the plant's "worst slice: defect_probability = 0.3333333333333333"
+    ("3.49e+03", "3,490"),
+    ("3490.0", "3,490"),
+    ("1E-7", "< 0.0001"),
+    ("0.5", "0.5"),
+    ("2.0", "2"),
+    ("3490", "3490"),  # a whole number as written: usually an id (part 3490, session 2026)
+    ("00123", "00123"),
+    ("cam-e1", "cam-e1"),  # text with an "e" stays text
+    ("v1.2.3", "v1.2.3"),
+    ("nan", "nan"),
+    ("  night ", "night"),
+    ("(missing)", "(missing)"),
+])
+def test_metadata_values_are_written_for_people(value: str, expected: str) -> None:
+    assert value_text(value) == expected
+
+
+def test_a_rounded_value_keeps_what_was_written_in_its_tooltip() -> None:
+    assert value_html("0.3333333333333333") == '<span title="0.3333333333333333">0.333</span>'
+    assert value_html("<b>cam</b>") == "&lt;b&gt;cam&lt;/b&gt;"
+
+
+@pytest.mark.parametrize(("call", "expected"), [
+    (lambda: count_text(3490), "3,490"),
+    (lambda: count_text(0), "0"),
+    (lambda: count_text(None), DASH),
+    (lambda: of_text(68, 3490), "68 of 3,490"),
+    (lambda: breakable("rolled-in_scale"), "rolled-<wbr>in_<wbr>scale"),
+    (lambda: breakable("a<b"), "a&lt;b"),
+])
+def test_counts_and_headings_for_people(call: object, expected: str) -> None:
+    assert call() == expected  # type: ignore[operator]

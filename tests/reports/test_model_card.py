@@ -35,6 +35,7 @@ from inspectloop.workspace import Workspace
 from tests.acceptance_helpers import TrainedNeu, copy_run
 from tests.cli.test_app import invoke
 from tests.registry_helpers import add_run_with_model, seeded_workspace, write_criteria
+from tests.reports.page_parts import body, headings
 from tests.test_export import CLASSES
 
 GOOD, SCRATCH, DARK = (CLASSES.index(n) for n in ("good", "scratch", "dark"))
@@ -297,3 +298,82 @@ def test_hardest_images_of_an_anomaly_model_show_its_heatmap(ws: Workspace) -> N
     assert heated.count('<img class="thumb" src="data:image/jpeg;base64,') == 24
     assert "yellow marks where the model saw the part differ" in heated and "yellow marks" not in plain
     assert heated != plain  # the thumbnails carry the heatmap
+
+
+# --- issue 16: the card leads with the verdict --------------------------------------------------------------
+
+def failed_acceptance(count: int = 450, reviews: int = 382) -> dict[str, object]:
+    """An acceptance report document that failed 2 of 3 criteria, with most parts sent to review."""
+    def result(name: str, limit: str, measured: str, passed: bool) -> dict[str, object]:
+        return {"name": name, "passed": passed, "limit_text": limit, "measured_text": measured, "detail": "..."}
+    return {"passed": False, "failed": ["review rate", "scratch recall"], "criteria": {"name": "line3"},
+            "test_images": count, "measured_at": "2026-11-30T21:00:00+00:00",
+            "results": [result("escape rate", "≤ 2%", "0.7%", True), result("review rate", "≤ 20%", "84.89%", False),
+                        result("scratch recall", "≥ 95%", "90%", False)],
+            "measurements": {"rates": {"automation_rate": (count - reviews) / count, "review_rate": reviews / count,
+                                       "count": count, "reviews": reviews}}}
+
+
+def verdict_section(page: str) -> tuple[list[tuple[str, str]], str]:
+    """The page's headings, and the text of the section right after its title (without its heading)."""
+    title, first = body(page).top_level()[:2]
+    assert title.tag == "h1" and first.tag == "section"
+    heading, *rest = first.top_level()
+    return headings(page), " ".join(e.text() for e in rest)
+
+
+def test_the_card_opens_with_the_verdict_the_failed_criteria_and_the_review_rate(ws: Workspace, tmp_path: Path) -> None:
+    criteria = lock_criteria(ws, write_criteria(tmp_path), by="ana")
+    add_evaluated_run(ws, "run-fail", band=True, criteria_id=criteria.id)
+    version = register(ws, "run-fail")
+    report_id = record_acceptance(ws, version, criteria.id, False, failed_acceptance())
+    page = write_model_card(ws, version).read_text()
+    found, verdict = verdict_section(page)
+    assert found[:2] == [("h1", f"Model card: {version.name}"), ("h2", "Verdict")]
+    assert verdict.startswith("FAILED 2 of 3 criteria not met on 450 frozen test images:")
+    assert "review rate: must be ≤ 20%, measured 84.89%" in verdict
+    assert "scratch recall: must be ≥ 95%, measured 90%" in verdict and "escape rate" not in verdict
+    assert "Decided automatically 15.1% 68 of 450 parts" in verdict and "Sent to review 84.9% 382 of 450 parts" in verdict
+    assert f"acceptance report #{report_id}" in verdict and "stays out of production" in verdict
+    assert page.index("FAILED") < page.index("What this means") < page.index("Acceptance<")
+
+
+@pytest.mark.parametrize(("case", "own_criteria", "recorded", "expected"), [
+    ("never judged", True, None, "NOT JUDGED no acceptance report against its criteria #1 yet: judge it with "
+                                 "inspectloop accept run-v"),
+    ("no criteria", False, None, "NOT JUDGED its run named no acceptance criteria"),
+    ("passed", True, True, "PASSED All criteria met."),
+    ("failed, stored before results were kept", True, False, "FAILED Criteria not met: p95 latency."),
+])
+def test_the_verdict_says_what_is_known(ws: Workspace, tmp_path: Path, case: str, own_criteria: bool,
+                                        recorded: bool | None, expected: str) -> None:
+    criteria = lock_criteria(ws, write_criteria(tmp_path), by="ana")
+    add_evaluated_run(ws, "run-v", band=False, criteria_id=criteria.id if own_criteria else None)
+    version = register(ws, "run-v")
+    if recorded is not None:
+        record_acceptance(ws, version, criteria.id, recorded, {"failed": [] if recorded else ["p95 latency"]})
+    found, verdict = verdict_section(write_model_card(ws, version).read_text())
+    assert found[1] == ("h2", "Verdict") and verdict.startswith(expected), (case, verdict)
+    # without an acceptance measurement, the run's own test decisions give the rates, and say so
+    assert "Decided automatically 100.0% 450 of 450 parts" in verdict and "no review band" in verdict
+
+
+def test_a_stored_report_sliced_by_a_field_that_repeats_the_label_is_shown_without_it(ws: Workspace) -> None:
+    # The plant's card read "worst slice: defect_probability = 0.3333333333333333, macro precision 100%".
+    add_evaluated_run(ws, "run-echo", band=False)
+    path = ws.runs_dir / "run-echo" / "report" / "metrics.json"
+    document = json.loads(path.read_text())
+    y, predicted = known_predictions()
+    meta = [{"camera": f"cam{i % 2 + 1}", "defect_probability": "0" if t == GOOD else "0.3333333333333333"}
+            for i, t in enumerate(y)]
+    old = slice_metrics(y, predicted, CLASSES, meta, fields=["camera", "defect_probability"])  # as before the fix
+    assert old.worst is not None and old.worst.field == "defect_probability"
+    document["slices"] = old.to_dict()
+    for outcome, sample in zip(document["outcomes"], meta):
+        outcome["meta"] = sample
+    path.write_text(json.dumps(document))
+    page = write_model_card(ws, register(ws, "run-echo")).read_text()
+    tables = [h for tag, h in headings(page) if tag == "h3"]
+    assert "camera" in tables and "defect_probability" not in tables
+    assert "Worst slice: camera = cam" in page and "0.3333333333333333" not in page
+    assert "Not sliced: <b>defect_probability</b>" in page

@@ -10,6 +10,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pytest
 
 from inspectloop.accept.run import accept
 from inspectloop.evaluate.outcomes import HARDEST_SHOWN
@@ -86,3 +88,35 @@ def test_a_real_runs_reports_render_whole_in_a_browser(browser: Any, neu_probe_r
         text = re.sub(r"\s+", " ", page.inner_text("body"))
         assert "nan" not in text.lower().split() and "None" not in text.split()
         page.close()
+
+
+def wide_slice_report(folder: Path, classes: int) -> Path:
+    """An evaluation report whose slice tables have one recall column per class (NEU's long class names first)."""
+    from inspectloop.evaluate.metrics import classification_metrics
+    from inspectloop.evaluate.slices import slice_metrics
+    from inspectloop.reports.evaluation import write_evaluation_report
+
+    names = ["crazing", "inclusion", "patches", "pitted_surface", "rolled-in_scale", "scratches",
+             *(f"defect_class_{i}" for i in range(classes - 6))][:classes]
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, classes, 900)
+    predicted = np.where(rng.random(900) < 0.8, truth, rng.integers(0, classes, 900))
+    metadata = [{"camera": f"camera-{i % 3}", "lighting": "dome" if i % 2 else "ring-light-long-name"}
+                for i in range(900)]
+    metrics = classification_metrics(truth, predicted, names)
+    slices = slice_metrics(truth, predicted, names, metadata)
+    return write_evaluation_report(folder, title="wide", metrics=metrics, slices=slices, context={}).html
+
+
+@pytest.mark.parametrize(("classes", "fits"), [(6, True), (14, False)])
+def test_slice_tables_never_clip_at_1280_px(browser: Any, tmp_path: Path, classes: int, fits: bool) -> None:
+    page, _ = open_report(browser, wide_slice_report(tmp_path, classes), tmp_path / "wide.png")
+    overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the page is {overflow}px wider than the window"
+    boxes = page.eval_on_selector_all("table.slices", "els => els.map(t => [t.parentElement.className, "
+                                      "t.parentElement.scrollWidth - t.parentElement.clientWidth, "
+                                      "getComputedStyle(t.parentElement).overflowX])")
+    assert len(boxes) == 2 and all(css == "scroll" and style == "auto" for css, _, style in boxes)
+    # Six classes (NEU) fit whole; fourteen scroll inside their box, which the page stays within.
+    assert all((extra <= 0) is fits for _, extra, _ in boxes), boxes
+    page.close()

@@ -67,7 +67,25 @@ def ingest(source: Annotated[Path, typer.Argument(help="Folder with one sub-fold
            allow_outside: Annotated[bool, typer.Option(help="Ingest manifest rows naming files outside the "
                                                             "manifest's folder (refused by default).")] = False,
            json_out: Annotated[bool, typer.Option("--json", help="Print the full report as JSON.")] = False) -> None:
-    """Ingest images with their labels and metadata; duplicates, conflicts and bad files are reported, never fatal."""
+    """Ingest images with their labels and metadata; duplicates, conflicts and bad files are reported, never fatal.
+
+    A manifest is a UTF-8 CSV with a header row, one row per image. Its columns (names exact, lower-case):
+
+    \b
+      path         required: the image file, relative to the manifest's folder (good/0001.png)
+      label        its class (scratch); empty: unlabelled; no column: every image unlabelled
+      camera       the camera (cam1): drift is monitored per camera, reports slice by it
+      line         the production line (L3)
+      shift        the shift (night)
+      lighting     the lighting or fixture (dome)
+      part_id      the part (P-00123): a part's images never straddle train and test
+      session      the capture session (s05): 'dataset create --test-value s05' holds one out
+      captured_at  when, in ISO 8601 (2026-03-01T22:15:00); another format refuses the row
+
+    Any other column (operator, batch, ...) is kept as free-form metadata of each image and evaluation
+    reports slice by it like the known ones, unless it repeats the label (one value per class: ingest
+    warns). Empty cells are no value; a value may hold 256 characters.
+    """
     from inspectloop import ingest as ingest_lib
 
     with workspace(ws) as w:

@@ -20,7 +20,12 @@ from inspectloop.errors import DatasetError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics, json_float
 from inspectloop.evaluate.outcomes import ImageOutcome, image_outcomes
 from inspectloop.evaluate.slices import SliceReport, slice_metrics
-from inspectloop.reports.evaluation import EvaluationReportFiles, HeatmapLoader, write_evaluation_report
+from inspectloop.reports.evaluation import (
+    EvaluationReportFiles,
+    HeatmapLoader,
+    evaluation_title,
+    write_evaluation_report,
+)
 from inspectloop.reports.html import ReportFigure
 from inspectloop.workspace import Workspace
 
@@ -100,5 +105,6 @@ def evaluate_model_file(workspace: Workspace, model_path: Path, *, dataset: str 
                "dataset_version": version.name, "split": split}
     heatmaps = None if model.task != "anomaly" else lambda digest: model.heatmap(workspace.blobs.get(digest))
     return evaluate_predictions(workspace, items, names, np.array(predicted), target,
-                                title=f"{model.metadata.model_name} on {version.name}/{split}", context=context,
+                                title=evaluation_title(model.metadata.model_version, Path(model_path).name,
+                                                       version.name, split), context=context,
                                 scores=np.array(scores), heatmaps=heatmaps)

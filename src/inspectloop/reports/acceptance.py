@@ -10,11 +10,18 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from inspectloop.reports.html import DASH, context_table, escape, notes_section, number_text, page, percent_text
+from inspectloop.reports.html import (
+    DASH,
+    context_table,
+    count_text,
+    escape,
+    notes_section,
+    number_text,
+    page,
+    percent_text,
+)
 
 _ACCEPTANCE_CSS = """
-.verdict { font-size: 1.25rem; }
-.badge.fail { background: #c81e1e; }
 th.detail, td.detail { text-align: left; white-space: normal; color: #52606d; font-size: .9rem; min-width: 22rem; }
 tr.failed td:first-child { font-weight: 600; }
 """
@@ -27,7 +34,7 @@ def render_acceptance_html(document: Mapping[str, Any]) -> str:
     title = f"Acceptance of {run} ({variant}) against {criteria['name']}"
     return page(title, [
         f"<h1>{escape(title)}</h1>",
-        _verdict(document),
+        verdict_callout(document),
         _review(document),
         context_table(_context(document)),
         "<h2>Criteria</h2>",
@@ -38,15 +45,27 @@ def render_acceptance_html(document: Mapping[str, Any]) -> str:
     ], css=_ACCEPTANCE_CSS)
 
 
-def _verdict(document: Mapping[str, Any]) -> str:
-    results = document["results"]
+def verdict_callout(document: Mapping[str, Any]) -> str:
+    """PASSED or FAILED, and each failed criterion with its limit and what was measured ("scratch recall:
+    must be ≥ 95%, measured 90%"). Reads an acceptance report document; one stored before its results
+    were kept names the failed criteria only."""
+    results = document.get("results")
+    if results is None:
+        names = [str(n) for n in document.get("failed") or []]
+        if not names and document.get("passed", True):
+            return '<p class="callout pass verdict"><span class="badge pass">PASSED</span> All criteria met.</p>'
+        return (f'<p class="callout verdict"><span class="badge fail">FAILED</span> Criteria not met: '
+                f"{escape(', '.join(names) or 'not recorded')}.</p>")
     failed = [r for r in results if not r["passed"]]
+    images = document.get("test_images")
+    on = f" on {count_text(images)} frozen test images" if images is not None else ""
     if not failed:
         return (f'<p class="callout pass verdict"><span class="badge pass">PASSED</span> '
-                f"All {len(results)} criteria met on {document['test_images']} frozen test images.</p>")
-    names = ", ".join(escape(r["name"]) for r in failed)
-    return (f'<p class="callout verdict"><span class="badge fail">FAILED</span> '
-            f"{len(failed)} of {len(results)} criteria not met: {names}.</p>")
+                f"All {len(results)} criteria met{on}.</p>")
+    items = "".join(f"<li><b>{escape(r['name'])}</b>: must be {escape(r.get('limit_text', r.get('limit')))}, "
+                    f"measured {escape(r.get('measured_text', r.get('measured')))}</li>" for r in failed)
+    return (f'<div class="callout verdict"><span class="badge fail">FAILED</span> '
+            f"{len(failed)} of {len(results)} criteria not met{on}:<ul class=\"failed\">{items}</ul></div>")
 
 
 def _review(document: Mapping[str, Any]) -> str:
@@ -74,7 +93,7 @@ def _context(document: Mapping[str, Any]) -> dict[str, object]:
         "model file sha256": model["sha256"],
         "temperature": model.get("temperature"),
         "good class": model.get("good_class") or "none (every decision is a reject as a class)",
-        "test set": f"{document['dataset_version']}/test, {document['test_images']} images",
+        "test set": f"{document['dataset_version']}/test, {count_text(document['test_images'])} images",
         "measured": f"{document['measured_at']} on {document['machine']}",
         "code version": document["code_version"],
     }
@@ -97,16 +116,19 @@ def _other_figures(m: Mapping[str, Any]) -> str:
     rates, latency = m["rates"], m["latency_ms"]
     figures = [
         ("Accuracy", percent_text(m["accuracy"])),
-        ("Review rate", f"{percent_text(rates['review_rate'])} ({rates['reviews']} of {rates['count']})"),
+        ("Review rate", f"{percent_text(rates['review_rate'])} "
+                        f"({count_text(rates['reviews'])} of {count_text(rates['count'])})"),
         ("Automation rate", percent_text(rates["automation_rate"])),
         ("False-reject rate", percent_text(rates["false_reject_rate"])
-         + (f" ({rates['false_rejects']} of {rates['good']} good parts)" if rates["has_good_class"] else "")),
-        ("Escapes", f"{rates['escapes']} of {rates['defective']} defective parts"),
+         + (f" ({count_text(rates['false_rejects'])} of {count_text(rates['good'])} good parts)"
+            if rates["has_good_class"] else "")),
+        ("Escapes", f"{count_text(rates['escapes'])} of {count_text(rates['defective'])} defective parts"),
         ("Latency", f"median {_ms(latency['p50'])}, p95 {_ms(latency['p95'])}, slowest {_ms(latency['max'])}"),
     ]
     rows = "".join(f"<tr><th>{label}</th><td>{escape(value)}</td></tr>" for label, value in figures)
     per_class = "".join(
-        f"<tr><td>{escape(c['name'])}</td><td>{c['support']}</td><td>{c['predicted']}</td><td>{c['correct']}</td>"
+        f"<tr><td>{escape(c['name'])}</td><td>{count_text(c['support'])}</td><td>{count_text(c['predicted'])}</td>"
+        f"<td>{count_text(c['correct'])}</td>"
         f"<td>{percent_text(c['recall'])}</td><td>{percent_text(c['precision'])}</td></tr>" for c in m["per_class"])
     head = ("<tr><th>Class</th><th>Test images</th><th>Predicted</th><th>Correct</th><th>Recall</th>"
             "<th>Precision</th></tr>")

@@ -29,6 +29,8 @@ from inspectloop.reports.html import (
     DASH,
     ReportFigure,
     context_table,
+    breakable,
+    count_text,
     escape,
     figure_section,
     notes_section,
@@ -39,6 +41,7 @@ from inspectloop.reports.html import (
     percent_text,
     png_image,
     thumbnail_uri,
+    value_html,
 )
 
 if TYPE_CHECKING:
@@ -97,6 +100,13 @@ def write_evaluation_report(
     page_html = render_evaluation_html(title, metrics, slices, context, png, figures, outcomes, images, heatmaps)
     atomic_write_bytes(files.html, page_html.encode("utf-8"))
     return files
+
+
+def evaluation_title(model: str, model_file: str | None, dataset: str, split: str) -> str:
+    """What an evaluation report is about, for its title: the model (its run) and file, the dataset version and split
+    ("run-20261130-2201 (model.onnx) on v1/test"). Never the workspace's name: every model of a site shares it."""
+    named = f"{model} ({model_file})" if model_file and model_file != model else model
+    return f"{named} on {dataset}/{split}"
 
 
 def confusion_matrix_png(metrics: ClassificationMetrics, path: Path, *, normalise: bool = True) -> Path:
@@ -247,8 +257,8 @@ def worst_callout(slices: SliceReport) -> str:
         return (f'<p class="callout quiet">No slice has at least {slices.min_count} images, '
                 "so no worst slice is named.</p>")
     m = worst.metrics
-    return (f'<p class="callout"><strong>Worst slice: {escape(worst.field)} = {escape(worst.value)}</strong> '
-            f"&mdash; macro recall {percent(m.macro_recall)} on {m.count} images "
+    return (f'<p class="callout"><strong>Worst slice: {escape(worst.field)} = {value_html(worst.value)}</strong> '
+            f"&mdash; macro recall {percent(m.macro_recall)} on {count_text(m.count)} images "
             f"(lowest among slices with at least {slices.min_count} images).</p>")
 
 
@@ -259,7 +269,7 @@ def headline_figures(metrics: ClassificationMetrics) -> str:
         ("Macro precision", percent(metrics.macro_precision), ""),
         ("Macro F1", percent(metrics.macro_f1), ""),
         ("Accuracy", percent(metrics.accuracy), " secondary"),
-        ("Images", f"{metrics.count:,}", " secondary"),
+        ("Images", count_text(metrics.count), " secondary"),
     ]
     cells = "".join(
         f'<div class="figure{extra}"><div class="label">{label}</div><div class="value">{value}</div></div>'
@@ -278,8 +288,8 @@ def per_class_table(metrics: ClassificationMetrics) -> str:
         precision = percent(c.precision, undefined="never predicted")
         recall = percent(c.recall, undefined="no test images")
         bounds = interval(c.recall_low, c.recall_high)
-        rows.append(f"<tr><td>{escape(c.name)}</td><td>{c.support}</td><td>{recall}</td><td>{bounds}</td>"
-                    f"<td>{precision}</td><td>{percent(c.f1)}</td><td>{c.predicted}</td></tr>")
+        rows.append(f"<tr><td>{escape(c.name)}</td><td>{count_text(c.support)}</td><td>{recall}</td><td>{bounds}</td>"
+                    f"<td>{precision}</td><td>{percent(c.f1)}</td><td>{count_text(c.predicted)}</td></tr>")
     return f'<div class="scroll"><table>{head}{"".join(rows)}</table></div>'
 
 
@@ -289,24 +299,36 @@ def confusion_image(png: bytes) -> str:
 
 
 def slice_sections(metrics: ClassificationMetrics, slices: SliceReport) -> str:
-    """One table per sliced metadata field, the worst slice marked."""
+    """One table per sliced metadata field, the worst slice marked; the fields left out as repeating the label."""
+    left_out = _left_out_note(slices)
     if not slices.fields:
-        return '<h2>Slices</h2><p class="muted">No metadata field was sliced.</p>'
-    parts = ["<h2>Slices by metadata</h2>"]
+        return f'<h2>Slices</h2><p class="muted">No metadata field was sliced.</p>{left_out}'
+    parts = ["<h2>Slices by metadata</h2>", left_out]
     for field in slices.fields:
         parts.append(f"<h3>{escape(field)}</h3>")
         parts.append(_slice_table(metrics, slices.for_field(field), slices))
     return "\n".join(parts)
 
 
+def _left_out_note(slices: SliceReport) -> str:
+    if not slices.left_out:
+        return ""
+    fields = ", ".join(f"<b>{escape(echo.field)}</b>" for echo in slices.left_out)
+    which = "it" if len(slices.left_out) == 1 else "each"
+    return (f'<p class="muted">Not sliced: {fields}. Each class has one value of {which} (the field repeats the '
+            "label), so its slices would only be the classes again.</p>")
+
+
 def _slice_table(metrics: ClassificationMetrics, rows: tuple[Slice, ...], report: SliceReport) -> str:
     """One row per value; per-class recall only for classes that have test images at all."""
     shown = [i for i, c in enumerate(metrics.per_class) if c.support > 0]
-    recall_heads = "".join(f"<th>Recall: {escape(metrics.class_names[i])}</th>" for i in shown)
-    head = (f"<tr><th>Value</th><th>Images</th><th>Macro recall</th><th>Macro precision</th>"
-            f"<th>Macro F1</th><th>Accuracy</th>{recall_heads}</tr>")
+    recall_heads = "".join(f"<th>{breakable(metrics.class_names[i])}</th>" for i in shown)
+    firsts = "".join(f'<th rowspan="2">{h}</th>' for h in ("Value", "Images", "Macro recall", "Macro precision",
+                                                         "Macro F1", "Accuracy"))
+    by_class = f'<th colspan="{len(shown)}" class="group">Recall by true class</th>' if shown else ""
+    head = f"<tr>{firsts}{by_class}</tr><tr>{recall_heads}</tr>"
     body = "".join(_slice_row(s, report, shown) for s in rows)
-    return f'<div class="scroll"><table>{head}{body}</table></div>'
+    return f'<div class="scroll"><table class="slices">{head}{body}</table></div>'
 
 
 def _slice_row(item: Slice, report: SliceReport, shown: list[int]) -> str:
@@ -316,14 +338,16 @@ def _slice_row(item: Slice, report: SliceReport, shown: list[int]) -> str:
     badge = ' <span class="badge">worst</span>' if css == "worst" else ""
     recalls = "".join(_recall_cell(m, i) for i in shown)
     figures = "".join(f"<td>{percent(v)}</td>" for v in (m.macro_recall, m.macro_precision, m.macro_f1, m.accuracy))
-    return f"<tr{attribute}><td>{escape(item.value)}{badge}</td><td>{m.count}</td>{figures}{recalls}</tr>"
+    return (f"<tr{attribute}><td>{value_html(item.value)}{badge}</td><td>{count_text(m.count)}</td>"
+            f"{figures}{recalls}</tr>")
 
 
 def _recall_cell(m: ClassificationMetrics, i: int) -> str:
     c = m.per_class[i]
     if not c.support:
         return f"<td>{percent(c.recall, undefined='no images of this class in this slice')}</td>"
-    return f'<td>{percent(c.recall)} <span class="muted">{int(m.confusion[i, i])}/{c.support}</span></td>'
+    return (f'<td>{percent(c.recall)} <span class="muted count">{count_text(int(m.confusion[i, i]))}/'
+            f"{count_text(c.support)}</span></td>")
 
 
 def _notes(metrics: ClassificationMetrics, slices: SliceReport) -> str:
@@ -406,7 +430,7 @@ def _image_card(outcome: ImageOutcome, thumbnail: str | None) -> str:
              f"<b>predicted</b> {escape(o.predicted)} <span class=\"muted\">{percent_text(o.score)}</span>"]
     if o.margin is not None:
         lines.append(f"margin {number_text(100.0 * o.margin, 3)} points")
-    meta = " &middot; ".join(f'<span class="field">{escape(k)} {escape(o.meta[k])}</span>'
+    meta = " &middot; ".join(f'<span class="field">{escape(k)} {value_html(o.meta[k])}</span>'
                              for k in CAPTION_FIELDS if o.meta.get(k))
     if meta:
         lines.append(f'<span class="muted">{meta}</span>')

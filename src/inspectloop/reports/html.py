@@ -38,7 +38,21 @@ th { background: #f5f7fa; font-weight: 600; }
 th:first-child, td:first-child { text-align: left; }
 table.context th { text-align: left; background: none; color: #52606d; font-weight: 500; }
 table.context td { text-align: left; white-space: normal; }
-.scroll { overflow-x: auto; }
+/* A table wider than the page scrolls inside its box; a shadow on each side that has more says so even
+   where scrollbars stay hidden until touched (white covers move with the content and hide a shadow at
+   the end reached: background-attachment local vs scroll). */
+.scroll { overflow-x: auto; max-width: 100%;
+  background:
+    linear-gradient(to right, #fff 30%, rgba(255,255,255,0)) left / 2rem 100% no-repeat local,
+    linear-gradient(to left, #fff 30%, rgba(255,255,255,0)) right / 2rem 100% no-repeat local,
+    radial-gradient(farthest-side at 0 50%, rgba(0,0,0,.18), rgba(0,0,0,0)) left / .6rem 100% no-repeat scroll,
+    radial-gradient(farthest-side at 100% 50%, rgba(0,0,0,.18), rgba(0,0,0,0)) right / .6rem 100% no-repeat scroll; }
+/* Slice tables: one column per class; their headings wrap and each count sits under its share, so six
+   classes with long names still fit 1,280 px. */
+table.slices th { white-space: normal; vertical-align: bottom; }
+table.slices th.group { text-align: left; border-bottom: 1px solid #cbd2d9; }
+table.slices th, table.slices td { padding: .3rem .5rem; }
+table.slices td .count { display: block; font-size: .8rem; }
 .callout { border-left: 4px solid #c81e1e; background: #fdf2f2; padding: .6rem 1rem; margin: 1rem 0; }
 .callout.quiet { border-color: #9aa5b1; background: #f5f7fa; }
 .callout.pass { border-color: #0e7c3a; background: #effaf3; }
@@ -52,6 +66,10 @@ tr.small td { color: #9aa5b1; }
 .badge { display: inline-block; font-size: .75rem; font-weight: 600; color: #fff; background: #c81e1e;
          border-radius: 3px; padding: 0 .35rem; margin-left: .3rem; vertical-align: 1px; }
 .badge.pass { background: #0e7c3a; }
+.badge.fail { background: #c81e1e; }
+.badge.none { background: #7b8794; }
+.callout.verdict { font-size: 1.25rem; }
+.callout.verdict ul.failed { font-size: 1rem; margin: .4rem 0 0; padding-left: 1.4rem; }
 .badge.near { background: #b25e09; }
 .muted { color: #7b8794; }
 .undefined { color: #9aa5b1; }
@@ -106,6 +124,43 @@ def number_text(value: float | None, significant: int = 2) -> str:
     decimals = significant - 1 - magnitude
     text = f"{value:,.{decimals}f}"
     return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+def count_text(value: int | None) -> str:
+    """A count with thousands separated ("3,490"); None is a dash."""
+    return DASH if value is None else f"{int(value):,}"
+
+
+def of_text(part: int, whole: int) -> str:
+    """A part of a whole in counts ("68 of 3,490")."""
+    return f"{count_text(part)} of {count_text(whole)}"
+
+
+def value_text(value: object, significant: int = 3) -> str:
+    """A metadata value as people read it: one written as a decimal or in scientific notation is a number
+    ("0.3333333333333333" -> "0.333", "3.49e+03" -> "3,490"); anything else (text, and whole numbers as
+    written, which are usually ids: part 00123, session 2026) is shown as given. Plain text; escape it."""
+    text = str(value).strip()
+    if not any(mark in text.lower() for mark in (".", "e")):
+        return text
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return number_text(number, significant) if math.isfinite(number) else text
+
+
+def breakable(text: object) -> str:
+    """``text`` as HTML that may wrap after ``_``, ``-``, ``/`` and ``.`` (long class names in narrow headings)."""
+    return "".join(f"{escape(c)}<wbr>" if c in "_-/." else escape(c) for c in str(text))
+
+
+def value_html(value: object, significant: int = 3) -> str:
+    """:func:`value_text` as HTML; when rounding changed the value, its tooltip holds it as written."""
+    shown = value_text(value, significant)
+    if shown == str(value).strip():
+        return escape(shown)
+    return f'<span title="{escape(value)}">{escape(shown)}</span>'
 
 
 def percent_text(value: float | None, decimals: int = 1) -> str:

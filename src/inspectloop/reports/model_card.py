@@ -31,7 +31,7 @@ from inspectloop.domain import AcceptanceRecord, ModelVersion, StageEvent, Train
 from inspectloop.errors import InspectloopError
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics
 from inspectloop.evaluate.outcomes import ImageOutcome, hardest
-from inspectloop.evaluate.slices import Slice, SliceReport
+from inspectloop.evaluate.slices import LabelEcho, Slice, SliceReport, label_determined_fields
 from inspectloop.fileio import atomic_write_bytes
 from inspectloop.reports.evaluation import (
     confusion_image,
@@ -41,12 +41,15 @@ from inspectloop.reports.evaluation import (
     slice_sections,
     worst_callout,
 )
+from inspectloop.reports.acceptance import verdict_callout
 from inspectloop.reports.html import (
     DASH,
     context_table,
+    count_text,
     escape,
     interval,
     number_text,
+    of_text,
     page,
     percent_text,
 )
@@ -129,6 +132,9 @@ def render_model_card(card: ModelCardInputs) -> str:
     title = f"Model card: {version.name}"
     return page(title, [
         f"<h1>{escape(title)}</h1>",
+        f'<section id="verdict">\n<h2>Verdict</h2>\n{_verdict(version, card.acceptance, rates, rates_source)}\n'
+        "</section>",
+        "<h2>This version</h2>",
         _header(version, card.history),
         "<h2>What this means</h2>",
         _plain(version, metrics, rates, rates_source, view, line),
@@ -137,7 +143,7 @@ def render_model_card(card: ModelCardInputs) -> str:
         *_anomaly(run),
         "<h2>Test results</h2>",
         _test_section(metrics),
-        _slices(run, metrics),
+        _slices(run, metrics, card.outcomes),
         _hardest(card),
         "<h2>Calibration</h2>",
         _calibration(run),
@@ -251,12 +257,17 @@ def _from_confusion(confusion: Sequence[Sequence[int]], names: Sequence[str]) ->
     return classification_metrics(np.repeat(truth, repeats), np.repeat(predicted, repeats), list(names))
 
 
-def _slice_report(stored: Mapping[str, Any]) -> SliceReport:
+def _slice_report(stored: Mapping[str, Any], outcomes: Sequence[ImageOutcome]) -> SliceReport:
+    """The stored slices, less any field that repeats the label: a report written before such fields were
+    left out may hold one, found again from its per-image outcomes."""
     slices = tuple(Slice(s["field"], s["value"], _from_confusion(s["metrics"]["confusion"], s["metrics"]["class_names"]))
                    for s in stored["slices"])
     worst_key = stored.get("worst") or {}
     worst = next((s for s in slices if (s.field, s.value) == (worst_key.get("field"), worst_key.get("value"))), None)
-    return SliceReport(slices, worst, tuple(stored.get("fields", ())), int(stored.get("min_count", 10)))
+    left_out = tuple(LabelEcho(e["field"], e["values"]) for e in stored.get("label_determined") or ())
+    report = SliceReport(slices, worst, tuple(stored.get("fields", ())), int(stored.get("min_count", 10)), left_out)
+    echoes = label_determined_fields([o.true for o in outcomes], [o.meta for o in outcomes], report.fields)
+    return report.without(echoes)
 
 
 def _rates(run: RunRecord, version: ModelVersion, metrics: ClassificationMetrics | None) -> tuple[DecisionRates | None, str]:
@@ -361,11 +372,11 @@ def _confusion(run: RunRecord) -> str:
     return confusion_image(run.confusion_png)
 
 
-def _slices(run: RunRecord, metrics: ClassificationMetrics | None) -> str:
+def _slices(run: RunRecord, metrics: ClassificationMetrics | None, outcomes: Sequence[ImageOutcome]) -> str:
     parts = ["<h3>Confusion matrix</h3>", _confusion(run)]
     stored = (run.report or {}).get("slices")
     if metrics is not None and stored:
-        report = _slice_report(stored)
+        report = _slice_report(stored, outcomes)
         parts += [worst_callout(report), slice_sections(metrics, report)]
     return "\n".join(parts)
 
@@ -410,7 +421,8 @@ def _anomaly(run: RunRecord) -> list[str]:
              "No escape-rate claim is made: the model learned from good parts only, and how many defects it lets "
              "through can only be counted on labelled defects. The test-set escapes below are a measurement, not "
              "a guarantee; label defects through review to certify one.")
-    facts = {"learned from": f"{fit['good_images']} good images only (memory bank of {fit['bank_rows']} patches"
+    facts = {"learned from": f"{count_text(fit['good_images'])} good images only "
+                             f"(memory bank of {count_text(fit['bank_rows'])} patches"
                              + (f"; updated from run {fit['updated_from']}" if fit.get("updated_from") else "") + ")",
              "image AUROC (test)": number_text(ranking.get("auroc"), 3),
              "defect recall at 1% false positives (test)": percent_text(ranking.get("recall_at_1pct_fpr")),
@@ -433,7 +445,8 @@ def _decisions(version: ModelVersion, run: RunRecord, rates: DecisionRates | Non
                   "escape rate target": f"{percent_text(band['alpha'])} " + (
                       "on average over calibration draws (marginal)" if band.get("guarantee_kind") == "marginal"
                       else f"at {percent_text(band['confidence'])} confidence"),
-                  "calibration parts": f"{band.get('calibration_defects')} defective, {band.get('calibration_good')} good",
+                  "calibration parts": f"{count_text(band.get('calibration_defects'))} defective, "
+                                       f"{count_text(band.get('calibration_good'))} good",
                   "settings from": _settings_sources(version, run, criteria)}
         parts += [f'<p class="callout {"pass" if band.get("certifiable") else "quiet"}">{escape(band["guarantee"])}</p>',
                   context_table(limits)]
@@ -457,19 +470,21 @@ def _novelty(run: RunRecord) -> str:
     sent = test.get("sent_to_review")
     headline = (f"novel: {percent_text(sent)} of test images sent to review" if sent is not None
                 else "not measured on a test set")
-    certified = (f"set on {guard['held_out_images']} held-out images of known classes ({guard['source']}): a new "
+    held_out = count_text(guard["held_out_images"])
+    certified = (f"set on {held_out} held-out images of known classes ({guard['source']}): a new "
                  f"image of a known class goes over it with probability at most {percent_text(guard['rate'])}"
                  if guard.get("certified") else
                  "no held-out images to set it on, so it never fires" if not guard["held_out_images"] else
-                 f"set on only {guard['held_out_images']} held-out images ({guard['source']}), too few to guarantee "
+                 f"set on only {held_out} held-out images ({guard['source']}), too few to guarantee "
                  f"{percent_text(guard['rate'])}: it is their largest score")
     facts = {"what it does": "a part the classifier would pass, but whose image lies farther from every training "
                              "image than the threshold, goes to review instead (a reject is never changed)",
              "on the test set": headline + (f" ({percent_text(test.get('over_threshold'))} over the threshold, "
                                             "passes or not)" if sent is not None else ""),
              "threshold": f"{number_text(guard['threshold'], 4)}, {certified}",
-             "bank": f"{guard['bank_size']} embeddings of {guard.get('training_images', guard['bank_size'])} "
-                     f"training images, {guard['k']} nearest averaged"}
+             "bank": f"{count_text(guard['bank_size'])} embeddings of "
+                     f"{count_text(guard.get('training_images', guard['bank_size']))} training images, "
+                     f"{guard['k']} nearest averaged"}
     per_class = test.get("per_class_sent_to_review") or {}
     if per_class:
         facts["sent to review, by true class"] = ", ".join(f"{name} {percent_text(share)}"
@@ -503,9 +518,11 @@ def _thresholds(version: ModelVersion, run: RunRecord) -> str:
         calib, test = point["calibration"], point["test"]
         rows.append(f"<tr><td>{escape(name)}</td><td>{percent_text(calib['target_recall'])}</td>"
                     f"<td>{number_text(calib['threshold'], 3)}</td>"
-                    f"<td>{percent_text(calib['recall'])} {interval(*calib['recall_ci'])} of {calib['positives']}</td>"
+                    f"<td>{percent_text(calib['recall'])} {interval(*calib['recall_ci'])} "
+                    f"of {count_text(calib['positives'])}</td>"
                     f"<td>{percent_text(calib['precision'])} {interval(*calib['precision_ci'])}</td>"
-                    f"<td>{percent_text(test['recall'])} {interval(*test['recall_ci'])} of {test['positives']}</td>"
+                    f"<td>{percent_text(test['recall'])} {interval(*test['recall_ci'])} "
+                    f"of {count_text(test['positives'])}</td>"
                     f"<td>{percent_text(test['precision'])} {interval(*test['precision_ci'])}</td></tr>")
         if calib.get("note"):
             notes.append(f"<li><b>{escape(name)}</b>: {escape(calib['note'])}</li>")
@@ -520,11 +537,11 @@ def _thresholds(version: ModelVersion, run: RunRecord) -> str:
 
 def _rates_table(r: DecisionRates) -> str:
     rows = [("Escapes (defective passed)" if r.has_good_class else "Escapes (wrong class)",
-             f"{r.escapes} of {r.defective}", percent_text(r.escape_rate), interval(*r.escape_ci)),
-            ("False rejects (good rejected)", f"{r.false_rejects} of {r.good}", percent_text(r.false_reject_rate),
+             of_text(r.escapes, r.defective), percent_text(r.escape_rate), interval(*r.escape_ci)),
+            ("False rejects (good rejected)", of_text(r.false_rejects, r.good), percent_text(r.false_reject_rate),
              interval(*r.false_reject_ci)),
-            ("Sent to review", f"{r.reviews} of {r.count}", percent_text(r.review_rate), DASH),
-            ("Automated", f"{r.count - r.reviews} of {r.count}", percent_text(r.automation_rate), DASH)]
+            ("Sent to review", of_text(r.reviews, r.count), percent_text(r.review_rate), DASH),
+            ("Automated", of_text(r.count - r.reviews, r.count), percent_text(r.automation_rate), DASH)]
     head = "<tr><th>Figure</th><th>Parts</th><th>Rate</th><th>95% interval</th></tr>"
     body = "".join(f"<tr><td>{a}</td><td>{b}</td><td>{c}</td><td>{d}</td></tr>" for a, b, c, d in rows)
     return f'<div class="scroll"><table>{head}{body}</table></div>'
@@ -567,35 +584,90 @@ def _acceptance(version: ModelVersion, latest: Mapping[int, AcceptanceRecord]) -
             "acceptance.html in the run's acceptance folder.</p>")
 
 
+# -- the verdict ----------------------------------------------------------------------------------
+
+def _verdict(version: ModelVersion, latest: Mapping[int, AcceptanceRecord], rates: DecisionRates | None,
+             source: str) -> str:
+    """What a reader must see first: PASSED or FAILED against the run's own criteria (or why it is not
+    judged), the failed criteria, and how many parts the model decides itself and how many go to review."""
+    own = None if version.criteria_id is None else latest.get(version.criteria_id)
+    if own is None:
+        why = ("its run named no acceptance criteria, so no report can unlock production" if version.criteria_id is None
+               else f"no acceptance report against its criteria #{version.criteria_id} yet: judge it with "
+                    f"inspectloop accept {version.run_id}")
+        parts = [f'<p class="callout quiet verdict"><span class="badge none">NOT JUDGED</span> {escape(why)}.</p>']
+        measured = _rates_of(rates, source)
+    else:
+        document = {"passed": own.passed, **(own.report or {})}
+        criteria = (own.report or {}).get("criteria") or {}
+        parts = [verdict_callout(document),
+                 f'<p class="muted">Against criteria #{own.criteria_id} {escape(str(criteria.get("name", "")))} '
+                 f"(acceptance report #{own.id}, measured {escape(str((own.report or {}).get('measured_at', DASH)))})"
+                 + ("" if own.passed else "; it stays out of production until a run passes, or a named person "
+                    "overrides with a reason") + ".</p>"]
+        measured = _acceptance_rates(own.report or {}) or _rates_of(rates, source)
+    if measured is not None:
+        parts.append(measured)
+    return "\n".join(parts)
+
+
+def _acceptance_rates(document: Mapping[str, Any]) -> str | None:
+    """The automation and review rates the acceptance measured on the model file itself (None: not kept)."""
+    rates = (document.get("measurements") or {}).get("rates")
+    if not rates:
+        return None
+    return _rate_figures(rates["automation_rate"], rates["review_rate"], rates["count"], rates["reviews"],
+                         "measured by the acceptance, the model file through the edge runtime on the frozen test set")
+
+
+def _rates_of(rates: DecisionRates | None, source: str) -> str | None:
+    if rates is None:
+        return None
+    where = ("the review band on the frozen test set" if source == "band"
+             else "top-class decisions on the frozen test set (no review band)")
+    return _rate_figures(rates.automation_rate, rates.review_rate, rates.count, rates.reviews, where)
+
+
+def _rate_figures(automation: float | None, review: float | None, count: int, reviews: int, where: str) -> str:
+    figures = [("Decided automatically", percent_text(automation), f"{of_text(count - reviews, count)} parts"),
+               ("Sent to review", percent_text(review), f"{of_text(reviews, count)} parts")]
+    cells = "".join(f'<div class="figure"><div class="label">{label}</div><div class="value">{value}</div>'
+                    f'<div class="label">{detail}</div></div>' for label, value, detail in figures)
+    return f'<div class="figures">{cells}</div><p class="muted">Rates: {escape(where)}.</p>'
+
+
 # -- plain language -------------------------------------------------------------------------------
 
 def _plain(version: ModelVersion, metrics: ClassificationMetrics | None, rates: DecisionRates | None, source: str,
            view: LineRateView | None, line: Line | None) -> str:
     if metrics is None or rates is None:
         return '<p class="plain">The run kept no test evaluation, so this card cannot say how the model does.</p>'
-    sentences = [f"On {metrics.count} frozen test images it never saw in training:"]
+    sentences = [f"On {count_text(metrics.count)} frozen test images it never saw in training:"]
     good = version.lineage.get("good_class")
     if rates.has_good_class:
-        sentences.append(f"of {rates.defective} defective test parts, {_none_or(rates.escapes)} passed as {good}"
+        sentences.append(f"of {count_text(rates.defective)} defective test parts, {_none_or(rates.escapes)} "
+                         f"passed as {good}"
                          + (f" ({percent_text(rates.escape_rate)})" if rates.escapes else "") + ";")
-        sentences.append(f"{_none_or(rates.false_rejects, 'none')} of {rates.good} good parts "
+        sentences.append(f"{_none_or(rates.false_rejects, 'none')} of {count_text(rates.good)} good parts "
                          + ("was" if rates.false_rejects == 1 else "were")
                          + f" rejected ({percent_text(rates.false_reject_rate)})"
-                         + (f"; {rates.reviews} parts were sent to a person for review." if rates.reviews else "."))
+                         + (f"; {count_text(rates.reviews)} parts ({percent_text(rates.review_rate)}) were sent to a "
+                            "person for review." if rates.reviews else "."))
     else:
-        sentences.append(f"the model has no pass class; {rates.escapes} of {rates.defective} parts were assigned a "
+        sentences.append(f"the model has no pass class; {of_text(rates.escapes, rates.defective)} parts were assigned a "
                          f"wrong class ({percent_text(rates.escape_rate)}).")
     weakest = min((c for c in metrics.per_class if c.support), key=lambda c: c.recall, default=None)
     if weakest is not None:
         i = metrics.class_names.index(weakest.name)
-        sentences.append(f"The weakest class is {weakest.name}: {int(metrics.confusion[i, i])} of {weakest.support} "
+        sentences.append(f"The weakest class is {weakest.name}: {of_text(int(metrics.confusion[i, i]), weakest.support)} "
                          f"classified correctly ({percent_text(weakest.recall)}).")
     if view is not None:
         sentences.append(f"At {number_text(view.parts_per_hour, 3)} parts per hour with {percent_text(view.defect_rate)} defective, expect "
                          f"about {number_text(view.false_alerts_per_hour)} false alerts per hour and "
                          f"{number_text(view.escapes_per_day)} escapes per day (up to {number_text(view.escapes_per_day_ci[1])} at 95% confidence).")
     if rates.count < 100:
-        sentences.append(f"With only {rates.count} test images these figures are rough; read the intervals below.")
+        sentences.append(f"With only {count_text(rates.count)} test images these figures are rough; read the intervals "
+                         "below.")
     if source == "top1":
         sentences.append("These are top-class decisions; the model file has no review band.")
     return f'<p class="plain">{escape(" ".join(sentences))}</p>'
