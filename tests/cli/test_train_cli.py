@@ -20,6 +20,7 @@ def line_ws(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_line_workspace(tmp_path_factory.mktemp("train-cli"))
 
 
+@pytest.mark.slow
 def test_train_says_how_long_then_one_line_per_epoch_to_a_log(line_ws: Path) -> None:
     code, out, err = invoke("train", "-w", line_ws, *TINY)  # the runner's streams are not terminals
     assert code == 0, err
@@ -32,6 +33,7 @@ def test_train_says_how_long_then_one_line_per_epoch_to_a_log(line_ws: Path) -> 
     assert re.search(r"training took .+ \(estimated .+\)", out)
 
 
+@pytest.mark.slow
 def test_a_budget_shorter_than_one_epoch_is_refused_in_one_line(line_ws: Path) -> None:
     code, _, err = invoke("train", "-w", line_ws, *TINY, "--max-minutes", "0.0001")
     assert code == 1 and "Traceback" not in err

@@ -75,6 +75,7 @@ def ws(line_ws: Path) -> Workspace:
     workspace.close()
 
 
+@pytest.mark.slow
 def test_the_estimate_comes_before_the_first_epoch_and_is_recorded(ws: Workspace) -> None:
     events: list[tuple[str, dict[str, Any]]] = []
     result = train(ws, TrainConfig(**TINY), progress=lambda stage, info: events.append((stage, info)))
@@ -87,6 +88,7 @@ def test_the_estimate_comes_before_the_first_epoch_and_is_recorded(ws: Workspace
     assert result.metrics["budget"] is None
 
 
+@pytest.mark.slow
 def test_a_time_budget_stops_training_and_keeps_the_best_epoch(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
     class Clock:  # every epoch reads as 40 s: a 1.5-minute budget fits two, and a third would end past it
         now = 0.0
@@ -106,6 +108,7 @@ def test_a_time_budget_stops_training_and_keeps_the_best_epoch(ws: Workspace, mo
                for note in notes)
 
 
+@pytest.mark.slow
 def test_a_budget_shorter_than_one_epoch_is_refused_saying_how_long_one_takes(ws: Workspace) -> None:
     with pytest.raises(TrainingError, match=r"--max-minutes 0.0001 is shorter than one epoch: one epoch takes "
                                             r"about \d+ seconds on this machine") as caught:
@@ -118,6 +121,7 @@ def test_a_budget_is_refused_for_a_cross_fitted_run() -> None:
         TrainConfig(max_minutes=10, band_fit="crossfit")
 
 
+@pytest.mark.slow
 def test_a_killed_run_shows_as_interrupted_and_resumes_with_every_part_counted(
         line_ws: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.cli.test_app import invoke

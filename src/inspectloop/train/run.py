@@ -261,7 +261,7 @@ def _estimate(run: _Run, loaded: Loaded) -> Estimate:
     message = estimated.describe()
     if config.max_minutes is not None and config.mode == "finetune" and estimated.seconds > config.max_minutes * 60:
         message += (f"; the time budget ({duration_text(config.max_minutes * 60)}) allows about "
-                    f"{max(1, int(config.max_minutes * 60 // estimated.epoch_seconds))}")
+                    f"{max(1, int(config.max_minutes * 60 // estimated.epoch_seconds))} of them")
     run.progress("estimate", {"message": message, **estimated.to_dict()})
     check_budget(estimated, config)
     return estimated
