@@ -272,7 +272,8 @@ def _train_config() -> type:
 
 
 TRAIN_SETTINGS = ConfigOptions(_train_config, {"task": "task", "mode": "mode", "epochs": "epochs",
-                                               "input_size": "input_size"}, TrainingError)
+                                               "input_size": "input_size", "max_minutes": "max_minutes"},
+                               TrainingError)
 
 
 @app.command(cls=TRAIN_SETTINGS.command_class())
@@ -283,6 +284,7 @@ def train(ws: WorkspaceOpt,
           mode: Annotated[Optional[str], typer.Option()] = None,
           epochs: Annotated[Optional[int], typer.Option()] = None,
           input_size: Annotated[Optional[int], typer.Option()] = None,
+          max_minutes: Annotated[Optional[float], typer.Option()] = None,
           setting: SetOption = [],  # noqa: B006
           int8: Annotated[bool, typer.Option(help="Also export an INT8-quantised model.")] = False,
           resume: Annotated[Optional[str], typer.Option(help="Resume an interrupted run by id.")] = None,
@@ -296,11 +298,17 @@ def train(ws: WorkspaceOpt,
     frozen test set, export to ONNX."""
     from inspectloop.train.run import train as train_lib
 
-    config = TRAIN_SETTINGS.build(setting, task=task, mode=mode, epochs=epochs, input_size=input_size)
+    config = TRAIN_SETTINGS.build(setting, task=task, mode=mode, epochs=epochs, input_size=input_size,
+                                  max_minutes=max_minutes)
     with workspace(ws) as w, TrainingView() as view:
         result = train_lib(w, config, dataset=dataset, resume=resume, export_int8=int8, progress=view.update,
                            criteria=criteria, update=update)
     _print_run_result(result.run_id, result.metrics["test"], result.model_path)
+    if result.metrics.get("estimate"):
+        from inspectloop.train.estimate import duration_text
+
+        out.print(f"training took {duration_text(result.metrics['train_seconds'])} "
+                  f"(estimated {duration_text(result.metrics['estimate']['seconds'])})", highlight=False)
     if result.metrics.get("task") == "anomaly":
         ranking = result.metrics["ranking"]
         out.print(f"anomaly: image AUROC {fmt(ranking['auroc'])}, recall at 1% false positives "
@@ -322,13 +330,31 @@ def _print_run_result(run_id: str, test: dict[str, Any], model_path: Path) -> No
 @app.command()
 @friendly
 def runs(ws: WorkspaceOpt) -> None:
-    """List training runs with their dataset version, criteria and test macro recall."""
+    """List training runs with their status (an interrupted one can be resumed), dataset version, criteria and
+    test macro recall."""
+    from rich import box
+    from rich.table import Table
+
+    from inspectloop.train.record import INTERRUPTED, run_status
+
     with workspace(ws) as w:
-        rows = [[r.id, r.status, r.dataset_version, r.config.get("mode"),
-                 "" if r.criteria_id is None else f"#{r.criteria_id}",
-                 fmt(((r.metrics or {}).get("test") or {}).get("macro_recall")), r.started_at]
-                for r in w.db.runs.list()]
-    table("runs", ["run", "status", "dataset", "mode", "criteria", "test macro recall", "started"], rows)
+        listed = [(r, run_status(r)) for r in w.db.runs.list()]
+    view = Table(title="runs", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, padding=0)
+    # A run id is what --resume and the other commands take, and the status says whether to: neither is ever
+    # wrapped or cut, whatever the width (80 columns hold both, and the rest wraps).
+    view.add_column("run", no_wrap=True, min_width=max([len(r.id) for r, _ in listed], default=3))
+    view.add_column("status", no_wrap=True, min_width=len(INTERRUPTED))
+    for column in ("dataset", "mode", "criteria", "test macro recall", "started"):
+        view.add_column(column)
+    for r, status in listed:
+        view.add_row(r.id, status, r.dataset_version, str(r.config.get("mode") or ""),
+                     "" if r.criteria_id is None else f"#{r.criteria_id}",
+                     fmt(((r.metrics or {}).get("test") or {}).get("macro_recall")),
+                     r.started_at[5:16].replace("T", " "))  # MM-DD HH:MM (UTC): the id says the year
+    out.print(view)
+    if any(status in (INTERRUPTED, "failed") for _, status in listed):
+        out.print("an interrupted or failed run resumes from its last finished epoch: "
+                  "inspectloop train --resume RUN", highlight=False)
 
 
 @app.command()

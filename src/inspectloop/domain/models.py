@@ -22,7 +22,7 @@ class TrainingRun:
 
     id: str
     kind: str  # train
-    status: str  # running | finished | failed
+    status: str  # running | finished | failed (interrupted: running, its process gone)
     dataset_version: str
     config: dict[str, Any]
     code_version: str
@@ -32,6 +32,9 @@ class TrainingRun:
     finished_at: str | None = None
     error: str | None = None
     criteria_id: int | None = None  # the acceptance criteria it will be judged by, locked before it started
+    pid: int | None = None  # the training process while it runs, on ``host``
+    host: str | None = None
+    heartbeat_at: str | None = None  # written at start and after each epoch
 
 
 @dataclass(frozen=True)

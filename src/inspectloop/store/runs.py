@@ -16,13 +16,26 @@ class RunRepository(Repository):
     """The ``runs`` and ``models`` tables."""
 
     def add(self, run_id: str, dataset_version: str, config: dict[str, Any], code_version: str,
-            artifacts: str, kind: str = "train", criteria_id: int | None = None) -> None:
-        """Record a run that starts now (status "running")."""
+            artifacts: str, kind: str = "train", criteria_id: int | None = None, pid: int | None = None,
+            host: str | None = None) -> None:
+        """Record a run that starts now (status "running"), trained by process ``pid`` on ``host``."""
+        started = now_iso()
         with self._connect() as conn:
             conn.execute(insert(s.runs).values(
                 id=run_id, kind=kind, status="running", dataset_version=dataset_version, config=config,
-                code_version=code_version, artifacts=self._store_path(artifacts), started_at=now_iso(),
-                criteria_id=criteria_id))
+                code_version=code_version, artifacts=self._store_path(artifacts), started_at=started,
+                criteria_id=criteria_id, pid=pid, host=host, heartbeat_at=started))
+
+    def reopen(self, run_id: str, pid: int, host: str) -> None:
+        """Mark a failed or interrupted run running again, now trained by process ``pid`` on ``host``."""
+        with self._connect() as conn:
+            conn.execute(update(s.runs).where(s.runs.c.id == run_id).values(
+                status="running", error=None, finished_at=None, pid=pid, host=host, heartbeat_at=now_iso()))
+
+    def beat(self, run_id: str) -> None:
+        """Record that the run's process is alive and training (after each epoch)."""
+        with self._connect() as conn:
+            conn.execute(update(s.runs).where(s.runs.c.id == run_id).values(heartbeat_at=now_iso()))
 
     def finish(self, run_id: str, status: str, metrics: dict[str, Any] | None = None,
                error: str | None = None) -> None:

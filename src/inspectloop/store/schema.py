@@ -138,6 +138,11 @@ runs = Table(
     Column("error", Text),
     # The acceptance criteria this run will be judged by (locked before it started).
     Column("criteria_id", Integer, ForeignKey("criteria.id"), info=since(2)),
+    # The training process (while running): a run whose process is gone, or whose heartbeat (each epoch) is
+    # stale on another host, was interrupted and can be resumed.
+    Column("pid", Integer, info=since(7)),
+    Column("host", String, info=since(7)),
+    Column("heartbeat_at", String, info=since(7)),
 )
 
 models = Table(

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inspectloop.decisions.conformal import DEFAULT_CONFIDENCE
 
@@ -51,6 +51,9 @@ class TrainConfig(BaseModel):
     flips: bool = Field(True, description="flip augmentations; turn off when orientation carries meaning")
     probe_views: int = Field(1, ge=1, le=16, description="augmented views per image cached in probe mode")
     patience: int = Field(0, ge=0, description="stop after this many epochs without val improvement (0 = never)")
+    max_minutes: float | None = Field(
+        None, gt=0, description="fine-tuning time budget in minutes: stop before an epoch that would end past it and "
+                                "keep the best epoch so far (a budget shorter than one epoch is refused)")
     jpeg_draft: bool = Field(False, description="decode JPEGs at reduced size when the model input is small (faster)")
     colour: Literal["auto", "L", "RGB"] = Field(
         "auto", description="decode as greyscale (L) or colour; auto picks L when every image is greyscale")
@@ -108,6 +111,13 @@ class TrainConfig(BaseModel):
                                                             "frame to review")
     nms_iou: float = Field(0.5, gt=0, le=1, description="detect: overlap (IoU) above which a weaker box of the same "
                                                         "class is suppressed")
+
+    @model_validator(mode="after")
+    def _one_budget_one_training(self) -> TrainConfig:
+        if self.max_minutes is not None and self.band_fit == "crossfit":
+            raise ValueError("max_minutes stops one training, and a cross-fitted run trains folds + 1 models: "
+                             "give epochs instead, or band_fit=split")
+        return self
 
 
 # -- the decisions a run's criteria fix -----------------------------------------------------------

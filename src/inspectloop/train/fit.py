@@ -38,6 +38,7 @@ class Training:
     history: tuple[dict[str, Any], ...]
     seconds: float
     resumed_from: int | None = None
+    stopped_at_budget: bool = False  # the run's max_minutes ended it before its last epoch
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe form."""
@@ -163,7 +164,8 @@ def _train(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Prepro
 
 
 def _training(result: TrainResult) -> Training:
-    return Training(result.best_epoch, tuple(result.history), result.seconds, result.resumed_from)
+    return Training(result.best_epoch, tuple(result.history), result.seconds, result.resumed_from,
+                    result.stopped_at_budget)
 
 
 def _subset(images: ImageSet, mask: np.ndarray) -> ImageSet:

@@ -24,15 +24,20 @@ from inspectloop.train.config import TrainConfig
 from inspectloop.train.data import ImageSet, augmented_batch, balanced_order, to_batch
 
 EpochCallback = Callable[[dict[str, Any]], None]
+PREDICT_BATCH = 64  # images per forward pass when scoring (validation, calibration, test)
 
 
 @dataclass
 class TrainResult:
+    """A finished training: the best epoch's model, the curve, the seconds of every part (a resumed run's
+    included), and ``stopped_at_budget`` (True when ``config.max_minutes`` ended it before its last epoch)."""
+
     model: Classifier
     best_epoch: int
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from: int | None = None
+    stopped_at_budget: bool = False
 
 
 def seed_everything(seed: int) -> None:
@@ -41,7 +46,8 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def predict_logits(model: nn.Module, images: ImageSet, preprocess: Preprocess, batch_size: int = 64) -> np.ndarray:
+def predict_logits(model: nn.Module, images: ImageSet, preprocess: Preprocess,
+                   batch_size: int = PREDICT_BATCH) -> np.ndarray:
     model.eval()
     outputs = []
     with torch.inference_mode():
@@ -69,8 +75,11 @@ def freeze_early_layers(model: Classifier, blocks: int) -> list[nn.Module]:
 
 def finetune(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Preprocess, config: TrainConfig,
              checkpoint: Path, on_epoch: EpochCallback | None = None) -> TrainResult:
-    """Fine-tune ``model``; resume from ``checkpoint`` when it exists; keep the best epoch by val macro recall."""
-    started = time.perf_counter()
+    """Fine-tune ``model``; resume from ``checkpoint`` when it exists; keep the best epoch by val macro recall.
+
+    With ``config.max_minutes``, stop before an epoch that would end past the budget (the mean epoch so far
+    says how long one takes; every part of a resumed run counts), keeping the best epoch so far.
+    """
     frozen = freeze_early_layers(model, config.freeze_blocks)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
@@ -79,12 +88,18 @@ def finetune(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Prep
                                                     pct_start=0.15)
     state = _State(best_state=copy.deepcopy(model.state_dict()))
     resumed = _resume(checkpoint, model, optimizer, scheduler, state)
+    started, earlier = time.perf_counter(), state.seconds  # this part's start; the seconds of earlier parts
     augment = build_augment(config.augment, config.flips)
+    stopped = False
     for epoch in range(state.epoch + 1, config.epochs):
+        if _over_budget(state, config.max_minutes):
+            stopped = True
+            break
         loss = _train_epoch(model, frozen, train, preprocess, config, optimizer, scheduler, augment, state, steps_per_epoch)
         score = macro_recall(val.labels, predict_logits(model, val, preprocess).argmax(1), int(train.labels.max()) + 1)
+        state.seconds = earlier + time.perf_counter() - started
         record = {"epoch": epoch, "loss": round(loss, 4), "val_macro_recall": round(score, 4),
-                  "seconds": round(time.perf_counter() - started, 1)}
+                  "seconds": round(state.seconds, 1)}
         state.history.append(record)
         if score >= state.best_score:
             state.best_score, state.best_epoch = score, epoch
@@ -96,7 +111,14 @@ def finetune(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Prep
         if config.patience and epoch - state.best_epoch >= config.patience:
             break
     model.load_state_dict(state.best_state)
-    return TrainResult(model, state.best_epoch, state.history, time.perf_counter() - started, resumed)
+    return TrainResult(model, state.best_epoch, state.history, state.seconds, resumed, stopped)
+
+
+def _over_budget(state: _State, max_minutes: float | None) -> bool:
+    """True when one more epoch, as long as the mean one so far, would end past the budget."""
+    if max_minutes is None or state.epoch < 0:
+        return False  # the first epoch always runs: a run refused for too small a budget never gets here
+    return state.seconds + state.seconds / (state.epoch + 1) > max_minutes * 60
 
 
 @dataclass
@@ -105,6 +127,7 @@ class _State:
     epoch: int = -1
     best_epoch: int = -1
     best_score: float = -1.0
+    seconds: float = 0.0  # training seconds of every part so far (a resumed run's earlier parts too)
     history: list[dict[str, Any]] = field(default_factory=list)
     py_rng: random.Random = field(default_factory=lambda: random.Random(0))
     np_rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
@@ -123,26 +146,38 @@ def _train_epoch(model: Classifier, frozen: Sequence[nn.Module], train: ImageSet
     for step in range(steps):
         index = order[step * config.batch_size:(step + 1) * config.batch_size]
         x = augmented_batch([train.images[i] for i in index], preprocess, augment, state.py_rng)
-        y = torch.from_numpy(train.labels[index])
-        loss = nn.functional.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        total += train_step(model, x, torch.from_numpy(train.labels[index]), optimizer, config)
         scheduler.step()
-        total += loss.item()
     return total / steps
+
+
+def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
+               config: TrainConfig) -> float:
+    """One optimiser step on one batch; its loss. The duration estimate times this very step."""
+    loss = nn.functional.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.item())
 
 
 def _save(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, state: _State) -> None:
     """Write the checkpoint atomically: a crash mid-save leaves the previous one intact."""
     payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                "epoch": state.epoch, "best_epoch": state.best_epoch, "best_score": state.best_score,
-               "best_state": state.best_state, "history": state.history, "py_rng": state.py_rng.getstate(),
+               "seconds": state.seconds, "best_state": state.best_state, "history": state.history, "py_rng": state.py_rng.getstate(),
                "np_rng": state.np_rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
     tmp.replace(path)
+
+
+def checkpoint_epoch(path: Path) -> int:
+    """The last finished epoch saved in a checkpoint (-1 when there is none yet)."""
+    if not path.exists():
+        return -1
+    return int(torch.load(path, map_location="cpu", weights_only=False)["epoch"])
 
 
 def _resume(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, state: _State) -> int | None:
@@ -154,6 +189,7 @@ def _resume(path: Path, model: nn.Module, optimizer: Any, scheduler: Any, state:
     scheduler.load_state_dict(payload["scheduler"])
     state.epoch, state.best_epoch, state.best_score = payload["epoch"], payload["best_epoch"], payload["best_score"]
     state.best_state, state.history = payload["best_state"], payload["history"]
+    state.seconds = float(payload.get("seconds", 0.0))  # checkpoints written before it was recorded: 0
     state.py_rng.setstate(payload["py_rng"])
     state.np_rng.bit_generator.state = payload["np_rng"]
     torch.set_rng_state(payload["torch_rng"])

@@ -7,20 +7,27 @@ escapes it, and ends with its exported files registered. The task modules import
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from inspectloop.domain import DatasetVersion
+from inspectloop.domain import DatasetVersion, TrainingRun
 from inspectloop.errors import InspectloopError, TrainingError
 from inspectloop.provenance import code_version
 from inspectloop.store import atomic_write_text, sha256_bytes
 from inspectloop.train.config import TrainConfig
 from inspectloop.workspace import Workspace
+
+INTERRUPTED = "interrupted"
+# A run trained on another host cannot be checked by its process id: it is taken as interrupted when its
+# heartbeat (written after each epoch) is older than this. One epoch took 14 minutes on a busy machine.
+STALE_HEARTBEAT = timedelta(hours=1)
 
 
 @dataclass(frozen=True)
@@ -41,20 +48,49 @@ def start_run(workspace: Workspace, version: DatasetVersion, config: TrainConfig
             raise TrainingError(f"no run {resume!r} to resume", "list runs with: inspectloop runs")
         if row.status == "finished":
             raise TrainingError(f"run {resume} already finished", "start a new run instead")
+        if run_status(row) == "running":
+            raise TrainingError(f"run {resume} is still training (process {row.pid} on {row.host})",
+                                "wait for it, or stop that process first")
         if row.dataset_version != version.name:
             raise TrainingError(f"run {resume} trained on {row.dataset_version}, not {version.name}",
                                 f"resume with --dataset {row.dataset_version}")
         if criteria_id is not None and row.criteria_id != criteria_id:
             raise TrainingError(f"run {resume} is judged by criteria #{row.criteria_id}, not #{criteria_id}",
                                 "resume without --criteria (a run keeps the criteria it started with)")
+        workspace.db.runs.reopen(resume, os.getpid(), socket.gethostname())
         return resume, TrainConfig(**row.config)
     run_id = f"run-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
     run_dir = workspace.runs_dir / run_id
     run_dir.mkdir(parents=True)
     atomic_write_text(run_dir / "config.json", json.dumps(config.model_dump(), indent=2))
     workspace.db.runs.add(run_id, version.name, config.model_dump(), code_version(), str(run_dir),
-                          criteria_id=criteria_id)
+                          criteria_id=criteria_id, pid=os.getpid(), host=socket.gethostname())
     return run_id, config
+
+
+def run_status(run: TrainingRun, now: datetime | None = None) -> str:
+    """The run's status as people need it: a run recorded as running whose training process is gone (killed,
+    machine rebooted) is ``interrupted``, and can be resumed with ``--resume``."""
+    if run.status != "running":
+        return run.status
+    if run.pid is not None and run.host == socket.gethostname():
+        return "running" if process_alive(run.pid) else INTERRUPTED
+    last = run.heartbeat_at or run.started_at  # another host, or a run recorded before processes were
+    beat = datetime.fromisoformat(last)
+    return INTERRUPTED if (now or datetime.now(UTC)) - beat > STALE_HEARTBEAT else "running"
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)  # signal 0: checks existence and permission, delivers nothing
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    except OSError:  # Windows: os.kill(pid, 0) fails for a gone process
+        return False
+    return True
 
 
 @contextmanager

@@ -40,7 +40,9 @@ from inspectloop.train.record import RunResult, colour_mode, failing_run, good_i
 from inspectloop.workspace import Workspace
 
 if TYPE_CHECKING:  # the training stack (torch) is imported when a run trains
+    from inspectloop.models.classifier import Classifier
     from inspectloop.train.data import ImageSet
+    from inspectloop.train.estimate import Estimate
     from inspectloop.train.fit import Fitted, HeldOut
 
 Progress = Callable[[str, dict[str, Any]], None]
@@ -197,11 +199,13 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
              export_int8: bool, progress: Progress) -> RunResult:
     run = _Run(workspace, version, config, run_id, run_dir, progress)
     loaded = _load(run)
+    estimated = _estimate(run, loaded)
     fitted = _fit(run, loaded)
     calibrated = _calibrate(run, loaded, fitted)
     evaluated = _evaluate(run, loaded, fitted, calibrated)
     exported = _export(run, loaded, fitted, calibrated, export_int8)
-    metrics = _metrics(fitted, calibrated, evaluated)
+    metrics = _metrics(fitted, calibrated, evaluated) | {"estimate": estimated.to_dict(),
+                                                         "budget": _budget_summary(run.config, fitted)}
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     workspace.db.runs.finish(run_id, "finished", metrics=metrics)
     return RunResult(run_id, run_dir, exported.model_path, metrics, evaluated.evaluation.files.html)
@@ -240,25 +244,57 @@ def _fold_keys(workspace: Workspace, items: list[DatasetItem], fold_by: str) -> 
     return [f"{fold_by}:{value}" if value else f"image:{item.sha256}" for item, value in zip(items, values)]
 
 
-def _fit(run: _Run, loaded: Loaded) -> Fitted:
-    """Train the model that ships (cross-fitted: the fold models first) and keep its weights."""
+def _estimate(run: _Run, loaded: Loaded) -> Estimate:
+    """Time a few training steps before the first epoch, say how long training will take, and refuse a time
+    budget shorter than one epoch."""
+    from inspectloop.train.estimate import check_budget, duration_text, estimate, measure_steps
+    from inspectloop.train.loop import checkpoint_epoch
+
+    config = run.config
+    steps = measure_steps(_new_model(config, len(loaded.names)), loaded.train, loaded.val, loaded.preprocess, config)
+    if loaded.folds is None:  # a resumed run: the epochs after its checkpoint's
+        trainings = [(len(loaded.train), config.epochs - 1 - checkpoint_epoch(run.run_dir / "checkpoint.pt"))]
+    else:  # the fold models not finished by an earlier attempt, then the refit on the whole pool
+        trainings = [(int(np.sum(loaded.folds != k)), config.epochs) for k in range(config.folds)
+                     if not (run.run_dir / f"fold-{k}.npz").exists()] + [(len(loaded.folds), config.epochs)]
+    estimated = estimate(steps, trainings, len(loaded.val), config)
+    message = estimated.describe()
+    if config.max_minutes is not None and config.mode == "finetune" and estimated.seconds > config.max_minutes * 60:
+        message += (f"; the time budget ({duration_text(config.max_minutes * 60)}) allows about "
+                    f"{max(1, int(config.max_minutes * 60 // estimated.epoch_seconds))} of them")
+    run.progress("estimate", {"message": message, **estimated.to_dict()})
+    check_budget(estimated, config)
+    return estimated
+
+
+def _new_model(config: TrainConfig, classes: int) -> Classifier:
+    """A fresh model, its head seeded: every model of a run (fold, refit, timing trial) starts the same."""
     import torch
 
     from inspectloop.models.backbones import backbone_spec, load_backbone
     from inspectloop.models.classifier import Classifier
-    from inspectloop.train.fit import fit_crossfitted, fit_split, join
     from inspectloop.train.loop import seed_everything
 
-    config = run.config
     if config.threads:
         torch.set_num_threads(config.threads)
+    seed_everything(config.seed)
+    trunk = load_backbone(config.backbone, input_size=config.input_size)
+    return Classifier(trunk, backbone_spec(config.backbone).feature_dim, classes)
+
+
+def _fit(run: _Run, loaded: Loaded) -> Fitted:
+    """Train the model that ships (cross-fitted: the fold models first) and keep its weights."""
+    import torch
+
+    from inspectloop.train.fit import fit_crossfitted, fit_split, join
+
+    config = run.config
 
     def new_model() -> Classifier:
-        seed_everything(config.seed)  # every model (fold or refit) starts from the same seeded head
-        trunk = load_backbone(config.backbone, input_size=config.input_size)
-        return Classifier(trunk, backbone_spec(config.backbone).feature_dim, len(loaded.names))
+        return _new_model(config, len(loaded.names))
 
     def on_epoch(record: dict[str, Any]) -> None:
+        run.workspace.db.runs.beat(run.run_id)
         run.progress("epoch", {**record, "epochs": config.epochs,
                                **({"folds": config.folds} if "fold" in record else {})})
 
@@ -269,7 +305,23 @@ def _fit(run: _Run, loaded: Loaded) -> Fitted:
         fitted = fit_crossfitted(new_model, join(loaded.train, loaded.calib), loaded.folds, loaded.val,
                                  loaded.preprocess, config, run.run_dir, on_epoch)
     torch.save(fitted.model.state_dict(), run.run_dir / "weights.pt")
+    budget = _budget_summary(config, fitted)
+    if budget and budget["stopped_at_budget"]:
+        from inspectloop.train.estimate import duration_text
+
+        run.progress("note", {"message": f"stopped at the time budget ({duration_text((config.max_minutes or 0) * 60)}) "
+                                         f"after epoch {budget['last_epoch'] + 1} of {config.epochs}; kept epoch "
+                                         f"{fitted.training.best_epoch + 1} (best validation macro recall)"})
     return fitted
+
+
+def _budget_summary(config: TrainConfig, fitted: Fitted) -> dict[str, Any] | None:
+    """The time budget and whether it ended training early (after which epoch), for the metrics."""
+    if config.max_minutes is None:
+        return None
+    history = fitted.training.history
+    return {"max_minutes": config.max_minutes, "stopped_at_budget": fitted.training.stopped_at_budget,
+            "last_epoch": history[-1]["epoch"] if history else None}
 
 
 def _calibrate(run: _Run, loaded: Loaded, fitted: Fitted) -> Calibrated:
