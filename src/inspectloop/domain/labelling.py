@@ -8,6 +8,9 @@ so a reviewer's correction of an imported label wins instead of tying with it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
 from pydantic import Field, field_validator
 
 from inspectloop.domain.base import FrozenModel
@@ -55,3 +58,16 @@ class LabellingPolicy(FrozenModel):
     def rank(self, role: str) -> int:
         """0 for the highest role; roles the policy leaves out come after every listed one."""
         return self.roles.index(role) if role in self.roles else len(self.roles)
+
+
+@dataclass(frozen=True)
+class QueuedSuspect:
+    """A suspected label error waiting in the settle queue, as stored."""
+
+    id: int
+    sha256: str
+    given: str | None
+    suggestion: str | None
+    score: float | None
+    created_at: str
+    details: dict[str, Any] = field(default_factory=dict)
