@@ -64,3 +64,12 @@ def test_suspects_flags_a_wrong_label_and_queues_it(ws: tuple[Path, list[str]]) 
     assert report["suspects"][0]["suggestion"] == "good" and report["queued"] == len(report["suspects"])
     queue = json.loads(invoke("labels", "queue", "-w", path, "--json")[1])
     assert queue[0]["sha256"] == good[0] and "suspect" in queue[0]["reasons"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--rank-by", "loudness"], "unknown ranking 'loudness'"),
+    ([], "no dataset version yet"),
+])
+def test_suspects_bad_input_is_one_line(ws: tuple[Path, list[str]], args: list[str], message: str) -> None:
+    code, _, err = invoke("labels", "suspects", "-w", ws[0], *args)
+    assert code == 1 and message in err and "Traceback" not in err

@@ -25,6 +25,7 @@ import numpy as np
 from inspectloop.errors import LabelError
 
 RankBy = Literal["self_confidence", "normalized_margin"]
+RANKINGS: tuple[RankBy, ...] = ("self_confidence", "normalized_margin")
 
 
 @dataclass(frozen=True, eq=False)
@@ -112,8 +113,13 @@ def label_quality(labels: np.ndarray, probabilities: np.ndarray, rank_by: RankBy
     given = probabilities[np.arange(n), labels]
     if rank_by == "self_confidence":
         return given
-    if rank_by != "normalized_margin":
-        raise LabelError(f"unknown ranking {rank_by!r}", "use self_confidence or normalized_margin")
+    check_ranking(rank_by)
     others = probabilities.copy()
     others[np.arange(n), labels] = -np.inf
     return (given - others.max(axis=1) + 1.0) / 2.0
+
+
+def check_ranking(rank_by: str) -> None:
+    """LabelError unless ``rank_by`` names a ranking (``RANKINGS``)."""
+    if rank_by not in RANKINGS:
+        raise LabelError(f"unknown ranking {rank_by!r}", f"use one of: {', '.join(RANKINGS)}")

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from inspectloop.domain import Annotation
+from inspectloop.domain import Annotation, Role, User
 from inspectloop.domain.labelling import SETTLED
 from inspectloop.errors import LabelError
 from inspectloop.labels import find_image, resolve_labels
@@ -90,6 +90,11 @@ def settle(workspace: Workspace, image: str, label: str, *, by: str, seen: str, 
             created_at=datetime.now(UTC).replace(microsecond=0)))
         tx.settle.close(sha256, by=by, annotation_id=annotation_id)
     return sha256
+
+
+def may_settle(workspace: Workspace, user: User) -> bool:
+    """Whether a service user may settle labels: an admin, or a quality engineer by the labelling policy."""
+    return user.role == Role.ADMIN or workspace.config.labelling.annotators.get(user.name) == "quality_engineer"
 
 
 def _case(sha256: str, reasons: tuple[str, ...], by_image: dict[str, list[Annotation]], labels: dict[str, str],

@@ -10,7 +10,7 @@ import numpy as np
 from inspectloop.datasets import load_version
 from inspectloop.domain.labelling import QueuedSuspect
 from inspectloop.errors import LabelError
-from inspectloop.labelquality.confident import RankBy, find_label_issues
+from inspectloop.labelquality.confident import RankBy, check_ranking, find_label_issues
 from inspectloop.labelquality.probabilities import DEFAULT_FOLDS, frozen_features, out_of_fold_probabilities
 from inspectloop.workspace import Workspace
 
@@ -46,6 +46,7 @@ def find_suspects(workspace: Workspace, version: str = "latest", *, folds: int =
                   rank_by: RankBy = "self_confidence",
                   progress: Callable[[int, int], None] | None = None) -> SuspectReport:
     """Rank the images of a dataset version (every split) whose label is probably wrong."""
+    check_ranking(rank_by)  # before minutes of embedding, not after
     dataset = load_version(workspace, version)
     classes = list(dataset.class_names)
     items = [item for item in dataset.items if item.label in classes]
