@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 
 from inspectloop.domain import Annotation, ClassDefinition, Severity
+from inspectloop.domain.labelling import LabellingPolicy
 from inspectloop.errors import LabelError
 from inspectloop.ingest import ingest, scan_folder
 from inspectloop.labels import add_reference_image, annotate, define_class, label_summary, resolve_labels
@@ -105,3 +106,31 @@ def test_only_one_good_class(tmp_path: Path) -> None:
 def test_class_names_are_validated() -> None:
     with pytest.raises(ValueError):
         ClassDefinition(name="../etc")
+
+
+def test_a_reviewers_correction_of_an_import_wins_instead_of_tying() -> None:
+    """Was a tie (one vote each) that silently dropped the image from the next version."""
+    annotations = votes(("x", "good", "import"), source="import") + votes(("x", "scratch", "ana"))
+    result = resolve_labels(annotations)
+    assert result.labels == {"x": "scratch"} and result.ties == []
+    assert result.disagreements[0].decided_by == "reviewer"
+
+
+QE = {"qe": "quality_engineer"}
+
+
+@pytest.mark.parametrize("policy, label", [
+    (LabellingPolicy(annotators=QE), "pit"),  # the quality engineer outranks two reviewers
+    (LabellingPolicy(), "scratch"),  # not named in the policy, qe is one reviewer of three
+    (LabellingPolicy(roles=["settled", "reviewer", "quality_engineer", "import"], annotators=QE), "scratch"),
+])
+def test_the_policy_says_whose_word_counts(policy: LabellingPolicy, label: str) -> None:
+    annotations = votes(("x", "scratch", "ana"), ("x", "scratch", "bo"), ("x", "pit", "qe"))
+    assert resolve_labels(annotations, policy).labels["x"] == label
+
+
+def test_the_latest_settle_decision_outranks_every_vote() -> None:
+    annotations = (votes(("x", "scratch", "ana"), ("x", "scratch", "bo"))
+                   + votes(("x", "pit", "qe"), ("x", "good", "qe2"), source="settled"))
+    result = resolve_labels(annotations)
+    assert result.labels == {"x": "good"} and result.disagreements[0].decided_by == "settled"

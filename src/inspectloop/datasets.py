@@ -58,7 +58,7 @@ def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name:
     plan = plan or SplitPlan()
     plan.validate()
     parent_version = _parent(workspace, parent)
-    resolution = resolve_labels(workspace.db.labels.annotations())
+    resolution = resolve_labels(workspace.db.labels.annotations(), workspace.config.labelling)
     records = workspace.db.images.get_many(list(resolution.labels))
     labels = {d: label for d, label in resolution.labels.items() if d in records}
     if not labels:

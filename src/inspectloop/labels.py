@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from inspectloop.domain import Annotation, ClassDefinition
+from inspectloop.domain.labelling import SETTLED, LabellingPolicy
 from inspectloop.errors import LabelError
 from inspectloop.store import sha256_bytes
 from inspectloop.workspace import Workspace
@@ -27,9 +28,11 @@ class Disagreement:
     votes: dict[str, int]  # class -> annotators who chose it
     resolved: str | None  # majority label, None on a tie or an unsettled conflict
     conflict: bool = False  # one annotator's imports gave the same bytes two classes, not yet settled
+    decided_by: str | None = None  # the role whose words were counted (labelling policy)
 
     def to_dict(self) -> dict[str, object]:
-        return {"sha256": self.sha256, "votes": self.votes, "resolved": self.resolved, "conflict": self.conflict}
+        return {"sha256": self.sha256, "votes": self.votes, "resolved": self.resolved, "conflict": self.conflict,
+                "decided_by": self.decided_by}
 
 
 @dataclass
@@ -94,53 +97,77 @@ def annotate(workspace: Workspace, sha256: str, class_name: str, *, annotator: s
                                                    source=source, note=note)])
 
 
-def resolve_labels(annotations: Iterable[Annotation]) -> LabelResolution:
-    """One label per image by majority of annotators. The rules:
+def resolve_labels(annotations: Iterable[Annotation], policy: LabellingPolicy | None = None) -> LabelResolution:
+    """One label per image: the majority of the highest-ranked role's words (``policy``). The rules:
 
-    - An annotator's latest word counts once (a reviewer may change their mind).
+    - An annotator's latest word counts once (a reviewer may change their mind), in the role of that word.
+    - Only the words of the highest-ranked role present on the image count (default: settled >
+      quality_engineer > reviewer > import), so a reviewer's correction of an import wins; a settle
+      decision outranks every vote, and the latest one wins.
     - Imports are not a change of mind: when one annotator's imports put the same bytes under two
       classes (``ok/a.png`` and ``defect/b.png``), each class they gave counts, and the image is in
-      *conflict*: unlabelled (left out of new dataset versions and so of training) until someone
-      settles it with an annotation that is not an import (``inspectloop label``); then majority rules.
-    - A tie leaves the image unlabelled.
+      *conflict*: unlabelled (left out of new dataset versions and so of training) until a word that
+      outranks the imports settles it.
+    - A tie among the counted words leaves the image unlabelled.
 
-    Images whose annotators disagree, conflicts included, are listed.
+    Images whose annotators disagree (every vote counted, whatever its rank), conflicts included, are listed.
     """
-    latest: dict[tuple[str, str], str] = {}
-    imported: dict[tuple[str, str], set[str]] = defaultdict(set)
-    reviewed: set[tuple[str, str]] = set()  # (image, annotator) with a word that is not an import
-    for annotation in annotations:  # in creation order, so later annotations overwrite earlier ones
-        key = (annotation.sha256, annotation.annotator)
-        latest[key] = annotation.class_name
+    policy = policy or LabellingPolicy()
+    words: dict[str, dict[str, _Word]] = defaultdict(dict)  # image -> annotator -> latest word
+    for seq, annotation in enumerate(annotations):  # in creation order: later words overwrite earlier ones
+        previous = words[annotation.sha256].get(annotation.annotator)
+        imports = previous.imports if previous else frozenset()
         if annotation.source == "import":
-            imported[key].add(annotation.class_name)
-        else:
-            reviewed.add(key)
-    votes: dict[str, Counter[str]] = defaultdict(Counter)
-    conflicted: set[str] = set()
-    for key, label in latest.items():
-        claims = {label} if key in reviewed else imported[key]
-        if len(claims) > 1:
-            conflicted.add(key[0])
-        votes[key[0]].update(claims)
-    settled = {digest for digest, _ in reviewed}
+            imports = imports | {annotation.class_name}
+        words[annotation.sha256][annotation.annotator] = _Word(
+            annotation.class_name, policy.role(annotation.annotator, annotation.source), imports,
+            reviewed=annotation.source != "import" or (previous is not None and previous.reviewed), seq=seq)
     resolution = LabelResolution()
-    for digest, counter in sorted(votes.items()):
-        ranked = counter.most_common()
-        tie = len(ranked) > 1 and ranked[0][1] == ranked[1][1]
-        open_conflict = digest in conflicted and digest not in settled
-        winner = None if tie or open_conflict else ranked[0][0]
+    for digest, by_annotator in sorted(words.items()):
+        counter: Counter[str] = Counter()
+        for word in by_annotator.values():
+            counter.update(word.claims)
+        winner, role, conflict = _decide(list(by_annotator.values()), policy)
         if winner is not None:
             resolution.labels[digest] = winner
-        if len(ranked) > 1:
-            resolution.disagreements.append(Disagreement(digest, dict(counter), winner, open_conflict))
+        if len(counter) > 1:
+            resolution.disagreements.append(Disagreement(digest, dict(counter), winner, conflict, role))
     return resolution
+
+
+@dataclass(frozen=True)
+class _Word:
+    """One annotator's latest word on one image."""
+
+    label: str
+    role: str
+    imports: frozenset[str]  # every class this annotator's imports gave the image
+    reviewed: bool  # the annotator said something that is not an import
+    seq: int  # position in creation order
+
+    @property
+    def claims(self) -> set[str]:
+        return {self.label} if self.reviewed else set(self.imports)
+
+
+def _decide(words: list[_Word], policy: LabellingPolicy) -> tuple[str | None, str, bool]:
+    """(winner or None, the deciding role, open conflict) among the highest-ranked role's words."""
+    top = min(policy.rank(word.role) for word in words)
+    counted = [word for word in words if policy.rank(word.role) == top]
+    role = counted[0].role
+    if role == SETTLED:
+        return max(counted, key=lambda word: word.seq).label, role, False  # the latest settle decision
+    if any(len(word.claims) > 1 for word in counted):
+        return None, role, True
+    ranked = Counter(word.label for word in counted).most_common()
+    tie = len(ranked) > 1 and ranked[0][1] == ranked[1][1]
+    return (None if tie else ranked[0][0]), role, False
 
 
 def label_summary(workspace: Workspace) -> dict[str, object]:
     """Counts per class, annotators, and the disagreements to settle."""
     annotations = workspace.db.labels.annotations()
-    resolution = resolve_labels(annotations)
+    resolution = resolve_labels(annotations, workspace.config.labelling)
     per_class = Counter(resolution.labels.values())
     annotated = {a.sha256 for a in annotations}
     return {

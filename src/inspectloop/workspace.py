@@ -6,8 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from inspectloop.domain.labelling import LabellingPolicy
 from inspectloop.errors import WorkspaceError
 from inspectloop.keys import create_signing_key
 from inspectloop.store import BlobStore, Database, atomic_write_text, now_iso
@@ -25,6 +26,7 @@ class WorkspaceConfig(BaseModel):
     created_at: str
     database: str = "sqlite:///inspectloop.db"
     blobs: str = "blobs"
+    labelling: LabellingPolicy = Field(default_factory=LabellingPolicy)  # whose word counts most
 
 
 @dataclass

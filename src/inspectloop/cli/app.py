@@ -11,6 +11,7 @@ from inspectloop.cli.common import (
     WorkspaceOpt, err, fmt, friendly, out, print_json, progress_bar, table, workspace,
 )
 from inspectloop.cli.keys_commands import TrustedKeyOpt, keys_app, trusted_key_paths, warn_unverified
+from inspectloop.cli.labels_commands import labels_app
 from inspectloop.cli.line_commands import line_app, run as station_run
 from inspectloop.cli.registry_commands import accept, criteria_app, models_app
 from inspectloop.cli.service_commands import SERVE_SETTINGS, serve, shadow_app, users_app
@@ -40,6 +41,7 @@ app.add_typer(recalibrate_app, name="recalibrate")
 app.add_typer(keys_app, name="keys")
 app.add_typer(regions_app, name="regions")
 app.add_typer(line_app, name="line")
+app.add_typer(labels_app, name="labels")
 app.command("run")(station_run)
 
 
@@ -180,24 +182,6 @@ def label(sha256: str, class_name: str, ws: WorkspaceOpt,
     with workspace(ws) as w:
         annotate(w, sha256, class_name, annotator=annotator, note=note)
     out.print("annotation saved")
-
-
-@app.command()
-@friendly
-def labels(ws: WorkspaceOpt, json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Label counts per class, annotators, and images whose annotators disagree."""
-    from inspectloop.labels import label_summary
-
-    with workspace(ws) as w:
-        summary = label_summary(w)
-    if json_out:
-        print_json(summary)
-        return
-    table("labels", ["class", "images"], [[k, v] for k, v in summary["per_class"].items()])  # type: ignore[union-attr]
-    out.print(f"{summary['labelled']} labelled of {summary['images']} images; annotators: "
-              f"{', '.join(summary['annotators']) or 'none'}; disagreements: {len(summary['disagreements'])} "  # type: ignore[arg-type]
-              f"({summary['ties']} ties left unlabelled, {summary['conflicts']} label conflicts left out of "
-              "training until settled with 'inspectloop label')")
 
 
 @dataset_app.command("create")

@@ -28,6 +28,7 @@ from inspectloop.store.regions import RegionRepository
 from inspectloop.store.registry import RegistryRepository
 from inspectloop.store.review import ReviewRepository
 from inspectloop.store.runs import RunRepository
+from inspectloop.store.settle import SettleRepository
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -68,6 +69,7 @@ class Repositories:
         self.recalibration = RecalibrationRepository(connect, root)
         self.integrity = IntegrityRepository(connect, root)
         self.regions = RegionRepository(connect, root)
+        self.settle = SettleRepository(connect, root)
 
 
 class Transaction(Repositories):

@@ -70,10 +70,13 @@ class LabelRepository(Repository):
             rows = conn.execute(query.where(s.annotations.c.sha256.in_(list(set(digests)))))
             return {(row.sha256, row.class_name, row.annotator) for row in rows}
 
-    def annotations(self) -> list[Annotation]:
-        """Every annotation, oldest first."""
+    def annotations(self, sha256: str | None = None) -> list[Annotation]:
+        """Every annotation (of one image, when named), oldest first."""
+        query = select(s.annotations).order_by(s.annotations.c.id)
+        if sha256 is not None:
+            query = query.where(s.annotations.c.sha256 == sha256)
         with self._connect() as conn:
-            rows = conn.execute(select(s.annotations).order_by(s.annotations.c.id)).all()
+            rows = conn.execute(query).all()
         return [Annotation(sha256=r.sha256, class_name=r.class_name, annotator=r.annotator, source=r.source,
                            created_at=datetime.fromisoformat(r.created_at), note=r.note) for r in rows]
 

@@ -494,3 +494,25 @@ dataset_regions = Table(
     PrimaryKeyConstraint("version", "region_id"),
     info=since(6),
 )
+
+
+# -- version 7: the settle queue (suspected label errors waiting for a quality engineer) ---------------
+
+# An image sent to be settled: a suspected label error (``suspect``). Disagreements between annotators are
+# read live from ``annotations`` and are not stored here. Settling adds an annotation (source "settled").
+settle_items = Table(
+    "settle_items", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sha256", String(64), ForeignKey("images.sha256"), nullable=False, index=True),
+    Column("reason", String, nullable=False),  # suspect
+    Column("given", String),  # the label the image had when it was queued
+    Column("suggestion", String),  # the class the estimate finds more likely
+    Column("score", Float),  # label quality when queued: low = likely wrong (queue order)
+    Column("details", JSON),
+    Column("status", String, nullable=False, server_default=text("'open'")),  # open | settled
+    Column("created_at", String, nullable=False),
+    Column("settled_at", String),
+    Column("settled_by", String),
+    Column("annotation_id", Integer, ForeignKey("annotations.id")),
+    info=since(7),
+)

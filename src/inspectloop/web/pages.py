@@ -259,6 +259,51 @@ def _item_context(request: Request, item: review.ReviewItem | None) -> dict[str,
                         if isinstance(v, str | int | float | bool) and k != review.HEATMAP_DETAIL}}
 
 
+# -- settle queue ------------------------------------------------------------------------------------
+
+SETTLE_SHOWN = 50  # cases on the page; the rest wait their turn (inspectloop labels queue lists all)
+
+
+@router.get("/settle")
+def settle_page(request: Request) -> Response:
+    """The settle queue: disagreements and suspected errors, each image with every vote, beside the classes."""
+    user = page_user(request)
+    if user is None:
+        return _to_login(request)
+    return _render(request, "settle.html", _settle_context(request, user))
+
+
+@router.post("/settle")
+def settle_decision(request: Request, sha256: Annotated[str, Form()] = "", label: Annotated[str, Form()] = "",
+                    seen: Annotated[str, Form()] = "", note: Annotated[str, Form()] = "",
+                    csrf: Annotated[str, Form()] = "") -> Response:
+    """Settle one image's label (admins and the policy's quality engineers); a stale view is refused (409)."""
+    from inspectloop.labelquality.settle import may_settle, settle
+
+    user = page_user(request)
+    if user is None:
+        return Response("log in again: your session has ended", status_code=401, media_type="text/plain")
+    if not _write_allowed(request, csrf):
+        return Response("refused: this request did not come from the settle page", status_code=403,
+                        media_type="text/plain")
+    if not may_settle(workspace_of(request), user):
+        return Response(f"{user.name} may not settle labels: an admin, or a quality engineer named in the "
+                        "workspace's labelling policy, may", status_code=403, media_type="text/plain")
+    try:
+        settle(workspace_of(request), sha256, label, by=user.name, seen=seen, note=note or None)
+    except InspectloopError as exc:
+        return _render(request, "settle.html", _settle_context(request, user, str(exc)), status_code=409)
+    return RedirectResponse("/settle", status_code=303)
+
+
+def _settle_context(request: Request, user: User, error: str | None = None) -> dict[str, Any]:
+    from inspectloop.labelquality.settle import may_settle, settle_queue
+
+    cases = settle_queue(workspace_of(request))
+    return {"user": user, "csrf": _csrf(request), "classes": _classes(request), "cases": cases[:SETTLE_SHOWN],
+            "waiting": len(cases), "error": error, "may_settle": may_settle(workspace_of(request), user)}
+
+
 # -- dashboard ---------------------------------------------------------------------------------------
 
 @router.get("/dashboard")

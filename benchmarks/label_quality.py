@@ -1,0 +1,167 @@
+"""Label-error finding on seeded label noise: inspectloop's confident learning next to cleanlab's.
+
+    python -m benchmarks.label_quality [--datasets neu_det magnetic_tile] [--seeds 3]
+
+For NEU-DET and magnetic tile: frozen EfficientNet-Lite0 features of every image (cached under
+benchmarks/cache), a stratified 80% training set, and label noise seeded into it at 5% and 10%, uniform
+(any other class) and class-conditional (each class flips only to its look-alike partner, e.g. Crack <->
+Break). Out-of-fold probabilities (5-fold logistic regression) are computed once per setting; inspectloop's
+``find_label_issues`` and cleanlab's ``find_label_issues`` (defaults, in its own venv: setup with
+``bash benchmarks/peers/setup_cleanlab.sh``) read the same probabilities. Precision / recall / F1 of the
+flagged examples against the flipped ones, mean over seeds. "Real cases": what the estimate flags among the
+datasets' own labels (no noise seeded), top 20 listed for a person to check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.common import CACHE, CITATIONS, magnetic_tile_items, neu_items, previous_datasets, write_result
+from inspectloop.labelquality.confident import find_label_issues
+from inspectloop.labelquality.probabilities import frozen_features, out_of_fold_probabilities
+
+REPO = Path(__file__).resolve().parents[1]
+CLEANLAB_PYTHON = REPO / ".venv-cleanlab" / "bin" / "python"
+RATES = (0.05, 0.10)
+# Class-conditional noise: each class flips only to its look-alike partner.
+PAIRS = {
+    "neu_det": [("crazing", "rolled-in_scale"), ("inclusion", "scratches"), ("patches", "pitted_surface")],
+    "magnetic_tile": [("Crack", "Break"), ("Blowhole", "Fray"), ("Uneven", "Free")],
+}
+LOADERS = {"neu_det": neu_items, "magnetic_tile": magnetic_tile_items}
+
+
+def features(name: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """(features, labels, class names, paths) of a dataset, from the cache when there."""
+    path = CACHE / f"label_quality-{name}-features.npz"
+    if path.exists():
+        data = np.load(path)
+        return data["features"], data["labels"], list(data["classes"]), list(data["paths"])
+    items = LOADERS[name]()
+    classes = sorted({item.label for item in items})
+    labels = np.array([classes.index(item.label) for item in items])
+    paths = [str(item.path) for item in items]
+    x = frozen_features(paths, lambda p: Path(p).read_bytes(),
+                        progress=lambda d, t: print(f"  {name}: {d}/{t} images embedded", end="\r", flush=True))
+    print()
+    CACHE.mkdir(parents=True, exist_ok=True)
+    np.savez(path, features=x, labels=labels, classes=np.array(classes), paths=np.array(paths))
+    return x, labels, classes, paths
+
+
+def train_indices(labels: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A stratified 80% of the images: the training set the noise is seeded into."""
+    rng = np.random.default_rng(seed)
+    keep = [rng.permutation(np.flatnonzero(labels == c))[: int(round(0.8 * np.sum(labels == c)))]
+            for c in np.unique(labels)]
+    return np.sort(np.concatenate(keep))
+
+
+def seed_noise(labels: np.ndarray, rate: float, kind: str, partner: dict[int, int], seed: int) -> np.ndarray:
+    """Noisy labels: a fraction ``rate`` of the images of each class gets another class (uniform) or its partner."""
+    rng = np.random.default_rng(1000 + seed)
+    noisy = labels.copy()
+    k = int(labels.max()) + 1
+    for c in range(k):
+        members = np.flatnonzero(labels == c)
+        flip = rng.choice(members, size=int(round(rate * len(members))), replace=False)
+        for i in flip:
+            noisy[i] = partner[c] if kind == "class_conditional" else rng.choice([j for j in range(k) if j != c])
+    return noisy
+
+
+def scores(flagged: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    tp = int(np.sum(flagged & truth))
+    precision = tp / max(int(flagged.sum()), 1)
+    recall = tp / max(int(truth.sum()), 1)
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1, "flagged": int(flagged.sum()), "flipped": int(truth.sum())}
+
+
+def run_cleanlab(settings: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
+    """cleanlab's flags for each (labels, probabilities), in its own venv and process."""
+    if not CLEANLAB_PYTHON.exists():
+        raise SystemExit(f"{CLEANLAB_PYTHON} missing: bash benchmarks/peers/setup_cleanlab.sh")
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = Path(tmp) / "in.npz", Path(tmp) / "out.npz"
+        np.savez(source, **{f"labels_{i}": y for i, (y, _) in enumerate(settings)},
+                 **{f"probs_{i}": p for i, (_, p) in enumerate(settings)})
+        subprocess.run([str(CLEANLAB_PYTHON), str(REPO / "benchmarks" / "peers" / "cleanlab_run.py"),
+                        str(source), str(target)], check=True)
+        data = np.load(target)
+        return [data[f"issues_{i}"].astype(bool) for i in range(len(settings))]
+
+
+def measure(name: str, seeds: int) -> dict[str, Any]:
+    x, labels, classes, paths = features(name)
+    train = train_indices(labels)
+    x, y = x[train], labels[train]
+    partner = {}
+    for a, b in PAIRS[name]:
+        partner[classes.index(a)], partner[classes.index(b)] = classes.index(b), classes.index(a)
+    cases, settings = [], []
+    for kind in ("uniform", "class_conditional"):
+        for rate in RATES:
+            for seed in range(seeds):
+                noisy = seed_noise(y, rate, kind, partner, seed)
+                probs = out_of_fold_probabilities(x, noisy, len(classes), seed=seed)
+                cases.append((kind, rate, seed, noisy != y, find_label_issues(noisy, probs).mask))
+                settings.append((noisy, probs))
+    peer = run_cleanlab(settings)
+    results: dict[str, Any] = {}
+    for (kind, rate, _seed, truth, ours), theirs in zip(cases, peer, strict=True):
+        entry = results.setdefault(f"{kind}@{rate:.2f}", {"inspectloop": [], "cleanlab": []})
+        entry["inspectloop"].append(scores(ours, truth))
+        entry["cleanlab"].append(scores(theirs, truth))
+    summary = {key: {side: _mean(runs) for side, runs in entry.items()} for key, entry in results.items()}
+    return {"images": int(len(labels)), "train_images": int(len(y)), "classes": classes,
+            "pairs": PAIRS[name], "seeds": seeds, "settings": summary, "real_cases": real_cases(x, y, classes,
+                                                                                                 [paths[i] for i in train])}
+
+
+def real_cases(x: np.ndarray, y: np.ndarray, classes: list[str], paths: list[str]) -> dict[str, Any]:
+    """What the estimate flags among the dataset's own training labels (no noise seeded)."""
+    probs = out_of_fold_probabilities(x, y, len(classes))
+    issues = find_label_issues(y, probs)
+    top = [{"path": str(Path(paths[i]).relative_to(Path(paths[i]).parents[1])), "given": classes[y[i]],
+            "suggested": classes[issues.suggested[i]], "self_confidence": round(float(issues.quality[i]), 4)}
+           for i in issues.flagged[:20]]
+    return {"flagged": int(len(issues.flagged)), "oof_accuracy": round(float(np.mean(probs.argmax(1) == y)), 4),
+            "top": top}
+
+
+def _mean(runs: list[dict[str, float]]) -> dict[str, float]:
+    return {key: round(float(np.mean([r[key] for r in runs])), 4) for key in runs[0]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", default=list(LOADERS), choices=list(LOADERS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--features-only", action="store_true", help="Embed and cache the features, then stop.")
+    args = parser.parse_args()
+    if args.features_only:
+        for name in args.datasets:
+            features(name)
+        return
+    datasets = previous_datasets("label_quality")  # rerunning one dataset keeps the others' figures
+    for name in args.datasets:
+        datasets[name] = measure(name, args.seeds)
+        for key, sides in datasets[name]["settings"].items():
+            print(f"{name:14s} {key:24s} inspectloop F1 {sides['inspectloop']['f1']:.3f}  "
+                  f"cleanlab F1 {sides['cleanlab']['f1']:.3f}")
+    write_result("label_quality", {"citations": {n: CITATIONS[n] for n in datasets}, "datasets": datasets,
+                                   "noise": "a fraction of each class's training images flipped: uniform = to any "
+                                            "other class, class_conditional = to the class's look-alike partner",
+                                   "method": "frozen EfficientNet-Lite0 features (224 px), 5-fold logistic "
+                                             "regression out-of-fold probabilities, same for both sides"})
+
+
+if __name__ == "__main__":
+    main()

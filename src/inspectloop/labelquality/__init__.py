@@ -1,0 +1,8 @@
+"""Label quality: which labels are probably wrong, how well annotators agree, and settling both.
+
+- :mod:`~inspectloop.labelquality.confident`: confident learning on out-of-fold probabilities (pure numpy).
+- :mod:`~inspectloop.labelquality.probabilities`: frozen backbone features and K-fold probabilities.
+- :mod:`~inspectloop.labelquality.suspects`: suspected label errors of a dataset version (workspace-bound).
+- :mod:`~inspectloop.labelquality.agreement`: Cohen's and Fleiss' kappa, per class and per annotator pair.
+- :mod:`~inspectloop.labelquality.settle`: the settle queue and a quality engineer's settle decision.
+"""
