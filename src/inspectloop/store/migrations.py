@@ -54,6 +54,10 @@ def _v6_regions(conn: Connection) -> None:
     _create_tables_added_in(conn, 6)
 
 
+def _v7_image_hashes(conn: Connection) -> None:
+    _create_tables_added_in(conn, 7)
+
+
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "foundation: images, classes, annotations, datasets, runs, models", _v1_foundation),
     (2, "acceptance criteria, model registry (versions, stages, acceptance reports), runs.criteria_id",
@@ -63,6 +67,7 @@ MIGRATIONS: list[tuple[int, str, Step]] = [
      _v4_monitoring),
     (5, "token expiry and revocation, browser sessions, user events, prediction content digests", _v5_security),
     (6, "region annotations (boxes, polygons) and the dataset versions that hold them", _v6_regions),
+    (7, "perceptual hashes of stored images", _v7_image_hashes),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -489,3 +489,16 @@ dataset_regions = Table(
     PrimaryKeyConstraint("version", "region_id"),
     info=since(6),
 )
+
+
+# -- version 7: perceptual hashes of stored images (near-duplicate search across dataset splits) ------
+
+# One perceptual hash per image and hash kind, computed once from the stored bytes (never changes).
+image_hashes = Table(
+    "image_hashes", metadata,
+    Column("sha256", String(64), ForeignKey("images.sha256"), nullable=False),
+    Column("kind", String, nullable=False),  # e.g. "dct64": 64-bit DCT hash of the 32x32 grey thumbnail
+    Column("value", String(16), nullable=False),  # hex; an unsigned 64-bit value does not fit a SQL integer
+    PrimaryKeyConstraint("sha256", "kind"),
+    info=since(7),
+)
