@@ -16,6 +16,9 @@ from typing import Any
 from inspectloop.domain import DatasetItem, DatasetVersion, ImageRecord
 from inspectloop.errors import DatasetError
 from inspectloop.labels import resolve_labels
+from inspectloop.near_duplicates import (
+    DEFAULT_MAX_DISTANCE, NearDuplicate, image_hashes, merge_groups, near_duplicate_pairs, pair_summary, place_pairs,
+)
 from inspectloop.workspace import Workspace
 
 GROUP_KEYS = ("part_id", "session", "camera", "line", "none")
@@ -34,6 +37,8 @@ class SplitPlan:
     test_field: str = "session"  # with test_values: images whose field matches form the test set
     test_values: tuple[str, ...] = ()  # e.g. held-out capture sessions (then test_fraction is unused)
     seed: int = 0
+    # Near-duplicates (perceptual hashes this many bits apart) are kept on one side of the split; None: off.
+    near_duplicate_distance: int | None = DEFAULT_MAX_DISTANCE
 
     def validate(self) -> None:
         if self.group_by not in GROUP_KEYS:
@@ -46,6 +51,9 @@ class SplitPlan:
             raise DatasetError(f"split fractions val={self.val_fraction}, test={self.test_fraction}, "
                                f"calib={self.calib_fraction} are impossible",
                                "use fractions in [0, 1) that together leave room for training data")
+        if self.near_duplicate_distance is not None and not 0 <= self.near_duplicate_distance <= 16:
+            raise DatasetError(f"near-duplicate distance {self.near_duplicate_distance} is out of range",
+                               "use 0 (identical pictures only) to 16 bits of 64, or none to turn the check off")
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -68,8 +76,12 @@ def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name:
     conflicted = {d.sha256 for d in resolution.conflicts}
     dropped = sorted(d for d in kept if d in conflicted)
     kept = {d: item for d, item in kept.items() if d not in conflicted}
-    groups = {d: _group_key(records[d], plan.group_by) for d in labels}
+    groups = {d: kept[d].group_key if d in kept else _group_key(records[d], plan.group_by) for d in labels}
     held_out = {d for d in labels if plan.test_values and getattr(records[d].meta, plan.test_field) in plan.test_values}
+    pairs: list[NearDuplicate] = []
+    if plan.near_duplicate_distance is not None:
+        pairs = near_duplicate_pairs(image_hashes(workspace, labels), plan.near_duplicate_distance)
+        groups = merge_groups(groups, pairs, kept={i.group_key for i in kept.values()}, apart=held_out)
     items = _assign(labels, groups, held_out, kept, plan, frozen_test=parent_version is not None and not new_test)
     carved = 0
     if plan.calib_fraction and parent_version and kept and not any(i.split == "calib" for i in kept.values()):
@@ -80,10 +92,13 @@ def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name:
         raise DatasetError(f"dataset version {version_name!r} already exists", "versions are immutable; pick a new name")
     summary = _summary(items, resolution, parent_version, labels) | {
         "calib_carved": carved, "conflicts_excluded": len(resolution.conflicts), "conflicts_dropped_from_parent": dropped}
+    if plan.near_duplicate_distance is not None:
+        summary["near_duplicates"] = pair_summary(place_pairs(pairs, items), plan.near_duplicate_distance)
     params = {"val_fraction": plan.val_fraction, "test_fraction": plan.test_fraction,
               "calib_fraction": plan.calib_fraction, "group_by": plan.group_by,
               "test_field": plan.test_field,
-              "test_values": list(plan.test_values), "seed": plan.seed, "new_test": new_test}
+              "test_values": list(plan.test_values), "seed": plan.seed, "new_test": new_test,
+              "near_duplicate_distance": plan.near_duplicate_distance}
     # The version holds its images' current region annotations by id: later box edits make new rows it never sees.
     region_ids = [r.id for r in workspace.db.regions.current([i.sha256 for i in items]) if r.id is not None]
     summary["regions"] = len(region_ids)

@@ -27,6 +27,7 @@ from inspectloop.domain import (
 )
 from inspectloop.errors import ImageError, IngestError
 from inspectloop.evaluate.slices import label_determined_fields
+from inspectloop.near_duplicates import HASH_KIND, perceptual_hash
 from inspectloop.quality import quality_stats
 from inspectloop.runtime.images import Decoded, decode_image, is_grey_content
 from inspectloop.store import Transaction, sha256_bytes
@@ -293,6 +294,7 @@ class _Prepared:
     item: SourceItem
     digest: str
     record: ImageRecord | None  # None when the bytes are already stored
+    phash: int | None = None  # the near-duplicate hash of a new image, from the same decode
 
 
 def _ingest_chunk(workspace: Workspace, chunk: list[SourceItem], ingest_id: int, report: IngestReport,
@@ -305,6 +307,7 @@ def _ingest_chunk(workspace: Workspace, chunk: list[SourceItem], ingest_id: int,
             report.classes_created.append(label)
         new_records = [e.record for e in prepared if e.record is not None]
         tx.images.add(new_records, ingest_id)
+        tx.hashes.add({e.digest: e.phash for e in prepared if e.phash is not None}, HASH_KIND)
         tx.images.add_sources([(e.digest, str(e.item.path)) for e in prepared], ingest_id)
         annotations, conflicts = _new_annotations(tx, prepared, annotator, report.first_paths)
         tx.labels.add_annotations(annotations)
@@ -360,7 +363,7 @@ def _prepare(workspace: Workspace, chunk: list[SourceItem], report: IngestReport
         _note_decode(report, str(item.path), decoded)
         new_blobs.append(data)
         seen[digest] = str(item.path)
-        prepared.append(_Prepared(item, digest, record))
+        prepared.append(_Prepared(item, digest, record, perceptual_hash(decoded.image)))
     workspace.blobs.put_many(new_blobs)  # blobs are durable before any row names them
     return prepared
 

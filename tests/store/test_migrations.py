@@ -70,7 +70,7 @@ def test_a_v1_workspace_upgrades_in_place(tmp_path: Path, monkeypatch: pytest.Mo
             names = conn.execute(select(schema.schema_migrations.c.name)).scalars().all()
         assert len(names) == 7 and names[1].startswith("acceptance criteria") and names[2].startswith("people")
         assert names[3].startswith("drift baselines") and names[4].startswith("token expiry")
-        assert names[5].startswith("region annotations")
+        assert names[5].startswith("region annotations") and names[6].startswith("interrupted training runs")
         run = ws.db.runs.get("run-old")
         assert run is not None and run.criteria_id is None and run.metrics == {"test": {"macro_recall": 0.9}}
         assert list(ws.db.labels.classes()) == ["scratch"]

@@ -200,12 +200,16 @@ def dataset_create(ws: WorkspaceOpt,
                    seed: Annotated[int, typer.Option()] = 0,
                    name: Annotated[Optional[str], typer.Option(help="Version name (default v1, v2, ...).")] = None,
                    new_test: Annotated[bool, typer.Option(help="Re-split everything, replacing the frozen "
-                                                                "test set of the previous version.")] = False) -> None:
+                                                                "test set of the previous version.")] = False,
+                   near_duplicates: Annotated[int, typer.Option(help="Keep images whose perceptual hashes differ "
+                                                                      "in at most this many bits of 64 on one side "
+                                                                      "of the split; -1 turns it off.")] = 4) -> None:
     """Snapshot the labelled images into a new dataset version (the frozen test set carries over)."""
     from inspectloop.datasets import SplitPlan, create_version
 
     plan = SplitPlan(val_fraction=val, test_fraction=test, calib_fraction=calib, group_by=group_by,
-                     test_field=test_field, test_values=tuple(test_value), seed=seed)
+                     test_field=test_field, test_values=tuple(test_value), seed=seed,
+                     near_duplicate_distance=None if near_duplicates < 0 else near_duplicates)
     with workspace(ws) as w:
         version = create_version(w, plan, name=name, new_test=new_test)
     _show_version(version.name, version.parent, version.summary)
@@ -233,6 +237,38 @@ def dataset_show(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] = "lat
     _show_version(version.name, version.parent, version.summary)
 
 
+@dataset_app.command("duplicates")
+@friendly
+def dataset_duplicates(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] = "latest",
+                       max_distance: Annotated[int, typer.Option(help="Bits of 64 two hashes may differ in.")] = 4,
+                       every: Annotated[bool, typer.Option("--all", help="Also list pairs on one side of the split "
+                                                                         "with one label.")] = False,
+                       json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Exact and near-duplicate images of a dataset version: pairs across splits (leaks) and pairs with two labels."""
+    from inspectloop.datasets import load_version
+    from inspectloop.near_duplicates import version_pairs
+
+    with workspace(ws) as w:
+        version = load_version(w, name)
+        pairs = version_pairs(w, version, max_distance)
+    shown = [p for p in pairs if every or p.leaks or p.conflicts]
+    rows = [[p.pair.first[:12], p.pair.second[:12], p.pair.distance, " / ".join(p.splits), " / ".join(p.labels),
+             ", ".join(word for word, on in (("leaks", p.leaks), ("label conflict", p.conflicts)) if on) or "-"]
+            for p in shown]
+    if json_out:
+        print_json([{"first": p.pair.first, "second": p.pair.second, "distance": p.pair.distance,
+                     "splits": list(p.splits), "labels": list(p.labels), "leaks": p.leaks,
+                     "conflicts": p.conflicts} for p in shown])
+        return
+    table(f"near-duplicates in {version.name} (at most {max_distance} bits apart)",
+          ["image", "image", "bits", "splits", "labels", "problem"], rows)
+    out.print(f"{len(pairs)} pair(s); {sum(p.leaks for p in pairs)} across splits, "
+              f"{sum(p.conflicts for p in pairs)} with two labels"
+              + ("; settle the labels with 'inspectloop label', and re-split with 'inspectloop dataset create "
+                 "--new-test' to close leaks of the frozen test set" if any(p.leaks or p.conflicts for p in pairs)
+                 else ""))
+
+
 def _show_version(name: str, parent: str | None, summary: dict[str, Any]) -> None:
     splits = summary["splits"]
     names = list(splits)
@@ -244,6 +280,10 @@ def _show_version(name: str, parent: str | None, summary: dict[str, Any]) -> Non
         out.print(f"{summary['conflicts_excluded']} image(s) with conflicting labels left out until settled"
                   + (f" ({len(summary['conflicts_dropped_from_parent'])} of them were in {parent})"
                      if summary.get("conflicts_dropped_from_parent") else ""))
+    near = summary.get("near_duplicates")
+    if near and near["pairs"]:
+        out.print(f"near-duplicates: {near['pairs']} pair(s), {near['across_splits']} across splits, "
+                  f"{near['label_conflicts']} with two labels (see: inspectloop dataset duplicates {name})")
     if summary.get("calib_carved"):
         out.print(f"calibration split: {summary['calib_carved']} image(s) carved from {parent}'s training data; "
                   "test set unchanged")

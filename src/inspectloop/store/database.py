@@ -17,6 +17,7 @@ from inspectloop.store.cameras import CameraRepository
 from inspectloop.store.criteria import CriteriaRepository
 from inspectloop.store.datasets import DatasetRepository
 from inspectloop.store.drift import DriftRepository
+from inspectloop.store.hashes import ImageHashRepository
 from inspectloop.store.images import ImageRepository
 from inspectloop.store.integrity import IntegrityRepository
 from inspectloop.store.labels import LabelRepository
@@ -70,6 +71,7 @@ class Repositories:
         self.integrity = IntegrityRepository(connect, root)
         self.regions = RegionRepository(connect, root)
         self.settle = SettleRepository(connect, root)
+        self.hashes = ImageHashRepository(connect, root)
 
 
 class Transaction(Repositories):

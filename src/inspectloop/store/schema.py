@@ -496,7 +496,8 @@ dataset_regions = Table(
 )
 
 
-# -- version 7: the settle queue (suspected label errors waiting for a quality engineer) ---------------
+# -- version 7: the settle queue (suspected label errors waiting for a quality engineer) and ---------
+# -- perceptual image hashes (near-duplicate search across dataset splits) ----------------------------
 
 # An image sent to be settled: a suspected label error (``suspect``). Disagreements between annotators are
 # read live from ``annotations`` and are not stored here. Settling adds an annotation (source "settled").
@@ -514,5 +515,15 @@ settle_items = Table(
     Column("settled_at", String),
     Column("settled_by", String),
     Column("annotation_id", Integer, ForeignKey("annotations.id")),
+    info=since(7),
+)
+
+# One perceptual hash per image and hash kind, computed once from the stored bytes (never changes).
+image_hashes = Table(
+    "image_hashes", metadata,
+    Column("sha256", String(64), ForeignKey("images.sha256"), nullable=False),
+    Column("kind", String, nullable=False),  # e.g. "dct64": 64-bit DCT hash of the 32x32 grey thumbnail
+    Column("value", String(16), nullable=False),  # hex; an unsigned 64-bit value does not fit a SQL integer
+    PrimaryKeyConstraint("sha256", "kind"),
     info=since(7),
 )
