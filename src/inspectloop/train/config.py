@@ -55,6 +55,16 @@ class TrainConfig(BaseModel):
         None, gt=0, description="fine-tuning time budget in minutes: stop before an epoch that would end past it and "
                                 "keep the best epoch so far (a budget shorter than one epoch is refused)")
     jpeg_draft: bool = Field(False, description="decode JPEGs at reduced size when the model input is small (faster)")
+    precision: Literal["auto", "bf16", "float32"] = Field(
+        "auto", description="fine-tuning arithmetic: bf16 (autocast through oneDNN: faster on a CPU with AVX-512 "
+                            "BF16 or AMX), float32, or auto (bf16 where the CPU has it); scoring, calibration and "
+                            "the exported model stay float32")
+    channels_last: bool = Field(True, description="fine-tune in channels-last memory layout (faster convolutions "
+                                                  "on a CPU; the weights are the same)")
+    compile: bool = Field(False, description="torch.compile the training step: faster steps after a compile of "
+                                             "minutes, so it pays only on long runs (needs a C++ compiler)")
+    image_cache: bool = Field(True, description="keep decoded, resized images in the workspace (keyed by image and "
+                                                "preprocessing) so later runs and resumes skip decoding")
     colour: Literal["auto", "L", "RGB"] = Field(
         "auto", description="decode as greyscale (L) or colour; auto picks L when every image is greyscale")
     alpha: float = Field(0.01, gt=0, le=0.5, description="escape rate the review band guarantees (needs a calib "

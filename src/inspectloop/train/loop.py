@@ -5,10 +5,12 @@ Pure training glue: models come from ``inspectloop.models``, data from ``inspect
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,34 @@ def macro_recall(labels: np.ndarray, predicted: np.ndarray, num_classes: int) ->
     return float(np.mean(recalls)) if recalls else 0.0
 
 
+@functools.cache
+def bf16_native() -> bool:
+    """True when this CPU computes bf16 natively (AVX-512 BF16 or AMX): elsewhere oneDNN emulates it, slower."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def training_precision(config: TrainConfig) -> str:
+    """The arithmetic fine-tuning uses: ``bf16`` or ``float32`` (``auto``: bf16 where the CPU has it)."""
+    if config.precision == "auto":
+        return "bf16" if bf16_native() else "float32"
+    return config.precision
+
+
+@contextlib.contextmanager
+def _autocast(precision: str) -> Iterator[None]:
+    """bf16 autocast (convolutions and matmuls in bf16, weights and optimiser in float32), or nothing."""
+    if precision == "bf16":
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            yield
+    else:
+        yield
+
+
+def training_layout(model: nn.Module, config: TrainConfig) -> nn.Module:
+    """``model`` in the memory layout it fine-tunes in (channels-last when asked; the same weights)."""
+    return model.to(memory_format=torch.channels_last) if config.channels_last else model
+
+
 def freeze_early_layers(model: Classifier, blocks: int) -> list[nn.Module]:
     """Freeze the stem and the first ``blocks`` blocks; return the frozen modules (kept in eval mode)."""
     if blocks == 0:
@@ -81,6 +111,7 @@ def finetune(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Prep
     says how long one takes; every part of a resumed run counts), keeping the best epoch so far.
     """
     frozen = freeze_early_layers(model, config.freeze_blocks)
+    training_layout(model, config)  # before the optimiser: its moments take the parameters' layout
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(train) // config.batch_size)
@@ -90,12 +121,14 @@ def finetune(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Prep
     resumed = _resume(checkpoint, model, optimizer, scheduler, state)
     started, earlier = time.perf_counter(), state.seconds  # this part's start; the seconds of earlier parts
     augment = build_augment(config.augment, config.flips)
+    stepper = torch.compile(model) if config.compile else model  # shares the model's parameters
     stopped = False
     for epoch in range(state.epoch + 1, config.epochs):
         if _over_budget(state, config.max_minutes):
             stopped = True
             break
-        loss = _train_epoch(model, frozen, train, preprocess, config, optimizer, scheduler, augment, state, steps_per_epoch)
+        loss = _train_epoch(model, stepper, frozen, train, preprocess, config, optimizer, scheduler, augment, state,
+                            steps_per_epoch)
         score = macro_recall(val.labels, predict_logits(model, val, preprocess).argmax(1), int(train.labels.max()) + 1)
         state.seconds = earlier + time.perf_counter() - started
         record = {"epoch": epoch, "loss": round(loss, 4), "val_macro_recall": round(score, 4),
@@ -111,6 +144,7 @@ def finetune(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Prep
         if config.patience and epoch - state.best_epoch >= config.patience:
             break
     model.load_state_dict(state.best_state)
+    model.to(memory_format=torch.contiguous_format)  # what export and scoring expect
     return TrainResult(model, state.best_epoch, state.history, state.seconds, resumed, stopped)
 
 
@@ -133,9 +167,10 @@ class _State:
     np_rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
 
-def _train_epoch(model: Classifier, frozen: Sequence[nn.Module], train: ImageSet, preprocess: Preprocess,
-                 config: TrainConfig, optimizer: torch.optim.Optimizer, scheduler: Any, augment: Any,
-                 state: _State, steps: int) -> float:
+def _train_epoch(model: Classifier, stepper: nn.Module, frozen: Sequence[nn.Module], train: ImageSet,
+                 preprocess: Preprocess, config: TrainConfig, optimizer: torch.optim.Optimizer, scheduler: Any,
+                 augment: Any, state: _State, steps: int) -> float:
+    """One epoch of optimiser steps; ``stepper`` is ``model`` or its compiled form (same parameters)."""
     model.train()
     for module in frozen:
         module.eval()  # frozen BatchNorm keeps its ImageNet statistics
@@ -146,15 +181,20 @@ def _train_epoch(model: Classifier, frozen: Sequence[nn.Module], train: ImageSet
     for step in range(steps):
         index = order[step * config.batch_size:(step + 1) * config.batch_size]
         x = augmented_batch([train.images[i] for i in index], preprocess, augment, state.py_rng)
-        total += train_step(model, x, torch.from_numpy(train.labels[index]), optimizer, config)
+        total += train_step(stepper, x, torch.from_numpy(train.labels[index]), optimizer, config)
         scheduler.step()
     return total / steps
 
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
                config: TrainConfig) -> float:
-    """One optimiser step on one batch; its loss. The duration estimate times this very step."""
-    loss = nn.functional.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
+    """One optimiser step on one batch, in the config's precision and layout; its loss. The duration estimate
+    times this very step."""
+    if config.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    with _autocast(training_precision(config)):
+        logits = model(x)
+    loss = nn.functional.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
