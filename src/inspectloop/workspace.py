@@ -44,6 +44,11 @@ class Workspace:
     def reports_dir(self) -> Path:
         return self.root / "reports"
 
+    @property
+    def cache_dir(self) -> Path:
+        """Derived files that can be rebuilt (decoded training images): never backed up, safe to delete."""
+        return self.root / "cache"
+
     def close(self) -> None:
         self.db.close()
 

@@ -1,10 +1,18 @@
-"""Images of a dataset version, decoded once and held in memory at training resolution."""
+"""Images of a dataset version, decoded once and held in memory at training resolution.
+
+Decoding is paid once per image and preprocessing, not once per run: the decoded, resized pixels are kept
+on disk (:class:`ImageCache`, lossless) so that the next run, a resumed run or a run on a new dataset
+version reads them back. Augmentations run on these small images every epoch, after the cache.
+"""
 
 from __future__ import annotations
 
+import os
 import random
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,6 +24,39 @@ from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.augment import ProductionAugment
 
 Loader = Callable[[str], bytes]
+CACHE_FORMAT = 1  # part of every cache key: bump it when decoding or resizing changes what an entry holds
+
+
+class ImageCache:
+    """Decoded images resized to the model input, on disk, keyed by image SHA-256 and preprocessing.
+
+    Entries are lossless PNGs (the cached pixels are the decoded pixels: a run reads the same images
+    with or without the cache) written atomically, so concurrent runs may share the folder; deleting it
+    only costs decoding again.
+    """
+
+    def __init__(self, folder: Path, preprocess: Preprocess, *, draft: bool = False, mode: str | None = None) -> None:
+        key = f"v{CACHE_FORMAT}-{preprocess.input_size}px-{mode or 'any'}-{'draft' if draft else 'full'}"
+        self.folder = Path(folder) / key
+
+    def path(self, sha256: str) -> Path:
+        return self.folder / sha256[:2] / f"{sha256}.png"
+
+    def get(self, sha256: str) -> Image.Image | None:
+        """The cached image, or None when it is not (or not readably) cached."""
+        try:
+            with Image.open(self.path(sha256)) as image:
+                image.load()
+                return image
+        except (OSError, ValueError):
+            return None  # absent or torn by a crash: decode again
+
+    def put(self, sha256: str, image: Image.Image) -> None:
+        path = self.path(sha256)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+        image.save(tmp, format="PNG", compress_level=1)  # fast to write; small images read back in well under 1 ms
+        os.replace(tmp, path)
 
 
 @dataclass
@@ -32,18 +73,28 @@ class ImageSet:
 
 def load_image_set(items: Sequence[DatasetItem], class_names: Sequence[str], read: Loader,
                    preprocess: Preprocess, *, draft: bool = False, mode: str | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> ImageSet:
-    """Decode and resize every item once; augmentation then works on small images (fast on a CPU)."""
+                   progress: Callable[[int, int], None] | None = None, cache: ImageCache | None = None) -> ImageSet:
+    """Decode and resize every item once (or read it from ``cache``); augmentation then works on small images."""
     index = {name: i for i, name in enumerate(class_names)}
     images = []
     for n, item in enumerate(items, start=1):
-        image = load_image(read(item.sha256), name=item.sha256[:12], draft=preprocess.input_size if draft else None,
-                           mode=mode)
-        images.append(preprocess.resize(image))
+        images.append(_decoded(item.sha256, read, preprocess, draft, mode, cache))
         if progress and (n % 50 == 0 or n == len(items)):
             progress(n, len(items))
     labels = np.array([index[item.label] for item in items], dtype=np.int64)
     return ImageSet(images=images, labels=labels, digests=[item.sha256 for item in items])
+
+
+def _decoded(sha256: str, read: Loader, preprocess: Preprocess, draft: bool, mode: str | None,
+             cache: ImageCache | None) -> Image.Image:
+    cached = None if cache is None else cache.get(sha256)
+    if cached is not None:
+        return cached
+    image = preprocess.resize(load_image(read(sha256), name=sha256[:12],
+                                         draft=preprocess.input_size if draft else None, mode=mode))
+    if cache is not None:
+        cache.put(sha256, image)
+    return image
 
 
 def to_batch(images: Sequence[Image.Image], preprocess: Preprocess) -> torch.Tensor:

@@ -214,17 +214,19 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
 def _load(run: _Run) -> Loaded:
     """Decode every split once (the test set too: loading is not scoring)."""
     from inspectloop.models.backbones import backbone_spec
-    from inspectloop.train.data import load_image_set
+    from inspectloop.train.data import ImageCache, load_image_set
 
     config, version = run.config, run.version
     spec = backbone_spec(config.backbone)
     preprocess = Preprocess(config.input_size, spec.mean, spec.std)
     names = list(version.class_names)
     colour = colour_mode(run.workspace, version, config)
+    cache = ImageCache(run.workspace.cache_dir / "images", preprocess, draft=config.jpeg_draft,
+                       mode=colour) if config.image_cache else None
 
     def load(split: str) -> ImageSet:
         return load_image_set(version.split(split), names, run.workspace.blobs.get, preprocess,
-                              draft=config.jpeg_draft, mode=colour,
+                              draft=config.jpeg_draft, mode=colour, cache=cache,
                               progress=lambda n, total: run.progress("load", {"split": split, "done": n, "total": total}))
 
     pool = version.split("train") + version.split("calib")

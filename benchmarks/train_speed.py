@@ -1,0 +1,186 @@
+"""Fine-tuning throughput on a 2-core CPU: each speed lever alone and together, and the fast default's accuracy.
+
+    python -m benchmarks.train_speed [--rounds 6] [--steps 2] [--compile]   # throughput, both datasets
+    python -m benchmarks.train_speed --accuracy neu [--path old]            # test macro recall, NEU recipe
+
+Throughput is the training step a run repeats (augmentation of the batch, forward, backward, optimiser step)
+in images per second, with the dataset's benchmark recipe (NEU: the 160 px fine-tune of benchmarks.neu;
+magnetic tile: the 192 px main model of benchmarks.magnetic_tile; stem and two blocks frozen, batch 32).
+Every configuration holds its own model, and the configurations take turns over short timing windows
+(``--steps`` steps each, in a rotating order, for ``--rounds`` rounds): the machine is shared, so a load
+spike hits every configuration alike. Reported: the median images/s of each, the median of the per-round
+ratios to the old path, and the load average around each round. ``--compile`` adds torch.compile (its
+compile time is reported: minutes). The accuracy mode trains the recipe end to end (fresh workspace,
+frozen test split) with the new defaults or (``--path old``) the old path, and adds its test macro recall.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.common import RESULTS, magnetic_tile_items, neu_items, write_result
+from inspectloop.datasets import SplitPlan
+from inspectloop.ingest import SourceItem
+from inspectloop.models.backbones import backbone_spec, load_backbone
+from inspectloop.models.classifier import Classifier
+from inspectloop.runtime.images import load_image
+from inspectloop.runtime.preprocess import Preprocess
+from inspectloop.train.augment import build_augment
+from inspectloop.train.config import TrainConfig
+from inspectloop.train.data import augmented_batch
+from inspectloop.train.loop import freeze_early_layers, train_step, training_layout, training_precision
+
+OLD = {"precision": "float32", "channels_last": False, "compile": False}  # the path before issue 16
+LEVERS = {
+    "old (float32, NCHW)": OLD,
+    "bf16 autocast": {**OLD, "precision": "bf16"},
+    "channels-last": {**OLD, "channels_last": True},
+    "bf16 + channels-last (default)": {},
+}
+COMPILED = {"bf16 + channels-last + compile": {"compile": True}}
+DATASETS = {"neu": (neu_items, 160), "magnetic_tile": (magnetic_tile_items, 192)}
+TIMING_IMAGES = 96  # decoded once per dataset, spread over its classes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=2, help="training steps per timing window")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
+    parser.add_argument("--accuracy", choices=sorted(DATASETS), help="train end to end and score the test split")
+    parser.add_argument("--path", choices=("new", "old"), default="new", help="accuracy: new defaults or old path")
+    args = parser.parse_args()
+    if args.accuracy:
+        measured = accuracy(args.accuracy, args.path)
+        result = _previous()  # read now: another mode may have written meanwhile
+        result.setdefault("accuracy", {}).setdefault(args.accuracy, {})[args.path] = measured
+    else:
+        levers = {**LEVERS, **(COMPILED if args.compile else {})}
+        speed = {name: throughput(name, args.rounds, args.steps, levers) for name in DATASETS}
+        result = _previous() | {"speed": speed, "cpu": {"avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
+                                                        "threads": torch.get_num_threads()}}
+    write_result("train_speed", result)
+
+
+def throughput(dataset: str, rounds: int, steps: int, levers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Images/s of each configuration over interleaved timing windows, with per-round ratios to the old path."""
+    items, size = DATASETS[dataset]
+    images, labels = _timing_images(items(), size)
+    base = TrainConfig(input_size=size, seed=0)
+    configs = {name: base.model_copy(update=update) for name, update in levers.items()}
+    trainers = {name: _Trainer(config, len(set(labels.tolist()))) for name, config in configs.items()}
+    compile_seconds = {name: trainer.warm_up(images, labels) for name, trainer in trainers.items()}
+    rates: dict[str, list[float]] = {name: [] for name in configs}
+    loads = []
+    names = list(configs)
+    for r in range(rounds):
+        loads.append(os.getloadavg()[0])
+        for name in names[r % len(names):] + names[:r % len(names)]:  # rotate who goes first
+            rates[name].append(trainers[name].window(images, labels, steps))
+        print(f"{dataset} round {r + 1}/{rounds} load {loads[-1]:.1f}: "
+              + ", ".join(f"{n} {rates[n][-1]:.2f}" for n in names), flush=True)
+    loads.append(os.getloadavg()[0])
+    old = rates[names[0]]
+    return {"input_size": size, "batch_size": base.batch_size, "rounds": rounds, "steps_per_window": steps,
+            "load_average_1min": {"median": round(statistics.median(loads), 2), "min": round(min(loads), 2),
+                                  "max": round(max(loads), 2)},
+            "configs": {name: {"settings": levers[name] or "defaults",
+                               "precision": training_precision(configs[name]),
+                               "images_per_second_median": round(statistics.median(rates[name]), 2),
+                               "images_per_second": [round(v, 2) for v in rates[name]],
+                               "speedup_median_of_round_ratios": round(statistics.median(
+                                   [v / o for v, o in zip(rates[name], old)]), 2),
+                               **({"compile_seconds": round(compile_seconds[name], 1)}
+                                  if configs[name].compile else {})}
+                        for name in names}}
+
+
+class _Trainer:
+    """One configuration's model, optimiser and random draws: the fine-tuning loop's step, timed."""
+
+    def __init__(self, config: TrainConfig, classes: int) -> None:
+        torch.manual_seed(0)
+        self.config = config
+        self.model = Classifier(load_backbone(config.backbone, input_size=config.input_size),
+                                backbone_spec(config.backbone).feature_dim, classes)
+        self.frozen = freeze_early_layers(self.model, config.freeze_blocks)
+        training_layout(self.model, config)
+        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=config.lr,
+                                           weight_decay=config.weight_decay)
+        self.stepper = torch.compile(self.model) if config.compile else self.model
+        self.augment = build_augment(config.augment, config.flips)
+        self.preprocess = Preprocess(config.input_size, backbone_spec(config.backbone).mean,
+                                     backbone_spec(config.backbone).std)
+        self.rng, self.draw = random.Random(0), np.random.default_rng(0)
+
+    def warm_up(self, images: list[Any], labels: np.ndarray) -> float:
+        """One untimed step (builds kernels; compiles); its seconds beyond a plain step's."""
+        started = time.perf_counter()
+        self.window(images, labels, 1)
+        first = time.perf_counter() - started
+        return max(0.0, first - self.config.batch_size / self.window(images, labels, 1))
+
+    def window(self, images: list[Any], labels: np.ndarray, steps: int) -> float:
+        """``steps`` training steps as the loop runs them; images per second."""
+        self.model.train()
+        for module in self.frozen:
+            module.eval()
+        size = self.config.batch_size
+        started = time.perf_counter()
+        for _ in range(steps):
+            index = self.draw.choice(len(images), size=size, replace=False)
+            x = augmented_batch([images[i] for i in index], self.preprocess, self.augment, self.rng)
+            train_step(self.stepper, x, torch.from_numpy(labels[index]), self.optimizer, self.config)
+        return steps * size / (time.perf_counter() - started)
+
+
+def _timing_images(items: list[SourceItem], size: int) -> tuple[list[Any], np.ndarray]:
+    """``TIMING_IMAGES`` images spread evenly over the dataset, decoded and resized as a run does."""
+    chosen = items[:: max(1, len(items) // TIMING_IMAGES)][:TIMING_IMAGES]
+    preprocess = Preprocess(size)
+    names = sorted({item.label for item in items})
+    images = [preprocess.resize(load_image(item.path, mode="L")) for item in chosen]
+    return images, np.array([names.index(item.label) for item in chosen], dtype=np.int64)
+
+
+def accuracy(dataset: str, path: str) -> dict[str, Any]:
+    """The dataset's fine-tuning recipe end to end with the new defaults or the old path: test macro recall."""
+    from benchmarks.magnetic_tile import PLAN as MT_PLAN
+    from benchmarks.neu import PLAN as NEU_PLAN
+    from benchmarks.training_bench import fresh_workspace, train_and_score
+
+    items, size = DATASETS[dataset]
+    plan: SplitPlan = NEU_PLAN if dataset == "neu" else MT_PLAN
+    recipe = {"mode": "finetune", "input_size": size, "epochs": 4 if dataset == "neu" else 12, "seed": 0}
+    update = OLD if path == "old" else {}
+    ws = fresh_workspace(f"train_speed_{dataset}_{path}", items(), plan)
+    load_before = os.getloadavg()[0]
+    run = train_and_score(ws, TrainConfig(**recipe, **update), f"{dataset}-{path}", int8=False)
+    ws.close()
+    return {"recipe": recipe, "settings": update or "defaults", "test_macro_recall": run["test"]["fp32"]["macro_recall"],
+            "per_class_recall": {k: v["recall"] for k, v in run["test"]["fp32"]["per_class"].items()},
+            "train_seconds": run["train_seconds"], "run_wall_seconds": run["run_wall_seconds"],
+            "best_epoch": run["best_epoch"], "history": run["history"],
+            "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}}
+
+
+def _previous() -> dict[str, Any]:
+    """The last result's sections, so the speed and accuracy modes each update their own."""
+    path = RESULTS / "train_speed.json"
+    if not path.exists():
+        return {}
+    keep = ("speed", "cpu", "accuracy")
+    return {key: value for key, value in json.loads(path.read_text()).items() if key in keep}
+
+
+if __name__ == "__main__":
+    main()
