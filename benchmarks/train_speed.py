@@ -1,6 +1,6 @@
 """Fine-tuning throughput on a 2-core CPU: each speed lever alone and together, and the fast default's accuracy.
 
-    python -m benchmarks.train_speed [--rounds 6] [--steps 2] [--compile]   # throughput, both datasets
+    python -m benchmarks.train_speed [--datasets neu magnetic_tile] [--rounds 6] [--steps 2] [--compile]
     python -m benchmarks.train_speed --accuracy neu [--path old]            # test macro recall, NEU recipe
 
 Throughput is the training step a run repeats (augmentation of the batch, forward, backward, optimiser step)
@@ -53,6 +53,7 @@ TIMING_IMAGES = 96  # decoded once per dataset, spread over its classes
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--datasets", nargs="+", choices=sorted(DATASETS), default=sorted(DATASETS))
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=2, help="training steps per timing window")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
@@ -65,8 +66,9 @@ def main() -> None:
         result.setdefault("accuracy", {}).setdefault(args.accuracy, {})[args.path] = measured
     else:
         levers = {**LEVERS, **(COMPILED if args.compile else {})}
-        speed = {name: throughput(name, args.rounds, args.steps, levers) for name in DATASETS}
-        result = _previous() | {"speed": speed, "cpu": {"avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
+        speed = {name: throughput(name, args.rounds, args.steps, levers) for name in args.datasets}
+        previous = _previous()
+        result = previous | {"speed": previous.get("speed", {}) | speed, "cpu": {"avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
                                                         "threads": torch.get_num_threads()}}
     write_result("train_speed", result)
 
@@ -123,10 +125,12 @@ class _Trainer:
         self.rng, self.draw = random.Random(0), np.random.default_rng(0)
 
     def warm_up(self, images: list[Any], labels: np.ndarray) -> float:
-        """One untimed step (builds kernels; compiles); its seconds beyond a plain step's."""
+        """One untimed step (builds kernels; compiles); with compile, its seconds beyond a plain step's."""
         started = time.perf_counter()
         self.window(images, labels, 1)
         first = time.perf_counter() - started
+        if not self.config.compile:
+            return 0.0
         return max(0.0, first - self.config.batch_size / self.window(images, labels, 1))
 
     def window(self, images: list[Any], labels: np.ndarray, steps: int) -> float:

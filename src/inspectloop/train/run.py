@@ -205,10 +205,18 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     evaluated = _evaluate(run, loaded, fitted, calibrated)
     exported = _export(run, loaded, fitted, calibrated, export_int8)
     metrics = _metrics(fitted, calibrated, evaluated) | {"estimate": estimated.to_dict(),
-                                                         "budget": _budget_summary(run.config, fitted)}
+                                                         "budget": _budget_summary(run.config, fitted),
+                                                         "precision": _precision(run.config)}
     atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     workspace.db.runs.finish(run_id, "finished", metrics=metrics)
     return RunResult(run_id, run_dir, exported.model_path, metrics, evaluated.evaluation.files.html)
+
+
+def _precision(config: TrainConfig) -> str | None:
+    """The arithmetic fine-tuning used on this machine (``auto`` resolved), for the metrics; None for a probe."""
+    from inspectloop.train.loop import training_precision
+
+    return training_precision(config) if config.mode == "finetune" else None
 
 
 def _load(run: _Run) -> Loaded:
