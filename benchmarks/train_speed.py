@@ -1,6 +1,7 @@
 """Fine-tuning throughput on a 2-core CPU: each speed lever alone and together, and the fast default's accuracy.
 
     python -m benchmarks.train_speed [--datasets neu magnetic_tile] [--rounds 6] [--steps 2] [--compile]
+    python -m benchmarks.train_speed --loading                              # decoding vs the image cache
     python -m benchmarks.train_speed --accuracy neu [--path old]            # test macro recall, NEU recipe
 
 Throughput is the training step a run repeats (augmentation of the batch, forward, backward, optimiser step)
@@ -10,13 +11,15 @@ Every configuration holds its own model, and the configurations take turns over 
 (``--steps`` steps each, in a rotating order, for ``--rounds`` rounds): the machine is shared, so a load
 spike hits every configuration alike. Reported: the median images/s of each, the median of the per-round
 ratios to the old path, and the load average around each round. ``--compile`` adds torch.compile (its
-compile time is reported: minutes). The accuracy mode trains the recipe end to end (fresh workspace,
+compile time is reported: minutes). ``--loading`` times loading a run's images (decode and resize, as
+without the image cache or on its first run) against reading them back from the image cache. The accuracy mode trains the recipe end to end (fresh workspace,
 frozen test split) with the new defaults or (``--path old``) the old path, and adds its test macro recall.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -57,10 +60,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=2, help="training steps per timing window")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
+    parser.add_argument("--loading", action="store_true", help="time decoding against the image cache")
     parser.add_argument("--accuracy", choices=sorted(DATASETS), help="train end to end and score the test split")
     parser.add_argument("--path", choices=("new", "old"), default="new", help="accuracy: new defaults or old path")
     args = parser.parse_args()
-    if args.accuracy:
+    if args.loading:
+        result = _previous() | {"loading": {name: loading(name, args.rounds) for name in args.datasets}}
+    elif args.accuracy:
         measured = accuracy(args.accuracy, args.path)
         result = _previous()  # read now: another mode may have written meanwhile
         result.setdefault("accuracy", {}).setdefault(args.accuracy, {})[args.path] = measured
@@ -147,6 +153,33 @@ class _Trainer:
         return steps * size / (time.perf_counter() - started)
 
 
+def loading(dataset: str, rounds: int, count: int = 120) -> dict[str, Any]:
+    """Images/s of loading ``count`` of the dataset's images for a run: decoded and resized, or from the cache."""
+    import tempfile
+    from pathlib import Path
+
+    from inspectloop.domain import DatasetItem
+    from inspectloop.train.data import ImageCache, load_image_set
+
+    items, size = DATASETS[dataset]
+    chosen = items()[:: max(1, len(items()) // count)][:count]
+    blobs = {hashlib.sha256(item.path.read_bytes()).hexdigest(): item.path for item in chosen}
+    version = [DatasetItem(digest, "x", "train", digest) for digest in blobs]
+    preprocess = Preprocess(size)
+    rates: dict[str, list[float]] = {"decode and resize": [], "image cache": []}
+    with tempfile.TemporaryDirectory() as folder:
+        cache = ImageCache(Path(folder), preprocess, mode="L")
+        load_image_set(version, ["x"], lambda d: blobs[d].read_bytes(), preprocess, mode="L", cache=cache)  # fill
+        for _ in range(rounds):
+            for name, used in (("decode and resize", None), ("image cache", cache)):
+                started = time.perf_counter()
+                load_image_set(version, ["x"], lambda d: blobs[d].read_bytes(), preprocess, mode="L", cache=used)
+                rates[name].append(len(version) / (time.perf_counter() - started))
+    return {"images": len(version), "input_size": size, "load_average_1min": round(os.getloadavg()[0], 2),
+            **{name: {"images_per_second_median": round(statistics.median(v), 1)} for name, v in rates.items()},
+            "speedup": round(statistics.median(rates["image cache"]) / statistics.median(rates["decode and resize"]), 1)}
+
+
 def _timing_images(items: list[SourceItem], size: int) -> tuple[list[Any], np.ndarray]:
     """``TIMING_IMAGES`` images spread evenly over the dataset, decoded and resized as a run does."""
     chosen = items[:: max(1, len(items) // TIMING_IMAGES)][:TIMING_IMAGES]
@@ -182,7 +215,7 @@ def _previous() -> dict[str, Any]:
     path = RESULTS / "train_speed.json"
     if not path.exists():
         return {}
-    keep = ("speed", "cpu", "accuracy")
+    keep = ("speed", "cpu", "loading", "accuracy")
     return {key: value for key, value in json.loads(path.read_text()).items() if key in keep}
 
 
