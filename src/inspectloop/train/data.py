@@ -30,9 +30,9 @@ CACHE_FORMAT = 1  # part of every cache key: bump it when decoding or resizing c
 class ImageCache:
     """Decoded images resized to the model input, on disk, keyed by image SHA-256 and preprocessing.
 
-    Entries are lossless PNGs (the cached pixels are the decoded pixels: a run reads the same images
-    with or without the cache) written atomically, so concurrent runs may share the folder; deleting it
-    only costs decoding again.
+    Entries are the raw pixel arrays (``.npy``: the cached pixels are the decoded pixels, so a run reads the
+    same images with or without the cache, and reading one back is a copy, not a decode) written atomically,
+    so concurrent runs may share the folder; deleting it only costs decoding again.
     """
 
     def __init__(self, folder: Path, preprocess: Preprocess, *, draft: bool = False, mode: str | None = None) -> None:
@@ -40,22 +40,22 @@ class ImageCache:
         self.folder = Path(folder) / key
 
     def path(self, sha256: str) -> Path:
-        return self.folder / sha256[:2] / f"{sha256}.png"
+        return self.folder / sha256[:2] / f"{sha256}.npy"
 
     def get(self, sha256: str) -> Image.Image | None:
         """The cached image, or None when it is not (or not readably) cached."""
         try:
-            with Image.open(self.path(sha256)) as image:
-                image.load()
-                return image
-        except (OSError, ValueError):
+            pixels = np.load(self.path(sha256), allow_pickle=False)
+        except (OSError, ValueError, EOFError):
             return None  # absent or torn by a crash: decode again
+        return Image.fromarray(pixels)  # uint8 (H, W) is L, (H, W, 3) is RGB: the modes a run decodes to
 
     def put(self, sha256: str, image: Image.Image) -> None:
         path = self.path(sha256)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        image.save(tmp, format="PNG", compress_level=1)  # fast to write; small images read back in well under 1 ms
+        with open(tmp, "wb") as out:
+            np.save(out, np.asarray(image), allow_pickle=False)
         os.replace(tmp, path)
 
 
