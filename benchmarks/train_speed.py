@@ -60,6 +60,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--steps", type=int, default=2, help="training steps per timing window")
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
+    parser.add_argument("--levers", nargs="+", choices=list(LEVERS), help="time only these (and the old path)")
+    parser.add_argument("--section", default="speed", help="the result's section the throughput goes to")
     parser.add_argument("--loading", action="store_true", help="time decoding against the image cache")
     parser.add_argument("--accuracy", choices=sorted(DATASETS), help="train end to end and score the test split")
     parser.add_argument("--path", choices=("new", "old"), default="new", help="accuracy: new defaults or old path")
@@ -71,10 +73,12 @@ def main() -> None:
         result = _previous()  # read now: another mode may have written meanwhile
         result.setdefault("accuracy", {}).setdefault(args.accuracy, {})[args.path] = measured
     else:
-        levers = {**LEVERS, **(COMPILED if args.compile else {})}
+        chosen = {name: update for name, update in LEVERS.items() if not args.levers or name in args.levers
+                  or update == OLD}
+        levers = {**chosen, **(COMPILED if args.compile else {})}
         speed = {name: throughput(name, args.rounds, args.steps, levers) for name in args.datasets}
         previous = _previous()
-        result = previous | {"speed": previous.get("speed", {}) | speed, "cpu": {"avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
+        result = previous | {args.section: previous.get(args.section, {}) | speed, "cpu": {"avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
                                                         "threads": torch.get_num_threads()}}
     write_result("train_speed", result)
 
@@ -215,8 +219,8 @@ def _previous() -> dict[str, Any]:
     path = RESULTS / "train_speed.json"
     if not path.exists():
         return {}
-    keep = ("speed", "cpu", "loading", "accuracy")
-    return {key: value for key, value in json.loads(path.read_text()).items() if key in keep}
+    drop = ("benchmark", "code_version", "machine", "measured_at")  # write_result sets them afresh
+    return {key: value for key, value in json.loads(path.read_text()).items() if key not in drop}
 
 
 if __name__ == "__main__":
