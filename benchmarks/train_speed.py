@@ -10,7 +10,8 @@ magnetic tile: the 192 px main model of benchmarks.magnetic_tile; stem and two b
 Every configuration holds its own model, and the configurations take turns over short timing windows
 (``--steps`` steps each, in a rotating order, for ``--rounds`` rounds): the machine is shared, so a load
 spike hits every configuration alike. Reported: the median images/s of each, the median of the per-round
-ratios to the old path, and the load average around each round. ``--compile`` adds torch.compile (its
+ratios to the old path, and the load average around each round; and the same per CPU-second of this process
+(images per CPU-second: the work a step costs, less sensitive than wall time to other processes' load). ``--compile`` adds torch.compile (its
 compile time is reported: minutes). ``--loading`` times loading a run's images (decode and resize, as
 without the image cache or on its first run) against reading them back from the image cache. The accuracy mode trains the recipe end to end (fresh workspace,
 frozen test split) with the new defaults or (``--path old``) the old path, and adds its test macro recall.
@@ -92,14 +93,17 @@ def throughput(dataset: str, rounds: int, steps: int, levers: dict[str, dict[str
     trainers = {name: _Trainer(config, len(set(labels.tolist()))) for name, config in configs.items()}
     compile_seconds = {name: trainer.warm_up(images, labels) for name, trainer in trainers.items()}
     rates: dict[str, list[float]] = {name: [] for name in configs}
+    cpu_rates: dict[str, list[float]] = {name: [] for name in configs}
     loads = []
     names = list(configs)
     for r in range(rounds):
         loads.append(os.getloadavg()[0])
         for name in names[r % len(names):] + names[:r % len(names)]:  # rotate who goes first
+            cpu_started = time.process_time()
             rates[name].append(trainers[name].window(images, labels, steps))
+            cpu_rates[name].append(steps * base.batch_size / (time.process_time() - cpu_started))
         print(f"{dataset} round {r + 1}/{rounds} load {loads[-1]:.1f}: "
-              + ", ".join(f"{n} {rates[n][-1]:.2f}" for n in names), flush=True)
+              + ", ".join(f"{n} {rates[n][-1]:.2f} ({cpu_rates[n][-1]:.2f}/cpu-s)" for n in names), flush=True)
     loads.append(os.getloadavg()[0])
     old = rates[names[0]]
     return {"input_size": size, "batch_size": base.batch_size, "rounds": rounds, "steps_per_window": steps,
@@ -111,6 +115,10 @@ def throughput(dataset: str, rounds: int, steps: int, levers: dict[str, dict[str
                                "images_per_second": [round(v, 2) for v in rates[name]],
                                "speedup_median_of_round_ratios": round(statistics.median(
                                    [v / o for v, o in zip(rates[name], old)]), 2),
+                               "images_per_cpu_second_median": round(statistics.median(cpu_rates[name]), 2),
+                               "images_per_cpu_second": [round(v, 2) for v in cpu_rates[name]],
+                               "cpu_speedup_median_of_round_ratios": round(statistics.median(
+                                   [v / o for v, o in zip(cpu_rates[name], cpu_rates[names[0]])]), 2),
                                **({"compile_seconds": round(compile_seconds[name], 1)}
                                   if configs[name].compile else {})}
                         for name in names}}
