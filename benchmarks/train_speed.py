@@ -66,13 +66,19 @@ def main() -> None:
     parser.add_argument("--loading", action="store_true", help="time decoding against the image cache")
     parser.add_argument("--accuracy", choices=sorted(DATASETS), help="train end to end and score the test split")
     parser.add_argument("--path", choices=("new", "old"), default="new", help="accuracy: new defaults or old path")
+    parser.add_argument("--per-class", type=int, default=0, help="accuracy: the first N images of each class (0 = all)")
+    parser.add_argument("--size", type=int, help="accuracy: input size (default: the recipe's)")
+    parser.add_argument("--epochs", type=int, help="accuracy: epochs (default: the recipe's)")
     args = parser.parse_args()
     if args.loading:
         result = _previous() | {"loading": {name: loading(name, args.rounds) for name in args.datasets}}
     elif args.accuracy:
-        measured = accuracy(args.accuracy, args.path)
+        measured = accuracy(args.accuracy, args.path, args.per_class, args.size, args.epochs)
         result = _previous()  # read now: another mode may have written meanwhile
-        result.setdefault("accuracy", {}).setdefault(args.accuracy, {})[args.path] = measured
+        recipe = measured["recipe"]
+        key = args.path if not (args.per_class or args.size or args.epochs) else (
+            f"{args.path}: {args.per_class or 'all'} images per class, {recipe['input_size']} px, {recipe['epochs']} epochs")
+        result.setdefault("accuracy", {}).setdefault(args.accuracy, {})[key] = measured
     else:
         chosen = {name: update for name, update in LEVERS.items() if not args.levers or name in args.levers
                   or update == OLD}
@@ -201,25 +207,40 @@ def _timing_images(items: list[SourceItem], size: int) -> tuple[list[Any], np.nd
     return images, np.array([names.index(item.label) for item in chosen], dtype=np.int64)
 
 
-def accuracy(dataset: str, path: str) -> dict[str, Any]:
-    """The dataset's fine-tuning recipe end to end with the new defaults or the old path: test macro recall."""
+def accuracy(dataset: str, path: str, per_class: int = 0, size: int | None = None,
+             epochs: int | None = None) -> dict[str, Any]:
+    """The dataset's fine-tuning recipe end to end with the new defaults or the old path: test macro recall.
+    ``per_class``, ``size`` and ``epochs`` shrink it (a quick check on a busy machine, not the benchmark)."""
     from benchmarks.magnetic_tile import PLAN as MT_PLAN
     from benchmarks.neu import PLAN as NEU_PLAN
     from benchmarks.training_bench import fresh_workspace, train_and_score
 
-    items, size = DATASETS[dataset]
+    items, recipe_size = DATASETS[dataset]
     plan: SplitPlan = NEU_PLAN if dataset == "neu" else MT_PLAN
-    recipe = {"mode": "finetune", "input_size": size, "epochs": 4 if dataset == "neu" else 12, "seed": 0}
+    recipe = {"mode": "finetune", "input_size": size or recipe_size,
+              "epochs": epochs or (4 if dataset == "neu" else 12), "seed": 0}
     update = OLD if path == "old" else {}
-    ws = fresh_workspace(f"train_speed_{dataset}_{path}", items(), plan)
+    chosen = _first_per_class(items(), per_class) if per_class else items()
+    ws = fresh_workspace(f"train_speed_{dataset}_{path}", chosen, plan)
     load_before = os.getloadavg()[0]
     run = train_and_score(ws, TrainConfig(**recipe, **update), f"{dataset}-{path}", int8=False)
     ws.close()
-    return {"recipe": recipe, "settings": update or "defaults", "test_macro_recall": run["test"]["fp32"]["macro_recall"],
+    return {"recipe": recipe, "images": len(chosen), "settings": update or "defaults", "test_macro_recall": run["test"]["fp32"]["macro_recall"],
             "per_class_recall": {k: v["recall"] for k, v in run["test"]["fp32"]["per_class"].items()},
             "train_seconds": run["train_seconds"], "run_wall_seconds": run["run_wall_seconds"],
             "best_epoch": run["best_epoch"], "history": run["history"],
             "load_average_1min": {"before": round(load_before, 2), "after": round(os.getloadavg()[0], 2)}}
+
+
+def _first_per_class(items: list[SourceItem], count: int) -> list[SourceItem]:
+    """The first ``count`` items of each label, in the dataset's order."""
+    taken: dict[str, int] = {}
+    chosen = []
+    for item in items:
+        if taken.get(item.label, 0) < count:
+            taken[item.label] = taken.get(item.label, 0) + 1
+            chosen.append(item)
+    return chosen
 
 
 def _previous() -> dict[str, Any]:
