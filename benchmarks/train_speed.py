@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--accuracy", choices=sorted(DATASETS), help="train end to end and score the test split")
     parser.add_argument("--path", choices=("new", "old"), default="new", help="accuracy: new defaults or old path")
     parser.add_argument("--per-class", type=int, default=0, help="accuracy: the first N images of each class (0 = all)")
-    parser.add_argument("--size", type=int, help="accuracy: input size (default: the recipe's)")
+    parser.add_argument("--size", type=int, help="input size (default: the recipe's)")
     parser.add_argument("--epochs", type=int, help="accuracy: epochs (default: the recipe's)")
     args = parser.parse_args()
     if args.loading:
@@ -83,16 +83,19 @@ def main() -> None:
         chosen = {name: update for name, update in LEVERS.items() if not args.levers or name in args.levers
                   or update == OLD}
         levers = {**chosen, **(COMPILED if args.compile else {})}
-        speed = {name: throughput(name, args.rounds, args.steps, levers) for name in args.datasets}
+        speed = {name: throughput(name, args.rounds, args.steps, levers, args.size) for name in args.datasets}
         previous = _previous()
         result = previous | {args.section: previous.get(args.section, {}) | speed, "cpu": {"avx512_bf16": bool(torch.cpu._is_avx512_bf16_supported()),
                                                         "threads": torch.get_num_threads()}}
     write_result("train_speed", result)
 
 
-def throughput(dataset: str, rounds: int, steps: int, levers: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Images/s of each configuration over interleaved timing windows, with per-round ratios to the old path."""
-    items, size = DATASETS[dataset]
+def throughput(dataset: str, rounds: int, steps: int, levers: dict[str, dict[str, Any]],
+               size: int | None = None) -> dict[str, Any]:
+    """Images/s of each configuration over interleaved timing windows, with per-round ratios to the old path
+    (at the recipe's input size, or ``size``)."""
+    items, recipe_size = DATASETS[dataset]
+    size = size or recipe_size
     images, labels = _timing_images(items(), size)
     base = TrainConfig(input_size=size, seed=0)
     configs = {name: base.model_copy(update=update) for name, update in levers.items()}
