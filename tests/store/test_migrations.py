@@ -48,7 +48,10 @@ def _make_v1_workspace(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
         with init_workspace(root, name="old-line") as ws:
             with ws.db.engine.connect() as conn:
                 assert migrations.current_version(conn) == 1
-            ws.db.labels.upsert_class(ClassDefinition(name="scratch"))
+            with ws.db.engine.begin() as conn:  # the columns classes had in version 1
+                conn.execute(text("INSERT INTO classes (name, task, criterion, severity, is_good, created_at, "
+                                  "updated_at) VALUES ('scratch', 'classification', '', 'major', 0, "
+                                  "'2025-01-01T00:00:00+00:00', '2025-01-01T00:00:00+00:00')"))
             ws.db.datasets.add("v1", None, {}, {"count": 0}, [])
             with ws.db.engine.begin() as conn:  # the columns runs had in version 1
                 conn.execute(text(

@@ -83,6 +83,7 @@ def ingest(source: Annotated[Path, typer.Argument(help="Folder with one sub-fold
       part_id      the part (P-00123): a part's images never straddle train and test
       session      the capture session (s05): 'dataset create --test-value s05' holds one out
       captured_at  when, in ISO 8601 (2026-03-01T22:15:00); another format refuses the row
+      defect_probability  soft label: probability 0-1 that the part is defective (0.3); needs a label
 
     Any other column (operator, batch, ...) is kept as free-form metadata of each image and evaluation
     reports slice by it like the known ones, unless it repeats the label (one value per class: ingest
@@ -151,9 +152,30 @@ def classes_add(name: str, ws: WorkspaceOpt,
 def classes_list(ws: WorkspaceOpt) -> None:
     """List classes with their criterion, severity and reference images."""
     with workspace(ws) as w:
-        rows = [[c.name, c.severity.value, "yes" if c.is_good else "", c.criterion, len(w.db.labels.references(c.name))]
+        rows = [[c.name, c.severity.value, "yes" if c.is_good else "", f"{c.scale} {c.grade}" if c.graded else "",
+                 c.criterion, len(w.db.labels.references(c.name))]
                 for c in w.db.labels.classes().values()]
-    table("classes", ["name", "severity", "good", "criterion", "references"], rows)
+    table("classes", ["name", "severity", "good", "grade", "criterion", "references"], rows)
+
+
+@classes_app.command("grade")
+@friendly
+def classes_grade(scale: Annotated[str, typer.Argument(help="The scale's name (scratch).")], ws: WorkspaceOpt,
+                  ordered: Annotated[Optional[list[str]], typer.Argument(
+                      metavar="CLASS...", help="Its classes, lowest grade first (minor major critical).")] = None,
+                  clear: Annotated[bool, typer.Option("--clear", help="Ungrade every class of the scale.")] = False
+                  ) -> None:
+    """Order defect classes into a grade scale (lowest first): training and reports then treat them as grades."""
+    from inspectloop.errors import LabelError
+    from inspectloop.grades import set_grade_order
+
+    if bool(ordered) == clear:
+        raise LabelError("give the scale's classes, lowest grade first, or --clear",
+                         f"e.g. inspectloop classes grade {scale} minor major critical")
+    with workspace(ws) as w:
+        changed = set_grade_order(w, scale, ordered or [])
+    out.print(f"scale {scale!r}: {' < '.join(ordered) if ordered else 'cleared'} "
+              f"({len(changed)} class definition(s) updated)", highlight=False)
 
 
 @classes_app.command("reference")

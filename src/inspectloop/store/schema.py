@@ -83,6 +83,8 @@ classes = Table(
     Column("is_good", Integer, nullable=False, default=0),
     Column("created_at", String, nullable=False),
     Column("updated_at", String, nullable=False),
+    Column("scale", String, info=since(7)),  # graded defects: the ordered scale and the class's grade on it
+    Column("grade", Integer, info=since(7)),
 )
 
 class_references = Table(
@@ -102,6 +104,7 @@ annotations = Table(
     Column("source", String, nullable=False),  # import | reviewer | recalibration
     Column("created_at", String, nullable=False),
     Column("note", Text),
+    Column("probability", Float, info=since(7)),  # soft label: probability that the part is defective
 )
 
 dataset_versions = Table(
@@ -120,6 +123,7 @@ dataset_items = Table(
     Column("label", String, ForeignKey("classes.name"), nullable=False),
     Column("split", String, nullable=False),  # train | val | test
     Column("group_key", String, nullable=False),
+    Column("probability", Float, info=since(7)),  # the image's soft label when the version was made
     PrimaryKeyConstraint("version", "sha256"),
 )
 
