@@ -119,8 +119,9 @@ def join(first: ImageSet, second: ImageSet | None) -> ImageSet:
     """Both image sets as one (the cross-fitting pool: training and calibration images)."""
     if second is None:
         return first
+    graded = None if first.graded is None or second.graded is None else first.graded.concat(second.graded)
     return ImageSet(first.images + second.images, np.concatenate([first.labels, second.labels]),
-                    first.digests + second.digests)
+                    first.digests + second.digests, graded)
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,4 +171,5 @@ def _training(result: TrainResult) -> Training:
 
 def _subset(images: ImageSet, mask: np.ndarray) -> ImageSet:
     index = np.flatnonzero(mask)
-    return ImageSet([images.images[i] for i in index], images.labels[index], [images.digests[i] for i in index])
+    return ImageSet([images.images[i] for i in index], images.labels[index], [images.digests[i] for i in index],
+                    None if images.graded is None else images.graded.take(index))
