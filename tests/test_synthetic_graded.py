@@ -18,7 +18,8 @@ def test_the_line_has_every_grade_a_manifest_and_soft_labels_where_annotators_he
     rows = list(csv.DictReader(open(line.manifest, encoding="utf-8")))
     assert {r["label"] for r in rows} == set(CLASSES) and all((line.root / r["path"]).is_file() for r in rows)
     soft = {r["label"] for r in rows if r["defect_probability"]}
-    assert soft == {"minor"} and all(0.6 <= float(r["defect_probability"]) <= 1 for r in rows if r["defect_probability"])
+    assert soft == {"minor"}
+    assert all(0.6 <= float(r["defect_probability"]) <= 1 for r in rows if r["defect_probability"])
     again = generate_graded_line(tmp_path / "line", per_class=6, size=64, seed=3)  # its own folder: overwritten
     assert (again.root / rows[5]["path"]).read_bytes() == (line.root / rows[5]["path"]).read_bytes()
 

@@ -61,7 +61,8 @@ def check_grade_order(scale: str, ordered: Sequence[str], classes: Mapping[str, 
     """
     if len(ordered) < 2:
         raise LabelError(f"scale {scale!r} needs at least two grades (got {len(ordered)})",
-                         f"list its classes, lowest grade first: inspectloop classes grade {scale} minor major critical")
+                         f"list its classes, lowest grade first: inspectloop classes grade {scale} minor major "
+                         "critical")
     seen: set[str] = set()
     for position, name in enumerate(ordered, start=1):
         if name not in classes:

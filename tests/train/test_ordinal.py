@@ -8,7 +8,7 @@ import torch
 
 from inspectloop.errors import TrainingError
 from inspectloop.train.ordinal import (
-    cumulative_columns, graded_loss, graded_targets, label_distribution, ordinal_on, with_soft_label,
+    cumulative_columns, graded_loss, graded_targets, joined_targets, label_distribution, ordinal_on, with_soft_label,
 )
 
 NAMES = ("critical", "dent", "good", "major", "minor")  # a dataset's classes, in name order
@@ -56,7 +56,8 @@ def test_plain_labels_need_no_targets_and_soft_labels_or_grades_do() -> None:
     assert soft is not None and soft.cumulative.shape == (5, 0) and soft.targets[1, GOOD] == pytest.approx(0.6)
     assert graded_targets(labels, [None, 0.4], NAMES, GRADES, GOOD, **{**plain, "soft_labels": False}) is None
     graded = graded_targets(labels, [None, None], NAMES, GRADES, GOOD, **{**plain, "ordinal": True})
-    assert graded is not None and graded.cumulative.shape == (5, 3) and graded.take(np.array([1])).targets.shape == (1, 5)
+    assert graded is not None and graded.cumulative.shape == (5, 3)
+    assert graded.take(np.array([1])).targets.shape == (1, 5)
 
 
 def test_the_loss_costs_more_for_a_grade_further_off() -> None:
@@ -93,3 +94,14 @@ def test_ordinal_training_is_switched_by_the_config(setting: str, grades: dict, 
 def test_ordinal_on_without_graded_classes_is_refused() -> None:
     with pytest.raises(TrainingError, match="no class of the dataset version is graded"):
         ordinal_on("on", {})
+
+
+def test_a_split_without_soft_labels_joins_one_with_them_by_its_one_hot_labels() -> None:
+    """Cross-fitting pools train and calib: soft labels in one split only must not be dropped."""
+    labels = np.array([GOOD, NAMES.index("major")])
+    soft = graded_targets(labels, [None, 0.4], NAMES, GRADES, GOOD, ordinal=False, spread=0.5, weight=1.0,
+                          soft_labels=True)
+    joined = joined_targets(None, np.array([NAMES.index("dent")]), soft, labels)
+    assert joined is not None and joined.targets.shape == (3, 5)
+    assert joined.targets[0, NAMES.index("dent")] == 1.0 and joined.targets[2, GOOD] == pytest.approx(0.6)
+    assert joined_targets(None, labels, None, labels) is None

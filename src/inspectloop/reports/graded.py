@@ -53,7 +53,8 @@ def _png(curves: Sequence[Curve]) -> bytes:
             roc.plot([point.false_positive_rate], [point.recall], "o", color=colour, markersize=6)
             if point.precision is not None:
                 pr.plot([point.recall], [point.precision], "o", color=colour, markersize=6)
-    roc.set(xlabel="false positive rate (good parts flagged)", ylabel="recall", title="ROC", xlim=(0, 1), ylim=(0, 1.02))
+    roc.set(xlabel="false positive rate (negatives flagged)", ylabel="recall", title="ROC", xlim=(0, 1),
+            ylim=(0, 1.02))
     pr.set(xlabel="recall", ylabel="precision", title="precision-recall", xlim=(0, 1), ylim=(0, 1.02))
     for axes in (roc, pr):
         axes.grid(alpha=0.3)

@@ -25,6 +25,7 @@ from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.config import TrainConfig
 from inspectloop.train.data import ImageSet
 from inspectloop.train.loop import TrainResult, finetune, predict_logits, probe
+from inspectloop.train.ordinal import joined_targets
 
 NewModel = Callable[[], Classifier]  # a fresh, seeded model: every fold model starts from the same weights
 EpochProgress = Callable[[dict[str, Any]], None]
@@ -119,7 +120,7 @@ def join(first: ImageSet, second: ImageSet | None) -> ImageSet:
     """Both image sets as one (the cross-fitting pool: training and calibration images)."""
     if second is None:
         return first
-    graded = None if first.graded is None or second.graded is None else first.graded.concat(second.graded)
+    graded = joined_targets(first.graded, first.labels, second.graded, second.labels)
     return ImageSet(first.images + second.images, np.concatenate([first.labels, second.labels]),
                     first.digests + second.digests, graded)
 

@@ -53,6 +53,22 @@ class GradedTargets:
     def concat(self, other: GradedTargets) -> GradedTargets:
         return GradedTargets(np.concatenate([self.targets, other.targets]), self.cumulative, self.weight)
 
+
+def joined_targets(first: GradedTargets | None, first_labels: np.ndarray, second: GradedTargets | None,
+                   second_labels: np.ndarray) -> GradedTargets | None:
+    """The targets of two image sets joined (cross-fitting's pool); a set without targets (no soft label among
+    its images) joins with its one-hot labels."""
+    like = first if first is not None else second
+    if like is None:
+        return None
+
+    def of(targets: GradedTargets | None, labels: np.ndarray) -> GradedTargets:
+        if targets is not None:
+            return targets
+        return GradedTargets(np.eye(like.targets.shape[1], dtype=np.float32)[labels], like.cumulative, like.weight)
+
+    return of(first, first_labels).concat(of(second, second_labels))
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, smoothing: float = 0.0,
              sample_weight: torch.Tensor | None = None) -> torch.Tensor:
         """Soft cross-entropy towards ``targets`` plus ``weight`` x the cumulative-link cross-entropy."""

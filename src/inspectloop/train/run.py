@@ -227,8 +227,8 @@ def _load(run: _Run) -> Loaded:
 
     def load(split: str) -> ImageSet:
         images = load_image_set(version.split(split), names, run.workspace.blobs.get, preprocess,
-                                draft=config.jpeg_draft, mode=colour,
-                                progress=lambda n, total: run.progress("load", {"split": split, "done": n, "total": total}))
+                                draft=config.jpeg_draft, mode=colour, progress=lambda n, total: run.progress(
+                                    "load", {"split": split, "done": n, "total": total}))
         return with_targets(images, version.split(split), names, grades, good, config)
 
     pool = version.split("train") + version.split("calib")
