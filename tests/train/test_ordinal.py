@@ -58,6 +58,9 @@ def test_plain_labels_need_no_targets_and_soft_labels_or_grades_do() -> None:
     graded = graded_targets(labels, [None, None], NAMES, GRADES, GOOD, **{**plain, "ordinal": True})
     assert graded is not None and graded.cumulative.shape == (5, 3)
     assert graded.take(np.array([1])).targets.shape == (1, 5)
+    logits = torch.zeros(2, 5)
+    assert float(graded.loss(logits, graded.batch(np.arange(2)))) == pytest.approx(
+        float(graded_loss(logits, torch.from_numpy(graded.targets), torch.from_numpy(graded.cumulative))))
 
 
 def test_the_loss_costs_more_for_a_grade_further_off() -> None:
@@ -105,3 +108,18 @@ def test_a_split_without_soft_labels_joins_one_with_them_by_its_one_hot_labels()
     assert joined is not None and joined.targets.shape == (3, 5)
     assert joined.targets[0, NAMES.index("dent")] == 1.0 and joined.targets[2, GOOD] == pytest.approx(0.6)
     assert joined_targets(None, labels, None, labels) is None
+
+
+def test_a_training_step_moves_towards_the_graded_targets() -> None:
+    from inspectloop.train.config import TrainConfig
+    from inspectloop.train.loop import train_step
+
+    torch.manual_seed(0)
+    labels = np.array([GOOD, NAMES.index("minor"), NAMES.index("major"), NAMES.index("critical")])
+    graded = graded_targets(labels, [None, 0.8, None, None], NAMES, GRADES, GOOD, ordinal=True, spread=0.5,
+                            weight=1.0, soft_labels=True)
+    model = torch.nn.Linear(4, 5)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
+    x, y = torch.eye(4), graded.batch(np.arange(4))
+    losses = [train_step(model, x, y, optimizer, TrainConfig(label_smoothing=0.0), graded) for _ in range(30)]
+    assert losses[-1] < losses[0] / 2

@@ -53,6 +53,12 @@ class GradedTargets:
     def concat(self, other: GradedTargets) -> GradedTargets:
         return GradedTargets(np.concatenate([self.targets, other.targets]), self.cumulative, self.weight)
 
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, smoothing: float = 0.0,
+             sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """Soft cross-entropy towards ``targets`` plus ``weight`` x the cumulative-link cross-entropy."""
+        return graded_loss(logits, targets, torch.from_numpy(self.cumulative), weight=self.weight,
+                           smoothing=smoothing, sample_weight=sample_weight)
+
 
 def joined_targets(first: GradedTargets | None, first_labels: np.ndarray, second: GradedTargets | None,
                    second_labels: np.ndarray) -> GradedTargets | None:
@@ -61,19 +67,10 @@ def joined_targets(first: GradedTargets | None, first_labels: np.ndarray, second
     like = first if first is not None else second
     if like is None:
         return None
-
-    def of(targets: GradedTargets | None, labels: np.ndarray) -> GradedTargets:
-        if targets is not None:
-            return targets
-        return GradedTargets(np.eye(like.targets.shape[1], dtype=np.float32)[labels], like.cumulative, like.weight)
-
-    return of(first, first_labels).concat(of(second, second_labels))
-
-    def loss(self, logits: torch.Tensor, targets: torch.Tensor, *, smoothing: float = 0.0,
-             sample_weight: torch.Tensor | None = None) -> torch.Tensor:
-        """Soft cross-entropy towards ``targets`` plus ``weight`` x the cumulative-link cross-entropy."""
-        return graded_loss(logits, targets, torch.from_numpy(self.cumulative), weight=self.weight,
-                           smoothing=smoothing, sample_weight=sample_weight)
+    one_hot = np.eye(like.targets.shape[1], dtype=np.float32)
+    parts = [targets if targets is not None else GradedTargets(one_hot[labels], like.cumulative, like.weight)
+             for targets, labels in ((first, first_labels), (second, second_labels))]
+    return parts[0].concat(parts[1])
 
 
 def graded_loss(logits: torch.Tensor, targets: torch.Tensor, cumulative: torch.Tensor, *, weight: float = 1.0,
