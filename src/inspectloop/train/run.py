@@ -226,16 +226,18 @@ def _load(run: _Run) -> Loaded:
     grades, good = class_grades(run.workspace.db.labels.classes(), names), good_index(run.workspace, names)
 
     def load(split: str) -> ImageSet:
-        images = load_image_set(version.split(split), names, run.workspace.blobs.get, preprocess,
-                                draft=config.jpeg_draft, mode=colour, progress=lambda n, total: run.progress(
-                                    "load", {"split": split, "done": n, "total": total}))
-        return with_targets(images, version.split(split), names, grades, good, config)
+        return load_image_set(version.split(split), names, run.workspace.blobs.get, preprocess,
+                              draft=config.jpeg_draft, mode=colour,
+                              progress=lambda n, total: run.progress("load", {"split": split, "done": n, "total": total}))
+
+    def trained_on(split: str) -> ImageSet:  # graded and soft-label targets for the splits training sees
+        return with_targets(load(split), version.split(split), names, grades, good, config)
 
     pool = version.split("train") + version.split("calib")
     folds = None if config.band_fit != "crossfit" else assign_folds(
         [item.label for item in pool], _fold_keys(run.workspace, pool, config.fold_by), config.folds, config.seed)
-    calib = load("calib") if version.split("calib") else None
-    return Loaded(tuple(names), good, colour, preprocess, load("train"), load("val"),
+    calib = trained_on("calib") if version.split("calib") else None
+    return Loaded(tuple(names), good, colour, preprocess, trained_on("train"), load("val"),
                   calib, load("test"), tuple(version.split("test")), folds)
 
 
