@@ -17,21 +17,26 @@ from inspectloop.reports.model_card import write_model_card
 from inspectloop.synthetic_graded import CLASSES, GRADES, SCALE, SEVERITY, generate_graded_line
 from inspectloop.train.config import TrainConfig
 from inspectloop.train.run import train
-from inspectloop.workspace import init_workspace
+from inspectloop.workspace import Workspace, init_workspace
 
 pytestmark = pytest.mark.slow
 
 
+def _graded_workspace(root: Path, per_class: int, plan: SplitPlan) -> Workspace:
+    line = generate_graded_line(root / "line", per_class=per_class, size=64)
+    ws = init_workspace(root / "ws")
+    for name in CLASSES:
+        define_class(ws, ClassDefinition(name=name, severity=SEVERITY[name], is_good=name == "good"))
+    set_grade_order(ws, SCALE, GRADES)
+    scan = scan_manifest_source(line.manifest)
+    ingest(ws, scan.items, source="line", kind="manifest")
+    version = create_version(ws, plan)
+    assert any(item.probability is not None for item in version.items)
+    return ws
+
+
 def test_a_graded_run_reports_roll_ups_curves_and_operating_points(tmp_path: Path) -> None:
-    line = generate_graded_line(tmp_path / "line", per_class=16, size=64)
-    with init_workspace(tmp_path / "ws") as ws:
-        for name in CLASSES:
-            define_class(ws, ClassDefinition(name=name, severity=SEVERITY[name], is_good=name == "good"))
-        set_grade_order(ws, SCALE, GRADES)
-        scan = scan_manifest_source(line.manifest)
-        ingest(ws, scan.items, source="line", kind="manifest")
-        version = create_version(ws, SplitPlan(val_fraction=0.25, test_fraction=0.25))
-        assert any(item.probability is not None for item in version.items)
+    with _graded_workspace(tmp_path, 16, SplitPlan(val_fraction=0.25, test_fraction=0.25)) as ws:
         result = train(ws, TrainConfig(mode="probe", epochs=30, input_size=64, augment="none", novelty_rate=0.0))
         graded = result.metrics["test"]["graded"]
         names = [c["name"] for c in graded["curves"]]
@@ -45,3 +50,13 @@ def test_a_graded_run_reports_roll_ups_curves_and_operating_points(tmp_path: Pat
         assert "Defective at grade &gt;= g, against everything below" in page and "AUROC" in page
         card = write_model_card(ws, register(ws, result.run_id)).read_text()
         assert "<h3>Graded defects</h3>" in card and "scratch &gt;= major" in card
+
+
+def test_graded_fine_tuning_with_cross_fitting_trains_on_soft_and_graded_targets(tmp_path: Path) -> None:
+    """The default path (fine-tuning) and the cross-fitted pool (train + calib joined, then split in folds)."""
+    plan = SplitPlan(val_fraction=0.2, test_fraction=0.2, calib_fraction=0.2)
+    with _graded_workspace(tmp_path, 10, plan) as ws:
+        config = TrainConfig(mode="finetune", epochs=1, freeze_blocks=12, input_size=64, batch_size=8,
+                             band_fit="crossfit", folds=2, ordinal="on", novelty_rate=0.0)
+        result = train(ws, config)
+        assert result.metrics["history"][0]["loss"] > 0 and "graded" in result.metrics["test"]
