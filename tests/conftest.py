@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +38,42 @@ def neu_probe_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 (te
     trained = train_neu_probe(tmp_path_factory.mktemp("neu-accept"))
     yield trained
     trained.workspace.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server for the session (pgserver's embedded binaries, so no system install is needed);
+    yields the URL of its maintenance database. Skips only when it cannot start here."""
+    try:
+        import pgserver  # type: ignore[import-untyped]
+        import psycopg  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"PostgreSQL tests need pgserver and psycopg (pip install -e '.[dev]'): {exc}")
+    # Not under pytest's basetemp: as root, pgserver runs the server as a user of its own, and every pytest
+    # session resets that folder to owner-only; a short path also keeps the socket under its 107-byte limit.
+    folder = Path(tempfile.mkdtemp(prefix="inspectloop-pg-"))
+    try:
+        server = pgserver.get_server(folder / "data", cleanup_mode="delete")
+    except Exception as exc:  # noqa: BLE001 (whatever stops the server from starting is the skip reason)
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"could not start an embedded PostgreSQL server: {type(exc).__name__}: {exc}")
+    yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+    server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty workspace database: a SQLite file, then (a second run of the test) a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    from tests.postgres_helpers import drop_postgres_database, new_postgres_database
+
+    server = request.getfixturevalue("postgres_server")
+    url = new_postgres_database(server)
+    yield url
+    drop_postgres_database(server, url)
 
 
 def surface(seed: int, size: int = 64, defect: bool = False) -> np.ndarray:

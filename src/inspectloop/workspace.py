@@ -54,9 +54,11 @@ class Workspace:
         self.close()
 
 
-def init_workspace(root: Path, name: str | None = None) -> Workspace:
+def init_workspace(root: Path, name: str | None = None, database: str | None = None) -> Workspace:
     """Create a workspace in ``root`` (new or empty folder) with its model signing key (``inspectloop.keys``).
 
+    ``database`` is the database URL (default: an SQLite file in the folder), e.g. an empty PostgreSQL
+    database ``postgresql+psycopg://USER:PASSWORD@HOST:5432/NAME`` shared by several services.
     Refuses to touch an existing one.
     """
     root = Path(root)
@@ -64,8 +66,12 @@ def init_workspace(root: Path, name: str | None = None) -> Workspace:
         raise WorkspaceError(f"{root} is already an inspectloop workspace", "open it instead of initialising it")
     if root.exists() and any(root.iterdir()):
         raise WorkspaceError(f"{root} is not empty", "choose a new or empty folder for the workspace")
+    config = WorkspaceConfig(name=name or root.resolve().name, created_at=now_iso(),
+                             **({"database": database} if database else {}))
+    if not config.database.startswith("sqlite"):  # a database it cannot reach leaves no half-made folder behind
+        with Database(config.database) as db:
+            db.ping()
     root.mkdir(parents=True, exist_ok=True)
-    config = WorkspaceConfig(name=name or root.resolve().name, created_at=now_iso())
     for folder in (config.blobs, "runs", "reports"):
         (root / folder).mkdir(exist_ok=True)
     workspace = _connect(root, config)

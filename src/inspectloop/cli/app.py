@@ -48,12 +48,15 @@ app.command("run")(station_run)
 @app.command()
 @friendly
 def init(path: Annotated[Path, typer.Argument(help="New or empty folder for the workspace.")],
-         name: Annotated[Optional[str], typer.Option(help="Workspace name (default: the folder name).")] = None) -> None:
-    """Create a workspace: config file, SQLite database, content-addressed image store and model signing key."""
+         name: Annotated[Optional[str], typer.Option(help="Workspace name (default: the folder name).")] = None,
+         database: Annotated[Optional[str], typer.Option(
+             help="Database URL (default: an SQLite file in the folder), e.g. an empty PostgreSQL database "
+                  "postgresql+psycopg://USER:PASSWORD@HOST:5432/NAME that several services share.")] = None) -> None:
+    """Create a workspace: config file, database, content-addressed image store and model signing key."""
     from inspectloop.keys import site_key
     from inspectloop.workspace import init_workspace
 
-    init_workspace(path, name).close()
+    init_workspace(path, name, database).close()
     out.print(f"workspace ready at {path}; models will be signed with key {site_key(path).public.key_id} "
               "(inspectloop keys show)", highlight=False)
 

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table
+from sqlalchemy.dialects import postgresql, sqlite
 
 ConnectionSource = Callable[[], AbstractContextManager[Connection]]
 Row = TypeVar("Row")
@@ -49,3 +50,14 @@ def as_row(cls: Callable[..., Row], row: Any) -> Row:
 def chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
     """``values`` in pieces small enough for one SQL ``IN`` list."""
     return [values[start:start + size] for start in range(0, len(values), size)]
+
+
+def insert_new(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows``, skipping those whose key (primary or unique) is taken, also by a concurrent writer.
+
+    ``ON CONFLICT DO NOTHING``, which SQLite and PostgreSQL both speak; a read-then-insert would race when
+    several processes (services on one PostgreSQL database) write the same row at once.
+    """
+    if rows:
+        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+        conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
