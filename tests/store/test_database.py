@@ -102,3 +102,17 @@ def test_a_postgresql_url_without_a_driver_gets_the_one_the_extra_installs(url: 
 
 def test_ping_names_the_server(db: Database) -> None:
     assert db.ping().split()[0] in {"SQLite", "PostgreSQL"} and db.url.startswith(db.engine.dialect.name)
+
+
+def test_an_image_waits_once_per_reason_until_its_item_is_closed(db: Database) -> None:
+    db.images.add_once(_image("e" * 64), db.images.begin_ingest("test", "folder"))
+    db.images.add_once(_image("e" * 64), 1)  # kept twice (two services): one row, no integrity error
+    first = db.review.enqueue(image_sha256="e" * 64, reason="uncertain", priority=0.5)
+    assert first is not None and db.review.enqueue(image_sha256="e" * 64, reason="uncertain") is None
+    assert db.review.enqueue(image_sha256="e" * 64, reason="shadow") is not None
+    db.review.set_skipped(first, reviewer="rita", at=now_iso(), details={})
+    assert db.review.enqueue(image_sha256="e" * 64, reason="uncertain") not in (None, first)
+    db.labels.upsert_class(ClassDefinition(name="scratch"))
+    db.labels.add_reference("scratch", "e" * 64)
+    db.labels.add_reference("scratch", "e" * 64)
+    assert db.labels.references("scratch") == ["e" * 64] and db.images.count() == 1

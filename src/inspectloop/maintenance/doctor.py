@@ -2,9 +2,10 @@
 
 Checks, in an order that is safe beside a live service (blobs are written before the rows that name
 them, so reading the rows first can never report a blob of a concurrent write as missing):
-rows vs blobs (missing, unreferenced), every blob's SHA-256 against its name, SQLite's
-``integrity_check``, and ``.tmp-*`` files that killed writers left. ``fix`` removes only what cannot
-hurt: abandoned temporary files. It never deletes a blob or a row; what it cannot fix it says.
+that the database server answers (and SQLite's ``integrity_check``), rows vs blobs (missing,
+unreferenced), every blob's SHA-256 against its name, and ``.tmp-*`` files that killed writers left.
+``fix`` removes only what cannot hurt: abandoned temporary files. It never deletes a blob or a row;
+what it cannot fix it says.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from inspectloop.errors import WorkspaceError
 from inspectloop.store.blobs import GRACE_SECONDS
 from inspectloop.workspace import Workspace
 
@@ -35,6 +37,7 @@ class Finding:
 class DoctorReport:
     checked: dict[str, int] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+    database: str = ""  # the server that answered, and its URL with the password hidden
 
     @property
     def problems(self) -> list[Finding]:
@@ -46,7 +49,8 @@ class DoctorReport:
         return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        return {"healthy": self.healthy, "checked": self.checked, "problems": len(self.problems),
+        return {"healthy": self.healthy, "database": self.database, "checked": self.checked,
+                "problems": len(self.problems),
                 "fixed": sum(f.fixed for f in self.findings),
                 "warnings": sum(f.severity == "warning" for f in self.findings),
                 "findings": [asdict(f) for f in self.findings]}
@@ -74,11 +78,14 @@ def doctor(workspace: Workspace, *, fix: bool = False, verify_hashes: bool = Tru
 
 
 def _check_database(workspace: Workspace, report: DoctorReport) -> None:
-    lines = workspace.db.integrity.integrity_check()
-    if lines is None:
-        report.findings.append(Finding("database", "warning", "database", "not SQLite: integrity check skipped",
-                                       "check the database with its own tools"))
-    elif lines != ["ok"]:
+    """The server answers (its name and version noted); on SQLite, also its own integrity check."""
+    try:
+        report.database = f"{workspace.db.ping()} at {workspace.db.url}"
+    except WorkspaceError as exc:
+        report.findings.append(Finding("database", "problem", "database", exc.message, exc.hint))
+        return
+    lines = workspace.db.integrity.integrity_check()  # None on PostgreSQL: the server checks its own pages
+    if lines is not None and lines != ["ok"]:
         shown = "; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else "")
         report.findings.append(Finding("database", "problem", "database", f"SQLite integrity_check: {shown}",
                                        "restore the workspace from a backup (inspectloop restore BACKUP DEST)"))

@@ -59,5 +59,15 @@ def insert_new(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> No
     several processes (services on one PostgreSQL database) write the same row at once.
     """
     if rows:
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+        conn.execute(_dialect_insert(conn, table).on_conflict_do_nothing(), rows)
+
+
+def insert_new_id(conn: Connection, table: Table, values: dict[str, Any]) -> int | None:
+    """Insert one row unless a unique key of it is taken (see ``insert_new``); its id, or None when taken."""
+    statement = _dialect_insert(conn, table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+    found = conn.execute(statement).scalar()
+    return None if found is None else int(found)
+
+
+def _dialect_insert(conn: Connection, table: Table) -> Any:
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)
