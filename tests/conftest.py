@@ -57,6 +57,9 @@ def postgres_server() -> Iterator[str]:
     except Exception as exc:  # noqa: BLE001 (whatever stops the server from starting is the skip reason)
         shutil.rmtree(folder, ignore_errors=True)
         pytest.skip(f"could not start an embedded PostgreSQL server: {type(exc).__name__}: {exc}")
+    # A test server need not survive a power cut: without fsync, CREATE DATABASE per test is several times faster.
+    # (The kill -9 tests kill the service, never this server.)
+    server.psql("ALTER SYSTEM SET fsync = off; SELECT pg_reload_conf();")
     yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
     server.cleanup()
     shutil.rmtree(folder, ignore_errors=True)
