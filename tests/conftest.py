@@ -6,6 +6,7 @@ import io
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +78,34 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     url = new_postgres_database(server)
     yield url
     drop_postgres_database(server, url)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, str]]:
+    """A real S3-compatible server (moto's server mode, on a local port) for the session; yields the fsspec
+    options that reach it. Skips only when moto or s3fs is not installed."""
+    try:
+        import s3fs  # type: ignore[import-untyped]  # noqa: F401
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        pytest.skip(f"S3 tests need moto[server] and s3fs (pip install -e '.[dev]'): {exc}")
+    from tests.service_helpers import free_port
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing"}
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: dict[str, str]) -> str:
+    """A new, empty bucket on the session's S3 server; its name."""
+    import s3fs
+
+    name = f"ws-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem(**s3_server).mkdir(name)
+    return name
 
 
 def surface(seed: int, size: int = 64, defect: bool = False) -> np.ndarray:

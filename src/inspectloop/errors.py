@@ -99,7 +99,7 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {  # import name -> (pip package
     "jinja2": ("jinja2", "serve"),
     "psycopg": ("psycopg", "postgres"), "psycopg2": ("psycopg", "postgres"),
     "pypylon": ("pypylon", "camera"), "av": ("av", "camera"), "asyncua": ("asyncua", "line"),
-    "paho": ("paho-mqtt", "line"),
+    "paho": ("paho-mqtt", "line"), "s3fs": ("s3fs", "s3"),
 }
 
 

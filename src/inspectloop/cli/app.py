@@ -51,12 +51,15 @@ def init(path: Annotated[Path, typer.Argument(help="New or empty folder for the 
          name: Annotated[Optional[str], typer.Option(help="Workspace name (default: the folder name).")] = None,
          database: Annotated[Optional[str], typer.Option(
              help="Database URL (default: an SQLite file in the folder), e.g. an empty PostgreSQL database "
-                  "postgresql+psycopg://USER:PASSWORD@HOST:5432/NAME that several services share.")] = None) -> None:
+                  "postgresql+psycopg://USER:PASSWORD@HOST:5432/NAME that several services share.")] = None,
+         blobs: Annotated[Optional[str], typer.Option(
+             help="Blob store (default: a folder in the workspace), e.g. s3://BUCKET/PREFIX; an S3-compatible "
+                  "server's endpoint_url goes under blob_options: in inspectloop.yaml.")] = None) -> None:
     """Create a workspace: config file, database, content-addressed image store and model signing key."""
     from inspectloop.keys import site_key
     from inspectloop.workspace import init_workspace
 
-    init_workspace(path, name, database).close()
+    init_workspace(path, name, database, blobs).close()
     out.print(f"workspace ready at {path}; models will be signed with key {site_key(path).public.key_id} "
               "(inspectloop keys show)", highlight=False)
 
@@ -498,6 +501,7 @@ def doctor(ws: WorkspaceOpt,
         summary = report.to_dict()
         if report.database:
             out.print(f"  database: {report.database}", highlight=False, soft_wrap=True)  # a URL stays whole
+            out.print(f"  blobs: {report.blobs}", highlight=False, soft_wrap=True)
         checked = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in summary["checked"].items())
         out.print(f"{'healthy' if report.healthy else 'PROBLEMS'}: checked {checked}; "
                   f"{summary['problems']} problem(s), {summary['fixed']} fixed, {summary['warnings']} warning(s)",
