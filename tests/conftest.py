@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -89,9 +90,9 @@ def s3_server() -> Iterator[dict[str, str]]:
         from moto.server import ThreadedMotoServer
     except ImportError as exc:
         pytest.skip(f"S3 tests need moto[server] and s3fs (pip install -e '.[dev]'): {exc}")
-    from tests.service_helpers import free_port
-
-    port = free_port()
+    with socket.socket() as sock:  # a free port on loopback
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing"}

@@ -499,9 +499,9 @@ def doctor(ws: WorkspaceOpt,
             out.print(f"  {state}: {finding.check} {finding.subject}: {finding.detail}"
                       + (f" (fix: {finding.fix})" if finding.fix else ""), highlight=False)
         summary = report.to_dict()
-        if report.database:
-            out.print(f"  database: {report.database}", highlight=False, soft_wrap=True)  # a URL stays whole
-            out.print(f"  blobs: {report.blobs}", highlight=False, soft_wrap=True)
+        for what, where in (("database", report.database), ("blobs", report.blobs)):
+            if where:
+                out.print(f"  {what}: {where}", highlight=False, soft_wrap=True)  # a URL stays whole
         checked = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in summary["checked"].items())
         out.print(f"{'healthy' if report.healthy else 'PROBLEMS'}: checked {checked}; "
                   f"{summary['problems']} problem(s), {summary['fixed']} fixed, {summary['warnings']} warning(s)",

@@ -63,9 +63,8 @@ def doctor(workspace: Workspace, *, fix: bool = False, verify_hashes: bool = Tru
            grace_seconds: float = GRACE_SECONDS) -> DoctorReport:
     """Check the workspace's rows, blobs and database; with ``fix``, remove abandoned temporary files."""
     report = DoctorReport()
-    _check_database(workspace, report)
-    if not _blob_store_answers(workspace, report):
-        return report
+    if not (_database_answers(workspace, report) and _blob_store_answers(workspace, report)):
+        return report  # nothing else can be checked without them
     referenced = workspace.db.integrity.referenced_blobs()  # rows first: see the module docstring
     stored = set(workspace.blobs.digests())
     report.checked |= {"referenced_blobs": len(referenced), "stored_blobs": len(stored)}
@@ -82,19 +81,20 @@ def doctor(workspace: Workspace, *, fix: bool = False, verify_hashes: bool = Tru
     return report
 
 
-def _check_database(workspace: Workspace, report: DoctorReport) -> None:
+def _database_answers(workspace: Workspace, report: DoctorReport) -> bool:
     """The server answers (its name and version noted); on SQLite, also its own integrity check."""
     try:
         report.database = f"{workspace.db.ping()} at {workspace.db.url}"
     except WorkspaceError as exc:
         report.findings.append(Finding("database", "problem", "database", exc.message, exc.hint))
-        return
+        return False
     lines = workspace.db.integrity.integrity_check()  # None on PostgreSQL: the server checks its own pages
     if lines is not None and lines != ["ok"]:
         shown = "; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else "")
         report.findings.append(Finding("database", "problem", "database", f"SQLite integrity_check: {shown}",
                                        "restore the workspace from a backup (inspectloop restore BACKUP DEST)"))
     report.checked["database"] = 1
+    return True
 
 
 def _blob_store_answers(workspace: Workspace, report: DoctorReport) -> bool:
