@@ -68,6 +68,11 @@
     canvas.dataset.state = "drawn";
     canvas.dataset.points = String(n);
     window.browseDrawnAt = performance.now();  // milliseconds since navigation started (benchmarks read it)
+    window.browseMap = {  // read-only hooks for tests and benchmarks: where a point is drawn
+      digests: data.sha256,
+      position: (i) => [px[i], py[i]],
+      selected: () => selectedDigests(),
+    };
   }
 
   // -- fields, colours and the slice shown ---------------------------------------------------------------
@@ -259,7 +264,8 @@
     drag = null;
     const [x0, y0] = done.path[0];
     const [x1, y1] = position(event);
-    if (Math.abs(x1 - x0) + Math.abs(y1 - y0) < 4) {
+    const reach = Math.max(...done.path.map(([x, y]) => Math.abs(x - x0) + Math.abs(y - y0)), Math.abs(x1 - x0) + Math.abs(y1 - y0));
+    if (reach < 4) {  // the mouse barely moved: a click (a lasso ends where it began, so not start vs end)
       const i = nearest(x0, y0);
       if (i >= 0) showDetail(i);
       draw();
