@@ -41,6 +41,7 @@ class DataMap:
     xy: np.ndarray
     seconds: float  # time to compute it (embedding + projection)
     embedded: int  # images embedded for it (the rest came from earlier maps)
+    embed_seconds: float = 0.0  # of ``seconds``, embedding those images
 
 
 def version_name(workspace: Workspace, version: str) -> str:
@@ -74,9 +75,11 @@ def compute_map(workspace: Workspace, version: str = "latest", *, features: str 
     if missing:
         fresh = (embed or backbone_embedder(workspace, features, progress))(missing)
         known |= dict(zip(missing, np.asarray(fresh, dtype=np.float32), strict=True))
+    embedded_at = time.perf_counter()
     matrix = np.stack([known[d] for d in digests]).astype(np.float32)
     xy = project(matrix, method, seed=seed)
-    result = DataMap(name, features, method, tuple(digests), xy, time.perf_counter() - started, len(missing))
+    result = DataMap(name, features, method, tuple(digests), xy, time.perf_counter() - started, len(missing),
+                     embedded_at - started)
     save_map(workspace, result, matrix)
     return result
 
@@ -115,7 +118,8 @@ def save_map(workspace: Workspace, data_map: DataMap, features: np.ndarray) -> P
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, sha256=np.array(data_map.sha256), xy=data_map.xy, features=features.astype(np.float16),
-             seconds=np.float64(data_map.seconds), embedded=np.int64(data_map.embedded))
+             seconds=np.float64(data_map.seconds), embedded=np.int64(data_map.embedded),
+             embed_seconds=np.float64(data_map.embed_seconds))
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
@@ -141,7 +145,7 @@ def read_map(path: Path) -> DataMap:
     version, features, method = path.name.removesuffix(".npz").rsplit(".", 2)
     with np.load(path, allow_pickle=False) as data:
         return DataMap(version, features, method, tuple(str(d) for d in data["sha256"]), data["xy"],
-                       float(data["seconds"]), int(data["embedded"]))
+                       float(data["seconds"]), int(data["embedded"]), float(data["embed_seconds"]))
 
 
 def known_features(workspace: Workspace, features: str, digests: Sequence[str]) -> dict[str, np.ndarray]:
