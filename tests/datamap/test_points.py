@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,7 +11,8 @@ import pytest
 
 from inspectloop import review
 from inspectloop.datamap.build import PIXELS, compute_map
-from inspectloop.datamap.points import encode_column, image_detail, map_points, send_to_review, send_to_settle
+from inspectloop.datamap.columns import encode_column
+from inspectloop.datamap.points import image_detail, live_columns, map_points_json, send_to_review, send_to_settle
 from inspectloop.errors import BrowseError
 from inspectloop.labelquality.settle import settle_queue
 from inspectloop.labels import annotate
@@ -22,6 +25,13 @@ def seeded(tmp_path: Path) -> Iterator[Seeded]:
     result = mapped(tmp_path, items=12)
     yield result
     result.workspace.close()
+
+
+def map_points(workspace: object, version: str, run: str | None = None) -> dict:
+    """The fixed and the live columns of a map in one table, as the page puts them together."""
+    points = json.loads(map_points_json(workspace, version))  # type: ignore[arg-type]
+    points["fields"].update(live_columns(workspace, version, run=run)["fields"])  # type: ignore[arg-type]
+    return points
 
 
 def decode(points: dict, field: str) -> list[str | None]:
@@ -43,6 +53,17 @@ def test_points_carry_labels_splits_metadata_and_the_label_now(seeded: Seeded) -
     assert set(decode(points, "split")) == {"train", "val", "test"}
     assert set(decode(points, "camera")) == {"cam-A", "cam-B", None} and "part_id" in points["fields"]  # refs: none
     assert "prediction" not in points["fields"]  # no run asked: no empty column
+
+
+def test_the_fixed_columns_are_kept_beside_the_map_and_rewritten_when_it_is_newer(seeded: Seeded) -> None:
+    from inspectloop.datamap.build import fixed_path, load_map
+
+    kept = fixed_path(seeded.workspace, load_map(seeded.workspace, VERSION))
+    assert json.loads(kept.read_bytes())["count"] == 20
+    kept.write_text("{}")  # a file older than its map (left by an interrupted compute) is not served
+    os.utime(kept, (0, 0))
+    assert json.loads(map_points_json(seeded.workspace, VERSION))["count"] == 20
+    assert json.loads(kept.read_bytes())["count"] == 20
 
 
 def test_a_run_adds_predictions_and_correctness_on_its_test_images(seeded: Seeded) -> None:
@@ -86,8 +107,9 @@ def test_a_selection_goes_to_the_review_queue_for_a_second_look(seeded: Seeded) 
 
 @pytest.mark.parametrize(("call", "kind", "message"), [
     (lambda w, d: map_points(w, "v7"), "not_found", "no dataset version 'v7'"),
-    (lambda w, d: map_points(w, VERSION, run="nope"), "not_found", "no training run 'nope'"),
-    (lambda w, d: map_points(w, "v1"), "no_map", "no map of dataset version v1"),
+    (lambda w, d: live_columns(w, VERSION, run="nope"), "not_found", "no training run 'nope'"),
+    (lambda w, d: map_points_json(w, "v1"), "no_map", "no map of dataset version v1"),
+    (lambda w, d: live_columns(w, "v1"), "no_map", "no map of dataset version v1"),
     (lambda w, d: image_detail(w, "0" * 64, VERSION), "not_found", "no image"),
     (lambda w, d: image_detail(w, "../../etc", VERSION), "not_found", "no image"),
     (lambda w, d: send_to_settle(w, VERSION, [], by="ana"), "bad_field", "the selection is empty"),

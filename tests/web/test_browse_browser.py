@@ -33,7 +33,7 @@ def mapped_server(tmp_path: Path) -> Iterator[LiveServer]:
 
 def drawn(page: Any, server: LiveServer) -> None:
     page.goto(f"{server.url}/browse?version={VERSION}&run=run-map")
-    page.wait_for_selector("canvas#map[data-state=drawn]")
+    page.wait_for_selector("canvas#map[data-state=drawn][data-live=ready]")
 
 
 def point_on_page(page: Any, index: int) -> tuple[float, float]:
@@ -46,7 +46,7 @@ def test_the_map_draws_colours_and_filters(browser: Any, mapped_server: LiveServ
     page = log_in(browser, mapped_server, "ana")
     drawn(page, mapped_server)
     assert page.locator("canvas#map").get_attribute("data-points") == "24"
-    assert page.locator("#colour").input_value() == "correct"  # a run is shown: right and wrong first
+    assert page.locator("#colour").input_value() == "correct"  # a run is shown: right and wrong first, once live
     assert {e.get_attribute("data-value") for e in page.locator(".legend-entry").all()} == \
         {"correct", "wrong", "(not set)"}
     x, y = page.evaluate("() => window.browseMap.position(0)")
@@ -55,6 +55,7 @@ def test_the_map_draws_colours_and_filters(browser: Any, mapped_server: LiveServ
     assert pixel[3] == 255 and pixel[:3] != [255, 255, 255]  # a point is painted where the map says
     page.select_option("#colour", "label")
     assert {"good", "scratch"} <= {e.get_attribute("data-value") for e in page.locator(".legend-entry").all()}
+    page.select_option("#colour", "current")  # the label now, from the live columns
     page.select_option("#filter-field", "split")
     page.select_option("#filter-value", label=page.locator("#filter-value option", has_text="test").inner_text())
     assert " of 24 images shown" in page.inner_text("#status") and not page.inner_text("#status").startswith("24 ")
@@ -93,9 +94,12 @@ def test_a_click_shows_the_story_and_a_selection_goes_to_settle(browser: Any, ma
     page.context.close()
 
 
-def test_a_version_without_a_map_says_how_to_make_one(browser: Any, mapped_server: LiveServer) -> None:
+def test_a_version_without_a_map_or_a_bad_run_says_what_to_do(browser: Any, mapped_server: LiveServer) -> None:
     page = log_in(browser, mapped_server, "ana")
     page.goto(f"{mapped_server.url}/browse?version=v1")
     page.wait_for_selector("canvas#map[data-state=error]")
     assert "inspectloop dataset map v1" in page.inner_text("#status")
+    page.goto(f"{mapped_server.url}/browse?version={VERSION}&run=run-1")  # a run without per-image outcomes
+    page.wait_for_selector("canvas#map[data-state=drawn][data-live=error]")  # the map still draws
+    assert "run run-1 has no per-image predictions" in page.inner_text("#status")
     page.context.close()

@@ -42,7 +42,8 @@ def log_in(client: TestClient, seeded: Seeded, name: str = "ana") -> str:
 
 def test_nothing_without_a_session(client: TestClient, seeded: Seeded) -> None:
     assert client.get("/browse").headers["location"] == "/login?next=/browse"
-    for path in ("/browse/points", f"/browse/images/{seeded.images[0]}", f"/browse/thumbs/{seeded.images[0]}"):
+    for path in ("/browse/points", "/browse/live", f"/browse/images/{seeded.images[0]}",
+                 f"/browse/thumbs/{seeded.images[0]}"):
         assert client.get(path).status_code == 401
     reply = client.post("/browse/send", json={"version": VERSION, "queue": "settle", "sha256": seeded.images[:1]})
     assert reply.status_code == 401 and "log in" in reply.json()["error"]
@@ -58,8 +59,10 @@ def test_the_page_lists_versions_and_runs_under_the_pages_security_headers(clien
 
 def test_points_detail_and_thumbnails(client: TestClient, seeded: Seeded) -> None:
     log_in(client, seeded)
-    points = client.get("/browse/points", params={"version": VERSION, "run": "run-map"}).json()
-    assert points["count"] == 20 and {"label", "split", "prediction", "correct", "camera"} <= set(points["fields"])
+    points = client.get("/browse/points", params={"version": VERSION}).json()
+    assert points["count"] == 20 and {"label", "split", "source", "camera"} <= set(points["fields"])
+    live = client.get("/browse/live", params={"version": VERSION, "run": "run-map"}).json()
+    assert live["count"] == 20 and set(live["fields"]) == {"current", "prediction", "correct"}
     story = client.get(f"/browse/images/{seeded.images[0]}", params={"version": VERSION}).json()
     assert story["annotations"][0]["annotator"] == "import" and story["versions"][0]["version"] == VERSION
     thumb = client.get(f"/browse/thumbs/{seeded.images[0]}")
@@ -87,9 +90,10 @@ def test_forged_sends_are_refused(client: TestClient, seeded: Seeded) -> None:
 
 @pytest.mark.parametrize(("method", "path", "params", "status", "message"), [
     ("get", "/browse/points", {"version": "v9"}, 404, "no dataset version 'v9' (known: v1, v2)"),
-    ("get", "/browse/points", {"version": VERSION, "run": "run-x"}, 404, "no training run 'run-x'"),
-    ("get", "/browse/points", {"version": VERSION, "run": "run-1"}, 422, "run run-1 has no per-image predictions"),
+    ("get", "/browse/live", {"version": VERSION, "run": "run-x"}, 404, "no training run 'run-x'"),
+    ("get", "/browse/live", {"version": VERSION, "run": "run-1"}, 422, "run run-1 has no per-image predictions"),
     ("get", "/browse/points", {"version": "v1"}, 404, "no map of dataset version v1 yet"),
+    ("get", "/browse/live", {"version": "v9"}, 404, "no dataset version 'v9'"),
     ("get", "/browse/points", {"version": VERSION, "method": "umap"}, 404, "no map of dataset version v2"),
     ("get", "/browse/images/" + "a" * 64, {"version": VERSION}, 404, "no image"),
     ("get", "/browse/images/not-a-digest", {"version": VERSION}, 404, "no image"),

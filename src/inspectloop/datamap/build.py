@@ -10,6 +10,7 @@ taken from that map, so a version that adds 200 images to 10,000 embeds 200.
 from __future__ import annotations
 
 import io
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inspectloop.datamap.projection import Method, check_method, project
+from inspectloop.datamap.columns import fixed_table
+from inspectloop.datamap.projection import check_method, project
 from inspectloop.errors import BrowseError
 from inspectloop.store import atomic_write_bytes
 from inspectloop.workspace import Workspace
@@ -81,6 +83,7 @@ def compute_map(workspace: Workspace, version: str = "latest", *, features: str 
     result = DataMap(name, features, method, tuple(digests), xy, time.perf_counter() - started, len(missing),
                      embedded_at - started)
     save_map(workspace, result, matrix)
+    write_fixed(workspace, result)
     return result
 
 
@@ -146,6 +149,31 @@ def read_map(path: Path) -> DataMap:
     with np.load(path, allow_pickle=False) as data:
         return DataMap(version, features, method, tuple(str(d) for d in data["sha256"]), data["xy"],
                        float(data["seconds"]), int(data["embedded"]), float(data["embed_seconds"]))
+
+
+def fixed_path(workspace: Workspace, data_map: DataMap) -> Path:
+    """Where the map's fixed columns (:func:`inspectloop.datamap.columns.fixed_table`) are kept, as JSON."""
+    return map_path(workspace, data_map.version, data_map.features, data_map.method).with_suffix(".points.json")
+
+
+def write_fixed(workspace: Workspace, data_map: DataMap) -> bytes:
+    """Write the map's fixed columns beside it (the slow part of showing a map: a record per image); return them."""
+    items = {item.sha256: item for item in workspace.db.datasets.items(data_map.version)}
+    records = workspace.db.images.get_many(list(data_map.sha256))
+    table = fixed_table(data_map.version, data_map.features, data_map.method, data_map.sha256, data_map.xy,
+                        items, records)
+    body = json.dumps(table, separators=(",", ":")).encode("utf-8")
+    atomic_write_bytes(fixed_path(workspace, data_map), body)
+    return body
+
+
+def fixed_json(workspace: Workspace, data_map: DataMap) -> bytes:
+    """The map's fixed columns as JSON bytes: the kept file, or written now when missing or older than the map."""
+    path = fixed_path(workspace, data_map)
+    source = map_path(workspace, data_map.version, data_map.features, data_map.method)
+    if path.is_file() and path.stat().st_mtime >= source.stat().st_mtime:
+        return path.read_bytes()
+    return write_fixed(workspace, data_map)
 
 
 def known_features(workspace: Workspace, features: str, digests: Sequence[str]) -> dict[str, np.ndarray]:

@@ -1,24 +1,21 @@
-"""What the dataset browser shows: a kept map's points with their labels, predictions and metadata, one
-image's whole story, and a selection sent to the settle queue or the review queue.
-
-Points go out column by column, each categorical field as its distinct values plus one small integer
-code per point (-1: not set), so 10,000 points with a dozen fields are a few hundred kB of JSON and the
-page colours by any field without another request.
+"""What the dataset browser shows: a kept map's points with their fixed and live fields (columns, see
+:mod:`inspectloop.datamap.columns`), one image's whole story, and a selection sent to the settle queue
+or the review queue.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from inspectloop import review
-from inspectloop.datamap.build import load_map, version_name
+from inspectloop.datamap.build import fixed_json, load_map, version_name
+from inspectloop.datamap.columns import LIVE_FIELDS, encode_table
 from inspectloop.domain import DatasetItem
-from inspectloop.domain.images import METADATA_FIELDS
 from inspectloop.domain.labelling import QueuedSuspect
 from inspectloop.errors import BrowseError
 from inspectloop.evaluate.outcomes import ImageOutcome
@@ -28,45 +25,29 @@ from inspectloop.workspace import Workspace
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 MAX_SELECTION = 10_000  # images one send may queue
 NOT_SET = "(not set)"
-BASE_FIELDS = ("label", "current", "split", "prediction", "correct", "source")
-META_FIELDS = tuple(f for f in METADATA_FIELDS if f != "captured_at")
 
 
-def map_points(workspace: Workspace, version: str = "latest", *, run: str | None = None,
-               features: str | None = None, method: str | None = None) -> dict[str, Any]:
-    """The kept map of ``version`` as JSON-ready columns: digests, x, y and every field to colour or filter by.
+def map_points_json(workspace: Workspace, version: str = "latest", *, features: str | None = None,
+                    method: str | None = None) -> bytes:
+    """The kept map of ``version`` as JSON: digests, x, y and the fields that never change for it (the
+    version's label and split, source, capture metadata), column by column (:mod:`~inspectloop.datamap.columns`)."""
+    return fixed_json(workspace, load_map(workspace, version, features=features, method=method))
 
-    ``label`` is the version's label, ``current`` what the labelling policy says now (settled labels
-    included), ``prediction`` and ``correct`` come from ``run``'s per-image test outcomes.
-    """
+
+def live_columns(workspace: Workspace, version: str = "latest", *, run: str | None = None,
+                 features: str | None = None, method: str | None = None) -> dict[str, Any]:
+    """The fields that change, in the map's point order: ``current`` (what the labelling policy says now,
+    settled labels included) and, with ``run``, ``prediction`` and ``correct`` from its per-image test outcomes."""
     data_map = load_map(workspace, version, features=features, method=method)
     outcomes = run_outcomes(workspace, run) if run else {}
-    items = {item.sha256: item for item in workspace.db.datasets.items(data_map.version)}
-    records = workspace.db.images.get_many(list(data_map.sha256))
     current = resolve_labels(workspace.db.labels.annotations(), workspace.config.labelling).labels
     rows: list[dict[str, str | None]] = []
     for digest in data_map.sha256:
-        item, record, outcome = items[digest], records.get(digest), outcomes.get(digest)
-        meta = record.meta.fields() if record is not None else {}
-        rows.append({"label": item.label, "current": current.get(digest, NOT_SET), "split": item.split,
-                     "prediction": outcome.predicted if outcome else None,
-                     "correct": None if outcome is None else ("correct" if outcome.correct else "wrong"),
-                     "source": record.source.value if record is not None else None, **meta})
-    extra = sorted({key for row in rows for key in row} - set(BASE_FIELDS) - set(META_FIELDS))
-    order = [f for f in (*BASE_FIELDS, *META_FIELDS, *extra) if any(row.get(f) is not None for row in rows)]
-    return {"version": data_map.version, "features": data_map.features, "method": data_map.method, "run": run,
-            "count": len(rows), "sha256": list(data_map.sha256),
-            "x": [round(float(v), 5) for v in data_map.xy[:, 0]], "y": [round(float(v), 5) for v in data_map.xy[:, 1]],
-            "fields": {name: encode_column(row.get(name) for row in rows) for name in order},
-            "classes": sorted(workspace.db.labels.class_names())}
-
-
-def encode_column(values: Iterable[str | None]) -> dict[str, list[Any]]:
-    """Distinct values (sorted) and one code per value into them; -1 for None."""
-    listed = list(values)
-    distinct = sorted({v for v in listed if v is not None})
-    index = {v: i for i, v in enumerate(distinct)}
-    return {"values": distinct, "codes": [-1 if v is None else index[v] for v in listed]}
+        outcome = outcomes.get(digest)
+        rows.append({"current": current.get(digest, NOT_SET), "prediction": outcome.predicted if outcome else None,
+                     "correct": None if outcome is None else ("correct" if outcome.correct else "wrong")})
+    return {"version": data_map.version, "run": run, "count": len(rows),
+            "fields": encode_table(rows, LIVE_FIELDS), "classes": sorted(workspace.db.labels.class_names())}
 
 
 def run_outcomes(workspace: Workspace, run_id: str) -> dict[str, ImageOutcome]:

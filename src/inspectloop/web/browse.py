@@ -1,6 +1,7 @@
 """The dataset browser: a page that draws a dataset version's 2-D map, and the thin JSON behind it.
 
-``GET /browse`` is the page; it reads ``GET /browse/points`` (every point with its fields, one request),
+``GET /browse`` is the page; it reads ``GET /browse/points`` (every point with the fields fixed for the
+map, served from a file kept beside it) and ``GET /browse/live`` (the label now, a run's predictions),
 ``GET /browse/images/{sha256}`` (one image's story) and ``GET /browse/thumbs/{sha256}`` (a small JPEG),
 and sends a selection with ``POST /browse/send``. Same rules as the other pages (``web/pages.py``): the
 browser's session cookie, and for the write the session's CSRF token in ``X-CSRF-Token`` and a same-site
@@ -48,17 +49,30 @@ def browse_page(request: Request, version: str = "latest", run: str = "") -> Res
 
 
 @router.get("/browse/points")
-async def browse_points(request: Request, version: str = "latest", run: str = "", features: str = "",
-                        method: str = "") -> Response:
-    """The version's map: digests, coordinates and every field to colour or filter by, column by column."""
+async def browse_points(request: Request, version: str = "latest", features: str = "", method: str = "") -> Response:
+    """The version's map: digests, coordinates and the fields fixed for it, column by column (a kept file)."""
     if page_user(request) is None:
         return _error(401, "log in again: your session has ended", "open /login")
     try:
-        points = await run_in_threadpool(datamap.map_points, workspace_of(request), version, run=run or None,
-                                         features=features or None, method=method or None)
+        body = await run_in_threadpool(datamap.map_points_json, workspace_of(request), version,
+                                       features=features or None, method=method or None)
     except InspectloopError as exc:
         return _library_error(exc)
-    return JSONResponse(points, headers={"Cache-Control": "no-store"})
+    return Response(body, media_type="application/json", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/browse/live")
+async def browse_live(request: Request, version: str = "latest", run: str = "", features: str = "",
+                      method: str = "") -> Response:
+    """The fields that change, in the same point order: the label now, and ``run``'s prediction and correctness."""
+    if page_user(request) is None:
+        return _error(401, "log in again: your session has ended", "open /login")
+    try:
+        columns = await run_in_threadpool(datamap.live_columns, workspace_of(request), version, run=run or None,
+                                          features=features or None, method=method or None)
+    except InspectloopError as exc:
+        return _library_error(exc)
+    return JSONResponse(columns, headers={"Cache-Control": "no-store"})
 
 
 @router.get("/browse/images/{sha256}")

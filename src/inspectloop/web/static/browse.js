@@ -33,33 +33,41 @@
   let drag = null;
 
   const query = new URLSearchParams({version: root.dataset.version});
-  if (root.dataset.run) query.set("run", root.dataset.run);
+  const liveQuery = new URLSearchParams(query);
+  if (root.dataset.run) liveQuery.set("run", root.dataset.run);
+  let colourChosen = false;  // the user picked a colour field: live columns arriving do not change it
 
-  fetch("/browse/points?" + query, {credentials: "same-origin"})
-    .then(async (reply) => {
-      const body = await reply.json().catch(() => ({error: "the server answered " + reply.status}));
-      if (!reply.ok) throw body;
-      return body;
-    })
-    .then(start)
-    .catch((problem) => {
-      statusLine.textContent = (problem.error || String(problem)) + (problem.fix ? " (" + problem.fix + ")" : "");
-      statusLine.className = "error";
-      canvas.dataset.state = "error";
-    });
+  // The map and its fixed fields come from a kept file (fast); the label now and a run's predictions
+  // from the database, in a second request that may finish later: the map is drawn without waiting.
+  const points = getJson("/browse/points?" + query);
+  const live = getJson("/browse/live?" + liveQuery);
+  live.catch(() => {});  // its failure is shown once the map is drawn, below
+  points.then((fixed) => {
+    start(fixed);
+    live.then(addLive).catch((problem) => fail(problem, "live"));
+  }).catch((problem) => fail(problem, "points"));
 
-  function start(points) {
-    data = points;
-    n = points.count;
+  async function getJson(url) {
+    const reply = await fetch(url, {credentials: "same-origin"});
+    const body = await reply.json().catch(() => ({error: "the server answered " + reply.status}));
+    if (!reply.ok) throw body;
+    return body;
+  }
+
+  function fail(problem, which) {
+    statusLine.textContent = (problem.error || String(problem)) + (problem.fix ? " (" + problem.fix + ")" : "");
+    statusLine.className = "error";
+    if (which === "live") canvas.dataset.live = "error"; else canvas.dataset.state = "error";
+  }
+
+  function start(fixed) {
+    data = fixed;
+    n = fixed.count;
+    data.classes = [...fixed.fields.label.values];  // one colour per class, the same in every class field
     visible = new Uint8Array(n).fill(1);
     selected = new Uint8Array(n);
-    const fields = Object.keys(points.fields);
-    for (const name of fields) {
-      colourSelect.append(new Option(name, name));
-      filterField.append(new Option(name, name));
-    }
-    colourSelect.value = fields.includes("correct") ? "correct" : fields.includes("label") ? "label" : fields[0];
-    colourSelect.addEventListener("change", () => { hiddenValues = new Set(); refresh(); });
+    fillFieldSelects();
+    colourSelect.addEventListener("change", () => { colourChosen = true; hiddenValues = new Set(); refresh(); });
     filterField.addEventListener("change", fillFilterValues);
     filterValue.addEventListener("change", refresh);
     window.addEventListener("resize", () => { layout(); draw(); });
@@ -73,6 +81,30 @@
       position: (i) => [px[i], py[i]],
       selected: () => selectedDigests(),
     };
+  }
+
+  function addLive(columns) {
+    if (columns.count !== n) throw {error: "the map changed while loading", fix: "reload the page"};
+    Object.assign(data.fields, columns.fields);
+    for (const name of columns.classes) if (!data.classes.includes(name)) data.classes.push(name);
+    data.run = columns.run;
+    fillFieldSelects();
+    if (!colourChosen && data.fields.correct) colourSelect.value = "correct";
+    hiddenValues = new Set();
+    refresh();
+    canvas.dataset.live = "ready";
+    window.browseLiveAt = performance.now();
+  }
+
+  function fillFieldSelects() {
+    const first = ["label", "current", "split", "prediction", "correct"];
+    const names = Object.keys(data.fields);
+    const ordered = [...first.filter((f) => names.includes(f)), ...names.filter((f) => !first.includes(f))];
+    const [colour, filter] = [colourSelect.value, filterField.value];
+    colourSelect.replaceChildren(...ordered.map((f) => new Option(f, f)));
+    filterField.replaceChildren(new Option("all points", ""), ...ordered.map((f) => new Option(f, f)));
+    colourSelect.value = ordered.includes(colour) ? colour : "label";
+    filterField.value = filter;
   }
 
   // -- fields, colours and the slice shown ---------------------------------------------------------------
