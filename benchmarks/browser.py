@@ -18,7 +18,10 @@ Map computation, measured in three parts:
 Page load: uvicorn serving the pages (as ``inspectloop serve`` mounts them), Debian's Chromium headless
 through Playwright, logged in; each load is a full navigation to ``/browse?version=v1&run=...``; the time
 is the page's own ``performance.now()`` when the canvas has every point drawn (its clock starts at
-navigation), and the wall time seen from Python. Goal: <= 2 s.
+navigation), and the wall time seen from Python. Goal: <= 2 s. The points and their fixed fields come
+from the file kept beside the map; the live columns (the label the policy gives each image now, the
+run's prediction and correctness) arrive in a second request, timed too (``live_at_ms``): the page
+recolours by correctness when they land.
 """
 
 from __future__ import annotations
