@@ -15,6 +15,9 @@ Map computation, measured in three parts:
 - the 10,000-point map itself on ``pixels`` features (16x16 grey thumbnails): PCA alone, and PCA to 50
   then t-SNE (what ``inspectloop dataset map`` runs; the projection's cost depends on the number of
   points, not on what the features are).
+How well a map keeps the classes apart: the share of each image's 10 nearest neighbours with its label,
+in the features and on the PCA and t-SNE maps, on the synthetic images (pixel features) and on 50 real
+NEU-DET images per class (6 classes) through the frozen backbone.
 Page load: uvicorn serving the pages (as ``inspectloop serve`` mounts them), Debian's Chromium headless
 through Playwright, logged in; each load is a full navigation to ``/browse?version=v1&run=...``; the time
 is the page's own ``performance.now()`` when the canvas has every point drawn (its clock starts at
@@ -43,6 +46,7 @@ IMAGES_PER_CLASS = 2500
 IMAGE_SIDE = 64
 LOADS = 5
 EMBED_SAMPLE = 256
+NEU_PER_CLASS = 50
 GOAL_MS = 2000
 RUN_ID = "bench-run"
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") if Path(p).exists()), None)
@@ -111,29 +115,60 @@ def fake_run(workspace: Any, version: str) -> None:
     workspace.db.runs.finish(RUN_ID, "finished", metrics={})
 
 
-def neighbour_agreement(workspace: Any, k: int = 10) -> dict[str, float]:
-    """Share of each image's ``k`` nearest neighbours that carry its label: in the features, and on each map.
+def neighbour_agreement(workspace: Any) -> dict[str, float]:
+    """Share of each image's 10 nearest neighbours that carry its label: in the features, and on each map.
 
     How much of the features' class structure a map keeps on screen (1.0: every neighbour agrees)."""
     import numpy as np
-    from sklearn.neighbors import NearestNeighbors
 
     from inspectloop.datamap.build import PIXELS, known_features, load_map
 
     labels = {i.sha256: i.label for i in workspace.db.datasets.items("v1")}
-
-    def agreement(points: np.ndarray, names: np.ndarray) -> float:
-        _, index = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)
-        return round(float(np.mean(names[index[:, 1:]] == names[:, None])), 3)
-
     result = {}
     for method in ("pca", "tsne"):
         data_map = load_map(workspace, "v1", features=PIXELS, method=method)
         names = np.array([labels[d] for d in data_map.sha256])
-        result[f"map_{method}"] = agreement(data_map.xy, names)
+        result[f"map_{method}"] = _agreement(data_map.xy, names)
     features = known_features(workspace, PIXELS, list(data_map.sha256))
-    result["features"] = agreement(np.stack([features[d] for d in data_map.sha256]), names)
+    result["features"] = _agreement(np.stack([features[d] for d in data_map.sha256]), names)
     return result
+
+
+def neu_agreement(per_class: int = NEU_PER_CLASS) -> dict[str, Any]:
+    """Real images through the real pipeline: ``per_class`` NEU-DET images of each of its 6 classes, frozen
+    backbone features, then each projection; label agreement of the 10 nearest neighbours in each."""
+    import numpy as np
+
+    from benchmarks.common import DATASETS, neu_items
+    from inspectloop.datamap.projection import project
+    from inspectloop.labelquality.probabilities import frozen_features
+
+    if not (DATASETS / "neu_det").is_dir():
+        return {"skipped": f"NEU-DET not found under {DATASETS}"}
+    chosen = []
+    for label in sorted({item.label for item in neu_items()}):
+        chosen += [item for item in neu_items() if item.label == label][:per_class]
+    start = time.perf_counter()
+    features = frozen_features([str(item.path) for item in chosen], lambda path: Path(path).read_bytes())
+    embed_s = time.perf_counter() - start
+    names = np.array([item.label for item in chosen])
+    result: dict[str, Any] = {"images": len(chosen), "embed_s": round(embed_s, 1),
+                              "features": _agreement(features, names)}
+    for method in ("pca", "tsne"):
+        start = time.perf_counter()
+        xy = project(features, method)  # type: ignore[arg-type]
+        result[f"map_{method}"] = _agreement(xy, names)
+        result[f"{method}_s"] = round(time.perf_counter() - start, 2)
+    return result
+
+
+def _agreement(points: Any, names: Any, k: int = 10) -> float:
+    """Share of each point's ``k`` nearest neighbours (itself left out) that carry its label."""
+    import numpy as np
+    from sklearn.neighbors import NearestNeighbors
+
+    _, index = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)
+    return round(float(np.mean(names[index[:, 1:]] == names[:, None])), 3)
 
 
 def serve(workspace: Any) -> tuple[str, Any, threading.Thread]:
@@ -197,6 +232,8 @@ def page_loads(url: str, token: str) -> list[dict[str, Any]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--fresh", action="store_true", help="rebuild the workspace and the maps")
+    parser.add_argument("--neu", type=int, default=NEU_PER_CLASS,
+                        help="NEU-DET images per class for the real-image check (0: skip)")
     args = parser.parse_args()
     if CHROMIUM is None:
         raise SystemExit("Chromium not found (/usr/bin/chromium): scripts/setup.sh installs it")
@@ -222,6 +259,8 @@ def main() -> None:
     live_ms = (time.perf_counter() - start) * 1000
     agreement = neighbour_agreement(workspace)
     print(f"label agreement of the 10 nearest neighbours: {agreement}", flush=True)
+    neu = neu_agreement(args.neu) if args.neu else {"skipped": "--neu 0"}
+    print(f"NEU-DET, frozen backbone: {neu}", flush=True)
     url, server, thread = serve(workspace)
     try:
         loads = page_loads(url, built["token"])
@@ -235,7 +274,7 @@ def main() -> None:
         "images": points["count"], "fields": [*points["fields"], *live["fields"]],
         "load_average": list(os.getloadavg()),
         "map_computation": {**built["timings"], "fixed_columns_s": round(fixed_s, 1)},
-        "neighbour_label_agreement_k10": agreement,
+        "neighbour_label_agreement_k10": {"synthetic_pixels": agreement, "neu_det_backbone": neu},
         "server_ms": {"fixed_points_read": round(fixed_ms, 1), "live_columns": round(live_ms, 1)},
         "page_loads": loads, "drawn_at_ms_median": round(statistics.median(drawn), 1),
         "drawn_at_ms_max": round(max(drawn), 1), "goal_ms": GOAL_MS, "goal_met": max(drawn) <= GOAL_MS,
