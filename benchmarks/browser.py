@@ -145,9 +145,9 @@ def neu_agreement(per_class: int = NEU_PER_CLASS) -> dict[str, Any]:
 
     if not (DATASETS / "neu_det").is_dir():
         return {"skipped": f"NEU-DET not found under {DATASETS}"}
-    chosen = []
-    for label in sorted({item.label for item in neu_items()}):
-        chosen += [item for item in neu_items() if item.label == label][:per_class]
+    items, chosen = neu_items(), []
+    for label in sorted({item.label for item in items}):
+        chosen += [item for item in items if item.label == label][:per_class]
     start = time.perf_counter()
     features = frozen_features([str(item.path) for item in chosen], lambda path: Path(path).read_bytes())
     embed_s = time.perf_counter() - start

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ DEFAULT_FEATURES = "efficientnet-lite0"
 PIXELS = "pixels"  # 16x16 grey thumbnails: no torch needed, for tests and quick looks; clusters by brightness
 _PIXEL_SIDE = 16
 MAPS_DIR = "maps"
+_FEATURES_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")  # part of a file name: no dots, no slashes
 Embedder = Callable[[Sequence[str]], np.ndarray]  # image digests -> (N, D) features
 Progress = Callable[[int, int], None]
 
@@ -57,6 +59,13 @@ def version_name(workspace: Workspace, version: str) -> str:
     return version
 
 
+def check_features(features: str) -> str:
+    """``features`` when it can name a map file's features (a backbone name, ``pixels``); BrowseError otherwise."""
+    if not _FEATURES_NAME.match(features):
+        raise BrowseError(f"unknown features {features[:40]!r}", f"name a backbone, e.g. {DEFAULT_FEATURES}, or {PIXELS}")
+    return features
+
+
 def map_path(workspace: Workspace, version: str, features: str, method: str) -> Path:
     """Where the map of ``version`` by ``features`` and ``method`` is kept."""
     return workspace.root / MAPS_DIR / f"{version}.{features}.{method}.npz"
@@ -66,7 +75,7 @@ def compute_map(workspace: Workspace, version: str = "latest", *, features: str 
                 method: str = "tsne", seed: int = 0, embed: Embedder | None = None,
                 progress: Progress | None = None) -> DataMap:
     """Embed a version's images (frozen backbone ``features``, or ``embed``), project them, keep the map."""
-    method = check_method(method)
+    method, features = check_method(method), check_features(features)
     name = version_name(workspace, version)
     digests = sorted({item.sha256 for item in workspace.db.datasets.items(name)})
     if not digests:
@@ -134,6 +143,10 @@ def load_map(workspace: Workspace, version: str = "latest", *, features: str | N
     BrowseError: not_found for an unknown version, no_map when no map of it was computed yet.
     """
     name = version_name(workspace, version)
+    if features is not None:
+        check_features(features)
+    if method is not None:
+        check_method(method)
     pattern = f"{name}.{features or '*'}.{method or '*'}.npz"
     found = sorted((workspace.root / MAPS_DIR).glob(pattern), key=lambda p: p.stat().st_mtime, reverse=True)
     found = [p for p in found if p.name.removesuffix(".npz").rsplit(".", 2)[0] == name]  # not version "v1.b"
