@@ -276,6 +276,23 @@ def dataset_duplicates(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] 
                  else ""))
 
 
+@dataset_app.command("map")
+@friendly
+def dataset_map(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] = "latest",
+                features: Annotated[str, typer.Option(help="Frozen backbone that embeds the images, or 'pixels' "
+                                                           "(grey thumbnails: no torch needed).")] = "efficientnet-lite0",
+                method: Annotated[str, typer.Option(help="tsne (PCA to 50, then t-SNE) or pca (seconds).")] = "tsne",
+                seed: Annotated[int, typer.Option(help="Seed of the projection.")] = 0) -> None:
+    """Compute a dataset version's 2-D map for the browser page (/browse of 'inspectloop serve'); kept in the workspace."""
+    from inspectloop.datamap.build import compute_map
+
+    with workspace(ws) as w, progress_bar("embedding") as update:
+        made = compute_map(w, name, features=features, method=method, seed=seed, progress=update)
+    out.print(f"map of {made.version}: {len(made.sha256)} images ({made.embedded} embedded, the rest from earlier "
+              f"maps) by {made.features} + {made.method} in {made.seconds:.1f} s; open /browse?version={made.version}",
+              highlight=False)
+
+
 def _show_version(name: str, parent: str | None, summary: dict[str, Any]) -> None:
     splits = summary["splits"]
     names = list(splits)

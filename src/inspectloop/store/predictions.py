@@ -163,6 +163,10 @@ class PredictionRepository(Repository):
                                                                 inspector=inspector, created_at=now_iso()))
             return int(result.inserted_primary_key[0])
 
+    def of_image(self, sha256: str, limit: int = 20) -> list[LoggedPrediction]:
+        """The latest ``limit`` production predictions made on an image, newest first."""
+        return self._many(select(_p).where(_p.c.image_sha256 == sha256).order_by(_p.c.id.desc()).limit(limit))
+
     def qc_labels(self, prediction_id: int) -> list[str]:
         """QC verdicts on a prediction, oldest first."""
         qc = s.qc_decisions

@@ -42,6 +42,12 @@ class ReviewRepository(Repository):
             return [_item(r) for r in conn.execute(select(_items).where(_items.c.id.in_(list(item_ids)))
                                                    .order_by(_items.c.id))]
 
+    def of_image(self, sha256: str) -> list[ReviewItem]:
+        """Every review item of an image (open and decided), oldest first."""
+        with self._connect() as conn:
+            return [_item(r) for r in conn.execute(select(_items).where(_items.c.image_sha256 == sha256)
+                                                   .order_by(_items.c.id))]
+
     def next_claimable(self, now: str) -> int | None:
         """The first open item whose lease is free or expired at ``now``: by reason (``REASONS`` order), then
         highest priority."""
