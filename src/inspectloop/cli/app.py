@@ -49,12 +49,18 @@ app.command("run")(station_run)
 @app.command()
 @friendly
 def init(path: Annotated[Path, typer.Argument(help="New or empty folder for the workspace.")],
-         name: Annotated[Optional[str], typer.Option(help="Workspace name (default: the folder name).")] = None) -> None:
-    """Create a workspace: config file, SQLite database, content-addressed image store and model signing key."""
+         name: Annotated[Optional[str], typer.Option(help="Workspace name (default: the folder name).")] = None,
+         database: Annotated[Optional[str], typer.Option(
+             help="Database URL (default: an SQLite file in the folder), e.g. an empty PostgreSQL database "
+                  "postgresql+psycopg://USER:PASSWORD@HOST:5432/NAME that several services share.")] = None,
+         blobs: Annotated[Optional[str], typer.Option(
+             help="Blob store (default: a folder in the workspace), e.g. s3://BUCKET/PREFIX; an S3-compatible "
+                  "server's endpoint_url goes under blob_options: in inspectloop.yaml.")] = None) -> None:
+    """Create a workspace: config file, database, content-addressed image store and model signing key."""
     from inspectloop.keys import site_key
     from inspectloop.workspace import init_workspace
 
-    init_workspace(path, name).close()
+    init_workspace(path, name, database, blobs).close()
     out.print(f"workspace ready at {path}; models will be signed with key {site_key(path).public.key_id} "
               "(inspectloop keys show)", highlight=False)
 
@@ -292,6 +298,23 @@ def dataset_duplicates(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] 
                  else ""))
 
 
+@dataset_app.command("map")
+@friendly
+def dataset_map(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] = "latest",
+                features: Annotated[str, typer.Option(help="Frozen backbone that embeds the images, or 'pixels' "
+                                                           "(grey thumbnails: no torch needed).")] = "efficientnet-lite0",
+                method: Annotated[str, typer.Option(help="tsne (PCA to 50, then t-SNE) or pca (seconds).")] = "tsne",
+                seed: Annotated[int, typer.Option(help="Seed of the projection.")] = 0) -> None:
+    """Compute a dataset version's 2-D map for the browser page (/browse of 'inspectloop serve'); kept in the workspace."""
+    from inspectloop.datamap.build import compute_map
+
+    with workspace(ws) as w, progress_bar("embedding") as update:
+        made = compute_map(w, name, features=features, method=method, seed=seed, progress=update)
+    out.print(f"map of {made.version}: {len(made.sha256)} images ({made.embedded} embedded, the rest from earlier "
+              f"maps) by {made.features} + {made.method} in {made.seconds:.1f} s; open /browse?version={made.version}",
+              highlight=False)
+
+
 def _show_version(name: str, parent: str | None, summary: dict[str, Any]) -> None:
     splits = summary["splits"]
     names = list(splits)
@@ -516,6 +539,9 @@ def doctor(ws: WorkspaceOpt,
             out.print(f"  {state}: {finding.check} {finding.subject}: {finding.detail}"
                       + (f" (fix: {finding.fix})" if finding.fix else ""), highlight=False)
         summary = report.to_dict()
+        for what, where in (("database", report.database), ("blobs", report.blobs)):
+            if where:
+                out.print(f"  {what}: {where}", highlight=False, soft_wrap=True)  # a URL stays whole
         checked = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in summary["checked"].items())
         out.print(f"{'healthy' if report.healthy else 'PROBLEMS'}: checked {checked}; "
                   f"{summary['problems']} problem(s), {summary['fixed']} fixed, {summary['warnings']} warning(s)",

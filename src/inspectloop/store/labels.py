@@ -9,7 +9,7 @@ from sqlalchemy import insert, select, update
 
 from inspectloop.domain import Annotation, ClassDefinition
 from inspectloop.store import schema as s
-from inspectloop.store.base import Repository, now_iso
+from inspectloop.store.base import Repository, insert_new, now_iso
 
 
 class LabelRepository(Repository):
@@ -46,8 +46,7 @@ class LabelRepository(Repository):
     def add_reference(self, class_name: str, digest: str, note: str | None = None) -> None:
         """Make an image a reference of a class (once)."""
         with self._connect() as conn:
-            conn.execute(s.class_references.insert().prefix_with("OR IGNORE")
-                         .values(class_name=class_name, sha256=digest, note=note))
+            insert_new(conn, s.class_references, [{"class_name": class_name, "sha256": digest, "note": note}])
 
     def references(self, class_name: str) -> list[str]:
         with self._connect() as conn:
