@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -22,6 +23,9 @@ from inspectloop.domain import DatasetItem
 from inspectloop.runtime.images import load_image
 from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.augment import ProductionAugment
+
+if TYPE_CHECKING:
+    from inspectloop.train.ordinal import GradedTargets
 
 Loader = Callable[[str], bytes]
 CACHE_FORMAT = 1  # part of every cache key: bump it when decoding or resizing changes what an entry holds
@@ -66,6 +70,7 @@ class ImageSet:
     images: list[Image.Image]
     labels: np.ndarray
     digests: list[str]
+    graded: GradedTargets | None = None  # soft / grade-aware targets (train.ordinal); None: plain labels
 
     def __len__(self) -> int:
         return len(self.images)

@@ -24,6 +24,7 @@ from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.augment import build_augment
 from inspectloop.train.config import TrainConfig
 from inspectloop.train.data import ImageSet, augmented_batch, balanced_order, to_batch
+from inspectloop.train.ordinal import GradedTargets
 
 EpochCallback = Callable[[dict[str, Any]], None]
 PREDICT_BATCH = 64  # images per forward pass when scoring (validation, calibration, test)
@@ -181,20 +182,22 @@ def _train_epoch(model: Classifier, stepper: nn.Module, frozen: Sequence[nn.Modu
     for step in range(steps):
         index = order[step * config.batch_size:(step + 1) * config.batch_size]
         x = augmented_batch([train.images[i] for i in index], preprocess, augment, state.py_rng)
-        total += train_step(stepper, x, torch.from_numpy(train.labels[index]), optimizer, config)
+        y = train.graded.batch(index) if train.graded is not None else torch.from_numpy(train.labels[index])
+        total += train_step(stepper, x, y, optimizer, config, train.graded)
         scheduler.step()
     return total / steps
 
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
-               config: TrainConfig) -> float:
-    """One optimiser step on one batch, in the config's precision and layout; its loss. The duration estimate
-    times this very step."""
+               config: TrainConfig, graded: GradedTargets | None = None) -> float:
+    """One optimiser step on one batch, in the config's precision and layout; its loss (towards ``graded``'s
+    targets ``y`` when given). The duration estimate times this very step."""
     if config.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with _autocast(training_precision(config)):
-        logits = model(x)
-    loss = nn.functional.cross_entropy(logits.float(), y, label_smoothing=config.label_smoothing)
+        logits = model(x).float()  # the loss in float32 whatever the precision
+    loss = (graded.loss(logits, y, smoothing=config.label_smoothing) if graded is not None
+            else nn.functional.cross_entropy(logits, y, label_smoothing=config.label_smoothing))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -258,7 +261,13 @@ def probe(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Preproc
     history = []
     for epoch in range(config.epochs):
         head.train()
-        loss = nn.functional.cross_entropy(head(x_train), y_train, weight=weights, label_smoothing=config.label_smoothing)
+        if train.graded is not None:  # the same targets for every augmented view
+            targets = train.graded.batch(np.tile(np.arange(len(train)), config.probe_views))
+            loss = train.graded.loss(head(x_train), targets, smoothing=config.label_smoothing,
+                                     sample_weight=weights[y_train])
+        else:
+            loss = nn.functional.cross_entropy(head(x_train), y_train, weight=weights,
+                                               label_smoothing=config.label_smoothing)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
