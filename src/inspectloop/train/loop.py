@@ -192,7 +192,7 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
                config: TrainConfig, graded: GradedTargets | None = None) -> float:
     """One optimiser step on one batch, in the config's precision and layout; its loss (towards ``graded``'s
     targets ``y`` when given). The duration estimate times this very step."""
-    if config.channels_last:
+    if config.channels_last and x.dim() == 4:  # image batches; a head trained on features has no layout
         x = x.contiguous(memory_format=torch.channels_last)
     with _autocast(training_precision(config)):
         logits = model(x).float()  # the loss in float32 whatever the precision
