@@ -76,7 +76,7 @@ def crossval(workspace: Workspace, by: str, *, run: str | None = None, mode: str
     """
     say = progress or (lambda _stage, _info: None)
     source = _classifier_run(workspace, run)
-    config = _config(source, mode, epochs)
+    config = crossval_config(source, mode, epochs)
     version = load_version(workspace, source.dataset_version)
     items = list(version.items)
     values = _field_values(workspace, items, by, version.name)
@@ -118,12 +118,14 @@ def _classifier_run(workspace: Workspace, run_id: str | None) -> TrainingRun:
         run = finished[-1]
     task = run.config.get("task", "classification")
     if task != "classification":
-        raise TrainingError(f"run {run.id} trained a {task} model; leave-one-group-out evaluation covers classifiers",
+        raise TrainingError(f"run {run.id} is of task {task!r}; leave-one-group-out evaluation covers classifiers",
                             "name a classifier run with --run RUN")
     return run
 
 
-def _config(run: TrainingRun, mode: str | None, epochs: int | None) -> TrainConfig:
+def crossval_config(run: TrainingRun, mode: str | None, epochs: int | None) -> TrainConfig:
+    """The recipe each group trains with: ``run``'s config, one model (split band fit, no time budget), with
+    ``mode`` and ``epochs`` overridden when given (a probe without ``epochs``: ``PROBE_EPOCHS``)."""
     from inspectloop.train.config import TrainConfig
 
     config = TrainConfig.model_validate(run.config)
