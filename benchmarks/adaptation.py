@@ -2,6 +2,10 @@
 
     python -m benchmarks.adaptation [--weights 1.0 0.5]
 
+Two methods: ``absolute`` replaces each BatchNorm layer's statistics with the new images' own (AdaBN);
+``relative`` moves them by the difference between the new images' statistics and those of training
+images (300 from the training split, its natural class mix), estimated the same way.
+
 The model is the split run of ``benchmarks.calibration`` (fine-tuned on sessions exp0-exp4, 192 px,
 12 epochs, seed 0), reused from ``benchmarks/cache/calibration-magnetic_tile`` (trained there first when
 missing: about 10 minutes). Its BatchNorm statistics are re-estimated on the *unlabelled* images of the
@@ -30,7 +34,7 @@ import numpy as np
 
 from benchmarks.calibration import MT, run_once, workspace_for
 from benchmarks.common import CITATIONS, write_result
-from inspectloop.adapt.batchnorm import adapt_batchnorm
+from inspectloop.adapt.batchnorm import Statistics, adapt_batchnorm, batchnorm_statistics
 from inspectloop.adapt.run import load_classifier
 from inspectloop.datasets import load_version
 from inspectloop.evaluate.groups import group_figures
@@ -39,6 +43,13 @@ from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.data import ImageSet, load_image_set
 from inspectloop.train.loop import predict_logits
 from inspectloop.train.record import colour_mode, good_index
+
+
+# (method, weight, grouping, protocol): absolute = the images' own statistics replace the stored ones (AdaBN);
+# relative = each layer moves by the difference between the images' statistics and the training images'.
+VARIANTS = [("absolute", 1.0, "pooled", "disjoint_halves"),
+            ("relative", 1.0, "pooled", "disjoint_halves"), ("relative", 1.0, "per_session", "disjoint_halves"),
+            ("relative", 0.5, "pooled", "disjoint_halves"), ("relative", 1.0, "pooled", "transductive")]
 
 
 def subset(images: ImageSet, index: np.ndarray) -> ImageSet:
@@ -52,24 +63,26 @@ def halves(digests: list[str]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def adapted_predictions(model: Any, images: ImageSet, adapt_on: np.ndarray, score: np.ndarray, preprocess: Preprocess,
-                        weight: float) -> np.ndarray:
+                        weight: float, reference: Statistics | None) -> np.ndarray:
     """Top-class predictions on ``score`` by a copy of ``model`` adapted on ``adapt_on``."""
     copied = copy.deepcopy(model)
-    adapt_batchnorm(copied, [images.images[i] for i in adapt_on], preprocess, weight=weight)
+    adapt_batchnorm(copied, [images.images[i] for i in adapt_on], preprocess, weight=weight,
+                    reference_statistics=reference)
     return predict_logits(copied, subset(images, score), preprocess).argmax(1)
 
 
 def variant(model: Any, test: ImageSet, groups: dict[str, np.ndarray], protocol: str, preprocess: Preprocess,
-            weight: float) -> np.ndarray:
+            weight: float, reference: Statistics | None) -> np.ndarray:
     """Predictions on every test image after adapting within each group, by ``protocol``."""
     predicted = np.full(len(test), -1)
     for index in groups.values():
         if protocol == "transductive":
-            predicted[index] = adapted_predictions(model, test, index, index, preprocess, weight)
+            predicted[index] = adapted_predictions(model, test, index, index, preprocess, weight, reference)
             continue
         first, second = halves([test.digests[i] for i in index])
-        predicted[index[second]] = adapted_predictions(model, test, index[first], index[second], preprocess, weight)
-        predicted[index[first]] = adapted_predictions(model, test, index[second], index[first], preprocess, weight)
+        for adapt_on, score in ((first, second), (second, first)):
+            predicted[index[score]] = adapted_predictions(model, test, index[adapt_on], index[score], preprocess,
+                                                          weight, reference)
     return predicted
 
 
@@ -81,8 +94,8 @@ def summary(figures: Any, good: str) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--weights", type=float, nargs="+", default=[1.0, 0.5],
-                        help="blend of the re-estimated statistics (1 = replace)")
+    parser.add_argument("--reference", type=int, default=300, help="training images the relative method compares "
+                        "with (taken evenly from the training split, its natural class mix)")
     args = parser.parse_args()
     ws = workspace_for("magnetic_tile", reuse=True)
     run_id, _ = run_once(ws, MT, "magnetic_tile/split")
@@ -104,21 +117,27 @@ def main() -> None:
     before = predict_logits(model, test, preprocess).argmax(1)
     result: dict[str, Any] = {"before": summary(group_figures(test.labels, before, names, good), names[good])}
     print(f"before: {fmt(result['before'])}", flush=True)
-    for weight in args.weights:
-        for grouping, members in groups.items():
-            for protocol in ("disjoint_halves", "transductive"):
-                predicted = variant(model, test, members, protocol, preprocess, weight)
-                key = f"{grouping}/{protocol}/weight={weight:g}"
-                result[key] = summary(group_figures(test.labels, predicted, names, good), names[good])
-                print(f"{key}: {fmt(result[key])}", flush=True)
+    train_items = version.split("train")
+    chosen = train_items[:: max(1, len(train_items) // args.reference)][:args.reference]
+    reference_images = load_image_set(chosen, names, ws.blobs.get, preprocess, mode=colour_mode(ws, version, MT)).images
+    reference = batchnorm_statistics(model, reference_images, preprocess)
+    for method, weight, grouping, protocol in VARIANTS:
+        predicted = variant(model, test, groups[grouping], protocol, preprocess, weight,
+                            reference if method == "relative" else None)
+        key = f"{method}/{grouping}/{protocol}/weight={weight:g}"
+        result[key] = summary(group_figures(test.labels, predicted, names, good), names[good])
+        print(f"{key}: {fmt(result[key])}", flush=True)
     ws.close()
     write_result("adaptation", {
         "dataset": "magnetic_tile", "citation": CITATIONS["magnetic_tile"], "run_id": run_id,
         "model": "benchmarks.calibration split run: EfficientNet-Lite0 fine-tuned on exp0-exp4 (calib split held out), "
                  "192 px, 12 epochs, seed 0",
         "test": "sessions exp5+exp6 (318 good, 132 defective); top-class decisions",
-        "method": "BatchNorm running statistics re-estimated on unlabelled test-session images (AdaBN); weight = "
-                  "blend with the trained statistics (1 = replace); every learned weight unchanged",
+        "methods": {"absolute": "BatchNorm running statistics replaced by those of the unlabelled test-session images "
+                                "(AdaBN)",
+                    "relative": f"each BatchNorm layer's statistics moved by the difference between the unlabelled "
+                                f"test-session images' and {len(reference_images)} training images' (natural class mix)"},
+        "weight": "share of the move applied (1 = all of it); every learned weight unchanged",
         "protocols": {"disjoint_halves": "adapt on one label-blind half (image-hash parity), score the other, both "
                                          "ways pooled", "transductive": "adapt on the images scored (labels unused)"},
         "groupings": {"pooled": "exp5 and exp6 adapted together", "per_session": "each session adapted on its own"},

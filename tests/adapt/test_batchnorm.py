@@ -65,3 +65,22 @@ def test_refusals(model: nn.Module, shots: list[Image.Image], weight: float, mes
 def test_layers_without_running_statistics_are_not_counted() -> None:
     model = nn.Sequential(nn.BatchNorm2d(3, track_running_stats=False), nn.BatchNorm1d(3))
     assert [type(m) for m in batchnorm_layers(model)] == [nn.BatchNorm1d]
+
+
+def test_relative_move_is_zero_when_the_images_look_like_the_reference() -> None:
+    model = tiny()
+    stored = model[1].running_mean.clone(), model[1].running_var.clone()
+    shift = adapt_batchnorm(model, images(90), PRE, reference=images(90))
+    assert torch.allclose(model[1].running_mean, stored[0]) and torch.allclose(model[1].running_var, stored[1])
+    assert shift.relative and shift.mean_shift == pytest.approx(0, abs=1e-6)
+
+
+def test_relative_move_is_the_difference_between_the_two_sets() -> None:
+    from inspectloop.adapt.batchnorm import batchnorm_statistics
+
+    model = tiny()
+    stored = model[1].running_mean.clone()
+    new, old = batchnorm_statistics(model, images(60), PRE), batchnorm_statistics(model, images(120), PRE)
+    assert torch.equal(model[1].running_mean, stored)  # estimating leaves the model as it was
+    adapt_batchnorm(model, images(60), PRE, reference_statistics=old)
+    assert torch.allclose(model[1].running_mean, stored + new[0][0] - old[0][0], atol=1e-5)

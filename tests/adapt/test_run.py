@@ -64,7 +64,8 @@ def test_adapted_model_is_a_signed_candidate_judged_like_any_model(trained: Trai
     assert adapted.thresholds == original.thresholds and adapted.temperature == original.temperature
     a = result.metrics["adaptation"]
     assert a["camera"] == "cam-2" and a["images"] == 40 and a["source_version"] == source.name
-    assert a["batchnorm"]["layers"] > 40 and a["batchnorm"]["mean_shift"] > 0
+    assert a["batchnorm"]["layers"] > 40 and a["batchnorm"]["mean_shift"] > 0 and a["batchnorm"]["relative"]
+    assert a["method"].startswith("relative to ") and "training images" in a["method"]
     assert 0 <= a["on_camera_images"]["changed"] <= 1 and result.metrics["test"]["count"] > 0
     report = accept(ws, result.run_id)  # the same gate as a retrained model, by the source run's criteria
     assert report.run_criteria_id == report.criteria.id
@@ -74,9 +75,10 @@ def test_model_card_says_adapted_without_labels(trained: TrainedNeu, camera_fold
     from inspectloop.reports.model_card import write_model_card
 
     ws = trained.workspace
-    result = adapt(ws, "cam-3", folder=camera_folder, model_version=source_version(trained).name, weight=0.5)
+    result = adapt(ws, "cam-3", folder=camera_folder, model_version=source_version(trained).name, weight=0.5,
+                   reference=0)
     html = write_model_card(ws, result.version).read_text()
-    assert "Adapted without labels" in html and "cam-3" in html and "blend weight 0.5" in html
+    assert "Adapted without labels" in html and "cam-3" in html and "absolute" in html and "share of the move applied: 0.5" in html
 
 
 def test_refusals(trained: TrainedNeu, camera_folder: Path) -> None:

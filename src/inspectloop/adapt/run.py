@@ -46,6 +46,7 @@ Progress = Callable[[str, dict[str, Any]], None]
 MIN_ADAPT_IMAGES = 32  # BatchNorm means over fewer images move with the parts in front of the camera, not the camera
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 ADAPT_KIND = "adapt"
+REFERENCE_IMAGES = 200  # training images the camera's statistics are compared with
 
 
 @dataclass(frozen=True)
@@ -73,12 +74,16 @@ class AdaptResult:
 
 def adapt(workspace: Workspace, camera: str, *, since: timedelta = timedelta(days=7), folder: Path | None = None,
           model_version: str | None = None, weight: float = 1.0, min_images: int = MIN_ADAPT_IMAGES,
-          now: datetime | None = None, progress: Progress | None = None) -> AdaptResult:
+          reference: int = REFERENCE_IMAGES, now: datetime | None = None,
+          progress: Progress | None = None) -> AdaptResult:
     """Adapt ``model_version`` (default: the production version) to ``camera`` without labels; register the
     result as a candidate version (never promoted here).
 
     Images: ``folder`` when given, else the stored images of the camera's predictions logged in the last
-    ``since``. ``weight`` blends the re-estimated BatchNorm statistics with the trained ones (1: replace).
+    ``since``. Each BatchNorm layer moves by the difference between the camera images' statistics and those
+    of ``reference`` training images of the source run (0: the camera's statistics replace the stored ones,
+    plain AdaBN; see :func:`~inspectloop.adapt.batchnorm.adapt_batchnorm` for why that shifts every feature
+    of a fine-tuned model). ``weight`` is the share of that move applied (1: all of it).
     """
     say = progress or (lambda _stage, _info: None)
     source = _source_version(workspace, model_version)
@@ -96,7 +101,8 @@ def adapt(workspace: Workspace, camera: str, *, since: timedelta = timedelta(day
                             "FOLDER with recent captures of that camera")
     say("adapt", {"message": f"re-estimating BatchNorm statistics of {source.name} on {len(found.images)} images "
                              f"of camera {camera} ({found.source})"})
-    return _record(workspace, source, run, metadata, preprocess, camera, found, weight, say)
+    references = reference_images(workspace, run, reference, preprocess, metadata)
+    return _record(workspace, source, run, metadata, preprocess, camera, found, references, weight, say)
 
 
 def _source_version(workspace: Workspace, name: str | None) -> ModelVersion:
@@ -175,6 +181,17 @@ def _decode(data: bytes, name: str, preprocess: Preprocess, metadata: ModelMetad
     return preprocess.resize(load_image(data, name=name, draft=draft, mode=metadata.colour_mode))
 
 
+def reference_images(workspace: Workspace, run: TrainingRun, count: int, preprocess: Preprocess,
+                     metadata: ModelMetadata) -> tuple[Image.Image, ...]:
+    """Up to ``count`` images of the run's training split, taken evenly (its class mix, as the line sees it
+    before balancing), decoded at the model's input size."""
+    if count <= 0:
+        return ()
+    items = load_version(workspace, run.dataset_version).split("train")
+    chosen = items[:: max(1, len(items) // count)][:count]
+    return tuple(_decode(workspace.blobs.get(item.sha256), item.sha256[:12], preprocess, metadata) for item in chosen)
+
+
 def load_classifier(run: TrainingRun, num_classes: int) -> Classifier:
     """The classifier a run trained, with its saved weights, in eval mode."""
     import torch
@@ -191,7 +208,8 @@ def load_classifier(run: TrainingRun, num_classes: int) -> Classifier:
 
 
 def _record(workspace: Workspace, source: ModelVersion, run: TrainingRun, metadata: ModelMetadata,
-            preprocess: Preprocess, camera: str, found: CameraImages, weight: float, say: Progress) -> AdaptResult:
+            preprocess: Preprocess, camera: str, found: CameraImages, references: tuple[Image.Image, ...],
+            weight: float, say: Progress) -> AdaptResult:
     """Adapt, export, evaluate on the frozen test set, and register: one run of kind ``adapt``."""
     import torch
 
@@ -209,12 +227,15 @@ def _record(workspace: Workspace, source: ModelVersion, run: TrainingRun, metada
         model = load_classifier(run, len(metadata.class_names))
         camera_set = _image_set(found)
         before = predict_logits(model, camera_set, preprocess).argmax(1)
-        shift = adapt_batchnorm(model, list(found.images), preprocess, weight=weight)
+        shift = adapt_batchnorm(model, list(found.images), preprocess, weight=weight,
+                                reference=list(references) or None)
         after = predict_logits(model, camera_set, preprocess).argmax(1)
         torch.save(model.state_dict(), run_dir / "weights.pt")
         model_path = _export(workspace, source, model, metadata, found, run_id, run_dir, say)
         adaptation = {"source_version": source.name, "source_run": run.id, "camera": camera, "images": len(found.images),
                       "image_source": found.source, "suspect_skipped": found.suspect_skipped, "weight": weight,
+                      "method": (f"relative to {len(references)} training images" if references
+                                 else "absolute (the camera's statistics replace the stored ones)"),
                       "batchnorm": shift.to_dict(), "on_camera_images": _decision_shift(before, after, metadata)}
         atomic_write_text(run_dir / "adapted-on.json", json.dumps(list(found.names), indent=1))
         metrics = {"adaptation": adaptation, **_evaluate(workspace, run, model, preprocess, metadata, run_id, run_dir, say)}

@@ -65,8 +65,11 @@ def adapt(camera: Annotated[str, typer.Argument(help="The camera whose recent im
                                                                "of the prediction log's stored images.")] = None,
           model: Annotated[Optional[str], typer.Option(help="Model version to adapt (default: "
                                                             "production).")] = None,
-          weight: Annotated[float, typer.Option(help="Share of the camera's own BatchNorm statistics (1 replaces the "
-                                                     "trained ones; 0.5 is safer on few images).")] = 1.0,
+          weight: Annotated[float, typer.Option(help="Share of the statistics' move applied (1: all of it; 0.5 is "
+                                                     "safer on few images).")] = 1.0,
+          reference: Annotated[int, typer.Option(help="Training images the camera's statistics are compared with "
+                                                      "(0: the camera's replace the stored ones, plain "
+                                                      "AdaBN).")] = 200,
           min_images: Annotated[int, typer.Option(help="Refuse with fewer images than this.")] = 32) -> None:
     """Adapt before labels: re-estimate a classifier's BatchNorm statistics on one camera's recent unlabelled
     images; the result is a candidate version, judged by acceptance and shadow before any promotion."""
@@ -75,7 +78,7 @@ def adapt(camera: Annotated[str, typer.Argument(help="The camera whose recent im
 
     with workspace(ws) as w:
         result = adapt_lib(w, camera, since=parse_window(since), folder=images, model_version=model, weight=weight,
-                           min_images=min_images,
+                           min_images=min_images, reference=reference,
                            progress=lambda stage, info: err.print(info["message"], highlight=False)
                            if "message" in info else None)
     a = result.metrics["adaptation"]

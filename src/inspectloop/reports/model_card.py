@@ -29,6 +29,7 @@ from inspectloop.decisions.conformal import DecisionRates, rates_of_decisions
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
 from inspectloop.domain import AcceptanceRecord, ModelVersion, StageEvent, TrainingRun
 from inspectloop.errors import InspectloopError
+from inspectloop.evaluate.crossval import stored_crossvals
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics
 from inspectloop.evaluate.outcomes import ImageOutcome, hardest
 from inspectloop.evaluate.slices import LabelEcho, Slice, SliceReport, label_determined_fields
@@ -43,7 +44,6 @@ from inspectloop.reports.evaluation import (
 )
 from inspectloop.reports.acceptance import verdict_callout
 from inspectloop.reports.shift import adaptation_section, crossval_section
-from inspectloop.evaluate.crossval import stored_crossvals
 from inspectloop.reports.html import (
     DASH,
     context_table,

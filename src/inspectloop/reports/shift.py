@@ -66,9 +66,10 @@ def adaptation_section(adaptation: Mapping[str, Any] | None) -> list[str]:
         "unlabelled images": f"{count_text(adaptation['images'])} ({adaptation['image_source']})"
                              + (f"; {adaptation['suspect_skipped']} marked suspect left out"
                                 if adaptation.get("suspect_skipped") else ""),
-        "what changed": f"BatchNorm statistics of {adaptation['batchnorm']['layers']} layers re-estimated "
-                        f"(blend weight {number_text(adaptation['weight'])}); every learned weight, the temperature, "
-                        "the review band, the thresholds and the novelty guard are the source's"}
+        "what changed": f"BatchNorm statistics of {adaptation['batchnorm']['layers']} layers re-estimated, "
+                        f"{adaptation.get('method', 'absolute')} (share of the move applied: "
+                        f"{number_text(adaptation['weight'])}); every learned weight, the temperature, the review "
+                        "band, the thresholds and the novelty guard are the source's"}
     if "defect_share_before" in shift:
         facts["on the camera's images"] = (f"decided as a defect {percent_text(shift['defect_share_before'])} before, "
                                            f"{percent_text(shift['defect_share_after'])} after; "
