@@ -21,6 +21,7 @@ from tests.registry_helpers import CRITERIA_YAML, seeded_workspace, write_criter
 @pytest.fixture
 def ws(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Workspace]:
     def execute(_ws: Workspace, _version: Any, _config: Any, run_id: str, run_dir: Path, *_: Any) -> RunResult:
+        _ws.db.runs.finish(run_id, "failed")  # ends like a run that stopped early: resumable, not still running
         return RunResult(run_id, run_dir, run_dir / "model.onnx", {}, run_dir / "report.html")
 
     monkeypatch.setattr(training, "_check_trainable", lambda _version: None)

@@ -15,7 +15,7 @@ from inspectloop.errors import WorkspaceError
 from inspectloop.evaluate.metrics import wilson_interval
 from inspectloop.ingest import ingest, scan_folder, scan_manifest
 from inspectloop.labels import define_class
-from inspectloop.reports.html import number_text, percent_text
+from inspectloop.reports.html import number_text, percent_text, value_text
 from inspectloop.runtime import EdgeModel
 from inspectloop.synthetic import DEMO_PER_CLASS, DEMO_SIZE, generate_line
 from inspectloop.train.config import TrainConfig
@@ -172,7 +172,7 @@ def _summary(result: Any, examples: list[str]) -> str:
     per_class = "\n".join(f"  {name:<10} precision {m['precision'] or 0:.2f}  {_recall(m)}"
                           for name, m in test["per_class"].items())
     worst = test["worst_slice"]
-    worst_text = f"{worst['field']}={worst['value']} (macro recall {worst['macro_recall']:.2f})" if worst else "none"
+    worst_text = f"{worst['field']}={value_text(worst['value'])} (macro recall {worst['macro_recall']:.2f})" if worst else "none"
     return "\n".join([
         f"\nrun {result.run_id}: frozen test set, macro recall {test['macro_recall']:.3f}",
         per_class,

@@ -22,6 +22,7 @@ from inspectloop.cli.review_commands import review_app
 from inspectloop.cli.shift_commands import register as register_shift_commands
 from inspectloop.cli.training_view import TrainingView
 from inspectloop.errors import TrainingError
+from inspectloop.reports.html import value_text
 
 app = typer.Typer(help="Train, ship and keep accurate vision models on your own site's images.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -348,7 +349,7 @@ def _print_run_result(run_id: str, test: dict[str, Any], model_path: Path) -> No
     table(f"{run_id}: frozen test set", ["class", "precision", "recall", "F1", "support"], rows)
     worst = test["worst_slice"]
     out.print(f"macro recall {fmt(test['macro_recall'])}, macro precision {fmt(test['macro_precision'])}"
-              + (f"; worst slice {worst['field']}={worst['value']} (macro recall {fmt(worst['macro_recall'])})"
+              + (f"; worst slice {worst['field']}={value_text(worst['value'])} (macro recall {fmt(worst['macro_recall'])})"
                  if worst else ""))
     out.print(f"model: {model_path}\nreport: {test['report']}", highlight=False)
 

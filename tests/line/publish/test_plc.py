@@ -98,3 +98,20 @@ def test_an_unknown_tag_is_refused_at_start_naming_it(plc: FakePlc) -> None:
         OpcUaPlcWriter(_config(plc.endpoint, decision="ns=2;s=Inspection.Verdict")).start()
     assert "has no node ns=2;s=Inspection.Verdict (for decision)" in caught.value.message
     assert "publish.plc.nodes.decision" in (caught.value.hint or "")
+
+
+def test_a_failed_write_leaves_no_gap_in_the_sequence(plc: FakePlc) -> None:
+    """The PLC program counts on ``sequence`` rising by one per result: a decision whose write failed
+    must not use up a number (a gap reads as a lost part)."""
+    writer = OpcUaPlcWriter(_config(plc.endpoint))
+    writer.start()
+    try:
+        writer.publish(PartDecision(part_id="A-20", decision=Decision.PASS, label="good", frame_counter=1))
+        too_big = PartDecision(part_id="A-21", decision=Decision.PASS, label="good", frame_counter=2**40)
+        with pytest.raises(PublishError, match="could not write part A-21"):  # a frame counter the PLC's UInt32 tag cannot hold: the write fails
+            writer.publish(too_big)
+        writer.publish(PartDecision(part_id="A-22", decision=Decision.PASS, label="good", frame_counter=3))
+        after = plc.read()
+    finally:
+        writer.close()
+    assert after["PartId"] == "A-22" and after["Sequence"] == 2

@@ -192,7 +192,14 @@ class OpcUaPlcWriter:
         """Write one decision; ``sequence`` last."""
         if self._loop is None:
             raise PublishError("the PLC writer is not started", "call start() first")
-        self._loop.call(self._write(decision), self.config.timeout_s)
+        ua = require("asyncua.ua", "line", package="asyncua")
+        try:
+            self._loop.call(self._write(decision), self.config.timeout_s)
+        except (ua.UaError, OSError, TimeoutError, asyncio.TimeoutError) as exc:
+            raise PublishError(f"could not write part {decision.part_id}'s decision to {self.target}: "
+                               f"{str(exc) or type(exc).__name__}",
+                               "check the connection to the PLC and that each tag in publish.plc.nodes has a "
+                               "type that holds its value (e.g. frame_counter in a UInt32 or larger)") from None
 
     def close(self) -> None:
         """Disconnect (safe to call twice)."""
@@ -225,9 +232,9 @@ class OpcUaPlcWriter:
 
     async def _write(self, decision: PartDecision) -> None:
         ua = require("asyncua.ua", "line", package="asyncua")
-        self.sequence += 1
+        sequence = self.sequence + 1  # taken only once every value is written: a failed write leaves no gap
         values = {"part_id": decision.part_id, "decision": decision.decision.value, "label": decision.label,
-                  "frame_counter": decision.frame_counter, "late": decision.late, "sequence": self.sequence,
+                  "frame_counter": decision.frame_counter, "late": decision.late, "sequence": sequence,
                   "confidence": -1.0 if decision.confidence is None else decision.confidence}
         for field in sorted(self._nodes, key=lambda f: f == "sequence"):  # sequence last
             node, kind = self._nodes[field]
@@ -235,3 +242,4 @@ class OpcUaPlcWriter:
             if field == "decision" and kind != ua.VariantType.String:
                 value = DECISION_CODES[str(value)]
             await node.write_value(ua.DataValue(ua.Variant(value, kind)))
+        self.sequence = sequence
