@@ -89,7 +89,7 @@ def adapt(workspace: Workspace, camera: str, *, since: timedelta = timedelta(day
     source = _source_version(workspace, model_version)
     run = _classifier_run(workspace, source)
     _check_camera_health(workspace, camera)
-    metadata = _read_metadata(source)
+    metadata = _read_metadata(workspace, source)
     preprocess = Preprocess(metadata.input_size, metadata.mean, metadata.std)
     found = (folder_images(folder, preprocess, metadata) if folder is not None
              else logged_images(workspace, camera, since, preprocess, metadata, now=now))
@@ -146,10 +146,11 @@ def _check_camera_health(workspace: Workspace, camera: str) -> None:
                         f"fix the camera, then pass a check: inspectloop camera check {camera} --flat FILE --edge FILE")
 
 
-def _read_metadata(version: ModelVersion) -> ModelMetadata:
+def _read_metadata(workspace: Workspace, version: ModelVersion) -> ModelMetadata:
+    """The source file's metadata, after checking the file against its registry record and the site's key."""
     from inspectloop.runtime import EdgeModel
 
-    registry.verify_file(version)
+    registry.verify_file(version, workspace)
     return EdgeModel(version.path).metadata
 
 
