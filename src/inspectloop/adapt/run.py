@@ -73,7 +73,7 @@ class AdaptResult:
 
 
 def adapt(workspace: Workspace, camera: str, *, since: timedelta = timedelta(days=7), folder: Path | None = None,
-          model_version: str | None = None, weight: float = 1.0, min_images: int = MIN_ADAPT_IMAGES,
+          model_version: str | None = None, weight: float = 0.5, min_images: int = MIN_ADAPT_IMAGES,
           reference: int = REFERENCE_IMAGES, now: datetime | None = None,
           progress: Progress | None = None) -> AdaptResult:
     """Adapt ``model_version`` (default: the production version) to ``camera`` without labels; register the
@@ -83,7 +83,8 @@ def adapt(workspace: Workspace, camera: str, *, since: timedelta = timedelta(day
     ``since``. Each BatchNorm layer moves by the difference between the camera images' statistics and those
     of ``reference`` training images of the source run (0: the camera's statistics replace the stored ones,
     plain AdaBN; see :func:`~inspectloop.adapt.batchnorm.adapt_batchnorm` for why that shifts every feature
-    of a fine-tuned model). ``weight`` is the share of that move applied (1: all of it).
+    of a fine-tuned model). ``weight`` is the share of that move applied (1: all of it; the default half did
+    best on magnetic tile's held-out sessions, benchmarks/results/adaptation.json).
     """
     say = progress or (lambda _stage, _info: None)
     source = _source_version(workspace, model_version)

@@ -66,7 +66,7 @@ def adapt(camera: Annotated[str, typer.Argument(help="The camera whose recent im
           model: Annotated[Optional[str], typer.Option(help="Model version to adapt (default: "
                                                             "production).")] = None,
           weight: Annotated[float, typer.Option(help="Share of the statistics' move applied (1: all of it; 0.5 is "
-                                                     "safer on few images).")] = 1.0,
+                                                     "safer on few images).")] = 0.5,
           reference: Annotated[int, typer.Option(help="Training images the camera's statistics are compared with "
                                                       "(0: the camera's replace the stored ones, plain "
                                                       "AdaBN).")] = 200,
