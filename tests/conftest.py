@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +40,73 @@ def neu_probe_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 (te
     trained = train_neu_probe(tmp_path_factory.mktemp("neu-accept"))
     yield trained
     trained.workspace.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server for the session (pgserver's embedded binaries, so no system install is needed);
+    yields the URL of its maintenance database. Skips only when it cannot start here."""
+    try:
+        import pgserver  # type: ignore[import-untyped]
+        import psycopg  # noqa: F401
+    except ImportError as exc:
+        pytest.skip(f"PostgreSQL tests need pgserver and psycopg (pip install -e '.[dev]'): {exc}")
+    # Not under pytest's basetemp: as root, pgserver runs the server as a user of its own, and every pytest
+    # session resets that folder to owner-only; a short path also keeps the socket under its 107-byte limit.
+    folder = Path(tempfile.mkdtemp(prefix="inspectloop-pg-"))
+    try:
+        server = pgserver.get_server(folder / "data", cleanup_mode="delete")
+    except Exception as exc:  # noqa: BLE001 (whatever stops the server from starting is the skip reason)
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"could not start an embedded PostgreSQL server: {type(exc).__name__}: {exc}")
+    # A test server need not survive a power cut: without fsync, CREATE DATABASE per test is several times faster.
+    # (The kill -9 tests kill the service, never this server.)
+    server.psql("ALTER SYSTEM SET fsync = off; SELECT pg_reload_conf();")
+    yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+    server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty workspace database: a SQLite file, then (a second run of the test) a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    from tests.postgres_helpers import drop_postgres_database, new_postgres_database
+
+    server = request.getfixturevalue("postgres_server")
+    url = new_postgres_database(server)
+    yield url
+    drop_postgres_database(server, url)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, str]]:
+    """A real S3-compatible server (moto's server mode, on a local port) for the session; yields the fsspec
+    options that reach it. Skips only when moto or s3fs is not installed."""
+    try:
+        import s3fs  # type: ignore[import-untyped]  # noqa: F401
+        from moto.server import ThreadedMotoServer
+    except ImportError as exc:
+        pytest.skip(f"S3 tests need moto[server] and s3fs (pip install -e '.[dev]'): {exc}")
+    with socket.socket() as sock:  # a free port on loopback
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing"}
+    server.stop()
+
+
+@pytest.fixture
+def s3_bucket(s3_server: dict[str, str]) -> str:
+    """A new, empty bucket on the session's S3 server; its name."""
+    import s3fs
+
+    name = f"ws-{uuid.uuid4().hex[:12]}"
+    s3fs.S3FileSystem(**s3_server).mkdir(name)
+    return name
 
 
 def surface(seed: int, size: int = 64, defect: bool = False) -> np.ndarray:

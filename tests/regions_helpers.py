@@ -30,9 +30,10 @@ def digest_of(folder: Path, name: str) -> str:
     return sha256_bytes(next(folder.rglob(name)).read_bytes())
 
 
-def workspace_with_images(root: Path, images: Path, classes: tuple[str, ...] = ("scratch", "pit")) -> Workspace:
+def workspace_with_images(root: Path, images: Path, classes: tuple[str, ...] = ("scratch", "pit"),
+                          database: str | None = None) -> Workspace:
     """A new workspace holding ``images`` (ingested with folder labels) and detection classes ``classes``."""
-    workspace = init_workspace(root)
+    workspace = init_workspace(root, database=database)
     items = [SourceItem(path=p, label=p.parent.name, meta=CaptureMeta()) for p in sorted(images.rglob("*")) if p.is_file()]
     ingest(workspace, items, source=str(images))
     for name in classes:

@@ -47,9 +47,9 @@ def tiny_model_bytes() -> bytes:
         return export_tiny(Path(folder) / "tiny.onnx", thresholds={"scratch": 0.4}).path.read_bytes()
 
 
-def seeded_workspace(root: Path) -> Workspace:
+def seeded_workspace(root: Path, database: str | None = None) -> Workspace:
     """A workspace with the tiny CNN's classes (good is the pass class) and an empty dataset version v1."""
-    workspace = init_workspace(root, name="line3")
+    workspace = init_workspace(root, name="line3", database=database)
     for name in CLASSES:
         define_class(workspace, ClassDefinition(name=name, severity="none" if name == "good" else "major",
                                                 is_good=name == "good"))

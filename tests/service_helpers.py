@@ -48,9 +48,9 @@ def review_model_bytes() -> bytes:
         return export_tiny(Path(folder) / "review.onnx", review=ALWAYS_REVIEW).path.read_bytes()
 
 
-def line_workspace(root: Path) -> Line:
+def line_workspace(root: Path, database: str | None = None) -> Line:
     """Workspace with version 1 (the tiny CNN) in production and users rita (reviewer) and adam (admin)."""
-    workspace = seeded_workspace(root)
+    workspace = seeded_workspace(root, database)
     add_run_with_model(workspace, "run-a")
     version = promote(workspace, register(workspace, "run-a"), "production", actor="ana", reason="test",
                       override=True)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -41,8 +41,8 @@ def test_every_optional_import_goes_through_the_one_helper() -> None:
     assert offenders == []
 
 
-@pytest.mark.skipif(importlib.util.find_spec("psycopg") is not None, reason="psycopg is installed here")
-def test_a_postgresql_url_without_its_driver_is_one_clear_line(tmp_path: Path) -> None:
+def test_a_postgresql_url_without_its_driver_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg", None)  # as if not installed: importing it raises ImportError
     with pytest.raises(MissingExtraError, match="psycopg"):
         make_engine("postgresql://inspector@localhost/plant")
     from inspectloop.cli.app import app

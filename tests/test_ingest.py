@@ -340,7 +340,7 @@ def test_decoder_warnings_and_exif_orientation_are_reported_per_file(ws: Workspa
 
 
 @pytest.mark.parametrize(("column", "values", "warned"), [
-    ("defect_probability", ["0.3333333333333333", "0.3333333333333333", "0", "0"], True),
+    ("defect_score", ["0.3333333333333333", "0.3333333333333333", "0", "0"], True),
     ("camera", ["cam-1", "cam-2", "cam-1", "cam-2"], False),  # a real slice
     ("severity_text", ["deep", "deep", "", ""], True),  # set for scratches only
 ])
@@ -364,7 +364,7 @@ def test_every_manifest_column_is_documented_in_the_readme_and_the_help() -> Non
     from inspectloop.ingest import MANIFEST_COLUMNS
 
     names = [name for name, _ in MANIFEST_COLUMNS]
-    assert set(names) == {"path", "label", *METADATA_FIELDS}
+    assert set(names) == {"path", "label", "defect_probability", *METADATA_FIELDS}
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     section = readme.split("### The manifest", 1)[1].split("\n### ", 1)[0]
     assert all(f"| `{name}` |" in section for name in names) and "anything else" in section

@@ -136,7 +136,7 @@ def test_backlog_counts_open_items_by_reason(seeded: Seeded) -> None:
     queue = review.backlog(seeded.workspace)
     shadow = sum(1 for i in range(12) if i % 4 == 1)
     assert queue.open_by_reason == {"uncertain": 12 - shadow, "shadow": shadow, "qc": 0, "recalibration": 0,
-                                    "drift": 0}
+                                    "drift": 0, "selected": 0}
     assert (queue.claimed, queue.skipped, queue.done) == (1, 0, 0)
 
 

@@ -18,10 +18,24 @@ def test_init_creates_config_database_and_blob_store(tmp_path: Path) -> None:
     ws.close()
 
 
-def test_open_round_trips(tmp_path: Path) -> None:
-    init_workspace(tmp_path / "site", name="line-7").close()
+def test_open_round_trips(tmp_path: Path, database_url: str) -> None:
+    init_workspace(tmp_path / "site", name="line-7", database=database_url).close()
     with open_workspace(tmp_path / "site") as ws:
-        assert ws.config.name == "line-7"
+        assert ws.config.name == "line-7" and ws.config.database == database_url
+        assert ws.db.ping().split()[0] in {"SQLite", "PostgreSQL"}
+
+
+def test_init_on_an_unreachable_database_is_one_line_and_leaves_no_folder(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from inspectloop.cli.app import app
+
+    url = "postgresql://inspector:s3cret@127.0.0.1:1/plant"
+    result = CliRunner().invoke(app, ["init", str(tmp_path / "site"), "--database", url])
+    assert result.exit_code == 1 and "Traceback" not in result.output and "s3cret" not in result.output
+    said = " ".join(result.stderr.split())
+    assert "cannot open the workspace database postgresql+psycopg://inspector:***@127.0.0.1:1/plant" in said
+    assert "fix: check that the server is running" in said and not (tmp_path / "site").exists()
 
 
 def test_init_refuses_non_empty_folder(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from inspectloop.domain import DatasetItem, DatasetVersion, ImageRecord
 from inspectloop.errors import DatasetError
+from inspectloop.grades import soft_labels
 from inspectloop.labels import resolve_labels
 from inspectloop.near_duplicates import (
     DEFAULT_MAX_DISTANCE, NearDuplicate, image_hashes, merge_groups, near_duplicate_pairs, pair_summary, place_pairs,
@@ -66,7 +67,8 @@ def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name:
     plan = plan or SplitPlan()
     plan.validate()
     parent_version = _parent(workspace, parent)
-    resolution = resolve_labels(workspace.db.labels.annotations(), workspace.config.labelling)
+    annotations = workspace.db.labels.annotations()
+    resolution = resolve_labels(annotations, workspace.config.labelling)
     records = workspace.db.images.get_many(list(resolution.labels))
     labels = {d: label for d, label in resolution.labels.items() if d in records}
     if not labels:
@@ -87,6 +89,8 @@ def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name:
     if plan.calib_fraction and parent_version and kept and not any(i.split == "calib" for i in kept.values()):
         items, carved = carve_calibration(items, plan, min_per_split=min_per_split, source=parent_version.name)
     _check_feasible(items, min_per_split, plan.splits)
+    probabilities = soft_labels(annotations, labels)
+    items = [replace(item, probability=probabilities.get(item.sha256)) for item in items]
     version_name = name or _next_name(workspace)
     if workspace.db.datasets.get(version_name):
         raise DatasetError(f"dataset version {version_name!r} already exists", "versions are immutable; pick a new name")

@@ -99,7 +99,7 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {  # import name -> (pip package
     "jinja2": ("jinja2", "serve"),
     "psycopg": ("psycopg", "postgres"), "psycopg2": ("psycopg", "postgres"),
     "pypylon": ("pypylon", "camera"), "av": ("av", "camera"), "asyncua": ("asyncua", "line"),
-    "paho": ("paho-mqtt", "line"),
+    "paho": ("paho-mqtt", "line"), "s3fs": ("s3fs", "s3"),
 }
 
 
@@ -176,3 +176,13 @@ class AcquisitionError(InspectloopError):
 
 class PublishError(InspectloopError):
     """Decisions cannot be published to the line: an unreachable OPC UA endpoint or MQTT broker."""
+
+
+class BrowseError(InspectloopError):
+    """The dataset browser cannot answer as asked; ``kind`` says which way (not_found: an unknown version,
+    run or image; no_map: the version's map is not computed yet; empty: a version without images;
+    bad_field: an unknown colour field, selection or method). The web layer maps each kind to a status."""
+
+    def __init__(self, message: str, hint: str | None = None, *, kind: str = "bad_field") -> None:
+        super().__init__(message, hint)
+        self.kind = kind

@@ -35,6 +35,7 @@ from inspectloop.workspace import Workspace
 
 CHUNK = 64
 Progress = Callable[[int, int], None]
+SOFT_LABEL = "defect_probability"
 # Every column a manifest may have, with what it means and an example: the README's manifest section and
 # ``inspectloop ingest --help`` list the same (a test holds them to it). Names are exact and lower-case.
 MANIFEST_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -47,6 +48,7 @@ MANIFEST_COLUMNS: tuple[tuple[str, str], ...] = (
     ("part_id", "the part (P-00123): a part's images never straddle train and test"),
     ("session", "the capture session (s05): 'dataset create --test-value s05' holds one out"),
     ("captured_at", "when, in ISO 8601 (2026-03-01T22:15:00); another format refuses the row"),
+    (SOFT_LABEL, "soft label: probability 0-1 that the part is defective (0.3); needs a label"),
 )
 
 
@@ -57,6 +59,7 @@ class SourceItem:
     path: Path
     label: str | None
     meta: CaptureMeta
+    probability: float | None = None  # soft label: the annotator's probability that the part is defective
 
 
 @dataclass(frozen=True)
@@ -254,10 +257,26 @@ def _manifest_item(base: Path, row: dict[str, str | None]) -> SourceItem:
     known = {name: clean.get(name) or None for name in METADATA_FIELDS}
     if known["captured_at"]:
         known["captured_at"] = datetime.fromisoformat(known["captured_at"])  # type: ignore[assignment]
-    extra = {k: v for k, v in clean.items() if k not in {*METADATA_FIELDS, "path", "label"} and v}
+    extra = {k: v for k, v in clean.items() if k not in {*METADATA_FIELDS, "path", "label", SOFT_LABEL} and v}
     path = Path(clean["path"])
     return SourceItem(path=path if path.is_absolute() else base / path, label=clean.get("label") or None,
-                      meta=CaptureMeta(**known, extra=extra))
+                      meta=CaptureMeta(**known, extra=extra), probability=soft_label(clean))
+
+
+def soft_label(row: dict[str, str]) -> float | None:
+    """A manifest row's ``defect_probability``: None when empty; a number in [0, 1] with a label, else refused."""
+    text = row.get(SOFT_LABEL, "")
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"{SOFT_LABEL} {text[:40]!r} is not a number (give a probability from 0 to 1)") from None
+    if not 0.0 <= value <= 1.0:  # NaN fails this too
+        raise ValueError(f"{SOFT_LABEL} {text[:40]!r} is outside [0, 1] (a probability that the part is defective)")
+    if not row.get("label"):
+        raise ValueError(f"{SOFT_LABEL} {text[:40]!r} without a label (a soft label qualifies the row's class)")
+    return value
 
 
 def ingest(workspace: Workspace, items: list[SourceItem], *, source: str, kind: str = "folder",
@@ -338,7 +357,7 @@ def _new_annotations(tx: Transaction, prepared: list[_Prepared], annotator: str,
         if (entry.digest, label, annotator) not in existing:
             existing.add((entry.digest, label, annotator))
             annotations.append(Annotation(sha256=entry.digest, class_name=label, annotator=annotator,
-                                          source="import"))
+                                          source="import", probability=entry.item.probability))
     return annotations, conflicts
 
 

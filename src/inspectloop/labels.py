@@ -15,6 +15,7 @@ from pathlib import Path
 from inspectloop.domain import Annotation, ClassDefinition
 from inspectloop.domain.labelling import SETTLED, LabellingPolicy
 from inspectloop.errors import LabelError
+from inspectloop.grades import keep_grade
 from inspectloop.store import sha256_bytes
 from inspectloop.workspace import Workspace
 
@@ -56,6 +57,7 @@ def define_class(workspace: Workspace, definition: ClassDefinition) -> None:
         good = next(c.name for c in workspace.db.labels.classes().values() if c.is_good)
         raise LabelError(f"class {good!r} is already the good (pass) class",
                          f"unmark it first: inspectloop classes add {good} --no-good")
+    definition = keep_grade(workspace.db.labels.classes(), definition)
     workspace.db.labels.upsert_class(definition)
 
 

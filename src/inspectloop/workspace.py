@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -12,8 +13,10 @@ from inspectloop.domain.labelling import LabellingPolicy
 from inspectloop.errors import WorkspaceError
 from inspectloop.keys import create_signing_key
 from inspectloop.store import BlobStore, Database, atomic_write_text, now_iso
+from inspectloop.store.objects import ObjectBlobStore, is_object_url
 
 CONFIG_NAME = "inspectloop.yaml"
+OBJECT_CACHE = "blob-cache"  # local copies of an object store's blobs, for code that needs a file
 
 
 class WorkspaceConfig(BaseModel):
@@ -25,7 +28,8 @@ class WorkspaceConfig(BaseModel):
     name: str
     created_at: str
     database: str = "sqlite:///inspectloop.db"
-    blobs: str = "blobs"
+    blobs: str = "blobs"  # a folder, or an object store URL: s3://BUCKET/PREFIX
+    blob_options: dict[str, Any] = Field(default_factory=dict)  # fsspec options, e.g. endpoint_url for MinIO
     labelling: LabellingPolicy = Field(default_factory=LabellingPolicy)  # whose word counts most
 
 
@@ -54,9 +58,14 @@ class Workspace:
         self.close()
 
 
-def init_workspace(root: Path, name: str | None = None) -> Workspace:
+def init_workspace(root: Path, name: str | None = None, database: str | None = None, blobs: str | None = None,
+                   blob_options: dict[str, Any] | None = None) -> Workspace:
     """Create a workspace in ``root`` (new or empty folder) with its model signing key (``inspectloop.keys``).
 
+    ``database`` is the database URL (default: an SQLite file in the folder), e.g. an empty PostgreSQL
+    database ``postgresql+psycopg://USER:PASSWORD@HOST:5432/NAME`` shared by several services. ``blobs``
+    is the blob store (default: a folder in the workspace), e.g. ``s3://BUCKET/PREFIX`` with ``blob_options``
+    for fsspec (``endpoint_url`` of an S3-compatible server, ``key``/``secret`` unless in the environment).
     Refuses to touch an existing one.
     """
     root = Path(root)
@@ -64,9 +73,17 @@ def init_workspace(root: Path, name: str | None = None) -> Workspace:
         raise WorkspaceError(f"{root} is already an inspectloop workspace", "open it instead of initialising it")
     if root.exists() and any(root.iterdir()):
         raise WorkspaceError(f"{root} is not empty", "choose a new or empty folder for the workspace")
+    chosen = {"database": database, "blobs": blobs, "blob_options": blob_options}
+    config = WorkspaceConfig(name=name or root.resolve().name, created_at=now_iso(),
+                             **{key: value for key, value in chosen.items() if value})
+    # A database or blob store it cannot reach leaves no half-made folder behind.
+    if not config.database.startswith("sqlite"):
+        with Database(config.database) as db:
+            db.ping()
+    if is_object_url(config.blobs):
+        ObjectBlobStore(config.blobs, root / OBJECT_CACHE, config.blob_options).check()
     root.mkdir(parents=True, exist_ok=True)
-    config = WorkspaceConfig(name=name or root.resolve().name, created_at=now_iso())
-    for folder in (config.blobs, "runs", "reports"):
+    for folder in ("runs", "reports", *([] if is_object_url(config.blobs) else [config.blobs])):
         (root / folder).mkdir(exist_ok=True)
     workspace = _connect(root, config)
     workspace.db.migrate()
@@ -108,4 +125,8 @@ def _connect(root: Path, config: WorkspaceConfig) -> Workspace:
     url = config.database
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         url = f"sqlite:///{(root / url.removeprefix('sqlite:///')).resolve()}"
-    return Workspace(root=root, config=config, db=Database(url, root=root), blobs=BlobStore(root / config.blobs))
+    blobs = BlobStore(root / config.blobs)
+    if is_object_url(config.blobs):
+        blobs = ObjectBlobStore(config.blobs, root / OBJECT_CACHE, config.blob_options)
+        blobs.check()  # an unreachable bucket fails at start, not at the first image
+    return Workspace(root=root, config=config, db=Database(url, root=root), blobs=blobs)

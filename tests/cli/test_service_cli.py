@@ -70,13 +70,15 @@ def test_serve_refuses_plain_http_off_loopback_and_bad_tls_files(tmp_path: Path,
     assert result.exit_code == 1 and words in " ".join(result.stderr.split()) and "fix:" in result.stderr
 
 
-@pytest.mark.parametrize("tls", [False, True], ids=["http", "https"])
-def test_a_service_killed_under_load_loses_and_duplicates_nothing(tmp_path: Path, tls: bool) -> None:
+@pytest.mark.parametrize(("tls", "database"), [(False, "sqlite"), (True, "sqlite"), (False, "postgresql")],
+                         ids=["http", "https", "http-postgresql"])
+def test_a_service_killed_under_load_loses_and_duplicates_nothing(tmp_path: Path, tls: bool, database: str,
+                                                                  request: pytest.FixtureRequest) -> None:
     pytest.importorskip("torch")
     from tests.service_helpers import image_bytes, line_workspace
     from tests.tls_helpers import client_context, self_signed
 
-    line = line_workspace(tmp_path / "ws")
+    line = line_workspace(tmp_path / "ws", postgres_database(request) if database == "postgresql" else None)
     line.workspace.close()
     port, log = free_port(), tmp_path / "serve.log"
     options: tuple[str, ...] = ()
@@ -119,6 +121,7 @@ def test_a_service_killed_under_load_loses_and_duplicates_nothing(tmp_path: Path
         server.send_signal(signal.SIGTERM)
         server.wait(20)
     with open_workspace(line.workspace.root) as ws, ws.db.engine.connect() as conn:
+        assert ws.db.engine.dialect.name == database
         rows = {r.request_id: r for r in conn.execute(select(s.predictions)).all()}
     assert sorted(rows) == sorted(images) and len(answers) == len(images)  # none lost, none duplicated
     for request_id, answer in before.items():
@@ -130,6 +133,42 @@ def test_a_service_killed_under_load_loses_and_duplicates_nothing(tmp_path: Path
     assert "GET /v1/health?token=[redacted] HTTP/1.1" in text and line.admin not in text
     assert "Logging error" not in text and (f"on https://127.0.0.1:{port}" in text) is tls
     print(f"answered before the kill {len(before)}, logged but unanswered {len(replayed)}")
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_two_services_write_one_prediction_log_once_per_request(tmp_path: Path, database: str,
+                                                                request: pytest.FixtureRequest) -> None:
+    pytest.importorskip("torch")
+    from tests.service_helpers import image_bytes, line_workspace
+
+    line = line_workspace(tmp_path / "ws", postgres_database(request) if database == "postgresql" else None)
+    line.workspace.close()
+    ports = [free_port(), free_port()]
+    servers = [start_service(line.workspace.root, port, tmp_path / f"serve-{port}.log") for port in ports]
+    images = {f"two-{i:03d}": image_bytes(("good", "scratch", "dark")[i % 3], i) for i in range(40)}
+
+    def send(job: tuple[str, int]) -> dict[str, Any]:  # every request goes to both services at once
+        request_id, port = job
+        response = client.post(f"http://127.0.0.1:{port}/v1/inspect", headers={**line.auth(), "X-Request-ID": request_id},
+                               files={"image": ("p.png", images[request_id])}, data={"camera": "cam1"}, timeout=30)
+        assert response.status_code == 200, response.text
+        return {"request_id": request_id, **response.json()}
+
+    try:
+        with httpx.Client() as client, ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(send, [(rid, port) for rid in images for port in ports]))
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGTERM)
+            server.wait(20)
+    with open_workspace(line.workspace.root) as ws, ws.db.engine.connect() as conn:
+        assert ws.db.engine.dialect.name == database
+        rows = {r.request_id: r.id for r in conn.execute(select(s.predictions)).all()}
+    assert sorted(rows) == sorted(images)  # one row per request, though each reached two services
+    for request_id, row_id in rows.items():
+        pair = [a for a in answers if a["request_id"] == request_id]
+        assert [a["prediction_id"] for a in pair] == [row_id, row_id]
+        assert sorted(a["replayed"] for a in pair) == [False, True]  # one logged it, the other replayed it
 
 
 def test_plain_http_on_the_network_needs_insecure_and_says_so_loudly(tmp_path: Path) -> None:
@@ -168,3 +207,13 @@ def test_over_tls_the_login_cookie_is_secure(tmp_path: Path) -> None:
     cookie = reply.headers["set-cookie"].lower()
     assert reply.status_code == 303 and "secure" in cookie and "httponly" in cookie and "samesite=strict" in cookie
     assert line.reviewer.lower() not in cookie
+
+
+def postgres_database(request: pytest.FixtureRequest) -> str:
+    """A fresh database on the session's PostgreSQL server, dropped after the test (services killed or not)."""
+    from tests.postgres_helpers import drop_postgres_database, new_postgres_database
+
+    server = request.getfixturevalue("postgres_server")
+    url = new_postgres_database(server)
+    request.addfinalizer(lambda: drop_postgres_database(server, url))
+    return url

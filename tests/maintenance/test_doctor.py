@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from inspectloop.cli.app import app
+from inspectloop.errors import WorkspaceError
 from inspectloop.ingest import ingest, scan_folder
 from inspectloop.maintenance.doctor import doctor
 from inspectloop.store.blobs import GRACE_SECONDS
@@ -94,3 +95,23 @@ def test_the_cli_exits_non_zero_on_problems_and_reports_json(ws: Workspace) -> N
     fixed = runner.invoke(app, ["doctor", "-w", root, "--fix"])
     assert fixed.exit_code == 0 and "1 fixed" in fixed.stdout
     assert runner.invoke(app, ["doctor", "-w", root]).exit_code == 0
+
+
+def test_doctor_names_the_database_that_answered_and_a_lost_one_is_a_problem(
+        tmp_path: Path, class_tree: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    with init_workspace(tmp_path / "ws", database=database_url) as workspace:
+        ingest(workspace, scan_folder(class_tree), source="tree")
+        report = doctor(workspace)
+        assert report.healthy and report.findings == [] and report.checked["stored_blobs"] == 12
+        server = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}[workspace.db.engine.dialect.name]
+        assert report.database.startswith(f"{server} ") and "://" in report.database
+        shown = runner.invoke(app, ["doctor", "-w", str(workspace.root)])
+        assert shown.exit_code == 0 and f"database: {report.database}" in " ".join(shown.stdout.split())
+
+        def lost(_self: object) -> str:
+            raise WorkspaceError("cannot open the workspace database postgresql+psycopg://u:***@db/plant: refused",
+                                 "check that the server is running")
+        monkeypatch.setattr(type(workspace.db), "ping", lost)
+        report = doctor(workspace)
+        assert not report.healthy and report.problems[0].check == "database"
+        assert "refused" in report.problems[0].detail and report.problems[0].fix

@@ -11,12 +11,15 @@ import pytest
 from inspectloop.domain import (
     Annotation, CaptureMeta, ClassDefinition, DatasetItem, ImageRecord, QualityStats, TrainingRun,
 )
+from inspectloop.errors import WorkspaceError
 from inspectloop.store import Database, now_iso
+from inspectloop.store.database import parse_database_url
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Iterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'test.db'}", root=tmp_path)
+def db(database_url: str, tmp_path: Path) -> Iterator[Database]:
+    """A migrated database: SQLite, then PostgreSQL (``database_url``)."""
+    database = Database(database_url, root=tmp_path)
     database.migrate()
     yield database
     database.close()
@@ -68,3 +71,48 @@ def test_dataset_items_come_back_as_they_went_in(db: Database) -> None:
     info = db.datasets.get("v1")
     assert info is not None and info.params == {"seed": 0} and info.created_at <= now_iso()
     assert [v.name for v in db.datasets.list()] == ["v1"]
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("postgresql+psycopg://inspector:s3cret@127.0.0.1:1/plant",
+     "cannot open the workspace database postgresql+psycopg://inspector:***@127.0.0.1:1/plant"),
+    (f"sqlite:///{Path('/nonexistent-folder/inspectloop.db')}", "cannot open the workspace database sqlite:///"),
+])
+def test_an_unreachable_database_is_one_line_with_its_url_password_hidden_and_the_fix(url: str, words: str) -> None:
+    with Database(url) as database, pytest.raises(WorkspaceError) as caught:
+        database.migrate()
+    assert words in caught.value.message and "s3cret" not in str(caught.value)
+    assert "inspectloop.yaml" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize(("url", "words"), [
+    ("localhost:5432/plant", "is not a database URL"),
+    ("mysqlx://inspector:s3cret@db/plant", "names an unknown database or driver"),
+])
+def test_a_wrong_database_url_is_one_line_naming_the_forms_that_work(url: str, words: str) -> None:
+    with pytest.raises(WorkspaceError, match=words) as caught:
+        Database(url)
+    assert "postgresql+psycopg://" in (caught.value.hint or "") and "s3cret" not in str(caught.value)
+
+
+@pytest.mark.parametrize("url", ["postgresql://u@db/plant", "postgres://u@db/plant", "postgresql+psycopg://u@db/plant"])
+def test_a_postgresql_url_without_a_driver_gets_the_one_the_extra_installs(url: str) -> None:
+    assert parse_database_url(url).drivername == "postgresql+psycopg"
+
+
+def test_ping_names_the_server(db: Database) -> None:
+    assert db.ping().split()[0] in {"SQLite", "PostgreSQL"} and db.url.startswith(db.engine.dialect.name)
+
+
+def test_an_image_waits_once_per_reason_until_its_item_is_closed(db: Database) -> None:
+    db.images.add_once(_image("e" * 64), db.images.begin_ingest("test", "folder"))
+    db.images.add_once(_image("e" * 64), 1)  # kept twice (two services): one row, no integrity error
+    first = db.review.enqueue(image_sha256="e" * 64, reason="uncertain", priority=0.5)
+    assert first is not None and db.review.enqueue(image_sha256="e" * 64, reason="uncertain") is None
+    assert db.review.enqueue(image_sha256="e" * 64, reason="shadow") is not None
+    db.review.set_skipped(first, reviewer="rita", at=now_iso(), details={})
+    assert db.review.enqueue(image_sha256="e" * 64, reason="uncertain") not in (None, first)
+    db.labels.upsert_class(ClassDefinition(name="scratch"))
+    db.labels.add_reference("scratch", "e" * 64)
+    db.labels.add_reference("scratch", "e" * 64)
+    assert db.labels.references("scratch") == ["e" * 64] and db.images.count() == 1

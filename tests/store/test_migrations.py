@@ -41,14 +41,17 @@ def _v1_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(migrations, "LATEST", 1)
 
 
-def _make_v1_workspace(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _make_v1_workspace(root: Path, monkeypatch: pytest.MonkeyPatch, database: str | None = None) -> None:
     """A workspace as inspectloop 0.1.0 made it (migration step 1 only), with a class, a run and a model."""
     with monkeypatch.context() as patch:
         _v1_only(patch)
-        with init_workspace(root, name="old-line") as ws:
+        with init_workspace(root, name="old-line", database=database) as ws:
             with ws.db.engine.connect() as conn:
                 assert migrations.current_version(conn) == 1
-            ws.db.labels.upsert_class(ClassDefinition(name="scratch"))
+            with ws.db.engine.begin() as conn:  # the columns classes had in version 1
+                conn.execute(text("INSERT INTO classes (name, task, criterion, severity, is_good, created_at, "
+                                  "updated_at) VALUES ('scratch', 'classification', '', 'major', 0, "
+                                  "'2025-01-01T00:00:00+00:00', '2025-01-01T00:00:00+00:00')"))
             ws.db.datasets.add("v1", None, {}, {"count": 0}, [])
             with ws.db.engine.begin() as conn:  # the columns runs had in version 1
                 conn.execute(text(
@@ -62,8 +65,9 @@ def test_step_one_still_creates_exactly_the_released_schema(tmp_path: Path, monk
     assert _schema_sql(tmp_path / "ws" / "inspectloop.db") == _statements(RELEASED_V1.read_text())
 
 
-def test_a_v1_workspace_upgrades_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _make_v1_workspace(tmp_path / "ws", monkeypatch)
+def test_a_v1_workspace_upgrades_in_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                          database_url: str) -> None:
+    _make_v1_workspace(tmp_path / "ws", monkeypatch, database_url)
     with open_workspace(tmp_path / "ws") as ws:
         with ws.db.engine.connect() as conn:
             assert migrations.current_version(conn) == migrations.LATEST == 7
@@ -84,14 +88,14 @@ def test_a_v1_workspace_upgrades_in_place(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_tokens_issued_before_expiry_existed_get_the_default_lifetime_from_the_upgrade(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, database_url: str) -> None:
     with monkeypatch.context() as patch:
         patch.setattr(migrations, "MIGRATIONS", migrations.MIGRATIONS[:4])
         patch.setattr(migrations, "LATEST", 4)
-        with init_workspace(tmp_path / "ws") as ws, ws.db.engine.begin() as conn:
+        with init_workspace(tmp_path / "ws", database=database_url) as ws, ws.db.engine.begin() as conn:
             conn.execute(text("INSERT INTO users (name, role, token_sha256, created_at, disabled) VALUES "
-                              "('rita', 'reviewer', :digest, '2025-01-01T00:00:00+00:00', 0)"),
-                         {"digest": token_digest("old-token")})
+                              "('rita', 'reviewer', :digest, '2025-01-01T00:00:00+00:00', :disabled)"),
+                         {"digest": token_digest("old-token"), "disabled": False})
     with open_workspace(tmp_path / "ws") as ws:
         assert authenticate(ws, "old-token").name == "rita"
         expires = datetime.fromisoformat(str(ws.db.people.get("rita").token_expires_at))
@@ -111,8 +115,8 @@ def test_the_released_v1_database_upgrades_like_a_fresh_one(tmp_path: Path) -> N
     assert _describe(old) == _describe(fresh) == _describe_metadata()
 
 
-def test_at_most_one_version_is_in_production(tmp_path: Path) -> None:
-    with init_workspace(tmp_path / "ws") as ws:
+def test_at_most_one_version_is_in_production(tmp_path: Path, database_url: str) -> None:
+    with init_workspace(tmp_path / "ws", database=database_url) as ws:
         ws.db.datasets.add("v1", None, {}, {"count": 0}, [])
         ws.db.runs.add("run-a", "v1", {}, "0.1.0", "runs/run-a")
         ids = [ws.db.runs.add_model("run-a", "fp32", f"m{i}.onnx", "0" * 64, "0" * 64, {}) for i in range(3)]
@@ -137,17 +141,38 @@ def _describe_metadata() -> dict[str, Any]:
 
 
 def _describe_engine(engine: Engine) -> dict[str, Any]:
-    """Tables with their columns (name, type, nullable, primary key), foreign keys and indexes."""
+    """Tables with their columns (name, type, nullable, default), primary key, foreign keys and indexes."""
     with engine.connect() as conn:
         found = inspect(conn)
         return {table: {
-            "columns": [(c["name"], str(c["type"]), c["nullable"], bool(c["primary_key"]))
-                        for c in found.get_columns(table)],
+            "columns": [(c["name"], str(c["type"]), c["nullable"], c["default"]) for c in found.get_columns(table)],
+            "primary_key": found.get_pk_constraint(table)["constrained_columns"],
             "foreign_keys": sorted((tuple(f["constrained_columns"]), f["referred_table"])
                                    for f in found.get_foreign_keys(table)),
             "unique": sorted(tuple(u["column_names"]) for u in found.get_unique_constraints(table)),
             "indexes": sorted((i["name"], tuple(i["column_names"]), bool(i["unique"]))
                               for i in found.get_indexes(table)),
-            "partial": sorted(conn.execute(text("SELECT sql FROM sqlite_master WHERE type = 'index' "
-                                                "AND tbl_name = :t AND sql LIKE '%WHERE%'"), {"t": table}).scalars()),
+            "partial": sorted(conn.execute(text(PARTIAL_INDEXES[conn.dialect.name]), {"t": table}).scalars()),
         } for table in sorted(found.get_table_names())}
+
+
+PARTIAL_INDEXES = {  # each dialect's own text of a table's partial indexes
+    "sqlite": "SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = :t AND sql LIKE '%WHERE%'",
+    "postgresql": "SELECT indexdef FROM pg_indexes WHERE tablename = :t AND indexdef LIKE '%WHERE%'",
+}
+
+
+def test_on_postgresql_the_migrations_build_what_schema_py_declares(postgres_server: str) -> None:
+    from tests.postgres_helpers import drop_postgres_database, new_postgres_database
+
+    migrated, declared = new_postgres_database(postgres_server), new_postgres_database(postgres_server)
+    try:
+        with create_engine(migrated).begin() as conn:
+            assert migrations.migrate(conn) == list(range(1, migrations.LATEST + 1))
+        schema.metadata.create_all(create_engine(declared))
+        described = [_describe_engine(create_engine(url)) for url in (migrated, declared)]
+        assert described[0]["predictions"]["columns"] and described[0] == described[1]
+    finally:
+        for url in (migrated, declared):
+            create_engine(url).dispose()
+            drop_postgres_database(postgres_server, url)

@@ -8,9 +8,10 @@ from inspectloop.domain import Box, Polygon, Region
 from tests.regions_helpers import digest_of, image_folder, workspace_with_images
 
 
-def test_current_regions_skip_superseded_and_deleted_rows_and_versions_keep_theirs(tmp_path: Path) -> None:
+def test_current_regions_skip_superseded_and_deleted_rows_and_versions_keep_theirs(tmp_path: Path,
+                                                                                  database_url: str) -> None:
     images = image_folder(tmp_path / "images")
-    with workspace_with_images(tmp_path / "ws", images) as ws:
+    with workspace_with_images(tmp_path / "ws", images, database=database_url) as ws:
         digest = digest_of(images, "part_a.png")
         first, second = ws.db.regions.add([
             Region(sha256=digest, class_name="pit", box=Box(x0=1, y0=1, x1=5, y1=5), annotator="ana"),

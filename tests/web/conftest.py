@@ -22,6 +22,7 @@ pytest.importorskip("fastapi", reason="the web pages need the 'serve' extra: pip
 
 from fastapi import FastAPI
 
+from inspectloop.web.browse import router as browse_router
 from inspectloop.web.pages import router
 from inspectloop.workspace import Workspace, open_workspace
 from tests.review_helpers import Seeded, seed
@@ -31,10 +32,11 @@ CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser") i
 
 
 def pages_app(workspace: Workspace) -> FastAPI:
-    """The review and dashboard pages on their own, as ``web/app.py`` mounts them."""
+    """The review, dashboard and browse pages on their own, as ``web/app.py`` mounts them."""
     app = FastAPI()
     app.state.workspace = workspace
     app.include_router(router)
+    app.include_router(browse_router)
     return app
 
 

@@ -51,12 +51,18 @@ register_shift_commands(app)
 @app.command()
 @friendly
 def init(path: Annotated[Path, typer.Argument(help="New or empty folder for the workspace.")],
-         name: Annotated[Optional[str], typer.Option(help="Workspace name (default: the folder name).")] = None) -> None:
-    """Create a workspace: config file, SQLite database, content-addressed image store and model signing key."""
+         name: Annotated[Optional[str], typer.Option(help="Workspace name (default: the folder name).")] = None,
+         database: Annotated[Optional[str], typer.Option(
+             help="Database URL (default: an SQLite file in the folder), e.g. an empty PostgreSQL database "
+                  "postgresql+psycopg://USER:PASSWORD@HOST:5432/NAME that several services share.")] = None,
+         blobs: Annotated[Optional[str], typer.Option(
+             help="Blob store (default: a folder in the workspace), e.g. s3://BUCKET/PREFIX; an S3-compatible "
+                  "server's endpoint_url goes under blob_options: in inspectloop.yaml.")] = None) -> None:
+    """Create a workspace: config file, database, content-addressed image store and model signing key."""
     from inspectloop.keys import site_key
     from inspectloop.workspace import init_workspace
 
-    init_workspace(path, name).close()
+    init_workspace(path, name, database, blobs).close()
     out.print(f"workspace ready at {path}; models will be signed with key {site_key(path).public.key_id} "
               "(inspectloop keys show)", highlight=False)
 
@@ -86,6 +92,7 @@ def ingest(source: Annotated[Path, typer.Argument(help="Folder with one sub-fold
       part_id      the part (P-00123): a part's images never straddle train and test
       session      the capture session (s05): 'dataset create --test-value s05' holds one out
       captured_at  when, in ISO 8601 (2026-03-01T22:15:00); another format refuses the row
+      defect_probability  soft label: probability 0-1 that the part is defective (0.3); needs a label
 
     Any other column (operator, batch, ...) is kept as free-form metadata of each image and evaluation
     reports slice by it like the known ones, unless it repeats the label (one value per class: ingest
@@ -154,9 +161,30 @@ def classes_add(name: str, ws: WorkspaceOpt,
 def classes_list(ws: WorkspaceOpt) -> None:
     """List classes with their criterion, severity and reference images."""
     with workspace(ws) as w:
-        rows = [[c.name, c.severity.value, "yes" if c.is_good else "", c.criterion, len(w.db.labels.references(c.name))]
+        rows = [[c.name, c.severity.value, "yes" if c.is_good else "", f"{c.scale} {c.grade}" if c.graded else "",
+                 c.criterion, len(w.db.labels.references(c.name))]
                 for c in w.db.labels.classes().values()]
-    table("classes", ["name", "severity", "good", "criterion", "references"], rows)
+    table("classes", ["name", "severity", "good", "grade", "criterion", "references"], rows)
+
+
+@classes_app.command("grade")
+@friendly
+def classes_grade(scale: Annotated[str, typer.Argument(help="The scale's name (scratch).")], ws: WorkspaceOpt,
+                  ordered: Annotated[Optional[list[str]], typer.Argument(
+                      metavar="CLASS...", help="Its classes, lowest grade first (minor major critical).")] = None,
+                  clear: Annotated[bool, typer.Option("--clear", help="Ungrade every class of the scale.")] = False
+                  ) -> None:
+    """Order defect classes into a grade scale (lowest first): training and reports then treat them as grades."""
+    from inspectloop.errors import LabelError
+    from inspectloop.grades import set_grade_order
+
+    if bool(ordered) == clear:
+        raise LabelError("give the scale's classes, lowest grade first, or --clear",
+                         f"e.g. inspectloop classes grade {scale} minor major critical")
+    with workspace(ws) as w:
+        changed = set_grade_order(w, scale, ordered or [])
+    out.print(f"scale {scale!r}: {' < '.join(ordered) if ordered else 'cleared'} "
+              f"({len(changed)} class definition(s) updated)", highlight=False)
 
 
 @classes_app.command("reference")
@@ -270,6 +298,23 @@ def dataset_duplicates(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] 
               + ("; settle the labels with 'inspectloop label', and re-split with 'inspectloop dataset create "
                  "--new-test' to close leaks of the frozen test set" if any(p.leaks or p.conflicts for p in pairs)
                  else ""))
+
+
+@dataset_app.command("map")
+@friendly
+def dataset_map(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] = "latest",
+                features: Annotated[str, typer.Option(help="Frozen backbone that embeds the images, or 'pixels' "
+                                                           "(grey thumbnails: no torch needed).")] = "efficientnet-lite0",
+                method: Annotated[str, typer.Option(help="tsne (PCA to 50, then t-SNE) or pca (seconds).")] = "tsne",
+                seed: Annotated[int, typer.Option(help="Seed of the projection.")] = 0) -> None:
+    """Compute a dataset version's 2-D map for the browser page (/browse of 'inspectloop serve'); kept in the workspace."""
+    from inspectloop.datamap.build import compute_map
+
+    with workspace(ws) as w, progress_bar("embedding") as update:
+        made = compute_map(w, name, features=features, method=method, seed=seed, progress=update)
+    out.print(f"map of {made.version}: {len(made.sha256)} images ({made.embedded} embedded, the rest from earlier "
+              f"maps) by {made.features} + {made.method} in {made.seconds:.1f} s; open /browse?version={made.version}",
+              highlight=False)
 
 
 def _show_version(name: str, parent: str | None, summary: dict[str, Any]) -> None:
@@ -496,6 +541,9 @@ def doctor(ws: WorkspaceOpt,
             out.print(f"  {state}: {finding.check} {finding.subject}: {finding.detail}"
                       + (f" (fix: {finding.fix})" if finding.fix else ""), highlight=False)
         summary = report.to_dict()
+        for what, where in (("database", report.database), ("blobs", report.blobs)):
+            if where:
+                out.print(f"  {what}: {where}", highlight=False, soft_wrap=True)  # a URL stays whole
         checked = ", ".join(f"{count} {what.replace('_', ' ')}" for what, count in summary["checked"].items())
         out.print(f"{'healthy' if report.healthy else 'PROBLEMS'}: checked {checked}; "
                   f"{summary['problems']} problem(s), {summary['fixed']} fixed, {summary['warnings']} warning(s)",

@@ -21,6 +21,7 @@ class DatasetItem:
     label: str
     split: str
     group_key: str
+    probability: float | None = None  # soft label: the annotators' probability that the part is defective
 
 
 @dataclass(frozen=True)

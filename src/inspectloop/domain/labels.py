@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from enum import StrEnum
 
-from pydantic import field_validator
+from pydantic import Field, field_validator, model_validator
 
 from inspectloop.domain.base import FrozenModel
 
@@ -34,6 +34,24 @@ class ClassDefinition(FrozenModel):
     severity: Severity = Severity.major
     task: Task = Task.classification
     is_good: bool = False
+    # Graded defects: the class is grade ``grade`` (1 = lowest defect grade) of the ordered ``scale``
+    # (e.g. scratch: minor < major < critical). The good class sits below every scale (grade 0).
+    scale: str | None = None
+    grade: int | None = Field(None, ge=1, le=32)
+
+    @model_validator(mode="after")
+    def _graded_consistently(self) -> ClassDefinition:
+        if (self.scale is None) != (self.grade is None):
+            raise ValueError("a graded class needs both its scale and its grade (or neither)")
+        if self.is_good and self.scale is not None:
+            raise ValueError("the good class sits below every scale (grade 0): it cannot be graded itself")
+        if self.scale is not None and not CLASS_NAME.match(self.scale):
+            raise ValueError("scale names follow the rules of class names")
+        return self
+
+    @property
+    def graded(self) -> bool:
+        return self.scale is not None
 
     @field_validator("name")
     @classmethod
@@ -50,6 +68,8 @@ class Annotation(FrozenModel):
     source: str = "import"
     created_at: datetime | None = None
     note: str | None = None
+    # A soft label: the annotator's probability that the part is defective (a manifest's defect_probability).
+    probability: float | None = Field(None, ge=0.0, le=1.0)
 
 
 GOOD_NAMES = frozenset({"good", "ok", "free", "pass", "normal", "no_defect", "nodefect", "defect-free"})

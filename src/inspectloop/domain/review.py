@@ -7,8 +7,9 @@ from typing import Any
 
 # In the order reviewers are served: a production part held for a verdict first; then items a running
 # process waits on (a recalibration cycle for its labels, a candidate-vs-QC disagreement for its arbiter);
-# then drift samples; shadow discrepancies last, as a candidate's results are never acted on.
-REASONS = ("uncertain", "recalibration", "qc", "drift", "shadow")
+# then drift samples; then images a person picked on the dataset browser for a second look; shadow
+# discrepancies last, as a candidate's results are never acted on.
+REASONS = ("uncertain", "recalibration", "qc", "drift", "selected", "shadow")
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ file, which scores exactly what will ship.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +18,9 @@ import numpy as np
 from inspectloop.datasets import load_version
 from inspectloop.domain import DatasetItem
 from inspectloop.errors import DatasetError
+from inspectloop.fileio import atomic_write_bytes
+from inspectloop.grades import class_grades
+from inspectloop.evaluate.graded import GradedEvaluation, graded_evaluation
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics, json_float
 from inspectloop.evaluate.outcomes import ImageOutcome, image_outcomes
 from inspectloop.evaluate.slices import SliceReport, slice_metrics
@@ -26,6 +30,7 @@ from inspectloop.reports.evaluation import (
     evaluation_title,
     write_evaluation_report,
 )
+from inspectloop.reports.graded import graded_figures
 from inspectloop.reports.html import ReportFigure
 from inspectloop.workspace import Workspace
 
@@ -38,6 +43,7 @@ class EvaluationResult:
     slices: SliceReport
     files: EvaluationReportFiles
     outcomes: tuple[ImageOutcome, ...] = ()
+    graded: GradedEvaluation | None = None  # graded classes: curves, roll-ups, wrong grades by steps
 
     def summary(self) -> dict[str, Any]:
         worst = self.slices.worst
@@ -50,6 +56,7 @@ class EvaluationResult:
                 "field": worst.field, "value": worst.value, "macro_recall": worst.metrics.macro_recall,
                 "count": worst.metrics.count},
             "report": str(self.files.html),
+            **({"graded": self.graded.brief()} if self.graded is not None else {}),
         }
 
 
@@ -76,9 +83,24 @@ def evaluate_predictions(workspace: Workspace, items: Sequence[DatasetItem], cla
     slices = slice_metrics(truth, chosen, class_names, metadata)
     outcomes = image_outcomes([item.sha256 for item in items], truth, chosen, class_names, scores=scores,
                               metadata=metadata)
+    graded = None if scores is None else evaluate_grades(workspace, truth, scores, chosen, class_names, out_dir)
+    if graded is not None:
+        figures = [*figures, *graded_figures(graded)]
     files = write_evaluation_report(out_dir, title=title, metrics=metrics, slices=slices, context=context,
                                     figures=figures, outcomes=outcomes, images=workspace.blobs.get, heatmaps=heatmaps)
-    return EvaluationResult(metrics, slices, files, outcomes)
+    return EvaluationResult(metrics, slices, files, outcomes, graded)
+
+
+def evaluate_grades(workspace: Workspace, truth: Sequence[int], scores: np.ndarray, predicted: Sequence[int],
+                    class_names: Sequence[str], out_dir: Path) -> GradedEvaluation | None:
+    """The graded part of an evaluation (None without graded classes), its curves written to ``graded.json``."""
+    classes = workspace.db.labels.classes()
+    good = next((i for i, name in enumerate(class_names) if name in classes and classes[name].is_good), None)
+    graded = graded_evaluation(truth, scores, predicted, class_names, class_grades(classes, class_names), good)
+    if graded is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(Path(out_dir) / "graded.json", json.dumps(graded.to_dict(), indent=1).encode("utf-8"))
+    return graded
 
 
 def evaluate_model_file(workspace: Workspace, model_path: Path, *, dataset: str = "latest", split: str = "test",

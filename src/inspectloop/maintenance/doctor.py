@@ -2,9 +2,11 @@
 
 Checks, in an order that is safe beside a live service (blobs are written before the rows that name
 them, so reading the rows first can never report a blob of a concurrent write as missing):
-rows vs blobs (missing, unreferenced), every blob's SHA-256 against its name, SQLite's
-``integrity_check``, and ``.tmp-*`` files that killed writers left. ``fix`` removes only what cannot
-hurt: abandoned temporary files. It never deletes a blob or a row; what it cannot fix it says.
+that the database server and an object store's bucket answer (and SQLite's ``integrity_check``),
+rows vs blobs (missing, unreferenced), every blob's SHA-256 against its name (as stored: an object
+store's objects, not their local cache), and ``.tmp-*`` files that killed writers left.
+``fix`` removes only what cannot hurt: abandoned temporary files. It never deletes a blob or a row;
+what it cannot fix it says.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from inspectloop.errors import WorkspaceError
 from inspectloop.store.blobs import GRACE_SECONDS
+from inspectloop.store.objects import ObjectBlobStore
 from inspectloop.workspace import Workspace
 
 RESTORE = "restore the workspace from a backup (inspectloop restore BACKUP DEST), or re-ingest the image"
@@ -23,7 +27,7 @@ RESTORE = "restore the workspace from a backup (inspectloop restore BACKUP DEST)
 class Finding:
     """One thing doctor found. A problem makes doctor fail until fixed; a warning does not."""
 
-    check: str  # database | missing_blob | corrupt_blob | unreferenced_blob | temporary_file
+    check: str  # database | blob_store | missing_blob | corrupt_blob | unreferenced_blob | temporary_file
     severity: str  # problem | warning
     subject: str  # a digest, a path, or "database"
     detail: str
@@ -35,6 +39,8 @@ class Finding:
 class DoctorReport:
     checked: dict[str, int] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
+    database: str = ""  # the server that answered, and its URL with the password hidden
+    blobs: str = ""  # the blob store's folder or object store URL
 
     @property
     def problems(self) -> list[Finding]:
@@ -46,7 +52,8 @@ class DoctorReport:
         return not self.problems
 
     def to_dict(self) -> dict[str, Any]:
-        return {"healthy": self.healthy, "checked": self.checked, "problems": len(self.problems),
+        return {"healthy": self.healthy, "database": self.database, "blobs": self.blobs, "checked": self.checked,
+                "problems": len(self.problems),
                 "fixed": sum(f.fixed for f in self.findings),
                 "warnings": sum(f.severity == "warning" for f in self.findings),
                 "findings": [asdict(f) for f in self.findings]}
@@ -56,7 +63,8 @@ def doctor(workspace: Workspace, *, fix: bool = False, verify_hashes: bool = Tru
            grace_seconds: float = GRACE_SECONDS) -> DoctorReport:
     """Check the workspace's rows, blobs and database; with ``fix``, remove abandoned temporary files."""
     report = DoctorReport()
-    _check_database(workspace, report)
+    if not (_database_answers(workspace, report) and _blob_store_answers(workspace, report)):
+        return report  # nothing else can be checked without them
     referenced = workspace.db.integrity.referenced_blobs()  # rows first: see the module docstring
     stored = set(workspace.blobs.digests())
     report.checked |= {"referenced_blobs": len(referenced), "stored_blobs": len(stored)}
@@ -73,23 +81,41 @@ def doctor(workspace: Workspace, *, fix: bool = False, verify_hashes: bool = Tru
     return report
 
 
-def _check_database(workspace: Workspace, report: DoctorReport) -> None:
-    lines = workspace.db.integrity.integrity_check()
-    if lines is None:
-        report.findings.append(Finding("database", "warning", "database", "not SQLite: integrity check skipped",
-                                       "check the database with its own tools"))
-    elif lines != ["ok"]:
+def _database_answers(workspace: Workspace, report: DoctorReport) -> bool:
+    """The server answers (its name and version noted); on SQLite, also its own integrity check."""
+    try:
+        report.database = f"{workspace.db.ping()} at {workspace.db.url}"
+    except WorkspaceError as exc:
+        report.findings.append(Finding("database", "problem", "database", exc.message, exc.hint))
+        return False
+    lines = workspace.db.integrity.integrity_check()  # None on PostgreSQL: the server checks its own pages
+    if lines is not None and lines != ["ok"]:
         shown = "; ".join(lines[:5]) + (f"; and {len(lines) - 5} more" if len(lines) > 5 else "")
         report.findings.append(Finding("database", "problem", "database", f"SQLite integrity_check: {shown}",
                                        "restore the workspace from a backup (inspectloop restore BACKUP DEST)"))
     report.checked["database"] = 1
+    return True
+
+
+def _blob_store_answers(workspace: Workspace, report: DoctorReport) -> bool:
+    """An object store's bucket answers (a local folder always does); noted in the report."""
+    if not isinstance(workspace.blobs, ObjectBlobStore):
+        report.blobs = str(workspace.blobs.root)
+        return True
+    report.blobs = workspace.blobs.url
+    try:
+        workspace.blobs.check()
+    except WorkspaceError as exc:
+        report.findings.append(Finding("blob_store", "problem", workspace.blobs.url, exc.message, exc.hint))
+        return False
+    return True
 
 
 def _check_hashes(workspace: Workspace, stored: set[str], report: DoctorReport) -> None:
     """Blobs are content-addressed: a blob whose bytes no longer hash to its name has been damaged."""
     for digest in sorted(stored):
         hasher = hashlib.sha256()
-        with open(workspace.blobs.path_for(digest), "rb") as handle:
+        with workspace.blobs.open(digest) as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 hasher.update(block)
         if hasher.hexdigest() != digest:

@@ -43,6 +43,7 @@ from inspectloop.reports.evaluation import (
     worst_callout,
 )
 from inspectloop.reports.acceptance import verdict_callout
+from inspectloop.reports.graded import graded_table
 from inspectloop.reports.shift import adaptation_section, crossval_section
 from inspectloop.reports.html import (
     DASH,
@@ -147,6 +148,7 @@ def render_model_card(card: ModelCardInputs) -> str:
         *adaptation_section(run.metrics.get("adaptation")),
         "<h2>Test results</h2>",
         _test_section(metrics),
+        *_graded(run),
         _slices(run, metrics, card.outcomes),
         crossval_section(card.crossval),
         _hardest(card),
@@ -369,6 +371,16 @@ def _test_section(metrics: ClassificationMetrics | None) -> str:
     if metrics is None:
         return '<p class="callout quiet">The run kept no evaluation report (report/metrics.json), so no test figures.</p>'
     return "\n".join([headline_figures(metrics), "<h3>Per class</h3>", per_class_table(metrics)])
+
+
+def _graded(run: RunRecord) -> list[str]:
+    """Graded classes: AUROC, average precision and the decision's operating point per class and roll-up."""
+    graded = (run.metrics.get("test") or {}).get("graded")
+    if not graded:
+        return []
+    return ["<h3>Graded defects</h3>", '<p class="muted">Each defect class against the good class, and each '
+            '"defective at grade >= g" roll-up against everything below it; the report holds the curves.</p>',
+            graded_table(graded)]
 
 
 def _confusion(run: RunRecord) -> str:

@@ -297,6 +297,10 @@ def _apply_prediction(tx: Transaction, job: _Job, ingest_id: int) -> LoggedPredi
                   latency_ms=p.latency_ms, stats=job.image.quality.model_dump() if job.image else None,
                   suspect=record.suspect, content_sha256=record.content_sha256)
     logged = tx.predictions.add(values, record.meta)
+    if logged is None:  # another service (same database) logged this request id since the check above
+        existing = tx.predictions.by_request(record.request_id)
+        assert existing is not None  # the unique request_id refused our row, so its row is there
+        return request_conflict(existing, record.sha256, record.meta) or existing
     if p.decision == "review" and job.keep:
         review.enqueue(tx, image_sha256=record.sha256, reason="uncertain", prediction_id=logged.id,
                        model_version_id=record.model_version_id, suggestion=p.label, scores=p.scores,

@@ -8,7 +8,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Table
+from sqlalchemy.dialects import postgresql, sqlite
 
 ConnectionSource = Callable[[], AbstractContextManager[Connection]]
 Row = TypeVar("Row")
@@ -49,3 +50,24 @@ def as_row(cls: Callable[..., Row], row: Any) -> Row:
 def chunks(values: list[Any], size: int = 500) -> list[list[Any]]:
     """``values`` in pieces small enough for one SQL ``IN`` list."""
     return [values[start:start + size] for start in range(0, len(values), size)]
+
+
+def insert_new(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows``, skipping those whose key (primary or unique) is taken, also by a concurrent writer.
+
+    ``ON CONFLICT DO NOTHING``, which SQLite and PostgreSQL both speak; a read-then-insert would race when
+    several processes (services on one PostgreSQL database) write the same row at once.
+    """
+    if rows:
+        conn.execute(_dialect_insert(conn, table).on_conflict_do_nothing(), rows)
+
+
+def insert_new_id(conn: Connection, table: Table, values: dict[str, Any]) -> int | None:
+    """Insert one row unless a unique key of it is taken (see ``insert_new``); its id, or None when taken."""
+    statement = _dialect_insert(conn, table).values(**values).on_conflict_do_nothing().returning(table.c.id)
+    found = conn.execute(statement).scalar()
+    return None if found is None else int(found)
+
+
+def _dialect_insert(conn: Connection, table: Table) -> Any:
+    return (postgresql if conn.dialect.name == "postgresql" else sqlite).insert(table)

@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from inspectloop.fileio import atomic_write_bytes, atomic_write_text
 
@@ -101,6 +102,10 @@ class BlobStore:
 
     def get(self, digest: str) -> bytes:
         return self.path_for(digest).read_bytes()
+
+    def open(self, digest: str) -> BinaryIO:
+        """The stored bytes, for reading as a stream (what a check must see: the store, never a cache)."""
+        return self.path_for(digest).open("rb")
 
     def exists(self, digest: str) -> bool:
         return self.path_for(digest).exists()

@@ -8,8 +8,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy import Connection, create_engine, event, make_url, text
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
 from inspectloop.errors import WorkspaceError, missing_extra
 from inspectloop.store.base import ConnectionSource
@@ -41,15 +42,56 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cursor.close()
 
 
+# The driver each database uses when its URL names none: psycopg 3, the one the ``postgres`` extra installs
+# (SQLAlchemy's own default for ``postgresql://`` is psycopg2, which nothing here installs).
+DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg"}
+CONNECT_TIMEOUT_S = 10  # an unreachable server fails at start, not after the OS's TCP timeout
+
+
+def parse_database_url(url: str) -> URL:
+    """A database URL parsed, with the driver inspectloop installs when it names none (``postgresql://``)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise WorkspaceError(f"the workspace database URL {url!r} is not a database URL",
+                             "set database: in inspectloop.yaml to sqlite:///inspectloop.db or "
+                             "postgresql+psycopg://USER:PASSWORD@HOST:5432/DATABASE") from None
+    return parsed.set(drivername=DEFAULT_DRIVERS.get(parsed.drivername, parsed.drivername))
+
+
+def redacted(url: str | URL) -> str:
+    """A database URL fit for a message or a log: its password replaced by ``***``."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<not a database URL>"
+
+
 def make_engine(url: str) -> Engine:
     """An engine for a database URL; MissingExtraError (one line) when its driver is not installed."""
+    parsed = parse_database_url(url)
+    options: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql":
+        # pre_ping: a pooled connection the server dropped (restart, failover) is replaced, not handed out
+        options = {"pool_pre_ping": True, "connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}}
     try:
-        engine = create_engine(url, future=True)
+        engine = create_engine(parsed, **options)
     except ImportError as exc:  # SQLAlchemy imports the driver here: psycopg for postgresql://
         raise (missing_extra(exc) or exc) from None
+    except NoSuchModuleError:
+        raise WorkspaceError(f"the workspace database URL {redacted(parsed)} names an unknown database or driver",
+                             "use sqlite:///FILE or postgresql+psycopg://USER:PASSWORD@HOST:5432/DATABASE") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine
+
+
+def unreachable(url: str | URL, exc: DBAPIError) -> WorkspaceError:
+    """The one-line error for a database that refused or could not take a connection."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else type(exc).__name__
+    return WorkspaceError(f"cannot open the workspace database {redacted(url)}: {reason}",
+                          "check that the server is running and reachable, and the host, port, user, password "
+                          "and database name in inspectloop.yaml (database:)")
 
 
 class Repositories:
@@ -107,10 +149,29 @@ class Database(Repositories):
         self.root = Path(root).resolve() if root is not None else None
         super().__init__(self.engine.begin, self.root)
 
+    def connect(self) -> Connection:
+        """A connection of this database's; WorkspaceError (URL, password hidden, and the fix) when unreachable."""
+        try:
+            return self.engine.connect()
+        except DBAPIError as exc:
+            raise unreachable(self.engine.url, exc) from None
+
     def migrate(self) -> list[int]:
         """Bring the schema up to date; return the versions applied."""
-        with self.engine.begin() as conn:
+        with self.connect() as conn, conn.begin():
             return migrate(conn)
+
+    def ping(self) -> str:
+        """The server's name and version (``SQLite 3.45.1``, ``PostgreSQL 16.2``); WorkspaceError when unreachable."""
+        with self.connect() as conn:
+            if conn.dialect.name == "sqlite":
+                return f"SQLite {conn.exec_driver_sql('SELECT sqlite_version()').scalar_one()}"
+            return " ".join(str(conn.execute(text("SELECT version()")).scalar_one()).split()[:2])
+
+    @property
+    def url(self) -> str:
+        """This database's URL, password hidden."""
+        return redacted(self.engine.url)
 
     @contextmanager
     def transaction(self) -> Iterator[Transaction]:
@@ -149,3 +210,9 @@ class Database(Repositories):
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

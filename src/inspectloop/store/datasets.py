@@ -21,7 +21,7 @@ class DatasetRepository(Repository):
             conn.execute(insert(s.dataset_versions).values(
                 name=name, parent=parent, created_at=now_iso(), params=params, summary=summary))
             rows = [{"version": name, "sha256": i.sha256, "label": i.label, "split": i.split,
-                     "group_key": i.group_key} for i in items]
+                     "group_key": i.group_key, "probability": i.probability} for i in items]
             for start in range(0, len(rows), 1000):
                 conn.execute(insert(s.dataset_items), rows[start:start + 1000])
 
@@ -40,6 +40,6 @@ class DatasetRepository(Repository):
         """A version's items, by image digest."""
         t = s.dataset_items
         with self._connect() as conn:
-            rows = conn.execute(select(t.c.sha256, t.c.label, t.c.split, t.c.group_key)
+            rows = conn.execute(select(t.c.sha256, t.c.label, t.c.split, t.c.group_key, t.c.probability)
                                 .where(t.c.version == name).order_by(t.c.sha256)).all()
         return [as_row(DatasetItem, r) for r in rows]

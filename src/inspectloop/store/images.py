@@ -10,7 +10,7 @@ from sqlalchemy import func, insert, select, update
 
 from inspectloop.domain import CaptureMeta, ImageRecord, QualityStats
 from inspectloop.store import schema as s
-from inspectloop.store.base import Repository, chunks, now_iso
+from inspectloop.store.base import Repository, chunks, insert_new, now_iso
 
 
 class ImageRepository(Repository):
@@ -46,8 +46,8 @@ class ImageRepository(Repository):
 
     def add_once(self, record: ImageRecord, ingest_id: int) -> None:
         """Record an image unless it is recorded already (its blob must already be stored and synced)."""
-        if not self.exists(record.sha256):
-            self.add([record], ingest_id)
+        with self._connect() as conn:  # two services may keep the same image at once
+            insert_new(conn, s.images, [image_row(record, ingest_id, now_iso())])
 
     def add_sources(self, sources: Sequence[tuple[str, str]], ingest_id: int) -> None:
         """Record ``(sha256, original_path)`` pairs: every path an image arrived from."""

@@ -9,7 +9,7 @@ from sqlalchemy import insert, select, update
 
 from inspectloop.domain import Annotation, ClassDefinition
 from inspectloop.store import schema as s
-from inspectloop.store.base import Repository, now_iso
+from inspectloop.store.base import Repository, insert_new, now_iso
 
 
 class LabelRepository(Repository):
@@ -18,7 +18,8 @@ class LabelRepository(Repository):
     def upsert_class(self, definition: ClassDefinition) -> None:
         """Add a class, or replace the definition of the class of that name."""
         values = dict(task=definition.task.value, criterion=definition.criterion,
-                      severity=definition.severity.value, is_good=int(definition.is_good), updated_at=now_iso())
+                      severity=definition.severity.value, is_good=int(definition.is_good), updated_at=now_iso(),
+                      scale=definition.scale, grade=definition.grade)
         with self._connect() as conn:
             exists = conn.execute(select(s.classes.c.name).where(s.classes.c.name == definition.name)).first()
             if exists:
@@ -31,7 +32,8 @@ class LabelRepository(Repository):
         with self._connect() as conn:
             rows = conn.execute(select(s.classes).order_by(s.classes.c.name)).all()
         return {row.name: ClassDefinition(name=row.name, criterion=row.criterion, severity=row.severity,
-                                          task=row.task, is_good=bool(row.is_good)) for row in rows}
+                                          task=row.task, is_good=bool(row.is_good), scale=row.scale,
+                                          grade=row.grade) for row in rows}
 
     def class_names(self) -> set[str]:
         with self._connect() as conn:
@@ -44,8 +46,7 @@ class LabelRepository(Repository):
     def add_reference(self, class_name: str, digest: str, note: str | None = None) -> None:
         """Make an image a reference of a class (once)."""
         with self._connect() as conn:
-            conn.execute(s.class_references.insert().prefix_with("OR IGNORE")
-                         .values(class_name=class_name, sha256=digest, note=note))
+            insert_new(conn, s.class_references, [{"class_name": class_name, "sha256": digest, "note": note}])
 
     def references(self, class_name: str) -> list[str]:
         with self._connect() as conn:
@@ -78,10 +79,11 @@ class LabelRepository(Repository):
         with self._connect() as conn:
             rows = conn.execute(query).all()
         return [Annotation(sha256=r.sha256, class_name=r.class_name, annotator=r.annotator, source=r.source,
-                           created_at=datetime.fromisoformat(r.created_at), note=r.note) for r in rows]
+                           created_at=datetime.fromisoformat(r.created_at), note=r.note,
+                           probability=r.probability) for r in rows]
 
 
 def _annotation_row(annotation: Annotation) -> dict[str, object]:
     return {"sha256": annotation.sha256, "class_name": annotation.class_name, "annotator": annotation.annotator,
-            "source": annotation.source, "note": annotation.note,
+            "source": annotation.source, "note": annotation.note, "probability": annotation.probability,
             "created_at": annotation.created_at.isoformat() if annotation.created_at else now_iso()}

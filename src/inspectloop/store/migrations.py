@@ -69,7 +69,8 @@ MIGRATIONS: list[tuple[int, str, Step]] = [
     (5, "token expiry and revocation, browser sessions, user events, prediction content digests", _v5_security),
     (6, "region annotations (boxes, polygons) and the dataset versions that hold them", _v6_regions),
     (7, "interrupted training runs (process, heartbeat); settle queue for suspected label errors; "
-        "perceptual hashes of stored images", _v7_first_week),
+        "perceptual hashes of stored images; graded classes (scale, grade) and soft labels (probability)",
+     _v7_first_week),
 ]
 LATEST = MIGRATIONS[-1][0]
 

@@ -10,7 +10,7 @@ from sqlalchemy import and_, func, insert, select, update
 
 from inspectloop.domain import CaptureMeta, Discrepancy, LoggedPrediction, ShadowComparison, ShadowResult
 from inspectloop.store import schema as s
-from inspectloop.store.base import Repository, as_row, now_iso
+from inspectloop.store.base import Repository, as_row, insert_new_id, now_iso
 
 _p = s.predictions
 
@@ -19,11 +19,16 @@ class PredictionRepository(Repository):
     """The ``predictions``, ``shadow_predictions`` and ``qc_decisions`` tables."""
 
     # -- production predictions ---------------------------------------------------------------------
-    def add(self, values: Mapping[str, Any], meta: CaptureMeta) -> LoggedPrediction:
-        """Log a prediction (``values``: every column but the id and the capture fields); return it."""
+    def add(self, values: Mapping[str, Any], meta: CaptureMeta) -> LoggedPrediction | None:
+        """Log a prediction (``values``: every column but the id and the capture fields); return it.
+
+        None when its ``request_id`` is logged already: another service sharing the database logged it
+        between this one's ``by_request`` and now (the caller reads that row with ``by_request``)."""
         row = {**values, **_meta_columns(meta), "extra": dict(meta.extra)}
         with self._connect() as conn:
-            prediction_id = int(conn.execute(insert(_p).values(**row)).inserted_primary_key[0])
+            prediction_id = insert_new_id(conn, _p, row)
+        if prediction_id is None:
+            return None
         return logged_prediction({**row, "id": prediction_id, "suspect": bool(row.get("suspect", False))},
                                  replayed=False)
 
@@ -157,6 +162,10 @@ class PredictionRepository(Repository):
             result = conn.execute(insert(s.qc_decisions).values(prediction_id=prediction_id, label=label,
                                                                 inspector=inspector, created_at=now_iso()))
             return int(result.inserted_primary_key[0])
+
+    def of_image(self, sha256: str, limit: int = 20) -> list[LoggedPrediction]:
+        """The latest ``limit`` production predictions made on an image, newest first."""
+        return self._many(select(_p).where(_p.c.image_sha256 == sha256).order_by(_p.c.id.desc()).limit(limit))
 
     def qc_labels(self, prediction_id: int) -> list[str]:
         """QC verdicts on a prediction, oldest first."""

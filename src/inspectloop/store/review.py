@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import case, func, select, update
 
 from inspectloop.domain import REASONS, ReviewItem
 from inspectloop.store import schema as s
-from inspectloop.store.base import Repository, now_iso
+from inspectloop.store.base import Repository, insert_new_id, now_iso
 
 _items = s.review_items
 
@@ -22,17 +22,12 @@ class ReviewRepository(Repository):
                 scores: Mapping[str, float] | None = None, details: Mapping[str, Any] | None = None,
                 priority: float = 0.0) -> int | None:
         """Add an open item; None when the image already waits for the same reason."""
-        with self._connect() as conn:
-            open_item = conn.execute(select(_items.c.id).where(
-                _items.c.image_sha256 == image_sha256, _items.c.reason == reason, _items.c.status == "open")).first()
-            if open_item is not None:
-                return None
-            result = conn.execute(insert(_items).values(
+        with self._connect() as conn:  # the unique open (image, reason) index decides, also between services
+            return insert_new_id(conn, _items, dict(
                 image_sha256=image_sha256, reason=reason, prediction_id=prediction_id,
                 model_version_id=model_version_id, suggestion=suggestion,
                 scores=dict(scores) if scores is not None else None, details=dict(details or {}),
                 priority=priority, status="open", created_at=now_iso()))
-            return int(result.inserted_primary_key[0])
 
     def get(self, item_id: int) -> ReviewItem | None:
         with self._connect() as conn:
@@ -45,6 +40,12 @@ class ReviewRepository(Repository):
             return []
         with self._connect() as conn:
             return [_item(r) for r in conn.execute(select(_items).where(_items.c.id.in_(list(item_ids)))
+                                                   .order_by(_items.c.id))]
+
+    def of_image(self, sha256: str) -> list[ReviewItem]:
+        """Every review item of an image (open and decided), oldest first."""
+        with self._connect() as conn:
+            return [_item(r) for r in conn.execute(select(_items).where(_items.c.image_sha256 == sha256)
                                                    .order_by(_items.c.id))]
 
     def next_claimable(self, now: str) -> int | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON, Boolean, Column, Float, ForeignKey, Index, Integer, MetaData, PrimaryKeyConstraint, String, Table, Text,
-    text,
+    false, text,
 )
 
 metadata = MetaData()
@@ -83,6 +83,8 @@ classes = Table(
     Column("is_good", Integer, nullable=False, default=0),
     Column("created_at", String, nullable=False),
     Column("updated_at", String, nullable=False),
+    Column("scale", String, info=since(7)),  # graded defects: the ordered scale and the class's grade on it
+    Column("grade", Integer, info=since(7)),
 )
 
 class_references = Table(
@@ -102,6 +104,7 @@ annotations = Table(
     Column("source", String, nullable=False),  # import | reviewer | recalibration
     Column("created_at", String, nullable=False),
     Column("note", Text),
+    Column("probability", Float, info=since(7)),  # soft label: probability that the part is defective
 )
 
 dataset_versions = Table(
@@ -120,6 +123,7 @@ dataset_items = Table(
     Column("label", String, ForeignKey("classes.name"), nullable=False),
     Column("split", String, nullable=False),  # train | val | test
     Column("group_key", String, nullable=False),
+    Column("probability", Float, info=since(7)),  # the image's soft label when the version was made
     PrimaryKeyConstraint("version", "sha256"),
 )
 
@@ -227,7 +231,7 @@ users = Table(
     Column("role", String, nullable=False),  # reviewer | admin
     Column("token_sha256", String(64), nullable=False, unique=True),
     Column("created_at", String, nullable=False),
-    Column("disabled", Boolean, nullable=False, server_default=text("0")),
+    Column("disabled", Boolean, nullable=False, server_default=false()),
     Column("token_expires_at", String, info=since(5)),  # after it the token gets 401 (v4 tokens: set by step 5)
     Column("token_revoked_at", String, info=since(5)),  # revoked without a replacement
     info=since(3),
@@ -254,7 +258,7 @@ predictions = Table(
     Column("scores", JSON, nullable=False),
     Column("latency_ms", JSON, nullable=False),
     Column("stats", JSON),  # image statistics (brightness, contrast, sharpness, noise, clipping) for drift
-    Column("suspect", Boolean, nullable=False, server_default=text("0")),  # its camera failed a health check
+    Column("suspect", Boolean, nullable=False, server_default=false()),  # its camera failed a health check
     # SHA-256 over the image digest and every metadata field: a reused request id with other content is a
     # conflict, not a replay (NULL on rows logged before version 5: compared field by field instead)
     Column("content_sha256", String(64), info=since(5)),
@@ -481,7 +485,7 @@ regions = Table(
     Column("x1", Float, nullable=False), Column("y1", Float, nullable=False),
     Column("polygon", JSON),  # [[x, y], ...] in image pixels, or NULL for a box alone
     Column("supersedes", Integer, ForeignKey("regions.id"), index=True),
-    Column("deleted", Boolean, nullable=False, server_default=text("0")),
+    Column("deleted", Boolean, nullable=False, server_default=false()),
     Column("created_at", String, nullable=False),
     info=since(6),
 )

@@ -49,6 +49,14 @@ class TrainConfig(BaseModel):
     augment: Literal["production", "light", "none"] = Field(
         "production", description="augmentations: production (lighting, blur, noise, pose), light or none")
     flips: bool = Field(True, description="flip augmentations; turn off when orientation carries meaning")
+    ordinal: Literal["auto", "on", "off"] = Field(
+        "auto", description="graded classes (inspectloop classes grade): train towards grade-aware label "
+                            "distributions plus a cumulative 'grade >= g' term; auto: when the dataset's classes "
+                            "are graded")
+    ordinal_spread: float = Field(0.5, ge=0, le=4, description="ordinal: width, in grades, of an image's target over "
+                                                                 "the neighbouring grades (0: one-hot)")
+    ordinal_weight: float = Field(1.0, ge=0, le=10, description="ordinal: weight of the cumulative 'grade >= g' term")
+    soft_labels: bool = Field(True, description="train towards the manifests' defect_probability where given")
     probe_views: int = Field(1, ge=1, le=16, description="augmented views per image cached in probe mode")
     patience: int = Field(0, ge=0, description="stop after this many epochs without val improvement (0 = never)")
     max_minutes: float | None = Field(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -14,6 +15,9 @@ from inspectloop.domain import DatasetItem
 from inspectloop.runtime.images import load_image
 from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.augment import ProductionAugment
+
+if TYPE_CHECKING:
+    from inspectloop.train.ordinal import GradedTargets
 
 Loader = Callable[[str], bytes]
 
@@ -25,6 +29,7 @@ class ImageSet:
     images: list[Image.Image]
     labels: np.ndarray
     digests: list[str]
+    graded: GradedTargets | None = None  # soft / grade-aware targets (train.ordinal); None: plain labels
 
     def __len__(self) -> int:
         return len(self.images)

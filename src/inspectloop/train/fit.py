@@ -25,6 +25,7 @@ from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.config import TrainConfig
 from inspectloop.train.data import ImageSet
 from inspectloop.train.loop import TrainResult, finetune, predict_logits, probe
+from inspectloop.train.ordinal import joined_targets
 
 NewModel = Callable[[], Classifier]  # a fresh, seeded model: every fold model starts from the same weights
 EpochProgress = Callable[[dict[str, Any]], None]
@@ -119,8 +120,9 @@ def join(first: ImageSet, second: ImageSet | None) -> ImageSet:
     """Both image sets as one (the cross-fitting pool: training and calibration images)."""
     if second is None:
         return first
+    graded = joined_targets(first.graded, first.labels, second.graded, second.labels)
     return ImageSet(first.images + second.images, np.concatenate([first.labels, second.labels]),
-                    first.digests + second.digests)
+                    first.digests + second.digests, graded)
 
 
 @dataclass(frozen=True, eq=False)
@@ -170,4 +172,5 @@ def _training(result: TrainResult) -> Training:
 
 def _subset(images: ImageSet, mask: np.ndarray) -> ImageSet:
     index = np.flatnonzero(mask)
-    return ImageSet([images.images[i] for i in index], images.labels[index], [images.digests[i] for i in index])
+    return ImageSet([images.images[i] for i in index], images.labels[index], [images.digests[i] for i in index],
+                    None if images.graded is None else images.graded.take(index))

@@ -22,6 +22,7 @@ from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.augment import build_augment
 from inspectloop.train.config import TrainConfig
 from inspectloop.train.data import ImageSet, augmented_batch, balanced_order, to_batch
+from inspectloop.train.ordinal import GradedTargets
 
 EpochCallback = Callable[[dict[str, Any]], None]
 PREDICT_BATCH = 64  # images per forward pass when scoring (validation, calibration, test)
@@ -146,15 +147,18 @@ def _train_epoch(model: Classifier, frozen: Sequence[nn.Module], train: ImageSet
     for step in range(steps):
         index = order[step * config.batch_size:(step + 1) * config.batch_size]
         x = augmented_batch([train.images[i] for i in index], preprocess, augment, state.py_rng)
-        total += train_step(model, x, torch.from_numpy(train.labels[index]), optimizer, config)
+        y = train.graded.batch(index) if train.graded is not None else torch.from_numpy(train.labels[index])
+        total += train_step(model, x, y, optimizer, config, train.graded)
         scheduler.step()
     return total / steps
 
 
 def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: torch.optim.Optimizer,
-               config: TrainConfig) -> float:
-    """One optimiser step on one batch; its loss. The duration estimate times this very step."""
-    loss = nn.functional.cross_entropy(model(x), y, label_smoothing=config.label_smoothing)
+               config: TrainConfig, graded: GradedTargets | None = None) -> float:
+    """One optimiser step on one batch; its loss (towards ``graded``'s targets ``y`` when given). The duration
+    estimate times this very step."""
+    loss = (graded.loss(model(x), y, smoothing=config.label_smoothing) if graded is not None
+            else nn.functional.cross_entropy(model(x), y, label_smoothing=config.label_smoothing))
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -218,7 +222,13 @@ def probe(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Preproc
     history = []
     for epoch in range(config.epochs):
         head.train()
-        loss = nn.functional.cross_entropy(head(x_train), y_train, weight=weights, label_smoothing=config.label_smoothing)
+        if train.graded is not None:  # the same targets for every augmented view
+            targets = train.graded.batch(np.tile(np.arange(len(train)), config.probe_views))
+            loss = train.graded.loss(head(x_train), targets, smoothing=config.label_smoothing,
+                                     sample_weight=weights[y_train])
+        else:
+            loss = nn.functional.cross_entropy(head(x_train), y_train, weight=weights,
+                                               label_smoothing=config.label_smoothing)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -26,6 +26,7 @@ from inspectloop.decisions.calibration import softmax
 from inspectloop.decisions.crossfit import OutOfFold, Stability, assign_folds, stability
 from inspectloop.errors import TrainingError
 from inspectloop.evaluate.run import EvaluationResult, evaluate_predictions
+from inspectloop.grades import class_grades
 from inspectloop.provenance import code_version
 from inspectloop.runtime.metadata import ModelMetadata
 from inspectloop.runtime.preprocess import Preprocess
@@ -215,23 +216,28 @@ def _load(run: _Run) -> Loaded:
     """Decode every split once (the test set too: loading is not scoring)."""
     from inspectloop.models.backbones import backbone_spec
     from inspectloop.train.data import load_image_set
+    from inspectloop.train.ordinal import with_targets
 
     config, version = run.config, run.version
     spec = backbone_spec(config.backbone)
     preprocess = Preprocess(config.input_size, spec.mean, spec.std)
     names = list(version.class_names)
     colour = colour_mode(run.workspace, version, config)
+    grades, good = class_grades(run.workspace.db.labels.classes(), names), good_index(run.workspace, names)
 
     def load(split: str) -> ImageSet:
         return load_image_set(version.split(split), names, run.workspace.blobs.get, preprocess,
                               draft=config.jpeg_draft, mode=colour,
                               progress=lambda n, total: run.progress("load", {"split": split, "done": n, "total": total}))
 
+    def trained_on(split: str) -> ImageSet:  # graded and soft-label targets for the splits training sees
+        return with_targets(load(split), version.split(split), names, grades, good, config)
+
     pool = version.split("train") + version.split("calib")
     folds = None if config.band_fit != "crossfit" else assign_folds(
         [item.label for item in pool], _fold_keys(run.workspace, pool, config.fold_by), config.folds, config.seed)
-    calib = load("calib") if version.split("calib") else None
-    return Loaded(tuple(names), good_index(run.workspace, names), colour, preprocess, load("train"), load("val"),
+    calib = trained_on("calib") if version.split("calib") else None
+    return Loaded(tuple(names), good, colour, preprocess, trained_on("train"), load("val"),
                   calib, load("test"), tuple(version.split("test")), folds)
 
 

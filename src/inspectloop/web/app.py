@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inspectloop.errors import AuthError, InspectloopError, RegistryError, RequestError, ServiceError
 from inspectloop.serve.service import InspectionService, ServiceConfig
-from inspectloop.web import api, pages
+from inspectloop.web import api, browse, pages
 from inspectloop.workspace import open_workspace
 
 STATUS_OF_KIND = {"missing": 422, "empty": 422, "corrupt": 422, "unsupported": 415, "too_large": 413,
@@ -68,6 +68,7 @@ def create_app(workspace_root: Path, *, config: ServiceConfig | None = None, wat
     app.state.watch = (watch, watch_seconds)
     app.include_router(api.router)
     app.include_router(pages.router)
+    app.include_router(browse.router)
     _add_error_handlers(app)
     return app
 

@@ -50,6 +50,7 @@ REASON_TEXT = {
     "qc": "A human QC inspector disagreed with the model.",
     "recalibration": "Sampled from recent production to re-check the model's accuracy.",
     "drift": "Sampled because the camera's images drifted from the training data.",
+    "selected": "Picked on the dataset browser for a second look.",
 }
 
 router = APIRouter(include_in_schema=False)
