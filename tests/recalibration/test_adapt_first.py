@@ -20,16 +20,9 @@ from inspectloop.runtime import EdgeModel
 from inspectloop.store import schema as s
 from inspectloop.workspace import Workspace
 from tests.monitoring_helpers import NOW, log_predictions, monitored_line
+from tests.recalibration.test_cycle import LENIENT
 from tests.registry_helpers import tiny_model_bytes, write_criteria
 from tests.service_helpers import Line
-
-LENIENT = """\
-name: lenient
-classes:
-  scratch: {min_recall: 0.5}
-max_escape_rate: 0.5
-max_p95_latency_ms: 10000
-"""
 
 
 class FakeAdapter:

@@ -107,9 +107,7 @@ def adapt(workspace: Workspace, camera: str, *, since: timedelta = timedelta(day
 
 
 def _source_version(workspace: Workspace, name: str | None) -> ModelVersion:
-    if name is not None:
-        return registry.get_version(workspace, name)
-    version = registry.production_model(workspace)
+    version = registry.named_or_production(workspace, name)
     if version is None:
         raise TrainingError("no model version is in production, so there is nothing to adapt",
                             "name one with --model VERSION (inspectloop models list)")
