@@ -97,6 +97,11 @@ def production_model(workspace: Workspace) -> ModelVersion | None:
     return workspace.db.registry.find(stage=Stage.production)
 
 
+def named_or_production(workspace: Workspace, name: str | None) -> ModelVersion | None:
+    """The version ``name`` (refused when unknown) or, without a name, the one in production, if any."""
+    return get_version(workspace, name) if name is not None else production_model(workspace)
+
+
 def history(workspace: Workspace, version: str | int | ModelVersion | None = None) -> list[StageEvent]:
     """Logged stage changes, oldest first; of one version when given."""
     version_id = None if version is None else get_version(workspace, version).id

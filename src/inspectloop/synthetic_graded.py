@@ -13,13 +13,13 @@ Only numpy and Pillow are used; the same seed gives the same bytes.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from inspectloop.errors import InspectloopError
+from inspectloop.synthetic import SyntheticLine
 
 SCALE = "scratch"
 GRADES = ("minor", "major", "critical")  # lowest first: `inspectloop classes grade scratch minor major critical`
@@ -31,17 +31,7 @@ _MARKER = ".inspectloop-graded-synthetic"
 _MAX_CONTRAST = 0.32  # of the surface's reflectance
 
 
-@dataclass(frozen=True)
-class GradedLine:
-    """A generated graded sample: ``root/images/<class>/<file>.png`` plus ``root/manifest.csv``."""
-
-    root: Path
-    manifest: Path
-    classes: tuple[str, ...]
-    count: int
-
-
-def generate_graded_line(out_dir: Path, *, per_class: int = 120, size: int = 96, seed: int = 0) -> GradedLine:
+def generate_graded_line(out_dir: Path, *, per_class: int = 120, size: int = 96, seed: int = 0) -> SyntheticLine:
     """Write ``per_class`` greyscale images of each class (good and the three grades) and their manifest."""
     if per_class < 4 or not 48 <= size <= 512:
         raise InspectloopError(f"per_class {per_class} and size {size} make no usable line",
@@ -69,7 +59,7 @@ def generate_graded_line(out_dir: Path, *, per_class: int = 120, size: int = 96,
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
-    return GradedLine(out_dir, manifest, CLASSES, len(rows))
+    return SyntheticLine(out_dir, manifest, CLASSES, len(rows))
 
 
 def _soft_label(label: str, severity: float) -> str:

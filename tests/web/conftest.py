@@ -65,7 +65,11 @@ def serve(workspace: Workspace) -> tuple[str, Any, threading.Thread]:
 
 
 def live_server(tmp_path: Path, items: int) -> Iterator[LiveServer]:
-    seeded = seed(tmp_path, items=items)
+    yield from serving(seed(tmp_path, items=items))
+
+
+def serving(seeded: Seeded) -> Iterator[LiveServer]:
+    """A live server on the seeded workspace, stopped (and both connections closed) when done."""
     workspace = open_workspace(seeded.workspace.root)  # the server's own connection, as in production
     url, server, thread = serve(workspace)
     try:

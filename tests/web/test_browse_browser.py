@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 
 from inspectloop.labelquality.settle import settle_queue
-from inspectloop.workspace import open_workspace
 from tests.datamap_helpers import VERSION, fake_run, mapped
-from tests.web.conftest import LiveServer, serve
+from tests.web.conftest import LiveServer, serving
 from tests.web.test_review_browser import log_in
 
 
@@ -20,15 +19,7 @@ from tests.web.test_review_browser import log_in
 def mapped_server(tmp_path: Path) -> Iterator[LiveServer]:
     seeded = mapped(tmp_path, items=16, method="tsne")
     fake_run(seeded)
-    workspace = open_workspace(seeded.workspace.root)  # the server's own connection, as in production
-    url, server, thread = serve(workspace)
-    try:
-        yield LiveServer(url, seeded)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        workspace.close()
-        seeded.workspace.close()
+    yield from serving(seeded)
 
 
 def drawn(page: Any, server: LiveServer) -> None:

@@ -19,6 +19,7 @@ from inspectloop.cli.settings import ConfigOptions, SetOption
 from inspectloop.cli.monitor_commands import camera_app, monitor_app, recalibrate_app
 from inspectloop.cli.regions_commands import regions_app
 from inspectloop.cli.review_commands import review_app
+from inspectloop.cli.shift_commands import register as register_shift_commands
 from inspectloop.cli.training_view import TrainingView
 from inspectloop.errors import TrainingError
 from inspectloop.reports.html import value_text
@@ -44,6 +45,7 @@ app.add_typer(regions_app, name="regions")
 app.add_typer(line_app, name="line")
 app.add_typer(labels_app, name="labels")
 app.command("run")(station_run)
+register_shift_commands(app)
 
 
 @app.command()

@@ -130,6 +130,10 @@ def recalibrate(ctx: typer.Context, ws: WorkspaceOpt,
                                                      "are in, or start one only when a quarter has passed or a drift "
                                                      "alert fired.")] = False,
                 period_days: Annotated[float, typer.Option(help="With --if-due: the calendar period.")] = 91,
+                adapt_first: Annotated[bool, typer.Option("--adapt-first", help="Adapt-then-label: adapt the "
+                                                          "production model at once to each camera with a drift "
+                                                          "alert (a candidate, judged, shadowed if it passes); the "
+                                                          "cycle's labels confirm it.")] = False,
                 ) -> None:
     """Start a recalibration cycle (sample production for review), or finish one whose labels are in."""
     if ctx.invoked_subcommand is not None:
@@ -140,7 +144,7 @@ def recalibrate(ctx: typer.Context, ws: WorkspaceOpt,
         if if_due:
             scheduled = cycles.run_scheduled(w, period_days=period_days, window_days=window_days,
                                              sample_size=sample_size, review_fraction=review_fraction, trigger=trigger,
-                                             retrain_on=retrain_on)
+                                             retrain_on=retrain_on, adapt_first=adapt_first)
             out.print(f"{scheduled.action}: {scheduled.reason}", highlight=False)
             if scheduled.cycle is not None and scheduled.action != "waiting":
                 _print_cycle(scheduled.cycle)
@@ -150,7 +154,7 @@ def recalibrate(ctx: typer.Context, ws: WorkspaceOpt,
         else:
             result = cycles.recalibrate(w, window_days=window_days, sample_size=sample_size,
                                         review_fraction=review_fraction, trigger=trigger, trigger_source=trigger_source,
-                                        retrain_on=retrain_on)
+                                        retrain_on=retrain_on, adapt_first=adapt_first)
     _print_cycle(result)
 
 
@@ -161,6 +165,9 @@ def _print_cycle(result: object) -> None:
         out.print(f"  retrained because of: {c.result['retrain_reason']}", highlight=False)  # type: ignore[attr-defined]
     for line in c.result.get("comparison", {}).get("reasons", []):  # type: ignore[attr-defined]
         out.print(f"  {line}", highlight=False)
+    for camera, a in c.sample.get("adaptations", {}).items():  # type: ignore[attr-defined]
+        out.print(f"  adapted to {camera}: {a['model_version']} {a['acceptance']} acceptance, now {a['stage']}"
+                  if a.get("adapted") else f"  not adapted to {camera}: {a['reason']}", highlight=False)
     if c.report_path:  # type: ignore[attr-defined]
         out.print(f"report: {c.report_path}", highlight=False)  # type: ignore[attr-defined]
 

@@ -125,9 +125,7 @@ def record_drift_baseline(workspace: Workspace, model_version: str | None = None
 
 
 def _version(workspace: Workspace, name: str | None) -> ModelVersion:
-    if name is not None:
-        return registry.get_version(workspace, name)
-    version = registry.production_model(workspace)
+    version = registry.named_or_production(workspace, name)
     if version is None:
         raise MonitorError("no model version is in production, so there is nothing to monitor",
                            "promote one (inspectloop models promote VERSION production --actor NAME) or name one")

@@ -95,8 +95,12 @@ Trainer = Callable[..., Any]  # inspectloop.train.run.train's signature
 
 def recalibrate(workspace: Workspace, *, window_days: float = 90, sample_size: int = 200,
                 review_fraction: float = 1.0, trigger: float = DEFAULT_TRIGGER, trigger_source: str = "manual",
-                retrain_on: str | None = None, now: datetime | None = None, seed: int = 0) -> Cycle:
+                retrain_on: str | None = None, now: datetime | None = None, seed: int = 0,
+                adapt_first: bool = False) -> Cycle:
     """Start a cycle over the last ``window_days`` of the production model's predictions.
+
+    ``adapt_first``: adapt-then-label (:mod:`inspectloop.recalibration.adapt_first`): each camera with a drift
+    alert in the window gets an adapted candidate at once (judged, shadowed if it passes); labels confirm it.
 
     ``retrain_on`` ("drop" or "drift"; default by ``trigger_source``, see the module doc) is recorded
     with the cycle and decides, once the labels are in, whether it retrains.
@@ -116,7 +120,7 @@ def recalibrate(workspace: Workspace, *, window_days: float = 90, sample_size: i
                "window_start": start.isoformat(), "window_end": end.isoformat(),
                "params": {"window_days": window_days, "sample_size": sample_size, "review_fraction": review_fraction,
                        "trigger": trigger, "seed": seed,
-                       "retrain_on": retrain_on or default_retrain_on(trigger_source)}}
+                       "retrain_on": retrain_on or default_retrain_on(trigger_source), "adapt_first": adapt_first}}
     if version is None:
         _refuse(workspace, row, "no_production", RecalibrationError(
             "no model version is in production, so there is nothing to recalibrate",
@@ -127,7 +131,15 @@ def recalibrate(workspace: Workspace, *, window_days: float = 90, sample_size: i
         _refuse(workspace, row, "no_predictions", RecalibrationError(
             f"no predictions of {version.name} with stored images between {start:%Y-%m-%d} and {end:%Y-%m-%d}",
             "widen the window (--window-days), or serve with a sample rate above 0 so images are kept"))
-    return _open_cycle(workspace, row, version, rows, sample_size, review_fraction, seed)
+    cycle = _open_cycle(workspace, row, version, rows, sample_size, review_fraction, seed)
+    if adapt_first:
+        from inspectloop.recalibration.adapt_first import adapt_drifted
+
+        adapted = adapt_drifted(workspace, version, window_start=cycle.window_start, window_end=cycle.window_end,
+                                cycle_id=cycle.id)
+        workspace.db.recalibration.update(cycle.id, {"sample": {**cycle.sample, "adaptations": adapted}})
+        cycle = _report(workspace, cycle.id)
+    return cycle
 
 
 def _check_options(sample_size: int, review_fraction: float, trigger: float, trigger_source: str,
@@ -205,6 +217,11 @@ def continue_cycle(workspace: Workspace, cycle_id: int, *, actor: str = "recalib
     why = retrain_reason(comparison, trigger_source=current.trigger_source, retrain_on=policy)
     result: dict[str, Any] = {"comparison": comparison.to_dict(), "model_version": version.name,
                               "retrain_on": policy, "retrain": why is not None, "retrain_reason": why}
+    if current.sample.get("adaptations"):  # adapt-then-label: the labels confirm (or not) each adapted candidate
+        from inspectloop.recalibration.adapt_first import confirm_adapted, decided_images
+
+        result["adaptations"] = confirm_adapted(workspace, current.sample["adaptations"],
+                                                decided_images(workspace, current.sample))
     if why is None:
         short = (f"; the drift policy needs at least {MIN_DRIFT_LABELS} labelled images, got {comparison.labels}"
                  if policy == "drift" and current.trigger_source == "drift" else "")

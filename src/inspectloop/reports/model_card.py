@@ -29,6 +29,7 @@ from inspectloop.decisions.conformal import DecisionRates, rates_of_decisions
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
 from inspectloop.domain import AcceptanceRecord, ModelVersion, StageEvent, TrainingRun
 from inspectloop.errors import InspectloopError
+from inspectloop.evaluate.crossval import stored_crossvals
 from inspectloop.evaluate.metrics import ClassificationMetrics, classification_metrics
 from inspectloop.evaluate.outcomes import ImageOutcome, hardest
 from inspectloop.evaluate.slices import LabelEcho, Slice, SliceReport, label_determined_fields
@@ -43,6 +44,7 @@ from inspectloop.reports.evaluation import (
 )
 from inspectloop.reports.acceptance import verdict_callout
 from inspectloop.reports.graded import graded_table
+from inspectloop.reports.shift import adaptation_section, crossval_section
 from inspectloop.reports.html import (
     DASH,
     context_table,
@@ -108,6 +110,7 @@ class ModelCardInputs:
     outcomes: tuple[ImageOutcome, ...]
     images: Mapping[str, bytes]
     heatmaps: Mapping[str, np.ndarray] = field(default_factory=dict)
+    crossval: tuple[Mapping[str, Any], ...] = ()  # leave-one-group-out results stored with the run
 
 
 def write_model_card(workspace: Workspace, version: str | int | ModelVersion, *, parts_per_hour: float | None = None,
@@ -142,10 +145,12 @@ def render_model_card(card: ModelCardInputs) -> str:
         "<h2>Lineage</h2>",
         _lineage(card),
         *_anomaly(run),
+        *adaptation_section(run.metrics.get("adaptation")),
         "<h2>Test results</h2>",
         _test_section(metrics),
         *_graded(run),
         _slices(run, metrics, card.outcomes),
+        crossval_section(card.crossval),
         _hardest(card),
         "<h2>Calibration</h2>",
         _calibration(run),
@@ -173,7 +178,7 @@ def gather_model_card(workspace: Workspace, version: str | int | ModelVersion, *
         version=chosen, history=tuple(history(workspace, chosen)), run=run, criteria=criteria,
         line=_line(parts_per_hour, defect_rate, criteria), split_counts=_split_counts(workspace, dataset),
         acceptance=_latest_acceptance(workspace, chosen), outcomes=outcomes, images=images,
-        heatmaps=_heatmaps(chosen, run, images))
+        heatmaps=_heatmaps(chosen, run, images), crossval=tuple(stored_crossvals(run.folder)))
 
 
 def _read_run(workspace: Workspace, version: ModelVersion) -> RunRecord:

@@ -1,0 +1,81 @@
+"""The model card's sections on shifted conditions: leave-one-group-out results of the run's recipe, and, for a
+version adapted without labels, what was adapted and what still has to confirm it. Pure rendering."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from inspectloop.reports.html import DASH, context_table, count_text, escape, number_text, percent_text, table
+
+
+def crossval_section(results: Sequence[Mapping[str, Any]]) -> str:
+    """Held-out groups: one table per stored leave-one-group-out result, the worst group called out."""
+    if not results:
+        return ('<h3>Held-out sessions</h3><p class="muted">No leave-one-group-out evaluation of this recipe is stored: '
+                "the test figures above say nothing about a session, camera or line the model never saw. Run "
+                "<code>inspectloop crossval --by session --run RUN</code>.</p>")
+    return "\n".join(_one_crossval(result) for result in results)
+
+
+def _one_crossval(result: Mapping[str, Any]) -> str:
+    field, summary = str(result.get("field")), result.get("summary") or {}
+    heading = f"<h3>Leave-one-{escape(field)}-out ({escape(result.get('mode'))} recipe)</h3>"
+    groups: Mapping[str, Mapping[str, Any]] = result.get("groups") or {}
+    if not summary.get("groups_evaluated"):
+        return heading + '<p class="callout quiet">No group could be held out (see the skipped groups).</p>' + \
+            _skipped(result)
+    worst = str(summary["worst_group"])
+    callout = (f"Worst {field}: {worst}, macro recall {percent_text(summary['worst_macro_recall'])} "
+               f"(mean over {summary['groups_evaluated']} held-out {field}s {percent_text(summary['mean_macro_recall'])})")
+    if "worst_good_reject_rate" in summary:
+        callout += (f"; good parts rejected up to {percent_text(summary['worst_good_reject_rate'])} "
+                    f"({summary['worst_good_reject_group']}), mean {percent_text(summary['mean_good_reject_rate'])}")
+    rows = [[escape(group), count_text(f["count"]), percent_text(f["macro_recall"]),
+             percent_text(f.get("good_reject_rate")) if f.get("good") else DASH,
+             f"{f['escapes']} of {f['defective']}" if f.get("defective") else DASH,
+             escape(", ".join(f"{k} {percent_text(v)}" for k, v in f["per_class_recall"].items() if v is not None)),
+             escape(", ".join(k for k, v in f["per_class_recall"].items() if v is None)) or DASH]
+            for group, f in groups.items()]
+    note = (f'<p class="muted">Each {escape(field)} was scored by a model of this run\'s recipe trained without it '
+            "(top-class decisions, no review band); "
+            f"{count_text(result.get('unassigned_images', 0))} image(s) without a {escape(field)} were always "
+            "trained on.</p>")
+    return "\n".join([heading, f'<p class="callout {"quiet" if groups[worst]["macro_recall"] < 0.9 else "pass"}">'
+                      f"{escape(callout)}.</p>",
+                      table([escape(field), "images", "macro recall", "good rejected", "escapes", "recall per class",
+                             "classes absent"], rows), note, _skipped(result)])
+
+
+def _skipped(result: Mapping[str, Any]) -> str:
+    skipped: Mapping[str, str] = result.get("skipped") or {}
+    if not skipped:
+        return ""
+    items = "".join(f"<li>{escape(group)}: {escape(why)}</li>" for group, why in skipped.items())
+    return f"<p>Not held out:</p><ul>{items}</ul>"
+
+
+def adaptation_section(adaptation: Mapping[str, Any] | None) -> list[str]:
+    """A version adapted without labels: its source, the camera and images, and what must still confirm it."""
+    if not adaptation:
+        return []
+    shift = adaptation.get("on_camera_images") or {}
+    facts: dict[str, object] = {
+        "adapted from": f"{adaptation['source_version']} (run {adaptation['source_run']})",
+        "camera": adaptation["camera"],
+        "unlabelled images": f"{count_text(adaptation['images'])} ({adaptation['image_source']})"
+                             + (f"; {adaptation['suspect_skipped']} marked suspect left out"
+                                if adaptation.get("suspect_skipped") else ""),
+        "what changed": f"BatchNorm statistics of {adaptation['batchnorm']['layers']} layers re-estimated, "
+                        f"{adaptation.get('method', 'absolute')} (share of the move applied: "
+                        f"{number_text(adaptation['weight'])}); every learned weight, the temperature, the review "
+                        "band, the thresholds and the novelty guard are the source's"}
+    if "defect_share_before" in shift:
+        facts["on the camera's images"] = (f"decided as a defect {percent_text(shift['defect_share_before'])} before, "
+                                           f"{percent_text(shift['defect_share_after'])} after; "
+                                           f"{percent_text(shift['changed'])} of decisions changed")
+    claim = ("Adapted without labels: no label of this camera was read, so nothing above is measured on it. "
+             "The review band's guarantee was certified for the source model on its calibration images, not for "
+             "this camera. It goes to production only through acceptance on the frozen test set, shadow on the "
+             "line, and a person's promotion; a labelled sample of the camera confirms it.")
+    return ["<h2>Adapted without labels</h2>", f'<p class="callout quiet">{escape(claim)}</p>', context_table(facts)]

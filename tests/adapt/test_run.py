@@ -1,0 +1,128 @@
+"""Adapt before labels on a real (NEU probe) classifier: a signed candidate version, judged like any model;
+and each refusal in one message: no production, anomaly model, failed camera, too few images."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from sqlalchemy import insert
+
+from inspectloop import registry
+from inspectloop.adapt.run import adapt, logged_images
+from inspectloop.domain import Stage
+from inspectloop.errors import TrainingError
+from inspectloop.runtime import EdgeModel
+from inspectloop.runtime.preprocess import Preprocess
+from inspectloop.store import schema
+from tests.acceptance_helpers import CLASSES, TrainedNeu, train_neu_probe
+from tests.conftest import NEU
+from tests.monitoring_helpers import darker, png
+
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    if not NEU.is_dir():
+        pytest.skip(f"real datasets not found at {NEU}")
+    neu = train_neu_probe(tmp_path_factory.mktemp("adapt"))
+    yield neu
+    neu.workspace.close()
+
+
+@pytest.fixture(scope="module")
+def camera_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 NEU images the model never saw, darker, as a camera whose lighting decayed would take them."""
+    folder = tmp_path_factory.mktemp("cam")
+    for name in CLASSES:
+        for path in sorted((NEU / name).glob("*.jpg"))[40:60]:
+            darker(Image.open(path).convert("L")).save(folder / f"{path.stem}.png")
+    return folder
+
+
+def source_version(trained: TrainedNeu) -> registry.ModelVersion:
+    found = [v for v in registry.list_versions(trained.workspace) if v.run_id == trained.run_id]
+    return found[0] if found else registry.register(trained.workspace, trained.run_id)
+
+
+def test_adapted_model_is_a_signed_candidate_judged_like_any_model(trained: TrainedNeu, camera_folder: Path) -> None:
+    from inspectloop.accept.run import accept
+
+    ws = trained.workspace
+    source = source_version(trained)
+    result = adapt(ws, "cam-2", folder=camera_folder, model_version=source.name)
+    assert result.version.stage == Stage.candidate and registry.production_model(ws) is None  # never promoted
+    registry.verify_file(result.version, ws)  # signed with the site's key, hash as registered
+    run = ws.db.runs.get(result.run_id)
+    assert run.kind == "adapt" and run.criteria_id == ws.db.runs.get(trained.run_id).criteria_id
+    adapted, original = EdgeModel(result.model_path).metadata, EdgeModel(source.path).metadata
+    assert adapted.model_version == result.run_id and adapted.class_names == original.class_names
+    assert adapted.thresholds == original.thresholds and adapted.temperature == original.temperature
+    a = result.metrics["adaptation"]
+    assert a["camera"] == "cam-2" and a["images"] == 40 and a["source_version"] == source.name
+    assert a["batchnorm"]["layers"] > 40 and a["batchnorm"]["mean_shift"] > 0 and a["batchnorm"]["relative"]
+    assert a["method"].startswith("relative to ") and "training images" in a["method"]
+    assert 0 <= a["on_camera_images"]["changed"] <= 1 and result.metrics["test"]["count"] > 0
+    report = accept(ws, result.run_id)  # the same gate as a retrained model, by the source run's criteria
+    assert report.run_criteria_id == report.criteria.id
+
+
+def test_model_card_says_adapted_without_labels(trained: TrainedNeu, camera_folder: Path) -> None:
+    from inspectloop.reports.model_card import write_model_card
+
+    ws = trained.workspace
+    result = adapt(ws, "cam-3", folder=camera_folder, model_version=source_version(trained).name, weight=0.5,
+                   reference=0)
+    html = write_model_card(ws, result.version).read_text()
+    assert "Adapted without labels" in html and "cam-3" in html and "absolute" in html and "share of the move applied: 0.5" in html
+
+
+def test_refusals(trained: TrainedNeu, camera_folder: Path) -> None:
+    ws = trained.workspace
+    name = source_version(trained).name
+    with pytest.raises(TrainingError, match="no model version is in production"):
+        adapt(ws, "cam-2", folder=camera_folder)
+    with pytest.raises(TrainingError, match=r"camera 'cam-2' has 40 usable image\(s\).*fewer than the 100"):
+        adapt(ws, "cam-2", folder=camera_folder, model_version=name, min_images=100)
+    with pytest.raises(TrainingError, match="is not a folder"):
+        adapt(ws, "cam-2", folder=camera_folder / "nope", model_version=name)
+    ws.db.cameras.add_check({"camera": "cam-dirty", "baseline_id": None, "status": "fail", "marked_suspect": 0,
+                             "report": {"checks": [{"check": "uniformity", "status": "fail"},
+                                                   {"check": "focus", "status": "pass"}]}})
+    with pytest.raises(TrainingError, match=r"camera 'cam-dirty' failed its health check .* \(uniformity\)"):
+        adapt(ws, "cam-dirty", folder=camera_folder, model_version=name)
+
+
+def test_anomaly_model_is_refused(trained: TrainedNeu) -> None:
+    ws = trained.workspace
+    source = ws.db.runs.get(trained.run_id)
+    ws.db.runs.add("run-anomaly", source.dataset_version, {**source.config, "task": "anomaly"}, "test",
+                   source.artifacts)
+    ws.db.runs.finish("run-anomaly", "finished", metrics={})
+    model = ws.db.runs.models(trained.run_id)[0]
+    ws.db.runs.add_model("run-anomaly", "fp32", model.path, model.file_sha256, model.weights_sha256, model.metadata)
+    version = registry.register(ws, "run-anomaly")
+    with pytest.raises(TrainingError, match="is an anomaly model .* BatchNorm adaptation does not apply"):
+        adapt(ws, "cam-2", model_version=version.name)
+
+
+def test_logged_images_are_recent_stored_and_not_suspect(trained: TrainedNeu) -> None:
+    ws = trained.workspace
+    shots = [Image.fromarray(np.full((32, 32), 40 * i, dtype=np.uint8)) for i in range(1, 5)]
+    digests = [ws.blobs.put(png(s))[0] for s in shots]
+    rows = [(digests[0], NOW - timedelta(hours=1), True, False), (digests[1], NOW - timedelta(hours=2), True, True),
+            (digests[2], NOW - timedelta(days=30), True, False), (digests[3], NOW - timedelta(hours=3), False, False),
+            (digests[0], NOW - timedelta(hours=4), True, False)]
+    with ws.db.engine.begin() as conn:
+        for n, (digest, at, stored, suspect) in enumerate(rows):
+            conn.execute(insert(schema.predictions).values(
+                request_id=f"r{n}", received_at=at.isoformat(), source="http", camera="cam-log", extra={},
+                image_sha256=digest, image_stored=stored, model_name="m", label="patches", decision="pass",
+                confidence=0.9, scores={}, latency_ms={}, suspect=suspect))
+    metadata = EdgeModel(source_version(trained).path).metadata
+    found = logged_images(ws, "cam-log", timedelta(days=7), Preprocess(metadata.input_size), metadata, now=NOW)
+    assert found.names == (digests[0],) and found.suspect_skipped == 1 and found.images[0].size == (96, 96)
