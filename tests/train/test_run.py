@@ -74,7 +74,7 @@ def test_finetune_resumes_after_interruption(ws: Workspace) -> None:
     assert result.metrics["resumed_from_epoch"] == 0
     assert [h["epoch"] for h in result.metrics["history"]] == [0, 1]
     assert ws.db.runs.get(failed.id).status == "finished"
-    assert result.metrics["precision"] == training_precision(config)  # "auto" as this machine resolved it
+    assert result.metrics["precision"] == training_precision(config) == "float32"  # bf16 is opt-in
 
 
 def test_int8_variant_is_exported_and_registered(ws: Workspace) -> None:
