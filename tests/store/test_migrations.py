@@ -70,11 +70,12 @@ def test_a_v1_workspace_upgrades_in_place(tmp_path: Path, monkeypatch: pytest.Mo
     _make_v1_workspace(tmp_path / "ws", monkeypatch, database_url)
     with open_workspace(tmp_path / "ws") as ws:
         with ws.db.engine.connect() as conn:
-            assert migrations.current_version(conn) == migrations.LATEST == 7
+            assert migrations.current_version(conn) == migrations.LATEST == 8
             names = conn.execute(select(schema.schema_migrations.c.name)).scalars().all()
-        assert len(names) == 7 and names[1].startswith("acceptance criteria") and names[2].startswith("people")
+        assert len(names) == 8 and names[1].startswith("acceptance criteria") and names[2].startswith("people")
         assert names[3].startswith("drift baselines") and names[4].startswith("token expiry")
         assert names[5].startswith("region annotations") and names[6].startswith("interrupted training runs")
+        assert names[7].startswith("stations and sites")
         run = ws.db.runs.get("run-old")
         assert run is not None and run.criteria_id is None and run.metrics == {"test": {"macro_recall": 0.9}}
         assert list(ws.db.labels.classes()) == ["scratch"]

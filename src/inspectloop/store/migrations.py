@@ -59,6 +59,11 @@ def _v7_first_week(conn: Connection) -> None:
     _add_columns_added_in(conn, 7)
 
 
+def _v8_stations_and_sites(conn: Connection) -> None:
+    _create_tables_added_in(conn, 8)
+    _add_columns_added_in(conn, 8)
+
+
 MIGRATIONS: list[tuple[int, str, Step]] = [
     (1, "foundation: images, classes, annotations, datasets, runs, models", _v1_foundation),
     (2, "acceptance criteria, model registry (versions, stages, acceptance reports), runs.criteria_id",
@@ -71,6 +76,7 @@ MIGRATIONS: list[tuple[int, str, Step]] = [
     (7, "interrupted training runs (process, heartbeat); settle queue for suspected label errors; "
         "perceptual hashes of stored images; graded classes (scale, grade) and soft labels (probability)",
      _v7_first_week),
+    (8, "stations and sites", _v8_stations_and_sites),
 ]
 LATEST = MIGRATIONS[-1][0]
 
