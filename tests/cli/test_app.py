@@ -85,6 +85,13 @@ def test_bad_input_gets_one_clear_message(tmp_path: Path, args: tuple[str, ...],
     assert "fix:" in err
 
 
+def test_an_error_naming_a_long_path_keeps_it_on_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / ("a-folder-with-a-long-name-" * 4) / "ws"  # far wider than an 80-column terminal
+    code, _, err = invoke("runs", "-w", missing)
+    assert code == 1
+    assert str(missing) in err.splitlines()[0]  # copyable as printed: no newline inside the path
+
+
 def test_predict_reports_a_bad_model_file(tmp_path: Path) -> None:
     bogus = tmp_path / "model.onnx"
     bogus.write_bytes(b"not a model")

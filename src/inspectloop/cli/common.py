@@ -36,9 +36,10 @@ def friendly(func: F) -> F:
             except ImportError as exc:  # a lazy import of an optional package: name the extra
                 raise (missing_extra(exc) or exc) from None
         except InspectloopError as exc:
-            err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
+            # soft_wrap: a long path stays on one line, so it can be copied (and grepped) whole
+            err.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False, soft_wrap=True)
             if exc.hint:  # escaped: "pip install 'inspectloop[train]'" is not Rich markup
-                err.print(f"  [bold]fix:[/] {escape(exc.hint)}", highlight=False)
+                err.print(f"  [bold]fix:[/] {escape(exc.hint)}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err.print("interrupted; finished steps are kept, nothing half-written is")
