@@ -21,6 +21,7 @@ from PIL import Image
 from sqlalchemy import update
 
 from inspectloop.accept.criteria import lock_criteria
+from inspectloop.domain import CaptureMeta, DatasetItem, ImageRecord, QualityStats
 from inspectloop.errors import InspectloopError
 from inspectloop.decisions.calibration import softmax
 from inspectloop.evaluate.metrics import classification_metrics
@@ -377,3 +378,49 @@ def test_a_stored_report_sliced_by_a_field_that_repeats_the_label_is_shown_witho
     assert "camera" in tables and "defect_probability" not in tables
     assert "Worst slice: camera = cam" in page and "0.3333333333333333" not in page
     assert "Not sliced: <b>defect_probability</b>" in page
+
+
+def _calibrated_on(ws: Workspace, run_id: str, cameras: list[str]) -> None:
+    """Point the run at a dataset version whose calib split holds one image per camera (session s1)."""
+    quality = QualityStats(brightness=1, contrast=1, sharpness=1, noise=1, clipped_fraction=0)
+    records = [ImageRecord(sha256=f"{i:064x}", format="PNG", original_mode="L", working_mode="L", width=8,
+                           height=8, size_bytes=10, meta=CaptureMeta(camera=camera, session="s1"), quality=quality)
+               for i, camera in enumerate(cameras)]
+    with ws.db.transaction() as tx:
+        tx.images.add(records, tx.images.begin_ingest("test", "folder"))
+    ws.db.datasets.add("v2", "v1", {}, {"count": len(records)},
+                       [DatasetItem(r.sha256, "good", "calib", r.sha256) for r in records])
+    with ws.db.engine.begin() as conn:
+        conn.execute(update(schema.runs).where(schema.runs.c.id == run_id).values(dataset_version="v2"))
+
+
+def _log(ws: Workspace, version_id: int, camera: str, count: int) -> None:
+    for i in range(count):
+        ws.db.predictions.add(dict(
+            request_id=f"{camera}-{i}", received_at="2026-12-01T10:00:00+00:00", source="test",
+            image_sha256="f" * 64, image_stored=False, model_version_id=version_id, model_name="m", label="good",
+            decision="pass", confidence=0.99, scores={"good": 0.99}, latency_ms={"total": 5.0}, stats=None, suspect=False,
+            content_sha256=None), CaptureMeta(camera=camera, session="s1"))
+
+
+def test_the_card_says_where_the_guarantee_holds_and_what_it_is_worth_elsewhere(ws: Workspace) -> None:
+    add_evaluated_run(ws, "run-cov", band=True)
+    _calibrated_on(ws, "run-cov", ["cam1", "cam2"])
+    version = register(ws, "run-cov")
+    _log(ws, version.id, "cam1", 3)
+    page = re.sub(r"\s+", " ", render_model_card(gather_model_card(ws, version.id)))
+    assert "Where the guarantee holds" in page and "applies, as far as the prediction log can tell" in page
+    assert "cam1, cam2" in page  # the calibration's cameras
+    _log(ws, version.id, "cam7", 4)
+    (ws.runs_dir / "run-cov" / "crossval-session.json").write_text(json.dumps({"field": "session", "groups": {
+        "s1": {"count": 40, "macro_recall": 0.9, "good": 30, "good_reject_rate": 0.1, "escapes": 2, "defective": 10}}}))
+    page = re.sub(r"\s+", " ", render_model_card(gather_model_card(ws, version.id)))
+    assert "It does not hold for: camera cam7 (4 parts)." in page
+    assert "up to 20.0% escapes (session s1) and up to 10.0% good parts rejected (session s1)" in page
+
+
+def test_a_two_way_card_has_no_guarantee_to_place(ws: Workspace) -> None:
+    add_evaluated_run(ws, "run-two", band=False)
+    version = register(ws, "run-two")
+    assert gather_model_card(ws, version.id).coverage is None
+    assert "Where the guarantee holds" not in render_model_card(gather_model_card(ws, version.id))

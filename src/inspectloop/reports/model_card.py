@@ -26,6 +26,7 @@ import numpy as np
 
 from inspectloop.accept.criteria import LockedCriteria, get_criteria
 from inspectloop.decisions.conformal import DecisionRates, rates_of_decisions
+from inspectloop.decisions.coverage import CONDITION_FIELDS, Coverage, assess_coverage
 from inspectloop.decisions.line_rate import LineRateView, line_rate_view
 from inspectloop.domain import AcceptanceRecord, ModelVersion, StageEvent, TrainingRun
 from inspectloop.errors import InspectloopError
@@ -111,6 +112,7 @@ class ModelCardInputs:
     images: Mapping[str, bytes]
     heatmaps: Mapping[str, np.ndarray] = field(default_factory=dict)
     crossval: tuple[Mapping[str, Any], ...] = ()  # leave-one-group-out results stored with the run
+    coverage: Coverage | None = None  # where the band's guarantee holds (None: no band)
 
 
 def write_model_card(workspace: Workspace, version: str | int | ModelVersion, *, parts_per_hour: float | None = None,
@@ -156,6 +158,7 @@ def render_model_card(card: ModelCardInputs) -> str:
         _calibration(run),
         "<h2>Operating points and decisions</h2>",
         _decisions(version, run, rates, rates_source, card.criteria),
+        _coverage_section(card.coverage, run),
         "<h2>At line rate</h2>",
         _line_section(view, line, rates_source),
         "<h2>Acceptance</h2>",
@@ -174,11 +177,29 @@ def gather_model_card(workspace: Workspace, version: str | int | ModelVersion, *
     outcomes = tuple(ImageOutcome.from_dict(o) for o in (run.report or {}).get("outcomes") or ())
     dataset = chosen.lineage.get("dataset_version") or run.row.dataset_version
     images = _images(workspace, [o.sha256 for o in hardest(outcomes)])
+    crossvals = tuple(stored_crossvals(run.folder))
     return ModelCardInputs(
         version=chosen, history=tuple(history(workspace, chosen)), run=run, criteria=criteria,
         line=_line(parts_per_hour, defect_rate, criteria), split_counts=_split_counts(workspace, dataset),
         acceptance=_latest_acceptance(workspace, chosen), outcomes=outcomes, images=images,
-        heatmaps=_heatmaps(chosen, run, images), crossval=tuple(stored_crossvals(run.folder)))
+        heatmaps=_heatmaps(chosen, run, images), crossval=crossvals,
+        coverage=_coverage(workspace, chosen, run, dataset, crossvals))
+
+
+def _coverage(workspace: Workspace, version: ModelVersion, run: RunRecord, dataset: str | None,
+              crossvals: Sequence[Mapping[str, Any]]) -> Coverage | None:
+    """The band's calibration conditions (the calib split, or train + calib for a cross-fitted band) against
+    the prediction log of this version, with the alerts on its cameras since it was registered."""
+    if not (run.metrics.get("decisions") or {}).get("band") or not dataset:
+        return None
+    splits = ("train", "calib") if (run.row.config or {}).get("band_fit") == "crossfit" else ("calib",)
+    digests = [i.sha256 for i in workspace.db.datasets.items(dataset) if i.split in splits]
+    metas = [record.meta for record in workspace.db.images.get_many(digests).values()]
+    calibrated = {name: [getattr(meta, name) for meta in metas] for name in CONDITION_FIELDS}
+    on_line = workspace.db.predictions.conditions(version.id, CONDITION_FIELDS)
+    cameras = set(on_line.get("camera") or ())
+    alerts = [a for a in workspace.db.drift.alerts(since=version.created_at) if a.camera in cameras]
+    return assess_coverage(calibrated, on_line, alerts, crossvals)
 
 
 def _read_run(workspace: Workspace, version: ModelVersion) -> RunRecord:
@@ -472,6 +493,19 @@ def _decisions(version: ModelVersion, run: RunRecord, rates: DecisionRates | Non
                   _rates_table(rates)]
     parts.append(_novelty(run))
     return "\n".join(parts)
+
+
+def _coverage_section(coverage: Coverage | None, run: RunRecord) -> str:
+    if coverage is None:
+        return ""
+    band = (run.metrics.get("decisions") or {}).get("band") or {}
+    calibrated = {name: ", ".join(values) if values else "not recorded"
+                  for name, values in coverage.calibrated.items()}
+    return "\n".join(['<h3 id="coverage">Where the guarantee holds</h3>',
+                      f'<p class="callout{" pass" if coverage.holds else ""}">'
+                      f"{escape(coverage.statement(band.get('alpha')))}</p>",
+                      "<p>Conditions of the images the band was calibrated on:</p>",
+                      context_table(calibrated)])
 
 
 def _novelty(run: RunRecord) -> str:

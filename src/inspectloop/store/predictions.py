@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -91,6 +91,17 @@ class PredictionRepository(Repository):
             found = conn.execute(select(_p.c.camera).where(_p.c.model_version_id == model_version_id)
                                  .distinct()).scalars()
             return sorted(c for c in found if c)
+
+    def conditions(self, model_version_id: int, fields: Sequence[str]) -> dict[str, dict[str, int]]:
+        """Predictions a model version made per value of each capture field (``camera``, ``session``...)."""
+        found: dict[str, dict[str, int]] = {}
+        with self._connect() as conn:
+            for name in fields:
+                column = _p.c[name]
+                rows = conn.execute(select(column, func.count()).where(_p.c.model_version_id == model_version_id,
+                                                                       column.is_not(None)).group_by(column))
+                found[name] = {str(value): int(count) for value, count in rows}
+        return found
 
     def decision_counts(self, since: str | None = None) -> list[tuple[str | None, str, int]]:
         """``(camera, decision, count)`` over predictions received at or after ``since`` (all when None)."""
