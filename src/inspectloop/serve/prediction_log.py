@@ -304,7 +304,7 @@ def _apply_prediction(tx: Transaction, job: _Job, ingest_id: int) -> LoggedPredi
     if p.decision == "review" and job.keep:
         review.enqueue(tx, image_sha256=record.sha256, reason="uncertain", prediction_id=logged.id,
                        model_version_id=record.model_version_id, suggestion=p.label, scores=p.scores,
-                       details=review.prediction_details(p, job.overlay), priority=1.0 - p.confidence)
+                       details=review.prediction_details(p, job.overlay, (job.image.width, job.image.height)), priority=1.0 - p.confidence)
     return logged
 
 
