@@ -80,7 +80,7 @@
                                 "data-part": "body" }, group);
       rect.dataset.index = index;
       const label = el("text", { x: b.x0 + 2 * unit, y: Math.max(b.y0 - 4 * unit, 12 * unit), fill: colour(b.cls),
-                                 "font-size": 13 * unit }, group);
+                                 "font-size": 13 * unit, "stroke-width": 3 * unit }, group);
       label.textContent = unchanged(b) && b.score !== undefined ? `${b.cls} ${b.score.toFixed(2)}` : b.cls;
     });
     if (view.selected !== null) drawHandles(view.boxes[view.selected], unit);
