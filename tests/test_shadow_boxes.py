@@ -48,7 +48,8 @@ def test_boxes_pair_by_iou_whatever_their_class(production: list[dict[str, Any]]
     assert box_disagreements(compared) == disagreeing
 
 
-def detector(size: tuple[int, int], boxes: list[tuple[int, list[float], float]]) -> Prediction:
+def detector(size: tuple[int, int], boxes: list[tuple[int, list[float], float]], decision: str | None = None
+             ) -> Prediction:
     """A detector's prediction (classes good, scratch, pit) with ``boxes`` of (class id, corners, score)."""
     worst = max((score for _, _, score in boxes), default=0.0)
     best = {k: max((p for c, _, p in boxes if c == k), default=0.0) for k in (1, 2)}
@@ -56,7 +57,8 @@ def detector(size: tuple[int, int], boxes: list[tuple[int, list[float], float]])
     label = max(scores, key=scores.get)  # type: ignore[arg-type]
     regions = Regions(image_size=size, class_ids=np.array([c for c, _, _ in boxes], dtype=np.int64),
                       scores=np.array([p for _, _, p in boxes]), boxes=np.array([b for _, b, _ in boxes]).reshape(-1, 4))
-    return Prediction(label, scores[label], scores, "pass" if label == "good" else "reject", {}, regions=regions)
+    return Prediction(label, scores[label], scores, decision or ("pass" if label == "good" else "reject"), {},
+                      regions=regions)
 
 
 def test_the_log_keeps_the_matched_boxes_and_the_report_counts_them_per_class(tmp_path: Path) -> None:
@@ -78,7 +80,7 @@ def test_the_log_keeps_the_matched_boxes_and_the_report_counts_them_per_class(tm
             data = image_bytes("good", index)
             decoded = decode_image(data)
             size = (decoded.image.width, decoded.image.height)
-            production = detector(size, mine)
+            production = detector(size, mine, "review" if index == 0 else None)  # the first: uncertain
             logged = log.submit(PredictionRecord(
                 request_id=f"r{index}", source="http", meta=CaptureMeta(camera="cam1"), data=data, decoded=decoded,
                 sha256=sha256_bytes(data), model_version_id=line.production.id, model_name="v1",
@@ -91,6 +93,12 @@ def test_the_log_keeps_the_matched_boxes_and_the_report_counts_them_per_class(tm
         stored = [row.boxes for row in conn.execute(select(s.shadow_predictions).order_by(s.shadow_predictions.c.id))]
     assert [box_disagreements(b) for b in stored] == [0, 1, 2]
     assert stored[2] == {"pairs": [["pit", "scratch", 1.0]], "only_production": [], "only_shadow": ["pit"]}
+    # The uncertain frame and the frame whose fate the shadow changes wait for review with boxes to correct:
+    # production's on the first, the shadow's (its label is the suggestion) on the other.
+    items = {item.reason: item for item in (line.workspace.db.review.get(i) for i in range(1, 10)) if item}
+    assert [b["box"] for b in items["uncertain"].details["boxes"]] == [[2.0, 2.0, 20.0, 12.0]]
+    assert [(b["class"], b["box"]) for b in items["shadow"].details["boxes"]] == [
+        ("scratch", [30.0, 30.0, 40.0, 40.0]), ("pit", [5.0, 50.0, 15.0, 60.0])]
 
     section = shadow_report(line.workspace, candidate.name, min_compared=1, min_qc=0).box_comparison
     assert section is not None

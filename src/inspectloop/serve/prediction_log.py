@@ -30,7 +30,7 @@ from inspectloop.ingest import measure_decoded
 from inspectloop.quality import statistics_view, view_stats
 from inspectloop.runtime import Prediction
 from inspectloop.runtime.images import Decoded
-from inspectloop.review_boxes import predicted_boxes
+from inspectloop.review_boxes import BOXES_DETAIL, predicted_boxes
 from inspectloop.shadow import anomaly_good_class, compare_boxes, same_class, same_fate
 from inspectloop.store import DurableWriter, Transaction, now_iso
 from inspectloop.workspace import Workspace
@@ -343,9 +343,16 @@ def _apply_shadow(tx: Transaction, job: _Job, ingest_id: int) -> int | None:
 
 
 def _disagreement(production: LoggedPrediction, shadow: ShadowRecord) -> dict[str, Any]:
-    return {"production_label": production.label, "production_decision": production.decision,
-            "production_model": production.model_name, "shadow_label": shadow.prediction.label,
-            "shadow_decision": shadow.prediction.decision, "shadow_model": shadow.model_name}
+    """A shadow item's details; a detector's boxes too (the shadow's, as its label is the suggestion), for the
+    reviewer to correct."""
+    details: dict[str, Any] = {
+        "production_label": production.label, "production_decision": production.decision,
+        "production_model": production.model_name, "shadow_label": shadow.prediction.label,
+        "shadow_decision": shadow.prediction.decision, "shadow_model": shadow.model_name}
+    boxes = predicted_boxes(shadow.prediction, (shadow.decoded.image.width, shadow.decoded.image.height))
+    if boxes is not None:
+        details[BOXES_DETAIL] = boxes
+    return details
 
 
 def enqueue_qc(tx: Transaction, production: LoggedPrediction, model_version_id: int, shadow_label: str,
