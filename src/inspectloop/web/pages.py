@@ -184,12 +184,9 @@ async def review_boxes_submit(request: Request, item_id: int) -> Response:
     """Record the reviewer's boxes on a box-review item (JSON ``{"boxes": [...], "seen": ...}``) and answer with
     the next item's panel. A box that cannot be recorded is refused with 422 and a one-line reason, so the page
     keeps the reviewer's boxes to fix; a stale view (409) answers with the next item and the reason."""
-    user = page_user(request)
-    if user is None:
-        return Response("log in again: your session has ended", status_code=401, media_type="text/plain")
-    if not _write_allowed(request, None):
-        return Response("refused: this request did not come from the review page", status_code=403,
-                        media_type="text/plain")
+    user = _review_writer(request, None)
+    if isinstance(user, Response):
+        return user
     try:
         boxes, seen, note = _box_submission(await request.body())
         review_boxes.record_boxes(workspace_of(request), item_id, user.name, boxes, seen=seen, note=note)
@@ -214,6 +211,18 @@ def _box_submission(body: bytes) -> tuple[list[review_boxes.ReviewedBox], str, s
     return boxes, data["seen"], note if isinstance(note, str) and note.strip() else None
 
 
+def _review_writer(request: Request, csrf: str | None) -> User | Response:
+    """The reviewer a write from the review page comes from, or the answer that refuses it (401: logged out,
+    403: not from our page)."""
+    user = page_user(request)
+    if user is None:
+        return Response("log in again: your session has ended", status_code=401, media_type="text/plain")
+    if not _write_allowed(request, csrf):
+        return Response("refused: this request did not come from the review page", status_code=403,
+                        media_type="text/plain")
+    return user
+
+
 def _next_panel(request: Request, user: User, error: str | None, status: int) -> HTMLResponse:
     """The panel of the item this reviewer claims next (or holds), with ``error`` above it."""
     claimed = review.claim_next(workspace_of(request), user.name)
@@ -226,12 +235,9 @@ def _next_panel(request: Request, user: User, error: str | None, status: int) ->
 def review_action(request: Request, item_id: int, action: str, label: Annotated[str, Form()] = "",
                   note: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "") -> Response:
     """Decide or skip an item; answer with the next item's panel (one round trip per decision)."""
-    user = page_user(request)
-    if user is None:
-        return Response("log in again: your session has ended", status_code=401, media_type="text/plain")
-    if not _write_allowed(request, csrf):
-        return Response("refused: this request did not come from the review page", status_code=403,
-                        media_type="text/plain")
+    user = _review_writer(request, csrf)
+    if isinstance(user, Response):
+        return user
     if action not in ("decision", "skip"):
         return Response(f"unknown action {action!r}", status_code=404, media_type="text/plain")
     error, status = None, 200
