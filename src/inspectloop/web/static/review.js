@@ -59,7 +59,8 @@
   }
 
   document.addEventListener("keydown", (event) => {
-    if (event.ctrlKey || event.metaKey || event.altKey || event.repeat) return;
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.repeat && !(boxes.active() && event.key.startsWith("Arrow"))) return;  // held arrows keep moving a box
     if (event.target.closest && event.target.closest("input, textarea, select")) return;
     const key = event.key;
     if (key === "?") { help.hidden = !help.hidden; event.preventDefault(); return; }

@@ -207,7 +207,7 @@
       return true;
     }
     if (key === "Tab") {
-      if (!view.boxes.length) return true;
+      if (!view.boxes.length) return false;  // nothing to select: Tab moves the focus as usual
       const step = event.shiftKey ? -1 : 1;
       const from = view.selected === null ? (step > 0 ? -1 : 0) : view.selected;
       select((from + step + view.boxes.length) % view.boxes.length);
