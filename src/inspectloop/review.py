@@ -9,6 +9,9 @@ An item queued from an anomaly model carries its heatmap, drawn once as a small 
 (``HEATMAP_DETAIL`` in its details names it) for the review page to lay over the image; the full map
 is never logged. Its suggestion ("anomaly") is not a class: the reviewer answers good or a defect class,
 and that answer becomes the annotation like any other.
+
+An item queued from a detector carries its boxes; the reviewer answers it with corrected boxes instead of a
+class (``review_boxes``), which become region annotations and the frame's label.
 """
 
 from __future__ import annotations

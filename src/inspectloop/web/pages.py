@@ -6,7 +6,8 @@ itself never sits in the browser. Logging out deletes the session, so the old co
 Every write also needs the session's CSRF token (a form field or the ``X-CSRF-Token`` header), derived
 from the session id, and a same-site Origin, so a page on another site can neither read it nor forge a
 decision. GETs write nothing: ``GET /review`` shows the item the reviewer holds, ``POST /review/next``
-claims one, and each verdict's POST answers with the next item it claimed (one request per decision).
+claims one, and each verdict's POST answers with the next item it claimed (one request per decision). An item
+with a detector's boxes is answered with the reviewer's boxes as JSON (``POST /review/items/ID/boxes``).
 ``web/app.py`` includes ``router`` beside the HTTP API; the app keeps its workspace in ``app.state.workspace``.
 """
 
