@@ -9,6 +9,9 @@ An item queued from an anomaly model carries its heatmap, drawn once as a small 
 (``HEATMAP_DETAIL`` in its details names it) for the review page to lay over the image; the full map
 is never logged. Its suggestion ("anomaly") is not a class: the reviewer answers good or a defect class,
 and that answer becomes the annotation like any other.
+
+An item queued from a detector carries its boxes; the reviewer answers it with corrected boxes instead of a
+class (``review_boxes``), which become region annotations and the frame's label.
 """
 
 from __future__ import annotations
@@ -54,10 +57,18 @@ def heatmap_overlay(prediction: Prediction) -> bytes | None:
     return overlay_png(regions.heatmap, regions.image_size)
 
 
-def prediction_details(prediction: Prediction, overlay: bytes | None = None) -> dict[str, Any]:
+def prediction_details(prediction: Prediction, overlay: bytes | None = None,
+                       frame_size: tuple[int, int] | None = None) -> dict[str, Any]:
     """What a review item keeps of the prediction that queued it beyond its scores: an anomaly model's raw
-    score, a classifier's novelty score, and the digest of the drawn heatmap (stored as a blob beside it)."""
+    score, a classifier's novelty score, the digest of the drawn heatmap (stored as a blob beside it), and a
+    detector's boxes in the pixels of the stored frame (``frame_size``: its width and height), which the
+    reviewer corrects (``review_boxes``)."""
+    from inspectloop.review_boxes import BOXES_DETAIL, predicted_boxes
+
     details: dict[str, Any] = {}
+    boxes = predicted_boxes(prediction, frame_size)
+    if boxes is not None:
+        details[BOXES_DETAIL] = boxes
     if prediction.anomaly_score is not None:
         details["anomaly_score"] = round(float(prediction.anomaly_score), 4)
     if prediction.novelty is not None:
@@ -149,8 +160,8 @@ def claim_next(workspace: Workspace, reviewer: str, lease_seconds: int = DEFAULT
     Two reviewers never hold the same item: the claim is a conditional UPDATE that only one can win.
     """
     _check_reviewer(reviewer)
-    now = _stamp()
-    until = _stamp(lease_seconds)
+    now = stamp()
+    until = stamp(lease_seconds)
     held = workspace.db.review.held_by(reviewer, now)
     if held is not None:
         return held
@@ -228,9 +239,9 @@ def record_verdict(workspace: Workspace, item_id: int, reviewer: str, label: str
     if label not in classes:
         raise ReviewError(f"unknown class {label!r} (known: {', '.join(classes) or 'none'})",
                           "pick one of the listed classes, or ask a quality engineer to define it")
-    now = _stamp()
+    now = stamp()
     with workspace.db.transaction() as tx:
-        item = _check_decidable(tx, item_id, reviewer, now)
+        item = check_decidable(tx, item_id, reviewer, now)
         annotation_id = tx.labels.add_annotation(Annotation(
             sha256=item.image_sha256, class_name=label, annotator=reviewer, source="reviewer",
             created_at=datetime.fromisoformat(now), note=note))
@@ -245,9 +256,9 @@ def skip(workspace: Workspace, item_id: int, reviewer: str, note: str | None = N
     """Set an item aside as "skipped" (the reviewer cannot tell from this image); it leaves the open queue
     and waits for a quality engineer, listed in the backlog."""
     _check_reviewer(reviewer)
-    now = _stamp()
+    now = stamp()
     with workspace.db.transaction() as tx:
-        item = _check_decidable(tx, item_id, reviewer, now)
+        item = check_decidable(tx, item_id, reviewer, now)
         details = {**item.details, "skipped_by": reviewer, **({"skip_note": note} if note else {})}
         tx.review.set_skipped(item_id, reviewer=reviewer, at=now, details=details)
     return get_item(workspace, item_id)
@@ -260,7 +271,7 @@ def release(workspace: Workspace, item_id: int, reviewer: str) -> bool:
 
 def backlog(workspace: Workspace) -> Backlog:
     """How much waits in the queue, by reason."""
-    now = _stamp()
+    now = stamp()
     with workspace.db.transaction() as tx:  # one snapshot for the three counts
         by_status, by_reason = tx.review.count_by_status(), tx.review.open_by_reason()
         claimed = tx.review.count_claimed(now)
@@ -291,7 +302,7 @@ def recent_discrepancies(workspace: Workspace, limit: int = 20) -> list[Discrepa
     return workspace.db.predictions.discrepancies(limit)
 
 
-def _check_decidable(tx: Transaction, item_id: int, reviewer: str, now: str) -> ReviewItem:
+def check_decidable(tx: Transaction, item_id: int, reviewer: str, now: str) -> ReviewItem:
     """The item when ``reviewer`` may decide it now: open, and not claimed by someone else."""
     row = tx.review.get(item_id)
     if row is None:
@@ -307,7 +318,7 @@ def _check_decidable(tx: Transaction, item_id: int, reviewer: str, now: str) -> 
 
 def held_item(workspace: Workspace, reviewer: str) -> ReviewItem | None:
     """The open item whose live claim ``reviewer`` holds, if any."""
-    return workspace.db.review.held_by(reviewer, _stamp())
+    return workspace.db.review.held_by(reviewer, stamp())
 
 
 def _check_reviewer(reviewer: str) -> None:
@@ -315,7 +326,7 @@ def _check_reviewer(reviewer: str) -> None:
         raise ReviewError("no reviewer named", "log in, or pass the reviewer's name")
 
 
-def _stamp(offset_seconds: float = 0.0) -> str:
+def stamp(offset_seconds: float = 0.0) -> str:
     """Now (plus an offset) in the store's timestamp format, so that text order is time order."""
     return _iso(datetime.now(UTC) + timedelta(seconds=offset_seconds))
 

@@ -11,6 +11,12 @@ learned). Wherever two labels are compared (the models with each other, or with 
 matches every class that is not good (:func:`same_class`), so an anomaly candidate beside a
 classifier (or the other way round) disagrees only where the part's fate, or good vs defect, differs.
 
+Two detectors are also compared by their boxes (:func:`compare_boxes`): on each shadowed frame the boxes
+are paired one to one by IoU (Hungarian assignment, IoU >= ``BOX_IOU``) whatever their class; a pair of
+different classes, or a box only one model drew, is a box disagreement. The report counts them per class
+and lists the frames where the boxes disagree most (``box_comparison``). Decisions, agreement and
+readiness stay with the image-level scores, as for every task kind; boxes say *where* the models differ.
+
 Readiness rule (stated in every report): the candidate is ready when (1) at least ``min_compared``
 production inputs were shadowed, (2) at least ``min_qc`` of them carry a human QC verdict, (3) its
 agreement with QC is not worse than production's: production's QC agreement lies at or below the upper
@@ -21,22 +27,27 @@ that the candidate passes while production did not.
 from __future__ import annotations
 
 import json
-from collections import Counter
+from collections import Counter, defaultdict
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from collections.abc import Collection, Mapping
 from typing import Any
+
+import numpy as np
 
 from inspectloop import registry
 from inspectloop.anomaly.threshold import ANOMALY_CLASS
 from inspectloop.domain import ModelVersion, ShadowComparison, Stage
 from inspectloop.errors import RegistryError
+from inspectloop.regions.agreement import ClassAgreement as BoxCounts
+from inspectloop.regions.agreement import match_boxes
 from inspectloop.runtime.decision import Decision
 from inspectloop.evaluate.metrics import wilson_interval
 from inspectloop.store import atomic_write_text, now_iso
 from inspectloop.workspace import Workspace
 
 EDGE_CASES = 10
+BOX_IOU = 0.5  # two detectors' boxes of one defect overlap at least this much (the COCO mAP50 criterion)
 
 
 def same_fate(production_label: str, production_decision: str, shadow_label: str, shadow_decision: str, *,
@@ -61,6 +72,27 @@ def anomaly_good_class(scores: Mapping[str, float]) -> str | None:
     """The good class of an anomaly model's (P(good), P(anomaly)) scores; None for another model's."""
     names = [name for name in scores if name != ANOMALY_CLASS]
     return names[0] if len(scores) == 2 and len(names) == 1 else None
+
+
+def compare_boxes(production: Sequence[Mapping[str, Any]], shadow: Sequence[Mapping[str, Any]],
+                  threshold: float = BOX_IOU) -> dict[str, Any]:
+    """Two detectors' boxes on one frame (each ``{"class", "box": [x0, y0, x1, y1]}``, in the same pixels),
+    paired one to one by IoU whatever their class: ``pairs`` [production class, shadow class, IoU], and
+    the classes of the boxes ``only_production`` or ``only_shadow`` drew. JSON-ready (the shadow row keeps it)."""
+    a = np.array([b["box"] for b in production], dtype=np.float64).reshape(-1, 4)
+    b = np.array([s["box"] for s in shadow], dtype=np.float64).reshape(-1, 4)
+    pairs = match_boxes(a, b, threshold)
+    paired_a, paired_b = {i for i, _, _ in pairs}, {j for _, j, _ in pairs}
+    return {"pairs": [[production[i]["class"], shadow[j]["class"], round(iou, 4)] for i, j, iou in pairs],
+            "only_production": [production[i]["class"] for i in range(len(production)) if i not in paired_a],
+            "only_shadow": [shadow[j]["class"] for j in range(len(shadow)) if j not in paired_b]}
+
+
+def box_disagreements(compared: Mapping[str, Any]) -> int:
+    """How many boxes of a :func:`compare_boxes` result disagree: pairs of different classes, and boxes only
+    one model drew."""
+    return (sum(1 for p, s, _ in compared["pairs"] if p != s) + len(compared["only_production"])
+            + len(compared["only_shadow"]))
 
 
 @dataclass(frozen=True)
@@ -96,6 +128,7 @@ class ShadowReport:
     ready: bool
     reasons: list[str]
     rule: str
+    box_comparison: dict[str, Any] | None = None  # detectors only: boxes matched by IoU (_box_comparison)
     created_at: str = field(default_factory=now_iso)
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,7 +161,7 @@ def shadow_report(workspace: Workspace, version: str | None = None, *, min_compa
         production_qc_agreement=_share(production_right, len(judged)), new_escapes=new_escapes,
         per_class=_per_class(rows, good), confusions=_confusions(rows, good),
         decision_changes=_decision_changes(rows), edge_cases=_edge_cases(rows, good), ready=False, reasons=[],
-        rule=RULE.format(min_compared=min_compared, min_qc=min_qc))
+        rule=RULE.format(min_compared=min_compared, min_qc=min_qc), box_comparison=_box_comparison(rows))
     report.ready, report.reasons = _verdict(report, min_compared, min_qc)
     return report
 
@@ -205,6 +238,49 @@ def _edge_cases(rows: list[ShadowComparison], good: Collection[str]) -> list[dic
     return [{k: getattr(r, k) for k in keys} for r in disagreements[:EDGE_CASES]]
 
 
+def _box_comparison(rows: list[ShadowComparison]) -> dict[str, Any] | None:
+    """Box agreement over the frames where both models drew boxes (None when neither is a detector): per class
+    matched boxes (same class, IoU >= the threshold), boxes only one model drew (a pair of different classes
+    counts as one of each), F1; class confusions among matched boxes; the frames that disagree most."""
+    judged = [r for r in rows if r.boxes is not None]
+    if not judged:
+        return None
+    per_class: dict[str, BoxCounts] = defaultdict(BoxCounts)
+    confusions: Counter[tuple[str, str]] = Counter()
+    for row in judged:
+        for production, shadow, iou in row.boxes["pairs"]:
+            if production == shadow:
+                per_class[production].matched += 1
+                per_class[production].ious.append(iou)
+            else:
+                confusions[(production, shadow)] += 1
+                per_class[production].only_a += 1
+                per_class[shadow].only_b += 1
+        for name in row.boxes["only_production"]:
+            per_class[name].only_a += 1
+        for name in row.boxes["only_shadow"]:
+            per_class[name].only_b += 1
+    total = BoxCounts()
+    for counts in per_class.values():
+        total.add(counts)
+    agreeing = sum(1 for r in judged if box_disagreements(r.boxes) == 0)
+    worst = sorted((r for r in judged if box_disagreements(r.boxes)), key=lambda r: -box_disagreements(r.boxes))
+    return {"frames": len(judged), "frames_agreeing": agreeing, "frame_agreement": _share(agreeing, len(judged)),
+            "iou_threshold": BOX_IOU, "overall": _box_counts(total),
+            "per_class": {name: _box_counts(c) for name, c in sorted(per_class.items())},
+            "confusions": [{"production": p, "shadow": s, "count": n} for (p, s), n in confusions.most_common()],
+            "disagreeing_frames": [{"prediction_id": r.prediction_id, "image_sha256": r.image_sha256,
+                                    "camera": r.camera, "disagreeing_boxes": box_disagreements(r.boxes),
+                                    **r.boxes} for r in worst[:EDGE_CASES]]}
+
+
+def _box_counts(counts: BoxCounts) -> dict[str, Any]:
+    """Production is annotator ``a`` and the shadow ``b`` of :class:`regions.agreement.ClassAgreement`."""
+    summary = counts.to_dict()
+    return {"matched": summary["matched"], "only_production": summary["only_a"], "only_shadow": summary["only_b"],
+            "mean_iou": summary["mean_iou"], "f1": summary["f1"]}
+
+
 def _verdict(report: ShadowReport, min_compared: int, min_qc: int) -> tuple[bool, list[str]]:
     reasons = []
     if report.compared < min_compared:
@@ -220,6 +296,8 @@ def _verdict(report: ShadowReport, min_compared: int, min_qc: int) -> tuple[bool
         reasons.append(f"{report.new_escapes} new escapes (QC defects the candidate passes, production did not)")
     if reasons:
         return False, reasons
+    if not report.qc_compared:  # allowed with min_qc=0: there is no QC agreement to quote
+        return True, [f"{report.compared} inputs, none with QC; no new escapes"]
     summary = (f"{report.compared} inputs, {report.qc_compared} with QC; candidate agrees with QC "
                f"{report.shadow_qc_agreement:.3f} vs production {report.production_qc_agreement:.3f}; no new escapes")
     return True, [summary]

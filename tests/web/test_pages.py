@@ -231,3 +231,107 @@ def test_an_anomaly_item_shows_its_heatmap_over_the_image_and_asks_for_a_class(c
     assert reply.status_code == 200 and reply.headers["content-type"] == "image/png" and reply.content == overlay
     assert client.get(f"/review/items/{seeded.items[0]}/heatmap.png").status_code == 404  # a classifier's item
     assert client.get("/review/items/99999/heatmap.png").status_code == 404
+
+
+def queue_box_item(seeded: Seeded) -> int:
+    """A detector's uncertain frame with three boxes, first in the queue."""
+    from tests.test_review_boxes import detector_prediction
+
+    prediction = detector_prediction()
+    with seeded.workspace.db.transaction() as tx:
+        item_id = review.enqueue(tx, image_sha256=seeded.images[-1], reason="uncertain", suggestion="scratch",
+                                 scores=prediction.scores, details=review.prediction_details(prediction),
+                                 priority=999.0)
+    assert item_id is not None
+    return item_id
+
+
+def box_page(client: TestClient, csrf: str) -> tuple[str, str]:
+    """Claim the next item; the page and the view token its box layer carries."""
+    import re
+
+    client.post("/review/next", data={"csrf": csrf})
+    page = client.get("/review").text
+    seen = re.search(r'data-seen="([0-9a-f]+)"', page)
+    assert seen is not None, "the page has no box layer"
+    return page, seen.group(1)
+
+
+def test_a_box_item_draws_the_models_boxes_and_lists_the_box_keys(client: TestClient, seeded: Seeded) -> None:
+    import json
+    import re
+
+    item_id = queue_box_item(seeded)
+    page, _seen = box_page(client, logged_in(client, seeded))
+    assert f'data-item-id="{item_id}"' in page and "data-box-review" in page
+    assert 'viewBox="0 0 96 96"' in page and "/static/review_boxes.js" in page
+    boxes = json.loads(re.search(r"data-boxes='([^']*)'", page).group(1).replace("&#34;", '"'))
+    assert [(b["class"], b["box"]) for b in boxes] == [("scratch", [10.0, 10.0, 30.0, 20.0]),
+                                                       ("dent", [50.0, 40.0, 70.0, 80.0]),
+                                                       ("scratch", [5.0, 60.0, 25.0, 90.0])]
+    for shortcut in ("<kbd>Del</kbd> delete", "<kbd>B</kbd> add a box", "<kbd>Enter</kbd> submit the boxes",
+                     "<kbd>Tab</kbd> next box"):
+        assert shortcut in page
+    assert 'data-class="good" data-good' in page  # the page knows which class no box may take
+
+
+def test_submitted_boxes_are_stored_and_the_answer_is_the_next_item(client: TestClient, seeded: Seeded) -> None:
+    import json
+
+    item_id = queue_box_item(seeded)
+    csrf = logged_in(client, seeded)
+    _page, seen = box_page(client, csrf)
+    body = {"seen": seen, "boxes": [{"class": "dent", "box": [48, 38, 75, 85], "predicted": 1},
+                                    {"class": "stain", "box": [70, 5, 90, 25], "predicted": None}]}
+    reply = client.post(f"/review/items/{item_id}/boxes", content=json.dumps(body),
+                        headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"})
+    assert reply.status_code == 200 and f'data-item-id="{seeded.items[0]}"' in reply.text
+    item = review.get_item(seeded.workspace, item_id)
+    assert (item.status, item.decided_label, item.decided_by) == ("done", "dent", "ana")
+    regions = seeded.workspace.db.regions.current([seeded.images[-1]])
+    assert [(r.class_name, r.box.as_tuple(), r.annotator) for r in regions] == [
+        ("dent", (48, 38, 75, 85), "ana"), ("stain", (70, 5, 90, 25), "ana")]
+    again = client.post(f"/review/items/{item_id}/boxes", content=json.dumps(body),
+                        headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"})
+    assert again.status_code == 409 and "already decided by ana" in again.text
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    ("not json", "the boxes did not arrive as JSON"),
+    ('{"boxes": []}', "needs 'boxes' (a list) and 'seen'"),
+    ('{"seen": "SEEN", "boxes": [{"class": "scratch", "box": [90, 90, 120, 95]}]}',
+     "box 1 (90, 90, 120, 95) reaches outside the 96x96 image: keep the box inside the image"),
+    ('{"seen": "SEEN", "boxes": [{"class": "rust", "box": [1, 1, 9, 9]}]}', "unknown class 'rust'"),
+    ('{"seen": "SEEN", "boxes": [{"class": "scratch", "box": [5, 5, 5, 9]}]}', "has no area"),
+])
+def test_bad_boxes_are_refused_with_422_and_the_item_stays_with_the_reviewer(client: TestClient, seeded: Seeded,
+                                                                             body: str, message: str) -> None:
+    item_id = queue_box_item(seeded)
+    csrf = logged_in(client, seeded)
+    _page, seen = box_page(client, csrf)
+    reply = client.post(f"/review/items/{item_id}/boxes", content=body.replace("SEEN", seen),
+                        headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"})
+    assert reply.status_code == 422 and message in reply.text and "Traceback" not in reply.text
+    assert review.get_item(seeded.workspace, item_id).status == "open"
+    assert seeded.workspace.db.regions.current([seeded.images[-1]]) == []
+
+
+def test_a_stale_box_view_is_refused_with_409(client: TestClient, seeded: Seeded) -> None:
+    import json
+
+    item_id = queue_box_item(seeded)
+    csrf = logged_in(client, seeded)
+    box_page(client, csrf)
+    reply = client.post(f"/review/items/{item_id}/boxes", content=json.dumps({"seen": "0" * 32, "boxes": []}),
+                        headers={"X-CSRF-Token": csrf, "Content-Type": "application/json"})
+    assert reply.status_code == 409 and "changed since your page showed it" in reply.text
+    assert f'data-item-id="{item_id}"' in reply.text  # still held: shown again, freshly drawn
+    assert review.get_item(seeded.workspace, item_id).status == "open"
+
+
+def test_box_writes_need_the_csrf_header_and_a_login(client: TestClient, seeded: Seeded) -> None:
+    item_id = queue_box_item(seeded)
+    assert client.post(f"/review/items/{item_id}/boxes", content="{}").status_code == 401
+    logged_in(client, seeded)
+    assert client.post(f"/review/items/{item_id}/boxes", content='{"seen": "", "boxes": []}').status_code == 403
+    assert review.get_item(seeded.workspace, item_id).status == "open"

@@ -186,6 +186,19 @@ def users_events(ws: WorkspaceOpt, name: Annotated[str | None, typer.Argument(he
           [[e["at"], e["user_name"], e["action"], e["actor"], e["detail"] or ""] for e in events])
 
 
+def _box_section(boxes: dict[str, Any] | None) -> None:
+    """Two detectors' boxes matched by IoU, per class (shadow reports of detectors only)."""
+    if boxes is None:
+        return
+    rows = [[name, c["matched"], c["only_production"], c["only_shadow"], fmt(c["mean_iou"]), fmt(c["f1"])]
+            for name, c in boxes["per_class"].items()]
+    table(f"boxes matched at IoU >= {boxes['iou_threshold']}: {boxes['frames_agreeing']} of {boxes['frames']} "
+          "frames with the same boxes", ["class", "matched", "only production", "only shadow", "mean IoU", "F1"], rows)
+    for pair in boxes["confusions"][:10]:
+        out.print(f"  box of production {pair['production']} -> shadow {pair['shadow']}: {pair['count']}",
+                  highlight=False)
+
+
 @shadow_app.command("report")
 @friendly
 def shadow_report(ws: WorkspaceOpt,
@@ -211,6 +224,7 @@ def shadow_report(ws: WorkspaceOpt,
               "class count as the same fate)", highlight=False)
     for pair in report.confusions[:10] + report.decision_changes:
         out.print(f"  production {pair['production']} -> shadow {pair['shadow']}: {pair['count']}", highlight=False)
+    _box_section(report.box_comparison)
     verdict = "[bold green]READY[/]" if report.ready else "[bold yellow]NOT READY[/]"
     out.print(f"{verdict}: {'; '.join(report.reasons)}", highlight=False)
     out.print(f"rule: {report.rule}", highlight=False)

@@ -64,6 +64,7 @@ class ShadowResult:
     agrees: bool  # same fate as production (shadow.same_fate)
     created_at: str
     model_name: str  # the shadow model version's name
+    boxes: dict[str, Any] | None = None  # matched against production's boxes (shadow.compare_boxes); None: no boxes
 
 
 @dataclass(frozen=True)
@@ -82,3 +83,4 @@ class ShadowComparison:
     camera: str | None
     request_id: str
     qc_label: str | None
+    boxes: dict[str, Any] | None = None  # two detectors' boxes matched by IoU (shadow.compare_boxes); None otherwise

@@ -30,7 +30,8 @@ from inspectloop.ingest import measure_decoded
 from inspectloop.quality import statistics_view, view_stats
 from inspectloop.runtime import Prediction
 from inspectloop.runtime.images import Decoded
-from inspectloop.shadow import anomaly_good_class, same_class, same_fate
+from inspectloop.review_boxes import BOXES_DETAIL, predicted_boxes
+from inspectloop.shadow import anomaly_good_class, compare_boxes, same_class, same_fate
 from inspectloop.store import DurableWriter, Transaction, now_iso
 from inspectloop.workspace import Workspace
 
@@ -102,6 +103,16 @@ class ShadowRecord:
     model_version_id: int
     model_name: str
     prediction: Prediction
+    production_prediction: Prediction | None = None  # production's, in memory: its boxes are not logged
+
+    @property
+    def boxes(self) -> dict[str, Any] | None:
+        """Production's and the shadow's boxes matched by IoU (``shadow.compare_boxes``), in the frame's pixels;
+        None unless both models are detectors."""
+        size = (self.decoded.image.width, self.decoded.image.height)
+        production = None if self.production_prediction is None else predicted_boxes(self.production_prediction, size)
+        shadow = predicted_boxes(self.prediction, size)
+        return None if production is None or shadow is None else compare_boxes(production, shadow)
 
     @property
     def agrees(self) -> bool:
@@ -304,7 +315,7 @@ def _apply_prediction(tx: Transaction, job: _Job, ingest_id: int) -> LoggedPredi
     if p.decision == "review" and job.keep:
         review.enqueue(tx, image_sha256=record.sha256, reason="uncertain", prediction_id=logged.id,
                        model_version_id=record.model_version_id, suggestion=p.label, scores=p.scores,
-                       details=review.prediction_details(p, job.overlay), priority=1.0 - p.confidence)
+                       details=review.prediction_details(p, job.overlay, (job.image.width, job.image.height)), priority=1.0 - p.confidence)
     return logged
 
 
@@ -314,7 +325,7 @@ def _apply_shadow(tx: Transaction, job: _Job, ingest_id: int) -> int | None:
     p, production = record.prediction, record.production
     shadow_id = tx.predictions.add_shadow(dict(
         prediction_id=production.id, model_version_id=record.model_version_id, label=p.label, decision=p.decision,
-        confidence=p.confidence, scores=p.scores, latency_ms=p.latency_ms, agrees=record.agrees))
+        confidence=p.confidence, scores=p.scores, latency_ms=p.latency_ms, agrees=record.agrees, boxes=record.boxes))
     if shadow_id is None:
         return None
     if job.keep and job.image is not None:
@@ -332,9 +343,16 @@ def _apply_shadow(tx: Transaction, job: _Job, ingest_id: int) -> int | None:
 
 
 def _disagreement(production: LoggedPrediction, shadow: ShadowRecord) -> dict[str, Any]:
-    return {"production_label": production.label, "production_decision": production.decision,
-            "production_model": production.model_name, "shadow_label": shadow.prediction.label,
-            "shadow_decision": shadow.prediction.decision, "shadow_model": shadow.model_name}
+    """A shadow item's details; a detector's boxes too (the shadow's, as its label is the suggestion), for the
+    reviewer to correct."""
+    details: dict[str, Any] = {
+        "production_label": production.label, "production_decision": production.decision,
+        "production_model": production.model_name, "shadow_label": shadow.prediction.label,
+        "shadow_decision": shadow.prediction.decision, "shadow_model": shadow.model_name}
+    boxes = predicted_boxes(shadow.prediction, (shadow.decoded.image.width, shadow.decoded.image.height))
+    if boxes is not None:
+        details[BOXES_DETAIL] = boxes
+    return details
 
 
 def enqueue_qc(tx: Transaction, production: LoggedPrediction, model_version_id: int, shadow_label: str,

@@ -215,7 +215,7 @@ class InspectionService:
                                   suspect=meta.camera in self.suspect_cameras)
         future = _with_warnings(self._log_holding(self.log, record, held), decoded.warnings, _outputs(prediction))
         if self.shadow is not None:
-            future.add_done_callback(lambda f: self._queue_shadow(f, meta, data, decoded))
+            future.add_done_callback(lambda f: self._queue_shadow(f, meta, data, decoded, prediction))
         return future
 
     def _decode_and_predict(self, data: bytes, served: ServedModel) -> tuple[Decoded, Prediction, int]:
@@ -339,7 +339,7 @@ class InspectionService:
 
     # -- background threads --------------------------------------------------------------------
     def _queue_shadow(self, future: Future[LoggedPrediction], meta: CaptureMeta, data: bytes,
-                      decoded: Decoded) -> None:
+                      decoded: Decoded, prediction: Prediction) -> None:
         if future.exception() is not None or future.result().replayed:
             return
         image = decoded.image
@@ -347,7 +347,7 @@ class InspectionService:
             if (self._shadow_queue.qsize() + 1) * image.width * image.height * len(image.getbands()) \
                     > SHADOW_QUEUE_BYTES:
                 raise queue.Full
-            self._shadow_queue.put_nowait((future.result(), meta, data, decoded))
+            self._shadow_queue.put_nowait((future.result(), meta, data, decoded, prediction))
         except queue.Full:  # the shadow must never hold production back; a dropped comparison is counted
             self.shadow_dropped += 1
 
@@ -357,12 +357,12 @@ class InspectionService:
             shadow, log_ = self.shadow, self.log
             if item is None or shadow is None or log_ is None or shadow.version_id is None:
                 continue
-            production, meta, data, decoded = item
+            production, meta, data, decoded, production_prediction = item
             try:
                 with self._slots:
                     prediction = _predict(shadow.model, data, decoded)
                 log_.submit_shadow(ShadowRecord(production, meta, data, decoded, shadow.version_id, shadow.name,
-                                                prediction))
+                                                prediction, production_prediction))
             except Exception:  # a failing candidate must not stop the service
                 log.exception("shadow model %s failed on prediction %s", shadow.name, production.id)
 

@@ -140,7 +140,7 @@ class PredictionRepository(Repository):
                         sh.c.decision.label("shadow_decision"), sh.c.confidence.label("shadow_confidence"),
                         sh.c.agrees, _p.c.label.label("production_label"),
                         _p.c.decision.label("production_decision"), _p.c.confidence.label("production_confidence"),
-                        _p.c.image_sha256, _p.c.camera, _p.c.request_id, qc.c.label.label("qc_label"))
+                        _p.c.image_sha256, _p.c.camera, _p.c.request_id, qc.c.label.label("qc_label"), sh.c.boxes)
                  .join(_p, _p.c.id == sh.c.prediction_id)
                  .outerjoin(latest_qc, latest_qc.c.prediction_id == sh.c.prediction_id)
                  .outerjoin(qc, and_(qc.c.id == latest_qc.c.qc_id))

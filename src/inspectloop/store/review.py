@@ -69,12 +69,17 @@ class ReviewRepository(Repository):
                                .order_by(_items.c.id).limit(1)).first()
         return _item(row) if row is not None else None
 
-    def close(self, item_id: int, *, label: str, reviewer: str, at: str, annotation_id: int) -> bool:
-        """Mark an open item done with the reviewer's label; False when it was no longer open."""
+    def close(self, item_id: int, *, label: str, reviewer: str, at: str, annotation_id: int,
+              details: Mapping[str, Any] | None = None) -> bool:
+        """Mark an open item done with the reviewer's label (and new ``details``, when given); False when it was
+        no longer open."""
+        values: dict[str, Any] = dict(status="done", decided_label=label, decided_by=reviewer, decided_at=at,
+                                      annotation_id=annotation_id, claimed_by=None, claimed_until=None)
+        if details is not None:
+            values["details"] = dict(details)
         with self._connect() as conn:
-            return bool(conn.execute(update(_items).where(_items.c.id == item_id, _items.c.status == "open").values(
-                status="done", decided_label=label, decided_by=reviewer, decided_at=at, annotation_id=annotation_id,
-                claimed_by=None, claimed_until=None)).rowcount)
+            return bool(conn.execute(update(_items).where(_items.c.id == item_id, _items.c.status == "open")
+                                     .values(**values)).rowcount)
 
     def set_skipped(self, item_id: int, *, reviewer: str, at: str, details: Mapping[str, Any]) -> None:
         with self._connect() as conn:

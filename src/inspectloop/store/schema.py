@@ -279,6 +279,8 @@ shadow_predictions = Table(
     Column("latency_ms", JSON, nullable=False),
     Column("agrees", Boolean, nullable=False),  # same fate as production (shadow.same_fate)
     Column("created_at", String, nullable=False),
+    # Two detectors' boxes matched by IoU (shadow.compare_boxes): pairs, and boxes only one drew. NULL: no boxes.
+    Column("boxes", JSON, info=since(8)),
     Index("ux_shadow_once", "prediction_id", "model_version_id", unique=True),
     info=since(3),
 )

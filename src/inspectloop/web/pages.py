@@ -6,7 +6,8 @@ itself never sits in the browser. Logging out deletes the session, so the old co
 Every write also needs the session's CSRF token (a form field or the ``X-CSRF-Token`` header), derived
 from the session id, and a same-site Origin, so a page on another site can neither read it nor forge a
 decision. GETs write nothing: ``GET /review`` shows the item the reviewer holds, ``POST /review/next``
-claims one, and each verdict's POST answers with the next item it claimed (one request per decision).
+claims one, and each verdict's POST answers with the next item it claimed (one request per decision). An item
+with a detector's boxes is answered with the reviewer's boxes as JSON (``POST /review/items/ID/boxes``).
 ``web/app.py`` includes ``router`` beside the HTTP API; the app keeps its workspace in ``app.state.workspace``.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,9 +26,9 @@ from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from jinja2 import Environment, FileSystemLoader
 
-from inspectloop import review
+from inspectloop import review, review_boxes
 from inspectloop.domain import User
-from inspectloop.errors import AuthError, InspectloopError
+from inspectloop.errors import AuthError, InspectloopError, LabelError
 from inspectloop.people import SESSION_SECONDS, end_session, start_session
 from inspectloop.web.auth import COOKIE, page_user, same_site, session_id, workspace_of
 
@@ -161,7 +163,7 @@ def review_page(request: Request) -> Response:
         return _to_login(request)
     held = review.held_item(workspace_of(request), user.name)
     context = {"user": user, "csrf": _csrf(request), "classes": _classes(request),
-               **_item_context(request, held)}
+               **_item_context(request, held, user.name)}
     return _render(request, "review.html", context)
 
 
@@ -178,16 +180,65 @@ def review_next(request: Request, csrf: Annotated[str, Form()] = "") -> Response
     return RedirectResponse("/review", status_code=303)
 
 
-@router.post("/review/items/{item_id}/{action}")
-def review_action(request: Request, item_id: int, action: str, label: Annotated[str, Form()] = "",
-                  note: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "") -> Response:
-    """Decide or skip an item; answer with the next item's panel (one round trip per decision)."""
+@router.post("/review/items/{item_id}/boxes")
+async def review_boxes_submit(request: Request, item_id: int) -> Response:
+    """Record the reviewer's boxes on a box-review item (JSON ``{"boxes": [...], "seen": ...}``) and answer with
+    the next item's panel. A box that cannot be recorded is refused with 422 and a one-line reason, so the page
+    keeps the reviewer's boxes to fix; a stale view (409) answers with the next item and the reason."""
+    user = _review_writer(request, None)
+    if isinstance(user, Response):
+        return user
+    try:
+        boxes, seen, note = _box_submission(await request.body())
+        review_boxes.record_boxes(workspace_of(request), item_id, user.name, boxes, seen=seen, note=note)
+    except LabelError as exc:
+        return Response(f"{exc.message}: {exc.hint}" if exc.hint else exc.message, status_code=422,
+                        media_type="text/plain")
+    except InspectloopError as exc:
+        return _next_panel(request, user, str(exc), 409)
+    return _next_panel(request, user, None, 200)
+
+
+def _box_submission(body: bytes) -> tuple[list[review_boxes.ReviewedBox], str, str | None]:
+    """The reviewer's boxes, view token and note from the page's JSON; LabelError when it is malformed."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise LabelError("the boxes did not arrive as JSON", "reload the page and submit again") from None
+    if not isinstance(data, dict) or not isinstance(data.get("boxes"), list) or not isinstance(data.get("seen"), str):
+        raise LabelError("the submission needs 'boxes' (a list) and 'seen'", "reload the page and submit again")
+    boxes = [review_boxes.ReviewedBox.from_json(box, i) for i, box in enumerate(data["boxes"])]
+    note = data.get("note")
+    return boxes, data["seen"], note if isinstance(note, str) and note.strip() else None
+
+
+def _review_writer(request: Request, csrf: str | None) -> User | Response:
+    """The reviewer a write from the review page comes from, or the answer that refuses it (401: logged out,
+    403: not from our page)."""
     user = page_user(request)
     if user is None:
         return Response("log in again: your session has ended", status_code=401, media_type="text/plain")
     if not _write_allowed(request, csrf):
         return Response("refused: this request did not come from the review page", status_code=403,
                         media_type="text/plain")
+    return user
+
+
+def _next_panel(request: Request, user: User, error: str | None, status: int) -> HTMLResponse:
+    """The panel of the item this reviewer claims next (or holds), with ``error`` above it."""
+    claimed = review.claim_next(workspace_of(request), user.name)
+    context = {"user": user, "csrf": _csrf(request), "classes": _classes(request),
+               "error": error, **_item_context(request, claimed, user.name)}
+    return _render(request, "_item.html", context, status)
+
+
+@router.post("/review/items/{item_id}/{action}")
+def review_action(request: Request, item_id: int, action: str, label: Annotated[str, Form()] = "",
+                  note: Annotated[str, Form()] = "", csrf: Annotated[str, Form()] = "") -> Response:
+    """Decide or skip an item; answer with the next item's panel (one round trip per decision)."""
+    user = _review_writer(request, csrf)
+    if isinstance(user, Response):
+        return user
     if action not in ("decision", "skip"):
         return Response(f"unknown action {action!r}", status_code=404, media_type="text/plain")
     error, status = None, 200
@@ -198,10 +249,7 @@ def review_action(request: Request, item_id: int, action: str, label: Annotated[
             review.skip(workspace_of(request), item_id, user.name, note=note or None)
     except InspectloopError as exc:
         error, status = str(exc), 409
-    claimed = review.claim_next(workspace_of(request), user.name)
-    context = {"user": user, "csrf": _csrf(request), "classes": _classes(request),
-               "error": error, **_item_context(request, claimed)}
-    return _render(request, "_item.html", context, status)
+    return _next_panel(request, user, error, status)
 
 
 @router.get("/images/{sha256}")
@@ -243,19 +291,24 @@ def _classes(request: Request) -> list[dict[str, Any]]:
             for i, c in enumerate(definitions, start=1)]
 
 
-def _item_context(request: Request, item: review.ReviewItem | None) -> dict[str, Any]:
+def _item_context(request: Request, item: review.ReviewItem | None, reviewer: str) -> dict[str, Any]:
     """What the page shows about ``item`` (None: the queue's size, and a button to take the next item)."""
     workspace = workspace_of(request)
     queue = review.backlog(workspace)
     if item is None:
         return {"item": None, "backlog": queue}
     panels = review.score_panels(workspace, item)
+    boxes = review_boxes.item_boxes(item)
+    record = workspace.db.images.get(item.image_sha256) if boxes is not None else None
+    box_view = None if record is None else {
+        "boxes": boxes, "width": record.width, "height": record.height,
+        "seen": review_boxes.view_token(workspace.db.regions, item, reviewer)}
     suggested_by = review.SUGGESTED_BY.get(item.reason, "production")
     return {"item": item, "backlog": queue, "meta": review.item_metadata(workspace, item), "panels": panels,
             "suggested_by": next((p for p in panels if p.role == suggested_by and p.label == item.suggestion), None),
             "why": REASON_TEXT.get(item.reason, item.reason),
             "confirmable": review.answerable_suggestion(workspace, item),
-            "heatmap": review.heatmap_digest(workspace, item) is not None,
+            "heatmap": review.heatmap_digest(workspace, item) is not None, "box_view": box_view,
             "details": {k: v for k, v in item.details.items()
                         if isinstance(v, str | int | float | bool) and k != review.HEATMAP_DETAIL}}
 
