@@ -9,7 +9,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 from inspectloop.datasets import SplitPlan, create_version
+from inspectloop.detect.run import primary_boxes
 from inspectloop.domain import Box, CaptureMeta, ClassDefinition, Region, Task
+from inspectloop.domain.labelling import LabellingPolicy
 from inspectloop.errors import ModelTaskError, TrainingError
 from inspectloop.ingest import SourceItem, ingest
 from inspectloop.runtime import EdgeModel
@@ -128,3 +130,20 @@ def test_export_refuses_a_detector_whose_first_class_is_not_the_good_one(tmp_pat
         export_detector(build_detector(1, input_size=64, pretrained=False), meta, tmp_path / "m.onnx",
                         [Image.new("L", (64, 64))])
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_a_reviewers_corrected_boxes_outrank_the_imported_ones_and_a_quality_engineers_outrank_both() -> None:
+    digest = "a" * 64
+
+    def region(i: int, annotator: str, source: str, x: float) -> Region:
+        return Region(id=i, sha256=digest, class_name="scratch", box=Box(x0=x, y0=0, x1=x + 5, y1=5),
+                      annotator=annotator, source=source)
+
+    imported = [region(1, "voc", "import", 0), region(2, "voc", "import", 10)]
+    corrected = [region(3, "ben", "reviewer", 1)]
+    boxes, labels = primary_boxes(imported + corrected, {"scratch": 0}, LabellingPolicy())
+    assert boxes[digest].tolist() == [[1, 0, 6, 5]] and labels[digest].tolist() == [0]  # the reviewer's word
+    policy = LabellingPolicy(annotators={"voc": "quality_engineer"})  # the import is a quality engineer's
+    assert primary_boxes(imported + corrected, {"scratch": 0}, policy)[0][digest].shape == (2, 4)
+    later = [region(4, "cy", "reviewer", 2)]  # two reviewers: whoever drew last
+    assert primary_boxes(imported + corrected + later, {"scratch": 0}, LabellingPolicy())[0][digest][0, 0] == 2

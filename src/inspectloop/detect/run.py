@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from inspectloop.domain import DatasetItem, DatasetVersion, Region
+from inspectloop.domain.labelling import LabellingPolicy
 from inspectloop.errors import TrainingError
 from inspectloop.provenance import code_version
 from inspectloop.runtime.metadata import DETECTION, ModelMetadata
@@ -62,7 +63,7 @@ def plan_detection(workspace: Workspace, version: DatasetVersion) -> DetectionPl
     ordered = [n for n in version.class_names if n in drawn] + sorted(drawn - set(version.class_names))
     good = _good_name(workspace, version, drawn)
     index = {name: i for i, name in enumerate(ordered)}
-    boxes, labels = _primary_boxes(regions, index)
+    boxes, labels = primary_boxes(regions, index, workspace.config.labelling)
     splits = {name: tuple(version.split(name)) for name in ("train", "val", "calib", "test")}
     if len(splits["train"]) < MIN_TRAIN_FRAMES:
         raise TrainingError(f"dataset version {version.name} has {len(splits['train'])} training images",
@@ -79,16 +80,18 @@ def _good_name(workspace: Workspace, version: DatasetVersion, drawn: set[str]) -
     return name
 
 
-def _primary_boxes(regions: Sequence[Region], index: dict[str, int]) -> tuple[dict[str, np.ndarray],
-                                                                              dict[str, np.ndarray]]:
-    """Per image, the boxes of one annotator (whoever drew its first region): several annotators' boxes of
-    one defect would teach the model duplicates."""
+def primary_boxes(regions: Sequence[Region], index: dict[str, int], policy: LabellingPolicy
+                  ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per image, the boxes of one annotator: several annotators' boxes of one defect would teach the model
+    duplicates. The labelling policy chooses whose (a reviewer's corrections outrank the imported boxes,
+    a quality engineer's outrank both); between equals, whoever drew last."""
     by_image: dict[str, list[Region]] = defaultdict(list)
     for region in sorted(regions, key=lambda r: r.id or 0):
         by_image[region.sha256].append(region)
     boxes, labels = {}, {}
     for digest, drawn in by_image.items():
-        mine = [r for r in drawn if r.annotator == drawn[0].annotator]
+        chosen = min(reversed(drawn), key=lambda r: policy.rank(policy.role(r.annotator, r.source))).annotator
+        mine = [r for r in drawn if r.annotator == chosen]
         boxes[digest] = np.array([r.box.as_tuple() for r in mine], dtype=np.float32).reshape(-1, 4)
         labels[digest] = np.array([index[r.class_name] for r in mine], dtype=np.int64)
     return boxes, labels
