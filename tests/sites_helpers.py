@@ -97,7 +97,7 @@ def _review_images(site: Workspace, folder: Path, count: int, rng: random.Random
     ingest(site, scan_folder(folder), source=str(folder), create_classes=False)
     with site.db.engine.connect() as conn:
         rows = conn.execute(s.image_sources.select().order_by(s.image_sources.c.original_path)).all()
-    return [row.sha256 for row in rows]
+    return [row.sha256 for row in rows if row.original_path.startswith(str(folder))]
 
 
 def _decide(site: Workspace, digests: list[str], rng: random.Random) -> None:

@@ -11,6 +11,7 @@ daily metrics up, as signed bundles (``bundle``). The centre applies them idempo
 from inspectloop.sites.central import Applied, apply_up_bundle, publish_down, receive, state_digests
 from inspectloop.sites.peers import SiteConfig, init_site, revoke_site, site_config, trust_site
 from inspectloop.sites.site import SyncReport, sync
+from inspectloop.sites.status import SyncStatus, sync_status
 
 __all__ = ["Applied", "SiteConfig", "SyncReport", "apply_up_bundle", "init_site", "publish_down", "receive",
-           "revoke_site", "site_config", "state_digests", "sync", "trust_site"]
+           "revoke_site", "site_config", "state_digests", "sync", "sync_status", "SyncStatus", "trust_site"]
