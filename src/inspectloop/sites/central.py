@@ -80,6 +80,10 @@ def _apply(workspace: Workspace, bundle: Bundle, site: str, after_batch: AfterBa
     log_id = workspace.db.sync.log_start(direction=UP, action="applied", peer=site, key_id=bundle.key_id,
                                          bundle=bundle.path.name, bundle_sha256=bundle.sha256,
                                          sequence=bundle.manifest.get("sequence"))
+    for earlier in workspace.db.sync.log(bundle_sha256=bundle.sha256, action="applied", status="started"):
+        if earlier.id != log_id:  # its process was killed: it could not say so itself
+            workspace.db.sync.log_finish(earlier.id, "interrupted", earlier.counts,
+                                         f"ended before it finished; resumed by sync log entry {log_id}")
     counts: dict[str, dict[str, int]] = {}
     context = _Context(workspace, bundle, site, log_id)
     try:
@@ -96,7 +100,7 @@ def _apply(workspace: Workspace, bundle: Bundle, site: str, after_batch: AfterBa
                 after_batch(member)
     except BaseException as exc:
         workspace.db.sync.log_finish(log_id, "interrupted", _summary(counts, bundle),
-                                     f"{type(exc).__name__}: {exc}; apply the bundle again to finish")
+                                     f"{type(exc).__name__}: {exc}; receive again to finish")
         raise
     workspace.db.sync.log_finish(log_id, "done", _summary(counts, bundle))
     return Applied(bundle.path.name, site, "done", counts)
