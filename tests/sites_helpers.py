@@ -89,6 +89,8 @@ def work_offline(site: Workspace, folder: Path, *, predictions: int, decisions: 
 
 
 def _review_images(site: Workspace, folder: Path, count: int, rng: random.Random) -> list[str]:
+    if count == 0:
+        return []
     for index in range(count):
         pixels = np.random.default_rng(rng.getrandbits(32)).integers(0, 255, (24, 24), dtype=np.uint8)
         path = folder / f"r{index:05d}.png"

@@ -65,12 +65,22 @@ def site_revoke(name: Annotated[str, typer.Argument(help="The site's name.")], w
 
 @site_app.command("sync")
 @friendly
-def site_sync(ws: WorkspaceOpt, exchange: ExchangeOpt = None, as_json: JsonOpt = False) -> None:
+def site_sync(ws: WorkspaceOpt, exchange: ExchangeOpt = None,
+              central_url: Annotated[str | None, typer.Option(
+                  help="Sync over HTTP with the centre's inspectloop serve at this URL instead of a folder.")] = None,
+              token: Annotated[str | None, typer.Option(
+                  envvar="INSPECTLOOP_TOKEN", show_default=False,
+                  help="A service user's token on the centre, for --central-url (default: $INSPECTLOOP_TOKEN).")]
+              = None,
+              as_json: JsonOpt = False) -> None:
     """On a site: take the centre's models and criteria, and send what the centre has not confirmed."""
     from inspectloop.sites import sync
+    from inspectloop.sites.http import sync_http
 
+    if central_url is not None and not token:
+        raise typer.BadParameter("--central-url needs a token: --token TOKEN or $INSPECTLOOP_TOKEN")
     with workspace(ws) as opened:
-        report = sync(opened, exchange=exchange)
+        report = sync_http(opened, central_url, token or "") if central_url else sync(opened, exchange=exchange)
     if as_json:
         print_json({"site": report.site, "received": report.received, "received_counts": report.received_counts,
                     "sent": str(report.sent) if report.sent else None, "sent_counts": report.sent_counts,

@@ -233,6 +233,12 @@ APPLY: dict[str, Callable[[Transaction, _Context, Records], dict[str, int]]] = {
 UP_KINDS = tuple(APPLY)  # the order a site writes (and the centre applies) its records in
 
 
+def newest_down(exchange: Path, site: str) -> Path | None:
+    """The newest down bundle written for ``site``, if any."""
+    found = sorted((Path(exchange) / DOWN / site).glob(f"*{SUFFIX}"))
+    return found[-1] if found else None
+
+
 # What the sites sent, as the centre holds it (``state_digests``), less the times rows were written here.
 STATE_TABLES = {"classes": ("created_at", "updated_at"), "images": ("ingested_at",), "ingests": ("started_at",),
                 "predictions": (), "annotations": (), "review_items": (), "site_summaries": ("updated_at",),
@@ -286,12 +292,14 @@ def publish_down(workspace: Workspace, exchange: Path, site: str) -> Path | None
 
 
 def _acks(workspace: Workspace, site: str) -> dict[str, Any]:
-    """How far the site's records have arrived: the covers of its newest fully applied bundle."""
+    """How far the site's records have arrived: the covers of its newest fully applied bundle, and the key that
+    signed it (a workspace with another key under the site's name takes no confirmation meant for the site)."""
     done = [e for e in workspace.db.sync.log(peer=site, action="applied", status="done") if e.sequence is not None]
     if not done:
         return {"acked_sequence": 0, "acked_covers": {}}
     newest = max(done, key=lambda e: e.sequence or 0)
-    return {"acked_sequence": newest.sequence, "acked_covers": newest.counts.get("covers", {})}
+    return {"acked_sequence": newest.sequence, "acked_covers": newest.counts.get("covers", {}),
+            "acked_key_id": newest.key_id}
 
 
 def _model_record(workspace: Workspace, version: Any) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from typing import Any
 from inspectloop.domain import ClassDefinition, Stage, StageChange
 from inspectloop.errors import InspectloopError, SyncError
 from inspectloop.fileio import atomic_write_bytes
-from inspectloop.keys import site_signing_key
+from inspectloop.keys import site_key, site_signing_key
 from inspectloop.registry import production_model
 from inspectloop.runtime.signing import check_signature
 from inspectloop.sites.bundle import SUFFIX, Bundle, BundleWriter, UntrustedBundle, canonical, digest, open_bundle
@@ -154,6 +154,8 @@ def _follow_stage(workspace: Workspace, version: Any, stage: Stage, bundle: str)
 def _take_acks(workspace: Workspace, config: SiteConfig, acks: dict[str, Any]) -> None:
     """Move the cursors to what the centre confirmed, and remove the confirmed up bundles from the exchange."""
     acked = int(acks.get("acked_sequence") or 0)
+    if acks.get("acked_key_id") not in (None, site_key(workspace.root).public.key_id):
+        return
     if acked <= int(workspace.db.sync.cursors(CENTRAL).get("acked_sequence", "0")):
         return
     workspace.db.sync.set_cursors(CENTRAL, {**{k: str(v) for k, v in (acks.get("acked_covers") or {}).items()},
