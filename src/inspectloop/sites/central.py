@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from inspectloop.errors import SyncError
-from inspectloop.keys import site_signing_key
 from inspectloop.registry import verify_file
-from inspectloop.sites.bundle import SUFFIX, Bundle, BundleWriter, UntrustedBundle, canonical, digest, open_bundle
+from inspectloop.sites.bundle import SUFFIX, Bundle, BundleWriter, UntrustedBundle, open_bundle
 from inspectloop.sites.peers import trusted_key
+from inspectloop.sites.publish import publish
 from inspectloop.store import Transaction
 from inspectloop.workspace import Workspace
 
@@ -260,7 +260,7 @@ def publish_down(workspace: Workspace, exchange: Path, site: str) -> Path | None
     folder = _exchange(exchange) / DOWN / site
     folder.mkdir(parents=True, exist_ok=True)
     versions = [v for v in workspace.db.registry.list() if v.stage.value in STAGES_SENT]
-    for version in versions:  # a file changed since registration (or signed by a key not ours) is not sent
+    for version in versions:  # a file changed since registration stops it here (ModelFileError names the file)
         verify_file(version, workspace)
     acks = _acks(workspace, site)
     writer = BundleWriter(folder, {"direction": DOWN, "site": site, "covers": {}, "acks": acks})
@@ -272,19 +272,13 @@ def publish_down(workspace: Workspace, exchange: Path, site: str) -> Path | None
         writer.add_records("models", [_model_record(workspace, v) for v in versions])
         for version in versions:
             writer.add_blob(version.file_sha256, version.path.read_bytes())
-        content = digest(canonical({"members": [[m["name"], m["sha256"]] for m in writer.members], "acks": acks}))
-        last = workspace.db.sync.log(peer=site, action="wrote", limit=1)
-        if last and last[0].counts.get("content_sha256") == content and (folder / last[0].bundle).exists():
-            writer.abandon()
-            return None
-        sequence = (last[0].sequence or 0) + 1 if last else 1
-        path, sha = writer.finish(site_signing_key(workspace.root), sequence)
+        path = publish(workspace, writer, direction=DOWN, peer=site, content={"acks": acks},
+                       logged={"models": [v.name for v in versions], **acks})
     except BaseException:
         writer.abandon()
         raise
-    workspace.db.sync.log_start(direction=DOWN, action="wrote", peer=site, key_id=None, bundle=path.name,
-                                bundle_sha256=sha, sequence=sequence, status="done",
-                                counts={"content_sha256": content, "models": [v.name for v in versions], **acks})
+    if path is None:
+        return None
     for older in folder.glob(f"*{SUFFIX}"):  # superseded: a site applies the newest only
         if older != path:
             older.unlink(missing_ok=True)

@@ -5,6 +5,7 @@ trusts each site's key by name, and refuses (and logs) a bundle signed by any ot
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def revoke_site(workspace: Workspace, name: str) -> None:
         raise SyncError(f"no trusted site {name!r}", "see the trusted sites: inspectloop site status")
 
 
-def trusted_key(workspace: Workspace, role: str) -> object:
+def trusted_key(workspace: Workspace, role: str) -> Callable[[str], PublicKey | None]:
     """``key_id -> PublicKey | None`` over the unrevoked peers of ``role`` (what ``open_bundle`` asks)."""
 
     def lookup(key_id: str) -> PublicKey | None:

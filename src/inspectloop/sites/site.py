@@ -21,12 +21,13 @@ from typing import Any
 from inspectloop.domain import ClassDefinition, Stage, StageChange
 from inspectloop.errors import InspectloopError, SyncError
 from inspectloop.fileio import atomic_write_bytes
-from inspectloop.keys import site_key, site_signing_key
+from inspectloop.keys import site_key
 from inspectloop.registry import production_model
 from inspectloop.runtime.signing import check_signature
-from inspectloop.sites.bundle import SUFFIX, Bundle, BundleWriter, UntrustedBundle, canonical, digest, open_bundle
+from inspectloop.sites.bundle import SUFFIX, Bundle, BundleWriter, UntrustedBundle, open_bundle
 from inspectloop.sites.central import DOWN, UP, UP_KINDS
 from inspectloop.sites.peers import CENTRAL, SiteConfig, peer_key, site_config, trusted_key
+from inspectloop.sites.publish import publish
 from inspectloop.workspace import Workspace
 
 RECEIVED_MODELS = "models/received"  # where model files from the centre are kept, in the workspace
@@ -185,21 +186,14 @@ def send_up(workspace: Workspace, config: SiteConfig, exchange: Path, report: Sy
     try:
         counts = _write_records(workspace, writer, cursors, covers, annotations, reviewed, drift, predictions)
         writer.header["covers"] = covers
-        content = digest(canonical({"members": [[m["name"], m["sha256"]] for m in writer.members],
-                                    "covers": covers}))
-        last = workspace.db.sync.log(action="wrote", limit=1)
-        if last and last[0].counts.get("content_sha256") == content and (folder / last[0].bundle).exists():
-            writer.abandon()
-            report.message = f"nothing new: {last[0].bundle} already holds it"
-            return
-        sequence = max((e.sequence or 0 for e in workspace.db.sync.log(action="wrote")), default=0) + 1
-        path, sha = writer.finish(site_signing_key(workspace.root), sequence)
+        path = publish(workspace, writer, direction=UP, peer=CENTRAL, content={"covers": covers},
+                       logged={"records": counts, "covers": covers})
     except BaseException:
         writer.abandon()
         raise
-    workspace.db.sync.log_start(direction=UP, action="wrote", peer=CENTRAL, key_id=None, bundle=path.name,
-                                bundle_sha256=sha, sequence=sequence, status="done",
-                                counts={"content_sha256": content, "records": counts, "covers": covers})
+    if path is None:
+        report.message = "nothing new: the bundle waiting in the exchange already holds it"
+        return
     report.sent, report.sent_counts = path, counts
 
 
