@@ -4,6 +4,7 @@ checked), a week's work up; idempotent, resumable after an interruption, auditab
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -206,9 +207,25 @@ def test_a_bundle_changed_in_transit_is_refused_with_one_line(tmp_path: Path) ->
     data = bytearray(bundle.read_bytes())
     data[len(data) // 2] ^= 0xFF
     bundle.write_bytes(bytes(data))
-    with pytest.raises(SyncError, match="does not match the digest in its name"):
-        receive(pair.central, pair.exchange)
+    results = receive(pair.central, pair.exchange)
+    assert [r.status for r in results] == ["refused"] and "does not match the digest in its name" in str(results[0].message)
     assert pair.central.db.sync.log(action="applied") == []
+    assert [e.bundle for e in pair.central.db.sync.log(action="refused")] == [bundle.name]
+
+
+def test_two_processes_applying_one_bundle_at_once_add_each_record_once(tmp_path: Path, databases: tuple) -> None:
+    pair = _synced_week(tmp_path, databases, predictions=300, decisions=20)
+    bundle = sync(pair.site, batch=50).sent
+    assert bundle is not None
+    other = open_workspace(pair.central.root)  # a second engine: the service beside a site receive
+    with ThreadPoolExecutor(2) as pool:
+        statuses = [f.result().status for f in [pool.submit(apply_up_bundle, ws, bundle, SITE)
+                                                for ws in (pair.central, other)]]
+    assert sorted(statuses) in (["already", "done"], ["done", "done"])
+    assert _count(pair.central, s.annotations, s.annotations.c.annotator == "ana") == 20 - 20 // 50
+    assert _count(pair.central, s.review_items) == 20
+    assert _count(pair.central, s.predictions) == 300
+    other.close()
 
 
 def test_sync_without_the_exchange_folder_says_so_and_the_site_keeps_working(tmp_path: Path) -> None:

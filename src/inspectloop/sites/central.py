@@ -15,7 +15,7 @@ from typing import Any
 
 from inspectloop.errors import SyncError
 from inspectloop.registry import verify_file
-from inspectloop.sites.bundle import SUFFIX, Bundle, BundleWriter, UntrustedBundle, open_bundle
+from inspectloop.sites.bundle import SUFFIX, Bundle, BundleWriter, UntrustedBundle, file_sha256, open_bundle
 from inspectloop.sites.peers import trusted_key
 from inspectloop.sites.publish import publish
 from inspectloop.store import Transaction
@@ -59,6 +59,8 @@ def apply_up_bundle(workspace: Workspace, path: Path, folder_site: str | None = 
     except UntrustedBundle as exc:
         return _refuse(workspace, path.name, exc.sha256, str(exc.manifest.get("site") or folder_site or "?"),
                        exc.key_id, exc.message, exc.manifest.get("sequence"))
+    except SyncError as exc:  # damaged in transit: refused and logged; the other sites' bundles still go in
+        return _refuse(workspace, path.name, file_sha256(path), folder_site or "?", None, str(exc), None)
     try:
         peer = workspace.db.sync.peer(key_id=bundle.key_id)
         site = str(bundle.manifest.get("site"))
@@ -92,6 +94,7 @@ def _apply(workspace: Workspace, bundle: Bundle, site: str, after_batch: AfterBa
                 continue
             records = bundle.records(member)
             with workspace.db.transaction() as tx:
+                tx.sync.lock_peer(site)  # first: what this batch reads as known is then final
                 done = APPLY[member["kind"]](tx, context, records)
             total = counts.setdefault(member["kind"], {"new": 0, "known": 0, "updated": 0})
             for key, value in done.items():

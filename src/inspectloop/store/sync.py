@@ -47,6 +47,12 @@ class SyncRepository(Repository):
         with self._connect() as conn:
             return [as_row(SyncPeer, r) for r in conn.execute(query)]
 
+    def lock_peer(self, name: str) -> None:
+        """Hold ``name``'s row until the transaction ends: two processes applying the same site's records (a
+        ``site receive`` beside the service) take turns, so neither adds what the other is adding."""
+        with self._connect() as conn:
+            conn.execute(update(s.sync_peers).where(s.sync_peers.c.name == name).values(name=s.sync_peers.c.name))
+
     def revoke_peer(self, name: str) -> bool:
         with self._connect() as conn:
             return bool(conn.execute(update(s.sync_peers).where(s.sync_peers.c.name == name,
