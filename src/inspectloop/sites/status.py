@@ -10,6 +10,7 @@ from typing import Any
 from inspectloop.domain.sites import SyncLogEntry, SyncPeer
 from inspectloop.sites.bundle import SUFFIX
 from inspectloop.sites.central import UP
+from inspectloop.sites.http import HTTP_EXCHANGE
 from inspectloop.sites.peers import CENTRAL, SITE_CONFIG, site_config
 from inspectloop.workspace import Workspace
 
@@ -17,7 +18,8 @@ from inspectloop.workspace import Workspace
 @dataclass
 class SyncStatus:
     """``site`` is this workspace's site name (None on a centre); ``peers`` whom it trusts; ``received`` (on a
-    centre) records per site and kind; ``unconfirmed`` (on a site) its bundles the centre has not confirmed."""
+    centre) records per site and kind; ``unconfirmed`` (on a site) its bundles the centre has not confirmed, in
+    the exchange folder or waiting to go over HTTP."""
 
     site: str | None
     exchange: Path | None
@@ -46,7 +48,7 @@ def sync_status(workspace: Workspace, *, log_entries: int = 10) -> SyncStatus:
         received = {p.name: workspace.db.sync.counts_by_kind(p.name) for p in peers if p.role == "site"}
         return SyncStatus(None, None, False, peers, received=received, log=log)
     config = site_config(workspace)
-    folder = config.exchange / UP / config.name
-    unconfirmed = sorted(p.name for p in folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []
+    folders = [config.exchange / UP / config.name, workspace.root / HTTP_EXCHANGE / UP / config.name]
+    unconfirmed = sorted(p.name for folder in folders if folder.is_dir() for p in folder.glob(f"*{SUFFIX}"))
     return SyncStatus(config.name, config.exchange, config.exchange.is_dir(), peers,
                       cursors=workspace.db.sync.cursors(CENTRAL), unconfirmed=unconfirmed, log=log)
