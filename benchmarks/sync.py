@@ -18,20 +18,14 @@ A third ``receive`` on A must change nothing. The load average is recorded next 
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import signal
-import sqlite3
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from benchmarks.common import timed, write_result
 from inspectloop.sites import receive, state_digests, sync
-from inspectloop.workspace import Workspace, open_workspace
+from inspectloop.workspace import open_workspace
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +42,7 @@ def main() -> None:
     parser.add_argument("--kill-after", type=int, default=10_000, help="predictions committed before SIGKILL")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from tests.sites_helpers import make_pair, work_offline
+    from tests.sites_helpers import copy_sqlite_workspace, make_pair, receive_killed, work_offline
 
     with tempfile.TemporaryDirectory(prefix="inspectloop-sync-") as folder:
         root = Path(folder)
@@ -63,13 +57,13 @@ def main() -> None:
         assert report.sent is not None
         bundle_bytes = report.sent.stat().st_size
 
-        twin = _copy(pair.central, root / "central-b")
+        twin = copy_sqlite_workspace(pair.central, root / "central-b")
         applied, receive_s = timed(lambda: receive(pair.central, pair.exchange))
         load["after_receive"] = loadavg()
         assert [a.status for a in applied] == ["done"], applied
         uninterrupted = state_digests(pair.central)
 
-        killed_at = _receive_killed(twin, pair.exchange, args.kill_after)
+        killed_at = receive_killed(twin, pair.exchange, args.kill_after)
         reopened = open_workspace(twin)
         resumed, resume_s = timed(lambda: receive(reopened, pair.exchange))
         load["after_resume"] = loadavg()
@@ -103,44 +97,6 @@ def main() -> None:
     print(result["centre_interrupted"])
     if not (result["centre_interrupted"]["same_state_as_uninterrupted"] and unchanged):
         raise SystemExit("FAILED: the resumed centre differs from the uninterrupted one, or a re-run changed it")
-
-
-def _copy(central: Workspace, destination: Path) -> Path:
-    central.db.engine.dispose()
-    shutil.copytree(central.root, destination)
-    return destination
-
-
-def _receive_killed(root: Path, exchange: Path, after: int) -> int:
-    """Run ``inspectloop site receive`` on the centre at ``root`` and SIGKILL it once ``after`` predictions are
-    committed; return how many were."""
-    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{os.environ.get('PYTHONPATH', '')}"}
-    process = subprocess.Popen([sys.executable, "-c", "from inspectloop.cli.app import app; app()", "site",
-                                "receive", str(exchange), "-w", str(root)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    committed = 0
-    try:
-        while process.poll() is None:
-            committed = _committed(root / "inspectloop.db")
-            if committed >= after:
-                process.send_signal(signal.SIGKILL)
-                break
-            time.sleep(0.02)
-        process.wait()
-    finally:
-        if process.poll() is None:
-            process.kill()
-    if process.returncode != -signal.SIGKILL:
-        raise SystemExit(f"the receive finished before {after} predictions were committed: raise --predictions")
-    return _committed(root / "inspectloop.db")
-
-
-def _committed(database: Path) -> int:
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10) as conn:
-        try:
-            return int(conn.execute("SELECT count(*) FROM sync_records WHERE kind = 'predictions'").fetchone()[0])
-        except sqlite3.OperationalError:
-            return 0
 
 
 if __name__ == "__main__":

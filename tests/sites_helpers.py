@@ -8,8 +8,14 @@ service, not the sync).
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,6 +32,7 @@ from inspectloop.sites import init_site, trust_site
 from inspectloop.store import schema as s
 from inspectloop.workspace import Workspace, init_workspace
 
+ROOT = Path(__file__).resolve().parents[1]
 SITE = "plant2"
 CLASSES = ("good", "scratch")  # the tiny CNN's (tests.test_export)
 
@@ -128,7 +135,39 @@ def _drift_check(site: Workspace, when: datetime) -> None:
 
 
 def copy_sqlite_workspace(workspace: Workspace, destination: Path) -> Path:
-    """A copy of a closed SQLite workspace's folder (a second centre in the same state)."""
-    workspace.close()
+    """A copy of an SQLite workspace's folder (a second centre in the same state); ``workspace`` stays usable."""
+    workspace.db.engine.dispose()
     shutil.copytree(workspace.root, destination)
     return destination
+
+
+def receive_killed(root: Path, exchange: Path, after: int) -> int:
+    """Run ``inspectloop site receive`` on the centre at ``root`` and SIGKILL it once ``after`` predictions are
+    committed; return how many were."""
+    env = {**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{os.environ.get('PYTHONPATH', '')}"}
+    process = subprocess.Popen([sys.executable, "-c", "from inspectloop.cli.app import app; app()", "site",
+                                "receive", str(exchange), "-w", str(root)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    committed = 0
+    try:
+        while process.poll() is None:
+            committed = _committed(root / "inspectloop.db")
+            if committed >= after:
+                process.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.02)
+        process.wait()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    if process.returncode != -signal.SIGKILL:
+        raise AssertionError(f"the receive finished before {after} predictions were committed: send more")
+    return _committed(root / "inspectloop.db")
+
+
+def _committed(database: Path) -> int:
+    with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10) as conn:
+        try:
+            return int(conn.execute("SELECT count(*) FROM sync_records WHERE kind = 'predictions'").fetchone()[0])
+        except sqlite3.OperationalError:
+            return 0

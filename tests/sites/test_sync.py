@@ -21,7 +21,9 @@ from inspectloop.sites import apply_up_bundle, init_site, receive, revoke_site, 
 from inspectloop.sites.central import UP
 from inspectloop.store import schema as s
 from inspectloop.workspace import Workspace, init_workspace, open_workspace
-from tests.sites_helpers import CLASSES, SITE, Pair, make_pair, work_offline
+from tests.sites_helpers import (
+    CLASSES, SITE, Pair, copy_sqlite_workspace, make_pair, receive_killed, work_offline,
+)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -101,9 +103,13 @@ def test_more_work_after_a_sync_sends_only_what_is_new(tmp_path: Path) -> None:
     work_offline(pair.site, tmp_path / "more-images", predictions=50, decisions=3, seed=1)
     report = sync(pair.site)
     assert report.sent_counts["predictions"] == 50 and report.sent_counts["review_items"] == 3
+    work_offline(pair.site, tmp_path / "still-more-images", predictions=10, decisions=1, seed=2)
+    newer = sync(pair.site)  # before the centre took the first: the newer bundle holds both and replaces it
+    assert newer.sent_counts["predictions"] == 60 and newer.sent_counts["review_items"] == 4
+    assert [p.name for p in (pair.exchange / UP / SITE).iterdir()] == [newer.sent.name]
     receive(pair.central, pair.exchange)
-    assert _count(pair.central, s.predictions, s.predictions.c.request_id.like(f"{SITE}/%")) == 150
-    assert _count(pair.central, s.review_items) == 8
+    assert _count(pair.central, s.predictions, s.predictions.c.request_id.like(f"{SITE}/%")) == 160
+    assert _count(pair.central, s.review_items) == 9
 
 
 def test_an_interrupted_apply_resumed_leaves_what_an_uninterrupted_one_leaves(tmp_path: Path,
@@ -133,6 +139,22 @@ def test_an_interrupted_apply_resumed_leaves_what_an_uninterrupted_one_leaves(tm
     assert resumed.status == "done" and resumed.counts["predictions"] == {"new": 400, "known": 200, "updated": 0}
     assert state_digests(twin, with_ids=with_ids) == state_digests(pair.central, with_ids=with_ids)
     assert apply_up_bundle(twin, bundle, SITE).status == "already"
+    twin.close()
+
+
+def test_a_receive_killed_with_sigkill_and_run_again_leaves_what_one_uninterrupted_receive_leaves(
+        tmp_path: Path) -> None:
+    pair = _synced_week(tmp_path, (None, None, None), predictions=3000, decisions=10)
+    assert sync(pair.site, batch=100).sent is not None
+    twin_root = copy_sqlite_workspace(pair.central, tmp_path / "twin")
+    receive(pair.central, pair.exchange)
+
+    committed = receive_killed(twin_root, pair.exchange, 300)  # a real process, killed between two batches
+    assert 300 <= committed < 3000
+    twin = open_workspace(twin_root)
+    assert [r.status for r in receive(twin, pair.exchange)] == ["done"]
+    assert state_digests(twin) == state_digests(pair.central)
+    assert [e.status for e in twin.db.sync.log(action="applied")] == ["done", "interrupted"]
     twin.close()
 
 

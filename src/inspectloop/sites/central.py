@@ -44,7 +44,10 @@ def receive(workspace: Workspace, exchange: Path, *, after_batch: AfterBatch | N
     results: list[Applied] = []
     for folder in sorted(p for p in up.iterdir() if p.is_dir()) if up.exists() else []:
         for path in sorted(folder.glob(f"*{SUFFIX}")):
-            results.append(apply_up_bundle(workspace, path, folder.name, after_batch=after_batch))
+            try:
+                results.append(apply_up_bundle(workspace, path, folder.name, after_batch=after_batch))
+            except FileNotFoundError:  # superseded by the site's newer bundle meanwhile: that one holds it all
+                continue
     for peer in workspace.db.sync.peers(role="site"):
         if peer.trusted:
             publish_down(workspace, exchange, peer.name)

@@ -194,6 +194,9 @@ def send_up(workspace: Workspace, config: SiteConfig, exchange: Path, report: Sy
     if path is None:
         report.message = "nothing new: the bundle waiting in the exchange already holds it"
         return
+    for older in folder.glob(f"*{SUFFIX}"):  # superseded: the new bundle holds all they held (and more)
+        if older != path:
+            older.unlink(missing_ok=True)
     report.sent, report.sent_counts = path, counts
 
 
