@@ -19,6 +19,7 @@ from inspectloop.errors import ModelFileError, SyncError
 from inspectloop.keys import export_public_key
 from inspectloop.sites import apply_up_bundle, init_site, receive, revoke_site, state_digests, sync, sync_status
 from inspectloop.sites.central import UP
+from inspectloop.store import now_iso
 from inspectloop.store import schema as s
 from inspectloop.workspace import Workspace, init_workspace, open_workspace
 from tests.sites_helpers import (
@@ -110,6 +111,19 @@ def test_more_work_after_a_sync_sends_only_what_is_new(tmp_path: Path) -> None:
     receive(pair.central, pair.exchange)
     assert _count(pair.central, s.predictions, s.predictions.c.request_id.like(f"{SITE}/%")) == 160
     assert _count(pair.central, s.review_items) == 9
+
+
+def test_a_prediction_younger_than_a_minute_waits_for_the_next_sync(tmp_path: Path) -> None:
+    pair = _synced_week(tmp_path, (None, None, None), predictions=30, decisions=2)
+    with pair.site.db.engine.begin() as conn:  # as the service logs one now, while the sync runs
+        row = dict(conn.execute(select(s.predictions).order_by(s.predictions.c.id.desc())).first()._mapping)
+        conn.execute(s.predictions.insert().values({**row, "id": None, "request_id": "req-now",
+                                                    "received_at": now_iso()}))
+    report = sync(pair.site)
+    assert report.sent_counts["predictions"] == 30
+    receive(pair.central, pair.exchange)
+    sync(pair.site)
+    assert sync_status(pair.site).cursors["predictions"] == "30"  # not past the young one, whatever its id
 
 
 def test_an_interrupted_apply_resumed_leaves_what_an_uninterrupted_one_leaves(tmp_path: Path,

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,7 @@ from inspectloop.sites.peers import CENTRAL, SiteConfig, peer_key, site_config, 
 from inspectloop.sites.publish import publish
 from inspectloop.workspace import Workspace
 
+SETTLE = timedelta(minutes=1)  # predictions younger than this wait for the next sync (see _write_records)
 RECEIVED_MODELS = "models/received"  # where model files from the centre are kept, in the workspace
 _START = {"predictions": "0", "annotations": "0", "review_items": "", "review_items_ids": "", "drift": "0",
           "metrics": ""}
@@ -234,8 +236,15 @@ def _write_records(workspace: Workspace, writer: BundleWriter, cursors: dict[str
         writer.add_blob(row["sha256"], workspace.blobs.get(row["sha256"]))
     last = {"id": int(cursors["predictions"]), "day": cursors["metrics"]}
 
+    # A prediction's id is taken when its transaction starts and it is seen when it commits: on PostgreSQL a
+    # lower id can commit after a higher one. Sending only what is older than a minute (and stopping at the
+    # first newer one) keeps the cursor from passing a prediction still being written.
+    settled = (datetime.now(UTC) - SETTLE).isoformat(timespec="seconds")
+
     def tracked() -> Iterator[dict[str, Any]]:
         for row in predictions:
+            if row["received_at"] >= settled:
+                return
             last["id"], last["day"] = row["id"], max(last["day"], row["received_at"][:10])
             yield row
 
