@@ -186,3 +186,8 @@ class BrowseError(InspectloopError):
     def __init__(self, message: str, hint: str | None = None, *, kind: str = "bad_field") -> None:
         super().__init__(message, hint)
         self.kind = kind
+
+
+class SyncError(InspectloopError):
+    """A site cannot sync as asked: not set up as a site, an exchange folder it cannot use, a bundle that is
+    corrupt, unsigned or signed by a key that is not trusted."""

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 KEYS_DIR = "keys"
 PRIVATE_KEY_FILE = "signing-key.pem"
 PUBLIC_KEY_FILE = "signing-key.pub.pem"
+TRUSTED_DIR = "keys/trusted"  # public keys of other workspaces whose models this one runs: a site's centre
 
 
 @dataclass(frozen=True)
@@ -150,14 +151,19 @@ def export_public_key(root: Path, destination: Path) -> Path:
 
 
 def workspace_trusted_keys(root: Path) -> tuple[PublicKey, ...]:
-    """The keys the workspace's own registry trusts: its signing key's public half (none if it has none).
+    """The keys the workspace's own registry trusts: its signing key's public half (none if it has none), and
+    the keys in ``keys/trusted/`` (a site's centre, whose models it receives: ``inspectloop site init``).
 
-    Read from the public key file when there is one: checking needs no access to the private key.
+    Read from the public key files when there are: checking needs no access to the private key.
     """
     public_path = private_key_path(root).with_name(PUBLIC_KEY_FILE)
+    own: tuple[PublicKey, ...] = ()
     if public_path.exists():
-        return (load_public_key(public_path),)
-    return (site_key(root).public,) if private_key_path(root).exists() else ()
+        own = (load_public_key(public_path),)
+    elif private_key_path(root).exists():
+        own = (site_key(root).public,)
+    others = sorted((Path(root) / TRUSTED_DIR).glob("*.pub.pem"))
+    return own + tuple(load_public_key(path) for path in others)
 
 
 def model_signature(path: Path, trusted_keys: Sequence[Path | PublicKey] = ()) -> SignatureStatus:

@@ -20,6 +20,7 @@ from inspectloop.cli.monitor_commands import camera_app, monitor_app, recalibrat
 from inspectloop.cli.regions_commands import regions_app
 from inspectloop.cli.review_commands import review_app
 from inspectloop.cli.shift_commands import register as register_shift_commands
+from inspectloop.cli.site_commands import site_app
 from inspectloop.cli.training_view import TrainingView
 from inspectloop.errors import TrainingError
 from inspectloop.reports.html import value_text
@@ -44,6 +45,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(regions_app, name="regions")
 app.add_typer(line_app, name="line")
 app.add_typer(labels_app, name="labels")
+app.add_typer(site_app, name="site")
 app.command("run")(station_run)
 register_shift_commands(app)
 

@@ -31,6 +31,7 @@ from inspectloop.store.registry import RegistryRepository
 from inspectloop.store.review import ReviewRepository
 from inspectloop.store.runs import RunRepository
 from inspectloop.store.settle import SettleRepository
+from inspectloop.store.sync import SyncRepository
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -114,6 +115,7 @@ class Repositories:
         self.regions = RegionRepository(connect, root)
         self.settle = SettleRepository(connect, root)
         self.hashes = ImageHashRepository(connect, root)
+        self.sync = SyncRepository(connect, root)
 
 
 class Transaction(Repositories):

@@ -76,7 +76,9 @@ MIGRATIONS: list[tuple[int, str, Step]] = [
     (7, "interrupted training runs (process, heartbeat); settle queue for suspected label errors; "
         "perceptual hashes of stored images; graded classes (scale, grade) and soft labels (probability)",
      _v7_first_week),
-    (8, "stations and sites; shadow results keep two detectors' matched boxes", _v8_stations_and_sites),
+    (8, "stations and sites: sync peers and their keys, the sync log, records synced from sites, site "
+        "summaries (drift, daily metrics), sync cursors; shadow results keep two detectors' matched boxes",
+     _v8_stations_and_sites),
 ]
 LATEST = MIGRATIONS[-1][0]
 

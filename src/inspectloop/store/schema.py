@@ -533,3 +533,77 @@ image_hashes = Table(
     PrimaryKeyConstraint("sha256", "kind"),
     info=since(7),
 )
+
+
+# -- version 8: sites that work offline and sync with a central workspace -----------------------------
+
+# The other end of a sync and the key it signs bundles with: on the centre, each trusted site; on a site,
+# its centre. A bundle signed by a key not listed here (or revoked) is refused and the refusal logged.
+sync_peers = Table(
+    "sync_peers", metadata,
+    Column("name", String, primary_key=True),
+    Column("role", String, nullable=False),  # site (trusted by this centre) | central (this site's centre)
+    Column("key_id", String(16), nullable=False, unique=True),
+    Column("public_key", Text, nullable=False),  # PEM
+    Column("added_at", String, nullable=False),
+    Column("added_by", String, nullable=False),
+    Column("revoked_at", String),
+    info=since(8),
+)
+
+# Every bundle written, applied or refused, in both directions: what moved, when, from which site, digests.
+sync_log = Table(
+    "sync_log", metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("direction", String, nullable=False),  # up | down
+    Column("action", String, nullable=False),  # wrote | applied | refused
+    Column("peer", String, nullable=False),  # the site (on the centre) or the centre (on a site)
+    Column("key_id", String(16)),
+    Column("bundle", Text, nullable=False),  # the bundle file's name
+    Column("bundle_sha256", String(64), nullable=False, index=True),
+    Column("sequence", Integer),
+    Column("status", String, nullable=False),  # started | done | interrupted | refused
+    Column("counts", JSON, nullable=False, default=dict),  # records per kind: new, known, conflicts
+    Column("message", Text),
+    Column("started_at", String, nullable=False),
+    Column("finished_at", String),
+    info=since(8),
+)
+
+# On the centre, every record a site sent, once: (site, kind, the site's id) -> the centre's row and the
+# record's digest. Re-applying a bundle finds its records here and changes nothing.
+sync_records = Table(
+    "sync_records", metadata,
+    Column("site", String, nullable=False),
+    Column("kind", String, nullable=False),  # classes | images | predictions | annotations | review_items | ...
+    Column("remote_id", String, nullable=False),
+    Column("local_id", String),  # the centre's row id (None for records kept only as summaries)
+    Column("digest", String(64), nullable=False),
+    Column("sync_log_id", Integer, ForeignKey("sync_log.id"), nullable=False),
+    PrimaryKeyConstraint("site", "kind", "remote_id"),
+    info=since(8),
+)
+
+# On the centre, the summaries sites send: drift (one per monitor run) and daily metrics (per day and camera).
+site_summaries = Table(
+    "site_summaries", metadata,
+    Column("site", String, nullable=False),
+    Column("kind", String, nullable=False),  # drift | metrics
+    Column("key", String, nullable=False),  # drift: the site's monitor run id; metrics: DAY/CAMERA
+    Column("payload", JSON, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("updated_at", String, nullable=False),
+    PrimaryKeyConstraint("site", "kind", "key"),
+    info=since(8),
+)
+
+# On a site: how far the centre has confirmed each kind of record (sent again until confirmed).
+sync_cursors = Table(
+    "sync_cursors", metadata,
+    Column("peer", String, nullable=False),
+    Column("kind", String, nullable=False),
+    Column("value", String, nullable=False),
+    Column("updated_at", String, nullable=False),
+    PrimaryKeyConstraint("peer", "kind"),
+    info=since(8),
+)

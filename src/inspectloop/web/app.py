@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from inspectloop.errors import AuthError, InspectloopError, RegistryError, RequestError, ServiceError
 from inspectloop.serve.service import InspectionService, ServiceConfig
-from inspectloop.web import api, browse, pages
+from inspectloop.web import api, browse, pages, sync
 from inspectloop.workspace import open_workspace
 
 STATUS_OF_KIND = {"missing": 422, "empty": 422, "corrupt": 422, "unsupported": 415, "too_large": 413,
@@ -69,6 +69,7 @@ def create_app(workspace_root: Path, *, config: ServiceConfig | None = None, wat
     app.include_router(api.router)
     app.include_router(pages.router)
     app.include_router(browse.router)
+    app.include_router(sync.router)
     _add_error_handlers(app)
     return app
 
