@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from inspectloop.datasets import SplitPlan, create_version, load_version
 from inspectloop.errors import TrainingError
@@ -180,3 +182,16 @@ def test_a_classifier_with_a_good_class_ships_a_novelty_guard_with_its_rate(tmp_
     assert model.has_novelty and model.metadata.novelty["threshold"] == novelty["threshold"]
     assert model.predict(ws.blobs.get(version.split("test")[0].sha256)).novelty is not None
     ws.close()
+
+
+def test_a_standardising_model_exports_and_ignores_exposure_on_the_edge(ws: Workspace, neu_subset: Path) -> None:
+    result = train(ws, TrainConfig(mode="probe", epochs=40, augment="none", standardise=True, **SMALL))
+    assert ws.db.runs.get(result.run_id).config["standardise"] is True  # exported: the parity check passed
+    model = EdgeModel(result.model_path)
+    image = next(neu_subset.glob("scratches/*"))
+    with Image.open(image) as opened:
+        pixels = np.asarray(opened.convert("L"), dtype=np.float32)
+    darker = Image.fromarray((pixels * 0.6 + 20).astype(np.uint8))  # another exposure, nothing clipped
+    first, second = model.predict(image), model.predict(darker)
+    assert first.label == second.label
+    assert max(abs(first.scores[c] - second.scores[c]) for c in CLASSES) < 0.03  # 8-bit rounding only

@@ -201,7 +201,8 @@ def load_classifier(run: TrainingRun, num_classes: int) -> Classifier:
     from inspectloop.train.config import TrainConfig
 
     config = TrainConfig.model_validate(run.config)
-    model = Classifier(load_backbone(config.backbone, input_size=config.input_size, pretrained=False),
+    model = Classifier(load_backbone(config.backbone, input_size=config.input_size, pretrained=False,
+                                    standardise=config.standardise),
                        backbone_spec(config.backbone).feature_dim, num_classes)
     model.load_state_dict(torch.load(Path(run.artifacts) / "weights.pt", map_location="cpu", weights_only=True))
     return model.eval()

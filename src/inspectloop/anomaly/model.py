@@ -15,14 +15,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from inspectloop.models.photometric import standardise
+
 HEATMAP_SIGMA = 4.0  # PatchCore's gaussian smoothing of the upsampled patch scores, in input pixels
-# Per-image photometric standardisation maps every image to this mean and standard deviation (in the
-# backbone's normalised units: grey 110 +- 40 on a 0-255 scale), whatever its exposure.
-STANDARD_MEAN = (110.0 - 127.0) / 128.0
-STANDARD_STD = 40.0 / 128.0
-MIN_STD = 1.0 / 128.0  # one grey level: a flat image is not blown up into noise
-
-
 class PatchFeatures(nn.Module):
     """Images (N, 3, S, S) -> locally aware patch features (N, D, h, w) from mid-level backbone stages.
 
@@ -58,14 +53,6 @@ class PatchFeatures(nn.Module):
         if self.stride == 16:
             features = F.avg_pool2d(features, 2)
         return features
-
-
-def standardise(x: torch.Tensor) -> torch.Tensor:
-    """Each image (N, C, H, W) shifted and scaled to mean ``STANDARD_MEAN`` and std ``STANDARD_STD``."""
-    flat = x.flatten(1)
-    mean = flat.mean(dim=1)[:, None, None, None]
-    std = flat.std(dim=1, unbiased=False).clamp_min(MIN_STD)[:, None, None, None]
-    return (x - mean) / std * STANDARD_STD + STANDARD_MEAN
 
 
 class _Stem(nn.Module):

@@ -234,7 +234,7 @@ def fresh_classifier(config: TrainConfig, classes: int) -> Any:
     if config.threads:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
-    return Classifier(load_backbone(config.backbone, input_size=config.input_size),
+    return Classifier(load_backbone(config.backbone, input_size=config.input_size, standardise=config.standardise),
                       backbone_spec(config.backbone).feature_dim, classes)
 
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from inspectloop.errors import require
+from inspectloop.models.photometric import standardise
 
 # The Lite models were trained in TensorFlow on pixels scaled as (x - 127) / 128.
 LITE_MEAN = (127.0 / 255.0,) * 3
@@ -36,15 +37,18 @@ BACKBONES = {
 class EfficientNetLiteTrunk(nn.Module):
     """EfficientNet-Lite without its ImageNet classifier: images -> pooled features (N, 1280)."""
 
-    def __init__(self, net: nn.Module) -> None:
+    def __init__(self, net: nn.Module, *, standardise: bool = False) -> None:
         super().__init__()
         self.net = net
+        self.standardise = bool(standardise)  # per-image photometric standardisation before the stem
 
     @property
     def blocks(self) -> nn.ModuleList:
         return self.net._blocks
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
+        if self.standardise:
+            x = standardise(x)
         return self.net._swish(self.net._bn0(self.net._conv_stem(x)))
 
     def head(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,8 +71,10 @@ class EfficientNetLiteTrunk(nn.Module):
         return self.forward_from(self.stem(x), 0)
 
 
-def load_backbone(name: str = "efficientnet-lite0", *, input_size: int = 224, pretrained: bool = True) -> nn.Module:
-    """Build a backbone trunk; ``pretrained`` loads ImageNet weights from the installed package."""
+def load_backbone(name: str = "efficientnet-lite0", *, input_size: int = 224, pretrained: bool = True,
+                  standardise: bool = False) -> nn.Module:
+    """Build a backbone trunk; ``pretrained`` loads ImageNet weights from the installed package;
+    ``standardise`` brings each image to a fixed mean and contrast first (see ``models.photometric``)."""
     if name not in BACKBONES:
         known = ", ".join(sorted(BACKBONES))
         raise ValueError(f"unknown backbone {name!r}; known: {known}")
@@ -76,7 +82,7 @@ def load_backbone(name: str = "efficientnet-lite0", *, input_size: int = 224, pr
     net = EfficientNet.from_name(name, image_size=input_size)
     if pretrained:
         net.load_state_dict(_lite0_state_dict(), strict=True)
-    return EfficientNetLiteTrunk(net)
+    return EfficientNetLiteTrunk(net, standardise=standardise)
 
 
 def _lite0_state_dict() -> dict[str, torch.Tensor]:

@@ -76,6 +76,10 @@ class TrainConfig(BaseModel):
                                              "minutes, so it pays only on long runs (needs a C++ compiler)")
     image_cache: bool = Field(True, description="keep decoded, resized images in the workspace (keyed by image and "
                                                 "preprocessing) so later runs and resumes skip decoding")
+    standardise: bool = Field(False, description="bring each image to a fixed mean and contrast inside the model, "
+                              "before the backbone: holds a model across sessions whose exposure or lighting "
+                              "differ (magnetic tile: see the README). Leave off when a class is defined by overall "
+                              "brightness (an over- or under-exposed part)")
     colour: Literal["auto", "L", "RGB"] = Field(
         "auto", description="decode as greyscale (L) or colour; auto picks L when every image is greyscale")
     alpha: float = Field(0.01, gt=0, le=0.5, description="escape rate the review band guarantees (needs a calib "

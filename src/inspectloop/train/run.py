@@ -294,7 +294,7 @@ def _new_model(config: TrainConfig, classes: int) -> Classifier:
     if config.threads:
         torch.set_num_threads(config.threads)
     seed_everything(config.seed)
-    trunk = load_backbone(config.backbone, input_size=config.input_size)
+    trunk = load_backbone(config.backbone, input_size=config.input_size, standardise=config.standardise)
     return Classifier(trunk, backbone_spec(config.backbone).feature_dim, classes)
 
 
