@@ -18,6 +18,7 @@ import onnxruntime as ort
 from PIL import Image
 
 from inspectloop.errors import ImageError, ModelFileError, ModelTaskError
+from inspectloop.runtime.backends import Runner, choose_backend
 from inspectloop.runtime.decision import DecisionPolicy
 from inspectloop.runtime.images import Decoded, convert_to_working, decode_image
 from inspectloop.runtime import detection
@@ -69,10 +70,14 @@ class EdgeModel:
     A classifier exported with a novelty guard (``has_novelty``) also scores each image's distance to
     what it was trained on (``Prediction.novelty``); a part that would pass but lies beyond the guard's
     threshold goes to review. Files without a guard decide as before.
+
+    ``backend`` (``auto``, ``onnxruntime`` or ``openvino``; default the ``INSPECTLOOP_EDGE_BACKEND``
+    variable, else ``auto``) is what infers: see :mod:`~inspectloop.runtime.backends`. ``backend_name``
+    says which one runs and ``backend_reason`` why. ``session`` stays the onnxruntime reference either way.
     """
 
     def __init__(self, path: str | Path, *, threads: int = 1, verify_hash: bool = True,
-                 trusted_keys: Sequence[TrustedKey] = ()) -> None:
+                 trusted_keys: Sequence[TrustedKey] = (), backend: str | None = None) -> None:
         if type(threads) is not int or threads < 1:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.path = Path(path)
@@ -85,6 +90,9 @@ class EdgeModel:
                                     len(self.metadata.class_names) - 1, str(self.path))
         else:
             _check_signature(self.session, self.metadata, str(self.path))
+        choice = choose_backend(backend, self.session, data, threads, INPUT_NAME, str(self.path))
+        self.runner: Runner = choice.runner
+        self.backend_name, self.backend_reason = choice.name, choice.reason
         self.preprocess = Preprocess(self.metadata.input_size, self.metadata.mean, self.metadata.std)
         self._lut = _normalisation_table(self.preprocess)
         self._uniform_lut = bool(np.array_equal(self._lut[0], self._lut[1]) and np.array_equal(self._lut[0], self._lut[2]))
@@ -106,7 +114,7 @@ class EdgeModel:
     def __repr__(self) -> str:
         meta = self.metadata
         return (f"EdgeModel({str(self.path)!r}, model={meta.model_name} {meta.model_version}, "
-                f"classes={len(meta.class_names)})")
+                f"classes={len(meta.class_names)}, backend={self.backend_name})")
 
     def predict(self, source: ImageSource, *, name: str | None = None) -> Prediction:
         """Classify one image (a path, the file's bytes, or a PIL image); ImageError if it cannot be used.
@@ -136,7 +144,7 @@ class EdgeModel:
         outputs = self._outputs + ((FEATURES_NAME,) if with_features else ())
         if self.task == ANOMALY:
             outputs = (OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME)
-        results = self.session.run(outputs, {INPUT_NAME: batch})
+        results = self.runner.run(outputs, {INPUT_NAME: batch})
         probabilities = _softmax(results[0], self.metadata.temperature)[0]
         inferred = time.perf_counter()
         novelty = float(results[1][0]) if self.has_novelty else None
@@ -176,7 +184,7 @@ class EdgeModel:
         batch = np.empty((len(tiles), 3, size, size), dtype=np.float32)  # one call: the batch axis is dynamic
         for n, tile in enumerate(tiles):
             batch[n] = self._prepare(tile)[0]  # copied out: _prepare reuses one buffer
-        boxes, scores = self.session.run((detection.BOXES_NAME, detection.SCORES_NAME), {INPUT_NAME: batch})
+        boxes, scores = self.runner.run((detection.BOXES_NAME, detection.SCORES_NAME), {INPUT_NAME: batch})
         return boxes, scores
 
     def predict_array(self, batch: np.ndarray) -> np.ndarray:
@@ -199,7 +207,7 @@ class EdgeModel:
         if not self.has_novelty:
             raise ModelTaskError(f"{self.path}: this model has no novelty guard",
                                  "re-export the classifier with this inspectloop (every exported classifier has one)")
-        return self.session.run((NOVELTY_NAME,), {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        return self.runner.run((NOVELTY_NAME,), {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
     def heatmap(self, source: ImageSource, *, name: str | None = None) -> np.ndarray:
         """An anomaly model's per-pixel anomaly map (S, S) of one image; ModelTaskError for a classifier."""
@@ -215,12 +223,12 @@ class EdgeModel:
         if self.task != ANOMALY:
             raise ModelTaskError(f"{self.path}: a {self.task} model gives class probabilities, not anomaly scores "
                                  "or heatmaps", "use predict_array(batch) for its class probabilities")
-        score, heatmap = self.session.run((SCORE_NAME, HEATMAP_NAME),
+        score, heatmap = self.runner.run((SCORE_NAME, HEATMAP_NAME),
                                           {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})
         return score, heatmap
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
-        logits = self.session.run((OUTPUT_NAME,), {INPUT_NAME: batch})[0]
+        logits = self.runner.run((OUTPUT_NAME,), {INPUT_NAME: batch})[0]
         return _softmax(logits, self.metadata.temperature)
 
     def _decode(self, source: ImageSource, name: str | None) -> tuple[Image.Image, tuple[str, ...]]:
