@@ -43,6 +43,10 @@ def publishers(config: PublishConfig) -> list[Publisher]:
         from inspectloop.line.publish.opcua import OpcUaPlcWriter
 
         made.append(OpcUaPlcWriter(config.plc))
+    if config.modbus is not None:
+        from inspectloop.line.publish.modbus import ModbusPlcWriter
+
+        made.append(ModbusPlcWriter(config.modbus))
     if config.mqtt is not None:
         from inspectloop.line.publish.mqtt import MqttPublisher
 
