@@ -69,6 +69,26 @@ class CameraConfig(BaseModel):
                 "roi": None if self.roi is None else self.roi.model_dump(), "trigger": self.trigger.value}
 
 
+class GenICamConfig(BaseModel):
+    """Any GenICam camera, through a GenTL producer (``.cti``) its maker's SDK installs, read by harvesters
+    (the ``genicam`` extra). ``cti`` None looks in ``GENICAM_GENTL64_PATH`` (the GenTL standard's variable).
+    ``serial`` picks the camera among the producer's (None: its only one). Settings given are locked at open
+    and checked against the camera's range; ``exposure_us`` and ``gain_db`` None leave the camera's own
+    (read back and recorded with every frame all the same)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Name
+    cti: Path | None = None
+    serial: str | None = Field(default=None, min_length=1)
+    pixel_format: str = "Mono8"
+    exposure_us: float | None = Field(default=None, gt=0)
+    gain_db: float | None = Field(default=None, ge=0)
+    roi: Roi | None = None
+    trigger: Trigger = Trigger.SOFTWARE
+    trigger_line: str = "Line1"
+    timeout_ms: int = Field(default=2000, gt=0)
+
+
 class VideoConfig(BaseModel):
     """A recorded feed or network camera read through FFmpeg: a file path or an ``rtsp://`` URL, sampled
     at ``sample_hz`` frames (one per part) per second of video."""
@@ -186,13 +206,14 @@ class LineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     cameras: list[CameraConfig] = Field(default_factory=list)
+    genicam: list[GenICamConfig] = Field(default_factory=list)
     video: list[VideoConfig] = Field(default_factory=list)
     capture_set: CaptureSetConfig | None = None
     publish: PublishConfig = Field(default_factory=PublishConfig)
 
     @model_validator(mode="after")
     def _names_unique_and_known(self) -> LineConfig:
-        names = [c.name for c in self.cameras] + [v.name for v in self.video]
+        names = [c.name for c in self.cameras] + [g.name for g in self.genicam] + [v.name for v in self.video]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"source names must be unique, {', '.join(twice)} used twice")
