@@ -94,6 +94,11 @@ def test_publish_test_reaches_a_subscriber(tmp_path: Path) -> None:
      "an address of this machine"),
     ({"publish": {"plc": {"endpoint": "opc.tcp://127.0.0.1:1/", "nodes": {"decision": "ns=2;s=D"}, "timeout_s": 1}}},
      (), "cannot reach the PLC's OPC UA server at opc.tcp://127.0.0.1:1/", "publish.plc.endpoint"),
+    ({"publish": {"modbus": {"host": "127.0.0.1", "port": 1, "registers": {"decision": 0}, "timeout_s": 1}}},
+     (), "cannot reach the PLC's Modbus TCP server at 127.0.0.1:1 (device 1): Connection refused",
+     "check publish.modbus.host and port"),
+    ({"genicam": [{"name": "side", "cti": "/nowhere/maker.cti"}]}, (), "GenTL producer /nowhere/maker.cti does not "
+     "exist", "set cti to the .cti file"),
     ({"cameras": [{"name": "top"}]}, (), "cameras.0.serial: Field required", "fix the named fields"),
     ({"publish": {}}, ("publish-test",), "names no publisher", "add publish.opcua"),
 ])
