@@ -47,16 +47,19 @@ class BackendChoice:
 
 class OpenVinoRunner:
     """A model compiled by OpenVINO for the CPU: batch 1 compiled static (the edge path), other batch sizes
-    through a dynamic-batch compile made on first use. float32 throughout (no bf16: parity with onnxruntime);
-    ``threads`` CPU threads, one stream. ``run`` may be called from several threads (one request each)."""
+    through a dynamic-batch compile made on first use. float32 throughout (OpenVINO's default bf16 on CPUs
+    that have it moved logits by 1e-2 here: out of parity); ``threads`` CPU threads, one stream. ``run`` may
+    be called from several threads (one request each)."""
 
     def __init__(self, data: bytes, threads: int, input_name: str) -> None:
         ov = require("openvino", "openvino")
         self._core = ov.Core()
         self._data = data
         self._input = input_name
+        # No CPU pinning: on a station PC the inference thread shares its cores with acquisition and
+        # publishing, and a thread pinned to a busy core waited ~40% longer here (load average 13 on 2 cores).
         self._config = {"INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "PERFORMANCE_HINT": "LATENCY",
-                        "INFERENCE_PRECISION_HINT": "f32"}
+                        "INFERENCE_PRECISION_HINT": "f32", "ENABLE_CPU_PINNING": False}
         model = self._core.read_model(data)
         shape = model.input(input_name).get_partial_shape()
         if shape.rank.is_static and shape[0].is_dynamic:
