@@ -24,6 +24,7 @@ from inspectloop.errors import BackendError, InspectloopError, require
 log = logging.getLogger(__name__)
 BACKEND_ENV = "INSPECTLOOP_EDGE_BACKEND"
 BACKENDS = ("auto", "onnxruntime", "openvino")
+REFERENCE = "onnxruntime"  # what other backends are checked against; export checks files with it
 PARITY_RTOL = 1e-3  # of the output's largest magnitude: float32 kernels that sum in another order agree to ~1e-5
 PARITY_ATOL = 1e-4
 PARITY_SEEDS = (0, 1, 2)  # three fixed inputs: the same check on every load, on every machine
@@ -114,7 +115,8 @@ def choose_backend(backend: str | None, session: Any, data: bytes, threads: int,
         try:
             import openvino  # noqa: F401 (only whether it is installed)
         except ImportError:
-            return BackendChoice("onnxruntime", session, "openvino is not installed (pip install 'inspectloop[openvino]')")
+            why = "openvino is not installed (pip install 'inspectloop[openvino]')"
+            return BackendChoice("onnxruntime", session, why)
     try:
         runner = OpenVinoRunner(data, threads, input_name)
         difference = parity_difference(session, runner, input_name)

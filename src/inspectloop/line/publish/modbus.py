@@ -92,7 +92,8 @@ class ModbusPlcWriter:
                                                    timeout=self.config.timeout_s, retries=0)
         if not client.connect():
             client.close()
-            raise PublishError(f"cannot reach the PLC's Modbus TCP server at {self.endpoint}: {self._why_unreachable()}",
+            why = self._why_unreachable()
+            raise PublishError(f"cannot reach the PLC's Modbus TCP server at {self.endpoint}: {why}",
                                "check publish.modbus.host and port, the network, and that the PLC's Modbus TCP "
                                "server is enabled") from None
         self._client = client
