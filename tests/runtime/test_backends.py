@@ -15,7 +15,9 @@ import pytest
 
 from inspectloop.errors import BackendError, MissingExtraError
 from inspectloop.runtime import EdgeModel
-from inspectloop.runtime.backends import BACKEND_ENV, parity_difference
+from inspectloop.runtime.backends import (
+    BACKEND_ENV, DEFAULT_TOLERANCE, TOLERANCE_ENV, ParityCheck, image_probes, parity_difference,
+)
 from inspectloop.runtime.model import INPUT_NAME
 from tests.runtime.helpers import TINY, TINY_FEATURES, synthetic_image
 
@@ -61,21 +63,56 @@ def test_an_unknown_backend_is_refused_with_the_choices(monkeypatch: pytest.Monk
     assert "auto, onnxruntime, openvino" in (caught.value.hint or "")
 
 
-class _Skewed:
-    """A runner that agrees with onnxruntime except for a small offset on every output."""
+def _skew(outputs: list[np.ndarray], logit: float = 0.0, features: float = 0.0) -> list[np.ndarray]:
+    """onnxruntime's outputs with the first class's logit raised by ``logit`` and every feature by ``features``."""
+    logits = outputs[0].copy()
+    logits[:, 0] += logit
+    return [logits, *(out + features for out in outputs[1:])]
 
-    def __init__(self, session: object, offset: float) -> None:
-        self.session, self.offset = session, offset
+
+class _Skewed:
+    """A runner that agrees with onnxruntime except for the given offsets (see ``_skew``)."""
+
+    def __init__(self, session: object, **offsets: float) -> None:
+        self.session, self.offsets = session, offsets
 
     def run(self, names: list[str], feed: dict[str, np.ndarray]) -> list[np.ndarray]:
-        return [out + self.offset for out in self.session.run(names, feed)]  # type: ignore[attr-defined]
+        return _skew(self.session.run(names, feed), **self.offsets)  # type: ignore[attr-defined]
 
 
-def test_parity_check_names_the_output_that_differs() -> None:
-    session = EdgeModel(TINY_FEATURES, backend="onnxruntime").session
-    assert parity_difference(session, _Skewed(session, 0.0), INPUT_NAME) is None
-    found = parity_difference(session, _Skewed(session, 0.5), INPUT_NAME)
-    assert found is not None and found.startswith("output 'logits' differs by 0.5")
+def _check(model: EdgeModel, tolerance: float = DEFAULT_TOLERANCE) -> ParityCheck:
+    return ParityCheck(image_probes(model._prepare, model.metadata.input_size, "L"), tolerance=tolerance)
+
+
+def test_parity_is_judged_on_probabilities_and_named_per_output() -> None:
+    model = EdgeModel(TINY_FEATURES, backend="onnxruntime")
+    session, check = model.session, _check(model)
+    assert parity_difference(session, _Skewed(session), INPUT_NAME, check) is None
+    assert parity_difference(session, _Skewed(session, logit=1e-3), INPUT_NAME, check) is None  # p moves < 1e-3
+    found = parity_difference(session, _Skewed(session, logit=0.5), INPUT_NAME, check)
+    assert found is not None and found.startswith("class probabilities differ by 0.")
+    assert f"(tolerance {DEFAULT_TOLERANCE:g}) on probe " in found
+    assert parity_difference(session, _Skewed(session, logit=0.5), INPUT_NAME, _check(model, 0.5)) is None
+    found = parity_difference(session, _Skewed(session, features=10.0), INPUT_NAME, check)
+    assert found is not None and found.startswith("output 'features' differs by 10")
+
+
+def test_probes_look_like_images_not_noise() -> None:
+    """Random tensors give a trained model small logits and hide the differences real images show."""
+    model = EdgeModel(TINY, backend="onnxruntime")
+    probes = _check(model).probes
+    assert len(probes) == 8 and all(p.shape == (1, 3, 64, 64) for p in probes)
+    assert len({p.tobytes() for p in probes}) == 8  # all different ...
+    assert all(np.array_equal(a, b) for a, b in zip(probes, _check(model).probes))  # ... and the same every load
+    pixels = probes[0][0, 0] * model.preprocess.std[0] + model.preprocess.mean[0]
+    assert 0 <= pixels.min() and pixels.max() <= 1  # in the 8-bit range, as decoded images are
+
+
+def test_a_bad_tolerance_is_refused_naming_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TOLERANCE_ENV, "five percent")
+    with pytest.raises(BackendError) as caught:
+        EdgeModel(TINY, backend="openvino")
+    assert caught.value.message == f"{TOLERANCE_ENV}='five percent' is not a probability difference between 0 and 1"
 
 
 @pytest.mark.openvino
@@ -83,14 +120,15 @@ def test_auto_with_openvino_runs_on_it_with_the_same_answers() -> None:
     _openvino_or_skip()
     reference = EdgeModel(TINY_FEATURES, backend="onnxruntime")
     model = EdgeModel(TINY_FEATURES)
-    assert (model.backend_name, model.backend_reason) == ("openvino", "in parity with onnxruntime at load")
+    assert model.backend_name == "openvino"
+    assert model.backend_reason.startswith("in parity with onnxruntime at load (")
     for seed in range(6):
         image = synthetic_image(("good", "scratch", "dark")[seed % 3], seed)
         got, features = model.predict_with_features(image)
         want, want_features = reference.predict_with_features(image)
         assert (got.label, got.decision) == (want.label, want.decision)
-        assert got.scores == pytest.approx(want.scores, abs=1e-4)
-        assert features == pytest.approx(want_features, abs=1e-3)
+        assert got.scores == pytest.approx(want.scores, abs=DEFAULT_TOLERANCE)
+        assert features == pytest.approx(want_features, rel=0.02, abs=0.02)
 
 
 @pytest.mark.openvino
@@ -100,7 +138,7 @@ def test_openvino_takes_other_batch_sizes_too() -> None:
     got = EdgeModel(TINY, backend="openvino").predict_array(batch)
     want = EdgeModel(TINY, backend="onnxruntime").predict_array(batch)
     assert got.shape == (4, 3)
-    assert got == pytest.approx(want, abs=1e-4)
+    assert got == pytest.approx(want, abs=DEFAULT_TOLERANCE)
 
 
 @pytest.mark.openvino
@@ -111,11 +149,31 @@ def test_out_of_parity_falls_back_to_onnxruntime_with_the_reason_logged(
 
     real_run = backends.OpenVinoRunner.run
     monkeypatch.setattr(backends.OpenVinoRunner, "run",  # an OpenVINO build that computes one logit wrongly
-                        lambda self, names, feed: [out + 0.25 for out in real_run(self, names, feed)])
+                        lambda self, names, feed: _skew(real_run(self, names, feed), logit=0.5))
     with caplog.at_level(logging.WARNING, logger="inspectloop.runtime.backends"):
         model = EdgeModel(TINY)
     assert model.backend_name == "onnxruntime"
-    assert model.backend_reason.startswith("OpenVINO's outputs differ from onnxruntime's: output 'logits' differs")
+    assert model.backend_reason.startswith("OpenVINO's outputs differ from onnxruntime's: ")
+    assert "out of parity: class probabilities differ by" in model.backend_reason
     assert "running on onnxruntime: OpenVINO's outputs differ" in caplog.text
     with pytest.raises(BackendError, match="the OpenVINO backend was asked for, but OpenVINO's outputs differ"):
         EdgeModel(TINY, backend="openvino")
+
+
+@pytest.mark.openvino
+def test_asked_for_by_name_openvino_falls_back_to_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Auto takes OpenVINO for its speed (its native precision) or not at all; asked for by name, OpenVINO
+    runs in float32 when its native precision is out of parity."""
+    _openvino_or_skip()
+    from inspectloop.runtime import backends
+
+    real_run = backends.OpenVinoRunner.run
+    monkeypatch.setattr(backends.OpenVinoRunner, "run",  # the native precision too coarse; float32 exact
+                        lambda self, names, feed: _skew(real_run(self, names, feed),
+                                                        logit=0.0 if self.precision == "f32" else 0.5))
+    native = backends.OpenVinoRunner(TINY.read_bytes(), 1, INPUT_NAME, "native").precision
+    forced = EdgeModel(TINY, backend="openvino")
+    assert forced.backend_name == "openvino"
+    assert forced.backend_reason.startswith("in parity with onnxruntime at load (f32, tolerance 0.01)")
+    auto = EdgeModel(TINY)
+    assert auto.backend_name == ("openvino" if native == "f32" else "onnxruntime")

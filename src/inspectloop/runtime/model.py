@@ -18,8 +18,8 @@ import onnxruntime as ort
 from PIL import Image
 
 from inspectloop.errors import ImageError, ModelFileError, ModelTaskError
-from inspectloop.runtime.backends import Runner, choose_backend
-from inspectloop.runtime.decision import DecisionPolicy
+from inspectloop.runtime.backends import ParityCheck, Runner, choose_backend, image_probes, parity_tolerance
+from inspectloop.runtime.decision import DecisionPolicy, softmax
 from inspectloop.runtime.images import Decoded, convert_to_working, decode_image
 from inspectloop.runtime import detection
 from inspectloop.runtime.metadata import (
@@ -90,9 +90,6 @@ class EdgeModel:
                                     len(self.metadata.class_names) - 1, str(self.path))
         else:
             _check_signature(self.session, self.metadata, str(self.path))
-        choice = choose_backend(backend, self.session, data, threads, INPUT_NAME, str(self.path))
-        self.runner: Runner = choice.runner
-        self.backend_name, self.backend_reason = choice.name, choice.reason
         self.preprocess = Preprocess(self.metadata.input_size, self.metadata.mean, self.metadata.std)
         self._lut = _normalisation_table(self.preprocess)
         self._uniform_lut = bool(np.array_equal(self._lut[0], self._lut[1]) and np.array_equal(self._lut[0], self._lut[2]))
@@ -101,6 +98,9 @@ class EdgeModel:
         self._class_names = self.metadata.class_names
         self.policy = DecisionPolicy.from_metadata(self.metadata)
         self._local = threading.local()
+        choice = choose_backend(backend, self.session, data, threads, INPUT_NAME, str(self.path), self._parity_check)
+        self.runner: Runner = choice.runner
+        self.backend_name, self.backend_reason = choice.name, choice.reason
         self.has_features = FEATURES_NAME in [o.name for o in self.session.get_outputs()]
         self.task = self.metadata.task
         if self.task == ANOMALY:
@@ -110,6 +110,12 @@ class EdgeModel:
         # a detector's boxes reject at their class's threshold (its operating point) and review from review_from
         self._box_rule = detection.BoxRule.of(self._class_names[1:], self.metadata.thresholds,
                                               (self.metadata.detection or {}).get("review_from", {}))
+
+    def _parity_check(self) -> ParityCheck:
+        """Image-like probes through this model's own preprocessing, its temperature, the site's tolerance."""
+        mode = "L" if self._mode == "L" else "RGB"
+        probes = image_probes(self._prepare, self.metadata.input_size, mode)
+        return ParityCheck(probes, self.metadata.temperature, parity_tolerance())
 
     def __repr__(self) -> str:
         meta = self.metadata
@@ -145,7 +151,7 @@ class EdgeModel:
         if self.task == ANOMALY:
             outputs = (OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME)
         results = self.runner.run(outputs, {INPUT_NAME: batch})
-        probabilities = _softmax(results[0], self.metadata.temperature)[0]
+        probabilities = softmax(results[0], self.metadata.temperature)[0]
         inferred = time.perf_counter()
         novelty = float(results[1][0]) if self.has_novelty else None
         index, decision = self.policy.decide_one(probabilities, novelty)
@@ -229,7 +235,7 @@ class EdgeModel:
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
         logits = self.runner.run((OUTPUT_NAME,), {INPUT_NAME: batch})[0]
-        return _softmax(logits, self.metadata.temperature)
+        return softmax(logits, self.metadata.temperature)
 
     def _decode(self, source: ImageSource, name: str | None) -> tuple[Image.Image, tuple[str, ...]]:
         """The working image and the decoder's warnings (a PIL image is taken as already oriented)."""
@@ -304,13 +310,6 @@ def predict_records(model: EdgeModel, images: Iterable[str | Path]) -> Iterator[
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 4)
-
-
-def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
-    scaled = logits.astype(np.float64) / temperature
-    scaled -= scaled.max(axis=1, keepdims=True)
-    exp = np.exp(scaled)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def _working_image(image: Image.Image, label: str) -> tuple[Image.Image, tuple[str, ...]]:
