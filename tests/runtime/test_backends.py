@@ -177,3 +177,14 @@ def test_asked_for_by_name_openvino_falls_back_to_float32(monkeypatch: pytest.Mo
     assert forced.backend_reason.startswith("in parity with onnxruntime at load (f32, tolerance 0.01)")
     auto = EdgeModel(TINY)
     assert auto.backend_name == ("openvino" if native == "f32" else "onnxruntime")
+
+
+def test_the_command_line_names_a_missing_backend_in_one_line(no_openvino: None,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    from inspectloop.runtime.__main__ import main
+
+    assert main([str(TINY), "never-read.png", "--backend", "openvino"]) == 2  # refused before any image is read
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err == ("error: this needs the 'openvino' package, which is not installed "
+                            "(pip install 'inspectloop[openvino]')\n")
