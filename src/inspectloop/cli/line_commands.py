@@ -20,8 +20,11 @@ ConfigOpt = Annotated[Optional[Path], typer.Option(
 
 
 def _quiet_protocol_logs() -> None:
-    """asyncua logs its security notes as warnings; the check's table already says the link is unencrypted."""
+    """asyncua logs its security notes as warnings; the check's table already says the link is unencrypted.
+    pymodbus logs each failed connection as an error; the Modbus writer's own message (and, while running,
+    the outbox's warning) already says so with the fix."""
     logging.getLogger("asyncua").setLevel(logging.ERROR)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 def _config_path(ws: Path, config: Path | None) -> Path:
