@@ -68,7 +68,8 @@ class OpenVinoRunner:
     """A model compiled by OpenVINO for the CPU: batch 1 compiled static (the edge path), other batch sizes
     through a dynamic-batch compile made on first use; ``threads`` CPU threads, one stream. ``precision``
     ``native`` is the CPU's own inference precision (``self.precision`` says which it is: bf16 where the CPU
-    has AMX or AVX-512 BF16, else f32), ``f32`` forces float32. ``run`` may be called from several threads."""
+    has AMX or AVX-512 BF16, else f32), ``f32`` forces float32; the dynamic-batch compile uses the same
+    precision (parity is checked at batch 1, the edge path). ``run`` may be called from several threads."""
 
     def __init__(self, data: bytes, threads: int, input_name: str, precision: str = "f32") -> None:
         ov = require("openvino", "openvino")
@@ -86,9 +87,7 @@ class OpenVinoRunner:
         if shape.rank.is_static and shape[0].is_dynamic:
             model.reshape({input_name: [1, *(int(str(d)) for d in list(shape)[1:])]})
         self._single = self._core.compile_model(model, "CPU", self._config)
-        self.precision = str(self._single.get_property("INFERENCE_PRECISION_HINT")).removeprefix("<Type: '")
-        self.precision = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(
-            self.precision.removesuffix("'>"), self.precision)
+        self.precision: str = self._single.get_property("INFERENCE_PRECISION_HINT").get_type_name()  # bf16, f32
         self._dynamic: Any = None
         self._lock = threading.Lock()
         self._local = threading.local()
