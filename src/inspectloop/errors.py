@@ -99,7 +99,8 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {  # import name -> (pip package
     "jinja2": ("jinja2", "serve"),
     "psycopg": ("psycopg", "postgres"), "psycopg2": ("psycopg", "postgres"),
     "pypylon": ("pypylon", "camera"), "av": ("av", "camera"), "asyncua": ("asyncua", "line"),
-    "paho": ("paho-mqtt", "line"), "s3fs": ("s3fs", "s3"),
+    "paho": ("paho-mqtt", "line"), "pymodbus": ("pymodbus", "line"), "s3fs": ("s3fs", "s3"),
+    "openvino": ("openvino", "openvino"), "harvesters": ("harvesters", "genicam"),
 }
 
 
@@ -172,6 +173,11 @@ class LineConfigError(InspectloopError):
 class AcquisitionError(InspectloopError):
     """A camera or video source cannot be opened or configured as asked: unknown serial, a setting out of
     the camera's range, a pixel format the model cannot use, an unreachable stream."""
+
+
+class BackendError(InspectloopError):
+    """The edge runtime cannot run a model on the backend asked for (unknown name, or OpenVINO forced but
+    unable to compile the model or out of parity with onnxruntime)."""
 
 
 class PublishError(InspectloopError):

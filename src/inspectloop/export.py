@@ -38,6 +38,7 @@ import numpy as np
 from PIL import Image
 
 from inspectloop.errors import ExportError, ModelFileError, require
+from inspectloop.runtime.backends import REFERENCE  # exported files are checked as onnxruntime runs them
 from inspectloop.runtime.images import to_working_mode
 from inspectloop.runtime.detection import BOXES_NAME, SCORES_NAME
 from inspectloop.runtime.metadata import (
@@ -150,7 +151,7 @@ def quantize_int8(model_path: Path, calibration_images: Sequence[Image.Image], o
     quantization = require("onnxruntime.quantization", "train", package="onnx")  # it needs onnx
     if not 0.0 < min_top1_agreement <= 1.0:
         raise ValueError(f"min_top1_agreement must be in (0, 1], got {min_top1_agreement!r}")
-    float_model = EdgeModel(model_path, threads=_threads(), trusted_keys=_own_key(signing_key))
+    float_model = EdgeModel(model_path, threads=_threads(), trusted_keys=_own_key(signing_key), backend=REFERENCE)
     meta = float_model.metadata
     int8_meta = _int8_metadata(meta, model_path)
     calibration = _image_batch(calibration_images, meta, "INT8 calibration")
@@ -239,7 +240,7 @@ def _with_guard(torch: ModuleType, model: torch.nn.Module, bank: np.ndarray | No
 
 def _novelty_difference(path: Path, batch: np.ndarray, expected: np.ndarray) -> float:
     """Largest absolute difference between the file's novelty scores and the eager guard's."""
-    model = EdgeModel(path, threads=_threads(), verify_hash=False)
+    model = EdgeModel(path, threads=_threads(), verify_hash=False, backend=REFERENCE)
     got = np.concatenate([model.novelty_scores(batch[start:start + _CHUNK]) for start in range(0, len(batch), _CHUNK)])
     return float(np.max(np.abs(got.astype(np.float64) - expected.astype(np.float64))))
 
@@ -298,7 +299,7 @@ def quantize_detector(model_path: Path, calibration_images: Sequence[Image.Image
     whose most confident class is the same. Its box accuracy is for the caller to measure (mAP)."""
     onnx = require("onnx", "train")
     quantization = require("onnxruntime.quantization", "train", package="onnx")
-    float_model = EdgeModel(model_path, threads=_threads(), trusted_keys=_own_key(signing_key))
+    float_model = EdgeModel(model_path, threads=_threads(), trusted_keys=_own_key(signing_key), backend=REFERENCE)
     meta = float_model.metadata
     if meta.task != DETECTION:
         raise ExportError(f"{model_path} is a {meta.task} model, not a detector", "use quantize_int8 for it")
@@ -357,7 +358,7 @@ def _file_outputs(path: Path, batch: np.ndarray, names: tuple[str, ...],
                   signing_key: Ed25519PrivateKey | None) -> tuple[list[np.ndarray], SignatureStatus]:
     """The named outputs of the file on disk, loaded exactly as the edge loads it, and its signature status."""
     try:
-        model = EdgeModel(path, threads=_threads(), trusted_keys=_own_key(signing_key))
+        model = EdgeModel(path, threads=_threads(), trusted_keys=_own_key(signing_key), backend=REFERENCE)
     except ModelFileError as exc:
         raise ExportError(f"the exported file does not load in the edge runtime: {exc.message}", exc.hint) from exc
     chunks = [model.session.run(names, {INPUT_NAME: batch[start:start + 8]}) for start in range(0, len(batch), 8)]
@@ -516,7 +517,7 @@ def _file_logits(path: Path, batch: np.ndarray,
     """Logits from the file on disk, loaded exactly as the edge loads it (metadata, hash and, when
     signed, the signature checked against the signing key), and its signature status."""
     try:
-        model = EdgeModel(path, threads=_threads(), trusted_keys=_own_key(signing_key))
+        model = EdgeModel(path, threads=_threads(), trusted_keys=_own_key(signing_key), backend=REFERENCE)
     except ModelFileError as exc:
         raise ExportError(f"the exported file does not load in the edge runtime: {exc.message}", exc.hint) from exc
     return _session_logits(model, batch), model.signature

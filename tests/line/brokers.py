@@ -103,3 +103,55 @@ def _pump(source: socket.socket, sink: socket.socket) -> None:
                 sock.close()
             except OSError:
                 pass
+
+
+class ModbusPlc:
+    """A real pymodbus TCP server standing in for a PLC: ``size`` holding registers from address 0 on device 1,
+    served from its own event loop thread. ``stop`` takes it off the network and ``start`` brings it back with
+    the same memory (a PLC whose network was down keeps its registers). ``writes`` records every write request
+    as (address, values), in order, so a test sees each decision the PLC was sent; ``registers`` reads its memory."""
+
+    def __init__(self, port: int, size: int = 64) -> None:
+        self.port = port
+        self.writes: list[tuple[int, list[int]]] = []
+        self.memory = [0] * size
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+        self._server: Any = None
+
+    def start(self) -> None:
+        from pymodbus.server import ModbusTcpServer
+        from pymodbus.simulator.simdata import DataType, SimData
+        from pymodbus.simulator.simdevice import SimDevice
+
+        device = SimDevice(id=1, simdata=[SimData(0, values=list(self.memory), datatype=DataType.REGISTERS)],
+                           action=self._seen)
+
+        async def serve() -> Any:
+            server = ModbusTcpServer(device, address=("127.0.0.1", self.port))
+            await server.listen()
+            return server
+
+        self._server = asyncio.run_coroutine_threadsafe(serve(), self._loop).result(10)
+
+    async def _seen(self, function_code: int, start_address: int, address: int, count: int,
+                    current_registers: list[int], set_values: list[int] | None) -> None:
+        if set_values is not None:
+            self.writes.append((address, list(set_values)))
+            self.memory[address:address + len(set_values)] = [int(v) for v in set_values]
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            asyncio.run_coroutine_threadsafe(server.shutdown(), self._loop).result(10)
+
+    def registers(self, address: int, count: int) -> list[int]:
+        """The PLC's memory as its program sees it."""
+        return self.memory[address:address + count]
+
+    def close(self) -> None:
+        self.stop()
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()

@@ -94,6 +94,11 @@ def test_publish_test_reaches_a_subscriber(tmp_path: Path) -> None:
      "an address of this machine"),
     ({"publish": {"plc": {"endpoint": "opc.tcp://127.0.0.1:1/", "nodes": {"decision": "ns=2;s=D"}, "timeout_s": 1}}},
      (), "cannot reach the PLC's OPC UA server at opc.tcp://127.0.0.1:1/", "publish.plc.endpoint"),
+    ({"publish": {"modbus": {"host": "127.0.0.1", "port": 1, "registers": {"decision": 0}, "timeout_s": 1}}},
+     (), "cannot reach the PLC's Modbus TCP server at 127.0.0.1:1 (device 1): Connection refused",
+     "check publish.modbus.host and port"),
+    ({"genicam": [{"name": "side", "cti": "/nowhere/maker.cti"}]}, (), "GenTL producer /nowhere/maker.cti does not "
+     "exist", "set cti to the .cti file"),
     ({"cameras": [{"name": "top"}]}, (), "cameras.0.serial: Field required", "fix the named fields"),
     ({"publish": {}}, ("publish-test",), "names no publisher", "add publish.opcua"),
 ])
@@ -104,6 +109,24 @@ def test_bad_input_is_refused_at_start_in_one_line(tmp_path: Path, config: dict[
     assert code == 1 and "Traceback" not in out + err
     flat = " ".join(err.split())
     assert says in flat and fix in flat
+
+
+def test_an_unreachable_modbus_plc_is_the_only_line_on_stderr(tmp_path: Path) -> None:
+    """In a real process: pymodbus logs each failed connection itself, to the stderr it found at import
+    (CliRunner cannot see that); the station says it once, with the fix."""
+    import os
+    import subprocess
+    import sys
+
+    ws = _write(tmp_path / "ws", {"publish": {"modbus": {"host": "127.0.0.1", "port": 1, "registers": {"decision": 0},
+                                                         "timeout_s": 1}}})
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    run = subprocess.run([sys.executable, "-c", "from inspectloop.cli import main; main()", "line", "check", "-w",
+                          str(ws)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": src, "COLUMNS": "300"})
+    assert run.returncode == 1
+    assert run.stderr.splitlines()[0] == ("error: cannot reach the PLC's Modbus TCP server at 127.0.0.1:1 (device 1): "
+                                          "Connection refused")
 
 
 def test_a_model_that_needs_colour_refuses_a_mono_camera(tmp_path: Path) -> None:

@@ -301,6 +301,38 @@ def test_a_plc_down_mid_run_gets_the_latest_decision_once_back(workspace: Worksp
     assert outcome["summary"].undelivered == {target: 0} and outcome["summary"].publish_failures[target] > 0
 
 
+def test_a_modbus_plc_down_mid_run_gets_every_decision_in_order_once_back(workspace: Workspace,
+                                                                           frames: Path) -> None:
+    """The station's outbox behind the Modbus writer: a real pymodbus server stopped mid-run and started again
+    receives every journaled decision, in order, sequence 1..N with no gap, each with its class index."""
+    pytest.importorskip("pymodbus", reason="pymodbus (the 'line' extra) is not installed")
+    from tests.line.brokers import ModbusPlc
+    from tests.line.publish.test_modbus import MAP, _sent
+
+    plc = ModbusPlc(free_port())
+    plc.start()
+    line = parse_line_config({"cameras": [_camera(frames)], "publish": {
+        "modbus": {"host": "127.0.0.1", "port": plc.port, "registers": MAP, "part_id_registers": 4, "timeout_s": 1},
+        "deadline_ms": 5000}})
+    outcome: dict[str, Any] = {}
+    runner = threading.Thread(target=lambda: outcome.update(
+        summary=run_station(workspace, line, RunOptions(parts=16, rate_hz=8, drain_s=30))))
+    try:
+        runner.start()
+        time.sleep(0.6)
+        plc.stop()  # the PLC's network is down for a while; its registers stay
+        time.sleep(1.0)
+        plc.start()
+        runner.join(60)
+    finally:
+        plc.close()
+    journal = _journal(workspace)
+    assert _sent(plc) == [(n, e.decision.part_id[-8:]) for n, e in enumerate(journal, 1)] and len(journal) == 16
+    assert plc.registers(MAP["class_index"], 1) == [journal[-1].decision.class_index]
+    target = f"PLC Modbus TCP 127.0.0.1:{plc.port} (device 1)"
+    assert outcome["summary"].undelivered == {target: 0} and outcome["summary"].publish_failures[target] > 0
+
+
 def test_undelivered_decisions_wait_in_the_outbox_for_the_next_start(workspace: Workspace, frames: Path) -> None:
     port = free_port()
     link = CuttableLink(free_port(), port)

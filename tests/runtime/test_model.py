@@ -255,7 +255,7 @@ def test_fast_path_matches_the_reference_preprocessing(model: EdgeModel, mode: s
 def test_predict_array_applies_the_temperature(tmp_path: Path) -> None:
     hot = EdgeModel(restamped(tmp_path, temperature=2.0))
     batch = np.concatenate([hot.preprocess(synthetic_image(label, 5)) for label in CLASSES])
-    logits = hot.session.run(["logits"], {"input": batch})[0].astype(np.float64) / 2.0
+    logits = hot.runner.run(["logits"], {"input": batch})[0].astype(np.float64) / 2.0
     expected = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     np.testing.assert_allclose(hot.predict_array(batch), expected, rtol=1e-6)
 

@@ -150,7 +150,7 @@ def _read_metadata(workspace: Workspace, version: ModelVersion) -> ModelMetadata
     from inspectloop.runtime import EdgeModel
 
     registry.verify_file(version, workspace)
-    return EdgeModel(version.path).metadata
+    return EdgeModel(version.path, backend="onnxruntime").metadata  # metadata only: no backend to compile
 
 
 def logged_images(workspace: Workspace, camera: str, since: timedelta, preprocess: Preprocess,

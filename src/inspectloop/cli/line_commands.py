@@ -20,8 +20,11 @@ ConfigOpt = Annotated[Optional[Path], typer.Option(
 
 
 def _quiet_protocol_logs() -> None:
-    """asyncua logs its security notes as warnings; the check's table already says the link is unencrypted."""
+    """asyncua logs its security notes as warnings; the check's table already says the link is unencrypted.
+    pymodbus logs each failed connection as an error; the Modbus writer's own message (and, while running,
+    the outbox's warning) already says so with the fix."""
     logging.getLogger("asyncua").setLevel(logging.ERROR)
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
 
 
 def _config_path(ws: Path, config: Path | None) -> Path:
@@ -68,16 +71,17 @@ def publish_test(ws: WorkspaceOpt, config: ConfigOpt = None,
                  label: Annotated[str, typer.Option(help="Class to send.")] = "test",
                  hold: Annotated[float, typer.Option(help="Seconds the OPC UA server stays up for the PLC to "
                                                           "read the result.")] = 0.0) -> None:
-    """Publish one test decision to the configured OPC UA server, PLC and MQTT broker (wiring test with the PLC)."""
+    """Publish one test decision to the configured OPC UA server, PLC (OPC UA or Modbus) and MQTT broker (wiring
+    test with the PLC)."""
     from inspectloop.errors import LineConfigError
     from inspectloop.line.config import load_line_config
     from inspectloop.line.decision import PartDecision
-    from inspectloop.line.station import publish_once
+    from inspectloop.line.station import publish_once, publishers
 
     line = load_line_config(_config_path(ws, config))
-    if line.publish.opcua is None and line.publish.plc is None and line.publish.mqtt is None:
-        raise LineConfigError("the line config names no publisher", "add publish.opcua, publish.plc or publish.mqtt "
-                                                                    "to it")
+    if not publishers(line.publish):
+        raise LineConfigError("the line config names no publisher", "add publish.opcua, publish.plc, publish.modbus "
+                                                                    "or publish.mqtt to it")
     try:
         message = PartDecision(part_id=part_id, decision=decision, label=label, frame_counter=0)
     except ValueError as exc:

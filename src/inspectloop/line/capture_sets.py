@@ -96,9 +96,11 @@ def decide_set(part_id: str, frames: Sequence[Frame], predictions: Sequence[Pred
         raise ValueError(f"need one prediction per frame, got {len(predictions)} for {len(frames)} frame(s)")
     worst = max(range(len(frames)), key=lambda i: (_RANK[predictions[i].decision], predictions[i].confidence))
     chosen = predictions[worst]
+    classes = list(chosen.scores)  # the model's class order
     return PartDecision(part_id=part_id, decision=chosen.decision, label=chosen.label,
                         confidence=chosen.confidence, frame_counter=frames[worst].frame_counter,
-                        source=frames[worst].source, frames=len(frames))
+                        source=frames[worst].source, frames=len(frames),
+                        class_index=classes.index(chosen.label) if chosen.label in classes else None)
 
 
 def inspect_set(model: FrameModel, capture_set: CaptureSet, sources: Sequence[str]) -> PartDecision:

@@ -69,6 +69,26 @@ class CameraConfig(BaseModel):
                 "roi": None if self.roi is None else self.roi.model_dump(), "trigger": self.trigger.value}
 
 
+class GenICamConfig(BaseModel):
+    """Any GenICam camera, through a GenTL producer (``.cti``) its maker's SDK installs, read by harvesters
+    (the ``genicam`` extra). ``cti`` None looks in ``GENICAM_GENTL64_PATH`` (the GenTL standard's variable).
+    ``serial`` picks the camera among the producer's (None: its only one). Settings given are locked at open
+    and checked against the camera's range; ``exposure_us`` and ``gain_db`` None leave the camera's own
+    (read back and recorded with every frame all the same)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: Name
+    cti: Path | None = None
+    serial: str | None = Field(default=None, min_length=1)
+    pixel_format: str = "Mono8"
+    exposure_us: float | None = Field(default=None, gt=0)
+    gain_db: float | None = Field(default=None, ge=0)
+    roi: Roi | None = None
+    trigger: Trigger = Trigger.SOFTWARE
+    trigger_line: str = "Line1"
+    timeout_ms: int = Field(default=2000, gt=0)
+
+
 class VideoConfig(BaseModel):
     """A recorded feed or network camera read through FFmpeg: a file path or an ``rtsp://`` URL, sampled
     at ``sample_hz`` frames (one per part) per second of video."""
@@ -115,6 +135,47 @@ class PlcConfig(BaseModel):
     timeout_s: float = Field(default=5.0, gt=0)
 
 
+ModbusField = Literal["decision", "class_index", "part_id", "frame_counter", "late", "sequence"]
+
+
+class ModbusConfig(BaseModel):
+    """A PLC's Modbus TCP server whose holding registers inspectloop writes each decision into.
+
+    ``registers`` gives the (0-based) holding register address of each field to write; fields left out are
+    not written. Encoding, as a PLC program declares it: ``decision`` one register (1 pass, 2 reject,
+    3 review), ``class_index`` one register (65535: no class, e.g. a fail-safe), ``late`` one register (0/1),
+    ``frame_counter`` two registers, a 32-bit unsigned value, high word first (it wraps at 2^32),
+    ``part_id`` ``part_id_registers`` registers of ASCII, two characters per register, first character in
+    the high byte, zero-padded (a longer id keeps its last characters), ``sequence`` one register written
+    last, one more per decision (mod 65536), continuing from the value the PLC holds at start.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    host: str = Field(min_length=1)
+    port: int = Field(default=502, gt=0, lt=65536)
+    device_id: int = Field(default=1, ge=0, le=255)
+    registers: dict[ModbusField, int] = Field(min_length=1)
+    part_id_registers: int = Field(default=8, ge=1, le=60)
+    timeout_s: float = Field(default=3.0, gt=0)
+
+    def spans(self) -> dict[str, range]:
+        """The registers each configured field occupies."""
+        width = {"part_id": self.part_id_registers, "frame_counter": 2}
+        return {name: range(start, start + width.get(name, 1)) for name, start in self.registers.items()}
+
+    @model_validator(mode="after")
+    def _registers_apart(self) -> ModbusConfig:
+        spans = sorted(self.spans().items(), key=lambda item: item[1].start)
+        for name, span in spans:
+            if span.start < 0 or span.stop > 65536:
+                raise ValueError(f"registers.{name} ({span.start}) must lie in 0..{65536 - len(span)}")
+        for (first, a), (second, b) in zip(spans, spans[1:]):
+            if b.start < a.stop:
+                raise ValueError(f"registers.{first} uses {a.start}..{a.stop - 1}, which overlaps "
+                                 f"registers.{second} at {b.start}")
+        return self
+
+
 class MqttConfig(BaseModel):
     """An MQTT broker the decisions are published to, one JSON message per part (QoS 1)."""
 
@@ -134,6 +195,7 @@ class PublishConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     opcua: OpcUaConfig | None = None
     plc: PlcConfig | None = None
+    modbus: ModbusConfig | None = None
     mqtt: MqttConfig | None = None
     deadline_ms: float = Field(default=500.0, gt=0)
     fail_safe: Literal[Decision.REJECT, Decision.REVIEW] = Decision.REJECT
@@ -144,13 +206,14 @@ class LineConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     cameras: list[CameraConfig] = Field(default_factory=list)
+    genicam: list[GenICamConfig] = Field(default_factory=list)
     video: list[VideoConfig] = Field(default_factory=list)
     capture_set: CaptureSetConfig | None = None
     publish: PublishConfig = Field(default_factory=PublishConfig)
 
     @model_validator(mode="after")
     def _names_unique_and_known(self) -> LineConfig:
-        names = [c.name for c in self.cameras] + [v.name for v in self.video]
+        names = [c.name for c in self.cameras] + [g.name for g in self.genicam] + [v.name for v in self.video]
         twice = sorted({n for n in names if names.count(n) > 1})
         if twice:
             raise ValueError(f"source names must be unique, {', '.join(twice)} used twice")

@@ -1,4 +1,4 @@
-"""What the line hears about one part: the message every publisher sends (OPC UA, MQTT)."""
+"""What the line hears about one part: the message every publisher sends (OPC UA, MQTT, Modbus)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,8 @@ class PartDecision:
     ``frame_counter`` of the frame that decided it (its source's counter, see :class:`~.acquire.Frame`).
 
     ``late`` marks a fail-safe given because the answer was not ready by the part's deadline;
-    ``frames`` is how many frames the part's capture set held.
+    ``frames`` is how many frames the part's capture set held. ``class_index`` is ``label``'s place in the
+    model's class list (for registers that hold numbers only); None for a fail-safe or a hand-made decision.
     """
 
     part_id: str
@@ -28,6 +29,7 @@ class PartDecision:
     source: str | None = None
     frames: int = 1
     late: bool = False
+    class_index: int | None = None
     decided_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
@@ -41,7 +43,8 @@ class PartDecision:
         """JSON-ready form, as published."""
         return {"part_id": self.part_id, "decision": self.decision.value, "label": self.label,
                 "frame_counter": self.frame_counter, "confidence": self.confidence, "source": self.source,
-                "frames": self.frames, "late": self.late, "decided_at": self.decided_at.isoformat()}
+                "frames": self.frames, "late": self.late, "class_index": self.class_index,
+                "decided_at": self.decided_at.isoformat()}
 
     def to_json(self) -> str:
         """The published message: one JSON object."""

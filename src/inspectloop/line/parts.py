@@ -1,5 +1,6 @@
-"""Parts from a station's sources: each part is one trigger's frames from every camera and video source
-in the capture set (``frames_per_camera`` each, lights in turn), with its part id and trigger time.
+"""Parts from a station's sources: each part is one trigger's frames from every camera (Basler, or GenICam
+through a GenTL producer) and video source in the capture set (``frames_per_camera`` each, lights in turn),
+with its part id and trigger time.
 
 Software-triggered cameras are triggered by us, at ``rate_hz`` when given (else back to back; video
 files alone are replayed at their ``sample_hz``, as the live feed gave parts); a
@@ -15,12 +16,16 @@ import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from inspectloop.errors import AcquisitionError
 from inspectloop.line.acquire.basler import BaslerCamera
 from inspectloop.line.acquire.frame import Frame
 from inspectloop.line.acquire.video import VideoSource
 from inspectloop.line.config import LineConfig, Trigger
+
+if TYPE_CHECKING:
+    from inspectloop.line.acquire.genicam import GenICamCamera
 
 
 @dataclass
@@ -50,7 +55,7 @@ class PartSource:
         self.frames_per_source = line.capture_set.frames_per_camera if line.capture_set else 1
         self.count = 0
         self.ended: str | None = None
-        self._cameras: dict[str, BaslerCamera] = {}
+        self._cameras: dict[str, BaslerCamera | GenICamCamera] = {}
         self._videos: dict[str, Iterator[Frame]] = {}
         self._stack = ExitStack()
         self._next_at: float | None = None
@@ -61,11 +66,17 @@ class PartSource:
             raise AcquisitionError("the line config names no camera and no video source",
                                    "add cameras (or video) to line.yaml; inspectloop line cameras lists the serials")
         videos = {v.name: v for v in self.line.video}
+        genicams = {g.name: g for g in self.line.genicam}
         try:
             for name in self.sources:
                 if name in videos:
                     source = self._stack.enter_context(VideoSource(videos[name], colour_mode=self.colour_mode))
                     self._videos[name] = source.frames()
+                elif name in genicams:
+                    from inspectloop.line.acquire.genicam import GenICamCamera
+
+                    gentl = GenICamCamera(genicams[name], colour_mode=self.colour_mode)
+                    self._cameras[name] = self._stack.enter_context(gentl)
                 else:
                     camera = BaslerCamera(self.line.camera(name), colour_mode=self.colour_mode)
                     self._cameras[name] = self._stack.enter_context(camera)
@@ -153,4 +164,4 @@ def part_sources(line: LineConfig) -> list[str]:
     """The sources whose frames make a part: the capture set's, else every camera and video source."""
     if line.capture_set is not None:
         return list(line.capture_set.cameras)
-    return [c.name for c in line.cameras] + [v.name for v in line.video]
+    return [c.name for c in line.cameras] + [g.name for g in line.genicam] + [v.name for v in line.video]

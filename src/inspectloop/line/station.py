@@ -43,6 +43,10 @@ def publishers(config: PublishConfig) -> list[Publisher]:
         from inspectloop.line.publish.opcua import OpcUaPlcWriter
 
         made.append(OpcUaPlcWriter(config.plc))
+    if config.modbus is not None:
+        from inspectloop.line.publish.modbus import ModbusPlcWriter
+
+        made.append(ModbusPlcWriter(config.modbus))
     if config.mqtt is not None:
         from inspectloop.line.publish.mqtt import MqttPublisher
 
@@ -65,6 +69,15 @@ def check_station(config: LineConfig, *, model: Path | None = None) -> list[Chec
                 f"frame {frame.pixels.shape[1]}x{frame.pixels.shape[0]}"
             results.append(CheckResult("camera", camera_config.name, f"serial {camera_config.serial}, {seen}"
                                        + ("" if temperature is None else f", {temperature:.1f} °C")))
+    if config.genicam:
+        from inspectloop.line.acquire.genicam import GenICamCamera
+
+        for gentl_config in config.genicam:
+            with GenICamCamera(gentl_config, colour_mode=colour_mode) as gentl:
+                frame = gentl.grab() if gentl_config.trigger is not Trigger.HARDWARE else None
+            seen = "hardware-triggered: no frame asked" if frame is None else \
+                f"frame {frame.pixels.shape[1]}x{frame.pixels.shape[0]}"
+            results.append(CheckResult("genicam", gentl_config.name, f"serial {gentl.serial}, {seen}"))
     if config.video:
         from inspectloop.line.acquire.video import VideoSource, redact
 

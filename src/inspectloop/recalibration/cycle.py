@@ -268,7 +268,8 @@ def _is_anomaly(workspace: Workspace, version: ModelVersion) -> bool:
 def _class_names(workspace: Workspace, version: ModelVersion) -> list[str]:
     from inspectloop.runtime import EdgeModel
 
-    return list(EdgeModel(version.path).metadata.class_names)
+    # metadata only: no backend to compile
+    return list(EdgeModel(version.path, backend="onnxruntime").metadata.class_names)
 
 
 def _retrain(workspace: Workspace, cycle: Cycle, version: ModelVersion, result: dict[str, Any],

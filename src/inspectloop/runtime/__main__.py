@@ -1,7 +1,8 @@
-"""``python -m inspectloop.runtime MODEL IMAGE... [--threads N] [--trusted-key FILE]``: one JSON line per image.
+"""``python -m inspectloop.runtime MODEL IMAGE... [--threads N] [--trusted-key FILE] [--backend B]``: one JSON line
+per image.
 
 Exit status: 0 when every image was classified, 1 when any image could not be read, 2 for a bad
-model file (or one not signed by a trusted key) or bad arguments. Errors go to stderr as one line,
+model file (or one not signed by a trusted key), a backend that cannot run it, or bad arguments. Errors go to stderr as one line,
 never as a traceback. Trusted keys come from ``--trusted-key`` (repeatable) or, when none is given,
 ``$INSPECTLOOP_TRUSTED_KEYS``; without any, a model whose origin is not verified runs with one
 warning line on stderr.
@@ -14,7 +15,8 @@ import json
 import sys
 from collections.abc import Sequence
 
-from inspectloop.errors import ModelFileError
+from inspectloop.errors import BackendError, MissingExtraError, ModelFileError
+from inspectloop.runtime.backends import BACKEND_ENV, BACKENDS
 from inspectloop.runtime.model import EdgeModel, predict_records
 from inspectloop.runtime.signing import TRUSTED_KEYS_ENV, trusted_key_paths_from_env
 
@@ -39,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--trusted-key", action="append", default=[], metavar="FILE",
                         help="public key (PEM) whose signature a model must carry; repeatable "
                              f"(default: the files in ${TRUSTED_KEYS_ENV}, separated like PATH)")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help=f"what infers (default: ${BACKEND_ENV}, else auto: OpenVINO when installed and in "
+                             "parity with onnxruntime at load)")
     return parser
 
 
@@ -47,8 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     keys = args.trusted_key or trusted_key_paths_from_env()
     try:
-        model = EdgeModel(args.model, threads=args.threads, trusted_keys=keys)
-    except ModelFileError as exc:
+        model = EdgeModel(args.model, threads=args.threads, trusted_keys=keys, backend=args.backend)
+    except (ModelFileError, BackendError, MissingExtraError) as exc:
         print("error: " + " ".join(str(exc).split()), file=sys.stderr)  # one line, whatever onnxruntime said
         return 2
     warning = model.signature.warning()

@@ -228,6 +228,14 @@ class DecisionPolicy:
         return Decisions._made(labels, decisions)
 
 
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Class probabilities (float64) from logits (N, C): softmax(logits / temperature), as every backend decides."""
+    scaled = logits.astype(np.float64) / temperature
+    scaled -= scaled.max(axis=-1, keepdims=True)
+    exp = np.exp(scaled)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
 def threshold_array(class_names: Sequence[str], thresholds: Mapping[str, float] | None) -> np.ndarray | None:
     """Per-class operating points by name as the (C,) array a policy takes (``inf`` where a class has none)."""
     if not thresholds:

@@ -18,7 +18,8 @@ import onnxruntime as ort
 from PIL import Image
 
 from inspectloop.errors import ImageError, ModelFileError, ModelTaskError
-from inspectloop.runtime.decision import DecisionPolicy
+from inspectloop.runtime.backends import ParityCheck, Runner, choose_backend, image_probes, parity_tolerance
+from inspectloop.runtime.decision import DecisionPolicy, softmax
 from inspectloop.runtime.images import Decoded, convert_to_working, decode_image
 from inspectloop.runtime import detection
 from inspectloop.runtime.metadata import (
@@ -69,10 +70,14 @@ class EdgeModel:
     A classifier exported with a novelty guard (``has_novelty``) also scores each image's distance to
     what it was trained on (``Prediction.novelty``); a part that would pass but lies beyond the guard's
     threshold goes to review. Files without a guard decide as before.
+
+    ``backend`` (``auto``, ``onnxruntime`` or ``openvino``; default the ``INSPECTLOOP_EDGE_BACKEND``
+    variable, else ``auto``) is what infers: see :mod:`~inspectloop.runtime.backends`. ``backend_name``
+    says which one runs and ``backend_reason`` why. ``session`` stays the onnxruntime reference either way.
     """
 
     def __init__(self, path: str | Path, *, threads: int = 1, verify_hash: bool = True,
-                 trusted_keys: Sequence[TrustedKey] = ()) -> None:
+                 trusted_keys: Sequence[TrustedKey] = (), backend: str | None = None) -> None:
         if type(threads) is not int or threads < 1:
             raise ValueError(f"threads must be a positive integer, got {threads!r}")
         self.path = Path(path)
@@ -93,6 +98,9 @@ class EdgeModel:
         self._class_names = self.metadata.class_names
         self.policy = DecisionPolicy.from_metadata(self.metadata)
         self._local = threading.local()
+        choice = choose_backend(backend, self.session, data, threads, INPUT_NAME, str(self.path), self._parity_check)
+        self.runner: Runner = choice.runner
+        self.backend_name, self.backend_reason = choice.name, choice.reason
         self.has_features = FEATURES_NAME in [o.name for o in self.session.get_outputs()]
         self.task = self.metadata.task
         if self.task == ANOMALY:
@@ -103,10 +111,16 @@ class EdgeModel:
         self._box_rule = detection.BoxRule.of(self._class_names[1:], self.metadata.thresholds,
                                               (self.metadata.detection or {}).get("review_from", {}))
 
+    def _parity_check(self) -> ParityCheck:
+        """Image-like probes through this model's own preprocessing, its temperature, the site's tolerance."""
+        mode = "L" if self._mode == "L" else "RGB"
+        probes = image_probes(self._prepare, self.metadata.input_size, mode)
+        return ParityCheck(probes, self.metadata.temperature, parity_tolerance())
+
     def __repr__(self) -> str:
         meta = self.metadata
         return (f"EdgeModel({str(self.path)!r}, model={meta.model_name} {meta.model_version}, "
-                f"classes={len(meta.class_names)})")
+                f"classes={len(meta.class_names)}, backend={self.backend_name})")
 
     def predict(self, source: ImageSource, *, name: str | None = None) -> Prediction:
         """Classify one image (a path, the file's bytes, or a PIL image); ImageError if it cannot be used.
@@ -136,8 +150,8 @@ class EdgeModel:
         outputs = self._outputs + ((FEATURES_NAME,) if with_features else ())
         if self.task == ANOMALY:
             outputs = (OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME)
-        results = self.session.run(outputs, {INPUT_NAME: batch})
-        probabilities = _softmax(results[0], self.metadata.temperature)[0]
+        results = self.runner.run(outputs, {INPUT_NAME: batch})
+        probabilities = softmax(results[0], self.metadata.temperature)[0]
         inferred = time.perf_counter()
         novelty = float(results[1][0]) if self.has_novelty else None
         index, decision = self.policy.decide_one(probabilities, novelty)
@@ -176,7 +190,7 @@ class EdgeModel:
         batch = np.empty((len(tiles), 3, size, size), dtype=np.float32)  # one call: the batch axis is dynamic
         for n, tile in enumerate(tiles):
             batch[n] = self._prepare(tile)[0]  # copied out: _prepare reuses one buffer
-        boxes, scores = self.session.run((detection.BOXES_NAME, detection.SCORES_NAME), {INPUT_NAME: batch})
+        boxes, scores = self.runner.run((detection.BOXES_NAME, detection.SCORES_NAME), {INPUT_NAME: batch})
         return boxes, scores
 
     def predict_array(self, batch: np.ndarray) -> np.ndarray:
@@ -199,7 +213,7 @@ class EdgeModel:
         if not self.has_novelty:
             raise ModelTaskError(f"{self.path}: this model has no novelty guard",
                                  "re-export the classifier with this inspectloop (every exported classifier has one)")
-        return self.session.run((NOVELTY_NAME,), {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        return self.runner.run((NOVELTY_NAME,), {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
     def heatmap(self, source: ImageSource, *, name: str | None = None) -> np.ndarray:
         """An anomaly model's per-pixel anomaly map (S, S) of one image; ModelTaskError for a classifier."""
@@ -215,13 +229,13 @@ class EdgeModel:
         if self.task != ANOMALY:
             raise ModelTaskError(f"{self.path}: a {self.task} model gives class probabilities, not anomaly scores "
                                  "or heatmaps", "use predict_array(batch) for its class probabilities")
-        score, heatmap = self.session.run((SCORE_NAME, HEATMAP_NAME),
+        score, heatmap = self.runner.run((SCORE_NAME, HEATMAP_NAME),
                                           {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})
         return score, heatmap
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
-        logits = self.session.run((OUTPUT_NAME,), {INPUT_NAME: batch})[0]
-        return _softmax(logits, self.metadata.temperature)
+        logits = self.runner.run((OUTPUT_NAME,), {INPUT_NAME: batch})[0]
+        return softmax(logits, self.metadata.temperature)
 
     def _decode(self, source: ImageSource, name: str | None) -> tuple[Image.Image, tuple[str, ...]]:
         """The working image and the decoder's warnings (a PIL image is taken as already oriented)."""
@@ -296,13 +310,6 @@ def predict_records(model: EdgeModel, images: Iterable[str | Path]) -> Iterator[
 
 def _ms(seconds: float) -> float:
     return round(seconds * 1000.0, 4)
-
-
-def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
-    scaled = logits.astype(np.float64) / temperature
-    scaled -= scaled.max(axis=1, keepdims=True)
-    exp = np.exp(scaled)
-    return exp / exp.sum(axis=1, keepdims=True)
 
 
 def _working_image(image: Image.Image, label: str) -> tuple[Image.Image, tuple[str, ...]]:

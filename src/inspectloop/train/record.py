@@ -124,6 +124,6 @@ def register_model(workspace: Workspace, run_id: str, variant: str, path: Path, 
     """Record an exported model file of a run, with the metadata the file carries."""
     from inspectloop.runtime import EdgeModel
 
-    metadata = EdgeModel(path).metadata
+    metadata = EdgeModel(path, backend="onnxruntime").metadata  # metadata only: no backend to compile
     workspace.db.runs.add_model(run_id, variant, str(path), sha256_bytes(path.read_bytes()), weights_sha256,
                            json.loads(metadata.to_json()))

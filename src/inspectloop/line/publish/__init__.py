@@ -1,4 +1,5 @@
-"""Decisions out to the line controller: inspectloop as an OPC UA server (:mod:`.opcua`) and an MQTT
+"""Decisions out to the line controller: inspectloop as an OPC UA server or a writer into a PLC's OPC UA
+server (:mod:`.opcua`), a writer into a PLC's Modbus TCP holding registers (:mod:`.modbus`) and an MQTT
 client (:mod:`.mqtt`). Each publisher is checked at ``start`` (endpoint bound, broker reached) so a
 station that cannot tell the line its answers refuses to start, with the reason and the fix."""
 
