@@ -30,6 +30,15 @@ def link_neu_subset(root: Path, classes: tuple[str, ...], per_class: int) -> Pat
     return root
 
 
+@pytest.fixture(autouse=True)
+def reference_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests run models on onnxruntime, the reference every parity check compares against: with the openvino
+    extra installed, ``auto`` would compile and parity-check OpenVINO at every model load (0.3-0.9 s each).
+    The backend tests themselves, and tests marked ``openvino``, choose for themselves."""
+    if request.node.get_closest_marker("openvino") is None and request.node.path.name != "test_backends.py":
+        monkeypatch.setenv("INSPECTLOOP_EDGE_BACKEND", "onnxruntime")
+
+
 @pytest.fixture(scope="session")
 def neu_probe_run(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201 (tests.acceptance_helpers.TrainedNeu)
     """A workspace of 2 NEU classes x 20 images with criteria locked, then one quick probe run trained (once)."""
