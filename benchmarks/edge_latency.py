@@ -31,7 +31,7 @@ def test_images(count: int = 100) -> list[bytes]:
 
 def measure(path: Path, images: list[bytes], iterations: int) -> dict[str, object]:
     model = EdgeModel(path, threads=1)
-    tensors = [np.array(model._prepare(model._decode(data, None))) for data in images]  # (b)'s inputs
+    tensors = [np.array(model._prepare(model._decode(data, None)[0])) for data in images]  # (b)'s inputs
     full, bare, phases = [], [], {"decode": [], "preprocess": [], "infer": []}
     for i in range(iterations + 20):
         data, tensor = images[i % len(images)], tensors[i % len(images)]
