@@ -335,3 +335,18 @@ def test_a_malformed_qc_verdict_gets_a_422_naming_the_problem(line: Line, body: 
                                headers={**line.auth(), "content-type": "application/json"})
     assert response.status_code == 422 and words in response.json()["error"] and response.json()["fix"]
     assert rows(line, s.qc_decisions) == 0
+
+
+def test_an_answer_from_a_camera_that_failed_its_health_check_is_marked_suspect(line: Line, tmp_path: Path) -> None:
+    from inspectloop.camera import run as camera
+    from tests.camera.targets import targets
+
+    flat, edge = targets(tmp_path)
+    camera.record_camera_baseline(line.workspace, "cam1", flat=flat, edge=edge)
+    worn_flat, blurred = targets(tmp_path, falloff=0.35, level=120, sigma=2.5, seed=2)
+    assert camera.check(line.workspace, "cam1", flat=worn_flat, edge=blurred).status == "fail"
+    with client_for(line, cameras=("cam1", "cam2")) as client:
+        doubted = post(client, line, image_bytes("scratch", 1), camera="cam1")
+        trusted = post(client, line, image_bytes("scratch", 2), camera="cam2")
+    assert doubted.status_code == trusted.status_code == 200, doubted.text
+    assert doubted.json()["suspect"] is True and trusted.json()["suspect"] is False

@@ -110,7 +110,8 @@ class PlcConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     endpoint: str = Field(pattern=r"^opc\.tcp://")
-    nodes: dict[Literal["part_id", "decision", "label", "frame_counter", "confidence", "late", "sequence"], str] = \
+    nodes: dict[Literal["part_id", "decision", "label", "frame_counter", "confidence", "late", "suspect",
+                        "sequence"], str] = \
         Field(min_length=1)
     timeout_s: float = Field(default=5.0, gt=0)
 

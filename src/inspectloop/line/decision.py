@@ -17,7 +17,9 @@ class PartDecision:
     ``frame_counter`` of the frame that decided it (its source's counter, see :class:`~.acquire.Frame`).
 
     ``late`` marks a fail-safe given because the answer was not ready by the part's deadline;
-    ``frames`` is how many frames the part's capture set held.
+    ``frames`` is how many frames the part's capture set held. ``suspect`` marks a part seen by a camera
+    whose latest health check failed (``inspectloop camera check``): its image may not show the part as
+    the model was trained to see it.
     """
 
     part_id: str
@@ -28,6 +30,7 @@ class PartDecision:
     source: str | None = None
     frames: int = 1
     late: bool = False
+    suspect: bool = False
     decided_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
@@ -41,7 +44,8 @@ class PartDecision:
         """JSON-ready form, as published."""
         return {"part_id": self.part_id, "decision": self.decision.value, "label": self.label,
                 "frame_counter": self.frame_counter, "confidence": self.confidence, "source": self.source,
-                "frames": self.frames, "late": self.late, "decided_at": self.decided_at.isoformat()}
+                "frames": self.frames, "late": self.late, "suspect": self.suspect,
+                "decided_at": self.decided_at.isoformat()}
 
     def to_json(self) -> str:
         """The published message: one JSON object."""

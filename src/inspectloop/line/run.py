@@ -382,8 +382,9 @@ class Station:
                                                                  station=self.options.station),
                                        request_id=request_id(part, frame, light), source="line")
                    for frame, light in zip(part.frames, part.lights, strict=True)]
-        predictions = [as_prediction(answer.result()) for answer in answers]
-        return decide_set(part.part_id, part.frames, predictions)
+        logged = [answer.result() for answer in answers]
+        decision = decide_set(part.part_id, part.frames, [as_prediction(row) for row in logged])
+        return dataclasses.replace(decision, suspect=any(row.suspect for row in logged))
 
     # -- deciding and publishing ----------------------------------------------------------------------
     def _decide_all(self, settle: queue.Queue[Any], on_part: Callable[[PartReport], None] | None) -> None:
@@ -405,11 +406,19 @@ class Station:
         decision = self.gate.settle(future, part_id=part.part_id, frame_counter=counter,
                                     triggered_at=part.triggered_at, frames=len(part.frames))
         reason = _reason(decision, future)
+        if reason != "model" and self._suspect(part):  # a fail-safe too says the camera is in doubt
+            decision = dataclasses.replace(decision, suspect=True)
         requests = () if reason in ("dropped", "no_frame") else tuple(
             request_id(part, f, light) for f, light in zip(part.frames, part.lights, strict=True))
         entry = self._journal(decision, reason, requests, part.triggered_at)
         if on_part is not None:
             on_part(PartReport(entry, (time.monotonic() - part.triggered_at) * 1000))
+
+    def _suspect(self, part: Part) -> bool:
+        """Whether a camera of the part failed its latest health check (as the service last read it)."""
+        failing = self.service.suspect_cameras if self.service is not None else {}
+        sources = [f.source for f in part.frames] or (self.parts.sources if self.parts else [])
+        return any(source in failing for source in sources)
 
     def _journal(self, decision: PartDecision, reason: str, requests: tuple[str, ...], triggered_at: float) -> Entry:
         with self._lock:  # a fast publisher may acknowledge before this thread records what it waits for

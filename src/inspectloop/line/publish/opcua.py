@@ -1,5 +1,6 @@
 """inspectloop as an OPC UA server (asyncua, the ``line`` extra) exposing each part's result as variables
-under ``Objects/<station>``: PartId, Decision, Label, FrameCounter, Confidence, Late, DecidedAt, and
+under ``Objects/<station>``: PartId, Decision, Label, FrameCounter, Confidence, Late, Suspect (a camera that
+failed its health check saw the part), DecidedAt, and
 Sequence, written last, which a PLC watches (or subscribes to) to know a new result is complete.
 
 asyncua is asynchronous; the server runs on its own event loop in a background thread so the
@@ -21,7 +22,8 @@ from inspectloop.line.config import OpcUaConfig, PlcConfig
 from inspectloop.line.decision import PartDecision
 
 DECISION_CODES = {"pass": 1, "reject": 2, "review": 3}  # written to a PLC's integer decision tag
-RESULT_VARIABLES = ("PartId", "Decision", "Label", "FrameCounter", "Confidence", "Late", "DecidedAt", "Sequence")
+RESULT_VARIABLES = ("PartId", "Decision", "Label", "FrameCounter", "Confidence", "Late", "Suspect", "DecidedAt",
+                    "Sequence")
 _TIMEOUT_S = 15.0  # asyncua builds its standard address space at start: about a second on a slow core
 
 
@@ -131,7 +133,7 @@ class OpcUaResultServer:
             "PartId": ("", ua.VariantType.String), "Decision": ("", ua.VariantType.String),
             "Label": ("", ua.VariantType.String), "FrameCounter": (0, ua.VariantType.Int64),
             "Confidence": (0.0, ua.VariantType.Double), "Late": (False, ua.VariantType.Boolean),
-            "DecidedAt": (datetime.fromtimestamp(0), ua.VariantType.DateTime),
+            "Suspect": (False, ua.VariantType.Boolean), "DecidedAt": (datetime.fromtimestamp(0), ua.VariantType.DateTime),
             "Sequence": (0, ua.VariantType.Int64)}
         for name in RESULT_VARIABLES:
             value, kind = initial[name]
@@ -148,6 +150,7 @@ class OpcUaResultServer:
             "FrameCounter": (decision.frame_counter, ua.VariantType.Int64),
             "Confidence": (-1.0 if decision.confidence is None else decision.confidence, ua.VariantType.Double),
             "Late": (decision.late, ua.VariantType.Boolean),
+            "Suspect": (decision.suspect, ua.VariantType.Boolean),
             "DecidedAt": (decision.decided_at, ua.VariantType.DateTime)}
         for name, (value, kind) in values.items():
             await self._nodes[name].write_value(ua.Variant(value, kind))
@@ -235,6 +238,7 @@ class OpcUaPlcWriter:
         sequence = self.sequence + 1  # taken only once every value is written: a failed write leaves no gap
         values = {"part_id": decision.part_id, "decision": decision.decision.value, "label": decision.label,
                   "frame_counter": decision.frame_counter, "late": decision.late, "sequence": sequence,
+                  "suspect": decision.suspect,
                   "confidence": -1.0 if decision.confidence is None else decision.confidence}
         for field in sorted(self._nodes, key=lambda f: f == "sequence"):  # sequence last
             node, kind = self._nodes[field]
