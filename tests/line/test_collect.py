@@ -309,3 +309,26 @@ def test_cli_collects_and_refuses_bad_input_in_one_line(bare: Workspace, frames:
                                "--parts", "3", "--json"])
     assert done.exit_code == 0, done.output
     assert json.loads(done.output)["collection"]["sample"] == 3 and len(_collected(bare)) == 3
+
+
+def test_a_disk_that_falls_behind_skips_samples_never_qc_rejects_and_memory_stays_bounded(
+        bare: Workspace, frames: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inspectloop.line.collect import Collector
+
+    written = threading.Event()
+    real = Collector._write
+
+    def slow_write(collector: Collector, waiting: Any, why: str) -> None:
+        written.wait(10)  # the disk is stuck until the run has ended
+        real(collector, waiting, why)
+
+    monkeypatch.setattr(Collector, "_write", slow_write)
+    line = parse_line_config({"cameras": [_camera(frames)], "collect": {"every": 1, "buffer_parts": 2}})
+    with Station(bare, line, RunOptions(parts=6, collect_only=True)) as station:
+        assert station.collector is not None
+        threading.Timer(1.0, written.set).start()
+        summary = station.run()
+    assert summary.collection is not None
+    counts = summary.collection
+    assert counts["sample"] + counts["sample_skipped"] == 6 and counts["sample_skipped"] >= 3
+    assert counts["added"] == counts["sample"] == len(_collected(bare))

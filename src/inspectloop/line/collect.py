@@ -60,13 +60,15 @@ class Sampler:
 @dataclass
 class CollectCounts:
     """What collection did this run: parts ``captured``; stored as ``sample`` and as ``qc_reject`` (a sampled
-    part the QC rejected counts once, as a QC reject); ``incomplete`` parts whose frames did not all come
-    (not stored); QC marks received, matched, ``unmatched`` (no part in their window) and ``bad`` (naming no
+    part the QC rejected counts once, as a QC reject); ``sample_skipped`` samples not stored because the
+    disk fell behind (more than ``buffer_parts`` parts waiting to be written; QC rejects are never skipped);
+    ``incomplete`` parts whose frames did not all come (not stored); QC marks received, matched, ``unmatched`` (no part in their window) and ``bad`` (naming no
     part); images ``added`` to the workspace and ``already_stored`` (the same bytes were stored before)."""
 
     captured: int = 0
     sample: int = 0
     qc_reject: int = 0
+    sample_skipped: int = 0
     incomplete: int = 0
     marks: int = 0
     matched: int = 0
@@ -202,9 +204,14 @@ class Collector:
         self._queue(waiting, QC_REJECT)
 
     def _leave(self, waiting: _Waiting) -> None:
-        """A part whose window passed without a mark: stored if sampled."""
-        if waiting.sampled:
-            self._queue(waiting, SAMPLE)
+        """A part whose window passed without a mark: stored if sampled, unless the writer is that far behind
+        (memory stays bounded however slow the disk; a QC reject is rarer and always queued)."""
+        if not waiting.sampled:
+            return
+        if self._store.qsize() >= self.config.buffer_parts:
+            self.counts.sample_skipped += 1
+            return
+        self._queue(waiting, SAMPLE)
 
     def _queue(self, waiting: _Waiting, why: str) -> None:
         setattr(self.counts, why, getattr(self.counts, why) + 1)

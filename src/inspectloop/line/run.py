@@ -172,6 +172,7 @@ class RunSummary:
 
 def _collection_line(counts: dict[str, int]) -> str:
     failed = f", {counts['store_failures']} not stored (disk)" if counts["store_failures"] else ""
+    failed += f", {counts['sample_skipped']} sample(s) skipped (disk behind)" if counts["sample_skipped"] else ""
     return (f"collected: {counts['captured']} captured, {counts['sample']} stored as sample, {counts['qc_reject']} "
             f"stored as QC reject ({counts['added']} new image(s), {counts['already_stored']} already stored{failed}); "
             f"QC marks: {counts['marks']} received, {counts['unmatched']} unmatched, {counts['bad_marks']} unreadable")
