@@ -181,6 +181,7 @@ def test_collection_only_stores_the_sample_and_every_qc_reject_with_metadata(bar
     assert counts is not None and summary.parts == 0  # nothing decided: no model
     assert (counts["captured"], counts["sample"], counts["qc_reject"], counts["added"]) == (8, 2, 2, 4)
     assert (counts["marks"], counts["matched"], counts["unmatched"], counts["bad_marks"]) == (3, 2, 1, 1)
+    assert counts["write_ms"] > 0 and counts["sample_skipped"] == counts["store_failures"] == 0
     assert any("collected: 8 captured, 2 stored as sample, 2 stored as QC reject" in line for line in summary.lines())
     status = json.loads((bare.root / "line" / "station1" / "status.json").read_text())
     assert status["collection"]["qc_reject"] == 2  # for the dashboard

@@ -63,7 +63,8 @@ class CollectCounts:
     part the QC rejected counts once, as a QC reject); ``sample_skipped`` samples not stored because the
     disk fell behind (more than ``buffer_parts`` parts waiting to be written; QC rejects are never skipped);
     ``incomplete`` parts whose frames did not all come (not stored); QC marks received, matched, ``unmatched`` (no part in their window) and ``bad`` (naming no
-    part); images ``added`` to the workspace and ``already_stored`` (the same bytes were stored before)."""
+    part); images ``added`` to the workspace and ``already_stored`` (the same bytes were stored before);
+    ``write_ms`` the writer's busy time per stored part (encode, hash, measure, blob, rows), mean."""
 
     captured: int = 0
     sample: int = 0
@@ -77,8 +78,9 @@ class CollectCounts:
     added: int = 0
     already_stored: int = 0
     store_failures: int = 0
+    write_ms: float = 0.0
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
 
@@ -113,6 +115,8 @@ class Collector:
         self._stopping = threading.Event()
         self._ingest: IngestSession | None = None
         self._stored_in_ingest = 0
+        self._written = 0
+        self._write_total_ms = 0.0
 
     def describe(self) -> str:
         """One line: what is sampled and where QC marks come from."""
@@ -239,12 +243,18 @@ class Collector:
     def _write_all(self) -> None:
         while (item := self._store.get()) is not None:
             waiting, why = item
+            started = time.perf_counter()
             try:
                 self._write(waiting, why)
             except (OSError, InspectloopError) as exc:  # a full disk must not stop the line: counted, logged
                 with self._lock:
                     self.counts.store_failures += 1
                 log.error("part %s not stored: %s", waiting.part.part_id, getattr(exc, "message", None) or exc)
+                continue
+            with self._lock:
+                self._written += 1
+                self._write_total_ms += (time.perf_counter() - started) * 1000
+                self.counts.write_ms = round(self._write_total_ms / self._written, 2)
 
     def _write(self, waiting: _Waiting, why: str) -> None:
         if self._ingest is None:

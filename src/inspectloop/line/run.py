@@ -142,7 +142,7 @@ class RunSummary:
     ended: str
     fault: str | None = None
     fault_fix: str | None = None
-    collection: dict[str, int] | None = None
+    collection: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (written to ``last-run.json`` in the station folder)."""
@@ -170,12 +170,13 @@ class RunSummary:
                 f"ended: {self.ended}"]
 
 
-def _collection_line(counts: dict[str, int]) -> str:
+def _collection_line(counts: dict[str, float]) -> str:
     failed = f", {counts['store_failures']} not stored (disk)" if counts["store_failures"] else ""
     failed += f", {counts['sample_skipped']} sample(s) skipped (disk behind)" if counts["sample_skipped"] else ""
     return (f"collected: {counts['captured']} captured, {counts['sample']} stored as sample, {counts['qc_reject']} "
             f"stored as QC reject ({counts['added']} new image(s), {counts['already_stored']} already stored{failed}); "
-            f"QC marks: {counts['marks']} received, {counts['unmatched']} unmatched, {counts['bad_marks']} unreadable")
+            f"QC marks: {counts['marks']} received, {counts['unmatched']} unmatched, {counts['bad_marks']} unreadable; "
+            f"{counts['write_ms']:.0f} ms to store a part")
 
 
 class PartDropped(Exception):
