@@ -431,18 +431,6 @@ def test_sigterm_stops_the_station_cleanly(workspace: Workspace, frames: Path) -
     assert f"{parts} part(s) in" in rest
 
 
-def _fail_camera_check(workspace: Workspace, name: str, folder: Path) -> None:
-    """Record a health baseline for ``name`` and a check that fails (a blurred lens, dimmer light)."""
-    from inspectloop.camera import run as camera
-    from tests.camera.targets import targets
-
-    folder.mkdir()
-    flat, edge = targets(folder)
-    camera.record_camera_baseline(workspace, name, flat=flat, edge=edge)
-    worn_flat, blurred = targets(folder, falloff=0.35, level=120, sigma=2.5, seed=2)
-    assert camera.check(workspace, name, flat=worn_flat, edge=blurred).status == "fail"
-
-
 async def _opcua_suspect(endpoint: str) -> bool:
     async with Client(url=endpoint, timeout=10) as client:
         index = await client.get_namespace_index("urn:inspectloop:line")
@@ -452,7 +440,9 @@ async def _opcua_suspect(endpoint: str) -> bool:
 
 def test_a_camera_that_failed_its_health_check_makes_every_published_decision_suspect(
         workspace: Workspace, frames: Path, tmp_path: Path) -> None:
-    _fail_camera_check(workspace, "top", tmp_path / "targets")
+    from tests.camera.targets import fail_camera_check
+
+    fail_camera_check(workspace, "top", tmp_path / "targets")
     port, endpoint = free_port(), f"opc.tcp://127.0.0.1:{free_port()}/inspectloop/"
     line = parse_line_config({"cameras": [_camera(frames)], "publish": {
         "mqtt": {"host": "127.0.0.1", "port": port, "topic": "line/decision"}, "opcua": {"endpoint": endpoint},

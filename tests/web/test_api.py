@@ -338,13 +338,9 @@ def test_a_malformed_qc_verdict_gets_a_422_naming_the_problem(line: Line, body: 
 
 
 def test_an_answer_from_a_camera_that_failed_its_health_check_is_marked_suspect(line: Line, tmp_path: Path) -> None:
-    from inspectloop.camera import run as camera
-    from tests.camera.targets import targets
+    from tests.camera.targets import fail_camera_check
 
-    flat, edge = targets(tmp_path)
-    camera.record_camera_baseline(line.workspace, "cam1", flat=flat, edge=edge)
-    worn_flat, blurred = targets(tmp_path, falloff=0.35, level=120, sigma=2.5, seed=2)
-    assert camera.check(line.workspace, "cam1", flat=worn_flat, edge=blurred).status == "fail"
+    fail_camera_check(line.workspace, "cam1", tmp_path)
     with client_for(line, cameras=("cam1", "cam2")) as client:
         doubted = post(client, line, image_bytes("scratch", 1), camera="cam1")
         trusted = post(client, line, image_bytes("scratch", 2), camera="cam2")

@@ -10,10 +10,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from inspectloop import review
+from inspectloop.camera import run as camera
 from inspectloop.store import schema as s
 from inspectloop.web.auth import COOKIE
 from inspectloop.web.pages import csrf_token
-from tests.review_helpers import Seeded, seed
+from tests.camera.targets import fail_camera_check, targets
+from tests.review_helpers import Seeded, queue_suspect_item, seed
 from tests.web.conftest import pages_app
 
 
@@ -233,31 +235,11 @@ def test_an_anomaly_item_shows_its_heatmap_over_the_image_and_asks_for_a_class(c
     assert client.get("/review/items/99999/heatmap.png").status_code == 404
 
 
-def _fail_camera(seeded: Seeded, name: str, folder: Path) -> None:
-    from inspectloop.camera import run as camera
-    from tests.camera.targets import targets
-
-    folder.mkdir()
-    flat, edge = targets(folder)
-    camera.record_camera_baseline(seeded.workspace, name, flat=flat, edge=edge)
-    worn_flat, blurred = targets(folder, falloff=0.35, level=120, sigma=2.5, seed=2)
-    assert camera.check(seeded.workspace, name, flat=worn_flat, edge=blurred).status == "fail"
-
 
 def test_an_item_from_a_suspect_camera_says_so_on_the_review_page(client: TestClient, seeded: Seeded,
                                                                   tmp_path: Path) -> None:
-    _fail_camera(seeded, "cam-A", tmp_path / "targets")
-    workspace = seeded.workspace
-    workspace.db.predictions.mark_suspect("cam-A", None)  # the seeded predictions were logged before the baseline
-    queued_for_shadow = {i.image_sha256 for i in map(workspace.db.review.get, seeded.items) if i and i.reason == "shadow"}
-    with workspace.db.engine.connect() as conn:
-        rows = conn.execute(select(s.predictions.c.id, s.predictions.c.image_sha256)
-                            .where(s.predictions.c.camera == "cam-A")).all()
-    row = next(r for r in rows if r.image_sha256 in queued_for_shadow)  # free for an "uncertain" item, claimed first
-    with workspace.db.transaction() as tx:
-        item = review.enqueue(tx, image_sha256=row.image_sha256, reason="uncertain", prediction_id=row.id,
-                              suggestion="good", priority=1000.0)
-    assert item is not None
+    fail_camera_check(seeded.workspace, "cam-A", tmp_path / "targets")
+    item = queue_suspect_item(seeded, "cam-A")
     csrf = logged_in(client, seeded)
     client.post("/review/next", data={"csrf": csrf})
     page = client.get("/review").text
@@ -271,10 +253,7 @@ def test_the_dashboard_shows_each_cameras_health_and_which_are_suspect(client: T
                                                                        tmp_path: Path) -> None:
     logged_in(client, seeded)
     assert "no camera checks yet" in client.get("/dashboard").text
-    _fail_camera(seeded, "cam-A", tmp_path / "a")
-    from inspectloop.camera import run as camera
-    from tests.camera.targets import targets
-
+    fail_camera_check(seeded.workspace, "cam-A", tmp_path / "a")
     flat, edge = targets(tmp_path)
     camera.record_camera_baseline(seeded.workspace, "cam-B", flat=flat, edge=edge)
     flat2, edge2 = targets(tmp_path, seed=1)

@@ -224,24 +224,11 @@ def test_an_anomaly_items_heatmap_lies_exactly_over_its_image_and_can_be_hidden(
 
 def test_a_suspect_camera_is_shown_on_the_review_page_and_the_dashboard(browser: Any, server16: LiveServer,
                                                                         tmp_path: Any) -> None:
-    from inspectloop.camera import run as camera
-    from tests.camera.targets import targets
+    from tests.camera.targets import fail_camera_check
+    from tests.review_helpers import queue_suspect_item
 
-    workspace = server16.seeded.workspace
-    flat, edge = targets(tmp_path)
-    camera.record_camera_baseline(workspace, "cam-A", flat=flat, edge=edge)
-    worn_flat, blurred = targets(tmp_path, falloff=0.35, level=120, sigma=2.5, seed=2)
-    assert camera.check(workspace, "cam-A", flat=worn_flat, edge=blurred).status == "fail"
-    workspace.db.predictions.mark_suspect("cam-A", None)  # the seeded predictions predate the baseline
-    seeded = server16.seeded
-    queued_for_shadow = {i.image_sha256 for i in map(workspace.db.review.get, seeded.items) if i and i.reason == "shadow"}
-    with workspace.db.engine.connect() as conn:
-        rows = conn.execute(select(s.predictions.c.id, s.predictions.c.image_sha256)
-                            .where(s.predictions.c.camera == "cam-A")).all()
-    row = next(r for r in rows if r.image_sha256 in queued_for_shadow)  # free for an "uncertain" item, claimed first
-    with workspace.db.transaction() as tx:
-        item = review.enqueue(tx, image_sha256=row.image_sha256, reason="uncertain", prediction_id=row.id,
-                              suggestion="good", priority=1e6)
+    fail_camera_check(server16.seeded.workspace, "cam-A", tmp_path)
+    item = queue_suspect_item(server16.seeded, "cam-A")
     page = log_in(browser, server16, "ana")
     assert start(page) == str(item)
     panel = page.locator(".card.suspect")

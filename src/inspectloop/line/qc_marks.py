@@ -17,8 +17,8 @@ from typing import Any, Protocol
 
 from inspectloop.errors import QcSourceError, require
 from inspectloop.line.config import QcConfig, QcMqttConfig, QcOpcUaConfig
-from inspectloop.line.publish.opcua import EventLoopThread, asyncua
-from inspectloop.line.publish.mqtt import paho
+from inspectloop.line.publish.opcua import OpcUaClientLink, asyncua
+from inspectloop.line.publish.mqtt import make_client, stop_client
 
 MARK_FIX = ('send JSON such as {"part_id": "station1-...-000042"} or {"frame_counter": 42, "camera": "top"}, '
             "or the bare id or counter")
@@ -129,11 +129,7 @@ class MqttQcSource:
 
     def start(self, on_mark: OnMark, on_bad: OnBadMark) -> None:
         """Connect, subscribe and wait for the broker to confirm (QcSourceError naming the fix if it does not)."""
-        mqtt = paho()
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.config.client_id)
-        if self.config.username is not None:
-            client.username_pw_set(self.config.username, self.config.password)
-        client.reconnect_delay_set(min_delay=1, max_delay=10)
+        client = make_client(self.config.client_id, self.config.username, self.config.password)
         client.on_connect = self._on_connect
         client.on_subscribe = lambda *_: self._subscribed.set()
         client.on_message = lambda _c, _u, message: _deliver(message.payload, self.target, on_mark, on_bad)
@@ -155,8 +151,7 @@ class MqttQcSource:
     def close(self) -> None:
         client, self._client = self._client, None
         if client is not None:
-            client.disconnect()
-            client.loop_stop()
+            stop_client(client)
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         if reason.is_failure:
@@ -172,8 +167,7 @@ class OpcUaQcSource:
 
     def __init__(self, config: QcOpcUaConfig) -> None:
         self.config = config
-        self._loop: EventLoopThread | None = None
-        self._client: Any = None
+        self._link: OpcUaClientLink | None = None
 
     @property
     def target(self) -> str:
@@ -182,9 +176,9 @@ class OpcUaQcSource:
     def start(self, on_mark: OnMark, on_bad: OnBadMark) -> None:
         """Connect, find the tag and subscribe to it (QcSourceError naming the endpoint or tag and the fix)."""
         asyncua()
-        self._loop = EventLoopThread("opcua-qc")
+        self._link = OpcUaClientLink(self.config.endpoint, self.config.timeout_s, "opcua-qc")
         try:
-            self._loop.call(self._subscribe(on_mark, on_bad), self.config.timeout_s * 3)
+            self._link.connect(lambda client: self._subscribe(client, on_mark, on_bad))
         except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
             self.close()
             raise QcSourceError(f"cannot reach the QC's OPC UA server at {self.config.endpoint}: "
@@ -196,23 +190,12 @@ class OpcUaQcSource:
             raise
 
     def close(self) -> None:
-        loop, client = self._loop, self._client
-        self._loop = self._client = None
-        if loop is None:
-            return
-        try:
-            if client is not None:
-                loop.call(client.disconnect(), self.config.timeout_s)
-        except (OSError, TimeoutError, asyncio.TimeoutError):
-            pass  # the connection is already gone
-        finally:
-            loop.stop()
+        link, self._link = self._link, None
+        if link is not None:
+            link.close()
 
-    async def _subscribe(self, on_mark: OnMark, on_bad: OnBadMark) -> None:
+    async def _subscribe(self, client: Any, on_mark: OnMark, on_bad: OnBadMark) -> None:
         ua = require("asyncua.ua", "line", package="asyncua")
-        client = asyncua().Client(url=self.config.endpoint, timeout=self.config.timeout_s)
-        await client.connect()
-        self._client = client
         try:
             node = client.get_node(self.config.node)
             await node.read_value()
