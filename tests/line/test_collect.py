@@ -319,9 +319,9 @@ def test_a_disk_that_falls_behind_skips_samples_never_qc_rejects_and_memory_stay
     written = threading.Event()
     real = Collector._write
 
-    def slow_write(collector: Collector, waiting: Any, why: str) -> None:
+    def slow_write(collector: Collector, batch: Any) -> None:
         written.wait(10)  # the disk is stuck until the run has ended
-        real(collector, waiting, why)
+        real(collector, batch)
 
     monkeypatch.setattr(Collector, "_write", slow_write)
     line = parse_line_config({"cameras": [_camera(frames)], "collect": {"every": 1, "buffer_parts": 2}})

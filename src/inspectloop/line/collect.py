@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 SAMPLE, QC_REJECT = "sample", "qc_reject"
 INGEST_SOURCE = "line collection"
 PARTS_PER_INGEST = 1000  # a new ingest record every this many stored parts: a weeks-long run's reports stay small
+# Parts written in one ingest step when several wait: the blob store syncs the disk once per step, which was
+# half of a 1.3 MP part's 65 ms when parts were written one by one.
+WRITE_BATCH = 8
 _TICK_S = 0.2  # how often waiting parts and marks are aged while nothing arrives
 
 
@@ -242,31 +245,45 @@ class Collector:
     # -- storing --------------------------------------------------------------------------------------
     def _write_all(self) -> None:
         while (item := self._store.get()) is not None:
-            waiting, why = item
+            batch = [item]
+            while len(batch) < WRITE_BATCH and (more := self._next_queued()) is not None:
+                batch.append(more)
             started = time.perf_counter()
             try:
-                self._write(waiting, why)
+                self._write(batch)
             except (OSError, InspectloopError) as exc:  # a full disk must not stop the line: counted, logged
                 with self._lock:
-                    self.counts.store_failures += 1
-                log.error("part %s not stored: %s", waiting.part.part_id, getattr(exc, "message", None) or exc)
-                continue
-            with self._lock:
-                self._written += 1
-                self._write_total_ms += (time.perf_counter() - started) * 1000
-                self.counts.write_ms = round(self._write_total_ms / self._written, 2)
+                    self.counts.store_failures += len(batch)
+                log.error("parts %s not stored: %s", ", ".join(w.part.part_id for w, _ in batch),
+                          getattr(exc, "message", None) or exc)
+            else:
+                with self._lock:
+                    self._written += len(batch)
+                    self._write_total_ms += (time.perf_counter() - started) * 1000
+                    self.counts.write_ms = round(self._write_total_ms / self._written, 2)
 
-    def _write(self, waiting: _Waiting, why: str) -> None:
+    def _next_queued(self) -> tuple[_Waiting, str] | None:
+        """The next part waiting to be written, if one is queued already (the end marker is put back)."""
+        try:
+            item = self._store.get_nowait()
+        except queue.Empty:
+            return None
+        if item is None:
+            self._store.put(None)
+        return item
+
+    def _write(self, batch: list[tuple[_Waiting, str]]) -> None:
+        """Store parts in one ingest step: one transaction and one blob sync for the lot."""
         if self._ingest is None:
             self._ingest = IngestSession(self.workspace, source=f"{INGEST_SOURCE} {self.station} {self.session}",
                                          kind="collection")
         report = self._ingest.report
         added, duplicates = report.added, len(report.duplicates)
-        self._ingest.add(self.items(waiting, why))
+        self._ingest.add([item for waiting, why in batch for item in self.items(waiting, why)])
         with self._lock:
             self.counts.added += report.added - added
             self.counts.already_stored += len(report.duplicates) - duplicates
-        self._stored_in_ingest += 1
+        self._stored_in_ingest += len(batch)
         if self._stored_in_ingest >= PARTS_PER_INGEST:
             self._finish_ingest()
 
