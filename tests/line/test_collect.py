@@ -333,3 +333,20 @@ def test_a_disk_that_falls_behind_skips_samples_never_qc_rejects_and_memory_stay
     counts = summary.collection
     assert counts["sample"] + counts["sample_skipped"] == 6 and counts["sample_skipped"] >= 3
     assert counts["added"] == counts["sample"] == len(_collected(bare))
+
+
+def test_line_check_starts_the_qc_sources_and_refuses_an_unreachable_one(frames: Path, tmp_path: Path) -> None:
+    from inspectloop.line.station import check_station
+
+    port = free_port()
+    collect = {"every": 5, "qc": {"mqtt": {"host": "127.0.0.1", "port": port, "connect_timeout_s": 1}}}
+    line = parse_line_config({"cameras": [_camera(frames)], "collect": collect})
+    with mqtt_broker(port):
+        results = check_station(line)
+    assert [(r.kind, r.detail) for r in results if r.kind == "qc marks"] == [
+        ("qc marks", f"MQTT 127.0.0.1:{port} topic qc/reject")]
+    config = tmp_path / "line.yaml"
+    config.write_text(yaml.safe_dump({"cameras": [_camera(frames)], "collect": collect}))  # the broker is gone
+    refused = CliRunner().invoke(app, ["line", "check", "--workspace", str(tmp_path), "--config", str(config)])
+    assert refused.exit_code != 0 and f"cannot reach the QC's MQTT broker at 127.0.0.1:{port}" in refused.output
+    assert "Traceback" not in refused.output
