@@ -122,7 +122,8 @@ def main() -> None:
                   "collect_fraction": args.collect_fraction, "collect_only": args.collect_only,
                   "distinct_frames": args.distinct, "rate_hz": args.rate, "cameras": args.cameras,
                   "frame": f"{args.width}x{args.height} Mono8", "deadline_ms": args.deadline_ms,
-                  "publishers": ["MQTT (amqtt on loopback)", "OPC UA server"], "threads_per_inference": 1,
+                  "publishers": [] if args.collect_only else ["MQTT (amqtt on loopback)", "OPC UA server"],
+                  "threads_per_inference": 1,
                   "load_average_before": round(load_before, 1), "load_average_after": round(os.getloadavg()[0], 1)},
         "summary": summary})
 

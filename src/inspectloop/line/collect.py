@@ -123,7 +123,7 @@ class Collector:
 
     def describe(self) -> str:
         """One line: what is sampled and where QC marks come from."""
-        sample = (f"every {self.config.every}th part" if self.config.every else
+        sample = (f"1 part in {self.config.every}" if self.config.every else
                   f"{self.config.fraction:.1%} of parts (seed {self.config.seed})" if self.config.fraction else "no sample")
         marks = ", ".join(s.target for s in self.sources) or "no QC marks"
         return f"collecting into session {self.session}: {sample}; QC rejects from {marks}" + (
