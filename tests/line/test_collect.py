@@ -177,6 +177,7 @@ def test_collection_only_stores_the_sample_and_every_qc_reject_with_metadata(bar
     assert extra["qc_mark_source"].startswith("MQTT 127.0.0.1") and float(extra["qc_mark_delay_s"]) >= 0
     assert record.meta.captured_at is not None and record.source == "collection"
     assert bare.blobs.exists(record.sha256) and (record.width, record.height) == (SIZE, SIZE)
+    assert bare.db.images.sources(record.sha256) == [f"station1/qc_reject/{record.meta.part_id}.top.0.ppm"]
     counts = summary.collection
     assert counts is not None and summary.parts == 0  # nothing decided: no model
     assert (counts["captured"], counts["sample"], counts["qc_reject"], counts["added"]) == (8, 2, 2, 4)
@@ -197,6 +198,7 @@ def test_frames_already_stored_are_counted_never_replaced(bare: Workspace, frame
     assert (summary.collection["added"], summary.collection["already_stored"]) == (0, 3)
     after = {r.sha256: r for r in _collected(bare).values()}
     assert after.keys() == before.keys() and {r.meta.session for r in after.values()} == {"first"}
+    assert all(len(bare.db.images.sources(digest)) == 2 for digest in after)  # the second run: another source
 
 
 # -- beside a model, QC marks from an OPC UA tag ---------------------------------------------------------

@@ -7,7 +7,8 @@ A part waits in memory (at most ``buffer_parts`` of them) for as long as its QC 
 stored as ``qc_reject`` when its mark matches, else stored as ``sample`` if it was sampled, else
 dropped. Marks that match no part in their window are counted, never guessed at. Storing is an ingest
 (:class:`~inspectloop.ingest.IngestSession`): content-addressed, so an image already stored is never
-replaced, on a writer thread so the camera never waits for the disk.
+replaced (its sources gain ``<station>/<sample|qc_reject>/<part>.<camera>.<light>.ppm``), on a writer
+thread so the camera never waits for the disk.
 """
 
 from __future__ import annotations
@@ -304,6 +305,8 @@ class Collector:
                            "qc_mark_delay_s": f"{waiting.mark.at - waiting.at:.3f}"}
             meta = CaptureMeta(**{k: fields.get(k) for k in METADATA_FIELDS},
                                extra={k: str(v) for k, v in fields.items() if k not in METADATA_FIELDS})
-            name = Path(f"{self.station}/{part.part_id}.{frame.source}.{light}.ppm")
+            # the source path names why it was collected: an image stored before (the same bytes, or a frame the
+            # inspection service kept) keeps its record, and this path is added to its sources
+            name = Path(f"{self.station}/{why}/{part.part_id}.{frame.source}.{light}.ppm")
             items.append(SourceItem(path=name, label=None, meta=meta, data=frame.encoded()))
         return items
