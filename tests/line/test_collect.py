@@ -352,3 +352,21 @@ def test_line_check_starts_the_qc_sources_and_refuses_an_unreachable_one(frames:
     refused = CliRunner().invoke(app, ["line", "check", "--workspace", str(tmp_path), "--config", str(config)])
     assert refused.exit_code != 0 and f"cannot reach the QC's MQTT broker at 127.0.0.1:{port}" in refused.output
     assert "Traceback" not in refused.output
+
+
+def test_the_dashboard_shows_each_stations_live_counters_with_its_collection(bare: Workspace, frames: Path) -> None:
+    pytest.importorskip("fastapi", reason="the dashboard needs the 'serve' extra")
+    from fastapi.testclient import TestClient
+
+    from inspectloop.people import add_user
+    from tests.web.conftest import pages_app
+
+    line = parse_line_config({"cameras": [_camera(frames)], "collect": {"every": 2}})
+    run_station(bare, line, RunOptions(parts=4, collect_only=True, station="cell3"))
+    token = add_user(bare, "ana", "reviewer")
+    client = TestClient(pages_app(bare), follow_redirects=False)
+    assert client.post("/login", data={"token": token, "next": "/dashboard"}).status_code == 303
+    page = client.get("/dashboard").text
+    row = page[page.index('<tr data-station="cell3">'):]
+    row = row[:row.index("</tr>")]
+    assert "4 captured, 2 sample, 0 QC reject, 0 QC mark(s) unmatched" in row and "none" in row

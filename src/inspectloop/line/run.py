@@ -50,13 +50,13 @@ from inspectloop.line.decision import PartDecision
 from inspectloop.line.outbox import DecisionJournal, Delivery, Entry
 from inspectloop.line.parts import Part, PartSource, part_sources
 from inspectloop.line.station import publishers
+from inspectloop.line.status import STATION_DIR, STATUS_FILE
 from inspectloop.runtime import Prediction
 from inspectloop.runtime.images import MAX_PIXELS
 from inspectloop.serve.service import InspectionService, ServiceConfig, decode_request
 from inspectloop.workspace import Workspace
 
 log = logging.getLogger(__name__)
-STATION_DIR = "line"  # <workspace>/line/<station>/: the decision journal, outbox positions, status, last run
 STATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")  # it names a folder
 STATUS_EVERY_S = 2.0
 LATENCY_WINDOW = 100_000  # latency percentiles are over the last this many parts: a month-long run stays small
@@ -486,7 +486,7 @@ class Station:
                                      for d in self.deliveries}}
         if self.collector is not None:
             status["collection"] = self.collector.counts.to_dict()
-        self._write_json("status.json", status)
+        self._write_json(STATUS_FILE, status)
 
     def _write_json(self, name: str, content: dict[str, Any]) -> None:
         tmp = self.folder / f"{name}.tmp"

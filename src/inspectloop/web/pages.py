@@ -324,8 +324,16 @@ def dashboard(request: Request) -> Response:
         "decisions": review.recent_decisions(workspace, limit=15),
         "drift_charts": _drift_charts(workspace),
         "camera_checks": _camera_checks(workspace),
+        "stations": _stations(workspace),
     }
     return _render(request, "dashboard.html", context)
+
+
+def _stations(workspace: Any) -> dict[str, Any]:
+    """Each station's live counters: decisions, fail-safe answers, publishers, collection."""
+    from inspectloop.line.status import station_statuses
+
+    return station_statuses(workspace.root)
 
 
 def _camera_checks(workspace: Any) -> list[Any]:
