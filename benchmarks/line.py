@@ -2,6 +2,7 @@
 
     python -m benchmarks.line [--model MODEL.onnx] [--parts 200] [--rate 5] [--width 1280 --height 1024]
                               [--cameras 1] [--deadline-ms 1000]
+                              [--collect-fraction 1.0 [--collect-only]] [--distinct N]
 
 pylon's camera emulation (``PYLON_CAMEMU``) serves synthetic greyscale frames of the given size from
 files, software-triggered at ``--rate`` parts per second; each part (one frame per camera, a capture set
@@ -10,6 +11,11 @@ service (durable prediction log, ``synchronous=FULL``, 5 % of frames kept), the 
 decision journal, and a real MQTT broker (amqtt, the tests' broker) plus inspectloop's OPC UA server.
 Latency is from a part's trigger to the last publisher's acknowledgement. Everything shares this
 machine's cores with the broker. Not measured here: the issue's 5-minute highest sustained rate.
+
+``--collect-fraction F`` adds collection mode (a seeded fraction F of parts stored in the workspace, full
+ingest: hash, decode, quality statistics, perceptual hash, blob and rows); ``--collect-only`` runs it without
+a model (a new line's first weeks). ``--distinct N`` makes the emulator serve N different frames, so that
+stored parts are new images, not duplicates of the first four.
 """
 
 from __future__ import annotations
@@ -59,7 +65,8 @@ def line_config(frames: Path, args: argparse.Namespace, mqtt_port: int, opcua_po
     cameras = [{"name": f"cam{i}", "serial": f"0815-{i:04d}", "exposure_us": 800, "pixel_format": "Mono8",
                 "roi": {"width": args.width, "height": args.height}, "image_files": str(frames),
                 "timeout_ms": 5000} for i in range(args.cameras)]
-    return {"cameras": cameras, "capture_set": {"cameras": [c["name"] for c in cameras]},
+    collect = {"collect": {"fraction": args.collect_fraction, "seed": 0}} if args.collect_fraction else {}
+    return {**collect, "cameras": cameras, "capture_set": {"cameras": [c["name"] for c in cameras]},
             "publish": {"deadline_ms": args.deadline_ms, "fail_safe": "review",
                         "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "topic": "bench/decision"},
                         "opcua": {"endpoint": f"opc.tcp://127.0.0.1:{opcua_port}/inspectloop/"}}}
@@ -77,14 +84,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     logging.getLogger("asyncua").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder)
-        frames = synthetic_frames(root / "frames", args.width, args.height)
+        frames = synthetic_frames(root / "frames", args.width, args.height, args.distinct)
         workspace = init_workspace(root / "ws", "bench-line")
         mqtt_port = free_port()
         line = parse_line_config(line_config(frames, args, mqtt_port, free_port()))
         try:
             with mqtt_broker(mqtt_port):
-                summary = run_station(workspace, line, RunOptions(parts=args.parts, rate_hz=args.rate),
-                                      ServiceConfig(model_file=args.model, threads=1))
+                options = RunOptions(parts=args.parts, rate_hz=args.rate, collect_only=args.collect_only)
+                summary = run_station(workspace, line, options, ServiceConfig(model_file=args.model, threads=1))
         finally:
             workspace.close()
     return summary.to_dict()
@@ -99,16 +106,24 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=1024)
     parser.add_argument("--cameras", type=int, default=1, choices=(1, 2))
     parser.add_argument("--deadline-ms", type=float, default=1000.0)
+    parser.add_argument("--collect-fraction", type=float, default=None)
+    parser.add_argument("--collect-only", action="store_true")
+    parser.add_argument("--distinct", type=int, default=4, help="different frames the emulator serves in turn")
     parser.add_argument("--name", default="line", help="result file name under benchmarks/results")
     args = parser.parse_args()
-    args.model = args.model or default_model()
+    if args.collect_only and not args.collect_fraction:
+        parser.error("--collect-only needs --collect-fraction")
+    args.model = None if args.collect_only else args.model or default_model()
     load_before = os.getloadavg()[0]  # the 2 cores are shared with other work: say how busy they were
     summary = run(args)
     print(json.dumps(summary, indent=1))
     write_result(args.name, {
-        "setup": {"model": "/".join(args.model.parts[-4:]), "parts": args.parts, "rate_hz": args.rate, "cameras": args.cameras,
+        "setup": {"model": "/".join(args.model.parts[-4:]) if args.model else None, "parts": args.parts,
+                  "collect_fraction": args.collect_fraction, "collect_only": args.collect_only,
+                  "distinct_frames": args.distinct, "rate_hz": args.rate, "cameras": args.cameras,
                   "frame": f"{args.width}x{args.height} Mono8", "deadline_ms": args.deadline_ms,
-                  "publishers": ["MQTT (amqtt on loopback)", "OPC UA server"], "threads_per_inference": 1,
+                  "publishers": [] if args.collect_only else ["MQTT (amqtt on loopback)", "OPC UA server"],
+                  "threads_per_inference": 1,
                   "load_average_before": round(load_before, 1), "load_average_after": round(os.getloadavg()[0], 1)},
         "summary": summary})
 

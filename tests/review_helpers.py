@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from PIL import Image
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 
 from inspectloop.domain import ClassDefinition
 from inspectloop.ingest import ingest, scan_folder, scan_manifest
@@ -160,3 +160,20 @@ def _model_version(workspace: Workspace) -> int:
         return int(conn.execute(insert(s.model_versions).values(
             name="line7-v2", run_id="run-1", model_id=model, variant="fp32", path="runs/run-1/model.onnx",
             file_sha256="0" * 64, stage="shadow", created_at=stamp, lineage={})).inserted_primary_key[0])
+
+
+def queue_suspect_item(seeded: Seeded, camera: str) -> int:
+    """Mark ``camera``'s seeded predictions suspect (they predate any baseline) and queue one of them as an
+    "uncertain" item ahead of the seeded queue (its image had only a "shadow" item); return the item's id."""
+    workspace = seeded.workspace
+    workspace.db.predictions.mark_suspect(camera, None)
+    shadow_only = {i.image_sha256 for i in map(workspace.db.review.get, seeded.items) if i and i.reason == "shadow"}
+    with workspace.db.engine.connect() as conn:
+        rows = conn.execute(select(s.predictions.c.id, s.predictions.c.image_sha256)
+                            .where(s.predictions.c.camera == camera)).all()
+    row = next(r for r in rows if r.image_sha256 in shadow_only)
+    with workspace.db.transaction() as tx:
+        item = enqueue(tx, image_sha256=row.image_sha256, reason="uncertain", prediction_id=row.id,
+                       suggestion="good", priority=1e6)
+    assert item is not None
+    return item

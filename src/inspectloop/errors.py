@@ -184,6 +184,11 @@ class PublishError(InspectloopError):
     """Decisions cannot be published to the line: an unreachable OPC UA endpoint or MQTT broker."""
 
 
+class QcSourceError(InspectloopError):
+    """The existing QC's reject marks cannot be received: an unreachable MQTT broker or OPC UA endpoint, an
+    unknown tag."""
+
+
 class BrowseError(InspectloopError):
     """The dataset browser cannot answer as asked; ``kind`` says which way (not_found: an unknown version,
     run or image; no_map: the version's map is not computed yet; empty: a version without images;

@@ -60,6 +60,7 @@ class SourceItem:
     label: str | None
     meta: CaptureMeta
     probability: float | None = None  # soft label: the annotator's probability that the part is defective
+    data: bytes | None = None  # the image's bytes when they come from memory (a camera), not from ``path``
 
 
 @dataclass(frozen=True)
@@ -287,19 +288,42 @@ def ingest(workspace: Workspace, items: list[SourceItem], *, source: str, kind: 
     The same bytes under two classes (from one annotator) keep both annotations: a conflict, reported
     per file and left out of new dataset versions until someone settles it (``labels.resolve_labels``).
     """
-    started = time.perf_counter()
-    report = IngestReport(source=source, skipped=list(refused), notes=list(notes))
-    known_classes = set(workspace.db.labels.classes())
-    ingest_id = workspace.db.images.begin_ingest(source, kind)
-    seen = report.first_paths  # digest -> first path, within this batch
+    session = IngestSession(workspace, source=source, kind=kind, annotator=annotator, create_classes=create_classes,
+                            refused=refused, notes=notes)
     for done, chunk in _chunks(items):
-        _ingest_chunk(workspace, chunk, ingest_id, report, seen, known_classes,
-                      annotator=annotator, create_classes=create_classes)
+        session.add(chunk)
         if progress:
             progress(done, len(items))
-    report.seconds = time.perf_counter() - started
-    workspace.db.images.finish_ingest(ingest_id, report.to_dict())
-    return report
+    return session.finish()
+
+
+class IngestSession:
+    """One ingest record kept open while items arrive over time (a station collecting from its cameras):
+    ``add`` stores a batch as :func:`ingest` stores files (deduplicated by content, an image already
+    stored is never replaced); ``finish`` closes the record with the report."""
+
+    def __init__(self, workspace: Workspace, *, source: str, kind: str, annotator: str = "import",
+                 create_classes: bool = True, refused: Iterable[tuple[str, str]] = (),
+                 notes: Iterable[str] = ()) -> None:
+        self.workspace = workspace
+        self.annotator = annotator
+        self.create_classes = create_classes
+        self.report = IngestReport(source=source, skipped=list(refused), notes=list(notes))
+        self._known_classes = set(workspace.db.labels.classes())
+        self._started = time.perf_counter()
+        self.ingest_id = workspace.db.images.begin_ingest(source, kind)
+
+    def add(self, items: list[SourceItem]) -> None:
+        """Store a batch (at most a chunk's worth at a time, in one transaction each)."""
+        for _, chunk in _chunks(items):
+            _ingest_chunk(self.workspace, chunk, self.ingest_id, self.report, self.report.first_paths,
+                          self._known_classes, annotator=self.annotator, create_classes=self.create_classes)
+
+    def finish(self) -> IngestReport:
+        """Close the ingest record; the report of everything added."""
+        self.report.seconds = time.perf_counter() - self._started
+        self.workspace.db.images.finish_ingest(self.ingest_id, self.report.to_dict())
+        return self.report
 
 
 def _chunks(items: list[SourceItem]) -> Iterator[tuple[int, list[SourceItem]]]:
@@ -400,7 +424,7 @@ def _read_files(chunk: list[SourceItem], report: IngestReport, known_classes: se
                                                    f"'inspectloop classes add {item.label}'"))
             continue
         try:
-            loaded.append((item, item.path.read_bytes()))
+            loaded.append((item, item.data if item.data is not None else item.path.read_bytes()))
         except OSError as exc:
             report.skipped.append((str(item.path), f"cannot read file: {exc.strerror or exc}"))
     return loaded

@@ -202,6 +202,18 @@ def item_metadata(workspace: Workspace, item: ReviewItem) -> dict[str, str]:
     return shown
 
 
+def suspect_camera(workspace: Workspace, item: ReviewItem) -> tuple[str, str | None] | None:
+    """When the prediction that queued ``item`` is suspect (its camera had failed a health check): the camera,
+    and the time of its failed check if it still fails (None: a later check passed). None otherwise."""
+    if item.prediction_id is None:
+        return None
+    prediction = workspace.db.predictions.get(item.prediction_id)
+    if prediction is None or not prediction.suspect:
+        return None
+    camera = prediction.camera or "its camera"
+    return camera, workspace.db.cameras.failing().get(camera)
+
+
 def score_panels(workspace: Workspace, item: ReviewItem) -> list[ScorePanel]:
     """Every model's scores on the item's image, production first, each named by role and version.
 

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
+
+if TYPE_CHECKING:
+    from inspectloop.workspace import Workspace
 
 _erf = np.vectorize(math.erf)
 
@@ -42,3 +46,15 @@ def targets(folder: Path, *, falloff: float = 0.1, level: float = 180.0, sigma: 
     """A flat-field and a slanted-edge capture written to ``folder``."""
     return (save(flat_field(falloff, level=level, seed=seed), folder / f"flat-{seed}.png"),
             save(slanted_edge(sigma, seed=seed), folder / f"edge-{seed}.png"))
+
+
+def fail_camera_check(workspace: Workspace, camera: str, folder: Path) -> None:
+    """Record ``camera``'s health baseline, then a check that fails (a blurred lens, dimmer light): the
+    camera is suspect from then on."""
+    from inspectloop.camera import run
+
+    folder.mkdir(parents=True, exist_ok=True)
+    flat, edge = targets(folder)
+    run.record_camera_baseline(workspace, camera, flat=flat, edge=edge)
+    worn_flat, blurred = targets(folder, falloff=0.35, level=120, sigma=2.5, seed=2)
+    assert run.check(workspace, camera, flat=worn_flat, edge=blurred).status == "fail"

@@ -78,3 +78,15 @@ def test_missing_targets_and_a_missing_baseline_name_the_fix(line: Line, tmp_pat
     with pytest.raises(CameraCheckError, match="cannot read the flat-field capture"):
         camera.check(line.workspace, "cam-a", flat=tmp_path / "nope.png", edge=edge)
     assert [c.status for c in camera.checks(line.workspace)] == ["error"] * 3
+
+
+def test_a_check_that_could_not_run_does_not_clear_a_failure(line: Line, tmp_path: Path) -> None:
+    """A failed camera stayed suspect only until any later check row, even one with status error."""
+    flat, edge = targets(tmp_path)
+    camera.record_camera_baseline(line.workspace, "cam-a", flat=flat, edge=edge)
+    bad_flat, blurred = targets(tmp_path, falloff=0.35, level=120, sigma=2.5, seed=2)
+    assert camera.check(line.workspace, "cam-a", flat=bad_flat, edge=blurred).status == "fail"
+    with pytest.raises(CameraCheckError):
+        camera.check(line.workspace, "cam-a", flat=tmp_path / "lens-cap-photo-missing.png", edge=edge)
+    assert set(camera.suspect_cameras(line.workspace)) == {"cam-a"}
+    assert [c.status for c in camera.latest_checks(line.workspace)] == ["fail"]

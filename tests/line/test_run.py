@@ -461,3 +461,41 @@ def test_sigterm_stops_the_station_cleanly(workspace: Workspace, frames: Path) -
     assert "ended: stopped" in rest and "Traceback" not in err
     parts = len(_journal(workspace))
     assert f"{parts} part(s) in" in rest
+
+
+async def _opcua_suspect(endpoint: str) -> bool:
+    async with Client(url=endpoint, timeout=10) as client:
+        index = await client.get_namespace_index("urn:inspectloop:line")
+        node = await client.nodes.objects.get_child([f"{index}:station1", f"{index}:Suspect"])
+        return bool(await node.read_value())
+
+
+def test_a_camera_that_failed_its_health_check_makes_every_published_decision_suspect(
+        workspace: Workspace, frames: Path, tmp_path: Path) -> None:
+    from tests.camera.targets import fail_camera_check
+
+    fail_camera_check(workspace, "top", tmp_path / "targets")
+    port, endpoint = free_port(), f"opc.tcp://127.0.0.1:{free_port()}/inspectloop/"
+    line = parse_line_config({"cameras": [_camera(frames)], "publish": {
+        "mqtt": {"host": "127.0.0.1", "port": port, "topic": "line/decision"}, "opcua": {"endpoint": endpoint},
+        "deadline_ms": 5000}})
+    with mqtt_broker(port):
+        plc = Subscriber(port, "line/decision")
+        with Station(workspace, line, RunOptions(parts=3, rate_hz=10)) as station:
+            station.run()
+            assert all(d.drain(10) for d in station.deliveries)
+            on_server = asyncio.run(_opcua_suspect(endpoint))
+        published = plc.received(3)
+        plc.close()
+    assert [m["suspect"] for m in published] == [True] * 3 and on_server
+    assert all(_logged(workspace, e.requests[0]).suspect for e in _journal(workspace))
+    # a fail-safe answer for a part of that camera says so too
+    late = parse_line_config({"cameras": [_camera(frames)], "publish": {"deadline_ms": 0.01}})
+    run_station(workspace, late, RunOptions(parts=2, station="late"))
+    assert [(e.reason, e.decision.suspect) for e in _journal(workspace, "late")] == [("late", True)] * 2
+
+
+def test_a_trusted_camera_publishes_decisions_not_suspect(workspace: Workspace, frames: Path) -> None:
+    line = parse_line_config({"cameras": [_camera(frames)], "publish": {"deadline_ms": 5000}})
+    run_station(workspace, line, RunOptions(parts=2))
+    assert [e.decision.suspect for e in _journal(workspace)] == [False, False]

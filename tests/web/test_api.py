@@ -335,3 +335,14 @@ def test_a_malformed_qc_verdict_gets_a_422_naming_the_problem(line: Line, body: 
                                headers={**line.auth(), "content-type": "application/json"})
     assert response.status_code == 422 and words in response.json()["error"] and response.json()["fix"]
     assert rows(line, s.qc_decisions) == 0
+
+
+def test_an_answer_from_a_camera_that_failed_its_health_check_is_marked_suspect(line: Line, tmp_path: Path) -> None:
+    from tests.camera.targets import fail_camera_check
+
+    fail_camera_check(line.workspace, "cam1", tmp_path)
+    with client_for(line, cameras=("cam1", "cam2")) as client:
+        doubted = post(client, line, image_bytes("scratch", 1), camera="cam1")
+        trusted = post(client, line, image_bytes("scratch", 2), camera="cam2")
+    assert doubted.status_code == trusted.status_code == 200, doubted.text
+    assert doubted.json()["suspect"] is True and trusted.json()["suspect"] is False

@@ -10,10 +10,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from inspectloop import review
+from inspectloop.camera import run as camera
 from inspectloop.store import schema as s
 from inspectloop.web.auth import COOKIE
 from inspectloop.web.pages import csrf_token
-from tests.review_helpers import Seeded, seed
+from tests.camera.targets import fail_camera_check, targets
+from tests.review_helpers import Seeded, queue_suspect_item, seed
 from tests.web.conftest import pages_app
 
 
@@ -335,3 +337,31 @@ def test_box_writes_need_the_csrf_header_and_a_login(client: TestClient, seeded:
     logged_in(client, seeded)
     assert client.post(f"/review/items/{item_id}/boxes", content='{"seen": "", "boxes": []}').status_code == 403
     assert review.get_item(seeded.workspace, item_id).status == "open"
+
+
+
+def test_an_item_from_a_suspect_camera_says_so_on_the_review_page(client: TestClient, seeded: Seeded,
+                                                                  tmp_path: Path) -> None:
+    fail_camera_check(seeded.workspace, "cam-A", tmp_path / "targets")
+    item = queue_suspect_item(seeded, "cam-A")
+    csrf = logged_in(client, seeded)
+    client.post("/review/next", data={"csrf": csrf})
+    page = client.get("/review").text
+    assert f'data-item-id="{item}"' in page and 'class="card suspect"' in page and 'data-camera="cam-A"' in page
+    assert "had failed its health check" in page and "not passed since" in page
+    decided = client.post(f"/review/items/{item}/decision", data={"label": "good", "csrf": csrf})
+    assert 'class="card suspect"' not in decided.text  # the next item's camera is trusted
+
+
+def test_the_dashboard_shows_each_cameras_health_and_which_are_suspect(client: TestClient, seeded: Seeded,
+                                                                       tmp_path: Path) -> None:
+    logged_in(client, seeded)
+    assert "no camera checks yet" in client.get("/dashboard").text
+    fail_camera_check(seeded.workspace, "cam-A", tmp_path / "a")
+    flat, edge = targets(tmp_path)
+    camera.record_camera_baseline(seeded.workspace, "cam-B", flat=flat, edge=edge)
+    flat2, edge2 = targets(tmp_path, seed=1)
+    assert camera.check(seeded.workspace, "cam-B", flat=flat2, edge=edge2).status == "pass"
+    page = client.get("/dashboard").text
+    assert 'data-camera="cam-A" data-status="fail" class="suspect"' in page
+    assert 'data-camera="cam-B" data-status="pass"' in page and "until a check passes" in page

@@ -220,3 +220,22 @@ def test_an_anomaly_items_heatmap_lies_exactly_over_its_image_and_can_be_hidden(
     assert item_id(page) is not None and page.is_visible("#heatmap")
     page.click("#heatmap-toggle")
     assert not page.is_visible("#heatmap")
+
+
+def test_a_suspect_camera_is_shown_on_the_review_page_and_the_dashboard(browser: Any, server16: LiveServer,
+                                                                        tmp_path: Any) -> None:
+    from tests.camera.targets import fail_camera_check
+    from tests.review_helpers import queue_suspect_item
+
+    fail_camera_check(server16.seeded.workspace, "cam-A", tmp_path)
+    item = queue_suspect_item(server16.seeded, "cam-A")
+    page = log_in(browser, server16, "ana")
+    assert start(page) == str(item)
+    panel = page.locator(".card.suspect")
+    assert panel.is_visible() and "cam-A had failed its health check" in panel.inner_text()
+    page.goto(f"{server16.url}/dashboard")
+    health = page.locator('.camera-health [data-camera="cam-A"]')
+    assert health.is_visible() and health.get_attribute("data-status") == "fail"
+    assert "suspect" in health.inner_text()
+    colour = health.locator(".badge").evaluate("el => getComputedStyle(el).backgroundColor")
+    assert colour == "rgb(247, 217, 214)"  # the fail badge's colour: the style sheet reached the browser

@@ -108,10 +108,18 @@ def run(ws: WorkspaceOpt, config: ConfigOpt = None,
         sample_rate: Annotated[Optional[float], typer.Option(help="Share of frames kept for recalibration.")] = None,
         in_flight: Annotated[int, typer.Option(help="Parts inspected at once; a part beyond that is dropped "
                                                     "(it gets the fail-safe, counted).")] = 4,
+        collect: Annotated[Optional[bool], typer.Option("--collect/--no-collect", help="Collection mode: store a "
+                                                        "sample of parts and every part the existing QC rejects, "
+                                                        "as line.yaml's collect section says (default: on when "
+                                                        "line.yaml has one).", show_default=False)] = None,
+        collect_only: Annotated[bool, typer.Option("--collect-only", help="Collect without a model (a new line's "
+                                                   "first weeks): nothing is decided or published.")] = False,
         json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False) -> None:
     """Run the station from line.yaml: acquire each part, decide it with the production model within its
     deadline (else the fail-safe), publish it to the line (OPC UA, PLC, MQTT) and log it durably; until
-    Ctrl-C or SIGTERM, or --parts / --seconds. Decisions a publisher did not take wait in the outbox."""
+    Ctrl-C or SIGTERM, or --parts / --seconds. Decisions a publisher did not take wait in the outbox.
+    With a collect section in line.yaml (or --collect-only, without a model) it also stores a sample of parts
+    and every part the existing QC rejects (an MQTT message or OPC UA tag) in the workspace."""
     import sys
 
     from inspectloop.errors import InspectloopError
@@ -119,7 +127,8 @@ def run(ws: WorkspaceOpt, config: ConfigOpt = None,
     from inspectloop.line.run import PartReport, RunOptions, Station, run_station
     from inspectloop.serve.service import ServiceConfig
 
-    options = RunOptions(station=station, parts=parts, seconds=seconds, rate_hz=rate, in_flight=in_flight)
+    options = RunOptions(station=station, parts=parts, seconds=seconds, rate_hz=rate, in_flight=in_flight,
+                         collect=collect, collect_only=collect_only)
     chosen = {"model_file": model, "shadow": shadow, "trusted_keys": tuple(trusted_key) or None,
               "sample_rate": sample_rate}
     service = ServiceConfig(**{k: v for k, v in chosen.items() if v is not None})

@@ -78,30 +78,66 @@ def monitor_baseline(ws: WorkspaceOpt,
 
 FlatOpt = Annotated[Optional[Path], typer.Option(help="Capture of the flat-field card.")]
 EdgeOpt = Annotated[Optional[Path], typer.Option(help="Capture of the slanted-edge target.")]
+FromCameraOpt = Annotated[bool, typer.Option("--from-camera", help="Take both captures with the camera itself "
+                                             "(the line config's camera of this name, its locked settings), "
+                                             "not from files.")]
+LineConfigOpt = Annotated[Optional[Path], typer.Option(
+    "--config", help="Line config YAML naming the camera (default: line.yaml in the workspace).")]
+PromptOpt = Annotated[bool, typer.Option("--prompt/--no-prompt", help="With --from-camera: wait for Enter before "
+                                         "each capture while the target is put in view.")]
+
+
+def _targets(ws: Path, camera: str, *, flat: Path | None, edge: Path | None, from_camera: bool,
+             config: Path | None, prompt: bool) -> tuple[object, object]:
+    """The flat-field and slanted-edge captures: the files given, or frames from the camera itself."""
+    if not from_camera:
+        return flat, edge
+    from inspectloop.camera.run import capture_targets
+    from inspectloop.errors import CameraCheckError
+    from inspectloop.line.config import LINE_CONFIG_FILE, load_line_config
+
+    if flat is not None or edge is not None:
+        raise CameraCheckError("--from-camera takes both captures itself; --flat and --edge were given too",
+                               "drop --flat and --edge, or drop --from-camera")
+    line = load_line_config(config if config is not None else ws / LINE_CONFIG_FILE)
+
+    def ready(target: str) -> None:
+        if prompt:
+            typer.prompt(f"put the {target} target in front of {camera}, then press Enter", default="",
+                         show_default=False, prompt_suffix=" ")
+        out.print(f"capturing the {target} target with {camera}", highlight=False)
+
+    return capture_targets(line.camera(camera), ready=ready)
 
 
 @camera_app.command("baseline")
 @friendly
-def camera_baseline(camera: str, ws: WorkspaceOpt,
-                    flat: FlatOpt = None, edge: EdgeOpt = None) -> None:
-    """Record a camera's health baseline from its flat-field and slanted-edge captures."""
+def camera_baseline(camera: str, ws: WorkspaceOpt, flat: FlatOpt = None, edge: EdgeOpt = None,
+                    from_camera: FromCameraOpt = False, config: LineConfigOpt = None, prompt: PromptOpt = True) -> None:
+    """Record a camera's health baseline from its flat-field and slanted-edge captures (files, or taken by
+    the camera itself with --from-camera)."""
     from inspectloop.camera.run import record_camera_baseline
 
+    flat_capture, edge_capture = _targets(ws, camera, flat=flat, edge=edge, from_camera=from_camera, config=config,
+                                          prompt=prompt)
     with workspace(ws) as w:
-        b = record_camera_baseline(w, camera, flat=flat, edge=edge)
+        b = record_camera_baseline(w, camera, flat=flat_capture, edge=edge_capture)  # type: ignore[arg-type]
     out.print(f"{camera}: baseline recorded (uniformity {b.uniformity:.3f}, corner ratio {b.corner_ratio:.3f}, "
               f"intensity {b.intensity:.1f}, MTF50 {b.mtf50:.3f} cycles/px)", highlight=False)
 
 
 @camera_app.command("check")
 @friendly
-def camera_check(camera: str, ws: WorkspaceOpt,
-                 flat: FlatOpt = None, edge: EdgeOpt = None) -> None:
-    """Check a camera against its baseline; a failure marks its predictions suspect until a check passes."""
+def camera_check(camera: str, ws: WorkspaceOpt, flat: FlatOpt = None, edge: EdgeOpt = None,
+                 from_camera: FromCameraOpt = False, config: LineConfigOpt = None, prompt: PromptOpt = True) -> None:
+    """Check a camera against its baseline (captures from files, or taken by the camera itself with
+    --from-camera); a failure marks its predictions suspect until a check passes."""
     from inspectloop.camera.run import check
 
+    flat_capture, edge_capture = _targets(ws, camera, flat=flat, edge=edge, from_camera=from_camera, config=config,
+                                          prompt=prompt)
     with workspace(ws) as w:
-        result = check(w, camera, flat=flat, edge=edge)
+        result = check(w, camera, flat=flat_capture, edge=edge_capture)  # type: ignore[arg-type]
     table(f"{camera}: {result.status}", ["check", "measured", "baseline", "change", "status"],
           [[c.check, f"{c.measured:.3g}", f"{c.baseline:.3g}", f"{c.change:+.1%}", str(c.status)]
            for c in result.report.checks])

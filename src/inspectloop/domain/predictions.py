@@ -46,7 +46,7 @@ class LoggedPrediction:
                 "label": self.label, "confidence": self.confidence, "scores": self.scores,
                 "model": {"name": self.model_name, "version_id": self.model_version_id},
                 "latency_ms": self.latency_ms, "image_sha256": self.image_sha256, "replayed": self.replayed,
-                "warnings": list(self.warnings), **self.outputs}
+                "warnings": list(self.warnings), "suspect": self.suspect, **self.outputs}
 
 
 @dataclass(frozen=True)

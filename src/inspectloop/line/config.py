@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from inspectloop.errors import LineConfigError
 from inspectloop.runtime.decision import Decision
@@ -130,7 +130,8 @@ class PlcConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     endpoint: str = Field(pattern=r"^opc\.tcp://")
-    nodes: dict[Literal["part_id", "decision", "label", "frame_counter", "confidence", "late", "sequence"], str] = \
+    nodes: dict[Literal["part_id", "decision", "label", "frame_counter", "confidence", "late", "suspect",
+                        "sequence"], str] = \
         Field(min_length=1)
     timeout_s: float = Field(default=5.0, gt=0)
 
@@ -201,8 +202,83 @@ class PublishConfig(BaseModel):
     fail_safe: Literal[Decision.REJECT, Decision.REVIEW] = Decision.REJECT
 
 
+class QcMqttConfig(BaseModel):
+    """The existing QC announces each rejected part as one MQTT message on ``topic``: JSON with ``part_id``
+    and/or ``frame_counter`` (optionally ``camera`` and ``at``, ISO 8601), or a bare id or counter."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    host: str = "localhost"
+    port: int = Field(default=1883, gt=0, lt=65536)
+    topic: str = Field(default="qc/reject", min_length=1)
+    client_id: str = "inspectloop-qc"
+    username: str | None = None
+    password: str | None = None
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class QcOpcUaConfig(BaseModel):
+    """The existing QC (or the PLC) writes each rejected part's id or frame counter into one OPC UA tag
+    (``node``) on its server; every new value is a reject mark. ``match`` says what the value is."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    endpoint: str = Field(pattern=r"^opc\.tcp://")
+    node: str = Field(min_length=1)
+    match: Literal["part_id", "frame_counter"] = "frame_counter"
+    camera: Name | None = None
+    timeout_s: float = Field(default=5.0, gt=0)
+
+
+class QcConfig(BaseModel):
+    """Where the existing QC's reject marks come from, and how far apart in time (``window_s``) a mark and
+    its part may be: a part is kept in memory that long waiting for its mark."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    mqtt: QcMqttConfig | None = None
+    opcua: QcOpcUaConfig | None = None
+    window_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _has_a_source(self) -> QcConfig:
+        if self.mqtt is None and self.opcua is None:
+            raise ValueError("collect.qc names no source of reject marks; add qc.mqtt or qc.opcua (or remove qc)")
+        return self
+
+
+class CollectConfig(BaseModel):
+    """Collection mode for a new line: every part is captured; every ``every``-th part, or a seeded random
+    ``fraction`` of parts, is stored as a sample, and every part the existing QC rejects (``qc``) is stored
+    too, all with their capture metadata, so that the first dataset is the line's own. ``session`` names
+    the capture session (default: the station and its start time). ``buffer_parts`` bounds the parts held
+    in memory while their QC mark may still come (memory: that many parts' frames)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    every: int | None = Field(default=None, ge=1)
+    fraction: float | None = None
+    seed: int = 0
+    qc: QcConfig | None = None
+    session: Name | None = None
+    buffer_parts: int = Field(default=100, ge=1)
+
+    @field_validator("fraction")
+    @classmethod
+    def _a_share(cls, value: float | None) -> float | None:
+        if value is not None and not 0.0 < value <= 1.0:
+            raise ValueError(f"fraction {value:g} is outside (0, 1]: it is the share of parts stored as a sample, "
+                             "e.g. 0.05 for one part in twenty, 1 for every part")
+        return value
+
+    @model_validator(mode="after")
+    def _stores_something(self) -> CollectConfig:
+        if self.every is not None and self.fraction is not None:
+            raise ValueError("collect gives both every and fraction; keep one")
+        if self.every is None and self.fraction is None and self.qc is None:
+            raise ValueError("collect would store nothing: give every (every Nth part), fraction (a share of "
+                             "parts) and/or qc (the existing QC's rejects)")
+        return self
+
+
 class LineConfig(BaseModel):
-    """Everything one station needs to acquire, group and publish."""
+    """Everything one station needs to acquire, group and publish (and, in collection mode, collect)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
     cameras: list[CameraConfig] = Field(default_factory=list)
@@ -210,6 +286,7 @@ class LineConfig(BaseModel):
     video: list[VideoConfig] = Field(default_factory=list)
     capture_set: CaptureSetConfig | None = None
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    collect: CollectConfig | None = None
 
     @model_validator(mode="after")
     def _names_unique_and_known(self) -> LineConfig:
@@ -225,6 +302,10 @@ class LineConfig(BaseModel):
             if unknown:
                 raise ValueError(f"capture_set names unknown source(s) {', '.join(unknown)}; "
                                  f"sources are {', '.join(names) or 'none'}")
+        qc = self.collect.qc if self.collect is not None else None
+        if qc is not None and qc.opcua is not None and qc.opcua.camera is not None and qc.opcua.camera not in names:
+            raise ValueError(f"collect.qc.opcua.camera names unknown source {qc.opcua.camera}; "
+                             f"sources are {', '.join(names) or 'none'}")
         return self
 
     def camera(self, name: str) -> CameraConfig:
@@ -239,7 +320,7 @@ class LineConfig(BaseModel):
 def parse_line_config(raw: Any, source: str = "line config") -> LineConfig:
     """Validate a parsed YAML document; every problem named by field, all at once."""
     if not isinstance(raw, dict):
-        raise LineConfigError(f"{source} must be a mapping with cameras, video, capture_set, publish",
+        raise LineConfigError(f"{source} must be a mapping with cameras, video, capture_set, publish, collect",
                               "write a YAML mapping, e.g. cameras: [{name: top, serial: '24012345', exposure_us: 800}]")
     try:
         return LineConfig.model_validate(raw)
@@ -270,4 +351,5 @@ def load_line_config(path: Path) -> LineConfig:
 
 def _describe(error: Any) -> str:
     where = ".".join(str(part) for part in error["loc"]) or "config"
-    return f"{where}: {error['msg']}"
+    message = str(error["msg"]).removeprefix("Value error, ")  # pydantic's prefix on our own validators' words
+    return f"{where}: {message}"

@@ -19,6 +19,8 @@ class PartDecision:
     ``late`` marks a fail-safe given because the answer was not ready by the part's deadline;
     ``frames`` is how many frames the part's capture set held. ``class_index`` is ``label``'s place in the
     model's class list (for registers that hold numbers only); None for a fail-safe or a hand-made decision.
+    ``suspect`` marks a part seen by a camera whose latest health check failed (``inspectloop camera check``):
+    its image may not show the part as the model was trained to see it.
     """
 
     part_id: str
@@ -30,6 +32,7 @@ class PartDecision:
     frames: int = 1
     late: bool = False
     class_index: int | None = None
+    suspect: bool = False
     decided_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def __post_init__(self) -> None:
@@ -43,7 +46,7 @@ class PartDecision:
         """JSON-ready form, as published."""
         return {"part_id": self.part_id, "decision": self.decision.value, "label": self.label,
                 "frame_counter": self.frame_counter, "confidence": self.confidence, "source": self.source,
-                "frames": self.frames, "late": self.late, "class_index": self.class_index,
+                "frames": self.frames, "late": self.late, "class_index": self.class_index, "suspect": self.suspect,
                 "decided_at": self.decided_at.isoformat()}
 
     def to_json(self) -> str:

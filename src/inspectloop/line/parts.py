@@ -44,9 +44,11 @@ class Part:
 class PartSource:
     """Opens the station's part sources and hands out :class:`Part` s (``next_part``) until stopped or a
     video ends (``ended`` then says which). ``colour_mode`` is the model's (``L`` or ``RGB``): a pixel format
-    it cannot use is refused at ``open``. Part ids are ``<prefix>-000001`` upwards."""
+    it cannot use is refused at ``open``; None (no model: collection only) keeps each camera's own (a mono
+    format greyscale, others RGB). Part ids are ``<prefix>-000001`` upwards."""
 
-    def __init__(self, line: LineConfig, *, colour_mode: str, prefix: str, rate_hz: float | None = None) -> None:
+    def __init__(self, line: LineConfig, *, colour_mode: str | None, prefix: str,
+                 rate_hz: float | None = None) -> None:
         self.line = line
         self.colour_mode = colour_mode
         self.prefix = prefix
@@ -70,7 +72,7 @@ class PartSource:
         try:
             for name in self.sources:
                 if name in videos:
-                    source = self._stack.enter_context(VideoSource(videos[name], colour_mode=self.colour_mode))
+                    source = self._stack.enter_context(VideoSource(videos[name], colour_mode=self.colour_mode or "RGB"))
                     self._videos[name] = source.frames()
                 elif name in genicams:
                     from inspectloop.line.acquire.genicam import GenICamCamera

@@ -41,35 +41,36 @@ from PIL import Image
 
 from inspectloop.domain import LoggedPrediction
 from inspectloop.errors import AcquisitionError, InspectloopError, LineConfigError
-from inspectloop.line.acquire.frame import Frame
+from inspectloop.line.acquire.frame import FRAME_FORMAT, Frame
 from inspectloop.line.capture_sets import decide_set
-from inspectloop.line.config import LineConfig
+from inspectloop.line.collect import Collector
+from inspectloop.line.config import CollectConfig, LineConfig
 from inspectloop.line.deadline import FAIL_SAFE_LABEL, DeadlineGate
 from inspectloop.line.decision import PartDecision
 from inspectloop.line.outbox import DecisionJournal, Delivery, Entry
 from inspectloop.line.parts import Part, PartSource, part_sources
 from inspectloop.line.station import publishers
+from inspectloop.line.status import STATION_DIR, STATUS_FILE
 from inspectloop.runtime import Prediction
 from inspectloop.runtime.images import MAX_PIXELS
 from inspectloop.serve.service import InspectionService, ServiceConfig, decode_request
 from inspectloop.workspace import Workspace
 
 log = logging.getLogger(__name__)
-STATION_DIR = "line"  # <workspace>/line/<station>/: the decision journal, outbox positions, status, last run
 STATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")  # it names a folder
 STATUS_EVERY_S = 2.0
 LATENCY_WINDOW = 100_000  # latency percentiles are over the last this many parts: a month-long run stays small
 CAMERA_FIX = "check the camera's cable, power and trigger, then start the station again"
 JOURNAL_FIX = ("free disk space or fix the station folder's permissions, then start the station again (what is in "
                "the journal is sent then)")
-# A frame goes to the service (and, if kept, the image store) as PGM/PPM: lossless and a plain copy of the
-# pixels. Measured here on a 1280x1024 frame: PNG at zlib level 1 took 160 ms to encode, more than the model.
-FRAME_FORMAT = "PPM"
 
 
 @dataclass(frozen=True)
 class RunOptions:
-    """How long and how fast a station runs. ``parts`` / ``seconds`` bound the run (None: until stopped);
+    """How long and how fast a station runs, and whether it collects. ``collect`` None collects when the line
+    config has a ``collect`` section, True insists on it, False does not collect; ``collect_only`` runs
+    without a model (collection only: nothing decided or published). ``parts`` / ``seconds`` bound the run
+    (None: until stopped);
     ``rate_hz`` paces software triggers (None: back to back); ``in_flight`` parts at most are inspected at
     once (more are dropped: fail-safe, counted); after ``max_missed`` parts in a row whose frames did not
     come, the station stops (a camera that stopped delivering); ``drain_s`` is how long a stopping
@@ -77,6 +78,8 @@ class RunOptions:
 
     station: str = "station1"
     parts: int | None = None
+    collect: bool | None = None
+    collect_only: bool = False
     seconds: float | None = None
     rate_hz: float | None = None
     in_flight: int = 4
@@ -95,6 +98,8 @@ class RunOptions:
         for ok, message in checks:
             if not ok:
                 raise LineConfigError(message, "e.g. inspectloop run --parts 100 --rate 5")
+        if self.collect_only and self.collect is False:
+            raise LineConfigError("--collect-only and --no-collect contradict each other", "give one of them")
 
 
 @dataclass(frozen=True)
@@ -137,6 +142,7 @@ class RunSummary:
     ended: str
     fault: str | None = None
     fault_fix: str | None = None
+    collection: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (written to ``last-run.json`` in the station folder)."""
@@ -149,13 +155,28 @@ class RunSummary:
                    else f"p50 {self.latency_p50_ms:.1f} ms, p95 {self.latency_p95_ms:.1f} ms")
         waiting = ", ".join(f"{n} for {t}" for t, n in self.undelivered.items() if n) or "none"
         failures = ", ".join(f"{n} to {t}" for t, n in self.publish_failures.items() if n) or "none"
+        collected = [] if self.collection is None else [_collection_line(self.collection)]
+        if self.collection is not None and self.parts == 0:  # collection only: nothing was decided
+            captured = self.collection["captured"]
+            rate = captured / self.seconds if self.seconds else 0.0
+            return [f"{captured} part(s) captured in {self.seconds:.1f} s ({rate:.1f}/s), no model: collection only",
+                    *collected, f"{self.lost_frames} frame(s) lost to reconnects", f"ended: {self.ended}"]
         return [f"{self.parts} part(s) in {self.seconds:.1f} s ({rate:.1f}/s): {self.passed} pass, "
-                f"{self.rejected} reject, {self.reviewed} review",
+                f"{self.rejected} reject, {self.reviewed} review", *collected,
                 f"fail-safe: {self.late} deadline miss(es), {self.failed} failed, {self.dropped} dropped, "
                 f"{self.no_frame} without frames; {self.lost_frames} frame(s) lost to reconnects",
                 f"trigger to published: {latency}; failed deliveries (retried): {failures}; undelivered (kept in "
                 f"the outbox): {waiting}",
                 f"ended: {self.ended}"]
+
+
+def _collection_line(counts: dict[str, float]) -> str:
+    failed = f", {counts['store_failures']} not stored (disk)" if counts["store_failures"] else ""
+    failed += f", {counts['sample_skipped']} sample(s) skipped (disk behind)" if counts["sample_skipped"] else ""
+    return (f"collected: {counts['captured']} captured, {counts['sample']} stored as sample, {counts['qc_reject']} "
+            f"stored as QC reject ({counts['added']} new image(s), {counts['already_stored']} already stored{failed}); "
+            f"QC marks: {counts['marks']} received, {counts['unmatched']} unmatched, {counts['bad_marks']} unreadable; "
+            f"{counts['write_ms']:.0f} ms to store a part")
 
 
 class PartDropped(Exception):
@@ -185,6 +206,7 @@ class Station:
         self.gate = DeadlineGate(line.publish.deadline_ms, line.publish.fail_safe)
         self.journal = DecisionJournal(self.folder)
         self.service: InspectionService | None = None
+        self.collector: Collector | None = None
         self.parts: PartSource | None = None
         self.deliveries: list[Delivery] = []
         self._stop = threading.Event()
@@ -194,6 +216,8 @@ class Station:
         self._executor: ThreadPoolExecutor | None = None
         self._fault: str | None = None  # set by the decider when decisions cannot be journaled
         self._drained = False
+        self._last_status = 0.0
+        self._collect = _collect_config(line, self.options)
 
     def __enter__(self) -> Station:
         self.start()
@@ -203,21 +227,29 @@ class Station:
         self.close()
 
     def start(self) -> None:
-        """Load the model, open the sources and publishers and the outbox; refuse at start if any cannot."""
+        """Load the model (unless collecting only), open the sources, the collection's QC sources, the
+        publishers and the outbox; refuse at start if any cannot."""
         try:
-            self.service = InspectionService(self.workspace, self.service_config)
-            warm_up(self.service)
-            colour_mode = self.service.production.model.metadata.colour_mode
+            colour_mode = None
+            if not self.options.collect_only:
+                self.service = InspectionService(self.workspace, self.service_config)
+                warm_up(self.service)
+                colour_mode = self.service.production.model.metadata.colour_mode
             # part ids name prediction-log rows (request ids): a restart, even within the second, must not reuse one
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")[:-3]
             self.parts = PartSource(self.line, colour_mode=colour_mode, prefix=f"{self.options.station}-{stamp}",
                                     rate_hz=self.options.rate_hz)
             self.parts.open()
+            if self._collect is not None:
+                self.collector = Collector(self.workspace, self._collect, station=self.options.station,
+                                           session=f"{self.options.station}-{stamp[:15]}")
+                self.collector.start()
             self.journal.open()
-            for publisher in publishers(self.line.publish):
+            for publisher in publishers(self.line.publish) if self.service is not None else ():
                 publisher.start()
                 self.deliveries.append(Delivery(publisher, self.journal, self._delivered))
-            self.service.start()
+            if self.service is not None:
+                self.service.start()
             for delivery in self.deliveries:
                 delivery.start()
         except BaseException:
@@ -229,10 +261,13 @@ class Station:
         """One line: the model, the sources, the publishers, the deadline and fail-safe."""
         model = self.service.production.name if self.service else "no model"
         sources = ", ".join(self.parts.sources) if self.parts else "no source"
+        collecting = f"; {self.collector.describe()}" if self.collector else ""
+        if self.service is None:
+            return f"station {self.options.station}: {model} (collection only) on {sources}{collecting}"
         targets = ", ".join(d.target for d in self.deliveries) or "no publisher"
         publish = self.line.publish
         return (f"station {self.options.station}: {model} on {sources} -> {targets}; deadline "
-                f"{publish.deadline_ms:g} ms, fail-safe {publish.fail_safe.value}")
+                f"{publish.deadline_ms:g} ms, fail-safe {publish.fail_safe.value}{collecting}")
 
     def signature_warning(self) -> str | None:
         """The production model's signature warning (None when its origin was verified)."""
@@ -278,6 +313,8 @@ class Station:
         close everything; what a publisher did not acknowledge stays in the outbox for the next start."""
         if self.parts is not None:
             self.parts.close()
+        if self.collector is not None:
+            self.collector.close()  # what still waits for its QC mark is stored if sampled
         if self._executor is not None:
             self._executor.shutdown(wait=True)  # late parts' inferences finish and are logged
             self._executor = None
@@ -316,7 +353,12 @@ class Station:
                 if parts.ended:
                     return parts.ended, None
                 continue  # stopped, or the time bound passed: said above
-            settle.put((part, self._inspect_later(executor, part, slots)))
+            if self.collector is not None:
+                self.collector.offer(part)
+            if self.service is not None:
+                settle.put((part, self._inspect_later(executor, part, slots)))
+            else:
+                self._maybe_write_status()
             missed = missed + 1 if part.missing else 0
             if missed >= self.options.max_missed:
                 return "camera fault", (f"{missed} parts in a row came without their frames, last: {part.missing}",
@@ -338,15 +380,16 @@ class Station:
         service = self.service
         if service is None:
             raise LineConfigError("the station is not started", "call Station.start() first")
-        answers = [service.submit(frame_bytes(frame), frame_fields(part, frame, light, self.options.station),
+        answers = [service.submit(frame.encoded(), frame.fields(part_id=part.part_id, light=light,
+                                                                 station=self.options.station),
                                        request_id=request_id(part, frame, light), source="line")
                    for frame, light in zip(part.frames, part.lights, strict=True)]
-        predictions = [as_prediction(answer.result()) for answer in answers]
-        return decide_set(part.part_id, part.frames, predictions)
+        logged = [answer.result() for answer in answers]
+        decision = decide_set(part.part_id, part.frames, [as_prediction(row) for row in logged])
+        return dataclasses.replace(decision, suspect=any(row.suspect for row in logged))
 
     # -- deciding and publishing ----------------------------------------------------------------------
     def _decide_all(self, settle: queue.Queue[Any], on_part: Callable[[PartReport], None] | None) -> None:
-        last_status = 0.0
         while (item := settle.get()) is not None:
             if self._fault is not None:
                 continue  # the journal failed: nothing more can be published durably
@@ -356,9 +399,7 @@ class Station:
                 self._fault = f"cannot record decisions durably: {getattr(exc, 'message', None) or exc}"
                 self._stop.set()
                 continue
-            if time.monotonic() - last_status > STATUS_EVERY_S:
-                last_status = time.monotonic()
-                self._write_status()
+            self._maybe_write_status()
 
     def _decide(self, part: Part, future: Future[PartDecision], *,
                 on_part: Callable[[PartReport], None] | None) -> None:
@@ -367,11 +408,19 @@ class Station:
         decision = self.gate.settle(future, part_id=part.part_id, frame_counter=counter,
                                     triggered_at=part.triggered_at, frames=len(part.frames))
         reason = _reason(decision, future)
+        if reason != "model" and self._suspect(part):  # a fail-safe too says the camera is in doubt
+            decision = dataclasses.replace(decision, suspect=True)
         requests = () if reason in ("dropped", "no_frame") else tuple(
             request_id(part, f, light) for f, light in zip(part.frames, part.lights, strict=True))
         entry = self._journal(decision, reason, requests, part.triggered_at)
         if on_part is not None:
             on_part(PartReport(entry, (time.monotonic() - part.triggered_at) * 1000))
+
+    def _suspect(self, part: Part) -> bool:
+        """Whether a camera of the part failed its latest health check (as the service last read it)."""
+        failing = self.service.suspect_cameras if self.service is not None else {}
+        sources = [f.source for f in part.frames] or (self.parts.sources if self.parts else [])
+        return any(source in failing for source in sources)
 
     def _journal(self, decision: PartDecision, reason: str, requests: tuple[str, ...], triggered_at: float) -> Entry:
         with self._lock:  # a fast publisher may acknowledge before this thread records what it waits for
@@ -416,8 +465,17 @@ class Station:
             latency_p95_ms=None if latencies is None else round(float(np.percentile(latencies, 95)), 2),
             seconds=round(seconds, 3), ended=ended, fault=fault[0] if fault else None,
             fault_fix=fault[1] if fault else None)
+        if self.collector is not None:  # the parts still waiting for a QC mark are stored now, then counted
+            self.collector.close()
+            summary = dataclasses.replace(summary, collection=self.collector.counts.to_dict())
+            self._write_status()
         self._write_json("last-run.json", summary.to_dict())
         return summary
+
+    def _maybe_write_status(self) -> None:
+        if time.monotonic() - self._last_status > STATUS_EVERY_S:
+            self._last_status = time.monotonic()
+            self._write_status()
 
     def _write_status(self) -> None:
         """The station's live counters for the dashboard (``status.json`` in the station folder)."""
@@ -426,7 +484,9 @@ class Station:
                       "fail_safe": dict(self._counts.reasons),
                       "publishers": {d.target: {"down": d.down, "waiting": self.journal.waiting(d.target)}
                                      for d in self.deliveries}}
-        self._write_json("status.json", status)
+        if self.collector is not None:
+            status["collection"] = self.collector.counts.to_dict()
+        self._write_json(STATUS_FILE, status)
 
     def _write_json(self, name: str, content: dict[str, Any]) -> None:
         tmp = self.folder / f"{name}.tmp"
@@ -478,6 +538,17 @@ def warm_up(service: InspectionService) -> None:
             served.model.predict(decode_request(buffer.getvalue()).image)
 
 
+def _collect_config(line: LineConfig, options: RunOptions) -> CollectConfig | None:
+    """The collection this run does: the line config's, unless ``--no-collect``; refused when asked for
+    (``--collect``, ``--collect-only``) and the line config has none."""
+    wanted = options.collect_only or options.collect
+    if wanted and line.collect is None:
+        raise LineConfigError("collection mode was asked for but the line config has no collect section",
+                              "add one to line.yaml, e.g. collect: {fraction: 0.05, qc: {mqtt: {host: plc-broker, "
+                              "topic: qc/reject}}}")
+    return None if options.collect is False else line.collect
+
+
 def _station_service(config: ServiceConfig, sources: list[str]) -> ServiceConfig:
     """The service settings for a station: its sources are known cameras; frames are its own (not uploads),
     so the upload and frame-size limits are the decoder's own (a 12 MP frame is normal on a line)."""
@@ -488,25 +559,9 @@ def _station_service(config: ServiceConfig, sources: list[str]) -> ServiceConfig
     return dataclasses.replace(config, **limits)
 
 
-def frame_bytes(frame: Frame) -> bytes:
-    """A frame as PGM/PPM bytes (lossless: the stored image is exactly what the model saw)."""
-    buffer = io.BytesIO()
-    frame.image().save(buffer, format=FRAME_FORMAT)
-    return buffer.getvalue()
-
-
 def request_id(part: Part, frame: Frame, light: int) -> str:
     """The prediction log's request id of one frame of a part."""
     return f"{part.part_id}.{frame.source}.{light}"
-
-
-def frame_fields(part: Part, frame: Frame, light: int, station: str) -> dict[str, str | None]:
-    """The metadata logged with a frame: camera, station (as line), part, light, and its capture record."""
-    record = frame.record()
-    settings = {f"camera_{k}": str(v) for k, v in record.pop("settings").items() if v is not None}
-    extra = {k: str(v) for k, v in record.items() if v is not None and k not in ("source", "captured_at")}
-    return {"camera": frame.source, "line": station, "part_id": part.part_id, "lighting": f"light{light}",
-            "captured_at": frame.captured_at.isoformat(), **extra, **settings}
 
 
 def as_prediction(logged: LoggedPrediction) -> Prediction:

@@ -1,6 +1,7 @@
 """A station's start-up checks and one-off publishing, as the CLI offers them: every camera opened with
-its locked settings and one frame grabbed, every video source opened, every publisher started. A station
-that fails any of these is refused at start with the reason and the fix (typed errors), never half-run."""
+its locked settings and one frame grabbed, every video source opened, every publisher and every source of
+QC reject marks (collection mode) started. A station that fails any of these is refused at start with the
+reason and the fix (typed errors), never half-run."""
 
 from __future__ import annotations
 
@@ -91,6 +92,13 @@ def check_station(config: LineConfig, *, model: Path | None = None) -> list[Chec
             publisher.start()
             stack.callback(publisher.close)
             results.append(CheckResult("publish", type(publisher).__name__, publisher.target))
+        if config.collect is not None and config.collect.qc is not None:
+            from inspectloop.line.qc_marks import qc_sources
+
+            for source in qc_sources(config.collect.qc):
+                source.start(lambda _mark: None, lambda _why: None)  # reachable and subscribed is what is checked
+                stack.callback(source.close)
+                results.append(CheckResult("qc marks", type(source).__name__, source.target))
     return results
 
 

@@ -12,6 +12,7 @@ from inspectloop.store import schema as s
 from inspectloop.store.base import Repository, as_row, now_iso
 
 FAIL = "fail"
+ERROR = "error"  # a check that could not run: it says nothing about the camera, so it never ends a failure
 
 
 class CameraRepository(Repository):
@@ -50,14 +51,29 @@ class CameraRepository(Repository):
             row = conn.execute(query.order_by(c.c.id.desc()).limit(1)).first()
         return as_row(CameraCheckRecord, row) if row else None
 
-    def failing(self) -> dict[str, str]:
-        """Cameras whose latest health check failed, with that check's time."""
+    def latest(self) -> list[CameraCheckRecord]:
+        """Each camera's latest check that ran (not an error), by camera name."""
         c = s.camera_checks
-        latest = select(c.c.camera, func.max(c.c.id).label("id")).group_by(c.c.camera).subquery()
+        latest = self._latest_ran()
+        with self._connect() as conn:
+            rows = conn.execute(select(c).join(latest, latest.c.id == c.c.id).order_by(c.c.camera))
+            return [as_row(CameraCheckRecord, r) for r in rows]
+
+    def failing(self) -> dict[str, str]:
+        """Cameras whose latest health check that ran failed, with that check's time (a later check that
+        could not run, status error, does not clear a failure)."""
+        c = s.camera_checks
+        latest = self._latest_ran()
         with self._connect() as conn:
             rows = conn.execute(select(c.c.camera, c.c.checked_at).join(latest, and_(latest.c.id == c.c.id))
                                 .where(c.c.status == FAIL))
             return {r.camera: r.checked_at for r in rows}
+
+    @staticmethod
+    def _latest_ran() -> Any:
+        c = s.camera_checks
+        return select(c.c.camera, func.max(c.c.id).label("id")).where(c.c.status != ERROR).group_by(
+            c.c.camera).subquery()
 
     def _insert(self, table: Any, values: Mapping[str, Any]) -> int:
         with self._connect() as conn:

@@ -309,6 +309,7 @@ def _item_context(request: Request, item: review.ReviewItem | None, reviewer: st
             "why": REASON_TEXT.get(item.reason, item.reason),
             "confirmable": review.answerable_suggestion(workspace, item),
             "heatmap": review.heatmap_digest(workspace, item) is not None, "box_view": box_view,
+            "suspect": review.suspect_camera(workspace, item),
             "details": {k: v for k, v in item.details.items()
                         if isinstance(v, str | int | float | bool) and k != review.HEATMAP_DETAIL}}
 
@@ -375,8 +376,24 @@ def dashboard(request: Request) -> Response:
         "discrepancies": review.recent_discrepancies(workspace, limit=15),
         "decisions": review.recent_decisions(workspace, limit=15),
         "drift_charts": _drift_charts(workspace),
+        "camera_checks": _camera_checks(workspace),
+        "stations": _stations(workspace),
     }
     return _render(request, "dashboard.html", context)
+
+
+def _stations(workspace: Any) -> dict[str, Any]:
+    """Each station's live counters: decisions, fail-safe answers, publishers, collection."""
+    from inspectloop.line.status import station_statuses
+
+    return station_statuses(workspace.root)
+
+
+def _camera_checks(workspace: Any) -> list[Any]:
+    """Each camera's latest health check: a failed one means its predictions are marked suspect."""
+    from inspectloop.camera.run import latest_checks
+
+    return latest_checks(workspace)
 
 
 def _drift_charts(workspace: Any) -> list[Any]:

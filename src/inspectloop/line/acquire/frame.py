@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 from PIL import Image
+
+# A frame goes to the service (and, if kept, the image store) as PGM/PPM: lossless and a plain copy of the
+# pixels. Measured here on a 1280x1024 frame: PNG at zlib level 1 took 160 ms to encode, more than the model.
+FRAME_FORMAT = "PPM"
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,3 +52,18 @@ class Frame:
                 "captured_at": self.captured_at.isoformat(), "temperature_c": self.temperature_c,
                 "settings": dict(self.settings), "height": int(self.pixels.shape[0]),
                 "width": int(self.pixels.shape[1])}
+
+    def encoded(self) -> bytes:
+        """The frame as PGM/PPM bytes (lossless: the stored image is exactly what the model saw)."""
+        buffer = io.BytesIO()
+        self.image().save(buffer, format=FRAME_FORMAT)
+        return buffer.getvalue()
+
+    def fields(self, *, part_id: str, light: int, station: str) -> dict[str, str | None]:
+        """The metadata stored with the frame (prediction log, collected images): camera, station (as line),
+        part, light, and its capture record (serial, counters, temperature, locked settings)."""
+        record = self.record()
+        settings = {f"camera_{k}": str(v) for k, v in record.pop("settings").items() if v is not None}
+        extra = {k: str(v) for k, v in record.items() if v is not None and k not in ("source", "captured_at")}
+        return {"camera": self.source, "line": station, "part_id": part_id, "lighting": f"light{light}",
+                "captured_at": self.captured_at.isoformat(), **extra, **settings}

@@ -19,6 +19,22 @@ def paho() -> ModuleType:
     return require("paho.mqtt.client", "line", package="paho-mqtt")
 
 
+def make_client(client_id: str, username: str | None, password: str | None) -> Any:
+    """A paho client that, once connected, reconnects by itself within 10 s of a restarted broker's return."""
+    mqtt = paho()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
+    if username is not None:
+        client.username_pw_set(username, password)
+    client.reconnect_delay_set(min_delay=1, max_delay=10)
+    return client
+
+
+def stop_client(client: Any) -> None:
+    """Disconnect and stop its network loop."""
+    client.disconnect()
+    client.loop_stop()
+
+
 class MqttPublisher:
     """An MQTT client that publishes each part's decision. ``start`` connects (PublishError naming the
     broker and the fix if it cannot); after a broker restart it reconnects by itself (paho's loop),
@@ -50,11 +66,7 @@ class MqttPublisher:
 
     def start(self) -> None:
         """Connect to the broker and start the network loop."""
-        mqtt = paho()
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.config.client_id)
-        if self.config.username is not None:
-            client.username_pw_set(self.config.username, self.config.password)
-        client.reconnect_delay_set(min_delay=1, max_delay=10)  # a restarted broker is found again within 10 s
+        client = make_client(self.config.client_id, self.config.username, self.config.password)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         try:
@@ -90,8 +102,7 @@ class MqttPublisher:
         """Disconnect (safe to call twice)."""
         client, self._client = self._client, None
         if client is not None:
-            client.disconnect()
-            client.loop_stop()
+            stop_client(client)
 
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason: Any, properties: Any) -> None:
         self._refused = None if not reason.is_failure else str(reason)

@@ -1,5 +1,6 @@
 """inspectloop as an OPC UA server (asyncua, the ``line`` extra) exposing each part's result as variables
-under ``Objects/<station>``: PartId, Decision, Label, FrameCounter, Confidence, Late, DecidedAt, and
+under ``Objects/<station>``: PartId, Decision, Label, FrameCounter, Confidence, Late, Suspect (a camera that
+failed its health check saw the part), DecidedAt, and
 Sequence, written last, which a PLC watches (or subscribes to) to know a new result is complete.
 
 asyncua is asynchronous; the server runs on its own event loop in a background thread so the
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
 from datetime import datetime
 from types import ModuleType, TracebackType
@@ -21,7 +23,8 @@ from inspectloop.line.config import OpcUaConfig, PlcConfig
 from inspectloop.line.decision import PartDecision
 
 DECISION_CODES = {"pass": 1, "reject": 2, "review": 3}  # written to a PLC's integer decision tag
-RESULT_VARIABLES = ("PartId", "Decision", "Label", "FrameCounter", "Confidence", "Late", "DecidedAt", "Sequence")
+RESULT_VARIABLES = ("PartId", "Decision", "Label", "FrameCounter", "Confidence", "Late", "Suspect", "DecidedAt",
+                    "Sequence")
 _TIMEOUT_S = 15.0  # asyncua builds its standard address space at start: about a second on a slow core
 
 
@@ -48,6 +51,45 @@ class EventLoopThread:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(_TIMEOUT_S)
         self._loop.close()
+
+
+class OpcUaClientLink:
+    """An asyncua client to someone else's server (a PLC's, the QC's), on its own event loop thread:
+    ``connect`` (then runs ``setup`` with the connected client), ``call`` coroutines, ``close``."""
+
+    def __init__(self, endpoint: str, timeout_s: float, name: str) -> None:
+        self.endpoint, self.timeout_s = endpoint, timeout_s
+        self.client: Any = None
+        self._loop: EventLoopThread | None = EventLoopThread(name)
+
+    def connect(self, setup: Callable[[Any], Awaitable[None]]) -> None:
+        """Connect and run ``setup(client)``; OSError or TimeoutError when the server cannot be reached."""
+        async def connect() -> None:
+            client = asyncua().Client(url=self.endpoint, timeout=self.timeout_s)
+            await client.connect()
+            self.client = client
+            await setup(client)
+
+        self.call(connect(), self.timeout_s * 3)
+
+    def call(self, coroutine: Any, timeout_s: float | None = None) -> Any:
+        if self._loop is None:
+            raise PublishError(f"the link to {self.endpoint} is closed", "start it again")
+        return self._loop.call(coroutine, timeout_s or self.timeout_s)
+
+    def close(self) -> None:
+        """Disconnect and stop the loop (safe to call twice)."""
+        loop, client = self._loop, self.client
+        self._loop = self.client = None
+        if loop is None:
+            return
+        try:
+            if client is not None:
+                loop.call(client.disconnect(), self.timeout_s)
+        except (OSError, TimeoutError, asyncio.TimeoutError):
+            pass  # the connection is already gone: nothing left to release
+        finally:
+            loop.stop()
 
 
 class OpcUaResultServer:
@@ -131,7 +173,7 @@ class OpcUaResultServer:
             "PartId": ("", ua.VariantType.String), "Decision": ("", ua.VariantType.String),
             "Label": ("", ua.VariantType.String), "FrameCounter": (0, ua.VariantType.Int64),
             "Confidence": (0.0, ua.VariantType.Double), "Late": (False, ua.VariantType.Boolean),
-            "DecidedAt": (datetime.fromtimestamp(0), ua.VariantType.DateTime),
+            "Suspect": (False, ua.VariantType.Boolean), "DecidedAt": (datetime.fromtimestamp(0), ua.VariantType.DateTime),
             "Sequence": (0, ua.VariantType.Int64)}
         for name in RESULT_VARIABLES:
             value, kind = initial[name]
@@ -148,6 +190,7 @@ class OpcUaResultServer:
             "FrameCounter": (decision.frame_counter, ua.VariantType.Int64),
             "Confidence": (-1.0 if decision.confidence is None else decision.confidence, ua.VariantType.Double),
             "Late": (decision.late, ua.VariantType.Boolean),
+            "Suspect": (decision.suspect, ua.VariantType.Boolean),
             "DecidedAt": (decision.decided_at, ua.VariantType.DateTime)}
         for name, (value, kind) in values.items():
             await self._nodes[name].write_value(ua.Variant(value, kind))
@@ -163,8 +206,7 @@ class OpcUaPlcWriter:
     def __init__(self, config: PlcConfig) -> None:
         self.config = config
         self.sequence = 0
-        self._loop: EventLoopThread | None = None
-        self._client: Any = None
+        self._link: OpcUaClientLink | None = None
         self._nodes: dict[str, tuple[Any, Any]] = {}  # field -> (node, its VariantType)
 
     @property
@@ -175,9 +217,9 @@ class OpcUaPlcWriter:
     def start(self) -> None:
         """Connect to the PLC's server and find every configured node."""
         asyncua()
-        self._loop = EventLoopThread("opcua-plc")
+        self._link = OpcUaClientLink(self.config.endpoint, self.config.timeout_s, "opcua-plc")
         try:
-            self._loop.call(self._connect(), self.config.timeout_s * 3)
+            self._link.connect(self._find_nodes)
         except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
             self.close()
             raise PublishError(f"cannot reach the PLC's OPC UA server at {self.config.endpoint}: "
@@ -190,11 +232,11 @@ class OpcUaPlcWriter:
 
     def publish(self, decision: PartDecision) -> None:
         """Write one decision; ``sequence`` last."""
-        if self._loop is None:
+        if self._link is None:
             raise PublishError("the PLC writer is not started", "call start() first")
         ua = require("asyncua.ua", "line", package="asyncua")
         try:
-            self._loop.call(self._write(decision), self.config.timeout_s)
+            self._link.call(self._write(decision))
         except (ua.UaError, OSError, TimeoutError, asyncio.TimeoutError) as exc:
             raise PublishError(f"could not write part {decision.part_id}'s decision to {self.target}: "
                                f"{str(exc) or type(exc).__name__}",
@@ -203,23 +245,12 @@ class OpcUaPlcWriter:
 
     def close(self) -> None:
         """Disconnect (safe to call twice)."""
-        loop, client = self._loop, self._client
-        self._loop = self._client = None
-        if loop is None:
-            return
-        try:
-            if client is not None:
-                loop.call(client.disconnect(), self.config.timeout_s)
-        except (OSError, TimeoutError, asyncio.TimeoutError):
-            pass  # the connection is already gone: nothing left to release
-        finally:
-            loop.stop()
+        link, self._link = self._link, None
+        if link is not None:
+            link.close()
 
-    async def _connect(self) -> None:
+    async def _find_nodes(self, client: Any) -> None:
         ua = require("asyncua.ua", "line", package="asyncua")
-        client = asyncua().Client(url=self.config.endpoint, timeout=self.config.timeout_s)
-        await client.connect()
-        self._client = client
         for field, node_id in self.config.nodes.items():
             try:
                 node = client.get_node(node_id)
@@ -235,6 +266,7 @@ class OpcUaPlcWriter:
         sequence = self.sequence + 1  # taken only once every value is written: a failed write leaves no gap
         values = {"part_id": decision.part_id, "decision": decision.decision.value, "label": decision.label,
                   "frame_counter": decision.frame_counter, "late": decision.late, "sequence": sequence,
+                  "suspect": decision.suspect,
                   "confidence": -1.0 if decision.confidence is None else decision.confidence}
         for field in sorted(self._nodes, key=lambda f: f == "sequence"):  # sequence last
             node, kind = self._nodes[field]
