@@ -94,7 +94,8 @@ def labels_agreement(ws: WorkspaceOpt,
 @labels_app.command("queue")
 @friendly
 def labels_queue(ws: WorkspaceOpt, as_json: JsonOpt = False) -> None:
-    """The settle queue: disagreements and suspected errors, each with every vote and its 'seen' fingerprint."""
+    """The settle queue: disagreements, suspected errors, browser selections and box disagreements, each with why,
+    every vote and its 'seen' fingerprint."""
     from inspectloop.labelquality.settle import settle_queue
 
     with workspace(ws) as w:
@@ -103,7 +104,7 @@ def labels_queue(ws: WorkspaceOpt, as_json: JsonOpt = False) -> None:
         print_json([c.to_dict() for c in cases])
         return
     table("to settle", ["image", "why", "votes", "label now", "more likely", "seen"],
-          [[c.sha256[:12], ", ".join(c.reasons), ", ".join(f"{a}: {v}" for a, v in c.votes.items()),
+          [[c.sha256[:12], "; ".join(c.why), ", ".join(f"{a}: {v}" for a, v in c.votes.items()),
             c.current or "(none)", c.suggestion or "", c.seen] for c in cases])
     if cases:
         out.print("settle one with: inspectloop labels settle SHA256 CLASS --by NAME --seen FINGERPRINT",
