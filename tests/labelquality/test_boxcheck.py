@@ -29,6 +29,9 @@ def boxes(*drawn: tuple[tuple[float, ...], str] | tuple[tuple[float, ...], str, 
     (boxes((A, "scratch")), boxes((A, "scratch", 0.9), (FAR, "pit", 0.3)), []),
     # drawn in the right place with another class
     (boxes((A, "scratch")), boxes((A, "pit", 0.7)), [("wrong_class", "scratch", "pit", 0.7)]),
+    # relabelled, though a neighbour of the predicted class grazes it: still the wrong class, not misplaced
+    (boxes((A, "pit"), (NEAR_A, "scratch")), boxes((A, "scratch", 0.7), (NEAR_A, "scratch", 0.9)),
+     [("wrong_class", "pit", "scratch", 0.7)]),
     # drawn off the defect: its class overlaps, but loosely
     (boxes((A, "scratch")), boxes((NEAR_A, "scratch", 0.6)), [("misplaced", "scratch", "scratch", 0.6)]),
     # a box nothing predicted is near: possibly spurious (sure: nothing touches it)

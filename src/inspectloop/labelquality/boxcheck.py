@@ -4,8 +4,8 @@ The predicted boxes come from a detector (its scores) or another annotator (each
 an image, each confident predicted box (score >= ``min_score``) is set against the annotated boxes:
 
 - ``missing``: no annotated box of any class overlaps it (IoU below ``near_iou``): a defect nobody drew;
-- ``wrong_class``: an annotated box of another class overlaps it and none of its own class does: drawn in
-  the right place with the wrong class (NEU-DET's boxes that name another class than their image);
+- ``wrong_class``: an annotated box of another class overlaps it more than any box of its own class does:
+  drawn in the right place with the wrong class;
 - ``misplaced``: an annotated box of its class overlaps it, but loosely (IoU below ``match_iou``): drawn
   off the defect or much too large or small;
 
@@ -114,7 +114,7 @@ def _against_annotations(p: int, annotated: Boxes, predicted: Boxes, ious: np.nd
     other_iou = float(ious[best_other]) if best_other is not None else 0.0
     if same_iou >= match_iou:
         return None
-    if same_iou < near_iou and other_iou >= near_iou:
+    if other_iou >= max(same_iou, near_iou):  # a neighbour of its class grazing it does not hide a relabelled box
         return BoxFinding(WRONG_CLASS, score, annotated.classes[best_other], _tuple(annotated.boxes[best_other]),
                           name, box, other_iou)
     if same_iou >= near_iou:
