@@ -3,8 +3,8 @@
 Near-duplicate search reads them (:mod:`inspectloop.near_duplicates`). They are named by backbone and input
 size: ``efficientnet-lite0`` is the 224 px embedding the dataset map and label-error finding use, so an
 image a map already embedded is not embedded again; ``efficientnet-lite0-128px`` is the cheaper one the
-duplicate search uses by default (about 10x faster on a CPU than 224 px, measured in
-``benchmarks/near_duplicates.py``). Embeddings not found in a map are kept in ``embeddings/<name>.npz``.
+duplicate search uses by default (a third of the pixels; what ``benchmarks/near_duplicates.py`` measures).
+Embeddings not found in a map are kept in ``embeddings/<name>.npz``.
 """
 
 from __future__ import annotations

@@ -93,7 +93,7 @@ def similar_pairs(embeddings: Mapping[str, np.ndarray],
     """Every pair of images whose embeddings' cosine similarity is at least ``min_similarity``, most alike first.
 
     Exact search (faiss ``IndexFlatIP`` range search on unit vectors): the pairs do not depend on an index's
-    approximations, and 10,000 images take well under a second.
+    approximations.
     """
     check_similarity(min_similarity)
     digests = sorted(embeddings)
