@@ -70,7 +70,7 @@ def test_given_predictions_are_ranked_by_confidence_and_go_to_settle(checked: tu
     assert queue_box_issues(workspace, report, report.flagged) == 0  # already waiting
     cases = {c.sha256: c for c in settle_queue(workspace)}
     assert cases[d["img1"]].reasons == ("boxes",)
-    assert cases[d["img1"]].why == ["boxes disagree with given predictions: 1 wrong_class"]
+    assert cases[d["img1"]].why == ["boxes disagree with given predictions: 1 wrong class"]
     assert cases[d["img2"]].details["findings"][0]["annotated_box"] == [5, 5, 20, 20]
     assert [c.sha256 for c in settle_queue(workspace)] == [d["img3"], d["img2"], d["img1"]]  # most confident first
 

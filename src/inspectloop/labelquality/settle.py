@@ -56,7 +56,7 @@ def reason_text(reason: str, details: Mapping[str, object]) -> str:
         return f"sent from the browser by {details.get('sent_by') or 'someone'}{seen}"
     if reason == BOXES:
         counts = details.get("counts") or {}
-        found = ", ".join(f"{n} {kind}" for kind, n in counts.items()) if isinstance(counts, dict) else ""
+        found = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items()) if isinstance(counts, dict) else ""
         return f"boxes disagree with {details.get('predicted_by') or 'a detector'}" + (f": {found}" if found else "")
     if reason == SUSPECT:
         return "suspected label error"
