@@ -41,17 +41,16 @@ def image_embeddings(workspace: Workspace, digests: Sequence[str], *, backbone: 
     wanted = sorted(set(digests))
     known = known_features(workspace, name, wanted) | _cached(workspace, name, wanted)
     missing = [d for d in wanted if d not in known]
-    if missing:
-        embed = embed or _backbone(workspace, backbone, input_size)
-        for start in range(0, len(missing), _CHUNK):
-            chunk = missing[start:start + _CHUNK]
-            # through float16, as kept: a pair's similarity is the same on the first pass and every later one
-            rows = np.asarray(embed(chunk), dtype=np.float16).astype(np.float32)
-            fresh = dict(zip(chunk, rows, strict=True))
-            _keep(workspace, name, fresh)
-            known |= fresh
-            if progress:
-                progress(min(start + _CHUNK, len(missing)), len(missing))
+    for start in range(0, len(missing), _CHUNK):
+        chunk = missing[start:start + _CHUNK]
+        step = None if progress is None else (lambda n, _total, at=start: progress(at + n, len(missing)))
+        rows = (embed or _backbone(workspace, backbone, input_size, step))(chunk)
+        # through float16, as kept: a pair's similarity is the same on the first pass and every later one
+        fresh = dict(zip(chunk, np.asarray(rows, dtype=np.float16).astype(np.float32), strict=True))
+        _keep(workspace, name, fresh)
+        known |= fresh
+        if progress and embed is not None:
+            progress(start + len(chunk), len(missing))
     return {d: known[d] for d in wanted}
 
 
@@ -59,10 +58,11 @@ def _path(workspace: Workspace, name: str) -> Path:
     return workspace.root / EMBEDDINGS_DIR / f"{name}.npz"
 
 
-def _backbone(workspace: Workspace, backbone: str, input_size: int) -> Embedder:
+def _backbone(workspace: Workspace, backbone: str, input_size: int, progress: Progress | None) -> Embedder:
     from inspectloop.labelquality.probabilities import frozen_features
 
-    return lambda digests: frozen_features(digests, workspace.blobs.get, backbone=backbone, input_size=input_size)
+    return lambda digests: frozen_features(digests, workspace.blobs.get, backbone=backbone, input_size=input_size,
+                                           progress=progress)
 
 
 def _cached(workspace: Workspace, name: str, wanted: Sequence[str]) -> dict[str, np.ndarray]:
