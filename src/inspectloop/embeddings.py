@@ -1,8 +1,8 @@
 """Frozen-backbone embeddings of stored images, kept in the workspace so each image is embedded once.
 
-Near-duplicate search reads them (:mod:`inspectloop.near_duplicates`). They are named by backbone and input
-size: ``efficientnet-lite0`` is the 224 px embedding the dataset map and label-error finding use, so an
-image a map already embedded is not embedded again; ``efficientnet-lite0-128px`` is the cheaper one the
+Near-duplicate search, label-error finding and the dataset map read them. They are named by backbone and
+input size: ``efficientnet-lite0`` is the 224 px embedding the map and label-error finding share, so an
+image either embedded is not embedded again by the other; ``efficientnet-lite0-128px`` is the cheaper one the
 duplicate search uses by default (a third of the pixels; what ``benchmarks/near_duplicates.py`` measures).
 Embeddings not found in a map are kept in ``embeddings/<name>.npz``.
 """
@@ -39,7 +39,7 @@ def image_embeddings(workspace: Workspace, digests: Sequence[str], *, backbone: 
     """Each stored image's embedding (float32), embedding (and keeping) only those not embedded before."""
     name = embedding_name(backbone, input_size)
     wanted = sorted(set(digests))
-    known = known_features(workspace, name, wanted) | _cached(workspace, name, wanted)
+    known = known_features(workspace, name, wanted) | kept_embeddings(workspace, name, wanted)
     missing = [d for d in wanted if d not in known]
     for start in range(0, len(missing), _CHUNK):
         chunk = missing[start:start + _CHUNK]
@@ -65,7 +65,8 @@ def _backbone(workspace: Workspace, backbone: str, input_size: int, progress: Pr
                                            progress=progress)
 
 
-def _cached(workspace: Workspace, name: str, wanted: Sequence[str]) -> dict[str, np.ndarray]:
+def kept_embeddings(workspace: Workspace, name: str, wanted: Sequence[str]) -> dict[str, np.ndarray]:
+    """The embeddings named ``name`` of ``wanted`` images kept outside maps (those not kept are left out)."""
     path = _path(workspace, name)
     if not path.is_file():
         return {}
