@@ -55,3 +55,25 @@ def test_embeddings_find_a_shifted_view_and_its_other_label(tmp_path: Path) -> N
     [pair] = json.loads(out)
     assert pair["methods"] == ["embedding"] and pair["similarity"] >= 0.98 and pair["distance"] is None
     assert pair["conflicts"] and not pair["leaks"] and sorted(pair["labels"]) == ["inclusion", "patches"]
+
+
+def test_without_the_training_stack_it_says_to_install_it_or_use_the_hash(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import inspectloop.near_duplicates as near_duplicates
+    from inspectloop.errors import MissingExtraError
+
+    def missing(module: str, extra: str) -> None:
+        raise MissingExtraError("faiss-cpu", extra)
+
+    ws = init_workspace(tmp_path / "ws")
+    ingest(ws, copies(tmp_path / "src", range(12), twins={1: "good"}, label_of=dict.fromkeys((3, 5, 7, 9), "scratch")),
+           source="copies")
+    create_version(ws, SplitPlan(group_by="none"))
+    ws.close()
+    monkeypatch.setattr(near_duplicates, "require", missing)
+    monkeypatch.setattr("inspectloop.embeddings.image_embeddings",
+                        lambda w, digests, **_: {d: [1.0, 0.0] for d in digests})
+    code, _, err = invoke("dataset", "duplicates", "-w", tmp_path / "ws")
+    words = " ".join(err.split())
+    assert code == 1 and "'faiss-cpu' package" in words and "or pass --hash-only" in words and "Traceback" not in err
+    assert invoke("dataset", "duplicates", "-w", tmp_path / "ws", "--hash-only")[0] == 0

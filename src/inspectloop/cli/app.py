@@ -290,9 +290,15 @@ def dataset_duplicates(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] 
     from inspectloop.datasets import load_version
     from inspectloop.near_duplicates import version_pairs
 
+    from inspectloop.errors import MissingExtraError
+
     with workspace(ws) as w, progress_bar("embedding") as update:
         version = load_version(w, name)
-        pairs = version_pairs(w, version, max_distance, None if hash_only else similarity, progress=update)
+        try:
+            pairs = version_pairs(w, version, max_distance, None if hash_only else similarity, progress=update)
+        except MissingExtraError as exc:  # embeddings need the training stack; the hash does not
+            exc.hint = f"{exc.hint}, or pass --hash-only (perceptual hash only)"
+            raise
     shown = [p for p in pairs if every or p.leaks or p.conflicts]
     both = not hash_only  # which method found a pair, and how alike, only when both were asked
     rows = [[p.pair.first[:12], p.pair.second[:12], *([" + ".join(p.pair.methods)] if both else []),
