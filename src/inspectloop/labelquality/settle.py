@@ -3,9 +3,10 @@
 An image is in the queue when its annotators disagree (read live from the annotations) or when it was
 sent there: as a suspected label error (``inspectloop labels suspects --queue``), by a person from the
 dataset browser's map, or because its boxes disagree with a detector's (``inspectloop labels boxes
---queue``), until someone settles it. Each case says why, in words (:func:`reason_text`). Settling records an annotation with source "settled", which outranks every vote (labelling policy).
-Each case is shown with a fingerprint of the image's votes; a decision made on a view whose votes have
-changed since is refused as stale, so nobody overrules a vote they have not seen.
+--queue``), until someone settles it. Each case says why, in words (:func:`reason_text`). Settling
+records an annotation with source "settled", which outranks every vote (labelling policy). Each case is
+shown with a fingerprint of the image's votes; a decision made on a view whose votes have changed since is
+refused as stale, so nobody overrules a vote they have not seen.
 """
 
 from __future__ import annotations
@@ -55,8 +56,9 @@ def reason_text(reason: str, details: Mapping[str, object]) -> str:
         seen = f" (map coloured by {colour}{f': {value}' if value not in (None, '') else ''})" if colour else ""
         return f"sent from the browser by {details.get('sent_by') or 'someone'}{seen}"
     if reason == BOXES:
-        counts = details.get("counts") or {}
-        found = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items()) if isinstance(counts, dict) else ""
+        counts = details.get("counts")
+        found = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items()) if isinstance(counts, dict) \
+            else ""
         return f"boxes disagree with {details.get('predicted_by') or 'a detector'}" + (f": {found}" if found else "")
     if reason == SUSPECT:
         return "suspected label error"
