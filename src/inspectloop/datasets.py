@@ -18,7 +18,7 @@ from inspectloop.errors import DatasetError
 from inspectloop.grades import soft_labels
 from inspectloop.labels import resolve_labels
 from inspectloop.near_duplicates import (
-    DEFAULT_MAX_DISTANCE, NearDuplicate, image_hashes, merge_groups, near_duplicate_pairs, pair_summary, place_pairs,
+    DEFAULT_MAX_DISTANCE, NearDuplicate, check_similarity, find_pairs, merge_groups, pair_summary, place_pairs,
 )
 from inspectloop.workspace import Workspace
 
@@ -40,6 +40,9 @@ class SplitPlan:
     seed: int = 0
     # Near-duplicates (perceptual hashes this many bits apart) are kept on one side of the split; None: off.
     near_duplicate_distance: int | None = DEFAULT_MAX_DISTANCE
+    # Also images whose frozen-backbone embeddings are this alike (cosine); None: off, as it needs torch and a
+    # pass over every image (kept, so done once per image). Only with near_duplicate_distance set.
+    near_duplicate_similarity: float | None = None
 
     def validate(self) -> None:
         if self.group_by not in GROUP_KEYS:
@@ -55,6 +58,11 @@ class SplitPlan:
         if self.near_duplicate_distance is not None and not 0 <= self.near_duplicate_distance <= 16:
             raise DatasetError(f"near-duplicate distance {self.near_duplicate_distance} is out of range",
                                "use 0 (identical pictures only) to 16 bits of 64, or none to turn the check off")
+        if self.near_duplicate_similarity is not None:
+            if self.near_duplicate_distance is None:
+                raise DatasetError("near-duplicates by embedding were asked for with the near-duplicate check off",
+                                   "give a near-duplicate distance too (the default is 4 bits)")
+            check_similarity(self.near_duplicate_similarity)
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -82,7 +90,7 @@ def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name:
     held_out = {d for d in labels if plan.test_values and getattr(records[d].meta, plan.test_field) in plan.test_values}
     pairs: list[NearDuplicate] = []
     if plan.near_duplicate_distance is not None:
-        pairs = near_duplicate_pairs(image_hashes(workspace, labels), plan.near_duplicate_distance)
+        pairs = find_pairs(workspace, list(labels), plan.near_duplicate_distance, plan.near_duplicate_similarity)
         groups = merge_groups(groups, pairs, kept={i.group_key for i in kept.values()}, apart=held_out)
     items = _assign(labels, groups, held_out, kept, plan, frozen_test=parent_version is not None and not new_test)
     carved = 0
@@ -97,12 +105,14 @@ def create_version(workspace: Workspace, plan: SplitPlan | None = None, *, name:
     summary = _summary(items, resolution, parent_version, labels) | {
         "calib_carved": carved, "conflicts_excluded": len(resolution.conflicts), "conflicts_dropped_from_parent": dropped}
     if plan.near_duplicate_distance is not None:
-        summary["near_duplicates"] = pair_summary(place_pairs(pairs, items), plan.near_duplicate_distance)
+        summary["near_duplicates"] = pair_summary(place_pairs(pairs, items), plan.near_duplicate_distance,
+                                                  plan.near_duplicate_similarity)
     params = {"val_fraction": plan.val_fraction, "test_fraction": plan.test_fraction,
               "calib_fraction": plan.calib_fraction, "group_by": plan.group_by,
               "test_field": plan.test_field,
               "test_values": list(plan.test_values), "seed": plan.seed, "new_test": new_test,
-              "near_duplicate_distance": plan.near_duplicate_distance}
+              "near_duplicate_distance": plan.near_duplicate_distance,
+              "near_duplicate_similarity": plan.near_duplicate_similarity}
     # The version holds its images' current region annotations by id: later box edits make new rows it never sees.
     region_ids = [r.id for r in workspace.db.regions.current([i.sha256 for i in items]) if r.id is not None]
     summary["regions"] = len(region_ids)

@@ -5,6 +5,7 @@ import pytest
 from typer.testing import CliRunner
 
 from inspectloop.cli.app import app
+from inspectloop.embeddings import image_embeddings
 from inspectloop.ingest import ingest, scan_folder
 from inspectloop.labels import annotate, resolve_labels
 from inspectloop.workspace import init_workspace, open_workspace
@@ -64,6 +65,12 @@ def test_suspects_flags_a_wrong_label_and_queues_it(ws: tuple[Path, list[str]]) 
     assert report["suspects"][0]["suggestion"] == "good" and report["queued"] == len(report["suspects"])
     queue = json.loads(invoke("labels", "queue", "-w", path, "--json")[1])
     assert queue[0]["sha256"] == good[0] and "suspect" in queue[0]["reasons"]
+    with open_workspace(path) as w:  # the embeddings are kept: a second check (or the map) embeds nothing again
+
+        def refuse(digests: list[str]) -> None:
+            raise AssertionError(f"embedded {len(digests)} image(s) again")
+
+        assert len(image_embeddings(w, list(w.db.images.get_many()), input_size=224, embed=refuse)) == 12
 
 
 @pytest.mark.parametrize("args, message", [

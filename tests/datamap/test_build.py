@@ -48,6 +48,15 @@ def test_features_of_images_already_mapped_are_not_embedded_again(ws: Workspace)
     assert load_map(ws, "v2", method="tsne").method == "tsne"
 
 
+def test_features_label_error_finding_kept_are_not_embedded_again(ws: Workspace) -> None:
+    from inspectloop.embeddings import image_embeddings
+
+    calls: list[int] = []
+    image_embeddings(ws, list(ws.db.images.get_many()), input_size=224, embed=counting(calls))  # type: ignore[arg-type]
+    made = compute_map(ws, "v1", features="efficientnet-lite0", method="pca", embed=counting(calls))  # type: ignore[arg-type]
+    assert calls == [12] and made.embedded == 0
+
+
 def test_pixel_features_are_thumbnails(ws: Workspace) -> None:
     digest = load_map_digest(ws)
     features = pixel_features(ws, [digest])

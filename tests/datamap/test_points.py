@@ -97,6 +97,25 @@ def test_a_selection_goes_to_the_settle_queue_once(seeded: Seeded) -> None:
     assert {c.sha256 for c in settle_queue(seeded.workspace)} == set(chosen)
 
 
+def test_a_browser_selection_says_who_sent_it_and_what_the_map_showed(seeded: Seeded) -> None:
+    chosen = seeded.images[3:5]
+    send_to_settle(seeded.workspace, VERSION, chosen, by="ana", colour_by="correct", colour_values=["wrong", "right"])
+    cases = {c.sha256: c for c in settle_queue(seeded.workspace)}
+    first, second = cases[chosen[0]], cases[chosen[1]]
+    assert first.reasons == ("browser",) and first.suggestion is None and first.score is None
+    assert first.why == ["sent from the browser by ana (map coloured by correct: wrong)"]
+    assert second.to_dict()["why"] == ["sent from the browser by ana (map coloured by correct: right)"]
+    send_to_settle(seeded.workspace, VERSION, seeded.images[5:6], by="bo")  # no colour given (an API caller)
+    assert cases_of(seeded)[seeded.images[5]].why == ["sent from the browser by bo"]
+    with pytest.raises(BrowseError, match="1 colour values for 2 selected images"):
+        send_to_settle(seeded.workspace, VERSION, seeded.images[6:8], by="ana", colour_by="label", colour_values=["x"])
+    assert seeded.images[6] not in cases_of(seeded)
+
+
+def cases_of(seeded: Seeded) -> dict[str, object]:
+    return {c.sha256: c for c in settle_queue(seeded.workspace)}
+
+
 def test_a_selection_goes_to_the_review_queue_for_a_second_look(seeded: Seeded) -> None:
     chosen = seeded.images[:2]
     sent = send_to_review(seeded.workspace, VERSION, chosen + chosen, by="ana")  # duplicates count once

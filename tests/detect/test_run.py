@@ -85,6 +85,33 @@ def test_a_detector_asked_for_class_probabilities_refuses(trained: tuple[Workspa
         EdgeModel(result.model_path).predict_array(np.zeros((1, 3, 64, 64), dtype=np.float32))
 
 
+def test_the_box_check_reads_a_detector_files_boxes(trained: tuple[Workspace, RunResult, Path]) -> None:
+    from inspectloop.labelquality.boxcheck import KINDS
+    from inspectloop.labelquality.boxes import find_box_issues, model_predictor
+
+    workspace, result, frame = trained
+    version = workspace.db.datasets.list()[-1].name
+    digest = sha256_bytes(frame.read_bytes())
+    predicted = model_predictor(workspace, result.model_path)(digest)
+    shown = EdgeModel(result.model_path).predict(frame).regions
+    assert len(predicted) == len(shown) and set(predicted.classes) <= {"scratch"}
+    assert np.allclose(predicted.scores, shown.scores) and np.allclose(predicted.boxes, shown.boxes)
+    report = find_box_issues(workspace, version, model=result.model_path, min_score=0.01)
+    assert report.images == 16 and report.annotated_boxes == 16 and report.predicted_by == str(result.model_path)
+    assert all(f.kind in KINDS for image in report.flagged for f in image.findings)
+
+
+def test_the_box_check_refuses_a_classifier(tmp_path: Path, trained: tuple[Workspace, RunResult, Path]) -> None:
+    from inspectloop.errors import LabelError
+    from inspectloop.labelquality.boxes import model_predictor
+    from tests.registry_helpers import tiny_model_bytes
+
+    path = tmp_path / "classifier.onnx"
+    path.write_bytes(tiny_model_bytes())
+    with pytest.raises(LabelError, match="boxes come from a detector"):
+        model_predictor(trained[0], path)
+
+
 def test_a_version_without_regions_is_refused_with_the_fix(tmp_path: Path) -> None:
     workspace = init_workspace(tmp_path / "ws")
     paths = [tmp_path / "a" / f"{i}.png" for i in range(4)]

@@ -79,7 +79,10 @@ def test_a_click_shows_the_story_and_a_selection_goes_to_settle(browser: Any, ma
     assert page.evaluate("() => window.browseMap.digests[5]") in chosen and int(page.inner_text("#selected-count")) < 24
     page.click("#send-settle")
     page.wait_for_selector("#sent:has-text('sent to the settle queue')")
-    assert set(chosen) <= {c.sha256 for c in settle_queue(workspace)}
+    sent = {c.sha256: c for c in settle_queue(workspace)}
+    assert set(chosen) <= set(sent)
+    colour = page.eval_on_selector("#colour", "select => select.value")
+    assert sent[chosen[0]].why[0].startswith(f"sent from the browser by ana (map coloured by {colour}: ")
     page.click("#send-settle")  # again: already waiting, nothing queued twice
     page.wait_for_selector("#sent:has-text('already waiting')")
     page.context.close()

@@ -79,6 +79,16 @@ def test_a_selection_is_sent_to_settle_and_to_review(client: TestClient, seeded:
     assert reply.json()["added"] == 2
 
 
+def test_the_settle_page_says_a_selection_came_from_the_browser(client: TestClient, seeded: Seeded) -> None:
+    csrf = log_in(client, seeded)
+    body = {"version": VERSION, "queue": "settle", "sha256": seeded.images[8:9], "colour_by": "split",
+            "colour_values": ["test"]}
+    assert client.post("/browse/send", json=body, headers={"X-CSRF-Token": csrf}).status_code == 200
+    page = " ".join(client.get("/settle").text.split())
+    assert "sent from the browser by ana (map coloured by split: test)" in page
+    assert "suspect" not in page.split(seeded.images[8])[1].split("</article>")[0]
+
+
 def test_forged_sends_are_refused(client: TestClient, seeded: Seeded) -> None:
     csrf = log_in(client, seeded)
     body = {"version": VERSION, "queue": "settle", "sha256": seeded.images[5:6]}

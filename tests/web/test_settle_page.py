@@ -60,3 +60,17 @@ def test_a_reviewer_may_not_settle_and_a_forged_post_is_refused(seeded: Seeded) 
     assert client.post("/settle", data=form).status_code == 403  # no CSRF token
     reply = client.post("/settle", data={**form, "csrf": csrf})
     assert reply.status_code == 403 and "may not settle" in reply.text
+
+
+def test_an_image_sent_for_its_boxes_shows_each_finding(seeded: Seeded) -> None:
+    from inspectloop.labelquality.boxcheck import Boxes, check_boxes
+    from inspectloop.labelquality.boxes import BoxReport, ImageFindings, queue_box_issues
+
+    findings = check_boxes(Boxes.of([(10, 10, 50, 50)], ["scratch"]), Boxes.of([(10, 10, 50, 50)], ["pit"], [0.83]))
+    report = BoxReport("v1", "detector-7.onnx", 1, 1, 1, [ImageFindings(seeded.images[1], "train", "good", findings)])
+    assert queue_box_issues(seeded.workspace, report, report.flagged) == 1
+    client = TestClient(pages_app(seeded.workspace), follow_redirects=False)
+    log_in(client, seeded, "ana")
+    page = " ".join(client.get("/settle").text.split())
+    assert "boxes disagree with detector-7.onnx: 1 wrong class" in page
+    assert "<td>wrong class</td> <td>scratch 10.0, 10.0, 50.0, 50.0</td> <td>pit 10.0, 10.0, 50.0, 50.0</td> <td>0.83</td>" in page

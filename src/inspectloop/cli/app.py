@@ -236,13 +236,18 @@ def dataset_create(ws: WorkspaceOpt,
                                                                 "test set of the previous version.")] = False,
                    near_duplicates: Annotated[int, typer.Option(help="Keep images whose perceptual hashes differ "
                                                                       "in at most this many bits of 64 on one side "
-                                                                      "of the split; -1 turns it off.")] = 4) -> None:
+                                                                      "of the split; -1 turns it off.")] = 4,
+                   similarity: Annotated[Optional[float], typer.Option(
+                       help="Also keep images whose frozen-backbone embeddings have at least this cosine "
+                            "similarity (e.g. 0.98) on one side; needs the train extra, embeds each image once."
+                   )] = None) -> None:
     """Snapshot the labelled images into a new dataset version (the frozen test set carries over)."""
     from inspectloop.datasets import SplitPlan, create_version
 
     plan = SplitPlan(val_fraction=val, test_fraction=test, calib_fraction=calib, group_by=group_by,
                      test_field=test_field, test_values=tuple(test_value), seed=seed,
-                     near_duplicate_distance=None if near_duplicates < 0 else near_duplicates)
+                     near_duplicate_distance=None if near_duplicates < 0 else near_duplicates,
+                     near_duplicate_similarity=similarity)
     with workspace(ws) as w:
         version = create_version(w, plan, name=name, new_test=new_test)
     _show_version(version.name, version.parent, version.summary)
@@ -274,32 +279,54 @@ def dataset_show(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] = "lat
 @friendly
 def dataset_duplicates(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] = "latest",
                        max_distance: Annotated[int, typer.Option(help="Bits of 64 two hashes may differ in.")] = 4,
+                       similarity: Annotated[float, typer.Option(help="Cosine similarity of two images' frozen-"
+                                                                      "backbone embeddings at or above which they "
+                                                                      "are near-duplicates.")] = 0.98,
+                       hash_only: Annotated[bool, typer.Option("--hash-only", help="Perceptual hash only (no "
+                                                                                   "embeddings: no torch).")] = False,
                        every: Annotated[bool, typer.Option("--all", help="Also list pairs on one side of the split "
                                                                          "with one label.")] = False,
                        json_out: Annotated[bool, typer.Option("--json")] = False) -> None:
-    """Exact and near-duplicate images of a dataset version: pairs across splits (leaks) and pairs with two labels."""
+    """Exact and near-duplicate images of a dataset version (perceptual hash and embedding similarity): pairs
+    across splits (leaks) and pairs with two labels, each with the method that found it."""
     from inspectloop.datasets import load_version
     from inspectloop.near_duplicates import version_pairs
 
-    with workspace(ws) as w:
+    from inspectloop.errors import MissingExtraError
+
+    with workspace(ws) as w, progress_bar("embedding") as update:
         version = load_version(w, name)
-        pairs = version_pairs(w, version, max_distance)
+        try:
+            pairs = version_pairs(w, version, max_distance, None if hash_only else similarity, progress=update)
+        except MissingExtraError as exc:  # embeddings need the training stack; the hash does not
+            exc.hint = f"{exc.hint}, or pass --hash-only (perceptual hash only)"
+            raise
     shown = [p for p in pairs if every or p.leaks or p.conflicts]
-    rows = [[p.pair.first[:12], p.pair.second[:12], p.pair.distance, " / ".join(p.splits), " / ".join(p.labels),
+    both = not hash_only  # which method found a pair, and how alike, only when both were asked
+    rows = [[p.pair.first[:12], p.pair.second[:12], *([" + ".join(p.pair.methods)] if both else []),
+             _or_dash(p.pair.distance), *([_or_dash(p.pair.similarity)] if both else []), " / ".join(p.splits),
+             " / ".join(p.labels),
              ", ".join(word for word, on in (("leaks", p.leaks), ("label conflict", p.conflicts)) if on) or "-"]
             for p in shown]
     if json_out:
-        print_json([{"first": p.pair.first, "second": p.pair.second, "distance": p.pair.distance,
-                     "splits": list(p.splits), "labels": list(p.labels), "leaks": p.leaks,
-                     "conflicts": p.conflicts} for p in shown])
+        print_json([{"first": p.pair.first, "second": p.pair.second, "methods": list(p.pair.methods),
+                     "distance": p.pair.distance, "similarity": p.pair.similarity, "splits": list(p.splits),
+                     "labels": list(p.labels), "leaks": p.leaks, "conflicts": p.conflicts} for p in shown])
         return
-    table(f"near-duplicates in {version.name} (at most {max_distance} bits apart)",
-          ["image", "image", "bits", "splits", "labels", "problem"], rows)
-    out.print(f"{len(pairs)} pair(s); {sum(p.leaks for p in pairs)} across splits, "
-              f"{sum(p.conflicts for p in pairs)} with two labels"
+    found_by = f"at most {max_distance} bits apart" + ("" if hash_only else f", or similarity >= {similarity}")
+    table(f"near-duplicates in {version.name} ({found_by})",
+          ["image", "image", *(["found by"] if both else []), "bits", *(["similarity"] if both else []), "splits",
+           "labels", "problem"], rows)
+    only = sum(p.pair.methods == ("embedding",) for p in pairs)
+    out.print(f"{len(pairs)} pair(s)" + ("" if hash_only else f" ({only} by embedding only)")
+              + f"; {sum(p.leaks for p in pairs)} across splits, {sum(p.conflicts for p in pairs)} with two labels"
               + ("; settle the labels with 'inspectloop label', and re-split with 'inspectloop dataset create "
                  "--new-test' to close leaks of the frozen test set" if any(p.leaks or p.conflicts for p in pairs)
-                 else ""))
+                 else ""), highlight=False)
+
+
+def _or_dash(value: object) -> object:
+    return "-" if value is None else value
 
 
 @dataset_app.command("map")
@@ -332,7 +359,8 @@ def _show_version(name: str, parent: str | None, summary: dict[str, Any]) -> Non
                      if summary.get("conflicts_dropped_from_parent") else ""))
     near = summary.get("near_duplicates")
     if near and near["pairs"]:
-        out.print(f"near-duplicates: {near['pairs']} pair(s), {near['across_splits']} across splits, "
+        only = f" ({near['embedding_only']} by embedding only)" if "embedding_only" in near else ""
+        out.print(f"near-duplicates: {near['pairs']} pair(s){only}, {near['across_splits']} across splits, "
                   f"{near['label_conflicts']} with two labels (see: inspectloop dataset duplicates {name})")
     if summary.get("calib_carved"):
         out.print(f"calibration split: {summary['calib_carved']} image(s) carved from {parent}'s training data; "

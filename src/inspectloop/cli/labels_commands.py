@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -65,6 +66,43 @@ def labels_suspects(ws: WorkspaceOpt,
                  "; send them to be settled with --queue"), highlight=False)
 
 
+@labels_app.command("boxes")
+@friendly
+def labels_boxes(ws: WorkspaceOpt,
+                 version: Annotated[str, typer.Option(help="Dataset version (default: the latest).")] = "latest",
+                 model: Annotated[Optional[Path], typer.Option(help="A detector model file whose boxes are the "
+                                                                    "prediction.")] = None,
+                 annotator: Annotated[Optional[str], typer.Option(help="Or: another annotator whose boxes are "
+                                                                       "the prediction.")] = None,
+                 min_score: Annotated[float, typer.Option(help="A predicted box this sure counts.")] = 0.5,
+                 top: Annotated[int, typer.Option(min=1, help="Show (and queue) at most this many images.")] = 50,
+                 queue: Annotated[bool, typer.Option("--queue", help="Send them to the settle queue.")] = False,
+                 as_json: JsonOpt = False) -> None:
+    """Probably wrong boxes: missing, spurious, misplaced or of the wrong class, against a detector's or another
+    annotator's boxes; images ranked by the most confident finding."""
+    from inspectloop.labelquality.boxes import find_box_issues, queue_box_issues
+
+    with workspace(ws) as w, progress_bar("predicting boxes") as update:
+        report = find_box_issues(w, version, model=model, annotator=annotator, min_score=min_score, progress=update)
+        shown = report.flagged[:top]
+        queued = queue_box_issues(w, report, shown) if queue else 0
+    if as_json:
+        print_json({"version": report.version, "predicted_by": report.predicted_by, "images": report.images,
+                    "annotated_boxes": report.annotated_boxes, "predicted_boxes": report.predicted_boxes,
+                    "flagged": len(report.flagged), "counts": report.counts(), "queued": queued,
+                    "flagged_images": [i.to_dict() for i in shown]})
+        return
+    table(f"probably wrong boxes in {report.version} against {report.predicted_by} (most confident first)",
+          ["#", "image", "split", "label", "finding", "annotated", "predicted", "confidence"],
+          [[n, i.sha256[:12], i.split, i.label, f.kind, f.annotated_class or "-", f.predicted_class or "-",
+            fmt(f.confidence)] for n, i in enumerate(shown, start=1) for f in i.findings[:3]])
+    counts = ", ".join(f"{v} {k}" for k, v in report.counts().items()) or "none"
+    out.print(f"{len(report.flagged)} of {report.images} images flagged ({counts}; {report.annotated_boxes} "
+              f"annotated and {report.predicted_boxes} predicted boxes)"
+              + (f"; {queued} sent to the settle queue: inspectloop labels queue" if queue else
+                 "; send them to be settled with --queue"), highlight=False)
+
+
 @labels_app.command("agreement")
 @friendly
 def labels_agreement(ws: WorkspaceOpt,
@@ -94,7 +132,8 @@ def labels_agreement(ws: WorkspaceOpt,
 @labels_app.command("queue")
 @friendly
 def labels_queue(ws: WorkspaceOpt, as_json: JsonOpt = False) -> None:
-    """The settle queue: disagreements and suspected errors, each with every vote and its 'seen' fingerprint."""
+    """The settle queue: disagreements, suspected errors, browser selections and box disagreements, each with why,
+    every vote and its 'seen' fingerprint."""
     from inspectloop.labelquality.settle import settle_queue
 
     with workspace(ws) as w:
@@ -103,7 +142,7 @@ def labels_queue(ws: WorkspaceOpt, as_json: JsonOpt = False) -> None:
         print_json([c.to_dict() for c in cases])
         return
     table("to settle", ["image", "why", "votes", "label now", "more likely", "seen"],
-          [[c.sha256[:12], ", ".join(c.reasons), ", ".join(f"{a}: {v}" for a, v in c.votes.items()),
+          [[c.sha256[:12], "; ".join(c.why), ", ".join(f"{a}: {v}" for a, v in c.votes.items()),
             c.current or "(none)", c.suggestion or "", c.seen] for c in cases])
     if cases:
         out.print("settle one with: inspectloop labels settle SHA256 CLASS --by NAME --seen FINGERPRINT",

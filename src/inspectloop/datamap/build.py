@@ -82,6 +82,9 @@ def compute_map(workspace: Workspace, version: str = "latest", *, features: str 
         raise BrowseError(f"dataset version {name} has no images", "nothing to map", kind="empty")
     started = time.perf_counter()
     known = known_features(workspace, features, digests)
+    from inspectloop.embeddings import kept_embeddings  # embeddings reads maps: imported here, not at the top
+
+    known |= kept_embeddings(workspace, features, [d for d in digests if d not in known])  # e.g. label-error finding's
     missing = [d for d in digests if d not in known]
     if missing:
         fresh = (embed or backbone_embedder(workspace, features, progress))(missing)

@@ -16,7 +16,7 @@ from inspectloop import review
 from inspectloop.datamap.build import fixed_json, load_map, version_name
 from inspectloop.datamap.columns import LIVE_FIELDS, encode_table
 from inspectloop.domain import DatasetItem
-from inspectloop.domain.labelling import QueuedSuspect
+from inspectloop.domain.labelling import BROWSER, QueuedSuspect
 from inspectloop.errors import BrowseError
 from inspectloop.evaluate.outcomes import ImageOutcome
 from inspectloop.labels import resolve_labels
@@ -135,15 +135,30 @@ def check_selection(workspace: Workspace, version: str, digests: Sequence[str]) 
     return name, [items[d] for d in wanted]
 
 
-def send_to_settle(workspace: Workspace, version: str, digests: Sequence[str], *, by: str) -> Sent:
-    """Queue a selection for a quality engineer to settle (an image already waiting is not queued twice)."""
+def send_to_settle(workspace: Workspace, version: str, digests: Sequence[str], *, by: str,
+                   colour_by: str | None = None, colour_values: Sequence[str] | None = None) -> Sent:
+    """Queue a selection for a quality engineer to settle (an image already waiting is not queued twice), as
+    sent from the browser by ``by``, with the field the map was coloured by and each image's value in it."""
     name, items = check_selection(workspace, version, digests)
+    values = _colour_values(digests, colour_values)
     current = resolve_labels(workspace.db.labels.annotations(), workspace.config.labelling).labels
     added = workspace.db.settle.enqueue_suspects([
         QueuedSuspect(id=0, sha256=i.sha256, given=current.get(i.sha256, i.label), suggestion=None, score=None,
-                      created_at="", details={"sent_by": by, "from": "browser", "version": name, "split": i.split})
+                      created_at="", reason=BROWSER,
+                      details={"sent_by": by, "from": "browser", "version": name, "split": i.split,
+                               **({"colour_by": colour_by, "colour_value": values.get(i.sha256)} if colour_by else {})})
         for i in items])
     return Sent("settle", added, len(items) - added)
+
+
+def _colour_values(digests: Sequence[str], values: Sequence[str] | None) -> dict[str, str]:
+    """Each selected image's value in the colour field; BrowseError when the two lists do not pair up."""
+    if values is None:
+        return {}
+    if len(values) != len(digests):
+        raise BrowseError(f"{len(values)} colour values for {len(digests)} selected images",
+                          "send one colour value per selected image, or none; nothing was queued")
+    return dict(zip(digests, values, strict=True))
 
 
 def send_to_review(workspace: Workspace, version: str, digests: Sequence[str], *, by: str) -> Sent:

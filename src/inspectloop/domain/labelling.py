@@ -18,6 +18,11 @@ from inspectloop.domain.base import FrozenModel
 SETTLED = "settled"  # the annotation source (and role) of a quality engineer's settle decision
 KNOWN_ROLES = (SETTLED, "quality_engineer", "reviewer", "import")
 SOURCE_ROLES = {SETTLED: SETTLED, "import": "import"}  # any other source is a person's word
+# Why an image was sent to the settle queue (disagreements between annotators are read live, not sent):
+SUSPECT = "suspect"  # confident learning finds its label probably wrong (labels suspects --queue)
+BROWSER = "browser"  # a person selected it on the dataset browser's map (/browse)
+BOXES = "boxes"  # its boxes disagree with a detector's (labels boxes --queue): missing, spurious or misplaced
+SETTLE_REASONS = (SUSPECT, BROWSER, BOXES)
 
 
 def _check_role(role: str, where: str) -> str:
@@ -62,7 +67,8 @@ class LabellingPolicy(FrozenModel):
 
 @dataclass(frozen=True)
 class QueuedSuspect:
-    """A suspected label error waiting in the settle queue, as stored."""
+    """An image sent to the settle queue, as stored: why (``reason``, one of SETTLE_REASONS), the label it had,
+    the class an estimate prefers and how likely its label is (low = likely wrong), when there is one."""
 
     id: int
     sha256: str
@@ -71,3 +77,4 @@ class QueuedSuspect:
     score: float | None
     created_at: str
     details: dict[str, Any] = field(default_factory=dict)
+    reason: str = SUSPECT

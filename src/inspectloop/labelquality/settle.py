@@ -1,22 +1,24 @@
 """The settle queue: images whose label a quality engineer should decide, and that decision.
 
 An image is in the queue when its annotators disagree (read live from the annotations) or when it was
-sent there as a suspected label error (``inspectloop labels suspects --queue``), until someone settles
-it. Settling records an annotation with source "settled", which outranks every vote (labelling policy).
-Each case is shown with a fingerprint of the image's votes; a decision made on a view whose votes have
-changed since is refused as stale, so nobody overrules a vote they have not seen.
+sent there: as a suspected label error (``inspectloop labels suspects --queue``), by a person from the
+dataset browser's map, or because its boxes disagree with a detector's (``inspectloop labels boxes
+--queue``), until someone settles it. Each case says why, in words (:func:`reason_text`). Settling
+records an annotation with source "settled", which outranks every vote (labelling policy). Each case is
+shown with a fingerprint of the image's votes; a decision made on a view whose votes have changed since is
+refused as stale, so nobody overrules a vote they have not seen.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from inspectloop.domain import Annotation, Role, User
-from inspectloop.domain.labelling import SETTLED
+from inspectloop.domain.labelling import BOXES, BROWSER, SETTLED, SUSPECT
 from inspectloop.errors import LabelError
 from inspectloop.labels import find_image, resolve_labels
 from inspectloop.workspace import Workspace
@@ -27,7 +29,7 @@ class SettleCase:
     """One image to settle: why, every annotator's latest word, the label it has now, and the votes' fingerprint."""
 
     sha256: str
-    reasons: tuple[str, ...]  # disagreement, suspect
+    reasons: tuple[str, ...]  # disagreement, and/or one of SETTLE_REASONS (suspect, browser, boxes)
     votes: dict[str, str]  # annotator -> class (their latest word)
     current: str | None  # the label the policy gives it now (None: tie or conflict)
     suggestion: str | None = None  # the class a suspect's estimate prefers
@@ -35,9 +37,34 @@ class SettleCase:
     seen: str = ""  # fingerprint of the votes shown: pass it back to settle
     details: dict[str, object] = field(default_factory=dict)
 
+    @property
+    def why(self) -> list[str]:
+        """Each reason in words, with who sent it and what they saw."""
+        return [reason_text(reason, self.details) for reason in self.reasons]
+
     def to_dict(self) -> dict[str, object]:
-        return {"sha256": self.sha256, "reasons": list(self.reasons), "votes": self.votes, "current": self.current,
-                "suggestion": self.suggestion, "score": self.score, "seen": self.seen}
+        return {"sha256": self.sha256, "reasons": list(self.reasons), "why": self.why, "votes": self.votes,
+                "current": self.current, "suggestion": self.suggestion, "score": self.score, "seen": self.seen,
+                "details": self.details}
+
+
+def reason_text(reason: str, details: Mapping[str, object]) -> str:
+    """A reason for the settle page and CLI: ``browser`` says who sent it and the field the map was coloured by."""
+    if reason == BROWSER:
+        colour = details.get("colour_by")
+        value = details.get("colour_value")
+        seen = f" (map coloured by {colour}{f': {value}' if value not in (None, '') else ''})" if colour else ""
+        return f"sent from the browser by {details.get('sent_by') or 'someone'}{seen}"
+    if reason == BOXES:
+        counts = details.get("counts")
+        found = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in counts.items()) if isinstance(counts, dict) \
+            else ""
+        return f"boxes disagree with {details.get('predicted_by') or 'a detector'}" + (f": {found}" if found else "")
+    if reason == SUSPECT:
+        return "suspected label error"
+    if reason == "disagreement":
+        return "annotators disagree"
+    return reason
 
 
 def votes_fingerprint(annotations: Iterable[Annotation]) -> str:
@@ -48,8 +75,9 @@ def votes_fingerprint(annotations: Iterable[Annotation]) -> str:
 
 
 def settle_queue(workspace: Workspace) -> list[SettleCase]:
-    """Open cases: unlabelled disagreements (ties, conflicts) first, then suspects (most likely wrong first),
-    then disagreements the labelling policy already decides."""
+    """Open cases: unlabelled disagreements (ties, conflicts) first, then those with a score (suspects and box
+    disagreements, most likely wrong first), then the rest (browser selections, disagreements the labelling
+    policy already decides)."""
     annotations = workspace.db.labels.annotations()
     by_image: dict[str, list[Annotation]] = defaultdict(list)
     for annotation in annotations:
@@ -60,10 +88,10 @@ def settle_queue(workspace: Workspace) -> list[SettleCase]:
     for disagreement in resolution.disagreements:
         if disagreement.sha256 not in settled:
             cases[disagreement.sha256] = _case(disagreement.sha256, ("disagreement",), by_image, resolution.labels)
-    for suspect in workspace.db.settle.open_suspects():
-        reasons = cases[suspect.sha256].reasons + ("suspect",) if suspect.sha256 in cases else ("suspect",)
-        cases[suspect.sha256] = _case(suspect.sha256, reasons, by_image, resolution.labels,
-                                      suspect.suggestion, suspect.score, dict(suspect.details))
+    for sent in workspace.db.settle.open_suspects():
+        reasons = cases[sent.sha256].reasons + (sent.reason,) if sent.sha256 in cases else (sent.reason,)
+        cases[sent.sha256] = _case(sent.sha256, reasons, by_image, resolution.labels,
+                                   sent.suggestion, sent.score, dict(sent.details))
     return sorted(cases.values(), key=_queue_order)
 
 

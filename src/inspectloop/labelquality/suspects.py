@@ -1,4 +1,5 @@
-"""Suspected label errors of a dataset version: frozen features, out-of-fold probabilities, confident learning."""
+"""Suspected label errors of a dataset version: frozen features (kept in the workspace, shared with the dataset
+map), out-of-fold probabilities, confident learning."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import numpy as np
 
 from inspectloop.datasets import load_version
 from inspectloop.domain.labelling import QueuedSuspect
+from inspectloop.embeddings import MAP_INPUT_SIZE, image_embeddings
 from inspectloop.errors import LabelError
 from inspectloop.labelquality.confident import RankBy, check_ranking, find_label_issues
-from inspectloop.labelquality.probabilities import DEFAULT_FOLDS, frozen_features, out_of_fold_probabilities
+from inspectloop.labelquality.probabilities import DEFAULT_FOLDS, out_of_fold_probabilities
 from inspectloop.workspace import Workspace
 
 
@@ -54,7 +56,9 @@ def find_suspects(workspace: Workspace, version: str = "latest", *, folds: int =
         raise LabelError(f"dataset {dataset.name} has {len(items)} images for {len(classes)} classes: too few to "
                          "estimate label errors", "label at least a few images of every class first")
     labels = np.array([classes.index(item.label) for item in items])
-    features = frozen_features([item.sha256 for item in items], workspace.blobs.get, progress=progress)
+    # the dataset map's own embeddings: an image mapped or checked before is not embedded again
+    embedded = image_embeddings(workspace, [item.sha256 for item in items], input_size=MAP_INPUT_SIZE, progress=progress)
+    features = np.stack([embedded[item.sha256] for item in items])
     probabilities = out_of_fold_probabilities(features, labels, len(classes), folds=folds, seed=seed)
     issues = find_label_issues(labels, probabilities, rank_by=rank_by)
     suspects = [Suspect(items[i].sha256, items[i].split, items[i].label, classes[int(issues.suggested[i])],

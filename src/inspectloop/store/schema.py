@@ -511,7 +511,7 @@ settle_items = Table(
     "settle_items", metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("sha256", String(64), ForeignKey("images.sha256"), nullable=False, index=True),
-    Column("reason", String, nullable=False),  # suspect
+    Column("reason", String, nullable=False),  # suspect | browser | boxes (domain.labelling.SETTLE_REASONS)
     Column("given", String),  # the label the image had when it was queued
     Column("suggestion", String),  # the class the estimate finds more likely
     Column("score", Float),  # label quality when queued: low = likely wrong (queue order)

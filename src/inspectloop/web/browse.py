@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hmac
 import io
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.concurrency import run_in_threadpool
@@ -116,6 +116,9 @@ class Selection(BaseModel):
     version: str = Field(min_length=1, max_length=MAX_FIELD_CHARS)
     queue: Literal["settle", "review"]
     sha256: list[str] = Field(max_length=datamap.MAX_SELECTION)
+    colour_by: str | None = Field(default=None, max_length=MAX_FIELD_CHARS)  # the map's colouring field
+    colour_values: list[Annotated[str, Field(max_length=MAX_FIELD_CHARS)]] | None = Field(
+        default=None, max_length=datamap.MAX_SELECTION)  # each selected image's value in it
 
 
 @router.post("/browse/send")
@@ -126,9 +129,12 @@ def browse_send(request: Request, selection: Selection) -> Response:
         return _error(401, "log in again: your session has ended", "open /login")
     if not _write_allowed(request):
         return _error(403, "refused: this request did not come from the browse page", "send it from /browse")
-    send = datamap.send_to_settle if selection.queue == "settle" else datamap.send_to_review
     try:
-        sent = send(workspace_of(request), selection.version, selection.sha256, by=user.name)
+        if selection.queue == "settle":
+            sent = datamap.send_to_settle(workspace_of(request), selection.version, selection.sha256, by=user.name,
+                                          colour_by=selection.colour_by, colour_values=selection.colour_values)
+        else:
+            sent = datamap.send_to_review(workspace_of(request), selection.version, selection.sha256, by=user.name)
     except InspectloopError as exc:
         return _library_error(exc)
     return JSONResponse(sent.to_dict())

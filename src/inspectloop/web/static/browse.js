@@ -369,6 +369,21 @@
     return digests;
   }
 
+  // The settle queue is told the field the map was coloured by and each image's value in it: what the
+  // sender saw (e.g. "correct: wrong") is why they sent it.
+  function selectionBody(queue) {
+    const field = colourSelect.value, codes = data.fields[field].codes;
+    const body = {version: data.version, queue, sha256: []};
+    const values = [];
+    for (let i = 0; i < n; i++) {
+      if (!selected[i] || !visible[i]) continue;
+      body.sha256.push(data.sha256[i]);
+      values.push(String(valueName(field, codes[i])).slice(0, 200));
+    }
+    if (queue === "settle") Object.assign(body, {colour_by: field, colour_values: values});
+    return body;
+  }
+
   function showSelection() {
     const chosen = [];
     for (let i = 0; i < n; i++) if (selected[i] && visible[i]) chosen.push(i);
@@ -394,7 +409,7 @@
       const reply = await fetch("/browse/send", {
         method: "POST", credentials: "same-origin",
         headers: {"Content-Type": "application/json", "X-CSRF-Token": csrf},
-        body: JSON.stringify({version: data.version, queue, sha256: selectedDigests()}),
+        body: JSON.stringify(selectionBody(queue)),
       });
       const body = await reply.json().catch(() => ({error: "the server answered " + reply.status}));
       if (!reply.ok) throw body;
