@@ -226,6 +226,8 @@ def _verdict(report: ShadowReport, min_compared: int, min_qc: int) -> tuple[bool
         reasons.append(f"{report.new_escapes} new escapes (QC defects the candidate passes, production did not)")
     if reasons:
         return False, reasons
+    if report.qc_compared == 0:  # min_qc=0 asked for a verdict without QC: there is no agreement to quote
+        return True, [f"{report.compared} inputs, none with QC; no new escapes"]
     summary = (f"{report.compared} inputs, {report.qc_compared} with QC; candidate agrees with QC "
                f"{report.shadow_qc_agreement:.3f} vs production {report.production_qc_agreement:.3f}; no new escapes")
     return True, [summary]
