@@ -12,6 +12,7 @@ from sqlalchemy import Connection, create_engine, event, make_url, text
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+from inspectloop.envref import expand, hide_password
 from inspectloop.errors import WorkspaceError, missing_extra
 from inspectloop.store.base import ConnectionSource
 from inspectloop.store.cameras import CameraRepository
@@ -53,10 +54,22 @@ def parse_database_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise WorkspaceError(f"the workspace database URL {url!r} is not a database URL",
+        raise WorkspaceError(f"the workspace database URL {hide_password(url)!r} is not a database URL",
                              "set database: in inspectloop.yaml to sqlite:///inspectloop.db or "
                              "postgresql+psycopg://USER:PASSWORD@HOST:5432/DATABASE") from None
+    parsed = _from_environment(parsed)
     return parsed.set(drivername=DEFAULT_DRIVERS.get(parsed.drivername, parsed.drivername))
+
+
+def _from_environment(url: URL) -> URL:
+    """``url`` with ``${NAME}`` references in its user, password, host or database read from the environment.
+
+    Each part is replaced on its own, so a password holding ``@`` or ``/`` needs no URL quoting.
+    """
+    parts = {name: getattr(url, name) for name in ("username", "password", "host", "database")}
+    changed = {name: expand(value, "database:") for name, value in parts.items()
+               if isinstance(value, str) and "${" in value}
+    return url.set(**changed) if changed else url
 
 
 def redacted(url: str | URL) -> str:

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from inspectloop.envref import hide_password
 from inspectloop.errors import WorkspaceError, require
 from inspectloop.fileio import atomic_write_bytes
 from inspectloop.store.blobs import DIGEST, BlobStore, sha256_bytes
@@ -35,7 +36,7 @@ class ObjectBlobStore(BlobStore):
         self.url = url.rstrip("/")
         scheme = self.url.split("://", 1)[0]
         if scheme not in OBJECT_SCHEMES:
-            raise WorkspaceError(f"blob store {self.url}: {scheme}:// is not a supported object store",
+            raise WorkspaceError(f"blob store {hide_password(self.url)}: {scheme}:// is not a supported object store",
                                  "set blobs: in inspectloop.yaml to a folder or to s3://BUCKET/PREFIX")
         driver, extra = OBJECT_SCHEMES[scheme]
         require(driver, extra)  # before fsspec, whose own message names no extra
@@ -52,7 +53,7 @@ class ObjectBlobStore(BlobStore):
         except Exception as exc:  # noqa: BLE001 (botocore, aiohttp and OSError all mean: cannot reach it)
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise WorkspaceError(
-                f"cannot reach the blob store {self.url}: {reason}",
+                f"cannot reach the blob store {hide_password(self.url)}: {hide_password(reason)}",
                 "check the bucket name, the endpoint (blob_options: endpoint_url in inspectloop.yaml) and the "
                 "credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or blob_options: key and secret)",
             ) from None
