@@ -33,6 +33,9 @@ class WorkspaceConfig(BaseModel):
     database: str = "sqlite:///inspectloop.db"
     blobs: str = "blobs"  # a folder, or an object store URL: s3://BUCKET/PREFIX
     blob_options: dict[str, Any] = Field(default_factory=dict)  # fsspec options, e.g. endpoint_url for MinIO
+    # an object store's local copies (for code that needs files) are kept under this size, least recently used
+    # out first; None: unbounded
+    blob_cache_mb: int | None = Field(default=4096, gt=0)
     labelling: LabellingPolicy = Field(default_factory=LabellingPolicy)  # whose word counts most
 
 
@@ -131,8 +134,9 @@ def _remove_abandoned_temporaries(workspace: Workspace) -> None:
 
 def object_store(root: Path, config: WorkspaceConfig) -> ObjectBlobStore:
     """The workspace's object store, its options' ``${NAME}`` references read from the environment."""
+    bound = None if config.blob_cache_mb is None else config.blob_cache_mb * 1024 * 1024
     return ObjectBlobStore(expand(config.blobs, "blobs"), root / OBJECT_CACHE,
-                           expand_options(config.blob_options, "blob_options"))
+                           expand_options(config.blob_options, "blob_options"), cache_max_bytes=bound)
 
 
 def _connect(root: Path, config: WorkspaceConfig) -> Workspace:
