@@ -577,11 +577,17 @@ def backup(dest: Annotated[Path, typer.Argument(help="New or empty folder for th
 @friendly
 def restore(backup_dir: Annotated[Path, typer.Argument(metavar="BACKUP", help="A folder 'inspectloop backup' wrote.")],
             dest: Annotated[Path, typer.Argument(help="New or empty folder for the restored workspace.")],
-            force: Annotated[bool, typer.Option("--force", help="Replace a non-empty DEST.")] = False) -> None:
+            force: Annotated[bool, typer.Option("--force", help="Replace a non-empty DEST.")] = False,
+            database: Annotated[Optional[str], typer.Option(
+                help="Put the rows into this empty PostgreSQL database (postgresql+psycopg://USER:${PASSWORD_VAR}"
+                     "@HOST:5432/DB) instead of an SQLite file.")] = None,
+            blobs: Annotated[Optional[str], typer.Option(
+                help="Put the blobs into this object store (s3://BUCKET/PREFIX, reached with the backup's "
+                     "blob_options) instead of a folder.")] = None) -> None:
     """Restore a backup into a new workspace folder, verifying every hash first."""
     from inspectloop.maintenance.backup import restore as restore_lib
 
-    report = restore_lib(backup_dir, dest, force=force)
+    report = restore_lib(backup_dir, dest, force=force, database=database, blobs=blobs)
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
     out.print(f"restored to {report.path} (verified): {counts}; blobs {report.blobs}; files {report.files}"
               + ("; the folder's old contents were replaced" if report.replaced else ""), highlight=False)

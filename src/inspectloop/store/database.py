@@ -32,6 +32,7 @@ from inspectloop.store.registry import RegistryRepository
 from inspectloop.store.review import ReviewRepository
 from inspectloop.store.runs import RunRepository
 from inspectloop.store.settle import SettleRepository
+from inspectloop.store.transfer import copy_rows
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -205,14 +206,17 @@ class Database(Repositories):
             yield DurableWriter(conn, self.root)
 
     def backup_to(self, path: Path) -> None:
-        """Copy a consistent snapshot of this SQLite database to ``path`` while others keep writing.
+        """Copy a consistent snapshot of this database to the SQLite file ``path`` while others keep writing.
 
-        SQLite's online backup API: the copy is the database as of one committed transaction, so
-        writers (the service) never stop and the copy never holds half a transaction.
+        SQLite: its online backup API. PostgreSQL: every row, read in one ``REPEATABLE READ`` transaction
+        (:mod:`inspectloop.store.transfer`). Either way the copy is the database as of one moment, so
+        writers (the services) never stop and the copy never holds half a transaction.
         """
         if self.engine.dialect.name != "sqlite":
-            raise WorkspaceError(f"inspectloop backup copies SQLite databases; this one is {self.engine.dialect.name}",
-                                 "back the database up with its own tools (pg_dump), then the blobs")
+            with Database(f"sqlite:///{path}") as target:
+                target.migrate()
+                copy_rows(self.engine, target.engine)
+            return
         source = self.engine.raw_connection()
         target = sqlite3.connect(path)
         try:
