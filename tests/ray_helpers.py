@@ -14,6 +14,9 @@ OBJECT_STORE_MB = 80  # the tests ship digests and small results, never images
 def local_ray() -> Iterator[Any]:
     """The ``ray`` module, initialised; skipped with Ray's own reason when it cannot start on this machine."""
     ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'inspectloop[ray]')")
+    if ray.is_initialized():  # started by another test module's copy of this fixture: share it
+        yield ray
+        return
     try:
         ray.init(num_cpus=2, object_store_memory=OBJECT_STORE_MB * 1024 * 1024, include_dashboard=False,
                  log_to_driver=False)

@@ -92,3 +92,12 @@ def test_doctor_warns_about_a_written_out_secret_and_not_about_a_reference(
             warned = [(f.check, f.subject) for f in report.findings if f.check == "secret_in_config"]
             assert report.healthy and warned == ([("secret_in_config", "blob_options.secret")] if name == "written"
                                                  else [])
+
+
+def test_a_database_password_written_out_is_told_from_a_reference() -> None:
+    from inspectloop.store.database import password_written_out
+
+    assert password_written_out("postgresql+psycopg://inspect:hunter2@db/line3")
+    assert not password_written_out("postgresql+psycopg://inspect:${PW}@db/line3")
+    assert not password_written_out("postgresql+psycopg://inspect@db/line3")  # libpq's PGPASSWORD or .pgpass
+    assert not password_written_out("sqlite:///inspectloop.db")

@@ -16,12 +16,10 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlalchemy import make_url
-from sqlalchemy.exc import ArgumentError
-
-from inspectloop.envref import REFERENCE, has_literal_password
+from inspectloop.envref import REFERENCE
 from inspectloop.errors import WorkspaceError
 from inspectloop.store.blobs import GRACE_SECONDS
+from inspectloop.store.database import password_written_out
 from inspectloop.store.objects import ObjectBlobStore
 from inspectloop.workspace import Workspace
 
@@ -91,11 +89,7 @@ def doctor(workspace: Workspace, *, fix: bool = False, verify_hashes: bool = Tru
 def _check_written_secrets(workspace: Workspace, report: DoctorReport) -> None:
     """A password written out in inspectloop.yaml is copied into every backup: warn, and say how to reference it."""
     config = workspace.config
-    try:
-        password = make_url(config.database).password
-    except ArgumentError:
-        password = None
-    written = ["database"] if has_literal_password(password) else []
+    written = ["database"] if password_written_out(config.database) else []
     written += [f"blob_options.{key}" for key, value in config.blob_options.items()
                 if key in SECRET_OPTIONS and isinstance(value, str) and REFERENCE.fullmatch(value) is None]
     for setting in written:

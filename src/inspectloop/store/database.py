@@ -12,7 +12,7 @@ from sqlalchemy import Connection, create_engine, event, make_url, text
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
-from inspectloop.envref import expand, hide_password
+from inspectloop.envref import expand, has_literal_password, hide_password
 from inspectloop.errors import WorkspaceError, missing_extra
 from inspectloop.store.base import ConnectionSource
 from inspectloop.store.cameras import CameraRepository
@@ -79,6 +79,14 @@ def redacted(url: str | URL) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "<not a database URL>"
+
+
+def password_written_out(url: str) -> bool:
+    """Whether a database URL carries its password itself rather than a ``${NAME}`` reference."""
+    try:
+        return has_literal_password(make_url(url).password)
+    except ArgumentError:
+        return False
 
 
 def make_engine(url: str) -> Engine:
