@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
+from inspectloop.cli.app import app
 from inspectloop.errors import BackupError
 from inspectloop.ingest import ingest, scan_folder
 from inspectloop.maintenance.backup import MANIFEST, backup, restore
@@ -74,9 +76,12 @@ def test_a_server_workspace_backs_up_to_a_portable_copy_and_restores_back_onto_s
 def test_restore_refuses_a_database_that_holds_data_and_leaves_nothing_behind(
         server_ws: Workspace, tmp_path: Path) -> None:
     backup(server_ws, tmp_path / "backup")
+    live = server_ws.db.engine.url.render_as_string(hide_password=False)
     with pytest.raises(BackupError, match="already holds workspace data") as caught:
-        restore(tmp_path / "backup", tmp_path / "servers", database=str(server_ws.db.engine.url.render_as_string(
-            hide_password=False)))
+        restore(tmp_path / "backup", tmp_path / "servers", database=live)
     assert "CREATE DATABASE" in (caught.value.hint or "")
+    shown = CliRunner().invoke(app, ["restore", str(tmp_path / "backup"), str(tmp_path / "servers"),
+                                     "--database", live])
+    assert shown.exit_code == 1 and "already holds workspace data" in shown.stderr and "Traceback" not in shown.output
     assert not (tmp_path / "servers").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
     assert server_ws.db.integrity.counts()["images"] == 12  # the live database is untouched
