@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
@@ -54,7 +53,7 @@ def test_one_process_and_ray_give_the_same_report(history: Line, local_ray: obje
     assert path.name == f"shadow-history-{candidate.name}.json" and '"compared": 40' in path.read_text()
 
 
-def test_a_missing_stored_image_is_named_not_fatal(history: Line, tmp_path: Path) -> None:
+def test_a_missing_stored_image_is_named_not_fatal(history: Line) -> None:
     twin = add_version(history.workspace, "run-twin-2", history.production.path.read_bytes())
     rows = history.workspace.db.predictions.window(START, END, stored_only=True)
     lost = rows[0].image_sha256

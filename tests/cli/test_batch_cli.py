@@ -28,6 +28,10 @@ def test_history_commands_run_in_this_process_and_an_unreachable_cluster_is_one_
     assert result.exit_code == 0, result.output
     windows = json.loads(result.stdout)["windows"]
     assert [w["predictions"] for w in windows] == [60] and windows[0]["fired"] == []
+    on_ray = runner.invoke(app, ["monitor", "history", "-w", ws, "--since", SINCE, "--until", UNTIL, "--json",
+                                 "--ray", "--workers", "2"])
+    assert on_ray.exit_code == 0, on_ray.output
+    assert json.loads(on_ray.stdout)["windows"] == windows and json.loads(on_ray.stdout)["engine"]["workers"] == 2
 
     result = runner.invoke(app, ["shadow", "history", twin.name, "-w", ws, "--since", SINCE, "--until", UNTIL,
                                  "--min-compared", "10", "--min-qc", "0"])
