@@ -8,7 +8,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from inspectloop.cli.common import (
-    WorkspaceOpt, err, fmt, friendly, out, print_json, progress_bar, table, workspace,
+    RayAddressOpt, RayOpt, WorkersOpt, WorkspaceOpt, batch_engine, err, fmt, friendly, out, print_json, progress_bar,
+    table, workspace,
 )
 from inspectloop.cli.keys_commands import TrustedKeyOpt, keys_app, trusted_key_paths, warn_unverified
 from inspectloop.cli.labels_commands import labels_app
@@ -315,6 +316,27 @@ def dataset_map(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] = "late
     out.print(f"map of {made.version}: {len(made.sha256)} images ({made.embedded} embedded, the rest from earlier "
               f"maps) by {made.features} + {made.method} in {made.seconds:.1f} s; open /browse?version={made.version}",
               highlight=False)
+
+
+@dataset_app.command("cache")
+@friendly
+def dataset_cache(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] = "latest",
+                  input_size: Annotated[Optional[int], typer.Option(help="As the run's --input-size.")] = None,
+                  settings: Annotated[list[str], typer.Option(
+                      "--set", metavar="KEY=VALUE", show_default=False,
+                      help="The run's training settings (colour=L, jpeg_draft=true: see inspectloop train --help).")
+                  ] = [],  # noqa: B006
+                  ray: RayOpt = False, ray_address: RayAddressOpt = None, workers: WorkersOpt = None) -> None:
+    """Decode a dataset version's images into the training cache ahead of a run (on Ray with --ray); give the
+    run's own settings, so it finds them."""
+    from inspectloop.train.image_cache import fill_image_cache
+
+    config = TRAIN_SETTINGS.build(settings, input_size=input_size)
+    with workspace(ws) as w, batch_engine(ray, ray_address, workers) as engine:
+        filled = fill_image_cache(w, name, config, engine=engine)
+    out.print(f"dataset {filled.version}: {filled.decoded} of {filled.images} images decoded into the training "
+              f"cache ({filled.images - filled.decoded} were there) in {filled.seconds:.1f} s on "
+              f"{filled.engine['engine']}: {filled.folder}", highlight=False, soft_wrap=True)
 
 
 def _show_version(name: str, parent: str | None, summary: dict[str, Any]) -> None:
