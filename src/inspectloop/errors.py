@@ -100,7 +100,7 @@ OPTIONAL_PACKAGES: dict[str, tuple[str, str]] = {  # import name -> (pip package
     "psycopg": ("psycopg", "postgres"), "psycopg2": ("psycopg", "postgres"),
     "pypylon": ("pypylon", "camera"), "av": ("av", "camera"), "asyncua": ("asyncua", "line"),
     "paho": ("paho-mqtt", "line"), "pymodbus": ("pymodbus", "line"), "s3fs": ("s3fs", "s3"),
-    "openvino": ("openvino", "openvino"), "harvesters": ("harvesters", "genicam"),
+    "openvino": ("openvino", "openvino"), "harvesters": ("harvesters", "genicam"), "ray": ("ray", "ray"),
 }
 
 
@@ -160,6 +160,10 @@ class RequestError(InspectloopError):
 
 class BackupError(InspectloopError):
     """A backup cannot be written, or a backup cannot be verified or restored as asked."""
+
+
+class BatchError(InspectloopError):
+    """Heavy batch work cannot run as asked: an unreachable Ray cluster, a bad worker count."""
 
 
 class RecalibrationError(InspectloopError, ValueError):

@@ -145,7 +145,13 @@ def shadow_report(workspace: Workspace, version: str | None = None, *, min_compa
     """Compare a shadowed version's logged results with production and QC (RegistryError if it has none)."""
     chosen = _version(workspace, version)
     rows = workspace.db.predictions.shadow_comparisons(chosen.id)
-    good = workspace.db.labels.good_classes()
+    return compare(chosen, rows, workspace.db.labels.good_classes(), min_compared=min_compared, min_qc=min_qc)
+
+
+def compare(chosen: ModelVersion, rows: list[ShadowComparison], good: Collection[str], *, min_compared: int = 200,
+            min_qc: int = 30) -> ShadowReport:
+    """The shadow report of ``chosen`` from its results beside production's (logged live, or re-scored on
+    history by :mod:`inspectloop.shadow_history`): one rule for both."""
     judged = [r for r in rows if r.qc_label is not None]
     shadow_right = sum(same_class(r.shadow_label, r.qc_label, good) for r in judged)
     production_right = sum(same_class(r.production_label, r.qc_label, good) for r in judged)

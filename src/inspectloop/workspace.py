@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from inspectloop.domain.labelling import LabellingPolicy
+from inspectloop.envref import expand, expand_options
 from inspectloop.errors import WorkspaceError
 from inspectloop.keys import create_signing_key
 from inspectloop.store import BlobStore, Database, atomic_write_text, now_iso
@@ -27,9 +28,14 @@ class WorkspaceConfig(BaseModel):
     format: int = 1
     name: str
     created_at: str
+    # ${NAME} in these three is read from the environment when the workspace opens (inspectloop.envref):
+    # passwords and secrets stay out of this file
     database: str = "sqlite:///inspectloop.db"
     blobs: str = "blobs"  # a folder, or an object store URL: s3://BUCKET/PREFIX
     blob_options: dict[str, Any] = Field(default_factory=dict)  # fsspec options, e.g. endpoint_url for MinIO
+    # an object store's local copies (for code that needs files) are kept under this size, least recently used
+    # out first; None: unbounded
+    blob_cache_mb: int | None = Field(default=4096, gt=0)
     labelling: LabellingPolicy = Field(default_factory=LabellingPolicy)  # whose word counts most
 
 
@@ -86,7 +92,7 @@ def init_workspace(root: Path, name: str | None = None, database: str | None = N
         with Database(config.database) as db:
             db.ping()
     if is_object_url(config.blobs):
-        ObjectBlobStore(config.blobs, root / OBJECT_CACHE, config.blob_options).check()
+        object_store(root, config).check()
     root.mkdir(parents=True, exist_ok=True)
     for folder in ("runs", "reports", *([] if is_object_url(config.blobs) else [config.blobs])):
         (root / folder).mkdir(exist_ok=True)
@@ -126,12 +132,19 @@ def _remove_abandoned_temporaries(workspace: Workspace) -> None:
         pass
 
 
+def object_store(root: Path, config: WorkspaceConfig) -> ObjectBlobStore:
+    """The workspace's object store, its options' ``${NAME}`` references read from the environment."""
+    bound = None if config.blob_cache_mb is None else config.blob_cache_mb * 1024 * 1024
+    return ObjectBlobStore(expand(config.blobs, "blobs"), root / OBJECT_CACHE,
+                           expand_options(config.blob_options, "blob_options"), cache_max_bytes=bound)
+
+
 def _connect(root: Path, config: WorkspaceConfig) -> Workspace:
     url = config.database
     if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
         url = f"sqlite:///{(root / url.removeprefix('sqlite:///')).resolve()}"
     blobs = BlobStore(root / config.blobs)
     if is_object_url(config.blobs):
-        blobs = ObjectBlobStore(config.blobs, root / OBJECT_CACHE, config.blob_options)
+        blobs = object_store(root, config)
         blobs.check()  # an unreachable bucket fails at start, not at the first image
     return Workspace(root=root, config=config, db=Database(url, root=root), blobs=blobs)

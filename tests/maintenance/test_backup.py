@@ -95,13 +95,15 @@ def test_the_cli_backs_up_and_restores(ws: Workspace, tmp_path: Path) -> None:
     assert again.exit_code == 1 and "--force" in again.stderr and "Traceback" not in again.stderr
 
 
-def test_a_backup_taken_under_load_holds_every_prediction_answered_before_it(tmp_path: Path) -> None:
-    """A real ``serve`` under about 50 requests/s; the backup is taken mid-load, then restored and checked."""
+def test_a_backup_taken_under_load_holds_every_prediction_answered_before_it(tmp_path: Path,
+                                                                             database_url: str) -> None:
+    """A real ``serve`` under about 50 requests/s; the backup is taken mid-load, then restored and checked.
+    On PostgreSQL too: there the snapshot is one REPEATABLE READ transaction instead of SQLite's backup API."""
     pytest.importorskip("torch")
     httpx = pytest.importorskip("httpx")
     from tests.service_helpers import free_port, image_bytes, line_workspace, start_service
 
-    line = line_workspace(tmp_path / "ws")
+    line = line_workspace(tmp_path / "ws", None if database_url.startswith("sqlite") else database_url)
     line.workspace.close()
     port = free_port()
     server = start_service(line.workspace.root, port, tmp_path / "serve.log")

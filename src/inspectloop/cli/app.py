@@ -8,7 +8,8 @@ from typing import Annotated, Any, Optional
 import typer
 
 from inspectloop.cli.common import (
-    WorkspaceOpt, err, fmt, friendly, out, print_json, progress_bar, table, workspace,
+    RayAddressOpt, RayOpt, WorkersOpt, WorkspaceOpt, batch_engine, err, fmt, friendly, out, print_json, progress_bar,
+    table, workspace,
 )
 from inspectloop.cli.keys_commands import TrustedKeyOpt, keys_app, trusted_key_paths, warn_unverified
 from inspectloop.cli.labels_commands import labels_app
@@ -346,6 +347,27 @@ def dataset_map(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] = "late
               highlight=False)
 
 
+@dataset_app.command("cache")
+@friendly
+def dataset_cache(ws: WorkspaceOpt, name: Annotated[str, typer.Argument()] = "latest",
+                  input_size: Annotated[Optional[int], typer.Option(help="As the run's --input-size.")] = None,
+                  settings: Annotated[list[str], typer.Option(
+                      "--set", metavar="KEY=VALUE", show_default=False,
+                      help="The run's training settings (colour=L, jpeg_draft=true: see inspectloop train --help).")
+                  ] = [],  # noqa: B006
+                  ray: RayOpt = False, ray_address: RayAddressOpt = None, workers: WorkersOpt = None) -> None:
+    """Decode a dataset version's images into the training cache ahead of a run (on Ray with --ray); give the
+    run's own settings, so it finds them."""
+    from inspectloop.train.image_cache import fill_image_cache
+
+    config = TRAIN_SETTINGS.build(settings, input_size=input_size)
+    with workspace(ws) as w, batch_engine(ray, ray_address, workers) as engine:
+        filled = fill_image_cache(w, name, config, engine=engine)
+    out.print(f"dataset {filled.version}: {filled.decoded} of {filled.images} images decoded into the training "
+              f"cache ({filled.images - filled.decoded} were there) in {filled.seconds:.1f} s on "
+              f"{filled.engine['engine']}: {filled.folder}", highlight=False, soft_wrap=True)
+
+
 def _show_version(name: str, parent: str | None, summary: dict[str, Any]) -> None:
     splits = summary["splits"]
     names = list(splits)
@@ -607,11 +629,17 @@ def backup(dest: Annotated[Path, typer.Argument(help="New or empty folder for th
 @friendly
 def restore(backup_dir: Annotated[Path, typer.Argument(metavar="BACKUP", help="A folder 'inspectloop backup' wrote.")],
             dest: Annotated[Path, typer.Argument(help="New or empty folder for the restored workspace.")],
-            force: Annotated[bool, typer.Option("--force", help="Replace a non-empty DEST.")] = False) -> None:
+            force: Annotated[bool, typer.Option("--force", help="Replace a non-empty DEST.")] = False,
+            database: Annotated[Optional[str], typer.Option(
+                help="Put the rows into this empty PostgreSQL database (postgresql+psycopg://USER:${PASSWORD_VAR}"
+                     "@HOST:5432/DB) instead of an SQLite file.")] = None,
+            blobs: Annotated[Optional[str], typer.Option(
+                help="Put the blobs into this object store (s3://BUCKET/PREFIX, reached with the backup's "
+                     "blob_options) instead of a folder.")] = None) -> None:
     """Restore a backup into a new workspace folder, verifying every hash first."""
     from inspectloop.maintenance.backup import restore as restore_lib
 
-    report = restore_lib(backup_dir, dest, force=force)
+    report = restore_lib(backup_dir, dest, force=force, database=database, blobs=blobs)
     counts = ", ".join(f"{k} {v}" for k, v in report.counts.items())
     out.print(f"restored to {report.path} (verified): {counts}; blobs {report.blobs}; files {report.files}"
               + ("; the folder's old contents were replaced" if report.replaced else ""), highlight=False)

@@ -8,6 +8,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -55,6 +56,33 @@ def _default_workspace() -> Path:
 WorkspaceOpt = Annotated[Path, typer.Option(
     "--workspace", "-w", default_factory=_default_workspace, show_default=False,
     help="Workspace folder (default: $INSPECTLOOP_WORKSPACE or the current folder).")]
+
+
+# Heavy batch commands: one process by default, Ray on request (inspectloop.batch).
+RayOpt = Annotated[bool, typer.Option("--ray", help="Run on a local Ray instance using this machine's cores.")]
+RayAddressOpt = Annotated[str | None, typer.Option(
+    "--ray-address", help="Run on a Ray cluster: HOST:6379, or ray://HOST:10001 (Ray Client). Implies --ray.")]
+WorkersOpt = Annotated[int | None, typer.Option(help="Ray workers (default: every CPU of the instance or cluster).")]
+TIME_FORMATS = ["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S"]
+SinceOpt = Annotated[datetime, typer.Option(formats=TIME_FORMATS, help="Start of the period (UTC), e.g. 2026-01-01.")]
+UntilOpt = Annotated[datetime | None, typer.Option(formats=TIME_FORMATS, help="End of the period (UTC; default: now).")]
+
+
+def utc_iso(moment: datetime) -> str:
+    """A time given without a zone is UTC, as the prediction log records."""
+    return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)).isoformat()
+
+
+@contextmanager
+def batch_engine(ray: bool, ray_address: str | None, workers: int | None) -> Iterator[Any]:
+    """The engine the options ask for, closed (a local Ray instance stopped) when the block ends."""
+    from inspectloop.batch import open_engine
+
+    engine = open_engine(ray=ray, ray_address=ray_address, workers=workers)
+    try:
+        yield engine
+    finally:
+        engine.close()
 
 
 @contextmanager

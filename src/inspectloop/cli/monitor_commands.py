@@ -8,7 +8,13 @@ from typing import Annotated, Optional
 import typer
 
 from inspectloop.cli.common import (
+    RayAddressOpt,
+    RayOpt,
+    SinceOpt,
+    UntilOpt,
+    WorkersOpt,
     WorkspaceOpt,
+    batch_engine,
     err,
     fmt,
     friendly,
@@ -74,6 +80,36 @@ def monitor_baseline(ws: WorkspaceOpt,
         records = monitoring.record_drift_baseline(w, version, source=source, cameras=camera, first=first)
     table("drift baselines", ["camera", "version", "source", "images", "embedded"],
           [[r.camera, r.model_version, r.source, r.images, r.embedded] for r in records])
+
+
+@monitor_app.command("history")
+@friendly
+def monitor_history(ws: WorkspaceOpt, since: SinceOpt, until: UntilOpt = None,
+                    window: Annotated[str, typer.Option(help="Length of each window checked: 1d, 7d, 2w.")] = "7d",
+                    version: Annotated[Optional[str], typer.Option(help="Model version (default: production).")] = None,
+                    min_predictions: Annotated[int, typer.Option(help="Windows with fewer are not tested.")] = 50,
+                    ray: RayOpt = False, ray_address: RayAddressOpt = None, workers: WorkersOpt = None,
+                    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+                    ) -> None:
+    """Look back over a long period: every window on every camera, every stored image embedded."""
+    from datetime import UTC, datetime
+
+    from inspectloop.monitor.history import drift_over_period, write_period_report
+    from inspectloop.monitor.run import parse_window
+
+    with workspace(ws) as w, batch_engine(ray, ray_address, workers) as engine:
+        result = drift_over_period(w, start=since, end=until or datetime.now(UTC), window=parse_window(window),
+                                   version=version, engine=engine, min_predictions=min_predictions)
+        path = write_period_report(w, result)
+    if as_json:
+        print_json(result.to_dict())
+        return
+    table(f"drift of {result.model_version} by window, {result.start[:10]} to {result.end[:10]} "
+          f"({result.images_embedded} images embedded on {result.engine['engine']} in {result.seconds:.1f} s)",
+          ["camera", "window", "predictions", "embedded", "fired"],
+          [[w.camera, f"{w.start[:10]} to {w.end[:10]}", w.predictions, w.embedded,
+            ", ".join(w.fired) or (f"not tested: {w.skipped}" if w.skipped else "")] for w in result.windows])
+    out.print(f"report: {path}", highlight=False, soft_wrap=True)
 
 
 FlatOpt = Annotated[Optional[Path], typer.Option(help="Capture of the flat-field card.")]

@@ -1,15 +1,31 @@
-"""``inspectloop serve``, ``inspectloop users ...`` and ``inspectloop shadow report``: the service on the line."""
+"""``inspectloop serve``, ``inspectloop users ...`` and ``inspectloop shadow report|history``: the service on the line."""
 
 from __future__ import annotations
 
 import getpass
 import logging
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from inspectloop.cli.common import WorkspaceOpt, err, fmt, friendly, out, table, workspace
+from inspectloop.cli.common import (
+    RayAddressOpt,
+    RayOpt,
+    SinceOpt,
+    UntilOpt,
+    WorkersOpt,
+    WorkspaceOpt,
+    batch_engine,
+    err,
+    fmt,
+    friendly,
+    out,
+    table,
+    utc_iso,
+    workspace,
+)
 from inspectloop.cli.keys_commands import warn_unverified
 from inspectloop.cli.settings import ConfigOptions, SetOption
 from inspectloop.errors import ServiceError, require
@@ -228,4 +244,37 @@ def shadow_report(ws: WorkspaceOpt,
     verdict = "[bold green]READY[/]" if report.ready else "[bold yellow]NOT READY[/]"
     out.print(f"{verdict}: {'; '.join(report.reasons)}", highlight=False)
     out.print(f"rule: {report.rule}", highlight=False)
+    out.print(f"report: {path}", highlight=False, soft_wrap=True)
+
+
+@shadow_app.command("history")
+@friendly
+def shadow_history(version: Annotated[str, typer.Argument(help="The candidate version to re-score history with.")],
+                   ws: WorkspaceOpt, since: SinceOpt, until: UntilOpt = None, ray: RayOpt = False,
+                   ray_address: RayAddressOpt = None, workers: WorkersOpt = None,
+                   min_compared: Annotated[int, typer.Option(help="Inputs compared before a verdict.")] = 200,
+                   min_qc: Annotated[int, typer.Option(help="QC-judged inputs needed before a verdict.")] = 30,
+                   ) -> None:
+    """Shadow on history: re-score the period's stored production images with a candidate, judged as live shadow."""
+    from inspectloop.shadow_history import shadow_on_history, write_history_report
+
+    end = until or datetime.now(UTC)
+    with workspace(ws) as w, batch_engine(ray, ray_address, workers) as engine:
+        result = shadow_on_history(w, version, start=utc_iso(since), end=utc_iso(end), engine=engine,
+                                   min_compared=min_compared, min_qc=min_qc)
+        path = write_history_report(w, result)
+    report = result.report
+    out.print(f"{result.images} stored images re-scored by {report.version} in {result.seconds:.1f} s on "
+              f"{result.engine['engine']} ({result.engine['workers']} workers); {report.compared} production "
+              f"decisions compared, {report.qc_compared} with QC", highlight=False)
+    if result.unreadable:
+        err.print(f"  {len(result.unreadable)} images could not be read and are left out (listed in the report)",
+                  highlight=False)
+    out.print(f"same label {fmt(report.label_agreement)}, same fate {fmt(report.decision_agreement)}",
+              highlight=False)
+    for pair in report.confusions[:10] + report.decision_changes:
+        out.print(f"  production {pair['production']} -> candidate {pair['shadow']}: {pair['count']}",
+                  highlight=False)
+    verdict = "[bold green]READY[/]" if report.ready else "[bold yellow]NOT READY[/]"
+    out.print(f"{verdict}: {'; '.join(report.reasons)}", highlight=False)
     out.print(f"report: {path}", highlight=False, soft_wrap=True)

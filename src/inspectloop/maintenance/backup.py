@@ -1,13 +1,17 @@
 """``inspectloop backup`` / ``restore``: a live workspace copied without stopping the service.
 
 Consistency between the database and the blobs comes from their order: the database is copied first,
-with SQLite's online backup API (a snapshot as of one committed transaction, taken while the service
-keeps writing); then every blob *that snapshot* names. Blobs are content-addressed and immutable, and
+with SQLite's online backup API, or from PostgreSQL in one ``REPEATABLE READ`` transaction (either
+way a snapshot as of one committed transaction, taken while the services keep writing); then every
+blob *that snapshot* names, read from the store itself (an object store's objects, not their cache). Blobs are content-addressed and immutable, and
 are written before the rows that name them, so each one the snapshot names is already complete on
 disk, and its bytes are checked against its name as they are copied. The config, runs (models) and
 reports follow, each with its SHA-256 in the manifest. Everything is written to a temporary folder
 beside the destination and renamed into place last, so a crash never leaves half a backup under its
 name. Restore verifies every hash and the database before it touches the destination.
+
+A backup is always an SQLite file and a blob folder, whatever the workspace used, so it can be
+opened anywhere; ``restore`` can put it back onto an empty PostgreSQL database and an object store.
 """
 
 from __future__ import annotations
@@ -26,10 +30,12 @@ from typing import Any
 
 import yaml
 
+from inspectloop.envref import hide_password
 from inspectloop.errors import BackupError
 from inspectloop.store import BlobStore, Database, atomic_write_text, now_iso
 from inspectloop.store.blobs import TMP_PREFIX
-from inspectloop.workspace import CONFIG_NAME, Workspace, WorkspaceConfig, open_workspace
+from inspectloop.store.transfer import copy_rows, rows_outside_migrations
+from inspectloop.workspace import CONFIG_NAME, Workspace, WorkspaceConfig, object_store, open_workspace
 
 MANIFEST = "backup.json"
 DB_NAME = "inspectloop.db"
@@ -81,15 +87,23 @@ def backup(workspace: Workspace, dest: Path) -> BackupReport:
         blobs, size, missing = _copy_blobs(workspace.blobs, BlobStore(tmp / "blobs"), sorted(referenced))
         files = _copy_files(workspace, tmp)
         manifest = {"format": FORMAT, "created_at": now_iso(), "source": str(workspace.root.absolute()),
-                    "workspace": workspace.config.name, "counts": counts, "blobs": blobs, "blob_bytes": size,
+                    "workspace": workspace.config.name, "source_database": workspace.db.url,
+                    "source_blobs": hide_password(workspace.config.blobs), "counts": counts, "blobs": blobs, "blob_bytes": size,
                     "missing_blobs": missing, "files": files}
         atomic_write_text(tmp / MANIFEST, json.dumps(manifest, indent=2))
         os.sync()  # every copied file reaches the disk before the backup gets its name
     return BackupReport(dest, counts, blobs, size, len(files), missing, time.perf_counter() - started)
 
 
-def restore(backup_dir: Path, dest: Path, *, force: bool = False) -> RestoreReport:
-    """Restore a backup into ``dest`` (new or empty; ``force`` replaces a non-empty one), verifying every hash."""
+def restore(backup_dir: Path, dest: Path, *, force: bool = False, database: str | None = None,
+            blobs: str | None = None) -> RestoreReport:
+    """Restore a backup into ``dest`` (new or empty; ``force`` replaces a non-empty one), verifying every hash.
+
+    The backup holds an SQLite file and a blob folder whatever the workspace used. ``database`` (an empty
+    PostgreSQL database's URL) and ``blobs`` (an object store URL, reached with the backup's
+    ``blob_options``) put the rows and the blobs back on servers instead; ``${NAME}`` references stay in
+    the restored config as given.
+    """
     backup_dir, dest = Path(backup_dir).absolute(), Path(dest).absolute()
     manifest = read_manifest(backup_dir)
     replaced = _refuse_target(dest, force=force, what="restore")
@@ -98,6 +112,7 @@ def restore(backup_dir: Path, dest: Path, *, force: bool = False) -> RestoreRepo
             if entry.name != MANIFEST:
                 (shutil.copytree if entry.is_dir() else shutil.copy2)(entry, tmp / entry.name)
         counts = verify_copy(tmp, manifest)
+        _onto_servers(tmp, database, blobs)
         os.chmod(tmp, 0o777 & ~_umask())  # a workspace folder as mkdir makes it, not mkdtemp's 0700
         os.sync()
         if replaced:  # the old contents go only once the verified copy is complete
@@ -143,6 +158,35 @@ def verify_copy(root: Path, manifest: dict[str, Any]) -> dict[str, int]:
     return counts
 
 
+def _onto_servers(tmp: Path, database: str | None, blobs: str | None) -> None:
+    """Move a verified copy's blobs into an object store and its rows into an empty server database, and
+    point its config at them. Blobs first (uploads are idempotent), rows in one transaction, config last."""
+    if database is None and blobs is None:
+        return
+    config = WorkspaceConfig(**yaml.safe_load((tmp / CONFIG_NAME).read_text()))
+    if blobs is not None:
+        config = config.model_copy(update={"blobs": blobs})
+        _upload_blobs(BlobStore(tmp / "blobs"), object_store(tmp, config))
+        shutil.rmtree(tmp / "blobs")
+    if database is not None:
+        config = config.model_copy(update={"database": database})
+        with Database(database) as target, Database(f"sqlite:///{tmp / DB_NAME}") as copy:
+            if rows_outside_migrations(target.engine):
+                raise BackupError(f"the database {target.url} already holds workspace data",
+                                  "restore into a new, empty database (CREATE DATABASE ...), or drop this one first")
+            target.migrate()
+            copy_rows(copy.engine, target.engine)
+        (tmp / DB_NAME).unlink()
+    atomic_write_text(tmp / CONFIG_NAME, yaml.safe_dump(config.model_dump(), sort_keys=False))
+
+
+def _upload_blobs(source: BlobStore, target: BlobStore, batch: int = 64) -> None:
+    """Every blob of ``source`` into ``target``, a batch of concurrent uploads at a time."""
+    digests = list(source.digests())
+    for start in range(0, len(digests), batch):
+        target.put_many([source.get(digest) for digest in digests[start:start + batch]])
+
+
 def _refuse_target(dest: Path, *, force: bool, what: str) -> bool:
     """Whether ``dest`` holds something to replace; BackupError unless that is allowed."""
     if not dest.exists():
@@ -176,7 +220,8 @@ def _copy_blobs(source: BlobStore, target: BlobStore, digests: list[str]) -> tup
     copied, size, missing = 0, 0, []
     for digest in digests:
         try:
-            data = source.get(digest)
+            with source.open(digest) as handle:  # the store itself: an object store's local cache is no backup
+                data = handle.read()
         except FileNotFoundError:
             missing.append(digest)
             continue
@@ -210,7 +255,7 @@ def _copy_files(workspace: Workspace, tmp: Path) -> dict[str, str]:
 
 def _database_files(workspace: Workspace) -> list[Path]:
     name = workspace.db.engine.url.database
-    if not name:
+    if not name or workspace.db.engine.dialect.name != "sqlite":  # a server's database is not a file here
         return []
     return [Path(name + suffix) for suffix in ("", "-wal", "-shm", "-journal")]
 

@@ -4,7 +4,8 @@ Checks, in an order that is safe beside a live service (blobs are written before
 them, so reading the rows first can never report a blob of a concurrent write as missing):
 that the database server and an object store's bucket answer (and SQLite's ``integrity_check``),
 rows vs blobs (missing, unreferenced), every blob's SHA-256 against its name (as stored: an object
-store's objects, not their local cache), and ``.tmp-*`` files that killed writers left.
+store's objects, not their local cache), ``.tmp-*`` files that killed writers left, and passwords
+written out in the config rather than referenced from the environment (a warning).
 ``fix`` removes only what cannot hurt: abandoned temporary files. It never deletes a blob or a row;
 what it cannot fix it says.
 """
@@ -15,11 +16,14 @@ import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from inspectloop.envref import REFERENCE
 from inspectloop.errors import WorkspaceError
 from inspectloop.store.blobs import GRACE_SECONDS
+from inspectloop.store.database import password_written_out
 from inspectloop.store.objects import ObjectBlobStore
 from inspectloop.workspace import Workspace
 
+SECRET_OPTIONS = ("secret", "password", "token", "aws_secret_access_key")  # fsspec/s3fs options that hold one
 RESTORE = "restore the workspace from a backup (inspectloop restore BACKUP DEST), or re-ingest the image"
 
 
@@ -78,7 +82,22 @@ def doctor(workspace: Workspace, *, fix: bool = False, verify_hashes: bool = Tru
     if verify_hashes:
         _check_hashes(workspace, stored, report)
     _check_temporaries(workspace, report, fix=fix, grace_seconds=grace_seconds)
+    _check_written_secrets(workspace, report)
     return report
+
+
+def _check_written_secrets(workspace: Workspace, report: DoctorReport) -> None:
+    """A password written out in inspectloop.yaml is copied into every backup: warn, and say how to reference it."""
+    config = workspace.config
+    written = ["database"] if password_written_out(config.database) else []
+    written += [f"blob_options.{key}" for key, value in config.blob_options.items()
+                if key in SECRET_OPTIONS and isinstance(value, str) and REFERENCE.fullmatch(value) is None]
+    for setting in written:
+        report.findings.append(Finding(
+            "secret_in_config", "warning", setting, f"a password or secret is written out in {setting} of "
+            "inspectloop.yaml, and so in every backup of the workspace",
+            "write ${NAME} in its place and set NAME in the environment of every command and service, e.g. "
+            "database: postgresql+psycopg://USER:${INSPECTLOOP_DB_PASSWORD}@HOST:5432/DB"))
 
 
 def _database_answers(workspace: Workspace, report: DoctorReport) -> bool:

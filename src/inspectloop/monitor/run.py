@@ -182,11 +182,12 @@ def _model_window(workspace: Workspace, edge: EdgeModel, camera: str, digests: S
         scores.append(prediction.scores)
     embeddings = np.stack(features) if features and all(f is not None for f in features) \
         else _embed_fallback(workspace, edge, digests)
-    return _window(edge, camera, stats, embeddings, labels, confidences, scores)
+    return camera_window(edge, camera, stats, embeddings, labels, confidences, scores)
 
 
-def _window(edge: EdgeModel, camera: str, stats: Sequence[QualityStats], embeddings: np.ndarray | None,
-            labels: Sequence[str], confidences: Sequence[float], scores: Sequence[Mapping[str, float]]) -> CameraWindow:
+def camera_window(edge: EdgeModel, camera: str, stats: Sequence[QualityStats], embeddings: np.ndarray | None,
+                  labels: Sequence[str], confidences: Sequence[float],
+                  scores: Sequence[Mapping[str, float]]) -> CameraWindow:
     """One camera's window. An anomaly model's carries, instead of its confidences (the top probability of
     (P(good), P(anomaly)) says how far a score is from the threshold, not on which side), the anomaly scores
     of the parts below its threshold: whatever share of defects a window holds (a frozen test set is richer
@@ -292,7 +293,7 @@ def _check_cameras(workspace: Workspace, version: ModelVersion, run: dict[str, A
     for camera in checked:
         baseline = DriftBaseline.from_dict(baselines[camera].baseline)
         current = _log_window(workspace, edge, camera, by_camera[camera])
-        signals += check_drift(baseline, _aligned(baseline, current), alpha=options["alpha"],
+        signals += check_drift(baseline, aligned(baseline, current), alpha=options["alpha"],
                                permutations=options["permutations"])
     with workspace.db.transaction() as tx:
         limiter = AlertLimiter.from_dict(tx.drift.get_state(LIMITER_KEY) or {"hours": options["alert_hours"]})
@@ -311,7 +312,7 @@ def _check_cameras(workspace: Workspace, version: ModelVersion, run: dict[str, A
                          [s.message for s in sent], skipped, items)
 
 
-def _aligned(baseline: DriftBaseline, current: CameraWindow) -> CameraWindow:
+def aligned(baseline: DriftBaseline, current: CameraWindow) -> CameraWindow:
     """``current`` without an embedding signal whose width differs from the baseline's (another backbone)."""
     if baseline.embeddings is None or current.embeddings is None or \
             baseline.embeddings.shape[1] == current.embeddings.shape[1]:
@@ -328,8 +329,8 @@ def _log_window(workspace: Workspace, edge: EdgeModel, camera: str, rows: Sequen
         features = [edge.predict_with_features(workspace.blobs.get(d))[1] for d in stored]
         embeddings = np.stack(features) if all(f is not None for f in features) \
             else _embed_fallback(workspace, edge, stored)
-    return _window(edge, camera, stats, embeddings, [row.label for row in rows], [row.confidence for row in rows],
-                   [row.scores for row in rows])
+    return camera_window(edge, camera, stats, embeddings, [row.label for row in rows],
+                         [row.confidence for row in rows], [row.scores for row in rows])
 
 
 def _check_row(run_id: int, signal: DriftSignal, checked_at: str) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from sqlalchemy import Connection, create_engine, event, make_url, text
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 
+from inspectloop.envref import expand, has_literal_password, hide_password
 from inspectloop.errors import WorkspaceError, missing_extra
 from inspectloop.store.base import ConnectionSource
 from inspectloop.store.cameras import CameraRepository
@@ -32,6 +33,7 @@ from inspectloop.store.review import ReviewRepository
 from inspectloop.store.runs import RunRepository
 from inspectloop.store.settle import SettleRepository
 from inspectloop.store.sync import SyncRepository
+from inspectloop.store.transfer import copy_rows
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -54,10 +56,22 @@ def parse_database_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise WorkspaceError(f"the workspace database URL {url!r} is not a database URL",
+        raise WorkspaceError(f"the workspace database URL {hide_password(url)!r} is not a database URL",
                              "set database: in inspectloop.yaml to sqlite:///inspectloop.db or "
                              "postgresql+psycopg://USER:PASSWORD@HOST:5432/DATABASE") from None
+    parsed = _from_environment(parsed)
     return parsed.set(drivername=DEFAULT_DRIVERS.get(parsed.drivername, parsed.drivername))
+
+
+def _from_environment(url: URL) -> URL:
+    """``url`` with ``${NAME}`` references in its user, password, host or database read from the environment.
+
+    Each part is replaced on its own, so a password holding ``@`` or ``/`` needs no URL quoting.
+    """
+    parts = {name: getattr(url, name) for name in ("username", "password", "host", "database")}
+    changed = {name: expand(value, "database:") for name, value in parts.items()
+               if isinstance(value, str) and "${" in value}
+    return url.set(**changed) if changed else url
 
 
 def redacted(url: str | URL) -> str:
@@ -66,6 +80,14 @@ def redacted(url: str | URL) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return "<not a database URL>"
+
+
+def password_written_out(url: str) -> bool:
+    """Whether a database URL carries its password itself rather than a ``${NAME}`` reference."""
+    try:
+        return has_literal_password(make_url(url).password)
+    except ArgumentError:
+        return False
 
 
 def make_engine(url: str) -> Engine:
@@ -194,14 +216,17 @@ class Database(Repositories):
             yield DurableWriter(conn, self.root)
 
     def backup_to(self, path: Path) -> None:
-        """Copy a consistent snapshot of this SQLite database to ``path`` while others keep writing.
+        """Copy a consistent snapshot of this database to the SQLite file ``path`` while others keep writing.
 
-        SQLite's online backup API: the copy is the database as of one committed transaction, so
-        writers (the service) never stop and the copy never holds half a transaction.
+        SQLite: its online backup API. PostgreSQL: every row, read in one ``REPEATABLE READ`` transaction
+        (:mod:`inspectloop.store.transfer`). Either way the copy is the database as of one moment, so
+        writers (the services) never stop and the copy never holds half a transaction.
         """
         if self.engine.dialect.name != "sqlite":
-            raise WorkspaceError(f"inspectloop backup copies SQLite databases; this one is {self.engine.dialect.name}",
-                                 "back the database up with its own tools (pg_dump), then the blobs")
+            with Database(f"sqlite:///{path}") as target:
+                target.migrate()
+                copy_rows(self.engine, target.engine)
+            return
         source = self.engine.raw_connection()
         target = sqlite3.connect(path)
         try:

@@ -5,7 +5,8 @@ atomically (readers see the whole object or none), so a blob is written straight
 temporary name, no rename. A key is only ever written with the bytes that hash to it, so writing
 one twice (two services keeping the same image) is harmless. Code that needs a file (training, the
 review pages) gets one from ``path_for``: the blob downloaded once into a local cache, itself a
-local folder written atomically.
+local folder written atomically, bounded in size (least recently used out first, and only what the
+bucket is confirmed to hold: :mod:`inspectloop.store.blob_cache`).
 """
 
 from __future__ import annotations
@@ -14,8 +15,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from inspectloop.envref import hide_password
 from inspectloop.errors import WorkspaceError, require
 from inspectloop.fileio import atomic_write_bytes
+from inspectloop.store.blob_cache import GRACE_SECONDS as CACHE_GRACE_SECONDS
+from inspectloop.store.blob_cache import BlobCache
 from inspectloop.store.blobs import DIGEST, BlobStore, sha256_bytes
 
 # URL schemes served by an object store: each one's fsspec driver and the extra that installs it.
@@ -30,12 +34,14 @@ def is_object_url(location: str) -> bool:
 class ObjectBlobStore(BlobStore):
     """Blobs under an fsspec URL (``s3://bucket/prefix``); ``root`` is the local read cache."""
 
-    def __init__(self, url: str, cache: Path, options: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, url: str, cache: Path, options: Mapping[str, Any] | None = None, *,
+                 cache_max_bytes: int | None = None, cache_grace_seconds: float = CACHE_GRACE_SECONDS) -> None:
         super().__init__(cache)
+        self.cache = BlobCache(cache, cache_max_bytes, grace_seconds=cache_grace_seconds)
         self.url = url.rstrip("/")
         scheme = self.url.split("://", 1)[0]
         if scheme not in OBJECT_SCHEMES:
-            raise WorkspaceError(f"blob store {self.url}: {scheme}:// is not a supported object store",
+            raise WorkspaceError(f"blob store {hide_password(self.url)}: {scheme}:// is not a supported object store",
                                  "set blobs: in inspectloop.yaml to a folder or to s3://BUCKET/PREFIX")
         driver, extra = OBJECT_SCHEMES[scheme]
         require(driver, extra)  # before fsspec, whose own message names no extra
@@ -52,7 +58,7 @@ class ObjectBlobStore(BlobStore):
         except Exception as exc:  # noqa: BLE001 (botocore, aiohttp and OSError all mean: cannot reach it)
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise WorkspaceError(
-                f"cannot reach the blob store {self.url}: {reason}",
+                f"cannot reach the blob store {hide_password(self.url)}: {hide_password(reason)}",
                 "check the bucket name, the endpoint (blob_options: endpoint_url in inspectloop.yaml) and the "
                 "credentials (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or blob_options: key and secret)",
             ) from None
@@ -85,13 +91,23 @@ class ObjectBlobStore(BlobStore):
     def path_for(self, digest: str) -> Path:
         """A local file holding the blob (downloaded into the cache once); a missing path when not stored."""
         cached = super().path_for(digest)
-        if not cached.exists() and DIGEST.fullmatch(digest):
+        if cached.exists():
+            self.cache.used(cached)
+        elif DIGEST.fullmatch(digest):
             try:
                 data = self.fs.cat_file(self.key(digest))
             except FileNotFoundError:
                 return cached
             atomic_write_bytes(cached, data)  # as stored, damage included: doctor hashes what is really there
+            self.cache.added(len(data), self.holds)
         return cached
+
+    def holds(self, digest: str, size: int) -> bool:
+        """Whether the bucket holds the object of ``size`` bytes (False when it cannot be asked: keep the copy)."""
+        try:
+            return int(self.fs.info(self.key(digest), refresh=True)["size"]) == size
+        except Exception:  # noqa: BLE001 (missing, or the store unreachable: either way not confirmed)
+            return False
 
     def digests(self) -> Iterator[str]:
         """Every stored blob's digest (keys that are not a digest in its right place are skipped)."""

@@ -13,6 +13,7 @@ from inspectloop.store import schema as s
 from inspectloop.store.base import Repository, as_row, insert_new_id, now_iso
 
 _p = s.predictions
+_IN_BATCH = 500  # ids per IN (...) clause: well under SQLite's and PostgreSQL's parameter limits
 
 
 class PredictionRepository(Repository):
@@ -184,6 +185,18 @@ class PredictionRepository(Repository):
         with self._connect() as conn:
             return list(conn.execute(select(qc.c.label).where(qc.c.prediction_id == prediction_id)
                                      .order_by(qc.c.id)).scalars())
+
+    def latest_qc_labels(self, prediction_ids: Iterable[int]) -> dict[int, str]:
+        """The latest QC verdict on each of ``prediction_ids`` that has one."""
+        qc, wanted = s.qc_decisions, list(prediction_ids)
+        found: dict[int, str] = {}
+        with self._connect() as conn:
+            for start in range(0, len(wanted), _IN_BATCH):
+                batch = wanted[start:start + _IN_BATCH]
+                rows = conn.execute(select(qc.c.prediction_id, qc.c.label).where(qc.c.prediction_id.in_(batch))
+                                    .order_by(qc.c.id))
+                found.update({int(pid): label for pid, label in rows})  # later verdicts overwrite earlier ones
+        return found
 
     def _many(self, query: Any) -> list[LoggedPrediction]:
         with self._connect() as conn:

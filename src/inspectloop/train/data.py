@@ -83,15 +83,16 @@ def load_image_set(items: Sequence[DatasetItem], class_names: Sequence[str], rea
     index = {name: i for i, name in enumerate(class_names)}
     images = []
     for n, item in enumerate(items, start=1):
-        images.append(_decoded(item.sha256, read, preprocess, draft, mode, cache))
+        images.append(decoded_image(item.sha256, read, preprocess, draft, mode, cache))
         if progress and (n % 50 == 0 or n == len(items)):
             progress(n, len(items))
     labels = np.array([index[item.label] for item in items], dtype=np.int64)
     return ImageSet(images=images, labels=labels, digests=[item.sha256 for item in items])
 
 
-def _decoded(sha256: str, read: Loader, preprocess: Preprocess, draft: bool, mode: str | None,
-             cache: ImageCache | None) -> Image.Image:
+def decoded_image(sha256: str, read: Loader, preprocess: Preprocess, draft: bool, mode: str | None,
+                  cache: ImageCache | None) -> Image.Image:
+    """One image at training resolution: from ``cache`` when there, else decoded, resized and cached."""
     cached = None if cache is None else cache.get(sha256)
     if cached is not None:
         return cached

@@ -37,7 +37,7 @@ from inspectloop.train.calibrate import (
 )
 from inspectloop.train.config import TrainConfig, decision_settings
 from inspectloop.train.novelty import NoveltyGuard, NoveltyMeasure, fit_novelty, measure_novelty
-from inspectloop.train.record import RunResult, colour_mode, failing_run, good_index, register_model, start_run
+from inspectloop.train.record import RunResult, failing_run, good_index, register_model, start_run
 from inspectloop.workspace import Workspace
 
 if TYPE_CHECKING:  # the training stack (torch) is imported when a run trains
@@ -222,17 +222,14 @@ def _precision(config: TrainConfig) -> str | None:
 
 def _load(run: _Run) -> Loaded:
     """Decode every split once (the test set too: loading is not scoring)."""
-    from inspectloop.models.backbones import backbone_spec
-    from inspectloop.train.data import ImageCache, load_image_set
+    from inspectloop.train.data import load_image_set
+    from inspectloop.train.image_cache import training_images
     from inspectloop.train.ordinal import with_targets
 
     config, version = run.config, run.version
-    spec = backbone_spec(config.backbone)
-    preprocess = Preprocess(config.input_size, spec.mean, spec.std)
+    preprocess, colour, cache = training_images(run.workspace, version, config)
+    cache = cache if config.image_cache else None
     names = list(version.class_names)
-    colour = colour_mode(run.workspace, version, config)
-    cache = ImageCache(run.workspace.cache_dir / "images", preprocess, draft=config.jpeg_draft,
-                       mode=colour) if config.image_cache else None
     grades, good = class_grades(run.workspace.db.labels.classes(), names), good_index(run.workspace, names)
 
     def load(split: str) -> ImageSet:
