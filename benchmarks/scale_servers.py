@@ -81,41 +81,32 @@ def at_rate(rate: float, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def fleet_run(database: str, url: str | None, rate: float, args: argparse.Namespace) -> dict[str, Any]:
-    from tests.service_helpers import image_bytes, line_workspace, start_service
+    """Start the services on a fresh workspace, run the load with the kill, and read the log back."""
+    from tests.service_helpers import image_bytes, line_workspace
 
     with tempfile.TemporaryDirectory(prefix="inspectloop-fleet-") as folder:
         line = line_workspace(Path(folder) / "ws", url)
         line.workspace.close()
         ports = free_ports(args.services)
         started = time.perf_counter()
-        services = [start_service(line.workspace.root, port, Path(folder) / f"serve-{port}.log", "--set", "threads=1")
-                    for port in ports]
-        start_seconds = time.perf_counter() - started
-        images = [image_bytes(("good", "scratch", "dark")[i % 3], i) for i in range(30)]
-        fleet = Fleet(ports, line.auth(), images, prefix=database)
-        try:
+        with serving(line.workspace.root, ports, Path(folder)) as services:
+            start_seconds = time.perf_counter() - started
+            images = [image_bytes(("good", "scratch", "dark")[i % 3], i) for i in range(30)]
+            fleet = Fleet(ports, line.auth(), images, prefix=database)
             for number in range(len(ports)):  # each service answers once before the clock starts
                 fleet.send(number, warm_up=True)
             fleet.run(rate, args.seconds, kill=(services[0], args.seconds / 2))
-        finally:
-            for service in services[1:]:
-                service.send_signal(signal.SIGTERM)
-            for service in services:
-                service.wait(30)
         logs = "".join((Path(folder) / f"serve-{port}.log").read_text(errors="replace") for port in ports)
-        with open_workspace(line.workspace.root) as ws, ws.db.engine.connect() as conn:
-            assert ws.db.engine.dialect.name == database
-            logged = dict(conn.execute(select(s.predictions.c.request_id, s.predictions.c.id)).all())
-            twice = conn.execute(select(s.predictions.c.request_id).group_by(s.predictions.c.request_id)
-                                 .having(func.count() > 1)).scalars().all()
+        logged, twice = logged_requests(line.workspace.root, database)
     answers = fleet.answers
     lost = [rid for rid in answers if rid not in logged]
     mismatched = [rid for rid, answer in answers.items() if rid in logged and logged[rid] != answer["prediction_id"]]
-    print(f"{database} at {rate:g} req/s: {len(answers)} acknowledged of {fleet.scheduled}, lost {len(lost)}, logged twice "
-          f"{len(twice)}, other prediction id {len(mismatched)}; p95 {percentiles(fleet.latencies())['p95']} ms",
-          flush=True)
+    print(f"{database} at {rate:g} req/s: {len(answers)} acknowledged of {fleet.scheduled}, lost {len(lost)}, "
+          f"logged twice {len(twice)}, other prediction id {len(mismatched)}; "
+          f"p95 {percentiles(fleet.latencies())['p95']} ms", flush=True)
     return {"database": database, "services_started": len(ports), "start_seconds": round(start_seconds, 1),
-            "scheduled": fleet.scheduled, "acknowledged": len(answers), "achieved_rps": round(fleet.achieved_rps, 1), "unanswered": fleet.scheduled - len(answers),
+            "scheduled": fleet.scheduled, "acknowledged": len(answers), "achieved_rps": round(fleet.achieved_rps, 1),
+            "unanswered": fleet.scheduled - len(answers),
             "answered_as_replayed": sum(bool(a["replayed"]) for a in answers.values()),
             "lost": len(lost), "duplicated": len(twice), "prediction_id_mismatch": len(mismatched),
             "logged_rows": len(logged),
@@ -126,6 +117,34 @@ def fleet_run(database: str, url: str | None, rate: float, args: argparse.Namesp
                            "before_kill": percentiles(fleet.latencies(before_kill=True)),
                            "from_kill": percentiles(fleet.latencies(before_kill=False))},
             "database_lock_errors_in_service_logs": logs.count("database is locked")}
+
+
+@contextmanager
+def serving(root: Path, ports: list[int], logs: Path) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``inspectloop serve`` on each port (1 inference thread each); stopped on exit, whatever happened."""
+    from tests.service_helpers import start_service
+
+    services: list[subprocess.Popen[bytes]] = []
+    try:
+        for port in ports:
+            services.append(start_service(root, port, logs / f"serve-{port}.log", "--set", "threads=1"))
+        yield services
+    finally:
+        for service in services:
+            if service.poll() is None:
+                service.send_signal(signal.SIGTERM)
+        for service in services:
+            service.wait(30)
+
+
+def logged_requests(root: Path, database: str) -> tuple[dict[str, int], list[str]]:
+    """The prediction log read back: prediction id by request id, and the request ids logged more than once."""
+    with open_workspace(root) as ws, ws.db.engine.connect() as conn:
+        assert ws.db.engine.dialect.name == database
+        logged = dict(conn.execute(select(s.predictions.c.request_id, s.predictions.c.id)).all())
+        twice = conn.execute(select(s.predictions.c.request_id).group_by(s.predictions.c.request_id)
+                             .having(func.count() > 1)).scalars().all()
+    return logged, list(twice)
 
 
 class Fleet:
