@@ -1,6 +1,12 @@
-"""Scale figures (issue 15): heavy batch work on one process vs Ray, and the cluster a plant would need.
+"""Scale figures (issue 15): heavy batch work on one process vs Ray, and the cluster a plant would need;
+several services on one PostgreSQL database with one killed; S3 ingest against local disk.
 
     python -m benchmarks.scale [--section rescore] [--images 3000] [--workers 2]
+    python -m benchmarks.scale --section postgresql [--services 4] [--rate 30 120] [--seconds 20]
+    python -m benchmarks.scale --section s3 [--s3-images 500] [--repeats 2]
+
+Each run rewrites only its own section of benchmarks/results/scale.json and keeps the others.
+Sections ``postgresql`` and ``s3`` start real servers: see ``benchmarks.scale_servers``.
 
 Section ``rescore`` (shadow on history): a workspace holds N distinct stored production images (NEU
 steel-surface JPEGs, 200x200, each one flipped, shifted and given fresh sensor noise so every image
@@ -36,6 +42,7 @@ from PIL import Image, ImageOps
 from sqlalchemy import insert
 
 from benchmarks.common import RESULTS, require, write_result
+from benchmarks.scale_servers import databases, loadavg, object_storage
 from inspectloop.batch.engine import LocalEngine, RayEngine
 from inspectloop.domain import ClassDefinition
 from inspectloop.labels import define_class
@@ -120,7 +127,7 @@ def archive_workspace(root: Path, images: list[tuple[str, bytes]]) -> tuple[Work
 
 
 def rescore(args: argparse.Namespace) -> dict[str, Any]:
-    load_before = _loadavg()
+    load_before = loadavg()
     images = stored_images(args.images)
     with tempfile.TemporaryDirectory(prefix="inspectloop-scale-") as folder:
         workspace, candidate = archive_workspace(Path(folder) / "ws", images)
@@ -148,7 +155,7 @@ def rescore(args: argparse.Namespace) -> dict[str, Any]:
             "ratio": round(ray / single, 2), "identical_reports": same, "compared": alone.report.compared,
             "cluster_measured": cluster_size(ray, args),
             "cluster_quiet_node": cluster_size(per_core * (os.cpu_count() or 1), args),
-            "loadavg_before": load_before, "loadavg_after": _loadavg()}
+            "loadavg_before": load_before, "loadavg_after": loadavg()}
 
 
 def cluster_size(node_images_per_s: float, args: argparse.Namespace) -> dict[str, Any]:
@@ -169,13 +176,9 @@ def _without_time(report: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in report.items() if k != "created_at"}
 
 
-def _loadavg() -> list[float]:
-    return [float(x) for x in Path("/proc/loadavg").read_text().split()[:3]]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--section", choices=["rescore"], default="rescore")
+    parser.add_argument("--section", choices=list(SECTIONS), default="rescore")
     parser.add_argument("--images", type=int, default=3000, help="stored images to re-score (the issue asks 100,000)")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--cameras", type=int, default=10)
@@ -184,7 +187,18 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=250, help="production days a year")
     parser.add_argument("--stored-share", type=float, default=0.05, help="share of images the service keeps")
     parser.add_argument("--target-hours", type=float, default=8.0, help="re-score the year within one night")
+    parser.add_argument("--services", type=int, default=4, help="postgresql: serve processes on one database")
+    parser.add_argument("--rate", type=float, nargs="+", default=[30.0, 120.0],
+                        help="postgresql: offered requests per second, in all (one run per rate)")
+    parser.add_argument("--seconds", type=float, default=20.0, help="postgresql: load duration (kill half way)")
+    parser.add_argument("--s3-images", type=int, default=500, help="s3: NEU images ingested per repeat")
+    parser.add_argument("--repeats", type=int, default=2, help="s3: alternate disk and S3 this many times")
     args = parser.parse_args()
+    result = SECTIONS[args.section](args)
+    write_result("scale", {**_other_sections(args.section), args.section: result})
+
+
+def rescore_section(args: argparse.Namespace) -> dict[str, Any]:
     result = rescore(args)
     for name in ("cluster_measured", "cluster_quiet_node"):
         cluster = result[name]
@@ -194,15 +208,34 @@ def main() -> None:
     print(f"ratio Ray/one process {result['ratio']}x, identical reports: {result['identical_reports']}; "
           f"{result['one_process']['images_per_cpu_second']} images per CPU second; "
           f"load {result['loadavg_before']} -> {result['loadavg_after']}")
-    write_result("scale", {**_other_sections(), "rescore": result})
+    return result
 
 
-def _other_sections() -> dict[str, Any]:
+def postgresql_section(args: argparse.Namespace) -> dict[str, Any]:
+    result = databases(args)
+    for run in result["runs"]:
+        print(f"{run['offered_rps']:g} req/s, p95 ms: {run['p95_ms']}")
+    print(f"load {result['loadavg_before']} -> {result['loadavg_after']}")
+    return result
+
+
+def s3_section(args: argparse.Namespace) -> dict[str, Any]:
+    result = object_storage(args)
+    print(f"ingest {result['images']} images: local disk {result['local_disk_images_per_s']} images/s, S3 (moto) "
+          f"{result['s3_images_per_s']} images/s, ratio {result['ratio_s3_to_disk']}; "
+          f"load {result['loadavg_before']} -> {result['loadavg_after']}")
+    return result
+
+
+SECTIONS = {"rescore": rescore_section, "postgresql": postgresql_section, "s3": s3_section}
+
+
+def _other_sections(section: str) -> dict[str, Any]:
     """The other sections of the last result, so rerunning one section keeps the rest."""
     path = RESULTS / "scale.json"
     kept = json.loads(path.read_text()) if path.exists() else {}
     return {k: v for k, v in kept.items() if k not in ("benchmark", "code_version", "machine", "measured_at",
-                                                       "rescore")}
+                                                       section)}
 
 
 if __name__ == "__main__":

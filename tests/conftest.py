@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import socket
-import tempfile
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import numpy as np
@@ -56,24 +55,19 @@ def postgres_server() -> Iterator[str]:
     """A real PostgreSQL server for the session (pgserver's embedded binaries, so no system install is needed);
     yields the URL of its maintenance database. Skips only when it cannot start here."""
     try:
-        import pgserver  # type: ignore[import-untyped]
+        import pgserver  # type: ignore[import-untyped]  # noqa: F401
         import psycopg  # noqa: F401
     except ImportError as exc:
         pytest.skip(f"PostgreSQL tests need pgserver and psycopg (pip install -e '.[dev]'): {exc}")
-    # Not under pytest's basetemp: as root, pgserver runs the server as a user of its own, and every pytest
-    # session resets that folder to owner-only; a short path also keeps the socket under its 107-byte limit.
-    folder = Path(tempfile.mkdtemp(prefix="inspectloop-pg-"))
-    try:
-        server = pgserver.get_server(folder / "data", cleanup_mode="delete")
-    except Exception as exc:  # noqa: BLE001 (whatever stops the server from starting is the skip reason)
-        shutil.rmtree(folder, ignore_errors=True)
-        pytest.skip(f"could not start an embedded PostgreSQL server: {type(exc).__name__}: {exc}")
-    # A test server need not survive a power cut: without fsync, CREATE DATABASE per test is several times faster.
-    # (The kill -9 tests kill the service, never this server.)
-    server.psql("ALTER SYSTEM SET fsync = off; SELECT pg_reload_conf();")
-    yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
-    server.cleanup()
-    shutil.rmtree(folder, ignore_errors=True)
+    from tests.postgres_helpers import embedded_postgres
+
+    # The kill -9 tests kill the service, never this server: it can run without fsync.
+    with ExitStack() as stack:
+        try:
+            url = stack.enter_context(embedded_postgres(fsync=False))
+        except Exception as exc:  # noqa: BLE001 (whatever stops the server from starting is the skip reason)
+            pytest.skip(f"could not start an embedded PostgreSQL server: {type(exc).__name__}: {exc}")
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

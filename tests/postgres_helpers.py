@@ -1,11 +1,43 @@
-"""Throwaway databases on the test session's PostgreSQL server (the ``postgres_server`` fixture)."""
+"""An embedded PostgreSQL server (pgserver's binaries: nothing from the system), and throwaway databases on it.
+
+The test session's ``postgres_server`` fixture and ``benchmarks.scale`` both start their server here.
+"""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 from sqlalchemy import make_url
+
+
+@contextmanager
+def embedded_postgres(*, fsync: bool) -> Iterator[str]:
+    """Start a PostgreSQL server from pgserver's wheel in a new folder; yield the URL of its maintenance database.
+
+    ``fsync=False`` is for tests (a test server need not survive a power cut, and CREATE DATABASE is several
+    times faster); a benchmark keeps it on, as production would. Raises whatever stops the server from starting.
+    """
+    import pgserver  # type: ignore[import-untyped]
+
+    # Not under pytest's basetemp: as root, pgserver runs the server as a user of its own, and every pytest
+    # session resets that folder to owner-only; a short path also keeps the socket under its 107-byte limit.
+    folder = Path(tempfile.mkdtemp(prefix="inspectloop-pg-"))
+    try:
+        server = pgserver.get_server(folder / "data", cleanup_mode="delete")
+        try:
+            if not fsync:
+                server.psql("ALTER SYSTEM SET fsync = off; SELECT pg_reload_conf();")
+            yield server.get_uri().replace("postgresql://", "postgresql+psycopg://", 1)
+        finally:
+            server.cleanup()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def new_postgres_database(server_url: str) -> str:
