@@ -16,7 +16,6 @@ Goal (issue 17): worst session >= 90% macro recall at <= 5% good tiles rejected.
 from __future__ import annotations
 
 import argparse
-
 from pathlib import Path
 
 from benchmarks.calibration import MT, run_once, workspace_for
