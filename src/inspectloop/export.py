@@ -59,7 +59,6 @@ from inspectloop.runtime.model import (
     SCORE_NAME,
     EdgeModel,
 )
-from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.runtime.signing import PublicKey, SignatureStatus, public_key_of, sign_model
 
 if TYPE_CHECKING:
@@ -375,7 +374,7 @@ def _image_batch(images: Sequence[Image.Image], meta: ModelMetadata, purpose: st
     if len(images) == 0:
         raise ExportError(f"{purpose} needs at least one image, got none",
                           "pass decoded images from the dataset (for example its validation split)")
-    preprocess = Preprocess(meta.input_size, meta.mean, meta.std)
+    preprocess = meta.preprocess()
     arrays = [preprocess(to_working_mode(image, f"{purpose}: image {i}")) for i, image in enumerate(images)]
     return np.concatenate(arrays)
 

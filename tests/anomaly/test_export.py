@@ -59,3 +59,33 @@ def test_export_refuses_classifier_metadata(exported: tuple[Path, PatchCoreModel
     with pytest.raises(ExportError, match="anomaly models"):
         export_anomaly(model.module, meta, tmp_path / "x.onnx", [surface(1)])
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_tall_input_keeps_its_shape_from_fit_to_the_edge(tmp_path: Path) -> None:
+    """Long parts are not squashed to a square: the shape travels in the saved model, the file and the edge."""
+    from PIL import Image
+
+    from inspectloop.anomaly import PatchCoreConfig, fit_patchcore
+
+    def tall(seed: int, defect: bool = False) -> Image.Image:  # a 50 x 150 part: two square surfaces stacked
+        image = Image.new("L", (SIZE, 3 * SIZE))
+        for row in range(3):
+            image.paste(surface(3 * seed + row, defect=defect and row == 1), (0, row * SIZE))
+        return image.resize((50, 150))
+
+    config = PatchCoreConfig(input_size=64, input_height=192, stride=8, coreset_ratio=0.1, chunk_images=5,
+                             threads=1)
+    model = fit_patchcore([tall(i) for i in range(10)], config)
+    model.save(tmp_path / "bank.npz")
+    model = PatchCoreModel.load(tmp_path / "bank.npz")
+    images = [tall(50), tall(51, defect=True)]
+    scores, heatmaps = model.score(images)
+    assert heatmaps.shape == (2, 192, 64) and scores[1] > scores[0]
+    meta = metadata_for(model, model_name="tall", model_version="v1", colour_mode="L")
+    export_anomaly(model.module, meta, tmp_path / "tall.onnx", images)
+    edge = EdgeModel(tmp_path / "tall.onnx")
+    assert edge.metadata.input_height == 192 and edge.preprocess.shape == (192, 64)
+    prediction = edge.predict(images[1])
+    assert prediction.anomaly_score == pytest.approx(float(scores[1]), rel=1e-4)
+    assert prediction.regions is not None and prediction.regions.heatmap.shape == (192, 64)
+    assert np.allclose(prediction.regions.heatmap, heatmaps[1], atol=1e-3 * float(scores.max()))

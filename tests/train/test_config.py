@@ -61,3 +61,9 @@ def test_a_run_may_be_stricter_than_its_criteria_never_looser(explicit: dict[str
     kept = settings.apply(config)
     for key, value in explicit.items():
         assert getattr(kept, key) == value  # the run's own value is what it records
+
+
+def test_a_non_square_input_is_an_anomaly_setting() -> None:
+    assert TrainConfig(task="anomaly", input_height=576).input_height == 576
+    with pytest.raises(ValueError, match="input_height .* applies to anomaly models"):
+        TrainConfig(input_height=576)

@@ -91,7 +91,7 @@ def adapt(workspace: Workspace, camera: str, *, since: timedelta = timedelta(day
     run = _classifier_run(workspace, source)
     _check_camera_health(workspace, camera)
     metadata = _read_metadata(workspace, source)
-    preprocess = Preprocess(metadata.input_size, metadata.mean, metadata.std)
+    preprocess = metadata.preprocess()
     found = (folder_images(folder, preprocess, metadata) if folder is not None
              else logged_images(workspace, camera, since, preprocess, metadata, now=now))
     if len(found.images) < min_images:

@@ -24,7 +24,7 @@ MIN_STD = 1.0 / 128.0  # one grey level: a flat image is not blown up into noise
 
 
 class PatchFeatures(nn.Module):
-    """Images (N, 3, S, S) -> locally aware patch features (N, D, h, w) from mid-level backbone stages.
+    """Images (N, 3, H, W) -> locally aware patch features (N, D, h, w) from mid-level backbone stages.
 
     Each stage's activations are averaged over a 3x3 neighbourhood (a patch sees its surroundings),
     resized to the first stage's grid and concatenated; ``stride`` 16 pools that grid 2x2 (4x fewer
@@ -79,7 +79,7 @@ class _Stem(nn.Module):
 
 
 class PatchCore(nn.Module):
-    """Normalised images (N, 3, S, S) -> ``(logits (N, 2), score (N,), heatmap (N, S, S))``.
+    """Normalised images (N, 3, H, W) -> ``(logits (N, 2), score (N,), heatmap (N, H, W))``.
 
     ``score`` is the image's anomaly score: the mean of the ``top`` largest distances of its patches to
     their nearest memory-bank patch (``top`` 1: the largest; a few: one odd patch of a good part weighs
@@ -89,10 +89,11 @@ class PatchCore(nn.Module):
     classifiers and anomaly models alike.
     """
 
-    def __init__(self, features: PatchFeatures, bank: torch.Tensor, input_size: int, *, top: int = 1) -> None:
+    def __init__(self, features: PatchFeatures, bank: torch.Tensor, input_shape: tuple[int, int], *,
+                 top: int = 1) -> None:
         super().__init__()
         self.features = features
-        self.input_size = int(input_size)
+        self.input_shape = (int(input_shape[0]), int(input_shape[1]))  # (height, width)
         self.top = int(top)
         self.register_buffer("bank", bank.float().contiguous())
         self.register_buffer("bank_sq", (bank.float() ** 2).sum(dim=1))
@@ -127,8 +128,8 @@ class PatchCore(nn.Module):
         return logits, score, heatmap
 
     def smooth(self, patches: torch.Tensor) -> torch.Tensor:
-        """Patch scores (N, h, w) -> a heatmap (N, S, S): bilinear upsampling, then a separable gaussian."""
-        up = F.interpolate(patches[:, None], size=(self.input_size, self.input_size), mode="bilinear",
+        """Patch scores (N, h, w) -> a heatmap (N, H, W): bilinear upsampling, then a separable gaussian."""
+        up = F.interpolate(patches[:, None], size=self.input_shape, mode="bilinear",
                            align_corners=False)
         pad = self.blur.numel() // 2
         kernel = self.blur.reshape(1, 1, 1, -1)

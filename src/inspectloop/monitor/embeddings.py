@@ -27,7 +27,6 @@ from inspectloop.runtime.model import (
     open_session,
     read_model,
 )
-from inspectloop.runtime.preprocess import Preprocess
 
 _CHUNK = 32  # images per session.run
 _LINEAR_OPS = {"Gemm", "MatMul"}
@@ -51,7 +50,7 @@ class EmbeddingModel:
             data, self.features_output = expose_features(data, str(self.path))
             session = open_session(data, threads, str(self.path))
         self.session = session
-        self.preprocess = Preprocess(self.metadata.input_size, self.metadata.mean, self.metadata.std)
+        self.preprocess = self.metadata.preprocess()
 
     def embed(self, images: Sequence[str | Path | bytes | Image.Image]) -> np.ndarray:
         """Features (N, D) of decoded images or image files, through the model's own preprocessing."""
