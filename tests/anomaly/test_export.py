@@ -46,6 +46,41 @@ def test_the_edge_gives_the_torch_score_heatmap_and_decision(exported: tuple[Pat
     assert np.allclose(edge.heatmap(images[1]), heatmaps[1], atol=1e-3 * float(scores.max()))
 
 
+def test_the_file_gives_the_embedding_drift_reads(exported: tuple[Path, PatchCoreModel]) -> None:
+    """The image's patch features averaged over its patches, from the same forward pass as its score."""
+    import torch
+
+    path, model = exported
+    edge = EdgeModel(path)
+    image = surface(802)
+    prediction, features = edge.predict_with_features(image)
+    with torch.no_grad():
+        expected = model.module(torch.from_numpy(model.preprocess(image)))[3][0].numpy()
+    assert edge.has_features and features is not None and features.shape == expected.shape == (152,)
+    assert np.allclose(features, expected, atol=1e-4 * float(np.abs(expected).max()))
+    assert prediction.anomaly_score == edge.predict(image).anomaly_score
+
+
+def test_a_file_from_before_the_features_output_still_serves(exported: tuple[Path, PatchCoreModel],
+                                                              tmp_path: Path) -> None:
+    """Anomaly files exported before embedding drift have three outputs: they predict as before, without features."""
+    import onnx
+
+    from tests.runtime.helpers import stamp
+
+    path, _ = exported
+    proto = onnx.load(path)
+    kept = [o for o in proto.graph.output if o.name != "features"]
+    del proto.graph.output[:]
+    proto.graph.output.extend(kept)
+    older = tmp_path / "older.onnx"
+    older.write_bytes(stamp(proto.SerializeToString(), EdgeModel(path).metadata))
+    edge = EdgeModel(older)
+    prediction, features = edge.predict_with_features(surface(803))
+    assert not edge.has_features and features is None
+    assert prediction.anomaly_score == pytest.approx(EdgeModel(path).predict(surface(803)).anomaly_score, rel=1e-6)
+
+
 def test_an_anomaly_model_asked_for_class_probabilities_says_what_it_offers(
         exported: tuple[Path, PatchCoreModel]) -> None:
     edge = EdgeModel(exported[0])

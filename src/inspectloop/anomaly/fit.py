@@ -120,7 +120,7 @@ class PatchCoreModel:
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
                 batch = _batch(images[start:start + batch_size], self.preprocess)
-                for store, value in zip(outputs, self.module(batch)):
+                for store, value in zip(outputs, self.module(batch)[:3]):  # the features are the drift monitor's
                     store.append(value.numpy())
         if not outputs[0]:
             return (np.zeros((0, 2), np.float32), np.zeros(0, np.float32),

@@ -39,6 +39,8 @@ OUTPUT_NAME = "logits"
 FEATURES_NAME = "features"  # optional second output: pooled backbone features, for drift monitoring
 SCORE_NAME = "score"  # anomaly models: the raw image anomaly score (N,)
 HEATMAP_NAME = "heatmap"  # anomaly models: the per-pixel anomaly map (N, H, W) at the model input's size
+# an anomaly file's outputs; files exported before embedding drift for anomaly models lack the features
+ANOMALY_OUTPUTS = (OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME, FEATURES_NAME)
 NOVELTY_NAME = "novelty"  # classifiers with a novelty guard: distance (N,) to the nearest training embeddings
 RUNNABLE_TASKS = (CLASSIFICATION, ANOMALY, DETECTION)
 
@@ -118,7 +120,8 @@ class EdgeModel:
 
     def predict_with_features(self, source: ImageSource, *,
                               name: str | None = None) -> tuple[Prediction, np.ndarray | None]:
-        """``predict`` plus the image's backbone features (D,) from the same forward pass.
+        """``predict`` plus the image's backbone features (D,) from the same forward pass (an anomaly model's:
+        its patch features averaged over the image).
 
         The features are None when the file has no ``features`` output (exported before it existed,
         or not a trunk + head classifier); ``inspectloop.monitor.embeddings`` can still recover them.
@@ -136,7 +139,7 @@ class EdgeModel:
         prepared = time.perf_counter()
         outputs = self._outputs + ((FEATURES_NAME,) if with_features else ())
         if self.task == ANOMALY:
-            outputs = (OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME)
+            outputs = ANOMALY_OUTPUTS if with_features else ANOMALY_OUTPUTS[:3]
         results = self.session.run(outputs, {INPUT_NAME: batch})
         probabilities = _softmax(results[0], self.metadata.temperature)[0]
         inferred = time.perf_counter()
@@ -147,7 +150,8 @@ class EdgeModel:
         latency = {"decode": _ms(decoded - start), "preprocess": _ms(prepared - decoded),
                    "infer": _ms(inferred - prepared), "total": _ms(end - start)}
         if self.task == ANOMALY:
-            return _anomaly_prediction(self._class_names[index], scores, decision, latency, results, image.size), None
+            prediction = _anomaly_prediction(self._class_names[index], scores, decision, latency, results, image.size)
+            return prediction, results[3][0] if with_features else None
         features = np.asarray(results[-1][0], dtype=np.float32).reshape(-1) if with_features else None
         label = self._class_names[index]
         return Prediction(label, scores[label], scores, decision, latency, warnings=warnings,
@@ -392,10 +396,13 @@ def _shape_fits(shape: list[Any], expected: tuple[int | None, ...]) -> bool:
 
 
 def _check_anomaly_outputs(session: ort.InferenceSession, meta: ModelMetadata, label: str) -> None:
-    """An anomaly model file gives logits (N, 2), a score (N,) and a heatmap (N, H, W) at its input's shape."""
+    """An anomaly model file gives logits (N, 2), a score (N,), a heatmap (N, H, W) at its input's shape and,
+    since embedding drift covers anomaly models, features (N, D)."""
     outputs = {o.name: o.shape for o in session.get_outputs()}
     height, width = meta.preprocess().shape
     expected = {OUTPUT_NAME: (None, 2), SCORE_NAME: (None,), HEATMAP_NAME: (None, height, width)}
+    if FEATURES_NAME in outputs:
+        expected[FEATURES_NAME] = (None, None)
     for name, shape in expected.items():
         if name not in outputs or not _shape_fits(outputs[name], shape):
             raise ModelFileError(f"{label}: an anomaly model must give {name!r} of shape {shape}, got outputs {outputs}",
