@@ -241,7 +241,8 @@ def patch_scores(test: np.ndarray, bank: np.ndarray, k: int) -> np.ndarray:
 
 
 def aggregate(scores: np.ndarray, valid: np.ndarray, how: str) -> np.ndarray:
-    """Image scores from patch scores: max | topN (mean of the N largest) | smoothK (max after KxK mean)."""
+    """Image scores from patch scores: max | topN (mean of the N largest) | shareF (mean of the largest F of the
+    valid patches, as PatchCoreConfig.score_share) | smoothK (max after KxK mean)."""
     import torch
     from torch.nn import functional as F
 
@@ -255,6 +256,9 @@ def aggregate(scores: np.ndarray, valid: np.ndarray, how: str) -> np.ndarray:
         return s.reshape(len(s), -1).max(axis=1)
     if how == "mean":
         return np.array([row[v].mean() for row, v in zip(scores, valid)])
+    if how.startswith("share"):
+        share = float(how[5:])
+        return np.array([np.sort(row[v])[::-1][:max(1, round(share * v.sum()))].mean() for row, v in zip(scores, valid)])
     flat = np.sort(s.reshape(len(s), -1), axis=1)[:, ::-1]
     if how == "max":
         return flat[:, 0]
@@ -313,9 +317,18 @@ def evaluate(args: argparse.Namespace) -> dict[str, object]:
     return record
 
 
+def reaggregate(pattern: str, how: str) -> None:
+    """Aggregations of patch scores saved by earlier ``eval`` runs (no refit): one line per saved file."""
+    for path in sorted(WORK.glob(f"scores_{pattern}.npz")):
+        with np.load(path) as saved:
+            scores, valid, defect = saved["scores"], saved["valid"], saved["defect"]
+        print(path.stem, json.dumps({h: metrics(aggregate(scores, valid, h), defect) for h in how.split(",")}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["extract", "eval"])
+    parser.add_argument("command", choices=["extract", "eval", "reagg"])
+    parser.add_argument("--pattern", default="*", help="reagg: which saved scores (glob after 'scores_')")
     parser.add_argument("--dataset", choices=sorted(GOOD), default="magnetic_tile")
     parser.add_argument("--variant", default="squash256")
     parser.add_argument("--stages", default="4,10")
@@ -330,6 +343,9 @@ def main() -> None:
     if args.command == "extract":
         for name in args.variant.split(","):
             extract(name, args.dataset)
+        return
+    if args.command == "reagg":
+        reaggregate(args.pattern, args.agg)
         return
     record = evaluate(args)
     keys = ("dataset", "variant", "stages", "pool", "ratio", "k", "stride16", "fold")

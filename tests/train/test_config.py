@@ -67,3 +67,12 @@ def test_a_non_square_input_is_an_anomaly_setting() -> None:
     assert TrainConfig(task="anomaly", input_height=576).input_height == 576
     with pytest.raises(ValueError, match="input_height .* applies to anomaly models"):
         TrainConfig(input_height=576)
+
+
+def test_the_anomaly_defaults_are_the_models() -> None:
+    """A run with no anomaly settings fits what PatchCoreConfig() fits (one default, two places to read it)."""
+    from inspectloop.anomaly import PatchCoreConfig
+    from inspectloop.anomaly.run import patchcore_config
+
+    config = TrainConfig(task="anomaly", input_size=256)
+    assert patchcore_config(config) == PatchCoreConfig(input_size=256, seed=config.seed, threads=config.threads)

@@ -196,7 +196,7 @@ def patchcore_config(config: TrainConfig) -> PatchCoreConfig:
     """The PatchCore settings a training config names."""
     return PatchCoreConfig(backbone=config.backbone, input_size=config.input_size, input_height=config.input_height,
                            stride=config.patch_stride, coreset_ratio=config.coreset_ratio, max_bank=config.max_bank,
-                           seed=config.seed, threads=config.threads)
+                           score_share=config.score_share, seed=config.seed, threads=config.threads)
 
 
 def _seen(workspace: Workspace, run_id: str) -> list[str]:

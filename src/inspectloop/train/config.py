@@ -116,6 +116,9 @@ class TrainConfig(BaseModel):
                                                              "and file size)")
     patch_stride: Literal[8, 16] = Field(16, description="anomaly: input pixels per patch (16: 4x faster, coarser "
                                                          "heatmaps)")
+    score_share: float = Field(1.0, ge=0, le=1, description="anomaly: the image score is the mean of its largest "
+                               "patch scores, this share of its patches (1: all of them; a small share, e.g. 0.06, "
+                               "for thin defects on large parts; 0: the single largest)")
     input_height: int | None = Field(None, ge=64, le=2048, description="anomaly: input rows when the input is not "
                                      "square (input_size is then its width): long parts keep their aspect, e.g. "
                                      "224 x 576 for 500 x 1260 px parts; a multiple of 16")
