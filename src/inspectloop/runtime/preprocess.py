@@ -31,6 +31,17 @@ class Preprocess:
         """(height, width) of the model's input."""
         return (self.input_height or self.input_size, self.input_size)
 
+    @property
+    def draft_side(self) -> int:
+        """The shortest side a reduced-scale JPEG decode may leave: the input's longer side, so that the
+        resize never enlarges whatever the part's orientation (training and the edge decode alike)."""
+        return max(self.shape)
+
+    @property
+    def key(self) -> str:
+        """The input shape in a file or cache name: ``224px`` (square) or ``224x576px`` (width x height)."""
+        return f"{self.input_size}px" if self.input_height is None else f"{self.input_size}x{self.input_height}px"
+
     def resize(self, image: Image.Image) -> Image.Image:
         height, width = self.shape
         if image.size == (width, height):
