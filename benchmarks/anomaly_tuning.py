@@ -2,8 +2,17 @@
 
     python -m benchmarks.anomaly_tuning extract --variant squash256      # once per preprocessing variant
     python -m benchmarks.anomaly_tuning eval --variant squash256 --stages 4,10 --pool 3 --agg max [--fold val]
-    python -m benchmarks.anomaly_tuning eval ... --fold test             # only for the final choice
+    python -m benchmarks.anomaly_tuning eval ... --fold test [--record]  # only for the final choice
+    python -m benchmarks.anomaly_tuning reagg --pattern 'kolektorsdd*' --agg share0.06,mean   # saved patch scores
+
+The final choices (``--record`` writes benchmarks/results/anomaly_tuning_<dataset>.json):
+
+    python -m benchmarks.anomaly_tuning extract --variant squash256-std
+    python -m benchmarks.anomaly_tuning eval --variant squash256-std --stride16 --ratio 0.04 --agg mean \
+        --fold test --record
     python -m benchmarks.anomaly_tuning extract --dataset kolektorsdd --variant squash224x576-std
+    python -m benchmarks.anomaly_tuning eval --dataset kolektorsdd --variant squash224x576-std --stride16 \
+        --ratio 0.04 --agg share0.06,mean --fold test --record
 
 Preprocessing variants (resize mode, input size, per-image photometric normalisation) need their own
 backbone pass; everything after the backbone (which blocks, neighbourhood pooling, coreset size, k,
@@ -26,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +43,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchmarks.common import CACHE, require
+from benchmarks.common import CACHE, require, write_result
 
 WORK = CACHE / "anomaly_tuning"
 GOOD = {"magnetic_tile": "Free", "kolektorsdd": "good"}
@@ -46,6 +56,10 @@ TRAIN_SESSIONS = ("exp0", "exp1", "exp2", "exp3", "exp4")
 FOLDS = {"val": ((("exp4",), ("exp0", "exp1", "exp2", "exp3")), (("exp1",), ("exp0", "exp2", "exp3", "exp4"))),
          "shift": ((("exp4",), ("exp0", "exp1", "exp2")),),
          "test": ((TEST_SESSIONS, TRAIN_SESSIONS),)}
+RULES = {"magnetic_tile": "fit: Free of sessions exp0-exp4; test: every image of exp5+exp6 (the issue's split); "
+                          "settings chosen on folds of exp0-exp4 only",
+         "kolektorsdd": "fit: the issue's 2/3 of the good images; held: test good + defB (26 defects no choice saw) "
+                        "and test good + every defect (the issue's test; defA's 26 were seen by the choice on val)"}
 KOLEKTOR_FOLDS = {"val": ((("valB", "defA"), ("fitA",)),),
                   "test": ((("test", "defB"), ("fitA", "valB")), (("test", "defA", "defB"), ("fitA", "valB")))}
 
@@ -242,7 +256,8 @@ def patch_scores(test: np.ndarray, bank: np.ndarray, k: int) -> np.ndarray:
 
 def aggregate(scores: np.ndarray, valid: np.ndarray, how: str) -> np.ndarray:
     """Image scores from patch scores: max | topN (mean of the N largest) | shareF (mean of the largest F of the
-    valid patches, as PatchCoreConfig.score_share) | smoothK (max after KxK mean)."""
+    valid patches, as PatchCoreConfig.score_share) | smoothK (max after KxK mean) | liftF (shareF minus the
+    image's median patch score: a defect is local, a session's shift lifts every patch)."""
     import torch
     from torch.nn import functional as F
 
@@ -256,6 +271,9 @@ def aggregate(scores: np.ndarray, valid: np.ndarray, how: str) -> np.ndarray:
         return s.reshape(len(s), -1).max(axis=1)
     if how == "mean":
         return np.array([row[v].mean() for row, v in zip(scores, valid)])
+    if how.startswith("lift"):
+        top = aggregate(scores, valid, "share" + how[4:])
+        return top - np.array([np.median(row[v]) for row, v in zip(scores, valid)])
     if how.startswith("share"):
         share = float(how[5:])
         return np.array([np.sort(row[v])[::-1][:max(1, round(share * v.sum()))].mean() for row, v in zip(scores, valid)])
@@ -309,11 +327,14 @@ def evaluate(args: argparse.Namespace) -> dict[str, object]:
         results.append(row)
     summary = {how: {m: round(float(np.mean([r[how][m] for r in results])), 4) for m in ("auroc", "recall1")}
                for how in args.agg.split(",")}
-    record = {"dataset": args.dataset, "variant": args.variant, "stages": stages, "pool": args.pool,
+    record = {"dataset": args.dataset, "variant": args.variant, "shape": list(VARIANTS[args.variant].shape),
+              "load_average_at_end": [round(x, 2) for x in os.getloadavg()], "stages": stages, "pool": args.pool,
               "ratio": args.ratio, "k": args.k,
               "stride16": args.stride16, "fold": args.fold, "folds": results, "mean": summary}
     with (WORK / "log.jsonl").open("a") as log:
         log.write(json.dumps(record) + "\n")
+    if args.fold == "test" and args.record:  # the final choice's figure, quoted in the README
+        write_result(f"anomaly_tuning_{args.dataset}", {"rule": RULES[args.dataset], **record})
     return record
 
 
@@ -339,6 +360,8 @@ def main() -> None:
     parser.add_argument("--stride16", action="store_true")
     parser.add_argument("--agg", default="max,top10,top50,top100,top200,mean")
     parser.add_argument("--fold", choices=sorted(FOLDS), default="val", help="kolektorsdd: val or test")
+    parser.add_argument("--record", action="store_true",
+                        help="test fold: write benchmarks/results/anomaly_tuning_<dataset>.json (the final choice)")
     args = parser.parse_args()
     if args.command == "extract":
         for name in args.variant.split(","):
