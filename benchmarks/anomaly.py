@@ -2,7 +2,7 @@
 
     bash benchmarks/peers/setup_anomalib.sh          # once: anomalib in its own venv (.venv-anomalib)
     python -m benchmarks.anomaly [--datasets kolektorsdd,magnetic_tile] [--sides inspectloop,patchcore,padim]
-                                 [--subset 40] [--mem-cap-gb 12] [--peer-timeout 2400]
+                                 [--subset 40] [--mem-cap-gb 12] [--peer-timeout 2400] [--square]
 
 Same split, same machine, same run, same input (256 px square, RGB from greyscale, bilinear), same
 offline backbone (EfficientNet-Lite0, blocks 4 and 10). Each side runs in its own process (anomalib
@@ -18,6 +18,10 @@ every metric is then computed here, by the same code, for every side:
   256 x 256 square the models see;
 - each side with its library's shipped settings: coreset share 0.04 (inspectloop) and 0.1 (anomalib's
   PatchCore), unless --coreset-ratio / --peer-coreset-ratio say otherwise (both recorded in the JSON);
+- inspectloop with the per-data-set settings ``benchmarks.anomaly_tuning`` chose on training-side folds
+  (``TUNED``: KolektorSDD's long parts at a non-square input, the image score's patch share), unless
+  ``--square`` (the shipped defaults at 256 px); its heatmaps are resized to the 256 x 256 square for the
+  pixel metrics, so every side is scored in the same frame;
 - fit time and the fit's peak RSS (VmHWM, reset just before the fit) with 2 torch threads;
 - CPU latency at batch 1, one thread, from JPEG bytes to scores (anomalib: its own ONNX export on
   onnxruntime; inspectloop: EdgeModel on its exported file).
@@ -58,6 +62,10 @@ SIDES = ("inspectloop", "patchcore", "padim")
 # defaults a user gets (inspectloop's PatchCoreConfig; anomalib's Patchcore(coreset_sampling_ratio=0.1)).
 DEFAULT_CORESET_RATIO = PatchCoreConfig().coreset_ratio
 PEER_CORESET_RATIO = 0.1  # anomalib 2.x Patchcore's default (benchmarks/peers/anomalib_run.py's too)
+# inspectloop's settings per data set, chosen by benchmarks.anomaly_tuning on training-side folds only
+# (``--square`` runs the shipped defaults instead): what a user passes as `--set input_height=... score_share=...`
+TUNED: dict[str, dict[str, Any]] = {"kolektorsdd": {"input_size": 224, "input_height": 576, "score_share": 0.06},
+                                    "magnetic_tile": {}}
 GOALS = {"kolektorsdd": {"image_auroc": 0.95, "recall_at_1pct_fpr": 0.66},
          "magnetic_tile": {"image_auroc": 0.97, "recall_at_1pct_fpr": 0.80}}
 # glibc's dynamic mmap threshold lets anomalib's coreset loop grow the heap ~5 MB per step once the backbone
@@ -82,23 +90,28 @@ def main() -> None:
     parser.add_argument("--peer-timeout", type=int, default=2400, help="seconds per child before it is stopped")
     parser.add_argument("--reuse", default="", help="sides whose result from an earlier run on the same split is kept")
     parser.add_argument("--peer-default-malloc", action="store_true", help="run anomalib with glibc's defaults")
+    parser.add_argument("--square", action="store_true", help="inspectloop: shipped defaults at 256 px, not TUNED")
     parser.add_argument("--child", choices=["inspectloop"], help=argparse.SUPPRESS)
     parser.add_argument("--split", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--settings", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         inspectloop_child(json.loads(args.split.read_text()), args.out, coreset_ratio=args.coreset_ratio,
-                          latency=args.latency, update=args.update)
+                          latency=args.latency, update=args.update, settings=json.loads(args.settings))
         return
     results = {name: run_dataset(name, args) for name in args.datasets.split(",")}
     name = "anomaly" if not args.subset else f"anomaly_subset{args.subset}"
-    write_result(name, {"input_size": SIZE, "backbone": "efficientnet-lite0 (offline package), blocks 4+10",
+    write_result(name, {"input_size": SIZE, "input_note": "inspectloop: see inspectloop_settings",
+                        "backbone": "efficientnet-lite0 (offline package), blocks 4+10",
                         "recall_rule": "threshold = 99th percentile of the test good scores; recall = defects above",
                         "pixel_rule": "heatmaps and masks in the 256x256 square the models see; AUPRO to FPR 0.3",
                         "peer_malloc": "glibc default" if args.peer_default_malloc else PEER_ENV,
                         "mem_cap_gb": args.mem_cap_gb, "datasets": results,
                         "coreset_ratio": {"inspectloop": args.coreset_ratio,
                                           "anomalib_patchcore": args.peer_coreset_ratio},
+                        "inspectloop_settings": {name: {} if args.square else TUNED[name]
+                                                 for name in args.datasets.split(",")},
                         "not_measured_here": {"novelty_guard": "issue 11 item 6 is measured by benchmarks/novelty.py "
                                               "(results/novelty.json)"}})
     print_table(results)
@@ -124,7 +137,7 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
             run = json.loads((out / "run.json").read_text())
             print(f"[{name}] {side}: reusing the run of {run.get('measured_at')} on the same split", flush=True)
         else:
-            run = run_child(child_command(side, split_path, out, args), out, args, peer=side != "inspectloop")
+            run = run_child(child_command(side, split_path, out, args, name), out, args, peer=side != "inspectloop")
             (out / "run.json").write_text(json.dumps({**run, "split_sha256": digest}, indent=2) + "\n")
         if run["status"] == "ok":
             run.update(score_side(out, labels, masks))
@@ -143,11 +156,12 @@ def reusable(out: Path, digest: str) -> bool:
     return run.get("split_sha256") == digest and (run.get("status") != "ok" or (out / "scores.npy").exists())
 
 
-def child_command(side: str, split_path: Path, out: Path, args: argparse.Namespace) -> list[str]:
+def child_command(side: str, split_path: Path, out: Path, args: argparse.Namespace, dataset: str) -> list[str]:
     if side == "inspectloop":
+        settings = {} if args.square else TUNED[dataset]
         return [sys.executable, "-m", "benchmarks.anomaly", "--child", "inspectloop", "--split", str(split_path),
                 "--out", str(out), "--coreset-ratio", str(args.coreset_ratio), "--latency", str(args.latency),
-                "--update", str(args.update)]
+                "--update", str(args.update), "--settings", json.dumps(settings)]
     if not PEER_PYTHON.exists():
         raise SystemExit(f"{PEER_PYTHON} not found; run: bash benchmarks/peers/setup_anomalib.sh")
     return [str(PEER_PYTHON), str(PEER_SCRIPT), "--split", str(split_path), "--model", side, "--out", str(out),
@@ -309,23 +323,24 @@ class LazyImages:
 
 
 def inspectloop_child(split: dict[str, Any], out: Path, *, coreset_ratio: float, latency: int,
-                      update: int) -> None:
+                      update: int, settings: dict[str, Any]) -> None:
     """Fit inspectloop's PatchCore on the split's good images, score the test set, export, time EdgeModel."""
     from inspectloop.anomaly import PatchCoreConfig, fit_patchcore
 
     out.mkdir(parents=True, exist_ok=True)
     train = [Path(p) for p in split["train"]]
     test = LazyImages([Path(c["path"]) for c in split["test"]])
-    config = PatchCoreConfig(input_size=SIZE, coreset_ratio=coreset_ratio, threads=2, seed=0)
+    config = PatchCoreConfig(**{"input_size": SIZE, **settings}, coreset_ratio=coreset_ratio, threads=2, seed=0)
     reset_peak_rss()
     start = time.perf_counter()
     model = fit_patchcore(LazyImages(train), config)
     result: dict[str, Any] = {"side": "inspectloop", "fit_seconds": round(time.perf_counter() - start, 2),
                               "fit_peak_rss_mb": peak_rss_mb(), "train_images": len(train),
-                              "memory_bank_rows": int(model.bank.shape[0]), "coreset_ratio": coreset_ratio}
+                              "memory_bank_rows": int(model.bank.shape[0]), "coreset_ratio": coreset_ratio,
+                              "settings": settings, "input_shape": list(model.preprocess.shape)}
     scores, maps = model.score(test)
     np.save(out / "scores.npy", scores)
-    np.save(out / "maps.npy", maps.astype(np.float16))
+    np.save(out / "maps.npy", to_square(maps, SIZE).astype(np.float16))
     if latency:
         result.update(time_edge_model(model, test, out, latency))
     result["process_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -334,6 +349,17 @@ def inspectloop_child(split: dict[str, Any], out: Path, *, coreset_ratio: float,
     if update and len(train) > update + 10:
         result["update"] = update_versus_refit(model, train, test, split, config, update)
         (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
+def to_square(maps: np.ndarray, size: int) -> np.ndarray:
+    """Heatmaps (N, H, W) in the size x size square every side's pixel metrics are computed in (bilinear)."""
+    if maps.shape[1:] == (size, size):
+        return maps
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.fromarray(m.astype(np.float32), "F").resize((size, size),
+                                                                                 Image.Resampling.BILINEAR))
+                     for m in maps])
 
 
 def time_edge_model(model: Any, test: LazyImages, out: Path, count: int) -> dict[str, Any]:

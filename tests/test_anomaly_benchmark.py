@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 
 import numpy as np
 import pytest
 
-from benchmarks.anomaly import aupro, score_side
+from benchmarks.anomaly import aupro, score_side, to_square
 from benchmarks.common import DATASETS, kolektorsdd_anomaly_split, magnetic_tile_anomaly_split
 
 
@@ -36,6 +37,14 @@ def test_aupro_weights_regions_not_pixels() -> None:
     maps[masks] = -1.0
     maps[2, 0:2, 0:2] = 2.0
     assert aupro(maps, masks, max_fpr=0.3) == pytest.approx(1 / 3, abs=1e-6)
+
+
+def test_a_tall_heatmap_is_scored_in_the_same_square_as_the_masks() -> None:
+    tall = np.zeros((2, 64, 16), dtype=np.float32)
+    tall[1, 32:, :] = 1.0  # the lower half of a tall part
+    square = to_square(tall, 32)
+    assert square.shape == (2, 32, 32) and square[1, 20:].min() > 0.9 and square[1, :12].max() < 0.1
+    assert to_square(square, 32) is square
 
 
 def test_recall_at_1pct_fpr_uses_the_good_scores_99th_percentile(tmp_path) -> None:
@@ -78,8 +87,12 @@ def test_each_side_runs_with_its_librarys_shipped_coreset_share(tmp_path, monkey
 
     monkeypatch.setattr(anomaly, "PEER_PYTHON", tmp_path)  # any existing path: the command is only built
     args = argparse.Namespace(coreset_ratio=anomaly.DEFAULT_CORESET_RATIO, latency=5, update=0,
-                              peer_coreset_ratio=anomaly.PEER_CORESET_RATIO)
-    ours = anomaly.child_command("inspectloop", tmp_path / "split.json", tmp_path, args)
-    peer = anomaly.child_command("patchcore", tmp_path / "split.json", tmp_path, args)
+                              peer_coreset_ratio=anomaly.PEER_CORESET_RATIO, square=False)
+    ours = anomaly.child_command("inspectloop", tmp_path / "split.json", tmp_path, args, "kolektorsdd")
+    peer = anomaly.child_command("patchcore", tmp_path / "split.json", tmp_path, args, "kolektorsdd")
     assert ours[ours.index("--coreset-ratio") + 1] == str(PatchCoreConfig().coreset_ratio) == "0.04"
     assert peer[peer.index("--coreset-ratio") + 1] == "0.1"  # anomalib's Patchcore default
+    assert json.loads(ours[ours.index("--settings") + 1]) == anomaly.TUNED["kolektorsdd"]  # the tuning's choice
+    square = anomaly.child_command("inspectloop", tmp_path / "split.json", tmp_path,
+                                   argparse.Namespace(**{**vars(args), "square": True}), "kolektorsdd")
+    assert json.loads(square[square.index("--settings") + 1]) == {}

@@ -52,6 +52,7 @@ from inspectloop.runtime.metadata import (
     utc_timestamp,
 )
 from inspectloop.runtime.model import (
+    ANOMALY_OUTPUTS,
     FEATURES_NAME,
     HEATMAP_NAME,
     INPUT_NAME,
@@ -60,7 +61,6 @@ from inspectloop.runtime.model import (
     SCORE_NAME,
     EdgeModel,
 )
-from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.runtime.signing import PublicKey, SignatureStatus, public_key_of, sign_model
 
 if TYPE_CHECKING:
@@ -173,12 +173,13 @@ def quantize_int8(model_path: Path, calibration_images: Sequence[Image.Image], o
 def export_anomaly(model: torch.nn.Module, metadata: ModelMetadata, out_path: Path,
                    parity_images: Sequence[Image.Image], *, rtol: float = 1e-3, opset: int = 17,
                    signing_key: Ed25519PrivateKey | None = None) -> ExportReport:
-    """Export an anomaly model (normalised (N, 3, S, S) -> logits (N, 2), score (N,), heatmap (N, S, S); see
-    :class:`inspectloop.anomaly.model.PatchCore`) to ``out_path`` with ``metadata`` (task ``anomaly``).
+    """Export an anomaly model (normalised (N, 3, H, W) -> logits (N, 2), score (N,), heatmap (N, H, W), features
+    (N, D); see :class:`inspectloop.anomaly.model.PatchCore`) to ``out_path`` with ``metadata`` (task ``anomaly``).
 
     One file carries the backbone, the memory bank and the nearest-neighbour search. It is checked
     against the PyTorch model on ``parity_images``: ExportError, and nothing written, if a score or a
-    heatmap value differs by more than ``rtol`` of the largest score, or a pass/anomaly side differs.
+    heatmap value differs by more than ``rtol`` of the largest score, a feature by more than ``rtol`` of the
+    largest feature, or a pass/anomaly side differs.
     ``signing_key`` signs the file as :func:`export_classifier` does.
     """
     if metadata.task != ANOMALY or len(metadata.class_names) != 2:
@@ -192,19 +193,19 @@ def export_anomaly(model: torch.nn.Module, metadata: ModelMetadata, out_path: Pa
     with _eval_mode(model):
         expected = _torch_outputs(torch, model, batch)
         proto = _named_onnx(torch, onnx, model, batch[[0, min(1, len(batch) - 1)]], opset,
-                            [OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME], "anomaly model")
+                            list(ANOMALY_OUTPUTS), "anomaly model")
     data, stamped = _stamp(proto, metadata)
     data = _sign(data, signing_key)
     with _staged(out_path, data) as staged:
-        got, signature = _file_outputs(staged, batch, (OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME), signing_key)
-        unit = max(1.0, float(np.abs(expected[1]).max()))
+        got, signature = _file_outputs(staged, batch, ANOMALY_OUTPUTS, signing_key)
+        units = [max(1.0, float(np.abs(expected[1]).max()))] * 2 + [max(1.0, float(np.abs(expected[3]).max()))]
         diff = max(float(np.max(np.abs(e.astype(np.float64) - g.astype(np.float64)))) / unit
-                   for e, g in zip(expected[1:], got[1:]))
+                   for e, g, unit in zip(expected[1:], got[1:], units))
         agreement = _side_agreement(expected[0][:, 1], got[0][:, 1])
         if diff > rtol or agreement < 1.0:
             raise ExportError(
-                f"the exported anomaly model does not match the PyTorch model: largest score or heatmap difference "
-                f"{diff:.3g} of the largest score (tolerance {rtol:g}), pass/anomaly agreement {agreement:.1%} on "
+                f"the exported anomaly model does not match the PyTorch model: largest score, heatmap or feature "
+                f"difference {diff:.3g} of the largest (tolerance {rtol:g}), pass/anomaly agreement {agreement:.1%} on "
                 f"{len(batch)} images", "the graph differs from the eager model; nothing was written")
     return ExportReport(out_path, diff, agreement, len(batch), stamped.weights_sha256, len(data), signature)
 
@@ -376,7 +377,7 @@ def _image_batch(images: Sequence[Image.Image], meta: ModelMetadata, purpose: st
     if len(images) == 0:
         raise ExportError(f"{purpose} needs at least one image, got none",
                           "pass decoded images from the dataset (for example its validation split)")
-    preprocess = Preprocess(meta.input_size, meta.mean, meta.std)
+    preprocess = meta.preprocess()
     arrays = [preprocess(to_working_mode(image, f"{purpose}: image {i}")) for i, image in enumerate(images)]
     return np.concatenate(arrays)
 

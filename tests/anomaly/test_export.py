@@ -46,6 +46,41 @@ def test_the_edge_gives_the_torch_score_heatmap_and_decision(exported: tuple[Pat
     assert np.allclose(edge.heatmap(images[1]), heatmaps[1], atol=1e-3 * float(scores.max()))
 
 
+def test_the_file_gives_the_embedding_drift_reads(exported: tuple[Path, PatchCoreModel]) -> None:
+    """The image's patch features averaged over its patches, from the same forward pass as its score."""
+    import torch
+
+    path, model = exported
+    edge = EdgeModel(path)
+    image = surface(802)
+    prediction, features = edge.predict_with_features(image)
+    with torch.no_grad():
+        expected = model.module(torch.from_numpy(model.preprocess(image)))[3][0].numpy()
+    assert edge.has_features and features is not None and features.shape == expected.shape == (152,)
+    assert np.allclose(features, expected, atol=1e-4 * float(np.abs(expected).max()))
+    assert prediction.anomaly_score == edge.predict(image).anomaly_score
+
+
+def test_a_file_from_before_the_features_output_still_serves(exported: tuple[Path, PatchCoreModel],
+                                                              tmp_path: Path) -> None:
+    """Anomaly files exported before embedding drift have three outputs: they predict as before, without features."""
+    import onnx
+
+    from tests.runtime.helpers import stamp
+
+    path, _ = exported
+    proto = onnx.load(path)
+    kept = [o for o in proto.graph.output if o.name != "features"]
+    del proto.graph.output[:]
+    proto.graph.output.extend(kept)
+    older = tmp_path / "older.onnx"
+    older.write_bytes(stamp(proto.SerializeToString(), EdgeModel(path).metadata))
+    edge = EdgeModel(older)
+    prediction, features = edge.predict_with_features(surface(803))
+    assert not edge.has_features and features is None
+    assert prediction.anomaly_score == pytest.approx(EdgeModel(path).predict(surface(803)).anomaly_score, rel=1e-6)
+
+
 def test_an_anomaly_model_asked_for_class_probabilities_says_what_it_offers(
         exported: tuple[Path, PatchCoreModel]) -> None:
     edge = EdgeModel(exported[0])
@@ -59,3 +94,33 @@ def test_export_refuses_classifier_metadata(exported: tuple[Path, PatchCoreModel
     with pytest.raises(ExportError, match="anomaly models"):
         export_anomaly(model.module, meta, tmp_path / "x.onnx", [surface(1)])
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_a_tall_input_keeps_its_shape_from_fit_to_the_edge(tmp_path: Path) -> None:
+    """Long parts are not squashed to a square: the shape travels in the saved model, the file and the edge."""
+    from PIL import Image
+
+    from inspectloop.anomaly import PatchCoreConfig, fit_patchcore
+
+    def tall(seed: int, defect: bool = False) -> Image.Image:  # a 50 x 150 part: two square surfaces stacked
+        image = Image.new("L", (SIZE, 3 * SIZE))
+        for row in range(3):
+            image.paste(surface(3 * seed + row, defect=defect and row == 1), (0, row * SIZE))
+        return image.resize((50, 150))
+
+    config = PatchCoreConfig(input_size=64, input_height=192, stride=8, coreset_ratio=0.1, chunk_images=5,
+                             threads=1)
+    model = fit_patchcore([tall(i) for i in range(10)], config)
+    model.save(tmp_path / "bank.npz")
+    model = PatchCoreModel.load(tmp_path / "bank.npz")
+    images = [tall(50), tall(51, defect=True)]
+    scores, heatmaps = model.score(images)
+    assert heatmaps.shape == (2, 192, 64) and scores[1] > scores[0]
+    meta = metadata_for(model, model_name="tall", model_version="v1", colour_mode="L")
+    export_anomaly(model.module, meta, tmp_path / "tall.onnx", images)
+    edge = EdgeModel(tmp_path / "tall.onnx")
+    assert edge.metadata.input_height == 192 and edge.preprocess.shape == (192, 64)
+    prediction = edge.predict(images[1])
+    assert prediction.anomaly_score == pytest.approx(float(scores[1]), rel=1e-4)
+    assert prediction.regions is not None and prediction.regions.heatmap.shape == (192, 64)
+    assert np.allclose(prediction.regions.heatmap, heatmaps[1], atol=1e-3 * float(scores.max()))

@@ -96,10 +96,11 @@ def test_a_bad_window_says_how_to_write_one() -> None:
 def test_an_anomaly_models_score_drifts_on_a_camera_out_of_focus(tmp_path: Path) -> None:
     """An anomaly model's window carries the anomaly scores of the parts below its threshold (read back from
     the logged probabilities): a test-set baseline, a third of it defects, does not move them on a steady
-    line of good parts; a camera out of focus moves them up."""
+    line of good parts; a camera out of focus moves them up, and its embeddings (the model's patch features,
+    averaged per image) with them."""
     line = anomaly_line(tmp_path / "ws")
     tested = monitoring.record_drift_baseline(line.workspace)
-    assert [(r.camera, r.images, r.embedded) for r in tested] == [(c, 36, 0) for c in CAMERAS]  # no embedding
+    assert [(r.camera, r.images, r.embedded) for r in tested] == [(c, 36, 36) for c in CAMERAS]
     passing = ("good", "dark")  # the model forgives exposure: both are good parts to it
     for seed, camera in enumerate(CAMERAS):
         log_predictions(line, camera, 40, start=NOW - timedelta(days=10), seed=seed, labels=passing)
@@ -118,4 +119,7 @@ def test_an_anomaly_models_score_drifts_on_a_camera_out_of_focus(tmp_path: Path)
     assert ("cam-a", "confidence") not in checked  # the score replaces an anomaly model's confidence
     assert checked[("cam-b", "anomaly_score")].message.startswith("cam-b: anomaly score of the parts below the "
                                                                   "threshold up")
+    # the model's averaged patch features are its embedding: the blur changes them, the steady camera's stay
+    assert checked[("cam-b", "embedding")].fired and not checked[("cam-a", "embedding")].fired
+    assert checked[("cam-b", "embedding")].message.startswith("cam-b: image content changed (embedding MMD")
     line.workspace.close()

@@ -78,6 +78,8 @@ def test_metadata_json_round_trip() -> None:
     (lambda d: d.update(class_names=["a", "a"]), "duplicates"),
     (lambda d: d.update(thresholds={"dent": 0.5}), "threshold for unknown class 'dent'"),
     (lambda d: d.update(std=[0.2, 0.0, 0.2]), "std values must be positive"),
+    (lambda d: d.update(input_height=8), "input_height must be an integer from 16 to 4096"),
+    (lambda d: d.update(task="detection", input_height=576), "a detection model's input is square"),
 ])
 def test_metadata_refuses_bad_json(edit: object, message: str) -> None:
     raw = json.loads(tiny_metadata().to_json())
@@ -85,6 +87,13 @@ def test_metadata_refuses_bad_json(edit: object, message: str) -> None:
     with pytest.raises(ModelFileError, match=message) as caught:
         ModelMetadata.from_json(json.dumps(raw))
     assert caught.value.hint
+
+
+def test_a_square_input_is_written_as_before_and_a_tall_one_round_trips() -> None:
+    assert "input_height" not in json.loads(tiny_metadata().to_json())  # old files hash unchanged
+    tall = tiny_metadata(input_height=576)
+    assert ModelMetadata.from_json(tall.to_json()) == tall
+    assert tall.preprocess().shape == (576, tall.input_size)
 
 
 def test_metadata_refuses_text_that_is_not_json() -> None:

@@ -61,3 +61,18 @@ def test_a_run_may_be_stricter_than_its_criteria_never_looser(explicit: dict[str
     kept = settings.apply(config)
     for key, value in explicit.items():
         assert getattr(kept, key) == value  # the run's own value is what it records
+
+
+def test_a_non_square_input_is_an_anomaly_setting() -> None:
+    assert TrainConfig(task="anomaly", input_height=576).input_height == 576
+    with pytest.raises(ValueError, match="input_height .* applies to anomaly models"):
+        TrainConfig(input_height=576)
+
+
+def test_the_anomaly_defaults_are_the_models() -> None:
+    """A run with no anomaly settings fits what PatchCoreConfig() fits (one default, two places to read it)."""
+    from inspectloop.anomaly import PatchCoreConfig
+    from inspectloop.anomaly.run import patchcore_config
+
+    config = TrainConfig(task="anomaly", input_size=256)
+    assert patchcore_config(config) == PatchCoreConfig(input_size=256, seed=config.seed, threads=config.threads)

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from inspectloop.domain import DatasetItem
+from inspectloop.runtime.images import load_image
 from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.data import ImageCache, load_image_set
 from tests.conftest import surface
@@ -59,12 +60,29 @@ def test_a_cached_load_gives_the_same_pixels_without_decoding(tmp_path: Path, bl
     (dict(size=96), "another input size"),
     (dict(mode="RGB"), "another colour mode"),
     (dict(draft=True), "draft decoding"),
+    (dict(height=160), "a tall input of the same width"),
 ])
 def test_each_preprocessing_has_its_own_entries(tmp_path: Path, other: dict, why: str) -> None:
-    base = dict(size=64, mode="L", draft=False) | other
+    base = dict(size=64, mode="L", draft=False, height=None) | other
     first = ImageCache(tmp_path, Preprocess(64), mode="L")
-    second = ImageCache(tmp_path, Preprocess(base["size"]), mode=base["mode"], draft=base["draft"])
+    second = ImageCache(tmp_path, Preprocess(base["size"], input_height=base["height"]), mode=base["mode"],
+                        draft=base["draft"])
     assert first.path("ab" * 32) != second.path("ab" * 32), why
+
+
+def test_a_tall_input_decodes_as_the_edge_does(tmp_path: Path) -> None:
+    """A draft JPEG decode keeps the input's longer side, so a tall input is never enlarged from a smaller decode."""
+    part = Image.fromarray(np.random.default_rng(0).integers(0, 255, (1200, 480), dtype=np.uint8), "L")
+    buffer = io.BytesIO()
+    part.save(buffer, "JPEG")
+    data = buffer.getvalue()
+    preprocess = Preprocess(96, input_height=240)
+    digest = hashlib.sha256(data).hexdigest()
+    loaded = load_image_set([DatasetItem(digest, "good", "train", digest)], ["good"], lambda _: data, preprocess,
+                            draft=True, mode="L")
+    edge = preprocess.resize(load_image(data, draft=preprocess.draft_side, mode="L"))
+    assert loaded.images[0].size == (96, 240) and np.array_equal(np.asarray(loaded.images[0]), np.asarray(edge))
+    assert preprocess.draft_side == 240 and Preprocess(96).draft_side == 96
 
 
 def test_a_torn_entry_is_decoded_again(tmp_path: Path, blobs: dict[str, bytes]) -> None:

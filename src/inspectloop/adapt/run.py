@@ -91,7 +91,7 @@ def adapt(workspace: Workspace, camera: str, *, since: timedelta = timedelta(day
     run = _classifier_run(workspace, source)
     _check_camera_health(workspace, camera)
     metadata = _read_metadata(workspace, source)
-    preprocess = Preprocess(metadata.input_size, metadata.mean, metadata.std)
+    preprocess = metadata.preprocess()
     found = (folder_images(folder, preprocess, metadata) if folder is not None
              else logged_images(workspace, camera, since, preprocess, metadata, now=now))
     if len(found.images) < min_images:
@@ -177,7 +177,7 @@ def folder_images(folder: Path, preprocess: Preprocess, metadata: ModelMetadata)
 
 
 def _decode(data: bytes, name: str, preprocess: Preprocess, metadata: ModelMetadata) -> Image.Image:
-    draft = metadata.input_size if metadata.jpeg_draft else None
+    draft = metadata.preprocess().draft_side if metadata.jpeg_draft else None
     return preprocess.resize(load_image(data, name=name, draft=draft, mode=metadata.colour_mode))
 
 

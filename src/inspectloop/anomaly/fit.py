@@ -49,11 +49,14 @@ class PatchCoreConfig:
     ``oversample``: how many times its share of the final bank each chunk keeps before the final pick.
     ``standardise``: bring each image to a fixed mean and contrast first (exposure shifts between
     sessions are not anomalies). ``score_share``: the image score is the mean of its largest patch
-    scores, this share of its patches (0: the single largest, as in PatchCore).
+    scores, this share of its patches (0: the single largest, as in PatchCore). ``input_height``: the
+    input's rows when it is not square (``input_size`` is then its width): long parts keep their aspect,
+    so thin defects keep their pixels.
     """
 
     backbone: str = "efficientnet-lite0"
     input_size: int = 256
+    input_height: int | None = None
     stages: tuple[int, ...] = (4, 10)
     stride: int = 16
     coreset_ratio: float = 0.04
@@ -74,6 +77,8 @@ class PatchCoreConfig:
                   (0.0 <= self.score_share <= 1.0, "score_share must be in [0, 1]"),
                   (64 <= self.input_size <= 1024 and self.input_size % 16 == 0,
                    "input_size must be a multiple of 16 from 64 to 1024"),
+                  (self.input_height is None or (64 <= self.input_height <= 2048 and self.input_height % 16 == 0),
+                   "input_height must be a multiple of 16 from 64 to 2048 (or None: square)"),
                   (self.threads >= 0, "threads must be 0 (all cores) or more"))
         for ok, message in checks:
             if not ok:
@@ -101,13 +106,13 @@ class PatchCoreModel:
         return self.module.bank.numpy()
 
     def score(self, images: Sequence[Image.Image], *, batch_size: int = 4) -> tuple[np.ndarray, np.ndarray]:
-        """Anomaly scores (N,) and heatmaps (N, S, S) of ``images`` (higher: less like the good parts)."""
+        """Anomaly scores (N,) and heatmaps (N, H, W) of ``images`` (higher: less like the good parts)."""
         _, scores, heatmaps = self.forward(images, batch_size=batch_size)
         return scores, heatmaps
 
     def forward(self, images: Sequence[Image.Image], *,
                 batch_size: int = 4) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The module's three outputs for ``images``: logits (N, 2), scores (N,), heatmaps (N, S, S)."""
+        """The module's three outputs for ``images``: logits (N, 2), scores (N,), heatmaps (N, H, W)."""
         import torch
 
         outputs: list[list[np.ndarray]] = [[], [], []]
@@ -115,11 +120,11 @@ class PatchCoreModel:
         with torch.no_grad():
             for start in range(0, len(images), batch_size):
                 batch = _batch(images[start:start + batch_size], self.preprocess)
-                for store, value in zip(outputs, self.module(batch)):
+                for store, value in zip(outputs, self.module(batch)[:3]):  # the features are the drift monitor's
                     store.append(value.numpy())
-        size = self.config.input_size
         if not outputs[0]:
-            return np.zeros((0, 2), np.float32), np.zeros(0, np.float32), np.zeros((0, size, size), np.float32)
+            return (np.zeros((0, 2), np.float32), np.zeros(0, np.float32),
+                    np.zeros((0, *self.preprocess.shape), np.float32))
         logits, scores, heatmaps = (np.concatenate(o) for o in outputs)
         return logits, scores, heatmaps
 
@@ -131,7 +136,7 @@ class PatchCoreModel:
         if not images:
             raise TrainingError("no new good images to add to the memory bank", "pass the new good images")
         _threads(self.config)
-        new_patches = len(images) * _grid(self.config) ** 2
+        new_patches = len(images) * _patches(self.config)
         target = _bank_size(self.config, self.patches_seen + new_patches)
         survivors = _chunk_coresets(self.module.features, images, self.preprocess, self.config,
                                     target, self.patches_seen + new_patches, progress)
@@ -191,7 +196,7 @@ def fit_patchcore(images: Sequence[Image.Image], config: PatchCoreConfig | None 
     torch.manual_seed(config.seed)
     features = _build_features(config)
     preprocess = _preprocess(config)
-    total = len(images) * _grid(config) ** 2
+    total = len(images) * _patches(config)
     target = _bank_size(config, total)
     survivors = _chunk_coresets(features, images, preprocess, config, target, total, progress)
     bank = survivors[greedy_coreset(survivors, target, seed=config.seed)]
@@ -223,15 +228,16 @@ def _bank_size(config: PatchCoreConfig, patches: int) -> int:
     return max(1, min(config.max_bank, math.ceil(config.coreset_ratio * patches)))
 
 
-def _grid(config: PatchCoreConfig) -> int:
-    return config.input_size // config.stride
+def _patches(config: PatchCoreConfig) -> int:
+    """Patches per image: the patch grid's cells."""
+    return (config.input_height or config.input_size) // config.stride * (config.input_size // config.stride)
 
 
 def _preprocess(config: PatchCoreConfig) -> Preprocess:
     from inspectloop.models.backbones import backbone_spec
 
     spec = backbone_spec(config.backbone)
-    return Preprocess(config.input_size, spec.mean, spec.std)
+    return Preprocess(config.input_size, spec.mean, spec.std, config.input_height)
 
 
 def _build_features(config: PatchCoreConfig) -> PatchFeatures:
@@ -245,8 +251,8 @@ def _build_features(config: PatchCoreConfig) -> PatchFeatures:
 def _build_module(config: PatchCoreConfig, bank: torch.Tensor, *, features: PatchFeatures) -> PatchCore:
     from inspectloop.anomaly.model import PatchCore
 
-    top = max(1, round(config.score_share * _grid(config) ** 2))
-    return PatchCore(features, bank, config.input_size, top=top).eval()
+    top = max(1, round(config.score_share * _patches(config)))
+    return PatchCore(features, bank, _preprocess(config).shape, top=top).eval()
 
 
 def _batch(images: Sequence[Image.Image], preprocess: Preprocess) -> torch.Tensor:
@@ -278,4 +284,5 @@ def metadata_for(model: PatchCoreModel, *, model_name: str, model_version: str, 
     p = model.preprocess
     return ModelMetadata(task=ANOMALY, model_name=model_name, model_version=model_version,
                          class_names=(good_class, ANOMALY_CLASS), good_class=good_class, input_size=p.input_size,
-                         mean=p.mean, std=p.std, review=review, colour_mode=colour_mode, **lineage)
+                         input_height=p.input_height, mean=p.mean, std=p.std, review=review, colour_mode=colour_mode,
+                         **lineage)

@@ -19,7 +19,7 @@ from inspectloop.models.photometric import standardise
 
 HEATMAP_SIGMA = 4.0  # PatchCore's gaussian smoothing of the upsampled patch scores, in input pixels
 class PatchFeatures(nn.Module):
-    """Images (N, 3, S, S) -> locally aware patch features (N, D, h, w) from mid-level backbone stages.
+    """Images (N, 3, H, W) -> locally aware patch features (N, D, h, w) from mid-level backbone stages.
 
     Each stage's activations are averaged over a 3x3 neighbourhood (a patch sees its surroundings),
     resized to the first stage's grid and concatenated; ``stride`` 16 pools that grid 2x2 (4x fewer
@@ -66,20 +66,22 @@ class _Stem(nn.Module):
 
 
 class PatchCore(nn.Module):
-    """Normalised images (N, 3, S, S) -> ``(logits (N, 2), score (N,), heatmap (N, S, S))``.
+    """Normalised images (N, 3, H, W) -> ``(logits (N, 2), score (N,), heatmap (N, H, W), features (N, D))``.
 
     ``score`` is the image's anomaly score: the mean of the ``top`` largest distances of its patches to
     their nearest memory-bank patch (``top`` 1: the largest; a few: one odd patch of a good part weighs
     less than a defect that spans several). ``heatmap`` is every patch's distance, upsampled to the input and smoothed.
     ``logits`` are ``[0, (score - centre) / scale]``: their softmax is (P(good), P(anomaly)), a monotone
     map of the score that is 0.5 at ``centre`` (the calibrated threshold), so one decision core serves
-    classifiers and anomaly models alike.
+    classifiers and anomaly models alike. ``features`` are the image's patch features averaged over its
+    patches: what embedding drift compares (a classifier's are its pooled backbone features).
     """
 
-    def __init__(self, features: PatchFeatures, bank: torch.Tensor, input_size: int, *, top: int = 1) -> None:
+    def __init__(self, features: PatchFeatures, bank: torch.Tensor, input_shape: tuple[int, int], *,
+                 top: int = 1) -> None:
         super().__init__()
         self.features = features
-        self.input_size = int(input_size)
+        self.input_shape = (int(input_shape[0]), int(input_shape[1]))  # (height, width)
         self.top = int(top)
         self.register_buffer("bank", bank.float().contiguous())
         self.register_buffer("bank_sq", (bank.float() ** 2).sum(dim=1))
@@ -96,26 +98,29 @@ class PatchCore(nn.Module):
 
     def patch_scores(self, x: torch.Tensor) -> torch.Tensor:
         """Each patch's distance to its nearest bank patch, (N, h, w)."""
-        f = self.features(x)
+        return self._nearest(self.features(x))
+
+    def _nearest(self, f: torch.Tensor) -> torch.Tensor:
         n, d, h, w = f.shape
         a = f.permute(0, 2, 3, 1).reshape(n, h * w, d)
         d2 = (a * a).sum(dim=2, keepdim=True) - 2.0 * torch.matmul(a, self.bank.t()) + self.bank_sq
         nearest = d2.amin(dim=2).clamp_min(0.0).sqrt()
         return nearest.reshape(n, h, w)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        patches = self.patch_scores(x)
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        f = self.features(x)
+        patches = self._nearest(f)
         flat = patches.flatten(1)
         top = min(self.top, flat.shape[1])
         score = flat.amax(dim=1) if top == 1 else flat.topk(top, dim=1).values.mean(dim=1)
         heatmap = self.smooth(patches)
         z = (score - self.centre) / self.scale
         logits = torch.stack([torch.zeros_like(z), z], dim=1)
-        return logits, score, heatmap
+        return logits, score, heatmap, f.mean(dim=(2, 3))
 
     def smooth(self, patches: torch.Tensor) -> torch.Tensor:
-        """Patch scores (N, h, w) -> a heatmap (N, S, S): bilinear upsampling, then a separable gaussian."""
-        up = F.interpolate(patches[:, None], size=(self.input_size, self.input_size), mode="bilinear",
+        """Patch scores (N, h, w) -> a heatmap (N, H, W): bilinear upsampling, then a separable gaussian."""
+        up = F.interpolate(patches[:, None], size=self.input_shape, mode="bilinear",
                            align_corners=False)
         pad = self.blur.numel() // 2
         kernel = self.blur.reshape(1, 1, 1, -1)

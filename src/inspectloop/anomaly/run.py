@@ -168,7 +168,7 @@ def _loader(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     from inspectloop.runtime.preprocess import Preprocess
     from inspectloop.train.data import load_image_set
     spec = backbone_spec(config.backbone)
-    preprocess = Preprocess(config.input_size, spec.mean, spec.std)
+    preprocess = Preprocess(config.input_size, spec.mean, spec.std, config.input_height)
     mode = colour_mode(workspace, version, config)
 
     def load(items: Sequence[DatasetItem], split: str) -> list[Image.Image]:
@@ -194,9 +194,9 @@ def _fit(workspace: Workspace, config: TrainConfig, plan: _Plan, images: list[Im
 
 def patchcore_config(config: TrainConfig) -> PatchCoreConfig:
     """The PatchCore settings a training config names."""
-    return PatchCoreConfig(backbone=config.backbone, input_size=config.input_size, stride=config.patch_stride,
-                           coreset_ratio=config.coreset_ratio, max_bank=config.max_bank, seed=config.seed,
-                           threads=config.threads)
+    return PatchCoreConfig(backbone=config.backbone, input_size=config.input_size, input_height=config.input_height,
+                           stride=config.patch_stride, coreset_ratio=config.coreset_ratio, max_bank=config.max_bank,
+                           score_share=config.score_share, seed=config.seed, threads=config.threads)
 
 
 def _seen(workspace: Workspace, run_id: str) -> list[str]:
@@ -240,7 +240,8 @@ def _evaluate(workspace: Workspace, version: DatasetVersion, plan: _Plan, model:
                                alpha=review["alpha"] if review["certifiable"] else None)
     items = [replace(item, label=plan.good if not defect else ANOMALY_CLASS) for item, defect in zip(plan.test, is_defect)]
     context = {"run": run_id, "dataset_version": version.name, "split": "test", "task": ANOMALY,
-               "backbone": config.backbone, "input_size": config.input_size, "code_version": code_version(),
+               "backbone": config.backbone, "input_size": config.input_size,
+               "input_height": config.input_height, "code_version": code_version(),
                "threshold": round(threshold.threshold, 6)}
     evaluation = evaluate_predictions(workspace, items, (plan.good, ANOMALY_CLASS), decisions.labels,
                                       run_dir / "report", title=f"{run_id} on {version.name}/test",

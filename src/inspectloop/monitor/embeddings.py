@@ -27,7 +27,6 @@ from inspectloop.runtime.model import (
     open_session,
     read_model,
 )
-from inspectloop.runtime.preprocess import Preprocess
 
 _CHUNK = 32  # images per session.run
 _LINEAR_OPS = {"Gemm", "MatMul"}
@@ -35,7 +34,7 @@ _PASS_THROUGH_OPS = {"Add", "Identity", "Dropout", "DequantizeLinear", "Quantize
 
 
 class EmbeddingModel:
-    """An exported classifier opened for its features: ``embed(images)`` -> (N, D) float32.
+    """An exported classifier or anomaly model opened for its features: ``embed(images)`` -> (N, D) float32.
 
     ModelFileError if the file is not an inspectloop model, fails its hash, or has no linear last
     layer to read features from; MissingExtraError when the file lacks a ``features`` output and
@@ -51,7 +50,7 @@ class EmbeddingModel:
             data, self.features_output = expose_features(data, str(self.path))
             session = open_session(data, threads, str(self.path))
         self.session = session
-        self.preprocess = Preprocess(self.metadata.input_size, self.metadata.mean, self.metadata.std)
+        self.preprocess = self.metadata.preprocess()
 
     def embed(self, images: Sequence[str | Path | bytes | Image.Image]) -> np.ndarray:
         """Features (N, D) of decoded images or image files, through the model's own preprocessing."""
@@ -63,9 +62,9 @@ class EmbeddingModel:
 
     def embed_array(self, batch: np.ndarray) -> np.ndarray:
         """Features (N, D) of a preprocessed (N, 3, H, W) float32 batch."""
-        size = self.metadata.input_size
-        if batch.ndim != 4 or batch.shape[1:] != (3, size, size) or batch.shape[0] < 1:
-            raise ValueError(f"expected a preprocessed batch of shape (N, 3, {size}, {size}), got {batch.shape}")
+        height, width = self.preprocess.shape
+        if batch.ndim != 4 or batch.shape[1:] != (3, height, width) or batch.shape[0] < 1:
+            raise ValueError(f"expected a preprocessed batch of shape (N, 3, {height}, {width}), got {batch.shape}")
         batch = np.ascontiguousarray(batch, dtype=np.float32)
         chunks = [self.session.run((self.features_output,), {INPUT_NAME: batch[i:i + _CHUNK]})[0]
                   for i in range(0, len(batch), _CHUNK)]

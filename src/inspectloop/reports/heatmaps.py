@@ -1,6 +1,6 @@
 """Anomaly heatmaps drawn for people: a transparent overlay for the review page, a blended thumbnail for reports.
 
-A heatmap is in the model's square input frame, which covers the whole image (the resize does not crop),
+A heatmap is in the model's input frame (square or not), which covers the whole image (the resize does not crop),
 so it is stretched back to the image's own aspect ratio. Colour runs from transparent (the image's
 typical level, its median) through red to yellow (its hottest pixel, or ``high`` when given: a
 model's threshold, say, so that a good image does not glow just because something is always hottest).

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from inspectloop.errors import ModelFileError
-from inspectloop.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from inspectloop.runtime.preprocess import IMAGENET_MEAN, IMAGENET_STD, Preprocess
 
 FORMAT_VERSION = 1
 METADATA_KEY = "inspectloop"
@@ -34,8 +34,8 @@ TASKS = (CLASSIFICATION, ANOMALY, DETECTION)
 
 METADATA_PROPS_FIELD = 14  # ModelProto.metadata_props
 _ENTRY_KEY_FIELD, _ENTRY_VALUE_FIELD = 1, 2  # StringStringEntryProto.key / .value
-_OPTIONAL_FIELDS = {"sha256", "task", "temperature", "thresholds", "review", "novelty", "jpeg_draft", "colour_mode",
-                    "detection", "dataset_version", "run_id", "code_version", "created_at"}
+_OPTIONAL_FIELDS = {"sha256", "task", "input_height", "temperature", "thresholds", "review", "novelty", "jpeg_draft",
+                    "colour_mode", "detection", "dataset_version", "run_id", "code_version", "created_at"}
 REVIEW_KEYS = {"auto_above", "reject_below", "alpha", "confidence", "certifiable", "guarantee"}
 # The novelty guard: threshold on the ``novelty`` output, the review rate it was set for on held-out images of
 # known classes, the neighbours averaged, the bank's rows, and the held-out images it was set on.
@@ -53,6 +53,8 @@ class ModelMetadata:
     """What the edge needs to run a model file: task, classes, preprocessing, decision settings, lineage.
 
     ``task`` is one of ``TASKS`` (files written before the field existed are classification).
+    ``input_size`` is the model input's width, and its height unless ``input_height`` says otherwise
+    (None: square; see :class:`~inspectloop.runtime.preprocess.Preprocess`).
     ``good_class`` is the class that means "pass"; ``None`` when the dataset has no good class (then
     every prediction is a reject as its class). ``temperature`` divides the logits before softmax
     (calibration). ``thresholds`` are per-class operating points and ``review`` the review band,
@@ -76,6 +78,7 @@ class ModelMetadata:
     class_names: tuple[str, ...]
     good_class: str | None
     input_size: int
+    input_height: int | None = None
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
     temperature: float = 1.0
@@ -108,11 +111,16 @@ class ModelMetadata:
         _check_decision(self)
         _check_detection(self)
 
+    def preprocess(self) -> Preprocess:
+        """The file's preprocessing: resize to its input shape, normalise with its mean and std."""
+        return Preprocess(self.input_size, self.mean, self.std, self.input_height)
+
     def to_json(self) -> str:
         """The metadata as one compact JSON object with sorted keys. ``novelty`` and ``detection`` are left out
-        when None, so a file without them reads (and hashes) exactly as one written before the fields existed."""
+        when None, so a file without them reads (and hashes) exactly as one written before the fields existed
+        (``input_height`` too: None is a square input)."""
         fields_ = asdict(self)
-        for optional in ("novelty", "detection"):
+        for optional in ("novelty", "detection", "input_height"):
             if fields_[optional] is None:
                 del fields_[optional]
         return json.dumps(fields_, sort_keys=True, separators=(",", ":"))
@@ -205,6 +213,9 @@ def _check_preprocessing(meta: ModelMetadata) -> None:
     size = meta.input_size
     if type(size) is not int or not 16 <= size <= 4096:
         raise _bad(f"input_size must be an integer from 16 to 4096 pixels, got {size!r}")
+    height = meta.input_height
+    if height is not None and (type(height) is not int or not 16 <= height <= 4096):
+        raise _bad(f"input_height must be an integer from 16 to 4096 pixels (or absent: square), got {height!r}")
     if min(meta.std) <= 0:
         raise _bad(f"std values must be positive, got {meta.std!r}")
     if not isinstance(meta.jpeg_draft, bool):
@@ -249,6 +260,8 @@ def _check_detection(meta: ModelMetadata) -> None:
         if meta.detection is not None:
             raise _bad(f"detection settings belong to detection models, not a {meta.task} model")
         return
+    if meta.input_height is not None:  # a frame is tiled into squares of input_size
+        raise _bad(f"a detection model's input is square (input_size), got input_height {meta.input_height}")
     try:
         object.__setattr__(meta, "detection", check_settings({} if meta.detection is None else meta.detection,
                                                                  meta.class_names[1:], meta.thresholds))

@@ -39,7 +39,9 @@ INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 FEATURES_NAME = "features"  # optional second output: pooled backbone features, for drift monitoring
 SCORE_NAME = "score"  # anomaly models: the raw image anomaly score (N,)
-HEATMAP_NAME = "heatmap"  # anomaly models: the per-pixel anomaly map (N, S, S) at the model input's size
+HEATMAP_NAME = "heatmap"  # anomaly models: the per-pixel anomaly map (N, H, W) at the model input's size
+# an anomaly file's outputs; files exported before embedding drift for anomaly models lack the features
+ANOMALY_OUTPUTS = (OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME, FEATURES_NAME)
 NOVELTY_NAME = "novelty"  # classifiers with a novelty guard: distance (N,) to the nearest training embeddings
 RUNNABLE_TASKS = (CLASSIFICATION, ANOMALY, DETECTION)
 
@@ -90,10 +92,10 @@ class EdgeModel:
                                     len(self.metadata.class_names) - 1, str(self.path))
         else:
             _check_signature(self.session, self.metadata, str(self.path))
-        self.preprocess = Preprocess(self.metadata.input_size, self.metadata.mean, self.metadata.std)
+        self.preprocess = self.metadata.preprocess()
         self._lut = _normalisation_table(self.preprocess)
         self._uniform_lut = bool(np.array_equal(self._lut[0], self._lut[1]) and np.array_equal(self._lut[0], self._lut[2]))
-        self._draft = self.metadata.input_size if self.metadata.jpeg_draft else None
+        self._draft = self.preprocess.draft_side if self.metadata.jpeg_draft else None
         self._mode = "L" if self.metadata.colour_mode == "L" else None
         self._class_names = self.metadata.class_names
         self.policy = DecisionPolicy.from_metadata(self.metadata)
@@ -131,7 +133,8 @@ class EdgeModel:
 
     def predict_with_features(self, source: ImageSource, *,
                               name: str | None = None) -> tuple[Prediction, np.ndarray | None]:
-        """``predict`` plus the image's backbone features (D,) from the same forward pass.
+        """``predict`` plus the image's backbone features (D,) from the same forward pass (an anomaly model's:
+        its patch features averaged over the image).
 
         The features are None when the file has no ``features`` output (exported before it existed,
         or not a trunk + head classifier); ``inspectloop.monitor.embeddings`` can still recover them.
@@ -149,7 +152,7 @@ class EdgeModel:
         prepared = time.perf_counter()
         outputs = self._outputs + ((FEATURES_NAME,) if with_features else ())
         if self.task == ANOMALY:
-            outputs = (OUTPUT_NAME, SCORE_NAME, HEATMAP_NAME)
+            outputs = ANOMALY_OUTPUTS if with_features else ANOMALY_OUTPUTS[:3]
         results = self.runner.run(outputs, {INPUT_NAME: batch})
         probabilities = softmax(results[0], self.metadata.temperature)[0]
         inferred = time.perf_counter()
@@ -160,7 +163,8 @@ class EdgeModel:
         latency = {"decode": _ms(decoded - start), "preprocess": _ms(prepared - decoded),
                    "infer": _ms(inferred - prepared), "total": _ms(end - start)}
         if self.task == ANOMALY:
-            return _anomaly_prediction(self._class_names[index], scores, decision, latency, results, image.size), None
+            prediction = _anomaly_prediction(self._class_names[index], scores, decision, latency, results, image.size)
+            return prediction, results[3][0] if with_features else None
         features = np.asarray(results[-1][0], dtype=np.float32).reshape(-1) if with_features else None
         label = self._class_names[index]
         return Prediction(label, scores[label], scores, decision, latency, warnings=warnings,
@@ -203,9 +207,9 @@ class EdgeModel:
             raise ModelTaskError(f"{self.path}: an anomaly model gives an anomaly score and a heatmap, not class "
                                  "probabilities", "use predict(image).anomaly_score and .regions.heatmap, or "
                                  "anomaly_outputs(batch)")
-        size = self.metadata.input_size
-        if batch.ndim != 4 or batch.shape[1:] != (3, size, size) or batch.shape[0] < 1:
-            raise ValueError(f"expected a preprocessed batch of shape (N, 3, {size}, {size}), got {batch.shape}")
+        height, width = self.preprocess.shape
+        if batch.ndim != 4 or batch.shape[1:] != (3, height, width) or batch.shape[0] < 1:
+            raise ValueError(f"expected a preprocessed batch of shape (N, 3, {height}, {width}), got {batch.shape}")
         return self._probabilities(np.ascontiguousarray(batch, dtype=np.float32))
 
     def novelty_scores(self, batch: np.ndarray) -> np.ndarray:
@@ -216,7 +220,7 @@ class EdgeModel:
         return self.runner.run((NOVELTY_NAME,), {INPUT_NAME: np.ascontiguousarray(batch, dtype=np.float32)})[0]
 
     def heatmap(self, source: ImageSource, *, name: str | None = None) -> np.ndarray:
-        """An anomaly model's per-pixel anomaly map (S, S) of one image; ModelTaskError for a classifier."""
+        """An anomaly model's per-pixel anomaly map (H, W) of one image; ModelTaskError for a classifier."""
         if self.task != ANOMALY:
             raise ModelTaskError(f"{self.path}: a {self.task} model gives class probabilities"
                                  f"{' and features' if self.has_features else ''}, not a heatmap",
@@ -225,7 +229,7 @@ class EdgeModel:
         return regions.heatmap  # type: ignore[union-attr, return-value]  # the anomaly path always sets it
 
     def anomaly_outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """An anomaly model's raw scores (N,) and heatmaps (N, S, S) for a preprocessed (N, 3, S, S) batch."""
+        """An anomaly model's raw scores (N,) and heatmaps (N, H, W) for a preprocessed (N, 3, H, W) batch."""
         if self.task != ANOMALY:
             raise ModelTaskError(f"{self.path}: a {self.task} model gives class probabilities, not anomaly scores "
                                  "or heatmaps", "use predict_array(batch) for its class probabilities")
@@ -271,8 +275,8 @@ class EdgeModel:
     def _buffers(self) -> tuple[np.ndarray, np.ndarray]:
         buffers = getattr(self._local, "buffers", None)
         if buffers is None:
-            size = self.metadata.input_size
-            buffers = (np.empty((1, 3, size, size), dtype=np.float32), np.empty((3, size, size), dtype=np.intp))
+            height, width = self.preprocess.shape
+            buffers = (np.empty((1, 3, height, width), dtype=np.float32), np.empty((3, height, width), dtype=np.intp))
             self._local.buffers = buffers
         return buffers
 
@@ -374,14 +378,15 @@ def _check_task(meta: ModelMetadata, label: str) -> None:
 
 def _check_signature(session: ort.InferenceSession, meta: ModelMetadata, label: str) -> None:
     inputs, outputs = session.get_inputs(), session.get_outputs()
-    size, classes = meta.input_size, len(meta.class_names)
+    (height, width), classes = meta.preprocess().shape, len(meta.class_names)
     if [i.name for i in inputs] != [INPUT_NAME] or OUTPUT_NAME not in [o.name for o in outputs]:
         raise ModelFileError(f"{label}: the graph must take one input '{INPUT_NAME}' and give '{OUTPUT_NAME}', "
                              f"got inputs {[i.name for i in inputs]} and outputs {[o.name for o in outputs]}",
                              "export the model with inspectloop.export")
-    if not _shape_fits(inputs[0].shape, (None, 3, size, size)):
-        raise ModelFileError(f"{label}: the graph input has shape {inputs[0].shape}, expected (N, 3, {size}, {size})",
-                             "the metadata's input_size does not match the network; re-export the model")
+    if not _shape_fits(inputs[0].shape, (None, 3, height, width)):
+        raise ModelFileError(f"{label}: the graph input has shape {inputs[0].shape}, "
+                             f"expected (N, 3, {height}, {width})",
+                             "the metadata's input size does not match the network; re-export the model")
     logits = next(o for o in outputs if o.name == OUTPUT_NAME)
     if not _shape_fits(logits.shape, (None, classes)):
         raise ModelFileError(
@@ -397,10 +402,13 @@ def _shape_fits(shape: list[Any], expected: tuple[int | None, ...]) -> bool:
 
 
 def _check_anomaly_outputs(session: ort.InferenceSession, meta: ModelMetadata, label: str) -> None:
-    """An anomaly model file gives logits (N, 2), a score (N,) and a heatmap (N, S, S)."""
+    """An anomaly model file gives logits (N, 2), a score (N,), a heatmap (N, H, W) at its input's shape and,
+    since embedding drift covers anomaly models, features (N, D)."""
     outputs = {o.name: o.shape for o in session.get_outputs()}
-    size = meta.input_size
-    expected = {OUTPUT_NAME: (None, 2), SCORE_NAME: (None,), HEATMAP_NAME: (None, size, size)}
+    height, width = meta.preprocess().shape
+    expected = {OUTPUT_NAME: (None, 2), SCORE_NAME: (None,), HEATMAP_NAME: (None, height, width)}
+    if FEATURES_NAME in outputs:
+        expected[FEATURES_NAME] = (None, None)
     for name, shape in expected.items():
         if name not in outputs or not _shape_fits(outputs[name], shape):
             raise ModelFileError(f"{label}: an anomaly model must give {name!r} of shape {shape}, got outputs {outputs}",

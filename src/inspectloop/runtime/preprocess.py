@@ -13,20 +13,40 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class Preprocess:
-    """Resize to a square ``input_size``, scale to [0, 1], normalise per channel, lay out as NCHW.
+    """Resize to ``input_size`` (a square, or ``input_size`` wide by ``input_height`` tall), scale to [0, 1],
+    normalise per channel, lay out as NCHW.
 
-    Greyscale images are repeated over three channels so ImageNet backbones apply unchanged.
+    Greyscale images are repeated over three channels so ImageNet backbones apply unchanged. A non-square
+    input keeps long, thin parts (KolektorSDD's commutators, ~500 x 1260 px) near their own aspect, so a
+    thin crack is not squeezed away.
     """
 
     input_size: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    input_height: int | None = None
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the model's input."""
+        return (self.input_height or self.input_size, self.input_size)
+
+    @property
+    def draft_side(self) -> int:
+        """The shortest side a reduced-scale JPEG decode may leave: the input's longer side, so that the
+        resize never enlarges whatever the part's orientation (training and the edge decode alike)."""
+        return max(self.shape)
+
+    @property
+    def key(self) -> str:
+        """The input shape in a file or cache name: ``224px`` (square) or ``224x576px`` (width x height)."""
+        return f"{self.input_size}px" if self.input_height is None else f"{self.input_size}x{self.input_height}px"
 
     def resize(self, image: Image.Image) -> Image.Image:
-        size = (self.input_size, self.input_size)
-        if image.size == size:
+        height, width = self.shape
+        if image.size == (width, height):
             return image
-        return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=None)
+        return image.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=None)
 
     def to_array(self, image: Image.Image) -> np.ndarray:
         """A resized PIL image to a normalised float32 array of shape (3, H, W)."""

@@ -120,6 +120,12 @@ class TrainConfig(BaseModel):
                                                              "and file size)")
     patch_stride: Literal[8, 16] = Field(16, description="anomaly: input pixels per patch (16: 4x faster, coarser "
                                                          "heatmaps)")
+    score_share: float = Field(1.0, ge=0, le=1, description="anomaly: the image score is the mean of its largest "
+                               "patch scores, this share of its patches (1: all of them; a small share, e.g. 0.06, "
+                               "for thin defects on large parts; 0: the single largest)")
+    input_height: int | None = Field(None, ge=64, le=2048, description="anomaly: input rows when the input is not "
+                                     "square (input_size is then its width): long parts keep their aspect, e.g. "
+                                     "224 x 576 for 500 x 1260 px parts; a multiple of 16")
     tile_overlap: int = Field(64, ge=0, le=1024, description="detect: pixels shared by neighbouring tiles of a "
                                                              "frame larger than the model input")
     box_threshold: float = Field(0.25, gt=0, lt=1, description="detect: box confidence a box needs to be shown "
@@ -142,6 +148,8 @@ class TrainConfig(BaseModel):
         if self.max_minutes is not None and self.band_fit == "crossfit":
             raise ValueError("max_minutes stops one training, and a cross-fitted run trains folds + 1 models: "
                              "give epochs instead, or band_fit=split")
+        if self.input_height is not None and self.task != "anomaly":
+            raise ValueError("input_height (a non-square input) applies to anomaly models (task anomaly) only")
         return self
 
 

@@ -40,7 +40,7 @@ class ImageCache:
     """
 
     def __init__(self, folder: Path, preprocess: Preprocess, *, draft: bool = False, mode: str | None = None) -> None:
-        key = f"v{CACHE_FORMAT}-{preprocess.input_size}px-{mode or 'any'}-{'draft' if draft else 'full'}"
+        key = f"v{CACHE_FORMAT}-{preprocess.key}-{mode or 'any'}-{'draft' if draft else 'full'}"
         self.folder = Path(folder) / key
 
     def path(self, sha256: str) -> Path:
@@ -97,7 +97,7 @@ def decoded_image(sha256: str, read: Loader, preprocess: Preprocess, draft: bool
     if cached is not None:
         return cached
     image = preprocess.resize(load_image(read(sha256), name=sha256[:12],
-                                         draft=preprocess.input_size if draft else None, mode=mode))
+                                         draft=preprocess.draft_side if draft else None, mode=mode))
     if cache is not None:
         cache.put(sha256, image)
     return image
