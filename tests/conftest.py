@@ -15,6 +15,10 @@ import pytest
 from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Tests run models on onnxruntime, the reference every parity check compares against: with the openvino extra
+# installed, ``auto`` would compile and parity-check OpenVINO at every model load (0.3-0.9 s each). Set for the
+# whole session, so processes the tests start (services, Ray workers) run the same backend as the tests.
+os.environ.setdefault("INSPECTLOOP_EDGE_BACKEND", "onnxruntime")
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 NEU = SHARED_DATASETS / "neu_det" / "images"
@@ -30,12 +34,10 @@ def link_neu_subset(root: Path, classes: tuple[str, ...], per_class: int) -> Pat
 
 
 @pytest.fixture(autouse=True)
-def reference_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests run models on onnxruntime, the reference every parity check compares against: with the openvino
-    extra installed, ``auto`` would compile and parity-check OpenVINO at every model load (0.3-0.9 s each).
-    The backend tests themselves, and tests marked ``openvino``, choose for themselves."""
-    if request.node.get_closest_marker("openvino") is None and request.node.path.name != "test_backends.py":
-        monkeypatch.setenv("INSPECTLOOP_EDGE_BACKEND", "onnxruntime")
+def backend_choice(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backend tests, and tests marked ``openvino``, choose for themselves (see EDGE_BACKEND above)."""
+    if request.node.get_closest_marker("openvino") is not None or request.node.path.name == "test_backends.py":
+        monkeypatch.delenv("INSPECTLOOP_EDGE_BACKEND", raising=False)
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 from PIL import Image
 
-from inspectloop.errors import BackendError, InspectloopError, require
+from inspectloop.errors import BackendError, InspectloopError, MissingExtraError, require
 from inspectloop.runtime.decision import softmax
 
 log = logging.getLogger(__name__)
@@ -182,10 +182,9 @@ def choose_backend(backend: str | None, session: Any, data: bytes, threads: int,
         return BackendChoice("onnxruntime", session, "asked for")
     if name == "auto":
         try:
-            import openvino  # noqa: F401 (only whether it is installed)
-        except ImportError:
-            why = "openvino is not installed (pip install 'inspectloop[openvino]')"
-            return BackendChoice("onnxruntime", session, why)
+            require("openvino", "openvino")  # only whether it is installed
+        except MissingExtraError as missing:
+            return BackendChoice("onnxruntime", session, f"openvino is not installed ({missing.hint})")
     check = parity()
     differences: list[str] = []
     for precision in PRECISIONS if name == "openvino" else PRECISIONS[:1]:  # auto: only the fast precision
