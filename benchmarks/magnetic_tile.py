@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--standardise-study", action="store_true",
                         help="train the main recipe plain and with per-image standardisation, side by side")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the standardise study")
+    parser.add_argument("--mode", choices=("finetune", "probe"), default="finetune", help="the standardise study's recipe")
     args = parser.parse_args()
     if args.standardise_study:
         standardise_study(args)
@@ -68,9 +69,10 @@ def standardise_study(args: argparse.Namespace) -> None:
     rows = []
     for seed in args.seeds:
         for standardise in (False, True):
-            config = TrainConfig(mode="finetune", input_size=args.size, epochs=args.epochs,
+            config = TrainConfig(mode=args.mode, input_size=args.size, epochs=args.epochs if args.mode == "finetune" else 300,
                                  freeze_blocks=args.freeze_blocks, seed=seed, standardise=standardise)
-            run = train_and_score(ws, config, f"mt-{'std' if standardise else 'plain'}-s{seed}", int8=False)
+            label = f"mt-{args.mode}-{'std' if standardise else 'plain'}-s{seed}"
+            run = train_and_score(ws, config, label, int8=False)
             scores = run["test"]["fp32"]
             per_class = {k: v["recall"] for k, v in scores["per_class"].items()}
             rows.append({"seed": seed, "standardise": standardise, "macro_recall": scores["macro_recall"],
@@ -80,7 +82,7 @@ def standardise_study(args: argparse.Namespace) -> None:
             print(f"seed {seed} standardise={standardise}: macro recall {scores['macro_recall']:.4f}, good rejected "
                   f"{1 - per_class['Free']:.3f}, min defect recall {rows[-1]['min_defect_recall']:.3f}", flush=True)
     ws.close()
-    write_result("magnetic_tile_standardise", {
+    write_result("magnetic_tile_standardise" + ("" if args.mode == "finetune" else f"_{args.mode}"), {
         "dataset": "magnetic_tile", "citation": CITATIONS["magnetic_tile"],
         "split": "test = sessions exp5+exp6; train/val from exp0..exp4 (val 15% per class, seed 0)",
         "goal": {"every_defect_recall": ">= 0.95", "good_rejected": "<= 0.02 (issue 17, at the chosen operating "
