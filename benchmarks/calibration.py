@@ -11,7 +11,9 @@ comes from a model that never saw that session, as the test sessions exp5/exp6 a
 model), fits the temperature on the out-of-fold scores and ships a refit on all of them. Both runs
 stay in ``benchmarks/cache/calibration-<dataset>`` for ``python -m benchmarks.decisions``.
 ``--reuse`` keeps that workspace: finished runs with the same config are reused, failed ones resumed.
-Magnetic tile costs 1 + 5 fine-tunes (about an hour on an idle 2-core machine).
+Magnetic tile costs 1 + 5 fine-tunes (about an hour on an idle 2-core machine). ``magnetic_tile_probe``
+is the same split and band fits with issue 17's recipe: per-image standardisation and the regularised
+probe head (minutes).
 Goal: ECE after calibration <= 2% on both datasets.
 """
 
@@ -29,15 +31,20 @@ from inspectloop.workspace import Workspace, open_workspace
 
 NEU = TrainConfig(mode="probe", input_size=224, epochs=300, augment="none")
 MT = TrainConfig(mode="finetune", input_size=192, epochs=12, freeze_blocks=2)
+MT_PROBE = TrainConfig(mode="probe", input_size=192, standardise=True)  # issue 17: the recipe that held across sessions
+MT_PLAN = SplitPlan(group_by="none", val_fraction=0.15, calib_fraction=0.2, test_field="session",
+                    test_values=("exp5", "exp6"))
 SETUPS = {
     "neu_det": (neu_items, SplitPlan(group_by="none", val_fraction=0.15, test_fraction=0.15, calib_fraction=0.2),
                 {"split": NEU, "crossfit": NEU.model_copy(update={"band_fit": "crossfit", "folds": 5})}),
-    "magnetic_tile": (magnetic_tile_items,
-                      SplitPlan(group_by="none", val_fraction=0.15, calib_fraction=0.2, test_field="session",
-                                test_values=("exp5", "exp6")),
+    "magnetic_tile": (magnetic_tile_items, MT_PLAN,
                       {"split": MT, "crossfit": MT.model_copy(update={"band_fit": "crossfit", "folds": 4,
                                                                       "fold_by": "session"})}),
+    "magnetic_tile_probe": (magnetic_tile_items, MT_PLAN,
+                            {"split": MT_PROBE, "crossfit": MT_PROBE.model_copy(update={
+                                "band_fit": "crossfit", "folds": 4, "fold_by": "session"})}),
 }
+DATASET = {"magnetic_tile_probe": "magnetic_tile"}  # a setup's dataset, where its name is not one
 
 
 def workspace_for(name: str, reuse: bool) -> Workspace:
@@ -74,16 +81,17 @@ def measure(name: str, band_fits: list[str], reuse: bool) -> dict[str, Any]:
               f"{c['calibration_images']} {c['source']}), test ECE {c['test_ece_before']:.2%} -> "
               f"{c['test_ece_after']:.2%}, test macro recall {c['test_macro_recall']:.4f}", flush=True)
     ws.close()
-    return {"citation": CITATIONS[name], **results}
+    return {"citation": CITATIONS[DATASET.get(name, name)], "recipe": SETUPS[name][2]["split"].mode, **results}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--dataset", choices=[*SETUPS, "both"], default="both")
+    parser.add_argument("--dataset", choices=[*SETUPS, "both"], default="both",
+                        help="both: neu_det and magnetic_tile; magnetic_tile_probe: the standardised probe recipe")
     parser.add_argument("--band-fit", nargs="+", choices=["split", "crossfit"], default=["split", "crossfit"])
     parser.add_argument("--reuse", action="store_true", help="keep the workspace; reuse or resume its runs")
     args = parser.parse_args()
-    names = list(SETUPS) if args.dataset == "both" else [args.dataset]
+    names = ["neu_det", "magnetic_tile"] if args.dataset == "both" else [args.dataset]
     results = previous_datasets("calibration")
     for name in names:
         kept = {k: v for k, v in results.get(name, {}).items() if k in ("split", "crossfit")}  # a rerun of one side

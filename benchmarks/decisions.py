@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.calibration import DATASET, SETUPS
 from benchmarks.common import CACHE, CITATIONS, previous_datasets, write_result
 from inspectloop.datasets import DatasetVersion, load_version
 from inspectloop.decisions.calibration import softmax
@@ -175,7 +176,7 @@ def evaluate(name: str, confidence: float) -> dict[str, Any]:
     severities = {c.name: c.severity.value for c in ws.db.labels.classes().values()}
     table: list[dict[str, Any]] = []
     print(name, flush=True)
-    result: dict[str, Any] = {"citation": CITATIONS[name], "test_images": len(version.split("test"))}
+    result: dict[str, Any] = {"citation": CITATIONS[DATASET.get(name, name)], "test_images": len(version.split("test"))}
     if runs["split"]:
         result["split"] = split_side(ws, version, runs["split"][-1], confidence, severities, table)
     if runs["crossfit"]:
@@ -187,7 +188,7 @@ def evaluate(name: str, confidence: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--confidence", type=float, default=0.9)
-    parser.add_argument("--dataset", choices=["neu_det", "magnetic_tile", "both"], default="both")
+    parser.add_argument("--dataset", choices=[*SETUPS, "both"], default="both")
     parser.add_argument("--result", default="decisions", help="name of the results file")
     args = parser.parse_args()
     names = ["neu_det", "magnetic_tile"] if args.dataset == "both" else [args.dataset]

@@ -28,8 +28,9 @@ class TrainConfig(BaseModel):
     the classifier's training settings do not apply to it.
 
     ``mode``: ``finetune`` trains the trunk's later blocks with production augmentations (best accuracy);
-    ``probe`` trains only a linear head on cached frozen-trunk features (seconds; good when classes
-    are visually distinct).
+    ``probe`` fits only a linear head on cached frozen-trunk features: a regularised, class-balanced
+    logistic regression fitted to convergence (seconds; good when classes are visually distinct; the
+    fine-tuning settings ``epochs``, ``lr``, ``weight_decay`` and ``label_smoothing`` do not apply).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -58,6 +59,9 @@ class TrainConfig(BaseModel):
     ordinal_weight: float = Field(1.0, ge=0, le=10, description="ordinal: weight of the cumulative 'grade >= g' term")
     soft_labels: bool = Field(True, description="train towards the manifests' defect_probability where given")
     probe_views: int = Field(1, ge=1, le=16, description="augmented views per image cached in probe mode")
+    probe_c: float = Field(0.1, gt=0, le=1e6, description="probe: inverse strength of the L2 penalty of its "
+                           "class-balanced logistic regression on standardised features (smaller: stronger; 0.1 "
+                           "held magnetic tile across sessions, see the README)")
     patience: int = Field(0, ge=0, description="stop after this many epochs without val improvement (0 = never)")
     max_minutes: float | None = Field(
         None, gt=0, description="fine-tuning time budget in minutes: stop before an epoch that would end past it and "

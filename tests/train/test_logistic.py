@@ -1,0 +1,73 @@
+"""The probe's head: the same fit as scikit-learn's balanced, L2-regularised logistic regression, and, folded
+into the classifier's linear layer, the same logits as standardise-then-head."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from inspectloop.models.backbones import backbone_spec, load_backbone
+from inspectloop.models.classifier import Classifier
+from inspectloop.runtime.preprocess import Preprocess
+from inspectloop.train import loop
+from inspectloop.train.config import TrainConfig
+from inspectloop.train.logistic import LogisticProbe
+from tests.train.test_loop import images
+
+
+def features(count: int = 300, dims: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    labels = rng.choice(4, size=count, p=[0.6, 0.2, 0.15, 0.05])  # one rare class: the balance matters
+    x = rng.normal(size=(count, dims))
+    x[np.arange(count), labels] += 1.5
+    return x, labels
+
+
+def test_the_fit_is_scikit_learns_balanced_regularised_logistic_regression() -> None:
+    x, labels = features()
+    for c in (0.01, 0.1, 10.0):
+        reference = LogisticRegression(C=c, class_weight="balanced", max_iter=10_000, tol=1e-10).fit(x, labels)
+        probe = LogisticProbe(4, 1.0 / (c * len(x)))
+        history = probe.fit(torch.from_numpy(x), torch.from_numpy(labels), None, None, lambda: 0.0, None)
+        ours = torch.softmax(probe.logits(torch.from_numpy(x)), 1).numpy()
+        assert np.abs(ours - reference.predict_proba(x)).max() < 1e-4, c
+        assert history[-1]["loss"] <= history[0]["loss"]
+
+
+def test_a_stronger_penalty_gives_smaller_weights() -> None:
+    x, labels = features()
+    norms = []
+    for c in (0.01, 1.0):
+        probe = LogisticProbe(4, 1.0 / (c * len(x)))
+        probe.fit(torch.from_numpy(x), torch.from_numpy(labels), None, None, lambda: 0.0, None)
+        norms.append(float(probe.weight.norm()))
+    assert norms[0] < norms[1] / 3
+
+
+def test_the_probe_folds_standardisation_into_the_linear_layer() -> None:
+    spec = backbone_spec("efficientnet-lite0")
+    torch.manual_seed(0)
+    model = Classifier(load_backbone(input_size=64), spec.feature_dim, 2)
+    train, val = images(16, 0), images(8, 100)
+    preprocess = Preprocess(64)
+    result = loop.probe(model, train, val, preprocess, TrainConfig(mode="probe", input_size=64, augment="none"))
+    raw = loop._features(model.trunk, train, preprocess, None, None).astype(np.float64)
+    mean, scale = raw.mean(0), loop.feature_scale(torch.from_numpy(raw)).numpy()
+    head = model.head[1]
+    folded = head(torch.from_numpy(raw).float()).detach().numpy()
+    # the same logits as the head fitted on standardised features: refit it here and compare
+    refit = LogisticProbe(2, 1.0 / (0.1 * len(raw)))
+    refit.fit(torch.from_numpy((raw - mean) / scale).double(), torch.from_numpy(train.labels), None, None,
+              lambda: 0.0, None)
+    assert np.allclose(folded, refit.logits(torch.from_numpy((raw - mean) / scale).double()).numpy(), atol=1e-3)
+    assert (folded.argmax(1) == train.labels).mean() == 1.0  # two separable surfaces: learned
+    assert result.history and result.best_epoch == len(result.history) - 1
+
+
+def test_the_scale_keeps_a_nearly_constant_feature_from_a_huge_weight() -> None:
+    x, _ = features()
+    x[:, 0] = 5.0 + 1e-5 * np.random.default_rng(1).normal(size=len(x))  # nearly constant in training
+    scale = loop.feature_scale(torch.from_numpy(x)).numpy()
+    assert scale[0] > 0.2  # a tenth of the mean variance, not 1e-5
+    assert np.allclose(scale[1:], x[:, 1:].std(0), rtol=0.1)  # the others: close to their own spread
