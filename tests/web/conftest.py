@@ -92,9 +92,14 @@ def server16(tmp_path: Path) -> Iterator[LiveServer]:
     yield from live_server(tmp_path, 16)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Any]:
-    """Headless Debian Chromium (never a downloaded browser); skips when it is not installed."""
+    """Headless Debian Chromium (never a downloaded browser); skips when it is not installed.
+
+    Package scope, not session: between its calls Playwright's sync API marks its own event loop as
+    running on the main thread, until it stops. Stopped when pytest leaves tests/web, so that later
+    tests in the same process (``asyncio.run`` in the OPC UA tests) find no loop, whatever the order.
+    """
     if CHROMIUM is None:
         pytest.skip("Chromium not found (/usr/bin/chromium); scripts/setup.sh installs it with apt-get as root")
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (the 'dev' extra)")

@@ -6,7 +6,6 @@ unknown tag, is refused then with the reason and the fix (QcSourceError), never 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -17,7 +16,7 @@ from typing import Any, Protocol
 
 from inspectloop.errors import QcSourceError, require
 from inspectloop.line.config import QcConfig, QcMqttConfig, QcOpcUaConfig
-from inspectloop.line.publish.opcua import OpcUaClientLink, asyncua
+from inspectloop.line.opcua_link import OpcUaClientLink, open_client_link
 from inspectloop.line.publish.mqtt import make_client, stop_client
 
 MARK_FIX = ('send JSON such as {"part_id": "station1-...-000042"} or {"frame_counter": 42, "camera": "top"}, '
@@ -175,19 +174,11 @@ class OpcUaQcSource:
 
     def start(self, on_mark: OnMark, on_bad: OnBadMark) -> None:
         """Connect, find the tag and subscribe to it (QcSourceError naming the endpoint or tag and the fix)."""
-        asyncua()
-        self._link = OpcUaClientLink(self.config.endpoint, self.config.timeout_s, "opcua-qc")
-        try:
-            self._link.connect(lambda client: self._subscribe(client, on_mark, on_bad))
-        except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
-            self.close()
-            raise QcSourceError(f"cannot reach the QC's OPC UA server at {self.config.endpoint}: "
-                                f"{getattr(exc, 'strerror', None) or type(exc).__name__}",
-                                "check collect.qc.opcua.endpoint (address and port), the network, and that the "
-                                "server is running") from None
-        except BaseException:
-            self.close()
-            raise
+        self._link = open_client_link(
+            self.config.endpoint, self.config.timeout_s, "opcua-qc",
+            lambda client: self._subscribe(client, on_mark, on_bad), error=QcSourceError,
+            server="the QC's OPC UA server", fix="check collect.qc.opcua.endpoint (address and port), the network, "
+            "and that the server is running")
 
     def close(self) -> None:
         link, self._link = self._link, None

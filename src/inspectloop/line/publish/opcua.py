@@ -10,86 +10,19 @@ acquisition loop can publish from plain code.
 from __future__ import annotations
 
 import asyncio
-import threading
-from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
 from datetime import datetime
-from types import ModuleType, TracebackType
+from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
 from inspectloop.errors import PublishError, require
 from inspectloop.line.config import OpcUaConfig, PlcConfig
 from inspectloop.line.decision import PartDecision
+from inspectloop.line.opcua_link import EventLoopThread, OpcUaClientLink, asyncua, open_client_link
 
 DECISION_CODES = {"pass": 1, "reject": 2, "review": 3}  # written to a PLC's integer decision tag
 RESULT_VARIABLES = ("PartId", "Decision", "Label", "FrameCounter", "Confidence", "Late", "Suspect", "DecidedAt",
                     "Sequence")
-_TIMEOUT_S = 15.0  # asyncua builds its standard address space at start: about a second on a slow core
-
-
-def asyncua() -> ModuleType:
-    """The ``asyncua`` module (MissingExtraError naming the ``line`` extra when absent)."""
-    return require("asyncua", "line")
-
-
-class EventLoopThread:
-    """An asyncio event loop on a daemon thread, so plain code can run asyncua's coroutines."""
-
-    def __init__(self, name: str) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
-        self._thread.start()
-
-    def call(self, coroutine: Any, timeout_s: float = _TIMEOUT_S) -> Any:
-        """Run ``coroutine`` on the loop and wait for its result."""
-        future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        return future.result(timeout_s)
-
-    def stop(self) -> None:
-        """Stop the loop and its thread."""
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(_TIMEOUT_S)
-        self._loop.close()
-
-
-class OpcUaClientLink:
-    """An asyncua client to someone else's server (a PLC's, the QC's), on its own event loop thread:
-    ``connect`` (then runs ``setup`` with the connected client), ``call`` coroutines, ``close``."""
-
-    def __init__(self, endpoint: str, timeout_s: float, name: str) -> None:
-        self.endpoint, self.timeout_s = endpoint, timeout_s
-        self.client: Any = None
-        self._loop: EventLoopThread | None = EventLoopThread(name)
-
-    def connect(self, setup: Callable[[Any], Awaitable[None]]) -> None:
-        """Connect and run ``setup(client)``; OSError or TimeoutError when the server cannot be reached."""
-        async def connect() -> None:
-            client = asyncua().Client(url=self.endpoint, timeout=self.timeout_s)
-            await client.connect()
-            self.client = client
-            await setup(client)
-
-        self.call(connect(), self.timeout_s * 3)
-
-    def call(self, coroutine: Any, timeout_s: float | None = None) -> Any:
-        if self._loop is None:
-            raise PublishError(f"the link to {self.endpoint} is closed", "start it again")
-        return self._loop.call(coroutine, timeout_s or self.timeout_s)
-
-    def close(self) -> None:
-        """Disconnect and stop the loop (safe to call twice)."""
-        loop, client = self._loop, self.client
-        self._loop = self.client = None
-        if loop is None:
-            return
-        try:
-            if client is not None:
-                loop.call(client.disconnect(), self.timeout_s)
-        except (OSError, TimeoutError, asyncio.TimeoutError):
-            pass  # the connection is already gone: nothing left to release
-        finally:
-            loop.stop()
 
 
 class OpcUaResultServer:
@@ -216,19 +149,10 @@ class OpcUaPlcWriter:
 
     def start(self) -> None:
         """Connect to the PLC's server and find every configured node."""
-        asyncua()
-        self._link = OpcUaClientLink(self.config.endpoint, self.config.timeout_s, "opcua-plc")
-        try:
-            self._link.connect(self._find_nodes)
-        except (OSError, TimeoutError, asyncio.TimeoutError) as exc:
-            self.close()
-            raise PublishError(f"cannot reach the PLC's OPC UA server at {self.config.endpoint}: "
-                               f"{getattr(exc, 'strerror', None) or type(exc).__name__}",
-                               "check the PLC's address and port in publish.plc.endpoint, the network, and that "
-                               "the PLC's OPC UA server is enabled") from None
-        except BaseException:
-            self.close()
-            raise
+        self._link = open_client_link(
+            self.config.endpoint, self.config.timeout_s, "opcua-plc", self._find_nodes, error=PublishError,
+            server="the PLC's OPC UA server", fix="check the PLC's address and port in publish.plc.endpoint, the "
+            "network, and that the PLC's OPC UA server is enabled")
 
     def publish(self, decision: PartDecision) -> None:
         """Write one decision; ``sequence`` last."""
