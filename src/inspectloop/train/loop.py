@@ -269,7 +269,8 @@ def probe(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Preproc
     fit = LogisticProbe(head.out_features, 1.0 / (config.probe_c * len(x_train)))
     history = fit.fit((x_train - mean) / scale, y_train, targets, train.graded,
                       lambda: macro_recall(val.labels, fit.logits((x_val - mean) / scale).argmax(1).numpy(),
-                                           head.out_features), on_epoch)
+                                           head.out_features),
+                      on_epoch and (lambda record: on_epoch({**record, "epochs": LogisticProbe.MAX_ROUNDS})))
     with torch.no_grad():  # logits = W (x - mean) / scale + b, folded into one linear layer
         weight = fit.weight / scale
         head.weight.copy_(weight.float())

@@ -308,7 +308,7 @@ def _fit(run: _Run, loaded: Loaded) -> Fitted:
 
     def on_epoch(record: dict[str, Any]) -> None:
         run.workspace.db.runs.beat(run.run_id)
-        run.progress("epoch", {**record, "epochs": config.epochs,
+        run.progress("epoch", {"epochs": config.epochs, **record,  # a probe's record gives its own round cap
                                **({"folds": config.folds} if "fold" in record else {})})
 
     if loaded.folds is None:
