@@ -1,7 +1,8 @@
 """Magnetic tile (Free + 5 defect classes) with capture sessions held out: the real test.
 
     python -m benchmarks.magnetic_tile [--epochs 12] [--size 192] [--fast-size 160]
-    python -m benchmarks.magnetic_tile --standardise-study [--seeds 0]   # plain vs per-image standardised
+    python -m benchmarks.magnetic_tile --standardise-study [--seeds 0] [--mode probe] [--head-refit]
+                                       # plain vs per-image standardised (--treatments plain std)
 
 Split (fixed by the issue): test = sessions exp5 and exp6; train and validation from exp0..exp4
 (validation: 15% per class, stratified, seed 0). The main model fine-tunes EfficientNet-Lite0 (stem
@@ -31,6 +32,10 @@ def main() -> None:
                         help="train the main recipe plain and with per-image standardisation, side by side")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds of the standardise study")
     parser.add_argument("--mode", choices=("finetune", "probe"), default="finetune", help="the standardise study's recipe")
+    parser.add_argument("--head-refit", action="store_true", help="standardise study, finetune: refit the head as "
+                                                                  "the probe does after fine-tuning")
+    parser.add_argument("--treatments", nargs="+", choices=("plain", "std"), default=["plain", "std"],
+                        help="the standardise study's sides")
     args = parser.parse_args()
     if args.standardise_study:
         standardise_study(args)
@@ -68,10 +73,10 @@ def standardise_study(args: argparse.Namespace) -> None:
     ws = fresh_workspace("magnetic_tile", magnetic_tile_items(), PLAN)
     rows = []
     for seed in args.seeds:
-        for standardise in (False, True):
-            config = TrainConfig(mode=args.mode, input_size=args.size, epochs=args.epochs if args.mode == "finetune" else 300,
+        for standardise in (t == "std" for t in args.treatments):
+            config = TrainConfig(mode=args.mode, input_size=args.size, epochs=args.epochs, head_refit=args.head_refit,
                                  freeze_blocks=args.freeze_blocks, seed=seed, standardise=standardise)
-            label = f"mt-{args.mode}-{'std' if standardise else 'plain'}-s{seed}"
+            label = f"mt-{args.mode}{'-refit' if args.head_refit else ''}-{'std' if standardise else 'plain'}-s{seed}"
             run = train_and_score(ws, config, label, int8=False)
             scores = run["test"]["fp32"]
             per_class = {k: v["recall"] for k, v in scores["per_class"].items()}
@@ -82,7 +87,8 @@ def standardise_study(args: argparse.Namespace) -> None:
             print(f"seed {seed} standardise={standardise}: macro recall {scores['macro_recall']:.4f}, good rejected "
                   f"{1 - per_class['Free']:.3f}, min defect recall {rows[-1]['min_defect_recall']:.3f}", flush=True)
     ws.close()
-    write_result("magnetic_tile_standardise" + ("" if args.mode == "finetune" else f"_{args.mode}"), {
+    suffix = ("" if args.mode == "finetune" else f"_{args.mode}") + ("_refit" if args.head_refit else "")
+    write_result("magnetic_tile_standardise" + suffix, {
         "dataset": "magnetic_tile", "citation": CITATIONS["magnetic_tile"],
         "split": "test = sessions exp5+exp6; train/val from exp0..exp4 (val 15% per class, seed 0)",
         "goal": {"every_defect_recall": ">= 0.95", "good_rejected": "<= 0.02 (issue 17, at the chosen operating "

@@ -71,3 +71,21 @@ def test_the_scale_keeps_a_nearly_constant_feature_from_a_huge_weight() -> None:
     scale = loop.feature_scale(torch.from_numpy(x)).numpy()
     assert scale[0] > 0.2  # a tenth of the mean variance, not 1e-5
     assert np.allclose(scale[1:], x[:, 1:].std(0), rtol=0.1)  # the others: close to their own spread
+
+
+def test_head_refit_ends_a_finetune_with_the_probes_head_on_the_tuned_trunk(tmp_path) -> None:
+    import copy
+
+    from inspectloop.train import fit
+    from tests.train.test_loop import FAST
+
+    spec = backbone_spec("efficientnet-lite0")
+    torch.manual_seed(0)
+    model = Classifier(load_backbone(input_size=64), spec.feature_dim, 2)
+    train, val, preprocess = images(16, 0), images(8, 100), Preprocess(64)
+    config = TrainConfig(**FAST | {"epochs": 1}, head_refit=True)
+    result = fit._train(model, train, val, preprocess, config, tmp_path / "checkpoint.pt", lambda record: None)
+    again = copy.deepcopy(result.model)
+    loop.probe(again, train, val, preprocess, config)  # the probe's fit on the same, fine-tuned trunk
+    assert torch.allclose(again.head[1].weight, result.model.head[1].weight, atol=1e-5)
+    assert torch.allclose(again.head[1].bias, result.model.head[1].bias, atol=1e-5)

@@ -162,7 +162,11 @@ def _train(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Prepro
            checkpoint: Path, on_epoch: EpochProgress) -> TrainResult:
     if config.mode == "probe":
         return probe(model, train, val, preprocess, config, on_epoch)
-    return finetune(model, train, val, preprocess, config, checkpoint, on_epoch)
+    result = finetune(model, train, val, preprocess, config, checkpoint, on_epoch)
+    if config.head_refit:  # the fine-tuned trunk keeps its features; the head becomes the regularised probe's
+        refit = probe(result.model, train, val, preprocess, config, None)
+        result.seconds += refit.seconds
+    return result
 
 
 def _training(result: TrainResult) -> Training:
