@@ -71,3 +71,32 @@ def test_the_scale_keeps_a_nearly_constant_feature_from_a_huge_weight() -> None:
     scale = loop.feature_scale(torch.from_numpy(x)).numpy()
     assert scale[0] > 0.2  # a tenth of the mean variance, not 1e-5
     assert np.allclose(scale[1:], x[:, 1:].std(0), rtol=0.1)  # the others: close to their own spread
+
+
+def test_cached_features_give_the_probes_own_head() -> None:
+    """``fit_probe_head`` on features computed once (as benchmarks cache them) is the head ``loop.probe`` ships."""
+    spec = backbone_spec("efficientnet-lite0")
+    torch.manual_seed(0)
+    model = Classifier(load_backbone(input_size=64), spec.feature_dim, 2)
+    train, val = images(16, 0), images(8, 100)
+    preprocess = Preprocess(64)
+    config = TrainConfig(mode="probe", input_size=64, augment="none", probe_c=0.5)
+    result = loop.probe(model, train, val, preprocess, config)
+    cached = {part: loop._features(model.trunk, data, preprocess, None, None) for part, data in
+              (("train", train), ("val", val))}
+    head = torch.nn.Linear(spec.feature_dim, 2)
+    history = loop.fit_probe_head(head, cached["train"], train.labels, cached["val"], val.labels, config)
+    assert torch.allclose(head.weight, model.head[1].weight) and torch.allclose(head.bias, model.head[1].bias)
+    assert history == result.history
+
+
+def test_the_cached_features_head_is_the_standardised_regression() -> None:
+    x, labels = features()
+    head = torch.nn.Linear(x.shape[1], 4)
+    loop.fit_probe_head(head, x, labels, x[:50], labels[:50], TrainConfig(mode="probe", probe_c=1.0))
+    x64 = torch.from_numpy(x)
+    mean, scale = x64.mean(0), loop.feature_scale(x64)
+    reference = LogisticRegression(C=1.0, class_weight="balanced", max_iter=10_000, tol=1e-10).fit(
+        ((x64 - mean) / scale).numpy(), labels)
+    ours = torch.softmax(head(torch.from_numpy(x).float()), 1).detach().numpy()
+    assert np.abs(ours - reference.predict_proba(((x64 - mean) / scale).numpy())).max() < 1e-3
