@@ -12,6 +12,7 @@ from inspectloop.models.classifier import Classifier
 from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train import loop
 from inspectloop.train.config import TrainConfig
+from inspectloop.train.data import ImageSet
 from inspectloop.train.logistic import LogisticProbe
 from tests.train.test_loop import images
 
@@ -45,13 +46,17 @@ def test_a_stronger_penalty_gives_smaller_weights() -> None:
     assert norms[0] < norms[1] / 3
 
 
-def test_the_probe_folds_standardisation_into_the_linear_layer() -> None:
-    spec = backbone_spec("efficientnet-lite0")
+def probed(config: TrainConfig) -> tuple[Classifier, ImageSet, ImageSet, Preprocess, loop.TrainResult]:
+    """A small classifier whose head ``loop.probe`` fitted on two separable surfaces, with its data."""
     torch.manual_seed(0)
-    model = Classifier(load_backbone(input_size=64), spec.feature_dim, 2)
+    model = Classifier(load_backbone(input_size=64), backbone_spec("efficientnet-lite0").feature_dim, 2)
     train, val = images(16, 0), images(8, 100)
     preprocess = Preprocess(64)
-    result = loop.probe(model, train, val, preprocess, TrainConfig(mode="probe", input_size=64, augment="none"))
+    return model, train, val, preprocess, loop.probe(model, train, val, preprocess, config)
+
+
+def test_the_probe_folds_standardisation_into_the_linear_layer() -> None:
+    model, train, _, preprocess, result = probed(TrainConfig(mode="probe", input_size=64, augment="none"))
     raw = loop._features(model.trunk, train, preprocess, None, None).astype(np.float64)
     mean, scale = raw.mean(0), loop.feature_scale(torch.from_numpy(raw)).numpy()
     head = model.head[1]
@@ -89,3 +94,27 @@ def test_head_refit_ends_a_finetune_with_the_probes_head_on_the_tuned_trunk(tmp_
     loop.probe(again, train, val, preprocess, config)  # the probe's fit on the same, fine-tuned trunk
     assert torch.allclose(again.head[1].weight, result.model.head[1].weight, atol=1e-5)
     assert torch.allclose(again.head[1].bias, result.model.head[1].bias, atol=1e-5)
+
+
+def test_cached_features_give_the_probes_own_head() -> None:
+    """``fit_probe_head`` on features computed once (as benchmarks cache them) is the head ``loop.probe`` ships."""
+    config = TrainConfig(mode="probe", input_size=64, augment="none", probe_c=0.5)
+    model, train, val, preprocess, result = probed(config)
+    cached = {part: loop._features(model.trunk, data, preprocess, None, None) for part, data in
+              (("train", train), ("val", val))}
+    head = torch.nn.Linear(model.head[1].in_features, 2)
+    history = loop.fit_probe_head(head, cached["train"], train.labels, cached["val"], val.labels, config)
+    assert torch.allclose(head.weight, model.head[1].weight) and torch.allclose(head.bias, model.head[1].bias)
+    assert history == result.history
+
+
+def test_the_cached_features_head_is_the_standardised_regression() -> None:
+    x, labels = features()
+    head = torch.nn.Linear(x.shape[1], 4)
+    loop.fit_probe_head(head, x, labels, x[:50], labels[:50], TrainConfig(mode="probe", probe_c=1.0))
+    x64 = torch.from_numpy(x)
+    mean, scale = x64.mean(0), loop.feature_scale(x64)
+    reference = LogisticRegression(C=1.0, class_weight="balanced", max_iter=10_000, tol=1e-10).fit(
+        ((x64 - mean) / scale).numpy(), labels)
+    ours = torch.softmax(head(torch.from_numpy(x).float()), 1).detach().numpy()
+    assert np.abs(ours - reference.predict_proba(((x64 - mean) / scale).numpy())).max() < 1e-3

@@ -259,23 +259,33 @@ def probe(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Preproc
     rng = random.Random(config.seed)
     features = [_features(model.trunk, train, preprocess, augment if view > 0 else None, rng)
                 for view in range(config.probe_views)]
-    x_train = torch.from_numpy(np.concatenate(features)).double()
-    y_train = torch.from_numpy(np.tile(train.labels, config.probe_views))
-    x_val = torch.from_numpy(_features(model.trunk, val, preprocess, None, rng)).double()
-    head = model.head[1]
-    mean, scale = x_train.mean(0), feature_scale(x_train)
     targets = None if train.graded is None else train.graded.batch(np.tile(np.arange(len(train)),
                                                                            config.probe_views)).double()
-    fit = LogisticProbe(head.out_features, 1.0 / (config.probe_c * len(x_train)))
-    history = fit.fit((x_train - mean) / scale, y_train, targets, train.graded,
-                      lambda: macro_recall(val.labels, fit.logits((x_val - mean) / scale).argmax(1).numpy(),
-                                           head.out_features),
-                      on_epoch and (lambda record: on_epoch({**record, "epochs": LogisticProbe.MAX_ROUNDS})))
+    rounds = on_epoch and (lambda record: on_epoch({**record, "epochs": LogisticProbe.MAX_ROUNDS}))
+    history = fit_probe_head(model.head[1], np.concatenate(features), np.tile(train.labels, config.probe_views),
+                             _features(model.trunk, val, preprocess, None, rng), val.labels, config,
+                             targets=targets, graded=train.graded, on_epoch=rounds)
+    return TrainResult(model, len(history) - 1, history, time.perf_counter() - started)
+
+
+def fit_probe_head(head: nn.Linear, x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                   config: TrainConfig, *, targets: torch.Tensor | None = None, graded: Any = None,
+                   on_epoch: EpochCallback | None = None) -> list[dict[str, Any]]:
+    """The probe's head from frozen-trunk features (N, D): standardise them (:func:`feature_scale`), fit the
+    regularised logistic regression (:class:`~inspectloop.train.logistic.LogisticProbe`, C = ``config.probe_c``)
+    and fold both into ``head`` in place. ``y_val`` only scores each round (validation macro recall in the
+    returned history). Benchmarks that cache features call this to get the product's head."""
+    x, x_held = torch.from_numpy(np.asarray(x_train)).double(), torch.from_numpy(np.asarray(x_val)).double()
+    mean, scale = x.mean(0), feature_scale(x)
+    fit = LogisticProbe(head.out_features, 1.0 / (config.probe_c * len(x)))
+    history = fit.fit((x - mean) / scale, torch.from_numpy(np.asarray(y_train, dtype=np.int64)), targets, graded,
+                      lambda: macro_recall(y_val, fit.logits((x_held - mean) / scale).argmax(1).numpy(),
+                                           head.out_features), on_epoch)
     with torch.no_grad():  # logits = W (x - mean) / scale + b, folded into one linear layer
         weight = fit.weight / scale
         head.weight.copy_(weight.float())
         head.bias.copy_((fit.bias - weight @ mean).float())
-    return TrainResult(model, len(history) - 1, history, time.perf_counter() - started)
+    return history
 
 
 def feature_scale(features: torch.Tensor, shrink: float = SCALE_SHRINK) -> torch.Tensor:
