@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 from sqlalchemy import insert
 
@@ -81,20 +82,69 @@ def test_model_card_says_adapted_without_labels(trained: TrainedNeu, camera_fold
     assert "Adapted without labels" in html and "cam-3" in html and "absolute" in html and "share of the move applied: 0.5" in html
 
 
-def test_refusals(trained: TrainedNeu, camera_folder: Path) -> None:
+def test_feature_alignment_is_a_candidate_recorded_like_batchnorm(trained: TrainedNeu, camera_folder: Path) -> None:
+    from inspectloop.accept.run import accept
+    from inspectloop.adapt.features import align_features, pooled_features
+    from inspectloop.adapt.run import folder_images, load_classifier, reference_images
+    from inspectloop.reports.model_card import write_model_card
+    from inspectloop.train.data import to_batch
+
+    ws = trained.workspace
+    source = source_version(trained)
+    result = adapt(ws, "cam-4", folder=camera_folder, model_version=source.name, method="features")
+    assert result.version.stage == Stage.candidate and registry.production_model(ws) is None
+    registry.verify_file(result.version, ws)
+    run, source_run = ws.db.runs.get(result.run_id), ws.db.runs.get(trained.run_id)
+    assert run.kind == "adapt" and run.criteria_id == source_run.criteria_id
+    a = result.metrics["adaptation"]
+    assert a["kind"] == "features" and a["weight"] == 1.0 and a["features"]["images"] == 40 and "batchnorm" not in a
+    assert result.metrics["test"]["count"] > 0
+    # The candidate is the source with standardise-then-head folded into the head: same parameters' shapes, and
+    # on the camera's images the same logits as the source head on the aligned source features.
+    metadata = EdgeModel(source.path).metadata
+    pre = metadata.preprocess()
+    original = load_classifier(source_run, len(CLASSES))
+    adapted = load_classifier(run, len(CLASSES))
+    camera = list(folder_images(camera_folder, pre, metadata).images)
+    alignment = align_features(pooled_features(original, camera, pre),
+                               pooled_features(original, reference_images(ws, source_run, 200, pre, metadata), pre))
+    with torch.no_grad():
+        expected = original.head(torch.from_numpy(alignment.apply(pooled_features(original, camera, pre))))
+        got = adapted(to_batch(camera, pre))
+    assert torch.allclose(got, expected, atol=1e-3)
+    assert {k: v.shape for k, v in adapted.state_dict().items()} == {k: v.shape for k, v in original.state_dict().items()}
+    assert all(torch.equal(v, original.state_dict()[k]) for k, v in adapted.state_dict().items() if k.startswith("trunk"))
+    html = write_model_card(ws, result.version).read_text()
+    assert "Adapted without labels" in html and "pooled features aligned" in html
+    report = accept(ws, result.run_id)
+    assert report.run_criteria_id == report.criteria.id
+
+
+@pytest.mark.parametrize("method", ["batchnorm", "features"])
+def test_refusals(trained: TrainedNeu, camera_folder: Path, method: str) -> None:
     ws = trained.workspace
     name = source_version(trained).name
     with pytest.raises(TrainingError, match="no model version is in production"):
-        adapt(ws, "cam-2", folder=camera_folder)
+        adapt(ws, "cam-2", folder=camera_folder, method=method)
     with pytest.raises(TrainingError, match=r"camera 'cam-2' has 40 usable image\(s\).*fewer than the 100"):
-        adapt(ws, "cam-2", folder=camera_folder, model_version=name, min_images=100)
+        adapt(ws, "cam-2", folder=camera_folder, model_version=name, min_images=100, method=method)
     with pytest.raises(TrainingError, match="is not a folder"):
-        adapt(ws, "cam-2", folder=camera_folder / "nope", model_version=name)
+        adapt(ws, "cam-2", folder=camera_folder / "nope", model_version=name, method=method)
+    with pytest.raises(TrainingError, match=r"must be in \(0, 1\], got 1.5"):
+        adapt(ws, "cam-2", folder=camera_folder, model_version=name, method=method, weight=1.5)
     ws.db.cameras.add_check({"camera": "cam-dirty", "baseline_id": None, "status": "fail", "marked_suspect": 0,
                              "report": {"checks": [{"check": "uniformity", "status": "fail"},
                                                    {"check": "focus", "status": "pass"}]}})
     with pytest.raises(TrainingError, match=r"camera 'cam-dirty' failed its health check .* \(uniformity\)"):
-        adapt(ws, "cam-dirty", folder=camera_folder, model_version=name)
+        adapt(ws, "cam-dirty", folder=camera_folder, model_version=name, method=method)
+
+
+def test_feature_alignment_refusals(trained: TrainedNeu, camera_folder: Path) -> None:
+    name = source_version(trained).name
+    with pytest.raises(TrainingError, match="needs training images .* --reference is 0"):
+        adapt(trained.workspace, "cam-2", folder=camera_folder, model_version=name, method="features", reference=0)
+    with pytest.raises(TrainingError, match="unknown adaptation method 'median'"):
+        adapt(trained.workspace, "cam-2", folder=camera_folder, model_version=name, method="median")
 
 
 def test_anomaly_model_is_refused(trained: TrainedNeu) -> None:

@@ -1,8 +1,11 @@
 """Adapt before labels: a candidate model version for one camera, from its recent unlabelled images.
 
-Workspace-bound. :func:`adapt` takes a classifier version (default: production), re-estimates its
-BatchNorm statistics on the camera's recent images (the stored images of its logged predictions, or a
-folder), and records the result as a run of kind ``adapt`` beside the run it came from: the exported,
+Workspace-bound. :func:`adapt` takes a classifier version (default: production) and adapts it to the
+camera's recent images (the stored images of its logged predictions, or a folder) by one of two methods:
+``batchnorm`` re-estimates the trunk's BatchNorm statistics (:mod:`inspectloop.adapt.batchnorm`);
+``features`` re-standardises the trunk's pooled features to those of training images and folds that into
+the linear head (:mod:`inspectloop.adapt.features`). Either way it records the result as a run of kind
+``adapt`` beside the run it came from: the exported,
 signed model file (same classes, thresholds, review band and novelty guard as the source), its
 evaluation on the frozen test set, and what the adaptation changed on the camera's own images. The
 new version is registered as a **candidate**: it reaches the line only through acceptance
@@ -47,6 +50,11 @@ MIN_ADAPT_IMAGES = 32  # BatchNorm means over fewer images move with the parts i
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 ADAPT_KIND = "adapt"
 REFERENCE_IMAGES = 200  # training images the camera's statistics are compared with
+METHODS = ("batchnorm", "features")
+# Share of the move applied by default, per method: half the BatchNorm move did best on magnetic tile's held-out
+# sessions (benchmarks/results/adaptation.json); the full feature alignment did best in the year simulation
+# (benchmarks/results/year_simulation.json, feature_alignment_variants).
+DEFAULT_WEIGHTS = {"batchnorm": 0.5, "features": 1.0}
 
 
 @dataclass(frozen=True)
@@ -73,22 +81,33 @@ class AdaptResult:
 
 
 def adapt(workspace: Workspace, camera: str, *, since: timedelta = timedelta(days=7), folder: Path | None = None,
-          model_version: str | None = None, weight: float = 0.5, min_images: int = MIN_ADAPT_IMAGES,
-          reference: int = REFERENCE_IMAGES, now: datetime | None = None,
+          model_version: str | None = None, method: str = "batchnorm", weight: float | None = None,
+          min_images: int = MIN_ADAPT_IMAGES, reference: int = REFERENCE_IMAGES, now: datetime | None = None,
           progress: Progress | None = None) -> AdaptResult:
     """Adapt ``model_version`` (default: the production version) to ``camera`` without labels; register the
     result as a candidate version (never promoted here).
 
     Images: ``folder`` when given, else the stored images of the camera's predictions logged in the last
-    ``since``. Each BatchNorm layer moves by the difference between the camera images' statistics and those
-    of ``reference`` training images of the source run (0: the camera's statistics replace the stored ones,
-    plain AdaBN; see :func:`~inspectloop.adapt.batchnorm.adapt_batchnorm` for why that shifts every feature
-    of a fine-tuned model). ``weight`` is the share of that move applied (1: all of it; the default half did
-    best on magnetic tile's held-out sessions, benchmarks/results/adaptation.json).
+    ``since``. ``method`` "batchnorm": each BatchNorm layer moves by the difference between the camera images'
+    statistics and those of ``reference`` training images of the source run (0: the camera's statistics replace
+    the stored ones, plain AdaBN; see :func:`~inspectloop.adapt.batchnorm.adapt_batchnorm` for why that shifts
+    every feature of a fine-tuned model). "features": the trunk's pooled features of the camera images are
+    re-standardised (mean and standard deviation per dimension) to those of ``reference`` training images, folded
+    into the linear head. ``weight`` is the share of the move applied (1: all of it; default per method,
+    :data:`DEFAULT_WEIGHTS`).
     """
+    if method not in METHODS:
+        raise TrainingError(f"unknown adaptation method {method!r}", f"use one of: {', '.join(METHODS)}")
+    if method == "features" and reference <= 0:
+        raise TrainingError("feature alignment needs training images to align the camera's features to, and "
+                            "--reference is 0", f"give --reference {REFERENCE_IMAGES} (or any number above 0)")
+    weight = DEFAULT_WEIGHTS[method] if weight is None else weight
+    if not 0.0 < weight <= 1.0:
+        raise TrainingError(f"the share of the move applied must be in (0, 1], got {weight}",
+                            "give --weight between 0 and 1 (1: all of it)")
     say = progress or (lambda _stage, _info: None)
     source = _source_version(workspace, model_version)
-    run = _classifier_run(workspace, source)
+    run = _classifier_run(workspace, source, method)
     _check_camera_health(workspace, camera)
     metadata = _read_metadata(workspace, source)
     preprocess = metadata.preprocess()
@@ -100,10 +119,11 @@ def adapt(workspace: Workspace, camera: str, *, since: timedelta = timedelta(day
                             + f"), fewer than the {min_images} adaptation needs",
                             "widen --since, serve with a sample rate above 0 so images are kept, or give --images "
                             "FOLDER with recent captures of that camera")
-    say("adapt", {"message": f"re-estimating BatchNorm statistics of {source.name} on {len(found.images)} images "
+    what = "BatchNorm statistics" if method == "batchnorm" else "feature statistics"
+    say("adapt", {"message": f"re-estimating the {what} of {source.name} on {len(found.images)} images "
                              f"of camera {camera} ({found.source})"})
     references = reference_images(workspace, run, reference, preprocess, metadata)
-    return _record(workspace, source, run, metadata, preprocess, camera, found, references, weight, say)
+    return _record(workspace, source, run, metadata, preprocess, camera, found, references, method, weight, say)
 
 
 def _source_version(workspace: Workspace, name: str | None) -> ModelVersion:
@@ -114,7 +134,7 @@ def _source_version(workspace: Workspace, name: str | None) -> ModelVersion:
     return version
 
 
-def _classifier_run(workspace: Workspace, version: ModelVersion) -> TrainingRun:
+def _classifier_run(workspace: Workspace, version: ModelVersion, method: str = "batchnorm") -> TrainingRun:
     """The version's run, refused unless it trained a classifier whose weights are kept."""
     run = workspace.db.runs.get(version.run_id)
     if run is None:
@@ -125,8 +145,9 @@ def _classifier_run(workspace: Workspace, version: ModelVersion) -> TrainingRun:
         what = {"anomaly": "an anomaly model (a memory bank of good patches: no BatchNorm statistics of its own; "
                            "add the camera's good images with inspectloop train --task anomaly --update RUN)",
                 "detect": "a detector (adaptation covers classifiers so far: label a few frames and retrain)"}
-        raise TrainingError(f"{version.name} is {what.get(task, f'a {task} model')}, so BatchNorm adaptation does not "
-                            "apply", "adapt a classification model version")
+        kind = "BatchNorm adaptation" if method == "batchnorm" else "feature alignment"
+        raise TrainingError(f"{version.name} is {what.get(task, f'a {task} model')}, so {kind} does not apply",
+                            "adapt a classification model version")
     if not (Path(run.artifacts) / "weights.pt").is_file():
         raise TrainingError(f"run {run.id} of {version.name} has no weights.pt to adapt",
                             "adapt a version trained in this workspace, or train again")
@@ -210,11 +231,10 @@ def load_classifier(run: TrainingRun, num_classes: int) -> Classifier:
 
 def _record(workspace: Workspace, source: ModelVersion, run: TrainingRun, metadata: ModelMetadata,
             preprocess: Preprocess, camera: str, found: CameraImages, references: tuple[Image.Image, ...],
-            weight: float, say: Progress) -> AdaptResult:
+            method: str, weight: float, say: Progress) -> AdaptResult:
     """Adapt, export, evaluate on the frozen test set, and register: one run of kind ``adapt``."""
     import torch
 
-    from inspectloop.adapt.batchnorm import adapt_batchnorm
     from inspectloop.train.loop import predict_logits
     from inspectloop.train.record import failing_run
 
@@ -228,22 +248,46 @@ def _record(workspace: Workspace, source: ModelVersion, run: TrainingRun, metada
         model = load_classifier(run, len(metadata.class_names))
         camera_set = _image_set(found)
         before = predict_logits(model, camera_set, preprocess).argmax(1)
-        shift = adapt_batchnorm(model, list(found.images), preprocess, weight=weight,
-                                reference=list(references) or None)
+        change = (_adapt_batchnorm if method == "batchnorm" else _align_features)(model, found, references, preprocess,
+                                                                                 weight)
         after = predict_logits(model, camera_set, preprocess).argmax(1)
         torch.save(model.state_dict(), run_dir / "weights.pt")
         model_path = _export(workspace, source, model, metadata, found, run_id, run_dir, say)
         adaptation = {"source_version": source.name, "source_run": run.id, "camera": camera, "images": len(found.images),
                       "image_source": found.source, "suspect_skipped": found.suspect_skipped, "weight": weight,
-                      "method": (f"relative to {len(references)} training images" if references
-                                 else "absolute (the camera's statistics replace the stored ones)"),
-                      "batchnorm": shift.to_dict(), "on_camera_images": _decision_shift(before, after, metadata)}
+                      "kind": method, **change, "on_camera_images": _decision_shift(before, after, metadata)}
         atomic_write_text(run_dir / "adapted-on.json", json.dumps(list(found.names), indent=1))
         metrics = {"adaptation": adaptation, **_evaluate(workspace, run, model, preprocess, metadata, run_id, run_dir, say)}
         atomic_write_text(run_dir / "metrics.json", json.dumps(metrics, indent=2))
         workspace.db.runs.finish(run_id, "finished", metrics=metrics)
     version = registry.register(workspace, run_id)
     return AdaptResult(run_id, run_dir, model_path, version, source.name, metrics)
+
+
+def _adapt_batchnorm(model: Any, found: CameraImages, references: tuple[Image.Image, ...], preprocess: Preprocess,
+                     weight: float) -> dict[str, Any]:
+    """BatchNorm statistics moved to the camera's (relative to the references when given); what changed."""
+    from inspectloop.adapt.batchnorm import adapt_batchnorm
+
+    shift = adapt_batchnorm(model, list(found.images), preprocess, weight=weight, reference=list(references) or None)
+    return {"method": (f"relative to {len(references)} training images" if references
+                       else "absolute (the camera's statistics replace the stored ones)"), "batchnorm": shift.to_dict()}
+
+
+def _align_features(model: Any, found: CameraImages, references: tuple[Image.Image, ...], preprocess: Preprocess,
+                    weight: float) -> dict[str, Any]:
+    """The camera's pooled features re-standardised to the references', folded into the head; what changed."""
+    from inspectloop.adapt.features import align_features, fold_into_classifier, pooled_features
+
+    alignment = align_features(pooled_features(model, found.images, preprocess),
+                               pooled_features(model, references, preprocess), weight=weight)
+    try:
+        fold_into_classifier(model, alignment)
+    except ValueError as exc:
+        raise TrainingError(f"this model cannot take a feature alignment: {exc}",
+                            "adapt it with --method batchnorm") from exc
+    return {"method": f"pooled features aligned to {len(references)} training images (mean and standard deviation "
+                      "per dimension), folded into the head", "features": alignment.to_dict()}
 
 
 def _image_set(found: CameraImages) -> Any:

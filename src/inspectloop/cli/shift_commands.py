@@ -65,27 +65,32 @@ def adapt(camera: Annotated[str, typer.Argument(help="The camera whose recent im
                                                                "of the prediction log's stored images.")] = None,
           model: Annotated[Optional[str], typer.Option(help="Model version to adapt (default: "
                                                             "production).")] = None,
-          weight: Annotated[float, typer.Option(help="Share of the statistics' move applied (1: all of it; 0.5 is "
-                                                     "safer on few images).")] = 0.5,
+          method: Annotated[str, typer.Option(help="batchnorm: re-estimate the trunk's BatchNorm statistics; "
+                                                   "features: re-standardise the pooled features to the training "
+                                                   "images', folded into the head.")] = "batchnorm",
+          weight: Annotated[Optional[float], typer.Option(help="Share of the statistics' move applied (1: all of it; "
+                                                               "default 0.5 for batchnorm, 1 for features).")] = None,
           reference: Annotated[int, typer.Option(help="Training images the camera's statistics are compared with "
                                                       "(0: the camera's replace the stored ones, plain "
                                                       "AdaBN).")] = 200,
           min_images: Annotated[int, typer.Option(help="Refuse with fewer images than this.")] = 32) -> None:
-    """Adapt before labels: re-estimate a classifier's BatchNorm statistics on one camera's recent unlabelled
-    images; the result is a candidate version, judged by acceptance and shadow before any promotion."""
+    """Adapt before labels: re-estimate a classifier's BatchNorm or feature statistics on one camera's recent
+    unlabelled images; the result is a candidate version, judged by acceptance and shadow before any promotion."""
     from inspectloop.adapt.run import adapt as adapt_lib
     from inspectloop.monitor.run import parse_window
 
     with workspace(ws) as w:
-        result = adapt_lib(w, camera, since=parse_window(since), folder=images, model_version=model, weight=weight,
+        result = adapt_lib(w, camera, since=parse_window(since), folder=images, model_version=model, method=method,
+                           weight=weight,
                            min_images=min_images, reference=reference,
                            progress=lambda stage, info: err.print(info["message"], highlight=False)
                            if "message" in info else None)
     a = result.metrics["adaptation"]
     shift = a["on_camera_images"]
     out.print(f"{result.version.name} (candidate, run {result.run_id}): {result.source_version} adapted to camera "
-              f"{camera} on {a['images']} images ({a['image_source']}); {a['batchnorm']['layers']} BatchNorm layers "
-              f"re-estimated", highlight=False)
+              f"{camera} on {a['images']} images ({a['image_source']}); "
+              + (f"{a['features']['dimensions']} feature dimensions aligned, folded into the head" if "features" in a
+                 else f"{a['batchnorm']['layers']} BatchNorm layers re-estimated"), highlight=False)
     if "defect_share_before" in shift:
         out.print(f"on those images: decided as a defect {_percent(shift['defect_share_before'])} before, "
                   f"{_percent(shift['defect_share_after'])} after; {_percent(shift['changed'])} of decisions "

@@ -55,6 +55,20 @@ def _skipped(result: Mapping[str, Any]) -> str:
     return f"<p>Not held out:</p><ul>{items}</ul>"
 
 
+def _what_changed(adaptation: Mapping[str, Any]) -> str:
+    """One sentence: which statistics moved, how, and what stayed the source's."""
+    if "features" in adaptation:
+        moved = (f"{adaptation['method']} (share of the move applied: {number_text(adaptation['weight'])}); only the "
+                 "head's weights and bias changed. The trunk, the temperature, the review band, the thresholds and "
+                 "the novelty guard are the source's (the guard still sees the camera's raw features)")
+    else:
+        moved = (f"BatchNorm statistics of {adaptation['batchnorm']['layers']} layers re-estimated, "
+                 f"{adaptation.get('method', 'absolute')} (share of the move applied: "
+                 f"{number_text(adaptation['weight'])}); every learned weight, the temperature, the review band, the "
+                 "thresholds and the novelty guard are the source's")
+    return moved
+
+
 def adaptation_section(adaptation: Mapping[str, Any] | None) -> list[str]:
     """A version adapted without labels: its source, the camera and images, and what must still confirm it."""
     if not adaptation:
@@ -66,10 +80,7 @@ def adaptation_section(adaptation: Mapping[str, Any] | None) -> list[str]:
         "unlabelled images": f"{count_text(adaptation['images'])} ({adaptation['image_source']})"
                              + (f"; {adaptation['suspect_skipped']} marked suspect left out"
                                 if adaptation.get("suspect_skipped") else ""),
-        "what changed": f"BatchNorm statistics of {adaptation['batchnorm']['layers']} layers re-estimated, "
-                        f"{adaptation.get('method', 'absolute')} (share of the move applied: "
-                        f"{number_text(adaptation['weight'])}); every learned weight, the temperature, the review "
-                        "band, the thresholds and the novelty guard are the source's"}
+        "what changed": _what_changed(adaptation)}
     if "defect_share_before" in shift:
         facts["on the camera's images"] = (f"decided as a defect {percent_text(shift['defect_share_before'])} before, "
                                            f"{percent_text(shift['defect_share_after'])} after; "
