@@ -55,7 +55,7 @@ def test_adapted_model_is_a_signed_candidate_judged_like_any_model(trained: Trai
 
     ws = trained.workspace
     source = source_version(trained)
-    result = adapt(ws, "cam-2", folder=camera_folder, model_version=source.name)
+    result = adapt(ws, "cam-2", folder=camera_folder, model_version=source.name, method="batchnorm")
     assert result.version.stage == Stage.candidate and registry.production_model(ws) is None  # never promoted
     registry.verify_file(result.version, ws)  # signed with the site's key, hash as registered
     run = ws.db.runs.get(result.run_id)
@@ -77,7 +77,7 @@ def test_model_card_says_adapted_without_labels(trained: TrainedNeu, camera_fold
 
     ws = trained.workspace
     result = adapt(ws, "cam-3", folder=camera_folder, model_version=source_version(trained).name, weight=0.5,
-                   reference=0)
+                   method="batchnorm", reference=0)
     html = write_model_card(ws, result.version).read_text()
     assert "Adapted without labels" in html and "cam-3" in html and "absolute" in html and "share of the move applied: 0.5" in html
 
@@ -156,8 +156,9 @@ def test_anomaly_model_is_refused(trained: TrainedNeu) -> None:
     model = ws.db.runs.models(trained.run_id)[0]
     ws.db.runs.add_model("run-anomaly", "fp32", model.path, model.file_sha256, model.weights_sha256, model.metadata)
     version = registry.register(ws, "run-anomaly")
-    with pytest.raises(TrainingError, match="is an anomaly model .* BatchNorm adaptation does not apply"):
-        adapt(ws, "cam-2", model_version=version.name)
+    for method, kind in (("features", "feature alignment"), ("batchnorm", "BatchNorm adaptation")):
+        with pytest.raises(TrainingError, match=f"is an anomaly model .* {kind} does not apply"):
+            adapt(ws, "cam-2", model_version=version.name, method=method)
 
 
 def test_logged_images_are_recent_stored_and_not_suspect(trained: TrainedNeu) -> None:

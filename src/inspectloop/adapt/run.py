@@ -81,7 +81,7 @@ class AdaptResult:
 
 
 def adapt(workspace: Workspace, camera: str, *, since: timedelta = timedelta(days=7), folder: Path | None = None,
-          model_version: str | None = None, method: str = "batchnorm", weight: float | None = None,
+          model_version: str | None = None, method: str = "features", weight: float | None = None,
           min_images: int = MIN_ADAPT_IMAGES, reference: int = REFERENCE_IMAGES, now: datetime | None = None,
           progress: Progress | None = None) -> AdaptResult:
     """Adapt ``model_version`` (default: the production version) to ``camera`` without labels; register the
@@ -134,7 +134,7 @@ def _source_version(workspace: Workspace, name: str | None) -> ModelVersion:
     return version
 
 
-def _classifier_run(workspace: Workspace, version: ModelVersion, method: str = "batchnorm") -> TrainingRun:
+def _classifier_run(workspace: Workspace, version: ModelVersion, method: str = "features") -> TrainingRun:
     """The version's run, refused unless it trained a classifier whose weights are kept."""
     run = workspace.db.runs.get(version.run_id)
     if run is None:
@@ -142,8 +142,8 @@ def _classifier_run(workspace: Workspace, version: ModelVersion, method: str = "
                             "list runs with: inspectloop runs")
     task = run.config.get("task", "classification")
     if task != "classification":
-        what = {"anomaly": "an anomaly model (a memory bank of good patches: no BatchNorm statistics of its own; "
-                           "add the camera's good images with inspectloop train --task anomaly --update RUN)",
+        what = {"anomaly": "an anomaly model (a memory bank of good patches, not a classifier: add the camera's "
+                           "good images with inspectloop train --task anomaly --update RUN)",
                 "detect": "a detector (adaptation covers classifiers so far: label a few frames and retrain)"}
         kind = "BatchNorm adaptation" if method == "batchnorm" else "feature alignment"
         raise TrainingError(f"{version.name} is {what.get(task, f'a {task} model')}, so {kind} does not apply",

@@ -65,9 +65,10 @@ def adapt(camera: Annotated[str, typer.Argument(help="The camera whose recent im
                                                                "of the prediction log's stored images.")] = None,
           model: Annotated[Optional[str], typer.Option(help="Model version to adapt (default: "
                                                             "production).")] = None,
-          method: Annotated[str, typer.Option(help="batchnorm: re-estimate the trunk's BatchNorm statistics; "
-                                                   "features: re-standardise the pooled features to the training "
-                                                   "images', folded into the head.")] = "batchnorm",
+          method: Annotated[str, typer.Option(help="features: re-standardise the pooled features to the training "
+                                                   "images', folded into the head (the default: it held a simulated "
+                                                   "year best); batchnorm: re-estimate the trunk's BatchNorm "
+                                                   "statistics.")] = "features",
           weight: Annotated[Optional[float], typer.Option(help="Share of the statistics' move applied (1: all of it; "
                                                                "default 0.5 for batchnorm, 1 for features).")] = None,
           reference: Annotated[int, typer.Option(help="Training images the camera's statistics are compared with "
