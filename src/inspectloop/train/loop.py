@@ -250,8 +250,9 @@ def probe(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Preproc
     The head is a class-balanced logistic regression on standardised features with an L2 penalty of
     strength ``1 / config.probe_c``, fitted to convergence (L-BFGS), then folded back into the linear layer
     so the exported model keeps its shape. The penalty, not early stopping on validation images from the
-    training sessions, is what holds it across sessions: on magnetic tile a weakly regularised head on raw
-    features rejected 15.7% of good tiles in unseen sessions, this one 1.3% (``benchmarks.shift_study``).
+    training sessions, is what holds it across sessions: on magnetic tile's unseen sessions the old head (Adam,
+    weak decay, best round on validation) rejected 15.7% of good tiles, this one 0.9% (standardised trunk;
+    ``benchmarks.magnetic_tile --standardise-study --mode probe``).
     ``epochs``, ``weight_decay`` and ``label_smoothing`` apply to fine-tuning only.
     """
     started = time.perf_counter()
