@@ -29,8 +29,9 @@ from inspectloop.train.ordinal import GradedTargets
 
 EpochCallback = Callable[[dict[str, Any]], None]
 PREDICT_BATCH = 64  # images per forward pass when scoring (validation, calibration, test)
-# The probe's variance shrinkage: on magnetic tile's unseen sessions 0.1 gave 95.5% macro recall and 1.6% of good
-# tiles rejected against 93.5% / 1.3% with none, and a largest folded weight of 1.5 instead of 100.
+# The probe's variance shrinkage. On the shift study's cached magnetic-tile features (a one-off check, not a benchmark)
+# 0.1 gave 95.5% macro recall and 1.6% of good tiles rejected on the unseen sessions against 93.5% / 1.3% with none,
+# and a largest folded weight of 1.5 instead of 100 (INT8 lost agreement with 100).
 SCALE_SHRINK = 0.1
 
 
