@@ -2,6 +2,7 @@
 
     bash scripts/quickstart.sh          # makes inspectloop-quickstart/ (data, split, locked criteria)
     python -m benchmarks.training_paths [--workspace inspectloop-quickstart] [--seeds 0 1 2]
+    python -m benchmarks.training_paths --paths float32 float32+head-refit --name training_paths_refit
 
 The quickstart's recipe (160 px, 12 epochs, batch 16, its frozen blocks, judged by its locked criteria),
 trained on the quickstart workspace's dataset once per seed and path: float32 (the default) and bf16
@@ -23,7 +24,8 @@ from inspectloop.train.config import TrainConfig
 from inspectloop.train.run import train
 from inspectloop.workspace import open_workspace
 
-PATHS: dict[str, dict[str, Any]] = {"float32": {}, "bf16+channels-last": {"precision": "bf16", "channels_last": True}}
+PATHS: dict[str, dict[str, Any]] = {"float32": {}, "bf16+channels-last": {"precision": "bf16", "channels_last": True},
+                                    "float32+head-refit": {"head_refit": True}}
 
 
 def main() -> None:
@@ -31,11 +33,13 @@ def main() -> None:
     parser.add_argument("--workspace", type=Path, default=Path("inspectloop-quickstart"))
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--criteria", default="quickstart-line")
+    parser.add_argument("--paths", nargs="+", choices=list(PATHS), default=["float32", "bf16+channels-last"])
+    parser.add_argument("--name", default="training_paths", help="result file name")
     args = parser.parse_args()
     ws = open_workspace(args.workspace)
     rows = []
     for seed in args.seeds:
-        for path, settings in PATHS.items():
+        for path, settings in ((p, PATHS[p]) for p in args.paths):
             config = TrainConfig(epochs=12, input_size=160, batch_size=16, freeze_blocks=DEMO_FREEZE_BLOCKS,
                                  seed=seed, **settings)
             started = time.perf_counter()
@@ -47,7 +51,7 @@ def main() -> None:
                          "false_rejects": test.get("false_rejects"), "seconds": round(time.perf_counter() - started, 1)})
             print(rows[-1], flush=True)
     ws.close()
-    write_result("training_paths", {"workspace": str(args.workspace), "criteria": args.criteria, "rows": rows})
+    write_result(args.name, {"workspace": str(args.workspace), "criteria": args.criteria, "rows": rows})
 
 
 if __name__ == "__main__":
