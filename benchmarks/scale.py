@@ -5,7 +5,8 @@ several services on one PostgreSQL database with one killed; S3 ingest against l
     python -m benchmarks.scale --section postgresql [--services 4] [--rate 30 120] [--seconds 20]
     python -m benchmarks.scale --section s3 [--s3-images 500] [--repeats 2]
 
-Each run rewrites only its own section of benchmarks/results/scale.json and keeps the others.
+Each run rewrites only its own section of benchmarks/results/scale.json and keeps the others; each section
+records the code version and time that produced it.
 Sections ``postgresql`` and ``s3`` start real servers: see ``benchmarks.scale_servers``.
 
 Section ``rescore`` (shadow on history): a workspace holds N distinct stored production images (NEU
@@ -42,6 +43,7 @@ from PIL import Image, ImageOps
 from sqlalchemy import insert
 
 from benchmarks.common import RESULTS, require, write_result
+from inspectloop.provenance import code_version
 from benchmarks.scale_servers import databases, loadavg, object_storage
 from inspectloop.batch.engine import LocalEngine, RayEngine
 from inspectloop.domain import ClassDefinition
@@ -195,7 +197,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="s3: alternate disk and S3 this many times")
     args = parser.parse_args()
     result = SECTIONS[args.section](args)
-    write_result("scale", {**_other_sections(args.section), args.section: result})
+    # each section names the code and time that produced it: sections are re-run one at a time
+    stamped = {"code_version": code_version(), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **result}
+    write_result("scale", {**_other_sections(args.section), args.section: stamped})
 
 
 def rescore_section(args: argparse.Namespace) -> dict[str, Any]:
