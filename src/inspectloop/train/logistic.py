@@ -12,8 +12,6 @@ from typing import Any
 import torch
 from torch import nn
 
-EpochCallback = Callable[[dict[str, Any]], None]
-
 
 class LogisticProbe:
     """A multinomial logistic regression fitted by full-batch L-BFGS: class-balanced cross-entropy (or the
@@ -33,7 +31,7 @@ class LogisticProbe:
             return z @ self.weight.T + self.bias
 
     def fit(self, z: torch.Tensor, labels: torch.Tensor, targets: torch.Tensor | None, graded: Any,
-            val_score: Callable[[], float], on_epoch: EpochCallback | None) -> list[dict[str, Any]]:
+            val_score: Callable[[], float], on_epoch: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
         """Fit on standardised features ``z``; one history entry (loss, validation macro recall) per round."""
         weight = torch.zeros(self.classes, z.shape[1], dtype=torch.float64, requires_grad=True)
         bias = torch.zeros(self.classes, dtype=torch.float64, requires_grad=True)
