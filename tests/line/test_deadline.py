@@ -44,6 +44,9 @@ def test_an_answer_after_the_deadline_already_passed_is_late() -> None:
     done.set_result(_answer(0.0))
     assert not gate.settle(done, part_id="p", frame_counter=1, triggered_at=time.monotonic()).late
     assert gate.settle(Future(), part_id="p", frame_counter=1, triggered_at=time.monotonic() - 1).late
+    # ready long ago but settled only now (a decider that fell behind): the line has moved on, fail-safe
+    assert gate.settle(done, part_id="p", frame_counter=1, triggered_at=time.monotonic() - 1).late
+    assert gate.counts.late == 2
 
 
 @pytest.mark.parametrize(("deadline_ms", "fail_safe", "says"), [

@@ -52,16 +52,19 @@ class DeadlineGate:
 
     def settle(self, answer: Future[PartDecision], *, part_id: str, frame_counter: int, triggered_at: float,
                frames: int = 1) -> PartDecision:
-        """The answer if it is ready by ``triggered_at`` (a ``time.monotonic()`` reading) + the deadline;
-        otherwise (or if it raised) the fail-safe for ``part_id``, marked ``late``."""
-        remaining = self.deadline_ms / 1000 - (time.monotonic() - triggered_at)
+        """The answer if it is ready and settled by ``triggered_at`` (a ``time.monotonic()`` reading) + the
+        deadline; otherwise (or if it raised) the fail-safe for ``part_id``, marked ``late``. An answer that
+        was ready in time but is settled after the deadline is late too: the PLC could not have had it."""
+        due = triggered_at + self.deadline_ms / 1000
         try:
-            decision = answer.result(timeout=max(remaining, 0.0))
+            decision = answer.result(timeout=max(due - time.monotonic(), 0.0))
         except FutureTimeout:
             answer.cancel()
             return self._fail_safe(part_id, frame_counter, frames, late=True)
         except Exception:  # noqa: BLE001 (a failed inference must still give the part an answer: the fail-safe)
             return self._fail_safe(part_id, frame_counter, frames, late=False)
+        if time.monotonic() > due:  # ready, but settled after the deadline (a slow decider): the line has moved on
+            return self._fail_safe(part_id, frame_counter, frames, late=True)
         with self._lock:
             self._on_time += 1
         return decision
