@@ -38,6 +38,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=256, help="model input; NEU frames (200 px) are resized to it")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--precision", choices=("bf16", "float32"), default="bf16",
+                        help="training arithmetic (bf16 autocast: about 1.5x faster steps here)")
+    parser.add_argument("--float-layout", action="store_true", help="train in the default layout, not channels-last")
+    parser.add_argument("--max-minutes", type=float, default=60.0, help="the goal's training budget")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--name", default=None, help="result file name (default detection, or detection-smoke)")
     args = parser.parse_args()
     items = neu_items()
     if args.per_class:
@@ -53,7 +59,8 @@ def main() -> None:
     print(f"neu-detect: {len(items)} images, {version.summary['regions']} boxes, splits {version.summary['splits']}",
           flush=True)
     config = TrainConfig(task="detect", input_size=args.size, epochs=args.epochs, batch_size=args.batch_size,
-                         threads=args.threads, seed=0, lr=2e-3)
+                         threads=args.threads, seed=0, lr=args.lr, precision=args.precision,
+                         channels_last=not args.float_layout, max_minutes=args.max_minutes)
     started = time.perf_counter()
     result = train(ws, config, dataset=version.name, progress=_show)
     wall = round(time.perf_counter() - started, 1)
@@ -67,13 +74,14 @@ def main() -> None:
         "test": {"map50": test["map50"], "map50_95": test["map50_95"], "image": test["image"],
                  "per_class": test["per_class"]},
         "train_seconds": result.metrics["train_seconds"], "run_wall_seconds": wall,
+        "stopped_at_budget": result.metrics["stopped_at_budget"],
         "best_epoch": result.metrics["best_epoch"], "history": result.metrics["history"],
         "not_measured": ["Ultralytics YOLO11n side by side (same split, same wall clock)",
                          "12 MP synthetic frames (recall vs crops, p50 per frame)", "magnetic tile localisation"],
     }
     print(f"NEU-DET detector: test mAP50 {test['map50']}, mAP50:95 {test['map50_95']}, image defect recall "
           f"{test['image']['defect_recall']}; training {result.metrics['train_seconds']} s, run {wall} s", flush=True)
-    write_result("detection-smoke" if args.per_class else "detection", payload)
+    write_result(args.name or ("detection-smoke" if args.per_class else "detection"), payload)
     ws.close()
 
 

@@ -43,6 +43,9 @@ class FitSettings:
     tile_overlap: int
     nms_iou: float
     patience: int = 0
+    precision: str = "float32"  # "bf16": autocast through oneDNN (the loss stays float32)
+    channels_last: bool = False
+    max_minutes: float | None = None  # stop before an epoch that would end past it; the best epoch is kept
 
 
 @dataclass
@@ -54,6 +57,7 @@ class DetectorTraining:
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0
     resumed_from: int | None = None
+    stopped_at_budget: bool = False
 
 
 def predict_frames(model: Detector, frames: Sequence[Frame], preprocess: Preprocess, *, tile_overlap: int,
@@ -84,7 +88,8 @@ def fit_detector(model: Detector, train: Sequence[Frame], val: Sequence[Frame], 
                  on_epoch: EpochCallback | None = None) -> DetectorTraining:
     """Train ``model`` on ``train``; resume from ``checkpoint`` when it exists; keep the best epoch by
     validation mAP50 (the last epoch when ``val`` is empty)."""
-    started = time.perf_counter()
+    if settings.channels_last:
+        model.to(memory_format=torch.channels_last)
     frozen = freeze_early_layers(model, settings.freeze_blocks)  # type: ignore[arg-type]  # any model with a trunk
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -96,11 +101,17 @@ def fit_detector(model: Detector, train: Sequence[Frame], val: Sequence[Frame], 
     resumed = _resume(checkpoint, model, optimizer, scheduler, state)
     augment = None if settings.augment == "none" else BoxAugment(1.0 if settings.augment == "production" else 0.5,
                                                                  settings.flips)
+    stopped = False
     for epoch in range(state.epoch + 1, settings.epochs):
+        if _over_budget(state, settings.max_minutes):
+            stopped = True
+            break
+        epoch_started = time.perf_counter()
         losses = _train_epoch(model, frozen, train, preprocess, settings, optimizer, scheduler, augment, state, steps)
         score = _val_map(model, val, preprocess, settings, class_names)
+        state.seconds += time.perf_counter() - epoch_started
         record = {"epoch": epoch, "loss": round(losses["loss"], 4), "cls": round(losses["cls"], 4),
-                  "box": round(losses["box"], 4), "val_map50": score, "seconds": round(time.perf_counter() - started, 1)}
+                  "box": round(losses["box"], 4), "val_map50": score, "seconds": round(state.seconds, 1)}
         state.history.append(record)
         if score is None or score >= state.best_score:
             state.best_score, state.best_epoch = (score if score is not None else -1.0), epoch
@@ -112,7 +123,8 @@ def fit_detector(model: Detector, train: Sequence[Frame], val: Sequence[Frame], 
         if settings.patience and epoch - state.best_epoch >= settings.patience:
             break
     model.load_state_dict(state.best_state)
-    return DetectorTraining(model, state.best_epoch, state.history, time.perf_counter() - started, resumed)
+    model.to(memory_format=torch.contiguous_format)  # the export traces the usual layout
+    return DetectorTraining(model, state.best_epoch, state.history, state.seconds, resumed, stopped)
 
 
 @dataclass
@@ -123,7 +135,16 @@ class _State:
     epoch: int = -1
     best_epoch: int = -1
     best_score: float = -1.0
+    seconds: float = 0.0  # training time of the epochs done, a resumed run's earlier part included
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _over_budget(state: _State, max_minutes: float | None) -> bool:
+    """True when one more epoch, as long as the mean one so far, would end past the budget."""
+    done = len(state.history)
+    if max_minutes is None or done == 0:
+        return False  # the first epoch always runs
+    return state.seconds + state.seconds / done > max_minutes * 60
 
 
 def _train_epoch(model: Detector, frozen: Sequence[torch.nn.Module], train: Sequence[Frame], preprocess: Preprocess,
@@ -145,8 +166,12 @@ def _train_epoch(model: Detector, frozen: Sequence[torch.nn.Module], train: Sequ
             images.append(preprocess.to_array(image))
             boxes.append(torch.from_numpy(np.asarray(b, dtype=np.float32).reshape(-1, 4)))
             labels.append(torch.from_numpy(np.asarray(lab, dtype=np.int64)))
-        logits, distances, points, strides = model.raw(torch.from_numpy(np.stack(images)))
-        loss, parts = detection_loss(logits, distances, points, strides, boxes, labels)
+        batch = torch.from_numpy(np.stack(images))
+        if settings.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.precision == "bf16"):
+            logits, distances, points, strides = model.raw(batch)
+        loss, parts = detection_loss(logits.float(), distances.float(), points.float(), strides.float(), boxes, labels)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
@@ -170,7 +195,8 @@ def _save(path: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, st
     """Write the checkpoint atomically: a crash mid-save leaves the previous one intact."""
     payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                "epoch": state.epoch, "best_epoch": state.best_epoch, "best_score": state.best_score,
-               "best_state": state.best_state, "history": state.history, "py_rng": state.py_rng.getstate(),
+               "best_state": state.best_state, "history": state.history, "seconds": state.seconds,
+               "py_rng": state.py_rng.getstate(),
                "np_rng": state.np_rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
@@ -187,6 +213,7 @@ def _resume(path: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, 
     scheduler.load_state_dict(payload["scheduler"])
     state.epoch, state.best_epoch, state.best_score = payload["epoch"], payload["best_epoch"], payload["best_score"]
     state.best_state, state.history = payload["best_state"], payload["history"]
+    state.seconds = float(payload.get("seconds", 0.0))
     state.py_rng.setstate(payload["py_rng"])
     state.np_rng.bit_generator.state = payload["np_rng"]
     torch.set_rng_state(payload["torch_rng"])

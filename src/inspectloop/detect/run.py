@@ -123,7 +123,7 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     from inspectloop.detect.fit import FitSettings, fit_detector, predict_frames, truth_of
     from inspectloop.detect.metrics import summary
     from inspectloop.detect.model import build_detector
-    from inspectloop.train.loop import seed_everything
+    from inspectloop.train.loop import seed_everything, training_precision
     if config.threads:
         torch.set_num_threads(config.threads)
     preprocess = _preprocess(config)
@@ -134,7 +134,8 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     model = build_detector(len(plan.box_classes), backbone=config.backbone, input_size=config.input_size)
     settings = FitSettings(config.input_size, config.epochs, config.batch_size, config.lr, config.weight_decay,
                            config.freeze_blocks, config.augment, config.flips, config.seed, config.tile_overlap,
-                           config.nms_iou, config.patience)
+                           config.nms_iou, config.patience, training_precision(config), config.channels_last,
+                           config.max_minutes)
     training = fit_detector(model, train, val, preprocess, settings, plan.box_classes, run_dir / "checkpoint.pt",
                             lambda record: progress("epoch", {**record, "epochs": config.epochs}))
     torch.save(model.state_dict(), run_dir / "weights.pt")
@@ -154,6 +155,7 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
                "classes": list(plan.box_classes), "annotated_images": plan.annotated_images,
                "history": training.history, "best_epoch": training.best_epoch,
                "train_seconds": round(training.seconds, 1), "resumed_from_epoch": training.resumed_from,
+               "stopped_at_budget": training.stopped_at_budget,
                "thresholds": thresholds, "review_from": calibration.review_from,
                "box_calibration": calibration.details}
     atomic_write_text(report, json.dumps(metrics, indent=2))

@@ -1,0 +1,62 @@
+"""The detector's loop: a time budget that stops between epochs and keeps the best, bf16 and channels-last
+arithmetic, and a resumed run whose training time counts every part."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from inspectloop.detect.data import Frame, make_frame
+from inspectloop.detect.fit import FitSettings, fit_detector
+from inspectloop.detect.model import build_detector
+from inspectloop.runtime.preprocess import Preprocess
+
+SIZE = 64
+
+
+def _frames(count: int) -> list[Frame]:
+    rng = np.random.default_rng(0)
+    frames = []
+    for i in range(count):
+        image = Image.new("L", (SIZE, SIZE), 110)
+        x, y = int(rng.integers(4, 40)), int(rng.integers(4, 40))
+        ImageDraw.Draw(image).rectangle((x, y, x + 15, y + 15), fill=240)
+        frames.append(make_frame(image.convert("RGB"), np.array([[x, y, x + 16, y + 16]]), np.array([0]), f"f{i}", SIZE))
+    return frames
+
+
+def _settings(**changes: object) -> FitSettings:
+    base = {"input_size": SIZE, "epochs": 4, "batch_size": 4, "lr": 1e-3, "weight_decay": 1e-4, "freeze_blocks": 0,
+            "augment": "none", "flips": False, "seed": 0, "tile_overlap": 16, "nms_iou": 0.5}
+    return FitSettings(**{**base, **changes})  # type: ignore[arg-type]
+
+
+def _fit(tmp_path: Path, **changes: object):  # noqa: ANN202 (DetectorTraining)
+    torch.manual_seed(0)
+    model = build_detector(1, input_size=SIZE, pretrained=False)
+    frames = _frames(8)
+    return fit_detector(model, frames, frames[:4], Preprocess(SIZE, (0.5,) * 3, (0.25,) * 3), _settings(**changes),
+                        ["scratch"], tmp_path / "checkpoint.pt")
+
+
+def test_a_time_budget_stops_between_epochs_and_resuming_counts_every_part(tmp_path: Path) -> None:
+    stopped = _fit(tmp_path, max_minutes=1e-9)  # any epoch is longer: the first runs, the second would not fit
+    assert stopped.stopped_at_budget and len(stopped.history) == 1 and stopped.best_epoch == 0
+    first = stopped.seconds
+    assert first > 0
+    resumed = _fit(tmp_path)  # no budget: the rest of the epochs, from the checkpoint
+    assert resumed.resumed_from == 0 and not resumed.stopped_at_budget
+    assert [r["epoch"] for r in resumed.history] == [0, 1, 2, 3]
+    assert resumed.seconds > first and resumed.history[0]["seconds"] == pytest.approx(first, abs=0.1)
+
+
+def test_bf16_channels_last_training_gives_a_usable_float_model(tmp_path: Path) -> None:
+    result = _fit(tmp_path, epochs=2, precision="bf16", channels_last=True)
+    assert all(torch.isfinite(p).all() for p in result.model.state_dict().values() if p.is_floating_point())
+    assert all(p.is_contiguous() for p in result.model.parameters())  # back in the layout the export traces
+    boxes, scores = result.model.eval()(torch.zeros(1, 3, SIZE, SIZE))
+    assert boxes.dtype == scores.dtype == torch.float32
