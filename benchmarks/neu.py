@@ -27,6 +27,8 @@ def main() -> None:
     parser.add_argument("--fast-size", type=int, default=160)
     parser.add_argument("--epochs", type=int, default=300, help="full-batch steps of the linear head")
     parser.add_argument("--fast-epochs", type=int, default=4, help="fine-tuning epochs of the fast option")
+    parser.add_argument("--head-refit", action="store_true",
+                        help="also run the fast option ending with the probe's head refitted on its tuned trunk")
     args = parser.parse_args()
     ws = fresh_workspace("neu", neu_items(), PLAN)
     runs = []
@@ -34,6 +36,9 @@ def main() -> None:
     fast_config = TrainConfig(mode="finetune", input_size=args.fast_size, epochs=args.fast_epochs, seed=0)
     runs.append(train_and_score(ws, main_config, f"neu-main-{args.size}", int8=False))
     runs.append(train_and_score(ws, fast_config, f"neu-fast-{args.fast_size}", int8=True))
+    if args.head_refit:
+        refit_config = fast_config.model_copy(update={"head_refit": True})
+        runs.append(train_and_score(ws, refit_config, f"neu-fast-{args.fast_size}-refit", int8=True))
     ws.close()
     main_run = runs[0]
     result = {
@@ -42,10 +47,12 @@ def main() -> None:
         "main": {"test_macro_recall": main_run["test"]["fp32"]["macro_recall"],
                  "run_wall_seconds": main_run["run_wall_seconds"], "train_seconds": main_run["train_seconds"]},
         "fast": {v: runs[1]["test"][v]["macro_recall"] for v in runs[1]["test"]},
+        **({"fast_head_refit": {v: runs[2]["test"][v]["macro_recall"] for v in runs[2]["test"]}} if args.head_refit
+           else {}),
         "runs": runs,
     }
     print(f"NEU main: macro recall {result['main']['test_macro_recall']:.4f} in {main_run['run_wall_seconds']} s "
-          f"(whole run); fast: {result['fast']}")
+          f"(whole run); fast: {result['fast']}; with the head refitted: {result.get('fast_head_refit', 'not run')}")
     write_result("neu", result)
 
 
