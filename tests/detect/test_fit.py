@@ -44,13 +44,15 @@ def _fit(tmp_path: Path, **changes: object):  # noqa: ANN202 (DetectorTraining)
 
 
 def test_a_time_budget_stops_between_epochs_and_resuming_counts_every_part(tmp_path: Path) -> None:
-    stopped = _fit(tmp_path, max_minutes=1e-9)  # any epoch is longer: the first runs, the second would not fit
+    stopped = _fit(tmp_path, max_minutes=1e-9)  # spent at once: one step (a run always takes one), one epoch
     assert stopped.stopped_at_budget and len(stopped.history) == 1 and stopped.best_epoch == 0
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 1
     first = stopped.seconds
     assert first > 0
     resumed = _fit(tmp_path)  # no budget: the rest of the epochs, from the checkpoint
     assert resumed.resumed_from == 0 and not resumed.stopped_at_budget
     assert [r["epoch"] for r in resumed.history] == [0, 1, 2, 3]
+    assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["step"] == 1 + 3 * 2  # 8 frames, batches of 4
     assert resumed.seconds > first and resumed.history[0]["seconds"] == pytest.approx(first, abs=0.1)
 
 

@@ -22,6 +22,7 @@ from inspectloop.detect.model import Detector
 from inspectloop.runtime.detection import detect_frame
 from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.loop import freeze_early_layers
+from inspectloop.train.schedule import OneCycle
 
 EpochCallback = Callable[[dict[str, Any]], None]
 EVAL_FLOOR = 0.01  # box confidence floor for mAP: the precision-recall curve needs the low-confidence tail
@@ -45,7 +46,7 @@ class FitSettings:
     patience: int = 0
     precision: str = "float32"  # "bf16": autocast through oneDNN (the loss stays float32)
     channels_last: bool = False
-    max_minutes: float | None = None  # stop before an epoch that would end past it; the best epoch is kept
+    max_minutes: float | None = None  # the schedule anneals by it and training stops at it; the best epoch is kept
 
 
 @dataclass
@@ -87,29 +88,33 @@ def fit_detector(model: Detector, train: Sequence[Frame], val: Sequence[Frame], 
                  settings: FitSettings, class_names: Sequence[str], checkpoint: Path,
                  on_epoch: EpochCallback | None = None) -> DetectorTraining:
     """Train ``model`` on ``train``; resume from ``checkpoint`` when it exists; keep the best epoch by
-    validation mAP50 (the last epoch when ``val`` is empty)."""
+    validation mAP50 (the last epoch when ``val`` is empty). With ``settings.max_minutes`` the learning rate
+    anneals by the clock as well as by the steps (:class:`~inspectloop.train.schedule.OneCycle`) and training
+    stops when the budget is spent, mid-epoch if need be (that epoch is still validated and may be kept)."""
     if settings.channels_last:
         model.to(memory_format=torch.channels_last)
     frozen = freeze_early_layers(model, settings.freeze_blocks)  # type: ignore[arg-type]  # any model with a trunk
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps = max(1, len(train) // settings.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, settings.lr, total_steps=settings.epochs * steps,
-                                                    pct_start=0.15)
+    schedule = OneCycle(settings.lr, settings.epochs * steps,
+                        None if settings.max_minutes is None else settings.max_minutes * 60)
     state = _State(best_state=copy.deepcopy(model.state_dict()), py_rng=random.Random(settings.seed),
                    np_rng=np.random.default_rng(settings.seed))
-    resumed = _resume(checkpoint, model, optimizer, scheduler, state)
+    resumed = _resume(checkpoint, model, optimizer, state, steps)
     augment = None if settings.augment == "none" else BoxAugment(1.0 if settings.augment == "production" else 0.5,
                                                                  settings.flips)
     stopped = False
     for epoch in range(state.epoch + 1, settings.epochs):
-        if _over_budget(state, settings.max_minutes):
-            stopped = True
+        if schedule.done(state.step, state.seconds):
+            stopped = True  # the budget ran out at the end of the last epoch
             break
         epoch_started = time.perf_counter()
-        losses = _train_epoch(model, frozen, train, preprocess, settings, optimizer, scheduler, augment, state, steps)
+        losses = _train_epoch(model, frozen, train, preprocess, settings, optimizer, schedule, augment, state, steps,
+                              epoch_started)
         score = _val_map(model, val, preprocess, settings, class_names)
         state.seconds += time.perf_counter() - epoch_started
+        stopped = losses.pop("cut")
         record = {"epoch": epoch, "loss": round(losses["loss"], 4), "cls": round(losses["cls"], 4),
                   "box": round(losses["box"], 4), "val_map50": score, "seconds": round(state.seconds, 1)}
         state.history.append(record)
@@ -117,10 +122,10 @@ def fit_detector(model: Detector, train: Sequence[Frame], val: Sequence[Frame], 
             state.best_score, state.best_epoch = (score if score is not None else -1.0), epoch
             state.best_state = copy.deepcopy(model.state_dict())
         state.epoch = epoch
-        _save(checkpoint, model, optimizer, scheduler, state)
+        _save(checkpoint, model, optimizer, state)
         if on_epoch:
             on_epoch(record)
-        if settings.patience and epoch - state.best_epoch >= settings.patience:
+        if stopped or (settings.patience and epoch - state.best_epoch >= settings.patience):
             break
     model.load_state_dict(state.best_state)
     model.to(memory_format=torch.contiguous_format)  # the export traces the usual layout
@@ -136,28 +141,27 @@ class _State:
     best_epoch: int = -1
     best_score: float = -1.0
     seconds: float = 0.0  # training time of the epochs done, a resumed run's earlier part included
+    step: int = 0  # optimiser steps done
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _over_budget(state: _State, max_minutes: float | None) -> bool:
-    """True when one more epoch, as long as the mean one so far, would end past the budget."""
-    done = len(state.history)
-    if max_minutes is None or done == 0:
-        return False  # the first epoch always runs
-    return state.seconds + state.seconds / done > max_minutes * 60
-
-
 def _train_epoch(model: Detector, frozen: Sequence[torch.nn.Module], train: Sequence[Frame], preprocess: Preprocess,
-                 settings: FitSettings, optimizer: torch.optim.Optimizer, scheduler: Any, augment: BoxAugment | None,
-                 state: _State, steps: int) -> dict[str, float]:
+                 settings: FitSettings, optimizer: torch.optim.Optimizer, schedule: OneCycle, augment: BoxAugment | None,
+                 state: _State, steps: int, epoch_started: float) -> dict[str, Any]:
+    """One pass over ``train`` (cut short when the time budget runs out: ``cut`` says so); mean losses."""
     model.train()
     for module in frozen:
         module.eval()  # frozen BatchNorm keeps its ImageNet statistics
     order = state.np_rng.permutation(len(train))
     if len(order) < steps * settings.batch_size:  # fewer frames than one batch: draw with repetition
         order = state.np_rng.choice(len(train), size=steps * settings.batch_size)
-    totals = {"loss": 0.0, "cls": 0.0, "box": 0.0}
+    totals, done = {"loss": 0.0, "cls": 0.0, "box": 0.0}, 0
     for step in range(steps):
+        elapsed = state.seconds + time.perf_counter() - epoch_started
+        if state.step and schedule.done(state.step, elapsed):  # a run always takes its first step
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = schedule.rate(state.step, elapsed)
         images, boxes, labels = [], [], []
         for i in order[step * settings.batch_size:(step + 1) * settings.batch_size]:
             image, b, lab = training_view(train[i], settings.input_size, state.py_rng)
@@ -176,11 +180,11 @@ def _train_epoch(model: Detector, frozen: Sequence[torch.nn.Module], train: Sequ
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         optimizer.step()
-        scheduler.step()
+        state.step, done = state.step + 1, done + 1
         totals["loss"] += float(loss.detach())
         totals["cls"] += parts["cls"]
         totals["box"] += parts["box"]
-    return {name: value / steps for name, value in totals.items()}
+    return {**{name: value / max(1, done) for name, value in totals.items()}, "cut": done < steps}
 
 
 def _val_map(model: Detector, val: Sequence[Frame], preprocess: Preprocess, settings: FitSettings,
@@ -191,9 +195,9 @@ def _val_map(model: Detector, val: Sequence[Frame], preprocess: Preprocess, sett
     return coco_map(truth_of(val), predicted, class_names)["map50"]
 
 
-def _save(path: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, state: _State) -> None:
+def _save(path: Path, model: torch.nn.Module, optimizer: Any, state: _State) -> None:
     """Write the checkpoint atomically: a crash mid-save leaves the previous one intact."""
-    payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+    payload = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": state.step,
                "epoch": state.epoch, "best_epoch": state.best_epoch, "best_score": state.best_score,
                "best_state": state.best_state, "history": state.history, "seconds": state.seconds,
                "py_rng": state.py_rng.getstate(),
@@ -204,13 +208,13 @@ def _save(path: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, st
     tmp.replace(path)
 
 
-def _resume(path: Path, model: torch.nn.Module, optimizer: Any, scheduler: Any, state: _State) -> int | None:
+def _resume(path: Path, model: torch.nn.Module, optimizer: Any, state: _State, steps: int) -> int | None:
     if not path.exists():
         return None
     payload = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
-    scheduler.load_state_dict(payload["scheduler"])
+    state.step = int(payload.get("step", (payload["epoch"] + 1) * steps))  # older checkpoints: whole epochs
     state.epoch, state.best_epoch, state.best_score = payload["epoch"], payload["best_epoch"], payload["best_score"]
     state.best_state, state.history = payload["best_state"], payload["history"]
     state.seconds = float(payload.get("seconds", 0.0))
