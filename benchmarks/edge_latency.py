@@ -19,6 +19,8 @@ import numpy as np
 
 from benchmarks.common import RESULTS, percentiles, require, write_result
 from inspectloop.runtime import EdgeModel
+from inspectloop.runtime.detection import BOXES_NAME, SCORES_NAME
+from inspectloop.runtime.metadata import DETECTION
 from inspectloop.runtime.model import INPUT_NAME, OUTPUT_NAME
 
 
@@ -32,13 +34,14 @@ def test_images(count: int = 100) -> list[bytes]:
 def measure(path: Path, images: list[bytes], iterations: int) -> dict[str, object]:
     model = EdgeModel(path, threads=1)
     tensors = [np.array(model._prepare(model._decode(data, None)[0])) for data in images]  # (b)'s inputs
+    outputs = (BOXES_NAME, SCORES_NAME) if model.metadata.task == DETECTION else (OUTPUT_NAME,)
     full, bare, phases = [], [], {"decode": [], "preprocess": [], "infer": []}
     for i in range(iterations + 20):
         data, tensor = images[i % len(images)], tensors[i % len(images)]
         start = time.perf_counter()
         prediction = model.predict(data)
         middle = time.perf_counter()
-        model.session.run((OUTPUT_NAME,), {INPUT_NAME: tensor})
+        model.session.run(outputs, {INPUT_NAME: tensor})
         end = time.perf_counter()
         if i >= 20:  # warm-up excluded
             full.append((middle - start) * 1000)
