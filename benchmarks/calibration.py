@@ -29,7 +29,7 @@ from inspectloop.train.config import TrainConfig
 from inspectloop.train.run import train
 from inspectloop.workspace import Workspace, open_workspace
 
-NEU = TrainConfig(mode="probe", input_size=224, epochs=300, augment="none")
+NEU = TrainConfig(mode="probe", input_size=224, augment="none")
 MT = TrainConfig(mode="finetune", input_size=192, epochs=12, freeze_blocks=2)
 MT_PROBE = TrainConfig(mode="probe", input_size=192, standardise=True)  # issue 17: the recipe that held across sessions
 MT_PLAN = SplitPlan(group_by="none", val_fraction=0.15, calib_fraction=0.2, test_field="session",

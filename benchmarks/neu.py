@@ -25,14 +25,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--fast-size", type=int, default=160)
-    parser.add_argument("--epochs", type=int, default=300, help="full-batch steps of the linear head")
     parser.add_argument("--fast-epochs", type=int, default=4, help="fine-tuning epochs of the fast option")
     parser.add_argument("--head-refit", action="store_true",
                         help="also run the fast option ending with the probe's head refitted on its tuned trunk")
     args = parser.parse_args()
     ws = fresh_workspace("neu", neu_items(), PLAN)
     runs = []
-    main_config = TrainConfig(mode="probe", input_size=args.size, epochs=args.epochs, augment="none", seed=0)
+    main_config = TrainConfig(mode="probe", input_size=args.size, augment="none", seed=0)
     fast_config = TrainConfig(mode="finetune", input_size=args.fast_size, epochs=args.fast_epochs, seed=0)
     runs.append(train_and_score(ws, main_config, f"neu-main-{args.size}", int8=False))
     runs.append(train_and_score(ws, fast_config, f"neu-fast-{args.fast_size}", int8=True))

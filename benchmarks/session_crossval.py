@@ -1,6 +1,6 @@
 """Leave-one-session-out on magnetic tile: the worst capture session beside the mean.
 
-    python -m benchmarks.session_crossval [--mode probe] [--epochs 300]
+    python -m benchmarks.session_crossval [--mode probe] [--epochs E (fine-tuning)]
     python -m benchmarks.session_crossval --workspace benchmarks/cache/magnetic_tile --run RUN --name NAME
 
 ``inspectloop crossval --by session`` on the magnetic-tile workspace of ``benchmarks.calibration``
@@ -27,7 +27,7 @@ from inspectloop.workspace import open_workspace
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--mode", choices=("probe", "finetune"), default="probe")
-    parser.add_argument("--epochs", type=int, default=None, help="default: 300 for probe, the run's for finetune")
+    parser.add_argument("--epochs", type=int, default=None, help="fine-tuning epochs (default: the run's; a probe fits to convergence)")
     parser.add_argument("--workspace", type=Path, default=None,
                         help="another magnetic-tile workspace (e.g. benchmarks.magnetic_tile --standardise-study's)")
     parser.add_argument("--run", default=None, help="with --workspace: the run whose recipe is held out")

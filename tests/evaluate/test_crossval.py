@@ -109,12 +109,13 @@ def test_unknown_run_and_anomaly_run(line: tuple[Workspace, str]) -> None:
         crossval(ws, "session", run="run-anomaly")
 
 
-def test_probe_override_takes_probe_epochs(line: tuple[Workspace, str]) -> None:
-    from inspectloop.evaluate.crossval import PROBE_EPOCHS, crossval_config as _config
+def test_the_overrides_change_the_mode_and_epochs_and_nothing_else(line: tuple[Workspace, str]) -> None:
+    from inspectloop.evaluate.crossval import crossval_config as _config
 
     run = line[0].db.runs.get(line[1])
-    finetune = run.__class__(**{**run.__dict__, "config": TrainConfig(epochs=12).model_dump()})
-    assert _config(finetune, "probe", None).epochs == PROBE_EPOCHS
+    finetune = run.__class__(**{**run.__dict__, "config": TrainConfig(epochs=12, max_minutes=5).model_dump()})
+    probe = _config(finetune, "probe", None)
+    assert (probe.mode, probe.epochs, probe.max_minutes, probe.band_fit) == ("probe", 12, None, "split")
     assert _config(finetune, "probe", 50).epochs == 50
     assert _config(finetune, None, None).mode == "finetune"
 

@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str, dict[str, Any]], None]
 MIN_GROUP_IMAGES = 10  # fewer images say little about a group, and cost a whole training
-PROBE_EPOCHS = 300  # a probe's epoch is one full-batch step: a fine-tuning run's epoch count is far too few
 
 
 @dataclass(frozen=True)
@@ -71,8 +70,8 @@ def crossval(workspace: Workspace, by: str, *, run: str | None = None, mode: str
     """Leave each value of capture field ``by`` out in turn with ``run``'s recipe (default: the latest finished
     classifier run); store and return the figures (see the module doc).
 
-    ``mode`` overrides the run's (probe: seconds per group); a probe without ``epochs`` takes
-    ``PROBE_EPOCHS``. DatasetError for an unknown field or one with a single value.
+    ``mode`` overrides the run's (probe: seconds per group); ``epochs`` applies to fine-tuning (a probe fits
+    to convergence). DatasetError for an unknown field or one with a single value.
     """
     say = progress or (lambda _stage, _info: None)
     source = _classifier_run(workspace, run)
@@ -125,15 +124,13 @@ def _classifier_run(workspace: Workspace, run_id: str | None) -> TrainingRun:
 
 def crossval_config(run: TrainingRun, mode: str | None, epochs: int | None) -> TrainConfig:
     """The recipe each group trains with: ``run``'s config, one model (split band fit, no time budget), with
-    ``mode`` and ``epochs`` overridden when given (a probe without ``epochs``: ``PROBE_EPOCHS``)."""
+    ``mode`` and ``epochs`` overridden when given (``epochs`` matters to fine-tuning only)."""
     from inspectloop.train.config import TrainConfig
 
     config = TrainConfig.model_validate(run.config)
     update: dict[str, Any] = {"band_fit": "split", "max_minutes": None}  # one model per group, no time budget
     if mode is not None and mode != config.mode:
         update["mode"] = mode
-        if mode == "probe" and epochs is None:
-            update["epochs"] = PROBE_EPOCHS
     if epochs is not None:
         update["epochs"] = epochs
     return TrainConfig.model_validate({**config.model_dump(), **update})
