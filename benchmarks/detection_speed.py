@@ -103,14 +103,19 @@ def main() -> None:
 def synthetic_frame(seed: int) -> tuple[Image.Image, list[tuple[int, int, int, int]]]:
     """A rolled-steel frame and the boxes of its pasted defects (frame pixels)."""
     rng = np.random.default_rng(seed)
-    streaks = rng.normal(0, 1, (HEIGHT, WIDTH // 64)).astype(np.float32)  # long along x: rolling marks
-    surface = np.asarray(Image.fromarray(streaks).resize((WIDTH, HEIGHT), Image.Resampling.BILINEAR)) * 7
-    light = rng.normal(0, 1, (4, 5)).astype(np.float32)
-    surface += np.asarray(Image.fromarray(light).resize((WIDTH, HEIGHT), Image.Resampling.BICUBIC)) * 10
-    surface += rng.normal(0, 5, (HEIGHT, WIDTH)).astype(np.float32) + 118
-    frame = Image.fromarray(np.clip(surface, 0, 255).astype(np.uint8))
+    frame = synthetic_surface(rng, WIDTH, HEIGHT)
     boxes = [_paste(frame, rng) for _ in range(DEFECTS_PER_FRAME)]
     return frame, boxes
+
+
+def synthetic_surface(rng: np.random.Generator, width: int, height: int) -> Image.Image:
+    """A greyscale rolled-steel surface: streaks along the rolling direction, slow illumination, grain."""
+    streaks = rng.normal(0, 1, (height, width // 64)).astype(np.float32)  # long along x: rolling marks
+    surface = np.asarray(Image.fromarray(streaks).resize((width, height), Image.Resampling.BILINEAR)) * 7
+    light = rng.normal(0, 1, (4, 5)).astype(np.float32)
+    surface += np.asarray(Image.fromarray(light).resize((width, height), Image.Resampling.BICUBIC)) * 10
+    surface += rng.normal(0, 5, (height, width)).astype(np.float32) + 118
+    return Image.fromarray(np.clip(surface, 0, 255).astype(np.uint8))
 
 
 def _neu_root() -> Path | None:
@@ -155,6 +160,12 @@ def _paste(frame: Image.Image, rng: np.random.Generator) -> tuple[int, int, int,
         crop[2:4] = 70.0
     h, w = crop.shape
     x, y = int(rng.integers(0, WIDTH - w)), int(rng.integers(0, HEIGHT - h))
+    return paste_crop(frame, crop, x, y)
+
+
+def paste_crop(frame: Image.Image, crop: np.ndarray, x: int, y: int) -> tuple[int, int, int, int]:
+    """Paste a greyscale defect crop (H, W) at (x, y), levelled to the surface and feathered; its box."""
+    h, w = crop.shape
     background = np.asarray(frame.crop((x, y, x + w, y + h)), dtype=np.float32)
     crop = crop - np.median(crop) + np.median(background)  # levelled: the defect, not a grey patch, stands out
     mask = Image.new("L", (w, h), 0)
