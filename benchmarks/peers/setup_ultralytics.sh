@@ -10,16 +10,11 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 VENV="${1:-$ROOT/.venv-ultralytics}"
-PYTHON="${PYTHON:-python3.11}"
 ULTRALYTICS_VERSION="${ULTRALYTICS_VERSION:-8.4.190}"
 
-CONSTRAINTS="$(mktemp)"
-trap 'rm -f "$CONSTRAINTS"' EXIT
-printf 'torch==2.14.1\ntorchvision==0.29.1\n' > "$CONSTRAINTS"
-
-[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-"$VENV/bin/pip" install -q --upgrade pip
-"$VENV/bin/pip" install -q -c "$CONSTRAINTS" torch==2.14.1 torchvision==0.29.1
+# shellcheck source=benchmarks/peers/torch_venv.sh
+source "$ROOT/benchmarks/peers/torch_venv.sh"
+make_torch_venv "$VENV"
 "$VENV/bin/pip" install -q -c "$CONSTRAINTS" "ultralytics==$ULTRALYTICS_VERSION" \
     onnx==1.23.2 onnxslim==0.1.98 onnxruntime==1.32.0
 # The check imports it as the run does: offline, its settings file kept inside the venv, not in ~/.config.
