@@ -21,15 +21,16 @@ def _answer(delay_s: float, fail: bool = False) -> PartDecision:
 
 @pytest.mark.parametrize("fail_safe", [Decision.REJECT, Decision.REVIEW])
 def test_late_and_failed_parts_get_the_fail_safe_and_are_counted(fail_safe: Decision) -> None:
-    gate = DeadlineGate(deadline_ms=100, fail_safe=fail_safe)
+    # a deadline generous enough that the quick answer is settled in time even on a loaded machine
+    gate = DeadlineGate(deadline_ms=400, fail_safe=fail_safe)
     with ThreadPoolExecutor(3) as pool:
         started = time.monotonic()
-        futures: list[Future[PartDecision]] = [pool.submit(_answer, 0.0), pool.submit(_answer, 0.5),
+        futures: list[Future[PartDecision]] = [pool.submit(_answer, 0.0), pool.submit(_answer, 1.5),
                                                pool.submit(_answer, 0.0, True)]
         results = [gate.settle(f, part_id=f"p{i}", frame_counter=i, triggered_at=started)
                    for i, f in enumerate(futures)]
         waited = time.monotonic() - started
-    assert waited < 0.45  # the gate answered at the deadline, not when the slow part finished
+    assert waited < 1.4  # the gate answered at the deadline, not when the slow part finished
     assert results[0].decision is Decision.PASS and not results[0].late
     for late in results[1:]:
         assert (late.decision, late.label, late.late) == (fail_safe, FAIL_SAFE_LABEL, True)
