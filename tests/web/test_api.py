@@ -238,6 +238,9 @@ def test_promotion_needs_an_admin_and_swaps_the_model_under_load(line: Line) -> 
                                headers=line.auth("admin"))
         assert promoted.status_code == 200 and promoted.json()["production"]["name"] == v2.name
         after_promotion = len(answers)
+        # the rollback waits until the promoted model has answered: without it the two calls can fall between
+        # two requests and the swap, though done, serves nothing
+        wait_for(lambda: any(a.json()["model"]["name"] == v2.name for a in list(answers[after_promotion:])))
         rolled = client.post("/v1/models/rollback", json={"reason": "trial over"}, headers=line.auth("admin"))
         assert rolled.status_code == 200 and rolled.json()["production"]["name"] == line.production.name
         wait_for(lambda: len(answers) >= after_promotion + 20)
