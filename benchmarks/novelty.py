@@ -265,11 +265,10 @@ def _anomaly_guard(features: dict[str, np.ndarray], split: dict[str, np.ndarray]
                    rate: float) -> tuple[float, np.ndarray, dict[str, Any]]:
     """The good-only anomaly model's image score as the guard: threshold at the conformal rank of ``rate`` on
     its held-out good tiles (so ``rate`` bounds the good parts it sends to review)."""
-    from inspectloop.train.novelty import conformal_rank
+    from inspectloop.train.novelty import conformal_threshold
 
     scores, held = features["anomaly_scores"], features["anomaly_scores"][features["anomaly_held_out"]]
-    ordered = np.sort(held)
-    threshold = float(ordered[min(conformal_rank(len(ordered), rate), len(ordered)) - 1])
+    threshold = conformal_threshold(held, rate)  # the embedding guard's rule, on the anomaly scores
     return threshold, scores[split["test"]], {"bank": int(features["anomaly_banked"].sum()), "held_out": len(held),
                                               "held_out_over_threshold": float(np.mean(held > threshold))}
 

@@ -21,7 +21,7 @@ from inspectloop.detect.metrics import Boxes, coco_map
 from inspectloop.detect.model import Detector
 from inspectloop.runtime.detection import detect_frame
 from inspectloop.runtime.preprocess import Preprocess
-from inspectloop.train.loop import freeze_early_layers
+from inspectloop.train.loop import autocast, freeze_early_layers
 from inspectloop.train.schedule import OneCycle
 
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -173,7 +173,7 @@ def _train_epoch(model: Detector, frozen: Sequence[torch.nn.Module], train: Sequ
         batch = torch.from_numpy(np.stack(images))
         if settings.channels_last:
             batch = batch.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=settings.precision == "bf16"):
+        with autocast(settings.precision):
             logits, distances, points, strides = model.raw(batch)
         loss, parts = detection_loss(logits.float(), distances.float(), points.float(), strides.float(), boxes, labels)
         optimizer.zero_grad(set_to_none=True)

@@ -83,7 +83,7 @@ def training_precision(config: TrainConfig) -> str:
 
 
 @contextlib.contextmanager
-def _autocast(precision: str) -> Iterator[None]:
+def autocast(precision: str) -> Iterator[None]:
     """bf16 autocast (convolutions and matmuls in bf16, weights and optimiser in float32), or nothing."""
     if precision == "bf16":
         with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -199,7 +199,7 @@ def train_step(model: nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer: to
     targets ``y`` when given). The duration estimate times this very step."""
     if config.channels_last and x.dim() == 4:  # image batches; a head trained on features has no layout
         x = x.contiguous(memory_format=torch.channels_last)
-    with _autocast(training_precision(config)):
+    with autocast(training_precision(config)):
         logits = model(x).float()  # the loss in float32 whatever the precision
     loss = (graded.loss(logits, y, smoothing=config.label_smoothing) if graded is not None
             else nn.functional.cross_entropy(logits, y, label_smoothing=config.label_smoothing))

@@ -105,11 +105,11 @@ def fit_novelty(train_embeddings: np.ndarray, held_out_embeddings: np.ndarray, *
 
         bank = bank[np.sort(greedy_coreset(bank, max_bank, seed=seed))]
     held = novelty_scores(bank, held_out_embeddings, k) if len(held_out_embeddings) else np.zeros(0, np.float32)
-    return NoveltyGuard(np.ascontiguousarray(bank), k, _threshold(held, rate), rate, held, source,
+    return NoveltyGuard(np.ascontiguousarray(bank), k, conformal_threshold(held, rate), rate, held, source,
                         len(train_embeddings))
 
 
-def _threshold(held: np.ndarray, rate: float) -> float:
+def conformal_threshold(held: np.ndarray, rate: float) -> float:
     """The conformal quantile of the held-out scores; their largest when there are too few; with none,
     the largest distance two unit vectors can have (the guard then never fires)."""
     if len(held) == 0:
