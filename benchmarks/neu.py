@@ -32,7 +32,8 @@ def main() -> None:
     ws = fresh_workspace("neu", neu_items(), PLAN)
     runs = []
     main_config = TrainConfig(mode="probe", input_size=args.size, augment="none", seed=0)
-    fast_config = TrainConfig(mode="finetune", input_size=args.fast_size, epochs=args.fast_epochs, seed=0)
+    fast_config = TrainConfig(mode="finetune", input_size=args.fast_size, epochs=args.fast_epochs, seed=0,
+                              head_refit=False)
     runs.append(train_and_score(ws, main_config, f"neu-main-{args.size}", int8=False))
     runs.append(train_and_score(ws, fast_config, f"neu-fast-{args.fast_size}", int8=True))
     if args.head_refit:

@@ -150,7 +150,7 @@ def test_a_killed_run_shows_as_interrupted_and_resumes_with_every_part_counted(
     history = result.metrics["history"]
     assert result.metrics["resumed_from_epoch"] == 0 and [h["epoch"] for h in history] == [0, 1, 2]
     assert history[0]["seconds"] == 1000.0  # the killed part's epoch, as its process measured it
-    assert result.metrics["train_seconds"] == history[-1]["seconds"] > 1000.0  # both parts
+    assert result.metrics["train_seconds"] >= history[-1]["seconds"] > 1000.0  # both parts, then the head's refit
 
 
 def _run(status: str, pid: int | None, host: str | None, beat: datetime) -> TrainingRun:

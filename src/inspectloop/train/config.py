@@ -59,9 +59,10 @@ class TrainConfig(BaseModel):
     ordinal_weight: float = Field(1.0, ge=0, le=10, description="ordinal: weight of the cumulative 'grade >= g' term")
     soft_labels: bool = Field(True, description="train towards the manifests' defect_probability where given")
     probe_views: int = Field(1, ge=1, le=16, description="augmented views per image cached in probe mode")
-    head_refit: bool = Field(False, description="finetune: after training, refit the linear head as the probe fits "
+    head_refit: bool = Field(True, description="finetune: after training, refit the linear head as the probe fits "
                              "its own (regularised, class-balanced logistic regression on the fine-tuned trunk's "
-                             "features of the training images)")
+                             "features of the training images); held magnetic tile's unseen sessions at 1.7% good "
+                             "rejected against 23.6% without it (see the README)")
     probe_c: float = Field(0.1, gt=0, le=1e6, description="probe: inverse strength of the L2 penalty of its "
                            "class-balanced logistic regression on standardised features (smaller: stronger; 0.1 "
                            "held magnetic tile across sessions, see the README)")
