@@ -139,6 +139,8 @@ def test_a_frame_is_decided_by_its_worst_box(scores: list[float], policy: tuple[
     ({"review_from": [0.2]}, "must map box classes"),
     ({"skip_plain": -1}, "skip_plain must be 0"),
     ({"skip_plain": True}, "skip_plain must be 0"),
+    ({"tile_scale": 0}, "tile_scale must be a number from 0.125 to 8"),
+    ({"tile_scale": "2"}, "tile_scale must be a number"),
 ])
 def test_bad_detection_settings_are_named(settings: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -166,3 +168,24 @@ def test_skipping_plain_tiles_is_off_unless_set() -> None:
     boxes, _, _ = detect_frame(frame, SIZE, fake_run(some_calls), {**TILING, "skip_plain": 6.0})
     assert sum(some_calls) < sum(all_calls) == len(tiles_of(frame, SIZE, 16))
     assert len(boxes) >= 1 and boxes[0, 0] < 30 < boxes[0, 2]
+
+
+def test_a_zoomed_frame_gives_its_boxes_in_the_frames_own_pixels() -> None:
+    frame = spotted_frame(300, 200, [(60, 40, 250), (230, 150, 200)])
+    native_calls: list[int] = []
+    zoomed_calls: list[int] = []
+    native, _, _ = detect_frame(frame, SIZE, fake_run(native_calls), TILING)
+    zoomed, scores, _ = detect_frame(frame, SIZE, fake_run(zoomed_calls), {**TILING, "tile_scale": 2.0})
+    assert sum(zoomed_calls) > sum(native_calls)  # the frame was enlarged before it was tiled
+    centres = (zoomed[:, :2] + zoomed[:, 2:]) / 2
+    for x, y in ((60, 40), (230, 150)):  # each spot comes back where it is in the frame, not in the enlarged copy
+        assert np.abs(centres - [x, y]).max(1).min() <= 2
+    assert zoomed[:, 2:].max() <= 300 and (zoomed[:, 2:] - zoomed[:, :2]).max() <= 5  # 7 input px = 3.5 frame px
+
+
+def test_a_frame_that_fits_the_input_is_not_zoomed() -> None:
+    frame = spotted_frame(SIZE - 4, SIZE - 10, [(20, 20, 250)])
+    plain = detect_frame(frame, SIZE, fake_run([]), TILING)
+    zoomed = detect_frame(frame, SIZE, fake_run([]), {**TILING, "tile_scale": 3.0})
+    for want, have in zip(plain, zoomed):
+        np.testing.assert_allclose(have, want)

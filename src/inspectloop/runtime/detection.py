@@ -2,7 +2,8 @@
 
 Numpy only. A frame no larger than the model input is resized to it (as a classifier's image is);
 a larger frame is cut into overlapping tiles of the input's size at native scale, so a defect a few
-pixels wide stays a few pixels wide. Each tile's boxes go through class-wise NMS; boxes of one class
+pixels wide stays a few pixels wide (``tile_scale`` zooms the frame first, for a detector that learnt
+its defects at another scale). Each tile's boxes go through class-wise NMS; boxes of one class
 from different tiles that cover mostly the same thing (intersection over the smaller box) are then
 merged into their union, so a defect cut by a tile border comes back as one box. A frame's
 image-level score per defect class is its highest box confidence: the frame is as bad as its worst region.
@@ -30,7 +31,8 @@ from inspectloop.runtime.decision import Decision
 
 BOXES_NAME, SCORES_NAME = "boxes", "scores"  # the graph's outputs: (N, A, 4) input pixels, (N, A, C) in [0, 1]
 DEFAULTS: dict[str, Any] = {"tile_overlap": 64, "nms_iou": 0.5, "merge_ios": 0.5, "max_boxes": 100,
-                            "min_score": 0.05, "skip_plain": 0.0, "review_from": {}}
+                            "min_score": 0.05, "skip_plain": 0.0, "review_from": {}, "tile_scale": 1.0}
+MAX_TILE_SCALE = 8.0
 # Tiles per onnxruntime call (benchmarks/detection_speed.py): batches of 8 took 14.7 s per 12 MP frame where
 # one tile per call took 18.4 s (fp32, 256-px tiles, 2 threads on 2 shared cores).
 TILE_BATCH = 8
@@ -202,11 +204,13 @@ def detect_frame(image: Image.Image, size: int, run: RunTiles, settings: dict[st
         raise ValueError(f"batch must be a positive integer, got {batch!r}")
     s = {**DEFAULTS, **(settings or {})}
     floor = s["min_score"] if min_score is None else min_score
+    check_frame(image)
+    width, height = image.size
+    image = zoomed(image, size, float(s["tile_scale"]))
     tiles = tiles_of(image, size, int(s["tile_overlap"]))
     if s["skip_plain"] and len(tiles) > 1:
         plain = plain_tiles(image, [tile for tile, _ in tiles], size, float(s["skip_plain"]))
         tiles = [t for t, skip in zip(tiles, plain) if not skip]
-    width, height = image.size
     parts = [(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64),
               np.zeros(0, bool))]
     for start in range(0, len(tiles), batch):
@@ -215,7 +219,7 @@ def detect_frame(image: Image.Image, size: int, run: RunTiles, settings: dict[st
         for n, (tile, _) in enumerate(chunk, start):
             boxes, scores, classes = select(raw_boxes[n - start], raw_scores[n - start], floor, s["nms_iou"],
                                             s["max_boxes"])
-            cut = _cut(boxes, tile, size, width, height)
+            cut = _cut(boxes, tile, size, *image.size)
             boxes = boxes * np.array([tile.scale_x, tile.scale_y] * 2, dtype=np.float32) + np.array(
                 [tile.x, tile.y] * 2, dtype=np.float32)
             parts.append((boxes, scores, classes, np.full(len(scores), n), cut))
@@ -224,8 +228,19 @@ def detect_frame(image: Image.Image, size: int, run: RunTiles, settings: dict[st
         boxes, scores, classes = merge_across_tiles(boxes, scores, classes, origin, s["merge_ios"], cut)
         order = np.argsort(-scores, kind="stable")[: s["max_boxes"]]
         boxes, scores, classes = boxes[order], scores[order], classes[order]
+    boxes = boxes * np.array([width / image.width, height / image.height] * 2, dtype=np.float32)
     boxes = np.clip(boxes, 0, [width, height, width, height]).astype(np.float32)
     return boxes, scores.astype(np.float32), classes.astype(np.int64)
+
+
+def zoomed(image: Image.Image, size: int, scale: float) -> Image.Image:
+    """A frame larger than the model input, resized by ``scale`` before it is tiled (``tile_scale``): a detector
+    that learnt its defects from images enlarged to its input sees a frame's defects at that size again. A frame
+    that fits the input is returned as is (it is resized whole)."""
+    width, height = image.size
+    if scale == 1.0 or (width <= size and height <= size):
+        return image
+    return image.resize((max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BILINEAR)
 
 
 def _cut(boxes: np.ndarray, tile: Tile, size: int, width: int, height: int, margin: float = 2.0) -> np.ndarray:
@@ -268,6 +283,10 @@ def check_settings(settings: Any, box_classes: tuple[str, ...] | None = None,
     for name in ("nms_iou", "merge_ios", "min_score"):
         if not _is_fraction(merged[name]):
             raise ValueError(f"detection.{name} must be a number from 0 to 1, got {merged[name]!r}")
+    scale = merged["tile_scale"]
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 1 / MAX_TILE_SCALE <= scale <= MAX_TILE_SCALE:
+        raise ValueError(f"detection.tile_scale must be a number from {1 / MAX_TILE_SCALE:g} to {MAX_TILE_SCALE:g} "
+                         f"(the zoom of a large frame before tiling; 1 = native scale), got {scale!r}")
     skip = merged["skip_plain"]
     if isinstance(skip, bool) or not isinstance(skip, (int, float)) or not 0 <= skip < float("inf"):
         raise ValueError(f"detection.skip_plain must be 0 (off) or a positive number of deviations, got {skip!r}")
