@@ -83,9 +83,11 @@ def main() -> None:
     print(f"crops alone: {len(crops)} test boxes, recall {alone['recall']} at the threshold", flush=True)
     int8 = _int8(run.artifacts + "/model.onnx", ws, plan, args.threads)
     zoom = args.tile_scale or training_zoom(ws, plan, model.metadata.input_size)
-    configs = {"fp32": (model, {}), "fp32_zoomed": (model, {"tile_scale": zoom}),
-               "fp32_zoomed_skip_plain": (model, {"tile_scale": zoom, "skip_plain": SKIP_Z}),
-               "int8_zoomed_skip_plain": (int8, {"tile_scale": zoom, "skip_plain": SKIP_Z})}
+    # A mosaic holds all 632 test boxes: the runtime's cap of boxes per frame (max_boxes, 100) would hide most.
+    cap = {"max_boxes": 4 * len(crops)} if args.frames == "mosaic" else {}
+    configs = {"fp32": (model, cap), "fp32_zoomed": (model, {**cap, "tile_scale": zoom}),
+               "fp32_zoomed_skip_plain": (model, {**cap, "tile_scale": zoom, "skip_plain": SKIP_Z}),
+               "int8_zoomed_skip_plain": (int8, {**cap, "tile_scale": zoom, "skip_plain": SKIP_Z})}
     made = mosaic_frames(test, plan, args.mosaics) if args.frames == "mosaic" else paste_frames(crops, args.per_frame)
     frames = _on_frames(configs, made, rule)
     ratios = {c: None if not alone["recall"]["threshold"] else
