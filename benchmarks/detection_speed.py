@@ -164,10 +164,14 @@ def _paste(frame: Image.Image, rng: np.random.Generator) -> tuple[int, int, int,
 
 
 def paste_crop(frame: Image.Image, crop: np.ndarray, x: int, y: int) -> tuple[int, int, int, int]:
-    """Paste a greyscale defect crop (H, W) at (x, y), levelled to the surface and feathered; its box."""
+    """Paste a greyscale defect crop (H, W) at (x, y), levelled and feathered; its box.
+
+    Levelled by the crop's rim (its outer 2 pixels, mostly the surface around the defect), not its median: a
+    dark patch filling its box stays dark against the surface instead of being lifted to it."""
     h, w = crop.shape
     background = np.asarray(frame.crop((x, y, x + w, y + h)), dtype=np.float32)
-    crop = crop - np.median(crop) + np.median(background)  # levelled: the defect, not a grey patch, stands out
+    rim = np.concatenate([crop[:2].ravel(), crop[-2:].ravel(), crop[:, :2].ravel(), crop[:, -2:].ravel()])
+    crop = crop - np.median(rim) + np.median(background)
     mask = Image.new("L", (w, h), 0)
     mask.paste(255, (2, 2, max(3, w - 2), max(3, h - 2)))
     alpha = np.asarray(mask.filter(ImageFilter.GaussianBlur(1.5)), dtype=np.float32) / 255
