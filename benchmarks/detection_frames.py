@@ -46,6 +46,7 @@ from benchmarks.common import CITATIONS, write_result
 from benchmarks.detection_speed import SKIP_Z, paste_crop, synthetic_surface
 from benchmarks.training_bench import CACHE
 from inspectloop.datasets import load_version
+from inspectloop.detect.data import training_zoom
 from inspectloop.detect.run import plan_detection
 from inspectloop.runtime import EdgeModel
 from inspectloop.runtime.detection import detect_frame, overlap
@@ -83,12 +84,12 @@ def main() -> None:
     alone = _on_own_images(model, test, plan, rule)
     print(f"crops alone: {len(crops)} test boxes, recall {alone['recall']} at the threshold", flush=True)
     int8 = _int8(run.artifacts + "/model.onnx", ws, plan, args.threads)
-    zoom = args.tile_scale or training_zoom(ws, plan, model.metadata.input_size)
+    zoom = args.tile_scale or run_zoom(ws, plan, model.metadata.input_size)
     frames, ratios = {}, {}
     for kind in args.frames:
         # A mosaic holds all 632 test boxes: the runtime's cap of boxes per frame (max_boxes, 100) would hide most.
         cap = {"max_boxes": 4 * len(crops)} if kind == "mosaic" else {}
-        configs = {"fp32": (model, cap), "fp32_zoomed": (model, {**cap, "tile_scale": zoom}),
+        configs = {"fp32": (model, {**cap, "tile_scale": 1.0}), "fp32_zoomed": (model, {**cap, "tile_scale": zoom}),
                    "fp32_zoomed_skip_plain": (model, {**cap, "tile_scale": zoom, "skip_plain": SKIP_Z}),
                    "int8_zoomed_skip_plain": (int8, {**cap, "tile_scale": zoom, "skip_plain": SKIP_Z})}
         made = mosaic_frames(test, plan, args.mosaics) if kind == "mosaic" else paste_frames(crops, args.per_frame)
@@ -117,11 +118,10 @@ def main() -> None:
     ws.close()
 
 
-def training_zoom(ws: Workspace, plan: Any, input_size: int) -> float:
-    """The median zoom of the run's training images: each is held at the input size (input / its longer side)."""
+def run_zoom(ws: Workspace, plan: Any, input_size: int) -> float:
+    """The zoom the run's training images are held at (the product's default ``tile_scale``)."""
     records = ws.db.images.get_many([item.sha256 for item in plan.splits["train"]])
-    sides = [max(r.width, r.height) for r in records.values()]
-    return round(float(np.median([input_size / side for side in sides])), 4)
+    return training_zoom([(r.width, r.height) for r in records.values()], input_size)
 
 
 def _int8(path: str, ws: Workspace, plan: Any, threads: int) -> EdgeModel:

@@ -11,7 +11,7 @@ from PIL import Image
 
 from inspectloop.detect.assign import assign, box_iou
 from inspectloop.detect.augment import BoxAugment, clip_boxes, zoom
-from inspectloop.detect.data import make_frame, training_view
+from inspectloop.detect.data import make_frame, training_view, training_zoom
 from inspectloop.detect.loss import giou_loss
 from inspectloop.detect.metrics import Boxes, coco_map, image_rates
 from inspectloop.runtime.detection import merge_across_tiles, nms, select, tile_starts, tiles_of
@@ -110,6 +110,24 @@ def test_training_views_of_a_large_frame_are_tiles_with_their_boxes() -> None:
         assert tile.size == (64, 64)
         for x0, y0, x1, y1 in boxes.round().astype(int):
             assert np.asarray(tile)[y0:y1, x0:x1].min() == 255
+
+
+def test_a_large_frame_is_held_at_the_runs_tile_scale_with_its_boxes() -> None:
+    image = Image.new("L", (300, 120), 0)
+    image.paste(255, (200, 50, 220, 60))
+    frame = make_frame(image, np.array([[200, 50, 220, 60]]), np.array([0]), "x", 64, tile_scale=1.5)
+    assert frame.image.size == (450, 180) and frame.size == (300, 120)
+    x0, y0, x1, y1 = frame.boxes[0].round().astype(int)
+    assert (x0, y0, x1, y1) == (300, 75, 330, 90) and np.asarray(frame.image)[y0 + 1:y1 - 1, x0 + 1:x1 - 1].min() == 255
+
+
+@pytest.mark.parametrize(("sizes", "expected"), [
+    ([(200, 200)] * 3 + [(4096, 3072)], 1.28),  # crops held at 256: learnt 1.28x larger than native
+    ([(4096, 3072)] * 3 + [(200, 200)], 1.0),  # mostly tiled frames: native scale
+    ([(256, 128)], 1.0), ([(32, 32)], 8.0), ([], 1.0)])  # the zoom is capped at 8
+def test_the_default_tile_scale_is_the_zoom_the_training_images_are_held_at(sizes: list[tuple[int, int]],
+                                                                            expected: float) -> None:
+    assert training_zoom(sizes, 256) == expected
 
 
 def test_coco_map_is_100_for_perfect_boxes_and_lower_for_shifted_ones() -> None:

@@ -67,6 +67,8 @@ def test_the_exported_detector_returns_boxes_and_image_scores(trained: tuple[Wor
     _, result, frame = trained
     model = EdgeModel(result.model_path)
     assert model.metadata.task == "detection" and model.metadata.class_names == ("good", "scratch")
+    # 64-px images fit the 64-px input and 96-px frames are tiled: both are learnt at native scale
+    assert model.metadata.detection["tile_scale"] == result.metrics["tile_scale"] == 1.0
     assert model.signature.state == "unverified"  # signed with the site key
     prediction = model.predict(frame)  # 96 px wide: two tiles
     regions = prediction.regions

@@ -128,7 +128,8 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
         torch.set_num_threads(config.threads)
     preprocess = _preprocess(config)
     thresholds = thresholds_of(config, plan.box_classes)
-    load = _loader(workspace, version, config, plan, progress)
+    zoom = _tile_scale(workspace, config, plan)
+    load = _loader(workspace, version, config, plan, progress, zoom)
     train, val, test = load("train"), load("val"), load("test")
     seed_everything(config.seed)
     model = build_detector(len(plan.box_classes), backbone=config.backbone, input_size=config.input_size)
@@ -148,14 +149,14 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     predicted = predict_frames(model, test, preprocess, tile_overlap=config.tile_overlap, nms_iou=config.nms_iou)
     test_metrics = summary(truth_of(test), predicted, plan.box_classes, thresholds, calibration.review_from)
     progress("export", {})
-    model_path = _export(workspace, version, config, plan, run_id, run_dir, model, calibration, val or train)
+    model_path = _export(workspace, version, config, plan, run_id, run_dir, model, calibration, val or train, zoom)
     report = run_dir / "report" / "detection.json"
     report.parent.mkdir(parents=True, exist_ok=True)
     metrics = {"task": "detect", "test": {**test_metrics, "report": str(report)},
                "classes": list(plan.box_classes), "annotated_images": plan.annotated_images,
                "history": training.history, "best_epoch": training.best_epoch,
                "train_seconds": round(training.seconds, 1), "resumed_from_epoch": training.resumed_from,
-               "stopped_at_budget": training.stopped_at_budget,
+               "stopped_at_budget": training.stopped_at_budget, "tile_scale": zoom,
                "thresholds": thresholds, "review_from": calibration.review_from,
                "box_calibration": calibration.details}
     atomic_write_text(report, json.dumps(metrics, indent=2))
@@ -182,8 +183,17 @@ def _preprocess(config: TrainConfig) -> Any:
     return Preprocess(config.input_size, spec.mean, spec.std)
 
 
+def _tile_scale(workspace: Workspace, config: TrainConfig, plan: DetectionPlan) -> float:
+    """The run's ``tile_scale``: the configured one, else the zoom its training images are held at."""
+    from inspectloop.detect.data import training_zoom
+    if config.tile_scale is not None:
+        return float(config.tile_scale)
+    records = workspace.db.images.get_many([item.sha256 for item in plan.splits["train"]])
+    return training_zoom([(r.width, r.height) for r in records.values()], config.input_size)
+
+
 def _loader(workspace: Workspace, version: DatasetVersion, config: TrainConfig, plan: DetectionPlan,
-            progress: Progress) -> Callable[[str], list[Frame]]:
+            progress: Progress, tile_scale: float) -> Callable[[str], list[Frame]]:
     from inspectloop.detect.data import load_frames
     from inspectloop.runtime.images import load_image
     mode = colour_mode(workspace, version, config)
@@ -193,12 +203,12 @@ def _loader(workspace: Workspace, version: DatasetVersion, config: TrainConfig, 
         return load_frames(digests, plan.boxes, plan.labels,
                            lambda digest: load_image(workspace.blobs.get(digest), name=digest[:12], mode=mode),
                            config.input_size,
-                           lambda n, total: progress("load", {"split": split, "done": n, "total": total}))
+                           lambda n, total: progress("load", {"split": split, "done": n, "total": total}), tile_scale)
     return load
 
 
 def _export(workspace: Workspace, version: DatasetVersion, config: TrainConfig, plan: DetectionPlan, run_id: str,
-            run_dir: Path, model: Any, calibration: BoxCalibration, frames: list[Frame]) -> Path:
+            run_dir: Path, model: Any, calibration: BoxCalibration, frames: list[Frame], tile_scale: float) -> Path:
     from inspectloop.export import export_detector
     from inspectloop.keys import site_signing_key
     from inspectloop.models.backbones import backbone_spec
@@ -207,7 +217,7 @@ def _export(workspace: Workspace, version: DatasetVersion, config: TrainConfig, 
         task=DETECTION, model_name=workspace.config.name, model_version=run_id, class_names=plan.class_names,
         good_class=plan.class_names[0], input_size=config.input_size, mean=spec.mean, std=spec.std,
         thresholds=calibration.thresholds, colour_mode=colour_mode(workspace, version, config),
-        detection={"tile_overlap": config.tile_overlap, "nms_iou": config.nms_iou,
+        detection={"tile_overlap": config.tile_overlap, "nms_iou": config.nms_iou, "tile_scale": tile_scale,
                    "min_score": min(calibration.review_from.values()), "review_from": calibration.review_from},
         dataset_version=version.name, run_id=run_id, code_version=code_version(), created_at=now_iso())
     step = max(1, len(frames) // _PARITY_FRAMES)

@@ -136,6 +136,10 @@ class TrainConfig(BaseModel):
                                      "224 x 576 for 500 x 1260 px parts; a multiple of 16")
     tile_overlap: int = Field(64, ge=0, le=1024, description="detect: pixels shared by neighbouring tiles of a "
                                                              "frame larger than the model input")
+    tile_scale: float | None = Field(None, ge=0.125, le=8, description="detect: zoom of a frame larger than the model "
+                                     "input before it is tiled, in training and at the edge (default: the zoom the "
+                                     "training images are held at: input / longer side for images that fit the "
+                                     "input, 1 for larger frames; their median)")
     box_threshold: float = Field(0.25, gt=0, lt=1, description="detect: box confidence a box needs to be shown "
                                                                 "and to reject the frame, for a class too rare on "
                                                                 "validation frames to calibrate (per class: "
