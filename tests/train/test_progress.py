@@ -190,3 +190,13 @@ def test_a_run_still_training_is_not_resumed(ws: Workspace) -> None:
                    pid=os.getpid(), host=socket.gethostname())  # this very process: alive
     with pytest.raises(TrainingError, match="run run-live is still training"):
         train(ws, TrainConfig(**TINY), resume="run-live")
+
+
+def test_the_estimate_counts_the_heads_refit_after_each_training() -> None:
+    from inspectloop.train.estimate import StepTimes, estimate
+    steps = StepTimes(train_step=2.0, predict_image=0.01, batch_size=10, batches=3)
+    epochs = 3 * (10 * 2.0 + 50 * 0.01)  # 100 training images: 10 steps; 50 validation images scored
+    plain = estimate(steps, [(100, 3)], 50, TrainConfig(head_refit=False))
+    refit = estimate(steps, [(100, 3)], 50, TrainConfig(head_refit=True))
+    assert plain.seconds == pytest.approx(epochs)
+    assert refit.seconds == pytest.approx(epochs + 150 * 0.01) and refit.epoch_seconds == plain.epoch_seconds

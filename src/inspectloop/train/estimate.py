@@ -91,11 +91,14 @@ def measure_steps(model: Classifier, train: ImageSet, val: ImageSet, preprocess:
 
 def estimate(steps: StepTimes, trainings: Sequence[tuple[int, int]], val_images: int, config: TrainConfig) -> Estimate:
     """The time of ``trainings`` (training images, epochs still to run: one pair per model, the shipped one
-    last). Probe mode: one scoring pass over the training views and the validation images per model."""
+    last), with the head's refit after each (``head_refit``). Probe mode: one scoring pass over the training
+    views and the validation images per model."""
     if config.mode == "probe":
         seconds = sum((images * config.probe_views + val_images) * steps.predict_image for images, _ in trainings)
         return Estimate(seconds, sum(epochs for _, epochs in trainings), 0.0, steps)
     seconds = sum(epochs * steps.epoch_seconds(images, val_images) for images, epochs in trainings)
+    if config.head_refit:  # then one scoring pass over its training and validation images per model
+        seconds += sum((images + val_images) * steps.predict_image for images, _ in trainings)
     shipped = trainings[-1][0] if trainings else 0
     return Estimate(seconds, sum(epochs for _, epochs in trainings), steps.epoch_seconds(shipped, val_images), steps)
 
