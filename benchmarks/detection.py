@@ -89,7 +89,7 @@ def main() -> None:
                          threads=args.threads, seed=0, lr=args.lr, precision=args.precision,
                          channels_last=not args.float_layout, max_minutes=args.max_minutes)
     started = time.perf_counter()
-    result = train(ws, config, dataset=version.name, progress=_show)
+    result = train(ws, config, dataset=version.name, progress=show_progress)
     wall = round(time.perf_counter() - started, 1)
     test = result.metrics["test"]
     latency = measure(result.model_path, test_images(), args.latency_iterations)
@@ -176,7 +176,8 @@ def side_by_side(ours: dict[str, Any], latency: dict[str, Any], peer: dict[str, 
             "latency_goal_met": full <= bare}
 
 
-def _show(stage: str, info: dict) -> None:
+def show_progress(stage: str, info: dict) -> None:
+    """A detection run's epochs and stages, one line each."""
     if stage == "epoch":
         print(f"  epoch {info['epoch'] + 1}/{info['epochs']} loss {info['loss']:.3f} (cls {info['cls']:.3f}, box "
               f"{info['box']:.3f}) val mAP50 {info['val_map50']} at {info['seconds']} s", flush=True)

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.common import CITATIONS, RESULTS, machine, magnetic_tile_items, require, write_result
+from benchmarks.detection import show_progress
 from benchmarks.magnetic_tile import PLAN
 from benchmarks.training_bench import CACHE
 from inspectloop.datasets import create_version
@@ -59,7 +60,7 @@ def main() -> None:
                          threads=args.threads, seed=0, lr=args.lr, precision="bf16", channels_last=True,
                          max_minutes=args.max_minutes)
     started = time.perf_counter()
-    result = train(ws, config, dataset=version.name, progress=_show)
+    result = train(ws, config, dataset=version.name, progress=show_progress)
     wall = round(time.perf_counter() - started, 1)
     test = result.metrics["test"]
     images = image_level(ws, version, result.model_path, args.threads)
@@ -130,14 +131,6 @@ def classifier_figures() -> dict[str, Any]:
     mean = {c: round(float(np.mean([r["per_class_recall"][c] for r in rows])), 4) for c in classes}
     return {"recipe": "finetune 192 px, standardised, head refitted (top-class recall)", "seeds": rows,
             "mean_per_class_recall": mean}
-
-
-def _show(stage: str, info: dict) -> None:
-    if stage == "epoch":
-        print(f"  epoch {info['epoch'] + 1}/{info['epochs']} loss {info['loss']:.3f} val mAP50 {info['val_map50']} "
-              f"at {info['seconds']} s", flush=True)
-    elif stage in ("evaluate", "export"):
-        print(f"  {stage}", flush=True)
 
 
 if __name__ == "__main__":
