@@ -14,7 +14,10 @@ Small enough for about ten minutes of two shared CPU cores: 96 px images, probe 
 frozen trunk's features: the ordinal targets act on that head alone); ``--mode finetune --epochs 6`` trains
 the trunk's later blocks too (about 2 minutes an epoch on two busy cores).
 
-    python -m benchmarks.graded [--per-class 150] [--mode probe] [--epochs 6 (fine-tuning)] [--seeds 0 1 2]
+    python -m benchmarks.graded [--per-class 150] [--mode probe] [--epochs 6 (fine-tuning)] [--seeds 0 1 2] [--name N]
+
+A fine-tune ends with the probe's head refitted on the tuned trunk (the default since 2026-12-01), so the
+ordinal variant's head is the ordinal probe's on the tuned features.
 """
 
 from __future__ import annotations
@@ -111,6 +114,7 @@ def main() -> None:
     parser.add_argument("--mode", choices=("probe", "finetune"), default="probe")
     parser.add_argument("--epochs", type=int, default=6, help="fine-tuning epochs (a probe fits to convergence)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--name", default=None, help="result file (default: graded, or graded_finetune)")
     args = parser.parse_args()
     started = time.perf_counter()
     runs = []
@@ -128,7 +132,7 @@ def main() -> None:
                                      "test_false_reject_rate", "wrong_grades_more_than_one_step",
                                      "wrong_grades_one_step", "test_macro_recall")}
                for variant in ("off", "on")}
-    write_result("graded", {
+    write_result(args.name or ("graded" if args.mode == "probe" else "graded_finetune"), {
         "setup": {"per_class": args.per_class, "classes": list(CLASSES), "size": args.size, "epochs": args.epochs,
                   "mode": args.mode, "seeds": args.seeds, "false_reject_target": FALSE_REJECT_TARGET,
                   "reject_from": REJECT_FROM, "split": "val 0.2 / test 0.25 / calib 0.1 by part",
