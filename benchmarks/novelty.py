@@ -4,7 +4,8 @@
 
 ``--anomaly`` adds a patch-level guard from good parts alone: the image score of inspectloop's anomaly model
 (PatchCore, fitted once on good tiles of exp0..exp4, :func:`anomaly_scores`) in place of the classifier's
-embedding distance, at the same review rates (issue 17 also asks for ensembling with the anomaly score).
+embedding distance, at the same review rates (issue 17 also asks for ensembling with the anomaly score); and
+``both``: the good-bank embedding guard and the anomaly guard together, each at half the rate.
 
 For each defect class in turn, that class is left out of the classifier's training (and of the guard's
 bank and threshold). Split (the issue's): train from sessions exp0..exp4, test = exp5 + exp6. Of the
@@ -104,6 +105,7 @@ def extract_features(size: int, standardise: bool = False, threads: int = 2) -> 
 
 
 ANOMALY = "anomaly"  # GuardSetting.embedding for the anomaly model's image score
+BOTH = "embedding+anomaly"  # GuardSetting.embedding for the two guards together, each at half the rate
 ANOMALY_BANK_SHARE = 0.65  # of the good tiles of exp0..exp4 banked; the rest set the threshold
 
 
@@ -224,6 +226,8 @@ def _guarded(features: dict[str, np.ndarray], split: dict[str, np.ndarray], mask
     good images for a good-only bank) on the test set."""
     if setting.embedding == ANOMALY:
         threshold, scores, described = _anomaly_guard(features, split, setting.rate)
+    elif setting.embedding == BOTH:
+        threshold, scores, described = _both_guards(features, split, setting.rate)
     else:
         threshold, scores, described = _embedding_guard(features, split, setting)
     result = {"test_images": {name: int(mask.sum()) for name, mask in masks.items()},
@@ -271,6 +275,18 @@ def _anomaly_guard(features: dict[str, np.ndarray], split: dict[str, np.ndarray]
     threshold = conformal_threshold(held, rate)  # the embedding guard's rule, on the anomaly scores
     return threshold, scores[split["test"]], {"bank": int(features["anomaly_banked"].sum()), "held_out": len(held),
                                               "held_out_over_threshold": float(np.mean(held > threshold))}
+
+
+def _both_guards(features: dict[str, np.ndarray], split: dict[str, np.ndarray],
+                 rate: float) -> tuple[float, np.ndarray, dict[str, Any]]:
+    """The good-bank embedding guard and the anomaly guard together, each at ``rate / 2`` (so at most ``rate`` of
+    good parts go to review, by the union bound): a part is novel when either score passes its own threshold,
+    i.e. when the larger of score / threshold exceeds 1."""
+    embedding, embedded, described = _embedding_guard(features, split, GuardSetting(GUARD, rate / 2, bank="good"))
+    anomaly, scored, _ = _anomaly_guard(features, split, rate / 2)
+    combined = np.maximum(embedded / max(embedding, 1e-12), scored / max(anomaly, 1e-12))
+    return 1.0, combined, {**described, "embedding_threshold": embedding, "anomaly_threshold": anomaly,
+                           "each_rate": rate / 2}
 
 
 def macro_recall(labels: np.ndarray, predicted: np.ndarray, classes: int) -> float:
@@ -334,7 +350,8 @@ class GuardSetting(NamedTuple):
 MEASURED = {**{f"guard@{rate:g}": GuardSetting(GUARD, rate) for rate in RATES},
             **{f"pooled@{rate:g}": GuardSetting("pooled", rate) for rate in (0.01, 0.05)},
             **{f"good_bank@{rate:g}": GuardSetting(GUARD, rate, bank="good") for rate in RATES}}
-ANOMALY_GUARDS = {f"anomaly@{rate:g}": GuardSetting(ANOMALY, rate, bank="good") for rate in RATES}
+ANOMALY_GUARDS = {**{f"anomaly@{rate:g}": GuardSetting(ANOMALY, rate, bank="good") for rate in RATES},
+                  **{f"both@{rate:g}": GuardSetting(BOTH, rate, bank="good") for rate in RATES}}
 TRUNKS = {"plain": False, "standardised": True}
 # The guard changes tried (the embedding's block and pooling, and k), chosen for each left-out class and rate on
 # sessions exp0..exp4 alone (choose_guard): never on the test sessions, never on the left-out class.
@@ -458,7 +475,9 @@ def main() -> None:
                                          "(results.<trunk>.chosen_guards)",
                                "anomaly": "with --anomaly: the image score of inspectloop's PatchCore fitted on 65% "
                                           "of the good tiles of exp0..exp4 (defaults, 256 px), threshold at the "
-                                          "rate on the other 35%: a patch-level guard from good parts only"}},
+                                          "rate on the other 35%: a patch-level guard from good parts only",
+                               "both": "with --anomaly: good_bank and anomaly together, each at half the rate; "
+                                       "a part is novel when either passes its threshold"}},
         "policies": {"top1": "classifier alone: pass when the top class is Free (a run without a calibration split)",
                      "band_alpha1_pac": "the run's default review band (1% escapes, PAC at 90%): this calibration "
                                         "split cannot certify it, so nothing passes with or without the guard",
