@@ -337,7 +337,7 @@ def test_undelivered_decisions_wait_in_the_outbox_for_the_next_start(workspace: 
     port = free_port()
     link = CuttableLink(free_port(), port)
     line = parse_line_config({"cameras": [_camera(frames)], "publish": {
-        "mqtt": {"host": "127.0.0.1", "port": link.port, "topic": "t", "connect_timeout_s": 0.5},
+        "mqtt": {"host": "127.0.0.1", "port": link.port, "topic": "t", "connect_timeout_s": 2},
         "deadline_ms": 5000}})
     with mqtt_broker(port):
         link.restore()
