@@ -46,8 +46,7 @@ from benchmarks.common import CITATIONS, write_result
 from benchmarks.detection_speed import SKIP_Z, paste_crop, synthetic_surface
 from benchmarks.training_bench import CACHE
 from inspectloop.datasets import load_version
-from inspectloop.detect.data import training_zoom
-from inspectloop.detect.run import plan_detection
+from inspectloop.detect.run import held_zoom, plan_detection
 from inspectloop.runtime import EdgeModel
 from inspectloop.runtime.detection import detect_frame, overlap
 from inspectloop.runtime.images import load_image
@@ -84,7 +83,7 @@ def main() -> None:
     alone = _on_own_images(model, test, plan, rule)
     print(f"crops alone: {len(crops)} test boxes, recall {alone['recall']} at the threshold", flush=True)
     int8 = _int8(run.artifacts + "/model.onnx", ws, plan, args.threads)
-    zoom = args.tile_scale or run_zoom(ws, plan, model.metadata.input_size)
+    zoom = args.tile_scale or held_zoom(ws, plan, model.metadata.input_size)
     frames, ratios = {}, {}
     for kind in args.frames:
         # A mosaic holds all 632 test boxes: the runtime's cap of boxes per frame (max_boxes, 100) would hide most.
@@ -116,12 +115,6 @@ def main() -> None:
     }
     write_result("detection_frames", payload)
     ws.close()
-
-
-def run_zoom(ws: Workspace, plan: Any, input_size: int) -> float:
-    """The zoom the run's training images are held at (the product's default ``tile_scale``)."""
-    records = ws.db.images.get_many([item.sha256 for item in plan.splits["train"]])
-    return training_zoom([(r.width, r.height) for r in records.values()], input_size)
 
 
 def _int8(path: str, ws: Workspace, plan: Any, threads: int) -> EdgeModel:

@@ -185,11 +185,14 @@ def _preprocess(config: TrainConfig) -> Any:
 
 def _tile_scale(workspace: Workspace, config: TrainConfig, plan: DetectionPlan) -> float:
     """The run's ``tile_scale``: the configured one, else the zoom its training images are held at."""
+    return float(config.tile_scale) if config.tile_scale is not None else held_zoom(workspace, plan, config.input_size)
+
+
+def held_zoom(workspace: Workspace, plan: DetectionPlan, input_size: int) -> float:
+    """The zoom ``plan``'s training images are held at for a model of ``input_size`` (the default ``tile_scale``)."""
     from inspectloop.detect.data import training_zoom
-    if config.tile_scale is not None:
-        return float(config.tile_scale)
     records = workspace.db.images.get_many([item.sha256 for item in plan.splits["train"]])
-    return training_zoom([(r.width, r.height) for r in records.values()], config.input_size)
+    return training_zoom([(r.width, r.height) for r in records.values()], input_size)
 
 
 def _loader(workspace: Workspace, version: DatasetVersion, config: TrainConfig, plan: DetectionPlan,
