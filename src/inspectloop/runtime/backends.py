@@ -46,6 +46,7 @@ OUTPUT_ATOL = 1e-4
 LOGITS = "logits"
 PRECISIONS = ("native", "f32")  # the CPU's fastest precision, then (OpenVINO asked for by name) float32
 PROBES = 8  # image-like probes per check: the same ones on every load, on every machine
+_warned: set[tuple[str, str]] = set()  # (model, reason) fallbacks already logged by this process
 
 
 class Runner(Protocol):
@@ -245,5 +246,7 @@ def _fallback(asked: str, session: Any, label: str, why: str) -> BackendChoice:
         raise BackendError(f"{label}: the OpenVINO backend was asked for, but {why}",
                            f"run on onnxruntime (unset {BACKEND_ENV} or set it to onnxruntime), or re-export "
                            "the model and report the difference")
-    log.warning("%s: running on onnxruntime: %s", label, why)
+    if (label, why) not in _warned:  # one warning per model and reason: a job that loads a model thrice says it once
+        _warned.add((label, why))
+        log.warning("%s: running on onnxruntime: %s", label, why)
     return BackendChoice("onnxruntime", session, why)
