@@ -6,8 +6,9 @@ For NEU-DET and magnetic tile: frozen EfficientNet-Lite0 features of every image
 benchmarks/cache), a stratified 80% training set, and label noise seeded into it at 5% and 10%, uniform
 (any other class) and class-conditional (each class flips only to its look-alike partner, e.g. Crack <->
 Break). Out-of-fold probabilities (5-fold logistic regression) are computed once per setting; inspectloop's
-``find_label_issues`` and cleanlab's ``find_label_issues`` (defaults, in its own venv: setup with
-``bash benchmarks/peers/setup_cleanlab.sh``) read the same probabilities. Precision / recall / F1 of the
+``find_label_issues`` and cleanlab's ``find_label_issues`` (in its own venv: setup with
+``bash benchmarks/peers/setup_cleanlab.sh``; its defaults, and ``filter_by="both"``, the filter inspectloop
+uses) read the same probabilities. Precision / recall / F1 of the
 flagged examples against the flipped ones, mean over seeds. "Real cases": what the estimate flags among the
 datasets' own labels (no noise seeded), top 20 listed for a person to check. "Retraining": test macro recall
 on the held-out 20% of a linear probe (the same pipeline) trained on the clean, the noisy and the settled
@@ -87,8 +88,9 @@ def scores(flagged: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     return {"precision": precision, "recall": recall, "f1": f1, "flagged": int(flagged.sum()), "flipped": int(truth.sum())}
 
 
-def run_cleanlab(settings: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarray]:
-    """cleanlab's flags for each (labels, probabilities), in its own venv and process."""
+def run_cleanlab(settings: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """cleanlab's flags for each (labels, probabilities), with its defaults and with ``filter_by="both"``, in its
+    own venv and process."""
     if not CLEANLAB_PYTHON.exists():
         raise SystemExit(f"{CLEANLAB_PYTHON} missing: bash benchmarks/peers/setup_cleanlab.sh")
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,7 +100,7 @@ def run_cleanlab(settings: list[tuple[np.ndarray, np.ndarray]]) -> list[np.ndarr
         subprocess.run([str(CLEANLAB_PYTHON), str(REPO / "benchmarks" / "peers" / "cleanlab_run.py"),
                         str(source), str(target)], check=True)
         data = np.load(target)
-        return [data[f"issues_{i}"].astype(bool) for i in range(len(settings))]
+        return [(data[f"issues_{i}"].astype(bool), data[f"issues_both_{i}"].astype(bool)) for i in range(len(settings))]
 
 
 def macro_recall_after_training(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
@@ -144,10 +146,12 @@ def measure(name: str, seeds: int) -> dict[str, Any]:
                 settings.append((noisy, probs))
     peer = run_cleanlab(settings)
     results: dict[str, Any] = {}
-    for (kind, rate, _seed, truth, ours, retrained), theirs in zip(cases, peer, strict=True):
-        entry = results.setdefault(f"{kind}@{rate:.2f}", {"inspectloop": [], "cleanlab": [], "retraining": []})
+    for (kind, rate, _seed, truth, ours, retrained), (theirs, theirs_both) in zip(cases, peer, strict=True):
+        entry = results.setdefault(f"{kind}@{rate:.2f}", {"inspectloop": [], "cleanlab": [], "cleanlab_both": [],
+                                                          "retraining": []})
         entry["inspectloop"].append(scores(ours, truth))
         entry["cleanlab"].append(scores(theirs, truth))
+        entry["cleanlab_both"].append(scores(theirs_both, truth))
         entry["retraining"].append(retrained)
     summary = {key: {side: _mean(runs) for side, runs in entry.items()} for key, entry in results.items()}
     for entry in summary.values():  # the share of the summed loss, not a mean of ratios of tiny losses
@@ -189,7 +193,7 @@ def main() -> None:
         for key, sides in datasets[name]["settings"].items():
             r = sides["retraining"]
             print(f"{name:14s} {key:24s} inspectloop F1 {sides['inspectloop']['f1']:.3f}  "
-                  f"cleanlab F1 {sides['cleanlab']['f1']:.3f}  test macro recall clean {r['clean']:.4f} "
+                  f"cleanlab F1 {sides['cleanlab']['f1']:.3f} (both {sides['cleanlab_both']['f1']:.3f})  test macro recall clean {r['clean']:.4f} "
                   f"noisy {r['noisy']:.4f} settled {r['settled']:.4f} (recovered {r['recovered_share']})")
     write_result("label_quality", {"citations": {n: CITATIONS[n] for n in datasets}, "datasets": datasets,
                                    "noise": "a fraction of each class's training images flipped: uniform = to any "

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from inspectloop.errors import LabelError
-from inspectloop.labelquality.confident import confident_joint, find_label_issues, label_quality
+from inspectloop.labelquality.confident import by_class, by_noise_rate, confident_joint, find_label_issues, label_quality
 from inspectloop.labelquality.probabilities import out_of_fold_probabilities
 
 
@@ -52,6 +52,23 @@ def test_thresholds_are_the_mean_self_confidence_and_the_joint_counts_confident_
     assert np.allclose(thresholds, [0.8, 0.45])
     # [0.7, 0.3] reaches neither threshold, so it is not counted; the last example counts as a confident 0.
     assert joint.tolist() == [[1, 0], [1, 1]]
+
+
+def test_an_example_is_flagged_only_when_both_prunings_pick_it() -> None:
+    labels = np.array([0, 0, 0, 1, 2])
+    probabilities = np.array([[0.35, 0.05, 0.60],   # A: labelled 0, looks 2 most
+                              [0.20, 0.45, 0.35],   # B: labelled 0, least confident in 0, looks 1
+                              [0.90, 0.05, 0.05], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8]])
+    given = probabilities[np.arange(5), labels]
+    one_to_two = np.zeros((3, 3), dtype=np.int64)
+    one_to_two[0, 2] = 1  # the estimate: one example labelled 0 is truly 2
+    # Noise rate picks A (largest p_2 - p_0); by class picks B (lowest p_0): they disagree, nothing is flagged.
+    assert by_noise_rate(labels, probabilities, given, one_to_two).tolist() == [True, False, False, False, False]
+    assert by_class(labels, given, one_to_two).tolist() == [False, True, False, False, False]
+    two = one_to_two.copy()
+    two[0, 1] = 1  # and one more truly 1: noise rate picks B for it, by class takes the two least confident
+    both = by_noise_rate(labels, probabilities, given, two) & by_class(labels, given, two)
+    assert both.tolist() == [True, True, False, False, False]
 
 
 @pytest.mark.parametrize("rank_by, expected", [("self_confidence", [0.9, 0.2, 0.6]),

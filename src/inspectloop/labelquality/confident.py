@@ -9,10 +9,17 @@ Northcutt, Jiang & Chuang, "Confident Learning: Estimating Uncertainty in Datase
    model's self-confidence on that class).
 3. Confident joint C[i, j]: examples labelled i whose probability of j reaches t_j (argmax among the
    classes that do). Calibrated so each row sums to the count of label i, then normalised to the joint.
-4. Prune by noise rate: for each off-diagonal (i, j), the round(N * Q[i, j]) examples labelled i with
-   the largest margin p_j - p_i are flagged; an example whose most probable class is its label is not.
+4. Prune by noise rate *and* by class (the paper's C_both): for each off-diagonal (i, j), the
+   round(N * Q[i, j]) examples labelled i with the largest margin p_j - p_i are candidates; of those, an
+   example is flagged only when it is also among the sum_j round(N * Q[i, j]) examples labelled i with the
+   lowest self-confidence; an example whose most probable class is its label never is.
 5. Rank the flagged examples: lowest self-confidence (p of the given label) first, or by normalized
    margin (p_given - max other), most negative first.
+
+Why both filters: on seeded noise in NEU and magnetic tile (``benchmarks.label_quality``, on seeds the
+benchmark does not report), pruning by noise rate alone (cleanlab's default) flagged 2-5 points more false
+alarms for about one point more recall; requiring both raised F1 on all eight settings and settling the
+flagged labels won back as much test recall as before.
 """
 
 from __future__ import annotations
@@ -84,27 +91,40 @@ def calibrated_joint(labels: np.ndarray, joint: np.ndarray) -> np.ndarray:
 
 def find_label_issues(labels: np.ndarray, probabilities: np.ndarray, *,
                       rank_by: RankBy = "self_confidence") -> LabelIssues:
-    """Flag the examples whose given label is probably wrong (confident learning, prune by noise rate)."""
+    """Flag the examples whose given label is probably wrong (confident learning, pruned by noise rate and by class)."""
     labels, probabilities = check_probabilities(labels, probabilities)
     n, k = probabilities.shape
     thresholds, joint = confident_joint(labels, probabilities)
     noise = calibrated_joint(labels, joint)
-    flagged = np.zeros(n, dtype=bool)
+    budgets = np.round(noise * n).astype(np.int64)
+    np.fill_diagonal(budgets, 0)
     given = probabilities[np.arange(n), labels]
-    for i in range(k):
-        members = np.flatnonzero(labels == i)
-        for j in range(k):
-            budget = int(round(noise[i, j] * n))
-            if i == j or budget == 0 or len(members) == 0:
-                continue
-            margin = probabilities[members, j] - given[members]
-            flagged[members[np.argsort(-margin, kind="stable")[:budget]]] = True
+    flagged = by_noise_rate(labels, probabilities, given, budgets) & by_class(labels, given, budgets)
     suggested = probabilities.argmax(axis=1)
     flagged &= suggested != labels
     quality = label_quality(labels, probabilities, rank_by)
     order = np.flatnonzero(flagged)
     order = order[np.argsort(quality[order], kind="stable")]
     return LabelIssues(order, quality, suggested, thresholds, joint, noise)
+
+
+def by_noise_rate(labels: np.ndarray, probabilities: np.ndarray, given: np.ndarray, budgets: np.ndarray) -> np.ndarray:
+    """(N,) bool: for each (given i, true j), the ``budgets[i, j]`` examples labelled i with the largest p_j - p_i."""
+    out = np.zeros(len(labels), dtype=bool)
+    for i, j in zip(*np.nonzero(budgets)):
+        members = np.flatnonzero(labels == i)
+        margin = probabilities[members, j] - given[members]
+        out[members[np.argsort(-margin, kind="stable")[:budgets[i, j]]]] = True
+    return out
+
+
+def by_class(labels: np.ndarray, given: np.ndarray, budgets: np.ndarray) -> np.ndarray:
+    """(N,) bool: for each given class i, the ``budgets[i].sum()`` examples labelled i least confident in it."""
+    out = np.zeros(len(labels), dtype=bool)
+    for i, budget in enumerate(budgets.sum(axis=1)):
+        members = np.flatnonzero(labels == i)
+        out[members[np.argsort(given[members], kind="stable")[:budget]]] = True
+    return out
 
 
 def label_quality(labels: np.ndarray, probabilities: np.ndarray, rank_by: RankBy = "self_confidence") -> np.ndarray:
