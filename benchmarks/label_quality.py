@@ -1,6 +1,6 @@
 """Label-error finding on seeded label noise: inspectloop's confident learning next to cleanlab's.
 
-    python -m benchmarks.label_quality [--datasets neu_det magnetic_tile] [--seeds 3]
+    python -m benchmarks.label_quality [--datasets neu_det magnetic_tile] [--seeds 10]
 
 For NEU-DET and magnetic tile: frozen EfficientNet-Lite0 features of every image (cached under
 benchmarks/cache), a stratified 80% training set, and label noise seeded into it at 5% and 10%, uniform
@@ -180,7 +180,7 @@ def _mean(runs: list[dict[str, float]]) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(LOADERS), choices=list(LOADERS))
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--features-only", action="store_true", help="Embed and cache the features, then stop.")
     args = parser.parse_args()
     if args.features_only:
