@@ -200,7 +200,8 @@ def main() -> None:
         for key, sides in datasets[name]["settings"].items():
             r = sides["retraining"]
             print(f"{name:14s} {key:24s} inspectloop F1 {sides['inspectloop']['f1']:.3f}  "
-                  f"cleanlab F1 {sides['cleanlab']['f1']:.3f} (both {sides['cleanlab_both']['f1']:.3f})  test macro recall clean {r['clean']:.4f} "
+                  f"cleanlab F1 {sides['cleanlab']['f1']:.3f} (both {sides['cleanlab_both']['f1']:.3f})  "
+                  f"test macro recall clean {r['clean']:.4f} "
                   f"noisy {r['noisy']:.4f} settled {r['settled']:.4f} (recovered {r['recovered_share']}; twice "
                   f"{r['recovered_share_twice']})")
     write_result("label_quality", {"citations": {n: CITATIONS[n] for n in datasets}, "datasets": datasets,
