@@ -17,4 +17,7 @@ if [ "$edge_status" != 0 ] || [[ $edge_summary == *skipped* || $edge_summary != 
 fi
 echo "edge-only venv (.venv-edge, no torch): runtime tests ${edge_summary}"
 
-exec .venv/bin/python -m pytest -q "$@"
+# Two workers (pytest-xdist) by default: most tests wait on one thread, a subprocess or a local server, so a
+# second worker halves the wall time on two cores. A test file stays on one worker (its module fixtures are
+# built once). TEST_WORKERS=0 runs in one process.
+exec .venv/bin/python -m pytest -q -n "${TEST_WORKERS:-2}" --dist loadfile "$@"

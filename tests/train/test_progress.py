@@ -168,7 +168,7 @@ def _gone_pid() -> int:
 @pytest.mark.parametrize(("status", "pid", "host", "age", "expected"), [
     ("finished", None, None, timedelta(days=9), "finished"),
     ("failed", None, None, timedelta(0), "failed"),
-    ("running", os.getpid(), "here", timedelta(days=9), "running"),  # alive on this host: however old its beat
+    ("running", "self", "here", timedelta(days=9), "running"),  # alive on this host: however old its beat
     ("running", "gone", "here", timedelta(0), INTERRUPTED),
     ("running", 1234, "another-host", timedelta(minutes=5), "running"),
     ("running", 1234, "another-host", timedelta(hours=2), INTERRUPTED),
@@ -178,8 +178,8 @@ def test_run_status(status: str, pid: Any, host: str | None, age: timedelta, exp
     import socket
 
     now = datetime.now(UTC)
-    run = _run(status, _gone_pid() if pid == "gone" else pid, socket.gethostname() if host == "here" else host,
-               now - age)
+    pid = {"gone": _gone_pid, "self": os.getpid}.get(pid, lambda: pid)()  # resolved here: test ids stay stable
+    run = _run(status, pid, socket.gethostname() if host == "here" else host, now - age)
     assert run_status(run, now) == expected
 
 
