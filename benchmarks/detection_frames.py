@@ -72,7 +72,7 @@ def main() -> None:
                              "zoom the run's training images were held at, input size / image side)")
     args = parser.parse_args()
     ws = open_workspace(CACHE / "neu-detect")
-    run = _latest_detection_run(ws)
+    run = latest_detection_run(ws)
     model = EdgeModel(run.artifacts + "/model.onnx", threads=args.threads)
     plan = plan_detection(ws, load_version(ws, run.dataset_version))
     test = [(item.sha256, load_image(ws.blobs.get(item.sha256), name=item.sha256[:12], mode="L"))
@@ -82,7 +82,7 @@ def main() -> None:
     rule = _thresholds(model)
     alone = _on_own_images(model, test, plan, rule)
     print(f"crops alone: {len(crops)} test boxes, recall {alone['recall']} at the threshold", flush=True)
-    int8 = _int8(run.artifacts + "/model.onnx", ws, plan, args.threads)
+    int8 = EdgeModel(int8_detector(Path(run.artifacts) / "model.onnx", ws, plan), threads=args.threads)
     zoom = args.tile_scale or held_zoom(ws, plan, model.metadata.input_size)
     frames, ratios = {}, {}
     for kind in args.frames:
@@ -117,18 +117,18 @@ def main() -> None:
     ws.close()
 
 
-def _int8(path: str, ws: Workspace, plan: Any, threads: int) -> EdgeModel:
-    """A static INT8 copy of the run's detector, calibrated on training images (kept beside the run's file)."""
+def int8_detector(path: Path, ws: Workspace, plan: Any) -> Path:
+    """A static INT8 copy of the run's detector, calibrated on 48 training images (kept in the cache)."""
     from inspectloop.export import quantize_detector
     out = CACHE / "detection-frames" / "model-int8.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
     images = [load_image(ws.blobs.get(item.sha256), name=item.sha256[:12], mode="L")
               for item in plan.splits["train"][::max(1, len(plan.splits["train"]) // 48)][:48]]
     quantize_detector(Path(path), images, out, max_score_diff=1.0)
-    return EdgeModel(out, threads=threads)
+    return out
 
 
-def _latest_detection_run(ws: Workspace) -> Any:
+def latest_detection_run(ws: Workspace) -> Any:
     runs = [r for r in ws.db.runs.list() if r.status == "finished" and (r.metrics or {}).get("task") == "detect"]
     if not runs:
         raise SystemExit("no finished detection run in benchmarks/cache/neu-detect: run python -m benchmarks.detection")
