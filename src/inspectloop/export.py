@@ -291,13 +291,17 @@ def export_detector(model: torch.nn.Module, metadata: ModelMetadata, out_path: P
 
 def quantize_detector(model_path: Path, calibration_images: Sequence[Image.Image], out_path: Path, *,
                       parity_images: Sequence[Image.Image] = (), max_score_diff: float = 0.1,
+                      min_agreement: float = 0.0,
                       signing_key: Ed25519PrivateKey | None = None) -> ExportReport:
     """Make a static INT8 (QDQ, per-channel weights) copy of an exported detector at ``out_path``, as
     :func:`quantize_int8` does for classifiers. Activation ranges come from ``calibration_images`` (model
     inputs: tiles of production frames at native scale, not whole frames shrunk). ExportError, and nothing
     written, when a class score on ``parity_images`` (default: the calibration images) differs from the
-    float model's by more than ``max_score_diff``; the report's ``agreement`` is the share of images
-    whose most confident class is the same. Its box accuracy is for the caller to measure (mAP)."""
+    float model's by more than ``max_score_diff``, or when the share of images whose most confident class
+    stays the same (the report's ``agreement``) is below ``min_agreement``. Its box accuracy is for the
+    caller to measure (mAP)."""
+    if not 0.0 <= min_agreement <= 1.0:
+        raise ValueError(f"min_agreement must be in [0, 1], got {min_agreement!r}")
     onnx = require("onnx", "train")
     quantization = require("onnxruntime.quantization", "train", package="onnx")
     float_model = EdgeModel(model_path, threads=_threads(), trusted_keys=_own_key(signing_key), backend=REFERENCE)
@@ -316,11 +320,12 @@ def quantize_detector(model_path: Path, calibration_images: Sequence[Image.Image
         got, signature = _file_outputs(staged, checks, names, signing_key)
         score_diff = float(np.max(np.abs(expected[1].astype(np.float64) - got[1])))
         agreement = float(np.mean(expected[1].max(1).argmax(1) == got[1].max(1).argmax(1)))
-        if score_diff > max_score_diff:
+        if score_diff > max_score_diff or agreement < min_agreement:
             raise ExportError(f"the INT8 detector's class scores differ from the float model's by up to "
-                              f"{score_diff:.3g} (maximum {max_score_diff:g}) on {len(checks)} images",
-                              "calibrate on more tiles that look like production, or deploy the float model; "
-                              "nothing was written")
+                              f"{score_diff:.3g} (maximum {max_score_diff:g}) and its most confident class is the "
+                              f"float model's on {agreement:.1%} of {len(checks)} images (minimum "
+                              f"{min_agreement:.0%})", "calibrate on more tiles that look like production, or "
+                              "deploy the float model; nothing was written")
     return ExportReport(Path(out_path), score_diff, agreement, len(checks), stamped.weights_sha256, len(data), signature)
 
 

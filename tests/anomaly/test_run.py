@@ -119,6 +119,12 @@ def test_a_version_without_a_good_class_is_refused_naming_its_classes(tmp_path: 
     workspace.close()
 
 
+def test_int8_is_refused_for_an_anomaly_model_before_anything_is_recorded(ws: Workspace) -> None:
+    with pytest.raises(TrainingError, match="INT8 export is for classifiers and detectors"):
+        train(ws, TrainConfig(**SMALL), export_int8=True)
+    assert ws.db.runs.list() == []
+
+
 def test_update_is_for_anomaly_runs(ws: Workspace) -> None:
     with pytest.raises(TrainingError, match="--update adds good images"):
         train(ws, TrainConfig(mode="probe"), update="run-x")

@@ -50,7 +50,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, RunRes
     workspace.db.regions.add([Region(sha256=sha256_bytes(p.read_bytes()), class_name="scratch",
                                      box=Box(x0=b[0], y0=b[1], x1=b[2], y1=b[3]), annotator="ana") for p, b in frames])
     create_version(workspace, SplitPlan(val_fraction=0.25, test_fraction=0.25, group_by="none"), min_per_split=0)
-    return workspace, train(workspace, CONFIG), frames[0][0]
+    return workspace, train(workspace, CONFIG, export_int8=True), frames[0][0]
 
 
 def test_a_detection_run_records_coco_map_and_image_rates(trained: tuple[Workspace, RunResult, Path]) -> None:
@@ -79,6 +79,18 @@ def test_the_exported_detector_returns_boxes_and_image_scores(trained: tuple[Wor
         assert regions.class_ids.tolist() == [1] * len(regions) and regions.scores.max() == pytest.approx(
             prediction.scores["scratch"], abs=1e-6)
     assert prediction.to_dict()["regions"]["image_size"] == [96, 64]
+
+
+def test_int8_on_request_is_the_runs_second_variant_checked_against_the_float_file(
+        trained: tuple[Workspace, RunResult, Path]) -> None:
+    workspace, result, frame = trained
+    int8 = result.metrics["int8"]
+    assert {m.variant for m in workspace.db.runs.models(result.run_id)} == {"fp32", "int8"}
+    assert int8["agreement"] >= 0.97 and int8["max_score_diff"] <= 0.5 and int8["images_checked"] >= 1
+    model = EdgeModel(int8["path"])
+    assert model.metadata.model_version == f"{result.run_id}+int8" and model.metadata.task == "detection"
+    assert model.signature.state == "unverified"  # signed with the site key, like the float file
+    assert model.predict(frame).regions is not None
 
 
 def test_a_detector_asked_for_class_probabilities_refuses(trained: tuple[Workspace, RunResult, Path]) -> None:

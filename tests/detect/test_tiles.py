@@ -115,6 +115,8 @@ def test_an_int8_copy_is_checked_against_the_float_scores(tmp_path: Path, detect
     with pytest.raises(ExportError, match="class scores differ from the float model's"):
         quantize_detector(detector, tiles, tmp_path / "strict.onnx", max_score_diff=1e-4)
     assert not (tmp_path / "strict.onnx").exists()
+    with pytest.raises(ValueError, match="min_agreement must be in \\[0, 1\\]"):
+        quantize_detector(detector, tiles, tmp_path / "strict.onnx", max_score_diff=1.0, min_agreement=1.5)
     report = quantize_detector(detector, tiles, tmp_path / "int8.onnx", max_score_diff=0.3)  # a head scaled x20
     model = EdgeModel(tmp_path / "int8.onnx")
     assert model.metadata.model_version == "1+int8" and report.images_checked == len(tiles)

@@ -127,3 +127,8 @@ def register_model(workspace: Workspace, run_id: str, variant: str, path: Path, 
     metadata = EdgeModel(path, backend="onnxruntime").metadata  # metadata only: no backend to compile
     workspace.db.runs.add_model(run_id, variant, str(path), sha256_bytes(path.read_bytes()), weights_sha256,
                            json.loads(metadata.to_json()))
+
+
+def spread(items: list[Any], count: int) -> list[Any]:
+    """Up to ``count`` items taken evenly across the list (so every class of a sorted list is represented)."""
+    return items[:: max(1, len(items) // count)][:count]

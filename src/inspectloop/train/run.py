@@ -37,7 +37,7 @@ from inspectloop.train.calibrate import (
 )
 from inspectloop.train.config import TrainConfig, decision_settings
 from inspectloop.train.novelty import NoveltyGuard, NoveltyMeasure, fit_novelty, measure_novelty
-from inspectloop.train.record import RunResult, failing_run, good_index, register_model, start_run
+from inspectloop.train.record import RunResult, failing_run, good_index, register_model, spread, start_run
 from inspectloop.workspace import Workspace
 
 if TYPE_CHECKING:  # the training stack (torch) is imported when a run trains
@@ -71,12 +71,17 @@ def train(workspace: Workspace, config: TrainConfig | None = None, *, dataset: s
     if (config or TrainConfig()).task == "anomaly":
         from inspectloop.anomaly.run import train_anomaly
 
+        if export_int8:
+            raise TrainingError("INT8 export is for classifiers and detectors: an anomaly model's memory bank and "
+                                "neighbour search stay in float", "leave out --int8 for --task anomaly")
+
         return train_anomaly(workspace, version, steer_by_criteria(workspace, version, config or TrainConfig(), locked),
                              criteria=locked, update=update, progress=progress or _quiet)
     if (config or TrainConfig()).task == "detect":
         from inspectloop.detect.run import train_detector
 
-        return train_detector(workspace, version, config or TrainConfig(), resume=resume, progress=progress or _quiet)
+        return train_detector(workspace, version, config or TrainConfig(), resume=resume, export_int8=export_int8,
+                              progress=progress or _quiet)
     if update is not None:
         raise TrainingError("--update adds good images to an anomaly model's memory bank; this run trains a "
                             "classifier", "train with --task anomaly, or leave out --update")
@@ -456,7 +461,7 @@ def _export(run: _Run, loaded: Loaded, fitted: Fitted, calibrated: Calibrated, i
     from inspectloop.keys import site_signing_key
 
     run.progress("export", {})
-    checks = _spread(loaded.val.images, INT8_CHECK_IMAGES)
+    checks = spread(loaded.val.images, INT8_CHECK_IMAGES)
     fitted.model.eval()
     key = site_signing_key(run.workspace.root)
     guard = calibrated.novelty
@@ -465,7 +470,7 @@ def _export(run: _Run, loaded: Loaded, fitted: Fitted, calibrated: Calibrated, i
     register_model(run.workspace, run.run_id, "fp32", report.path, report.weights_sha256)
     if not int8:
         return Exported(report.path, ("fp32",))
-    q = quantize_int8(report.path, _spread(loaded.train.images, INT8_CALIBRATION_IMAGES),
+    q = quantize_int8(report.path, spread(loaded.train.images, INT8_CALIBRATION_IMAGES),
                       run.run_dir / "model-int8.onnx", parity_images=checks, min_top1_agreement=0.97,
                       signing_key=key)
     register_model(run.workspace, run.run_id, "int8", q.path, q.weights_sha256)
@@ -527,7 +532,3 @@ def _recall_targets(workspace: Workspace, names: list[str], good_index: int | No
     return target_recalls(names, severities, names[good_index] if good_index is not None else None,
                           per_class=config.recall_targets)
 
-
-def _spread(images: list[Any], count: int) -> list[Any]:
-    """Up to ``count`` images taken evenly across the list (so every class is represented)."""
-    return images[:: max(1, len(images) // count)][:count]
