@@ -58,6 +58,10 @@ def test_a_terminal_gets_bars() -> None:
      "train fold 1/5 epoch 2/4  loss 0.500  val macro recall 0.900  elapsed 0:00:10  about 0:00:10 left"),
     ({"epoch": 24, "epochs": 150, "loss": 0.25, "val_macro_recall": 1.0},  # probe epochs carry no seconds
      "train epoch 25/150  loss 0.250  val macro recall 1.000"),
+    ({"epoch": 2, "epochs": 40, "loss": 3.21, "cls": 2.9, "box": 0.31, "val_map50": 61.27, "seconds": 255.0},  # detector
+     "train epoch 3/40  loss 3.210  val mAP50 61.3  elapsed 0:04:15  about 0:52:25 left"),
+    ({"epoch": 0, "epochs": 2, "loss": 1.0, "val_map50": None, "seconds": 5.0},  # no validation frames
+     "train epoch 1/2  loss 1.000  val mAP50 -  elapsed 0:00:05  about 0:00:05 left"),
 ])
 def test_epoch_line(info: dict[str, Any], expected: str) -> None:
     assert epoch_line(info) == expected

@@ -188,3 +188,20 @@ def test_a_reviewers_corrected_boxes_outrank_the_imported_ones_and_a_quality_eng
     assert primary_boxes(imported + corrected, {"scratch": 0}, policy)[0][digest].shape == (2, 4)
     later = [region(4, "cy", "reviewer", 2)]  # two reviewers: whoever drew last
     assert primary_boxes(imported + corrected + later, {"scratch": 0}, LabellingPolicy())[0][digest][0, 0] == 2
+
+
+def test_inspectloop_train_task_detect_with_int8_prints_the_test_boxes_and_both_files(
+        trained: tuple[Workspace, RunResult, Path]) -> None:
+    from typer.testing import CliRunner
+
+    from inspectloop.cli.app import app
+
+    workspace, _, _ = trained
+    settings = [part for name in ("input_size=64", "batch_size=4", "threads=1", "tile_overlap=16", "box_threshold=0.01")
+                for part in ("--set", name)]
+    out = CliRunner().invoke(app, ["train", "--workspace", str(workspace.root), "--task", "detect", "--epochs", "1",
+                                   *settings, "--int8"])
+    assert out.exit_code == 0, out.output
+    run = max(workspace.db.runs.list(), key=lambda r: r.started_at)
+    assert "scratch" in out.output and run.id in out.output and run.status == "finished"
+    assert {m.variant for m in workspace.db.runs.models(run.id)} == {"fp32", "int8"}

@@ -1,5 +1,5 @@
-"""Progress of training runs: image loading, the duration estimate, epochs (with val macro recall), evaluation,
-export.
+"""Progress of training runs: image loading, the duration estimate, epochs (with val macro recall, or a
+detector's val mAP50), evaluation, export.
 
 On a terminal: Rich bars. Otherwise (a log file, ``nohup``, a pipe): plain lines, one per epoch, never a redraw,
 so that a log holds the run's progress and stays small.
@@ -49,7 +49,7 @@ class TrainingView:
         if stage == "load":
             self._set(f"load {info['split']}", info["done"], info["total"])
         elif stage == "epoch":
-            note = f"loss {info['loss']:.3f}  val macro recall {info['val_macro_recall']:.3f}"
+            note = f"loss {info['loss']:.3f}  {validation_text(info)}"
             self._set(_training_key(info), info["epoch"] + 1, info["epochs"], note)
         elif stage == "fit":  # anomaly models: images through the backbone into the memory bank
             self._set("fit memory bank", info["done"], info["total"])
@@ -80,12 +80,19 @@ def epoch_line(info: dict[str, Any]) -> str:
     """One epoch as one plain line: "train epoch 3/15  loss 0.512  val macro recall 0.873  elapsed 0:03:12  about
     0:12:48 left" (the time left from the mean epoch so far)."""
     done, total = info["epoch"] + 1, info["epochs"]
-    line = (f"{_training_key(info)} epoch {done}/{total}  loss {info['loss']:.3f}  "
-            f"val macro recall {info['val_macro_recall']:.3f}")
+    line = f"{_training_key(info)} epoch {done}/{total}  loss {info['loss']:.3f}  {validation_text(info)}"
     seconds = info.get("seconds")  # training seconds so far (every part of a resumed run); probe epochs have none
     if seconds is not None:
         line += f"  elapsed {clock(seconds)}  about {clock(seconds / done * (total - done))} left"
     return line
+
+
+def validation_text(info: dict[str, Any]) -> str:
+    """The epoch's validation figure: a classifier's macro recall, or a detector's mAP50 (none without
+    validation frames)."""
+    if "val_map50" in info:
+        return "val mAP50 -" if info["val_map50"] is None else f"val mAP50 {info['val_map50']:.1f}"
+    return f"val macro recall {info['val_macro_recall']:.3f}"
 
 
 def clock(seconds: float) -> str:
