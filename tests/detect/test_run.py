@@ -204,4 +204,6 @@ def test_inspectloop_train_task_detect_with_int8_prints_the_test_boxes_and_both_
     assert out.exit_code == 0, out.output
     run = max(workspace.db.runs.list(), key=lambda r: r.started_at)
     assert "scratch" in out.output and run.id in out.output and run.status == "finished"
+    assert f"boxes: test mAP50 {run.metrics['test']['map50']:.1f}, mAP50:95" in out.output
+    assert "images: defect recall" in out.output and "model-int8.onnx" in out.output
     assert {m.variant for m in workspace.db.runs.models(run.id)} == {"fp32", "int8"}
