@@ -4,6 +4,7 @@ model in production, a real MQTT broker (amqtt) and a real OPC UA server read by
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import queue
@@ -73,6 +74,24 @@ def _journal(workspace: Workspace, station: str = "station1") -> list[Entry]:
 
 def _logged(workspace: Workspace, request_id: str) -> Any:
     return workspace.db.predictions.by_request(request_id)
+
+
+def _running(workspace: Workspace, line: Any, options: RunOptions,
+             decided: int = 3) -> tuple[threading.Thread, dict[str, Any]]:
+    """``run_station`` in a thread, returned once ``decided`` parts are decided: a fault injected next lands
+    mid-run however slowly a loaded machine starts the station. ``outcome["summary"]`` once it ends."""
+    outcome: dict[str, Any] = {}
+    going, count = threading.Event(), itertools.count(1)
+
+    def on_part(_: PartReport) -> None:
+        if next(count) == decided:
+            going.set()
+
+    runner = threading.Thread(target=lambda: outcome.update(
+        summary=run_station(workspace, line, options, on_part=on_part)))
+    runner.start()
+    assert going.wait(60), f"the station decided fewer than {decided} parts in 60 s"
+    return runner, outcome
 
 
 class Subscriber:
@@ -194,11 +213,7 @@ def test_broker_cut_mid_run_loses_no_decision_and_keeps_order(workspace: Workspa
     with mqtt_broker(broker_port):
         plc = Subscriber(broker_port, "line/decision")  # the line controller's own link never breaks
         link.restore()
-        outcome: dict[str, Any] = {}
-        runner = threading.Thread(target=lambda: outcome.update(
-            summary=run_station(workspace, line, RunOptions(parts=parts, rate_hz=12))))
-        runner.start()
-        time.sleep(0.6)
+        runner, outcome = _running(workspace, line, RunOptions(parts=parts, rate_hz=12))
         link.cut()
         time.sleep(1.2)  # parts keep coming while the broker cannot be reached
         link.restore()
@@ -286,11 +301,7 @@ def test_a_plc_down_mid_run_gets_the_latest_decision_once_back(workspace: Worksp
     line = parse_line_config({"cameras": [_camera(frames)], "publish": {
         "plc": {"endpoint": endpoint, "nodes": nodes, "timeout_s": 1}, "deadline_ms": 5000}})
     plc = FakePlc(endpoint)
-    outcome: dict[str, Any] = {}
-    runner = threading.Thread(target=lambda: outcome.update(
-        summary=run_station(workspace, line, RunOptions(parts=16, rate_hz=8, drain_s=30))))
-    runner.start()
-    time.sleep(0.6)
+    runner, outcome = _running(workspace, line, RunOptions(parts=16, rate_hz=8, drain_s=30))
     plc.stop()  # the PLC reboots: its OPC UA server is gone for a while
     time.sleep(1.0)
     plc = FakePlc(endpoint)
@@ -317,12 +328,8 @@ def test_a_modbus_plc_down_mid_run_gets_every_decision_in_order_once_back(worksp
     line = parse_line_config({"cameras": [_camera(frames)], "publish": {
         "modbus": {"host": "127.0.0.1", "port": plc.port, "registers": MAP, "part_id_registers": 4, "timeout_s": 1},
         "deadline_ms": 5000}})
-    outcome: dict[str, Any] = {}
-    runner = threading.Thread(target=lambda: outcome.update(
-        summary=run_station(workspace, line, RunOptions(parts=16, rate_hz=8, drain_s=30))))
     try:
-        runner.start()
-        time.sleep(0.6)
+        runner, outcome = _running(workspace, line, RunOptions(parts=16, rate_hz=8, drain_s=30))
         plc.stop()  # the PLC's network is down for a while; its registers stay
         time.sleep(1.0)
         plc.start()
