@@ -129,7 +129,9 @@ def test_a_backup_taken_under_load_holds_every_prediction_answered_before_it(tmp
     try:
         for worker in workers:
             worker.start()
-        time.sleep(4)
+        deadline = time.monotonic() + 60  # about 4 s on a quiet machine; a loaded one answers slower
+        while len(answered) < 100 and time.monotonic() < deadline:
+            time.sleep(0.1)
         before = dict(answered)  # acknowledged before the backup began
         with open_workspace(line.workspace.root) as live:
             report = backup(live, tmp_path / "backup")
