@@ -460,7 +460,7 @@ def _print_run_result(run_id: str, test: dict[str, Any], model_path: Path) -> No
     out.print(f"macro recall {fmt(test['macro_recall'])}, macro precision {fmt(test['macro_precision'])}"
               + (f"; worst slice {worst['field']}={value_text(worst['value'])} (macro recall {fmt(worst['macro_recall'])})"
                  if worst else ""))
-    out.print(f"model: {model_path}\nreport: {test['report']}", highlight=False)
+    out.print(f"model: {model_path}\nreport: {test['report']}", highlight=False, soft_wrap=True)  # never a wrapped path
 
 
 @app.command()
