@@ -81,6 +81,15 @@ def test_train_with_unknown_criteria_is_refused(ws: Path) -> None:
     refused(["train", "-w", ws, "--criteria", "line9"], "no locked criteria 'line9'", "inspectloop criteria lock")
 
 
+def test_the_models_table_never_cuts_a_run_id_at_80_columns(ws: Path) -> None:
+    run_id = "run-20261202-031430-0342"  # as training names runs: the table once showed "run-20261202-0…"
+    with open_workspace(ws) as w:
+        add_run_with_model(w, run_id)
+    assert invoke("models", "register", run_id, "-w", ws)[0] == 0
+    code, out, _ = invoke("models", "list", "-w", ws)
+    assert code == 0 and run_id in out and "…" not in out and max(len(line) for line in out.splitlines()) <= 80
+
+
 def test_register_promote_override_and_rollback(ws: Path) -> None:
     with open_workspace(ws) as w:
         add_run_with_model(w, "run-a")

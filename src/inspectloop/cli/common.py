@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -99,11 +100,14 @@ def print_json(data: Any) -> None:
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    view = Table(title=title, title_justify="left")
-    for column in columns:
-        view.add_column(column)
-    for row in rows:
-        view.add_row(*["" if value is None else str(value) for value in row])
+    """A table that wraps cells between words but never cuts one: a run id, a version or a path that Rich
+    shortened to "run-2026…" could not be copied into the next command."""
+    cells = [["" if value is None else str(value) for value in row] for row in rows]
+    view = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True)
+    for index, column in enumerate(columns):
+        view.add_column(column, min_width=max([len(word) for row in cells for word in row[index].split()], default=0))
+    for row in cells:
+        view.add_row(*row)
     out.print(view)
 
 
