@@ -118,12 +118,14 @@ def main() -> None:
 
 
 def int8_detector(path: Path, ws: Workspace, plan: Any) -> Path:
-    """A static INT8 copy of the run's detector, calibrated on 48 training images (kept in the cache)."""
+    """A static INT8 copy of the run's detector, calibrated as ``train --int8`` calibrates it (kept in the cache)."""
+    from inspectloop.detect.run import INT8_CALIBRATION_FRAMES
     from inspectloop.export import quantize_detector
+    from inspectloop.train.record import spread
     out = CACHE / "detection-frames" / "model-int8.onnx"
     out.parent.mkdir(parents=True, exist_ok=True)
     images = [load_image(ws.blobs.get(item.sha256), name=item.sha256[:12], mode="L")
-              for item in plan.splits["train"][::max(1, len(plan.splits["train"]) // 48)][:48]]
+              for item in spread(plan.splits["train"], INT8_CALIBRATION_FRAMES)]
     quantize_detector(Path(path), images, out, max_score_diff=1.0)
     return out
 

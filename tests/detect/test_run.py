@@ -93,6 +93,19 @@ def test_int8_on_request_is_the_runs_second_variant_checked_against_the_float_fi
     assert model.predict(frame).regions is not None
 
 
+def test_an_int8_copy_that_fails_its_check_fails_the_run_with_the_fix_and_writes_no_int8_file(
+        trained: tuple[Workspace, RunResult, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    from inspectloop.errors import ExportError
+    workspace, _, _ = trained
+    monkeypatch.setattr("inspectloop.detect.run.INT8_MAX_SCORE_DIFF", 0.0)  # no INT8 copy can pass this
+    with pytest.raises(ExportError, match="class scores differ from the float model's") as error:
+        train(workspace, CONFIG, export_int8=True)
+    assert "deploy the float model" in error.value.hint
+    run = max(workspace.db.runs.list(), key=lambda r: r.started_at)
+    assert run.status == "failed" and not (workspace.runs_dir / run.id / "model-int8.onnx").exists()
+    assert "int8" not in {m.variant for m in workspace.db.runs.models(run.id)}
+
+
 def test_a_detector_asked_for_class_probabilities_refuses(trained: tuple[Workspace, RunResult, Path]) -> None:
     _, result, _ = trained
     with pytest.raises(ModelTaskError, match="boxes"):

@@ -435,7 +435,7 @@ def train(ws: WorkspaceOpt,
                   f"(estimated {duration_text(result.metrics['estimate']['seconds'])})", highlight=False)
     if result.metrics.get("task") == "detect":
         test, image = result.metrics["test"], result.metrics["test"]["image"]
-        out.print(f"boxes: test mAP50 {_map_text(test['map50'])}, mAP50:95 {_map_text(test['map50_95'])}; images: "
+        out.print(f"boxes: test mAP50 {fmt(test['map50'], 1)}, mAP50:95 {fmt(test['map50_95'], 1)}; images: "
                   f"defect recall {fmt(image['defect_recall'])}, false rejects {fmt(image['false_reject_rate'])}",
                   highlight=False, soft_wrap=True)
         if result.metrics.get("int8") is not None:
@@ -445,11 +445,6 @@ def train(ws: WorkspaceOpt,
         out.print(f"anomaly: image AUROC {fmt(ranking['auroc'])}, recall at 1% false positives "
                   f"{fmt(ranking['recall_at_1pct_fpr'])} (test set); {result.metrics['review']['guarantee']}",
                   highlight=False)
-
-
-def _map_text(value: float | None) -> str:
-    """A COCO mAP (0-100) for people; none where the test set has no boxes."""
-    return "-" if value is None else f"{value:.1f}"
 
 
 def _print_run_result(run_id: str, test: dict[str, Any], model_path: Path) -> None:
