@@ -245,7 +245,9 @@ def test_beside_the_model_qc_rejects_from_an_opcua_tag_are_stored_and_parts_stil
     endpoint = f"opc.tcp://127.0.0.1:{free_port()}/qc/"
     qc = QcTagServer(endpoint)
     try:
-        line = parse_line_config({"cameras": [_camera(frames)], "publish": {"deadline_ms": 5000}, "collect": {
+        # A patient camera: on a loaded machine a frame later than 1 s makes its part incomplete (not stored).
+        line = parse_line_config({"cameras": [_camera(frames, timeout_ms=5000)], "publish": {"deadline_ms": 5000},
+                                  "collect": {
             "fraction": 0.5, "seed": 7, "qc": {"opcua": {"endpoint": endpoint, "node": f"ns={qc.index};s=QC.RejectedCounter",
                                                          "camera": "top"}}}})
 
@@ -263,6 +265,7 @@ def test_beside_the_model_qc_rejects_from_an_opcua_tag_are_stored_and_parts_stil
     sampler = Sampler(fraction=0.5, seed=7)
     sampled = {n for n in range(1, 7) if sampler.take()}
     collected = {_part_number(r): r.meta.extra["collected"] for r in _collected(workspace).values()}
+    assert summary.collection is not None and summary.collection["incomplete"] == 0
     assert collected == {n: "qc_reject" if n in (2, 4) else "sample" for n in sampled | {2, 4}}
     assert summary.parts == 6 and summary.passed + summary.rejected + summary.reviewed == 6  # still decided
     assert summary.collection is not None and summary.collection["unmatched"] == 0
