@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--float-layout", action="store_true", help="train in the default layout, not channels-last")
     parser.add_argument("--max-minutes", type=float, default=60.0, help="the goal's training budget")
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--ema", action="store_true", help="keep a moving average of the weights (TrainConfig.ema)")
     parser.add_argument("--name", default=None, help="result file name (default detection, or detection-smoke)")
     parser.add_argument("--latency-iterations", type=int, default=400, help="edge latency samples after warm-up")
     parser.add_argument("--peer", action="store_true",
@@ -77,7 +78,8 @@ def main() -> None:
         counts: dict[str, int] = {}
         items = [i for i in items if counts.setdefault(i.label, 0) < args.per_class
                  and not counts.__setitem__(i.label, counts[i.label] + 1)]
-    root = CACHE / "neu-detect"
+    # a named run keeps its own workspace: the default run's (which detection_int8 and detection_frames read) stays
+    root = CACHE / ("neu-detect" if args.name in (None, "detection") else f"neu-detect-{args.name}")
     shutil.rmtree(root, ignore_errors=True)
     ws = init_workspace(root)
     ingest(ws, items, source="neu_det")
@@ -87,7 +89,7 @@ def main() -> None:
           flush=True)
     config = TrainConfig(task="detect", input_size=args.size, epochs=args.epochs, batch_size=args.batch_size,
                          threads=args.threads, seed=0, lr=args.lr, precision=args.precision,
-                         channels_last=not args.float_layout, max_minutes=args.max_minutes)
+                         channels_last=not args.float_layout, max_minutes=args.max_minutes, ema=args.ema)
     started = time.perf_counter()
     result = train(ws, config, dataset=version.name, progress=show_progress)
     wall = round(time.perf_counter() - started, 1)

@@ -62,3 +62,22 @@ def test_bf16_channels_last_training_gives_a_usable_float_model(tmp_path: Path) 
     assert all(p.is_contiguous() for p in result.model.parameters())  # back in the layout the export traces
     boxes, scores = result.model.eval()(torch.zeros(1, 3, SIZE, SIZE))
     assert boxes.dtype == scores.dtype == torch.float32
+
+
+def test_with_a_weight_average_the_kept_model_is_the_average_and_resuming_restores_it(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    frames = _frames(8)
+    whole = fit_detector(build_detector(1, input_size=SIZE, pretrained=False), frames, [],  # no val: the last epoch
+                         Preprocess(SIZE, (0.5,) * 3, (0.25,) * 3), _settings(ema=True, epochs=3), ["scratch"],
+                         tmp_path / "checkpoint.pt")
+    checkpoint = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    averaged = {k.removeprefix("module."): v for k, v in checkpoint["average"].items() if k.startswith("module.")}
+    kept = whole.model.state_dict()
+    assert whole.best_epoch == 2 and all(torch.equal(kept[k], averaged[k]) for k in kept)  # the average is kept
+    assert any(not torch.equal(averaged[k], checkpoint["model"][k]) for k in averaged  # not the last step's weights
+               if averaged[k].is_floating_point())
+    _fit(tmp_path / "cut", ema=True, epochs=3, max_minutes=1e-9)  # one step, then a resume does the rest
+    resumed = _fit(tmp_path / "cut", ema=True, epochs=3)
+    assert resumed.resumed_from == 0 and len(resumed.history) == 3
+    restored = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["average"]["n_averaged"]
+    assert int(restored) == 1 + 2 * 2  # the cut run's step, then two epochs of two: the average went on

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from inspectloop.detect.augment import BoxAugment
 from inspectloop.detect.data import Frame, training_view
@@ -21,6 +22,7 @@ from inspectloop.detect.metrics import Boxes, coco_map
 from inspectloop.detect.model import Detector
 from inspectloop.runtime.detection import detect_frame
 from inspectloop.runtime.preprocess import Preprocess
+from inspectloop.train.average import weight_average
 from inspectloop.train.loop import autocast, freeze_early_layers
 from inspectloop.train.schedule import OneCycle
 
@@ -47,6 +49,7 @@ class FitSettings:
     precision: str = "float32"  # "bf16": autocast through oneDNN (the loss stays float32)
     channels_last: bool = False
     max_minutes: float | None = None  # the schedule anneals by it and training stops at it; the best epoch is kept
+    ema: bool = False  # validate and keep a moving average of the weights (train.average), not the last step's
 
 
 @dataclass
@@ -100,8 +103,10 @@ def fit_detector(model: Detector, train: Sequence[Frame], val: Sequence[Frame], 
     schedule = OneCycle(settings.lr, settings.epochs * steps,
                         None if settings.max_minutes is None else settings.max_minutes * 60)
     state = _State(best_state=copy.deepcopy(model.state_dict()), py_rng=random.Random(settings.seed),
-                   np_rng=np.random.default_rng(settings.seed))
+                   np_rng=np.random.default_rng(settings.seed),
+                   average=weight_average(model) if settings.ema else None)
     resumed = _resume(checkpoint, model, optimizer, state, steps)
+    scored = state.average.module if state.average is not None else model  # what is validated and kept
     augment = None if settings.augment == "none" else BoxAugment(1.0 if settings.augment == "production" else 0.5,
                                                                  settings.flips)
     stopped = False
@@ -112,7 +117,7 @@ def fit_detector(model: Detector, train: Sequence[Frame], val: Sequence[Frame], 
         epoch_started = time.perf_counter()
         losses = _train_epoch(model, frozen, train, preprocess, settings, optimizer, schedule, augment, state, steps,
                               epoch_started)
-        score = _val_map(model, val, preprocess, settings, class_names)
+        score = _val_map(scored, val, preprocess, settings, class_names)
         state.seconds += time.perf_counter() - epoch_started
         stopped = losses.pop("cut")
         record = {"epoch": epoch, "loss": round(losses["loss"], 4), "cls": round(losses["cls"], 4),
@@ -120,7 +125,7 @@ def fit_detector(model: Detector, train: Sequence[Frame], val: Sequence[Frame], 
         state.history.append(record)
         if score is None or score >= state.best_score:
             state.best_score, state.best_epoch = (score if score is not None else -1.0), epoch
-            state.best_state = copy.deepcopy(model.state_dict())
+            state.best_state = copy.deepcopy(scored.state_dict())
         state.epoch = epoch
         _save(checkpoint, model, optimizer, state)
         if on_epoch:
@@ -143,6 +148,7 @@ class _State:
     seconds: float = 0.0  # training time of the epochs done, a resumed run's earlier part included
     step: int = 0  # optimiser steps done
     history: list[dict[str, Any]] = field(default_factory=list)
+    average: AveragedModel | None = None  # the weights' moving average, when kept
 
 
 def _train_epoch(model: Detector, frozen: Sequence[torch.nn.Module], train: Sequence[Frame], preprocess: Preprocess,
@@ -180,6 +186,8 @@ def _train_epoch(model: Detector, frozen: Sequence[torch.nn.Module], train: Sequ
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         optimizer.step()
+        if state.average is not None:
+            state.average.update_parameters(model)
         state.step, done = state.step + 1, done + 1
         totals["loss"] += float(loss.detach())
         totals["cls"] += parts["cls"]
@@ -201,7 +209,8 @@ def _save(path: Path, model: torch.nn.Module, optimizer: Any, state: _State) -> 
                "epoch": state.epoch, "best_epoch": state.best_epoch, "best_score": state.best_score,
                "best_state": state.best_state, "history": state.history, "seconds": state.seconds,
                "py_rng": state.py_rng.getstate(),
-               "np_rng": state.np_rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+               "np_rng": state.np_rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+               "average": state.average.state_dict() if state.average is not None else None}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
@@ -221,4 +230,6 @@ def _resume(path: Path, model: torch.nn.Module, optimizer: Any, state: _State, s
     state.py_rng.setstate(payload["py_rng"])
     state.np_rng.bit_generator.state = payload["np_rng"]
     torch.set_rng_state(payload["torch_rng"])
+    if state.average is not None and payload.get("average") is not None:
+        state.average.load_state_dict(payload["average"])
     return int(payload["epoch"])

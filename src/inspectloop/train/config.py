@@ -154,6 +154,8 @@ class TrainConfig(BaseModel):
                                                             "frame to review")
     nms_iou: float = Field(0.5, gt=0, le=1, description="detect: overlap (IoU) above which a weaker box of the same "
                                                         "class is suppressed")
+    ema: bool = Field(False, description="detect: validate, keep and export a moving average of the weights over "
+                                         "the last steps (the YOLO family's EMA) instead of the last step's weights")
 
     @model_validator(mode="after")
     def _one_budget_one_training(self) -> TrainConfig:
