@@ -97,6 +97,7 @@ class IngestReport:
     warnings: list[tuple[str, str]] = field(default_factory=list)  # (path, what the decoder lost or guessed)
     reoriented: list[tuple[str, int]] = field(default_factory=list)  # (path, EXIF orientation applied)
     annotations_added: int = 0
+    completed: int = 0  # images stored before whose missing metadata this ingest filled in (``complete_meta``)
     classes_created: list[str] = field(default_factory=list)
     seconds: float = 0.0
     conflicts: list[LabelConflict] = field(default_factory=list)
@@ -110,6 +111,7 @@ class IngestReport:
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "added": self.added, "duplicates": len(self.duplicates),
                 "skipped": len(self.skipped), "annotations_added": self.annotations_added,
+                "completed": self.completed,
                 "classes_created": self.classes_created, "seconds": round(self.seconds, 3),
                 "skipped_files": [{"path": p, "reason": r} for p, r in self.skipped],
                 "duplicate_files": [{"path": p, "sha256": d, "same_as": self.first_paths.get(d)}
@@ -304,9 +306,10 @@ class IngestSession:
 
     def __init__(self, workspace: Workspace, *, source: str, kind: str, annotator: str = "import",
                  create_classes: bool = True, refused: Iterable[tuple[str, str]] = (),
-                 notes: Iterable[str] = ()) -> None:
+                 notes: Iterable[str] = (), complete_meta: bool = False) -> None:
         self.workspace = workspace
         self.annotator = annotator
+        self.complete_meta = complete_meta
         self.create_classes = create_classes
         self.report = IngestReport(source=source, skipped=list(refused), notes=list(notes))
         self._known_classes = set(workspace.db.labels.classes())
@@ -317,7 +320,8 @@ class IngestSession:
         """Store a batch (at most a chunk's worth at a time, in one transaction each)."""
         for _, chunk in _chunks(items):
             _ingest_chunk(self.workspace, chunk, self.ingest_id, self.report, self.report.first_paths,
-                          self._known_classes, annotator=self.annotator, create_classes=self.create_classes)
+                          self._known_classes, annotator=self.annotator, create_classes=self.create_classes,
+                          complete_meta=self.complete_meta)
 
     def finish(self) -> IngestReport:
         """Close the ingest record; the report of everything added."""
@@ -341,7 +345,8 @@ class _Prepared:
 
 
 def _ingest_chunk(workspace: Workspace, chunk: list[SourceItem], ingest_id: int, report: IngestReport,
-                  seen: dict[str, str], known_classes: set[str], *, annotator: str, create_classes: bool) -> None:
+                  seen: dict[str, str], known_classes: set[str], *, annotator: str, create_classes: bool,
+                  complete_meta: bool = False) -> None:
     prepared = _prepare(workspace, chunk, report, seen, known_classes, create_classes)
     with workspace.db.transaction() as tx:
         for label in sorted({e.item.label for e in prepared if e.item.label} - known_classes):
@@ -350,6 +355,8 @@ def _ingest_chunk(workspace: Workspace, chunk: list[SourceItem], ingest_id: int,
             report.classes_created.append(label)
         new_records = [e.record for e in prepared if e.record is not None]
         tx.images.add(new_records, ingest_id)
+        if complete_meta:  # an image stored first by another writer (before, or since _prepare) gains the fields
+            report.completed += tx.images.complete_meta([(e.digest, e.item.meta) for e in prepared])  # it lacks
         tx.hashes.add({e.digest: e.phash for e in prepared if e.phash is not None}, HASH_KIND)
         tx.images.add_sources([(e.digest, str(e.item.path)) for e in prepared], ingest_id)
         annotations, conflicts = _new_annotations(tx, prepared, annotator, report.first_paths)

@@ -8,9 +8,11 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -23,10 +25,14 @@ import paho.mqtt.client as mqtt  # noqa: E402
 import yaml  # noqa: E402
 
 from inspectloop.cli.app import app  # noqa: E402
-from inspectloop.domain import ImageRecord  # noqa: E402
 from inspectloop.errors import AcquisitionError, LineConfigError, QcSourceError  # noqa: E402
-from inspectloop.line.collect import Sampler  # noqa: E402
-from inspectloop.line.config import parse_line_config  # noqa: E402
+from inspectloop.domain import CaptureMeta, ImageRecord, ImageSource  # noqa: E402
+from inspectloop.ingest import measure_image  # noqa: E402
+from inspectloop.store.blobs import sha256_bytes  # noqa: E402
+from inspectloop.line.acquire.frame import Frame  # noqa: E402
+from inspectloop.line.collect import Collector, Sampler  # noqa: E402
+from inspectloop.line.config import CollectConfig, parse_line_config  # noqa: E402
+from inspectloop.line.parts import Part  # noqa: E402
 from inspectloop.line.qc_marks import parse_mark  # noqa: E402
 from inspectloop.line.run import RunOptions, Station, run_station  # noqa: E402
 from inspectloop.workspace import Workspace, init_workspace  # noqa: E402
@@ -199,6 +205,26 @@ def test_frames_already_stored_are_counted_never_replaced(bare: Workspace, frame
     after = {r.sha256: r for r in _collected(bare).values()}
     assert after.keys() == before.keys() and {r.meta.session for r in after.values()} == {"first"}
     assert all(len(bare.db.images.sources(digest)) == 2 for digest in after)  # the second run: another source
+
+
+def test_a_frame_the_inspection_service_kept_first_gains_the_collection_fields(bare: Workspace) -> None:
+    # Beside a model, a part sent to review is kept by the service's prediction log too; whichever writer
+    # comes first, the stored part must read as collected (the service's own fields stay as they were).
+    frame = Frame(np.full((SIZE, SIZE, 3), 90, np.uint8), "top", 1, datetime.now(UTC), serial="0815-0000")
+    part = Part("station1-000001", time.monotonic(), [frame], [0])
+    kept = measure_image(frame.encoded(), sha256_bytes(frame.encoded()),
+                         CaptureMeta(camera="top", line="station1", part_id=part.part_id, extra={"serial": "kept"}),
+                         ImageSource.collection)
+    bare.db.images.add_once(kept, bare.db.images.begin_ingest("prediction log", "service"))
+    collector = Collector(bare, CollectConfig(every=1, session="first-week"), station="station1", session="s")
+    collector.start()
+    collector.offer(part)
+    collector.close()
+    record = bare.db.images.get(kept.sha256)
+    assert record is not None and collector.counts.to_dict()["already_stored"] == 1
+    assert record.meta.session == "first-week" and record.meta.extra["collected"] == "sample"
+    assert record.meta.extra["serial"] == "kept"  # a value recorded first is never replaced
+    assert len(bare.db.images.sources(kept.sha256)) == 1  # the sample's path
 
 
 # -- beside a model, QC marks from an OPC UA tag ---------------------------------------------------------

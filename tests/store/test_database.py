@@ -49,6 +49,21 @@ def test_reads_inside_a_transaction_see_its_own_writes(db: Database) -> None:
     assert db.images.get("b" * 64) == _image("b" * 64)
 
 
+def test_completing_metadata_fills_only_what_is_missing_and_leaves_versioned_images(db: Database) -> None:
+    ingest_id = db.images.begin_ingest("test", "folder")
+    db.images.add([_image("e" * 64), _image("f" * 64)], ingest_id)
+    db.images.add([_image("e" * 64)], ingest_id)  # recorded already (another writer won): skipped, kept as it was
+    db.labels.upsert_class(ClassDefinition(name="scratch"))
+    db.datasets.add("v1", None, {}, {"count": 1}, [DatasetItem("f" * 64, "scratch", "train", "part:1")])
+    fuller = CaptureMeta(camera="cam-b", session="first-week", extra={"collected": "sample"})
+    assert db.images.complete_meta([("e" * 64, fuller), ("f" * 64, fuller), ("0" * 64, fuller)]) == 1
+    completed = db.images.get("e" * 64)
+    assert completed is not None and completed.meta == CaptureMeta(  # the camera recorded first stays
+        camera="cam-a", session="first-week", extra={"collected": "sample"})
+    assert db.images.get("f" * 64) == _image("f" * 64)  # in a dataset version: its slices stay what they were
+    assert db.images.complete_meta([("e" * 64, fuller)]) == 0  # nothing left to fill
+
+
 def test_rows_are_typed_and_frozen_and_paths_are_stored_relative(db: Database, tmp_path: Path) -> None:
     db.datasets.add("v1", None, {}, {"count": 0}, [])
     db.runs.add("run-1", "v1", {"mode": "probe"}, "0.1.0", str(tmp_path / "runs" / "run-1"))

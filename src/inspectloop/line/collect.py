@@ -7,8 +7,9 @@ A part waits in memory (at most ``buffer_parts`` of them) for as long as its QC 
 stored as ``qc_reject`` when its mark matches, else stored as ``sample`` if it was sampled, else
 dropped. Marks that match no part in their window are counted, never guessed at. Storing is an ingest
 (:class:`~inspectloop.ingest.IngestSession`): content-addressed, so an image already stored is never
-replaced (its sources gain ``<station>/<sample|qc_reject>/<part>.<camera>.<light>.ppm``), on a writer
-thread so the camera never waits for the disk.
+replaced (its sources gain ``<station>/<sample|qc_reject>/<part>.<camera>.<light>.ppm``; a frame the
+inspection service kept first gains the collection fields it lacks, so whichever writer comes first the part
+reads the same), on a writer thread so the camera never waits for the disk.
 """
 
 from __future__ import annotations
@@ -277,7 +278,7 @@ class Collector:
         """Store parts in one ingest step: one transaction and one blob sync for the lot."""
         if self._ingest is None:
             self._ingest = IngestSession(self.workspace, source=f"{INGEST_SOURCE} {self.station} {self.session}",
-                                         kind="collection")
+                                         kind="collection", complete_meta=True)
         report = self._ingest.report
         added, duplicates = report.added, len(report.duplicates)
         self._ingest.add([item for waiting, why in batch for item in self.items(waiting, why)])

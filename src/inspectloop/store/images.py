@@ -39,15 +39,34 @@ class ImageRepository(Repository):
         return bool(self.existing([digest]))
 
     def add(self, records: Sequence[ImageRecord], ingest_id: int) -> None:
+        """Record images, skipping any another writer recorded since they were found new (the line's collector
+        and its inspection service keep the same frames at once: the first record stays)."""
         if records:
             stamp = now_iso()
             with self._connect() as conn:
-                conn.execute(insert(s.images), [image_row(r, ingest_id, stamp) for r in records])
+                insert_new(conn, s.images, [image_row(r, ingest_id, stamp) for r in records])
+
+    def complete_meta(self, metas: Sequence[tuple[str, CaptureMeta]]) -> int:
+        """Fill in the metadata recorded images lack from ``(sha256, meta)`` pairs: a field with no value, an
+        extra key not there. A value already recorded is never replaced, and an image in a dataset version is
+        left as it is (its slices stay what they were). How many images gained a field."""
+        wanted = dict(metas)
+        changed = 0
+        in_versions = select(s.dataset_items.c.sha256).distinct()
+        with self._connect() as conn:
+            for chunk in chunks(list(wanted)):
+                rows = conn.execute(select(s.images).where(s.images.c.sha256.in_(chunk),
+                                                           s.images.c.sha256.not_in(in_versions))).all()
+                for row in rows:
+                    values = _missing_meta(row, wanted[row.sha256])
+                    if values:
+                        conn.execute(update(s.images).where(s.images.c.sha256 == row.sha256).values(**values))
+                        changed += 1
+        return changed
 
     def add_once(self, record: ImageRecord, ingest_id: int) -> None:
         """Record an image unless it is recorded already (its blob must already be stored and synced)."""
-        with self._connect() as conn:  # two services may keep the same image at once
-            insert_new(conn, s.images, [image_row(record, ingest_id, now_iso())])
+        self.add([record], ingest_id)  # two services may keep the same image at once
 
     def add_sources(self, sources: Sequence[tuple[str, str]], ingest_id: int) -> None:
         """Record ``(sha256, original_path)`` pairs: every path an image arrived from."""
@@ -94,14 +113,29 @@ class ImageRepository(Repository):
 
 
 def image_row(record: ImageRecord, ingest_id: int, stamp: str) -> dict[str, Any]:
-    meta = record.meta
     return dict(
         sha256=record.sha256, format=record.format, original_mode=record.original_mode,
         working_mode=record.working_mode, width=record.width, height=record.height, size_bytes=record.size_bytes,
-        camera=meta.camera, line=meta.line, shift=meta.shift, lighting=meta.lighting, part_id=meta.part_id,
-        session=meta.session, captured_at=meta.captured_at.isoformat() if meta.captured_at else None,
-        source=record.source.value, extra=meta.extra, ingest_id=ingest_id, ingested_at=stamp,
+        **image_row_meta(record.meta), source=record.source.value, ingest_id=ingest_id, ingested_at=stamp,
         **record.quality.model_dump())
+
+
+def _missing_meta(row: Any, meta: CaptureMeta) -> dict[str, Any]:
+    """The column values ``meta`` gives that ``row`` lacks (its extra gains only keys it does not have)."""
+    given = image_row_meta(meta)
+    values = {k: v for k, v in given.items() if k != "extra" and v is not None and getattr(row, k) is None}
+    extra = dict(row.extra or {})
+    added = {k: v for k, v in meta.extra.items() if k not in extra}
+    if added:
+        values["extra"] = extra | added
+    return values
+
+
+def image_row_meta(meta: CaptureMeta) -> dict[str, Any]:
+    """The ``images`` columns that hold an image's capture metadata."""
+    return dict(camera=meta.camera, line=meta.line, shift=meta.shift, lighting=meta.lighting, part_id=meta.part_id,
+                session=meta.session, captured_at=meta.captured_at.isoformat() if meta.captured_at else None,
+                extra=meta.extra)
 
 
 def image_record(row: Any) -> ImageRecord:
