@@ -227,6 +227,31 @@ def test_a_frame_the_inspection_service_kept_first_gains_the_collection_fields(b
     assert len(bare.db.images.sources(kept.sha256)) == 1  # the sample's path
 
 
+def test_a_failed_write_is_counted_and_the_writer_goes_on_storing(bare: Workspace,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    collector = Collector(bare, CollectConfig(every=1), station="station1", session="s")
+    failures = iter([RuntimeError("database is locked"), None, None])
+    real_write = collector._write
+
+    def flaky_write(batch: list[Any]) -> None:
+        if (failure := next(failures)) is not None:
+            raise failure
+        real_write(batch)
+
+    monkeypatch.setattr(collector, "_write", flaky_write)
+    collector.start()
+    for n in (1, 2, 3):
+        frame = Frame(np.full((SIZE, SIZE), 40 * n, np.uint8), "top", n, datetime.now(UTC))
+        collector.offer(Part(f"station1-00000{n}", time.monotonic(), [frame], [0]))
+        deadline = time.monotonic() + 30
+        while n == 1 and collector.counts.store_failures == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the first part's write fails alone
+    collector.close()
+    counts = collector.counts.to_dict()
+    assert (counts["store_failures"], counts["sample"], counts["added"]) == (1, 3, 2)
+    assert sorted(_part_number(r) for r in _collected(bare).values()) == [2, 3]
+
+
 # -- beside a model, QC marks from an OPC UA tag ---------------------------------------------------------
 
 class QcTagServer:

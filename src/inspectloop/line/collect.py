@@ -253,11 +253,15 @@ class Collector:
             started = time.perf_counter()
             try:
                 self._write(batch)
-            except (OSError, InspectloopError) as exc:  # a full disk must not stop the line: counted, logged
+            except Exception as exc:  # noqa: BLE001  (a full disk, a locked or lost database, a bug: counted and
+                # logged, and the writer goes on; a writer that died would drop every later part without a count)
                 with self._lock:
                     self.counts.store_failures += len(batch)
-                log.error("parts %s not stored: %s", ", ".join(w.part.part_id for w, _ in batch),
-                          getattr(exc, "message", None) or exc)
+                parts = ", ".join(w.part.part_id for w, _ in batch)
+                if isinstance(exc, OSError | InspectloopError):
+                    log.error("parts %s not stored: %s", parts, getattr(exc, "message", None) or exc)
+                else:
+                    log.exception("parts %s not stored", parts)
             else:
                 with self._lock:
                     self._written += len(batch)
