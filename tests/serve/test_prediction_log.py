@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -83,4 +84,32 @@ def test_a_reused_request_id_with_other_content_is_refused_by_the_writer_too(tmp
     assert "image bytes" in str(errors[0]) and "camera" in str(errors[1]) and "image bytes" not in errors[1].message
     with line.workspace.db.engine.connect() as conn:
         assert len(conn.execute(select(s.predictions)).all()) == 1
+    line.workspace.close()
+
+
+def test_a_failed_statistics_write_costs_those_rows_statistics_never_the_thread(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    line = line_workspace(tmp_path / "ws")
+    model = EdgeModel(line.production.path)
+    images = [image_bytes("good", i) for i in range(2)]
+    log = PredictionLog(line.workspace, ingest_id=line.workspace.db.images.begin_ingest("test", "service"))
+    real_set_stats, calls = line.workspace.db.predictions.set_stats, []
+
+    def locked_once(rows: list) -> None:  # noqa: ANN001 (the repository's own row type)
+        calls.append(len(rows))
+        if len(calls) == 1:
+            raise RuntimeError("database is locked")
+        real_set_stats(rows)
+
+    monkeypatch.setattr(line.workspace.db.predictions, "set_stats", locked_once)
+    log.start()
+    first = log.submit(_record(line, "r1", images[0], model.predict(images[0]))).result(timeout=30)
+    deadline = time.monotonic() + 30
+    while not calls and time.monotonic() < deadline:
+        time.sleep(0.01)
+    second = log.submit(_record(line, "r2", images[1], model.predict(images[1]))).result(timeout=30)
+    log.stop()  # drains the statistics thread: it is still there to do so
+    with line.workspace.db.engine.connect() as conn:
+        stats = dict(conn.execute(select(s.predictions.c.id, s.predictions.c.stats)).all())
+    assert stats[first.id] is None and stats[second.id]
     line.workspace.close()

@@ -227,8 +227,11 @@ class PredictionLog:
         while True:
             batch, stopping = _drain(self._stats_queue, self.max_batch)
             if batch:
-                rows = [(prediction_id, view_stats(view).model_dump()) for prediction_id, view in batch]
-                self.workspace.db.predictions.set_stats(rows)
+                try:
+                    rows = [(prediction_id, view_stats(view).model_dump()) for prediction_id, view in batch]
+                    self.workspace.db.predictions.set_stats(rows)
+                except Exception:  # a database hiccup costs these rows' drift statistics, never the thread:
+                    log.exception("image statistics of %d prediction(s) not recorded", len(batch))  # it drains the queue
             if stopping:
                 return
 
