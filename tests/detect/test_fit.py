@@ -11,6 +11,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from inspectloop.detect.data import Frame, make_frame
+from inspectloop.detect import fit as fit_module
 from inspectloop.detect.fit import FitSettings, fit_detector
 from inspectloop.detect.model import build_detector
 from inspectloop.runtime.preprocess import Preprocess
@@ -81,3 +82,18 @@ def test_with_a_weight_average_the_kept_model_is_the_average_and_resuming_restor
     assert resumed.resumed_from == 0 and len(resumed.history) == 3
     restored = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)["average"]["n_averaged"]
     assert int(restored) == 1 + 2 * 2  # the cut run's step, then two epochs of two: the average went on
+
+
+def test_mosaic_views_train_and_stop_for_the_end_of_the_schedule(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[int] = []
+    real = fit_module.mosaic
+
+    def counted(views, rng):  # noqa: ANN001, ANN202 (as detect.augment.mosaic)
+        made.append(len(views))
+        return real(views, rng)
+
+    monkeypatch.setattr(fit_module, "mosaic", counted)
+    result = _fit(tmp_path, mosaic=1.0, augment="production", epochs=8)
+    assert made and set(made) == {4} and all(np.isfinite(r["loss"]) for r in result.history)
+    steps = 8 * 2  # 8 epochs of 8 frames in batches of 4: every view a mosaic until 85% of the steps, then none
+    assert len(made) == 4 * sum(step / steps < fit_module.MOSAIC_CLOSE for step in range(steps))

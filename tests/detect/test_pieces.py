@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from inspectloop.detect.assign import assign, box_iou
-from inspectloop.detect.augment import BoxAugment, clip_boxes, zoom
+from inspectloop.detect.augment import BoxAugment, clip_boxes, mosaic, zoom
 from inspectloop.detect.data import make_frame, training_view, training_zoom
 from inspectloop.detect.loss import giou_loss
 from inspectloop.detect.metrics import Boxes, coco_map, image_rates
@@ -98,6 +98,25 @@ def test_flips_and_zoom_move_the_boxes_with_the_pixels() -> None:
 def test_boxes_mostly_cut_away_are_dropped() -> None:
     boxes, labels = clip_boxes(np.array([[-8, 0, 2, 10], [-2, 0, 8, 10]], np.float32), np.array([0, 1]), 64, 64)
     assert labels.tolist() == [1] and boxes.tolist() == [[0, 0, 8, 10]]
+
+
+def test_a_mosaic_keeps_each_views_boxes_on_its_pixels_and_drops_the_mostly_cut() -> None:
+    size = 64
+    views = [(Image.new("L", (size, size), 50 * (n + 1)), np.array([[0, 0, size, size]], np.float32),
+              np.array([n])) for n in range(4)]  # each view one grey, one box over all of it
+    for seed in range(12):
+        image, boxes, labels = mosaic(views, random.Random(seed))
+        pixels = np.asarray(image)
+        assert image.size == (size, size) and set(np.unique(pixels)) <= {50, 100, 150, 200}
+        for box, label in zip(boxes.round().astype(int), labels, strict=True):
+            x0, y0, x1, y1 = box
+            assert (pixels[y0:y1, x0:x1] == 50 * (label + 1)).all()  # the box lies on its own view's pixels
+            assert (x1 - x0) * (y1 - y0) == (pixels == 50 * (label + 1)).sum()  # and holds all of them
+        shown = {int(v) // 50 - 1 for v in np.unique(pixels)}
+        big = {n for n in shown if (pixels == 50 * (n + 1)).sum() >= 0.3 * size * size}
+        assert big <= set(labels.tolist()) <= shown  # a view mostly cut away loses its box
+    with pytest.raises(ValueError, match="4 views"):
+        mosaic(views[:3], random.Random(0))
 
 
 def test_training_views_of_a_large_frame_are_tiles_with_their_boxes() -> None:

@@ -1,5 +1,6 @@
 """Box-aware augmentations: flips and scale/crop that move the boxes with the pixels, then the
-production family's lighting, focus, noise and JPEG (:func:`inspectloop.train.augment.photometric`)."""
+production family's lighting, focus, noise and JPEG (:func:`inspectloop.train.augment.photometric`);
+and the YOLO family's mosaic, four training views around a random centre in one input."""
 
 from __future__ import annotations
 
@@ -55,6 +56,31 @@ def zoom(image: Image.Image, boxes: np.ndarray, labels: np.ndarray, factor: floa
     canvas.paste(scaled, (dx, dy))
     moved = boxes * factor + np.array([dx, dy, dx, dy], dtype=np.float32)
     return (canvas, *clip_boxes(moved, labels, width, height))
+
+
+View = tuple[Image.Image, np.ndarray, np.ndarray]  # an input-sized image, its boxes (K, 4) and labels (K,)
+
+
+def mosaic(views: list[View], rng: random.Random) -> View:
+    """Four views of the input's size around a random centre, cut back to one input (YOLO's mosaic without
+    its affine): each view keeps its scale, and its boxes are clipped where the cut crosses them (those mostly
+    cut away are dropped). A defect then meets other surfaces, other defects and the cut's edges in one view."""
+    if len(views) != 4:
+        raise ValueError(f"a mosaic needs 4 views, got {len(views)}")
+    image = views[0][0]
+    size = image.width
+    cx, cy = rng.randint(size // 2, 3 * size // 2), rng.randint(size // 2, 3 * size // 2)  # in a 2x canvas
+    canvas = Image.new(image.mode, (size, size))
+    boxes, labels = [], []
+    for (view, view_boxes, view_labels), (right, below) in zip(views, ((0, 0), (1, 0), (0, 1), (1, 1)), strict=True):
+        x = cx - size * (1 - right) - size // 2  # the view's corner in the output (the canvas cut at size // 2)
+        y = cy - size * (1 - below) - size // 2
+        canvas.paste(view, (x, y))
+        kept, kept_labels = clip_boxes(view_boxes.reshape(-1, 4) + np.array([x, y, x, y], dtype=np.float32),
+                                       view_labels, size, size)
+        boxes.append(kept)
+        labels.append(kept_labels)
+    return canvas, np.concatenate(boxes).reshape(-1, 4), np.concatenate(labels).astype(np.int64)
 
 
 def clip_boxes(boxes: np.ndarray, labels: np.ndarray, width: int, height: int) -> tuple[np.ndarray, np.ndarray]:

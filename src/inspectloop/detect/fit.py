@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from inspectloop.detect.augment import BoxAugment
+from inspectloop.detect.augment import BoxAugment, View, mosaic
 from inspectloop.detect.data import Frame, training_view
 from inspectloop.detect.loss import detection_loss
 from inspectloop.detect.metrics import Boxes, coco_map
@@ -28,6 +28,7 @@ from inspectloop.train.schedule import OneCycle
 
 EpochCallback = Callable[[dict[str, Any]], None]
 EVAL_FLOOR = 0.01  # box confidence floor for mAP: the precision-recall curve needs the low-confidence tail
+MOSAIC_CLOSE = 0.85  # mosaics stop for the last 15% of the schedule: the model ends on views like the line's (YOLO)
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class FitSettings:
     channels_last: bool = False
     max_minutes: float | None = None  # the schedule anneals by it and training stops at it; the best epoch is kept
     ema: bool = False  # validate and keep a moving average of the weights (train.average), not the last step's
+    mosaic: float = 0.0  # share of augmented training views that are mosaics of four (detect.augment.mosaic)
 
 
 @dataclass
@@ -169,10 +171,14 @@ def _train_epoch(model: Detector, frozen: Sequence[torch.nn.Module], train: Sequ
         for group in optimizer.param_groups:
             group["lr"] = schedule.rate(state.step, elapsed)
         images, boxes, labels = [], [], []
+        mosaics = settings.mosaic if schedule.progress(state.step, elapsed) < MOSAIC_CLOSE else 0.0
         for i in order[step * settings.batch_size:(step + 1) * settings.batch_size]:
-            image, b, lab = training_view(train[i], settings.input_size, state.py_rng)
-            if augment is not None:
-                image, b, lab = augment(image, b, lab, state.py_rng)
+            if augment is not None and mosaics and state.py_rng.random() < mosaics:
+                others = [int(state.np_rng.integers(len(train))) for _ in range(3)]
+                image, b, lab = mosaic([_view(train[j], settings, augment, state) for j in (i, *others)],
+                                       state.py_rng)
+            else:
+                image, b, lab = _view(train[i], settings, augment, state)
             images.append(preprocess.to_array(image))
             boxes.append(torch.from_numpy(np.asarray(b, dtype=np.float32).reshape(-1, 4)))
             labels.append(torch.from_numpy(np.asarray(lab, dtype=np.int64)))
@@ -193,6 +199,11 @@ def _train_epoch(model: Detector, frozen: Sequence[torch.nn.Module], train: Sequ
         totals["cls"] += parts["cls"]
         totals["box"] += parts["box"]
     return {**{name: value / max(1, done) for name, value in totals.items()}, "cut": done < steps}
+
+
+def _view(frame: Frame, settings: FitSettings, augment: BoxAugment | None, state: _State) -> View:
+    image, boxes, labels = training_view(frame, settings.input_size, state.py_rng)
+    return (image, boxes, labels) if augment is None else augment(image, boxes, labels, state.py_rng)
 
 
 def _val_map(model: Detector, val: Sequence[Frame], preprocess: Preprocess, settings: FitSettings,

@@ -141,7 +141,7 @@ def _execute(workspace: Workspace, version: DatasetVersion, config: TrainConfig,
     settings = FitSettings(config.input_size, config.epochs, config.batch_size, config.lr, config.weight_decay,
                            config.freeze_blocks, config.augment, config.flips, config.seed, config.tile_overlap,
                            config.nms_iou, config.patience, training_precision(config), config.channels_last,
-                           config.max_minutes, config.ema)
+                           config.max_minutes, config.ema, config.mosaic)
     training = fit_detector(model, train, val, preprocess, settings, plan.box_classes, run_dir / "checkpoint.pt",
                             lambda record: progress("epoch", {**record, "epochs": config.epochs}))
     torch.save(model.state_dict(), run_dir / "weights.pt")

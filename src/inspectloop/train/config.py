@@ -156,6 +156,9 @@ class TrainConfig(BaseModel):
                                                         "class is suppressed")
     ema: bool = Field(False, description="detect: validate, keep and export a moving average of the weights over "
                                          "the last steps (the YOLO family's EMA) instead of the last step's weights")
+    mosaic: float = Field(0.0, ge=0, le=1, description="detect: share of augmented training views that are a mosaic "
+                                                       "of four views around a random centre (the YOLO family's "
+                                                       "mosaic); none in the last 15% of the schedule")
 
     @model_validator(mode="after")
     def _one_budget_one_training(self) -> TrainConfig:
