@@ -116,13 +116,13 @@ def image_row(record: ImageRecord, ingest_id: int, stamp: str) -> dict[str, Any]
     return dict(
         sha256=record.sha256, format=record.format, original_mode=record.original_mode,
         working_mode=record.working_mode, width=record.width, height=record.height, size_bytes=record.size_bytes,
-        **image_row_meta(record.meta), source=record.source.value, ingest_id=ingest_id, ingested_at=stamp,
+        **_meta_columns(record.meta), source=record.source.value, ingest_id=ingest_id, ingested_at=stamp,
         **record.quality.model_dump())
 
 
 def _missing_meta(row: Any, meta: CaptureMeta) -> dict[str, Any]:
     """The column values ``meta`` gives that ``row`` lacks (its extra gains only keys it does not have)."""
-    given = image_row_meta(meta)
+    given = _meta_columns(meta)
     values = {k: v for k, v in given.items() if k != "extra" and v is not None and getattr(row, k) is None}
     extra = dict(row.extra or {})
     added = {k: v for k, v in meta.extra.items() if k not in extra}
@@ -131,7 +131,7 @@ def _missing_meta(row: Any, meta: CaptureMeta) -> dict[str, Any]:
     return values
 
 
-def image_row_meta(meta: CaptureMeta) -> dict[str, Any]:
+def _meta_columns(meta: CaptureMeta) -> dict[str, Any]:
     """The ``images`` columns that hold an image's capture metadata."""
     return dict(camera=meta.camera, line=meta.line, shift=meta.shift, lighting=meta.lighting, part_id=meta.part_id,
                 session=meta.session, captured_at=meta.captured_at.isoformat() if meta.captured_at else None,

@@ -1,7 +1,8 @@
 """An exponential moving average of a model's weights, the one the YOLO family validates and ships.
 
 Between two epochs a small-data detector's validation mAP swings by several points as the last steps
-push it about; the average over the last few epochs' steps is steadier and usually better. The decay
+push it about; the average over the last few epochs' steps is steadier (on NEU-DET it held validation
+mAP50 within 1.2 points over the last 12 epochs, but did not raise test mAP50: see the README). The decay
 ramps up (``EMA_DECAY * (1 - exp(-steps / EMA_RAMP_STEPS))``) so that early in training, when the
 weights move fast, the average follows them closely instead of dragging the random start along; late
 in a 3,000-step run it spans a few epochs. BatchNorm statistics are averaged with the weights.
