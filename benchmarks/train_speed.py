@@ -43,14 +43,20 @@ from inspectloop.train.config import TrainConfig
 from inspectloop.train.data import augmented_batch
 from inspectloop.train.loop import freeze_early_layers, train_step, training_layout, training_precision
 
-OLD = {"precision": "float32", "channels_last": False, "compile": False}  # the path before issue 16
+FAST = {"precision": "bf16", "channels_last": True}  # the fast path (opt-in: --set precision=auto channels_last=true)
+# The path before issue 16: float32, NCHW, TensorFlow-style pads as separate copies. ``pads_separate`` and
+# ``depthwise_bf16`` put back what the fast path changed, to time it against what it replaced.
+OLD = {"precision": "float32", "channels_last": False, "compile": False, "pads_separate": True}
 LEVERS = {
-    "old (float32, NCHW)": OLD,
-    "bf16 autocast": {**OLD, "precision": "bf16"},
-    "channels-last": {**OLD, "channels_last": True},
-    "bf16 + channels-last (default)": {},
+    "old (float32, NCHW, pads separate)": OLD,
+    "pads in the convolution": {"precision": "float32", "channels_last": False},
+    "bf16 autocast": {"precision": "bf16", "channels_last": False},
+    "channels-last": {"precision": "float32", "channels_last": True},
+    "bf16 + channels-last, depthwise in bf16 (before)": {**FAST, "depthwise_bf16": True},
+    "bf16 + channels-last (fast path)": FAST,
 }
-COMPILED = {"bf16 + channels-last + compile": {"compile": True}}
+BENCH_ONLY = ("pads_separate", "depthwise_bf16")  # switches of this benchmark, not of TrainConfig
+COMPILED = {"bf16 + channels-last + compile": {**FAST, "compile": True}}
 DATASETS = {"neu": (neu_items, 160), "magnetic_tile": (magnetic_tile_items, 192)}
 TIMING_IMAGES = 96  # decoded once per dataset, spread over its classes
 
@@ -98,8 +104,11 @@ def throughput(dataset: str, rounds: int, steps: int, levers: dict[str, dict[str
     size = size or recipe_size
     images, labels = _timing_images(items(), size)
     base = TrainConfig(input_size=size, seed=0)
-    configs = {name: base.model_copy(update=update) for name, update in levers.items()}
-    trainers = {name: _Trainer(config, len(set(labels.tolist()))) for name, config in configs.items()}
+    configs = {name: base.model_copy(update={k: v for k, v in update.items() if k not in BENCH_ONLY})
+               for name, update in levers.items()}
+    trainers = {name: _Trainer(config, len(set(labels.tolist())), **{k: levers[name][k] for k in BENCH_ONLY
+                                                                     if k in levers[name]})
+                for name, config in configs.items()}
     compile_seconds = {name: trainer.warm_up(images, labels) for name, trainer in trainers.items()}
     rates: dict[str, list[float]] = {name: [] for name in configs}
     cpu_rates: dict[str, list[float]] = {name: [] for name in configs}
@@ -136,13 +145,19 @@ def throughput(dataset: str, rounds: int, steps: int, levers: dict[str, dict[str
 class _Trainer:
     """One configuration's model, optimiser and random draws: the fine-tuning loop's step, timed."""
 
-    def __init__(self, config: TrainConfig, classes: int) -> None:
+    def __init__(self, config: TrainConfig, classes: int, pads_separate: bool = False,
+                 depthwise_bf16: bool = False) -> None:
         torch.manual_seed(0)
         self.config = config
         self.model = Classifier(load_backbone(config.backbone, input_size=config.input_size),
                                 backbone_spec(config.backbone).feature_dim, classes)
+        if pads_separate:
+            _separate_pads(self.model)
         self.frozen = freeze_early_layers(self.model, config.freeze_blocks)
-        training_layout(self.model, config)
+        if depthwise_bf16:  # the layout alone, without the float32 depthwise convolutions
+            training_layout(self.model, "float32", config.channels_last)
+        else:
+            training_layout(self.model, training_precision(config), config.channels_last)
         self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=config.lr,
                                            weight_decay=config.weight_decay)
         self.stepper = torch.compile(self.model) if config.compile else self.model
@@ -172,6 +187,15 @@ class _Trainer:
             x = augmented_batch([images[i] for i in index], self.preprocess, self.augment, self.rng)
             train_step(self.stepper, x, torch.from_numpy(labels[index]), self.optimizer, self.config)
         return steps * size / (time.perf_counter() - started)
+
+
+def _separate_pads(model: torch.nn.Module) -> None:
+    """Undo ``models.backbones.fold_symmetric_padding``: each pad a separate copy again, as before issue 16."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d) and module.padding != (0, 0) and hasattr(module, "static_padding"):
+            top, left = module.padding
+            module.static_padding = torch.nn.ZeroPad2d((left, left, top, top))
+            module.padding = (0, 0)
 
 
 def loading(dataset: str, rounds: int, count: int = 120) -> dict[str, Any]:
@@ -222,7 +246,7 @@ def accuracy(dataset: str, path: str, per_class: int = 0, size: int | None = Non
     plan: SplitPlan = NEU_PLAN if dataset == "neu" else MT_PLAN
     recipe = {"mode": "finetune", "input_size": size or recipe_size,
               "epochs": epochs or (4 if dataset == "neu" else 12), "seed": 0}
-    update = OLD if path == "old" else {}
+    update = {k: v for k, v in (OLD if path == "old" else FAST).items() if k not in BENCH_ONLY}
     chosen = _first_per_class(items(), per_class) if per_class else items()
     ws = fresh_workspace(f"train_speed_{dataset}_{path}", chosen, plan)
     load_before = os.getloadavg()[0]

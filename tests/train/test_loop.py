@@ -3,6 +3,7 @@ back a float32 model in the standard layout that export expects."""
 
 from __future__ import annotations
 
+from copy import deepcopy
 from pathlib import Path
 
 import numpy as np
@@ -63,3 +64,49 @@ def test_the_fast_path_learns_what_the_old_path_learns(tmp_path: Path) -> None:
     fast_logits, old_logits = loop.predict_logits(fast, held, preprocess), loop.predict_logits(old, held, preprocess)
     assert not np.array_equal(fast_logits, old_logits)  # the switch did something
     assert np.abs(fast_logits - old_logits).max() < 0.5  # two epochs from one start: close, not bitwise equal
+
+
+def _depthwise_and_pointwise(model: torch.nn.Module) -> tuple[torch.nn.Conv2d, torch.nn.Conv2d]:
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    return (next(m for m in convs if m.groups > 1 and m.groups == m.in_channels),
+            next(m for m in convs if m.groups == 1 and m.kernel_size == (1, 1)))
+
+
+def _output_dtypes(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
+    """The dtypes a depthwise and a pointwise convolution of ``model`` give under bf16 autocast."""
+    seen: dict[str, torch.dtype] = {}
+    depthwise, pointwise = _depthwise_and_pointwise(model)
+
+    def record(name: str) -> object:
+        def hook(_module: object, _inputs: object, out: torch.Tensor) -> None:
+            seen.setdefault(name, out.dtype)
+        return hook
+
+    hooks = [depthwise.register_forward_hook(record("depthwise")), pointwise.register_forward_hook(record("pointwise"))]
+    with loop.autocast("bf16"):
+        model(x)
+    for hook in hooks:
+        hook.remove()
+    return seen["depthwise"], seen["pointwise"]
+
+
+def test_in_bf16_depthwise_convolutions_stay_float32_and_the_plain_layout_undoes_it() -> None:
+    model = load_backbone(input_size=64)
+    x = torch.randn(2, 3, 64, 64)
+    assert _output_dtypes(model, x) == (torch.bfloat16, torch.bfloat16)  # autocast alone
+    loop.training_layout(model, "bf16", channels_last=True)
+    assert _output_dtypes(model, x) == (torch.float32, torch.bfloat16)  # oneDNN's slow bf16 depthwise avoided
+    loop.plain_layout(model)
+    assert _output_dtypes(model, x) == (torch.bfloat16, torch.bfloat16)
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_a_deep_copy_of_a_model_in_training_layout_runs_its_own_weights() -> None:
+    model = loop.training_layout(load_backbone(input_size=64), "bf16", channels_last=False).eval()
+    twin = deepcopy(model)  # as a weight average copies the model it follows
+    with torch.no_grad():
+        for parameter in _depthwise_and_pointwise(twin)[0].parameters():
+            parameter.mul_(0.5)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.inference_mode():
+        assert not torch.allclose(model(x), twin(x))

@@ -23,7 +23,7 @@ from inspectloop.detect.model import Detector
 from inspectloop.runtime.detection import detect_frame
 from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.average import weight_average
-from inspectloop.train.loop import autocast, freeze_early_layers
+from inspectloop.train.loop import autocast, freeze_early_layers, plain_layout, training_layout
 from inspectloop.train.schedule import OneCycle
 
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -96,8 +96,7 @@ def fit_detector(model: Detector, train: Sequence[Frame], val: Sequence[Frame], 
     validation mAP50 (the last epoch when ``val`` is empty). With ``settings.max_minutes`` the learning rate
     anneals by the clock as well as by the steps (:class:`~inspectloop.train.schedule.OneCycle`) and training
     stops when the budget is spent, mid-epoch if need be (that epoch is still validated and may be kept)."""
-    if settings.channels_last:
-        model.to(memory_format=torch.channels_last)
+    training_layout(model, settings.precision, settings.channels_last)
     frozen = freeze_early_layers(model, settings.freeze_blocks)  # type: ignore[arg-type]  # any model with a trunk
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
@@ -135,7 +134,7 @@ def fit_detector(model: Detector, train: Sequence[Frame], val: Sequence[Frame], 
         if stopped or (settings.patience and epoch - state.best_epoch >= settings.patience):
             break
     model.load_state_dict(state.best_state)
-    model.to(memory_format=torch.contiguous_format)  # the export traces the usual layout
+    plain_layout(model)  # the export traces the usual layout and the modules' own forwards
     return DetectorTraining(model, state.best_epoch, state.history, state.seconds, resumed, stopped)
 
 

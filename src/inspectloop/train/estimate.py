@@ -23,7 +23,7 @@ from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.augment import build_augment
 from inspectloop.train.config import TrainConfig
 from inspectloop.train.data import ImageSet, augmented_batch
-from inspectloop.train.loop import freeze_early_layers, predict_logits, train_step, training_layout
+from inspectloop.train.loop import freeze_early_layers, predict_logits, train_step, training_layout, training_precision
 
 TIMED_BATCHES = 3  # after one untimed warm-up batch (its first call builds the CPU kernels)
 
@@ -116,7 +116,7 @@ def check_budget(estimated: Estimate, config: TrainConfig) -> None:
 def _time_training(model: Classifier, train: ImageSet, preprocess: Preprocess, config: TrainConfig,
                    batches: int) -> float:
     frozen = freeze_early_layers(model, config.freeze_blocks)
-    training_layout(model, config)
+    training_layout(model, training_precision(config), config.channels_last)
     model.train()
     for module in frozen:
         module.eval()
