@@ -90,12 +90,16 @@ def _output_dtypes(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.dtype
     return seen["depthwise"], seen["pointwise"]
 
 
-def test_in_bf16_depthwise_convolutions_stay_float32_and_the_plain_layout_undoes_it() -> None:
+def test_in_bf16_depthwise_convolutions_that_train_stay_float32_and_the_plain_layout_undoes_it() -> None:
     model = load_backbone(input_size=64)
     x = torch.randn(2, 3, 64, 64)
     assert _output_dtypes(model, x) == (torch.bfloat16, torch.bfloat16)  # autocast alone
     loop.training_layout(model, "bf16", channels_last=True)
     assert _output_dtypes(model, x) == (torch.float32, torch.bfloat16)  # oneDNN's slow bf16 depthwise avoided
+    loop.plain_layout(model)
+    _depthwise_and_pointwise(model)[0].weight.requires_grad = False  # frozen: no backward to avoid
+    loop.training_layout(model, "bf16", channels_last=True)
+    assert _output_dtypes(model, x) == (torch.bfloat16, torch.bfloat16)
     loop.plain_layout(model)
     assert _output_dtypes(model, x) == (torch.bfloat16, torch.bfloat16)
     assert all(p.is_contiguous() for p in model.parameters())

@@ -96,8 +96,8 @@ def fit_detector(model: Detector, train: Sequence[Frame], val: Sequence[Frame], 
     validation mAP50 (the last epoch when ``val`` is empty). With ``settings.max_minutes`` the learning rate
     anneals by the clock as well as by the steps (:class:`~inspectloop.train.schedule.OneCycle`) and training
     stops when the budget is spent, mid-epoch if need be (that epoch is still validated and may be kept)."""
-    training_layout(model, settings.precision, settings.channels_last)
     frozen = freeze_early_layers(model, settings.freeze_blocks)  # type: ignore[arg-type]  # any model with a trunk
+    training_layout(model, settings.precision, settings.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps = max(1, len(train) // settings.batch_size)

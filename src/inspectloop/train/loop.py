@@ -95,15 +95,17 @@ def autocast(precision: str) -> Iterator[None]:
 
 def training_layout(model: nn.Module, precision: str, channels_last: bool) -> nn.Module:
     """``model`` as it fine-tunes (the same weights): channels-last when asked; in bf16, its depthwise convolutions
-    run in float32 all the same. oneDNN's bf16 depthwise backward is slower than its float32 one: an
+    that train run in float32 all the same. oneDNN's bf16 depthwise backward is slower than its float32 one: an
     EfficientNet-Lite0 step took 1.4x as long with them in bf16 on an AVX-512 BF16 + AMX Xeon, while the
-    pointwise convolutions, most of the arithmetic, gain from bf16. :func:`plain_layout` undoes it."""
+    pointwise convolutions, most of the arithmetic, gain from bf16. Call it after freezing (it reads which
+    weights train); :func:`plain_layout` undoes it."""
     if channels_last:
         model.to(memory_format=torch.channels_last)
     if precision == "bf16":
         for module in _depthwise(model):
-            # bound to the module, so a deep copy (a weight average) runs its own weights
-            module.forward = types.MethodType(_float32_forward, module)
+            if module.weight.requires_grad:  # a frozen one is in the frozen prefix: no backward, bf16 is faster
+                # bound to the module, so a deep copy (a weight average) runs its own weights
+                module.forward = types.MethodType(_float32_forward, module)
     return model
 
 
