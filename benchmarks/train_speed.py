@@ -1,4 +1,4 @@
-"""Fine-tuning throughput on a 2-core CPU: each speed lever alone and together, and the fast path's accuracy.
+"""Fine-tuning throughput on a 2-core CPU: each speed lever alone and together, and the fast default's accuracy.
 
     python -m benchmarks.train_speed [--datasets neu magnetic_tile] [--rounds 6] [--steps 2] [--compile]
     python -m benchmarks.train_speed --loading                              # decoding vs the image cache
@@ -7,18 +7,14 @@
 Throughput is the training step a run repeats (augmentation of the batch, forward, backward, optimiser step)
 in images per second, with the dataset's benchmark recipe (NEU: the 160 px fine-tune of benchmarks.neu;
 magnetic tile: the 192 px main model of benchmarks.magnetic_tile; stem and two blocks frozen, batch 32).
-The old path is the loop before issue 16 (float32, NCHW, pads as separate copies, each batch augmented
-between steps); each lever alone changes one of those; the fast path is bf16 + channels-last with everything
-the loop now does (``--set precision=auto --set channels_last=true``).
 Every configuration holds its own model, and the configurations take turns over short timing windows
 (``--steps`` steps each, in a rotating order, for ``--rounds`` rounds): the machine is shared, so a load
 spike hits every configuration alike. Reported: the median images/s of each, the median of the per-round
 ratios to the old path, and the load average around each round; and the same per CPU-second of this process
-(images per CPU-second: the work a step costs, less sensitive than wall time to other processes' load).
-``--compile`` adds torch.compile (its compile time is reported: minutes). ``--loading`` times loading a run's
-images (decode and resize, as without the image cache or on its first run) against reading them back from the
-image cache. The accuracy mode trains the recipe end to end (fresh workspace, frozen test split) on the fast
-path or (``--path old``) in float32 NCHW, and adds its test macro recall.
+(images per CPU-second: the work a step costs, less sensitive than wall time to other processes' load). ``--compile`` adds torch.compile (its
+compile time is reported: minutes). ``--loading`` times loading a run's images (decode and resize, as
+without the image cache or on its first run) against reading them back from the image cache. The accuracy mode trains the recipe end to end (fresh workspace,
+frozen test split) with the new defaults or (``--path old``) the old path, and adds its test macro recall.
 """
 
 from __future__ import annotations
@@ -44,24 +40,22 @@ from inspectloop.runtime.images import load_image
 from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.augment import build_augment
 from inspectloop.train.config import TrainConfig
-from inspectloop.train.data import augmented_batch, prefetched
+from inspectloop.train.data import augmented_batch
 from inspectloop.train.loop import freeze_early_layers, train_step, training_layout, training_precision
 
 FAST = {"precision": "bf16", "channels_last": True}  # the fast path (opt-in: --set precision=auto channels_last=true)
-# The path before issue 16: float32, NCHW, TensorFlow-style pads as separate copies, each batch augmented
-# between steps. ``pads_separate``, ``depthwise_bf16`` and ``serial_batches`` put back what the loop changed,
-# to time it against what it replaced; each lever alone keeps the rest as before.
-OLD = {"precision": "float32", "channels_last": False, "compile": False, "pads_separate": True, "serial_batches": True}
+# The path before issue 16: float32, NCHW, TensorFlow-style pads as separate copies. ``pads_separate`` and
+# ``depthwise_bf16`` put back what the fast path changed, to time it against what it replaced.
+OLD = {"precision": "float32", "channels_last": False, "compile": False, "pads_separate": True}
 LEVERS = {
-    "old (float32, NCHW, pads separate, batches between steps)": OLD,
-    "pads in the convolution": {**OLD, "pads_separate": False},
-    "batches made during the step": {**OLD, "serial_batches": False},
-    "bf16 autocast": {**OLD, "precision": "bf16"},
-    "channels-last": {**OLD, "channels_last": True},
-    "bf16 + channels-last, depthwise in bf16 (before)": {**FAST, "depthwise_bf16": True, "serial_batches": True},
+    "old (float32, NCHW, pads separate)": OLD,
+    "pads in the convolution": {"precision": "float32", "channels_last": False},
+    "bf16 autocast": {"precision": "bf16", "channels_last": False},
+    "channels-last": {"precision": "float32", "channels_last": True},
+    "bf16 + channels-last, depthwise in bf16 (before)": {**FAST, "depthwise_bf16": True},
     "bf16 + channels-last (fast path)": FAST,
 }
-BENCH_ONLY = ("pads_separate", "depthwise_bf16", "serial_batches")  # switches of this benchmark, not TrainConfig
+BENCH_ONLY = ("pads_separate", "depthwise_bf16")  # switches of this benchmark, not of TrainConfig
 COMPILED = {"bf16 + channels-last + compile": {**FAST, "compile": True}}
 DATASETS = {"neu": (neu_items, 160), "magnetic_tile": (magnetic_tile_items, 192)}
 TIMING_IMAGES = 96  # decoded once per dataset, spread over its classes
@@ -152,9 +146,9 @@ class _Trainer:
     """One configuration's model, optimiser and random draws: the fine-tuning loop's step, timed."""
 
     def __init__(self, config: TrainConfig, classes: int, pads_separate: bool = False,
-                 depthwise_bf16: bool = False, serial_batches: bool = False) -> None:
+                 depthwise_bf16: bool = False) -> None:
         torch.manual_seed(0)
-        self.config, self.serial_batches = config, serial_batches
+        self.config = config
         self.model = Classifier(load_backbone(config.backbone, input_size=config.input_size),
                                 backbone_spec(config.backbone).feature_dim, classes)
         if pads_separate:
@@ -187,14 +181,10 @@ class _Trainer:
         for module in self.frozen:
             module.eval()
         size = self.config.batch_size
-
-        def batch(_: int) -> tuple[np.ndarray, torch.Tensor]:
-            index = self.draw.choice(len(images), size=size, replace=False)
-            return index, augmented_batch([images[i] for i in index], self.preprocess, self.augment, self.rng)
-
         started = time.perf_counter()
-        batches = map(batch, range(steps)) if self.serial_batches else prefetched(batch, steps)
-        for index, x in batches:
+        for _ in range(steps):
+            index = self.draw.choice(len(images), size=size, replace=False)
+            x = augmented_batch([images[i] for i in index], self.preprocess, self.augment, self.rng)
             train_step(self.stepper, x, torch.from_numpy(labels[index]), self.optimizer, self.config)
         return steps * size / (time.perf_counter() - started)
 

@@ -1,12 +1,9 @@
-"""Decoded images cached on disk by image and preprocessing: read back exactly, shared, rebuilt when torn; and
-training batches made ahead of the step, in order."""
+"""Decoded images cached on disk by image and preprocessing: read back exactly, shared, rebuilt when torn."""
 
 from __future__ import annotations
 
 import hashlib
 import io
-import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +13,7 @@ from PIL import Image
 from inspectloop.domain import DatasetItem
 from inspectloop.runtime.images import load_image
 from inspectloop.runtime.preprocess import Preprocess
-from inspectloop.train.data import ImageCache, load_image_set, prefetched
+from inspectloop.train.data import ImageCache, load_image_set
 from tests.conftest import surface
 
 
@@ -98,38 +95,3 @@ def test_a_torn_entry_is_decoded_again(tmp_path: Path, blobs: dict[str, bytes]) 
     again = load_image_set(items(blobs), ["good", "scratch"], reader, preprocess, mode="L", cache=cache)
     assert reader.reads == 1 and again.images[0].size == (64, 64)
     assert not list(cache.folder.rglob("*.tmp"))
-
-
-def test_prefetched_batches_come_in_order_made_one_at_a_time_ahead_of_the_caller() -> None:
-    running, most, made, threads = [0], [0], [], set()
-    lock = threading.Lock()
-
-    def make(i: int) -> int:
-        with lock:
-            running[0] += 1
-            most[0] = max(most[0], running[0])
-        time.sleep(0.01)
-        made.append(i)
-        threads.add(threading.current_thread())
-        with lock:
-            running[0] -= 1
-        return i * 10
-
-    seen = list(prefetched(make, 5))
-    assert seen == [0, 10, 20, 30, 40] and made == [0, 1, 2, 3, 4]
-    assert threading.current_thread() not in threads  # made beside the caller, not by it
-    assert most[0] == 1  # never two at once: seeded draws follow the plain loop's order
-    assert list(prefetched(make, 0)) == []
-
-
-def test_an_error_making_a_prefetched_batch_is_raised_at_that_batch() -> None:
-    def make(i: int) -> int:
-        if i == 2:
-            raise ValueError("bad image 2")
-        return i
-
-    seen = []
-    with pytest.raises(ValueError, match="bad image 2"):
-        for item in prefetched(make, 4):
-            seen.append(item)
-    assert seen == [0, 1]

@@ -10,11 +10,10 @@ from __future__ import annotations
 import os
 import random
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,7 +28,6 @@ if TYPE_CHECKING:
     from inspectloop.train.ordinal import GradedTargets
 
 Loader = Callable[[str], bytes]
-T = TypeVar("T")
 CACHE_FORMAT = 1  # part of every cache key: bump it when decoding or resizing changes what an entry holds
 
 
@@ -114,22 +112,6 @@ def augmented_batch(images: Sequence[Image.Image], preprocess: Preprocess, augme
     if augment is None:
         return to_batch(images, preprocess)
     return to_batch([augment(image, rng) for image in images], preprocess)
-
-
-def prefetched(make: Callable[[int], T], count: int) -> Iterator[T]:
-    """``make(0)`` .. ``make(count - 1)`` in order, each made in a worker thread while the caller works on the one
-    before: a batch's augmentation (numpy and PIL, which release the GIL) overlaps the training step before it.
-    The calls run one at a time and in order, so seeded draws are the same as in a plain loop; an exception in
-    ``make`` is raised here, at its item."""
-    if count <= 0:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batches") as pool:
-        upcoming = pool.submit(make, 0)
-        for i in range(count):
-            item = upcoming.result()
-            if i + 1 < count:
-                upcoming = pool.submit(make, i + 1)
-            yield item
 
 
 def balanced_order(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:

@@ -24,7 +24,7 @@ from inspectloop.models.classifier import Classifier
 from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.augment import build_augment
 from inspectloop.train.config import TrainConfig
-from inspectloop.train.data import ImageSet, augmented_batch, balanced_order, prefetched, to_batch
+from inspectloop.train.data import ImageSet, augmented_batch, balanced_order, to_batch
 from inspectloop.train.logistic import LogisticProbe
 from inspectloop.train.ordinal import GradedTargets
 
@@ -212,13 +212,10 @@ def _train_epoch(model: Classifier, stepper: nn.Module, frozen: Sequence[nn.Modu
     count = steps * config.batch_size
     order = (balanced_order(train.labels, count, state.np_rng) if config.balance == "sampler"
              else state.np_rng.permutation(len(train))[:count])
-
-    def batch(step: int) -> tuple[np.ndarray, torch.Tensor]:
-        index = order[step * config.batch_size:(step + 1) * config.batch_size]
-        return index, augmented_batch([train.images[i] for i in index], preprocess, augment, state.py_rng)
-
     total = 0.0
-    for index, x in prefetched(batch, steps):  # the next batch is augmented during this step
+    for step in range(steps):
+        index = order[step * config.batch_size:(step + 1) * config.batch_size]
+        x = augmented_batch([train.images[i] for i in index], preprocess, augment, state.py_rng)
         y = train.graded.batch(index) if train.graded is not None else torch.from_numpy(train.labels[index])
         total += train_step(stepper, x, y, optimizer, config, train.graded)
         scheduler.step()
