@@ -1,4 +1,4 @@
-"""Fine-tuning throughput on a 2-core CPU: each speed lever alone and together, and the fast default's accuracy.
+"""Fine-tuning throughput on a 2-core CPU: each speed lever alone and together, and the fast path's accuracy.
 
     python -m benchmarks.train_speed [--datasets neu magnetic_tile] [--rounds 6] [--steps 2] [--compile]
     python -m benchmarks.train_speed --loading                              # decoding vs the image cache
@@ -7,14 +7,18 @@
 Throughput is the training step a run repeats (augmentation of the batch, forward, backward, optimiser step)
 in images per second, with the dataset's benchmark recipe (NEU: the 160 px fine-tune of benchmarks.neu;
 magnetic tile: the 192 px main model of benchmarks.magnetic_tile; stem and two blocks frozen, batch 32).
+The old path is the loop before issue 16 (float32, NCHW, pads as separate copies); each lever changes one
+thing of it; the fast path is ``--set precision=auto --set channels_last=true`` as the loop now runs it, and
+"before" is that path as it was before its depthwise convolutions stayed in float32.
 Every configuration holds its own model, and the configurations take turns over short timing windows
 (``--steps`` steps each, in a rotating order, for ``--rounds`` rounds): the machine is shared, so a load
 spike hits every configuration alike. Reported: the median images/s of each, the median of the per-round
 ratios to the old path, and the load average around each round; and the same per CPU-second of this process
-(images per CPU-second: the work a step costs, less sensitive than wall time to other processes' load). ``--compile`` adds torch.compile (its
-compile time is reported: minutes). ``--loading`` times loading a run's images (decode and resize, as
-without the image cache or on its first run) against reading them back from the image cache. The accuracy mode trains the recipe end to end (fresh workspace,
-frozen test split) with the new defaults or (``--path old``) the old path, and adds its test macro recall.
+(images per CPU-second: the work a step costs, less sensitive than wall time to other processes' load).
+``--compile`` adds torch.compile (its compile time is reported: minutes). ``--loading`` times loading a run's
+images (decode and resize, as without the image cache or on its first run) against reading them back from the
+image cache. The accuracy mode trains the recipe end to end (fresh workspace, frozen test split) on the fast
+path or (``--path old``) in float32 NCHW, and adds its test macro recall.
 """
 
 from __future__ import annotations
@@ -45,14 +49,14 @@ from inspectloop.train.loop import freeze_early_layers, train_step, training_lay
 
 FAST = {"precision": "bf16", "channels_last": True}  # the fast path (opt-in: --set precision=auto channels_last=true)
 # The path before issue 16: float32, NCHW, TensorFlow-style pads as separate copies. ``pads_separate`` and
-# ``depthwise_bf16`` put back what the fast path changed, to time it against what it replaced.
+# ``depthwise_bf16`` put back what the loop changed, to time it against what it replaced.
 OLD = {"precision": "float32", "channels_last": False, "compile": False, "pads_separate": True}
 LEVERS = {
     "old (float32, NCHW, pads separate)": OLD,
-    "pads in the convolution": {"precision": "float32", "channels_last": False},
-    "bf16 autocast": {"precision": "bf16", "channels_last": False},
-    "channels-last": {"precision": "float32", "channels_last": True},
-    "bf16 + channels-last, depthwise in bf16 (before)": {**FAST, "depthwise_bf16": True},
+    "pads in the convolution": {**OLD, "pads_separate": False},
+    "bf16 autocast": {**OLD, "precision": "bf16"},
+    "channels-last": {**OLD, "channels_last": True},
+    "bf16 + channels-last, depthwise in bf16 (before)": {**FAST, "depthwise_bf16": True, "pads_separate": True},
     "bf16 + channels-last (fast path)": FAST,
 }
 BENCH_ONLY = ("pads_separate", "depthwise_bf16")  # switches of this benchmark, not of TrainConfig

@@ -72,36 +72,41 @@ def _depthwise_and_pointwise(model: torch.nn.Module) -> tuple[torch.nn.Conv2d, t
             next(m for m in convs if m.groups == 1 and m.kernel_size == (1, 1)))
 
 
-def _output_dtypes(model: torch.nn.Module, x: torch.Tensor) -> tuple[torch.dtype, torch.dtype]:
-    """The dtypes a depthwise and a pointwise convolution of ``model`` give under bf16 autocast."""
-    seen: dict[str, torch.dtype] = {}
+def _depthwise_in_float32(model: torch.nn.Module, x: torch.Tensor) -> bool:
+    """Under bf16 autocast, whether ``model``'s first depthwise convolution computes in float32 (its output then
+    is the float32 result rounded to bf16, not bf16 arithmetic's), checked with its pointwise neighbours in bf16."""
+    seen: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     depthwise, pointwise = _depthwise_and_pointwise(model)
 
     def record(name: str) -> object:
-        def hook(_module: object, _inputs: object, out: torch.Tensor) -> None:
-            seen.setdefault(name, out.dtype)
+        def hook(_module: object, inputs: tuple[torch.Tensor], out: torch.Tensor) -> None:
+            seen.setdefault(name, (inputs[0].detach(), out.detach()))
         return hook
 
     hooks = [depthwise.register_forward_hook(record("depthwise")), pointwise.register_forward_hook(record("pointwise"))]
-    with loop.autocast("bf16"):
+    with torch.no_grad(), loop.autocast("bf16"):
         model(x)
     for hook in hooks:
         hook.remove()
-    return seen["depthwise"], seen["pointwise"]
+    assert seen["pointwise"][1].dtype == seen["depthwise"][1].dtype == torch.bfloat16
+    inputs, out = seen["depthwise"]
+    with torch.no_grad():
+        in_float32 = type(depthwise).forward(depthwise, inputs.float()).to(torch.bfloat16)
+    return torch.equal(out, in_float32)
 
 
-def test_in_bf16_depthwise_convolutions_that_train_stay_float32_and_the_plain_layout_undoes_it() -> None:
+def test_in_bf16_depthwise_convolutions_that_train_compute_in_float32_and_the_plain_layout_undoes_it() -> None:
     model = load_backbone(input_size=64)
     x = torch.randn(2, 3, 64, 64)
-    assert _output_dtypes(model, x) == (torch.bfloat16, torch.bfloat16)  # autocast alone
+    assert not _depthwise_in_float32(model, x)  # autocast alone
     loop.training_layout(model, "bf16", channels_last=True)
-    assert _output_dtypes(model, x) == (torch.float32, torch.bfloat16)  # oneDNN's slow bf16 depthwise avoided
+    assert _depthwise_in_float32(model, x)  # oneDNN's slow bf16 depthwise backward avoided
     loop.plain_layout(model)
     _depthwise_and_pointwise(model)[0].weight.requires_grad = False  # frozen: no backward to avoid
     loop.training_layout(model, "bf16", channels_last=True)
-    assert _output_dtypes(model, x) == (torch.bfloat16, torch.bfloat16)
+    assert not _depthwise_in_float32(model, x)
     loop.plain_layout(model)
-    assert _output_dtypes(model, x) == (torch.bfloat16, torch.bfloat16)
+    assert not _depthwise_in_float32(model, x)
     assert all(p.is_contiguous() for p in model.parameters())
 
 
