@@ -2,7 +2,7 @@
 
     python -m benchmarks.train_speed [--datasets neu magnetic_tile] [--rounds 6] [--steps 2] [--compile]
     python -m benchmarks.train_speed --loading                              # decoding vs the image cache
-    python -m benchmarks.train_speed --accuracy neu [--path old]            # test macro recall, NEU recipe
+    python -m benchmarks.train_speed --accuracy neu [--path old] [--seed S] # test macro recall, NEU recipe
 
 Throughput is the training step a run repeats (augmentation of the batch, forward, backward, optimiser step)
 in images per second, with the dataset's benchmark recipe (NEU: the 160 px fine-tune of benchmarks.neu;
@@ -79,15 +79,17 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=0, help="accuracy: the first N images of each class (0 = all)")
     parser.add_argument("--size", type=int, help="input size (default: the recipe's)")
     parser.add_argument("--epochs", type=int, help="accuracy: epochs (default: the recipe's)")
+    parser.add_argument("--seed", type=int, default=0, help="accuracy: the run's seed")
     args = parser.parse_args()
     if args.loading:
         result = _previous() | {"loading": {name: loading(name, args.rounds) for name in args.datasets}}
     elif args.accuracy:
-        measured = accuracy(args.accuracy, args.path, args.per_class, args.size, args.epochs)
+        measured = accuracy(args.accuracy, args.path, args.per_class, args.size, args.epochs, args.seed)
         result = _previous()  # read now: another mode may have written meanwhile
         recipe = measured["recipe"]
         key = args.path if not (args.per_class or args.size or args.epochs) else (
             f"{args.path}: {args.per_class or 'all'} images per class, {recipe['input_size']} px, {recipe['epochs']} epochs")
+        key += f", seed {args.seed}" if args.seed else ""
         result.setdefault("accuracy", {}).setdefault(args.accuracy, {})[key] = measured
     else:
         chosen = {name: update for name, update in LEVERS.items() if not args.levers or name in args.levers
@@ -239,8 +241,8 @@ def _timing_images(items: list[SourceItem], size: int) -> tuple[list[Any], np.nd
 
 
 def accuracy(dataset: str, path: str, per_class: int = 0, size: int | None = None,
-             epochs: int | None = None) -> dict[str, Any]:
-    """The dataset's fine-tuning recipe end to end with the new defaults or the old path: test macro recall.
+             epochs: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """The dataset's fine-tuning recipe end to end on the fast path or the old one: test macro recall.
     ``per_class``, ``size`` and ``epochs`` shrink it (a quick check on a busy machine, not the benchmark)."""
     from benchmarks.magnetic_tile import PLAN as MT_PLAN
     from benchmarks.neu import PLAN as NEU_PLAN
@@ -249,12 +251,12 @@ def accuracy(dataset: str, path: str, per_class: int = 0, size: int | None = Non
     items, recipe_size = DATASETS[dataset]
     plan: SplitPlan = NEU_PLAN if dataset == "neu" else MT_PLAN
     recipe = {"mode": "finetune", "input_size": size or recipe_size,
-              "epochs": epochs or (4 if dataset == "neu" else 12), "seed": 0}
+              "epochs": epochs or (4 if dataset == "neu" else 12), "seed": seed}
     update = {k: v for k, v in (OLD if path == "old" else FAST).items() if k not in BENCH_ONLY}
     chosen = _first_per_class(items(), per_class) if per_class else items()
-    ws = fresh_workspace(f"train_speed_{dataset}_{path}", chosen, plan)
+    ws = fresh_workspace(f"train_speed_{dataset}_{path}_{seed}", chosen, plan)
     load_before = os.getloadavg()[0]
-    run = train_and_score(ws, TrainConfig(**recipe, **update), f"{dataset}-{path}", int8=False)
+    run = train_and_score(ws, TrainConfig(**recipe, **update), f"{dataset}-{path}-{seed}", int8=False)
     ws.close()
     return {"recipe": recipe, "images": len(chosen), "settings": update or "defaults", "test_macro_recall": run["test"]["fp32"]["macro_recall"],
             "per_class_recall": {k: v["recall"] for k, v in run["test"]["fp32"]["per_class"].items()},
