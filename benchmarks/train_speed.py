@@ -196,7 +196,7 @@ class _Trainer:
 
 
 def _separate_pads(model: torch.nn.Module) -> None:
-    """Undo ``models.backbones.fold_symmetric_padding``: each pad a separate copy again, as before issue 16."""
+    """Undo ``models.backbones._fold_symmetric_padding``: each pad a separate copy again, as before issue 16."""
     for module in model.modules():
         if isinstance(module, torch.nn.Conv2d) and module.padding != (0, 0) and hasattr(module, "static_padding"):
             top, left = module.padding

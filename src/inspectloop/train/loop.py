@@ -148,8 +148,8 @@ def finetune(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Prep
     says how long one takes; every part of a resumed run counts), keeping the best epoch so far.
     """
     frozen = freeze_early_layers(model, config.freeze_blocks)
-    training_layout(model, training_precision(config), config.channels_last)  # before the optimiser: its moments
-    # take the parameters' layout
+    # before the optimiser: its moments take the parameters' layout
+    training_layout(model, training_precision(config), config.channels_last)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(train) // config.batch_size)
