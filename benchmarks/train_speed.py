@@ -163,7 +163,7 @@ class _Trainer:
         if depthwise_bf16:  # the layout alone, without the float32 depthwise convolutions
             training_layout(self.model, "float32", config.channels_last)
         else:
-            training_layout(self.model, training_precision(config), config.channels_last)
+            training_layout(self.model, training_precision(config), config.channels_last, config.freeze_blocks)
         self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=config.lr,
                                            weight_decay=config.weight_decay)
         self.stepper = torch.compile(self.model) if config.compile else self.model

@@ -119,3 +119,24 @@ def test_a_deep_copy_of_a_model_in_training_layout_runs_its_own_weights() -> Non
     x = torch.randn(1, 3, 64, 64)
     with torch.inference_mode():
         assert not torch.allclose(model(x), twin(x))
+
+
+def test_in_bf16_the_frozen_prefix_folds_its_batchnorm_and_keeps_the_state_dict() -> None:
+    torch.manual_seed(0)
+    model = Classifier(load_backbone(input_size=64), backbone_spec("efficientnet-lite0").feature_dim, 2).eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        expected = model(x)
+    state = {name: value.clone() for name, value in model.state_dict().items()}
+    loop.freeze_early_layers(model, 2)
+    loop.training_layout(model, "bf16", channels_last=True, frozen_blocks=2)
+    folded = [conv for conv, _ in model.trunk.conv_norm_pairs(2)]
+    assert all("folded" in conv.__dict__ for conv in folded)
+    assert not any("folded" in m.__dict__ for m in model.modules() if m not in folded)  # trained layers keep theirs
+    with torch.no_grad():
+        assert torch.allclose(model(x), expected, atol=1e-4)  # in float32: the same network, rounded otherwise
+    assert model.state_dict().keys() == state.keys()  # checkpoints and the best epoch keep the model's own keys
+    loop.plain_layout(model)
+    with torch.no_grad():
+        assert torch.equal(model(x), expected)
+    assert all(torch.equal(value, state[name]) for name, value in model.state_dict().items())

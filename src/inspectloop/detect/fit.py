@@ -97,7 +97,7 @@ def fit_detector(model: Detector, train: Sequence[Frame], val: Sequence[Frame], 
     anneals by the clock as well as by the steps (:class:`~inspectloop.train.schedule.OneCycle`) and training
     stops when the budget is spent, mid-epoch if need be (that epoch is still validated and may be kept)."""
     frozen = freeze_early_layers(model, settings.freeze_blocks)  # type: ignore[arg-type]  # any model with a trunk
-    training_layout(model, settings.precision, settings.channels_last)
+    training_layout(model, settings.precision, settings.channels_last, settings.freeze_blocks)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     steps = max(1, len(train) // settings.batch_size)

@@ -46,6 +46,15 @@ class EfficientNetLiteTrunk(nn.Module):
     def blocks(self) -> nn.ModuleList:
         return self.net._blocks
 
+    def conv_norm_pairs(self, blocks: int) -> list[tuple[nn.Conv2d, nn.BatchNorm2d]]:
+        """Each convolution of the stem and the first ``blocks`` blocks with the BatchNorm that follows it."""
+        pairs = [(self.net._conv_stem, self.net._bn0)]
+        for block in list(self.blocks)[:blocks]:
+            if hasattr(block, "_expand_conv"):
+                pairs.append((block._expand_conv, block._bn0))
+            pairs += [(block._depthwise_conv, block._bn1), (block._project_conv, block._bn2)]
+        return pairs
+
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         if self.standardise:
             x = standardise(x)

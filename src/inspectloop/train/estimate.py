@@ -116,7 +116,7 @@ def check_budget(estimated: Estimate, config: TrainConfig) -> None:
 def _time_training(model: Classifier, train: ImageSet, preprocess: Preprocess, config: TrainConfig,
                    batches: int) -> float:
     frozen = freeze_early_layers(model, config.freeze_blocks)
-    training_layout(model, training_precision(config), config.channels_last)
+    training_layout(model, training_precision(config), config.channels_last, config.freeze_blocks)
     model.train()
     for module in frozen:
         module.eval()
