@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from inspectloop.models.classifier import Classifier
 from inspectloop.runtime.preprocess import Preprocess
@@ -142,12 +143,8 @@ def _fold_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> None:
     """Give ``conv`` the weights of conv-then-``norm`` (eval statistics) and make ``norm`` pass through. The
     folded weights are plain attributes, outside the state dict, so checkpoints keep the model's own keys."""
     with torch.no_grad():
-        scale = norm.weight / torch.sqrt(norm.running_var + norm.eps)
-        bias = norm.bias - norm.running_mean * scale
-        if conv.bias is not None:
-            bias = bias + conv.bias * scale
-        weight = conv.weight * scale[:, None, None, None]  # keeps the weight's memory layout
-    conv.folded = (weight, bias)
+        conv.folded = fuse_conv_bn_weights(conv.weight, conv.bias, norm.running_mean, norm.running_var, norm.eps,
+                                           norm.weight, norm.bias)
     conv.forward = types.MethodType(_folded_forward, conv)
     norm.forward = types.MethodType(_pass_through, norm)
 
