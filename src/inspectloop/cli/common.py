@@ -16,6 +16,7 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -108,7 +109,14 @@ def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
         view.add_column(column, min_width=max([len(word) for row in cells for word in row[index].split()], default=0))
     for row in cells:
         view.add_row(*row)
-    out.print(view)
+    needed = Measurement.get(out, out.options.update(max_width=sys.maxsize), view).minimum
+    if needed <= out.width:
+        out.print(view)
+        return
+    # Rich shrinks a table wider than the console below its columns' minimum widths, cutting words; print it
+    # at the width it needs and let the terminal wrap the lines instead.
+    Console(file=out.file, width=needed, color_system=out.color_system, force_terminal=out.is_terminal,
+            no_color=out.no_color).print(view)
 
 
 @contextmanager
