@@ -3,6 +3,7 @@
     python -m benchmarks.magnetic_tile [--epochs 12] [--size 192] [--fast-size 160]
     python -m benchmarks.magnetic_tile --standardise-study [--seeds 0] [--mode probe] [--head-refit]
                                        # plain vs per-image standardised (--treatments plain std)
+                                       # [--fast-path] [--name SUFFIX]: bf16 + channels-last, own result
 
 Split (fixed by the issue): test = sessions exp5 and exp6; train and validation from exp0..exp4
 (validation: 15% per class, stratified, seed 0). The main model fine-tunes EfficientNet-Lite0 (stem
@@ -13,6 +14,9 @@ deployment option is the same recipe at a smaller input, exported in float32 and
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+from typing import Any
 
 from benchmarks.common import CITATIONS, magnetic_tile_items, write_result
 from benchmarks.training_bench import fresh_workspace, train_and_score
@@ -36,6 +40,9 @@ def main() -> None:
                                                                   "the probe does after fine-tuning")
     parser.add_argument("--treatments", nargs="+", choices=("plain", "std"), default=["plain", "std"],
                         help="the standardise study's sides")
+    parser.add_argument("--fast-path", action="store_true", help="standardise study: train on the fast path "
+                                                                 "(precision=auto, channels_last=true)")
+    parser.add_argument("--name", default="", help="standardise study: a suffix for the result's file name")
     args = parser.parse_args()
     if args.standardise_study:
         standardise_study(args)
@@ -74,26 +81,37 @@ def standardise_study(args: argparse.Namespace) -> None:
     rows = []
     for seed in args.seeds:
         for standardise in (t == "std" for t in args.treatments):
+            fast = {"precision": "auto", "channels_last": True} if args.fast_path else {}
             config = TrainConfig(mode=args.mode, input_size=args.size, epochs=args.epochs, head_refit=args.head_refit,
-                                 freeze_blocks=args.freeze_blocks, seed=seed, standardise=standardise)
-            label = f"mt-{args.mode}{'-refit' if args.head_refit else ''}-{'std' if standardise else 'plain'}-s{seed}"
+                                 freeze_blocks=args.freeze_blocks, seed=seed, standardise=standardise, **fast)
+            label = (f"mt-{args.mode}{'-refit' if args.head_refit else ''}-{'std' if standardise else 'plain'}"
+                     f"-{args.size}{'-fast' if args.fast_path else ''}-s{seed}")
             run = train_and_score(ws, config, label, int8=False)
             scores = run["test"]["fp32"]
             per_class = {k: v["recall"] for k, v in scores["per_class"].items()}
             rows.append({"seed": seed, "standardise": standardise, "macro_recall": scores["macro_recall"],
                          "good_rejected": 1 - per_class["Free"],
                          "min_defect_recall": min(v for k, v in per_class.items() if k != "Free"),
-                         "per_class_recall": per_class, "run": run})
+                         "per_class_recall": per_class, "misses": _misses(run), "run": run})
             print(f"seed {seed} standardise={standardise}: macro recall {scores['macro_recall']:.4f}, good rejected "
                   f"{1 - per_class['Free']:.3f}, min defect recall {rows[-1]['min_defect_recall']:.3f}", flush=True)
     ws.close()
-    suffix = ("" if args.mode == "finetune" else f"_{args.mode}") + ("_refit" if args.head_refit else "")
+    suffix = (("" if args.mode == "finetune" else f"_{args.mode}") + ("_refit" if args.head_refit else "")
+              + (f"_{args.name}" if args.name else ""))
     write_result("magnetic_tile_standardise" + suffix, {
         "dataset": "magnetic_tile", "citation": CITATIONS["magnetic_tile"],
         "split": "test = sessions exp5+exp6; train/val from exp0..exp4 (val 15% per class, seed 0)",
         "goal": {"every_defect_recall": ">= 0.95", "good_rejected": "<= 0.02 (issue 17, at the chosen operating "
                                                                      "point; here top-class decisions)"},
-        "rows": rows})
+        "size": args.size, "fast_path": args.fast_path, "rows": rows})
+
+
+def _misses(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The test images the run got wrong (image hash, true and predicted class, the prediction's score), so
+    runs can be compared image by image: is it the same few tiles every time?"""
+    report = json.loads((Path(run["models"]["fp32"]).parent / "eval-fp32" / "metrics.json").read_text())
+    return [{"sha256": o["sha256"][:12], "true": o["true"], "predicted": o["predicted"], "score": o["score"],
+             "session": o["meta"].get("session")} for o in report["outcomes"] if not o["correct"]]
 
 
 if __name__ == "__main__":
