@@ -5,11 +5,11 @@
     python -m benchmarks.training_paths --paths float32 float32+head-refit --name training_paths_refit
 
 The quickstart's recipe (160 px, 12 epochs, batch 16, its frozen blocks, judged by its locked criteria),
-trained on the quickstart workspace's dataset once per seed and path: float32 and bf16 autocast with
-channels-last (the opt-in fast path), each with or without the probe's head refitted at the end (the
-default since 2026-12-01). Per run: test macro recall and the review band's decisions on the frozen test
-set (review rate, escapes, false rejects). A path can become the default only if its spread over seeds
-overlaps the default's.
+trained on the quickstart workspace's dataset once per seed and path: float32 NCHW and bf16 autocast with
+channels-last (the fast path: the default since 2026-12-02 where the CPU has bf16), each with or without
+the probe's head refitted at the end (the default since 2026-12-01). Per run: test macro recall and the
+review band's decisions on the frozen test set (review rate, escapes, false rejects). A path can become the
+default only if its spread over seeds overlaps the default's.
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ from inspectloop.train.run import train
 from inspectloop.workspace import open_workspace
 
 # Each path names every setting it differs by, so a later change of default keeps old commands' meaning.
-PATHS: dict[str, dict[str, Any]] = {"float32": {"head_refit": False},
-                                    "bf16+channels-last": {"precision": "bf16", "channels_last": True, "head_refit": False},
-                                    "float32+head-refit": {"head_refit": True},
-                                    "bf16+channels-last+head-refit": {"precision": "bf16", "channels_last": True}}
+FLOAT32 = {"precision": "float32", "channels_last": False}
+FAST = {"precision": "bf16", "channels_last": True}
+PATHS: dict[str, dict[str, Any]] = {"float32": {**FLOAT32, "head_refit": False},
+                                    "bf16+channels-last": {**FAST, "head_refit": False},
+                                    "float32+head-refit": {**FLOAT32, "head_refit": True},
+                                    "bf16+channels-last+head-refit": {**FAST, "head_refit": True}}
 
 
 def main() -> None:
