@@ -167,7 +167,7 @@ class _Trainer:
         self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=config.lr,
                                            weight_decay=config.weight_decay)
         self.stepper = torch.compile(self.model) if config.compile else self.model
-        self.augment = build_augment(config.augment, config.flips)
+        self.augment = build_augment(config.augment, config.flips, config.pose)
         self.preprocess = Preprocess(config.input_size, backbone_spec(config.backbone).mean,
                                      backbone_spec(config.backbone).std)
         self.rng, self.draw = random.Random(0), np.random.default_rng(0)

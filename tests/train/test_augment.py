@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inspectloop.train.augment import ProductionAugment, build_augment
+from inspectloop.train.augment import ProductionAugment, _geometry, build_augment
 from inspectloop.train.data import balanced_order
 from tests.conftest import surface
 
@@ -30,6 +30,39 @@ def test_augment_varies_lighting_like_a_line_does() -> None:
 def test_presets() -> None:
     assert build_augment("none", flips=True) is None
     assert build_augment("light", flips=False).strength == 0.5
+
+
+def _edge_mark(mode: str) -> Image.Image:
+    """A mid-grey, wide image (as a magnetic tile) with a white 3-px stripe on its right edge: a defect on a
+    part's very edge."""
+    pixels = np.full((60, 150), 100, np.uint8)
+    pixels[:, -3:] = 255
+    return Image.fromarray(pixels, "L").convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB"])
+def test_a_contained_pose_keeps_an_edge_defect_in_view(mode: str) -> None:
+    image = _edge_mark(mode)
+    for seed in range(60):
+        out = np.asarray(_geometry(image, random.Random(seed), 1.0, contain=True).convert("L"))
+        assert out.shape == (60, 150) and (out > 200).sum() >= 60  # most of the stripe, shrunk at most ~25%
+
+
+def test_a_cropping_pose_can_cut_an_edge_defect_away() -> None:
+    image = _edge_mark("L")
+    kept = [(np.asarray(_geometry(image, random.Random(seed), 1.0)) > 200).sum() for seed in range(60)]
+    assert min(kept) == 0  # why ``pose=contain`` exists
+
+
+def test_the_pose_draws_the_same_numbers_either_way() -> None:
+    """Only the borders differ: contain and crop take the same random draws, so the photometric part after
+    them (and every later view) stays as it was with the same seed."""
+    image = _edge_mark("L")
+    crop_rng, contain_rng = random.Random(3), random.Random(3)
+    _geometry(image, crop_rng, 1.0)
+    _geometry(image, contain_rng, 1.0, contain=True)
+    assert crop_rng.random() == contain_rng.random()
+    assert build_augment("production", flips=True, pose="contain").pose == "contain"
 
 
 def test_balanced_order_sees_rare_classes_as_often_as_common_ones() -> None:

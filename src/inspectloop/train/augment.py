@@ -16,9 +16,10 @@ from PIL import Image, ImageEnhance, ImageFilter
 class ProductionAugment:
     """Random production-like perturbations of a PIL image (L or RGB), drawn from ``rng``."""
 
-    def __init__(self, strength: float = 1.0, flips: bool = True) -> None:
+    def __init__(self, strength: float = 1.0, flips: bool = True, pose: str = "crop") -> None:
         self.strength = strength
         self.flips = flips
+        self.pose = pose
 
     def __call__(self, image: Image.Image, rng: random.Random) -> Image.Image:
         s = self.strength
@@ -27,7 +28,7 @@ class ProductionAugment:
                 image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             if rng.random() < 0.5:
                 image = image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
-        return photometric(_geometry(image, rng, s), rng, s)
+        return photometric(_geometry(image, rng, s, contain=self.pose == "contain"), rng, s)
 
 
 def photometric(image: Image.Image, rng: random.Random, strength: float = 1.0) -> Image.Image:
@@ -45,7 +46,7 @@ def photometric(image: Image.Image, rng: random.Random, strength: float = 1.0) -
     return image
 
 
-def _geometry(image: Image.Image, rng: random.Random, s: float) -> Image.Image:
+def _geometry(image: Image.Image, rng: random.Random, s: float, contain: bool = False) -> Image.Image:
     width, height = image.size
     angle = rng.uniform(-6, 6) * s
     dx, dy = (rng.uniform(-0.05, 0.05) * s * width, rng.uniform(-0.05, 0.05) * s * height)
@@ -53,9 +54,28 @@ def _geometry(image: Image.Image, rng: random.Random, s: float) -> Image.Image:
     # Reflect-free affine: fill with the mean grey so borders look like out-of-focus surface, not black.
     fill = int(np.asarray(image.convert("L")).mean())
     fill_value: int | tuple[int, ...] = fill if image.mode == "L" else (fill, fill, fill)
+    if contain:
+        return _contained(image, angle, dx / width, dy / height, scale, fill_value)
     return image.rotate(angle, resample=Image.Resampling.BILINEAR, translate=(dx, dy), fillcolor=fill_value) \
         .resize((round(width * scale), round(height * scale)), Image.Resampling.BILINEAR) \
         .crop(_centre_box(round(width * scale), round(height * scale), width, height))
+
+
+def _contained(image: Image.Image, angle: float, shift_x: float, shift_y: float, scale: float,
+               fill: int | tuple[int, ...]) -> Image.Image:
+    """The same pose, with every pixel of ``image`` kept in view: rotated with its corners, shrunk to fit (never
+    zoomed in) and shifted only within the margin that leaves. A crack on a part's very edge, which a cropping
+    shift or zoom would cut from the view while the label still says crack, stays in the picture."""
+    width, height = image.size
+    turned = image.rotate(angle, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=fill)
+    factor = min(width / turned.width, height / turned.height) * min(scale, 1.0)
+    size = (max(1, round(turned.width * factor)), max(1, round(turned.height * factor)))
+    canvas = Image.new(image.mode, (width, height), fill)
+    margin_x, margin_y = width - size[0], height - size[1]
+    # shift_x, shift_y in [-0.05, 0.05]: -0.05 puts the shrunk image against one side, +0.05 the other.
+    canvas.paste(turned.resize(size, Image.Resampling.BILINEAR),
+                 (round(margin_x * (0.5 + 10 * shift_x)), round(margin_y * (0.5 + 10 * shift_y))))
+    return canvas
 
 
 def _centre_box(width: int, height: int, target_w: int, target_h: int) -> tuple[int, int, int, int]:
@@ -75,7 +95,7 @@ def _jpeg(image: Image.Image, quality: int) -> Image.Image:
     return Image.open(io.BytesIO(buffer.getvalue())).convert(image.mode)
 
 
-def build_augment(preset: str, flips: bool) -> ProductionAugment | None:
+def build_augment(preset: str, flips: bool, pose: str = "crop") -> ProductionAugment | None:
     if preset == "none":
         return None
-    return ProductionAugment(strength=1.0 if preset == "production" else 0.5, flips=flips)
+    return ProductionAugment(strength=1.0 if preset == "production" else 0.5, flips=flips, pose=pose)

@@ -122,7 +122,7 @@ def _time_training(model: Classifier, train: ImageSet, preprocess: Preprocess, c
         module.eval()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
-    augment = build_augment(config.augment, config.flips)
+    augment = build_augment(config.augment, config.flips, config.pose)
     rng, draw = random.Random(config.seed), np.random.default_rng(config.seed)  # private: the run's stay as they are
     size = min(config.batch_size, len(train))
     seconds = []

@@ -188,7 +188,7 @@ def finetune(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Prep
     state = _State(best_state=copy.deepcopy(model.state_dict()))
     resumed = _resume(checkpoint, model, optimizer, scheduler, state)
     started, earlier = time.perf_counter(), state.seconds  # this part's start; the seconds of earlier parts
-    augment = build_augment(config.augment, config.flips)
+    augment = build_augment(config.augment, config.flips, config.pose)
     stepper = torch.compile(model) if config.compile else model  # shares the model's parameters
     stopped = False
     for epoch in range(state.epoch + 1, config.epochs):
@@ -319,7 +319,7 @@ def probe(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Preproc
     ``epochs``, ``weight_decay`` and ``label_smoothing`` apply to fine-tuning only.
     """
     started = time.perf_counter()
-    augment = build_augment(config.augment, config.flips) if config.probe_views > 1 else None
+    augment = build_augment(config.augment, config.flips, config.pose) if config.probe_views > 1 else None
     rng = random.Random(config.seed)
     features = [_features(model.trunk, train, preprocess, augment if view > 0 else None, rng)
                 for view in range(config.probe_views)]
