@@ -13,7 +13,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from inspectloop.datasets import SplitPlan, create_version
 from inspectloop.domain import TrainingRun
@@ -194,9 +196,26 @@ def test_a_run_still_training_is_not_resumed(ws: Workspace) -> None:
 
 def test_the_estimate_counts_the_heads_refit_after_each_training() -> None:
     from inspectloop.train.estimate import StepTimes, estimate
-    steps = StepTimes(train_step=2.0, predict_image=0.01, batch_size=10, batches=3)
+    # Scoring after training (float32, standard layout) is slower than during it on the fast path.
+    steps = StepTimes(train_step=2.0, predict_image=0.01, batch_size=10, batches=3, refit_image=0.03)
     epochs = 3 * (10 * 2.0 + 50 * 0.01)  # 100 training images: 10 steps; 50 validation images scored
     plain = estimate(steps, [(100, 3)], 50, TrainConfig(head_refit=False))
     refit = estimate(steps, [(100, 3)], 50, TrainConfig(head_refit=True))
     assert plain.seconds == pytest.approx(epochs)
-    assert refit.seconds == pytest.approx(epochs + 150 * 0.01) and refit.epoch_seconds == plain.epoch_seconds
+    assert refit.seconds == pytest.approx(epochs + 150 * 0.03) and refit.epoch_seconds == plain.epoch_seconds
+
+
+def test_the_estimate_times_the_refits_scoring_on_the_model_as_training_hands_it_back() -> None:
+    from inspectloop.models.backbones import backbone_spec, load_backbone
+    from inspectloop.models.classifier import Classifier
+    from inspectloop.runtime.preprocess import Preprocess
+    from inspectloop.train.data import ImageSet
+    from inspectloop.train.estimate import measure_steps
+
+    images = ImageSet([Image.new("L", (64, 64), 90 + i) for i in range(8)], np.arange(8) % 2,
+                      [str(i) for i in range(8)])
+    model = Classifier(load_backbone(input_size=64), backbone_spec("efficientnet-lite0").feature_dim, 2)
+    config = TrainConfig(**TINY, precision="bf16", channels_last=True)
+    fast = measure_steps(model, images, images, Preprocess(64), config, batches=1)
+    assert fast.refit_image > 0 and fast.predict_image > 0
+    assert all(not hasattr(m, "folded") and "forward" not in vars(m) for m in model.modules())  # model untouched
