@@ -90,7 +90,7 @@ def measure_steps(model: Classifier, train: ImageSet, val: ImageSet, preprocess:
         scored = val if len(val) else train
         predict = _time_scoring(trial, scored, preprocess)
         # On the fast path the trained model is handed back in float32 and the standard layout, where scoring
-        # is slower (2-3x on a bf16 CPU): the refit's pass is timed that way.
+        # is slower (about 2x on an AVX-512 BF16 CPU): the refit's pass is timed that way.
         refit = predict if config.mode == "probe" else _time_scoring(plain_layout(trial), scored, preprocess)
     finally:
         torch.set_rng_state(torch_rng)  # dropout draws of the real training are those it would have had
