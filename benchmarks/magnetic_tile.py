@@ -82,11 +82,11 @@ def standardise_study(args: argparse.Namespace) -> None:
     seeds, one run; top-class decisions on the held-out sessions (good rejected = 1 - Free recall)."""
     ws = fresh_workspace("magnetic_tile", magnetic_tile_items(), PLAN)
     rows = []
+    # Named either way, so the command keeps its meaning whatever the default path is.
+    path = {"precision": "auto", "channels_last": True} if args.fast_path else \
+        {"precision": "float32", "channels_last": False}
     for seed in args.seeds:
         for standardise in (t == "std" for t in args.treatments):
-            # Named either way, so the command keeps its meaning whatever the default path is.
-            path = {"precision": "auto", "channels_last": True} if args.fast_path else \
-                {"precision": "float32", "channels_last": False}
             config = TrainConfig(mode=args.mode, input_size=args.size, epochs=args.epochs, head_refit=args.head_refit,
                                  freeze_blocks=args.freeze_blocks, seed=seed, standardise=standardise, pose=args.pose,
                                  **path)

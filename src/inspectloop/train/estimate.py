@@ -91,7 +91,8 @@ def measure_steps(model: Classifier, train: ImageSet, val: ImageSet, preprocess:
         predict = _time_scoring(trial, scored, preprocess)
         # On the fast path the trained model is handed back in float32 and the standard layout, where scoring
         # is slower (about 2x on an AVX-512 BF16 CPU): the refit's pass is timed that way.
-        refit = predict if config.mode == "probe" else _time_scoring(plain_layout(trial), scored, preprocess)
+        refitted = config.mode == "finetune" and config.head_refit
+        refit = _time_scoring(plain_layout(trial), scored, preprocess) if refitted else predict
     finally:
         torch.set_rng_state(torch_rng)  # dropout draws of the real training are those it would have had
     return StepTimes(step, predict, config.batch_size, batches, refit)
