@@ -74,7 +74,14 @@ adapt-then-label (``inspectloop recalibrate --adapt-first``): as (c), and the al
 feature-aligned candidate at once; the cycle's labels confirm it (adopted when at least as accurate as
 the camera's current model on that camera's labelled captures, as ``confirm_adapted``), and the head is
 refitted on the training features plus the labelled captures as their camera's alignment sees them.
-Labels spent are counted per strategy (0 for (d) and (e)). The product's acceptance gate on the frozen
+(g) ``adapt_render``: as (d), but the candidate is a head refitted on the training captures plus the same
+captures rendered as the alerting camera now sees them: the camera's condition (gain, offset, Gaussian blur,
+added noise, a new JPEG setting) is estimated from its unlabelled month against 200 training captures
+(``inspectloop.adapt.condition.estimate_condition``: band energies and 8x8 blockiness, no label), and every
+training capture is rendered under it (``CameraCondition.render``) with its own label. The estimator's
+family (gain, blur, noise, JPEG) covers four of the simulation's six degradations; light decay's gamma,
+lens dust and camera shift are outside it and reach the head only through what they do to those
+statistics. Labels spent are counted per strategy (0 for (d), (e) and (g)). The product's acceptance gate on the frozen
 test set, and shadow, are not simulated: a candidate serves once adopted.
 """
 
@@ -102,6 +109,7 @@ from benchmarks.common import (
     neu_items,
     write_result,
 )
+from inspectloop.adapt.condition import estimate_condition
 from inspectloop.adapt.features import FeatureAlignment, align_features, fold_into_linear
 from inspectloop.adapt.run import REFERENCE_IMAGES
 from inspectloop.datasets import SplitPlan, load_version
@@ -522,6 +530,9 @@ class Adaptation:
     reference: str = "training"
 
     def describe(self) -> str:
+        if self.method == "render":
+            return (f"render: the camera's condition estimated against {REFERENCE_IMAGES} training captures, head "
+                    "refitted on the training captures plus the same rendered under it")
         if self.method == "batchnorm":
             return f"batchnorm relative, weight {self.weight}, reference {REFERENCE_IMAGES} training images"
         reference = f"{REFERENCE_IMAGES} training images" if self.reference == "training" else "camera month 0"
@@ -531,7 +542,7 @@ class Adaptation:
 BATCHNORM_WEIGHT = 0.5  # the product's default share of the move (inspectloop adapt --weight)
 # The strategies that adapt, and how: "adapt_*" never label; "drift_adapt" adapts at once and labels to confirm.
 ADAPTING = {"adapt_features": Adaptation("features"), "adapt_batchnorm": Adaptation("batchnorm", weight=BATCHNORM_WEIGHT),
-            "drift_adapt": Adaptation("features")}
+            "drift_adapt": Adaptation("features"), "adapt_render": Adaptation("render")}
 # Adapt-only runs of the feature alignment's choices (cheap: the cached features, no new render).
 FEATURE_VARIANTS = tuple(Adaptation("features", match, weight, reference) for reference in ("training", "baseline")
                          for match in ("mean_std", "mean") for weight in (1.0, 0.5))
@@ -622,6 +633,38 @@ class BatchNormAdapter:
         return self._reference
 
 
+class RenderAdapter:
+    """Builds a camera's rendered-condition candidate: its condition estimated from the month's unlabelled
+    captures (draw 0, native pixels) against training captures taken evenly, every training capture rendered
+    under it, and the head refitted on the originals plus the rendered (same labels). The rendered features
+    are cached under benchmarks/cache."""
+
+    def __init__(self, data: LineData, base: Renderer) -> None:
+        self.data, self.base = data, base
+
+    def adapt(self, camera: str, month: int) -> tuple[Head, dict[str, Any]]:
+        data, line = self.data, self.data.line
+        assert line is not None
+        key = self.base.dir / "rendered" / f"render-{data.name}-{camera}-m{month:02d}"
+        if not key.with_suffix(".npz").exists():
+            key.parent.mkdir(parents=True, exist_ok=True)
+            c = list(CAMERAS).index(camera)
+            seen = month_images(line, c, camera, schedule_for(camera, line.seed * 10 + c), month, data.pool)
+            training = render_images(data.train, DegradationSchedule({}), np.zeros(len(data.train)),
+                                     train_seeds(line, len(data.train)))
+            started = time.perf_counter()
+            condition = estimate_condition([training[i] for i in evenly(len(training), REFERENCE_IMAGES)], seen)
+            seconds = time.perf_counter() - started
+            rendered = self.base.trunk.features([condition.render(image, seed=i) for i, image in enumerate(training)])
+            np.savez(key.with_suffix(".npz"), features=rendered)
+            key.with_suffix(".json").write_text(json.dumps({"method": "render", **condition.to_dict(),
+                                                            "estimate_seconds": round(seconds, 1)}))
+        rendered = np.load(key.with_suffix(".npz"))["features"]
+        head = Head.fit(np.concatenate([data.train_x, rendered]), np.concatenate([data.train_y, data.train_y]),
+                        f"render-{camera}-m{month}")
+        return head, json.loads(key.with_suffix(".json").read_text())
+
+
 @dataclass
 class Serving:
     """What each camera runs: the line's head and, per adapted camera, its candidate (a feature alignment folded
@@ -630,8 +673,11 @@ class Serving:
     head: Head
     alignments: dict[str, tuple[int, FeatureAlignment]] = field(default_factory=dict)
     trunks: dict[str, AdaptedTrunk] = field(default_factory=dict)
+    heads: dict[str, tuple[int, Head]] = field(default_factory=dict)  # per camera: a head refitted on its renders
 
     def model(self, camera: str) -> Head | LinearHead:
+        if camera in self.heads:
+            return self.heads[camera][1]
         if camera in self.alignments:
             return self.head.aligned(camera, self.alignments[camera][1])
         return self.head
@@ -647,7 +693,8 @@ class Serving:
         return self.alignments[camera][1].apply(features) if camera in self.alignments else features
 
     def label(self) -> str:
-        adapted = {**{c: m for c, (m, _) in self.alignments.items()}, **{c: t.month for c, t in self.trunks.items()}}
+        adapted = {**{c: m for c, (m, _) in self.alignments.items()}, **{c: t.month for c, t in self.trunks.items()},
+                   **{c: m for c, (m, _) in self.heads.items()}}
         if not adapted:
             return self.head.version
         return f"{self.head.version}; adapted " + ", ".join(f"{c}@m{m}" for c, m in sorted(adapted.items()))
@@ -662,21 +709,30 @@ class Candidate:
     summary: dict[str, Any]
     alignment: FeatureAlignment | None = None
     trunk: AdaptedTrunk | None = None
+    head: Head | None = None
 
     def adopt(self, serving: Serving) -> None:
+        if self.head is not None:
+            serving.heads[self.camera] = (self.month, self.head)
         if self.alignment is not None:
             serving.alignments[self.camera] = (self.month, self.alignment)
         if self.trunk is not None:
             serving.trunks[self.camera] = self.trunk
 
     def model(self, serving: Serving) -> Head | LinearHead:
+        if self.head is not None:
+            return self.head
         return serving.head.aligned(self.camera, self.alignment) if self.alignment is not None else serving.head
 
 
 def adapt_camera(data: LineData, serving: Serving, camera: str, month: int, adaptation: Adaptation,
-                 bn: BatchNormAdapter | None) -> Candidate:
+                 bn: BatchNormAdapter | None, render: RenderAdapter | None = None) -> Candidate:
     """Camera ``camera``'s candidate from its month-``month`` captures (draw 0: the whole pool, no label read);
     it serves from the next month, so it never saw the captures it is scored on."""
+    if adaptation.method == "render":
+        assert render is not None
+        head, summary = render.adapt(camera, month)
+        return Candidate(camera, month, summary, head=head)
     if adaptation.method == "batchnorm":
         assert bn is not None
         trunk = bn.adapt(camera, month)
@@ -703,7 +759,7 @@ class StrategyRun:
 
 def run_strategy(data: LineData, strategy: str, head0: Head, baseline: dict[str, dict[str, float]],
                  sample_size: int, seed: int, adaptation: Adaptation | None = None,
-                 bn: BatchNormAdapter | None = None) -> StrategyRun:
+                 bn: BatchNormAdapter | None = None, render: RenderAdapter | None = None) -> StrategyRun:
     """Months 0..12 of one line under one strategy; returns per-month confusion and every cycle.
 
     ``adaptation`` with an "adapt" strategy: each drift alert adapts the alerting cameras, no label read; with a
@@ -725,7 +781,8 @@ def run_strategy(data: LineData, strategy: str, head0: Head, baseline: dict[str,
             cameras, window = alerting(data, serving, drift_base, limiter, month, seed, run), range(month, month + 1)
         if not cameras:
             continue
-        candidates = {cam: adapt_camera(data, serving, cam, month, adaptation, bn) for cam in cameras} if adaptation else {}
+        candidates = ({cam: adapt_camera(data, serving, cam, month, adaptation, bn, render) for cam in cameras}
+                      if adaptation else {})
         if strategy.startswith("adapt"):  # no labels: every candidate serves from the next month
             for candidate in candidates.values():
                 candidate.adopt(serving)
@@ -919,9 +976,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
     lines = list(results)
     fig, axes = plt.subplots(1, len(lines), figsize=(6.5 * len(lines), 4.6), squeeze=False)
     colours = {"none": "tab:red", "quarterly": "tab:blue", "drift": "tab:green", "drift_full_sample": "tab:olive",
-               "adapt_features": "tab:purple", "adapt_batchnorm": "tab:pink", "drift_adapt": "tab:cyan"}
+               "adapt_features": "tab:purple", "adapt_batchnorm": "tab:pink", "drift_adapt": "tab:cyan",
+               "adapt_render": "tab:brown"}
     styles = {"none": "-o", "quarterly": "-s", "drift": "-^", "drift_full_sample": ":v", "adapt_features": "-D",
-              "adapt_batchnorm": ":d", "drift_adapt": "-P"}
+              "adapt_batchnorm": ":d", "drift_adapt": "-P", "adapt_render": "-X"}
     for ax, line in zip(axes[0], lines):
         for strategy, entry in results[line]["strategies"].items():
             months = [m["month"] for m in entry["monthly"]]
@@ -1023,7 +1081,8 @@ def main() -> None:
         month0 = recall_table(_confusion(data, head0, 0), data.classes)
         baseline = {c: {"recall": v["recall"], "support": v["support"]} for c, v in month0.items()}
         bn = BatchNormAdapter(data, renderer, args.threads, BATCHNORM_WEIGHT)
-        runs = {name: run_strategy(data, name, head0, baseline, size, line.seed, ADAPTING.get(name), bn)
+        render = RenderAdapter(data, renderer)
+        runs = {name: run_strategy(data, name, head0, baseline, size, line.seed, ADAPTING.get(name), bn, render)
                 for name, size in strategy_sizes.items()}
         variants = {adaptation.describe(): run_strategy(data, "adapt", head0, baseline, 0, line.seed, adaptation)
                     for adaptation in FEATURE_VARIANTS}
@@ -1046,6 +1105,7 @@ def main() -> None:
                  "none_worst_class_drop_month6_points": "7-9 (field reports)",
                  "adapt_features_worst_class_drop_month6_points": "<= 3 with zero labels, both lines (issue 17)",
                  "adapt_batchnorm_worst_class_drop_month6_points": "<= 3 with zero labels, both lines (issue 17)",
+                 "adapt_render_worst_class_drop_month6_points": "<= 3 with zero labels, both lines (issue 17)",
                  "drift_adapt_worst_class_drop_month6_points": "<= 1 on magnetic tile (issue 17)"},
         "setup": {"quick": args.quick, "input_size": INPUT_SIZE, "schedule_calibration": SCHEDULE_CALIBRATION, "cameras": {c: {n: [r.start_month, r.full_month, r.peak]
                                                                                   for n, r in ramps.items()}
@@ -1061,6 +1121,7 @@ def main() -> None:
                                      "adapt_features": "none: no label is read; each drift alert adapts the alerting "
                                                        "cameras, whose candidates serve from the next month",
                                      "adapt_batchnorm": "as adapt_features",
+                                     "adapt_render": "as adapt_features",
                                      "drift_adapt": "as drift; the alerting cameras are adapted at once and each "
                                                     "candidate is adopted when it is at least as accurate as the "
                                                     "camera's current model on that camera's labelled sample; the "
