@@ -109,6 +109,7 @@ from benchmarks.common import (
     neu_items,
     write_result,
 )
+from inspectloop.adapt import condition as condition_module
 from inspectloop.adapt.condition import estimate_condition
 from inspectloop.adapt.features import FeatureAlignment, align_features, fold_into_linear
 from inspectloop.adapt.run import REFERENCE_IMAGES
@@ -633,6 +634,10 @@ class BatchNormAdapter:
         return self._reference
 
 
+# The rendered features are cached per estimator source: a changed estimator never reads an old estimate.
+ESTIMATOR = hashlib.sha256(Path(condition_module.__file__).read_bytes()).hexdigest()[:8]
+
+
 class RenderAdapter:
     """Builds a camera's rendered-condition candidate: its condition estimated from the month's unlabelled
     captures (draw 0, native pixels) against training captures taken evenly, every training capture rendered
@@ -645,7 +650,7 @@ class RenderAdapter:
     def adapt(self, camera: str, month: int) -> tuple[Head, dict[str, Any]]:
         data, line = self.data, self.data.line
         assert line is not None
-        key = self.base.dir / "rendered" / f"render-{data.name}-{camera}-m{month:02d}"
+        key = self.base.dir / "rendered" / f"render-{ESTIMATOR}-{data.name}-{camera}-m{month:02d}"
         if not key.with_suffix(".npz").exists():
             key.parent.mkdir(parents=True, exist_ok=True)
             c = list(CAMERAS).index(camera)

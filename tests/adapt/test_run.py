@@ -120,7 +120,33 @@ def test_feature_alignment_is_a_candidate_recorded_like_batchnorm(trained: Train
     assert report.run_criteria_id == report.criteria.id
 
 
-@pytest.mark.parametrize("method", ["batchnorm", "features"])
+def test_rendered_condition_is_a_candidate_with_its_condition_recorded(trained: TrainedNeu,
+                                                                      camera_folder: Path) -> None:
+    from inspectloop.adapt.run import load_classifier
+    from inspectloop.datasets import load_version
+    from inspectloop.reports.model_card import write_model_card
+
+    ws = trained.workspace
+    source = source_version(trained)
+    result = adapt(ws, "cam-5", folder=camera_folder, model_version=source.name, method="render")
+    assert result.version.stage == Stage.candidate and registry.production_model(ws) is None
+    registry.verify_file(result.version, ws)
+    run, source_run = ws.db.runs.get(result.run_id), ws.db.runs.get(trained.run_id)
+    assert run.kind == "adapt" and run.criteria_id == source_run.criteria_id
+    a = result.metrics["adaptation"]
+    training = load_version(ws, source_run.dataset_version).split("train")
+    assert a["kind"] == "render" and a["images"] == 40 and a["rendered_images"] == len(training)
+    # The camera's images are the same kind of parts at 45% of the light: the gain is read, nothing else much.
+    assert 0.35 < a["condition"]["gain"] < 0.55 and a["condition"]["jpeg_quality"] is None
+    assert a["on_camera_images"]["changed"] >= 0 and result.metrics["test"]["count"] > 0
+    adapted, original = load_classifier(run, len(CLASSES)), load_classifier(source_run, len(CLASSES))
+    assert all(torch.equal(v, original.state_dict()[k]) for k, v in adapted.state_dict().items() if k.startswith("trunk"))
+    assert not torch.equal(adapted.head[1].weight, original.head[1].weight)  # the head learned the dimmer look
+    html = write_model_card(ws, result.version).read_text()
+    assert "Adapted without labels" in html and "rendered under the camera&#x27;s condition" in html
+
+
+@pytest.mark.parametrize("method", ["batchnorm", "features", "render"])
 def test_refusals(trained: TrainedNeu, camera_folder: Path, method: str) -> None:
     ws = trained.workspace
     name = source_version(trained).name
@@ -130,7 +156,8 @@ def test_refusals(trained: TrainedNeu, camera_folder: Path, method: str) -> None
         adapt(ws, "cam-2", folder=camera_folder, model_version=name, min_images=100, method=method)
     with pytest.raises(TrainingError, match="is not a folder"):
         adapt(ws, "cam-2", folder=camera_folder / "nope", model_version=name, method=method)
-    with pytest.raises(TrainingError, match=r"must be in \(0, 1\], got 1.5"):
+    with pytest.raises(TrainingError, match=r"must be in \(0, 1\], got 1.5" if method != "render"
+                       else "--weight 1.5 does not apply to rendering"):
         adapt(ws, "cam-2", folder=camera_folder, model_version=name, method=method, weight=1.5)
     ws.db.cameras.add_check({"camera": "cam-dirty", "baseline_id": None, "status": "fail", "marked_suspect": 0,
                              "report": {"checks": [{"check": "uniformity", "status": "fail"},
@@ -141,8 +168,9 @@ def test_refusals(trained: TrainedNeu, camera_folder: Path, method: str) -> None
 
 def test_feature_alignment_refusals(trained: TrainedNeu, camera_folder: Path) -> None:
     name = source_version(trained).name
-    with pytest.raises(TrainingError, match="needs training images .* --reference is 0"):
-        adapt(trained.workspace, "cam-2", folder=camera_folder, model_version=name, method="features", reference=0)
+    for method in ("features", "render"):
+        with pytest.raises(TrainingError, match="needs training images .* --reference is 0"):
+            adapt(trained.workspace, "cam-2", folder=camera_folder, model_version=name, method=method, reference=0)
     with pytest.raises(TrainingError, match="unknown adaptation method 'median'"):
         adapt(trained.workspace, "cam-2", folder=camera_folder, model_version=name, method="median")
 
@@ -156,7 +184,8 @@ def test_anomaly_model_is_refused(trained: TrainedNeu) -> None:
     model = ws.db.runs.models(trained.run_id)[0]
     ws.db.runs.add_model("run-anomaly", "fp32", model.path, model.file_sha256, model.weights_sha256, model.metadata)
     version = registry.register(ws, "run-anomaly")
-    for method, kind in (("features", "feature alignment"), ("batchnorm", "BatchNorm adaptation")):
+    for method, kind in (("features", "feature alignment"), ("batchnorm", "BatchNorm adaptation"),
+                         ("render", "rendered adaptation")):
         with pytest.raises(TrainingError, match=f"is an anomaly model .* {kind} does not apply"):
             adapt(ws, "cam-2", model_version=version.name, method=method)
 

@@ -1,10 +1,13 @@
 """Adapt before labels: a candidate model version for one camera, from its recent unlabelled images.
 
 Workspace-bound. :func:`adapt` takes a classifier version (default: production) and adapts it to the
-camera's recent images (the stored images of its logged predictions, or a folder) by one of two methods:
+camera's recent images (the stored images of its logged predictions, or a folder) by one of three methods:
 ``batchnorm`` re-estimates the trunk's BatchNorm statistics (:mod:`inspectloop.adapt.batchnorm`);
 ``features`` re-standardises the trunk's pooled features to those of training images and folds that into
-the linear head (:mod:`inspectloop.adapt.features`). Either way it records the result as a run of kind
+the linear head (:mod:`inspectloop.adapt.features`); ``render`` estimates the camera's imaging condition
+(gain, blur, noise, a new JPEG setting) from its images against training images, renders the training
+images under it and refits the linear head on both, with their labels (:mod:`inspectloop.adapt.condition`).
+Either way it records the result as a run of kind
 ``adapt`` beside the run it came from: the exported,
 signed model file (same classes, thresholds, review band and novelty guard as the source), its
 evaluation on the frozen test set, and what the adaptation changed on the camera's own images. The
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,11 +53,13 @@ MIN_ADAPT_IMAGES = 32  # BatchNorm means over fewer images move with the parts i
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 ADAPT_KIND = "adapt"
 REFERENCE_IMAGES = 200  # training images the camera's statistics are compared with
-METHODS = ("batchnorm", "features")
+METHODS = ("batchnorm", "features", "render")
+RENDER_MAX_SIDE = 1024  # larger frames are reduced by a whole factor before the condition is read and rendered
 # Share of the move applied by default, per method: half the BatchNorm move did best on magnetic tile's held-out
 # sessions (benchmarks/results/adaptation.json); the full feature alignment did best in the year simulation
-# (benchmarks/results/year_simulation.json, feature_alignment_variants).
-DEFAULT_WEIGHTS = {"batchnorm": 0.5, "features": 1.0}
+# (benchmarks/results/year_simulation.json, feature_alignment_variants). Rendering moves no statistic by a
+# share: the condition is estimated whole.
+DEFAULT_WEIGHTS = {"batchnorm": 0.5, "features": 1.0, "render": 1.0}
 
 
 @dataclass(frozen=True)
@@ -93,14 +98,22 @@ def adapt(workspace: Workspace, camera: str, *, since: timedelta = timedelta(day
     the stored ones, plain AdaBN; see :func:`~inspectloop.adapt.batchnorm.adapt_batchnorm` for why that shifts
     every feature of a fine-tuned model). "features": the trunk's pooled features of the camera images are
     re-standardised (mean and standard deviation per dimension) to those of ``reference`` training images, folded
-    into the linear head. ``weight`` is the share of the move applied (1: all of it; default per method,
-    :data:`DEFAULT_WEIGHTS`).
+    into the linear head. "render": the camera's condition is estimated against ``reference`` training images
+    (both in the camera's own pixels, frames above :data:`RENDER_MAX_SIDE` reduced alike), every training image
+    is rendered under it, and the linear head is refitted as the probe fits it on the originals plus the renders
+    (same labels; the trunk is the source's). ``weight`` is the share of the move applied (1: all of it; default
+    per method, :data:`DEFAULT_WEIGHTS`; "render" takes no share).
     """
     if method not in METHODS:
         raise TrainingError(f"unknown adaptation method {method!r}", f"use one of: {', '.join(METHODS)}")
-    if method == "features" and reference <= 0:
-        raise TrainingError("feature alignment needs training images to align the camera's features to, and "
-                            "--reference is 0", f"give --reference {REFERENCE_IMAGES} (or any number above 0)")
+    if method in ("features", "render") and reference <= 0:
+        what = "feature alignment needs training images to align the camera's features to" if method == "features" \
+            else "rendering needs training images to read the camera's condition against"
+        raise TrainingError(f"{what}, and --reference is 0",
+                            f"give --reference {REFERENCE_IMAGES} (or any number above 0)")
+    if method == "render" and weight not in (None, 1.0):
+        raise TrainingError(f"--weight {weight} does not apply to rendering: the camera's condition is estimated "
+                            "whole, not moved by a share", "leave --weight out with --method render")
     weight = DEFAULT_WEIGHTS[method] if weight is None else weight
     if not 0.0 < weight <= 1.0:
         raise TrainingError(f"the share of the move applied must be in (0, 1], got {weight}",
@@ -111,18 +124,20 @@ def adapt(workspace: Workspace, camera: str, *, since: timedelta = timedelta(day
     _check_camera_health(workspace, camera)
     metadata = _read_metadata(workspace, source)
     preprocess = metadata.preprocess()
-    found = (folder_images(folder, preprocess, metadata) if folder is not None
-             else logged_images(workspace, camera, since, preprocess, metadata, now=now))
+    native = method == "render"  # the condition is read in the camera's own pixels
+    found = (folder_images(folder, preprocess, metadata, native=native) if folder is not None
+             else logged_images(workspace, camera, since, preprocess, metadata, now=now, native=native))
     if len(found.images) < min_images:
         raise TrainingError(f"camera {camera!r} has {len(found.images)} usable image(s) ({found.source}"
                             + (f"; {found.suspect_skipped} marked suspect left out" if found.suspect_skipped else "")
                             + f"), fewer than the {min_images} adaptation needs",
                             "widen --since, serve with a sample rate above 0 so images are kept, or give --images "
                             "FOLDER with recent captures of that camera")
-    what = "BatchNorm statistics" if method == "batchnorm" else "feature statistics"
+    what = {"batchnorm": "BatchNorm statistics", "features": "feature statistics",
+            "render": "imaging condition"}[method]
     say("adapt", {"message": f"re-estimating the {what} of {source.name} on {len(found.images)} images "
                              f"of camera {camera} ({found.source})"})
-    references = reference_images(workspace, run, reference, preprocess, metadata)
+    references = reference_images(workspace, run, reference, preprocess, metadata, native=native)
     return _record(workspace, source, run, metadata, preprocess, camera, found, references, method, weight, say)
 
 
@@ -145,7 +160,8 @@ def _classifier_run(workspace: Workspace, version: ModelVersion, method: str = "
         what = {"anomaly": "an anomaly model (a memory bank of good patches, not a classifier: add the camera's "
                            "good images with inspectloop train --task anomaly --update RUN)",
                 "detect": "a detector (adaptation covers classifiers so far: label a few frames and retrain)"}
-        kind = "BatchNorm adaptation" if method == "batchnorm" else "feature alignment"
+        kind = {"batchnorm": "BatchNorm adaptation", "features": "feature alignment",
+                "render": "rendered adaptation"}.get(method, "adaptation")
         raise TrainingError(f"{version.name} is {what.get(task, f'a {task} model')}, so {kind} does not apply",
                             "adapt a classification model version")
     if not (Path(run.artifacts) / "weights.pt").is_file():
@@ -175,25 +191,28 @@ def _read_metadata(workspace: Workspace, version: ModelVersion) -> ModelMetadata
 
 
 def logged_images(workspace: Workspace, camera: str, since: timedelta, preprocess: Preprocess,
-                  metadata: ModelMetadata, *, now: datetime | None = None) -> CameraImages:
+                  metadata: ModelMetadata, *, now: datetime | None = None, native: bool = False) -> CameraImages:
     """The distinct stored images of ``camera``'s predictions logged in the last ``since`` (suspect ones left
-    out), decoded at the model's input size."""
+    out), decoded at the model's input size (``native``: in the camera's own pixels, see :func:`native_image`)."""
     end = (now or datetime.now(UTC)).astimezone(UTC)
     rows = workspace.db.predictions.window((end - since).isoformat(), (end + timedelta(seconds=1)).isoformat(),
                                            stored_only=True, cameras=[camera])
     digests = list(dict.fromkeys(r.image_sha256 for r in rows if not r.suspect))
     skipped = len({r.image_sha256 for r in rows if r.suspect} - set(digests))
-    images = tuple(_decode(workspace.blobs.get(d), d[:12], preprocess, metadata) for d in digests)
+    decode = native_image if native else _decode
+    images = tuple(decode(workspace.blobs.get(d), d[:12], preprocess, metadata) for d in digests)
     return CameraImages(tuple(digests), images, f"predictions logged since {(end - since):%Y-%m-%d %H:%M} UTC",
                         skipped)
 
 
-def folder_images(folder: Path, preprocess: Preprocess, metadata: ModelMetadata) -> CameraImages:
-    """Every image file under ``folder``, decoded at the model's input size."""
+def folder_images(folder: Path, preprocess: Preprocess, metadata: ModelMetadata, *,
+                  native: bool = False) -> CameraImages:
+    """Every image file under ``folder``, decoded at the model's input size (``native``: in its own pixels)."""
     if not Path(folder).is_dir():
         raise TrainingError(f"{folder} is not a folder", "give --images a folder of recent captures of the camera")
     paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    images = tuple(_decode(p.read_bytes(), p.name, preprocess, metadata) for p in paths)
+    decode = native_image if native else _decode
+    images = tuple(decode(p.read_bytes(), p.name, preprocess, metadata) for p in paths)
     return CameraImages(tuple(str(p) for p in paths), images, f"folder {folder}")
 
 
@@ -202,15 +221,24 @@ def _decode(data: bytes, name: str, preprocess: Preprocess, metadata: ModelMetad
     return preprocess.resize(load_image(data, name=name, draft=draft, mode=metadata.colour_mode))
 
 
+def native_image(data: bytes, name: str, _preprocess: Preprocess, metadata: ModelMetadata) -> Image.Image:
+    """An image in its own pixels (the model's colour mode), reduced by a whole factor when a side passes
+    :data:`RENDER_MAX_SIDE`: one camera's frames share a size, so its images and its training images shrink alike."""
+    image = load_image(data, name=name, mode=metadata.colour_mode)
+    factor = -(-max(image.size) // RENDER_MAX_SIDE)
+    return image.reduce(factor) if factor > 1 else image
+
+
 def reference_images(workspace: Workspace, run: TrainingRun, count: int, preprocess: Preprocess,
-                     metadata: ModelMetadata) -> tuple[Image.Image, ...]:
+                     metadata: ModelMetadata, *, native: bool = False) -> tuple[Image.Image, ...]:
     """Up to ``count`` images of the run's training split, taken evenly (its class mix, as the line sees it
-    before balancing), decoded at the model's input size."""
+    before balancing), decoded at the model's input size (``native``: in their own pixels)."""
     if count <= 0:
         return ()
     items = load_version(workspace, run.dataset_version).split("train")
     chosen = items[:: max(1, len(items) // count)][:count]
-    return tuple(_decode(workspace.blobs.get(item.sha256), item.sha256[:12], preprocess, metadata) for item in chosen)
+    decode = native_image if native else _decode
+    return tuple(decode(workspace.blobs.get(item.sha256), item.sha256[:12], preprocess, metadata) for item in chosen)
 
 
 def load_classifier(run: TrainingRun, num_classes: int) -> Classifier:
@@ -246,10 +274,16 @@ def _record(workspace: Workspace, source: ModelVersion, run: TrainingRun, metada
                           criteria_id=run.criteria_id)
     with failing_run(workspace, run_id):
         model = load_classifier(run, len(metadata.class_names))
+        native = found
+        if method == "render":  # read in the camera's pixels; decided, exported and checked at the input size
+            found = replace(found, images=tuple(preprocess.resize(image) for image in found.images))
         camera_set = _image_set(found)
         before = predict_logits(model, camera_set, preprocess).argmax(1)
-        change = (_adapt_batchnorm if method == "batchnorm" else _align_features)(model, found, references, preprocess,
-                                                                                 weight)
+        if method == "render":
+            change = _render_condition(workspace, run, model, native.images, references, preprocess, metadata, say)
+        else:
+            change = (_adapt_batchnorm if method == "batchnorm" else _align_features)(model, found, references,
+                                                                                     preprocess, weight)
         after = predict_logits(model, camera_set, preprocess).argmax(1)
         torch.save(model.state_dict(), run_dir / "weights.pt")
         model_path = _export(workspace, source, model, metadata, found, run_id, run_dir, say)
@@ -288,6 +322,42 @@ def _align_features(model: Any, found: CameraImages, references: tuple[Image.Ima
                             "adapt it with --method batchnorm") from exc
     return {"method": f"pooled features aligned to {len(references)} training images (mean and standard deviation "
                       "per dimension), folded into the head", "features": alignment.to_dict()}
+
+
+def _render_condition(workspace: Workspace, run: TrainingRun, model: Any, camera: Sequence[Image.Image],
+                      references: Sequence[Image.Image], preprocess: Preprocess, metadata: ModelMetadata,
+                      say: Progress) -> dict[str, Any]:
+    """The camera's condition estimated against the references, every training image rendered under it, and the
+    head refitted as the probe fits it on the originals plus the renders (same labels); what was found."""
+    from inspectloop.adapt.condition import estimate_condition
+    from inspectloop.train.config import TrainConfig
+    from inspectloop.train.data import ImageSet, load_image_set
+    from inspectloop.train.loop import probe
+
+    try:
+        condition = estimate_condition(references, camera)
+    except ValueError as exc:
+        raise TrainingError(f"the camera's condition cannot be read: {exc}",
+                            f"give --reference {REFERENCE_IMAGES}, or train on more images") from exc
+    say("adapt", {"message": "camera condition: " + ", ".join(f"{k} {v}" for k, v in condition.to_dict().items())})
+    version = load_version(workspace, run.dataset_version)
+    names = list(metadata.class_names)
+    train_items = version.split("train")
+    original = load_image_set(train_items, names, workspace.blobs.get, preprocess, draft=metadata.jpeg_draft,
+                              mode=metadata.colour_mode)
+    rendered = [preprocess.resize(condition.render(native_image(workspace.blobs.get(item.sha256), item.sha256[:12],
+                                                                preprocess, metadata), seed=i))
+                for i, item in enumerate(train_items)]
+    both = ImageSet(original.images + rendered, np.concatenate([original.labels, original.labels]),
+                    original.digests + [f"{d}~rendered" for d in original.digests])
+    val = load_image_set(version.split("val"), names, workspace.blobs.get, preprocess, draft=metadata.jpeg_draft,
+                         mode=metadata.colour_mode)
+    say("adapt", {"message": f"refitting the head on {len(original)} training images and their {len(rendered)} "
+                             "renders"})
+    probe(model, both, val if len(val) else original, preprocess, TrainConfig.model_validate(run.config))
+    return {"method": f"{len(rendered)} training images rendered under the camera's condition, estimated against "
+                      f"{len(references)} of them; head refitted on the originals plus the renders",
+            "condition": condition.to_dict(), "rendered_images": len(rendered)}
 
 
 def _image_set(found: CameraImages) -> Any:

@@ -68,7 +68,9 @@ def adapt(camera: Annotated[str, typer.Argument(help="The camera whose recent im
           method: Annotated[str, typer.Option(help="features: re-standardise the pooled features to the training "
                                                    "images', folded into the head (the default: it held a simulated "
                                                    "year best); batchnorm: re-estimate the trunk's BatchNorm "
-                                                   "statistics.")] = "features",
+                                                   "statistics; render: estimate the camera's condition (gain, "
+                                                   "blur, noise, JPEG) and refit the head on the training images "
+                                                   "rendered under it.")] = "features",
           weight: Annotated[Optional[float], typer.Option(help="Share of the statistics' move applied (1: all of it; "
                                                                "default 0.5 for batchnorm, 1 for features).")] = None,
           reference: Annotated[int, typer.Option(help="Training images the camera's statistics are compared with "
@@ -90,8 +92,7 @@ def adapt(camera: Annotated[str, typer.Argument(help="The camera whose recent im
     shift = a["on_camera_images"]
     out.print(f"{result.version.name} (candidate, run {result.run_id}): {result.source_version} adapted to camera "
               f"{camera} on {a['images']} images ({a['image_source']}); "
-              + (f"{a['features']['dimensions']} feature dimensions aligned, folded into the head" if "features" in a
-                 else f"{a['batchnorm']['layers']} BatchNorm layers re-estimated"), highlight=False)
+              + _what_moved(a), highlight=False)
     if "defect_share_before" in shift:
         out.print(f"on those images: decided as a defect {_percent(shift['defect_share_before'])} before, "
                   f"{_percent(shift['defect_share_after'])} after; {_percent(shift['changed'])} of decisions "
@@ -101,6 +102,17 @@ def adapt(camera: Annotated[str, typer.Argument(help="The camera whose recent im
         out.print(f"frozen test set: macro recall {fmt(test['macro_recall'])}", highlight=False)
     out.print(f"next: inspectloop accept {result.run_id}, then inspectloop models promote {result.version.name} "
               "shadow --actor NAME (label a sample of the camera to confirm)", highlight=False)
+
+
+def _what_moved(a: dict[str, Any]) -> str:
+    if "condition" in a:
+        c = a["condition"]
+        return (f"condition gain {c['gain']}, blur {c['blur_sigma']} px, noise {c['noise_sigma']}"
+                + (f", JPEG quality {c['jpeg_quality']}" if c["jpeg_quality"] else "")
+                + f"; head refitted on {a['rendered_images']} renders of the training images and the originals")
+    if "features" in a:
+        return f"{a['features']['dimensions']} feature dimensions aligned, folded into the head"
+    return f"{a['batchnorm']['layers']} BatchNorm layers re-estimated"
 
 
 def register(app: typer.Typer) -> None:

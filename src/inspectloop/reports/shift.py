@@ -57,7 +57,12 @@ def _skipped(result: Mapping[str, Any]) -> str:
 
 def _what_changed(adaptation: Mapping[str, Any]) -> str:
     """One sentence: which statistics moved, how, and what stayed the source's."""
-    if "features" in adaptation:
+    if "condition" in adaptation:
+        moved = (f"{adaptation['method']}: " + ", ".join(f"{k.replace('_', ' ')} {v}"
+                                                          for k, v in adaptation["condition"].items())
+                 + ". Only the head's weights and bias changed; the trunk, the temperature, the review band, the "
+                 "thresholds and the novelty guard are the source's")
+    elif "features" in adaptation:
         moved = (f"{adaptation['method']} (share of the move applied: {number_text(adaptation['weight'])}); only the "
                  "head's weights and bias changed. The trunk, the temperature, the review band, the thresholds and "
                  "the novelty guard are the source's (the guard still sees the camera's raw features)")
