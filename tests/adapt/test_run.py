@@ -146,6 +146,19 @@ def test_rendered_condition_is_a_candidate_with_its_condition_recorded(trained: 
     assert "Adapted without labels" in html and "rendered under the camera&#x27;s condition" in html
 
 
+def test_cli_prints_the_condition_it_found(trained: TrainedNeu, camera_folder: Path) -> None:
+    from typer.testing import CliRunner
+
+    from inspectloop.cli.app import app
+
+    result = CliRunner().invoke(app, ["adapt", "cam-6", "-w", str(trained.root), "--images", str(camera_folder),
+                                      "--model", source_version(trained).name, "--method", "render"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stdout.split())
+    assert "adapted to camera cam-6 on 40 images" in said and "condition gain 0.4" in said
+    assert "head refitted on" in said and "next: inspectloop accept adapt-" in said
+
+
 @pytest.mark.parametrize("method", ["batchnorm", "features", "render"])
 def test_refusals(trained: TrainedNeu, camera_folder: Path, method: str) -> None:
     ws = trained.workspace

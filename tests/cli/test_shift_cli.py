@@ -40,6 +40,8 @@ def test_crossval_prints_the_worst_session_and_stores_it(ws: Path) -> None:
     (["adapt", "cam-2", "--method", "median"], "unknown adaptation method 'median'"),
     (["adapt", "cam-2", "--method", "features", "--reference", "0"], "--reference is 0"),
     (["adapt", "cam-2", "--method", "features", "--weight", "2"], "must be in (0, 1], got 2"),
+    (["adapt", "cam-2", "--method", "render", "--weight", "0.5"], "--weight 0.5 does not apply to rendering"),
+    (["adapt", "cam-2", "--method", "render", "--reference", "0"], "--reference is 0"),
 ])
 def test_bad_input_is_one_line(ws: Path, args: list[str], message: str) -> None:
     result = runner.invoke(app, [*args, "-w", str(ws)])
