@@ -81,7 +81,9 @@ added noise, a new JPEG setting) is estimated from its unlabelled month against 
 training capture is rendered under it (``CameraCondition.render``) with its own label. The estimator's
 family (gain, blur, noise, JPEG) covers four of the simulation's six degradations; light decay's gamma,
 lens dust and camera shift are outside it and reach the head only through what they do to those
-statistics. Labels spent are counted per strategy (0 for (d), (e) and (g)). The product's acceptance gate on the frozen
+statistics. (h) ``drift_adapt_render``: as (f), with (g)'s rendered candidates; when a cycle retrains, each
+rendered camera's head is refitted on the training captures, its renders and every label so far. Labels
+spent are counted per strategy (0 for (d), (e) and (g)). The product's acceptance gate on the frozen
 test set, and shadow, are not simulated: a candidate serves once adopted.
 """
 
@@ -543,7 +545,8 @@ class Adaptation:
 BATCHNORM_WEIGHT = 0.5  # the product's default share of the move (inspectloop adapt --weight)
 # The strategies that adapt, and how: "adapt_*" never label; "drift_adapt" adapts at once and labels to confirm.
 ADAPTING = {"adapt_features": Adaptation("features"), "adapt_batchnorm": Adaptation("batchnorm", weight=BATCHNORM_WEIGHT),
-            "drift_adapt": Adaptation("features"), "adapt_render": Adaptation("render")}
+            "drift_adapt": Adaptation("features"), "adapt_render": Adaptation("render"),
+            "drift_adapt_render": Adaptation("render")}
 # Adapt-only runs of the feature alignment's choices (cheap: the cached features, no new render).
 FEATURE_VARIANTS = tuple(Adaptation("features", match, weight, reference) for reference in ("training", "baseline")
                          for match in ("mean_std", "mean") for weight in (1.0, 0.5))
@@ -647,7 +650,7 @@ class RenderAdapter:
     def __init__(self, data: LineData, base: Renderer) -> None:
         self.data, self.base = data, base
 
-    def adapt(self, camera: str, month: int) -> tuple[Head, dict[str, Any]]:
+    def adapt(self, camera: str, month: int) -> tuple[np.ndarray, dict[str, Any]]:
         data, line = self.data, self.data.line
         assert line is not None
         key = self.base.dir / "rendered" / f"render-{ESTIMATOR}-{data.name}-{camera}-m{month:02d}"
@@ -664,10 +667,14 @@ class RenderAdapter:
             np.savez(key.with_suffix(".npz"), features=rendered)
             key.with_suffix(".json").write_text(json.dumps({"method": "render", **condition.to_dict(),
                                                             "estimate_seconds": round(seconds, 1)}))
-        rendered = np.load(key.with_suffix(".npz"))["features"]
-        head = Head.fit(np.concatenate([data.train_x, rendered]), np.concatenate([data.train_y, data.train_y]),
-                        f"render-{camera}-m{month}")
-        return head, json.loads(key.with_suffix(".json").read_text())
+        return np.load(key.with_suffix(".npz"))["features"], json.loads(key.with_suffix(".json").read_text())
+
+
+def rendered_head(data: LineData, rendered: np.ndarray, labelled_x: Sequence[np.ndarray],
+                  labelled_y: Sequence[np.ndarray], version: str) -> Head:
+    """A camera's head: the training captures, their renders under its condition, and every label so far."""
+    return Head.fit(np.concatenate([data.train_x, rendered, *labelled_x]),
+                    np.concatenate([data.train_y, data.train_y, *labelled_y]), version)
 
 
 @dataclass
@@ -678,7 +685,7 @@ class Serving:
     head: Head
     alignments: dict[str, tuple[int, FeatureAlignment]] = field(default_factory=dict)
     trunks: dict[str, AdaptedTrunk] = field(default_factory=dict)
-    heads: dict[str, tuple[int, Head]] = field(default_factory=dict)  # per camera: a head refitted on its renders
+    heads: dict[str, tuple[int, Head, np.ndarray]] = field(default_factory=dict)  # per camera: head on its renders
 
     def model(self, camera: str) -> Head | LinearHead:
         if camera in self.heads:
@@ -686,6 +693,13 @@ class Serving:
         if camera in self.alignments:
             return self.head.aligned(camera, self.alignments[camera][1])
         return self.head
+
+    def refit_rendered(self, data: LineData, labelled_x: Sequence[np.ndarray], labelled_y: Sequence[np.ndarray],
+                       version: str) -> None:
+        """After a retrain on labels, each rendered camera's head learns the same labels beside its renders."""
+        for camera, (month, _, rendered) in self.heads.items():
+            self.heads[camera] = (month, rendered_head(data, rendered, labelled_x, labelled_y, f"{version}+{camera}"),
+                                  rendered)
 
     def captures(self, data: LineData, camera: str, month: int) -> tuple[Captures, Captures | None]:
         """The camera's captures of ``month`` (draw 0, and the extra evaluation draws) as its trunk sees them."""
@@ -699,7 +713,7 @@ class Serving:
 
     def label(self) -> str:
         adapted = {**{c: m for c, (m, _) in self.alignments.items()}, **{c: t.month for c, t in self.trunks.items()},
-                   **{c: m for c, (m, _) in self.heads.items()}}
+                   **{c: m for c, (m, _, _) in self.heads.items()}}
         if not adapted:
             return self.head.version
         return f"{self.head.version}; adapted " + ", ".join(f"{c}@m{m}" for c, m in sorted(adapted.items()))
@@ -715,10 +729,11 @@ class Candidate:
     alignment: FeatureAlignment | None = None
     trunk: AdaptedTrunk | None = None
     head: Head | None = None
+    rendered: np.ndarray | None = None  # with ``head``: the training captures rendered under the camera's condition
 
     def adopt(self, serving: Serving) -> None:
-        if self.head is not None:
-            serving.heads[self.camera] = (self.month, self.head)
+        if self.head is not None and self.rendered is not None:
+            serving.heads[self.camera] = (self.month, self.head, self.rendered)
         if self.alignment is not None:
             serving.alignments[self.camera] = (self.month, self.alignment)
         if self.trunk is not None:
@@ -731,13 +746,16 @@ class Candidate:
 
 
 def adapt_camera(data: LineData, serving: Serving, camera: str, month: int, adaptation: Adaptation,
-                 bn: BatchNormAdapter | None, render: RenderAdapter | None = None) -> Candidate:
+                 bn: BatchNormAdapter | None, render: RenderAdapter | None = None,
+                 labelled: tuple[Sequence[np.ndarray], Sequence[np.ndarray]] = ((), ())) -> Candidate:
     """Camera ``camera``'s candidate from its month-``month`` captures (draw 0: the whole pool, no label read);
-    it serves from the next month, so it never saw the captures it is scored on."""
+    it serves from the next month, so it never saw the captures it is scored on. A rendered candidate's head
+    also learns the ``labelled`` captures of earlier cycles (none for the adapt-only strategies)."""
     if adaptation.method == "render":
         assert render is not None
-        head, summary = render.adapt(camera, month)
-        return Candidate(camera, month, summary, head=head)
+        rendered, summary = render.adapt(camera, month)
+        head = rendered_head(data, rendered, *labelled, f"{serving.head.version}+{camera}@render-m{month}")
+        return Candidate(camera, month, summary, head=head, rendered=rendered)
     if adaptation.method == "batchnorm":
         assert bn is not None
         trunk = bn.adapt(camera, month)
@@ -786,8 +804,8 @@ def run_strategy(data: LineData, strategy: str, head0: Head, baseline: dict[str,
             cameras, window = alerting(data, serving, drift_base, limiter, month, seed, run), range(month, month + 1)
         if not cameras:
             continue
-        candidates = ({cam: adapt_camera(data, serving, cam, month, adaptation, bn, render) for cam in cameras}
-                      if adaptation else {})
+        candidates = ({cam: adapt_camera(data, serving, cam, month, adaptation, bn, render, (labelled_x, labelled_y))
+                       for cam in cameras} if adaptation else {})
         if strategy.startswith("adapt"):  # no labels: every candidate serves from the next month
             for candidate in candidates.values():
                 candidate.adopt(serving)
@@ -809,6 +827,7 @@ def run_strategy(data: LineData, strategy: str, head0: Head, baseline: dict[str,
         if cycle["retrain"]:
             serving.head = Head.fit(np.concatenate([data.train_x, *labelled_x]),
                                     np.concatenate([data.train_y, *labelled_y]), f"{strategy}-m{month}")
+            serving.refit_rendered(data, labelled_x, labelled_y, serving.head.version)
             cycle["new_model"] = serving.head.version
             if month < MONTHS:  # the new model's baseline: the last month's production as it sees it
                 drift_base = {cam: camera_baseline(data, serving, cam, month) for cam in CAMERAS}
@@ -982,9 +1001,10 @@ def plot(results: dict[str, Any], path: Path) -> None:
     fig, axes = plt.subplots(1, len(lines), figsize=(6.5 * len(lines), 4.6), squeeze=False)
     colours = {"none": "tab:red", "quarterly": "tab:blue", "drift": "tab:green", "drift_full_sample": "tab:olive",
                "adapt_features": "tab:purple", "adapt_batchnorm": "tab:pink", "drift_adapt": "tab:cyan",
-               "adapt_render": "tab:brown"}
+               "adapt_render": "tab:brown", "drift_adapt_render": "tab:gray"}
     styles = {"none": "-o", "quarterly": "-s", "drift": "-^", "drift_full_sample": ":v", "adapt_features": "-D",
-              "adapt_batchnorm": ":d", "drift_adapt": "-P", "adapt_render": "-X"}
+              "adapt_batchnorm": ":d", "drift_adapt": "-P", "adapt_render": "-X",
+              "drift_adapt_render": ":P"}
     for ax, line in zip(axes[0], lines):
         for strategy, entry in results[line]["strategies"].items():
             months = [m["month"] for m in entry["monthly"]]
@@ -1045,7 +1065,8 @@ def adaptation_goals(strategies: dict[str, Any]) -> dict[str, bool]:
     drop = {name: strategies[name]["worst_class_drop_month6"]["drop_points"] for name in ADAPTING}
     goals = {f"{name}_month6_drop_at_most_3_zero_labels": drop[name] <= 3 and strategies[name]["labels_spent"] == 0
              for name in ADAPTING if name.startswith("adapt")}
-    return {**goals, "drift_adapt_month6_drop_at_most_1": drop["drift_adapt"] <= 1}
+    return {**goals, "drift_adapt_month6_drop_at_most_1": drop["drift_adapt"] <= 1,
+            "drift_adapt_render_month6_drop_at_most_1": drop["drift_adapt_render"] <= 1}
 
 
 def variant_table(data: LineData, runs: dict[str, StrategyRun]) -> dict[str, dict[str, Any]]:
@@ -1111,7 +1132,8 @@ def main() -> None:
                  "adapt_features_worst_class_drop_month6_points": "<= 3 with zero labels, both lines (issue 17)",
                  "adapt_batchnorm_worst_class_drop_month6_points": "<= 3 with zero labels, both lines (issue 17)",
                  "adapt_render_worst_class_drop_month6_points": "<= 3 with zero labels, both lines (issue 17)",
-                 "drift_adapt_worst_class_drop_month6_points": "<= 1 on magnetic tile (issue 17)"},
+                 "drift_adapt_worst_class_drop_month6_points": "<= 1 on magnetic tile (issue 17)",
+                 "drift_adapt_render_worst_class_drop_month6_points": "<= 1 on magnetic tile (issue 17)"},
         "setup": {"quick": args.quick, "input_size": INPUT_SIZE, "schedule_calibration": SCHEDULE_CALIBRATION, "cameras": {c: {n: [r.start_month, r.full_month, r.peak]
                                                                                   for n, r in ramps.items()}
                                                                               for c, ramps in CAMERAS.items()},
@@ -1130,7 +1152,10 @@ def main() -> None:
                                      "drift_adapt": "as drift; the alerting cameras are adapted at once and each "
                                                     "candidate is adopted when it is at least as accurate as the "
                                                     "camera's current model on that camera's labelled sample; the "
-                                                    "head is refitted on aligned features"},
+                                                    "head is refitted on aligned features",
+                                     "drift_adapt_render": "as drift_adapt, with rendered candidates; every head "
+                                                           "(the line's and each rendered camera's) learns the "
+                                                           "labels, a rendered camera's beside its renders"},
                   "adaptation": {name: adaptation.describe() for name, adaptation in ADAPTING.items()},
                   "alert_limiter": {"hours": 60 * 24, "growth": 1.5}, "variants_per_clean_image": VARIANTS,
                   "line_rate_parts_per_camera_hour": LINE_RATE_PER_HOUR,
