@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -50,6 +51,18 @@ def source_version(trained: TrainedNeu) -> registry.ModelVersion:
     return found[0] if found else registry.register(trained.workspace, trained.run_id)
 
 
+def signed_candidate(trained: TrainedNeu, camera: str, folder: Path, method: str) -> tuple[Any, Any, Any]:
+    """Adapt the source to ``camera`` by ``method``: a signed candidate, never promoted, judged by the source's
+    criteria. Returns the result, its run and the source run."""
+    ws = trained.workspace
+    result = adapt(ws, camera, folder=folder, model_version=source_version(trained).name, method=method)
+    assert result.version.stage == Stage.candidate and registry.production_model(ws) is None
+    registry.verify_file(result.version, ws)
+    run, source_run = ws.db.runs.get(result.run_id), ws.db.runs.get(trained.run_id)
+    assert run.kind == "adapt" and run.criteria_id == source_run.criteria_id
+    return result, run, source_run
+
+
 def test_adapted_model_is_a_signed_candidate_judged_like_any_model(trained: TrainedNeu, camera_folder: Path) -> None:
     from inspectloop.accept.run import accept
 
@@ -91,11 +104,7 @@ def test_feature_alignment_is_a_candidate_recorded_like_batchnorm(trained: Train
 
     ws = trained.workspace
     source = source_version(trained)
-    result = adapt(ws, "cam-4", folder=camera_folder, model_version=source.name, method="features")
-    assert result.version.stage == Stage.candidate and registry.production_model(ws) is None
-    registry.verify_file(result.version, ws)
-    run, source_run = ws.db.runs.get(result.run_id), ws.db.runs.get(trained.run_id)
-    assert run.kind == "adapt" and run.criteria_id == source_run.criteria_id
+    result, run, source_run = signed_candidate(trained, "cam-4", camera_folder, "features")
     a = result.metrics["adaptation"]
     assert a["kind"] == "features" and a["weight"] == 1.0 and a["features"]["images"] == 40 and "batchnorm" not in a
     assert result.metrics["test"]["count"] > 0
@@ -127,12 +136,7 @@ def test_rendered_condition_is_a_candidate_with_its_condition_recorded(trained: 
     from inspectloop.reports.model_card import write_model_card
 
     ws = trained.workspace
-    source = source_version(trained)
-    result = adapt(ws, "cam-5", folder=camera_folder, model_version=source.name, method="render")
-    assert result.version.stage == Stage.candidate and registry.production_model(ws) is None
-    registry.verify_file(result.version, ws)
-    run, source_run = ws.db.runs.get(result.run_id), ws.db.runs.get(trained.run_id)
-    assert run.kind == "adapt" and run.criteria_id == source_run.criteria_id
+    result, run, source_run = signed_candidate(trained, "cam-5", camera_folder, "render")
     a = result.metrics["adaptation"]
     training = load_version(ws, source_run.dataset_version).split("train")
     assert a["kind"] == "render" and a["images"] == 40 and a["rendered_images"] == len(training)
