@@ -42,7 +42,7 @@ from inspectloop.models.backbones import backbone_spec, load_backbone
 from inspectloop.models.classifier import Classifier
 from inspectloop.runtime.images import load_image
 from inspectloop.runtime.preprocess import Preprocess
-from inspectloop.train.augment import build_augment
+from inspectloop.train.augment import augment_for
 from inspectloop.train.config import TrainConfig
 from inspectloop.train.data import augmented_batch
 from inspectloop.train.loop import freeze_early_layers, train_step, training_layout, training_precision
@@ -167,7 +167,7 @@ class _Trainer:
         self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=config.lr,
                                            weight_decay=config.weight_decay)
         self.stepper = torch.compile(self.model) if config.compile else self.model
-        self.augment = build_augment(config.augment, config.flips, config.pose)
+        self.augment = augment_for(config)
         self.preprocess = Preprocess(config.input_size, backbone_spec(config.backbone).mean,
                                      backbone_spec(config.backbone).std)
         self.rng, self.draw = random.Random(0), np.random.default_rng(0)

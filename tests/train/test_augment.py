@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inspectloop.train.augment import ProductionAugment, _geometry, build_augment
+from inspectloop.train.augment import ProductionAugment, _geometry, augment_for, build_augment
+from inspectloop.train.config import TrainConfig
 from inspectloop.train.data import balanced_order
 from tests.conftest import surface
 
@@ -63,6 +64,12 @@ def test_the_pose_draws_the_same_numbers_either_way() -> None:
     _geometry(image, contain_rng, 1.0, contain=True)
     assert crop_rng.random() == contain_rng.random()
     assert build_augment("production", flips=True, pose="contain").pose == "contain"
+
+
+def test_a_config_gives_every_augmentation_setting_it_holds() -> None:
+    augment = augment_for(TrainConfig(augment="light", flips=False, pose="contain"))
+    assert augment is not None and (augment.strength, augment.flips, augment.pose) == (0.5, False, "contain")
+    assert augment_for(TrainConfig(augment="none")) is None
 
 
 def test_balanced_order_sees_rare_classes_as_often_as_common_ones() -> None:

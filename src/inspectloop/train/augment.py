@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import io
 import random
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageEnhance, ImageFilter
+
+if TYPE_CHECKING:
+    from inspectloop.train.config import TrainConfig
 
 
 class ProductionAugment:
@@ -93,6 +97,11 @@ def _jpeg(image: Image.Image, quality: int) -> Image.Image:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)
     return Image.open(io.BytesIO(buffer.getvalue())).convert(image.mode)
+
+
+def augment_for(config: TrainConfig) -> ProductionAugment | None:
+    """The augmentation a training config asks for (every setting that shapes it, in one place)."""
+    return build_augment(config.augment, config.flips, config.pose)
 
 
 def build_augment(preset: str, flips: bool, pose: str = "crop") -> ProductionAugment | None:

@@ -20,7 +20,7 @@ import torch
 from inspectloop.errors import TrainingError
 from inspectloop.models.classifier import Classifier
 from inspectloop.runtime.preprocess import Preprocess
-from inspectloop.train.augment import build_augment
+from inspectloop.train.augment import augment_for
 from inspectloop.train.config import TrainConfig
 from inspectloop.train.data import ImageSet, augmented_batch
 from inspectloop.train.loop import (freeze_early_layers, plain_layout, predict_logits, train_step, training_layout,
@@ -131,7 +131,7 @@ def _time_training(model: Classifier, train: ImageSet, preprocess: Preprocess, c
         module.eval()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=config.lr,
                                   weight_decay=config.weight_decay)
-    augment = build_augment(config.augment, config.flips, config.pose)
+    augment = augment_for(config)
     rng, draw = random.Random(config.seed), np.random.default_rng(config.seed)  # private: the run's stay as they are
     size = min(config.batch_size, len(train))
     seconds = []

@@ -23,7 +23,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from inspectloop.models.classifier import Classifier
 from inspectloop.runtime.preprocess import Preprocess
-from inspectloop.train.augment import build_augment
+from inspectloop.train.augment import augment_for
 from inspectloop.train.config import TrainConfig
 from inspectloop.train.data import ImageSet, augmented_batch, balanced_order, to_batch
 from inspectloop.train.logistic import LogisticProbe
@@ -188,7 +188,7 @@ def finetune(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Prep
     state = _State(best_state=copy.deepcopy(model.state_dict()))
     resumed = _resume(checkpoint, model, optimizer, scheduler, state)
     started, earlier = time.perf_counter(), state.seconds  # this part's start; the seconds of earlier parts
-    augment = build_augment(config.augment, config.flips, config.pose)
+    augment = augment_for(config)
     stepper = torch.compile(model) if config.compile else model  # shares the model's parameters
     stopped = False
     for epoch in range(state.epoch + 1, config.epochs):
@@ -319,7 +319,7 @@ def probe(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Preproc
     ``epochs``, ``weight_decay`` and ``label_smoothing`` apply to fine-tuning only.
     """
     started = time.perf_counter()
-    augment = build_augment(config.augment, config.flips, config.pose) if config.probe_views > 1 else None
+    augment = augment_for(config) if config.probe_views > 1 else None
     rng = random.Random(config.seed)
     features = [_features(model.trunk, train, preprocess, augment if view > 0 else None, rng)
                 for view in range(config.probe_views)]
