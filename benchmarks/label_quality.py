@@ -1,9 +1,11 @@
 """Label-error finding on seeded label noise: inspectloop's confident learning next to cleanlab's.
 
-    python -m benchmarks.label_quality [--datasets neu_det magnetic_tile] [--seeds 10]
+    python -m benchmarks.label_quality [--datasets neu_det magnetic_tile] [--seeds 10] [--fixed-split]
 
 For NEU-DET and magnetic tile: frozen EfficientNet-Lite0 features of every image (cached under
-benchmarks/cache), a stratified 80% training set, and label noise seeded into it at 5% and 10%, uniform
+benchmarks/cache), a stratified 80% training set (drawn afresh for every seed, so the retraining figures average
+over test sets too; ``--fixed-split`` keeps split 0 for every seed, the earlier protocol), and label noise
+seeded into it at 5% and 10%, uniform
 (any other class) and class-conditional (each class flips only to its look-alike partner, e.g. Crack <->
 Break). Out-of-fold probabilities (5-fold logistic regression) are computed once per setting; inspectloop's
 ``find_label_issues`` and cleanlab's ``find_label_issues`` (in its own venv: setup with
@@ -13,8 +15,9 @@ flagged examples against the flipped ones, mean over seeds. "Real cases": what t
 datasets' own labels (no noise seeded), top 20 listed for a person to check. "Retraining": test macro recall
 on the held-out 20% of a linear probe (the same pipeline) trained on the clean, the noisy and the settled
 labels (each flagged image given its true label, as a quality engineer settling it would), and the share of
-the loss to noise that settling wins back (the issue's goal: >= 80%); then after a second look (suspects found
-again on the settled labels, with fresh out-of-fold probabilities, and settled too).
+the loss to noise that settling wins back (the issue's goal: >= 80%; the share of the summed loss over seeds,
+with a 95% bootstrap interval over seeds); then after a second look (suspects found again on the settled
+labels, with fresh out-of-fold probabilities, and settled too).
 """
 
 from __future__ import annotations
@@ -129,11 +132,8 @@ def recovery(x: np.ndarray, clean: np.ndarray, noisy: np.ndarray, flagged: np.nd
             "recovered_share": (settled_r - noisy_r) / lost if lost > 0 else float("nan")}
 
 
-def measure(name: str, seeds: int) -> dict[str, Any]:
+def measure(name: str, seeds: int, fixed_split: bool = False) -> dict[str, Any]:
     x_all, labels, classes, paths = features(name)
-    train = train_indices(labels)
-    test = np.setdiff1d(np.arange(len(labels)), train)
-    x, y = x_all[train], labels[train]
     partner = {}
     for a, b in PAIRS[name]:
         partner[classes.index(a)], partner[classes.index(b)] = classes.index(b), classes.index(a)
@@ -141,6 +141,9 @@ def measure(name: str, seeds: int) -> dict[str, Any]:
     for kind in ("uniform", "class_conditional"):
         for rate in RATES:
             for seed in range(seeds):
+                train = train_indices(labels, 0 if fixed_split else seed)
+                test = np.setdiff1d(np.arange(len(labels)), train)
+                x, y = x_all[train], labels[train]
                 noisy = seed_noise(y, rate, kind, partner, seed)
                 probs = out_of_fold_probabilities(x, noisy, len(classes), seed=seed)
                 flagged = find_label_issues(noisy, probs).mask
@@ -160,13 +163,26 @@ def measure(name: str, seeds: int) -> dict[str, Any]:
         entry["cleanlab_both"].append(scores(theirs_both, truth))
         entry["retraining"].append(retrained)
     summary = {key: {side: _mean(runs) for side, runs in entry.items()} for key, entry in results.items()}
-    for entry in summary.values():  # the share of the summed loss, not a mean of ratios of tiny losses
-        r = entry["retraining"]
-        for share, key in (("recovered_share", "settled"), ("recovered_share_twice", "settled_twice")):
-            r[share] = round((r[key] - r["noisy"]) / r["lost"], 4) if r["lost"] > 0 else None
-    return {"images": int(len(labels)), "train_images": int(len(y)), "classes": classes,
-            "pairs": PAIRS[name], "seeds": seeds, "settings": summary, "real_cases": real_cases(x, y, classes,
-                                                                                                 [paths[i] for i in train])}
+    for key, entry in summary.items():  # the share of the summed loss, not a mean of ratios of tiny losses
+        r, runs = entry["retraining"], results[key]["retraining"]
+        for share, settled in (("recovered_share", "settled"), ("recovered_share_twice", "settled_twice")):
+            r[share] = round((r[settled] - r["noisy"]) / r["lost"], 4) if r["lost"] > 0 else None
+            r[f"{share}_ci95"] = recovery_interval(runs, settled)
+    train = train_indices(labels)
+    return {"images": int(len(labels)), "train_images": int(len(train)), "classes": classes,
+            "pairs": PAIRS[name], "seeds": seeds, "split": "split 0 for every seed" if fixed_split
+            else "a fresh stratified 80/20 split per seed", "settings": summary,
+            "real_cases": real_cases(x_all[train], labels[train], classes, [paths[i] for i in train])}
+
+
+def recovery_interval(runs: list[dict[str, float]], settled: str, draws: int = 2000) -> list[float] | None:
+    """95% bootstrap interval, over seeds, of the share of the summed loss won back by ``settled``."""
+    gain = np.array([r[settled] - r["noisy"] for r in runs])
+    lost = np.array([r["lost"] for r in runs])
+    picks = np.random.default_rng(0).integers(0, len(runs), (draws, len(runs)))
+    total = lost[picks].sum(1)
+    shares = gain[picks].sum(1)[total > 0] / total[total > 0]
+    return [round(float(q), 4) for q in np.percentile(shares, [2.5, 97.5])] if shares.size else None
 
 
 def real_cases(x: np.ndarray, y: np.ndarray, classes: list[str], paths: list[str]) -> dict[str, Any]:
@@ -188,6 +204,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--datasets", nargs="+", default=list(LOADERS), choices=list(LOADERS))
     parser.add_argument("--seeds", type=int, default=10)
+    parser.add_argument("--fixed-split", action="store_true",
+                        help="Split 0 for every seed (the earlier protocol) instead of a fresh split per seed.")
     parser.add_argument("--features-only", action="store_true", help="Embed and cache the features, then stop.")
     args = parser.parse_args()
     if args.features_only:
@@ -196,14 +214,14 @@ def main() -> None:
         return
     datasets = previous_datasets("label_quality")  # rerunning one dataset keeps the others' figures
     for name in args.datasets:
-        datasets[name] = measure(name, args.seeds)
+        datasets[name] = measure(name, args.seeds, args.fixed_split)
         for key, sides in datasets[name]["settings"].items():
             r = sides["retraining"]
             print(f"{name:14s} {key:24s} inspectloop F1 {sides['inspectloop']['f1']:.3f}  "
                   f"cleanlab F1 {sides['cleanlab']['f1']:.3f} (both {sides['cleanlab_both']['f1']:.3f})  "
                   f"test macro recall clean {r['clean']:.4f} "
-                  f"noisy {r['noisy']:.4f} settled {r['settled']:.4f} (recovered {r['recovered_share']}; twice "
-                  f"{r['recovered_share_twice']})")
+                  f"noisy {r['noisy']:.4f} settled {r['settled']:.4f} (recovered {r['recovered_share']} "
+                  f"{r['recovered_share_ci95']}; twice {r['recovered_share_twice']})")
     write_result("label_quality", {"citations": {n: CITATIONS[n] for n in datasets}, "datasets": datasets,
                                    "noise": "a fraction of each class's training images flipped: uniform = to any "
                                             "other class, class_conditional = to the class's look-alike partner",
