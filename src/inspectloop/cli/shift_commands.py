@@ -65,20 +65,21 @@ def adapt(camera: Annotated[str, typer.Argument(help="The camera whose recent im
                                                                "of the prediction log's stored images.")] = None,
           model: Annotated[Optional[str], typer.Option(help="Model version to adapt (default: "
                                                             "production).")] = None,
-          method: Annotated[str, typer.Option(help="features: re-standardise the pooled features to the training "
-                                                   "images', folded into the head (the default: it held a simulated "
-                                                   "year best); batchnorm: re-estimate the trunk's BatchNorm "
-                                                   "statistics; render: estimate the camera's condition (gain, "
-                                                   "blur, noise, JPEG) and refit the head on the training images "
-                                                   "rendered under it.")] = "features",
+          method: Annotated[str, typer.Option(help="render: estimate the camera's condition (gain, blur, noise, "
+                                                   "JPEG) from its images and refit the head on the training images "
+                                                   "rendered under it (the default: it held a simulated year best); "
+                                                   "features: re-standardise the pooled features to the training "
+                                                   "images', folded into the head; batchnorm: re-estimate the "
+                                                   "trunk's BatchNorm statistics.")] = "render",
           weight: Annotated[Optional[float], typer.Option(help="Share of the statistics' move applied (1: all of it; "
                                                                "default 0.5 for batchnorm, 1 for features).")] = None,
           reference: Annotated[int, typer.Option(help="Training images the camera's statistics are compared with "
                                                       "(0: the camera's replace the stored ones, plain "
                                                       "AdaBN).")] = 200,
           min_images: Annotated[int, typer.Option(help="Refuse with fewer images than this.")] = 32) -> None:
-    """Adapt before labels: re-estimate a classifier's BatchNorm or feature statistics on one camera's recent
-    unlabelled images; the result is a candidate version, judged by acceptance and shadow before any promotion."""
+    """Adapt before labels: fit a classifier to one camera's recent unlabelled images (its imaging condition
+    rendered into the training images, or its feature or BatchNorm statistics); the result is a candidate
+    version, judged by acceptance and shadow before any promotion."""
     from inspectloop.adapt.run import adapt as adapt_lib
     from inspectloop.monitor.run import parse_window
 
