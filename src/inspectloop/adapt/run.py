@@ -282,7 +282,7 @@ def _record(workspace: Workspace, source: ModelVersion, run: TrainingRun, metada
         camera_set = _image_set(found)
         before = predict_logits(model, camera_set, preprocess).argmax(1)
         if method == "render":
-            change = _render_condition(workspace, run, model, native.images, references, preprocess, metadata, say)
+            change = render_and_refit(workspace, run, model, native.images, references, preprocess, metadata, say)
         else:
             change = (_adapt_batchnorm if method == "batchnorm" else _align_features)(model, found, references,
                                                                                      preprocess, weight)
@@ -326,7 +326,7 @@ def _align_features(model: Any, found: CameraImages, references: tuple[Image.Ima
                       "per dimension), folded into the head", "features": alignment.to_dict()}
 
 
-def _render_condition(workspace: Workspace, run: TrainingRun, model: Any, camera: Sequence[Image.Image],
+def render_and_refit(workspace: Workspace, run: TrainingRun, model: Any, camera: Sequence[Image.Image],
                       references: Sequence[Image.Image], preprocess: Preprocess, metadata: ModelMetadata,
                       say: Progress) -> dict[str, Any]:
     """The camera's condition estimated against the references, every training image rendered under it, and the
