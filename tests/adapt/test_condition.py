@@ -72,3 +72,9 @@ def test_render_keeps_size_and_mode_and_is_seeded() -> None:
 def test_too_few_images_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 8 images on each side, got 24 reference and 3 camera"):
         estimate_condition(textures(24, 0), textures(3, 1))
+
+
+def test_flat_camera_images_are_refused_not_divided_by() -> None:
+    capped = [Image.new("L", (96, 96), 0) for _ in range(12)]
+    with pytest.raises(ValueError, match="the camera's images are flat"):
+        estimate_condition(textures(24, 0), capped)

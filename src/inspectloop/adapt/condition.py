@@ -37,6 +37,7 @@ COARSE_BLUR = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0)
 # JPEG data set (NEU) it varies by 1-2%; re-encoding at quality 80 raises it by 35%.
 BLOCK_TOLERANCE = 0.10
 RENDER_SAMPLE = 48  # reference images rendered per candidate in the search under compression
+FLAT_ENERGY = 1e-3  # grey levels squared: a band this empty has nothing to read a condition from
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,9 @@ def estimate_condition(reference: Sequence[Image.Image], camera: Sequence[Image.
     ref_planes = [grey(image) for image in reference]
     cam_planes = [grey(image) for image in camera]
     target = np.mean([band_energies(p) for p in cam_planes], axis=0)
+    if not np.all(target > FLAT_ENERGY):
+        raise ValueError("the camera's images are flat (no texture in at least one frequency band): a capped lens, "
+                         "a dark or saturated frame reads as no condition at all")
     brightness = float(np.mean([p.mean() for p in cam_planes])), float(np.mean([p.mean() for p in ref_planes]))
     best = _solved(ref_planes, target, brightness)
     block_target = float(np.mean([blockiness(p) for p in cam_planes]))

@@ -340,7 +340,8 @@ def render_and_refit(workspace: Workspace, run: TrainingRun, model: Any, camera:
         condition = estimate_condition(references, camera)
     except ValueError as exc:
         raise TrainingError(f"the camera's condition cannot be read: {exc}",
-                            f"give --reference {REFERENCE_IMAGES}, or train on more images") from exc
+                            "check the camera and its recent images (inspectloop camera check CAM), or adapt with "
+                            f"--method features; with few training images give --reference {REFERENCE_IMAGES}") from exc
     say("adapt", {"message": "camera condition: " + ", ".join(f"{k} {v}" for k, v in condition.to_dict().items())})
     version = load_version(workspace, run.dataset_version)
     names = list(metadata.class_names)
