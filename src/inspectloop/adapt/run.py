@@ -332,9 +332,12 @@ def render_and_refit(workspace: Workspace, run: TrainingRun, model: Any, camera:
     """The camera's condition estimated against the references, every training image rendered under it, and the
     head refitted as the probe fits it on the originals plus the renders (same labels); what was found."""
     from inspectloop.adapt.condition import estimate_condition
+    from inspectloop.grades import class_grades
     from inspectloop.train.config import TrainConfig
     from inspectloop.train.data import ImageSet, load_image_set
     from inspectloop.train.loop import probe
+    from inspectloop.train.ordinal import with_targets
+    from inspectloop.train.record import good_index
 
     try:
         condition = estimate_condition(references, camera)
@@ -345,19 +348,23 @@ def render_and_refit(workspace: Workspace, run: TrainingRun, model: Any, camera:
     say("adapt", {"message": "camera condition: " + ", ".join(f"{k} {v}" for k, v in condition.to_dict().items())})
     version = load_version(workspace, run.dataset_version)
     names = list(metadata.class_names)
+    config = TrainConfig.model_validate(run.config)
     train_items = version.split("train")
-    original = load_image_set(train_items, names, workspace.blobs.get, preprocess, draft=metadata.jpeg_draft,
-                              mode=metadata.colour_mode)
+    original = with_targets(  # grade-aware and soft-label targets, as training gave them
+        load_image_set(train_items, names, workspace.blobs.get, preprocess, draft=metadata.jpeg_draft,
+                       mode=metadata.colour_mode),
+        train_items, names, class_grades(workspace.db.labels.classes(), names), good_index(workspace, names), config)
     rendered = [preprocess.resize(condition.render(native_image(workspace.blobs.get(item.sha256), item.sha256[:12],
                                                                 preprocess, metadata), seed=i))
                 for i, item in enumerate(train_items)]
     both = ImageSet(original.images + rendered, np.concatenate([original.labels, original.labels]),
-                    original.digests + [f"{d}~rendered" for d in original.digests])
+                    original.digests + [f"{d}~rendered" for d in original.digests],
+                    None if original.graded is None else original.graded.concat(original.graded))
     val = load_image_set(version.split("val"), names, workspace.blobs.get, preprocess, draft=metadata.jpeg_draft,
                          mode=metadata.colour_mode)
     say("adapt", {"message": f"refitting the head on {len(original)} training images and their {len(rendered)} "
                              "renders"})
-    probe(model, both, val if len(val) else original, preprocess, TrainConfig.model_validate(run.config))
+    probe(model, both, val if len(val) else original, preprocess, config)
     return {"method": f"{len(rendered)} training images rendered under the camera's condition, estimated against "
                       f"{len(references)} of them; head refitted on the originals plus the renders",
             "condition": condition.to_dict(), "rendered_images": len(rendered)}
