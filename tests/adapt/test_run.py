@@ -148,6 +148,7 @@ def test_rendered_condition_is_a_candidate_with_its_condition_recorded(trained: 
     assert not torch.equal(adapted.head[1].weight, original.head[1].weight)  # the head learned the dimmer look
     html = write_model_card(ws, result.version).read_text()
     assert "Adapted without labels" in html and "rendered under the camera&#x27;s condition" in html
+    assert "light gain 0.4" in html and "no new JPEG setting" in html
 
 
 def test_cli_prints_the_condition_it_found(trained: TrainedNeu, camera_folder: Path) -> None:

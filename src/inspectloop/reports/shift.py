@@ -55,13 +55,19 @@ def _skipped(result: Mapping[str, Any]) -> str:
     return f"<p>Not held out:</p><ul>{items}</ul>"
 
 
+def _condition_text(c: Mapping[str, Any]) -> str:
+    """The camera condition a rendered adaptation read, in words."""
+    jpeg = f", re-encoded at JPEG quality {c['jpeg_quality']}" if c.get("jpeg_quality") else ", no new JPEG setting"
+    return (f"light gain {c['gain']} and offset {c['offset']} grey levels, blur {c['blur_sigma']} px, added noise "
+            f"{c['noise_sigma']} grey levels{jpeg} (statistics misfit {c['misfit']})")
+
+
 def _what_changed(adaptation: Mapping[str, Any]) -> str:
     """One sentence: which statistics moved, how, and what stayed the source's."""
     if "condition" in adaptation:
-        moved = (f"{adaptation['method']}: " + ", ".join(f"{k.replace('_', ' ')} {v}"
-                                                          for k, v in adaptation["condition"].items())
-                 + ". Only the head's weights and bias changed; the trunk, the temperature, the review band, the "
-                 "thresholds and the novelty guard are the source's")
+        moved = (f"{adaptation['method']}: {_condition_text(adaptation['condition'])}. Only the head's weights and "
+                 "bias changed; the trunk, the temperature, the review band, the thresholds and the novelty guard "
+                 "are the source's")
     elif "features" in adaptation:
         moved = (f"{adaptation['method']} (share of the move applied: {number_text(adaptation['weight'])}); only the "
                  "head's weights and bias changed. The trunk, the temperature, the review band, the thresholds and "
