@@ -466,6 +466,15 @@ def variant_seeds(line: Line, variant: int, count: int) -> list[int]:
     return [_seed(line.seed, 99, variant, i) for i in range(count)]
 
 
+def training_captures(data: LineData, rows: Sequence[int] | np.ndarray | None = None) -> list[Image.Image]:
+    """The training captures (a flip and base sensor noise each, as their features were made), or those at ``rows``."""
+    assert data.line is not None
+    rows = np.arange(len(data.train)) if rows is None else np.asarray(rows)
+    seeds = train_seeds(data.line, len(data.train))
+    return render_images([data.train[i] for i in rows], DegradationSchedule({}), np.zeros(len(rows)),
+                         [seeds[i] for i in rows])
+
+
 def month_images(line: Line, c: int, camera: str, schedule: DegradationSchedule, month: int,
                  pool: Sequence[tuple[Path, int]]) -> list[Image.Image]:
     """Camera ``c``'s captures of the whole test pool in ``month`` (draw 0) as images, pixel for pixel those
@@ -628,10 +637,7 @@ class BatchNormAdapter:
         if self._reference is None:
             line = self.data.line
             assert line is not None
-            chosen = evenly(len(self.data.train), REFERENCE_IMAGES)
-            seeds = train_seeds(line, len(self.data.train))
-            images = render_images([self.data.train[i] for i in chosen], DegradationSchedule({}), np.zeros(len(chosen)),
-                                   [seeds[i] for i in chosen])
+            images = training_captures(self.data, evenly(len(self.data.train), REFERENCE_IMAGES))
             preprocess = Preprocess(INPUT_SIZE, LITE_MEAN, LITE_STD)
             self._reference = batchnorm_statistics(self._model(), [preprocess.resize(i) for i in images], preprocess)
         return self._reference
@@ -649,6 +655,7 @@ class RenderAdapter:
 
     def __init__(self, data: LineData, base: Renderer) -> None:
         self.data, self.base = data, base
+        self._training: list[Image.Image] = []  # the training captures, rendered once for every adaptation
 
     def adapt(self, camera: str, month: int) -> tuple[np.ndarray, dict[str, Any]]:
         data, line = self.data, self.data.line
@@ -658,8 +665,7 @@ class RenderAdapter:
             key.parent.mkdir(parents=True, exist_ok=True)
             c = list(CAMERAS).index(camera)
             seen = month_images(line, c, camera, schedule_for(camera, line.seed * 10 + c), month, data.pool)
-            training = render_images(data.train, DegradationSchedule({}), np.zeros(len(data.train)),
-                                     train_seeds(line, len(data.train)))
+            training = self._training = self._training or training_captures(data)
             started = time.perf_counter()
             condition = estimate_condition([training[i] for i in evenly(len(training), REFERENCE_IMAGES)], seen)
             seconds = time.perf_counter() - started
