@@ -335,6 +335,7 @@ def render_and_refit(workspace: Workspace, run: TrainingRun, model: Any, camera:
     from inspectloop.grades import class_grades
     from inspectloop.train.config import TrainConfig
     from inspectloop.train.data import ImageSet, load_image_set
+    from inspectloop.train.fit import join
     from inspectloop.train.loop import probe
     from inspectloop.train.ordinal import with_targets
     from inspectloop.train.record import good_index
@@ -357,9 +358,8 @@ def render_and_refit(workspace: Workspace, run: TrainingRun, model: Any, camera:
     rendered = [preprocess.resize(condition.render(native_image(workspace.blobs.get(item.sha256), item.sha256[:12],
                                                                 preprocess, metadata), seed=i))
                 for i, item in enumerate(train_items)]
-    both = ImageSet(original.images + rendered, np.concatenate([original.labels, original.labels]),
-                    original.digests + [f"{d}~rendered" for d in original.digests],
-                    None if original.graded is None else original.graded.concat(original.graded))
+    both = join(original, ImageSet(rendered, original.labels, [f"{d}~rendered" for d in original.digests],
+                                   original.graded))
     val = load_image_set(version.split("val"), names, workspace.blobs.get, preprocess, draft=metadata.jpeg_draft,
                          mode=metadata.colour_mode)
     say("adapt", {"message": f"refitting the head on {len(original)} training images and their {len(rendered)} "
