@@ -60,7 +60,7 @@ VARIANTS = [("absolute", 1.0, "pooled", "disjoint_halves"),
 
 
 def subset(images: ImageSet, index: np.ndarray) -> ImageSet:
-    return ImageSet([images.images[i] for i in index], images.labels[index], [images.digests[i] for i in index])
+    return images.take(index)
 
 
 def halves(digests: list[str]) -> tuple[np.ndarray, np.ndarray]:

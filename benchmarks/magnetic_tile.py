@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import CITATIONS, magnetic_tile_items, write_result
+from benchmarks.common import CITATIONS, magnetic_tile_items, require, write_result
 from benchmarks.training_bench import fresh_workspace, train_and_score
 from inspectloop.datasets import SplitPlan
 from inspectloop.train.config import TrainConfig
@@ -43,8 +43,9 @@ def main() -> None:
                         help="the standardise study's sides")
     parser.add_argument("--fast-path", action="store_true", help="standardise study: train on the fast path "
                                                                  "(precision=auto, channels_last=true)")
-    parser.add_argument("--pose", choices=("crop", "contain"), default="crop",
-                        help="standardise study: how augmented poses treat the image's borders")
+    parser.add_argument("--pose", choices=("crop", "contain", "zoom"), default="crop",
+                        help="standardise study: how augmented poses treat the image's borders (zoom: the masks "
+                             "are imported as regions, and half the views zoom in around them)")
     parser.add_argument("--name", default="", help="standardise study: a suffix for the result's file name")
     args = parser.parse_args()
     if args.standardise_study:
@@ -80,7 +81,8 @@ def main() -> None:
 def standardise_study(args: argparse.Namespace) -> None:
     """Issue 17 item 1: the same fine-tune with and without per-image standardisation, same split, same
     seeds, one run; top-class decisions on the held-out sessions (good rejected = 1 - Free recall)."""
-    ws = fresh_workspace("magnetic_tile", magnetic_tile_items(), PLAN)
+    ws = fresh_workspace("magnetic_tile", magnetic_tile_items(), PLAN,
+                         masks=require("magnetic_tile") if args.pose == "zoom" else None)
     rows = []
     # Named either way, so the command keeps its meaning whatever the default path is.
     path = {"precision": "auto", "channels_last": True} if args.fast_path else \

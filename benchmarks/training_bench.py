@@ -11,18 +11,23 @@ from benchmarks.common import CACHE
 from inspectloop.datasets import SplitPlan, create_version
 from inspectloop.evaluate.run import evaluate_model_file
 from inspectloop.ingest import SourceItem, ingest
+from inspectloop.regions.run import import_regions
 from inspectloop.train.config import TrainConfig
 from inspectloop.train.run import RunResult, train
 from inspectloop.workspace import Workspace, init_workspace
 
 
-def fresh_workspace(name: str, items: list[SourceItem], plan: SplitPlan) -> Workspace:
-    """A new workspace under benchmarks/cache (git-ignored) with the dataset ingested and split."""
+def fresh_workspace(name: str, items: list[SourceItem], plan: SplitPlan, *, masks: Path | None = None) -> Workspace:
+    """A new workspace under benchmarks/cache (git-ignored) with the dataset ingested and split; with ``masks``
+    (a data set folder with masks beside its images), its masks imported as region annotations first."""
     root = CACHE / name
     shutil.rmtree(root, ignore_errors=True)
     ws = init_workspace(root)
     report = ingest(ws, items, source=name)
     print(f"{name}: ingested {report.added} images ({len(report.duplicates)} duplicates, {len(report.skipped)} skipped)")
+    if masks is not None:
+        imported = import_regions(ws, masks, "masks", images=masks)
+        print(f"{name}: {imported.files} masks imported as regions ({len(imported.problems)} problems)")
     version = create_version(ws, plan)
     print(f"{name}: dataset {version.name} splits {version.summary['splits']}")
     return ws

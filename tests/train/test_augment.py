@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from inspectloop.train.augment import ProductionAugment, _geometry, augment_for, build_augment
+from inspectloop.train.augment import ProductionAugment, _geometry, _window, augment_for, build_augment, zoomed
 from inspectloop.train.config import TrainConfig
 from inspectloop.train.data import balanced_order
 from tests.conftest import surface
@@ -77,3 +77,39 @@ def test_balanced_order_sees_rare_classes_as_often_as_common_ones() -> None:
     order = balanced_order(labels, 20000, np.random.default_rng(0))
     share_rare = np.mean(labels[order] == 1)
     assert 0.45 < share_rare < 0.55
+
+
+def test_a_zoom_frames_the_defect_tight_and_keeps_it() -> None:
+    """pose=zoom: the window shrinks to as little as half of each side, yet the annotated stripe on the right
+    edge is in every view, flipped or not, and the mid-grey part around it fills most of the view."""
+    image = _edge_mark("L")
+    stripe = np.array([[147 / 150, 0.0, 1.0, 1.0]], dtype=np.float32)
+    augment = ProductionAugment(pose="zoom")
+    zoomed_in = 0
+    for seed in range(80):
+        out = np.asarray(augment(image, random.Random(seed), stripe).convert("L")).astype(int)
+        bright = out > np.median(out) + 40  # lighting and contrast move both stripe and part
+        assert out.shape == (60, 150) and bright.sum() >= 60
+        zoomed_in += bright.sum() > 3 * 60 * 1.3  # the stripe stretched wider than it is: a zoom
+    assert 20 <= zoomed_in <= 60  # about half the views zoom in (ZOOM_CHANCE)
+
+
+def test_a_zoom_window_covers_what_it_must_and_is_random() -> None:
+    rng = random.Random(0)
+    spans = [_window(0.7, 0.9, 0.5, rng) for _ in range(200)]
+    assert all(start <= 0.7 and end >= 0.9 and 0.5 <= end - start <= 1.0 and 0 <= start and end <= 1.0 + 1e-9
+               for start, end in spans)
+    assert len({round(start, 3) for start, _ in spans}) > 50
+    free = [_window(1.0, 0.0, 0.5, rng) for _ in range(200)]  # nothing to keep: anywhere
+    assert all(0 <= start and end <= 1.0 + 1e-9 and end - start >= 0.5 for start, end in free)
+    wide = _window(0.05, 0.95, 0.5, rng)  # a defect wider than the smallest window: the window grows
+    assert wide[0] <= 0.05 + 1e-9 and wide[1] >= 0.95 - 1e-9
+
+
+def test_a_good_image_zooms_anywhere_and_an_unplaced_defect_never() -> None:
+    image = Image.fromarray(np.tile(np.arange(150, dtype=np.uint8), (60, 1)), "L")  # a left-to-right ramp
+    plain = ProductionAugment(strength=0.0, flips=False, pose="zoom")
+    good = [zoomed(image, np.zeros((0, 4), np.float32), random.Random(seed)) for seed in range(20)]
+    assert len({np.asarray(g)[:, 0].mean().round() for g in good}) > 5  # windows start in many places
+    unplaced = [np.asarray(plain(image, random.Random(seed), None)) for seed in range(20)]
+    assert all(np.array_equal(u, np.asarray(image)) for u in unplaced)  # strength 0, never zoomed: unchanged

@@ -33,6 +33,8 @@ def crossval(ws: WorkspaceOpt,
     def show(stage: str, info: dict[str, Any]) -> None:
         if stage == "group":
             err.print(f"holding out {by}={info['group']} ({info['done'] + 1}/{info['total']})", highlight=False)
+        elif stage == "warning":
+            err.print(f"warning: {info['message']}", highlight=False)
 
     with workspace(ws) as w:
         result = crossval_lib(w, by, run=run, mode=mode, epochs=epochs, min_group=min_group, progress=show)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,12 +174,18 @@ def _load(workspace: Workspace, version: Any, items: list[DatasetItem], config: 
     from inspectloop.models.backbones import backbone_spec
     from inspectloop.runtime.preprocess import Preprocess
     from inspectloop.train.data import load_image_set
+    from inspectloop.train.places import version_places
     from inspectloop.train.record import colour_mode
 
     spec = backbone_spec(config.backbone)
-    return load_image_set(items, names, workspace.blobs.get, Preprocess(config.input_size, spec.mean, spec.std),
-                          draft=config.jpeg_draft, mode=colour_mode(workspace, version, config),
-                          progress=lambda n, total: say("load", {"done": n, "total": total}))
+    images = load_image_set(items, names, workspace.blobs.get, Preprocess(config.input_size, spec.mean, spec.std),
+                            draft=config.jpeg_draft, mode=colour_mode(workspace, version, config),
+                            progress=lambda n, total: say("load", {"done": n, "total": total}))
+    if config.pose != "zoom":
+        return images
+    good = _good_index(workspace, names)
+    return replace(images, keep=version_places(workspace, version, items, None if good is None else names[good],
+                                                lambda message: say("warning", {"message": message})))
 
 
 def _good_index(workspace: Workspace, names: list[str]) -> int | None:
@@ -267,10 +273,7 @@ def stored_crossvals(run_folder: Path) -> list[dict[str, Any]]:
 
 
 def _subset(images: ImageSet, mask: np.ndarray) -> ImageSet:
-    from inspectloop.train.data import ImageSet
-
-    index = np.flatnonzero(mask)
-    return ImageSet([images.images[i] for i in index], images.labels[index], [images.digests[i] for i in index])
+    return images.take(np.flatnonzero(mask))
 
 
 def _safe(group: str) -> str:

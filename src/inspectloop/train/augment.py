@@ -7,6 +7,7 @@ JPEG compression (camera settings), small part shifts and rotations (fixture pla
 from __future__ import annotations
 
 import io
+import math
 import random
 from typing import TYPE_CHECKING
 
@@ -17,22 +18,65 @@ if TYPE_CHECKING:
     from inspectloop.train.config import TrainConfig
 
 
+ZOOM_CHANCE = 0.5  # pose=zoom: the share of draws that zoom in; the rest keep the whole image in view
+ZOOM_SMALLEST = 0.5  # the smallest zoom window, as a share of each side
+
+
 class ProductionAugment:
-    """Random production-like perturbations of a PIL image (L or RGB), drawn from ``rng``."""
+    """Random production-like perturbations of a PIL image (L or RGB), drawn from ``rng``.
+
+    ``keep`` (pose=zoom) is where the image's defect lies: its annotated boxes as fractions of the image
+    (x0, y0, x1, y1 rows), an empty array for a good image (nothing to keep) or None when a defect's place is
+    unknown (never zoomed: a zoom could cut the defect out while the label stays).
+    """
 
     def __init__(self, strength: float = 1.0, flips: bool = True, pose: str = "crop") -> None:
         self.strength = strength
         self.flips = flips
         self.pose = pose
 
-    def __call__(self, image: Image.Image, rng: random.Random) -> Image.Image:
+    def __call__(self, image: Image.Image, rng: random.Random, keep: np.ndarray | None = None) -> Image.Image:
         s = self.strength
         if self.flips:
             if rng.random() < 0.5:
                 image = image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+                keep = None if keep is None else _flipped(keep, (0, 2))
             if rng.random() < 0.5:
                 image = image.transpose(Image.Transpose.FLIP_TOP_BOTTOM)
-        return photometric(_geometry(image, rng, s, contain=self.pose == "contain"), rng, s)
+                keep = None if keep is None else _flipped(keep, (1, 3))
+        if self.pose == "zoom" and keep is not None and rng.random() < ZOOM_CHANCE:
+            return photometric(zoomed(image, keep, rng), rng, s)
+        return photometric(_geometry(image, rng, s, contain=self.pose in ("contain", "zoom")), rng, s)
+
+
+def zoomed(image: Image.Image, keep: np.ndarray, rng: random.Random, smallest: float = ZOOM_SMALLEST) -> Image.Image:
+    """A random window of ``image`` (each side ``smallest`` to all of the image's) that holds every box of
+    ``keep``, stretched back to the image's size. A camera that frames a part tighter than the training
+    images did puts a defect on the very edge of the view, without the background around the part; a model
+    that learnt the defect by its surroundings misses it there (magnetic tile's edge breaks, see the README)."""
+    width, height = image.size
+    x0, x1 = _window(keep[:, 0].min(), keep[:, 2].max(), smallest, rng) if len(keep) else _window(1, 0, smallest, rng)
+    y0, y1 = _window(keep[:, 1].min(), keep[:, 3].max(), smallest, rng) if len(keep) else _window(1, 0, smallest, rng)
+    left, top = math.floor(x0 * width), math.floor(y0 * height)  # outwards: the kept boxes stay whole
+    box = (left, top, max(min(math.ceil(x1 * width), width), left + 1), max(min(math.ceil(y1 * height), height), top + 1))
+    return image.crop(box).resize((width, height), Image.Resampling.BILINEAR)
+
+
+def _window(low: float, high: float, smallest: float, rng: random.Random) -> tuple[float, float]:
+    """A span of [0, 1] at least ``smallest`` long that covers [low, high] (nothing to cover when low > high)."""
+    length = max(rng.uniform(smallest, 1.0), high - low)
+    if low > high:
+        start = rng.uniform(0.0, 1.0 - length)
+    else:
+        latest = min(low, 1.0 - length)
+        start = rng.uniform(min(max(0.0, high - length), latest), latest)  # min(): rounding when length = high - low
+    return start, start + length
+
+
+def _flipped(boxes: np.ndarray, columns: tuple[int, int]) -> np.ndarray:
+    flipped = boxes.copy()
+    flipped[:, columns[0]], flipped[:, columns[1]] = 1 - boxes[:, columns[1]], 1 - boxes[:, columns[0]]
+    return flipped
 
 
 def photometric(image: Image.Image, rng: random.Random, strength: float = 1.0) -> Image.Image:

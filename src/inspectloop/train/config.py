@@ -50,10 +50,13 @@ class TrainConfig(BaseModel):
     augment: Literal["production", "light", "none"] = Field(
         "production", description="augmentations: production (lighting, blur, noise, pose), light or none")
     flips: bool = Field(True, description="flip augmentations; turn off when orientation carries meaning")
-    pose: Literal["crop", "contain"] = Field(
+    pose: Literal["crop", "contain", "zoom"] = Field(
         "crop", description="how augmented shifts, rotations and zooms treat the image's borders: crop (what leaves "
-                            "the frame is lost) or contain (the whole image stays in view, shrunk to fit; for defects "
-                            "on a part's very edge, which a crop would cut away while the label stays)")
+                            "the frame is lost), contain (the whole image stays in view, shrunk to fit; for defects "
+                            "on a part's very edge, which a crop would cut away while the label stays) or zoom "
+                            "(contain, and half the views zoom in up to 2x around the defect's annotated regions, so "
+                            "a part framed tighter than in training, its defect on the edge of the view, is still "
+                            "known; needs region annotations on the defect images)")
     ordinal: Literal["auto", "on", "off"] = Field(
         "auto", description="graded classes (inspectloop classes grade): train towards grade-aware label "
                             "distributions plus a cumulative 'grade >= g' term; auto: when the dataset's classes "

@@ -71,9 +71,17 @@ class ImageSet:
     labels: np.ndarray
     digests: list[str]
     graded: GradedTargets | None = None  # soft / grade-aware targets (train.ordinal); None: plain labels
+    keep: list[np.ndarray | None] | None = None  # where each image's defect lies, for pose=zoom (train.places)
 
     def __len__(self) -> int:
         return len(self.images)
+
+    def take(self, index: Sequence[int] | np.ndarray) -> ImageSet:
+        """The images at ``index``, with their labels, targets and defect places."""
+        index = np.asarray(index, dtype=np.int64)
+        return ImageSet([self.images[i] for i in index], self.labels[index], [self.digests[i] for i in index],
+                        None if self.graded is None else self.graded.take(index),
+                        None if self.keep is None else [self.keep[i] for i in index])
 
 
 def load_image_set(items: Sequence[DatasetItem], class_names: Sequence[str], read: Loader,
@@ -108,10 +116,11 @@ def to_batch(images: Sequence[Image.Image], preprocess: Preprocess) -> torch.Ten
 
 
 def augmented_batch(images: Sequence[Image.Image], preprocess: Preprocess, augment: ProductionAugment | None,
-                    rng: random.Random) -> torch.Tensor:
+                    rng: random.Random, keep: Sequence[np.ndarray | None] | None = None) -> torch.Tensor:
     if augment is None:
         return to_batch(images, preprocess)
-    return to_batch([augment(image, rng) for image in images], preprocess)
+    places = keep if keep is not None else [None] * len(images)
+    return to_batch([augment(image, rng, place) for image, place in zip(images, places, strict=True)], preprocess)
 
 
 def balanced_order(labels: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:

@@ -121,8 +121,10 @@ def join(first: ImageSet, second: ImageSet | None) -> ImageSet:
     if second is None:
         return first
     graded = joined_targets(first.graded, first.labels, second.graded, second.labels)
+    keep = None if first.keep is None and second.keep is None else \
+        (first.keep or [None] * len(first)) + (second.keep or [None] * len(second))
     return ImageSet(first.images + second.images, np.concatenate([first.labels, second.labels]),
-                    first.digests + second.digests, graded)
+                    first.digests + second.digests, graded, keep)
 
 
 @dataclass(frozen=True, eq=False)
@@ -175,6 +177,4 @@ def _training(result: TrainResult) -> Training:
 
 
 def _subset(images: ImageSet, mask: np.ndarray) -> ImageSet:
-    index = np.flatnonzero(mask)
-    return ImageSet([images.images[i] for i in index], images.labels[index], [images.digests[i] for i in index],
-                    None if images.graded is None else images.graded.take(index))
+    return images.take(np.flatnonzero(mask))

@@ -248,7 +248,8 @@ def _train_epoch(model: Classifier, stepper: nn.Module, frozen: Sequence[nn.Modu
     total = 0.0
     for step in range(steps):
         index = order[step * config.batch_size:(step + 1) * config.batch_size]
-        x = augmented_batch([train.images[i] for i in index], preprocess, augment, state.py_rng)
+        x = augmented_batch([train.images[i] for i in index], preprocess, augment, state.py_rng,
+                            None if train.keep is None else [train.keep[i] for i in index])
         y = train.graded.batch(index) if train.graded is not None else torch.from_numpy(train.labels[index])
         total += train_step(stepper, x, y, optimizer, config, train.graded)
         scheduler.step()

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ from inspectloop.train.calibrate import (
 )
 from inspectloop.train.config import TrainConfig, decision_settings
 from inspectloop.train.novelty import NoveltyGuard, NoveltyMeasure, fit_novelty, measure_novelty
+from inspectloop.train.places import version_places, version_regions
 from inspectloop.train.record import RunResult, failing_run, good_index, register_model, spread, start_run
 from inspectloop.workspace import Workspace
 
@@ -86,6 +87,8 @@ def train(workspace: Workspace, config: TrainConfig | None = None, *, dataset: s
         raise TrainingError("--update adds good images to an anomaly model's memory bank; this run trains a "
                             "classifier", "train with --task anomaly, or leave out --update")
     _check_trainable(version)
+    if (config or TrainConfig()).pose == "zoom":
+        version_regions(workspace, version)  # refused before a run is started, not half-way through loading
     config = steer_by_criteria(workspace, version, config or TrainConfig(), locked)
     run_id, config = start_run(workspace, version, config, resume, None if locked is None else locked.id)
     run_dir = workspace.runs_dir / run_id
@@ -243,7 +246,12 @@ def _load(run: _Run) -> Loaded:
                               progress=lambda n, total: run.progress("load", {"split": split, "done": n, "total": total}))
 
     def trained_on(split: str) -> ImageSet:  # graded and soft-label targets for the splits training sees
-        return with_targets(load(split), version.split(split), names, grades, good, config)
+        images = with_targets(load(split), version.split(split), names, grades, good, config)
+        if config.pose != "zoom":
+            return images
+        return replace(images, keep=version_places(
+            run.workspace, version, version.split(split), None if good is None else names[good],
+            lambda message: run.progress("warning", {"message": message})))
 
     pool = version.split("train") + version.split("calib")
     folds = None if config.band_fit != "crossfit" else assign_folds(
