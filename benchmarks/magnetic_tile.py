@@ -46,6 +46,8 @@ def main() -> None:
     parser.add_argument("--pose", choices=("crop", "contain", "zoom"), default="crop",
                         help="standardise study: how augmented poses treat the image's borders (zoom: the masks "
                              "are imported as regions, and half the views zoom in around them)")
+    parser.add_argument("--probe-views", type=int, default=1, help="standardise study: augmented views per image "
+                                                                   "for the refitted head (1: the images as they are)")
     parser.add_argument("--name", default="", help="standardise study: a suffix for the result's file name")
     args = parser.parse_args()
     if args.standardise_study:
@@ -91,7 +93,7 @@ def standardise_study(args: argparse.Namespace) -> None:
         for standardise in (t == "std" for t in args.treatments):
             config = TrainConfig(mode=args.mode, input_size=args.size, epochs=args.epochs, head_refit=args.head_refit,
                                  freeze_blocks=args.freeze_blocks, seed=seed, standardise=standardise, pose=args.pose,
-                                 **path)
+                                 probe_views=args.probe_views, **path)
             label = (f"mt-{args.mode}{'-refit' if args.head_refit else ''}-{'std' if standardise else 'plain'}"
                      f"-{args.size}{'-fast' if args.fast_path else ''}-{args.pose}-s{seed}")
             run = train_and_score(ws, config, label, int8=False)
@@ -111,7 +113,8 @@ def standardise_study(args: argparse.Namespace) -> None:
         "split": "test = sessions exp5+exp6; train/val from exp0..exp4 (val 15% per class, seed 0)",
         "goal": {"every_defect_recall": ">= 0.95", "good_rejected": "<= 0.02 (issue 17, at the chosen operating "
                                                                      "point; here top-class decisions)"},
-        "size": args.size, "fast_path": args.fast_path, "pose": args.pose, "rows": rows})
+        "size": args.size, "fast_path": args.fast_path, "pose": args.pose, "probe_views": args.probe_views,
+        "rows": rows})
 
 
 def _misses(run: dict[str, Any]) -> list[dict[str, Any]]:

@@ -367,6 +367,7 @@ def _features(trunk: nn.Module, images: ImageSet, preprocess: Preprocess, augmen
     out = []
     with torch.inference_mode():
         for start in range(0, len(images), batch_size):
-            x = augmented_batch(images.images[start:start + batch_size], preprocess, augment, rng)
+            keep = None if images.keep is None else images.keep[start:start + batch_size]
+            x = augmented_batch(images.images[start:start + batch_size], preprocess, augment, rng, keep)
             out.append(trunk(x).numpy())
     return np.concatenate(out)
