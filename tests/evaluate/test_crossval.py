@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from inspectloop.datasets import SplitPlan, create_version
+from inspectloop.datasets import SplitPlan, create_version, load_version
 from inspectloop.domain import CaptureMeta, ClassDefinition
 from inspectloop.errors import DatasetError, TrainingError
 from inspectloop.evaluate.crossval import crossval, crossval_summary, stored_crossvals
@@ -122,3 +122,29 @@ def test_the_overrides_change_the_mode_and_epochs_and_nothing_else(line: tuple[W
 
 def test_summary_without_scored_groups() -> None:
     assert crossval_summary({}, "good") == {"groups_evaluated": 0}
+
+
+def test_a_zoom_recipe_zooms_around_the_regions_and_names_the_unplaced(tmp_path: Path) -> None:
+    """pose=zoom in leave-one-group-out: the held-out training reads the version's regions (a version
+    without them is refused, as training refuses it) and warns about defect images that have none."""
+    from inspectloop.domain import Box, Region
+
+    ws, _ = line_with_sessions(tmp_path)
+    zoom = TrainConfig(mode="probe", input_size=64, epochs=30, pose="zoom", probe_views=2).model_dump()
+    ws.db.runs.add("run-zoom-v1", "v1", zoom, "test", str(ws.runs_dir / "z1"))
+    ws.db.runs.finish("run-zoom-v1", "finished", metrics={})
+    with pytest.raises(TrainingError, match="holds no region annotations"):
+        crossval(ws, "session", run="run-zoom-v1")
+    digests = [item.sha256 for item in load_version(ws, "v1").items if item.label == "scratch"][:12]
+    ws.db.regions.add([Region(sha256=d, class_name="scratch", box=Box(x0=4, y0=4, x1=60, y1=60), annotator="ana")
+                       for d in digests])
+    version = create_version(ws, SplitPlan(group_by="none", val_fraction=0.25, test_fraction=0.2, seed=0))
+    ws.db.runs.add("run-zoom", version.name, zoom, "test", str(ws.runs_dir / "z2"))
+    ws.db.runs.finish("run-zoom", "finished", metrics={})
+    warnings: list[str] = []
+    result = crossval(ws, "session", run="run-zoom",
+                      progress=lambda stage, info: warnings.append(info["message"]) if stage == "warning" else None)
+    assert sorted(result.groups) == ["s1", "s2"]
+    assert warnings == ["pose=zoom: 10 of 22 defect images have no region annotation; they are never zoomed "
+                        "(the whole image stays in view)"]
+    ws.close()
