@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -174,18 +174,16 @@ def _load(workspace: Workspace, version: Any, items: list[DatasetItem], config: 
     from inspectloop.models.backbones import backbone_spec
     from inspectloop.runtime.preprocess import Preprocess
     from inspectloop.train.data import load_image_set
-    from inspectloop.train.places import version_places
+    from inspectloop.train.places import with_places
     from inspectloop.train.record import colour_mode
 
     spec = backbone_spec(config.backbone)
     images = load_image_set(items, names, workspace.blobs.get, Preprocess(config.input_size, spec.mean, spec.std),
                             draft=config.jpeg_draft, mode=colour_mode(workspace, version, config),
                             progress=lambda n, total: say("load", {"done": n, "total": total}))
-    if config.pose != "zoom":
-        return images
     good = _good_index(workspace, names)
-    return replace(images, keep=version_places(workspace, version, items, None if good is None else names[good],
-                                                lambda message: say("warning", {"message": message})))
+    return with_places(images, config, workspace, version, items, None if good is None else names[good],
+                       lambda message: say("warning", {"message": message}))
 
 
 def _good_index(workspace: Workspace, names: list[str]) -> int | None:

@@ -10,12 +10,27 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from inspectloop.domain import DatasetItem, DatasetVersion, Region
 from inspectloop.errors import TrainingError
 from inspectloop.workspace import Workspace
+
+if TYPE_CHECKING:
+    from inspectloop.train.config import TrainConfig
+    from inspectloop.train.data import ImageSet
+
+
+def with_places(images: ImageSet, config: TrainConfig, workspace: Workspace, version: DatasetVersion,
+                items: Sequence[DatasetItem], good: str | None, warn: Callable[[str], None]) -> ImageSet:
+    """``images`` (of ``items``) with where their defects lie when ``config`` zooms (pose=zoom); as they are
+    otherwise."""
+    if config.pose != "zoom":
+        return images
+    return replace(images, keep=version_places(workspace, version, items, good, warn))
 
 
 def defect_places(items: Sequence[DatasetItem], boxes: Mapping[str, np.ndarray], sizes: Mapping[str, tuple[int, int]],

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,7 @@ from inspectloop.train.calibrate import (
 )
 from inspectloop.train.config import TrainConfig, decision_settings
 from inspectloop.train.novelty import NoveltyGuard, NoveltyMeasure, fit_novelty, measure_novelty
-from inspectloop.train.places import version_places, version_regions
+from inspectloop.train.places import version_regions, with_places
 from inspectloop.train.record import RunResult, failing_run, good_index, register_model, spread, start_run
 from inspectloop.workspace import Workspace
 
@@ -246,12 +246,9 @@ def _load(run: _Run) -> Loaded:
                               progress=lambda n, total: run.progress("load", {"split": split, "done": n, "total": total}))
 
     def trained_on(split: str) -> ImageSet:  # graded and soft-label targets for the splits training sees
-        images = with_targets(load(split), version.split(split), names, grades, good, config)
-        if config.pose != "zoom":
-            return images
-        return replace(images, keep=version_places(
-            run.workspace, version, version.split(split), None if good is None else names[good],
-            lambda message: run.progress("warning", {"message": message})))
+        return with_places(with_targets(load(split), version.split(split), names, grades, good, config), config,
+                           run.workspace, version, version.split(split), None if good is None else names[good],
+                           lambda message: run.progress("warning", {"message": message}))
 
     pool = version.split("train") + version.split("calib")
     folds = None if config.band_fit != "crossfit" else assign_folds(
