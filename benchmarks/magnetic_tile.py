@@ -6,6 +6,7 @@
                                        # [--fast-path] [--pose contain] [--name SUFFIX]: bf16 + channels-last,
                                        # borders kept in view, own result file
                                        # [--probe-c C]: the refitted head's penalty (weaker when larger)
+                                       # [--head-blend B]: share of the fine-tuned head kept beside the refit
 
 Split (fixed by the issue): test = sessions exp5 and exp6; train and validation from exp0..exp4
 (validation: 15% per class, stratified, seed 0). The main model fine-tunes EfficientNet-Lite0 (stem
@@ -51,6 +52,8 @@ def main() -> None:
                                                                    "for the refitted head (1: the images as they are)")
     parser.add_argument("--probe-c", type=float, default=TrainConfig().probe_c,
                         help="standardise study: the refitted head's inverse L2 penalty (larger: weaker)")
+    parser.add_argument("--head-blend", type=float, default=0.0,
+                        help="standardise study: share of the fine-tuned head kept beside the refitted one")
     parser.add_argument("--name", default="", help="standardise study: a suffix for the result's file name")
     args = parser.parse_args()
     if args.standardise_study:
@@ -96,7 +99,8 @@ def standardise_study(args: argparse.Namespace) -> None:
         for standardise in (t == "std" for t in args.treatments):
             config = TrainConfig(mode=args.mode, input_size=args.size, epochs=args.epochs, head_refit=args.head_refit,
                                  freeze_blocks=args.freeze_blocks, seed=seed, standardise=standardise, pose=args.pose,
-                                 probe_views=args.probe_views, probe_c=args.probe_c, **path)
+                                 probe_views=args.probe_views, probe_c=args.probe_c, head_blend=args.head_blend,
+                                 **path)
             label = (f"mt-{args.mode}{'-refit' if args.head_refit else ''}-{'std' if standardise else 'plain'}"
                      f"-{args.size}{'-fast' if args.fast_path else ''}-{args.pose}-s{seed}")
             run = train_and_score(ws, config, label, int8=False)
@@ -119,7 +123,7 @@ def standardise_study(args: argparse.Namespace) -> None:
         "goal": {"every_defect_recall": ">= 0.95", "good_rejected": "<= 0.02 (issue 17, at the chosen operating "
                                                                      "point; here top-class decisions)"},
         "size": args.size, "fast_path": args.fast_path, "pose": args.pose, "probe_views": args.probe_views,
-        "probe_c": args.probe_c,
+        "probe_c": args.probe_c, "head_blend": args.head_blend,
         "rows": rows})
 
 

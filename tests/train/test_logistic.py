@@ -96,6 +96,27 @@ def test_head_refit_ends_a_finetune_with_the_probes_head_on_the_tuned_trunk(tmp_
     assert torch.allclose(again.head[1].bias, result.model.head[1].bias, atol=1e-5)
 
 
+def test_head_blend_keeps_a_share_of_the_fine_tuned_head(tmp_path) -> None:
+    """head_blend=1 ships the fine-tuned head as trained; 0.5 the mean of its logits and the refitted head's."""
+    from inspectloop.train import fit
+    from tests.train.test_loop import FAST
+
+    spec = backbone_spec("efficientnet-lite0")
+    train, val, preprocess = images(16, 0), images(8, 100), Preprocess(64)
+    heads = {}
+    for refit, share in ((False, 0.0), (True, 0.0), (True, 0.5), (True, 1.0)):
+        torch.manual_seed(0)
+        model = Classifier(load_backbone(input_size=64), spec.feature_dim, 2)
+        config = TrainConfig(**FAST | {"epochs": 1}, head_refit=refit, head_blend=share)
+        heads[refit, share] = fit._train(model, train, val, preprocess, config, tmp_path / f"{refit}{share}.pt",
+                                         lambda record: None).model.head[1]
+    x = torch.randn(5, spec.feature_dim)
+    tuned, refitted = heads[False, 0.0](x), heads[True, 0.0](x)
+    assert not torch.allclose(tuned, refitted, atol=1e-3)
+    assert torch.allclose(heads[True, 1.0](x), tuned, atol=1e-4)
+    assert torch.allclose(heads[True, 0.5](x), (tuned + refitted) / 2, atol=1e-4)
+
+
 def test_cached_features_give_the_probes_own_head() -> None:
     """``fit_probe_head`` on features computed once (as benchmarks cache them) is the head ``loop.probe`` ships."""
     config = TrainConfig(mode="probe", input_size=64, augment="none", probe_c=0.5)

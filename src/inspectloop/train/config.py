@@ -70,6 +70,9 @@ class TrainConfig(BaseModel):
                              "its own (regularised, class-balanced logistic regression on the fine-tuned trunk's "
                              "features of the training images); held magnetic tile's unseen sessions at 1.7% good "
                              "rejected against 23.6% without it (see the README)")
+    head_blend: float = Field(0.0, ge=0, le=1, description="finetune with head_refit: share of the fine-tuned "
+                              "head kept in the final one, the rest the refitted head's (both are linear on the same "
+                              "features, so the blend is one linear layer: its logits are the blend of theirs)")
     probe_c: float = Field(0.1, gt=0, le=1e6, description="probe: inverse strength of the L2 penalty of its "
                            "class-balanced logistic regression on standardised features (smaller: stronger; 0.1 "
                            "held magnetic tile across sessions, see the README)")

@@ -166,9 +166,21 @@ def _train(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Prepro
         return probe(model, train, val, preprocess, config, on_epoch)
     result = finetune(model, train, val, preprocess, config, checkpoint, on_epoch)
     if config.head_refit:  # the fine-tuned trunk keeps its features; the head becomes the regularised probe's
+        head = result.model.head[1]
+        tuned = (head.weight.detach().clone(), head.bias.detach().clone())
         refit = probe(result.model, train, val, preprocess, config, None)
+        blend_head(head, tuned, config.head_blend)
         result.seconds += refit.seconds
     return result
+
+
+def blend_head(head: torch.nn.Linear, kept: tuple[torch.Tensor, torch.Tensor], share: float) -> None:
+    """Blend ``share`` of another head (weight, bias) of the same shape into ``head`` in place. Both read the
+    same features, so the blend's logits are the same blend of the two heads' logits."""
+    if share:
+        with torch.no_grad():
+            head.weight.mul_(1 - share).add_(kept[0], alpha=share)
+            head.bias.mul_(1 - share).add_(kept[1], alpha=share)
 
 
 def _training(result: TrainResult) -> Training:
