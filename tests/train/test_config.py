@@ -76,3 +76,12 @@ def test_the_anomaly_defaults_are_the_models() -> None:
 
     config = TrainConfig(task="anomaly", input_size=256)
     assert patchcore_config(config) == PatchCoreConfig(input_size=256, seed=config.seed, threads=config.threads)
+
+
+def test_head_blend_needs_a_refitted_fine_tune() -> None:
+    assert TrainConfig(head_blend=0.5).head_blend == 0.5  # fine-tuning with the refit is the default
+    for other in ({"head_refit": False}, {"mode": "probe"}):
+        with pytest.raises(ValueError, match="head_blend blends the fine-tuned head into the refitted one"):
+            TrainConfig(head_blend=0.5, **other)
+    with pytest.raises(ValueError):
+        TrainConfig(head_blend=1.5)

@@ -176,6 +176,9 @@ class TrainConfig(BaseModel):
                              "give epochs instead, or band_fit=split")
         if self.input_height is not None and self.task != "anomaly":
             raise ValueError("input_height (a non-square input) applies to anomaly models (task anomaly) only")
+        if self.head_blend and not (self.mode == "finetune" and self.head_refit):
+            raise ValueError("head_blend blends the fine-tuned head into the refitted one: it needs mode=finetune "
+                             "and head_refit=true (or leave head_blend at 0)")
         return self
 
 
