@@ -59,6 +59,9 @@ def test_serve_settings_become_a_service_config(settings: list[str], given: dict
     (TRAIN_SETTINGS, ["recall_targets=scratch"],
      "recall_targets expects KEY:VALUE pairs separated by commas, each value a number, got 'scratch'"),
     (TRAIN_SETTINGS, ["alpha=0.9"], "bad --set alpha=0.9: alpha must be <= 0.5 (a number), got 0.9"),
+    (TRAIN_SETTINGS, ["head_blend=0.5", "head_refit=false"],
+     "these settings do not go together (--set head_blend=0.5, --set head_refit=false): head_blend blends the "
+     "fine-tuned head into the refitted one"),
     (TRAIN_SETTINGS, ["epochs=3", "epochs=4"], "epochs is given twice (--set epochs=3 and --set epochs=4)"),
     (SERVE_SETTINGS, ["thread=2"], "'thread' is not a setting (did you mean threads?); the settings are: model_file,"),
     (SERVE_SETTINGS, ["threads=0"], "threads and workers must be at least 1, got 0"),

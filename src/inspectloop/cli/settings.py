@@ -140,7 +140,12 @@ class ConfigOptions:
     def _invalid(self, exc: ValidationError, fields: Mapping[str, ConfigField], values: Mapping[str, Any],
                  sources: Mapping[str, str]) -> InspectloopError:
         error = exc.errors()[0]
-        name = str(error["loc"][0]) if error["loc"] else ""
+        if not error["loc"]:  # a check across settings (the config's model validator): its own sentence says why
+            reason = str(error.get("ctx", {}).get("error") or error["msg"].removeprefix("Value error, "))
+            given = ", ".join(sources[n] for n in values if n in sources and sources[n].startswith("--"))
+            return self.error(f"these settings do not go together{f' ({given})' if given else ''}: {reason}",
+                              "change one of them; see --help")
+        name = str(error["loc"][0])
         field, kind = fields.get(name), str(error["type"])
         expected = field.expected if field else "a valid value"
         if kind in _BOUNDS:
