@@ -52,7 +52,7 @@ def main() -> None:
                                                                    "for the refitted head (1: the images as they are)")
     parser.add_argument("--probe-c", type=float, default=TrainConfig().probe_c,
                         help="standardise study: the refitted head's inverse L2 penalty (larger: weaker)")
-    parser.add_argument("--head-blend", type=float, default=0.0,
+    parser.add_argument("--head-blend", type=float, default=TrainConfig().head_blend,
                         help="standardise study: share of the fine-tuned head kept beside the refitted one")
     parser.add_argument("--name", default="", help="standardise study: a suffix for the result's file name")
     args = parser.parse_args()

@@ -141,7 +141,7 @@ class ConfigOptions:
                  sources: Mapping[str, str]) -> InspectloopError:
         error = exc.errors()[0]
         if not error["loc"]:  # a check across settings (the config's model validator): its own sentence says why
-            reason = str(error.get("ctx", {}).get("error") or error["msg"].removeprefix("Value error, "))
+            reason = error["msg"].removeprefix("Value error, ")
             given = ", ".join(sources[n] for n in values if n in sources and sources[n].startswith("--"))
             return self.error(f"these settings do not go together{f' ({given})' if given else ''}: {reason}",
                               "change one of them; see --help")
