@@ -7,6 +7,7 @@
                                        # borders kept in view, own result file
                                        # [--probe-c C]: the refitted head's penalty (weaker when larger)
                                        # [--head-blend B]: share of the fine-tuned head kept beside the refit
+                                       # [--ensemble N]: N members a model, probabilities averaged
 
 Split (fixed by the issue): test = sessions exp5 and exp6; train and validation from exp0..exp4
 (validation: 15% per class, stratified, seed 0). The main model fine-tunes EfficientNet-Lite0 (stem
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import CITATIONS, magnetic_tile_items, require, write_result
+from benchmarks.edge_latency import measure
 from benchmarks.training_bench import fresh_workspace, train_and_score
 from inspectloop.datasets import SplitPlan
 from inspectloop.train.config import TrainConfig
@@ -54,6 +56,9 @@ def main() -> None:
                         help="standardise study: the refitted head's inverse L2 penalty (larger: weaker)")
     parser.add_argument("--head-blend", type=float, default=TrainConfig().head_blend,
                         help="standardise study: share of the fine-tuned head kept beside the refitted one")
+    parser.add_argument("--ensemble", type=int, default=TrainConfig().ensemble,
+                        help="standardise study: members per model, their probabilities averaged (seeds seed, seed+1, "
+                             "...: give --seeds 0 3 6 for disjoint members)")
     parser.add_argument("--name", default="", help="standardise study: a suffix for the result's file name")
     args = parser.parse_args()
     if args.standardise_study:
@@ -92,6 +97,8 @@ def standardise_study(args: argparse.Namespace) -> None:
     ws = fresh_workspace("magnetic_tile", magnetic_tile_items(), PLAN,
                          masks=require("magnetic_tile") if args.pose == "zoom" else None)
     rows = []
+    good_tiles = sorted((require("magnetic_tile") / "Free" / "images").glob("exp5_*.jpg"))[:50]
+    test_jpegs = [p.read_bytes() for p in good_tiles]  # edge latency, full path
     # Named either way, so the command keeps its meaning whatever the default path is.
     path = {"precision": "auto", "channels_last": True} if args.fast_path else \
         {"precision": "float32", "channels_last": False}
@@ -100,10 +107,12 @@ def standardise_study(args: argparse.Namespace) -> None:
             config = TrainConfig(mode=args.mode, input_size=args.size, epochs=args.epochs, head_refit=args.head_refit,
                                  freeze_blocks=args.freeze_blocks, seed=seed, standardise=standardise, pose=args.pose,
                                  probe_views=args.probe_views, probe_c=args.probe_c, head_blend=args.head_blend,
-                                 **path)
+                                 ensemble=args.ensemble, **path)
             label = (f"mt-{args.mode}{'-refit' if args.head_refit else ''}-{'std' if standardise else 'plain'}"
-                     f"-{args.size}{'-fast' if args.fast_path else ''}-{args.pose}-s{seed}")
+                     f"-{args.size}{'-fast' if args.fast_path else ''}-{args.pose}-s{seed}"
+                     f"{f'-e{args.ensemble}' if args.ensemble > 1 else ''}")
             run = train_and_score(ws, config, label, int8=False)
+            run["edge_full_path_ms"] = measure(Path(run["models"]["fp32"]), test_jpegs, 100)["full_path_ms"]
             scores = run["test"]["fp32"]
             per_class = {k: v["recall"] for k, v in scores["per_class"].items()}
             rows.append({"seed": seed, "standardise": standardise, "macro_recall": scores["macro_recall"],
@@ -123,7 +132,7 @@ def standardise_study(args: argparse.Namespace) -> None:
         "goal": {"every_defect_recall": ">= 0.95", "good_rejected": "<= 0.02 (issue 17, at the chosen operating "
                                                                      "point; here top-class decisions)"},
         "size": args.size, "fast_path": args.fast_path, "pose": args.pose, "probe_views": args.probe_views,
-        "probe_c": args.probe_c, "head_blend": args.head_blend,
+        "probe_c": args.probe_c, "head_blend": args.head_blend, "ensemble": args.ensemble,
         "rows": rows})
 
 

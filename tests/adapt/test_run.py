@@ -193,19 +193,29 @@ def test_feature_alignment_refusals(trained: TrainedNeu, camera_folder: Path) ->
         adapt(trained.workspace, "cam-2", folder=camera_folder, model_version=name, method="median")
 
 
-def test_anomaly_model_is_refused(trained: TrainedNeu) -> None:
+def _registered_like(trained: TrainedNeu, run_id: str, **config: object) -> str:
+    """A model version of the trained run's file under a run whose config says ``config``."""
     ws = trained.workspace
     source = ws.db.runs.get(trained.run_id)
-    ws.db.runs.add("run-anomaly", source.dataset_version, {**source.config, "task": "anomaly"}, "test",
-                   source.artifacts)
-    ws.db.runs.finish("run-anomaly", "finished", metrics={})
+    ws.db.runs.add(run_id, source.dataset_version, {**source.config, **config}, "test", source.artifacts)
+    ws.db.runs.finish(run_id, "finished", metrics={})
     model = ws.db.runs.models(trained.run_id)[0]
-    ws.db.runs.add_model("run-anomaly", "fp32", model.path, model.file_sha256, model.weights_sha256, model.metadata)
-    version = registry.register(ws, "run-anomaly")
+    ws.db.runs.add_model(run_id, "fp32", model.path, model.file_sha256, model.weights_sha256, model.metadata)
+    return registry.register(ws, run_id).name
+
+
+def test_anomaly_model_is_refused(trained: TrainedNeu) -> None:
+    version = _registered_like(trained, "run-anomaly", task="anomaly")
     for method, kind in (("features", "feature alignment"), ("batchnorm", "BatchNorm adaptation"),
                          ("render", "rendered adaptation")):
         with pytest.raises(TrainingError, match=f"is an anomaly model .* {kind} does not apply"):
-            adapt(ws, "cam-2", model_version=version.name, method=method)
+            adapt(trained.workspace, "cam-2", model_version=version, method=method)
+
+
+def test_an_ensemble_is_refused(trained: TrainedNeu) -> None:
+    version = _registered_like(trained, "run-ensemble", ensemble=3)
+    with pytest.raises(TrainingError, match="is an ensemble of 3 classifiers; adaptation covers single classifiers"):
+        adapt(trained.workspace, "cam-2", model_version=version, method="render")
 
 
 def test_logged_images_are_recent_stored_and_not_suspect(trained: TrainedNeu) -> None:

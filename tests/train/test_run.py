@@ -14,6 +14,7 @@ from inspectloop.errors import TrainingError
 from inspectloop.ingest import ingest, scan_folder
 from inspectloop.keys import site_key
 from inspectloop.runtime import EdgeModel
+from inspectloop.runtime.model import INPUT_NAME, OUTPUT_NAME
 from inspectloop.train.config import TrainConfig
 from inspectloop.train.loop import bf16_native, training_precision
 from inspectloop.train.run import train
@@ -196,3 +197,56 @@ def test_a_standardising_model_exports_and_ignores_exposure_on_the_edge(ws: Work
     first, second = model.predict(image), model.predict(darker)
     assert first.label == second.label
     assert max(abs(first.scores[c] - second.scores[c]) for c in CLASSES) < 0.03  # 8-bit rounding only
+
+
+def test_an_ensemble_averages_its_members_resumes_in_the_member_it_stopped_in_and_ships_a_guard(
+        tmp_path: Path, neu_subset: Path) -> None:
+    import torch
+
+    from inspectloop.domain import ClassDefinition
+    from inspectloop.labels import define_class
+    from inspectloop.models.ensemble import Ensemble
+    from inspectloop.train.fit import new_classifier
+
+    ws = init_workspace(tmp_path / "ensemble-ws")
+    ingest(ws, scan_folder(neu_subset), source="neu-subset")
+    define_class(ws, ClassDefinition(name="crazing", severity="none", is_good=True, criterion="stands in for good"))
+    create_version(ws, SplitPlan(group_by="none", val_fraction=0.2, test_fraction=0.2, calib_fraction=0.25))
+    config = TrainConfig(mode="finetune", epochs=2, freeze_blocks=12, ensemble=2, novelty_rate=0.05, **SMALL)
+
+    def crash_in_second_member(stage: str, info: dict) -> None:
+        if stage == "epoch" and info.get("member") == 1:
+            raise KeyboardInterrupt  # after member 1's first epoch (its checkpoint is saved)
+
+    with pytest.raises(KeyboardInterrupt):
+        train(ws, config, progress=crash_in_second_member)
+    failed = ws.db.runs.list()[-1].id
+    trained: list[tuple[int, int]] = []
+    result = train(ws, config, resume=failed, progress=lambda stage, info: trained.append(
+        (info["member"], info["epoch"])) if stage == "epoch" else None)
+    assert trained == [(1, 1)]  # member 0 finished before the crash; member 1 resumed at its second epoch
+    assert [(h["member"], h["epoch"]) for h in result.metrics["history"]] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+
+    # The file's probabilities are the mean of the two members', each member its own seed's model.
+    members = [new_classifier(config, len(CLASSES), seed) for seed in (0, 1)]
+    ensemble = Ensemble(members)
+    ensemble.load_state_dict(torch.load(result.run_dir / "weights.pt", weights_only=True))
+    ensemble.eval()
+    assert not torch.equal(members[0].head[1].weight, members[1].head[1].weight)
+    model = EdgeModel(result.model_path)
+    assert model.has_novelty  # the guard reads both members' mid-level features
+    data = ws.blobs.get(load_version(ws).split("test")[0].sha256)
+    batch = model._prepare(model._decode(data, None)[0])
+    logits = model.session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+    with torch.no_grad():
+        mean = torch.stack([torch.softmax(m(torch.from_numpy(batch)), 1) for m in members]).mean(0)
+    assert np.allclose(torch.softmax(torch.from_numpy(logits), 1).numpy(), mean.numpy(), atol=1e-4)
+    assert model.predict(data).novelty is not None
+    ws.close()
+
+
+def test_an_ensemble_is_refused_where_it_means_nothing() -> None:
+    with pytest.raises(ValueError, match="ensemble averages several fine-tuned classifiers"):
+        TrainConfig(mode="probe", ensemble=2)
+    with pytest.raises(ValueError, match="an ensemble trains one model per member"):
+        TrainConfig(ensemble=2, max_minutes=5)

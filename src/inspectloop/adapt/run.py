@@ -166,6 +166,11 @@ def _classifier_run(workspace: Workspace, version: ModelVersion, method: str = "
                 "render": "rendered adaptation"}.get(method, "adaptation")
         raise TrainingError(f"{version.name} is {what.get(task, f'a {task} model')}, so {kind} does not apply",
                             "adapt a classification model version")
+    if run.config.get("ensemble", 1) > 1:
+        raise TrainingError(f"{version.name} is an ensemble of {run.config['ensemble']} classifiers; adaptation "
+                            "covers single classifiers so far",
+                            "label a few of the camera's images and retrain, or adapt a version trained with "
+                            "ensemble=1")
     if not (Path(run.artifacts) / "weights.pt").is_file():
         raise TrainingError(f"run {run.id} of {version.name} has no weights.pt to adapt",
                             "adapt a version trained in this workspace, or train again")

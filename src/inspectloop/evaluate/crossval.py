@@ -197,7 +197,7 @@ def _held_out(folder: Path, group: str, items: list[DatasetItem], in_group: np.n
     """Train without ``group`` and score it; a group finished by an earlier attempt is read back."""
     from inspectloop.models.backbones import backbone_spec
     from inspectloop.runtime.preprocess import Preprocess
-    from inspectloop.train.fit import fit_split
+    from inspectloop.train.fit import fit_split, member_checkpoint, new_classifier
     from inspectloop.train.loop import predict_logits
 
     saved = folder / f"{_safe(group)}.json"
@@ -211,7 +211,7 @@ def _held_out(folder: Path, group: str, items: list[DatasetItem], in_group: np.n
     preprocess = Preprocess(config.input_size, spec.mean, spec.std)
     work = folder / _safe(group)
     work.mkdir(exist_ok=True)
-    fitted = fit_split(lambda: fresh_classifier(config, len(names)), _subset(images, train_mask),
+    fitted = fit_split(lambda seed: new_classifier(config, len(names), seed), _subset(images, train_mask),
                        _subset(images, val_mask), None, preprocess, config, work,
                        lambda record: say("epoch", {**record, "group": group, "epochs": config.epochs}))
     test = _subset(images, in_group)
@@ -220,23 +220,9 @@ def _held_out(folder: Path, group: str, items: list[DatasetItem], in_group: np.n
                "trained_on": int(train_mask.sum()), "best_epoch": fitted.training.best_epoch,
                "train_seconds": round(fitted.training.seconds, 1)}
     atomic_write_text(saved, json.dumps({"config": config.model_dump(), "figures": figures}, indent=2))
-    (work / "checkpoint.pt").unlink(missing_ok=True)  # the figures are kept; the weights are not needed again
+    for member in range(config.ensemble):  # the figures are kept; the weights are not needed again
+        member_checkpoint(work / "checkpoint.pt", member).unlink(missing_ok=True)
     return figures
-
-
-def fresh_classifier(config: TrainConfig, classes: int) -> Any:
-    """A new classifier of ``config``'s backbone, its head seeded by ``config.seed`` (every group starts alike)."""
-    import torch
-
-    from inspectloop.models.backbones import backbone_spec, load_backbone
-    from inspectloop.models.classifier import Classifier
-    from inspectloop.train.loop import seed_everything
-
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    seed_everything(config.seed)
-    return Classifier(load_backbone(config.backbone, input_size=config.input_size, standardise=config.standardise),
-                      backbone_spec(config.backbone).feature_dim, classes)
 
 
 def crossval_summary(groups: dict[str, dict[str, Any]], good_class: str | None) -> dict[str, Any]:

@@ -73,6 +73,10 @@ class TrainConfig(BaseModel):
     head_blend: float = Field(0.0, ge=0, le=1, description="finetune with head_refit: share of the fine-tuned "
                               "head kept in the final one, the rest the refitted head's (both are linear on the same "
                               "features, so the blend is one linear layer: its logits are the blend of theirs)")
+    ensemble: int = Field(1, ge=1, le=5, description="finetune: members fine-tuned alike from seeds seed, seed+1, "
+                          "..., the model averaging their class probabilities; each member's own mistakes on an "
+                          "unseen session are outvoted (magnetic tile: see the README), at this many times the "
+                          "training and inference time and model size")
     probe_c: float = Field(0.1, gt=0, le=1e6, description="probe: inverse strength of the L2 penalty of its "
                            "class-balanced logistic regression on standardised features (smaller: stronger; 0.1 "
                            "held magnetic tile across sessions, see the README)")
@@ -179,6 +183,12 @@ class TrainConfig(BaseModel):
         if self.head_blend and not (self.mode == "finetune" and self.head_refit):
             raise ValueError("head_blend blends the fine-tuned head into the refitted one: it needs mode=finetune "
                              "and head_refit=true (or leave head_blend at 0)")
+        if self.max_minutes is not None and self.ensemble > 1:
+            raise ValueError("max_minutes stops one training, and an ensemble trains one model per member: give "
+                             "epochs instead, or ensemble=1")
+        if self.ensemble > 1 and (self.mode != "finetune" or self.task != "classification"):
+            raise ValueError("ensemble averages several fine-tuned classifiers: it needs mode=finetune and task "
+                             "classification (a probe's or an anomaly model's fit has no random draw to vary)")
         return self
 
 

@@ -21,13 +21,14 @@ import numpy as np
 import torch
 
 from inspectloop.models.classifier import Classifier
+from inspectloop.models.ensemble import Ensemble
 from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.config import TrainConfig
 from inspectloop.train.data import ImageSet
 from inspectloop.train.loop import TrainResult, finetune, predict_logits, probe
 from inspectloop.train.ordinal import joined_targets
 
-NewModel = Callable[[], Classifier]  # a fresh, seeded model: every fold model starts from the same weights
+NewModel = Callable[[int], Classifier]  # a fresh model seeded with the seed given: every fold model starts alike
 EpochProgress = Callable[[dict[str, Any]], None]
 
 
@@ -76,17 +77,30 @@ class FoldModels:
 class Fitted:
     """The fit step's result: the model that ships, how it trained, and the held-out logits."""
 
-    model: Classifier
+    model: Classifier | Ensemble
     training: Training
     held_out: HeldOut | None
     fold_models: FoldModels | None = None
     val_logits: np.ndarray | None = None  # the shipped model on the validation split (cross-fitted runs)
 
 
+def new_classifier(config: TrainConfig, classes: int, seed: int | None = None) -> Classifier:
+    """A fresh classifier of ``config``'s backbone, its head seeded by ``seed`` (default ``config.seed``): every
+    model a run trains from one seed (a fold's, the refit, a timing trial) starts from the same weights."""
+    from inspectloop.models.backbones import backbone_spec, load_backbone
+    from inspectloop.train.loop import seed_everything
+
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    seed_everything(config.seed if seed is None else seed)
+    trunk = load_backbone(config.backbone, input_size=config.input_size, standardise=config.standardise)
+    return Classifier(trunk, backbone_spec(config.backbone).feature_dim, classes)
+
+
 def fit_split(new_model: NewModel, train: ImageSet, val: ImageSet, calib: ImageSet | None, preprocess: Preprocess,
               config: TrainConfig, run_dir: Path, on_epoch: EpochProgress) -> Fitted:
     """Train on the training split (resuming from the run's checkpoint); score the calibration split."""
-    result = _train(new_model(), train, val, preprocess, config, run_dir / "checkpoint.pt", on_epoch)
+    result = _train(new_model, train, val, preprocess, config, run_dir / "checkpoint.pt", on_epoch)
     held = None if calib is None or not len(calib) else HeldOut(predict_logits(result.model, calib, preprocess),
                                                                  calib.labels, "calibration split")
     return Fitted(result.model, _training(result), held)
@@ -110,7 +124,7 @@ def fit_crossfitted(new_model: NewModel, pool: ImageSet, folds: np.ndarray, val:
         val_logits.append(fold.val_logits)
         weights.append(fold.weights)
     np.savez(run_dir / "out-of-fold.npz", logits=oof, labels=pool.labels, folds=folds, digests=np.array(pool.digests))
-    result = _train(new_model(), pool, val, preprocess, config, run_dir / "checkpoint.pt", on_epoch)
+    result = _train(new_model, pool, val, preprocess, config, run_dir / "checkpoint.pt", on_epoch)
     models = FoldModels(config.fold_by, tuple(trainings), np.stack(val_logits), tuple(weights))
     held = HeldOut(oof, pool.labels, "out-of-fold scores", folds, config.folds)  # type: ignore[arg-type]
     return Fitted(result.model, _training(result), held, models, predict_logits(result.model, val, preprocess))
@@ -147,7 +161,7 @@ def _fit_fold(k: int, new_model: NewModel, pool: ImageSet, folds: np.ndarray, va
                 training = Training(record["best_epoch"], tuple(record["history"]), record["seconds"],
                                     record["resumed_from"])
                 return _Fold(training, data["held_out"], data["val"], weights)
-    result = _train(new_model(), _subset(pool, folds != k), val, preprocess, config,
+    result = _train(new_model, _subset(pool, folds != k), val, preprocess, config,
                     run_dir / f"fold-{k}-checkpoint.pt", lambda record: on_epoch({**record, "fold": k}))
     fold = _Fold(_training(result), predict_logits(result.model, held, preprocess),
                  predict_logits(result.model, val, preprocess), weights)
@@ -156,12 +170,36 @@ def _fit_fold(k: int, new_model: NewModel, pool: ImageSet, folds: np.ndarray, va
     np.savez(tmp, digests=np.array(held.digests), held_out=fold.held_out_logits, val=fold.val_logits,
              training=json.dumps(fold.training.to_dict()))
     tmp.replace(saved)  # a crash mid-write leaves no half fold behind
-    (run_dir / f"fold-{k}-checkpoint.pt").unlink(missing_ok=True)
+    for member in range(config.ensemble):
+        member_checkpoint(run_dir / f"fold-{k}-checkpoint.pt", member).unlink(missing_ok=True)
     return fold
 
 
-def _train(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Preprocess, config: TrainConfig,
+def member_checkpoint(checkpoint: Path, member: int) -> Path:
+    """Where ensemble member ``member`` of a training keeps its checkpoint (the first: the training's own)."""
+    return checkpoint if member == 0 else checkpoint.with_name(f"{checkpoint.stem}-member-{member}.pt")
+
+
+def _train(new_model: NewModel, train: ImageSet, val: ImageSet, preprocess: Preprocess, config: TrainConfig,
            checkpoint: Path, on_epoch: EpochProgress) -> TrainResult:
+    """One model, or (``config.ensemble`` > 1) its members one after another, each from its own seed and
+    checkpoint (an interrupted run resumes in the member it stopped in), then averaged."""
+    if config.ensemble == 1:
+        return _train_one(new_model(config.seed), train, val, preprocess, config, checkpoint, on_epoch)
+    results = []
+    for member in range(config.ensemble):
+        seed = config.seed + member
+        results.append(_train_one(new_model(seed), train, val, preprocess, config.model_copy(update={"seed": seed}),
+                                  member_checkpoint(checkpoint, member),
+                                  lambda record, m=member: on_epoch({**record, "member": m})))
+    history = [{**record, "member": m} for m, result in enumerate(results) for record in result.history]
+    return TrainResult(Ensemble([result.model for result in results]), results[0].best_epoch, history,
+                       sum(result.seconds for result in results), results[0].resumed_from,
+                       any(result.stopped_at_budget for result in results))
+
+
+def _train_one(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Preprocess, config: TrainConfig,
+               checkpoint: Path, on_epoch: EpochProgress) -> TrainResult:
     if config.mode == "probe":
         return probe(model, train, val, preprocess, config, on_epoch)
     result = finetune(model, train, val, preprocess, config, checkpoint, on_epoch)

@@ -42,7 +42,7 @@ class TrainResult:
     """A finished training: the best epoch's model, the curve, the seconds of every part (a resumed run's
     included), and ``stopped_at_budget`` (True when ``config.max_minutes`` ended it before its last epoch)."""
 
-    model: Classifier
+    model: Classifier | Ensemble
     best_epoch: int
     history: list[dict[str, Any]] = field(default_factory=list)
     seconds: float = 0.0

@@ -271,15 +271,18 @@ def _estimate(run: _Run, loaded: Loaded) -> Estimate:
     """Time a few training steps before the first epoch, say how long training will take, and refuse a time
     budget shorter than one epoch."""
     from inspectloop.train.estimate import check_budget, duration_text, estimate, measure_steps
+    from inspectloop.train.fit import member_checkpoint, new_classifier
     from inspectloop.train.loop import checkpoint_epoch
 
-    config = run.config
-    steps = measure_steps(_new_model(config, len(loaded.names)), loaded.train, loaded.val, loaded.preprocess, config)
-    if loaded.folds is None:  # a resumed run: the epochs after its checkpoint's
-        trainings = [(len(loaded.train), config.epochs - 1 - checkpoint_epoch(run.run_dir / "checkpoint.pt"))]
+    config, members = run.config, range(run.config.ensemble)
+    steps = measure_steps(new_classifier(config, len(loaded.names)), loaded.train, loaded.val, loaded.preprocess, config)
+    if loaded.folds is None:  # a resumed run: the epochs after each (ensemble member's) checkpoint
+        done = [checkpoint_epoch(member_checkpoint(run.run_dir / "checkpoint.pt", m)) for m in members]
+        trainings = [(len(loaded.train), config.epochs - 1 - epoch) for epoch in done]
     else:  # the fold models not finished by an earlier attempt, then the refit on the whole pool
-        trainings = [(int(np.sum(loaded.folds != k)), config.epochs) for k in range(config.folds)
-                     if not (run.run_dir / f"fold-{k}.npz").exists()] + [(len(loaded.folds), config.epochs)]
+        trainings = [(int(np.sum(loaded.folds != k)), config.epochs) for k in range(config.folds) for _ in members
+                     if not (run.run_dir / f"fold-{k}.npz").exists()]
+        trainings += [(len(loaded.folds), config.epochs)] * len(members)
     estimated = estimate(steps, trainings, len(loaded.val), config)
     message = estimated.describe()
     if config.max_minutes is not None and config.mode == "finetune" and estimated.seconds > config.max_minutes * 60:
@@ -290,31 +293,16 @@ def _estimate(run: _Run, loaded: Loaded) -> Estimate:
     return estimated
 
 
-def _new_model(config: TrainConfig, classes: int) -> Classifier:
-    """A fresh model, its head seeded: every model of a run (fold, refit, timing trial) starts the same."""
-    import torch
-
-    from inspectloop.models.backbones import backbone_spec, load_backbone
-    from inspectloop.models.classifier import Classifier
-    from inspectloop.train.loop import seed_everything
-
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    seed_everything(config.seed)
-    trunk = load_backbone(config.backbone, input_size=config.input_size, standardise=config.standardise)
-    return Classifier(trunk, backbone_spec(config.backbone).feature_dim, classes)
-
-
 def _fit(run: _Run, loaded: Loaded) -> Fitted:
     """Train the model that ships (cross-fitted: the fold models first) and keep its weights."""
     import torch
 
-    from inspectloop.train.fit import fit_crossfitted, fit_split, join
+    from inspectloop.train.fit import fit_crossfitted, fit_split, join, new_classifier
 
     config = run.config
 
-    def new_model() -> Classifier:
-        return _new_model(config, len(loaded.names))
+    def new_model(seed: int) -> Classifier:
+        return new_classifier(config, len(loaded.names), seed)
 
     def on_epoch(record: dict[str, Any]) -> None:
         run.workspace.db.runs.beat(run.run_id)
