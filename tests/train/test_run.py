@@ -147,16 +147,21 @@ def test_crossfit_fits_the_band_on_out_of_fold_scores_of_every_labelled_image(ws
     assert all((result.run_dir / f"fold-{k}.pt").exists() for k in range(3))
 
 
-def test_an_interrupted_crossfit_run_resumes_after_its_last_finished_fold(ws: Workspace) -> None:
-    config = TrainConfig(mode="finetune", epochs=2, freeze_blocks=12, band_fit="crossfit", folds=2, **SMALL)
-
-    def crash_in_second_fold(stage: str, info: dict) -> None:
-        if stage == "epoch" and info.get("fold") == 1:
-            raise KeyboardInterrupt  # after fold 1's first epoch (its checkpoint is saved)
+def _interrupted(ws: Workspace, config: TrainConfig, part: str) -> str:
+    """The id of a run of ``config`` interrupted after the first epoch of its second ``part`` (fold or ensemble
+    member), whose checkpoint is saved by then."""
+    def crash_in_second_part(stage: str, info: dict) -> None:
+        if stage == "epoch" and info.get(part) == 1:
+            raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        train(ws, config, progress=crash_in_second_fold)
-    failed = ws.db.runs.list()[-1].id
+        train(ws, config, progress=crash_in_second_part)
+    return ws.db.runs.list()[-1].id
+
+
+def test_an_interrupted_crossfit_run_resumes_after_its_last_finished_fold(ws: Workspace) -> None:
+    config = TrainConfig(mode="finetune", epochs=2, freeze_blocks=12, band_fit="crossfit", folds=2, **SMALL)
+    failed = _interrupted(ws, config, "fold")
     trained: list[int | None] = []
     result = train(ws, config, resume=failed,
                    progress=lambda stage, info: trained.append(info.get("fold")) if stage == "epoch" else None)
@@ -213,14 +218,7 @@ def test_an_ensemble_averages_its_members_resumes_in_the_member_it_stopped_in_an
     define_class(ws, ClassDefinition(name="crazing", severity="none", is_good=True, criterion="stands in for good"))
     create_version(ws, SplitPlan(group_by="none", val_fraction=0.2, test_fraction=0.2, calib_fraction=0.25))
     config = TrainConfig(mode="finetune", epochs=2, freeze_blocks=12, ensemble=2, novelty_rate=0.05, **SMALL)
-
-    def crash_in_second_member(stage: str, info: dict) -> None:
-        if stage == "epoch" and info.get("member") == 1:
-            raise KeyboardInterrupt  # after member 1's first epoch (its checkpoint is saved)
-
-    with pytest.raises(KeyboardInterrupt):
-        train(ws, config, progress=crash_in_second_member)
-    failed = ws.db.runs.list()[-1].id
+    failed = _interrupted(ws, config, "member")
     trained: list[tuple[int, int]] = []
     result = train(ws, config, resume=failed, progress=lambda stage, info: trained.append(
         (info["member"], info["epoch"])) if stage == "epoch" else None)
