@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 from inspectloop.models.classifier import Classifier
+from inspectloop.models.ensemble import Ensemble
 from inspectloop.runtime.preprocess import Preprocess
 from inspectloop.train.augment import augment_for
 from inspectloop.train.config import TrainConfig
