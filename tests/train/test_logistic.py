@@ -89,7 +89,7 @@ def test_head_refit_ends_a_finetune_with_the_probes_head_on_the_tuned_trunk(tmp_
     model = Classifier(load_backbone(input_size=64), spec.feature_dim, 2)
     train, val, preprocess = images(16, 0), images(8, 100), Preprocess(64)
     config = TrainConfig(**FAST | {"epochs": 1}, head_refit=True)
-    result = fit._train(model, train, val, preprocess, config, tmp_path / "checkpoint.pt", lambda record: None)
+    result = fit._train_one(model, train, val, preprocess, config, tmp_path / "checkpoint.pt", lambda record: None)
     again = copy.deepcopy(result.model)
     loop.probe(again, train, val, preprocess, config)  # the probe's fit on the same, fine-tuned trunk
     assert torch.allclose(again.head[1].weight, result.model.head[1].weight, atol=1e-5)
@@ -108,8 +108,8 @@ def test_head_blend_keeps_a_share_of_the_fine_tuned_head(tmp_path) -> None:
         torch.manual_seed(0)
         model = Classifier(load_backbone(input_size=64), spec.feature_dim, 2)
         config = TrainConfig(**FAST | {"epochs": 1}, head_refit=refit, head_blend=share)
-        heads[refit, share] = fit._train(model, train, val, preprocess, config, tmp_path / f"{refit}{share}.pt",
-                                         lambda record: None).model.head[1]
+        heads[refit, share] = fit._train_one(model, train, val, preprocess, config, tmp_path / f"{refit}{share}.pt",
+                                             lambda record: None).model.head[1]
     x = torch.randn(5, spec.feature_dim)
     tuned, refitted = heads[False, 0.0](x), heads[True, 0.0](x)
     assert not torch.allclose(tuned, refitted, atol=1e-3)
