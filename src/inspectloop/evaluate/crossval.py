@@ -197,7 +197,7 @@ def _held_out(folder: Path, group: str, items: list[DatasetItem], in_group: np.n
     """Train without ``group`` and score it; a group finished by an earlier attempt is read back."""
     from inspectloop.models.backbones import backbone_spec
     from inspectloop.runtime.preprocess import Preprocess
-    from inspectloop.train.fit import fit_split, member_checkpoint, new_classifier
+    from inspectloop.train.fit import fit_split, new_classifier, remove_checkpoints
     from inspectloop.train.loop import predict_logits
 
     saved = folder / f"{_safe(group)}.json"
@@ -220,8 +220,7 @@ def _held_out(folder: Path, group: str, items: list[DatasetItem], in_group: np.n
                "trained_on": int(train_mask.sum()), "best_epoch": fitted.training.best_epoch,
                "train_seconds": round(fitted.training.seconds, 1)}
     atomic_write_text(saved, json.dumps({"config": config.model_dump(), "figures": figures}, indent=2))
-    for member in range(config.ensemble):  # the figures are kept; the weights are not needed again
-        member_checkpoint(work / "checkpoint.pt", member).unlink(missing_ok=True)
+    remove_checkpoints(work / "checkpoint.pt", config)  # the figures are kept; the weights are not needed again
     return figures
 
 

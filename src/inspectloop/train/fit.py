@@ -170,14 +170,19 @@ def _fit_fold(k: int, new_model: NewModel, pool: ImageSet, folds: np.ndarray, va
     np.savez(tmp, digests=np.array(held.digests), held_out=fold.held_out_logits, val=fold.val_logits,
              training=json.dumps(fold.training.to_dict()))
     tmp.replace(saved)  # a crash mid-write leaves no half fold behind
-    for member in range(config.ensemble):
-        member_checkpoint(run_dir / f"fold-{k}-checkpoint.pt", member).unlink(missing_ok=True)
+    remove_checkpoints(run_dir / f"fold-{k}-checkpoint.pt", config)
     return fold
 
 
 def member_checkpoint(checkpoint: Path, member: int) -> Path:
     """Where ensemble member ``member`` of a training keeps its checkpoint (the first: the training's own)."""
     return checkpoint if member == 0 else checkpoint.with_name(f"{checkpoint.stem}-member-{member}.pt")
+
+
+def remove_checkpoints(checkpoint: Path, config: TrainConfig) -> None:
+    """Delete a finished training's checkpoint, every ensemble member's."""
+    for member in range(config.ensemble):
+        member_checkpoint(checkpoint, member).unlink(missing_ok=True)
 
 
 def _train(new_model: NewModel, train: ImageSet, val: ImageSet, preprocess: Preprocess, config: TrainConfig,
