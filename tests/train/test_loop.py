@@ -19,7 +19,7 @@ from inspectloop.train.config import TrainConfig
 from inspectloop.train.data import ImageSet
 from tests.conftest import surface
 
-FAST = dict(input_size=64, batch_size=8, epochs=2, freeze_blocks=12, augment="light", seed=0)
+FAST = dict(input_size=64, batch_size=8, epochs=2, freeze_blocks=12, augment="light")
 
 
 @pytest.mark.parametrize(("setting", "native", "expected"), [
@@ -40,7 +40,7 @@ def images(count: int, seed: int) -> ImageSet:
 
 
 def trained(tmp_path: Path, name: str, **settings: object) -> Classifier:
-    config = TrainConfig(**FAST, **settings)
+    config = TrainConfig(**{"seed": 0, **FAST, **settings})
     loop.seed_everything(config.seed)
     model = Classifier(load_backbone(config.backbone, input_size=config.input_size),
                        backbone_spec(config.backbone).feature_dim, 2)
@@ -54,6 +54,21 @@ def test_the_fast_path_is_seeded_and_hands_back_a_float32_model_in_standard_layo
     for (name, a), b in zip(first.state_dict().items(), second.state_dict().values()):
         assert torch.equal(a, b), f"{name} differs between two runs with the same seed"
     assert all(p.dtype == torch.float32 and p.is_contiguous() for p in first.parameters())
+
+
+def test_the_seed_draws_the_batches_not_only_the_first_weights(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ensemble members and seed studies differ in what they see: the class-balanced draw follows the seed."""
+    draws: list[np.ndarray] = []
+    drawn = loop.balanced_order
+    monkeypatch.setattr(loop, "balanced_order", lambda *args: draws.append(drawn(*args)) or draws[-1])
+    runs = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        draws.clear()
+        trained(tmp_path, name, seed=seed)
+        runs[name] = np.concatenate(draws)
+    assert np.array_equal(runs["a"], runs["b"])
+    assert not np.array_equal(runs["a"], runs["c"])
 
 
 def test_the_fast_path_learns_what_the_old_path_learns(tmp_path: Path) -> None:

@@ -186,7 +186,10 @@ def finetune(model: Classifier, train: ImageSet, val: ImageSet, preprocess: Prep
     steps_per_epoch = max(1, len(train) // config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.lr, total_steps=config.epochs * steps_per_epoch,
                                                     pct_start=0.15)
-    state = _State(best_state=copy.deepcopy(model.state_dict()))
+    # the class-balanced draw and the augmentations from the config's seed: seeds (and ensemble members) differ
+    # in what they see, not only in their heads' first weights
+    state = _State(best_state=copy.deepcopy(model.state_dict()), py_rng=random.Random(config.seed),
+                   np_rng=np.random.default_rng(config.seed))
     resumed = _resume(checkpoint, model, optimizer, scheduler, state)
     started, earlier = time.perf_counter(), state.seconds  # this part's start; the seconds of earlier parts
     augment = augment_for(config)
