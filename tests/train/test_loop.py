@@ -19,7 +19,7 @@ from inspectloop.train.config import TrainConfig
 from inspectloop.train.data import ImageSet
 from tests.conftest import surface
 
-FAST = dict(input_size=64, batch_size=8, epochs=2, freeze_blocks=12, augment="light")
+FAST = dict(input_size=64, batch_size=8, epochs=2, freeze_blocks=12, augment="light", seed=0)
 
 
 @pytest.mark.parametrize(("setting", "native", "expected"), [
@@ -40,7 +40,7 @@ def images(count: int, seed: int) -> ImageSet:
 
 
 def trained(tmp_path: Path, name: str, **settings: object) -> Classifier:
-    config = TrainConfig(**{"seed": 0, **FAST, **settings})
+    config = TrainConfig(**(FAST | settings))
     loop.seed_everything(config.seed)
     model = Classifier(load_backbone(config.backbone, input_size=config.input_size),
                        backbone_spec(config.backbone).feature_dim, 2)
@@ -61,7 +61,12 @@ def test_the_seed_draws_the_batches_not_only_the_first_weights(tmp_path: Path,
     """Ensemble members and seed studies differ in what they see: the class-balanced draw follows the seed."""
     draws: list[np.ndarray] = []
     drawn = loop.balanced_order
-    monkeypatch.setattr(loop, "balanced_order", lambda *args: draws.append(drawn(*args)) or draws[-1])
+
+    def recorded(*args: object) -> np.ndarray:
+        draws.append(drawn(*args))
+        return draws[-1]
+
+    monkeypatch.setattr(loop, "balanced_order", recorded)
     runs = {}
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         draws.clear()

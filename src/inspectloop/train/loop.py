@@ -230,13 +230,13 @@ def _over_budget(state: _State, max_minutes: float | None) -> bool:
 @dataclass
 class _State:
     best_state: dict[str, torch.Tensor]
+    py_rng: random.Random  # no default: the draws come from the run's seed, never from a fixed one
+    np_rng: np.random.Generator
     epoch: int = -1
     best_epoch: int = -1
     best_score: float = -1.0
     seconds: float = 0.0  # training seconds of every part so far (a resumed run's earlier parts too)
     history: list[dict[str, Any]] = field(default_factory=list)
-    py_rng: random.Random = field(default_factory=lambda: random.Random(0))
-    np_rng: np.random.Generator = field(default_factory=lambda: np.random.default_rng(0))
 
 
 def _train_epoch(model: Classifier, stepper: nn.Module, frozen: Sequence[nn.Module], train: ImageSet,
