@@ -85,3 +85,10 @@ def test_head_blend_needs_a_refitted_fine_tune() -> None:
             TrainConfig(head_blend=0.5, **other)
     with pytest.raises(ValueError):
         TrainConfig(head_blend=1.5)
+
+
+def test_a_seed_outside_numpys_range_is_refused_before_training() -> None:
+    for seed in (-1, 2**32):
+        with pytest.raises(ValueError, match="seed"):
+            TrainConfig(seed=seed)
+    assert TrainConfig(seed=2**32 - 5, ensemble=5).seed == 2**32 - 5  # its last member draws from 2^32 - 1

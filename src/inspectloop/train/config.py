@@ -114,7 +114,8 @@ class TrainConfig(BaseModel):
                                           "severity: critical 99%, major 97%, minor 95%)")
     novelty_rate: float = Field(0.01, ge=0, lt=0.5, description="novelty guard: share of held-out images of known "
                                 "classes whose distance to every training image sends a pass to review (0 = no guard)")
-    seed: int = Field(0, description="seed of every random draw: the same seed, data and code give the same model")
+    seed: int = Field(0, ge=0, le=2**32 - 5, description="seed of every random draw: the same seed, data and code give "
+                      "the same model (0 to 2^32 - 5: numpy's range, less the ensemble's seed + 4)")
     threads: int = Field(0, ge=0, description="torch threads (0 = all cores)")
     band_fit: Literal["split", "crossfit"] = Field(
         "split", description="what the temperature, review band and operating points are fitted on: split = the "
