@@ -92,3 +92,13 @@ def test_a_seed_outside_numpys_range_is_refused_before_training() -> None:
         with pytest.raises(ValueError, match="seed"):
             TrainConfig(seed=seed)
     assert TrainConfig(seed=2**32 - 5, ensemble=5).seed == 2**32 - 5  # its last member draws from 2^32 - 1
+
+
+def test_patch_blocks_name_the_backbones_blocks_in_order() -> None:
+    from inspectloop.anomaly.run import patchcore_config
+
+    config = TrainConfig(task="anomaly", patch_blocks=(14, 15))
+    assert patchcore_config(config).stages == (14, 15)
+    for bad in ((10, 4), (4, 4), (16,), (-1, 4)):
+        with pytest.raises(ValueError, match="patch_blocks must be increasing block numbers from 0 to 15"):
+            TrainConfig(task="anomaly", patch_blocks=bad)

@@ -22,6 +22,7 @@ from inspectloop.anomaly.coreset import greedy_coreset
 from inspectloop.errors import TrainingError
 from inspectloop.runtime.images import to_working_mode
 from inspectloop.runtime.preprocess import Preprocess
+from inspectloop.train.config import LITE0_LAST_BLOCK
 
 if TYPE_CHECKING:  # torch is imported when a model is fitted
     import torch
@@ -42,7 +43,8 @@ class PatchCoreConfig:
     """How to build a PatchCore model.
 
     ``stages``: backbone blocks whose activations make the patch features (EfficientNet-Lite0: block 4
-    ends the stride-8 stage, 40 channels; block 10 the stride-16 one, 112 channels). ``stride``: the
+    ends the stride-8 stage, 40 channels; block 10 the stride-16 one, 112 channels; blocks 14 and 15 the
+    stride-32 ones, 192 and 320 channels, upsampled to the patch grid). ``stride``: the
     patch grid (8 or 16 input pixels per patch). ``coreset_ratio``: share of training patches kept in
     the memory bank, at most ``max_bank`` rows (the bank's size sets inference time and file size).
     ``chunk_images``: images whose features are held at once while fitting (the memory bound).
@@ -69,7 +71,10 @@ class PatchCoreConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        checks = ((self.stride in (8, 16), "stride must be 8 or 16"),
+        checks = ((list(self.stages) == sorted(set(self.stages)) and 0 <= min(self.stages, default=-1)
+                   and max(self.stages) <= LITE0_LAST_BLOCK,
+                   f"stages must be increasing block numbers from 0 to {LITE0_LAST_BLOCK}"),
+                  (self.stride in (8, 16), "stride must be 8 or 16"),
                   (0.0 < self.coreset_ratio <= 1.0, "coreset_ratio must be in (0, 1]"),
                   (self.max_bank >= 16, "max_bank must be at least 16"),
                   (self.chunk_images >= 1, "chunk_images must be at least 1"),

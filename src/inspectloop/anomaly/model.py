@@ -22,9 +22,11 @@ class PatchFeatures(nn.Module):
     """Images (N, 3, H, W) -> locally aware patch features (N, D, h, w) from mid-level backbone stages.
 
     Each stage's activations are averaged over a 3x3 neighbourhood (a patch sees its surroundings),
-    resized to the first stage's grid and concatenated; ``stride`` 16 pools that grid 2x2 (4x fewer
-    patches: faster search, coarser maps). ``standardise``: each image is first brought to a fixed mean
-    and standard deviation, so that a change of exposure or lighting between sessions is not an anomaly.
+    resized to the grid of the first stage or, when that is coarser, to the input's stride-8 grid (deep
+    stride-32 blocks are upsampled, as the tuning benchmark measured them) and concatenated; ``stride`` 16
+    pools that grid 2x2 (4x fewer patches: faster search, coarser maps). ``standardise``: each image is
+    first brought to a fixed mean and standard deviation, so that a change of exposure or lighting between
+    sessions is not an anomaly.
     """
 
     def __init__(self, trunk: nn.Module, stages: tuple[int, ...], stride: int = 8, *,
@@ -32,6 +34,8 @@ class PatchFeatures(nn.Module):
         super().__init__()
         if not stages or list(stages) != sorted(set(stages)):
             raise ValueError(f"stages must be increasing block indices, got {stages!r}")
+        if stages[-1] >= len(trunk.blocks):
+            raise ValueError(f"stage {stages[-1]} is past the trunk's last block ({len(trunk.blocks) - 1})")
         self.stages = tuple(int(s) for s in stages)
         self.stride = int(stride)
         self.standardise = bool(standardise)
@@ -47,8 +51,9 @@ class PatchFeatures(nn.Module):
             h = block(h)
             if index in self.stages:
                 taken.append(F.avg_pool2d(h, 3, stride=1, padding=1, count_include_pad=False))
-        size = taken[0].shape[-2:]
-        maps = [taken[0]] + [F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in taken[1:]]
+        size = (max(taken[0].shape[-2], x.shape[-2] // 8), max(taken[0].shape[-1], x.shape[-1] // 8))
+        maps = [t if t.shape[-2:] == size else F.interpolate(t, size=size, mode="bilinear", align_corners=False)
+                for t in taken]
         features = torch.cat(maps, dim=1)
         if self.stride == 16:
             features = F.avg_pool2d(features, 2)

@@ -195,7 +195,8 @@ def _fit(workspace: Workspace, config: TrainConfig, plan: _Plan, images: list[Im
 def patchcore_config(config: TrainConfig) -> PatchCoreConfig:
     """The PatchCore settings a training config names."""
     return PatchCoreConfig(backbone=config.backbone, input_size=config.input_size, input_height=config.input_height,
-                           stride=config.patch_stride, coreset_ratio=config.coreset_ratio, max_bank=config.max_bank,
+                           stages=config.patch_blocks, stride=config.patch_stride,
+                           coreset_ratio=config.coreset_ratio, max_bank=config.max_bank,
                            score_share=config.score_share, seed=config.seed, threads=config.threads)
 
 

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from inspectloop.decisions.conformal import DEFAULT_CONFIDENCE
 
+LITE0_LAST_BLOCK = 15  # EfficientNet-Lite0 has 16 blocks, 0-15
+
 if TYPE_CHECKING:
     from inspectloop.accept.criteria import AcceptanceCriteria
 
@@ -140,6 +142,10 @@ class TrainConfig(BaseModel):
                                                                 "memory bank")
     max_bank: int = Field(8192, ge=16, le=65536, description="anomaly: most memory-bank rows (sets inference time "
                                                              "and file size)")
+    patch_blocks: tuple[int, ...] = Field((4, 10), min_length=1, max_length=4, description="anomaly: backbone "
+                                          "blocks whose activations make the patch features, increasing, 0-15 "
+                                          "(4, 10: mid-level texture; 14, 15: the deepest, for parts whose good "
+                                          "surfaces vary, e.g. KolektorSDD's commutators)")
     patch_stride: Literal[8, 16] = Field(16, description="anomaly: input pixels per patch (16: 4x faster, coarser "
                                                          "heatmaps)")
     score_share: float = Field(1.0, ge=0, le=1, description="anomaly: the image score is the mean of its largest "
@@ -179,6 +185,11 @@ class TrainConfig(BaseModel):
         if self.max_minutes is not None and self.band_fit == "crossfit":
             raise ValueError("max_minutes stops one training, and a cross-fitted run trains folds + 1 models: "
                              "give epochs instead, or band_fit=split")
+        if list(self.patch_blocks) != sorted(set(self.patch_blocks)) or not 0 <= self.patch_blocks[0] <= \
+                self.patch_blocks[-1] <= LITE0_LAST_BLOCK:
+            raise ValueError(f"patch_blocks must be increasing block numbers from 0 to {LITE0_LAST_BLOCK} "
+                             f"(EfficientNet-Lite0's blocks), e.g. 4,10 or 14,15; got "
+                             f"{','.join(map(str, self.patch_blocks))}")
         if self.input_height is not None and self.task != "anomaly":
             raise ValueError("input_height (a non-square input) applies to anomaly models (task anomaly) only")
         if self.head_blend and not (self.mode == "finetune" and self.head_refit):
