@@ -152,6 +152,8 @@ class ConfigOptions:
             what = f"must be {_BOUNDS[kind]} {next(iter((error.get('ctx') or {}).values()))} ({expected})"
         elif kind == "literal_error" or kind.endswith(("_type", "_parsing")):
             what = f"expects {expected}"
+        elif kind == "value_error":  # a field's own check: its sentence names the rule
+            what = str(error["msg"]).removeprefix("Value error, ").removeprefix(f"{name} ")
         else:
             what = str(error["msg"]).lower()
         return self.error(f"bad {sources.get(name, name)}: {name} {what}, got {values.get(name)!r}",
@@ -208,7 +210,7 @@ def _expected(annotation: Any) -> str:
     elif origin is dict:
         words = f"KEY:VALUE pairs separated by commas, each value {_expected(args[1])}"
     elif origin in (list, tuple):
-        words = "values separated by commas"
+        words = f"{'integers' if args and args[0] is int else 'values'} separated by commas"
     else:
         words = {bool: "true or false", int: "an integer", float: "a number", str: "text",
                  Path: "a file path"}.get(inner, getattr(inner, "__name__", str(inner)))
@@ -222,8 +224,8 @@ def _example(field: ConfigField) -> str:
         return str(args[-1])
     if origin is dict:
         return "scratch:0.99,pit:0.97"
-    if origin in (list, tuple):
-        return "cam1,cam2"
+    if origin in (list, tuple):  # numbers show their own default (e.g. patch_blocks=4,10); names a made-up pair
+        return field.default_text if args and args[0] in (int, float) else "cam1,cam2"
     return field.default_text if field.default is not None else "VALUE"
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from inspectloop.decisions.conformal import DEFAULT_CONFIDENCE
 
@@ -180,16 +180,19 @@ class TrainConfig(BaseModel):
                                                        "of four views around a random centre (the YOLO family's "
                                                        "mosaic); none in the last 15% of the schedule")
 
+    @field_validator("patch_blocks")
+    @classmethod
+    def _blocks_of_the_backbone(cls, blocks: tuple[int, ...]) -> tuple[int, ...]:
+        if list(blocks) != sorted(set(blocks)) or not 0 <= blocks[0] <= blocks[-1] <= LITE0_LAST_BLOCK:
+            raise ValueError(f"patch_blocks must be increasing block numbers from 0 to {LITE0_LAST_BLOCK} "
+                             "(EfficientNet-Lite0's blocks), e.g. 4,10 or 14,15")
+        return blocks
+
     @model_validator(mode="after")
     def _one_budget_one_training(self) -> TrainConfig:
         if self.max_minutes is not None and self.band_fit == "crossfit":
             raise ValueError("max_minutes stops one training, and a cross-fitted run trains folds + 1 models: "
                              "give epochs instead, or band_fit=split")
-        if list(self.patch_blocks) != sorted(set(self.patch_blocks)) or not 0 <= self.patch_blocks[0] <= \
-                self.patch_blocks[-1] <= LITE0_LAST_BLOCK:
-            raise ValueError(f"patch_blocks must be increasing block numbers from 0 to {LITE0_LAST_BLOCK} "
-                             f"(EfficientNet-Lite0's blocks), e.g. 4,10 or 14,15; got "
-                             f"{','.join(map(str, self.patch_blocks))}")
         if self.input_height is not None and self.task != "anomaly":
             raise ValueError("input_height (a non-square input) applies to anomaly models (task anomaly) only")
         if self.head_blend and not (self.mode == "finetune" and self.head_refit):
