@@ -5,7 +5,8 @@
                                  [--subset 40] [--mem-cap-gb 12] [--peer-timeout 2400] [--square]
 
 Same split, same machine, same run, same input (256 px square, RGB from greyscale, bilinear), same
-offline backbone (EfficientNet-Lite0, blocks 4 and 10). Each side runs in its own process (anomalib
+offline backbone (EfficientNet-Lite0, blocks 4 and 10; inspectloop on KolektorSDD: its tuned blocks 14 and 15,
+see ``TUNED``). Each side runs in its own process (anomalib
 in .venv-anomalib through benchmarks/peers/anomalib_run.py; inspectloop in this venv through this
 module's ``--child``), reads the same split file, and writes its test scores and heatmaps to .npy;
 every metric is then computed here, by the same code, for every side:
@@ -63,8 +64,11 @@ SIDES = ("inspectloop", "patchcore", "padim")
 DEFAULT_CORESET_RATIO = PatchCoreConfig().coreset_ratio
 PEER_CORESET_RATIO = 0.1  # anomalib 2.x Patchcore's default (benchmarks/peers/anomalib_run.py's too)
 # inspectloop's settings per data set, chosen by benchmarks.anomaly_tuning on training-side folds only
-# (``--square`` runs the shipped defaults instead): what a user passes as `--set input_height=... score_share=...`
-TUNED: dict[str, dict[str, Any]] = {"kolektorsdd": {"input_size": 224, "input_height": 576, "score_share": 0.06},
+# (``--square`` runs the shipped defaults instead), as PatchCoreConfig fields: what a user passes as
+# `--set input_size=224 input_height=576 patch_blocks=14,15 score_share=0.1` (KolektorSDD's commutators vary
+# in their good surfaces: the deepest blocks separate them; magnetic tile keeps the mid-level defaults)
+TUNED: dict[str, dict[str, Any]] = {"kolektorsdd": {"input_size": 224, "input_height": 576, "stages": [14, 15],
+                                                    "score_share": 0.1},
                                     "magnetic_tile": {}}
 GOALS = {"kolektorsdd": {"image_auroc": 0.95, "recall_at_1pct_fpr": 0.66},
          "magnetic_tile": {"image_auroc": 0.97, "recall_at_1pct_fpr": 0.80}}
@@ -103,7 +107,8 @@ def main() -> None:
     results = {name: run_dataset(name, args) for name in args.datasets.split(",")}
     name = "anomaly" if not args.subset else f"anomaly_subset{args.subset}"
     write_result(name, {"input_size": SIZE, "input_note": "inspectloop: see inspectloop_settings",
-                        "backbone": "efficientnet-lite0 (offline package), blocks 4+10",
+                        "backbone": "efficientnet-lite0 (offline package), blocks 4+10 unless "
+                                    "inspectloop_settings name other stages",
                         "recall_rule": "threshold = 99th percentile of the test good scores; recall = defects above",
                         "pixel_rule": "heatmaps and masks in the 256x256 square the models see; AUPRO to FPR 0.3",
                         "peer_malloc": "glibc default" if args.peer_default_malloc else PEER_ENV,
@@ -330,7 +335,8 @@ def inspectloop_child(split: dict[str, Any], out: Path, *, coreset_ratio: float,
     out.mkdir(parents=True, exist_ok=True)
     train = [Path(p) for p in split["train"]]
     test = LazyImages([Path(c["path"]) for c in split["test"]])
-    config = PatchCoreConfig(**{"input_size": SIZE, **settings}, coreset_ratio=coreset_ratio, threads=2, seed=0)
+    tuned = {k: tuple(v) if isinstance(v, list) else v for k, v in settings.items()}  # JSON lists: stages
+    config = PatchCoreConfig(**{"input_size": SIZE, **tuned}, coreset_ratio=coreset_ratio, threads=2, seed=0)
     reset_peak_rss()
     start = time.perf_counter()
     model = fit_patchcore(LazyImages(train), config)
