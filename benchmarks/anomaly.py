@@ -2,7 +2,7 @@
 
     bash benchmarks/peers/setup_anomalib.sh          # once: anomalib in its own venv (.venv-anomalib)
     python -m benchmarks.anomaly [--datasets kolektorsdd,magnetic_tile] [--sides inspectloop,patchcore,padim]
-                                 [--subset 40] [--mem-cap-gb 12] [--peer-timeout 2400] [--square]
+                                 [--subset 40] [--mem-cap-gb 12] [--peer-timeout 2400] [--square] [--name NAME]
 
 Same split, same machine, same run, same input (256 px square, RGB from greyscale, bilinear), same
 offline backbone (EfficientNet-Lite0, blocks 4 and 10; inspectloop on KolektorSDD: its tuned blocks 14 and 15,
@@ -95,6 +95,8 @@ def main() -> None:
     parser.add_argument("--reuse", default="", help="sides whose result from an earlier run on the same split is kept")
     parser.add_argument("--peer-default-malloc", action="store_true", help="run anomalib with glibc's defaults")
     parser.add_argument("--square", action="store_true", help="inspectloop: shipped defaults at 256 px, not TUNED")
+    parser.add_argument("--name", default="anomaly", help="results file name (a run on some data sets only keeps "
+                                                          "the full run's anomaly.json)")
     parser.add_argument("--child", choices=["inspectloop"], help=argparse.SUPPRESS)
     parser.add_argument("--split", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -105,7 +107,7 @@ def main() -> None:
                           latency=args.latency, update=args.update, settings=json.loads(args.settings))
         return
     results = {name: run_dataset(name, args) for name in args.datasets.split(",")}
-    name = "anomaly" if not args.subset else f"anomaly_subset{args.subset}"
+    name = args.name if not args.subset else f"{args.name}_subset{args.subset}"
     write_result(name, {"input_size": SIZE, "input_note": "inspectloop: see inspectloop_settings",
                         "backbone": "efficientnet-lite0 (offline package), blocks 4+10 unless "
                                     "inspectloop_settings name other stages",
