@@ -126,13 +126,14 @@ def test_a_tall_input_keeps_its_shape_from_fit_to_the_edge(tmp_path: Path) -> No
     assert np.allclose(prediction.regions.heatmap, heatmaps[1], atol=1e-3 * float(scores.max()))
 
 
-def test_deep_blocks_score_on_the_patch_grid_from_fit_to_the_edge(tmp_path: Path) -> None:
-    """Blocks 14 and 15 (stride 32) are upsampled to the stride-8 grid, pooled to stride 16, saved and exported."""
+@pytest.mark.parametrize("stride", [16, 32])
+def test_deep_blocks_score_on_the_patch_grid_from_fit_to_the_edge(stride: int, tmp_path: Path) -> None:
+    """Blocks 14 and 15 (stride 32) are upsampled to the stride-8 grid, pooled to the patch grid, saved, exported."""
     import torch
 
     from inspectloop.anomaly import PatchCoreConfig, fit_patchcore
 
-    config = PatchCoreConfig(input_size=64, input_height=128, stages=(14, 15), stride=16, coreset_ratio=0.2,
+    config = PatchCoreConfig(input_size=64, input_height=128, stages=(14, 15), stride=stride, coreset_ratio=0.2,
                              chunk_images=5, threads=1)
     model = fit_patchcore([surface(i, size=128).resize((64, 128)) for i in range(10)], config)
     assert model.bank.shape[1] == 192 + 320
@@ -142,7 +143,7 @@ def test_deep_blocks_score_on_the_patch_grid_from_fit_to_the_edge(tmp_path: Path
     images = [surface(60, size=128).resize((64, 128)), surface(61, size=128, defect=True).resize((64, 128))]
     with torch.no_grad():
         grid = model.module.patch_scores(torch.from_numpy(np.stack([model.preprocess(i)[0] for i in images])))
-    assert grid.shape == (2, 128 // 16, 64 // 16)
+    assert grid.shape == (2, 128 // stride, 64 // stride)
     scores, heatmaps = model.score(images)
     report = export_anomaly(model.module, metadata_for(model, model_name="deep", model_version="v1", colour_mode="L"),
                             tmp_path / "deep.onnx", images)

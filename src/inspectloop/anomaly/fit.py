@@ -74,7 +74,7 @@ class PatchCoreConfig:
         checks = ((list(self.stages) == sorted(set(self.stages)) and 0 <= min(self.stages, default=-1)
                    and max(self.stages) <= LITE0_LAST_BLOCK,
                    f"stages must be increasing block numbers from 0 to {LITE0_LAST_BLOCK}"),
-                  (self.stride in (8, 16), "stride must be 8 or 16"),
+                  (self.stride in (8, 16, 32), "stride must be 8, 16 or 32"),
                   (0.0 < self.coreset_ratio <= 1.0, "coreset_ratio must be in (0, 1]"),
                   (self.max_bank >= 16, "max_bank must be at least 16"),
                   (self.chunk_images >= 1, "chunk_images must be at least 1"),

@@ -24,9 +24,9 @@ class PatchFeatures(nn.Module):
     Each stage's activations are averaged over a 3x3 neighbourhood (a patch sees its surroundings),
     resized to the grid of the first stage or, when that is coarser, to the input's stride-8 grid (deep
     stride-32 blocks are upsampled, as the tuning benchmark measured them) and concatenated; ``stride`` 16
-    pools that grid 2x2 (4x fewer patches: faster search, coarser maps). ``standardise``: each image is
-    first brought to a fixed mean and standard deviation, so that a change of exposure or lighting between
-    sessions is not an anomaly.
+    pools that grid 2x2 (4x fewer patches: faster search, coarser maps), ``stride`` 32 pools it 4x4.
+    ``standardise``: each image is first brought to a fixed mean and standard deviation, so that a change
+    of exposure or lighting between sessions is not an anomaly.
     """
 
     def __init__(self, trunk: nn.Module, stages: tuple[int, ...], stride: int = 8, *,
@@ -55,8 +55,8 @@ class PatchFeatures(nn.Module):
         maps = [t if t.shape[-2:] == size else F.interpolate(t, size=size, mode="bilinear", align_corners=False)
                 for t in taken]
         features = torch.cat(maps, dim=1)
-        if self.stride == 16:
-            features = F.avg_pool2d(features, 2)
+        if self.stride > 8:
+            features = F.avg_pool2d(features, self.stride // 8)
         return features
 
 

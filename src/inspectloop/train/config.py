@@ -146,8 +146,9 @@ class TrainConfig(BaseModel):
                                           "blocks whose activations make the patch features, increasing, 0-15 "
                                           "(4, 10: mid-level texture; 14, 15: the deepest, for parts whose good "
                                           "surfaces vary, e.g. KolektorSDD's commutators)")
-    patch_stride: Literal[8, 16] = Field(16, description="anomaly: input pixels per patch (16: 4x faster, coarser "
-                                                         "heatmaps)")
+    patch_stride: Literal[8, 16, 32] = Field(16, description="anomaly: input pixels per patch (16: 4x faster, "
+                                                             "coarser heatmaps; 32: 4x faster again, for deep "
+                                                             "patch_blocks such as 14,15 on large inputs)")
     score_share: float = Field(1.0, ge=0, le=1, description="anomaly: the image score is the mean of its largest "
                                "patch scores, this share of its patches (1: all of them; a small share, e.g. 0.06, "
                                "for thin defects on large parts; 0: the single largest)")
