@@ -45,7 +45,7 @@ class PatchCoreConfig:
     ``stages``: backbone blocks whose activations make the patch features (EfficientNet-Lite0: block 4
     ends the stride-8 stage, 40 channels; block 10 the stride-16 one, 112 channels; blocks 14 and 15 the
     stride-32 ones, 192 and 320 channels, upsampled to the patch grid). ``stride``: the
-    patch grid (8 or 16 input pixels per patch). ``coreset_ratio``: share of training patches kept in
+    patch grid (8, 16 or 32 input pixels per patch). ``coreset_ratio``: share of training patches kept in
     the memory bank, at most ``max_bank`` rows (the bank's size sets inference time and file size).
     ``chunk_images``: images whose features are held at once while fitting (the memory bound).
     ``oversample``: how many times its share of the final bank each chunk keeps before the final pick.

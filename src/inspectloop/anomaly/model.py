@@ -19,7 +19,7 @@ from inspectloop.models.photometric import standardise
 
 HEATMAP_SIGMA = 4.0  # PatchCore's gaussian smoothing of the upsampled patch scores, in input pixels
 class PatchFeatures(nn.Module):
-    """Images (N, 3, H, W) -> locally aware patch features (N, D, h, w) from mid-level backbone stages.
+    """Images (N, 3, H, W) -> locally aware patch features (N, D, h, w) from backbone stages.
 
     Each stage's activations are averaged over a 3x3 neighbourhood (a patch sees its surroundings),
     resized to the grid of the first stage or, when that is coarser, to the input's stride-8 grid (deep
