@@ -96,9 +96,10 @@ def crossval(workspace: Workspace, by: str, *, run: str | None = None, mode: str
             skipped[group] = why
             continue
         figures[group] = _held_out(folder, group, items, in_group, images, names, good, config, say)
-    result = CrossvalResult(source.id, by, config.mode, config.model_dump(), figures, skipped,
+    summary = crossval_summary(figures, names[good] if good is not None else None)
+    result = CrossvalResult(source.id, by, config.mode, config.model_dump(mode="json"), figures, skipped,
                             sum(v is None for v in values), Path(source.artifacts) / f"crossval-{by}-{config.mode}.json",
-                            time.perf_counter() - started, crossval_summary(figures, names[good] if good is not None else None))
+                            time.perf_counter() - started, summary)
     atomic_write_text(result.path, json.dumps(result.to_dict(), indent=2))
     return result
 
@@ -203,7 +204,7 @@ def _held_out(folder: Path, group: str, items: list[DatasetItem], in_group: np.n
     saved = folder / f"{_safe(group)}.json"
     if saved.is_file():
         stored = json.loads(saved.read_text("utf-8"))
-        if stored.get("config") == config.model_dump():
+        if stored.get("config") == config.model_dump(mode="json"):  # as JSON: a tuple setting reads back a list
             return dict(stored["figures"])
     val_mask = np.array([item.split == "val" for item in items]) & ~in_group
     train_mask = ~in_group & ~val_mask
@@ -219,7 +220,7 @@ def _held_out(folder: Path, group: str, items: list[DatasetItem], in_group: np.n
     figures = {**group_figures(test.labels, predicted, names, good).to_dict(),
                "trained_on": int(train_mask.sum()), "best_epoch": fitted.training.best_epoch,
                "train_seconds": round(fitted.training.seconds, 1)}
-    atomic_write_text(saved, json.dumps({"config": config.model_dump(), "figures": figures}, indent=2))
+    atomic_write_text(saved, json.dumps({"config": config.model_dump(mode="json"), "figures": figures}, indent=2))
     remove_checkpoints(work / "checkpoint.pt", config)  # the figures are kept; the weights are not needed again
     return figures
 
