@@ -22,7 +22,7 @@ from inspectloop.anomaly.coreset import greedy_coreset
 from inspectloop.errors import TrainingError
 from inspectloop.runtime.images import to_working_mode
 from inspectloop.runtime.preprocess import Preprocess
-from inspectloop.train.config import LITE0_LAST_BLOCK
+from inspectloop.train.config import LITE0_LAST_BLOCK, backbone_blocks_in_order
 
 if TYPE_CHECKING:  # torch is imported when a model is fitted
     import torch
@@ -71,8 +71,7 @@ class PatchCoreConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        checks = ((list(self.stages) == sorted(set(self.stages)) and 0 <= min(self.stages, default=-1)
-                   and max(self.stages) <= LITE0_LAST_BLOCK,
+        checks = ((backbone_blocks_in_order(self.stages),
                    f"stages must be increasing block numbers from 0 to {LITE0_LAST_BLOCK}"),
                   (self.stride in (8, 16, 32), "stride must be 8, 16 or 32"),
                   (0.0 < self.coreset_ratio <= 1.0, "coreset_ratio must be in (0, 1]"),

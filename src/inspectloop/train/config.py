@@ -18,6 +18,11 @@ from inspectloop.decisions.conformal import DEFAULT_CONFIDENCE
 
 LITE0_LAST_BLOCK = 15  # EfficientNet-Lite0 has 16 blocks, 0-15
 
+
+def backbone_blocks_in_order(blocks: tuple[int, ...]) -> bool:
+    """Whether ``blocks`` are increasing EfficientNet-Lite0 block numbers (what patch features are built from)."""
+    return bool(blocks) and list(blocks) == sorted(set(blocks)) and 0 <= blocks[0] and blocks[-1] <= LITE0_LAST_BLOCK
+
 if TYPE_CHECKING:
     from inspectloop.accept.criteria import AcceptanceCriteria
 
@@ -184,7 +189,7 @@ class TrainConfig(BaseModel):
     @field_validator("patch_blocks")
     @classmethod
     def _blocks_of_the_backbone(cls, blocks: tuple[int, ...]) -> tuple[int, ...]:
-        if list(blocks) != sorted(set(blocks)) or not 0 <= blocks[0] <= blocks[-1] <= LITE0_LAST_BLOCK:
+        if not backbone_blocks_in_order(blocks):
             raise ValueError(f"patch_blocks must be increasing block numbers from 0 to {LITE0_LAST_BLOCK} "
                              "(EfficientNet-Lite0's blocks), e.g. 4,10 or 14,15")
         return blocks
