@@ -144,7 +144,8 @@ def run_dataset(name: str, args: argparse.Namespace) -> dict[str, Any]:
         digest = hashlib.sha256(split_path.read_bytes()).hexdigest()
         if side in args.reuse.split(",") and reusable(out, digest):
             run = json.loads((out / "run.json").read_text())
-            print(f"[{name}] {side}: reusing the run of {run.get('measured_at')} on the same split", flush=True)
+            when = run.get("measured_at", "an earlier day (its time was not recorded)")
+            print(f"[{name}] {side}: reusing the run of {when} on the same split", flush=True)
         else:
             run = run_child(child_command(side, split_path, out, args, name), out, args, peer=side != "inspectloop")
             (out / "run.json").write_text(json.dumps({**run, "split_sha256": digest}, indent=2) + "\n")
@@ -199,7 +200,8 @@ def run_child(command: list[str], out: Path, args: argparse.Namespace, *, peer: 
         output, _ = proc.communicate()
     wall = round(time.perf_counter() - start, 1)
     tail = "\n".join(line for line in output.splitlines() if "Warning" not in line and line.strip())[-1500:]
-    base = {"wall_seconds": wall, "max_rss_seen_mb": round(watch.peak / 2**20, 1)}
+    base = {"measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_seconds": wall,
+            "max_rss_seen_mb": round(watch.peak / 2**20, 1)}
     if watch.killed:
         return {**base, "status": f"killed: RSS passed the {args.mem_cap_gb:g} GB cap", "log_tail": tail}
     if wall >= args.peer_timeout:
@@ -210,8 +212,7 @@ def run_child(command: list[str], out: Path, args: argparse.Namespace, *, peer: 
     if proc.returncode != 0 or not (out / "result.json").exists():
         oom = any(s in output for s in ("MemoryError", "bad_alloc", "Cannot allocate memory"))
         return {**base, "status": "out of memory" if oom else f"failed (exit {proc.returncode})", "log_tail": tail}
-    return {**base, "status": "ok", "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "load_average_at_start": load, **json.loads((out / "result.json").read_text())}
+    return {**base, "status": "ok", "load_average_at_start": load, **json.loads((out / "result.json").read_text())}
 
 
 class RssWatch(threading.Thread):

@@ -60,7 +60,8 @@ def test_serve_settings_become_a_service_config(settings: list[str], given: dict
      "recall_targets expects KEY:VALUE pairs separated by commas, each value a number, got 'scratch'"),
     (TRAIN_SETTINGS, ["alpha=0.9"], "bad --set alpha=0.9: alpha must be <= 0.5 (a number), got 0.9"),
     (TRAIN_SETTINGS, ["patch_blocks=10,4"], "bad --set patch_blocks=10,4: patch_blocks must be increasing block "
-                                            "numbers from 0 to 15"),
+                                            "numbers from 0 to 15 (EfficientNet-Lite0's blocks), e.g. 4,10 or "
+                                            "14,15, got 10,4"),
     (TRAIN_SETTINGS, ["patch_blocks=deep"], "patch_blocks expects integers separated by commas, got 'deep'"),
     (TRAIN_SETTINGS, ["head_blend=0.5", "head_refit=false"],
      "these settings do not go together (--set head_blend=0.5, --set head_refit=false): head_blend blends the "

@@ -156,7 +156,7 @@ class ConfigOptions:
             what = str(error["msg"]).removeprefix("Value error, ").removeprefix(f"{name} ")
         else:
             what = str(error["msg"]).lower()
-        return self.error(f"bad {sources.get(name, name)}: {name} {what}, got {values.get(name)!r}",
+        return self.error(f"bad {sources.get(name, name)}: {name} {what}, got {_shown(values.get(name))}",
                           f"default: {field.default_text}; see --help" if field else "see --help")
 
 
@@ -164,6 +164,13 @@ def settings_help(fields: Mapping[str, ConfigField]) -> str:
     """The help epilog: every field as ``KEY=DEFAULT  what it does``, one per paragraph."""
     lines = [f"{f.name}={f.default_text}  {f.help}".rstrip() for f in fields.values()]
     return "Settings for --set KEY=VALUE, with their defaults:\n\n" + "\n\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    """A setting's value as it is typed after ``--set KEY=``: ``10,4`` for a sequence."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(str(item) for item in value)
+    return repr(value)
 
 
 # -- converting -----------------------------------------------------------------------------------
