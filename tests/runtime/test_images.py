@@ -87,6 +87,14 @@ def test_exif_orientation_is_applied_and_recorded() -> None:
     assert upright.orientation == 1 and not upright.reoriented
 
 
+@pytest.mark.parametrize("orientation", [1, 6])
+def test_a_draft_decode_never_goes_below_the_upright_size_asked_for(orientation: int) -> None:
+    """Stored 96x64, asked for 48x16 upright: turned by EXIF 6, the decoder must keep 48 on the stored height."""
+    image = decode_image(exif_rotated_jpeg(orientation), draft=(48, 16)).image
+    assert image.size[0] >= 48 and image.size[1] >= 16
+    assert image.size == ((48, 32) if orientation == 1 else (64, 96))
+
+
 def test_a_bomb_is_refused_from_its_header_with_the_one_message() -> None:
     """30000x30000 (900 MP): refused before decoding, the same message wherever it is decoded."""
     with pytest.raises(ImageTooLargeError, match=r"image is 900.0 MP, over the 89.0 MP limit"):

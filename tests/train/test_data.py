@@ -71,7 +71,8 @@ def test_each_preprocessing_has_its_own_entries(tmp_path: Path, other: dict, why
 
 
 def test_a_tall_input_decodes_as_the_edge_does(tmp_path: Path) -> None:
-    """A draft JPEG decode keeps the input's longer side, so a tall input is never enlarged from a smaller decode."""
+    """A draft JPEG decode keeps the input's width and height, so a tall input is never enlarged from a smaller
+    decode; training reads the same pixels as the edge."""
     part = Image.fromarray(np.random.default_rng(0).integers(0, 255, (1200, 480), dtype=np.uint8), "L")
     buffer = io.BytesIO()
     part.save(buffer, "JPEG")
@@ -80,9 +81,10 @@ def test_a_tall_input_decodes_as_the_edge_does(tmp_path: Path) -> None:
     digest = hashlib.sha256(data).hexdigest()
     loaded = load_image_set([DatasetItem(digest, "good", "train", digest)], ["good"], lambda _: data, preprocess,
                             draft=True, mode="L")
-    edge = preprocess.resize(load_image(data, draft=preprocess.draft_side, mode="L"))
+    edge = preprocess.resize(load_image(data, draft=preprocess.draft_size, mode="L"))
     assert loaded.images[0].size == (96, 240) and np.array_equal(np.asarray(loaded.images[0]), np.asarray(edge))
-    assert preprocess.draft_side == 240 and Preprocess(96).draft_side == 96
+    assert preprocess.draft_size == (96, 240) and Preprocess(96).draft_size == (96, 96)
+    assert load_image(data, draft=preprocess.draft_size).size == (120, 300)  # 1/4 scale: still >= 96 x 240
 
 
 def test_a_torn_entry_is_decoded_again(tmp_path: Path, blobs: dict[str, bytes]) -> None:

@@ -224,7 +224,7 @@ def folder_images(folder: Path, preprocess: Preprocess, metadata: ModelMetadata,
 
 
 def _decode(data: bytes, name: str, preprocess: Preprocess, metadata: ModelMetadata) -> Image.Image:
-    draft = metadata.preprocess().draft_side if metadata.jpeg_draft else None
+    draft = metadata.preprocess().draft_size if metadata.jpeg_draft else None
     return preprocess.resize(load_image(data, name=name, draft=draft, mode=metadata.colour_mode))
 
 

@@ -42,6 +42,8 @@ _ALPHA_MODES = {"LA": "L", "La": "L", "RGBA": "RGB", "RGBa": "RGB", "PA": "RGB"}
 _HIGH_DEPTH_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _COLOUR_MODES = {"RGB", "RGBX", "YCbCr", "P"}
 _TRANSPOSE = {2, 3, 4, 5, 6, 7, 8}  # EXIF orientations that need a transposition
+_QUARTER_TURNS = {5, 6, 7, 8}  # of which these swap width and height
+Draft = int | tuple[int, int]  # a square side, or (width, height) of the upright image
 _ROWS_PER_BLOCK = 1024  # rows of a 16-bit frame scaled at once: bounds the temporary index array
 
 
@@ -65,18 +67,19 @@ class Decoded:
         return self.orientation != UPRIGHT
 
 
-def load_image(source: str | Path | bytes, *, name: str | None = None, draft: int | None = None,
+def load_image(source: str | Path | bytes, *, name: str | None = None, draft: Draft | None = None,
                mode: str | None = None) -> Image.Image:
     """Decode ``source`` (a path or the file's bytes) into a fully loaded ``L`` or ``RGB`` image.
 
-    ``draft`` lets the JPEG decoder scale down by 1/2, 1/4 or 1/8 while decoding, never below
-    ``draft`` pixels on the short side: several times faster for large frames feeding a small model.
+    ``draft`` lets the JPEG decoder scale down by 1/2, 1/4 or 1/8 while decoding, never below ``draft``
+    pixels on either side, or below ``draft = (width, height)`` of the upright image: several times
+    faster for large frames feeding a small model.
     ``mode="L"`` forces greyscale; a colour JPEG is then decoded straight to luma (no colour conversion).
     """
     return decode_image(source, name=name, draft=draft, mode=mode).image
 
 
-def decode_image(source: str | Path | bytes, *, name: str | None = None, draft: int | None = None,
+def decode_image(source: str | Path | bytes, *, name: str | None = None, draft: Draft | None = None,
                  mode: str | None = None, max_pixels: int = MAX_PIXELS) -> Decoded:
     """Like :func:`load_image`, also reporting the file's format, original pixel mode, orientation and warnings.
 
@@ -94,13 +97,13 @@ def open_image(source: str | Path | bytes, *, name: str | None = None, max_pixel
     return _open(source, _label(source, name), min(max_pixels, MAX_PIXELS))
 
 
-def decode_opened(image: Image.Image, *, name: str = "<bytes>", draft: int | None = None,
+def decode_opened(image: Image.Image, *, name: str = "<bytes>", draft: Draft | None = None,
                   mode: str | None = None) -> Decoded:
     """Decode an image from :func:`open_image` by this module's policy (see :func:`decode_image`)."""
     original_mode, file_format = image.mode, image.format or "?"
     warnings = _frame_warnings(image)
     if image.format == "JPEG" and (draft is not None or (mode == "L" and image.mode != "L")):
-        target = (draft, draft) if draft is not None else image.size
+        target = _stored_size(image, draft) if draft is not None else image.size
         image.draft("L" if mode == "L" else image.mode, target)
     _load_fully(image, name)
     orientation, orientation_warnings = _apply_orientation(image)
@@ -109,6 +112,19 @@ def decode_opened(image: Image.Image, *, name: str = "<bytes>", draft: int | Non
         working = working.convert("L")
     return Decoded(working, original_mode, file_format, (*warnings, *orientation_warnings, *mode_warnings),
                    orientation)
+
+
+def _stored_size(image: Image.Image, draft: Draft) -> tuple[int, int]:
+    """``draft`` as (width, height) of the pixels as stored: an upright size is swapped for a file whose
+    EXIF orientation turns it by a quarter (the decoder scales before the image is turned)."""
+    if isinstance(draft, int):
+        return (draft, draft)
+    width, height = draft
+    try:
+        turned = image.getexif().get(ExifTags.Base.Orientation, UPRIGHT) in _QUARTER_TURNS
+    except Exception:  # noqa: BLE001 -- a malformed EXIF block: _apply_orientation warns; both sides kept
+        return (max(draft), max(draft))
+    return (height, width) if turned else (width, height)
 
 
 def _label(source: str | Path | bytes, name: str | None) -> str:

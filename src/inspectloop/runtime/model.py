@@ -95,7 +95,7 @@ class EdgeModel:
         self.preprocess = self.metadata.preprocess()
         self._lut = _normalisation_table(self.preprocess)
         self._uniform_lut = bool(np.array_equal(self._lut[0], self._lut[1]) and np.array_equal(self._lut[0], self._lut[2]))
-        self._draft = self.preprocess.draft_side if self.metadata.jpeg_draft else None
+        self._draft = self.preprocess.draft_size if self.metadata.jpeg_draft else None
         self._mode = "L" if self.metadata.colour_mode == "L" else None
         self._class_names = self.metadata.class_names
         self.policy = DecisionPolicy.from_metadata(self.metadata)

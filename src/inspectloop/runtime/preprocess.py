@@ -32,10 +32,12 @@ class Preprocess:
         return (self.input_height or self.input_size, self.input_size)
 
     @property
-    def draft_side(self) -> int:
-        """The shortest side a reduced-scale JPEG decode may leave: the input's longer side, so that the
-        resize never enlarges whatever the part's orientation (training and the edge decode alike)."""
-        return max(self.shape)
+    def draft_size(self) -> tuple[int, int]:
+        """(width, height) a reduced-scale JPEG decode may not go below: the input's own, so that the
+        resize never enlarges (the decoder turns it for a frame its EXIF orientation turns; training and
+        the edge decode alike)."""
+        height, width = self.shape
+        return (width, height)
 
     @property
     def key(self) -> str:

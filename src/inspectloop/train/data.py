@@ -40,7 +40,8 @@ class ImageCache:
     """
 
     def __init__(self, folder: Path, preprocess: Preprocess, *, draft: bool = False, mode: str | None = None) -> None:
-        key = f"v{CACHE_FORMAT}-{preprocess.key}-{mode or 'any'}-{'draft' if draft else 'full'}"
+        # draftwh: a draft decode keeps the input's width and height (it once kept its longer side on both)
+        key = f"v{CACHE_FORMAT}-{preprocess.key}-{mode or 'any'}-{'draftwh' if draft else 'full'}"
         self.folder = Path(folder) / key
 
     def path(self, sha256: str) -> Path:
@@ -105,7 +106,7 @@ def decoded_image(sha256: str, read: Loader, preprocess: Preprocess, draft: bool
     if cached is not None:
         return cached
     image = preprocess.resize(load_image(read(sha256), name=sha256[:12],
-                                         draft=preprocess.draft_side if draft else None, mode=mode))
+                                         draft=preprocess.draft_size if draft else None, mode=mode))
     if cache is not None:
         cache.put(sha256, image)
     return image
