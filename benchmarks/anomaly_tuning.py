@@ -83,6 +83,7 @@ class Variant:
     resize: str
     photometric: str  # none | standardise (per-image mean/std to a fixed mean/std)
     height: int = 0
+    draft: bool = False  # JPEG decoded at 1/2, 1/4 or 1/8 scale, never below the input (jpeg_draft=true)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -103,6 +104,7 @@ VARIANTS = {
     "squash256x640-std": Variant(256, "squash", "standardise", 640),
     "squash320x800-std": Variant(320, "squash", "standardise", 800),
     "squash192x480-std": Variant(192, "squash", "standardise", 480),
+    "squash192x480-std-draft": Variant(192, "squash", "standardise", 480, draft=True),
 }
 
 
@@ -145,6 +147,8 @@ def kolektor_roles(seed: int = 0) -> list[tuple[Path, str, str]]:
 def prepare(path: Path, variant: Variant) -> tuple[np.ndarray, np.ndarray]:
     """Image -> (grey float32 (H, W) in [0, 255] after photometric normalisation, valid-pixel mask (H, W))."""
     with Image.open(path) as image:
+        if variant.draft:
+            image.draft("L", (variant.size, variant.shape[0]))
         grey = image.convert("L")
     s = variant.size
     if variant.resize == "squash":
