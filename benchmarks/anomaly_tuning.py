@@ -19,7 +19,9 @@ The final choices (``--record`` writes benchmarks/results/anomaly_tuning_<datase
 against 0.911 / 54% for blocks 4+10 at share 0.06; higher inputs, 12+14+15, flipped good images in the bank
 and a global Gaussian on block 15 did not beat it. Stride 32 with the 0.04 coreset kept it (0.960 / 69%), and
 192 x 480, the smallest input that did (0.957 / 73% at share 0.06; 160 x 416: 0.907 / 46%), cuts the edge
-time the backbone's convolutions take. On magnetic tile's folds (random 20,000-row banks) blocks 4+10
+time the backbone's convolutions take; 2026-12-03, later, on the same fold: 192 x 448 0.950 / 69%, 160 x 480
+0.918 / 46% (share 0.06), and a JPEG draft decode at 192 x 480 (variant -draft, jpeg_draft=true) 0.943 / 62%:
+none kept, so the edge time stays the 192 x 480 full decode's. On magnetic tile's folds (random 20,000-row banks) blocks 4+10
 and 10+14 tie with the mean aggregate, 14+15 lose: magnetic tile keeps 4+10.)
 
 Preprocessing variants (resize mode, input size, per-image photometric normalisation) need their own
@@ -105,6 +107,8 @@ VARIANTS = {
     "squash320x800-std": Variant(320, "squash", "standardise", 800),
     "squash192x480-std": Variant(192, "squash", "standardise", 480),
     "squash192x480-std-draft": Variant(192, "squash", "standardise", 480, draft=True),
+    "squash160x480-std": Variant(160, "squash", "standardise", 480),
+    "squash192x448-std": Variant(192, "squash", "standardise", 448),
 }
 
 
