@@ -64,6 +64,9 @@ def main() -> None:
     parser.add_argument("--float-layout", action="store_true", help="train in the default layout, not channels-last")
     parser.add_argument("--max-minutes", type=float, default=60.0, help="the goal's training budget")
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--backbone", default="efficientnet-lite0",
+                        choices=("efficientnet-lite0", "efficientnet-lite2"),
+                        help="the detector's pretrained trunk (TrainConfig.backbone)")
     parser.add_argument("--ema", action="store_true", help="keep a moving average of the weights (TrainConfig.ema)")
     parser.add_argument("--mosaic", type=float, default=0.0, help="share of training views that are mosaics of four")
     parser.add_argument("--name", default=None, help="result file name (default detection, or detection-smoke)")
@@ -91,7 +94,7 @@ def main() -> None:
     config = TrainConfig(task="detect", input_size=args.size, epochs=args.epochs, batch_size=args.batch_size,
                          threads=args.threads, seed=0, lr=args.lr, precision=args.precision,
                          channels_last=not args.float_layout, max_minutes=args.max_minutes, ema=args.ema,
-                         mosaic=args.mosaic)
+                         mosaic=args.mosaic, backbone=args.backbone)
     started = time.perf_counter()
     result = train(ws, config, dataset=version.name, progress=show_progress)
     wall = round(time.perf_counter() - started, 1)

@@ -87,6 +87,13 @@ def test_head_blend_needs_a_refitted_fine_tune() -> None:
         TrainConfig(head_blend=1.5)
 
 
+def test_the_larger_backbone_serves_classifiers_and_detectors_not_anomaly_models() -> None:
+    for task in ("classification", "detect"):
+        assert TrainConfig(task=task, backbone="efficientnet-lite2").backbone == "efficientnet-lite2"
+    with pytest.raises(ValueError, match="use backbone=efficientnet-lite0 with task anomaly"):
+        TrainConfig(task="anomaly", backbone="efficientnet-lite2")
+
+
 def test_a_seed_outside_numpys_range_is_refused_before_training() -> None:
     for seed in (-1, 2**32):
         with pytest.raises(ValueError, match="seed"):

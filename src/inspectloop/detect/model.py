@@ -15,10 +15,7 @@ from torch import nn
 
 from inspectloop.models.backbones import load_backbone
 
-# Where EfficientNet-Lite0's blocks end each stride: 40 channels at /8, 112 at /16, 320 at /32.
-LEVEL_BLOCKS = (4, 10, 15)
-LEVEL_CHANNELS = (40, 112, 320)
-STRIDES = (8, 16, 32)
+STRIDES = (8, 16, 32)  # the pyramid taps the trunk where its blocks end each of these strides
 PRIOR = 0.01  # initial box-present probability: most locations are background
 
 
@@ -68,7 +65,9 @@ class Detector(nn.Module):
         super().__init__()
         self.trunk = trunk
         self.num_classes = num_classes
-        self.pyramid = FeaturePyramid(LEVEL_CHANNELS, width)
+        ends = trunk.stride_ends()  # Lite0: blocks 4, 10, 15 with 40, 112, 320 channels; Lite2: 6, 14, 20
+        self.level_blocks = tuple(ends[stride][0] for stride in STRIDES)
+        self.pyramid = FeaturePyramid(tuple(ends[stride][1] for stride in STRIDES), width)
         self.heads = nn.ModuleList(DecoupledHead(width, num_classes) for _ in STRIDES)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
@@ -76,9 +75,9 @@ class Detector(nn.Module):
         taken = []
         for index, block in enumerate(self.trunk.blocks):
             x = block(x)
-            if index in LEVEL_BLOCKS:
+            if index in self.level_blocks:
                 taken.append(x)
-            if index == LEVEL_BLOCKS[-1]:
+            if index == self.level_blocks[-1]:
                 break
         return self.pyramid(taken)
 

@@ -5,7 +5,8 @@ edge computes the guard's score in the same forward pass as the class logits. Th
 :func:`inspectloop.train.novelty.novelty_scores`, which fits the threshold.
 
 The guard's embedding (:func:`guard_embedding`) is mid-level: the average and the maximum over the image
-of an EfficientNet-Lite trunk's stride-32 features (after block ``GUARD_BLOCK`` - 1), each unit length.
+of an EfficientNet-Lite trunk's stride-32 features (before its last two blocks: :func:`guard_block`), each
+unit length.
 Measured on magnetic tile with one defect class left out (benchmarks/novelty.py), it catches far more
 unseen defects at the same extra review of good parts than the pooled features the head reads: a small
 new defect barely moves a whole-image average of high-level features, but it moves a local maximum.
@@ -38,7 +39,10 @@ class NoveltyDistance(nn.Module):
         return squared.topk(self.k, dim=1, largest=False).values.sqrt().mean(dim=1)
 
 
-GUARD_BLOCK = 14  # EfficientNet-Lite0: blocks 0..13 end at stride 32 with 192 channels (before the 320-channel block)
+def guard_block(trunk: nn.Module) -> int:
+    """The block the guard's embedding is taken before: the trunk's second-to-last (Lite0: 14, so blocks 0..13
+    end at stride 32 with 192 channels; Lite2: 19)."""
+    return len(trunk.blocks) - 2
 
 
 def features_and_embedding(trunk: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -46,10 +50,11 @@ def features_and_embedding(trunk: nn.Module, x: torch.Tensor) -> tuple[torch.Ten
     if not all(hasattr(trunk, name) for name in ("forward_until", "forward_from", "blocks")):
         features = torch.flatten(trunk(x), 1)
         return features, features
-    middle = trunk.forward_until(x, GUARD_BLOCK)
+    block = guard_block(trunk)
+    middle = trunk.forward_until(x, block)
     embedding = torch.cat([nn.functional.normalize(middle.mean(dim=(2, 3)), dim=1, eps=1e-12),
                            nn.functional.normalize(middle.amax(dim=(2, 3)), dim=1, eps=1e-12)], dim=1)
-    return trunk.forward_from(middle, GUARD_BLOCK), embedding
+    return trunk.forward_from(middle, block), embedding
 
 
 def guard_embedding(trunk: nn.Module, x: torch.Tensor) -> torch.Tensor:

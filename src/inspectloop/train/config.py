@@ -42,7 +42,9 @@ class TrainConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    backbone: Literal["efficientnet-lite0"] = Field("efficientnet-lite0", description="pretrained trunk")
+    backbone: Literal["efficientnet-lite0", "efficientnet-lite2"] = Field(
+        "efficientnet-lite0", description="pretrained trunk: efficientnet-lite2 is larger and slower (detectors and "
+                                          "classifiers; anomaly models read Lite0's blocks)")
     input_size: int = Field(224, ge=64, le=512, description="square model input in pixels")
     mode: Literal["finetune", "probe"] = Field(
         "finetune", description="finetune (best accuracy) or probe (seconds: a linear head on a frozen trunk)")
@@ -201,6 +203,9 @@ class TrainConfig(BaseModel):
                              "give epochs instead, or band_fit=split")
         if self.input_height is not None and self.task != "anomaly":
             raise ValueError("input_height (a non-square input) applies to anomaly models (task anomaly) only")
+        if self.task == "anomaly" and self.backbone != "efficientnet-lite0":
+            raise ValueError("anomaly models build patch features from EfficientNet-Lite0's blocks (patch_blocks): "
+                             "use backbone=efficientnet-lite0 with task anomaly")
         if self.head_blend and not (self.mode == "finetune" and self.head_refit):
             raise ValueError("head_blend blends the fine-tuned head into the refitted one: it needs mode=finetune "
                              "and head_refit=true (or leave head_blend at 0)")
