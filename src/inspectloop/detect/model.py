@@ -1,4 +1,5 @@
-"""A one-stage, anchor-free detector: EfficientNet-Lite0 trunk, a P3-P5 feature pyramid, a decoupled head.
+"""A one-stage, anchor-free detector: an EfficientNet-Lite trunk (Lite0 or Lite2), a P3-P5 feature pyramid, a
+decoupled head.
 
 Pure ``nn.Module``s, no training code. Each location of each pyramid level predicts, for every
 class, a box-present logit and, shared by the classes, its distances to the box's four sides (in
