@@ -21,8 +21,8 @@ and a global Gaussian on block 15 did not beat it. Stride 32 with the 0.04 cores
 192 x 480, the smallest input that did (0.957 / 73% at share 0.06; 160 x 416: 0.907 / 46%), cuts the edge
 time the backbone's convolutions take; 2026-12-03, later, on the same fold: 192 x 448 0.950 / 69%, 160 x 480
 0.918 / 46% (share 0.06), and a JPEG draft decode at 192 x 480 (variant -draft, jpeg_draft=true) 0.943 / 62%:
-none kept, so the edge time stays the 192 x 480 full decode's. On magnetic tile's folds (random 20,000-row banks) blocks 4+10
-and 10+14 tie with the mean aggregate, 14+15 lose: magnetic tile keeps 4+10.)
+none kept, so the edge time stays the 192 x 480 full decode's. On magnetic tile's folds (random 20,000-row
+banks) blocks 4+10 and 10+14 tie with the mean aggregate, 14+15 lose: magnetic tile keeps 4+10.)
 
 Preprocessing variants (resize mode, input size, per-image photometric normalisation) need their own
 backbone pass; everything after the backbone (which blocks, neighbourhood pooling, coreset size, k,
@@ -245,6 +245,15 @@ def patch_features(cache: dict[str, np.ndarray], index: np.ndarray, stages: tupl
     return f.permute(0, 2, 3, 1).contiguous().numpy()
 
 
+def patch_valid(cache: dict[str, np.ndarray], index: np.ndarray, features: np.ndarray) -> np.ndarray:
+    """The valid-pixel mask on the patch grid of ``features`` (N, h, w, D): one pixel per patch, the trailing
+    partial patch dropped as the pooling drops it (a stride that does not divide the input)."""
+    h, w = features.shape[1:3]
+    valid = cache["valid"][index]
+    step = valid.shape[1] // h
+    return valid[:, :h * step:step, :w * step:step]
+
+
 def fit_bank(train: np.ndarray, valid: np.ndarray, ratio: float, max_bank: int, chunk: int = 32,
              oversample: float = 4.0) -> np.ndarray:
     """Memory bank from (N, h, w, D) good features: per-chunk coresets, then the final one (as fit.py)."""
@@ -327,12 +336,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, object]:
         test_idx = np.flatnonzero(np.isin(sessions, held))
         t0 = time.time()
         train = patch_features(cache, train_idx, stages, args.pool, args.stride)
-        valid = cache["valid"][train_idx][:, ::args.stride // 8, ::args.stride // 8]
-        bank = fit_bank(train, valid, args.ratio, args.max_bank)
+        bank = fit_bank(train, patch_valid(cache, train_idx, train), args.ratio, args.max_bank)
         fit_s = time.time() - t0
         test = patch_features(cache, test_idx, stages, args.pool, args.stride)
-        step = args.stride // 8
-        tvalid = cache["valid"][test_idx][:, ::step, ::step]
+        tvalid = patch_valid(cache, test_idx, test)
         ps = patch_scores(test, bank, args.k)
         print(f"  fold {held}: features+bank {fit_s:.0f} s, search {time.time() - t0 - fit_s:.0f} s", flush=True)
         defect = classes[test_idx] != good

@@ -45,7 +45,8 @@ def test_too_few_good_images_are_refused_naming_the_count(count: int) -> None:
 
 @pytest.mark.parametrize("field, value", [("stride", 4), ("coreset_ratio", 0.0), ("input_size", 100),
                                           ("max_bank", 3), ("oversample", 0.5), ("score_share", 1.5),
-                                          ("stages", (10, 4)), ("stages", (16,)), ("stages", ())])
+                                          ("stages", (10, 4)), ("stages", (16,)), ("stages", ()),
+                                          ("backbone", "efficientnet-lite2")])
 def test_bad_settings_are_refused(field: str, value: object) -> None:
     with pytest.raises(TrainingError, match=field.split("_")[0]):
         PatchCoreConfig(**{field: value})

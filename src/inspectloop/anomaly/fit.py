@@ -71,7 +71,9 @@ class PatchCoreConfig:
     threads: int = 0
 
     def __post_init__(self) -> None:
-        checks = ((backbone_blocks_in_order(self.stages),
+        checks = ((self.backbone == "efficientnet-lite0",
+                   f"backbone must be efficientnet-lite0 (stages number its blocks), got {self.backbone!r}"),
+                  (backbone_blocks_in_order(self.stages),
                    f"stages must be increasing block numbers from 0 to {LITE0_LAST_BLOCK}"),
                   (self.stride in (8, 16, 32), "stride must be 8, 16 or 32"),
                   (0.0 < self.coreset_ratio <= 1.0, "coreset_ratio must be in (0, 1]"),

@@ -23,6 +23,7 @@ def backbone_blocks_in_order(blocks: tuple[int, ...]) -> bool:
     """Whether ``blocks`` are increasing EfficientNet-Lite0 block numbers (what patch features are built from)."""
     return bool(blocks) and list(blocks) == sorted(set(blocks)) and 0 <= blocks[0] and blocks[-1] <= LITE0_LAST_BLOCK
 
+
 if TYPE_CHECKING:
     from inspectloop.accept.criteria import AcceptanceCriteria
 
